@@ -1,0 +1,75 @@
+#pragma once
+// Small pieces every test binary uses: temporary directories, waiting on a condition with a
+// deadline (never a bare sleep), child processes that can be killed for real, and the path of
+// the built binaries. Not thread-safe unless said.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imlog::testing {
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+ public:
+  explicit TempDir(std::string_view prefix = "imlog-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Polls `condition` every few milliseconds until it holds or `deadline` passes; returns whether it
+// held. For conditions that have no notification to wait on (another process's output).
+bool wait_until(const std::function<bool()>& condition,
+                std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+// A child process with its stdout readable line by line. The destructor kills it (SIGKILL) if
+// it is still running.
+class Subprocess {
+ public:
+  // Starts argv[0] with the given arguments; extra environment entries are "NAME=value".
+  static Subprocess start(const std::vector<std::string>& argv,
+                          const std::vector<std::string>& env = {});
+  Subprocess(Subprocess&& other) noexcept;
+  Subprocess& operator=(Subprocess&& other) noexcept;
+  ~Subprocess();
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // The next line of stdout without its newline, or nullopt at end of output or after `timeout`.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+  // Sends a signal.
+  void signal(int sig);
+  // Waits for exit; returns the exit status as from waitpid (use WIFEXITED etc.), or nullopt on
+  // time-out.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  // SIGKILL and reap.
+  void kill();
+
+ private:
+  Subprocess() = default;
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffer_;
+  bool reaped_ = false;
+};
+
+// The directory holding the built executables (imlog, imlog-kafka-mock), from the build system.
+std::filesystem::path binary_dir();
+
+// True when running under CI (CI=true): a missing server is then a failure, never a skip.
+bool in_ci();
+
+// A free TCP port on 127.0.0.1 at the time of the call.
+int free_port();
+
+}  // namespace imlog::testing
