@@ -1,0 +1,64 @@
+#pragma once
+// LocalLog: the embedded EventLog on RocksDB, for the single node (DESIGN.md §2).
+//
+// Durability: appends are group-committed by one writer thread: every append queued while the
+// previous write was syncing goes into one RocksDB WriteBatch and one WAL fsync, so "acknowledged"
+// means on disk at the cost of one sync per batch, not per record. A topic created with
+// durable=false is acknowledged once written to the OS (it survives a process kill, not a power
+// cut). Every record carries a CRC32C of its contents; a record that fails it is reported as
+// LogErrc::corrupt_record naming topic, partition and offset, never returned as data.
+//
+// Consumers are woken by the writer after each commit (a condition variable), never by a polling
+// sleep. Consumer groups are coordinated in process: the members of a group on one LocalLog share
+// its partitions (range assignment), and a member that leaves hands its partitions to the others.
+//
+// Threading: thread-safe. One writer thread owned by the LocalLog; append callbacks run on it.
+// Lifecycle: open() → use → destroy (drains queued appends, fails anything left with `closed`).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "imlog/engine/event_log.h"
+
+namespace imlog {
+
+struct LocalLogConfig {
+  // Directory of the RocksDB database holding every topic. Created if missing. Default ./data/log.
+  std::string dir = "./data/log";
+  // Back-pressure: append() blocks while this many bytes are queued and not yet written.
+  // Default 64 MiB.
+  uint64_t max_pending_bytes = 64ull << 20;
+  // How long append() may block on a full queue before failing with queue_full. Default 5 s.
+  std::chrono::milliseconds append_block_timeout{5000};
+  // Largest record (key + value) accepted. Default 1 MiB.
+  uint64_t max_record_bytes = 1ull << 20;
+  // Most records written by one group commit. Default 16384.
+  uint64_t max_batch_records = 16384;
+};
+
+class LocalLog final : public EventLog {
+ public:
+  // Opens or creates the log in config.dir. Fails with io_error naming the directory.
+  static Result<std::unique_ptr<LocalLog>> open(const LocalLogConfig& config);
+  ~LocalLog() override;
+
+  Status create_topic(const TopicSpec& spec) override;
+  Result<int32_t> partition_count(std::string_view topic) override;
+  void append(std::string_view topic, std::vector<OutRecord> records,
+              AppendCallback done) override;
+  Result<int64_t> end_offset(const TopicPartition& partition) override;
+  Result<int64_t> begin_offset(const TopicPartition& partition) override;
+  std::unique_ptr<Consumer> consumer(const ConsumerOptions& options) override;
+  Status flush(std::chrono::milliseconds timeout) override;
+  [[nodiscard]] std::string describe() const override;
+
+  struct State;  // private; public only so the consumer class in local_log.cpp can name it
+
+ private:
+  explicit LocalLog(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace imlog
