@@ -1,0 +1,89 @@
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+namespace {
+
+class SchemaCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "schema"; }
+  std::string message(int c) const override {
+    switch (static_cast<SchemaErrc>(c)) {
+      case SchemaErrc::malformed: return "malformed record";
+      case SchemaErrc::unknown_type: return "unknown record type";
+      case SchemaErrc::missing_field: return "missing field";
+    }
+    return "unknown schema error";
+  }
+};
+
+template <class T>
+Result<const T*> verified(std::string_view bytes, const char* what) {
+  auto data = reinterpret_cast<const uint8_t*>(bytes.data());
+  flatbuffers::Verifier verifier(data, bytes.size());
+  if (!verifier.VerifyBuffer<T>(nullptr)) {
+    return fail(SchemaErrc::malformed, std::string("not a valid ") + what + " (" +
+                                           std::to_string(bytes.size()) + " bytes)");
+  }
+  return flatbuffers::GetRoot<T>(data);
+}
+
+}  // namespace
+
+const std::error_category& schema_category() {
+  static const SchemaCategory category;
+  return category;
+}
+
+Result<const fb::EventEnvelope*> read_event(std::string_view bytes) {
+  auto e = verified<fb::EventEnvelope>(bytes, "event envelope");
+  if (!e) return e;
+  auto type = (*e)->event_type();
+  if (type == fb::Event::NONE || type > fb::Event::MAX) {
+    return fail(SchemaErrc::unknown_type,
+                "event type " + std::to_string(static_cast<int>(type)) +
+                    " is unknown to this build (schema version " +
+                    std::to_string((*e)->schema_version()) + ")");
+  }
+  return e;
+}
+
+Result<const fb::CommandEnvelope*> read_command(std::string_view bytes) {
+  auto c = verified<fb::CommandEnvelope>(bytes, "command envelope");
+  if (!c) return c;
+  auto type = (*c)->command_type();
+  if (type == fb::Command::NONE || type > fb::Command::MAX) {
+    return fail(SchemaErrc::unknown_type, "command type " + std::to_string(static_cast<int>(type)) +
+                                              " is unknown to this build");
+  }
+  return c;
+}
+
+namespace {
+
+template <class T, class TObj>
+std::string encode(const TObj& obj) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(T::Pack(fbb, &obj));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+}  // namespace
+
+std::string encode_event(const fb::EventEnvelopeT& event) {
+  if (event.schema_version == kSchemaVersion) return encode<fb::EventEnvelope>(event);
+  fb::EventEnvelopeT copy = event;
+  copy.schema_version = kSchemaVersion;
+  return encode<fb::EventEnvelope>(copy);
+}
+
+std::string encode_command(const fb::CommandEnvelopeT& command) {
+  if (command.schema_version == kSchemaVersion) return encode<fb::CommandEnvelope>(command);
+  fb::CommandEnvelopeT copy = command;
+  copy.schema_version = kSchemaVersion;
+  return encode<fb::CommandEnvelope>(copy);
+}
+
+std::string_view event_type_name(fb::Event type) { return fb::EnumNameEvent(type); }
+std::string_view command_type_name(fb::Command type) { return fb::EnumNameCommand(type); }
+
+}  // namespace imlog

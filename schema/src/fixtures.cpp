@@ -1,0 +1,127 @@
+#include "fixtures.h"
+
+namespace imlog::schema_fixtures {
+namespace {
+
+fb::EventEnvelopeT envelope(std::string stream, uint64_t seq, fb::EventUnion event) {
+  fb::EventEnvelopeT e;
+  e.stream = std::move(stream);
+  e.seq = seq;
+  e.event_id = 0x0123456789abcdefULL + seq;
+  e.timestamp_ms = 1'763'000'000'000 + static_cast<int64_t>(seq);
+  e.actor = 42;
+  e.epoch = 0xfeedULL;
+  e.reply_to = std::make_unique<fb::ReplyToT>();
+  e.reply_to->gateway = "gw-1";
+  e.reply_to->request_id = 7;
+  e.trace_id = "trace-1";
+  e.client_msg_id = "c-" + std::to_string(seq);
+  e.schema_version = 1;
+  e.event = std::move(event);
+  return e;
+}
+
+template <class T>
+fb::EventUnion as_event(T value) {
+  fb::EventUnion u;
+  u.Set(std::move(value));
+  return u;
+}
+
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v1_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto add = [&](std::string name, std::string stream, uint64_t seq, fb::EventUnion u) {
+    out.emplace_back(std::move(name), envelope(std::move(stream), seq, std::move(u)));
+  };
+  fb::UserRegisteredT reg;
+  reg.user_id = 42;
+  reg.username = "alice";
+  reg.password_hash = "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA";
+  reg.nickname = "Alice";
+  reg.email = "alice@example.com";
+  add("user_registered", "names_3", 1, as_event(reg));
+
+  fb::ProfileUpdatedT prof;
+  prof.user_id = 42;
+  prof.nickname = "Ally";
+  prof.signature = "hello";
+  add("profile_updated", "user_42", 1, as_event(prof));
+
+  fb::SettingsUpdatedT set;
+  set.user_id = 42;
+  set.allow_search = false;
+  set.message_policy = fb::MessagePolicy::FriendsOnly;
+  set.push_enabled = true;
+  set.quiet_start_minute = 1320;
+  set.quiet_end_minute = 420;
+  set.muted = {"group_9"};
+  add("settings_updated", "user_42", 2, as_event(set));
+
+  add("friend_requested", "single_42_43", 1, as_event(fb::FriendRequestedT{{}, 42, 43, "hi, it's Alice"}));
+  add("friend_accepted", "single_42_43", 2, as_event(fb::FriendAcceptedT{{}, 43, 42}));
+  add("friend_rejected", "single_42_44", 1, as_event(fb::FriendRejectedT{{}, 44, 42}));
+  add("friend_removed", "single_42_43", 3, as_event(fb::FriendRemovedT{{}, 42, 43}));
+  add("friend_group_set", "user_42", 3, as_event(fb::FriendGroupSetT{{}, 42, 43, "work"}));
+  add("user_blocked", "single_42_45", 1, as_event(fb::UserBlockedT{{}, 42, 45}));
+  add("user_unblocked", "single_42_45", 2, as_event(fb::UserUnblockedT{{}, 42, 45}));
+
+  fb::GroupCreatedT gc;
+  gc.group_id = 9;
+  gc.owner = 42;
+  gc.name = "book club";
+  gc.description = "monthly";
+  gc.members = {43, 44};
+  add("group_created", "group_9", 1, as_event(gc));
+  add("member_joined", "group_9", 2, as_event(fb::MemberJoinedT{{}, 46, 0}));
+  add("member_left", "group_9", 3, as_event(fb::MemberLeftT{{}, 44}));
+  add("member_removed", "group_9", 4, as_event(fb::MemberRemovedT{{}, 46, 42}));
+  add("role_changed", "group_9", 5, as_event(fb::RoleChangedT{{}, 43, fb::Role::Admin, 42}));
+
+  fb::MessageAppendedT msg;
+  msg.message_type = fb::MessageType::Text;
+  msg.content = "héllo, wörld 👋";
+  add("message_appended", "group_9", 6, as_event(msg));
+  add("message_recalled", "group_9", 7, as_event(fb::MessageRecalledT{{}, 0x0123456789abcdefULL + 6, 6}));
+  add("read_marked", "group_9", 0, as_event(fb::ReadMarkedT{{}, 43, 6}));
+
+  fb::EpochStartedT ep;
+  ep.token = 0xfeedULL;
+  ep.partition = 2;
+  ep.writer = "engine-a";
+  add("epoch_started", "", 0, as_event(ep));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v1_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  fb::CommandEnvelopeT c;
+  c.stream = "single_42_43";
+  c.actor = 42;
+  c.client_msg_id = "m-1";
+  c.reply_to = std::make_unique<fb::ReplyToT>();
+  c.reply_to->gateway = "gw-1";
+  c.reply_to->request_id = 9;
+  c.trace_id = "trace-2";
+  c.timestamp_ms = 1'763'000'000'500;
+  c.schema_version = 1;
+  fb::SendMessageT send;
+  send.message_type = fb::MessageType::Text;
+  send.content = "hi";
+  c.command.Set(std::move(send));
+  out.emplace_back("send_message", std::move(c));
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
+  if (version == 1) return v1_events();
+  return {};
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int version) {
+  if (version == 1) return v1_commands();
+  return {};
+}
+
+}  // namespace imlog::schema_fixtures
