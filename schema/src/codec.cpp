@@ -58,6 +58,10 @@ Result<const fb::CommandEnvelope*> read_command(std::string_view bytes) {
   return c;
 }
 
+Result<const fb::Delivery*> read_delivery(std::string_view bytes) {
+  return verified<fb::Delivery>(bytes, "delivery");
+}
+
 namespace {
 
 template <class T, class TObj>
@@ -81,6 +85,10 @@ std::string encode_command(const fb::CommandEnvelopeT& command) {
   fb::CommandEnvelopeT copy = command;
   copy.schema_version = kSchemaVersion;
   return encode<fb::CommandEnvelope>(copy);
+}
+
+std::string encode_delivery(const fb::DeliveryT& delivery) {
+  return encode<fb::Delivery>(delivery);
 }
 
 std::string_view event_type_name(fb::Event type) { return fb::EnumNameEvent(type); }

@@ -51,7 +51,7 @@ tl::unexpected<Error> fail(E code, std::string message, bool retryable = false) 
 // Propagate an error from a Result-returning expression, or bind its value.
 #define IMLOG_TRY(expr)                                              \
   do {                                                               \
-    if (auto imlog_try_r_ = (expr); !imlog_try_r_) {                 \
+    if (auto&& imlog_try_r_ = (expr); !imlog_try_r_) {               \
       return ::tl::unexpected<::imlog::Error>(imlog_try_r_.error()); \
     }                                                                \
   } while (0)

@@ -32,6 +32,9 @@ inline constexpr uint16_t kSchemaVersion = 1;
 Result<const fb::EventEnvelope*> read_event(std::string_view bytes);
 Result<const fb::CommandEnvelope*> read_command(std::string_view bytes);
 
+Result<const fb::Delivery*> read_delivery(std::string_view bytes);
+std::string encode_delivery(const fb::DeliveryT& delivery);
+
 // Encodes an envelope (schema_version is set to kSchemaVersion).
 std::string encode_event(const fb::EventEnvelopeT& event);
 std::string encode_command(const fb::CommandEnvelopeT& command);

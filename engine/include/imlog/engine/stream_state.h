@@ -1,0 +1,123 @@
+#pragma once
+// The state of one stream, derived only from its earlier valid events, and the two pure functions
+// of event sourcing over it (DESIGN.md §3, §5):
+//
+//   decide(state, command) → the one event the command produces, or a refusal with a reason code
+//   apply(state, event)    → the state after the event
+//
+// The sequencer runs decide+apply live and apply alone when it catches up from the log, so the
+// state it rebuilds after a crash is the state it had. Deduplication is not here: the sequencer
+// checks (actor, client_msg_id) before deciding.
+//
+// Pure and thread-compatible: no I/O, no clock (the caller passes `now_ms`).
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "imlog/engine/directory.h"
+#include "imlog/engine/streams.h"
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+
+// Why a command was refused; the code travels to the client as a string (refusal_code()).
+enum class Refusal {
+  invalid,               // a malformed or incomplete command
+  wrong_stream,          // a command that does not belong on this stream
+  not_participant,       // writing to a one-to-one stream of two other users
+  not_member,            // writing to a group one is not a member of
+  not_found,             // the group, user or message does not exist
+  already_exists,        // the username is taken, the group id is in use
+  already_member,
+  forbidden,             // not the owner or an admin
+  blocked,               // the other user blocked the sender
+  you_blocked,           // the sender blocked the other user (unblock first)
+  not_friends,           // the recipient accepts messages from friends only
+  already_friends,
+  already_requested,
+  no_pending_request,
+  too_large,             // content or field over its limit
+  recall_window_passed,
+  not_sender,            // recalling someone else's message
+  group_full,
+  owner_must_transfer,   // the owner cannot leave a group that still has members
+  rate_limited,
+};
+std::string_view refusal_code(Refusal r);
+
+// Limits the sequencer enforces; part of EngineConfig.
+struct EngineLimits {
+  uint64_t max_content_bytes = 64 * 1024;     // message content. Default 64 KiB.
+  int64_t recall_window_ms = 2 * 60 * 1000;  // a sender may recall for this long. Default 2 min.
+  uint32_t max_group_members = 10000;         // Default 10,000.
+  uint32_t max_name_bytes = 100;              // group names, nicknames, friend group names
+  uint32_t max_text_bytes = 1000;             // descriptions, signatures, friend request notes
+};
+
+enum class Link : uint8_t { none = 0, pending_from_lo, pending_from_hi, friends };
+
+struct RecentMessage {
+  uint64_t message_id = 0;
+  uint64_t sender = 0;
+  uint64_t seq = 0;
+  int64_t timestamp_ms = 0;
+  bool recalled = false;
+};
+
+struct StreamState {
+  uint64_t last_seq = 0;       // of the timeline: every event but read markers and epoch markers
+  int64_t last_event_ms = 0;
+  // group_<id>
+  bool created = false;
+  uint64_t owner = 0;
+  std::map<uint64_t, fb::Role> members;  // ordered: encoding must be deterministic
+  // single_<lo>_<hi>
+  Link link = Link::none;
+  bool lo_blocks_hi = false;
+  bool hi_blocks_lo = false;
+  // conversations: messages still inside the recall window, oldest first
+  std::deque<RecentMessage> recent;
+
+  bool operator==(const StreamState&) const = default;
+};
+
+// The usernames already claimed (kept by the sequencer beside the stream states).
+class NameIndex {
+ public:
+  virtual ~NameIndex() = default;
+  [[nodiscard]] virtual bool taken(std::string_view username) const = 0;
+};
+
+struct DecideContext {
+  const Directory& directory;
+  const EngineLimits& limits;
+  int64_t now_ms = 0;
+  const NameIndex* names = nullptr;  // required for names_ streams
+};
+
+struct Decision {
+  enum class Kind { accept, refuse } kind = Kind::refuse;
+  fb::EventUnion event;      // accept
+  bool timeline = true;      // accept: takes the stream's next seq (false for read markers)
+  uint64_t result_id = 0;    // accept: the id the command created (user id of a registration)
+  Refusal refusal = Refusal::invalid;
+  std::string message;       // refuse: names what is wrong
+
+  static Decision refuse(Refusal r, std::string message);
+};
+
+Decision decide(const StreamRef& stream, const StreamState& state,
+                const fb::CommandEnvelope& command, const DecideContext& ctx);
+
+// Applies a valid event of this stream. Precondition: event.stream() names `stream`.
+void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event,
+           const EngineLimits& limits);
+
+// Deterministic binary encoding of a state, for the state store.
+std::string encode_state(const StreamState& state);
+bool decode_state(std::string_view bytes, StreamState& out);
+
+}  // namespace imlog

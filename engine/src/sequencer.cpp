@@ -1,0 +1,529 @@
+#include "imlog/engine/sequencer.h"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/message_ids.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+#include "state_store.h"
+
+namespace imlog {
+namespace {
+
+std::string default_instance_id() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(::getpid());
+}
+
+uint64_t new_token(const Clock& clock) {
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(clock.now_ms()));
+  uint64_t t = 0;
+  while (t == 0) t = rng();
+  return t;
+}
+
+// Everything the sequencer holds for one owned partition.
+struct PartitionCtx {
+  PartitionCtx(const Clock& clock, int32_t p) : partition(p), ids(clock, p) {}
+  int32_t partition;
+  uint64_t token = 0;
+  int64_t acked_event_offset = 0;       // next im.events offset after the last acknowledged event
+  int64_t acked_command_offset = -1;    // highest command offset whose events are acknowledged
+  uint64_t last_event_id = 0;
+  MessageIdGenerator ids;
+  std::unordered_map<std::string, StreamState> streams;
+  std::unordered_set<std::string> dirty;
+  std::unordered_map<std::string, DedupeEntry> pending_dedupe;  // not yet in the store
+  std::unordered_map<std::string, uint64_t> pending_names;
+};
+
+struct Reply {
+  std::string topic;
+  std::string bytes;
+};
+
+struct Inflight {
+  std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
+  std::vector<Reply> replies;                  // sent once the batch is durable
+  size_t events = 0;
+};
+
+struct Completion {
+  uint64_t batch;
+  Result<std::vector<RecordPosition>> result;
+};
+
+}  // namespace
+
+class Sequencer::Loop final : public RebalanceListener {
+ public:
+  Loop(EventLog& log, const Directory& directory, const Clock& clock, EngineConfig config,
+       std::unique_ptr<StateStore> store)
+      : log_(log), directory_(directory), clock_(clock), config_(std::move(config)),
+        store_(std::move(store)), logger_(logger("engine")) {
+    if (config_.instance_id.empty()) config_.instance_id = default_instance_id();
+  }
+
+  Status start() {
+    ConsumerOptions opts;
+    opts.group = config_.group;
+    opts.topics = {std::string(kCommandsTopic)};
+    opts.max_batch = config_.max_batch;
+    opts.listener = this;
+    commands_ = log_.consumer(opts);
+    thread_ = std::thread([this] { run(); });
+    return {};
+  }
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    running_ = false;
+    if (commands_) commands_->wakeup();
+    thread_.join();
+  }
+
+  std::string failure() const {
+    std::lock_guard lock(mu_);
+    return failure_;
+  }
+
+  SequencerStats stats;
+
+  // ---- RebalanceListener: runs inside commands_->poll(), on the loop thread ----------------------
+
+  void on_assigned(const std::vector<TopicPartition>& parts) override {
+    for (const auto& tp : parts) {
+      if (auto s = take_partition(tp.partition); !s) fail_loop(s.error());
+    }
+  }
+
+  void on_revoked(const std::vector<TopicPartition>& parts) override {
+    quiesce();
+    checkpoint();
+    for (const auto& tp : parts) {
+      partitions_.erase(tp.partition);
+      logger_->info("released partition {} of {}", tp.partition, kCommandsTopic);
+    }
+    stats.partitions = static_cast<int32_t>(partitions_.size());
+  }
+
+ private:
+  // ---- the loop -------------------------------------------------------------------------------
+
+  void run() {
+    logger_->info("sequencer {} started (group {})", config_.instance_id, config_.group);
+    std::vector<Record> records;
+    auto next_checkpoint = std::chrono::steady_clock::now() + config_.checkpoint_interval;
+    while (running_ && failure().empty()) {
+      drain_completions(false);
+      if (inflight_.size() >= config_.max_inflight_batches) {
+        drain_completions(true);
+        continue;
+      }
+      if (std::chrono::steady_clock::now() >= next_checkpoint) {
+        quiesce();
+        checkpoint();
+        next_checkpoint = std::chrono::steady_clock::now() + config_.checkpoint_interval;
+      }
+      auto polled = commands_->poll(records, std::chrono::milliseconds(100));
+      if (!polled) {
+        if (polled.error().retryable()) continue;
+        fail_loop(polled.error().with_context("reading im.commands"));
+        break;
+      }
+      if (!records.empty()) handle_batch(records);
+    }
+    quiesce();
+    checkpoint();
+    commands_->close();
+    logger_->info("sequencer {} stopped: {} commands, {} events, {} refused, {} duplicates",
+                  config_.instance_id, stats.commands.load(), stats.events.load(),
+                  stats.refused.load(), stats.duplicates.load());
+  }
+
+  void fail_loop(const Error& e) {
+    logger_->critical("sequencer stops: {}", e.to_string());
+    std::lock_guard lock(mu_);
+    if (failure_.empty()) failure_ = e.to_string();
+  }
+
+  // ---- taking a partition: epoch marker, then catch-up ------------------------------------------
+
+  Status take_partition(int32_t p) {
+    auto cp = store_->checkpoint(p);
+    IMLOG_TRY(cp);
+    auto ctx = std::make_unique<PartitionCtx>(clock_, p);
+    ctx->ids.observe(cp->last_event_id);
+    ctx->last_event_id = cp->last_event_id;
+
+    uint64_t token = new_token(clock_);
+    fb::EventEnvelopeT marker;
+    marker.event_id = ctx->ids.next();
+    marker.timestamp_ms = clock_.now_ms();
+    marker.epoch = token;
+    fb::EpochStartedT ep;
+    ep.token = token;
+    ep.partition = p;
+    ep.writer = config_.instance_id;
+    marker.event.Set(std::move(ep));
+    std::vector<OutRecord> out;
+    out.push_back(OutRecord{"", encode_event(marker), p});
+    auto pos = log_.append_wait(kEventsTopic, std::move(out));
+    if (!pos) return fail(pos.error().with_context("writing the epoch marker of partition " + std::to_string(p)));
+    int64_t marker_offset = pos->at(0).offset;
+
+    auto caught = catch_up(*ctx, cp->next_event_offset, cp->token, marker_offset);
+    IMLOG_TRY(caught);
+    ctx->token = token;
+    ctx->acked_event_offset = marker_offset + 1;
+    logger_->info("took partition {}: epoch {:x}, caught up {} events from offset {} to {}", p, token,
+                  *caught, cp->next_event_offset, marker_offset);
+    partitions_[p] = std::move(ctx);
+    stats.epochs++;
+    stats.partitions = static_cast<int32_t>(partitions_.size());
+    return {};
+  }
+
+  // Applies the valid events of partition p in [from, through] to ctx; returns how many.
+  Result<uint64_t> catch_up(PartitionCtx& ctx, int64_t from, uint64_t token, int64_t through) {
+    int32_t p = ctx.partition;
+    EpochFilter filter;
+    filter.restore(p, token);
+    ConsumerOptions opts;
+    opts.max_batch = 4096;
+    auto reader = log_.consumer(opts);
+    IMLOG_TRY(reader->assign({TopicPartitionOffset{std::string(kEventsTopic), p, from}}));
+    std::vector<Record> records;
+    uint64_t applied = 0;
+    int64_t next = from;
+    while (next <= through) {
+      auto polled = reader->poll(records, std::chrono::milliseconds(1000));
+      if (!polled) return fail(polled.error().with_context("catching up partition " + std::to_string(p)));
+      for (const auto& r : records) {
+        next = r.offset + 1;
+        auto ev = read_event(r.value);
+        if (!ev) {
+          return fail(ev.error().with_context("im.events partition " + std::to_string(p) + " offset " +
+                                              std::to_string(r.offset)));
+        }
+        ctx.ids.observe((*ev)->event_id());
+        if (!filter.accept(p, **ev) || (*ev)->event_type() == fb::Event::EpochStarted) continue;
+        record_event(ctx, **ev);
+        ++applied;
+      }
+    }
+    return applied;
+  }
+
+  // ---- derived state ------------------------------------------------------------------------------
+
+  StreamState& state_of(PartitionCtx& ctx, const std::string& stream) {
+    auto it = ctx.streams.find(stream);
+    if (it != ctx.streams.end()) return it->second;
+    StreamState& s = ctx.streams[stream];
+    if (auto loaded = store_->load(stream, s); !loaded) fail_loop(loaded.error());
+    return s;
+  }
+
+  // Folds one valid event into the partition's derived state: the live path and catch-up share it.
+  void record_event(PartitionCtx& ctx, const fb::EventEnvelope& e) {
+    std::string stream(sv(e.stream()));
+    auto ref = parse_stream(stream);
+    if (!ref) return;
+    StreamState& s = state_of(ctx, stream);
+    apply(*ref, s, e, config_.limits);
+    ctx.dirty.insert(stream);
+    ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
+    uint64_t result_id = 0;
+    if (auto* reg = e.event_as_UserRegistered()) {
+      result_id = reg->user_id();
+      ctx.pending_names[std::string(sv(reg->username()))] = reg->user_id();
+    } else if (auto* gc = e.event_as_GroupCreated()) {
+      result_id = gc->group_id();
+    }
+    if (e.client_msg_id() && e.client_msg_id()->size() > 0) {
+      ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
+          DedupeEntry{e.seq(), e.event_id(), result_id};
+    }
+  }
+
+  std::optional<DedupeEntry> find_duplicate(PartitionCtx& ctx, const std::string& key) {
+    if (auto it = ctx.pending_dedupe.find(key); it != ctx.pending_dedupe.end()) return it->second;
+    auto stored = store_->dedupe(key);
+    if (!stored) {
+      fail_loop(stored.error());
+      return std::nullopt;
+    }
+    return *stored;
+  }
+
+  class Names final : public NameIndex {
+   public:
+    Names(PartitionCtx& ctx, StateStore& store) : ctx_(ctx), store_(store) {}
+    bool taken(std::string_view name) const override {
+      if (ctx_.pending_names.contains(std::string(name))) return true;
+      auto t = store_.name_taken(name);
+      return !t || *t;  // an unreadable index refuses rather than risk a second claim
+    }
+
+   private:
+    PartitionCtx& ctx_;
+    StateStore& store_;
+  };
+
+  // ---- live commands ------------------------------------------------------------------------------
+
+  void handle_batch(const std::vector<Record>& records) {
+    Inflight batch;
+    std::vector<OutRecord> events;
+    events.reserve(records.size());
+    for (const auto& r : records) {
+      auto it = partitions_.find(r.partition);
+      if (it == partitions_.end()) continue;  // revoked meanwhile; the next owner handles it
+      handle_command(*it->second, r, batch, events);
+      auto& off = batch.command_offsets[r.partition];
+      off = std::max(off, r.offset);
+    }
+    stats.commands += records.size();
+    batch.events = events.size();
+    uint64_t id = next_batch_++;
+    inflight_.emplace(id, std::move(batch));
+    if (events.empty()) {
+      complete(id, std::vector<RecordPosition>{});
+      return;
+    }
+    log_.append(kEventsTopic, std::move(events), [this, id](Result<std::vector<RecordPosition>> r) {
+      {
+        std::lock_guard lock(mu_);
+        completions_.push_back(Completion{id, std::move(r)});
+      }
+      cv_.notify_one();
+      commands_->wakeup();
+    });
+  }
+
+  void handle_command(PartitionCtx& ctx, const Record& r, Inflight& batch, std::vector<OutRecord>& events) {
+    auto parsed = read_command(r.value);
+    if (!parsed) {
+      stats.malformed++;
+      logger_->warn("dropping a malformed command at im.commands partition {} offset {}: {}", r.partition,
+                    r.offset, parsed.error().to_string());
+      return;
+    }
+    const fb::CommandEnvelope& c = **parsed;
+    std::string stream(sv(c.stream()));
+    auto ref = parse_stream(stream);
+    auto refuse = [&](Refusal why, std::string message) {
+      stats.refused++;
+      queue_reply(batch, c, fb::ReplyStatus::Refused, why, std::move(message), DedupeEntry{});
+    };
+    if (!ref) return refuse(Refusal::invalid, "`" + stream + "` is not a stream id");
+    if (r.key != stream) return refuse(Refusal::invalid, "the command's key does not match its stream");
+    auto cmid = sv(c.client_msg_id());
+    if (cmid.empty() || cmid.size() > 128) return refuse(Refusal::invalid, "client_msg_id must be 1 to 128 bytes");
+
+    std::string key = StateStore::dedupe_key(stream, c.actor(), cmid);
+    if (auto dup = find_duplicate(ctx, key)) {
+      stats.duplicates++;
+      queue_reply(batch, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", *dup);
+      return;
+    }
+    StreamState& state = state_of(ctx, stream);
+    Names names(ctx, *store_);
+    int64_t now = clock_.now_ms();
+    Decision d = decide(*ref, state, c, DecideContext{directory_, config_.limits, now, &names});
+    if (d.kind == Decision::Kind::refuse) return refuse(d.refusal, std::move(d.message));
+
+    fb::EventEnvelopeT e;
+    e.stream = stream;
+    e.seq = d.timeline ? state.last_seq + 1 : 0;
+    e.event_id = ctx.ids.next();
+    e.timestamp_ms = now;
+    e.actor = c.actor();
+    e.epoch = ctx.token;
+    if (c.reply_to()) {
+      e.reply_to = std::make_unique<fb::ReplyToT>();
+      c.reply_to()->UnPackTo(e.reply_to.get());
+    }
+    e.trace_id = sv(c.trace_id());
+    e.client_msg_id = cmid;
+    e.event = std::move(d.event);
+    std::string bytes = encode_event(e);
+    record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data()));
+    events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
+  }
+
+  void queue_reply(Inflight& batch, const fb::CommandEnvelope& c, fb::ReplyStatus status, Refusal why,
+                   std::string message, const DedupeEntry& original) {
+    if (!c.reply_to() || !c.reply_to()->gateway() || c.reply_to()->gateway()->size() == 0) return;
+    fb::DeliveryT d;
+    d.reply = std::make_unique<fb::CommandReplyT>();
+    auto& r = *d.reply;
+    r.request_id = c.reply_to()->request_id();
+    r.status = status;
+    if (status == fb::ReplyStatus::Refused) r.code = refusal_code(why);
+    r.message = std::move(message);
+    r.stream = sv(c.stream());
+    r.seq = original.seq;
+    r.event_id = original.event_id;
+    r.result_id = original.result_id;
+    r.client_msg_id = sv(c.client_msg_id());
+    r.actor = c.actor();
+    batch.replies.push_back(Reply{delivery_topic(sv(c.reply_to()->gateway())), encode_delivery(d)});
+  }
+
+  // ---- completions ----------------------------------------------------------------------------------
+
+  void drain_completions(bool wait) {
+    std::deque<Completion> ready;
+    {
+      std::unique_lock lock(mu_);
+      if (wait) cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return !completions_.empty(); });
+      ready.swap(completions_);
+    }
+    for (auto& c : ready) complete(c.batch, std::move(c.result));
+  }
+
+  void complete(uint64_t id, Result<std::vector<RecordPosition>> result) {
+    auto node = inflight_.extract(id);
+    if (node.empty()) return;
+    Inflight& batch = node.mapped();
+    if (!result) {
+      // Our in-memory state ran ahead of a log that may hold any part of the batch: rebuild the
+      // affected partitions from the log (a new epoch), and let the commands come again.
+      logger_->error("appending {} events failed: {}; retaking the partitions", batch.events,
+                     result.error().to_string());
+      for (auto [p, off] : batch.command_offsets) retake_partition(p);
+      return;
+    }
+    stats.events += result->size();
+    for (const auto& pos : *result) {
+      if (auto it = partitions_.find(pos.partition); it != partitions_.end()) {
+        it->second->acked_event_offset = std::max(it->second->acked_event_offset, pos.offset + 1);
+      }
+    }
+    for (auto [p, off] : batch.command_offsets) {
+      if (auto it = partitions_.find(p); it != partitions_.end()) {
+        it->second->acked_command_offset = std::max(it->second->acked_command_offset, off);
+      }
+    }
+    send_replies(std::move(batch.replies));
+  }
+
+  void send_replies(std::vector<Reply> replies) {
+    std::map<std::string, std::vector<OutRecord>> by_topic;
+    for (auto& r : replies) by_topic[r.topic].push_back(OutRecord{"", std::move(r.bytes), 0});
+    for (auto& [topic, records] : by_topic) {
+      log_.append(topic, std::move(records), [this, topic](Result<std::vector<RecordPosition>> r) {
+        if (!r) logger_->warn("replying on {} failed: {}", topic, r.error().to_string());
+      });
+    }
+  }
+
+  void retake_partition(int32_t p) {
+    quiesce();
+    partitions_.erase(p);
+    if (auto s = take_partition(p); !s) return fail_loop(s.error());
+    auto committed = commands_->committed(TopicPartition{std::string(kCommandsTopic), p});
+    int64_t from = committed && *committed ? **committed : 0;
+    if (auto s = commands_->seek(TopicPartitionOffset{std::string(kCommandsTopic), p, from}); !s) {
+      fail_loop(s.error());
+    }
+  }
+
+  // Waits until no append is in flight, so the derived state equals the acknowledged log.
+  void quiesce() {
+    while (!inflight_.empty()) drain_completions(true);
+  }
+
+  // ---- checkpoints --------------------------------------------------------------------------------
+
+  // Precondition: quiesce()d. Writes derived state and checkpoints atomically, then commits the
+  // command offsets whose events are durable.
+  void checkpoint() {
+    if (partitions_.empty()) return;
+    StoreBatch batch;
+    std::vector<TopicPartitionOffset> offsets;
+    for (auto& [p, ctx] : partitions_) {
+      for (const auto& stream : ctx->dirty) batch.states.emplace_back(stream, &ctx->streams.at(stream));
+      for (auto& kv : ctx->pending_dedupe) batch.dedupe.emplace_back(kv.first, kv.second);
+      for (auto& kv : ctx->pending_names) batch.names.emplace_back(kv.first, kv.second);
+      batch.checkpoints.emplace_back(p, Checkpoint{ctx->acked_event_offset, ctx->token, ctx->last_event_id});
+      if (ctx->acked_command_offset >= 0) {
+        offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
+      }
+    }
+    if (auto s = store_->write(batch); !s) return fail_loop(s.error());
+    for (auto& [p, ctx] : partitions_) {
+      ctx->dirty.clear();
+      ctx->pending_dedupe.clear();
+      ctx->pending_names.clear();
+      if (ctx->streams.size() > config_.max_cached_streams) ctx->streams.clear();
+    }
+    if (!offsets.empty()) {
+      if (auto s = commands_->commit(offsets); !s) {
+        // Not fatal: the commands come again after a restart and are deduplicated.
+        logger_->warn("committing command offsets failed: {}", s.error().to_string());
+      }
+    }
+  }
+
+  EventLog& log_;
+  const Directory& directory_;
+  const Clock& clock_;
+  EngineConfig config_;
+  std::unique_ptr<StateStore> store_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::unique_ptr<Consumer> commands_;
+  std::thread thread_;
+  std::atomic<bool> running_{true};
+
+  std::map<int32_t, std::unique_ptr<PartitionCtx>> partitions_;
+  std::map<uint64_t, Inflight> inflight_;
+  uint64_t next_batch_ = 1;
+
+  mutable std::mutex mu_;  // guards completions_ and failure_
+  std::condition_variable cv_;
+  std::deque<Completion> completions_;
+  std::string failure_;
+};
+
+Sequencer::Sequencer(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
+Sequencer::~Sequencer() { stop(); }
+
+Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, const Directory& directory,
+                                                     const Clock& clock, EngineConfig config) {
+  auto commands = log.partition_count(kCommandsTopic);
+  IMLOG_TRY(commands);
+  auto events = log.partition_count(kEventsTopic);
+  IMLOG_TRY(events);
+  if (*commands != *events) {
+    return fail(LogErrc::topic_mismatch, "im.commands has " + std::to_string(*commands) +
+                                             " partitions and im.events " + std::to_string(*events) +
+                                             ": they must be equal (imlog init creates both)");
+  }
+  auto store = StateStore::open(config.state_dir);
+  IMLOG_TRY(store);
+  return std::unique_ptr<Sequencer>(
+      new Sequencer(std::make_unique<Loop>(log, directory, clock, std::move(config), std::move(*store))));
+}
+
+Status Sequencer::start() { return loop_->start(); }
+void Sequencer::stop() { loop_->stop(); }
+std::string Sequencer::failure() const { return loop_->failure(); }
+const SequencerStats& Sequencer::stats() const { return loop_->stats; }
+
+}  // namespace imlog

@@ -1,0 +1,143 @@
+#include "state_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+namespace imlog {
+namespace {
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t get_u64(std::string_view in, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  return v;
+}
+
+std::string partition_key(int32_t p) {
+  std::string k = "c";
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(static_cast<uint32_t>(p) >> (8 * i)));
+  return k;
+}
+
+Error store_error(const rocksdb::Status& s, std::string_view what) {
+  return Error(std::make_error_code(std::errc::io_error),
+               "engine state store: " + std::string(what) + ": " + s.ToString(), false);
+}
+
+}  // namespace
+
+struct StateStore::Db {
+  std::unique_ptr<rocksdb::DB> db;
+};
+
+StateStore::StateStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
+StateStore::~StateStore() = default;
+
+Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.IncreaseParallelism(2);
+  // Dedupe lookups mostly miss (a new client_msg_id): bloom filters make a miss cheap.
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) return fail(store_error(s, "opening " + dir));
+  auto db = std::make_unique<Db>();
+  db->db.reset(raw);
+  return std::unique_ptr<StateStore>(new StateStore(std::move(db)));
+}
+
+Result<Checkpoint> StateStore::checkpoint(int32_t partition) {
+  std::string v;
+  auto s = db_->db->Get(rocksdb::ReadOptions(), partition_key(partition), &v);
+  if (s.IsNotFound()) return Checkpoint{};
+  if (!s.ok()) return fail(store_error(s, "reading checkpoint"));
+  if (v.size() != 24) return Checkpoint{};  // unreadable: rebuild from the start of the log
+  return Checkpoint{static_cast<int64_t>(get_u64(v, 0)), get_u64(v, 8), get_u64(v, 16)};
+}
+
+Result<bool> StateStore::load(std::string_view stream, StreamState& out) {
+  std::string key = "s";
+  key += stream;
+  std::string v;
+  auto s = db_->db->Get(rocksdb::ReadOptions(), key, &v);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return fail(store_error(s, "reading stream " + std::string(stream)));
+  if (!decode_state(v, out)) {
+    return fail(Error(std::make_error_code(std::errc::io_error),
+                      "engine state store: stream " + std::string(stream) +
+                          " has an undecodable state; delete the state directory to rebuild it"));
+  }
+  return true;
+}
+
+std::string StateStore::dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id) {
+  std::string k;
+  k.reserve(2 + stream.size() + 8 + client_msg_id.size());
+  k.push_back('d');
+  k += stream;
+  k.push_back('\0');
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>(actor >> (8 * i)));
+  k += client_msg_id;
+  return k;
+}
+
+Result<std::optional<DedupeEntry>> StateStore::dedupe(std::string_view key) {
+  std::string v;
+  auto s = db_->db->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &v);
+  if (s.IsNotFound()) return std::optional<DedupeEntry>();
+  if (!s.ok() || v.size() != 24) return fail(store_error(s, "reading the dedupe index"));
+  return std::optional<DedupeEntry>(DedupeEntry{get_u64(v, 0), get_u64(v, 8), get_u64(v, 16)});
+}
+
+Result<bool> StateStore::name_taken(std::string_view username) {
+  std::string key = "n";
+  key += username;
+  std::string v;
+  auto s = db_->db->Get(rocksdb::ReadOptions(), key, &v);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return fail(store_error(s, "reading the name index"));
+  return true;
+}
+
+Status StateStore::write(const StoreBatch& batch) {
+  rocksdb::WriteBatch wb;
+  std::string key, value;
+  for (const auto& [stream, state] : batch.states) {
+    key = "s" + stream;
+    wb.Put(key, encode_state(*state));
+  }
+  for (const auto& [k, e] : batch.dedupe) {
+    value.clear();
+    put_u64(value, e.seq);
+    put_u64(value, e.event_id);
+    put_u64(value, e.result_id);
+    wb.Put(k, value);
+  }
+  for (const auto& [name, id] : batch.names) {
+    value.clear();
+    put_u64(value, id);
+    wb.Put("n" + name, value);
+  }
+  for (const auto& [p, c] : batch.checkpoints) {
+    value.clear();
+    put_u64(value, static_cast<uint64_t>(c.next_event_offset));
+    put_u64(value, c.token);
+    put_u64(value, c.last_event_id);
+    wb.Put(partition_key(p), value);
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = false;
+  auto s = db_->db->Write(wo, &wb);
+  if (!s.ok()) return fail(store_error(s, "writing a checkpoint"));
+  return {};
+}
+
+}  // namespace imlog

@@ -1,0 +1,69 @@
+#pragma once
+// The sequencer's local state store (DESIGN.md §5): a RocksDB cache of what the sequencer derived
+// from im.events — stream states, the dedupe index, claimed usernames — with, per partition, the
+// checkpoint they are consistent with (next im.events offset, epoch token, highest event id).
+// Deleting the directory costs only a rebuild from the log.
+//
+// Layout (one column family; the first byte names the kind):
+//   'c' partition(4 BE)                         → Checkpoint
+//   's' stream                                  → encode_state(StreamState)
+//   'd' stream 0x00 actor(8 BE) client_msg_id   → DedupeEntry
+//   'n' username                                → user id (8 LE)
+//
+// Writes are unsynced: the store is a cache, and a lost write only means a longer catch-up.
+// Each write() is atomic, so a checkpoint is always consistent with the states written with it.
+// Not thread-safe: owned by the sequencer thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imlog/core/result.h"
+#include "imlog/engine/stream_state.h"
+
+namespace imlog {
+
+struct Checkpoint {
+  int64_t next_event_offset = 0;  // first im.events offset not reflected in the store
+  uint64_t token = 0;             // epoch token current at that offset
+  uint64_t last_event_id = 0;     // highest event id of the partition so far
+};
+
+struct DedupeEntry {
+  uint64_t seq = 0;
+  uint64_t event_id = 0;
+  uint64_t result_id = 0;
+};
+
+// One atomic write: everything the sequencer learned since the last one.
+struct StoreBatch {
+  std::vector<std::pair<std::string, const StreamState*>> states;
+  std::vector<std::pair<std::string, DedupeEntry>> dedupe;  // key from dedupe_key()
+  std::vector<std::pair<std::string, uint64_t>> names;
+  std::vector<std::pair<int32_t, Checkpoint>> checkpoints;
+};
+
+class StateStore {
+ public:
+  static Result<std::unique_ptr<StateStore>> open(const std::string& dir);
+  ~StateStore();
+
+  Result<Checkpoint> checkpoint(int32_t partition);
+  // False when the stream has no stored state.
+  Result<bool> load(std::string_view stream, StreamState& out);
+  Result<std::optional<DedupeEntry>> dedupe(std::string_view key);
+  Result<bool> name_taken(std::string_view username);
+  Status write(const StoreBatch& batch);
+
+  static std::string dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id);
+
+ private:
+  struct Db;
+  explicit StateStore(std::unique_ptr<Db> db);
+  std::unique_ptr<Db> db_;
+};
+
+}  // namespace imlog

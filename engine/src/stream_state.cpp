@@ -1,0 +1,583 @@
+#include "imlog/engine/stream_state.h"
+
+#include <algorithm>
+
+namespace imlog {
+namespace {
+
+using K = StreamKind;
+
+std::string id_str(uint64_t id) { return std::to_string(id); }
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+bool valid_username(std::string_view name) {
+  if (name.size() < 3 || name.size() > 32) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+// Checks a free-text field: valid UTF-8 and at most `max` bytes. Empty message means fine.
+std::string check_text(std::string_view field, std::string_view value, uint64_t max) {
+  if (value.size() > max) {
+    return std::string(field) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
+           std::to_string(max);
+  }
+  if (!valid_utf8(value)) return std::string(field) + " is not valid UTF-8";
+  return {};
+}
+
+template <class T>
+Decision accept(T event, bool timeline = true) {
+  Decision d;
+  d.kind = Decision::Kind::accept;
+  d.event.Set(std::move(event));
+  d.timeline = timeline;
+  return d;
+}
+
+bool is_member(const StreamState& s, uint64_t user) { return s.members.contains(user); }
+
+fb::Role role_of(const StreamState& s, uint64_t user) {
+  auto it = s.members.find(user);
+  return it == s.members.end() ? fb::Role::Member : it->second;
+}
+
+// ---- names_<bucket> ---------------------------------------------------------------------------
+
+Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                      const DecideContext& ctx) {
+  auto* cmd = c.command_as_RegisterUser();
+  if (!cmd) return Decision::refuse(Refusal::wrong_stream, "a names_ stream takes only RegisterUser");
+  auto name = sv(cmd->username());
+  if (!valid_username(name)) {
+    return Decision::refuse(Refusal::invalid,
+                            "username must be 3 to 32 characters of letters, digits, _ . -");
+  }
+  if (name_bucket(name) != ref.a) {
+    return Decision::refuse(Refusal::wrong_stream, "username `" + std::string(name) +
+                                                       "` belongs to " + names_stream(name));
+  }
+  if (sv(cmd->password_hash()).empty()) return Decision::refuse(Refusal::invalid, "password hash is empty");
+  if (auto e = check_text("nickname", sv(cmd->nickname()), ctx.limits.max_name_bytes); !e.empty()) {
+    return Decision::refuse(Refusal::too_large, e);
+  }
+  if (ctx.names && ctx.names->taken(name)) {
+    return Decision::refuse(Refusal::already_exists, "username `" + std::string(name) + "` is taken");
+  }
+  fb::UserRegisteredT ev;
+  ev.user_id = user_id_for(static_cast<uint32_t>(ref.a), s.last_seq + 1);
+  ev.username = name;
+  ev.password_hash = sv(cmd->password_hash());
+  ev.nickname = cmd->nickname() && cmd->nickname()->size() ? sv(cmd->nickname()) : name;
+  ev.email = sv(cmd->email());
+  auto d = accept(std::move(ev));
+  d.result_id = d.event.AsUserRegistered()->user_id;
+  return d;
+}
+
+// ---- user_<id> --------------------------------------------------------------------------------
+
+Decision decide_user(const StreamRef& ref, const StreamState&, const fb::CommandEnvelope& c,
+                     const DecideContext& ctx) {
+  if (c.actor() != ref.a) {
+    return Decision::refuse(Refusal::forbidden, "only user " + id_str(ref.a) + " writes user_" + id_str(ref.a));
+  }
+  const auto& lim = ctx.limits;
+  switch (c.command_type()) {
+    case fb::Command::UpdateProfile: {
+      auto* cmd = c.command_as_UpdateProfile();
+      for (auto [field, value, max] :
+           {std::tuple{"nickname", sv(cmd->nickname()), uint64_t{lim.max_name_bytes}},
+            std::tuple{"avatar_url", sv(cmd->avatar_url()), uint64_t{lim.max_text_bytes}},
+            std::tuple{"signature", sv(cmd->signature()), uint64_t{lim.max_text_bytes}},
+            std::tuple{"email", sv(cmd->email()), uint64_t{lim.max_name_bytes}}}) {
+        if (auto e = check_text(field, value, max); !e.empty()) return Decision::refuse(Refusal::too_large, e);
+      }
+      if (cmd->nickname() && cmd->nickname()->size() == 0) {
+        return Decision::refuse(Refusal::invalid, "nickname cannot be empty");
+      }
+      fb::ProfileUpdatedT ev;
+      ev.user_id = ref.a;
+      if (cmd->nickname()) ev.nickname = sv(cmd->nickname());
+      if (cmd->avatar_url()) ev.avatar_url = sv(cmd->avatar_url());
+      if (cmd->signature()) ev.signature = sv(cmd->signature());
+      if (cmd->email()) ev.email = sv(cmd->email());
+      return accept(std::move(ev));
+    }
+    case fb::Command::UpdateSettings: {
+      auto* cmd = c.command_as_UpdateSettings();
+      fb::SettingsUpdatedT ev;
+      ev.user_id = ref.a;
+      ev.allow_search = cmd->allow_search();
+      ev.message_policy = cmd->message_policy();
+      ev.push_enabled = cmd->push_enabled();
+      ev.quiet_start_minute = cmd->quiet_start_minute();
+      ev.quiet_end_minute = cmd->quiet_end_minute();
+      for (auto m : {ev.quiet_start_minute, ev.quiet_end_minute}) {
+        if (m.has_value() && (*m < -1 || *m >= 24 * 60)) {
+          return Decision::refuse(Refusal::invalid, "quiet hours are minutes in [0, 1440), or -1 to clear");
+        }
+      }
+      if (cmd->muted()) for (auto* m : *cmd->muted()) ev.muted.emplace_back(sv(m));
+      if (cmd->unmuted()) for (auto* m : *cmd->unmuted()) ev.unmuted.emplace_back(sv(m));
+      return accept(std::move(ev));
+    }
+    case fb::Command::SetFriendGroup: {
+      auto* cmd = c.command_as_SetFriendGroup();
+      if (cmd->friend_id() == 0 || cmd->friend_id() == ref.a) {
+        return Decision::refuse(Refusal::invalid, "friend_id must be another user");
+      }
+      if (auto e = check_text("group_name", sv(cmd->group_name()), lim.max_name_bytes); !e.empty()) {
+        return Decision::refuse(Refusal::too_large, e);
+      }
+      return accept(fb::FriendGroupSetT{{}, ref.a, cmd->friend_id(), std::string(sv(cmd->group_name()))});
+    }
+    default:
+      return Decision::refuse(Refusal::wrong_stream,
+                              std::string(command_type_name(c.command_type())) + " does not belong on a user stream");
+  }
+}
+
+// ---- single_<lo>_<hi>: friendship and blocks ----------------------------------------------------
+
+Decision decide_relationship(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                             uint64_t actor, uint64_t other, const DecideContext& ctx) {
+  bool actor_is_lo = actor == ref.a;
+  bool actor_blocked_other = actor_is_lo ? s.lo_blocks_hi : s.hi_blocks_lo;
+  bool other_blocked_actor = actor_is_lo ? s.hi_blocks_lo : s.lo_blocks_hi;
+  Link pending_from_actor = actor_is_lo ? Link::pending_from_lo : Link::pending_from_hi;
+  Link pending_from_other = actor_is_lo ? Link::pending_from_hi : Link::pending_from_lo;
+  auto target_is_other = [&](uint64_t target) { return target == other; };
+  switch (c.command_type()) {
+    case fb::Command::RequestFriend: {
+      auto* cmd = c.command_as_RequestFriend();
+      if (!target_is_other(cmd->to())) return Decision::refuse(Refusal::invalid, "`to` must be the other user of the stream");
+      if (!ctx.directory.user(other).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
+      if (other_blocked_actor) return Decision::refuse(Refusal::blocked, "user " + id_str(other) + " has blocked you");
+      if (actor_blocked_other) return Decision::refuse(Refusal::you_blocked, "you blocked user " + id_str(other) + "; unblock first");
+      if (s.link == Link::friends) return Decision::refuse(Refusal::already_friends, "already friends");
+      if (s.link == pending_from_actor) return Decision::refuse(Refusal::already_requested, "a request is already pending");
+      if (auto e = check_text("note", sv(cmd->note()), ctx.limits.max_text_bytes); !e.empty()) {
+        return Decision::refuse(Refusal::too_large, e);
+      }
+      // Both asked: the second request accepts the first.
+      if (s.link == pending_from_other) return accept(fb::FriendAcceptedT{{}, actor, other});
+      return accept(fb::FriendRequestedT{{}, actor, other, std::string(sv(cmd->note()))});
+    }
+    case fb::Command::AcceptFriend:
+    case fb::Command::RejectFriend: {
+      bool accepting = c.command_type() == fb::Command::AcceptFriend;
+      uint64_t requester = accepting ? c.command_as_AcceptFriend()->requester() : c.command_as_RejectFriend()->requester();
+      if (!target_is_other(requester)) return Decision::refuse(Refusal::invalid, "`requester` must be the other user of the stream");
+      if (s.link != pending_from_other) {
+        return Decision::refuse(Refusal::no_pending_request, "no pending request from user " + id_str(other));
+      }
+      if (accepting) return accept(fb::FriendAcceptedT{{}, actor, other});
+      return accept(fb::FriendRejectedT{{}, actor, other});
+    }
+    case fb::Command::RemoveFriend: {
+      if (!target_is_other(c.command_as_RemoveFriend()->other())) return Decision::refuse(Refusal::invalid, "`other` must be the other user of the stream");
+      if (s.link != Link::friends) return Decision::refuse(Refusal::not_friends, "not friends with user " + id_str(other));
+      return accept(fb::FriendRemovedT{{}, actor, other});
+    }
+    case fb::Command::BlockUser: {
+      if (!target_is_other(c.command_as_BlockUser()->target())) return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+      if (actor_blocked_other) return Decision::refuse(Refusal::you_blocked, "user " + id_str(other) + " is already blocked");
+      return accept(fb::UserBlockedT{{}, actor, other});
+    }
+    case fb::Command::UnblockUser: {
+      if (!target_is_other(c.command_as_UnblockUser()->target())) return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+      if (!actor_blocked_other) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " is not blocked");
+      return accept(fb::UserUnblockedT{{}, actor, other});
+    }
+    default:
+      return Decision::refuse(Refusal::wrong_stream,
+                              std::string(command_type_name(c.command_type())) + " does not belong on a one-to-one stream");
+  }
+}
+
+// ---- conversations: messages, recalls, read markers --------------------------------------------
+
+Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, const DecideContext& ctx) {
+  switch (c.command_type()) {
+    case fb::Command::SendMessage: {
+      auto* cmd = c.command_as_SendMessage();
+      auto content = sv(cmd->content());
+      if (content.empty()) return Decision::refuse(Refusal::invalid, "content is empty");
+      if (auto e = check_text("content", content, ctx.limits.max_content_bytes); !e.empty()) {
+        return Decision::refuse(content.size() > ctx.limits.max_content_bytes ? Refusal::too_large : Refusal::invalid, e);
+      }
+      if (cmd->message_type() > fb::MessageType::MAX) return Decision::refuse(Refusal::invalid, "unknown message_type");
+      return accept(fb::MessageAppendedT{{}, cmd->message_type(), std::string(content)});
+    }
+    case fb::Command::RecallMessage: {
+      uint64_t id = c.command_as_RecallMessage()->message_id();
+      auto it = std::find_if(s.recent.begin(), s.recent.end(), [&](const RecentMessage& m) { return m.message_id == id; });
+      if (it == s.recent.end()) {
+        return Decision::refuse(Refusal::recall_window_passed, "message " + id_str(id) + " is not in this conversation's recall window");
+      }
+      if (it->sender != c.actor()) return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");
+      if (it->recalled) return Decision::refuse(Refusal::not_found, "message " + id_str(id) + " is already recalled");
+      if (ctx.now_ms - it->timestamp_ms > ctx.limits.recall_window_ms) {
+        return Decision::refuse(Refusal::recall_window_passed, "the recall window of " +
+                                                                   std::to_string(ctx.limits.recall_window_ms / 1000) + " s has passed");
+      }
+      return accept(fb::MessageRecalledT{{}, id, it->seq});
+    }
+    case fb::Command::MarkRead: {
+      uint64_t seq = c.command_as_MarkRead()->seq();
+      if (seq == 0 || seq > s.last_seq) {
+        return Decision::refuse(Refusal::invalid, "seq " + std::to_string(seq) + " is outside 1.." + std::to_string(s.last_seq));
+      }
+      return accept(fb::ReadMarkedT{{}, c.actor(), seq}, /*timeline=*/false);
+    }
+    default:
+      return Decision::refuse(Refusal::wrong_stream,
+                              std::string(command_type_name(c.command_type())) + " does not belong on a conversation");
+  }
+}
+
+bool is_message_command(fb::Command t) {
+  return t == fb::Command::SendMessage || t == fb::Command::RecallMessage || t == fb::Command::MarkRead;
+}
+
+Decision decide_single(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                       const DecideContext& ctx) {
+  uint64_t actor = c.actor();
+  if (actor != ref.a && actor != ref.b) {
+    return Decision::refuse(Refusal::not_participant, "user " + id_str(actor) + " is not part of this conversation");
+  }
+  uint64_t other = actor == ref.a ? ref.b : ref.a;
+  if (!is_message_command(c.command_type())) return decide_relationship(ref, s, c, actor, other, ctx);
+  if (c.command_type() == fb::Command::SendMessage) {
+    bool actor_is_lo = actor == ref.a;
+    if (actor_is_lo ? s.hi_blocks_lo : s.lo_blocks_hi) {
+      return Decision::refuse(Refusal::blocked, "user " + id_str(other) + " has blocked you");
+    }
+    if (actor_is_lo ? s.lo_blocks_hi : s.hi_blocks_lo) {
+      return Decision::refuse(Refusal::you_blocked, "you blocked user " + id_str(other) + "; unblock first");
+    }
+    UserFacts facts = ctx.directory.user(other);
+    if (!facts.exists) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
+    if (facts.message_policy == fb::MessagePolicy::FriendsOnly && s.link != Link::friends) {
+      return Decision::refuse(Refusal::not_friends, "user " + id_str(other) + " accepts messages from friends only");
+    }
+  }
+  return decide_message(s, c, ctx);
+}
+
+Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                      const DecideContext& ctx) {
+  uint64_t actor = c.actor();
+  const auto& lim = ctx.limits;
+  if (c.command_type() == fb::Command::CreateGroup) {
+    auto* cmd = c.command_as_CreateGroup();
+    if (s.created || s.last_seq > 0) return Decision::refuse(Refusal::already_exists, "group " + id_str(ref.a) + " exists");
+    if (cmd->group_id() != ref.a) return Decision::refuse(Refusal::invalid, "group_id does not match the stream");
+    if (!cmd->name() || cmd->name()->size() == 0) return Decision::refuse(Refusal::invalid, "a group needs a name");
+    if (auto e = check_text("name", sv(cmd->name()), lim.max_name_bytes); !e.empty()) return Decision::refuse(Refusal::too_large, e);
+    if (auto e = check_text("description", sv(cmd->description()), lim.max_text_bytes); !e.empty()) return Decision::refuse(Refusal::too_large, e);
+    fb::GroupCreatedT ev;
+    ev.group_id = ref.a;
+    ev.owner = actor;
+    ev.name = sv(cmd->name());
+    ev.description = sv(cmd->description());
+    if (cmd->members()) {
+      for (uint64_t m : *cmd->members()) {
+        if (m == actor || std::find(ev.members.begin(), ev.members.end(), m) != ev.members.end()) continue;
+        if (!ctx.directory.user(m).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(m) + " does not exist");
+        ev.members.push_back(m);
+      }
+    }
+    if (ev.members.size() + 1 > lim.max_group_members) {
+      return Decision::refuse(Refusal::group_full, "a group holds at most " + std::to_string(lim.max_group_members) + " members");
+    }
+    return accept(std::move(ev));
+  }
+  if (!s.created) return Decision::refuse(Refusal::not_found, "group " + id_str(ref.a) + " does not exist");
+  switch (c.command_type()) {
+    case fb::Command::JoinGroup: {
+      uint64_t who = c.command_as_JoinGroup()->user_id();
+      if (who == 0) who = actor;
+      if (who != actor && !is_member(s, actor)) return Decision::refuse(Refusal::not_member, "only members add members");
+      if (is_member(s, who)) return Decision::refuse(Refusal::already_member, "user " + id_str(who) + " is already a member");
+      if (who != actor && !ctx.directory.user(who).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(who) + " does not exist");
+      if (s.members.size() >= lim.max_group_members) return Decision::refuse(Refusal::group_full, "the group is full");
+      return accept(fb::MemberJoinedT{{}, who, who == actor ? 0 : actor});
+    }
+    case fb::Command::LeaveGroup: {
+      if (!is_member(s, actor)) return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
+      if (actor == s.owner && s.members.size() > 1) {
+        return Decision::refuse(Refusal::owner_must_transfer, "the owner must make another member owner before leaving");
+      }
+      return accept(fb::MemberLeftT{{}, actor});
+    }
+    case fb::Command::RemoveMember: {
+      uint64_t who = c.command_as_RemoveMember()->user_id();
+      fb::Role mine = role_of(s, actor);
+      if (!is_member(s, actor) || mine == fb::Role::Member) return Decision::refuse(Refusal::forbidden, "only the owner or an admin removes members");
+      if (!is_member(s, who)) return Decision::refuse(Refusal::not_member, "user " + id_str(who) + " is not a member");
+      if (who == actor) return Decision::refuse(Refusal::invalid, "use leave to leave a group");
+      if (role_of(s, who) != fb::Role::Member && mine != fb::Role::Owner) {
+        return Decision::refuse(Refusal::forbidden, "only the owner removes an admin");
+      }
+      return accept(fb::MemberRemovedT{{}, who, actor});
+    }
+    case fb::Command::ChangeRole: {
+      auto* cmd = c.command_as_ChangeRole();
+      if (actor != s.owner) return Decision::refuse(Refusal::forbidden, "only the owner changes roles");
+      if (!is_member(s, cmd->user_id())) return Decision::refuse(Refusal::not_member, "user " + id_str(cmd->user_id()) + " is not a member");
+      if (cmd->user_id() == actor) return Decision::refuse(Refusal::invalid, "the owner keeps their role until they name another owner");
+      if (cmd->role() > fb::Role::MAX) return Decision::refuse(Refusal::invalid, "unknown role");
+      return accept(fb::RoleChangedT{{}, cmd->user_id(), cmd->role(), actor});
+    }
+    default:
+      break;
+  }
+  if (!is_message_command(c.command_type())) {
+    return Decision::refuse(Refusal::wrong_stream,
+                            std::string(command_type_name(c.command_type())) + " does not belong on a group");
+  }
+  if (!is_member(s, actor)) return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
+  return decide_message(s, c, ctx);
+}
+
+}  // namespace
+
+std::string_view refusal_code(Refusal r) {
+  switch (r) {
+    case Refusal::invalid: return "invalid";
+    case Refusal::wrong_stream: return "wrong_stream";
+    case Refusal::not_participant: return "not_participant";
+    case Refusal::not_member: return "not_member";
+    case Refusal::not_found: return "not_found";
+    case Refusal::already_exists: return "already_exists";
+    case Refusal::already_member: return "already_member";
+    case Refusal::forbidden: return "forbidden";
+    case Refusal::blocked: return "blocked";
+    case Refusal::you_blocked: return "you_blocked";
+    case Refusal::not_friends: return "not_friends";
+    case Refusal::already_friends: return "already_friends";
+    case Refusal::already_requested: return "already_requested";
+    case Refusal::no_pending_request: return "no_pending_request";
+    case Refusal::too_large: return "too_large";
+    case Refusal::recall_window_passed: return "recall_window_passed";
+    case Refusal::not_sender: return "not_sender";
+    case Refusal::group_full: return "group_full";
+    case Refusal::owner_must_transfer: return "owner_must_transfer";
+    case Refusal::rate_limited: return "rate_limited";
+  }
+  return "invalid";
+}
+
+Decision Decision::refuse(Refusal r, std::string message) {
+  Decision d;
+  d.kind = Kind::refuse;
+  d.refusal = r;
+  d.message = std::move(message);
+  return d;
+}
+
+Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                const DecideContext& ctx) {
+  if (ref.kind != K::names && c.actor() == 0) return Decision::refuse(Refusal::invalid, "the command has no actor");
+  switch (ref.kind) {
+    case K::names: return decide_names(ref, s, c, ctx);
+    case K::user: return decide_user(ref, s, c, ctx);
+    case K::single: return decide_single(ref, s, c, ctx);
+    case K::group: return decide_group(ref, s, c, ctx);
+    case K::world:
+      if (!is_message_command(c.command_type())) {
+        return Decision::refuse(Refusal::wrong_stream, "world takes only messages and read markers");
+      }
+      return decide_message(s, c, ctx);
+  }
+  return Decision::refuse(Refusal::invalid, "unknown stream kind");
+}
+
+namespace {
+
+void apply_group(StreamState& s, const fb::EventEnvelope& e) {
+  switch (e.event_type()) {
+    case fb::Event::GroupCreated: {
+      auto* ev = e.event_as_GroupCreated();
+      s.created = true;
+      s.owner = ev->owner();
+      s.members[ev->owner()] = fb::Role::Owner;
+      if (ev->members()) for (uint64_t m : *ev->members()) s.members.emplace(m, fb::Role::Member);
+      break;
+    }
+    case fb::Event::MemberJoined: s.members.emplace(e.event_as_MemberJoined()->user_id(), fb::Role::Member); break;
+    case fb::Event::MemberLeft: s.members.erase(e.event_as_MemberLeft()->user_id()); break;
+    case fb::Event::MemberRemoved: s.members.erase(e.event_as_MemberRemoved()->user_id()); break;
+    case fb::Event::RoleChanged: {
+      auto* ev = e.event_as_RoleChanged();
+      if (ev->role() == fb::Role::Owner) {
+        s.members[s.owner] = fb::Role::Admin;  // ownership moves; the old owner stays an admin
+        s.owner = ev->user_id();
+      }
+      s.members[ev->user_id()] = ev->role();
+      break;
+    }
+    default: break;
+  }
+}
+
+void apply_single(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
+  auto from_lo = [&](uint64_t who) { return who == ref.a; };
+  switch (e.event_type()) {
+    case fb::Event::FriendRequested:
+      s.link = from_lo(e.event_as_FriendRequested()->from()) ? Link::pending_from_lo : Link::pending_from_hi;
+      break;
+    case fb::Event::FriendAccepted: s.link = Link::friends; break;
+    case fb::Event::FriendRejected: s.link = Link::none; break;
+    case fb::Event::FriendRemoved: s.link = Link::none; break;
+    case fb::Event::UserBlocked:
+      (from_lo(e.event_as_UserBlocked()->by()) ? s.lo_blocks_hi : s.hi_blocks_lo) = true;
+      break;
+    case fb::Event::UserUnblocked:
+      (from_lo(e.event_as_UserUnblocked()->by()) ? s.lo_blocks_hi : s.hi_blocks_lo) = false;
+      break;
+    default: break;
+  }
+}
+
+void apply_messages(StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
+  if (e.event_type() == fb::Event::MessageAppended) {
+    s.recent.push_back(RecentMessage{e.event_id(), e.actor(), e.seq(), e.timestamp_ms(), false});
+  } else if (e.event_type() == fb::Event::MessageRecalled) {
+    uint64_t id = e.event_as_MessageRecalled()->message_id();
+    for (auto& m : s.recent) {
+      if (m.message_id == id) m.recalled = true;
+    }
+  }
+  // Keep only what can still be recalled; judged by event time so the state is a pure function
+  // of the log.
+  while (!s.recent.empty() && e.timestamp_ms() - s.recent.front().timestamp_ms > limits.recall_window_ms) {
+    s.recent.pop_front();
+  }
+}
+
+}  // namespace
+
+void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
+  if (e.seq() != 0) s.last_seq = e.seq();
+  s.last_event_ms = e.timestamp_ms();
+  switch (ref.kind) {
+    case K::group: apply_group(s, e); break;
+    case K::single: apply_single(ref, s, e); break;
+    default: break;
+  }
+  if (is_conversation(ref.kind)) apply_messages(s, e, limits);
+}
+
+// ---- state encoding: little-endian fixed fields, versioned -------------------------------------
+
+namespace {
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  uint64_t u64() {
+    if (in.size() < 8) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    in.remove_prefix(8);
+    return v;
+  }
+};
+
+constexpr uint64_t kStateVersion = 1;
+
+}  // namespace
+
+std::string encode_state(const StreamState& s) {
+  std::string out;
+  out.reserve(64 + s.members.size() * 9 + s.recent.size() * 33);
+  put_u64(out, kStateVersion);
+  put_u64(out, s.last_seq);
+  put_u64(out, static_cast<uint64_t>(s.last_event_ms));
+  put_u64(out, (s.created ? 1u : 0u) | (s.lo_blocks_hi ? 2u : 0u) | (s.hi_blocks_lo ? 4u : 0u) |
+                   (static_cast<uint64_t>(s.link) << 8));
+  put_u64(out, s.owner);
+  put_u64(out, s.members.size());
+  for (auto [id, role] : s.members) {
+    put_u64(out, id);
+    out.push_back(static_cast<char>(role));
+  }
+  put_u64(out, s.recent.size());
+  for (const auto& m : s.recent) {
+    put_u64(out, m.message_id);
+    put_u64(out, m.sender);
+    put_u64(out, m.seq);
+    put_u64(out, static_cast<uint64_t>(m.timestamp_ms));
+    out.push_back(m.recalled ? 1 : 0);
+  }
+  return out;
+}
+
+bool decode_state(std::string_view bytes, StreamState& s) {
+  Reader r{bytes};
+  s = StreamState{};
+  if (r.u64() != kStateVersion) return false;
+  s.last_seq = r.u64();
+  s.last_event_ms = static_cast<int64_t>(r.u64());
+  uint64_t flags = r.u64();
+  s.created = flags & 1;
+  s.lo_blocks_hi = flags & 2;
+  s.hi_blocks_lo = flags & 4;
+  s.link = static_cast<Link>((flags >> 8) & 0xff);
+  s.owner = r.u64();
+  uint64_t n = r.u64();
+  for (uint64_t i = 0; r.ok && i < n; ++i) {
+    uint64_t id = r.u64();
+    if (r.in.empty()) return false;
+    s.members.emplace(id, static_cast<fb::Role>(r.in[0]));
+    r.in.remove_prefix(1);
+  }
+  n = r.u64();
+  for (uint64_t i = 0; r.ok && i < n; ++i) {
+    RecentMessage m;
+    m.message_id = r.u64();
+    m.sender = r.u64();
+    m.seq = r.u64();
+    m.timestamp_ms = static_cast<int64_t>(r.u64());
+    if (r.in.empty()) return false;
+    m.recalled = r.in[0] != 0;
+    r.in.remove_prefix(1);
+    s.recent.push_back(m);
+  }
+  return r.ok && r.in.empty();
+}
+
+}  // namespace imlog
