@@ -174,6 +174,17 @@ void ConfigSection::read(std::string_view key, std::vector<std::string>& out) {
   }
 }
 
+void ConfigSection::read(std::string_view key, std::map<std::string, std::string>& out) {
+  s_->used.emplace(key);
+  YAML::Node v = s_->node[std::string(key)];
+  if (!v || v.IsNull()) return;
+  if (!v.IsMap()) fail(key, std::string("expected a map, got ") + kind_of(v));
+  for (const auto& kv : v) {
+    if (!kv.second.IsScalar()) fail(key, "every value must be a single value");
+    out[kv.first.as<std::string>()] = kv.second.Scalar();
+  }
+}
+
 void ConfigSection::read(std::string_view key, std::chrono::milliseconds& out) {
   s_->used.emplace(key);
   auto v = scalar(*this, s_->node, key);

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,8 @@ class ConfigSection {
   void read(std::string_view key, uint64_t& out);
   void read(std::string_view key, double& out);
   void read(std::string_view key, std::vector<std::string>& out);
+  // A map of plain values (librdkafka properties and the like).
+  void read(std::string_view key, std::map<std::string, std::string>& out);
   // Durations are written "250ms", "5s", "2m", "1h" or a bare number of milliseconds.
   void read(std::string_view key, std::chrono::milliseconds& out);
   // Sizes are written "512", "64KiB", "16MiB", "1GiB".

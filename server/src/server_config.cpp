@@ -1,0 +1,112 @@
+#include "server_config.h"
+
+#include <algorithm>
+
+#include "imlog/core/config.h"
+
+namespace imlog {
+namespace {
+
+const std::vector<std::string> kRoles = {"all", "gateway", "engine", "projector", "router", "tasks"};
+
+void read_local(ConfigSection s, LocalLogConfig& c) {
+  s.read("dir", c.dir);
+  s.read_size("max_pending_bytes", c.max_pending_bytes);
+  s.read("append_block_timeout", c.append_block_timeout);
+  s.read_size("max_record_bytes", c.max_record_bytes);
+  s.read("max_batch_records", c.max_batch_records);
+  s.finish();
+}
+
+void read_kafka(ConfigSection s, KafkaLogConfig& c) {
+  s.read("brokers", c.brokers);
+  s.read("client_id", c.client_id);
+  s.read("linger", c.linger);
+  s.read("fetch_wait", c.fetch_wait);
+  s.read("session_timeout", c.session_timeout);
+  s.read("delivery_timeout", c.delivery_timeout);
+  s.read_size("max_pending_bytes", c.max_pending_bytes);
+  s.read("append_block_timeout", c.append_block_timeout);
+  s.read("replication_factor", c.replication_factor);
+  s.read("properties", c.properties);
+  s.finish();
+}
+
+void read_event_log(ConfigSection s, EventLogSettings& c) {
+  s.read("backend", c.backend);
+  if (c.backend != "local" && c.backend != "kafka") {
+    s.fail("backend", "`" + c.backend + "` is unknown: use `local` or `kafka`");
+  }
+  s.read("partitions", c.partitions);
+  if (c.partitions < 1 || c.partitions > 1024) s.fail("partitions", "must be between 1 and 1024");
+  read_local(s.section("local"), c.local);
+  read_kafka(s.section("kafka"), c.kafka);
+  if (c.backend == "kafka" && c.kafka.brokers.empty()) {
+    s.fail("kafka.brokers", "is empty: list the bootstrap brokers, or use backend: local");
+  }
+  s.finish();
+}
+
+void read_engine(ConfigSection s, EngineConfig& c) {
+  s.read("state_dir", c.state_dir);
+  s.read("instance_id", c.instance_id);
+  s.read("group", c.group);
+  s.read("max_batch", c.max_batch);
+  if (c.max_batch == 0) s.fail("max_batch", "must be at least 1");
+  int64_t inflight = c.max_inflight_batches;
+  s.read("max_inflight_batches", inflight);
+  if (inflight < 1) s.fail("max_inflight_batches", "must be at least 1");
+  c.max_inflight_batches = static_cast<uint32_t>(inflight);
+  s.read("checkpoint_interval", c.checkpoint_interval);
+  s.read("max_cached_streams", c.max_cached_streams);
+  auto lim = s.section("limits");
+  lim.read_size("max_content_bytes", c.limits.max_content_bytes);
+  std::chrono::milliseconds recall(c.limits.recall_window_ms);
+  lim.read("recall_window", recall);
+  c.limits.recall_window_ms = recall.count();
+  int64_t members = c.limits.max_group_members;
+  lim.read("max_group_members", members);
+  if (members < 2) lim.fail("max_group_members", "must be at least 2");
+  c.limits.max_group_members = static_cast<uint32_t>(members);
+  lim.finish();
+  s.finish();
+}
+
+}  // namespace
+
+ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override) {
+  ConfigSection root = path.empty() ? ConfigSection::parse("", "defaults") : ConfigSection::load_file(path);
+  ServerConfig c;
+  root.read("data_dir", c.data_dir);
+  if (!data_dir_override.empty()) c.data_dir = data_dir_override;
+  // Directories not set explicitly live under data_dir.
+  c.event_log.local.dir.clear();
+  c.engine.state_dir.clear();
+  root.read("roles", c.roles);
+  for (const auto& r : c.roles) {
+    if (std::find(kRoles.begin(), kRoles.end(), r) == kRoles.end()) {
+      root.fail("roles", "`" + r + "` is not a role: use all, gateway, engine, projector, router or tasks");
+    }
+  }
+  {
+    auto log = root.section("log");
+    log.read("level", c.log.level);
+    log.read("format", c.log.format);
+    log.finish();
+  }
+  read_event_log(root.section("event_log"), c.event_log);
+  read_engine(root.section("engine"), c.engine);
+  root.finish();
+  if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
+  if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";
+  return c;
+}
+
+bool has_role(const ServerConfig& config, std::string_view role) {
+  for (const auto& r : config.roles) {
+    if (r == "all" || r == role) return true;
+  }
+  return false;
+}
+
+}  // namespace imlog

@@ -1,0 +1,43 @@
+#pragma once
+// The one config of an imlog deployment (DESIGN.md §10): every key has a default, so `imlog serve`
+// with no file is a working single node under ./data. Parsed and validated once in main; a bad
+// key fails start-up with its name. Reference: docs/configuration.md.
+
+#include <string>
+#include <vector>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/kafka_log.h"
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/sequencer.h"
+
+namespace imlog {
+
+struct EventLogSettings {
+  // "local" (embedded, one process) or "kafka". Default local.
+  std::string backend = "local";
+  // Partitions of im.commands and im.events, created by `imlog init` / a local first start.
+  // Default 4.
+  int32_t partitions = 4;
+  LocalLogConfig local;
+  KafkaLogConfig kafka;
+};
+
+struct ServerConfig {
+  // Root of every local directory whose own key is not set. Default ./data.
+  std::string data_dir = "./data";
+  // Roles this process runs: all, or any of gateway, engine, projector, router, tasks.
+  std::vector<std::string> roles = {"all"};
+  LogConfig log;
+  EventLogSettings event_log;
+  EngineConfig engine;
+};
+
+// Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at
+// their defaults. Throws ConfigError naming the key at fault.
+ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override);
+
+// Whether this process runs `role` (true for every role when roles contain "all").
+bool has_role(const ServerConfig& config, std::string_view role);
+
+}  // namespace imlog

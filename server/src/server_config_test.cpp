@@ -1,0 +1,82 @@
+#include "server_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "imlog/core/config.h"
+
+namespace imlog {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string write_config(const std::string& text) {
+  std::string path = ::testing::TempDir() + "/imlog-config-test.yaml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    load_server_config(write_config(text), "");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ServerConfig, NoFileIsAWorkingSingleNodeUnderData) {
+  ServerConfig c = load_server_config("", "");
+  EXPECT_EQ(c.event_log.backend, "local");
+  EXPECT_EQ(c.event_log.local.dir, "./data/log");
+  EXPECT_EQ(c.engine.state_dir, "./data/engine");
+  EXPECT_TRUE(has_role(c, "engine"));
+  EXPECT_TRUE(has_role(c, "gateway"));
+}
+
+TEST(ServerConfig, DataDirOverrideMovesEveryDefaultDirectory) {
+  ServerConfig c = load_server_config("", "/tmp/x");
+  EXPECT_EQ(c.event_log.local.dir, "/tmp/x/log");
+  EXPECT_EQ(c.engine.state_dir, "/tmp/x/engine");
+}
+
+TEST(ServerConfig, ReadsAFullDeployment) {
+  ServerConfig c = load_server_config(write_config(R"(
+data_dir: /var/lib/imlog
+roles: [engine, router]
+log: {level: debug, format: json}
+event_log:
+  backend: kafka
+  partitions: 16
+  kafka:
+    brokers: [k1:9092, k2:9092]
+    linger: 2ms
+    properties: {compression.type: lz4}
+engine:
+  max_batch: 2048
+  checkpoint_interval: 500ms
+  limits: {max_content_bytes: 32KiB, recall_window: 5m, max_group_members: 5000}
+)"), "");
+  EXPECT_EQ(c.event_log.kafka.brokers.size(), 2u);
+  EXPECT_EQ(c.event_log.kafka.properties.at("compression.type"), "lz4");
+  EXPECT_EQ(c.event_log.partitions, 16);
+  EXPECT_EQ(c.engine.limits.max_content_bytes, 32u * 1024);
+  EXPECT_EQ(c.engine.limits.recall_window_ms, 300000);
+  EXPECT_TRUE(has_role(c, "router"));
+  EXPECT_FALSE(has_role(c, "gateway"));
+  EXPECT_EQ(c.engine.state_dir, "/var/lib/imlog/engine");
+}
+
+TEST(ServerConfig, BadKeysAreNamed) {
+  EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
+  EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));
+  EXPECT_THAT(error_of("event_log: {partitions: 0}"), HasSubstr("`event_log.partitions`"));
+  EXPECT_THAT(error_of("roles: [gatway]"), HasSubstr("`gatway` is not a role"));
+  EXPECT_THAT(error_of("engine: {limits: {recall_window: forever}}"), HasSubstr("`engine.limits.recall_window`"));
+  EXPECT_THAT(error_of("engin: {}"), HasSubstr("unknown config key `engin`"));
+}
+
+}  // namespace
+}  // namespace imlog
