@@ -12,8 +12,11 @@
 // sleep. Consumer groups are coordinated in process: the members of a group on one LocalLog share
 // its partitions (range assignment), and a member that leaves hands its partitions to the others.
 //
-// Threading: thread-safe. One writer thread owned by the LocalLog; append callbacks run on it.
-// Lifecycle: open() → use → destroy (drains queued appends, fails anything left with `closed`).
+// Threading: thread-safe. One writer thread owned by the LocalLog; append callbacks run on it (and
+// so must not block: a blocked callback stalls every append). Consumers must be destroyed before
+// the LocalLog that made them; destroying it with consumers alive aborts, naming the directory.
+// Lifecycle: open() → use → destroy (drains queued appends, fails anything appended after with
+// `closed`, flushes the memtable to an SST so the next open replays no WAL).
 
 #include <chrono>
 #include <cstdint>
@@ -38,6 +41,14 @@ struct LocalLogConfig {
   uint64_t max_batch_records = 16384;
 };
 
+// Counters of the writer, for metrics and benchmarks ("records per group commit"). Monotonic since
+// open(); read with relaxed ordering, so a snapshot may be a few commits behind.
+struct LocalLogStats {
+  uint64_t commits = 0;         // RocksDB writes made by the writer (one per group commit)
+  uint64_t synced_commits = 0;  // of those, written with fsync (a durable topic or an offset commit)
+  uint64_t records = 0;         // records written
+};
+
 class LocalLog final : public EventLog {
  public:
   // Opens or creates the log in config.dir. Fails with io_error naming the directory.
@@ -53,6 +64,8 @@ class LocalLog final : public EventLog {
   std::unique_ptr<Consumer> consumer(const ConsumerOptions& options) override;
   Status flush(std::chrono::milliseconds timeout) override;
   [[nodiscard]] std::string describe() const override;
+
+  [[nodiscard]] LocalLogStats stats() const;
 
   struct State;  // private; public only so the consumer class in local_log.cpp can name it
 
