@@ -3,9 +3,10 @@
 //
 //   imlog-kafka-mock --brokers 3 --dir DIR [--topic NAME:PARTITIONS ...]
 //
-// Start-up: creates the cluster and the given topics, writes DIR/control ("127.0.0.1:PORT" of
-// the command socket) and then DIR/bootstrap (the broker list), each atomically (tmp + rename),
-// so a reader that sees `bootstrap` also sees `control`; then prints "ready <bootstrap>".
+// Start-up: creates the cluster and the given topics, writes DIR/bootstrap (the broker list) and
+// then DIR/control ("127.0.0.1:PORT" of the command socket), each atomically (tmp + rename), so
+// a reader that sees `control` (scripts/test waits for it) also sees `bootstrap`; then prints
+// "ready <bootstrap>".
 //
 // Control socket: line-based TCP on 127.0.0.1, any number of clients over time (and at once).
 // One command per line, one reply line each, "ok ..." or "error <why>":
@@ -13,8 +14,16 @@
 //   ping                              ok pong
 //   create-topic NAME PARTITIONS      ok created NAME PARTITIONS | ok exists NAME PARTITIONS
 //   broker-down ID / broker-up ID     ok broker ID down|up
-//   produce-errors COUNT ERRCODE      the next COUNT Produce requests fail with ERRCODE
-//                                     (a number, or a name such as NOT_LEADER_FOR_PARTITION)
+//   produce-errors COUNT ERRCODE [BROKER_ID]
+//                                     the next COUNT Produce requests (to any broker, or to
+//                                     BROKER_ID only) fail with ERRCODE (a number, or a name
+//                                     such as NOT_LEADER_FOR_PARTITION)
+//   produce-delay COUNT RTT_MS BROKER_ID
+//                                     the broker stores the next COUNT Produce requests at once
+//                                     but answers each RTT_MS late (a response "lost" past the
+//                                     client's request.timeout.ms, so the client retries)
+//   error-stack BROKER_ID             ok N: Produce errors still queued on that broker (so a
+//                                     test can check that its injected errors were served)
 //   leader TOPIC PARTITION BROKER_ID  moves a partition's leadership (the mock never fails over)
 //   help                              the list above
 //
@@ -189,9 +198,7 @@ class MockBroker {
   }
 
   std::string broker_state(int64_t id, bool up) {
-    if (id < 1 || id > brokers_) {
-      return "error broker id " + std::to_string(id) + " is not 1.." + std::to_string(brokers_);
-    }
+    if (auto e = check_broker(up ? "broker-up" : "broker-down", id); !e.empty()) return e;
     auto bid = static_cast<int32_t>(id);
     rd_kafka_resp_err_t err = up ? rd_kafka_mock_broker_set_up(cluster_.get(), bid)
                                  : rd_kafka_mock_broker_set_down(cluster_.get(), bid);
@@ -199,21 +206,56 @@ class MockBroker {
     return "ok broker " + std::to_string(id) + (up ? " up" : " down");
   }
 
-  std::string produce_errors(int64_t count, rd_kafka_resp_err_t code) {
+  std::string produce_errors(int64_t count, rd_kafka_resp_err_t code,
+                             std::optional<int64_t> broker) {
     if (count < 1 || count > 100000) {
       return "error produce-errors: COUNT must be 1..100000, got " + std::to_string(count);
     }
-    std::vector<rd_kafka_resp_err_t> errs(static_cast<size_t>(count), code);
-    rd_kafka_mock_push_request_errors_array(cluster_.get(), kProduceApiKey, errs.size(),
-                                            errs.data());
-    return "ok produce-errors " + std::to_string(count) + " " + rd_kafka_err2name(code);
+    std::string done = "ok produce-errors " + std::to_string(count) + " " + rd_kafka_err2name(code);
+    if (!broker) {
+      std::vector<rd_kafka_resp_err_t> errs(static_cast<size_t>(count), code);
+      rd_kafka_mock_push_request_errors_array(cluster_.get(), kProduceApiKey, errs.size(),
+                                              errs.data());
+      return done;
+    }
+    if (auto e = check_broker("produce-errors", *broker); !e.empty()) return e;
+    for (int64_t i = 0; i < count; ++i) {
+      rd_kafka_resp_err_t err = rd_kafka_mock_broker_push_request_error_rtts(
+          cluster_.get(), static_cast<int32_t>(*broker), kProduceApiKey, 1, code, 0);
+      if (err) return "error produce-errors: " + std::string(rd_kafka_err2str(err));
+    }
+    return done + " " + std::to_string(*broker);
+  }
+
+  std::string produce_delay(int64_t count, int64_t rtt_ms, int64_t broker) {
+    if (count < 1 || count > 100000) {
+      return "error produce-delay: COUNT must be 1..100000, got " + std::to_string(count);
+    }
+    if (rtt_ms < 0 || rtt_ms > 600000) {
+      return "error produce-delay: RTT_MS must be 0..600000, got " + std::to_string(rtt_ms);
+    }
+    if (auto e = check_broker("produce-delay", broker); !e.empty()) return e;
+    for (int64_t i = 0; i < count; ++i) {
+      rd_kafka_resp_err_t err = rd_kafka_mock_broker_push_request_error_rtts(
+          cluster_.get(), static_cast<int32_t>(broker), kProduceApiKey, 1,
+          RD_KAFKA_RESP_ERR_NO_ERROR, static_cast<int>(rtt_ms));
+      if (err) return "error produce-delay: " + std::string(rd_kafka_err2str(err));
+    }
+    return "ok produce-delay " + std::to_string(count) + " " + std::to_string(rtt_ms) + " " +
+           std::to_string(broker);
+  }
+
+  std::string error_stack(int64_t broker) {
+    if (auto e = check_broker("error-stack", broker); !e.empty()) return e;
+    size_t n = 0;
+    rd_kafka_resp_err_t err = rd_kafka_mock_broker_error_stack_cnt(
+        cluster_.get(), static_cast<int32_t>(broker), kProduceApiKey, &n);
+    if (err) return "error error-stack: " + std::string(rd_kafka_err2str(err));
+    return "ok " + std::to_string(n);
   }
 
   std::string set_leader(const std::string& topic, int64_t partition, int64_t broker) {
-    if (broker < 1 || broker > brokers_) {
-      return "error leader: broker id " + std::to_string(broker) + " is not 1.." +
-             std::to_string(brokers_);
-    }
+    if (auto e = check_broker("leader", broker); !e.empty()) return e;
     std::string why;
     auto count = partition_count(topic, why);
     if (!count) return "error leader: " + why;
@@ -230,6 +272,13 @@ class MockBroker {
   }
 
  private:
+  // Empty if `id` names a broker, else the error reply.
+  std::string check_broker(const char* cmd, int64_t id) const {
+    if (id >= 1 && id <= brokers_) return {};
+    return std::string("error ") + cmd + ": broker id " + std::to_string(id) + " is not 1.." +
+           std::to_string(brokers_);
+  }
+
   // The partition count of an existing topic, read through the observer client. Asks for the
   // metadata of all topics: the 2.0.2 mock auto-creates (4 partitions) any topic a metadata
   // request names, whatever the request's AllowAutoTopicCreation says.
@@ -265,7 +314,9 @@ class MockBroker {
 
 std::string usage_line() {
   return "ok commands: ping | create-topic NAME PARTITIONS | broker-down ID | broker-up ID | "
-         "produce-errors COUNT ERRCODE | leader TOPIC PARTITION BROKER_ID";
+         "produce-errors COUNT ERRCODE [BROKER_ID] | produce-delay COUNT RTT_MS BROKER_ID | "
+         "error-stack BROKER_ID | "
+         "leader TOPIC PARTITION BROKER_ID";
 }
 
 std::string handle_command(MockBroker& mock, const std::string& line) {
@@ -297,12 +348,31 @@ std::string handle_command(MockBroker& mock, const std::string& line) {
     return mock.broker_state(*a, cmd == "broker-up");
   }
   if (cmd == "produce-errors") {
-    if (auto e = want_args(2, "produce-errors COUNT ERRCODE")) return *e;
+    if (w.size() != 3 && w.size() != 4) {
+      return "error produce-errors takes 2 or 3 arguments: produce-errors COUNT ERRCODE "
+             "[BROKER_ID]";
+    }
     if (auto e = int_arg(1, "COUNT", a); !e.empty()) return e;
+    if (w.size() == 4) {
+      if (auto e = int_arg(3, "BROKER_ID", b); !e.empty()) return e;
+    }
     auto code = parse_error_code(w[2]);
     if (!code) return "error produce-errors: unknown error code `" + w[2] + "`";
     if (*code == RD_KAFKA_RESP_ERR_NO_ERROR) return "error produce-errors: ERRCODE 0 is no error";
-    return mock.produce_errors(*a, *code);
+    return mock.produce_errors(*a, *code, b);
+  }
+  if (cmd == "produce-delay") {
+    std::optional<int64_t> c;
+    if (auto e = want_args(3, "produce-delay COUNT RTT_MS BROKER_ID")) return *e;
+    if (auto e = int_arg(1, "COUNT", a); !e.empty()) return e;
+    if (auto e = int_arg(2, "RTT_MS", b); !e.empty()) return e;
+    if (auto e = int_arg(3, "BROKER_ID", c); !e.empty()) return e;
+    return mock.produce_delay(*a, *b, *c);
+  }
+  if (cmd == "error-stack") {
+    if (auto e = want_args(1, "error-stack BROKER_ID")) return *e;
+    if (auto e = int_arg(1, "BROKER_ID", a); !e.empty()) return e;
+    return mock.error_stack(*a);
   }
   if (cmd == "leader") {
     if (auto e = want_args(3, "leader TOPIC PARTITION BROKER_ID")) return *e;
@@ -452,8 +522,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::filesystem::path base(dir);
-  if (!write_atomically(base / "control", "127.0.0.1:" + std::to_string(port)) ||
-      !write_atomically(base / "bootstrap", mock.bootstrap())) {
+  if (!write_atomically(base / "bootstrap", mock.bootstrap()) ||
+      !write_atomically(base / "control", "127.0.0.1:" + std::to_string(port))) {
     std::fprintf(stderr, "imlog-kafka-mock: cannot write to --dir %s\n", dir.c_str());
     mock.stop();
     return 1;

@@ -28,12 +28,6 @@ namespace {
 constexpr auto kStartTimeout = std::chrono::seconds(30);
 constexpr int kCommandTimeoutSeconds = 30;
 
-// The directory of a mock this process started; removed at exit with the KafkaMock.
-std::unique_ptr<TempDir>& owned_dir() {
-  static std::unique_ptr<TempDir> dir;
-  return dir;
-}
-
 std::string read_first_line(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::string line;
@@ -75,36 +69,44 @@ int connect_to(const std::string& host, int port) {
 
 }  // namespace
 
+// Reads `bootstrap` and `control` from the mock's --dir.
+void KafkaMock::read_files(const std::filesystem::path& dir) {
+  bootstrap_ = read_first_line(dir / "bootstrap");
+  std::string control = read_first_line(dir / "control");
+  auto colon = control.rfind(':');
+  if (colon == std::string::npos) {
+    throw std::runtime_error("kafka mock: " + (dir / "control").string() + " holds `" + control +
+                             "`, not host:port");
+  }
+  control_host_ = control.substr(0, colon);
+  control_port_ = std::stoi(control.substr(colon + 1));
+}
+
+std::unique_ptr<KafkaMock> KafkaMock::start_private() {
+  std::unique_ptr<KafkaMock> m(new KafkaMock());
+  m->owned_dir_ = std::make_unique<TempDir>("imlog-kafka-mock");
+  auto program = (binary_dir() / "imlog-kafka-mock").string();
+  m->owned_ = std::make_unique<Subprocess>(
+      Subprocess::start({program, "--brokers", "3", "--dir", m->owned_dir_->str()}));
+  auto line = m->owned_->read_line(kStartTimeout);
+  if (!line || !line->starts_with("ready ")) {
+    throw std::runtime_error("kafka mock: " + program + " did not print `ready` within " +
+                             std::to_string(kStartTimeout.count()) + " s (got `" +
+                             line.value_or("<nothing>") + "`)");
+  }
+  m->read_files(m->owned_dir_->path());
+  return m;
+}
+
 KafkaMock& KafkaMock::shared() {
   // Destroyed at exit, which stops a mock this process started.
   static std::unique_ptr<KafkaMock> instance = [] {
-    std::unique_ptr<KafkaMock> m(new KafkaMock());
-    std::filesystem::path dir;
     if (const char* env = std::getenv("IMLOG_KAFKA_MOCK_DIR"); env != nullptr && *env != '\0') {
-      dir = env;
-    } else {
-      owned_dir() = std::make_unique<TempDir>("imlog-kafka-mock");
-      dir = owned_dir()->path();
-      auto program = (binary_dir() / "imlog-kafka-mock").string();
-      m->owned_ = std::make_unique<Subprocess>(
-          Subprocess::start({program, "--brokers", "3", "--dir", dir.string()}));
-      auto line = m->owned_->read_line(kStartTimeout);
-      if (!line || !line->starts_with("ready ")) {
-        throw std::runtime_error("kafka mock: " + program + " did not print `ready` within " +
-                                 std::to_string(kStartTimeout.count()) + " s (got `" +
-                                 line.value_or("<nothing>") + "`)");
-      }
+      std::unique_ptr<KafkaMock> m(new KafkaMock());
+      m->read_files(env);
+      return m;
     }
-    m->bootstrap_ = read_first_line(dir / "bootstrap");
-    std::string control = read_first_line(dir / "control");
-    auto colon = control.rfind(':');
-    if (colon == std::string::npos) {
-      throw std::runtime_error("kafka mock: " + (dir / "control").string() +
-                               " holds `" + control + "`, not host:port");
-    }
-    m->control_host_ = control.substr(0, colon);
-    m->control_port_ = std::stoi(control.substr(colon + 1));
-    return m;
+    return start_private();
   }();
   return *instance;
 }
@@ -114,8 +116,6 @@ KafkaMock::~KafkaMock() {
     // Gently first, so the mock removes its files.
     owned_->signal(SIGTERM);
     if (!owned_->wait(std::chrono::seconds(5))) owned_->kill();
-    owned_.reset();
-    owned_dir().reset();
   }
 }
 

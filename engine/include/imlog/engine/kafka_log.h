@@ -64,6 +64,11 @@ class KafkaLog final : public EventLog {
   Status flush(std::chrono::milliseconds timeout) override;
   [[nodiscard]] std::string describe() const override;
 
+  // How a librdkafka error code (an rd_kafka_resp_err_t value, passed as int so no librdkafka
+  // type leaks here) is reported by this backend: its LogErrc, whether it is retryable, and the
+  // message "<context>: <librdkafka's text> (<code name>)". Public for the error-mapping tests.
+  [[nodiscard]] static Error error_from_code(int rd_kafka_error_code, std::string_view context);
+
   struct State;  // private; see kafka_log.cpp
 
  private:

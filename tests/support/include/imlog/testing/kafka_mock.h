@@ -13,6 +13,7 @@
 //   leader TOPIC PARTITION BROKER_ID
 // Not thread-safe; tests call it from their main thread.
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -21,11 +22,16 @@
 namespace imlog::testing {
 
 class Subprocess;
+class TempDir;
 
 class KafkaMock {
  public:
   // The process-wide instance (started on first use when not provided by scripts/test).
   static KafkaMock& shared();
+  // A mock of the caller's own (3 brokers), stopped when destroyed. For tests that break the
+  // cluster: a broker down or injected produce errors would hit every test sharing a broker, and
+  // scripts/test runs test binaries in parallel.
+  static std::unique_ptr<KafkaMock> start_private();
   ~KafkaMock();
 
   [[nodiscard]] const std::string& bootstrap() const { return bootstrap_; }
@@ -46,10 +52,12 @@ class KafkaMock {
 
  private:
   KafkaMock() = default;
+  void read_files(const std::filesystem::path& dir);
   std::string bootstrap_;
   std::string control_host_;
   int control_port_ = 0;
   std::unique_ptr<Subprocess> owned_;  // set when this process started the mock itself
+  std::unique_ptr<TempDir> owned_dir_;  // its --dir
 };
 
 }  // namespace imlog::testing
