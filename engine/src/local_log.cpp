@@ -26,6 +26,7 @@
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
@@ -1166,6 +1167,12 @@ rocksdb::Options make_options() {
   // in the SST as written, which the corruption test relies on to damage a chosen record.
   o.compression = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kNoCompression;
+  // Within a partition, offsets arrive in order: a per-partition insert hint turns each memtable
+  // insert from a skiplist search into an append after the previous key (the hint is kept only
+  // for a single writer, which the writer thread is).
+  o.memtable_insert_with_hint_prefix_extractor.reset(
+      rocksdb::NewFixedPrefixTransform(kPartitionPrefixSize));
+  o.allow_concurrent_memtable_write = false;
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
   o.max_write_buffer_number = 4;
