@@ -1,0 +1,62 @@
+#pragma once
+// The projection framework (DESIGN.md §6): read models built from im.events.
+//
+//   consume valid events in batches → apply to a sink → store the consumed positions in the sink
+//   in the same atomic write → repeat
+//
+// A sink's stored positions are the only record of how far it got, so a crash between apply and
+// commit cannot happen: they are one write. Re-applying an event changes nothing (sinks are
+// idempotent: puts keyed by the event's identity, upserts), so a replay over a prefix is harmless.
+// Validity is the engine's rule (EpochFilter); a sink never sees an invalid event.
+//
+// Every sink can list its whole model as ordered (key, value) rows — dump() — in a canonical
+// form, so `replay --verify` can compare a rebuilt model with the live one and name the first row
+// that differs, and a digest is a hash of the rows.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imlog/core/result.h"
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+
+// How far a sink has consumed one partition of im.events.
+struct PartitionPosition {
+  int32_t partition = 0;
+  int64_t next_offset = 0;  // first offset not yet applied
+  uint64_t token = 0;       // the epoch token current at next_offset (EpochFilter state)
+  bool operator==(const PartitionPosition&) const = default;
+};
+
+// One batch for a sink: valid events in log order (per partition), and the positions after it.
+struct EventBatch {
+  struct Item {
+    int32_t partition = 0;
+    int64_t offset = 0;
+    const fb::EventEnvelope* event = nullptr;  // valid while the batch lives
+  };
+  std::vector<Item> events;
+  std::vector<PartitionPosition> positions;
+};
+
+// Receives the rows of a model in canonical order. Returns false to stop early.
+using RowVisitor = std::function<bool(std::string_view key, std::string_view value)>;
+
+class ProjectionSink {
+ public:
+  virtual ~ProjectionSink() = default;
+  // "rocksdb", "mysql", "redis".
+  [[nodiscard]] virtual std::string_view name() const = 0;
+  // The positions stored by the last apply(); empty for a fresh model.
+  virtual Result<std::vector<PartitionPosition>> positions() = 0;
+  // Applies the events and stores batch.positions in one atomic write. Idempotent per event.
+  virtual Status apply(const EventBatch& batch) = 0;
+  // Every row of the model (positions excluded), ordered by key, in a canonical encoding.
+  virtual Status dump(const RowVisitor& visit) = 0;
+};
+
+}  // namespace imlog

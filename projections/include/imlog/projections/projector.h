@@ -1,0 +1,65 @@
+#pragma once
+// Projector: runs one ProjectionSink over im.events (DESIGN.md §6). Reads every partition from the
+// sink's stored positions, keeps only valid events (EpochFilter, restored from the positions), and
+// hands batches to the sink, whose apply() stores the new positions atomically with the changes.
+//
+// Threading: start() runs the loop on its own thread until stop(); run_until() runs on the caller's
+// thread (replay, tests). Counters may be read from any thread.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "imlog/engine/event_log.h"
+#include "imlog/projections/projection.h"
+
+namespace imlog {
+
+struct ProjectorConfig {
+  // Most records read and applied as one batch. Default 4096.
+  uint64_t max_batch = 4096;
+};
+
+struct ProjectorProgress {
+  int64_t consumed = 0;   // records read so far (valid or not)
+  int64_t target = 0;     // records to read in all (run_until), 0 when following the log
+  uint64_t applied = 0;   // valid events applied
+};
+
+class Projector {
+ public:
+  Projector(EventLog& log, ProjectionSink& sink, ProjectorConfig config = {});
+  ~Projector();
+
+  // Follows the log on a new thread until stop().
+  Status start();
+  void stop();
+  // The error that stopped the loop, if any.
+  [[nodiscard]] std::optional<Error> failure() const;
+
+  // Applies everything before `end_offsets` (index = partition), then returns. `progress` is called
+  // after every batch. For replay and tests.
+  Status run_until(const std::vector<int64_t>& end_offsets,
+                   const std::function<void(const ProjectorProgress&)>& progress = {});
+
+  // Records between the sink's positions and the end of the log, as of the last batch.
+  [[nodiscard]] int64_t lag() const { return lag_.load(); }
+  [[nodiscard]] uint64_t applied() const { return applied_.load(); }
+
+  struct Loop;  // private
+
+ private:
+  EventLog& log_;
+  ProjectionSink& sink_;
+  ProjectorConfig config_;
+  std::atomic<int64_t> lag_{0};
+  std::atomic<uint64_t> applied_{0};
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace imlog

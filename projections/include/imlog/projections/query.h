@@ -1,0 +1,151 @@
+#pragma once
+// The read side (DESIGN.md §6 "query service"): the answers clients ask for, from whichever store
+// holds them. Callers never care which store answered.
+//
+//   ReadModel    — one store that can answer every query (RocksDB always; MySQL when configured)
+//   HotHistory   — recent messages of a conversation (Redis hot_messages ZSETs), tried first
+//   QueryService — history from HotHistory when it covers the range, else the ReadModel; all
+//                  other queries from the ReadModel
+//
+// Read models are eventually consistent with the log; write paths never read them to decide
+// (the engine decides). Reads are authorised here: can_read() is checked by the gateway before
+// history, members and sync.
+//
+// Threading: implementations are thread-safe; QueryService is called from gateway threads.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imlog/core/result.h"
+
+namespace imlog {
+
+struct MessageView {
+  uint64_t message_id = 0;
+  std::string conversation_id;
+  uint64_t seq_id = 0;
+  uint64_t sender_id = 0;
+  std::string content;        // empty once recalled
+  std::string message_type;   // text, image, file, system
+  std::string client_msg_id;
+  int64_t created_at = 0;     // Unix ms
+  bool recalled = false;
+  bool operator==(const MessageView&) const = default;
+};
+
+struct HistoryPage {
+  std::vector<MessageView> messages;  // ascending seq
+  bool has_more = false;              // more exist beyond the page in the direction read
+};
+
+struct ConversationView {
+  std::string conversation_id;
+  std::string type;                   // single, group, world
+  uint64_t last_seq = 0;
+  uint64_t read_seq = 0;
+  uint64_t unread = 0;                // messages from others after read_seq
+  std::optional<MessageView> last_message;
+  int64_t updated_at = 0;
+  std::string title;                  // group name, or the other user's nickname
+  uint64_t peer_id = 0;               // single: the other user
+};
+
+struct UserView {
+  uint64_t user_id = 0;
+  std::string username;
+  std::string nickname;
+  std::string avatar_url;
+  std::string signature;
+  std::string email;
+  bool allow_search = true;
+  std::string message_policy = "everyone";  // everyone | friends_only
+  bool push_enabled = true;
+  int32_t quiet_start_minute = -1;          // -1: no quiet hours
+  int32_t quiet_end_minute = -1;
+  std::vector<std::string> muted;           // conversation ids
+  int64_t created_at = 0;
+};
+
+struct Credentials {
+  uint64_t user_id = 0;
+  std::string password_hash;  // Argon2id string
+};
+
+struct GroupView {
+  uint64_t group_id = 0;
+  std::string name;
+  std::string description;
+  uint64_t owner_id = 0;
+  uint32_t member_count = 0;
+  int64_t created_at = 0;
+};
+
+struct MemberView {
+  uint64_t user_id = 0;
+  std::string role;  // owner, admin, member
+  int64_t joined_at = 0;
+};
+
+struct FriendView {
+  uint64_t user_id = 0;
+  std::string status;      // friends, incoming, outgoing
+  std::string note;        // the request's note
+  std::string group_name;  // the friend group the user filed them under
+  int64_t since = 0;
+};
+
+// One store's answers. Not found is an empty optional / empty list, not an error; errors are the
+// store failing (retryable when it is unreachable).
+class ReadModel {
+ public:
+  virtual ~ReadModel() = default;
+  virtual Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
+                                      uint32_t limit) = 0;
+  virtual Result<std::optional<MessageView>> message(uint64_t message_id) = 0;
+  virtual Result<std::vector<ConversationView>> conversations(uint64_t user_id) = 0;
+  virtual Result<std::optional<UserView>> user(uint64_t user_id) = 0;
+  virtual Result<std::optional<Credentials>> credentials(std::string_view username) = 0;
+  // Users whose username or nickname starts with `prefix` (case-insensitive), allow_search only,
+  // ordered by user id, after `after_user_id`.
+  virtual Result<std::vector<UserView>> search_users(std::string_view prefix, uint64_t after_user_id,
+                                                     uint32_t limit) = 0;
+  virtual Result<std::optional<GroupView>> group(uint64_t group_id) = 0;
+  virtual Result<std::vector<MemberView>> members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) = 0;
+  // May `user_id` read `conversation`? (a participant of a single, a member of a group, anyone for world)
+  virtual Result<bool> can_read(std::string_view conversation, uint64_t user_id) = 0;
+  // Messages containing every word of `text`, in the user's conversations, newest first.
+  virtual Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
+                                                           uint32_t limit) = 0;
+  virtual Result<std::vector<FriendView>> friends(uint64_t user_id) = 0;
+  virtual Result<std::vector<uint64_t>> blocked(uint64_t user_id) = 0;
+  virtual Result<std::vector<std::string>> friend_groups(uint64_t user_id) = 0;
+};
+
+// Recent history only; nullopt when it cannot answer the whole range (then the ReadModel does).
+class HotHistory {
+ public:
+  virtual ~HotHistory() = default;
+  virtual Result<std::optional<HistoryPage>> history(std::string_view conversation, uint64_t after_seq,
+                                                     uint64_t before_seq, uint32_t limit) = 0;
+};
+
+class QueryService {
+ public:
+  explicit QueryService(ReadModel& primary, HotHistory* hot = nullptr) : primary_(primary), hot_(hot) {}
+
+  // History by seq: after_seq > 0 pages forward from it, else before_seq > 0 pages back from it,
+  // else the latest `limit`. limit is clamped to [1, 200].
+  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
+                              uint32_t limit);
+  ReadModel& model() { return primary_; }
+
+ private:
+  ReadModel& primary_;
+  HotHistory* hot_;
+};
+
+}  // namespace imlog
