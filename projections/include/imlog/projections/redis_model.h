@@ -1,0 +1,45 @@
+#pragma once
+// The Redis read model (DESIGN.md §6, seeds' cache layout), through hiredis, pipelined:
+//   hot_messages:<conv>   ZSET, score = seq, member = the message as JSON; capped at 300, TTL 7 days
+//   conv_seq:<conv>       STRING, the conversation's last seq (no TTL)
+//   unread:<user>         HASH, field = conversation, value = unread count
+//   projection:positions  HASH, field = partition, value = "<next_offset>:<token>"
+// Every key starts with the configured prefix (default none), so replay can build a second model
+// in the same server. A batch is one MULTI/EXEC including the positions.
+//
+// It answers HotHistory (recent history) for the query service.
+//
+// Threading: thread-safe (a connection per caller thread, or a mutex per connection).
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "imlog/core/result.h"
+#include "imlog/projections/projection.h"
+#include "imlog/projections/query.h"
+
+namespace imlog {
+
+struct RedisConfig {
+  std::string host = "127.0.0.1";
+  int32_t port = 6379;
+  std::string password;
+  int32_t db = 0;
+  std::string key_prefix;                 // "" in production; replay and tests use their own
+  uint32_t hot_messages = 300;            // per conversation
+  std::chrono::seconds hot_ttl{7 * 24 * 3600};
+};
+
+class RedisModel;
+Result<std::unique_ptr<RedisModel>> open_redis_model(const RedisConfig& config);
+
+class RedisModel : public ProjectionSink, public HotHistory {
+ public:
+  ~RedisModel() override = default;
+  // Deletes every key under the prefix (for replay into a fresh target and tests).
+  virtual Status drop() = 0;
+};
+
+}  // namespace imlog
