@@ -155,6 +155,12 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
       }
       return accept(fb::FriendGroupSetT{{}, ref.a, cmd->friend_id(), std::string(sv(cmd->group_name()))});
     }
+    case fb::Command::RevokeRefreshToken: {
+      auto* cmd = c.command_as_RevokeRefreshToken();
+      auto id = sv(cmd->token_id());
+      if (id.empty() || id.size() > 128) return Decision::refuse(Refusal::invalid, "token_id must be 1 to 128 bytes");
+      return accept(fb::RefreshTokenRevokedT{{}, ref.a, std::string(id), cmd->expires_at_ms()});
+    }
     default:
       return Decision::refuse(Refusal::wrong_stream,
                               std::string(command_type_name(c.command_type())) + " does not belong on a user stream");

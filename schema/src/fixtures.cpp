@@ -112,10 +112,24 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v1_commands() {
   return out;
 }
 
+// Version 2 added refresh-token revocation.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v2_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  fb::RefreshTokenRevokedT rev;
+  rev.user_id = 42;
+  rev.token_id = "rt-5f2c";
+  rev.expires_at_ms = 1'765'000'000'000;
+  auto e = envelope("user_42", 4, as_event(rev));
+  e.schema_version = 2;
+  out.emplace_back("refresh_token_revoked", std::move(e));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
   if (version == 1) return v1_events();
+  if (version == 2) return v2_events();
   return {};
 }
 
