@@ -1,0 +1,61 @@
+#pragma once
+// The router (DESIGN.md §5, §9): turns valid events into acks and deliveries.
+//
+// It reads im.events (every partition) and, for each valid event:
+//   - if the event carries reply_to, writes the sender's ack (CommandReply, status Accepted, with
+//     seq, event id and result id) to im.deliver.<reply_to.gateway>; so an ack always means
+//     "durable and valid";
+//   - finds the event's audience (a conversation's members, both users of a one-to-one stream,
+//     everyone online for world, the user themselves for their own stream), looks up where they
+//     are online (SessionRegistry) and writes one Delivery per gateway with the recipients and the
+//     event bytes to im.deliver.<gateway>.
+// Membership is derived from the events the router reads (it reads every event in order), so a
+// member who joined at seq 41 receives seq 42.
+//
+// On start it reads the log from the beginning to rebuild membership without delivering, then
+// delivers from the end it found: a restarted router does not push old messages again (clients
+// catch up with sync).
+//
+// Threading: one thread (start()/stop()).
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "imlog/core/result.h"
+#include "imlog/engine/event_log.h"
+#include "imlog/tasks/sessions.h"
+
+namespace imlog {
+
+struct RouterConfig {
+  // Most events read per batch. Default 4096.
+  uint64_t max_batch = 4096;
+  // Conversations with more members than this are fanned out by tasks workers (im.tasks) in the
+  // distributed mode. Default 500.
+  uint32_t large_group_threshold = 500;
+};
+
+struct RouterStats {
+  std::atomic<uint64_t> events{0};
+  std::atomic<uint64_t> acks{0};
+  std::atomic<uint64_t> deliveries{0};   // recipient-device pushes
+};
+
+class Router {
+ public:
+  Router(EventLog& log, SessionRegistry& sessions, RouterConfig config = {});
+  ~Router();
+  Status start();
+  void stop();
+  [[nodiscard]] const RouterStats& stats() const;
+
+  struct Loop;  // private
+
+ private:
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace imlog
