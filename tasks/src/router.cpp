@@ -1,0 +1,229 @@
+#include "imlog/tasks/router.h"
+
+#include <map>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+
+struct Router::Loop {
+  Loop(EventLog& l, SessionRegistry& s, RouterConfig c)
+      : log(l), sessions(s), config(c), logger(imlog::logger("router")) {}
+
+  EventLog& log;
+  SessionRegistry& sessions;
+  RouterConfig config;
+  std::shared_ptr<spdlog::logger> logger;
+  RouterStats stats;
+  std::unique_ptr<Consumer> reader;
+  EpochFilter filter;
+  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> groups;  // group id → members
+  std::vector<int64_t> deliver_from;  // per partition: events before this were routed by a former run
+  std::thread thread;
+  std::atomic<bool> running{false};
+
+  // Output of one batch, per destination topic.
+  std::map<std::string, std::vector<OutRecord>> out;
+  std::vector<uint64_t> audience;
+  std::vector<std::pair<uint64_t, std::string>> located;
+
+  // ---- membership, derived from the events themselves ----------------------------------------
+
+  void track_membership(const StreamRef& ref, const fb::EventEnvelope& e) {
+    if (ref.kind != StreamKind::group) return;
+    auto& members = groups[ref.a];
+    switch (e.event_type()) {
+      case fb::Event::GroupCreated: {
+        auto* gc = e.event_as_GroupCreated();
+        members.insert(gc->owner());
+        if (gc->members()) members.insert(gc->members()->begin(), gc->members()->end());
+        break;
+      }
+      case fb::Event::MemberJoined: members.insert(e.event_as_MemberJoined()->user_id()); break;
+      case fb::Event::MemberLeft: members.erase(e.event_as_MemberLeft()->user_id()); break;
+      case fb::Event::MemberRemoved: members.erase(e.event_as_MemberRemoved()->user_id()); break;
+      default: break;
+    }
+  }
+
+  // Who should see the event. For a group, members before and after it: a leaver sees their leave.
+  void find_audience(const StreamRef& ref, const fb::EventEnvelope& e, std::vector<uint64_t>& who) {
+    who.clear();
+    auto type = e.event_type();
+    // Read markers and blocks concern only the actor's own devices.
+    bool actor_only = type == fb::Event::ReadMarked || type == fb::Event::UserBlocked ||
+                      type == fb::Event::UserUnblocked;
+    if (actor_only) {
+      who.push_back(e.actor());
+      return;
+    }
+    switch (ref.kind) {
+      case StreamKind::single: who = {ref.a, ref.b}; break;
+      case StreamKind::group: {
+        auto& members = groups[ref.a];
+        who.assign(members.begin(), members.end());
+        break;
+      }
+      case StreamKind::user: who.push_back(ref.a); break;
+      case StreamKind::world:
+      case StreamKind::names: break;  // world: everyone online, handled by the caller
+    }
+  }
+
+  // ---- output -------------------------------------------------------------------------------------
+
+  void ack(const fb::EventEnvelope& e) {
+    auto* rt = e.reply_to();
+    if (!rt || !rt->gateway() || rt->gateway()->size() == 0) return;
+    fb::DeliveryT d;
+    d.reply = std::make_unique<fb::CommandReplyT>();
+    auto& r = *d.reply;
+    r.request_id = rt->request_id();
+    r.status = fb::ReplyStatus::Accepted;
+    r.stream = sv(e.stream());
+    r.seq = e.seq();
+    r.event_id = e.event_id();
+    r.client_msg_id = sv(e.client_msg_id());
+    r.actor = e.actor();
+    if (auto* reg = e.event_as_UserRegistered()) r.result_id = reg->user_id();
+    if (auto* gc = e.event_as_GroupCreated()) r.result_id = gc->group_id();
+    out[delivery_topic(sv(rt->gateway()))].push_back(OutRecord{"", encode_delivery(d), 0});
+    stats.acks++;
+  }
+
+  void deliver(const StreamRef& ref, const fb::EventEnvelope& e, std::string_view bytes) {
+    located.clear();
+    if (ref.kind == StreamKind::world && e.event_type() != fb::Event::ReadMarked) {
+      sessions.all_online(located);
+    } else {
+      find_audience(ref, e, audience);
+      if (audience.empty()) return;
+      sessions.locate(audience, located);
+    }
+    if (located.empty()) return;
+    std::map<std::string_view, std::vector<uint64_t>> by_gateway;
+    for (const auto& [user, gateway] : located) by_gateway[gateway].push_back(user);
+    for (auto& [gateway, users] : by_gateway) {
+      fb::DeliveryT d;
+      d.recipients = std::move(users);
+      d.event.assign(bytes.begin(), bytes.end());
+      stats.deliveries += d.recipients.size();
+      out[delivery_topic(gateway)].push_back(OutRecord{"", encode_delivery(d), 0});
+    }
+  }
+
+  void flush_output() {
+    for (auto& [topic, records] : out) {
+      if (records.empty()) continue;
+      log.append(topic, std::move(records), [this, topic = topic](Result<std::vector<RecordPosition>> r) {
+        // A gateway that went away leaves its topic unread; its clients sync on reconnect.
+        if (!r) logger->debug("delivering to {} failed: {}", topic, r.error().to_string());
+      });
+    }
+    out.clear();
+  }
+
+  // ---- the loop -------------------------------------------------------------------------------------
+
+  void route(const Record& r) {
+    auto ev = read_event(r.value);
+    if (!ev) {
+      logger->error("skipping undecodable event at im.events partition {} offset {}: {}", r.partition, r.offset,
+                    ev.error().to_string());
+      return;
+    }
+    const fb::EventEnvelope& e = **ev;
+    if (!filter.accept(r.partition, e) || e.event_type() == fb::Event::EpochStarted) return;
+    auto ref = parse_stream(sv(e.stream()));
+    if (!ref) return;
+    bool live = r.offset >= deliver_from[static_cast<size_t>(r.partition)];
+    // A leaver must see their own leave: find the audience before the membership changes.
+    bool leaving = e.event_type() == fb::Event::MemberLeft || e.event_type() == fb::Event::MemberRemoved;
+    if (live && leaving) deliver(*ref, e, r.value);
+    track_membership(*ref, e);
+    if (!live) return;
+    stats.events++;
+    ack(e);
+    if (!leaving) deliver(*ref, e, r.value);
+  }
+
+  Status rebuild() {
+    auto count = log.partition_count(kEventsTopic);
+    IMLOG_TRY(count);
+    std::vector<TopicPartitionOffset> from;
+    for (int32_t p = 0; p < *count; ++p) {
+      auto end = log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+      IMLOG_TRY(end);
+      deliver_from.push_back(*end);
+      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, 0});
+    }
+    ConsumerOptions opts;
+    opts.max_batch = config.max_batch;
+    reader = log.consumer(opts);
+    IMLOG_TRY(reader->assign(from));
+    std::vector<int64_t> next(deliver_from.size(), 0);
+    std::vector<Record> batch;
+    auto behind = [&] {
+      for (size_t p = 0; p < next.size(); ++p) {
+        if (next[p] < deliver_from[p]) return true;
+      }
+      return false;
+    };
+    while (behind()) {
+      auto polled = reader->poll(batch, std::chrono::milliseconds(1000));
+      if (!polled) return fail(polled.error().with_context("router rebuilding membership"));
+      for (const auto& r : batch) {
+        next[static_cast<size_t>(r.partition)] = r.offset + 1;
+        route(r);
+      }
+    }
+    flush_output();  // a batch may have reached past the rebuild point
+    return {};
+  }
+
+  void run() {
+    std::vector<Record> batch;
+    while (running) {
+      auto polled = reader->poll(batch, std::chrono::milliseconds(200));
+      if (!polled) {
+        logger->error("router: {}", polled.error().to_string());
+        if (!polled.error().retryable()) break;
+        continue;
+      }
+      for (const auto& r : batch) route(r);
+      flush_output();
+    }
+  }
+};
+
+Router::Router(EventLog& log, SessionRegistry& sessions, RouterConfig config)
+    : loop_(std::make_unique<Loop>(log, sessions, config)) {}
+
+Router::~Router() { stop(); }
+
+Status Router::start() {
+  IMLOG_TRY(loop_->rebuild());
+  loop_->running = true;
+  loop_->thread = std::thread([this] { loop_->run(); });
+  loop_->logger->info("router started; {} groups known", loop_->groups.size());
+  return {};
+}
+
+void Router::stop() {
+  if (!loop_->thread.joinable()) return;
+  loop_->running = false;
+  loop_->reader->wakeup();
+  loop_->thread.join();
+}
+
+const RouterStats& Router::stats() const { return loop_->stats; }
+
+}  // namespace imlog
