@@ -11,9 +11,9 @@
 // What the mock cannot show: that idempotence removes the duplicate of a retried produce whose
 // first attempt was stored but whose answer was lost. Tried with `produce-delay` past
 // socket.timeout.ms: the 2.0.2 mock stores such a retry twice even from an idempotent producer
-// (librdkafka's mock source checks producer sequence numbers only for transactional producers). The faults below do not lose
-// answers to stored requests, so they pass with idempotence off as well; they check that KafkaLog
-// itself loses, duplicates and reorders nothing through them.
+// (librdkafka's mock source checks producer sequence numbers only for transactional producers). The faults
+// below do not lose answers to stored requests, so they pass with idempotence off as well; they check that
+// KafkaLog itself loses, duplicates and reorders nothing through them.
 
 #include <gtest/gtest.h>
 
@@ -199,8 +199,8 @@ void expect_exactly_once_in_order(EventLog& log, const std::string& topic, int32
     for (size_t i = 0; i < records.size(); ++i) {
       EXPECT_EQ(records[i].offset, static_cast<int64_t>(i)) << "offsets of partition " << p;
       EXPECT_TRUE(seen.insert(records[i].value).second)
-          << "value " << records[i].value << " stored twice (again at " << p << "@"
-          << records[i].offset << ")";
+          << "value " << records[i].value << " stored twice (again at " << p << "@" << records[i].offset
+          << ")";
     }
   }
   // Every acknowledged record where its acknowledgement says, and in append order.
@@ -316,8 +316,7 @@ TEST_F(KafkaFaultTest, LeadershipMovesOffADownBroker) {
 }
 
 // Retriable errors injected into Produce requests: the idempotent producer retries through them.
-class RetriableProduceErrorTest : public KafkaFaultTest,
-                                  public ::testing::WithParamInterface<int> {};
+class RetriableProduceErrorTest : public KafkaFaultTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(RetriableProduceErrorTest, IdempotentProducerRidesThrough) {
   mock_->create_topic(topic_, 1);
@@ -339,13 +338,15 @@ TEST_P(RetriableProduceErrorTest, IdempotentProducerRidesThrough) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Codes, RetriableProduceErrorTest,
-                         ::testing::Values(kNotLeaderForPartition, kRequestTimedOut,
-                                           kNotEnoughReplicas),
+                         ::testing::Values(kNotLeaderForPartition, kRequestTimedOut, kNotEnoughReplicas),
                          [](const auto& info) {
                            switch (info.param) {
-                             case kNotLeaderForPartition: return std::string("NotLeader");
-                             case kRequestTimedOut: return std::string("RequestTimedOut");
-                             default: return std::string("NotEnoughReplicas");
+                             case kNotLeaderForPartition:
+                               return std::string("NotLeader");
+                             case kRequestTimedOut:
+                               return std::string("RequestTimedOut");
+                             default:
+                               return std::string("NotEnoughReplicas");
                            }
                          });
 
@@ -357,6 +358,8 @@ struct PermanentError {
   // authorization as failed until its next metadata refresh, so that one does not.
   bool next_append_succeeds;
 };
+
+void PrintTo(const PermanentError& e, std::ostream* os) { *os << "code " << e.code; }
 
 class PermanentProduceErrorTest : public KafkaFaultTest,
                                   public ::testing::WithParamInterface<PermanentError> {};
@@ -393,14 +396,14 @@ TEST_P(PermanentProduceErrorTest, FailsTheAppendNotRetryable) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Codes, PermanentProduceErrorTest,
-    ::testing::Values(PermanentError{kInvalidRecord, LogErrc::io_error, true},
-                      PermanentError{kTopicAuthorizationFailed, LogErrc::io_error, false}),
-    [](const auto& info) {
-      return info.param.code == kInvalidRecord ? std::string("InvalidRecord")
-                                               : std::string("TopicAuthorizationFailed");
-    });
+INSTANTIATE_TEST_SUITE_P(Codes, PermanentProduceErrorTest,
+                         ::testing::Values(PermanentError{kInvalidRecord, LogErrc::io_error, true},
+                                           PermanentError{kTopicAuthorizationFailed, LogErrc::io_error,
+                                                          false}),
+                         [](const auto& info) {
+                           return info.param.code == kInvalidRecord ? std::string("InvalidRecord")
+                                                                    : std::string("TopicAuthorizationFailed");
+                         });
 
 // A record over the producer's message.max.bytes is refused before it is sent.
 TEST_F(KafkaFaultTest, OversizedRecordFailsAsRecordTooLarge) {
@@ -411,6 +414,28 @@ TEST_F(KafkaFaultTest, OversizedRecordFailsAsRecordTooLarge) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), make_error_code(LogErrc::record_too_large)) << r.error().to_string();
   EXPECT_FALSE(r.error().retryable());
+}
+
+// Not a fault, but a trap of the mock: any metadata request naming a missing topic creates it
+// (4 partitions). A member subscribing to a missing topic gets unknown_topic and creates nothing.
+TEST_F(KafkaFaultTest, SubscribingToAMissingTopicFailsAndCreatesNothing) {
+  auto log = open_log();
+  ASSERT_TRUE(log);
+  ConsumerOptions options;
+  options.group = KafkaMock::unique_name("g");
+  options.topics = {topic_};
+  auto member = log->consumer(options);
+  std::vector<Record> out;
+  auto polled = member->poll(out, 100ms);
+  ASSERT_FALSE(polled);
+  EXPECT_EQ(polled.error().code(), make_error_code(LogErrc::unknown_topic)) << polled.error().to_string();
+  member.reset();
+
+  auto count = log->partition_count(topic_);
+  ASSERT_FALSE(count) << topic_ << " was created with " << *count << " partitions";
+  EXPECT_EQ(count.error().code(), make_error_code(LogErrc::unknown_topic));
+  EXPECT_NO_THROW(mock_->create_topic(topic_, 2));  // still free to create as asked
+  EXPECT_EQ(log->partition_count(topic_).value_or(-1), 2);
 }
 
 // --- checks that need no broker --------------------------------------------------------------
@@ -457,8 +482,7 @@ TEST(KafkaErrorMapping, CodesMapToLogErrcAndRetryability) {
     EXPECT_TRUE(e.message().starts_with("appending to t: ")) << e.message();
   }
   // The message names librdkafka's code, so logs can be searched for it.
-  EXPECT_NE(KafkaLog::error_from_code(6, "x").message().find("NOT_LEADER_FOR_PARTITION"),
-            std::string::npos);
+  EXPECT_NE(KafkaLog::error_from_code(6, "x").message().find("NOT_LEADER_FOR_PARTITION"), std::string::npos);
 }
 
 TEST(KafkaLogOpen, RejectsAnEmptyBrokerList) {
@@ -476,14 +500,12 @@ TEST(KafkaLogOpen, RejectsABadPropertyNamingIt) {
   auto log = KafkaLog::open(c);
   ASSERT_FALSE(log);
   EXPECT_EQ(log.error().code(), make_error_code(LogErrc::bad_argument));
-  EXPECT_NE(log.error().message().find("no.such.property"), std::string::npos)
-      << log.error().message();
+  EXPECT_NE(log.error().message().find("no.such.property"), std::string::npos) << log.error().message();
 
   c.properties = {{"compression.type", "no-such-codec"}};
   log = KafkaLog::open(c);
   ASSERT_FALSE(log);
-  EXPECT_NE(log.error().message().find("compression.type"), std::string::npos)
-      << log.error().message();
+  EXPECT_NE(log.error().message().find("compression.type"), std::string::npos) << log.error().message();
 }
 
 }  // namespace

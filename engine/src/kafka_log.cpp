@@ -24,6 +24,7 @@
 #include "imlog/engine/kafka_log.h"
 
 #include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,8 +39,6 @@
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
-
-#include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
 #include "imlog/engine/partitioner.h"
@@ -85,9 +84,7 @@ struct QueueDeleter {
 using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
 
 struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
+  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
 
@@ -127,19 +124,19 @@ Error kafka_error(rd_kafka_resp_err_t err, std::string_view context) {
 Status check_topic_name(std::string_view topic) {
   if (topic.empty()) return fail(LogErrc::bad_argument, "the topic name is empty");
   bool legal = topic.size() <= 249 && std::all_of(topic.begin(), topic.end(), [](char c) {
-                 return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                 return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '.' || c == '_' || c == '-';
                });
   if (!legal) {
-    return fail(LogErrc::bad_argument, "topic name `" + std::string(topic) +
-                                           "` is not 1..249 characters of [a-zA-Z0-9._-]");
+    return fail(LogErrc::bad_argument,
+                "topic name `" + std::string(topic) + "` is not 1..249 characters of [a-zA-Z0-9._-]");
   }
   return {};
 }
 
 // librdkafka's log lines, from its own threads, into the "kafka" logger.
 void log_line(const rd_kafka_t* rk, int level, const char* facility, const char* text) {
-  auto lvl = level <= 3 ? spdlog::level::err
+  auto lvl = level <= 3   ? spdlog::level::err
              : level == 4 ? spdlog::level::warn
              : level <= 6 ? spdlog::level::info
                           : spdlog::level::debug;
@@ -171,8 +168,7 @@ Status set_property(rd_kafka_conf_t* conf, const std::string& key, const std::st
   return {};
 }
 
-Status set_properties(rd_kafka_conf_t* conf,
-                      const std::vector<std::pair<std::string, std::string>>& props) {
+Status set_properties(rd_kafka_conf_t* conf, const std::vector<std::pair<std::string, std::string>>& props) {
   for (const auto& [k, v] : props) IMLOG_TRY(set_property(conf, k, v));
   return {};
 }
@@ -197,11 +193,11 @@ Result<std::optional<int32_t>> lookup_partitions(rd_kafka_t* rk, std::string_vie
     if (topic != t.topic) continue;
     if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return std::nullopt;
     if (t.err || t.partition_cnt <= 0) {
-      return tl::unexpected(
-          Error(make_error_code(LogErrc::unavailable),
-                "topic " + std::string(topic) + " is not ready: " +
-                    rd_kafka_err2str(t.err ? t.err : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE),
-                true));
+      return tl::unexpected(Error(
+          make_error_code(LogErrc::unavailable),
+          "topic " + std::string(topic) +
+              " is not ready: " + rd_kafka_err2str(t.err ? t.err : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE),
+          true));
     }
     return t.partition_cnt;
   }
@@ -209,18 +205,17 @@ Result<std::optional<int32_t>> lookup_partitions(rd_kafka_t* rk, std::string_vie
 }
 
 Error unknown_topic(std::string_view topic) {
-  return error(LogErrc::unknown_topic,
-               "topic " + std::string(topic) + " does not exist: create it first");
+  return error(LogErrc::unknown_topic, "topic " + std::string(topic) + " does not exist: create it first");
 }
 
 // (low, high) watermarks of a partition: its first readable offset and its end.
 Result<std::pair<int64_t, int64_t>> watermarks(rd_kafka_t* rk, const TopicPartition& tp) {
   int64_t lo = 0, hi = 0;
-  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(rk, tp.topic.c_str(), tp.partition,
-                                                             &lo, &hi, to_ms(kRequestTimeout));
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(rk, tp.topic.c_str(), tp.partition, &lo, &hi, to_ms(kRequestTimeout));
   if (err) {
-    return tl::unexpected(kafka_error(err, "reading the offsets of " + tp.topic + "[" +
-                                               std::to_string(tp.partition) + "]"));
+    return tl::unexpected(
+        kafka_error(err, "reading the offsets of " + tp.topic + "[" + std::to_string(tp.partition) + "]"));
   }
   return std::pair{lo, hi};
 }
@@ -378,8 +373,8 @@ struct KafkaLog::State {
   // Appends whose callbacks have not run; flush() and a blocked append() wait on `flight_cv`.
   std::mutex flight_mu;
   std::condition_variable flight_cv;
-  size_t in_flight = 0;             // guarded by flight_mu
-  uint64_t delivery_rounds = 0;     // guarded by flight_mu; bumped after each busy poll
+  size_t in_flight = 0;          // guarded by flight_mu
+  uint64_t delivery_rounds = 0;  // guarded by flight_mu; bumped after each busy poll
   std::atomic<int> space_waiters{0};
 
   std::atomic<bool> stopping{false};
@@ -423,8 +418,7 @@ struct KafkaLog::State {
 
   // --- batches ---------------------------------------------------------------------------------
 
-  AppendBatch* begin_batch(std::string_view topic, std::vector<OutRecord>&& records,
-                           AppendCallback&& done) {
+  AppendBatch* begin_batch(std::string_view topic, std::vector<OutRecord>&& records, AppendCallback&& done) {
     auto* b = new AppendBatch;
     b->state = this;
     b->topic = std::string(topic);
@@ -474,8 +468,8 @@ struct KafkaLog::State {
     AppendBatch* b = *slot;
     auto index = static_cast<size_t>(slot - b->slots.get());
     if (m->err) {
-      b->record_error(index, kafka_error(m->err, "appending to " + b->topic + "[" +
-                                                     std::to_string(m->partition) + "]"));
+      b->record_error(
+          index, kafka_error(m->err, "appending to " + b->topic + "[" + std::to_string(m->partition) + "]"));
     } else {
       b->positions[index] = RecordPosition{m->partition, m->offset};
     }
@@ -571,19 +565,18 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogConfig& config) {
 
   Conf conf(rd_kafka_conf_new());
   uint64_t kbytes = std::clamp<uint64_t>(config.max_pending_bytes / 1024, 1, 2147483647);
-  IMLOG_TRY(set_properties(
-      conf.get(),
-      {
-          {"bootstrap.servers", join_brokers(config.brokers)},
-          {"client.id", config.client_id},
-          {"enable.idempotence", "true"},
-          {"acks", "all"},
-          {"linger.ms", std::to_string(config.linger.count())},
-          {"message.timeout.ms", std::to_string(config.delivery_timeout.count())},
-          {"queue.buffering.max.kbytes", std::to_string(kbytes)},
-          {"queue.buffering.max.messages", "0"},  // bytes bound the queue, not a count
-          {"allow.auto.create.topics", "false"},
-      }));
+  IMLOG_TRY(set_properties(conf.get(),
+                           {
+                               {"bootstrap.servers", join_brokers(config.brokers)},
+                               {"client.id", config.client_id},
+                               {"enable.idempotence", "true"},
+                               {"acks", "all"},
+                               {"linger.ms", std::to_string(config.linger.count())},
+                               {"message.timeout.ms", std::to_string(config.delivery_timeout.count())},
+                               {"queue.buffering.max.kbytes", std::to_string(kbytes)},
+                               {"queue.buffering.max.messages", "0"},  // bytes bound the queue, not a count
+                               {"allow.auto.create.topics", "false"},
+                           }));
   for (const auto& [k, v] : config.properties) IMLOG_TRY(set_property(conf.get(), k, v));
   // Consumers get the same extra properties: check them now, so a bad one fails open().
   {
@@ -620,9 +613,8 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
   }
   rd_kafka_t* rk = state_->producer.get();
   auto mismatch = [&](int32_t have) {
-    return fail(LogErrc::topic_mismatch, "topic " + spec.name + " exists with " +
-                                             std::to_string(have) + " partitions, not " +
-                                             std::to_string(spec.partitions));
+    return fail(LogErrc::topic_mismatch, "topic " + spec.name + " exists with " + std::to_string(have) +
+                                             " partitions, not " + std::to_string(spec.partitions));
   };
   auto existing = lookup_partitions(rk, spec.name);
   if (!existing) return tl::unexpected(existing.error());
@@ -635,18 +627,14 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
   // Absent: ask the cluster to create it (Admin API). librdkafka's mock cluster refuses.
   char why[512];
   rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions,
-                                                  state_->config.replication_factor, why,
-                                                  sizeof why);
+                                                  state_->config.replication_factor, why, sizeof why);
   if (nt == nullptr) return fail(LogErrc::bad_argument, "topic " + spec.name + ": " + why);
   std::unique_ptr<rd_kafka_NewTopic_t, decltype(&rd_kafka_NewTopic_destroy)> new_topic(
       nt, &rd_kafka_NewTopic_destroy);
   std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)> options(
-      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS),
-      &rd_kafka_AdminOptions_destroy);
-  rd_kafka_AdminOptions_set_request_timeout(options.get(), to_ms(kRequestTimeout), why,
-                                            sizeof why);
-  rd_kafka_AdminOptions_set_operation_timeout(options.get(), to_ms(kRequestTimeout), why,
-                                              sizeof why);
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS), &rd_kafka_AdminOptions_destroy);
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
+  rd_kafka_AdminOptions_set_operation_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
   Queue reply(rd_kafka_queue_new(rk));
   rd_kafka_NewTopic_t* topics[] = {new_topic.get()};
   rd_kafka_CreateTopics(rk, topics, 1, options.get(), reply.get());
@@ -670,10 +658,10 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
   if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     Error e = kafka_error(err, "");
     return fail(LogErrc::io_error,
-                "topic " + spec.name + " does not exist and the cluster did not create it (" +
-                    detail + "; " + e.message() +
-                    "): create it with the broker's tooling (kafka-topics.sh --create --topic " +
-                    spec.name + " --partitions " + std::to_string(spec.partitions) +
+                "topic " + spec.name + " does not exist and the cluster did not create it (" + detail + "; " +
+                    e.message() +
+                    "): create it with the broker's tooling (kafka-topics.sh --create --topic " + spec.name +
+                    " --partitions " + std::to_string(spec.partitions) +
                     "), or, on the test mock, with `create-topic " + spec.name + " " +
                     std::to_string(spec.partitions) + "` on imlog-kafka-mock's control socket",
                 e.retryable());
@@ -689,8 +677,7 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
     }
     if (Clock::now() >= deadline) {
       return fail(LogErrc::timed_out,
-                  "topic " + spec.name + " was created but is not yet in the cluster metadata",
-                  true);
+                  "topic " + spec.name + " was created but is not yet in the cluster metadata", true);
     }
     std::this_thread::sleep_for(milliseconds(100));  // metadata has no change notification
   }
@@ -702,13 +689,11 @@ Result<int32_t> KafkaLog::partition_count(std::string_view topic) {
   return t->second;
 }
 
-void KafkaLog::append(std::string_view topic, std::vector<OutRecord> records,
-                      AppendCallback done) {
+void KafkaLog::append(std::string_view topic, std::vector<OutRecord> records, AppendCallback done) {
   State& s = *state_;
   if (char fatal[256]; rd_kafka_fatal_error(s.producer.get(), fatal, sizeof fatal)) {
-    s.fail_now(std::move(done),
-               error(LogErrc::io_error, "the Kafka producer stopped on a fatal error (" +
-                                            std::string(fatal) + "): reopen the log"));
+    s.fail_now(std::move(done), error(LogErrc::io_error, "the Kafka producer stopped on a fatal error (" +
+                                                             std::string(fatal) + "): reopen the log"));
     return;
   }
   auto t = s.topic(topic);
@@ -722,10 +707,9 @@ void KafkaLog::append(std::string_view topic, std::vector<OutRecord> records,
       r.partition = partition_for(r.key, partitions);
     } else if (r.partition < 0 || r.partition >= partitions) {
       s.fail_now(std::move(done),
-                 error(LogErrc::bad_argument,
-                       "appending to " + std::string(topic) + ": partition " +
-                           std::to_string(r.partition) + " is not in 0.." +
-                           std::to_string(partitions - 1)));
+                 error(LogErrc::bad_argument, "appending to " + std::string(topic) + ": partition " +
+                                                  std::to_string(r.partition) + " is not in 0.." +
+                                                  std::to_string(partitions - 1)));
       return;
     }
   }
@@ -747,9 +731,8 @@ void KafkaLog::append(std::string_view topic, std::vector<OutRecord> records,
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     while (true) {
       // No RD_KAFKA_MSG_F_COPY: the value stays in b->records until its delivery report.
-      if (rd_kafka_produce(rkt, r.partition, 0, r.value.empty() ? nullptr : r.value.data(),
-                           r.value.size(), r.key.empty() ? nullptr : r.key.data(), r.key.size(),
-                           &b->slots[i]) == 0) {
+      if (rd_kafka_produce(rkt, r.partition, 0, r.value.empty() ? nullptr : r.value.data(), r.value.size(),
+                           r.key.empty() ? nullptr : r.key.data(), r.key.size(), &b->slots[i]) == 0) {
         err = RD_KAFKA_RESP_ERR_NO_ERROR;
         break;
       }
@@ -769,13 +752,12 @@ void KafkaLog::append(std::string_view topic, std::vector<OutRecord> records,
     if (registered) s.space_waiters.fetch_sub(1, std::memory_order_acq_rel);
     if (!err) return true;
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      b->record_error(i, error(LogErrc::queue_full,
-                               where + ": more than " + std::to_string(s.config.max_pending_bytes) +
-                                   " bytes unacknowledged for " +
-                                   std::to_string(s.config.append_block_timeout.count()) + " ms" +
-                                   (on_poller ? " (an append from an append callback never waits)"
-                                              : ""),
-                               true));
+      b->record_error(
+          i, error(LogErrc::queue_full,
+                   where + ": more than " + std::to_string(s.config.max_pending_bytes) +
+                       " bytes unacknowledged for " + std::to_string(s.config.append_block_timeout.count()) +
+                       " ms" + (on_poller ? " (an append from an append callback never waits)" : ""),
+                   true));
     } else {
       b->record_error(i, kafka_error(err, where + "[" + std::to_string(r.partition) + "]"));
     }
@@ -833,8 +815,12 @@ namespace {
 // Partitions without a committed offset therefore get an explicit start (beginning or end) in
 // the assignment callback.
 //
-// Threading: one owner thread at a time; wakeup() from any thread. Lifecycle: constructed by
-// KafkaLog::consumer(), close() (or the destructor) leaves the group and destroys the handle.
+// Threading: one owner thread at a time; wakeup() from any thread. A wakeup() while no poll() is
+// blocked makes the next poll() return at once, empty (librdkafka's queue yield is sticky).
+// Lifecycle: constructed by KafkaLog::consumer() (a handle that cannot be created, or a
+// subscription to a missing topic, gives a consumer whose every call returns that error);
+// close() (or the destructor) leaves the group, running on_revoked, and destroys the handle.
+// Independent of the KafkaLog that made it: it may outlive it.
 class KafkaConsumer final : public Consumer {
  public:
   KafkaConsumer(const KafkaLogConfig& config, const ConsumerOptions& options)
@@ -904,8 +890,7 @@ class KafkaConsumer final : public Consumer {
                                                std::to_string(it->second - 1) + ", not " +
                                                std::to_string(p.partition));
       }
-      rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset =
-          p.offset;
+      rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.offset;
     }
     rd_kafka_resp_err_t err = rd_kafka_assign(rk_.get(), partitions.empty() ? nullptr : list.get());
     if (err) return tl::unexpected(kafka_error(err, "assigning partitions"));
@@ -921,22 +906,23 @@ class KafkaConsumer final : public Consumer {
     }
     // Inside on_assigned the partitions are not handed to librdkafka yet: move the start.
     if (assigning_ != nullptr) {
-      if (auto* e = rd_kafka_topic_partition_list_find(assigning_, position.topic.c_str(),
-                                                       position.partition)) {
+      if (auto* e =
+              rd_kafka_topic_partition_list_find(assigning_, position.topic.c_str(), position.partition)) {
         IMLOG_TRY(check_in_range(position, where));
         e->offset = position.offset;
         return {};
       }
     }
     auto current = assignment();
-    if (std::find(current.begin(), current.end(),
-                  TopicPartition{position.topic, position.partition}) == current.end()) {
-      return fail(LogErrc::bad_argument, "seek " + where + ": the partition is not assigned to this consumer");
+    if (std::find(current.begin(), current.end(), TopicPartition{position.topic, position.partition}) ==
+        current.end()) {
+      return fail(LogErrc::bad_argument,
+                  "seek " + where + ": the partition is not assigned to this consumer");
     }
     IMLOG_TRY(check_in_range(position, where));
     PartitionList list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), position.topic.c_str(), position.partition)
-        ->offset = position.offset;
+    rd_kafka_topic_partition_list_add(list.get(), position.topic.c_str(), position.partition)->offset =
+        position.offset;
     ErrorObject e(rd_kafka_seek_partitions(rk_.get(), list.get(), to_ms(kRequestTimeout)));
     if (e) return tl::unexpected(kafka_error(rd_kafka_error_code(e.get()), "seek " + where));
     if (list->elems[0].err) return tl::unexpected(kafka_error(list->elems[0].err, "seek " + where));
@@ -952,11 +938,9 @@ class KafkaConsumer final : public Consumer {
       IMLOG_TRY(check_topic_name(o.topic));
       if (o.offset < 0 || o.partition < 0) {
         return fail(LogErrc::bad_argument, "commit " + o.topic + "[" + std::to_string(o.partition) +
-                                               "]: negative partition or offset " +
-                                               std::to_string(o.offset));
+                                               "]: negative partition or offset " + std::to_string(o.offset));
       }
-      rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), o.partition)->offset =
-          o.offset;
+      rd_kafka_topic_partition_list_add(list.get(), o.topic.c_str(), o.partition)->offset = o.offset;
     }
     rd_kafka_resp_err_t err = rd_kafka_commit(rk_.get(), list.get(), 0);
     if (err) return tl::unexpected(kafka_error(err, "committing offsets of group " + options_.group));
@@ -989,16 +973,19 @@ class KafkaConsumer final : public Consumer {
   [[nodiscard]] std::vector<TopicPartition> assignment() const override {
     std::vector<TopicPartition> out;
     if (!rk_) return out;
-    const rd_kafka_topic_partition_list_t* l = assigning_;
-    PartitionList owned;
-    if (l == nullptr) {
-      rd_kafka_topic_partition_list_t* raw = nullptr;
-      if (rd_kafka_assignment(rk_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
-      owned.reset(raw);
-      l = raw;
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(rk_.get(), &raw) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      PartitionList current(raw);
+      for (int i = 0; i < raw->cnt; ++i) out.push_back({raw->elems[i].topic, raw->elems[i].partition});
     }
-    for (int i = 0; i < l->cnt; ++i) out.push_back({l->elems[i].topic, l->elems[i].partition});
+    // Inside on_assigned the new partitions are not handed to librdkafka yet; count them.
+    if (assigning_ != nullptr) {
+      for (int i = 0; i < assigning_->cnt; ++i) {
+        out.push_back({assigning_->elems[i].topic, assigning_->elems[i].partition});
+      }
+    }
     std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
   }
 
@@ -1037,20 +1024,19 @@ class KafkaConsumer final : public Consumer {
       group = "imlog-reader-" + std::to_string(rd()) + std::to_string(rd());
     }
     std::string strategy = "range";  // eager: revocation precedes reassignment
-    IMLOG_TRY(set_properties(
-        conf.get(),
-        {
-            {"bootstrap.servers", join_brokers(config.brokers)},
-            {"client.id", config.client_id},
-            {"group.id", group},
-            {"enable.auto.commit", "false"},
-            {"enable.auto.offset.store", "false"},
-            {"auto.offset.reset", "error"},
-            {"enable.partition.eof", "false"},
-            {"session.timeout.ms", std::to_string(config.session_timeout.count())},
-            {"fetch.wait.max.ms", std::to_string(config.fetch_wait.count())},
-            {"partition.assignment.strategy", strategy},
-        }));
+    IMLOG_TRY(
+        set_properties(conf.get(), {
+                                       {"bootstrap.servers", join_brokers(config.brokers)},
+                                       {"client.id", config.client_id},
+                                       {"group.id", group},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.auto.offset.store", "false"},
+                                       {"auto.offset.reset", "error"},
+                                       {"enable.partition.eof", "false"},
+                                       {"session.timeout.ms", std::to_string(config.session_timeout.count())},
+                                       {"fetch.wait.max.ms", std::to_string(config.fetch_wait.count())},
+                                       {"partition.assignment.strategy", strategy},
+                                   }));
     for (const auto& [k, v] : config.properties) IMLOG_TRY(set_property(conf.get(), k, v));
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_log_cb(conf.get(), log_line);
@@ -1074,6 +1060,11 @@ class KafkaConsumer final : public Consumer {
       PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(options_.topics.size())));
       for (const auto& t : options_.topics) {
         IMLOG_TRY(check_topic_name(t));
+        // A missing topic is an error here as on LocalLog (and the mock cluster would create it
+        // with 4 partitions on the subscription's first metadata request).
+        auto exists = lookup_partitions(rk, t);
+        if (!exists) return tl::unexpected(exists.error().with_context("subscribing to " + t));
+        if (!*exists) return tl::unexpected(unknown_topic(t).with_context("subscribing"));
         rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
       }
       if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, list.get()); err) {
@@ -1102,9 +1093,9 @@ class KafkaConsumer final : public Consumer {
     auto w = watermarks(rk_.get(), {p.topic, p.partition});
     if (!w) return tl::unexpected(w.error());
     if (p.offset < w->first || p.offset > w->second) {
-      return fail(LogErrc::offset_out_of_range,
-                  "seek " + where + " to " + std::to_string(p.offset) + ": the partition holds " +
-                      std::to_string(w->first) + ".." + std::to_string(w->second));
+      return fail(LogErrc::offset_out_of_range, "seek " + where + " to " + std::to_string(p.offset) +
+                                                    ": the partition holds " + std::to_string(w->first) +
+                                                    ".." + std::to_string(w->second));
     }
     return {};
   }
@@ -1121,9 +1112,9 @@ class KafkaConsumer final : public Consumer {
   }
 
   static Error message_error(const rd_kafka_message_t& m) {
-    std::string where = m.rkt != nullptr ? std::string(rd_kafka_topic_name(m.rkt)) + "[" +
-                                               std::to_string(m.partition) + "]"
-                                         : std::string("the consumer");
+    std::string where =
+        m.rkt != nullptr ? std::string(rd_kafka_topic_name(m.rkt)) + "[" + std::to_string(m.partition) + "]"
+                         : std::string("the consumer");
     std::string context = "reading " + where;
     if (m.offset >= 0) context += " at offset " + std::to_string(m.offset);
     const char* detail = rd_kafka_message_errstr(&m);
@@ -1132,44 +1123,56 @@ class KafkaConsumer final : public Consumer {
   }
 
   // librdkafka's rebalance callback; runs inside rd_kafka_consumer_poll (so inside poll() or
-  // close()) on the owner's thread.
-  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
+  // close()) on the owner's thread. Eager protocols (range, roundrobin: the default) hand over
+  // the whole assignment each time; a cooperative one set through `properties` hands over only
+  // the partitions that move, which the listener sees the same way.
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                           void* opaque) {
     auto* self = static_cast<KafkaConsumer*>(opaque);
+    const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     std::vector<TopicPartition> tps;
-    for (int i = 0; i < parts->cnt; ++i) tps.push_back({parts->elems[i].topic, parts->elems[i].partition});
+    for (int i = 0; i < parts->cnt; ++i) {
+      tps.push_back({parts->elems[i].topic, parts->elems[i].partition});
+    }
     std::sort(tps.begin(), tps.end());
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      self->assign_from_group(rk, parts, tps);
+      self->assign_from_group(rk, parts, tps, cooperative);
+      return;
+    }
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      klog()->error("group {}: rebalance failed: {}", self->options_.group, rd_kafka_err2str(err));
+    }
+    // Records of these partitions read in this poll() but not yet returned: drop them, the next
+    // owner reads them from the committed offset.
+    if (self->collecting_ != nullptr) {
+      auto& v = *self->collecting_;
+      v.erase(std::remove_if(
+                  v.begin(), v.end(),
+                  [&](const Record& r) {
+                    return std::binary_search(tps.begin(), tps.end(), TopicPartition{r.topic, r.partition});
+                  }),
+              v.end());
+    }
+    if (self->options_.listener != nullptr && !tps.empty()) {
+      self->options_.listener->on_revoked(tps);
+    }
+    if (cooperative) {
+      ErrorObject e(rd_kafka_incremental_unassign(rk, parts));
+      if (e) klog()->error("group {}: unassign: {}", self->options_.group, rd_kafka_error_string(e.get()));
     } else {
-      if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        klog()->error("group {}: rebalance failed: {}", self->options_.group, rd_kafka_err2str(err));
-      }
-      // Records of these partitions read in this poll() but not yet returned: drop them, the
-      // next owner reads them from the committed offset.
-      if (self->collecting_ != nullptr) {
-        auto& v = *self->collecting_;
-        v.erase(std::remove_if(v.begin(), v.end(),
-                               [&](const Record& r) {
-                                 return std::binary_search(tps.begin(), tps.end(),
-                                                           TopicPartition{r.topic, r.partition});
-                               }),
-                v.end());
-      }
-      if (self->options_.listener != nullptr && !tps.empty()) self->options_.listener->on_revoked(tps);
       rd_kafka_assign(rk, nullptr);
     }
   }
 
   void assign_from_group(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts,
-                         const std::vector<TopicPartition>& tps) {
+                         const std::vector<TopicPartition>& tps, bool cooperative) {
     // Start where the group left off, else at the configured end.
     rd_kafka_resp_err_t err = rd_kafka_committed(rk, parts, to_ms(kRequestTimeout));
     if (err) {
       // librdkafka will look the committed offsets up itself; a partition that has none then
       // reports offset_out_of_range (auto.offset.reset=error) and the caller may seek.
       klog()->warn("group {}: cannot read committed offsets on assignment: {}", options_.group,
-                  rd_kafka_err2str(err));
+                   rd_kafka_err2str(err));
       for (int i = 0; i < parts->cnt; ++i) parts->elems[i].offset = RD_KAFKA_OFFSET_STORED;
     } else {
       for (int i = 0; i < parts->cnt; ++i) {
@@ -1185,9 +1188,15 @@ class KafkaConsumer final : public Consumer {
       options_.listener->on_assigned(tps);
       assigning_ = nullptr;
     }
-    if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts); e) {
-      pending_error_ = kafka_error(e, "taking the partitions assigned by group " + options_.group);
+    std::optional<Error> failed;
+    if (cooperative) {
+      ErrorObject e(rd_kafka_incremental_assign(rk, parts));
+      if (e)
+        failed = kafka_error(rd_kafka_error_code(e.get()), "taking partitions from group " + options_.group);
+    } else if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts); e) {
+      failed = kafka_error(e, "taking partitions from group " + options_.group);
     }
+    if (failed) pending_error_ = std::move(*failed);
   }
 
   ConsumerOptions options_;
@@ -1197,9 +1206,9 @@ class KafkaConsumer final : public Consumer {
   Queue queue_;
   std::optional<Error> broken_;  // set when the handle could not be created
   bool closed_ = false;
-  bool closing_ = false;  // inside close(): a second close() from a listener returns at once
-  std::optional<Error> pending_error_;             // returned by the next poll()
-  std::vector<Record>* collecting_ = nullptr;      // the poll() output being filled
+  bool closing_ = false;                // inside close(): a second close() from a listener returns at once
+  std::optional<Error> pending_error_;  // returned by the next poll()
+  std::vector<Record>* collecting_ = nullptr;             // the poll() output being filled
   rd_kafka_topic_partition_list_t* assigning_ = nullptr;  // inside on_assigned only
 };
 

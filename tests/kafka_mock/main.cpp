@@ -37,6 +37,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,9 +46,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -60,8 +60,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace {
 
@@ -181,8 +179,8 @@ class MockBroker {
              std::to_string(partitions);
     }
     int replication = brokers_ < 3 ? brokers_ : 3;
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster_.get(), name.c_str(),
-                                                         static_cast<int>(partitions), replication);
+    rd_kafka_resp_err_t err =
+        rd_kafka_mock_topic_create(cluster_.get(), name.c_str(), static_cast<int>(partitions), replication);
     if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
       std::string why;
       auto existing = partition_count(name, why);
@@ -206,16 +204,14 @@ class MockBroker {
     return "ok broker " + std::to_string(id) + (up ? " up" : " down");
   }
 
-  std::string produce_errors(int64_t count, rd_kafka_resp_err_t code,
-                             std::optional<int64_t> broker) {
+  std::string produce_errors(int64_t count, rd_kafka_resp_err_t code, std::optional<int64_t> broker) {
     if (count < 1 || count > 100000) {
       return "error produce-errors: COUNT must be 1..100000, got " + std::to_string(count);
     }
     std::string done = "ok produce-errors " + std::to_string(count) + " " + rd_kafka_err2name(code);
     if (!broker) {
       std::vector<rd_kafka_resp_err_t> errs(static_cast<size_t>(count), code);
-      rd_kafka_mock_push_request_errors_array(cluster_.get(), kProduceApiKey, errs.size(),
-                                              errs.data());
+      rd_kafka_mock_push_request_errors_array(cluster_.get(), kProduceApiKey, errs.size(), errs.data());
       return done;
     }
     if (auto e = check_broker("produce-errors", *broker); !e.empty()) return e;
@@ -237,8 +233,8 @@ class MockBroker {
     if (auto e = check_broker("produce-delay", broker); !e.empty()) return e;
     for (int64_t i = 0; i < count; ++i) {
       rd_kafka_resp_err_t err = rd_kafka_mock_broker_push_request_error_rtts(
-          cluster_.get(), static_cast<int32_t>(broker), kProduceApiKey, 1,
-          RD_KAFKA_RESP_ERR_NO_ERROR, static_cast<int>(rtt_ms));
+          cluster_.get(), static_cast<int32_t>(broker), kProduceApiKey, 1, RD_KAFKA_RESP_ERR_NO_ERROR,
+          static_cast<int>(rtt_ms));
       if (err) return "error produce-delay: " + std::string(rd_kafka_err2str(err));
     }
     return "ok produce-delay " + std::to_string(count) + " " + std::to_string(rtt_ms) + " " +
@@ -260,13 +256,11 @@ class MockBroker {
     auto count = partition_count(topic, why);
     if (!count) return "error leader: " + why;
     if (partition < 0 || partition >= *count) {
-      return "error leader: topic " + topic + " has partitions 0.." + std::to_string(*count - 1) +
-             ", not " + std::to_string(partition);
+      return "error leader: topic " + topic + " has partitions 0.." + std::to_string(*count - 1) + ", not " +
+             std::to_string(partition);
     }
-    rd_kafka_resp_err_t err =
-        rd_kafka_mock_partition_set_leader(cluster_.get(), topic.c_str(),
-                                           static_cast<int32_t>(partition),
-                                           static_cast<int32_t>(broker));
+    rd_kafka_resp_err_t err = rd_kafka_mock_partition_set_leader(
+        cluster_.get(), topic.c_str(), static_cast<int32_t>(partition), static_cast<int32_t>(broker));
     if (err) return "error leader: " + std::string(rd_kafka_err2str(err));
     return "ok leader " + topic + " " + std::to_string(partition) + " " + std::to_string(broker);
   }
@@ -284,8 +278,7 @@ class MockBroker {
   // request names, whatever the request's AllowAutoTopicCreation says.
   std::optional<int> partition_count(const std::string& topic, std::string& why) {
     const rd_kafka_metadata_t* md = nullptr;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(observer_.get(), 1, nullptr, &md,
-                                                kMetadataTimeoutMs);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(observer_.get(), 1, nullptr, &md, kMetadataTimeoutMs);
     if (err) {
       why = "cannot read the metadata of topic " + topic + ": " + rd_kafka_err2str(err);
       return std::nullopt;
@@ -485,8 +478,7 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    std::fprintf(stderr, "imlog-kafka-mock: cannot create --dir %s: %s\n", dir.c_str(),
-                 ec.message().c_str());
+    std::fprintf(stderr, "imlog-kafka-mock: cannot create --dir %s: %s\n", dir.c_str(), ec.message().c_str());
     return 1;
   }
 
@@ -500,8 +492,7 @@ int main(int argc, char** argv) {
     auto colon = spec.rfind(':');
     auto parts = colon == std::string::npos ? std::nullopt : parse_int(spec.substr(colon + 1));
     if (!parts) {
-      std::fprintf(stderr, "imlog-kafka-mock: --topic %s: expected NAME:PARTITIONS\n",
-                   spec.c_str());
+      std::fprintf(stderr, "imlog-kafka-mock: --topic %s: expected NAME:PARTITIONS\n", spec.c_str());
       mock.stop();
       return 2;
     }
@@ -516,8 +507,7 @@ int main(int argc, char** argv) {
   int port = 0;
   int listen_fd = listen_loopback(port);
   if (listen_fd < 0) {
-    std::fprintf(stderr, "imlog-kafka-mock: cannot listen on 127.0.0.1: %s\n",
-                 std::strerror(errno));
+    std::fprintf(stderr, "imlog-kafka-mock: cannot listen on 127.0.0.1: %s\n", std::strerror(errno));
     mock.stop();
     return 1;
   }

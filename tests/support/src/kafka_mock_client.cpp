@@ -1,8 +1,6 @@
 // The test client of imlog-kafka-mock (see kafka_mock.h): finds or starts the mock broker and
 // sends it control commands, one TCP connection per command (simple; a command is rare).
 
-#include "imlog/testing/kafka_mock.h"
-
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -18,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "imlog/testing/kafka_mock.h"
 #include "imlog/testing/support.h"
 
 namespace imlog::testing {
@@ -33,8 +32,8 @@ std::string read_first_line(const std::filesystem::path& path) {
   std::string line;
   if (!in || !std::getline(in, line) || line.empty()) {
     throw std::runtime_error("kafka mock: cannot read " + path.string() +
-                             " (is imlog-kafka-mock running with --dir " +
-                             path.parent_path().string() + "?)");
+                             " (is imlog-kafka-mock running with --dir " + path.parent_path().string() +
+                             "?)");
   }
   return line;
 }
@@ -47,8 +46,7 @@ int connect_to(const std::string& host, int port) {
   addrinfo* res = nullptr;
   std::string service = std::to_string(port);
   if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res); rc != 0) {
-    throw std::runtime_error("kafka mock: cannot resolve control host " + host + ": " +
-                             ::gai_strerror(rc));
+    throw std::runtime_error("kafka mock: cannot resolve control host " + host + ": " + ::gai_strerror(rc));
   }
   int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
   timeval tv{kCommandTimeoutSeconds, 0};
@@ -60,8 +58,8 @@ int connect_to(const std::string& host, int port) {
     int err = errno;
     if (fd >= 0) ::close(fd);
     ::freeaddrinfo(res);
-    throw std::runtime_error("kafka mock: cannot connect to control socket " + host + ":" +
-                             service + ": " + std::strerror(err));
+    throw std::runtime_error("kafka mock: cannot connect to control socket " + host + ":" + service + ": " +
+                             std::strerror(err));
   }
   ::freeaddrinfo(res);
   return fd;

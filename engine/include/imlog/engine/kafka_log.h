@@ -11,7 +11,9 @@
 //
 // Topics: create_topic uses the Admin API on a real broker. librdkafka's mock cluster (tests) has
 // no Admin API: there topics are created by the mock tool (tests/kafka_mock), and create_topic
-// succeeds when the topic already exists with the asked partition count.
+// succeeds when the topic already exists with the asked partition count (for a missing topic it
+// fails after the Admin API's 10 s time-out, saying how to create it). Metadata is always read
+// for all topics: the mock creates any topic a metadata request names.
 //
 // Threading: thread-safe; append callbacks run on the poller thread and must not block.
 
