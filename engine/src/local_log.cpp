@@ -27,6 +27,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/statistics.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
@@ -292,6 +293,7 @@ Error io_error(const std::string& dir, std::string_view what, const rocksdb::Sta
 
 struct LocalLog::State {
   LocalLogConfig config;
+  std::shared_ptr<rocksdb::Statistics> statistics;  // tickers only: WAL syncs for stats()
   std::unique_ptr<rocksdb::DB> db;
 
   // Topics: read-mostly.
@@ -332,7 +334,6 @@ struct LocalLog::State {
   std::atomic<int64_t> live_consumers{0};
 
   std::atomic<uint64_t> stat_commits{0};
-  std::atomic<uint64_t> stat_synced{0};
   std::atomic<uint64_t> stat_records{0};
 
   // --- topics
@@ -621,7 +622,6 @@ void LocalLog::State::write_group(std::vector<PendingAppend>& batch_appends,
     wo.sync = sync;
     s = db->Write(wo, &batch);
     stat_commits.fetch_add(1, std::memory_order_relaxed);
-    if (sync) stat_synced.fetch_add(1, std::memory_order_relaxed);
   }
 
   std::optional<Error> failure;
@@ -1153,8 +1153,9 @@ void LocalConsumer::close() {
 
 namespace {
 
-rocksdb::Options make_options() {
+rocksdb::Options make_options(std::shared_ptr<rocksdb::Statistics> statistics) {
   rocksdb::Options o;
+  o.statistics = std::move(statistics);
   o.create_if_missing = true;
   // Detect damage instead of serving it: check file consistency on open and stop on a
   // background error rather than continue past it.
@@ -1202,8 +1203,10 @@ Result<std::unique_ptr<LocalLog>> LocalLog::open(const LocalLogConfig& config) {
   }
   auto state = std::make_unique<State>();
   state->config = config;
+  state->statistics = rocksdb::CreateDBStatistics();
+  state->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(make_options(), config.dir, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(make_options(state->statistics), config.dir, &raw);
   if (!s.ok()) return tl::unexpected(io_error(config.dir, "cannot open", s));
   state->db.reset(raw);
   IMLOG_TRY(state->load_topics());
@@ -1333,7 +1336,7 @@ std::string LocalLog::describe() const { return "local:" + state_->config.dir; }
 
 LocalLogStats LocalLog::stats() const {
   return {state_->stat_commits.load(std::memory_order_relaxed),
-          state_->stat_synced.load(std::memory_order_relaxed),
+          state_->statistics->getTickerCount(rocksdb::WAL_FILE_SYNCED),
           state_->stat_records.load(std::memory_order_relaxed)};
 }
 

@@ -320,12 +320,12 @@ TEST(LocalLogDurability, OnlyDurableTopicsAndCommitsAreSynced) {
   ASSERT_OK(log->append_wait("fast", {{"k", "v", 0}}));
   auto s1 = log->stats();
   EXPECT_EQ(s1.commits - s0.commits, 1u);
-  EXPECT_EQ(s1.synced_commits - s0.synced_commits, 0u) << "a non-durable write is not synced";
+  EXPECT_EQ(s1.wal_syncs - s0.wal_syncs, 0u) << "a non-durable write is not synced";
 
   ASSERT_OK(log->append_wait("durable", {{"k", "v", 0}}));
   auto s2 = log->stats();
   EXPECT_EQ(s2.commits - s1.commits, 1u);
-  EXPECT_EQ(s2.synced_commits - s1.synced_commits, 1u);
+  EXPECT_EQ(s2.wal_syncs - s1.wal_syncs, 1u);
 
   {  // a group mixing both is synced once
     WriterStall stall(*log, "fast");
@@ -335,14 +335,14 @@ TEST(LocalLogDurability, OnlyDurableTopicsAndCommitsAreSynced) {
   ASSERT_OK(log->flush(10s));
   auto s3 = log->stats();
   EXPECT_EQ(s3.commits - s2.commits, 2u);
-  EXPECT_EQ(s3.synced_commits - s2.synced_commits, 1u);
+  EXPECT_EQ(s3.wal_syncs - s2.wal_syncs, 1u);
 
   ConsumerOptions opts;
   opts.group = "g";
   auto c = log->consumer(opts);
   ASSERT_OK(c->commit({{"fast", 0, 1}}));
   auto s4 = log->stats();
-  EXPECT_EQ(s4.synced_commits - s3.synced_commits, 1u) << "offset commits are durable";
+  EXPECT_EQ(s4.wal_syncs - s3.wal_syncs, 1u) << "offset commits are durable";
   c.reset();
   log.reset();
 
@@ -351,9 +351,9 @@ TEST(LocalLogDurability, OnlyDurableTopicsAndCommitsAreSynced) {
   ASSERT_TRUE(log);
   auto r0 = log->stats();
   ASSERT_OK(log->append_wait("fast", {{"k", "v", 0}}));
-  EXPECT_EQ(log->stats().synced_commits, r0.synced_commits);
+  EXPECT_EQ(log->stats().wal_syncs, r0.wal_syncs);
   ASSERT_OK(log->append_wait("durable", {{"k", "v", 0}}));
-  EXPECT_EQ(log->stats().synced_commits, r0.synced_commits + 1);
+  EXPECT_EQ(log->stats().wal_syncs, r0.wal_syncs + 1);
 }
 
 // ---------------------------------------------------------------------------------------------

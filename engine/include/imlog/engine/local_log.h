@@ -45,7 +45,9 @@ struct LocalLogConfig {
 // open(); read with relaxed ordering, so a snapshot may be a few commits behind.
 struct LocalLogStats {
   uint64_t commits = 0;         // RocksDB writes made by the writer (one per group commit)
-  uint64_t synced_commits = 0;  // of those, written with fsync (a durable topic or an offset commit)
+  // WAL fsyncs, as counted by RocksDB itself: one per group commit holding a durable topic's
+  // record or an offset commit, one per topic creation.
+  uint64_t wal_syncs = 0;
   uint64_t records = 0;         // records written
 };
 
