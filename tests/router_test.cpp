@@ -1,0 +1,212 @@
+// The router and the command bus over a real engine on the embedded log: acks come only from
+// valid events in the log, pushes reach the members who are online, membership is derived from the
+// events (a leaver sees their leave and nothing after), and refusals and duplicates are answered.
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/gateway/command_bus.h"
+#include "imlog/tasks/router.h"
+#include "imlog/tasks/sessions.h"
+#include "imlog/testing/engine_harness.h"
+#include "imlog/testing/support.h"
+
+namespace imlog {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kGateway = "gw-test";
+
+// Collects what a gateway would receive: replies by request and pushes by user.
+class Inbox {
+ public:
+  void push(Push p) {
+    auto ev = read_event(*p.event_bytes);
+    ASSERT_TRUE(ev);
+    std::lock_guard lock(mu_);
+    for (uint64_t u : p.recipients) {
+      pushes_[u].push_back(Seen{(*ev)->event_type(), std::string(sv((*ev)->stream())), (*ev)->seq()});
+    }
+    cv_.notify_all();
+  }
+
+  struct Seen {
+    fb::Event type;
+    std::string stream;
+    uint64_t seq;
+  };
+
+  // Waits until `user` has `n` pushes.
+  std::vector<Seen> pushes_of(uint64_t user, size_t n, std::chrono::milliseconds deadline = 10s) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, deadline, [&] { return pushes_[user].size() >= n; });
+    return pushes_[user];
+  }
+
+  size_t count(uint64_t user) {
+    std::lock_guard lock(mu_);
+    return pushes_[user].size();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, std::vector<Seen>> pushes_;
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LocalLogConfig cfg;
+    cfg.dir = dir_.str() + "/log";
+    auto log = LocalLog::open(cfg);
+    ASSERT_TRUE(log) << log.error().to_string();
+    log_ = std::move(*log);
+    ASSERT_TRUE(testing::create_engine_topics(*log_, 2, kGateway));
+    EngineConfig ec;
+    ec.state_dir = dir_.str() + "/engine";
+    ec.checkpoint_interval = 100ms;
+    auto node = testing::EngineNode::start(*log_, ec);
+    ASSERT_TRUE(node) << node.error().to_string();
+    node_ = std::move(*node);
+    ASSERT_TRUE(node_->wait_for_partitions(2));
+    sessions_ = make_local_sessions();
+    router_ = std::make_unique<Router>(*log_, *sessions_);
+    ASSERT_TRUE(router_->start());
+    bus_ = std::make_unique<CommandBus>(*log_, std::string(kGateway), SystemClock::instance());
+    ASSERT_TRUE(bus_->start([this](Push p) { inbox_.push(std::move(p)); }));
+  }
+
+  void TearDown() override {
+    if (bus_) bus_->stop();
+    if (router_) router_->stop();
+    node_.reset();
+  }
+
+  // Submits and waits for the reply.
+  Result<fb::CommandReplyT> call(fb::CommandEnvelopeT c) {
+    std::promise<Result<fb::CommandReplyT>> p;
+    auto f = p.get_future();
+    bus_->submit(std::move(c), 10s, [&p](Result<fb::CommandReplyT> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+
+  uint64_t register_user(const std::string& name) {
+    auto r = call(testing::register_user(name, "reg-" + name, "", 0));
+    EXPECT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->status, fb::ReplyStatus::Accepted) << r->code << " " << r->message;
+    EXPECT_GT(r->result_id, 0u);
+    // The directory must know the user before the engine accepts messages to them.
+    EXPECT_TRUE(testing::wait_until([&] { return node_->directory().user(r->result_id).exists; }));
+    return r->result_id;
+  }
+
+  testing::TempDir dir_{"imlog-router"};
+  std::unique_ptr<LocalLog> log_;
+  std::unique_ptr<testing::EngineNode> node_;
+  std::unique_ptr<SessionRegistry> sessions_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<CommandBus> bus_;
+  Inbox inbox_;
+};
+
+TEST_F(RouterTest, AcksComeFromTheLogAndPushesReachBothUsersOfASingleStream) {
+  uint64_t a = register_user("alice");
+  uint64_t b = register_user("bob");
+  sessions_->connected(a, kGateway, 1);
+  sessions_->connected(b, kGateway, 2);
+  std::string conv = single_stream(a, b);
+  auto r1 = call(testing::send_message(conv, a, "m1", "hello bob", "", 0));
+  ASSERT_TRUE(r1) << r1.error().to_string();
+  EXPECT_EQ(r1->status, fb::ReplyStatus::Accepted);
+  EXPECT_EQ(r1->seq, 1u);
+  EXPECT_NE(r1->event_id, 0u);
+  auto r2 = call(testing::send_message(conv, b, "m2", "hi alice", "", 0));
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->seq, 2u);
+  for (uint64_t u : {a, b}) {
+    auto seen = inbox_.pushes_of(u, 2);
+    ASSERT_EQ(seen.size(), 2u) << "user " << u;
+    EXPECT_EQ(seen[0].seq, 1u);
+    EXPECT_EQ(seen[1].seq, 2u);
+    EXPECT_EQ(seen[0].type, fb::Event::MessageAppended);
+  }
+}
+
+TEST_F(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
+  uint64_t a = register_user("carol");
+  sessions_->connected(a, kGateway, 1);
+  auto first = call(testing::send_message("world", a, "same", "once", "", 0));
+  auto again = call(testing::send_message("world", a, "same", "twice?", "", 0));
+  ASSERT_TRUE(first && again);
+  EXPECT_EQ(again->status, fb::ReplyStatus::Duplicate);
+  EXPECT_EQ(again->seq, first->seq);
+  EXPECT_EQ(again->event_id, first->event_id);
+  // A later message proves the router is past both; the retry was pushed to nobody.
+  ASSERT_TRUE(call(testing::send_message("world", a, "later", "x", "", 0)));
+  EXPECT_EQ(inbox_.pushes_of(a, 2).size(), 2u);
+  EXPECT_EQ(inbox_.count(a), 2u);
+}
+
+TEST_F(RouterTest, GroupFanOutFollowsMembershipFromTheLog) {
+  uint64_t owner = register_user("owner");
+  uint64_t m1 = register_user("member1");
+  uint64_t m2 = register_user("member2");
+  uint64_t outsider = register_user("outsider");
+  for (uint64_t u : {owner, m1, m2, outsider}) sessions_->connected(u, kGateway, u);
+  ASSERT_EQ(call(testing::create_group(77, owner, {m1, m2}, "g", "", 0))->status, fb::ReplyStatus::Accepted);
+  ASSERT_TRUE(call(testing::send_message("group_77", m1, "g1", "to all", "", 0)));
+  for (uint64_t u : {owner, m1, m2}) {
+    auto seen = inbox_.pushes_of(u, 2);  // the creation and the message
+    ASSERT_EQ(seen.size(), 2u) << "user " << u;
+    EXPECT_EQ(seen[1].type, fb::Event::MessageAppended);
+  }
+  // m2 leaves: m2 sees its own leave; the next message reaches owner and m1 only.
+  ASSERT_EQ(call(testing::leave_group(77, m2, "l", "", 0))->status, fb::ReplyStatus::Accepted);
+  ASSERT_TRUE(call(testing::send_message("group_77", owner, "g2", "after", "", 0)));
+  EXPECT_EQ(inbox_.pushes_of(m1, 4).size(), 4u);
+  auto m2_seen = inbox_.pushes_of(m2, 3);
+  ASSERT_EQ(m2_seen.size(), 3u);
+  EXPECT_EQ(m2_seen[2].type, fb::Event::MemberLeft);
+  EXPECT_EQ(inbox_.count(m2), 3u);
+  EXPECT_EQ(inbox_.count(outsider), 0u);
+  // And the engine refuses m2's next send.
+  auto refused = call(testing::send_message("group_77", m2, "g3", "let me in", "", 0));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(refused->code, "not_member");
+}
+
+TEST_F(RouterTest, OfflineUsersGetNoPushAndMalformedStreamsAreRefused) {
+  uint64_t a = register_user("dave");
+  ASSERT_TRUE(call(testing::send_message("world", a, "w1", "nobody online", "", 0)));
+  EXPECT_EQ(inbox_.count(a), 0u);
+  // A command whose stream is malformed is refused by the engine, not left hanging.
+  auto bad = call(testing::send_message("group_x", a, "b1", "?", "", 0));
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(bad->code, "invalid");
+}
+
+TEST_F(RouterTest, ACommandNobodyAnswersTimesOutAsRetryable) {
+  uint64_t a = register_user("erin");
+  node_->stop();  // no sequencer: the command is stored but never answered
+  std::promise<Result<fb::CommandReplyT>> p;
+  auto f = p.get_future();
+  bus_->submit(testing::send_message("world", a, "t1", "anyone?", "", 0), 200ms,
+               [&p](Result<fb::CommandReplyT> r) { p.set_value(std::move(r)); });
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  auto r = f.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), make_error_code(BusErrc::timed_out));
+  EXPECT_TRUE(r.error().retryable());
+}
+
+}  // namespace
+}  // namespace imlog
