@@ -722,9 +722,11 @@ namespace {
 // partitions from the group, moving them inside poll() with listener notices.
 //
 // Threading: one thread at a time, except wakeup(). Reads go through one RocksDB iterator per
-// assigned partition, bounded to that partition's key range and refreshed only when the writer
-// has published records past what the iterator can see, so a steady reader does one seek per
-// poll per partition and then Next() calls.
+// assigned partition, bounded to that partition's key range and kept while it has records to
+// give, so a reader catching up does one seek and then Next() calls; a caught-up reader drops it.
+//
+// A group member keeps its partitions until it polls: a member that stops polling (without
+// close()) holds partitions the group wants to move, and their new owner waits for it.
 class LocalConsumer final : public Consumer {
  public:
   LocalConsumer(LocalLog::State& state, ConsumerOptions options);
@@ -746,7 +748,7 @@ class LocalConsumer final : public Consumer {
     std::unique_ptr<rocksdb::Iterator> it;   // null until first read
     std::string upper;                       // iterate_upper_bound storage
     rocksdb::Slice upper_slice;
-    int64_t visible_end = 0;                 // the end when `it` was made or refreshed
+    int64_t visible_end = 0;                 // the end when `it` was made
     int64_t positioned_at = -1;              // offset `it` points at, -1 if unknown
   };
 
@@ -758,6 +760,7 @@ class LocalConsumer final : public Consumer {
   bool ready() const;
   Status read_available(std::vector<Record>& out, size_t& count);
   Status read_cursor(Cursor& c, int64_t end, std::vector<Record>& out, size_t& count);
+  Status decode_current(const Cursor& c, Record& r) const;
   Error corrupt(const Cursor& c, const std::string& why) const;
   Result<TopicInfo*> checked_position(const TopicPartitionOffset& p, bool allow_past_end) const;
 
@@ -935,78 +938,80 @@ Status LocalConsumer::read_available(std::vector<Record>& out, size_t& count) {
 
 Status LocalConsumer::read_cursor(Cursor& c, int64_t end, std::vector<Record>& out,
                                   size_t& count) {
-  if (!c.it || c.next >= c.visible_end) {
-    // `end` was loaded (acquire) after the writer's Write returned, so an iterator made or
-    // refreshed now sees every record below it.
+  if (c.it && c.next >= c.visible_end) c.it.reset();  // a seek() moved past what it can see
+  if (!c.it) {
+    // `end` was loaded (acquire) after the writer's Write returned, so an iterator made now sees
+    // every record below it.
+    rocksdb::ReadOptions ro;
+    ro.verify_checksums = true;
+    ro.iterate_upper_bound = &c.upper_slice;
+    c.it.reset(state_.db->NewIterator(ro));
     c.visible_end = end;
     c.positioned_at = -1;
-    if (!c.it) {
-      rocksdb::ReadOptions ro;
-      ro.verify_checksums = true;
-      ro.iterate_upper_bound = &c.upper_slice;
-      c.it.reset(state_.db->NewIterator(ro));
-    } else if (auto s = c.it->Refresh(); !s.ok()) {
-      return tl::unexpected(io_error(state_.config.dir, "refreshing a reader of " +
-                                                            where(c.ref.topic->name,
-                                                                  c.ref.partition, c.next),
-                                     s));
-    }
   }
-  const RecordKey first(c.ref.topic->id, c.ref.partition, c.next);
-  if (c.positioned_at != c.next) c.it->Seek(first.slice());
-  c.positioned_at = -1;
+  if (c.positioned_at != c.next) {
+    c.it->Seek(RecordKey(c.ref.topic->id, c.ref.partition, c.next).slice());
+  }
+  c.positioned_at = -1;  // unknown until a record is read
 
   const int64_t limit = std::min(end, c.visible_end);
-  const std::string& topic = c.ref.topic->name;
   while (c.next < limit && count < options_.max_batch) {
-    rocksdb::Iterator& it = *c.it;
-    if (!it.Valid()) {
-      const rocksdb::Status& s = it.status();
-      if (s.IsCorruption()) return tl::unexpected(corrupt(c, "RocksDB: " + s.ToString()));
-      if (!s.ok()) {
-        return tl::unexpected(
-            io_error(state_.config.dir, "reading " + where(topic, c.ref.partition, c.next), s));
-      }
-      return tl::unexpected(corrupt(c, "the record is missing"));
-    }
-    const RecordKey expected(c.ref.topic->id, c.ref.partition, c.next);
-    if (it.key() != expected.slice()) {
-      return tl::unexpected(corrupt(c, "the record is missing (found another key in its place)"));
-    }
-    const rocksdb::Slice v = it.value();
-    if (v.size() < kFrameHeaderSize) return tl::unexpected(corrupt(c, "the frame is truncated"));
-    uint32_t stored_crc;
-    int64_t ts;
-    uint32_t key_len;
-    std::memcpy(&stored_crc, v.data(), 4);
-    std::memcpy(&ts, v.data() + 4, 8);
-    std::memcpy(&key_len, v.data() + 12, 4);
-    if (key_len > v.size() - kFrameHeaderSize) {
-      return tl::unexpected(corrupt(c, "the key length is past the end of the frame"));
-    }
-    Crc32c crc;
-    crc.update(expected.bytes, kRecordKeySize);
-    crc.update(v.data() + 4, v.size() - 4);
-    if (crc.value() != stored_crc) {
-      char why[96];
-      std::snprintf(why, sizeof why, "checksum mismatch (stored %08x, computed %08x)", stored_crc,
-                    crc.value());
-      return tl::unexpected(corrupt(c, why));
-    }
-
     if (count == out.size()) out.emplace_back();
-    Record& r = out[count];
-    r.topic.assign(topic);
-    r.partition = c.ref.partition;
-    r.offset = c.next;
-    r.timestamp_ms = ts;
-    r.key.assign(v.data() + kFrameHeaderSize, key_len);
-    r.value.assign(v.data() + kFrameHeaderSize + key_len, v.size() - kFrameHeaderSize - key_len);
+    if (auto r = decode_current(c, out[count]); !r) return r;
     ++count;
     ++c.next;
-    it.Next();
+    c.it->Next();
     c.positioned_at = c.next;
   }
+  // Caught up: let the iterator go, so an idle reader does not pin memtables and SST files the
+  // log has moved past. The next records get a fresh iterator.
+  if (c.next >= c.visible_end) c.it.reset();
+  return {};
+}
+
+// Checks and decodes the record under c's iterator, which must be the one at offset c.next.
+Status LocalConsumer::decode_current(const Cursor& c, Record& r) const {
+  const rocksdb::Iterator& it = *c.it;
+  if (!it.Valid()) {
+    const rocksdb::Status& s = it.status();
+    if (s.IsCorruption()) return tl::unexpected(corrupt(c, "RocksDB: " + s.ToString()));
+    if (!s.ok()) {
+      return tl::unexpected(io_error(
+          state_.config.dir, "reading " + where(c.ref.topic->name, c.ref.partition, c.next), s));
+    }
+    return tl::unexpected(corrupt(c, "the record is missing"));
+  }
+  const RecordKey expected(c.ref.topic->id, c.ref.partition, c.next);
+  if (it.key() != expected.slice()) {
+    return tl::unexpected(corrupt(c, "the record is missing (another key is in its place)"));
+  }
+  const rocksdb::Slice v = it.value();
+  if (v.size() < kFrameHeaderSize) return tl::unexpected(corrupt(c, "the frame is truncated"));
+  uint32_t stored_crc;
+  int64_t ts;
+  uint32_t key_len;
+  std::memcpy(&stored_crc, v.data(), 4);
+  std::memcpy(&ts, v.data() + 4, 8);
+  std::memcpy(&key_len, v.data() + 12, 4);
+  if (key_len > v.size() - kFrameHeaderSize) {
+    return tl::unexpected(corrupt(c, "the key length is past the end of the frame"));
+  }
+  Crc32c crc;
+  crc.update(expected.bytes, kRecordKeySize);
+  crc.update(v.data() + 4, v.size() - 4);
+  if (crc.value() != stored_crc) {
+    char why[96];
+    std::snprintf(why, sizeof why, "checksum mismatch (stored %08x, computed %08x)", stored_crc,
+                  crc.value());
+    return tl::unexpected(corrupt(c, why));
+  }
+  // assign() reuses the capacity of a Record the caller passed back in.
+  r.topic.assign(c.ref.topic->name);
+  r.partition = c.ref.partition;
+  r.offset = c.next;
+  r.timestamp_ms = ts;
+  r.key.assign(v.data() + kFrameHeaderSize, key_len);
+  r.value.assign(v.data() + kFrameHeaderSize + key_len, v.size() - kFrameHeaderSize - key_len);
   return {};
 }
 

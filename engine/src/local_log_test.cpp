@@ -510,6 +510,39 @@ TEST(LocalLogConsumer, MaxBatchBoundsAPollAndEveryPartitionGetsItsTurn) {
   EXPECT_EQ(partitions_in_first_two.size(), 2u);
 }
 
+TEST(LocalLogConsumer, SeekMovesTheReadPositionBothWays) {
+  TempDir dir;
+  auto log = open_log(config_in(dir));
+  ASSERT_TRUE(log);
+  ASSERT_OK(log->create_topic({"t", 2, true}));
+  std::vector<OutRecord> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back({"k", std::to_string(i), 0});
+  ASSERT_OK(log->append_wait("t", std::move(batch)));
+  ConsumerOptions opts;
+  opts.max_batch = 3;
+  auto c = log->consumer(opts);
+  ASSERT_OK(c->assign({{"t", 0, 0}}));
+  std::vector<Record> out;
+  ASSERT_OK(c->poll(out, 1s));
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_OK(c->seek({"t", 0, 8}));
+  ASSERT_OK(c->poll(out, 1s));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].value, "8");
+  ASSERT_OK(c->seek({"t", 0, 1}));
+  ASSERT_OK(c->poll(out, 1s));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].value, "1");
+  EXPECT_EQ(out[2].value, "3");
+
+  auto past_end = c->seek({"t", 0, 11});
+  ASSERT_FALSE(past_end);
+  EXPECT_EQ(past_end.error().code(), LogErrc::offset_out_of_range);
+  auto unassigned = c->seek({"t", 1, 0});
+  ASSERT_FALSE(unassigned);
+  EXPECT_EQ(unassigned.error().code(), LogErrc::bad_argument);
+}
+
 // Group hand-off in one process: a partition moves only after its owner revoked it (and could
 // commit there), and the new owner starts at that commit.
 TEST(LocalLogGroup, APartitionMovesOnlyAfterItsOwnerRevokedIt) {
