@@ -354,6 +354,19 @@ struct LocalLog::State {
   Status commit(std::vector<std::pair<std::string, int64_t>> entries);
   void run_writer();
   void write_group(std::vector<PendingAppend>& appends, std::vector<PendingCommit*>& commits);
+  struct GroupContents {
+    uint64_t bytes = 0;    // queue bytes the group releases
+    uint64_t records = 0;  // records written
+    bool sync = false;     // holds a durable topic's record or an offset commit
+  };
+  GroupContents build_batch(const std::vector<PendingAppend>& appends,
+                            const std::vector<PendingCommit*>& commits,
+                            std::vector<std::vector<RecordPosition>>& positions);
+  void publish(const std::vector<PendingCommit*>& commits, uint64_t records);
+  void roll_back();
+  void complete(std::vector<PendingAppend>& appends, const std::vector<PendingCommit*>& commits,
+                std::vector<std::vector<RecordPosition>>& positions,
+                const std::optional<Error>& failure);
 
   // --- consumers
   void notify_consumers() {
@@ -558,100 +571,133 @@ void LocalLog::State::run_writer() {
   }
 }
 
+namespace {
+
+// Adds one framed record (layout at the top of this file) to the batch, without copying it
+// anywhere first: the frame header, key and value go in as three slices.
+void put_record(rocksdb::WriteBatch& batch, const TopicInfo& t, int32_t partition, int64_t offset,
+                int64_t timestamp_ms, const OutRecord& r) {
+  const RecordKey key(t.id, partition, offset);
+  char header[kFrameHeaderSize];
+  std::memcpy(header + 4, &timestamp_ms, 8);
+  const auto key_len = static_cast<uint32_t>(r.key.size());
+  std::memcpy(header + 12, &key_len, 4);
+  Crc32c crc;
+  crc.update(key.bytes, kRecordKeySize);
+  crc.update(header + 4, kFrameHeaderSize - 4);
+  crc.update(r.key);
+  crc.update(r.value);
+  const uint32_t sum = crc.value();
+  std::memcpy(header, &sum, 4);
+
+  const rocksdb::Slice key_part = key.slice();
+  const rocksdb::Slice value_parts[3] = {{header, kFrameHeaderSize}, r.key, r.value};
+  batch.Put(rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 3));
+}
+
+}  // namespace
+
 // One group commit: one WriteBatch, one Write (synced if anything in it must be durable), then
 // publish the new ends, wake consumers, and run callbacks outside every lock.
 void LocalLog::State::write_group(std::vector<PendingAppend>& batch_appends,
                                   std::vector<PendingCommit*>& batch_commits) {
-  rocksdb::WriteBatch& batch = writer_batch;
-  std::vector<PartitionRef>& touched = writer_touched;
-  batch.Clear();
-  touched.clear();
-
-  const int64_t now = SystemClock::instance().now_ms();
-  bool sync = !batch_commits.empty();
-  uint64_t bytes = 0;
-  uint64_t records = 0;
+  writer_batch.Clear();
+  writer_touched.clear();
   std::vector<std::vector<RecordPosition>> positions(batch_appends.size());
-
-  for (size_t i = 0; i < batch_appends.size(); ++i) {
-    PendingAppend& a = batch_appends[i];
-    bytes += a.bytes;
-    if (a.error) continue;
-    TopicInfo* t = a.topic;
-    sync = sync || t->durable;
-    positions[i].reserve(a.records.size());
-    for (const OutRecord& r : a.records) {
-      const auto p = static_cast<size_t>(r.partition);
-      const int64_t offset = t->next[p]++;
-      if (!t->touched[p]) {
-        t->touched[p] = 1;
-        touched.push_back({t, r.partition});
-      }
-      positions[i].push_back({r.partition, offset});
-
-      RecordKey key(t->id, r.partition, offset);
-      char header[kFrameHeaderSize];
-      std::memcpy(header + 4, &now, 8);
-      const auto key_len = static_cast<uint32_t>(r.key.size());
-      std::memcpy(header + 12, &key_len, 4);
-      Crc32c crc;
-      crc.update(key.bytes, kRecordKeySize);
-      crc.update(header + 4, kFrameHeaderSize - 4);
-      crc.update(r.key);
-      crc.update(r.value);
-      const uint32_t sum = crc.value();
-      std::memcpy(header, &sum, 4);
-
-      rocksdb::Slice key_part = key.slice();
-      rocksdb::Slice value_parts[3] = {{header, kFrameHeaderSize}, r.key, r.value};
-      batch.Put(rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 3));
-      ++records;
-    }
-  }
-  for (PendingCommit* c : batch_commits) {
-    for (const auto& [key, offset] : c->entries) {
-      char v[8];
-      put_be64(v, static_cast<uint64_t>(offset));
-      batch.Put(key, rocksdb::Slice(v, 8));
-    }
-  }
+  const GroupContents group = build_batch(batch_appends, batch_commits, positions);
 
   rocksdb::Status s;
-  if (batch.Count() > 0) {
+  if (writer_batch.Count() > 0) {
     rocksdb::WriteOptions wo;
-    wo.sync = sync;
-    s = db->Write(wo, &batch);
+    wo.sync = group.sync;
+    s = db->Write(wo, &writer_batch);
     stat_commits.fetch_add(1, std::memory_order_relaxed);
   }
-
   std::optional<Error> failure;
-  for (const PartitionRef& r : touched) {
-    const auto p = static_cast<size_t>(r.partition);
-    r.topic->touched[p] = 0;
-    if (s.ok()) {
-      r.topic->end[r.partition].store(r.topic->next[p], std::memory_order_release);
-    } else {
-      r.topic->next[p] = r.topic->end[r.partition].load(std::memory_order_relaxed);
-    }
-  }
   if (s.ok()) {
-    stat_records.fetch_add(records, std::memory_order_relaxed);
-    std::lock_guard lk(committed_mu);
-    for (PendingCommit* c : batch_commits) {
-      for (const auto& [key, offset] : c->entries) committed[key] = offset;
-    }
+    publish(batch_commits, group.records);
   } else {
-    failure = io_error(config.dir, "writing a batch of " + std::to_string(batch.Count()) +
+    roll_back();
+    failure = io_error(config.dir, "writing a batch of " + std::to_string(writer_batch.Count()) +
                                        " records and offsets", s);
   }
 
   {
     std::lock_guard lk(queue_mu);
-    pending_bytes -= bytes;
+    pending_bytes -= group.bytes;
   }
   space_cv.notify_all();
-  if (s.ok() && (records > 0 || !batch_commits.empty())) notify_consumers();
+  if (s.ok() && (group.records > 0 || !batch_commits.empty())) notify_consumers();
 
+  complete(batch_appends, batch_commits, positions, failure);
+}
+
+// Gives each record its offset and puts it, and each offset commit, into writer_batch.
+LocalLog::State::GroupContents LocalLog::State::build_batch(
+    const std::vector<PendingAppend>& batch_appends,
+    const std::vector<PendingCommit*>& batch_commits,
+    std::vector<std::vector<RecordPosition>>& positions) {
+  GroupContents group;
+  group.sync = !batch_commits.empty();
+  const int64_t now = SystemClock::instance().now_ms();
+  for (size_t i = 0; i < batch_appends.size(); ++i) {
+    const PendingAppend& a = batch_appends[i];
+    group.bytes += a.bytes;
+    if (a.error) continue;
+    TopicInfo& t = *a.topic;
+    group.sync = group.sync || t.durable;
+    positions[i].reserve(a.records.size());
+    for (const OutRecord& r : a.records) {
+      const auto p = static_cast<size_t>(r.partition);
+      const int64_t offset = t.next[p]++;
+      if (!t.touched[p]) {
+        t.touched[p] = 1;
+        writer_touched.push_back({&t, r.partition});
+      }
+      positions[i].push_back({r.partition, offset});
+      put_record(writer_batch, t, r.partition, offset, now, r);
+      ++group.records;
+    }
+  }
+  for (const PendingCommit* c : batch_commits) {
+    for (const auto& [key, offset] : c->entries) {
+      char v[8];
+      put_be64(v, static_cast<uint64_t>(offset));
+      writer_batch.Put(key, rocksdb::Slice(v, 8));
+    }
+  }
+  return group;
+}
+
+// After a successful write: the new ends become visible to readers, commits to committed().
+void LocalLog::State::publish(const std::vector<PendingCommit*>& batch_commits,
+                              uint64_t records) {
+  for (const PartitionRef& r : writer_touched) {
+    const auto p = static_cast<size_t>(r.partition);
+    r.topic->touched[p] = 0;
+    r.topic->end[r.partition].store(r.topic->next[p], std::memory_order_release);
+  }
+  stat_records.fetch_add(records, std::memory_order_relaxed);
+  std::lock_guard lk(committed_mu);
+  for (const PendingCommit* c : batch_commits) {
+    for (const auto& [key, offset] : c->entries) committed[key] = offset;
+  }
+}
+
+// After a failed write: offsets handed out in the batch are handed out again next time.
+void LocalLog::State::roll_back() {
+  for (const PartitionRef& r : writer_touched) {
+    const auto p = static_cast<size_t>(r.partition);
+    r.topic->touched[p] = 0;
+    r.topic->next[p] = r.topic->end[r.partition].load(std::memory_order_relaxed);
+  }
+}
+
+// Runs every callback of the group, outside all locks, then counts the appends as done.
+void LocalLog::State::complete(std::vector<PendingAppend>& batch_appends,
+                               const std::vector<PendingCommit*>& batch_commits,
+                               std::vector<std::vector<RecordPosition>>& positions,
+                               const std::optional<Error>& failure) {
   for (size_t i = 0; i < batch_appends.size(); ++i) {
     PendingAppend& a = batch_appends[i];
     if (a.error) {
@@ -663,13 +709,8 @@ void LocalLog::State::write_group(std::vector<PendingAppend>& batch_appends,
     }
   }
   for (PendingCommit* c : batch_commits) {
-    if (failure) {
-      c->done.set_value(tl::unexpected(*failure));
-    } else {
-      c->done.set_value(Status{});
-    }
+    c->done.set_value(failure ? Status(tl::unexpected(*failure)) : Status{});
   }
-
   {
     std::lock_guard lk(queue_mu);
     completed += batch_appends.size();
