@@ -291,6 +291,11 @@ Error io_error(const std::string& dir, std::string_view what, const rocksdb::Sta
 
 }  // namespace
 
+// Everything the LocalLog, its writer thread and its consumers share. Lives as long as the
+// LocalLog; consumers hold a reference, which is why they must go first.
+//
+// Locks, each guarding the members below it, are all leaves: nothing else is locked while one is
+// held, and no callback or listener runs under any of them.
 struct LocalLog::State {
   LocalLogConfig config;
   std::shared_ptr<rocksdb::Statistics> statistics;  // tickers only: WAL syncs for stats()
