@@ -1,0 +1,157 @@
+// Unit tests of the validity rule (validity.h, DESIGN.md §5): an event is valid iff its epoch is
+// the token of the latest EpochStarted before it in its partition.
+
+#include "imlog/engine/validity.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+namespace {
+
+constexpr uint64_t kA = 0xA11CE, kB = 0xB0B;
+
+// Encoded events, kept alive for the views handed to the filter.
+class Events {
+ public:
+  const fb::EventEnvelope& marker(uint64_t token, int32_t partition) {
+    fb::EventEnvelopeT e;
+    e.event_id = ++ids_;
+    e.epoch = token;
+    fb::EpochStartedT ep;
+    ep.token = token;
+    ep.partition = partition;
+    ep.writer = "engine-" + std::to_string(token);
+    e.event.Set(std::move(ep));
+    return add(e);
+  }
+  const fb::EventEnvelope& message(uint64_t epoch) {
+    fb::EventEnvelopeT e;
+    e.stream = "world";
+    e.seq = ++seq_;
+    e.event_id = ++ids_;
+    e.actor = 1;
+    e.epoch = epoch;
+    e.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "hi"});
+    return add(e);
+  }
+
+ private:
+  const fb::EventEnvelope& add(const fb::EventEnvelopeT& e) {
+    bytes_.push_back(encode_event(e));
+    auto view = read_event(bytes_.back());
+    if (!view) ADD_FAILURE() << view.error().to_string();
+    return **view;
+  }
+  std::deque<std::string> bytes_;
+  uint64_t ids_ = 0;
+  uint64_t seq_ = 0;
+};
+
+TEST(Validity, EventsBeforeAnyEpochStartedAreInvalid) {
+  Events ev;
+  EpochFilter f;
+  EXPECT_EQ(f.token(0), 0u);
+  EXPECT_FALSE(f.accept(0, ev.message(kA)));
+  EXPECT_FALSE(f.accept(0, ev.message(0))) << "epoch 0 is no epoch";
+  EXPECT_EQ(f.token(0), 0u);
+}
+
+TEST(Validity, AfterAMarkerOnlyItsTokenIsValid) {
+  Events ev;
+  EpochFilter f;
+  EXPECT_TRUE(f.accept(0, ev.marker(kA, 0))) << "the marker itself is valid";
+  EXPECT_EQ(f.token(0), kA);
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_FALSE(f.accept(0, ev.message(kB))) << "a writer that never opened an epoch";
+  EXPECT_FALSE(f.accept(0, ev.message(0)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA))) << "an invalid event does not close the epoch";
+}
+
+TEST(Validity, ANewMarkerFencesTheOldWriter) {
+  Events ev;
+  EpochFilter f;
+  ASSERT_TRUE(f.accept(0, ev.marker(kA, 0)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  ASSERT_TRUE(f.accept(0, ev.marker(kB, 0)));
+  EXPECT_EQ(f.token(0), kB);
+  EXPECT_FALSE(f.accept(0, ev.message(kA))) << "A is a zombie now";
+  EXPECT_TRUE(f.accept(0, ev.message(kB)));
+  EXPECT_FALSE(f.accept(0, ev.message(kA))) << "interleaved zombie writes stay invalid";
+  EXPECT_TRUE(f.accept(0, ev.message(kB)));
+  // A takes the partition back with a fresh marker: B is fenced in turn.
+  ASSERT_TRUE(f.accept(0, ev.marker(kA, 0)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_FALSE(f.accept(0, ev.message(kB)));
+}
+
+TEST(Validity, PartitionsAreIndependent) {
+  Events ev;
+  EpochFilter f;
+  ASSERT_TRUE(f.accept(0, ev.marker(kA, 0)));
+  EXPECT_FALSE(f.accept(1, ev.message(kA))) << "partition 1 has no epoch yet";
+  ASSERT_TRUE(f.accept(1, ev.marker(kB, 1)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_FALSE(f.accept(0, ev.message(kB)));
+  EXPECT_TRUE(f.accept(1, ev.message(kB)));
+  EXPECT_FALSE(f.accept(1, ev.message(kA)));
+  EXPECT_EQ(f.token(0), kA);
+  EXPECT_EQ(f.token(1), kB);
+  EXPECT_EQ(f.token(2), 0u);
+}
+
+TEST(Validity, RestoreResumesAtAStoredToken) {
+  Events ev;
+  EpochFilter f;
+  f.restore(3, kB);
+  EXPECT_EQ(f.token(3), kB);
+  EXPECT_TRUE(f.accept(3, ev.message(kB)));
+  EXPECT_FALSE(f.accept(3, ev.message(kA)));
+  EXPECT_FALSE(f.accept(4, ev.message(kB))) << "only the restored partition";
+  // A restored token is replaced by the next marker like any other.
+  ASSERT_TRUE(f.accept(3, ev.marker(kA, 3)));
+  EXPECT_FALSE(f.accept(3, ev.message(kB)));
+  // Restoring "no epoch yet" makes everything but a marker invalid again.
+  f.restore(3, 0);
+  EXPECT_EQ(f.token(3), 0u);
+  EXPECT_FALSE(f.accept(3, ev.message(kA)));
+  EXPECT_FALSE(f.accept(3, ev.message(0)));
+}
+
+TEST(Validity, TwoReadersOfTheSameLogAgree) {
+  // The rule is a function of the partition's events alone: a reader that resumes from a stored
+  // (offset, token) reaches the same verdicts as one that read from the start.
+  Events ev;
+  std::deque<std::pair<const fb::EventEnvelope*, int>> log;  // event, expected verdict
+  log.push_back({&ev.message(kA), 0});
+  log.push_back({&ev.marker(kA, 0), 1});
+  log.push_back({&ev.message(kA), 1});
+  log.push_back({&ev.marker(kB, 0), 1});
+  log.push_back({&ev.message(kA), 0});
+  log.push_back({&ev.message(kB), 1});
+  log.push_back({&ev.message(kA), 0});
+  log.push_back({&ev.message(kB), 1});
+  for (size_t resume = 0; resume <= log.size(); ++resume) {
+    EpochFilter from_start;
+    uint64_t stored = 0;
+    for (size_t i = 0; i < resume; ++i) from_start.accept(0, *log[i].first);
+    stored = from_start.token(0);
+    EpochFilter resumed;
+    resumed.restore(0, stored);
+    for (size_t i = resume; i < log.size(); ++i) {
+      bool a = from_start.accept(0, *log[i].first);
+      bool b = resumed.accept(0, *log[i].first);
+      EXPECT_EQ(a, log[i].second == 1) << "event " << i;
+      EXPECT_EQ(a, b) << "event " << i << " resuming at " << resume;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace imlog
