@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -129,6 +130,7 @@ class AppendStream {
       batches_.push_back(std::move(batch));
       ++outstanding_;
       lk.unlock();
+      cv_.notify_all();  // wait_stalled() waits for outstanding_ to grow
       log_.append(topic_, std::move(copy), [this, b](Result<std::vector<RecordPosition>> r) {
         {
           std::lock_guard g(mu_);
@@ -404,6 +406,47 @@ INSTANTIATE_TEST_SUITE_P(Codes, PermanentProduceErrorTest,
                            return info.param.code == kInvalidRecord ? std::string("InvalidRecord")
                                                                     : std::string("TopicAuthorizationFailed");
                          });
+
+// Back-pressure: with the leader down nothing drains, so an append that overfills the queue
+// blocks for append_block_timeout and then fails with queue_full (retryable); flush() gives up
+// with timed_out. Once the broker is back, everything queued completes.
+TEST_F(KafkaFaultTest, FullQueueBlocksThenFailsRetryableAndFlushTimesOut) {
+  mock_->create_topic(topic_, 1);
+  mock_->command("leader " + topic_ + " 0 1");
+  auto config = mock_->log_config();
+  config.max_pending_bytes = 4096;
+  config.append_block_timeout = 300ms;
+  auto opened = KafkaLog::open(config);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  auto& log = **opened;
+  auto warm = log.append_wait(topic_, {{"k", "warm-up"}});
+  ASSERT_TRUE(warm) << warm.error().to_string();
+
+  mock_->broker_down(1);
+  std::vector<OutRecord> big(100, OutRecord{"k", std::string(100, 'v'), 0});
+  std::promise<Result<std::vector<RecordPosition>>> outcome;
+  auto done = outcome.get_future();
+  auto started = std::chrono::steady_clock::now();
+  log.append(topic_, std::move(big),
+             [&](Result<std::vector<RecordPosition>> r) { outcome.set_value(std::move(r)); });
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms) << "append() did not block";
+
+  auto flushed = log.flush(200ms);
+  ASSERT_FALSE(flushed) << "flush() succeeded with the leader down";
+  EXPECT_EQ(flushed.error().code(), make_error_code(LogErrc::timed_out)) << flushed.error().to_string();
+  EXPECT_TRUE(flushed.error().retryable());
+
+  mock_->broker_up(1);
+  ASSERT_EQ(done.wait_for(60s), std::future_status::ready) << "the overfull append never completed";
+  auto r = done.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), make_error_code(LogErrc::queue_full)) << r.error().to_string();
+  EXPECT_TRUE(r.error().retryable());
+  auto flushed_again = log.flush(60s);
+  EXPECT_TRUE(flushed_again) << flushed_again.error().to_string();
+  auto after = log.append_wait(topic_, {{"k", "after"}});
+  EXPECT_TRUE(after) << after.error().to_string();
+}
 
 // A record over the producer's message.max.bytes is refused before it is sent.
 TEST_F(KafkaFaultTest, OversizedRecordFailsAsRecordTooLarge) {
