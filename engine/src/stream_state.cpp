@@ -1,6 +1,7 @@
 #include "imlog/engine/stream_state.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace imlog {
 namespace {
@@ -39,14 +40,15 @@ bool valid_username(std::string_view name) {
   });
 }
 
-// Checks a free-text field: valid UTF-8 and at most `max` bytes. Empty message means fine.
-std::string check_text(std::string_view field, std::string_view value, uint64_t max) {
+// Checks a free-text field: at most `max` bytes (too_large) of valid UTF-8 (invalid). nullopt: fine.
+std::optional<Decision> check_text(std::string_view field, std::string_view value, uint64_t max) {
   if (value.size() > max) {
-    return std::string(field) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
-           std::to_string(max);
+    return Decision::refuse(Refusal::too_large, std::string(field) + " is " + std::to_string(value.size()) +
+                                                    " bytes; the limit is " + std::to_string(max));
   }
-  if (!valid_utf8(value)) return std::string(field) + " is not valid UTF-8";
-  return {};
+  if (!valid_utf8(value))
+    return Decision::refuse(Refusal::invalid, std::string(field) + " is not valid UTF-8");
+  return std::nullopt;
 }
 
 template <class T>
@@ -77,13 +79,12 @@ Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::Comm
                             "username must be 3 to 32 characters of letters, digits, _ . -");
   }
   if (name_bucket(name) != ref.a) {
-    return Decision::refuse(Refusal::wrong_stream, "username `" + std::string(name) +
-                                                       "` belongs to " + names_stream(name));
+    return Decision::refuse(Refusal::wrong_stream,
+                            "username `" + std::string(name) + "` belongs to " + names_stream(name));
   }
   if (sv(cmd->password_hash()).empty()) return Decision::refuse(Refusal::invalid, "password hash is empty");
-  if (auto e = check_text("nickname", sv(cmd->nickname()), ctx.limits.max_name_bytes); !e.empty()) {
-    return Decision::refuse(Refusal::too_large, e);
-  }
+  if (auto bad = check_text("nickname", sv(cmd->nickname()), ctx.limits.max_name_bytes))
+    return std::move(*bad);
   if (ctx.names && ctx.names->taken(name)) {
     return Decision::refuse(Refusal::already_exists, "username `" + std::string(name) + "` is taken");
   }
@@ -103,7 +104,8 @@ Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::Comm
 Decision decide_user(const StreamRef& ref, const StreamState&, const fb::CommandEnvelope& c,
                      const DecideContext& ctx) {
   if (c.actor() != ref.a) {
-    return Decision::refuse(Refusal::forbidden, "only user " + id_str(ref.a) + " writes user_" + id_str(ref.a));
+    return Decision::refuse(Refusal::forbidden,
+                            "only user " + id_str(ref.a) + " writes user_" + id_str(ref.a));
   }
   const auto& lim = ctx.limits;
   switch (c.command_type()) {
@@ -114,7 +116,7 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
             std::tuple{"avatar_url", sv(cmd->avatar_url()), uint64_t{lim.max_text_bytes}},
             std::tuple{"signature", sv(cmd->signature()), uint64_t{lim.max_text_bytes}},
             std::tuple{"email", sv(cmd->email()), uint64_t{lim.max_name_bytes}}}) {
-        if (auto e = check_text(field, value, max); !e.empty()) return Decision::refuse(Refusal::too_large, e);
+        if (auto bad = check_text(field, value, max)) return std::move(*bad);
       }
       if (cmd->nickname() && cmd->nickname()->size() == 0) {
         return Decision::refuse(Refusal::invalid, "nickname cannot be empty");
@@ -133,6 +135,9 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
       ev.user_id = ref.a;
       ev.allow_search = cmd->allow_search();
       ev.message_policy = cmd->message_policy();
+      if (auto p = ev.message_policy; p && (*p < fb::MessagePolicy::MIN || *p > fb::MessagePolicy::MAX)) {
+        return Decision::refuse(Refusal::invalid, "message_policy must be everyone or friends_only");
+      }
       ev.push_enabled = cmd->push_enabled();
       ev.quiet_start_minute = cmd->quiet_start_minute();
       ev.quiet_end_minute = cmd->quiet_end_minute();
@@ -141,8 +146,10 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
           return Decision::refuse(Refusal::invalid, "quiet hours are minutes in [0, 1440), or -1 to clear");
         }
       }
-      if (cmd->muted()) for (auto* m : *cmd->muted()) ev.muted.emplace_back(sv(m));
-      if (cmd->unmuted()) for (auto* m : *cmd->unmuted()) ev.unmuted.emplace_back(sv(m));
+      if (cmd->muted())
+        for (auto* m : *cmd->muted()) ev.muted.emplace_back(sv(m));
+      if (cmd->unmuted())
+        for (auto* m : *cmd->unmuted()) ev.unmuted.emplace_back(sv(m));
       return accept(std::move(ev));
     }
     case fb::Command::SetFriendGroup: {
@@ -150,20 +157,20 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
       if (cmd->friend_id() == 0 || cmd->friend_id() == ref.a) {
         return Decision::refuse(Refusal::invalid, "friend_id must be another user");
       }
-      if (auto e = check_text("group_name", sv(cmd->group_name()), lim.max_name_bytes); !e.empty()) {
-        return Decision::refuse(Refusal::too_large, e);
-      }
+      if (auto bad = check_text("group_name", sv(cmd->group_name()), lim.max_name_bytes))
+        return std::move(*bad);
       return accept(fb::FriendGroupSetT{{}, ref.a, cmd->friend_id(), std::string(sv(cmd->group_name()))});
     }
     case fb::Command::RevokeRefreshToken: {
       auto* cmd = c.command_as_RevokeRefreshToken();
       auto id = sv(cmd->token_id());
-      if (id.empty() || id.size() > 128) return Decision::refuse(Refusal::invalid, "token_id must be 1 to 128 bytes");
+      if (id.empty() || id.size() > 128)
+        return Decision::refuse(Refusal::invalid, "token_id must be 1 to 128 bytes");
       return accept(fb::RefreshTokenRevokedT{{}, ref.a, std::string(id), cmd->expires_at_ms()});
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream,
-                              std::string(command_type_name(c.command_type())) + " does not belong on a user stream");
+      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+                                                         " does not belong on a user stream");
   }
 }
 
@@ -180,15 +187,19 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
   switch (c.command_type()) {
     case fb::Command::RequestFriend: {
       auto* cmd = c.command_as_RequestFriend();
-      if (!target_is_other(cmd->to())) return Decision::refuse(Refusal::invalid, "`to` must be the other user of the stream");
-      if (!ctx.directory.user(other).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
-      if (other_blocked_actor) return Decision::refuse(Refusal::blocked, "user " + id_str(other) + " has blocked you");
-      if (actor_blocked_other) return Decision::refuse(Refusal::you_blocked, "you blocked user " + id_str(other) + "; unblock first");
+      if (!target_is_other(cmd->to()))
+        return Decision::refuse(Refusal::invalid, "`to` must be the other user of the stream");
+      if (!ctx.directory.user(other).exists)
+        return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
+      if (other_blocked_actor)
+        return Decision::refuse(Refusal::blocked, "user " + id_str(other) + " has blocked you");
+      if (actor_blocked_other)
+        return Decision::refuse(Refusal::you_blocked,
+                                "you blocked user " + id_str(other) + "; unblock first");
       if (s.link == Link::friends) return Decision::refuse(Refusal::already_friends, "already friends");
-      if (s.link == pending_from_actor) return Decision::refuse(Refusal::already_requested, "a request is already pending");
-      if (auto e = check_text("note", sv(cmd->note()), ctx.limits.max_text_bytes); !e.empty()) {
-        return Decision::refuse(Refusal::too_large, e);
-      }
+      if (s.link == pending_from_actor)
+        return Decision::refuse(Refusal::already_requested, "a request is already pending");
+      if (auto bad = check_text("note", sv(cmd->note()), ctx.limits.max_text_bytes)) return std::move(*bad);
       // Both asked: the second request accepts the first.
       if (s.link == pending_from_other) return accept(fb::FriendAcceptedT{{}, actor, other});
       return accept(fb::FriendRequestedT{{}, actor, other, std::string(sv(cmd->note()))});
@@ -196,8 +207,10 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
     case fb::Command::AcceptFriend:
     case fb::Command::RejectFriend: {
       bool accepting = c.command_type() == fb::Command::AcceptFriend;
-      uint64_t requester = accepting ? c.command_as_AcceptFriend()->requester() : c.command_as_RejectFriend()->requester();
-      if (!target_is_other(requester)) return Decision::refuse(Refusal::invalid, "`requester` must be the other user of the stream");
+      uint64_t requester =
+          accepting ? c.command_as_AcceptFriend()->requester() : c.command_as_RejectFriend()->requester();
+      if (!target_is_other(requester))
+        return Decision::refuse(Refusal::invalid, "`requester` must be the other user of the stream");
       if (s.link != pending_from_other) {
         return Decision::refuse(Refusal::no_pending_request, "no pending request from user " + id_str(other));
       }
@@ -205,23 +218,29 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
       return accept(fb::FriendRejectedT{{}, actor, other});
     }
     case fb::Command::RemoveFriend: {
-      if (!target_is_other(c.command_as_RemoveFriend()->other())) return Decision::refuse(Refusal::invalid, "`other` must be the other user of the stream");
-      if (s.link != Link::friends) return Decision::refuse(Refusal::not_friends, "not friends with user " + id_str(other));
+      if (!target_is_other(c.command_as_RemoveFriend()->other()))
+        return Decision::refuse(Refusal::invalid, "`other` must be the other user of the stream");
+      if (s.link != Link::friends)
+        return Decision::refuse(Refusal::not_friends, "not friends with user " + id_str(other));
       return accept(fb::FriendRemovedT{{}, actor, other});
     }
     case fb::Command::BlockUser: {
-      if (!target_is_other(c.command_as_BlockUser()->target())) return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
-      if (actor_blocked_other) return Decision::refuse(Refusal::you_blocked, "user " + id_str(other) + " is already blocked");
+      if (!target_is_other(c.command_as_BlockUser()->target()))
+        return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+      if (actor_blocked_other)
+        return Decision::refuse(Refusal::you_blocked, "user " + id_str(other) + " is already blocked");
       return accept(fb::UserBlockedT{{}, actor, other});
     }
     case fb::Command::UnblockUser: {
-      if (!target_is_other(c.command_as_UnblockUser()->target())) return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
-      if (!actor_blocked_other) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " is not blocked");
+      if (!target_is_other(c.command_as_UnblockUser()->target()))
+        return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+      if (!actor_blocked_other)
+        return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " is not blocked");
       return accept(fb::UserUnblockedT{{}, actor, other});
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream,
-                              std::string(command_type_name(c.command_type())) + " does not belong on a one-to-one stream");
+      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+                                                         " does not belong on a one-to-one stream");
   }
 }
 
@@ -233,36 +252,41 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
       auto* cmd = c.command_as_SendMessage();
       auto content = sv(cmd->content());
       if (content.empty()) return Decision::refuse(Refusal::invalid, "content is empty");
-      if (auto e = check_text("content", content, ctx.limits.max_content_bytes); !e.empty()) {
-        return Decision::refuse(content.size() > ctx.limits.max_content_bytes ? Refusal::too_large : Refusal::invalid, e);
-      }
-      if (cmd->message_type() > fb::MessageType::MAX) return Decision::refuse(Refusal::invalid, "unknown message_type");
+      if (auto bad = check_text("content", content, ctx.limits.max_content_bytes)) return std::move(*bad);
+      if (cmd->message_type() < fb::MessageType::MIN || cmd->message_type() > fb::MessageType::MAX)
+        return Decision::refuse(Refusal::invalid, "unknown message_type");
       return accept(fb::MessageAppendedT{{}, cmd->message_type(), std::string(content)});
     }
     case fb::Command::RecallMessage: {
       uint64_t id = c.command_as_RecallMessage()->message_id();
-      auto it = std::find_if(s.recent.begin(), s.recent.end(), [&](const RecentMessage& m) { return m.message_id == id; });
+      auto it = std::find_if(s.recent.begin(), s.recent.end(),
+                             [&](const RecentMessage& m) { return m.message_id == id; });
       if (it == s.recent.end()) {
-        return Decision::refuse(Refusal::recall_window_passed, "message " + id_str(id) + " is not in this conversation's recall window");
+        return Decision::refuse(Refusal::recall_window_passed,
+                                "message " + id_str(id) + " is not in this conversation's recall window");
       }
-      if (it->sender != c.actor()) return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");
-      if (it->recalled) return Decision::refuse(Refusal::not_found, "message " + id_str(id) + " is already recalled");
+      if (it->sender != c.actor())
+        return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");
+      if (it->recalled)
+        return Decision::refuse(Refusal::not_found, "message " + id_str(id) + " is already recalled");
       if (ctx.now_ms - it->timestamp_ms > ctx.limits.recall_window_ms) {
-        return Decision::refuse(Refusal::recall_window_passed, "the recall window of " +
-                                                                   std::to_string(ctx.limits.recall_window_ms / 1000) + " s has passed");
+        return Decision::refuse(
+            Refusal::recall_window_passed,
+            "the recall window of " + std::to_string(ctx.limits.recall_window_ms / 1000) + " s has passed");
       }
       return accept(fb::MessageRecalledT{{}, id, it->seq});
     }
     case fb::Command::MarkRead: {
       uint64_t seq = c.command_as_MarkRead()->seq();
       if (seq == 0 || seq > s.last_seq) {
-        return Decision::refuse(Refusal::invalid, "seq " + std::to_string(seq) + " is outside 1.." + std::to_string(s.last_seq));
+        return Decision::refuse(
+            Refusal::invalid, "seq " + std::to_string(seq) + " is outside 1.." + std::to_string(s.last_seq));
       }
       return accept(fb::ReadMarkedT{{}, c.actor(), seq}, /*timeline=*/false);
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream,
-                              std::string(command_type_name(c.command_type())) + " does not belong on a conversation");
+      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+                                                         " does not belong on a conversation");
   }
 }
 
@@ -274,7 +298,8 @@ Decision decide_single(const StreamRef& ref, const StreamState& s, const fb::Com
                        const DecideContext& ctx) {
   uint64_t actor = c.actor();
   if (actor != ref.a && actor != ref.b) {
-    return Decision::refuse(Refusal::not_participant, "user " + id_str(actor) + " is not part of this conversation");
+    return Decision::refuse(Refusal::not_participant,
+                            "user " + id_str(actor) + " is not part of this conversation");
   }
   uint64_t other = actor == ref.a ? ref.b : ref.a;
   if (!is_message_command(c.command_type())) return decide_relationship(ref, s, c, actor, other, ctx);
@@ -287,9 +312,11 @@ Decision decide_single(const StreamRef& ref, const StreamState& s, const fb::Com
       return Decision::refuse(Refusal::you_blocked, "you blocked user " + id_str(other) + "; unblock first");
     }
     UserFacts facts = ctx.directory.user(other);
-    if (!facts.exists) return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
+    if (!facts.exists)
+      return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
     if (facts.message_policy == fb::MessagePolicy::FriendsOnly && s.link != Link::friends) {
-      return Decision::refuse(Refusal::not_friends, "user " + id_str(other) + " accepts messages from friends only");
+      return Decision::refuse(Refusal::not_friends,
+                              "user " + id_str(other) + " accepts messages from friends only");
     }
   }
   return decide_message(s, c, ctx);
@@ -301,11 +328,15 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
   const auto& lim = ctx.limits;
   if (c.command_type() == fb::Command::CreateGroup) {
     auto* cmd = c.command_as_CreateGroup();
-    if (s.created || s.last_seq > 0) return Decision::refuse(Refusal::already_exists, "group " + id_str(ref.a) + " exists");
-    if (cmd->group_id() != ref.a) return Decision::refuse(Refusal::invalid, "group_id does not match the stream");
-    if (!cmd->name() || cmd->name()->size() == 0) return Decision::refuse(Refusal::invalid, "a group needs a name");
-    if (auto e = check_text("name", sv(cmd->name()), lim.max_name_bytes); !e.empty()) return Decision::refuse(Refusal::too_large, e);
-    if (auto e = check_text("description", sv(cmd->description()), lim.max_text_bytes); !e.empty()) return Decision::refuse(Refusal::too_large, e);
+    if (s.created || s.last_seq > 0)
+      return Decision::refuse(Refusal::already_exists, "group " + id_str(ref.a) + " exists");
+    if (cmd->group_id() != ref.a)
+      return Decision::refuse(Refusal::invalid, "group_id does not match the stream");
+    if (!cmd->name() || cmd->name()->size() == 0)
+      return Decision::refuse(Refusal::invalid, "a group needs a name");
+    if (auto bad = check_text("name", sv(cmd->name()), lim.max_name_bytes)) return std::move(*bad);
+    if (auto bad = check_text("description", sv(cmd->description()), lim.max_text_bytes))
+      return std::move(*bad);
     fb::GroupCreatedT ev;
     ev.group_id = ref.a;
     ev.owner = actor;
@@ -314,12 +345,14 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     if (cmd->members()) {
       for (uint64_t m : *cmd->members()) {
         if (m == actor || std::find(ev.members.begin(), ev.members.end(), m) != ev.members.end()) continue;
-        if (!ctx.directory.user(m).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(m) + " does not exist");
+        if (!ctx.directory.user(m).exists)
+          return Decision::refuse(Refusal::not_found, "user " + id_str(m) + " does not exist");
         ev.members.push_back(m);
       }
     }
     if (ev.members.size() + 1 > lim.max_group_members) {
-      return Decision::refuse(Refusal::group_full, "a group holds at most " + std::to_string(lim.max_group_members) + " members");
+      return Decision::refuse(Refusal::group_full,
+                              "a group holds at most " + std::to_string(lim.max_group_members) + " members");
     }
     return accept(std::move(ev));
   }
@@ -328,24 +361,32 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     case fb::Command::JoinGroup: {
       uint64_t who = c.command_as_JoinGroup()->user_id();
       if (who == 0) who = actor;
-      if (who != actor && !is_member(s, actor)) return Decision::refuse(Refusal::not_member, "only members add members");
-      if (is_member(s, who)) return Decision::refuse(Refusal::already_member, "user " + id_str(who) + " is already a member");
-      if (who != actor && !ctx.directory.user(who).exists) return Decision::refuse(Refusal::not_found, "user " + id_str(who) + " does not exist");
-      if (s.members.size() >= lim.max_group_members) return Decision::refuse(Refusal::group_full, "the group is full");
+      if (who != actor && !is_member(s, actor))
+        return Decision::refuse(Refusal::not_member, "only members add members");
+      if (is_member(s, who))
+        return Decision::refuse(Refusal::already_member, "user " + id_str(who) + " is already a member");
+      if (who != actor && !ctx.directory.user(who).exists)
+        return Decision::refuse(Refusal::not_found, "user " + id_str(who) + " does not exist");
+      if (s.members.size() >= lim.max_group_members)
+        return Decision::refuse(Refusal::group_full, "the group is full");
       return accept(fb::MemberJoinedT{{}, who, who == actor ? 0 : actor});
     }
     case fb::Command::LeaveGroup: {
-      if (!is_member(s, actor)) return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
+      if (!is_member(s, actor))
+        return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
       if (actor == s.owner && s.members.size() > 1) {
-        return Decision::refuse(Refusal::owner_must_transfer, "the owner must make another member owner before leaving");
+        return Decision::refuse(Refusal::owner_must_transfer,
+                                "the owner must make another member owner before leaving");
       }
       return accept(fb::MemberLeftT{{}, actor});
     }
     case fb::Command::RemoveMember: {
       uint64_t who = c.command_as_RemoveMember()->user_id();
       fb::Role mine = role_of(s, actor);
-      if (!is_member(s, actor) || mine == fb::Role::Member) return Decision::refuse(Refusal::forbidden, "only the owner or an admin removes members");
-      if (!is_member(s, who)) return Decision::refuse(Refusal::not_member, "user " + id_str(who) + " is not a member");
+      if (!is_member(s, actor) || mine == fb::Role::Member)
+        return Decision::refuse(Refusal::forbidden, "only the owner or an admin removes members");
+      if (!is_member(s, who))
+        return Decision::refuse(Refusal::not_member, "user " + id_str(who) + " is not a member");
       if (who == actor) return Decision::refuse(Refusal::invalid, "use leave to leave a group");
       if (role_of(s, who) != fb::Role::Member && mine != fb::Role::Owner) {
         return Decision::refuse(Refusal::forbidden, "only the owner removes an admin");
@@ -355,9 +396,12 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     case fb::Command::ChangeRole: {
       auto* cmd = c.command_as_ChangeRole();
       if (actor != s.owner) return Decision::refuse(Refusal::forbidden, "only the owner changes roles");
-      if (!is_member(s, cmd->user_id())) return Decision::refuse(Refusal::not_member, "user " + id_str(cmd->user_id()) + " is not a member");
-      if (cmd->user_id() == actor) return Decision::refuse(Refusal::invalid, "the owner keeps their role until they name another owner");
-      if (cmd->role() > fb::Role::MAX) return Decision::refuse(Refusal::invalid, "unknown role");
+      if (!is_member(s, cmd->user_id()))
+        return Decision::refuse(Refusal::not_member, "user " + id_str(cmd->user_id()) + " is not a member");
+      if (cmd->user_id() == actor)
+        return Decision::refuse(Refusal::invalid, "the owner keeps their role until they name another owner");
+      if (cmd->role() < fb::Role::MIN || cmd->role() > fb::Role::MAX)
+        return Decision::refuse(Refusal::invalid, "unknown role");
       return accept(fb::RoleChangedT{{}, cmd->user_id(), cmd->role(), actor});
     }
     default:
@@ -367,7 +411,8 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     return Decision::refuse(Refusal::wrong_stream,
                             std::string(command_type_name(c.command_type())) + " does not belong on a group");
   }
-  if (!is_member(s, actor)) return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
+  if (!is_member(s, actor))
+    return Decision::refuse(Refusal::not_member, "not a member of group " + id_str(ref.a));
   return decide_message(s, c, ctx);
 }
 
@@ -375,26 +420,46 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
 
 std::string_view refusal_code(Refusal r) {
   switch (r) {
-    case Refusal::invalid: return "invalid";
-    case Refusal::wrong_stream: return "wrong_stream";
-    case Refusal::not_participant: return "not_participant";
-    case Refusal::not_member: return "not_member";
-    case Refusal::not_found: return "not_found";
-    case Refusal::already_exists: return "already_exists";
-    case Refusal::already_member: return "already_member";
-    case Refusal::forbidden: return "forbidden";
-    case Refusal::blocked: return "blocked";
-    case Refusal::you_blocked: return "you_blocked";
-    case Refusal::not_friends: return "not_friends";
-    case Refusal::already_friends: return "already_friends";
-    case Refusal::already_requested: return "already_requested";
-    case Refusal::no_pending_request: return "no_pending_request";
-    case Refusal::too_large: return "too_large";
-    case Refusal::recall_window_passed: return "recall_window_passed";
-    case Refusal::not_sender: return "not_sender";
-    case Refusal::group_full: return "group_full";
-    case Refusal::owner_must_transfer: return "owner_must_transfer";
-    case Refusal::rate_limited: return "rate_limited";
+    case Refusal::invalid:
+      return "invalid";
+    case Refusal::wrong_stream:
+      return "wrong_stream";
+    case Refusal::not_participant:
+      return "not_participant";
+    case Refusal::not_member:
+      return "not_member";
+    case Refusal::not_found:
+      return "not_found";
+    case Refusal::already_exists:
+      return "already_exists";
+    case Refusal::already_member:
+      return "already_member";
+    case Refusal::forbidden:
+      return "forbidden";
+    case Refusal::blocked:
+      return "blocked";
+    case Refusal::you_blocked:
+      return "you_blocked";
+    case Refusal::not_friends:
+      return "not_friends";
+    case Refusal::already_friends:
+      return "already_friends";
+    case Refusal::already_requested:
+      return "already_requested";
+    case Refusal::no_pending_request:
+      return "no_pending_request";
+    case Refusal::too_large:
+      return "too_large";
+    case Refusal::recall_window_passed:
+      return "recall_window_passed";
+    case Refusal::not_sender:
+      return "not_sender";
+    case Refusal::group_full:
+      return "group_full";
+    case Refusal::owner_must_transfer:
+      return "owner_must_transfer";
+    case Refusal::rate_limited:
+      return "rate_limited";
   }
   return "invalid";
 }
@@ -409,12 +474,17 @@ Decision Decision::refuse(Refusal r, std::string message) {
 
 Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                 const DecideContext& ctx) {
-  if (ref.kind != K::names && c.actor() == 0) return Decision::refuse(Refusal::invalid, "the command has no actor");
+  if (ref.kind != K::names && c.actor() == 0)
+    return Decision::refuse(Refusal::invalid, "the command has no actor");
   switch (ref.kind) {
-    case K::names: return decide_names(ref, s, c, ctx);
-    case K::user: return decide_user(ref, s, c, ctx);
-    case K::single: return decide_single(ref, s, c, ctx);
-    case K::group: return decide_group(ref, s, c, ctx);
+    case K::names:
+      return decide_names(ref, s, c, ctx);
+    case K::user:
+      return decide_user(ref, s, c, ctx);
+    case K::single:
+      return decide_single(ref, s, c, ctx);
+    case K::group:
+      return decide_group(ref, s, c, ctx);
     case K::world:
       if (!is_message_command(c.command_type())) {
         return Decision::refuse(Refusal::wrong_stream, "world takes only messages and read markers");
@@ -433,12 +503,26 @@ void apply_group(StreamState& s, const fb::EventEnvelope& e) {
       s.created = true;
       s.owner = ev->owner();
       s.members[ev->owner()] = fb::Role::Owner;
-      if (ev->members()) for (uint64_t m : *ev->members()) s.members.emplace(m, fb::Role::Member);
+      if (ev->members())
+        for (uint64_t m : *ev->members()) s.members.emplace(m, fb::Role::Member);
       break;
     }
-    case fb::Event::MemberJoined: s.members.emplace(e.event_as_MemberJoined()->user_id(), fb::Role::Member); break;
-    case fb::Event::MemberLeft: s.members.erase(e.event_as_MemberLeft()->user_id()); break;
-    case fb::Event::MemberRemoved: s.members.erase(e.event_as_MemberRemoved()->user_id()); break;
+    case fb::Event::MemberJoined: {
+      // The first to join a group its last member left becomes its owner.
+      uint64_t who = e.event_as_MemberJoined()->user_id();
+      bool empty = s.members.empty();
+      s.members.emplace(who, empty ? fb::Role::Owner : fb::Role::Member);
+      if (empty) s.owner = who;
+      break;
+    }
+    case fb::Event::MemberLeft:
+    case fb::Event::MemberRemoved: {
+      uint64_t who = e.event_type() == fb::Event::MemberLeft ? e.event_as_MemberLeft()->user_id()
+                                                             : e.event_as_MemberRemoved()->user_id();
+      s.members.erase(who);
+      if (who == s.owner) s.owner = 0;
+      break;
+    }
     case fb::Event::RoleChanged: {
       auto* ev = e.event_as_RoleChanged();
       if (ev->role() == fb::Role::Owner) {
@@ -448,7 +532,8 @@ void apply_group(StreamState& s, const fb::EventEnvelope& e) {
       s.members[ev->user_id()] = ev->role();
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -458,16 +543,23 @@ void apply_single(const StreamRef& ref, StreamState& s, const fb::EventEnvelope&
     case fb::Event::FriendRequested:
       s.link = from_lo(e.event_as_FriendRequested()->from()) ? Link::pending_from_lo : Link::pending_from_hi;
       break;
-    case fb::Event::FriendAccepted: s.link = Link::friends; break;
-    case fb::Event::FriendRejected: s.link = Link::none; break;
-    case fb::Event::FriendRemoved: s.link = Link::none; break;
+    case fb::Event::FriendAccepted:
+      s.link = Link::friends;
+      break;
+    case fb::Event::FriendRejected:
+      s.link = Link::none;
+      break;
+    case fb::Event::FriendRemoved:
+      s.link = Link::none;
+      break;
     case fb::Event::UserBlocked:
       (from_lo(e.event_as_UserBlocked()->by()) ? s.lo_blocks_hi : s.hi_blocks_lo) = true;
       break;
     case fb::Event::UserUnblocked:
       (from_lo(e.event_as_UserUnblocked()->by()) ? s.lo_blocks_hi : s.hi_blocks_lo) = false;
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -493,9 +585,14 @@ void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, con
   if (e.seq() != 0) s.last_seq = e.seq();
   s.last_event_ms = e.timestamp_ms();
   switch (ref.kind) {
-    case K::group: apply_group(s, e); break;
-    case K::single: apply_single(ref, s, e); break;
-    default: break;
+    case K::group:
+      apply_group(s, e);
+      break;
+    case K::single:
+      apply_single(ref, s, e);
+      break;
+    default:
+      break;
   }
   if (is_conversation(ref.kind)) apply_messages(s, e, limits);
 }

@@ -65,6 +65,7 @@ struct RecentMessage {
   uint64_t seq = 0;
   int64_t timestamp_ms = 0;
   bool recalled = false;
+  bool operator==(const RecentMessage&) const = default;
 };
 
 struct StreamState {
