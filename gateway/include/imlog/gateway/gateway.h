@@ -1,0 +1,135 @@
+#pragma once
+// The gateway (DESIGN.md §8): HTTP/1.1 REST under /api/v1 and WebSocket at /ws on one port, over
+// one io_context run by N threads, with a strand per connection (Boost.Beast, the shape of Beast's
+// advanced server). Writes become commands on the CommandBus and are answered after the engine's
+// answer; reads go to the QueryService; pushes from the bus go to the connected sessions of their
+// recipients.
+//
+//   client ──HTTP──▶ HttpSession ──route──▶ handler ──▶ CommandBus / QueryService
+//          ──/ws───▶ WsSession   ──frame──▶ handler ──▶ CommandBus / QueryService
+//   CommandBus ──Push──▶ SessionHub ──post to strand──▶ WsSession ──▶ client
+//
+// Lifecycle: create() → start() (binds, runs the threads, starts the bus) → stop() (stops
+// accepting, closes WebSockets with 1001 "going away", drains writes up to drain_timeout, stops the
+// bus and the threads). Threading: start/stop from one thread (main); everything else runs on the
+// gateway's own threads. This header keeps Beast, RapidJSON and libjwt out of its includers.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "imlog/core/clock.h"
+#include "imlog/core/result.h"
+
+namespace imlog {
+
+class CommandBus;
+class QueryService;
+class SessionRegistry;
+
+struct GatewayConfig {
+  // host:port to listen on ("0.0.0.0:8080" for every interface). Default 127.0.0.1:8080.
+  std::string listen = "127.0.0.1:8080";
+  // io_context threads. 0: one per core. Default 0.
+  uint32_t threads = 0;
+  // Names this gateway: its deliveries arrive on im.deliver.<gateway_id>. Unique per gateway
+  // process. Default "gateway-<hostname>".
+  std::string gateway_id;
+  // HS256 key of the JWTs, shared by every gateway. Empty: read from (or generated once into)
+  // <data_dir>/secret by the server. Default empty.
+  std::string jwt_secret;
+  // Lifetime of an access token. Default 15 min.
+  std::chrono::milliseconds access_token_ttl{15 * 60 * 1000};
+  // Lifetime of a refresh token. Default 30 days.
+  std::chrono::milliseconds refresh_token_ttl{30LL * 24 * 3600 * 1000};
+  // Argon2id cost (libsodium crypto_pwhash). 0: libsodium's OPSLIMIT/MEMLIMIT_INTERACTIVE (2 passes,
+  // 64 MiB). Lower only for tests.
+  uint64_t password_ops_limit = 0;
+  uint64_t password_mem_limit = 0;
+  // Threads that hash and verify passwords, off the I/O threads. Default 2.
+  uint32_t password_threads = 2;
+  // Largest HTTP request body. Default 1 MiB.
+  uint64_t max_body_bytes = 1 << 20;
+  // Largest HTTP request header block. Default 16 KiB.
+  uint32_t max_header_bytes = 16 * 1024;
+  // Largest WebSocket message; a larger one closes the connection with 1009. Default 128 KiB.
+  uint64_t max_frame_bytes = 128 * 1024;
+  // Time to receive a whole HTTP request once its first byte arrived, and to write a reply.
+  // Default 30 s.
+  std::chrono::milliseconds http_timeout{30'000};
+  // Time a keep-alive HTTP connection may sit idle between requests. Default 60 s.
+  std::chrono::milliseconds http_idle_timeout{60'000};
+  // Time for the WebSocket handshake. Default 10 s.
+  std::chrono::milliseconds ws_handshake_timeout{10'000};
+  // A WebSocket peer silent this long is closed; the server pings it at half this. Default 60 s.
+  std::chrono::milliseconds heartbeat_timeout{60'000};
+  // Client frames per second per connection (token bucket), and the burst. Default 50 and 100.
+  double ws_rate = 50;
+  double ws_burst = 100;
+  // Per-connection write queue bounds: a client whose unsent frames exceed either is disconnected.
+  // Defaults 1024 frames, 4 MiB.
+  uint32_t max_queued_frames = 1024;
+  uint64_t max_queued_bytes = 4 << 20;
+  // How long a write waits for the engine's answer before replying 504 / error "timeout".
+  // Default 10 s.
+  std::chrono::milliseconds command_timeout{10'000};
+  // How long a read waits for the eventually-consistent read model to show a user or membership
+  // that was just written (login right after register, history of a group just joined).
+  // Default 2 s.
+  std::chrono::milliseconds read_model_wait{2'000};
+  // On stop, how long open connections get to finish their writes. Default 5 s.
+  std::chrono::milliseconds drain_timeout{5'000};
+  // Directory whose files are served at / (the demo client). Empty: the built-in page. Default empty.
+  std::string web_dir;
+};
+
+// What the gateway uses and does not own; all must outlive it.
+struct GatewayDeps {
+  CommandBus& bus;
+  QueryService& query;
+  SessionRegistry& sessions;
+  const Clock& clock;
+  // /readyz answers 200 while this returns true (the engine and the read model are up).
+  std::function<bool()> ready;
+};
+
+// Counters a caller may read (tests, the node's logs). Thread-safe snapshot.
+struct GatewaySnapshot {
+  uint64_t ws_connections = 0;   // open WebSocket sessions
+  uint64_t http_connections = 0; // open HTTP connections (not upgraded)
+  uint64_t frames_in = 0;
+  uint64_t frames_out = 0;
+};
+
+class Gateway {
+ public:
+  // Checks the config (an error names the key at fault, e.g. `gateway.listen`).
+  static Result<std::unique_ptr<Gateway>> create(GatewayConfig config, GatewayDeps deps);
+  ~Gateway();
+
+  // Binds the listener, starts the bus and the threads. Fails naming the address when it cannot bind.
+  Status start();
+  // Idempotent; see the header comment.
+  void stop();
+
+  // The bound port (useful with port 0).
+  [[nodiscard]] uint16_t port() const;
+  [[nodiscard]] GatewaySnapshot snapshot() const;
+
+  struct Impl;  // private
+
+ private:
+  explicit Gateway(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads the JWT secret kept at `path`, or creates it (32 random bytes, hex, mode 0600) when the
+// file does not exist. Used by a single node with no configured secret.
+Result<std::string> load_or_create_secret(const std::string& path);
+
+// "gateway-<hostname>".
+std::string default_gateway_id();
+
+}  // namespace imlog

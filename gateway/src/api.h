@@ -1,0 +1,83 @@
+#pragma once
+// The REST surface, free of Beast: a request as the handlers see it, the reply they give, and the
+// route table that matches paths like /api/v1/conversations/{id}/messages.
+//
+// A handler answers exactly once through Respond, from any thread, possibly after the engine's
+// answer arrived; the HTTP session posts the reply back to its strand.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace imlog::gw {
+
+struct Services;
+
+enum class Method { get, post, put, patch, del, head, options, other };
+std::string_view method_name(Method m);
+
+struct ApiRequest {
+  Method method = Method::get;
+  std::string path;            // percent-decoded segments are in params; this is the raw path
+  std::string query;           // raw, after '?'
+  std::string body;
+  std::string authorization;   // the Authorization header
+  std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
+  uint64_t user_id = 0;        // the authenticated user (routes that require a token)
+};
+
+struct ApiReply {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using Respond = std::function<void(ApiReply)>;
+using Handler = std::function<void(Services&, ApiRequest&, Respond)>;
+
+ApiReply json_reply(unsigned status, std::string body);
+ApiReply error_reply(unsigned status, std::string_view code, std::string_view message);
+ApiReply no_content();
+
+// The decoded value of `name` in a query string, or nullopt.
+std::optional<std::string> query_param(std::string_view query, std::string_view name);
+// Percent-decoding ('+' is a space in queries only). nullopt on a bad escape.
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+// An unsigned query parameter: `out` keeps its default when absent; false when present but not a
+// number (the error is set to a message naming it).
+bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error);
+
+// "Bearer <token>" → "<token>"; empty when absent or another scheme.
+std::string_view bearer_token(std::string_view authorization);
+
+class ApiRouter {
+ public:
+  enum class Auth { none, access };
+  // Pattern segments: literals or "{}" (one captured segment).
+  void add(Method method, std::string_view pattern, Auth auth, Handler handler);
+  // Matches, authenticates and runs the handler; answers 404 (no such path), 405 (path exists,
+  // method does not, with Allow) or 401 itself.
+  void dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const;
+
+ private:
+  struct Route {
+    Method method;
+    std::vector<std::string> segments;
+    Auth auth;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// Route registration, one per API area.
+void add_auth_routes(ApiRouter& r);
+void add_chat_routes(ApiRouter& r);
+void add_user_routes(ApiRouter& r);
+void add_ops_routes(ApiRouter& r);
+
+}  // namespace imlog::gw

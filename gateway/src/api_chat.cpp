@@ -1,0 +1,328 @@
+// /api/v1/conversations and /api/v1/groups (DESIGN.md §8.1): history, sending, read markers,
+// recalls, groups and their members.
+
+#include <algorithm>
+#include <charconv>
+#include <memory>
+
+#include "handlers.h"
+#include "imlog/engine/streams.h"
+#include "imlog/projections/query.h"
+#include "push.h"
+
+namespace imlog::gw {
+namespace {
+
+constexpr uint32_t kDefaultPage = 50;
+constexpr uint32_t kMaxPage = 200;
+constexpr int kGroupIdAttempts = 5;
+
+bool parse_message_type(std::string_view s, fb::MessageType& out) {
+  if (s.empty() || s == "text") out = fb::MessageType::Text;
+  else if (s == "image") out = fb::MessageType::Image;
+  else if (s == "file") out = fb::MessageType::File;
+  else return false;
+  return true;
+}
+
+// Answers 400 for a path id that is not a conversation.
+bool conversation_param(Services& svc, const ApiRequest& req, const Respond& respond, std::string& out) {
+  out = req.params.at(0);
+  std::string why;
+  if (check_conversation(out, why)) return true;
+  respond(invalid(svc, why));
+  return false;
+}
+
+bool group_param(Services& svc, const ApiRequest& req, const Respond& respond, uint64_t& out, size_t index = 0) {
+  if (parse_id(req.params.at(index), out)) return true;
+  respond(counted_error(svc, 404, "not_found", "`" + req.params.at(index) + "` is not a group id"));
+  return false;
+}
+
+// Runs `then` once `user` may read `conversation`; answers 403 / 503 otherwise.
+void with_read_access(Services& svc, const std::string& conversation, uint64_t user, const Respond& respond,
+                      std::function<void()> then) {
+  authorize_read(svc, conversation, user, [&svc, conversation, respond, then = std::move(then)](Result<bool> may) {
+    if (!may) return respond(counted_error(svc, 503, "unavailable", may.error().message()));
+    if (!*may) {
+      return respond(counted_error(svc, 403, "forbidden",
+                                   "you may not read " + conversation + ": not a participant or member"));
+    }
+    then();
+  });
+}
+
+// ---- conversations ----------------------------------------------------------------------------
+
+void on_conversations(Services& svc, ApiRequest& req, Respond respond) {
+  auto list = svc.query.model().conversations(req.user_id);
+  if (!list) return respond(counted_error(svc, 503, "unavailable", list.error().message()));
+  std::stable_sort(list->begin(), list->end(),
+                   [](const ConversationView& a, const ConversationView& b) { return a.updated_at > b.updated_at; });
+  JsonOut j;
+  j.begin_object().key("conversations").begin_array();
+  for (const auto& c : *list) write_conversation(j, c);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+void on_history(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  uint64_t after = 0, before = 0, limit = kDefaultPage;
+  std::string error;
+  if (!query_u64(req.query, "after_seq", after, error) || !query_u64(req.query, "before_seq", before, error) ||
+      !query_u64(req.query, "limit", limit, error)) {
+    return respond(invalid(svc, error));
+  }
+  if (after > 0 && before > 0 && before <= after + 1) {
+    return respond(invalid(svc, "before_seq must be greater than after_seq + 1"));
+  }
+  limit = std::clamp<uint64_t>(limit, 1, kMaxPage);
+  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, after, before, limit, respond] {
+    auto page = svc.query.history(conversation, after, before, static_cast<uint32_t>(limit));
+    if (!page) return respond(counted_error(svc, 503, "unavailable", page.error().message()));
+    // A page forward from after_seq that also has an upper bound stops there.
+    if (after > 0 && before > 0) {
+      if (std::erase_if(page->messages, [before](const MessageView& m) { return m.seq_id >= before; }) > 0) {
+        page->has_more = false;
+      }
+    }
+    JsonOut j;
+    j.begin_object();
+    write_history(j, *page);
+    j.end_object();
+    respond(json_reply(200, j.take()));
+  });
+}
+
+void on_send(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  std::string client_msg_id, content, type_name;
+  if (!f.str("client_msg_id", client_msg_id, false, 128) || !f.str("content", content, true, svc.config.max_body_bytes) ||
+      !f.str("message_type", type_name, false, 32)) {
+    return respond(invalid(svc, body.error()));
+  }
+  fb::MessageType type;
+  if (!parse_message_type(type_name, type)) return respond(invalid(svc, "message_type must be text, image or file"));
+  if (client_msg_id.empty()) client_msg_id = new_client_msg_id();
+  fb::CommandUnion cmd;
+  cmd.Set(fb::SendMessageT{{}, type, std::move(content)});
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, client_msg_id, std::move(cmd),
+                     [&svc, conversation, client_msg_id](const fb::CommandReplyT& r) {
+                       if (r.status == fb::ReplyStatus::Accepted) svc.metrics.messages_sent++;
+                       JsonOut j;
+                       j.begin_object();
+                       j.key("message_id").id_str(r.event_id);
+                       j.field("seq_id", r.seq);
+                       j.field("conversation_id", conversation);
+                       j.field("client_msg_id", client_msg_id);
+                       j.end_object();
+                       return json_reply(201, j.take());
+                     });
+}
+
+void on_mark_read(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  uint64_t seq = 0;
+  if (!body.fields().u64("seq_id", seq, true)) return respond(invalid(svc, body.error()));
+  fb::CommandUnion cmd;
+  cmd.Set(fb::MarkReadT{{}, seq});
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_recall(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  uint64_t message_id = 0;
+  auto [p, ec] = std::from_chars(req.params.at(1).data(), req.params.at(1).data() + req.params.at(1).size(), message_id);
+  if (ec != std::errc() || p != req.params.at(1).data() + req.params.at(1).size() || message_id == 0) {
+    return respond(invalid(svc, "`" + req.params.at(1) + "` is not a message id"));
+  }
+  fb::CommandUnion cmd;
+  cmd.Set(fb::RecallMessageT{{}, message_id});
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, "recall:" + std::to_string(message_id),
+                     std::move(cmd), [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+// ---- groups -----------------------------------------------------------------------------------
+
+struct CreateGroupRequest {
+  uint64_t owner = 0;
+  std::string name, description;
+  std::vector<uint64_t> members;
+};
+
+// Picks a random id; on the (unlikely) clash with an existing group, tries another.
+void create_group_attempt(Services& svc, std::shared_ptr<CreateGroupRequest> g, Respond respond, int attempt) {
+  uint64_t id = new_group_id();
+  fb::CommandUnion cmd;
+  cmd.Set(fb::CreateGroupT{{}, id, g->name, g->description, g->members});
+  submit_command(svc, group_stream(id), g->owner, new_client_msg_id(), std::move(cmd),
+                 [&svc, g, id, attempt, respond = std::move(respond)](Reply r) mutable {
+                   if (succeeded(r)) {
+                     JsonOut j;
+                     j.begin_object().field("group_id", id).field("conversation_id", group_stream(id));
+                     j.field("seq_id", r->seq).end_object();
+                     return respond(json_reply(201, j.take()));
+                   }
+                   auto fl = failure_of(r);
+                   if (fl.code == "already_exists" && attempt + 1 < kGroupIdAttempts) {
+                     return create_group_attempt(svc, g, std::move(respond), attempt + 1);
+                   }
+                   respond(counted_error(svc, fl.status, fl.code, fl.message));
+                 });
+}
+
+void on_create_group(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  auto g = std::make_shared<CreateGroupRequest>();
+  g->owner = req.user_id;
+  if (!f.str("name", g->name, true, 400) || !f.str("description", g->description, false, 4000) ||
+      !f.u64_list("members", g->members, 10000)) {
+    return respond(invalid(svc, body.error()));
+  }
+  if (g->name.empty()) return respond(invalid(svc, "name is empty"));
+  create_group_attempt(svc, std::move(g), std::move(respond), 0);
+}
+
+void on_get_group(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  auto found = std::make_shared<Result<std::optional<GroupView>>>(std::nullopt);
+  retry_until(
+      svc, svc.config.read_model_wait,
+      [&svc, id, found] {
+        *found = svc.query.model().group(id);
+        return !*found || found->value().has_value();
+      },
+      [&svc, id, found, respond](bool) {
+        if (!*found) return respond(counted_error(svc, 503, "unavailable", found->error().message()));
+        if (!found->value()) return respond(counted_error(svc, 404, "not_found", "group " + std::to_string(id) + " does not exist"));
+        JsonOut j;
+        write_group(j, *found->value());
+        respond(json_reply(200, j.take()));
+      });
+}
+
+// JoinGroup: the caller joins (user 0) or adds `user`.
+void join(Services& svc, uint64_t group, uint64_t actor, uint64_t user, Respond respond) {
+  fb::CommandUnion cmd;
+  cmd.Set(fb::JoinGroupT{{}, user});
+  submit_and_respond(svc, std::move(respond), group_stream(group), actor, new_client_msg_id(), std::move(cmd),
+                     [group, actor, user](const fb::CommandReplyT& r) {
+                       JsonOut j;
+                       j.begin_object().field("group_id", group).field("conversation_id", group_stream(group));
+                       j.field("user_id", user ? user : actor).field("seq_id", r.seq).end_object();
+                       return json_reply(200, j.take());
+                     });
+}
+
+void on_join(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  join(svc, id, req.user_id, 0, std::move(respond));
+}
+
+void on_add_member(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  uint64_t user = 0;
+  if (!body.fields().u64("user_id", user, true)) return respond(invalid(svc, body.error()));
+  if (user == 0) return respond(invalid(svc, "user_id must be a user id"));
+  join(svc, id, req.user_id, user, std::move(respond));
+}
+
+void on_leave(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  fb::CommandUnion cmd;
+  cmd.Set(fb::LeaveGroupT{});
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_members(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  uint64_t after = 0, limit = 100;
+  std::string error;
+  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+    return respond(invalid(svc, error));
+  }
+  limit = std::clamp<uint64_t>(limit, 1, 1000);
+  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond] {
+    auto members = svc.query.model().members(id, after, static_cast<uint32_t>(limit) + 1);
+    if (!members) return respond(counted_error(svc, 503, "unavailable", members.error().message()));
+    bool more = members->size() > limit;
+    if (more) members->resize(limit);
+    JsonOut j;
+    j.begin_object().key("members").begin_array();
+    for (const auto& m : *members) write_member(j, m);
+    j.end_array().field("has_more", more).end_object();
+    respond(json_reply(200, j.take()));
+  });
+}
+
+void on_remove_member(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0, user = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
+  fb::CommandUnion cmd;
+  cmd.Set(fb::RemoveMemberT{{}, user});
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_change_role(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0, user = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  std::string role_name;
+  if (!body.fields().str("role", role_name, true, 16)) return respond(invalid(svc, body.error()));
+  fb::Role role;
+  if (role_name == "member") role = fb::Role::Member;
+  else if (role_name == "admin") role = fb::Role::Admin;
+  else if (role_name == "owner") role = fb::Role::Owner;
+  else return respond(invalid(svc, "role must be member, admin or owner"));
+  fb::CommandUnion cmd;
+  cmd.Set(fb::ChangeRoleT{{}, user, role});
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+}  // namespace
+
+void add_chat_routes(ApiRouter& r) {
+  using A = ApiRouter::Auth;
+  r.add(Method::get, "/api/v1/conversations", A::access, on_conversations);
+  r.add(Method::get, "/api/v1/conversations/{}/messages", A::access, on_history);
+  r.add(Method::post, "/api/v1/conversations/{}/messages", A::access, on_send);
+  r.add(Method::post, "/api/v1/conversations/{}/read", A::access, on_mark_read);
+  r.add(Method::post, "/api/v1/conversations/{}/messages/{}/recall", A::access, on_recall);
+  r.add(Method::post, "/api/v1/groups", A::access, on_create_group);
+  r.add(Method::get, "/api/v1/groups/{}", A::access, on_get_group);
+  r.add(Method::post, "/api/v1/groups/{}/join", A::access, on_join);
+  r.add(Method::post, "/api/v1/groups/{}/leave", A::access, on_leave);
+  r.add(Method::get, "/api/v1/groups/{}/members", A::access, on_members);
+  r.add(Method::post, "/api/v1/groups/{}/members", A::access, on_add_member);
+  r.add(Method::del, "/api/v1/groups/{}/members/{}", A::access, on_remove_member);
+  r.add(Method::put, "/api/v1/groups/{}/members/{}/role", A::access, on_change_role);
+}
+
+}  // namespace imlog::gw

@@ -1,0 +1,244 @@
+// /api/v1/users, /friends, /blocks: profiles, settings, search, friendship and blocking
+// (DESIGN.md §8). Each write is one command on the user's own stream or on the one-to-one stream
+// of the two users.
+
+#include <memory>
+
+#include "handlers.h"
+#include "imlog/engine/streams.h"
+#include "imlog/projections/query.h"
+
+namespace imlog::gw {
+namespace {
+
+// Answers with the user's profile, waiting briefly for a registration still being projected.
+void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
+  auto found = std::make_shared<Result<std::optional<UserView>>>(std::nullopt);
+  retry_until(
+      svc, self ? svc.config.read_model_wait : std::chrono::milliseconds(0),
+      [&svc, user, found] {
+        *found = svc.query.model().user(user);
+        return !*found || found->value().has_value();
+      },
+      [&svc, user, self, found, respond = std::move(respond)](bool) {
+        if (!*found) return respond(counted_error(svc, 503, "unavailable", found->error().message()));
+        if (!found->value()) {
+          return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
+        }
+        JsonOut j;
+        write_user(j, *found->value(), self);
+        respond(json_reply(200, j.take()));
+      });
+}
+
+bool user_param(Services& svc, const ApiRequest& req, const Respond& respond, uint64_t& out) {
+  if (parse_id(req.params.at(0), out)) return true;
+  respond(counted_error(svc, 404, "not_found", "`" + req.params.at(0) + "` is not a user id"));
+  return false;
+}
+
+// A command on the one-to-one stream of the caller and `other`; 204 on success.
+template <class Cmd>
+void on_pair(Services& svc, uint64_t me, uint64_t other, Cmd command, Respond respond) {
+  if (other == me) return respond(invalid(svc, "that is you: name another user"));
+  fb::CommandUnion cmd;
+  cmd.Set(std::move(command));
+  submit_and_respond(svc, std::move(respond), single_stream(me, other), me, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_me(Services& svc, ApiRequest& req, Respond respond) { respond_user(svc, req.user_id, true, std::move(respond)); }
+
+void on_user(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!user_param(svc, req, respond, id)) return;
+  respond_user(svc, id, id == req.user_id, std::move(respond));
+}
+
+void on_update_me(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  fb::UpdateProfileT p;
+  if (!f.str("nickname", p.nickname, false, 400) || !f.str("avatar_url", p.avatar_url, false, 4000) ||
+      !f.str("signature", p.signature, false, 4000) || !f.str("email", p.email, false, 400)) {
+    return respond(invalid(svc, body.error()));
+  }
+  if (f.has("nickname") && p.nickname.empty()) return respond(invalid(svc, "nickname cannot be empty"));
+  uint64_t me = req.user_id;
+  fb::CommandUnion cmd;
+  cmd.Set(std::move(p));
+  submit_command(svc, user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                 [&svc, me, respond = std::move(respond)](Reply r) mutable {
+                   if (!succeeded(r)) {
+                     auto fl = failure_of(r);
+                     return respond(counted_error(svc, fl.status, fl.code, fl.message));
+                   }
+                   respond(no_content());
+                 });
+}
+
+void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  std::optional<bool> allow_search, push_enabled;
+  std::optional<std::string> policy;
+  std::optional<int64_t> quiet_start, quiet_end;
+  fb::UpdateSettingsT s;
+  if (!f.opt_bool("allow_search", allow_search) || !f.opt_bool("push_enabled", push_enabled) ||
+      !f.opt_str("message_policy", policy, 32) || !f.opt_i64("quiet_start_minute", quiet_start) ||
+      !f.opt_i64("quiet_end_minute", quiet_end) || !f.str_list("muted", s.muted, 1000) ||
+      !f.str_list("unmuted", s.unmuted, 1000)) {
+    return respond(invalid(svc, body.error()));
+  }
+  if (allow_search) s.allow_search = *allow_search;
+  if (push_enabled) s.push_enabled = *push_enabled;
+  if (policy) {
+    if (*policy == "everyone") s.message_policy = fb::MessagePolicy::Everyone;
+    else if (*policy == "friends_only") s.message_policy = fb::MessagePolicy::FriendsOnly;
+    else return respond(invalid(svc, "message_policy must be everyone or friends_only"));
+  }
+  for (auto [name, v, out] : {std::tuple{"quiet_start_minute", quiet_start, &s.quiet_start_minute},
+                              std::tuple{"quiet_end_minute", quiet_end, &s.quiet_end_minute}}) {
+    if (!v) continue;
+    if (*v < -1 || *v >= 24 * 60) {
+      return respond(invalid(svc, std::string(name) + " must be minutes in [0, 1440), or -1 to clear"));
+    }
+    *out = static_cast<int16_t>(*v);
+  }
+  uint64_t me = req.user_id;
+  fb::CommandUnion cmd;
+  cmd.Set(std::move(s));
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_search(Services& svc, ApiRequest& req, Respond respond) {
+  auto q = query_param(req.query, "q").value_or("");
+  if (q.empty()) return respond(invalid(svc, "query parameter `q` (a username or nickname prefix) is required"));
+  uint64_t after = 0, limit = 20;
+  std::string error;
+  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+    return respond(invalid(svc, error));
+  }
+  limit = std::clamp<uint64_t>(limit, 1, 100);
+  auto users = svc.query.model().search_users(q, after, static_cast<uint32_t>(limit));
+  if (!users) return respond(counted_error(svc, 503, "unavailable", users.error().message()));
+  JsonOut j;
+  j.begin_object().key("users").begin_array();
+  for (const auto& u : *users) write_user(j, u, false);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+void on_friends(Services& svc, ApiRequest& req, Respond respond) {
+  auto friends = svc.query.model().friends(req.user_id);
+  if (!friends) return respond(counted_error(svc, 503, "unavailable", friends.error().message()));
+  JsonOut j;
+  j.begin_object().key("friends").begin_array();
+  for (const auto& f : *friends) write_friend(j, f);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+void on_friend_groups(Services& svc, ApiRequest& req, Respond respond) {
+  auto groups = svc.query.model().friend_groups(req.user_id);
+  if (!groups) return respond(counted_error(svc, 503, "unavailable", groups.error().message()));
+  JsonOut j;
+  j.begin_object().key("groups").begin_array();
+  for (const auto& g : *groups) j.str(g);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+void on_request_friend(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  uint64_t to = 0;
+  std::string note;
+  auto f = body.fields();
+  if (!f.u64("user_id", to, true) || !f.str("note", note, false, 4000)) return respond(invalid(svc, body.error()));
+  if (to == 0) return respond(invalid(svc, "user_id must be a user id"));
+  on_pair(svc, req.user_id, to, fb::RequestFriendT{{}, to, std::move(note)}, std::move(respond));
+}
+
+void on_accept_friend(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t other = 0;
+  if (!user_param(svc, req, respond, other)) return;
+  on_pair(svc, req.user_id, other, fb::AcceptFriendT{{}, other}, std::move(respond));
+}
+
+void on_reject_friend(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t other = 0;
+  if (!user_param(svc, req, respond, other)) return;
+  on_pair(svc, req.user_id, other, fb::RejectFriendT{{}, other}, std::move(respond));
+}
+
+void on_remove_friend(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t other = 0;
+  if (!user_param(svc, req, respond, other)) return;
+  on_pair(svc, req.user_id, other, fb::RemoveFriendT{{}, other}, std::move(respond));
+}
+
+void on_set_friend_group(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t other = 0;
+  if (!user_param(svc, req, respond, other)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  std::string group;
+  if (!body.fields().str("group_name", group, true, 400)) return respond(invalid(svc, body.error()));
+  uint64_t me = req.user_id;
+  fb::CommandUnion cmd;
+  cmd.Set(fb::SetFriendGroupT{{}, other, std::move(group)});
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+void on_blocks(Services& svc, ApiRequest& req, Respond respond) {
+  auto blocked = svc.query.model().blocked(req.user_id);
+  if (!blocked) return respond(counted_error(svc, 503, "unavailable", blocked.error().message()));
+  JsonOut j;
+  j.begin_object().key("blocked").begin_array();
+  for (uint64_t u : *blocked) j.u64(u);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+void on_block(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  uint64_t target = 0;
+  if (!body.fields().u64("user_id", target, true)) return respond(invalid(svc, body.error()));
+  if (target == 0) return respond(invalid(svc, "user_id must be a user id"));
+  on_pair(svc, req.user_id, target, fb::BlockUserT{{}, target}, std::move(respond));
+}
+
+void on_unblock(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t other = 0;
+  if (!user_param(svc, req, respond, other)) return;
+  on_pair(svc, req.user_id, other, fb::UnblockUserT{{}, other}, std::move(respond));
+}
+
+}  // namespace
+
+void add_user_routes(ApiRouter& r) {
+  using A = ApiRouter::Auth;
+  r.add(Method::get, "/api/v1/users/me", A::access, on_me);
+  r.add(Method::patch, "/api/v1/users/me", A::access, on_update_me);
+  r.add(Method::patch, "/api/v1/users/me/settings", A::access, on_update_settings);
+  r.add(Method::get, "/api/v1/users/search", A::access, on_search);
+  r.add(Method::get, "/api/v1/users/{}", A::access, on_user);
+  r.add(Method::get, "/api/v1/friends", A::access, on_friends);
+  r.add(Method::get, "/api/v1/friends/groups", A::access, on_friend_groups);
+  r.add(Method::post, "/api/v1/friends/requests", A::access, on_request_friend);
+  r.add(Method::post, "/api/v1/friends/requests/{}/accept", A::access, on_accept_friend);
+  r.add(Method::post, "/api/v1/friends/requests/{}/reject", A::access, on_reject_friend);
+  r.add(Method::del, "/api/v1/friends/{}", A::access, on_remove_friend);
+  r.add(Method::put, "/api/v1/friends/{}/group", A::access, on_set_friend_group);
+  r.add(Method::get, "/api/v1/blocks", A::access, on_blocks);
+  r.add(Method::post, "/api/v1/blocks", A::access, on_block);
+  r.add(Method::del, "/api/v1/blocks/{}", A::access, on_unblock);
+}
+
+}  // namespace imlog::gw

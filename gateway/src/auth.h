@@ -1,0 +1,130 @@
+#pragma once
+// Authentication pieces of the gateway (DESIGN.md §8): JWTs (HS256 via libjwt) and password
+// hashes (Argon2id via libsodium).
+//
+//   access token   {sub: "<user id>", type: "access",  iat, exp}            — every API call, /ws
+//   refresh token  {sub: "<user id>", type: "refresh", iat, exp, jti}       — /auth/refresh, /logout
+//
+// Refresh tokens rotate: a refresh revokes the presented token by submitting RevokeRefreshToken on
+// user_<id> with client_msg_id "rt:<jti>". The engine's dedupe index makes that exactly-once and
+// durable: the first revocation is Accepted, any later one (a reuse, a refresh after logout) is a
+// Duplicate, so a revoked token is refused on every gateway and across restarts. RevokedTokens is
+// only a fast path in front of that.
+//
+// Threading: TokenService and PasswordHasher are immutable after construction and thread-safe;
+// RevokedTokens is thread-safe.
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+
+#include "imlog/core/clock.h"
+#include "imlog/core/result.h"
+
+namespace imlog::gw {
+
+enum class AuthErrc {
+  malformed = 1,   // not three base64url parts of JSON
+  wrong_alg,       // alg other than HS256 (including "none")
+  bad_signature,   // forged, or signed with another secret
+  expired,
+  wrong_type,      // a refresh token where an access token belongs, or the reverse
+  missing,         // no token presented
+};
+const std::error_category& auth_category();
+inline std::error_code make_error_code(AuthErrc e) { return {static_cast<int>(e), auth_category()}; }
+
+struct TokenClaims {
+  uint64_t user_id = 0;
+  std::string type;   // access | refresh
+  std::string jti;    // refresh tokens only
+  int64_t issued_at_s = 0;
+  int64_t expires_at_s = 0;
+};
+
+class TokenService {
+ public:
+  TokenService(std::string secret, const Clock& clock, int64_t access_ttl_s, int64_t refresh_ttl_s);
+
+  struct Issued {
+    std::string token;
+    std::string jti;         // refresh tokens
+    int64_t expires_at_ms = 0;
+  };
+  [[nodiscard]] Issued issue_access(uint64_t user_id) const;
+  [[nodiscard]] Issued issue_refresh(uint64_t user_id) const;
+  [[nodiscard]] int64_t access_ttl_s() const { return access_ttl_s_; }
+
+  // Verifies signature, algorithm, expiry and type ("access" or "refresh"). The error's message
+  // says why, for the client.
+  [[nodiscard]] Result<TokenClaims> verify(std::string_view token, std::string_view type) const;
+
+ private:
+  [[nodiscard]] Issued issue(uint64_t user_id, std::string_view type, int64_t ttl_s, bool with_jti) const;
+  std::string secret_;
+  const Clock& clock_;
+  int64_t access_ttl_s_;
+  int64_t refresh_ttl_s_;
+};
+
+class PasswordHasher {
+ public:
+  // 0: libsodium's interactive limits.
+  PasswordHasher(uint64_t ops_limit, uint64_t mem_limit);
+  // Argon2id in libsodium's string form. Slow (by design): call off the I/O threads.
+  [[nodiscard]] Result<std::string> hash(std::string_view password) const;
+  [[nodiscard]] bool verify(std::string_view hash, std::string_view password) const;
+  // Spends the time of a verification without a real hash, so an unknown username answers as
+  // slowly as a wrong password.
+  void waste_verification(std::string_view password) const;
+
+ private:
+  uint64_t ops_;
+  uint64_t mem_;
+  std::string dummy_hash_;
+};
+
+// Refresh token ids known to be revoked, until they expire anyway. A cache in front of the engine's
+// dedupe check (see above); fed by this gateway's own revocations and the RefreshTokenRevoked
+// pushes it sees.
+class RevokedTokens {
+ public:
+  void add(std::string jti, int64_t expires_at_ms, int64_t now_ms);
+  [[nodiscard]] bool contains(std::string_view jti) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, int64_t> ids_;  // jti → expires_at_ms
+  size_t prune_at_ = 4096;
+};
+
+// Registrations this gateway saw accepted in the last few minutes, so a login right after a
+// register succeeds before the read model has projected the new user.
+class RecentRegistrations {
+ public:
+  void add(std::string username, uint64_t user_id, std::string password_hash, int64_t now_ms);
+  // (user id, hash) when registered here within the window.
+  [[nodiscard]] bool find(std::string_view username, int64_t now_ms, uint64_t& user_id, std::string& hash) const;
+
+ private:
+  static constexpr int64_t kWindowMs = 5 * 60 * 1000;
+  struct Entry {
+    uint64_t user_id;
+    std::string hash;
+    int64_t at_ms;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> by_name_;
+};
+
+// Random identifiers from libsodium's CSPRNG.
+std::string random_hex(size_t bytes);
+uint64_t random_u64();
+
+}  // namespace imlog::gw
+
+template <>
+struct std::is_error_code_enum<imlog::gw::AuthErrc> : std::true_type {};

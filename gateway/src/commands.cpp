@@ -1,0 +1,126 @@
+#include "commands.h"
+
+#include <chrono>
+
+#include "imlog/engine/streams.h"
+#include "imlog/projections/query.h"
+#include "json.h"
+
+namespace imlog::gw {
+
+void submit_command(Services& svc, std::string stream, uint64_t actor, std::string client_msg_id,
+                    fb::CommandUnion command, std::function<void(Reply)> done) {
+  fb::CommandEnvelopeT c;
+  c.stream = std::move(stream);
+  c.actor = actor;
+  c.client_msg_id = std::move(client_msg_id);
+  c.timestamp_ms = svc.clock.now_ms();
+  c.trace_id = random_hex(8);
+  c.command = std::move(command);
+  auto started = std::chrono::steady_clock::now();
+  svc.bus.submit(std::move(c), svc.config.command_timeout,
+                 [&svc, started, done = std::move(done)](Reply r) {
+                   svc.metrics.command_latency.observe(std::chrono::steady_clock::now() - started);
+                   done(std::move(r));
+                 });
+}
+
+bool succeeded(const Reply& r) {
+  return r && (r->status == fb::ReplyStatus::Accepted || r->status == fb::ReplyStatus::Duplicate);
+}
+
+unsigned status_for_code(std::string_view code, bool body_content) {
+  if (code == "not_member" || code == "not_participant" || code == "forbidden" || code == "blocked" ||
+      code == "you_blocked" || code == "not_friends" || code == "not_sender" || code == "wrong_stream") {
+    return 403;
+  }
+  if (code == "not_found" || code == "no_pending_request") return 404;
+  if (code == "already_exists" || code == "already_member" || code == "already_friends" ||
+      code == "already_requested" || code == "owner_must_transfer" || code == "group_full" ||
+      code == "recall_window_passed") {
+    return 409;
+  }
+  if (code == "too_large") return body_content ? 413 : 400;
+  if (code == "invalid") return 400;
+  if (code == "rate_limited") return 429;
+  return 400;
+}
+
+Failure failure_of(const Reply& r) {
+  if (!r) {
+    if (r.error().code() == make_error_code(BusErrc::timed_out)) {
+      return {504, "timeout",
+              "the engine did not answer in time; the write may still take effect: retry with the same client_msg_id"};
+    }
+    return {503, "unavailable", "the event log refused the command (" + r.error().message() + "); retry"};
+  }
+  std::string code = r->code.empty() ? "refused" : r->code;
+  std::string message = r->message.empty() ? "the engine refused the command (" + code + ")" : r->message;
+  return {status_for_code(code, true), std::move(code), std::move(message)};
+}
+
+void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
+                        std::string client_msg_id, fb::CommandUnion command,
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success) {
+  submit_command(svc, std::move(stream), actor, std::move(client_msg_id), std::move(command),
+                 [&svc, respond = std::move(respond), on_success = std::move(on_success)](Reply r) {
+                   if (succeeded(r)) return respond(on_success(*r));
+                   auto f = failure_of(r);
+                   svc.metrics.error(f.code);
+                   respond(error_reply(f.status, f.code, f.message));
+                 });
+}
+
+std::string new_client_msg_id() { return "r-" + random_hex(16); }
+
+uint64_t new_group_id() {
+  uint64_t id = 0;
+  while (id == 0) id = random_u64() & ((uint64_t{1} << 53) - 1);
+  return id;
+}
+
+bool check_conversation(std::string_view conversation, std::string& error) {
+  auto ref = parse_stream(conversation);
+  if (!ref || !is_conversation(ref->kind)) {
+    error = "`" + std::string(conversation) +
+            "` is not a conversation id: use single_<lo>_<hi> (user ids ascending), group_<id> or world";
+    return false;
+  }
+  return true;
+}
+
+void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bool()> attempt,
+                 std::function<void(bool)> done) {
+  struct Loop : std::enable_shared_from_this<Loop> {
+    Services& svc;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<bool()> attempt;
+    std::function<void(bool)> done;
+    Loop(Services& s, std::chrono::steady_clock::time_point d, std::function<bool()> a, std::function<void(bool)> f)
+        : svc(s), deadline(d), attempt(std::move(a)), done(std::move(f)) {}
+    void step() {
+      if (attempt()) return done(true);
+      if (std::chrono::steady_clock::now() >= deadline || svc.stopping.load()) return done(false);
+      svc.run_after(std::chrono::milliseconds(25), [self = shared_from_this()] { self->step(); });
+    }
+  };
+  auto loop = std::make_shared<Loop>(svc, std::chrono::steady_clock::now() + wait, std::move(attempt), std::move(done));
+  loop->step();
+}
+
+void authorize_read(Services& svc, std::string conversation, uint64_t user, std::function<void(Result<bool>)> done) {
+  auto ref = parse_stream(conversation);
+  if (!ref || !is_conversation(ref->kind)) return done(false);
+  if (ref->kind == StreamKind::world) return done(true);
+  if (ref->kind == StreamKind::single) return done(ref->a == user || ref->b == user);
+  auto result = std::make_shared<Result<bool>>(false);
+  retry_until(
+      svc, svc.config.read_model_wait,
+      [&svc, conversation, user, result] {
+        *result = svc.query.model().can_read(conversation, user);
+        return !*result || **result;  // a store error ends the wait too
+      },
+      [result, done = std::move(done)](bool) { done(std::move(*result)); });
+}
+
+}  // namespace imlog::gw

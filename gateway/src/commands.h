@@ -1,0 +1,64 @@
+#pragma once
+// Writes: how a client request becomes a command on the CommandBus, and how the engine's answer
+// becomes a status (DESIGN.md §8: refusal codes → HTTP statuses). Reads: the authorisation every
+// history / members / sync read goes through.
+//
+// Thread-safe free functions over Services.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "api.h"
+#include "imlog/core/result.h"
+#include "imlog/gateway/command_bus.h"
+#include "imlog/schema/codec.h"
+#include "services.h"
+
+namespace imlog::gw {
+
+using Reply = Result<fb::CommandReplyT>;
+
+// Submits a command and calls `done` once with the answer (on the bus's thread: don't block).
+// Measures the latency.
+void submit_command(Services& svc, std::string stream, uint64_t actor, std::string client_msg_id,
+                    fb::CommandUnion command, std::function<void(Reply)> done);
+
+// Accepted or Duplicate (both: the event is durable and valid).
+bool succeeded(const Reply& r);
+
+// The error a failed answer becomes: code (the refusal code, "timeout", "unavailable") and message.
+struct Failure {
+  unsigned status = 500;
+  std::string code;
+  std::string message;
+};
+Failure failure_of(const Reply& r);
+// The HTTP status for a refusal code.
+unsigned status_for_code(std::string_view code, bool body_content);
+
+// For REST writes: submits, then answers with `on_success(reply)` or the mapped error.
+void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
+                        std::string client_msg_id, fb::CommandUnion command,
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success);
+
+// "r-<32 hex>": for writes whose client sent no client_msg_id.
+std::string new_client_msg_id();
+// A random group id in [1, 2^53).
+uint64_t new_group_id();
+
+// Is `conversation` a conversation id (single_<lo>_<hi>, group_<id>, world)? If not, `error` says why.
+bool check_conversation(std::string_view conversation, std::string& error);
+
+// May `user` read `conversation`? One-to-one streams and world are decided here; groups ask the
+// read model, and a "no" is retried until config.read_model_wait passes (the membership may not
+// be projected yet). `done` runs once, on any thread.
+void authorize_read(Services& svc, std::string conversation, uint64_t user, std::function<void(Result<bool>)> done);
+
+// Calls `attempt` until it returns true or `wait` passes, then `done(held)`. Attempts run on I/O
+// threads, 25 ms apart.
+void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bool()> attempt,
+                 std::function<void(bool)> done);
+
+}  // namespace imlog::gw

@@ -1,0 +1,53 @@
+#include "frame_scanner.h"
+
+#include <algorithm>
+
+namespace imlog::gw {
+
+void FrameScanner::scan(unsigned char* data, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (payload_left_ > 0) {
+      uint64_t skip = std::min<uint64_t>(payload_left_, n - i);
+      i += skip;
+      payload_left_ -= skip;
+      continue;
+    }
+    if (header_len_ == 0) {
+      unsigned char opcode = data[i] & 0x0f;
+      if (opcode == 0x1) {
+        data[i] = static_cast<unsigned char>((data[i] & 0xf0) | 0x2);
+        kinds_.push_back(true);
+      } else if (opcode == 0x2) {
+        kinds_.push_back(false);
+      }
+      header_need_ = 2;
+    }
+    header_[header_len_++] = data[i++];
+    if (header_len_ == 2) {
+      unsigned len7 = header_[1] & 0x7f;
+      header_need_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
+    }
+    if (header_len_ >= 2 && header_len_ == header_need_) {
+      unsigned len7 = header_[1] & 0x7f;
+      uint64_t len = len7;
+      if (len7 == 126) {
+        len = (uint64_t{header_[2]} << 8) | header_[3];
+      } else if (len7 == 127) {
+        len = 0;
+        for (int k = 0; k < 8; ++k) len = (len << 8) | header_[2 + k];
+      }
+      payload_left_ = len;
+      header_len_ = 0;
+    }
+  }
+}
+
+bool FrameScanner::take_message_kind(bool& was_text) {
+  if (kinds_.empty()) return false;
+  was_text = kinds_.front();
+  kinds_.pop_front();
+  return true;
+}
+
+}  // namespace imlog::gw

@@ -1,0 +1,34 @@
+#include "handlers.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace imlog::gw {
+
+bool parse_body(Services& svc, const ApiRequest& req, const Respond& respond, JsonBody& body) {
+  if (body.parse(req.body)) return true;
+  respond(counted_error(svc, 400, "invalid_json", body.error()));
+  return false;
+}
+
+ApiReply invalid(Services& svc, std::string_view message) { return counted_error(svc, 400, "invalid", message); }
+
+ApiReply counted_error(Services& svc, unsigned status, std::string_view code, std::string_view message) {
+  svc.metrics.error(code);
+  return error_reply(status, code, message);
+}
+
+bool parse_id(std::string_view s, uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && p == s.data() + s.size() && out > 0 && out < (uint64_t{1} << 53);
+}
+
+bool valid_username(std::string_view name) {
+  if (name.size() < 3 || name.size() > 32) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '-';
+  });
+}
+
+}  // namespace imlog::gw

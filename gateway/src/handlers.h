@@ -1,0 +1,30 @@
+#pragma once
+// Small pieces every REST handler uses. Private to gateway/src.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "api.h"
+#include "commands.h"
+#include "json.h"
+#include "services.h"
+
+namespace imlog::gw {
+
+// Parses the body as a JSON object; otherwise answers 400 `invalid_json` and returns false.
+bool parse_body(Services& svc, const ApiRequest& req, const Respond& respond, JsonBody& body);
+
+// 400 {code: "invalid", message}.
+ApiReply invalid(Services& svc, std::string_view message);
+
+// An error reply counted in the metrics.
+ApiReply counted_error(Services& svc, unsigned status, std::string_view code, std::string_view message);
+
+// A user or group id in a path: decimal, 1 ≤ id < 2^53.
+bool parse_id(std::string_view s, uint64_t& out);
+
+// Usernames: 3 to 32 of [A-Za-z0-9_.-] (the engine's rule, checked early to spare a hash).
+bool valid_username(std::string_view name);
+
+}  // namespace imlog::gw

@@ -1,0 +1,214 @@
+#include "http_session.h"
+
+#include <memory>
+#include <optional>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "json.h"
+#include "ws_session.h"
+
+namespace imlog::gw {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+Method method_of(http::verb v) {
+  switch (v) {
+    case http::verb::get: return Method::get;
+    case http::verb::post: return Method::post;
+    case http::verb::put: return Method::put;
+    case http::verb::patch: return Method::patch;
+    case http::verb::delete_: return Method::del;
+    case http::verb::head: return Method::head;
+    case http::verb::options: return Method::options;
+    default: return Method::other;
+  }
+}
+
+// The subprotocol a client offered that this server speaks ("imlog.json"), or "".
+std::string pick_subprotocol(std::string_view offered) {
+  size_t i = 0;
+  while (i < offered.size()) {
+    size_t j = offered.find(',', i);
+    if (j == std::string_view::npos) j = offered.size();
+    auto p = offered.substr(i, j - i);
+    while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+    while (!p.empty() && p.back() == ' ') p.remove_suffix(1);
+    if (p == "imlog.json") return std::string(p);
+    i = j + 1;
+  }
+  return {};
+}
+
+// Lifecycle: read a request → answer it (possibly after the engine answered) → read the next, until
+// the client or a timeout closes it, or an upgrade hands the stream to a WsSession. Everything runs
+// on the stream's strand; Respond callbacks post back to it.
+class HttpSession final : public std::enable_shared_from_this<HttpSession>, public Closable {
+ public:
+  HttpSession(Services& svc, tcp::socket&& socket)
+      : svc_(svc), stream_(std::move(socket)), id_(svc.next_connection_id++) {
+    svc_.metrics.http_connections++;
+  }
+  ~HttpSession() override {
+    svc_.metrics.http_connections--;
+    svc_.connections.remove(id_);
+  }
+
+  void run() {
+    svc_.connections.add(id_, weak_from_this());
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+  void shutdown(uint16_t) override {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (!self->busy_) {
+        beast::error_code ec;
+        self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+        self->stream_.cancel();
+      }
+    });
+  }
+
+ private:
+  void do_read() {
+    if (closing_) return do_close();
+    parser_.emplace();
+    parser_->body_limit(svc_.config.max_body_bytes);
+    parser_->header_limit(svc_.config.max_header_bytes);
+    stream_.expires_after(requests_ == 0 ? svc_.config.http_timeout : svc_.config.http_idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec) return on_read_error(ec);
+    busy_ = true;
+    stream_.expires_after(svc_.config.http_timeout);
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
+  }
+
+  void on_read_error(beast::error_code ec) {
+    keep_alive_ = false;
+    if (ec == http::error::body_limit) {
+      svc_.metrics.error("too_large");
+      return write_reply(error_reply(413, "too_large",
+                                     "the request body is over " + std::to_string(svc_.config.max_body_bytes) + " bytes"));
+    }
+    if (ec == http::error::header_limit) {
+      svc_.metrics.error("too_large");
+      return write_reply(error_reply(431, "too_large",
+                                     "the request header is over " + std::to_string(svc_.config.max_header_bytes) + " bytes"));
+    }
+    if (ec.category() == beast::error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
+        ec != http::error::partial_message) {
+      svc_.metrics.error("bad_request");
+      return write_reply(error_reply(400, "bad_request", "malformed HTTP request: " + ec.message()));
+    }
+    do_close();  // end of stream, time-out, reset
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) return on_read_error(ec);
+    ++requests_;
+    svc_.metrics.http_requests++;
+    auto& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    std::string_view target(req.target().data(), req.target().size());
+    auto q = target.find('?');
+    std::string_view path = target.substr(0, q);
+    std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+
+    if (beast::websocket::is_upgrade(req)) return upgrade(path, query);
+
+    ApiRequest r;
+    r.method = method_of(req.method());
+    r.path = path;
+    r.query = query;
+    r.body = std::move(req.body());
+    r.authorization = std::string(req[http::field::authorization]);
+    svc_.api.dispatch(svc_, std::move(r), [self = shared_from_this()](ApiReply reply) {
+      net::post(self->stream_.get_executor(),
+                [self, reply = std::move(reply)]() mutable { self->write_reply(std::move(reply)); });
+    });
+  }
+
+  void upgrade(std::string_view path, std::string_view query) {
+    keep_alive_ = false;
+    if (path != "/ws") {
+      return write_reply(error_reply(404, "not_found", "WebSocket upgrades are served at /ws only"));
+    }
+    if (svc_.stopping.load()) return write_reply(error_reply(503, "unavailable", "the server is shutting down"));
+    auto& req = parser_->get();
+    std::string token(bearer_token(std::string_view(req[http::field::authorization])));
+    if (token.empty()) token = query_param(query, "token").value_or("");
+    auto claims = svc_.tokens.verify(token, "access");
+    if (!claims) {
+      svc_.metrics.error("unauthorized");
+      auto reply = error_reply(401, "unauthorized", claims.error().message());
+      reply.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return write_reply(std::move(reply));
+    }
+    std::string subprotocol = pick_subprotocol(std::string_view(req[http::field::sec_websocket_protocol]));
+    start_ws_session(svc_, std::move(stream_), parser_->release(), claims->user_id, std::move(subprotocol));
+  }
+
+  void write_reply(ApiReply reply) {
+    busy_ = true;
+    svc_.metrics.http_status(reply.status);
+    res_.emplace(static_cast<http::status>(reply.status), version_);
+    res_->set(http::field::server, "imlog");
+    if (!reply.content_type.empty()) res_->set(http::field::content_type, reply.content_type);
+    if (reply.content_type == "application/json") res_->set(http::field::cache_control, "no-store");
+    for (auto& [k, v] : reply.headers) res_->set(k, v);
+    res_->keep_alive(keep_alive_ && !closing_ && !svc_.stopping.load());
+    res_->body() = std::move(reply.body);
+    res_->prepare_payload();
+    stream_.expires_after(svc_.config.http_timeout);
+    http::async_write(stream_, *res_, beast::bind_front_handler(&HttpSession::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    busy_ = false;
+    bool keep = res_->keep_alive();
+    res_.reset();
+    if (ec || !keep) return do_close();
+    do_read();
+  }
+
+  void do_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  Services& svc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> res_;
+  const uint64_t id_;
+  uint64_t requests_ = 0;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool busy_ = false;     // a request is being read or answered
+  bool closing_ = false;  // the gateway is stopping: no further requests
+};
+
+}  // namespace
+
+void start_http_session(Services& svc, tcp::socket&& socket) {
+  std::make_shared<HttpSession>(svc, std::move(socket))->run();
+}
+
+}  // namespace imlog::gw

@@ -1,0 +1,261 @@
+#include "json.h"
+
+#include <charconv>
+
+#include <rapidjson/error/en.h>
+
+namespace imlog::gw {
+
+// ---- reading ----------------------------------------------------------------------------------
+
+const rapidjson::Value* JsonFields::find(const char* name) const {
+  if (!obj_ || !obj_->IsObject()) return nullptr;
+  auto it = obj_->FindMember(name);
+  if (it == obj_->MemberEnd() || it->value.IsNull()) return nullptr;
+  return &it->value;
+}
+
+bool JsonFields::has(const char* name) const { return find(name) != nullptr; }
+
+bool JsonFields::fail(const char* name, const char* what) {
+  if (error_->empty()) *error_ = std::string("field `") + name + "` " + what;
+  return false;
+}
+
+bool JsonFields::str(const char* name, std::string& out, bool required, size_t max_bytes) {
+  const auto* v = find(name);
+  if (!v) return required ? fail(name, "is required (a string)") : true;
+  if (!v->IsString()) return fail(name, "must be a string");
+  if (v->GetStringLength() > max_bytes) {
+    return fail(name, ("is longer than " + std::to_string(max_bytes) + " bytes").c_str());
+  }
+  out.assign(v->GetString(), v->GetStringLength());
+  return true;
+}
+
+bool JsonFields::opt_str(const char* name, std::optional<std::string>& out, size_t max_bytes) {
+  if (!has(name)) return true;
+  std::string s;
+  if (!str(name, s, true, max_bytes)) return false;
+  out = std::move(s);
+  return true;
+}
+
+bool JsonFields::u64(const char* name, uint64_t& out, bool required) {
+  const auto* v = find(name);
+  if (!v) return required ? fail(name, "is required (a non-negative integer)") : true;
+  if (!v->IsUint64()) return fail(name, "must be a non-negative integer");
+  out = v->GetUint64();
+  return true;
+}
+
+bool JsonFields::id(const char* name, uint64_t& out, bool required) {
+  const auto* v = find(name);
+  if (!v) return required ? fail(name, "is required (an id: a number or a decimal string)") : true;
+  if (v->IsUint64()) {
+    out = v->GetUint64();
+    return true;
+  }
+  if (v->IsString()) {
+    std::string_view s(v->GetString(), v->GetStringLength());
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (ec == std::errc() && p == s.data() + s.size() && !s.empty()) return true;
+  }
+  return fail(name, "must be an id (a number or a decimal string)");
+}
+
+bool JsonFields::opt_bool(const char* name, std::optional<bool>& out) {
+  const auto* v = find(name);
+  if (!v) return true;
+  if (!v->IsBool()) return fail(name, "must be true or false");
+  out = v->GetBool();
+  return true;
+}
+
+bool JsonFields::opt_i64(const char* name, std::optional<int64_t>& out) {
+  const auto* v = find(name);
+  if (!v) return true;
+  if (!v->IsInt64()) return fail(name, "must be an integer");
+  out = v->GetInt64();
+  return true;
+}
+
+bool JsonFields::u64_list(const char* name, std::vector<uint64_t>& out, size_t max_items) {
+  const auto* v = find(name);
+  if (!v) return true;
+  if (!v->IsArray()) return fail(name, "must be an array of ids");
+  if (v->Size() > max_items) return fail(name, ("has more than " + std::to_string(max_items) + " items").c_str());
+  for (const auto& e : v->GetArray()) {
+    if (!e.IsUint64()) return fail(name, "must be an array of ids (non-negative integers)");
+    out.push_back(e.GetUint64());
+  }
+  return true;
+}
+
+bool JsonFields::str_list(const char* name, std::vector<std::string>& out, size_t max_items) {
+  const auto* v = find(name);
+  if (!v) return true;
+  if (!v->IsArray()) return fail(name, "must be an array of strings");
+  if (v->Size() > max_items) return fail(name, ("has more than " + std::to_string(max_items) + " items").c_str());
+  for (const auto& e : v->GetArray()) {
+    if (!e.IsString()) return fail(name, "must be an array of strings");
+    out.emplace_back(e.GetString(), e.GetStringLength());
+  }
+  return true;
+}
+
+bool JsonFields::object(const char* name, JsonFields& out, bool required) {
+  const auto* v = find(name);
+  if (!v) {
+    out = JsonFields(nullptr, error_);
+    return required ? fail(name, "is required (an object)") : true;
+  }
+  if (!v->IsObject()) return fail(name, "must be an object");
+  out = JsonFields(v, error_);
+  return true;
+}
+
+bool JsonBody::parse(std::string_view text) {
+  error_.clear();
+  if (text.empty()) {
+    error_ = "the body is empty: send a JSON object";
+    return false;
+  }
+  doc_.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
+  if (doc_.HasParseError()) {
+    error_ = std::string("malformed JSON at offset ") + std::to_string(doc_.GetErrorOffset()) + ": " +
+             rapidjson::GetParseError_En(doc_.GetParseError());
+    return false;
+  }
+  if (!doc_.IsObject()) {
+    error_ = "expected a JSON object";
+    return false;
+  }
+  return true;
+}
+
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// ---- writing ----------------------------------------------------------------------------------
+
+std::string error_json(std::string_view code, std::string_view message) {
+  JsonOut j;
+  j.begin_object().field("code", code).field("message", message).end_object();
+  return j.take();
+}
+
+void write_message(JsonOut& j, const MessageView& m) {
+  j.begin_object();
+  j.key("message_id").id_str(m.message_id);
+  j.field("conversation_id", m.conversation_id);
+  j.field("seq_id", m.seq_id);
+  j.field("sender_id", m.sender_id);
+  j.field("content", m.content);
+  j.field("message_type", m.message_type.empty() ? std::string_view("text") : std::string_view(m.message_type));
+  j.field("client_msg_id", m.client_msg_id);
+  j.field("created_at", m.created_at);
+  if (m.recalled) j.field("recalled", true);
+  j.end_object();
+}
+
+void write_conversation(JsonOut& j, const ConversationView& c) {
+  j.begin_object();
+  j.field("conversation_id", c.conversation_id);
+  j.field("type", c.type);
+  j.field("last_seq", c.last_seq);
+  j.field("read_seq", c.read_seq);
+  j.field("unread", c.unread);
+  j.key("last_message");
+  if (c.last_message) {
+    write_message(j, *c.last_message);
+  } else {
+    j.null();
+  }
+  j.field("updated_at", c.updated_at);
+  if (!c.title.empty()) j.field("title", c.title);
+  if (c.peer_id) j.field("peer_id", c.peer_id);
+  j.end_object();
+}
+
+void write_history(JsonOut& j, const HistoryPage& page) {
+  j.key("messages").begin_array();
+  for (const auto& m : page.messages) write_message(j, m);
+  j.end_array();
+  j.field("has_more", page.has_more);
+}
+
+void write_user(JsonOut& j, const UserView& u, bool self) {
+  j.begin_object();
+  j.field("user_id", u.user_id);
+  j.field("username", u.username);
+  j.field("nickname", u.nickname);
+  j.field("avatar_url", u.avatar_url);
+  j.field("signature", u.signature);
+  j.field("created_at", u.created_at);
+  if (self) {
+    j.field("email", u.email);
+    j.key("settings").begin_object();
+    j.field("allow_search", u.allow_search);
+    j.field("message_policy", u.message_policy);
+    j.field("push_enabled", u.push_enabled);
+    j.field("quiet_start_minute", u.quiet_start_minute);
+    j.field("quiet_end_minute", u.quiet_end_minute);
+    j.key("muted").begin_array();
+    for (const auto& m : u.muted) j.str(m);
+    j.end_array();
+    j.end_object();
+  }
+  j.end_object();
+}
+
+void write_group(JsonOut& j, const GroupView& g) {
+  j.begin_object();
+  j.field("group_id", g.group_id);
+  j.field("conversation_id", "group_" + std::to_string(g.group_id));
+  j.field("name", g.name);
+  j.field("description", g.description);
+  j.field("owner_id", g.owner_id);
+  j.field("member_count", g.member_count);
+  j.field("created_at", g.created_at);
+  j.end_object();
+}
+
+void write_member(JsonOut& j, const MemberView& m) {
+  j.begin_object().field("user_id", m.user_id).field("role", m.role).field("joined_at", m.joined_at).end_object();
+}
+
+void write_friend(JsonOut& j, const FriendView& f) {
+  j.begin_object();
+  j.field("user_id", f.user_id);
+  j.field("status", f.status);
+  j.field("note", f.note);
+  j.field("group_name", f.group_name);
+  j.field("since", f.since);
+  j.end_object();
+}
+
+}  // namespace imlog::gw

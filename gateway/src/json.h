@@ -1,0 +1,106 @@
+#pragma once
+// JSON in and out of the gateway (RapidJSON; private to gateway/src so no includer pays for it).
+// The shapes are DESIGN.md §8.1's: user and group ids are numbers, a message_id is a decimal string,
+// seq ids are numbers, times are Unix ms.
+//
+// Thread-compatible values.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "imlog/projections/query.h"
+
+namespace imlog::gw {
+
+class JsonOut {
+ public:
+  JsonOut() : w_(buf_) {}
+  JsonOut& begin_object() { w_.StartObject(); return *this; }
+  JsonOut& end_object() { w_.EndObject(); return *this; }
+  JsonOut& begin_array() { w_.StartArray(); return *this; }
+  JsonOut& end_array() { w_.EndArray(); return *this; }
+  JsonOut& key(std::string_view k) { w_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); return *this; }
+  JsonOut& str(std::string_view v) { w_.String(v.data(), static_cast<rapidjson::SizeType>(v.size())); return *this; }
+  JsonOut& u64(uint64_t v) { w_.Uint64(v); return *this; }
+  JsonOut& i64(int64_t v) { w_.Int64(v); return *this; }
+  JsonOut& boolean(bool v) { w_.Bool(v); return *this; }
+  JsonOut& null() { w_.Null(); return *this; }
+  // A 64-bit id as a decimal string (message ids).
+  JsonOut& id_str(uint64_t v) { return str(std::to_string(v)); }
+  // key + value shortcuts
+  JsonOut& field(std::string_view k, std::string_view v) { return key(k).str(v); }
+  JsonOut& field(std::string_view k, const char* v) { return key(k).str(v); }
+  JsonOut& field(std::string_view k, uint64_t v) { return key(k).u64(v); }
+  JsonOut& field(std::string_view k, int64_t v) { return key(k).i64(v); }
+  JsonOut& field(std::string_view k, uint32_t v) { return key(k).u64(v); }
+  JsonOut& field(std::string_view k, int32_t v) { return key(k).i64(v); }
+  JsonOut& field(std::string_view k, bool v) { return key(k).boolean(v); }
+  [[nodiscard]] std::string take() const { return std::string(buf_.GetString(), buf_.GetSize()); }
+
+ private:
+  rapidjson::StringBuffer buf_;
+  rapidjson::Writer<rapidjson::StringBuffer> w_;
+};
+
+// Typed reads of one JSON object's members. Each getter returns false and sets the shared error
+// ("field `content` must be a string") when the member has the wrong type, or is required and absent.
+class JsonFields {
+ public:
+  JsonFields(const rapidjson::Value* obj, std::string* error) : obj_(obj), error_(error) {}
+  [[nodiscard]] bool has(const char* name) const;
+  bool str(const char* name, std::string& out, bool required, size_t max_bytes = 1 << 20);
+  bool opt_str(const char* name, std::optional<std::string>& out, size_t max_bytes = 1 << 20);
+  bool u64(const char* name, uint64_t& out, bool required);
+  // A number or a decimal string (message ids).
+  bool id(const char* name, uint64_t& out, bool required);
+  bool opt_bool(const char* name, std::optional<bool>& out);
+  bool opt_i64(const char* name, std::optional<int64_t>& out);
+  bool u64_list(const char* name, std::vector<uint64_t>& out, size_t max_items);
+  bool str_list(const char* name, std::vector<std::string>& out, size_t max_items);
+  // A nested object (nullptr obj when absent and not required).
+  bool object(const char* name, JsonFields& out, bool required);
+
+ private:
+  bool fail(const char* name, const char* what);
+  const rapidjson::Value* find(const char* name) const;
+  const rapidjson::Value* obj_;
+  std::string* error_;
+};
+
+class JsonBody {
+ public:
+  // Parses `text` as one JSON object (UTF-8 validated). False with error() naming the problem and
+  // its offset otherwise.
+  bool parse(std::string_view text);
+  [[nodiscard]] JsonFields fields() { return JsonFields(&doc_, &error_); }
+  [[nodiscard]] const std::string& error() const { return error_; }
+
+ private:
+  rapidjson::Document doc_;
+  std::string error_;
+};
+
+// Is `s` valid UTF-8 (no overlongs, surrogates, or code points past U+10FFFF)?
+bool valid_utf8(std::string_view s);
+
+// A {code, message} body.
+std::string error_json(std::string_view code, std::string_view message);
+
+// The §8.1 objects.
+void write_message(JsonOut& j, const MessageView& m);
+void write_conversation(JsonOut& j, const ConversationView& c);
+void write_history(JsonOut& j, const HistoryPage& page);  // messages: [...], has_more
+// `self`: include email and settings (the user's own profile).
+void write_user(JsonOut& j, const UserView& u, bool self);
+void write_group(JsonOut& j, const GroupView& g);
+void write_member(JsonOut& j, const MemberView& m);
+void write_friend(JsonOut& j, const FriendView& f);
+
+}  // namespace imlog::gw

@@ -1,0 +1,57 @@
+#include "json.h"
+
+#include <gtest/gtest.h>
+
+namespace imlog::gw {
+namespace {
+
+TEST(Utf8, ValidatesLikeTheEngine) {
+  EXPECT_TRUE(valid_utf8("hello"));
+  EXPECT_TRUE(valid_utf8("\xe4\xbd\xa0\xe5\xa5\xbd"));    // 你好
+  EXPECT_TRUE(valid_utf8("\xf0\x9f\x98\x80"));            // emoji
+  EXPECT_FALSE(valid_utf8("\xff"));
+  EXPECT_FALSE(valid_utf8("\xc0\xaf"));                    // overlong
+  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));                // surrogate
+  EXPECT_FALSE(valid_utf8("\xe4\xbd"));                    // truncated
+}
+
+TEST(JsonBody, NamesTheProblem) {
+  JsonBody b;
+  EXPECT_FALSE(b.parse("{\"a\":"));
+  EXPECT_NE(b.error().find("malformed JSON at offset"), std::string::npos) << b.error();
+  EXPECT_FALSE(b.parse("[1]"));
+  EXPECT_EQ(b.error(), "expected a JSON object");
+  ASSERT_TRUE(b.parse(R"({"content": 5, "id": "12"})"));
+  auto f = b.fields();
+  std::string s;
+  EXPECT_FALSE(f.str("content", s, true));
+  EXPECT_EQ(b.error(), "field `content` must be a string");
+  uint64_t id = 0;
+  JsonBody c;
+  ASSERT_TRUE(c.parse(R"({"id": "12", "n": 3})"));
+  auto g = c.fields();
+  EXPECT_TRUE(g.id("id", id, true));
+  EXPECT_EQ(id, 12u);
+  EXPECT_FALSE(g.str("missing", s, true));
+  EXPECT_EQ(c.error(), "field `missing` is required (a string)");
+}
+
+TEST(JsonOut, MessageShapeIsTheContract) {
+  MessageView m;
+  m.message_id = 18446744073709551615ULL;
+  m.conversation_id = "single_1_2";
+  m.seq_id = 3;
+  m.sender_id = 1;
+  m.content = "hi \"there\"";
+  m.message_type = "text";
+  m.client_msg_id = "c1";
+  m.created_at = 1700000000000;
+  JsonOut j;
+  write_message(j, m);
+  EXPECT_EQ(j.take(),
+            R"({"message_id":"18446744073709551615","conversation_id":"single_1_2","seq_id":3,"sender_id":1,)"
+            R"("content":"hi \"there\"","message_type":"text","client_msg_id":"c1","created_at":1700000000000})");
+}
+
+}  // namespace
+}  // namespace imlog::gw

@@ -1,0 +1,57 @@
+#pragma once
+// What every connection and handler of one gateway shares: its config, the engine and read side it
+// talks to, the auth pieces, metrics, and the session indexes. Built by Gateway::Impl, which
+// outlives every session.
+//
+// Thread-safe: every member is either immutable after construction or thread-safe itself.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "api.h"
+#include "auth.h"
+#include "hub.h"
+#include "imlog/gateway/gateway.h"
+#include "metrics.h"
+
+namespace imlog::gw {
+
+struct Services {
+  Services(GatewayConfig cfg, GatewayDeps deps)
+      : config(std::move(cfg)),
+        bus(deps.bus),
+        query(deps.query),
+        sessions(deps.sessions),
+        clock(deps.clock),
+        ready(std::move(deps.ready)),
+        tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
+               config.refresh_token_ttl.count() / 1000),
+        passwords(config.password_ops_limit, config.password_mem_limit) {}
+
+  const GatewayConfig config;
+  CommandBus& bus;
+  QueryService& query;
+  SessionRegistry& sessions;
+  const Clock& clock;
+  std::function<bool()> ready;
+
+  Metrics metrics;
+  TokenService tokens;
+  PasswordHasher passwords;
+  RevokedTokens revoked;
+  RecentRegistrations recent_registrations;
+  SessionHub hub;
+  ConnectionSet connections;
+  ApiRouter api;
+  std::atomic<uint64_t> next_connection_id{1};
+  std::atomic<bool> stopping{false};
+
+  // Runs `fn` on the password threads (Argon2id is slow on purpose).
+  std::function<void(std::function<void()>)> run_blocking;
+  // Runs `fn` on an I/O thread after `delay` (retries against the eventually-consistent read model).
+  std::function<void(std::chrono::milliseconds, std::function<void()>)> run_after;
+};
+
+}  // namespace imlog::gw

@@ -1,0 +1,43 @@
+#pragma once
+// The WebSocket protocol of DESIGN.md §8.1 (docs/api/websocket.md), apart from the socket: one
+// complete text message in, frames out through FrameConnection. Kept free of Beast so it compiles
+// quickly and reads as the protocol.
+//
+//   send-message → message-ack | error{code, message, client_msg_id}
+//   sync         → sync-result | error
+//   read         → read-ack    | error
+//   ping         → pong
+//   anything else, malformed JSON, a frame without type → error; the connection stays open.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "services.h"
+
+namespace imlog::gw {
+
+class FrameConnection {
+ public:
+  virtual ~FrameConnection() = default;
+  // Queues a frame to the client. Thread-safe.
+  virtual void send(std::shared_ptr<const std::string> frame) = 0;
+  [[nodiscard]] virtual uint64_t user_id() const = 0;
+  // On the session's strand only: takes one token from the send-rate bucket.
+  virtual bool take_token() = 0;
+  // On the session's strand only: this session sent (conversation, client_msg_id).
+  virtual void remember_sent(uint64_t key) = 0;
+};
+
+// Handles one complete client text message. Runs on the session's strand; answers arrive later
+// through conn->send().
+void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text);
+
+// {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"]}}
+std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
+                                               std::string_view client_msg_id = {},
+                                               std::string_view request_type = {});
+
+}  // namespace imlog::gw

@@ -1,0 +1,278 @@
+#include "ws_session.h"
+
+#include <array>
+#include <deque>
+#include <memory>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/gateway/command_bus.h"
+#include "imlog/tasks/sessions.h"
+#include "text_as_binary.h"
+#include "ws_frames.h"
+
+namespace imlog::gw {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+// A token bucket: `rate` tokens per second up to `burst`. On the session's strand.
+class TokenBucket {
+ public:
+  TokenBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst) {}
+  bool take() {
+    auto now = std::chrono::steady_clock::now();
+    double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
+    if (tokens_ < 1.0) return false;
+    tokens_ -= 1.0;
+    return true;
+  }
+
+ private:
+  double rate_, burst_, tokens_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// One WebSocket connection.
+//
+// Lifecycle: handshake → open (reading; writing from a bounded queue) → closing (a close frame
+// after the queue drains) → closed. Every member is used on the stream's strand only; push(),
+// send() and shutdown() may be called from any thread and post there. The object lives while an
+// operation on it is pending (Beast's shared_from_this idiom).
+class WsSession final : public std::enable_shared_from_this<WsSession>,
+                        public PushTarget,
+                        public FrameConnection,
+                        public Closable {
+ public:
+  WsSession(Services& svc, beast::tcp_stream&& stream, http::request<http::string_body>&& upgrade,
+            uint64_t user_id, std::string subprotocol)
+      : svc_(svc),
+        ws_(std::move(stream)),
+        upgrade_(std::move(upgrade)),
+        subprotocol_(std::move(subprotocol)),
+        user_(user_id),
+        id_(svc.next_connection_id++),
+        bucket_(svc.config.ws_rate, svc.config.ws_burst) {}
+
+  ~WsSession() override { finish(); }
+
+  void run() {
+    svc_.connections.add(id_, weak_from_this());
+    net::dispatch(ws_.get_executor(), [self = shared_from_this()] { self->on_run(); });
+  }
+
+  // PushTarget
+  void push(std::shared_ptr<const std::string> frame, const PushInfo& info) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame), info] {
+      // The session that sent a message got its ack; the push is for the sender's other devices.
+      if (info.sent_key != 0 && info.actor == self->user_ && self->sent_recently(info.sent_key)) return;
+      self->svc_.metrics.push_frames++;
+      self->enqueue(frame);
+    });
+  }
+
+  // FrameConnection
+  void send(std::shared_ptr<const std::string> frame) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] { self->enqueue(frame); });
+  }
+  [[nodiscard]] uint64_t user_id() const override { return user_; }
+  bool take_token() override { return bucket_.take(); }
+  void remember_sent(uint64_t key) override {
+    sent_[sent_next_++ % sent_.size()] = key;
+  }
+
+  // Closable
+  void shutdown(uint16_t code) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), code] { self->close(code, "server shutting down"); });
+  }
+
+ private:
+  enum class State { handshake, open, closing, closed };
+
+  void on_run() {
+    beast::get_lowest_layer(ws_).expires_never();  // the WebSocket's own timeouts take over
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = svc_.config.ws_handshake_timeout;
+    t.idle_timeout = svc_.config.heartbeat_timeout;
+    t.keep_alive_pings = true;  // ping at half the idle timeout; close a peer silent for all of it
+    ws_.set_option(t);
+    ws_.set_option(websocket::stream_base::decorator([sp = subprotocol_](websocket::response_type& res) {
+      res.set(http::field::server, "imlog");
+      if (!sp.empty()) res.set(http::field::sec_websocket_protocol, sp);
+    }));
+    ws_.read_message_max(0);  // the session enforces max_frame_bytes itself, to answer before closing
+    ws_.auto_fragment(false);
+    ws_.async_accept(upgrade_, beast::bind_front_handler(&WsSession::on_accept, shared_from_this()));
+  }
+
+  void on_accept(beast::error_code ec) {
+    upgrade_ = {};
+    if (ec) {
+      logger("gateway")->debug("ws handshake of user {} failed: {}", user_, ec.message());
+      return finish();
+    }
+    state_ = State::open;
+    accepted_ = true;
+    svc_.metrics.ws_connections++;
+    svc_.metrics.ws_accepted++;
+    svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
+    svc_.sessions.connected(user_, svc_.bus.gateway_id(), id_);
+    if (svc_.stopping.load()) return close(1001, "server shutting down");
+    do_read();
+  }
+
+  void do_read() {
+    size_t room = svc_.config.max_frame_bytes + 1 - in_.size();
+    ws_.async_read_some(in_, room, beast::bind_front_handler(&WsSession::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+      if (ec == beast::error::timeout) svc_.metrics.heartbeat_timeouts++;
+      return finish();
+    }
+    if (state_ != State::open) return;
+    if (in_.size() > svc_.config.max_frame_bytes) {
+      svc_.metrics.error("frame_too_large");
+      enqueue(error_frame("frame_too_large", "a message is at most " + std::to_string(svc_.config.max_frame_bytes) +
+                                                 " bytes; closing with 1009"));
+      return close(static_cast<uint16_t>(websocket::close_code::too_big), "frame too large");
+    }
+    if (!ws_.is_message_done()) return do_read();
+    svc_.metrics.frames_in++;
+    bool was_text = true;
+    ws_.next_layer().scanner().take_message_kind(was_text);
+    if (!was_text) {
+      svc_.metrics.error("binary_unsupported");
+      enqueue(error_frame("binary_unsupported", "binary frames are not supported: send JSON text frames"));
+    } else {
+      auto data = in_.data();
+      handle_text_message(svc_, shared_from_this(),
+                          std::string_view(static_cast<const char*>(data.data()), data.size()));
+    }
+    in_.consume(in_.size());
+    if (in_.capacity() > 16 * 1024) in_.shrink_to_fit();  // idle sessions stay small
+    if (state_ == State::open) do_read();
+  }
+
+  void enqueue(std::shared_ptr<const std::string> frame) {
+    if (state_ != State::open) return;
+    if (queue_.size() >= svc_.config.max_queued_frames || queued_bytes_ + frame->size() > svc_.config.max_queued_bytes) {
+      // Too slow to read: drop the connection rather than grow without bound. The client
+      // reconnects and syncs what it missed.
+      svc_.metrics.slow_consumers++;
+      logger("gateway")->info("closing ws session {} of user {}: write queue full ({} frames, {} bytes)", id_, user_,
+                              queue_.size(), queued_bytes_);
+      return abort();
+    }
+    queued_bytes_ += frame->size();
+    queue_.push_back(std::move(frame));
+    if (!writing_) do_write();
+  }
+
+  void do_write() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(net::buffer(*queue_.front()), beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    writing_ = false;
+    if (ec) return finish();
+    svc_.metrics.frames_out++;
+    queued_bytes_ -= queue_.front()->size();
+    queue_.pop_front();
+    if (state_ == State::closed) return;
+    if (!queue_.empty()) return do_write();
+    if (close_pending_) do_close();
+  }
+
+  // Graceful close: a close frame once the queued frames are written.
+  void close(uint16_t code, std::string reason) {
+    if (state_ == State::handshake) return abort();
+    if (state_ != State::open) return;
+    state_ = State::closing;
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    if (writing_) {
+      close_pending_ = true;
+    } else {
+      do_close();
+    }
+  }
+
+  void do_close() {
+    close_pending_ = false;
+    ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
+                    beast::bind_front_handler(&WsSession::on_close, shared_from_this()));
+  }
+
+  void on_close(beast::error_code) { finish(); }
+
+  // Hard close: the socket goes; pending operations fail and release the session.
+  void abort() {
+    state_ = State::closed;
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+    finish();
+  }
+
+  bool sent_recently(uint64_t key) const {
+    for (uint64_t k : sent_) {
+      if (k == key) return true;
+    }
+    return false;
+  }
+
+  // Unregisters, once.
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    state_ = State::closed;
+    if (accepted_) {
+      svc_.hub.remove(user_, id_);
+      svc_.sessions.disconnected(user_, svc_.bus.gateway_id(), id_);
+      svc_.metrics.ws_connections--;
+    }
+    svc_.connections.remove(id_);
+  }
+
+  Services& svc_;
+  websocket::stream<TextAsBinary<beast::tcp_stream>> ws_;
+  http::request<http::string_body> upgrade_;
+  std::string subprotocol_;
+  const uint64_t user_;
+  const uint64_t id_;
+  beast::flat_buffer in_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  uint64_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool close_pending_ = false;
+  bool accepted_ = false;
+  bool finished_ = false;
+  State state_ = State::handshake;
+  uint16_t close_code_ = 1000;
+  std::string close_reason_;
+  TokenBucket bucket_;
+  std::array<uint64_t, 32> sent_{};
+  uint32_t sent_next_ = 0;
+};
+
+}  // namespace
+
+void start_ws_session(Services& svc, beast::tcp_stream&& stream, http::request<http::string_body>&& upgrade,
+                      uint64_t user_id, std::string subprotocol) {
+  std::make_shared<WsSession>(svc, std::move(stream), std::move(upgrade), user_id, std::move(subprotocol))->run();
+}
+
+}  // namespace imlog::gw
