@@ -1,6 +1,6 @@
 // imlog: one binary for every role (DESIGN.md §2, §10).
 //
-//   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...]   run a node
+//   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...] [--listen HOST:PORT]   run a node
 //   imlog init  [--config FILE]                                          create topics; idempotent
 //   imlog version
 
@@ -55,7 +55,7 @@ imlog::ServerConfig load_config(const std::string& path, const std::string& data
 int main(int argc, char** argv) {
   CLI::App app{"imlog: an event-sourced instant-messaging backend"};
   app.require_subcommand(1);
-  std::string config_path, data_dir;
+  std::string config_path, data_dir, listen;
   std::vector<std::string> roles;
 
   auto* serve = app.add_subcommand("serve", "run a node (every role by default)");
@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   serve->add_option("--data-dir", data_dir, "root of local data (default ./data)");
   serve->add_option("--roles", roles, "roles to run: all, gateway, engine, projector, router, tasks")
       ->delimiter(',');
+  serve->add_option("--listen", listen, "HTTP/WebSocket address of the gateway (overrides gateway.listen; "
+                                        "default 127.0.0.1:8080)");
 
   auto* init = app.add_subcommand("init", "create the topics of the configured log; idempotent");
   init->add_option("--config", config_path, "YAML config file");
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
   imlog::ServerConfig config;
   try {
     config = load_config(config_path, data_dir, roles);
+    if (!listen.empty()) config.gateway.listen = listen;
   } catch (const std::exception& e) {
     return fail_start(e.what());
   }

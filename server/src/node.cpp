@@ -1,5 +1,7 @@
 #include "node.h"
 
+#include <atomic>
+
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/clock.h"
@@ -7,6 +9,12 @@
 #include "imlog/engine/log_directory.h"
 #include "imlog/engine/sequencer.h"
 #include "imlog/engine/streams.h"
+#include "imlog/gateway/command_bus.h"
+#include "imlog/gateway/gateway.h"
+#include "imlog/projections/query.h"
+#include "imlog/projections/rocksdb_model.h"
+#include "imlog/tasks/router.h"
+#include "imlog/tasks/sessions.h"
 
 namespace imlog {
 
@@ -33,6 +41,50 @@ struct Node::Parts {
   std::unique_ptr<EventLog> log;
   std::unique_ptr<LogDirectory> directory;
   std::unique_ptr<Sequencer> sequencer;
+  // Read side and delivery: the RocksDB read model (opened by whichever role needs it first), the
+  // in-process session registry shared by the router and the gateway.
+  std::unique_ptr<RocksDbModel> model;
+  std::unique_ptr<SessionRegistry> sessions;
+  std::unique_ptr<Router> router;
+  std::unique_ptr<QueryService> query;
+  std::unique_ptr<CommandBus> bus;
+  std::unique_ptr<Gateway> gateway;
+  std::atomic<bool> started{false};
+
+  Status open_model() {
+    if (model) return {};
+    RocksDbModelConfig mc;
+    mc.dir = config.data_dir + "/model";
+    auto m = open_rocksdb_model(mc);
+    IMLOG_TRY(m);
+    model = std::move(*m);
+    return {};
+  }
+
+  // The gateway role: REST + WebSocket over the command bus and the query service.
+  Status start_gateway() {
+    IMLOG_TRY(open_model());
+    GatewayConfig gc = config.gateway;
+    if (gc.jwt_secret.empty()) {
+      if (config.event_log.backend == "kafka") {
+        return fail(std::errc::invalid_argument,
+                    "config key `gateway.jwt_secret` is empty: gateways of a distributed deployment must share one "
+                    "secret (16+ bytes); set it in the config");
+      }
+      auto secret = load_or_create_secret(config.data_dir + "/secret");
+      IMLOG_TRY(secret);
+      gc.jwt_secret = std::move(*secret);
+    }
+    query = std::make_unique<QueryService>(*model);
+    bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
+    auto gw = Gateway::create(std::move(gc), GatewayDeps{*bus, *query, *sessions, SystemClock::instance(),
+                                                         [this] { return started.load() && failure_text().empty(); }});
+    IMLOG_TRY(gw);
+    gateway = std::move(*gw);
+    return gateway->start();
+  }
+
+  [[nodiscard]] std::string failure_text() const { return sequencer ? sequencer->failure() : std::string(); }
 };
 
 Node::Node(ServerConfig config) : parts_(std::make_unique<Parts>()) { parts_->config = std::move(config); }
@@ -54,22 +106,37 @@ Status Node::start() {
     p.sequencer = std::move(*seq);
     IMLOG_TRY(p.sequencer->start());
   }
+  p.sessions = make_local_sessions();
+  if (has_role(p.config, "router")) {
+    p.router = std::make_unique<Router>(*p.log, *p.sessions);
+    IMLOG_TRY(p.router->start());
+  }
+  if (has_role(p.config, "gateway")) IMLOG_TRY(p.start_gateway());
+  p.started = true;
   logger("server")->info("imlog running roles [{}] on {}", fmt::join(p.config.roles, ","), p.log->describe());
   return {};
 }
 
 void Node::stop() {
   auto& p = *parts_;
+  p.started = false;
+  if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
+  if (p.router) p.router->stop();
   if (p.sequencer) p.sequencer->stop();
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
+  p.gateway.reset();
+  p.bus.reset();
+  p.query.reset();
+  p.router.reset();
   p.sequencer.reset();
   p.directory.reset();
+  p.model.reset();
   p.log.reset();
 }
 
 std::string Node::failure() const {
-  return parts_->sequencer ? parts_->sequencer->failure() : std::string();
+  return parts_->failure_text();
 }
 
 }  // namespace imlog

@@ -72,6 +72,49 @@ void read_engine(ConfigSection s, EngineConfig& c) {
   s.finish();
 }
 
+void read_u32(ConfigSection& s, std::string_view key, uint32_t& out, int64_t min, int64_t max) {
+  int64_t v = out;
+  s.read(key, v);
+  if (v < min || v > max) s.fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  out = static_cast<uint32_t>(v);
+}
+
+void read_gateway(ConfigSection s, GatewayConfig& c) {
+  s.read("listen", c.listen);
+  read_u32(s, "threads", c.threads, 0, 256);
+  s.read("gateway_id", c.gateway_id);
+  s.read("jwt_secret", c.jwt_secret);
+  if (!c.jwt_secret.empty() && c.jwt_secret.size() < 16) {
+    s.fail("jwt_secret", "must be at least 16 bytes; leave it out on a single node to generate one");
+  }
+  s.read("access_token_ttl", c.access_token_ttl);
+  s.read("refresh_token_ttl", c.refresh_token_ttl);
+  s.read("password_ops_limit", c.password_ops_limit);
+  s.read_size("password_mem_limit", c.password_mem_limit);
+  read_u32(s, "password_threads", c.password_threads, 1, 64);
+  s.read_size("max_body_bytes", c.max_body_bytes);
+  uint64_t header = c.max_header_bytes;
+  s.read_size("max_header_bytes", header);
+  if (header < 1024 || header > (1u << 20)) s.fail("max_header_bytes", "must be between 1KiB and 1MiB");
+  c.max_header_bytes = static_cast<uint32_t>(header);
+  s.read_size("max_frame_bytes", c.max_frame_bytes);
+  s.read("http_timeout", c.http_timeout);
+  s.read("http_idle_timeout", c.http_idle_timeout);
+  s.read("ws_handshake_timeout", c.ws_handshake_timeout);
+  s.read("heartbeat_timeout", c.heartbeat_timeout);
+  s.read("ws_rate", c.ws_rate);
+  s.read("ws_burst", c.ws_burst);
+  if (c.ws_rate <= 0) s.fail("ws_rate", "must be positive (frames per second)");
+  if (c.ws_burst < 1) s.fail("ws_burst", "must be at least 1");
+  read_u32(s, "max_queued_frames", c.max_queued_frames, 16, 1 << 20);
+  s.read_size("max_queued_bytes", c.max_queued_bytes);
+  s.read("command_timeout", c.command_timeout);
+  s.read("read_model_wait", c.read_model_wait);
+  s.read("drain_timeout", c.drain_timeout);
+  s.read("web_dir", c.web_dir);
+  s.finish();
+}
+
 }  // namespace
 
 ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override) {
@@ -96,9 +139,11 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   }
   read_event_log(root.section("event_log"), c.event_log);
   read_engine(root.section("engine"), c.engine);
+  read_gateway(root.section("gateway"), c.gateway);
   root.finish();
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";
+  if (c.gateway.gateway_id.empty()) c.gateway.gateway_id = default_gateway_id();
   return c;
 }
 

@@ -10,6 +10,7 @@
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/sequencer.h"
+#include "imlog/gateway/gateway.h"
 
 namespace imlog {
 
@@ -31,6 +32,8 @@ struct ServerConfig {
   LogConfig log;
   EventLogSettings event_log;
   EngineConfig engine;
+  // The `gateway:` section. gateway.jwt_secret empty: the server keeps one in <data_dir>/secret.
+  GatewayConfig gateway;
 };
 
 // Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at
