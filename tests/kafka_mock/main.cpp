@@ -88,8 +88,10 @@ Handle make_handle(const std::string& bootstrap, std::string& why) {
   auto set = [&](const char* k, const std::string& v) {
     return rd_kafka_conf_set(conf, k, v.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK;
   };
+  // Connected to every broker, so metadata can be read from any broker that is up.
   if (!bootstrap.empty() &&
-      (!set("bootstrap.servers", bootstrap) || !set("allow.auto.create.topics", "false"))) {
+      (!set("bootstrap.servers", bootstrap) || !set("allow.auto.create.topics", "false") ||
+       !set("enable.sparse.connections", "false"))) {
     why = err;
     rd_kafka_conf_destroy(conf);
     return nullptr;
@@ -192,6 +194,7 @@ class MockBroker {
       return "ok exists " + name + " " + std::to_string(partitions);
     }
     if (err) return "error create-topic " + name + ": " + rd_kafka_err2str(err);
+    created_[name] = static_cast<int>(partitions);
     return "ok created " + name + " " + std::to_string(partitions);
   }
 
@@ -273,10 +276,12 @@ class MockBroker {
            std::to_string(brokers_);
   }
 
-  // The partition count of an existing topic, read through the observer client. Asks for the
-  // metadata of all topics: the 2.0.2 mock auto-creates (4 partitions) any topic a metadata
-  // request names, whatever the request's AllowAutoTopicCreation says.
+  // The partition count of an existing topic: known if this program created it, else read
+  // through the observer client (a topic a client auto-created). Asks for the metadata of all
+  // topics: the 2.0.2 mock auto-creates (4 partitions) any topic a metadata request names,
+  // whatever the request's AllowAutoTopicCreation says.
   std::optional<int> partition_count(const std::string& topic, std::string& why) {
+    if (auto it = created_.find(topic); it != created_.end()) return it->second;
     const rd_kafka_metadata_t* md = nullptr;
     rd_kafka_resp_err_t err = rd_kafka_metadata(observer_.get(), 1, nullptr, &md, kMetadataTimeoutMs);
     if (err) {
@@ -303,6 +308,7 @@ class MockBroker {
   Cluster cluster_;
   Handle observer_;
   std::string bootstrap_;
+  std::map<std::string, int> created_;  // topics created here, with their partition counts
 };
 
 std::string usage_line() {
