@@ -1,0 +1,1352 @@
+// Integration tests of the MySQL and Redis projection sinks (projections/src/{mysql,redis}_model.cpp)
+// against REAL servers: the MariaDB and Redis that scripts/test starts (IMLOG_MYSQL_* and
+// IMLOG_REDIS_* variables). Without those variables this binary starts its own mariadbd and
+// redis-server in a temporary directory on free ports — except under CI (CI=true), where a missing
+// server is a failure, never a skip.
+//
+// The log: a real Sequencer (tests/support engine harness) on a LocalLog turns a script of
+// commands — registrations, a friendship, one-to-one and group and world messages, joins, leaves,
+// role changes with an ownership transfer, profile and settings edits, blocks, a recall, read
+// marks, a group with more messages than the hot cache keeps, and content that tries SQL
+// injection — into im.events. Every record is read back and sorted by the EpochFilter exactly as
+// the projector does; one hand-encoded partition adds a registration whose username no engine
+// would accept (quotes, semicolons), to show such bytes are stored verbatim.
+//
+// What is checked, for each sink:
+//   - the generated log projects to the expected answers (queries, Redis keys);
+//   - rapidcheck: applying any prefix of the log twice, in any batch sizes, equals applying it once
+//     (compared by dump()), and the positions are the prefix's;
+//   - batch sizes and the interleaving of partitions do not change the model;
+//   - a process killed (SIGKILL) in the middle of projecting, then resumed from the positions the
+//     sink stored, ends equal to an uninterrupted build: nothing lost, nothing doubled;
+//   - a batch that fails half-way leaves the positions where they were, and re-applying it from
+//     there gives the uninterrupted model;
+// and across sinks: MySQL and Redis give the same history pages, and the same unread counts.
+// Plus: UNIQUE (conversation_id, seq_id) holds in MySQL; unreachable servers are retryable errors
+// naming host:port; migrations are idempotent.
+//
+// Cases of the rapidcheck properties: 100 (Redis) and 25 (MySQL: each case drops and re-creates a
+// database) unless RC_PARAMS is set.
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <cppconn/driver.h>
+#include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
+#include <cppconn/statement.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+#include "imlog/projections/mysql_model.h"
+#include "imlog/projections/redis_model.h"
+#include "imlog/testing/engine_harness.h"
+#include "imlog/testing/support.h"
+
+namespace imlog {
+namespace {
+
+using namespace std::chrono_literals;
+namespace t = imlog::testing;
+
+// ---- the servers ------------------------------------------------------------------------------
+
+std::string find_program(const std::string& name) {
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  path += ":/usr/sbin:/usr/bin:/sbin:/bin";
+  std::stringstream ss(path);
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    if (dir.empty()) continue;
+    auto p = std::filesystem::path(dir) / name;
+    if (::access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return {};
+}
+
+bool mysql_answers(const MysqlConfig& c) {
+  try {
+    std::unique_ptr<sql::Connection> conn(
+        get_driver_instance()->connect("tcp://" + c.host + ":" + std::to_string(c.port), c.user, c.password));
+    return conn != nullptr;
+  } catch (const sql::SQLException&) {
+    return false;
+  }
+}
+
+bool redis_answers(const RedisConfig& c) {
+  timeval tv{1, 0};
+  redisContext* ctx = redisConnectWithTimeout(c.host.c_str(), c.port, tv);
+  bool ok = false;
+  if (ctx && !ctx->err) {
+    auto* r = static_cast<redisReply*>(redisCommand(ctx, "PING"));
+    ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+  }
+  if (ctx) redisFree(ctx);
+  return ok;
+}
+
+// The servers of this test process: from scripts/test's variables, or started here.
+class Servers {
+ public:
+  static Servers& get() {
+    static Servers s;
+    return s;
+  }
+
+  // Empty when the server is available; otherwise why not.
+  std::string mysql_problem;
+  std::string redis_problem;
+  MysqlConfig mysql;
+  RedisConfig redis;
+
+ private:
+  Servers() {
+    setup_mysql();
+    setup_redis();
+  }
+
+  void setup_mysql() {
+    const char* host = std::getenv("IMLOG_MYSQL_HOST");
+    const char* port = std::getenv("IMLOG_MYSQL_PORT");
+    if (host && port) {
+      mysql.host = host;
+      mysql.port = std::atoi(port);
+      mysql.user = std::getenv("IMLOG_MYSQL_USER") ? std::getenv("IMLOG_MYSQL_USER") : "root";
+      mysql.password = std::getenv("IMLOG_MYSQL_PASSWORD") ? std::getenv("IMLOG_MYSQL_PASSWORD") : "";
+      if (!mysql_answers(mysql)) {
+        mysql_problem = "IMLOG_MYSQL_HOST/PORT name " + mysql.host + ":" + port + ", which does not answer";
+      }
+      return;
+    }
+    if (t::in_ci()) {
+      mysql_problem =
+          "IMLOG_MYSQL_HOST/IMLOG_MYSQL_PORT are not set and CI=true: run through scripts/test, which starts "
+          "MariaDB (in CI a missing server is a failure, never a skip)";
+      return;
+    }
+    std::string install = find_program("mariadb-install-db"), server = find_program("mariadbd");
+    if (install.empty() || server.empty()) {
+      mysql_problem = "no IMLOG_MYSQL_* variables and no mariadb-install-db/mariadbd to start one: run scripts/setup";
+      return;
+    }
+    dir_ = std::make_unique<t::TempDir>("imlog-sinks-servers");
+    std::string data = dir_->str() + "/mysql";
+    std::filesystem::create_directories(data);
+    auto init = t::Subprocess::start({install, "--no-defaults", "--datadir=" + data,
+                                      "--auth-root-authentication-method=normal", "--skip-test-db"});
+    while (init.read_line(120s)) {
+    }
+    auto status = init.wait(120s);
+    if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+      mysql_problem = "mariadb-install-db failed in " + data;
+      return;
+    }
+    mysql.host = "127.0.0.1";
+    mysql.port = t::free_port();
+    mysql.user = "root";
+    mysql.password = "";
+    mysqld_ = std::make_unique<t::Subprocess>(t::Subprocess::start(
+        {server, "--no-defaults", "--datadir=" + data, "--socket=" + data + "/sock",
+         "--port=" + std::to_string(mysql.port), "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
+         "--innodb-buffer-pool-size=256M", "--max-connections=500", "--log-error=" + dir_->str() + "/mariadb.log"}));
+    if (!t::wait_until([&] { return mysql_answers(mysql); }, 60s)) {
+      mysql_problem = "mariadbd started on port " + std::to_string(mysql.port) +
+                      " did not answer within 60 s; see " + dir_->str() + "/mariadb.log";
+    }
+  }
+
+  void setup_redis() {
+    const char* host = std::getenv("IMLOG_REDIS_HOST");
+    const char* port = std::getenv("IMLOG_REDIS_PORT");
+    if (host && port) {
+      redis.host = host;
+      redis.port = std::atoi(port);
+      if (!redis_answers(redis)) {
+        redis_problem = "IMLOG_REDIS_HOST/PORT name " + redis.host + ":" + port + ", which does not answer";
+      }
+      return;
+    }
+    if (t::in_ci()) {
+      redis_problem =
+          "IMLOG_REDIS_HOST/IMLOG_REDIS_PORT are not set and CI=true: run through scripts/test, which starts "
+          "Redis (in CI a missing server is a failure, never a skip)";
+      return;
+    }
+    std::string server = find_program("redis-server");
+    if (server.empty()) {
+      redis_problem = "no IMLOG_REDIS_* variables and no redis-server to start one: run scripts/setup";
+      return;
+    }
+    if (!dir_) dir_ = std::make_unique<t::TempDir>("imlog-sinks-servers");
+    redis.host = "127.0.0.1";
+    redis.port = t::free_port();
+    redisd_ = std::make_unique<t::Subprocess>(t::Subprocess::start(
+        {server, "--port", std::to_string(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", dir_->str(), "--logfile", dir_->str() + "/redis.log"}));
+    if (!t::wait_until([&] { return redis_answers(redis); }, 20s)) {
+      redis_problem = "redis-server started on port " + std::to_string(redis.port) + " did not answer within 20 s";
+    }
+  }
+
+  std::unique_ptr<t::TempDir> dir_;
+  std::unique_ptr<t::Subprocess> mysqld_;
+  std::unique_ptr<t::Subprocess> redisd_;
+};
+
+int next_id() {
+  static int n = 0;
+  return ++n;
+}
+
+MysqlConfig mysql_config(const std::string& tag) {
+  MysqlConfig c = Servers::get().mysql;
+  c.database = "imlog_sinks_" + std::to_string(::getpid()) + "_" + tag + "_" + std::to_string(next_id());
+  c.pool_size = 2;
+  return c;
+}
+
+RedisConfig redis_config(const std::string& tag) {
+  RedisConfig c = Servers::get().redis;
+  c.key_prefix = "imlog-test:" + std::to_string(::getpid()) + ":" + tag + ":" + std::to_string(next_id()) + ":";
+  return c;
+}
+
+// ---- the generated log --------------------------------------------------------------------------
+
+// One valid event as the projector hands it to a sink, with the EpochFilter token after it.
+struct LogEvent {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  const fb::EventEnvelope* event = nullptr;
+  uint64_t token = 0;
+  int64_t timestamp = 0;
+};
+
+// The hand-encoded partition: after the engine's two.
+constexpr int32_t kSyntheticPartition = 2;
+constexpr uint64_t kSyntheticToken = 9001;
+const std::string kNastyUsername = "o'brien\"; DROP TABLE users; --";
+const std::string kNastyNickname = "Robert'); DROP TABLE users;-- \\ %_ \"q\"";
+const std::string kNastyContent = "'; DROP TABLE messages; -- \" \\ %_ \t\n ünïcødé 🚀 \\' OR '1'='1";
+const std::string kNote = "hi 'there' \\ %_";
+const std::string kGroupName = "Team 'A'; --";
+constexpr int kBigGroupMessages = 320;  // more than the 300 the hot cache keeps
+
+struct Users {
+  uint64_t ann = 0, bob = 0, cyd = 0, dee = 0;
+};
+
+class GeneratedLog {
+ public:
+  Users users;
+  std::string single_ab, single_cd, group1, group2;
+  uint64_t recalled_message_id = 0;
+  uint64_t synthetic_user_id = 0;
+  std::deque<std::string> bytes;   // owns every event's bytes; never modified once decoded
+  std::vector<LogEvent> events;    // valid events, partitions interleaved by timestamp
+  std::vector<LogEvent> partition_major;  // the same events, partition by partition
+  std::string problem;             // why generation failed, if it did
+
+  // The events from which a sink with these positions resumes.
+  [[nodiscard]] std::vector<LogEvent> after(const std::vector<PartitionPosition>& positions) const {
+    std::map<int32_t, int64_t> next;
+    for (const auto& p : positions) next[p.partition] = p.next_offset;
+    std::vector<LogEvent> out;
+    for (const auto& e : events) {
+      if (e.offset >= next[e.partition]) out.push_back(e);
+    }
+    return out;
+  }
+
+  // The positions after the first `n` events.
+  [[nodiscard]] std::vector<PartitionPosition> positions_after(size_t n) const {
+    std::map<int32_t, PartitionPosition> pos;
+    for (size_t i = 0; i < n; ++i) pos[events[i].partition] = {events[i].partition, events[i].offset + 1, events[i].token};
+    std::vector<PartitionPosition> out;
+    for (auto& [p, v] : pos) out.push_back(v);
+    return out;
+  }
+};
+
+EventBatch make_batch(const std::vector<LogEvent>& events, size_t begin, size_t end) {
+  EventBatch b;
+  std::map<int32_t, PartitionPosition> pos;
+  for (size_t i = begin; i < end; ++i) {
+    const auto& e = events[i];
+    b.events.push_back({e.partition, e.offset, e.event});
+    pos[e.partition] = {e.partition, e.offset + 1, e.token};
+  }
+  for (auto& [p, v] : pos) b.positions.push_back(v);
+  return b;
+}
+
+// Applies events [0, n) in batches of `batch` events.
+Status apply_all(ProjectionSink& sink, const std::vector<LogEvent>& events, size_t n, size_t batch) {
+  for (size_t i = 0; i < n; i += batch) IMLOG_TRY(sink.apply(make_batch(events, i, std::min(n, i + batch))));
+  return {};
+}
+
+using Dump = std::vector<std::pair<std::string, std::string>>;
+
+Result<Dump> dump_of(ProjectionSink& sink) {
+  Dump out;
+  IMLOG_TRY(sink.dump([&](std::string_view k, std::string_view v) {
+    out.emplace_back(k, v);
+    return true;
+  }));
+  return out;
+}
+
+// "" when equal; otherwise the first difference.
+std::string diff(const Dump& a, const Dump& b) {
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    if (i >= a.size()) return "only in the second: " + b[i].first + " = " + b[i].second;
+    if (i >= b.size()) return "only in the first: " + a[i].first + " = " + a[i].second;
+    if (a[i] != b[i]) {
+      return "row " + std::to_string(i) + ": " + a[i].first + " = " + a[i].second + "\n  vs " + b[i].first + " = " +
+             b[i].second;
+    }
+  }
+  return {};
+}
+
+std::string encode(fb::EventEnvelopeT e) { return encode_event(e); }
+
+// Runs the engine over the command script and collects im.events.
+class LogBuilder {
+ public:
+  explicit LogBuilder(GeneratedLog& out) : out_(out) {}
+
+  Status build() {
+    t::TempDir dir("imlog-sinks-log");
+    LocalLogConfig lc;
+    lc.dir = dir.str() + "/log";
+    auto opened = LocalLog::open(lc);
+    IMLOG_TRY(opened);
+    LocalLog& log = **opened;
+    log_ = &log;
+    IMLOG_TRY(t::create_engine_topics(log, 2, kGateway));
+    {
+      EngineConfig ec;
+      ec.state_dir = dir.str() + "/engine";
+      ec.instance_id = "sinks-test";
+      ec.checkpoint_interval = 50ms;
+      auto node = t::EngineNode::start(log, ec);
+      IMLOG_TRY(node);
+      if (!(*node)->wait_for_partitions(2)) return fail(LogErrc::timed_out, "the sequencer did not take both partitions");
+      auto tail = t::LogTail::open(log, kGateway);
+      IMLOG_TRY(tail);
+      tail_ = tail->get();
+      node_ = node->get();
+      IMLOG_TRY(script());
+      tail_ = nullptr;
+      node_ = nullptr;
+    }  // the engine stops here: no threads of it remain when tests fork
+    IMLOG_TRY(collect(log));
+    add_synthetic_partition();
+    return {};
+  }
+
+ private:
+  static constexpr const char* kGateway = "gw-sinks";
+
+  // Submits the commands and waits until each is answered; a refusal is a failure of the script.
+  Status run(std::vector<fb::CommandEnvelopeT> commands) {
+    std::vector<uint64_t> ids;
+    for (auto& c : commands) {
+      c.reply_to->request_id = ++request_;
+      ids.push_back(request_);
+    }
+    IMLOG_TRY(t::submit(*log_, commands));
+    auto done = tail_->wait_for(
+        [&] {
+          for (uint64_t id : ids) {
+            if (!tail_->event_for_request(id) && tail_->replies_for(id).empty()) return false;
+          }
+          return true;
+        },
+        60s);
+    IMLOG_TRY(done);
+    if (!*done) return fail(LogErrc::timed_out, "the engine did not answer the script's commands within 60 s");
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!tail_->event_for_request(ids[i])) {
+        const auto* r = tail_->replies_for(ids[i]).front();
+        return fail(LogErrc::bad_argument, "script command " + std::to_string(i) + " on " + commands[i].stream +
+                                               " was answered " + r->code + ": " + r->message);
+      }
+    }
+    last_ids_ = ids;
+    return {};
+  }
+
+  fb::CommandEnvelopeT cmd(const std::string& stream, uint64_t actor) {
+    return t::command_envelope(stream, actor, "c" + std::to_string(++client_), kGateway, 0);
+  }
+  fb::CommandEnvelopeT send(const std::string& stream, uint64_t actor, const std::string& content) {
+    auto c = t::send_message(stream, actor, "c" + std::to_string(++client_), content, kGateway, 0);
+    return c;
+  }
+  template <class T>
+  fb::CommandEnvelopeT with(fb::CommandEnvelopeT c, T command) {
+    c.command.Set(std::move(command));
+    return c;
+  }
+
+  Status script() {
+    Users& u = out_.users;
+    // Registrations; their ids follow from the names.
+    std::vector<fb::CommandEnvelopeT> regs;
+    for (const char* name : {"ann", "bob", "cyd", "dee"}) {
+      auto c = t::register_user(name, "reg", kGateway, 0);
+      c.command.AsRegisterUser()->nickname = std::string(name) == "dee" ? kNastyNickname : std::string("Nick ") + name;
+      c.command.AsRegisterUser()->email = std::string(name) + "@example.com";
+      regs.push_back(std::move(c));
+    }
+    IMLOG_TRY(run(std::move(regs)));
+    uint64_t* ids[] = {&u.ann, &u.bob, &u.cyd, &u.dee};
+    for (size_t i = 0; i < 4; ++i) *ids[i] = tail_->event_for_request(last_ids_[i])->result_id;
+    if (!t::wait_until(
+            [&] {
+              for (auto* id : ids) {
+                if (!node_->directory().user(*id).exists) return false;
+              }
+              return true;
+            },
+            30s)) {
+      return fail(LogErrc::timed_out, "the directory did not learn the registered users");
+    }
+    out_.single_ab = single_stream(u.ann, u.bob);
+    out_.single_cd = single_stream(u.cyd, u.dee);
+    out_.group1 = group_stream(1);
+    out_.group2 = group_stream(2);
+    const auto& ab = out_.single_ab;
+    const auto& g1 = out_.group1;
+    const std::string world(kWorldStream);
+
+    std::vector<fb::CommandEnvelopeT> c;
+    // A friendship, then a conversation.
+    c.push_back(with(cmd(ab, u.ann), fb::RequestFriendT{{}, u.bob, kNote}));
+    c.push_back(with(cmd(ab, u.bob), fb::AcceptFriendT{{}, u.ann}));
+    c.push_back(send(ab, u.ann, "hello bob"));
+    c.push_back(send(ab, u.ann, "are you there?"));
+    c.push_back(send(ab, u.bob, "yes"));
+    c.push_back(send(ab, u.ann, "great"));
+    c.push_back(send(ab, u.bob, "see you"));
+    c.push_back(with(cmd(ab, u.bob), fb::MarkReadT{{}, 4}));
+    // A group: created with members, joined, left, roles, ownership moves.
+    {
+      auto g = t::create_group(1, u.ann, {u.bob, u.cyd}, "c" + std::to_string(++client_), kGateway, 0);
+      g.command.AsCreateGroup()->name = kGroupName;
+      g.command.AsCreateGroup()->description = "the first group";
+      c.push_back(std::move(g));
+    }
+    c.push_back(send(g1, u.bob, "hi team"));
+    c.push_back(send(g1, u.cyd, "hello"));
+    c.push_back(t::join_group(1, u.dee, "c" + std::to_string(++client_), kGateway, 0));
+    c.push_back(send(g1, u.dee, "glad to be here"));
+    c.push_back(t::leave_group(1, u.cyd, "c" + std::to_string(++client_), kGateway, 0));
+    c.push_back(with(cmd(g1, u.ann), fb::ChangeRoleT{{}, u.bob, fb::Role::Admin}));
+    c.push_back(with(cmd(g1, u.ann), fb::ChangeRoleT{{}, u.dee, fb::Role::Owner}));
+    c.push_back(send(g1, u.bob, "to be recalled"));
+    c.push_back(with(cmd(g1, u.dee), fb::MarkReadT{{}, 3}));
+    // world, with content that tries SQL injection.
+    c.push_back(send(world, u.ann, "hello world"));
+    c.push_back(send(world, u.bob, "hi all"));
+    c.push_back(send(world, u.dee, kNastyContent));
+    c.push_back(with(cmd(world, u.cyd), fb::MarkReadT{{}, 2}));
+    // Profiles, settings, friend groups (user streams).
+    {
+      fb::UpdateProfileT p;
+      p.nickname = "Annie";
+      p.signature = "sig of ann";
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), std::move(p)));
+      fb::UpdateSettingsT s;
+      s.allow_search = false;
+      c.push_back(with(cmd(user_stream(u.cyd), u.cyd), std::move(s)));
+      fb::UpdateSettingsT m;
+      m.muted = {g1};
+      m.message_policy = fb::MessagePolicy::FriendsOnly;
+      m.quiet_start_minute = 1320;
+      c.push_back(with(cmd(user_stream(u.bob), u.bob), std::move(m)));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::SetFriendGroupT{{}, u.bob, "work"}));
+    }
+    // A block.
+    c.push_back(with(cmd(out_.single_cd, u.cyd), fb::BlockUserT{{}, u.dee}));
+    // A group with more messages than the hot cache keeps.
+    c.push_back(t::create_group(2, u.dee, {u.ann}, "c" + std::to_string(++client_), kGateway, 0));
+    for (int i = 0; i < kBigGroupMessages; ++i) c.push_back(send(out_.group2, i % 3 ? u.dee : u.ann, "bulk " + std::to_string(i)));
+    size_t recall_index = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      if (auto* m = c[i].command.AsSendMessage(); m && m->content == "to be recalled") recall_index = i;
+    }
+    IMLOG_TRY(run(std::move(c)));
+    out_.recalled_message_id = tail_->event_for_request(last_ids_[recall_index])->event_id;
+
+    std::vector<fb::CommandEnvelopeT> d;
+    d.push_back(with(cmd(g1, u.bob), fb::RecallMessageT{{}, out_.recalled_message_id}));
+    d.push_back(send(g1, u.ann, "after the recall"));
+    d.push_back(with(cmd(g1, u.bob), fb::JoinGroupT{{}, u.cyd}));  // an admin adds cyd back
+    d.push_back(send(world, u.cyd, "back in the world"));
+    return run(std::move(d));
+  }
+
+  Status collect(LocalLog& log) {
+    auto n = log.partition_count(kEventsTopic);
+    IMLOG_TRY(n);
+    ConsumerOptions opts;
+    opts.max_batch = 4096;
+    auto consumer = log.consumer(opts);
+    std::vector<TopicPartitionOffset> from;
+    std::vector<int64_t> ends;
+    int64_t total = 0;
+    for (int32_t p = 0; p < *n; ++p) {
+      from.push_back({std::string(kEventsTopic), p, 0});
+      auto end = log.end_offset({std::string(kEventsTopic), p});
+      IMLOG_TRY(end);
+      ends.push_back(*end);
+      total += *end;
+    }
+    IMLOG_TRY(consumer->assign(from));
+    std::vector<Record> records;
+    for (auto deadline = std::chrono::steady_clock::now() + 30s;
+         static_cast<int64_t>(records.size()) < total && std::chrono::steady_clock::now() < deadline;) {
+      std::vector<Record> got;
+      IMLOG_TRY(consumer->poll(got, 1s));
+      for (auto& r : got) records.push_back(std::move(r));
+    }
+    consumer.reset();
+    if (static_cast<int64_t>(records.size()) != total) return fail(LogErrc::timed_out, "could not read im.events to its end");
+    std::sort(records.begin(), records.end(),
+              [](const Record& a, const Record& b) { return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset); });
+    EpochFilter filter;
+    for (auto& r : records) {
+      out_.bytes.push_back(std::move(r.value));
+      auto ev = read_event(out_.bytes.back());
+      IMLOG_TRY(ev);
+      if (!filter.accept(r.partition, **ev)) continue;
+      out_.partition_major.push_back({r.partition, r.offset, *ev, filter.token(r.partition), (*ev)->timestamp_ms()});
+    }
+    return {};
+  }
+
+  // A partition no engine wrote: an epoch marker, then a registration with a username the engine
+  // would refuse (quotes, a semicolon) — the sinks store what the log says, byte for byte.
+  void add_synthetic_partition() {
+    int64_t ts = out_.partition_major.empty() ? 1'700'000'000'000 : out_.partition_major.back().timestamp;
+    fb::EventEnvelopeT epoch;
+    epoch.event_id = 1;
+    epoch.epoch = kSyntheticToken;
+    epoch.timestamp_ms = ts;
+    epoch.event.Set(fb::EpochStartedT{{}, kSyntheticToken, kSyntheticPartition, "synthetic"});
+    fb::EventEnvelopeT reg;
+    reg.stream = "names_63";
+    reg.seq = 1;
+    reg.event_id = 2;
+    reg.epoch = kSyntheticToken;
+    reg.timestamp_ms = ts + 1;
+    out_.synthetic_user_id = 1'000'000'001;
+    reg.event.Set(fb::UserRegisteredT{{}, out_.synthetic_user_id, kNastyUsername, "$argon2id$x'y", kNastyNickname, "a@b"});
+    int64_t offset = 0;
+    for (auto* e : {&epoch, &reg}) {
+      out_.bytes.push_back(encode(*e));
+      auto ev = read_event(out_.bytes.back());
+      out_.partition_major.push_back({kSyntheticPartition, offset++, *ev, kSyntheticToken, e->timestamp_ms});
+    }
+    out_.events = out_.partition_major;
+    std::stable_sort(out_.events.begin(), out_.events.end(),
+                     [](const LogEvent& a, const LogEvent& b) { return a.timestamp < b.timestamp; });
+    // Keep each partition in offset order (a stable sort by time could not break it unless clocks
+    // stepped back; make sure).
+    std::map<int32_t, int64_t> last;
+    for (const auto& e : out_.events) {
+      if (last.contains(e.partition) && last[e.partition] > e.offset) {
+        out_.events = out_.partition_major;
+        break;
+      }
+      last[e.partition] = e.offset;
+    }
+  }
+
+  GeneratedLog& out_;
+  t::LogTail* tail_ = nullptr;
+  t::EngineNode* node_ = nullptr;
+  EventLog* log_ = nullptr;
+  uint64_t request_ = 0;
+  uint64_t client_ = 0;
+  std::vector<uint64_t> last_ids_;
+};
+
+// The log, generated once per process (a few seconds of engine time).
+const GeneratedLog& generated_log() {
+  static GeneratedLog* log = [] {
+    setup_logging(LogConfig{"warn", "text"});
+    auto* g = new GeneratedLog();
+    if (auto r = LogBuilder(*g).build(); !r) g->problem = r.error().to_string();
+    return g;
+  }();
+  return *log;
+}
+
+
+// ---- raw access, for checks the model's API does not offer --------------------------------------
+
+std::unique_ptr<sql::Connection> raw_mysql(const MysqlConfig& c) {
+  std::unique_ptr<sql::Connection> conn(
+      get_driver_instance()->connect("tcp://" + c.host + ":" + std::to_string(c.port), c.user, c.password));
+  conn->setSchema(c.database);
+  return conn;
+}
+
+// One Redis command; the reply as a string (or "" / an error text).
+struct RawRedis {
+  explicit RawRedis(const RedisConfig& c) {
+    timeval tv{5, 0};
+    ctx = redisConnectWithTimeout(c.host.c_str(), c.port, tv);
+  }
+  ~RawRedis() {
+    if (ctx) redisFree(ctx);
+  }
+  RawRedis(const RawRedis&) = delete;
+  RawRedis& operator=(const RawRedis&) = delete;
+  // Integer replies as their decimal text; arrays as their elements joined by '\n'.
+  std::string run(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
+    if (!r) return "<no reply>";
+    std::string out;
+    if (r->type == REDIS_REPLY_INTEGER) {
+      out = std::to_string(r->integer);
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+      for (size_t i = 0; i < r->elements; ++i) out += std::string(r->element[i]->str, r->element[i]->len) + "\n";
+    } else if (r->str) {
+      out.assign(r->str, r->len);
+    }
+    freeReplyObject(r);
+    return out;
+  }
+  redisContext* ctx = nullptr;
+};
+
+// ---- sinks under test ---------------------------------------------------------------------------
+
+struct Target {
+  MysqlConfig mysql;
+  RedisConfig redis;
+};
+
+struct Opened {
+  std::unique_ptr<ProjectionSink> sink;
+  MysqlModel* mysql = nullptr;
+  RedisModel* redis = nullptr;
+  Status drop() { return mysql ? mysql->drop() : redis->drop(); }
+};
+
+Result<Opened> open_sink(const std::string& which, const Target& target) {
+  Opened o;
+  if (which == "mysql") {
+    auto m = open_mysql_model(target.mysql);
+    IMLOG_TRY(m);
+    o.mysql = m->get();
+    o.sink = std::move(*m);
+  } else {
+    auto r = open_redis_model(target.redis);
+    IMLOG_TRY(r);
+    o.redis = r->get();
+    o.sink = std::move(*r);
+  }
+  return o;
+}
+
+#define ASSERT_OK(expr)                                                       \
+  do {                                                                        \
+    auto&& assert_ok_r_ = (expr);                                             \
+    ASSERT_TRUE(assert_ok_r_.has_value()) << #expr << ": " << assert_ok_r_.error().to_string(); \
+  } while (0)
+
+std::string server_problem(const std::string& which) {
+  const auto& s = Servers::get();
+  return which == "mysql" ? s.mysql_problem : s.redis_problem;
+}
+
+// Runs a rapidcheck property with a default number of cases (RC_PARAMS overrides), as a gtest
+// failure naming the seed.
+void check_property(const std::string& id, int default_cases, const std::function<void()>& property) {
+  rc::detail::TestParams params = rc::detail::configuration().testParams;
+  if (std::getenv("RC_PARAMS") == nullptr) params.maxSuccess = default_cases;
+  rc::detail::TestMetadata metadata;
+  metadata.id = id;
+  metadata.description = id;
+  auto result = rc::detail::checkTestable(property, metadata, params);
+  if (!result.is<rc::detail::SuccessResult>()) {
+    std::ostringstream ss;
+    rc::detail::printResultMessage(result, ss);
+    FAIL() << ss.str() << "\n(seed " << params.seed << "; rerun with RC_PARAMS=\"seed=" << params.seed << "\")";
+  }
+}
+
+class SinkTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto problem = server_problem(GetParam());
+    ASSERT_TRUE(problem.empty()) << problem;
+    ASSERT_TRUE(generated_log().problem.empty()) << "generating the log: " << generated_log().problem;
+  }
+  void TearDown() override {
+    for (auto& t : targets_) {
+      auto o = open_sink(GetParam(), t);
+      if (o) (void)o->drop();
+    }
+  }
+  Target new_target() {
+    targets_.push_back(Target{mysql_config(GetParam()), redis_config(GetParam())});
+    return targets_.back();
+  }
+  const GeneratedLog& log() const { return generated_log(); }
+
+  std::vector<Target> targets_;
+};
+
+std::string param_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+
+TEST_P(SinkTest, AppliesTheGeneratedLogAndStoresItsPositions) {
+  auto target = new_target();
+  auto o = open_sink(GetParam(), target);
+  ASSERT_OK(o);
+  auto before = o->sink->positions();
+  ASSERT_OK(before);
+  EXPECT_TRUE(before->empty());
+  ASSERT_OK(apply_all(*o->sink, log().events, log().events.size(), 16));
+  auto after = o->sink->positions();
+  ASSERT_OK(after);
+  EXPECT_EQ(*after, log().positions_after(log().events.size()));
+  EXPECT_EQ(after->size(), 3u);  // the engine's two partitions and the hand-encoded one
+  // Another instance (another process, say) sees the same positions and rows.
+  auto again = open_sink(GetParam(), target);
+  ASSERT_OK(again);
+  auto p2 = again->sink->positions();
+  ASSERT_OK(p2);
+  EXPECT_EQ(*p2, *after);
+  auto d1 = dump_of(*o->sink);
+  auto d2 = dump_of(*again->sink);
+  ASSERT_OK(d1);
+  ASSERT_OK(d2);
+  EXPECT_GT(d1->size(), 10u);
+  EXPECT_EQ(diff(*d1, *d2), "");
+  EXPECT_TRUE(std::is_sorted(d1->begin(), d1->end())) << "dump() rows must come ordered by key";
+}
+
+TEST_P(SinkTest, BatchSizesAndPartitionInterleavingDoNotChangeTheModel) {
+  const auto& events = log().events;
+  std::vector<Dump> dumps;
+  struct Way {
+    const std::vector<LogEvent>* order;
+    size_t batch;
+  };
+  for (Way way : {Way{&events, 1}, Way{&events, events.size()}, Way{&log().partition_major, 50}}) {
+    auto target = new_target();
+    auto o = open_sink(GetParam(), target);
+    ASSERT_OK(o);
+    ASSERT_OK(apply_all(*o->sink, *way.order, way.order->size(), way.batch));
+    auto d = dump_of(*o->sink);
+    ASSERT_OK(d);
+    dumps.push_back(std::move(*d));
+  }
+  EXPECT_EQ(diff(dumps[0], dumps[1]), "") << "one event per batch vs one batch";
+  EXPECT_EQ(diff(dumps[0], dumps[2]), "") << "time-interleaved vs partition by partition";
+}
+
+TEST_P(SinkTest, ApplyingAPrefixTwiceEqualsApplyingItOnce) {
+  auto target = new_target();
+  auto o = open_sink(GetParam(), target);
+  ASSERT_OK(o);
+  const auto& events = log().events;
+  check_property("SinkTest/" + GetParam() + "/PrefixTwice", GetParam() == "mysql" ? 25 : 100, [&] {
+    size_t n = *rc::gen::inRange<size_t>(0, events.size() + 1);
+    size_t first = *rc::gen::element<size_t>(1, 2, 5, 17, 64, 4096);
+    size_t second = *rc::gen::element<size_t>(1, 3, 9, 40, 4096);
+    auto dropped = o->drop();
+    RC_ASSERT(dropped.has_value());
+    auto a = apply_all(*o->sink, events, n, first);
+    if (!a) RC_FAIL("first application: " + a.error().to_string());
+    auto once = dump_of(*o->sink);
+    if (!once) RC_FAIL(once.error().to_string());
+    auto b = apply_all(*o->sink, events, n, second);
+    if (!b) RC_FAIL("second application: " + b.error().to_string());
+    auto twice = dump_of(*o->sink);
+    if (!twice) RC_FAIL(twice.error().to_string());
+    auto d = diff(*once, *twice);
+    if (!d.empty()) RC_FAIL("prefix of " + std::to_string(n) + " events applied twice differs: " + d);
+    auto pos = o->sink->positions();
+    RC_ASSERT(pos.has_value());
+    RC_ASSERT(*pos == log().positions_after(n));
+  });
+}
+
+// The projection in a child process, killed by SIGKILL after `batches_started` batches began,
+// then resumed here from the positions the sink stored.
+TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
+  const auto& events = log().events;
+  Dump reference;
+  {
+    auto target = new_target();
+    auto o = open_sink(GetParam(), target);
+    ASSERT_OK(o);
+    ASSERT_OK(apply_all(*o->sink, events, events.size(), 9));
+    auto d = dump_of(*o->sink);
+    ASSERT_OK(d);
+    reference = std::move(*d);
+  }
+  for (int batches_started : {1, 2, 5, 17, 40}) {
+    SCOPED_TRACE("killed after " + std::to_string(batches_started) + " batches began");
+    auto target = new_target();
+    {
+      auto o = open_sink(GetParam(), target);  // create the database before the child races for it
+      ASSERT_OK(o);
+    }
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // The child: no gtest here, and _exit without destructors of the parent's objects.
+      ::close(fds[0]);
+      auto o = open_sink(GetParam(), target);
+      if (!o) ::_exit(2);
+      for (size_t i = 0; i < events.size(); i += 9) {
+        if (::write(fds[1], "b", 1) != 1) ::_exit(3);
+        if (!o->sink->apply(make_batch(events, i, std::min(events.size(), i + 9)))) ::_exit(4);
+      }
+      ::_exit(0);
+    }
+    ::close(fds[1]);
+    int seen = 0;
+    while (seen < batches_started) {
+      pollfd p{fds[0], POLLIN, 0};
+      ASSERT_EQ(::poll(&p, 1, 60'000), 1) << "the child stopped reporting";
+      char c;
+      if (::read(fds[0], &c, 1) != 1) break;  // the child finished
+      ++seen;
+    }
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ::close(fds[0]);
+    EXPECT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) << "status " << status;
+
+    auto o = open_sink(GetParam(), target);
+    ASSERT_OK(o);
+    auto pos = o->sink->positions();
+    ASSERT_OK(pos);
+    auto rest = log().after(*pos);
+    // Batches 1..k-1 were committed before batch k began; batch k may or may not have been.
+    size_t applied = events.size() - rest.size();
+    size_t committed = std::min(events.size(), size_t{9} * static_cast<size_t>(batches_started - 1));
+    EXPECT_GE(applied, committed) << "a batch the child finished was lost";
+    EXPECT_LE(applied, std::min(events.size(), committed + 9)) << "positions ran ahead of the batches begun";
+    std::cout << "[ killed   ] " << GetParam() << " after " << batches_started << " batches began: "
+              << (applied == committed && applied < events.size() ? "batch " + std::to_string(batches_started) +
+                                                                        " was in flight (not stored)"
+                                                                  : "between batches")
+              << "\n";
+    ASSERT_OK(apply_all(*o->sink, rest, rest.size(), 13));
+    auto d = dump_of(*o->sink);
+    ASSERT_OK(d);
+    EXPECT_EQ(diff(reference, *d), "");
+    auto final_pos = o->sink->positions();
+    ASSERT_OK(final_pos);
+    EXPECT_EQ(*final_pos, log().positions_after(events.size()));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Sinks, SinkTest, ::testing::Values("mysql", "redis"), param_name);
+
+// ---- MySQL specifics ---------------------------------------------------------------------------
+
+class MysqlSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
+    ASSERT_TRUE(generated_log().problem.empty()) << "generating the log: " << generated_log().problem;
+    config_ = mysql_config("q");
+    auto m = open_mysql_model(config_);
+    ASSERT_OK(m);
+    model_ = std::move(*m);
+  }
+  void TearDown() override {
+    if (model_) (void)model_->drop();
+  }
+  void apply_log() { ASSERT_OK(apply_all(*model_, log().events, log().events.size(), 32)); }
+  const GeneratedLog& log() const { return generated_log(); }
+
+  MysqlConfig config_;
+  std::unique_ptr<MysqlModel> model_;
+};
+
+std::map<std::string, ConversationView> by_id(const std::vector<ConversationView>& v) {
+  std::map<std::string, ConversationView> out;
+  for (const auto& c : v) out[c.conversation_id] = c;
+  return out;
+}
+
+TEST_F(MysqlSinkTest, AnswersTheQueriesOfTheGeneratedLog) {
+  apply_log();
+  const Users& u = log().users;
+  const auto& g1 = log().group1;
+
+  // Users, profiles, settings, credentials, search.
+  auto ann = model_->user(u.ann);
+  ASSERT_OK(ann);
+  ASSERT_TRUE(ann->has_value());
+  EXPECT_EQ((*ann)->username, "ann");
+  EXPECT_EQ((*ann)->nickname, "Annie");
+  EXPECT_EQ((*ann)->signature, "sig of ann");
+  EXPECT_EQ((*ann)->email, "ann@example.com");
+  auto bob = model_->user(u.bob);
+  ASSERT_OK(bob);
+  EXPECT_EQ((*bob)->nickname, "Nick bob");
+  EXPECT_EQ((*bob)->message_policy, "friends_only");
+  EXPECT_EQ((*bob)->quiet_start_minute, 1320);
+  EXPECT_EQ((*bob)->quiet_end_minute, -1);
+  EXPECT_EQ((*bob)->muted, std::vector<std::string>{g1});
+  auto cred = model_->credentials("bob");
+  ASSERT_OK(cred);
+  ASSERT_TRUE(cred->has_value());
+  EXPECT_EQ((*cred)->user_id, u.bob);
+  auto none = model_->credentials("BOB");
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value()) << "usernames are exact bytes";
+  auto found = model_->search_users("NI", 0, 10);  // nicknames "Nick ..." of bob (cyd hides)
+  ASSERT_OK(found);
+  std::set<uint64_t> ids;
+  for (const auto& f : *found) ids.insert(f.user_id);
+  EXPECT_TRUE(ids.contains(u.bob));
+  EXPECT_FALSE(ids.contains(u.cyd)) << "cyd set allow_search = false";
+  auto pct = model_->search_users("%", 0, 10);
+  ASSERT_OK(pct);
+  EXPECT_TRUE(pct->empty()) << "% is a literal in a search prefix";
+
+  // Groups and members: ownership moved to dee; ann stays as admin; cyd left and was added back.
+  auto g = model_->group(1);
+  ASSERT_OK(g);
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->name, kGroupName);
+  EXPECT_EQ((*g)->owner_id, u.dee);
+  EXPECT_EQ((*g)->member_count, 4u);
+  auto members = model_->members(1, 0, 100);
+  ASSERT_OK(members);
+  std::map<uint64_t, std::string> roles;
+  for (const auto& m : *members) roles[m.user_id] = m.role;
+  EXPECT_EQ(roles, (std::map<uint64_t, std::string>{{u.ann, "admin"}, {u.bob, "admin"}, {u.cyd, "member"}, {u.dee, "owner"}}));
+  EXPECT_TRUE(*model_->can_read(g1, u.cyd));
+  EXPECT_FALSE(*model_->can_read(log().group2, u.bob));
+  EXPECT_TRUE(*model_->can_read(log().single_ab, u.bob));
+  EXPECT_FALSE(*model_->can_read(log().single_ab, u.cyd));
+
+  // Friends, friend groups, blocks.
+  auto fa = model_->friends(u.ann);
+  ASSERT_OK(fa);
+  ASSERT_EQ(fa->size(), 1u);
+  EXPECT_EQ((*fa)[0].user_id, u.bob);
+  EXPECT_EQ((*fa)[0].status, "friends");
+  EXPECT_EQ((*fa)[0].note, kNote);
+  EXPECT_EQ((*fa)[0].group_name, "work");
+  EXPECT_EQ(*model_->friend_groups(u.ann), std::vector<std::string>{"work"});
+  EXPECT_EQ(*model_->blocked(u.cyd), std::vector<uint64_t>{u.dee});
+  EXPECT_TRUE(model_->blocked(u.dee)->empty());
+
+  // History: dense seqs, system rows, the recall.
+  auto h = model_->history(g1, 0, 0, 200);
+  ASSERT_OK(h);
+  ASSERT_EQ(h->messages.size(), 12u);
+  for (size_t i = 0; i < h->messages.size(); ++i) EXPECT_EQ(h->messages[i].seq_id, i + 1);
+  EXPECT_EQ(h->messages[0].message_type, "system");
+  EXPECT_NE(h->messages[0].content.find("\"event\":\"group_created\""), std::string::npos) << h->messages[0].content;
+  EXPECT_EQ(h->messages[3].content, "{\"event\":\"member_joined\",\"user_id\":" + std::to_string(u.dee) + ",\"invited_by\":0}");
+  const auto& recalled = h->messages[8];
+  EXPECT_EQ(recalled.message_id, log().recalled_message_id);
+  EXPECT_TRUE(recalled.recalled);
+  EXPECT_EQ(recalled.content, "");
+  EXPECT_EQ(h->messages[9].message_type, "system");
+  EXPECT_NE(h->messages[9].content.find("\"event\":\"message_recalled\""), std::string::npos);
+  auto page = model_->history(g1, 3, 0, 2);
+  ASSERT_OK(page);
+  ASSERT_EQ(page->messages.size(), 2u);
+  EXPECT_EQ(page->messages[0].seq_id, 4u);
+  EXPECT_TRUE(page->has_more);
+  auto back = model_->history(g1, 0, 3, 5);
+  ASSERT_OK(back);
+  ASSERT_EQ(back->messages.size(), 2u);
+  EXPECT_FALSE(back->has_more);
+  auto msg = model_->message(log().recalled_message_id);
+  ASSERT_OK(msg);
+  ASSERT_TRUE(msg->has_value());
+  EXPECT_TRUE((*msg)->recalled);
+
+  // Conversations with unread counts (timeline.h: unread = last_seq - read_seq).
+  auto convs = model_->conversations(u.ann);
+  ASSERT_OK(convs);
+  auto ca = by_id(*convs);
+  ASSERT_TRUE(ca.contains(g1) && ca.contains(log().single_ab) && ca.contains(log().group2) && ca.contains("world"));
+  EXPECT_EQ(ca[g1].last_seq, 12u);
+  EXPECT_EQ(ca[g1].unread, 1u);  // bob's join of cyd after ann's last message
+  EXPECT_EQ(ca[g1].title, kGroupName);
+  EXPECT_EQ(ca[log().single_ab].unread, 1u);
+  EXPECT_EQ(ca[log().single_ab].peer_id, u.bob);
+  EXPECT_EQ(ca[log().single_ab].title, "Nick bob");
+  ASSERT_TRUE(ca[log().single_ab].last_message.has_value());
+  EXPECT_EQ(ca[log().single_ab].last_message->content, "see you");
+  for (size_t i = 1; i < convs->size(); ++i) EXPECT_GE((*convs)[i - 1].updated_at, (*convs)[i].updated_at);
+  auto cd = by_id(*model_->conversations(u.dee));
+  EXPECT_EQ(cd[g1].unread, 7u);  // read to 5 (own message; a read marker at 3 does not move it back)
+  auto cc = by_id(*model_->conversations(u.cyd));
+  EXPECT_EQ(cc[g1].unread, 1u);  // added back at 12: read to 11
+  EXPECT_EQ(cc["world"].read_seq, 4u);
+  EXPECT_FALSE(by_id(*model_->conversations(u.bob)).contains(log().group2));
+
+  // Search.
+  auto s = model_->search_messages(u.bob, "HELLO", 10);
+  ASSERT_OK(s);
+  std::set<std::string> contents;
+  for (const auto& m : *s) contents.insert(m.content);
+  EXPECT_TRUE(contents.contains("hello bob"));
+  EXPECT_TRUE(contents.contains("hello world"));
+  EXPECT_TRUE(contents.contains("hello"));  // cyd's, in group 1 which bob is in
+  auto s2 = model_->search_messages(u.cyd, "hello bob", 10);
+  ASSERT_OK(s2);
+  EXPECT_TRUE(s2->empty()) << "cyd is not in ann and bob's conversation";
+}
+
+TEST_F(MysqlSinkTest, StoresInjectionAttemptsVerbatim) {
+  apply_log();
+  const Users& u = log().users;
+  auto dee = model_->user(u.dee);
+  ASSERT_OK(dee);
+  EXPECT_EQ((*dee)->nickname, kNastyNickname);
+  auto nasty = model_->credentials(kNastyUsername);
+  ASSERT_OK(nasty);
+  ASSERT_TRUE(nasty->has_value());
+  EXPECT_EQ((*nasty)->user_id, log().synthetic_user_id);
+  EXPECT_EQ((*nasty)->password_hash, "$argon2id$x'y");
+  auto found = model_->search_users("o'brien\"; drop", 0, 10);
+  ASSERT_OK(found);
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ((*found)[0].username, kNastyUsername);
+  auto world = model_->history("world", 0, 0, 10);
+  ASSERT_OK(world);
+  bool seen = false;
+  for (const auto& m : world->messages) seen = seen || m.content == kNastyContent;
+  EXPECT_TRUE(seen);
+  auto s = model_->search_messages(u.ann, "DROP TABLE messages; --", 10);
+  ASSERT_OK(s);
+  ASSERT_EQ(s->size(), 1u);
+  EXPECT_EQ((*s)[0].content, kNastyContent);
+  EXPECT_EQ((*model_->group(1))->name, kGroupName);
+  // The tables are all still there.
+  auto conn = raw_mysql(config_);
+  std::unique_ptr<sql::Statement> st(conn->createStatement());
+  std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
+      "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"));
+  ASSERT_TRUE(rs->next());
+  EXPECT_EQ(rs->getInt(1), 11);  // 10 tables and schema_migrations
+}
+
+TEST_F(MysqlSinkTest, MessagesHaveAUniqueConversationSeq) {
+  apply_log();
+  auto conn = raw_mysql(config_);
+  std::unique_ptr<sql::PreparedStatement> ins(conn->prepareStatement(
+      "INSERT INTO messages (message_id, conversation_id, seq_id, sender_id, content, message_type, created_at) "
+      "VALUES (?, 'world', 1, 1, 'impostor', 'text', 0)"));
+  ins->setUInt64(1, 42);
+  try {
+    ins->executeUpdate();
+    ADD_FAILURE() << "a second row for (world, 1) was accepted";
+  } catch (const sql::SQLException& e) {
+    EXPECT_EQ(e.getErrorCode(), 1062) << e.what();  // ER_DUP_ENTRY
+  }
+  // A (forged) event claiming an existing (conversation, seq) does not replace the row.
+  auto original = model_->history("world", 0, 2, 1);
+  ASSERT_OK(original);
+  ASSERT_EQ(original->messages.size(), 1u);
+  fb::EventEnvelopeT forged;
+  forged.stream = "world";
+  forged.seq = 1;
+  forged.event_id = 43;
+  forged.actor = log().users.cyd;
+  forged.timestamp_ms = 1;
+  forged.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "impostor"});
+  std::string bytes = encode(forged);
+  EventBatch b;
+  b.events.push_back({kSyntheticPartition, 2, *read_event(bytes)});
+  b.positions.push_back({kSyntheticPartition, 3, kSyntheticToken});
+  ASSERT_OK(model_->apply(b));
+  auto after = model_->history("world", 0, 2, 1);
+  ASSERT_OK(after);
+  EXPECT_EQ(after->messages, original->messages);
+  EXPECT_FALSE(model_->message(43)->has_value());
+}
+
+// A batch whose last statement fails (a username too long for its column) rolls back whole: the
+// positions stay, and the rows written earlier in the same batch are gone.
+TEST_F(MysqlSinkTest, ABatchThatFailsHalfWayWritesNothing) {
+  const auto& events = log().events;
+  size_t half = events.size() / 2;
+  ASSERT_OK(apply_all(*model_, events, half, 20));
+  auto before = dump_of(*model_);
+  ASSERT_OK(before);
+  auto pos_before = model_->positions();
+  ASSERT_OK(pos_before);
+  fb::EventEnvelopeT bad;
+  bad.stream = "names_1";
+  bad.seq = 1;
+  bad.event_id = 77;
+  bad.epoch = 5;
+  bad.timestamp_ms = 1;
+  bad.event.Set(fb::UserRegisteredT{{}, 5'000'000'001, std::string(300, 'x'), "h", "n", ""});
+  std::string bytes = encode(bad);
+  EventBatch b = make_batch(events, half, events.size());
+  b.events.push_back({7, 0, *read_event(bytes)});
+  b.positions.push_back({7, 1, 5});
+  auto r = model_->apply(b);
+  ASSERT_FALSE(r.has_value()) << "a 300-byte username fit a VARCHAR(64)";
+  EXPECT_FALSE(r.error().retryable()) << r.error().to_string();
+  auto after = dump_of(*model_);
+  ASSERT_OK(after);
+  EXPECT_EQ(diff(*before, *after), "");
+  EXPECT_EQ(*model_->positions(), *pos_before);
+  // Resume from the stored positions: the uninterrupted model.
+  auto rest = log().after(*pos_before);
+  ASSERT_OK(apply_all(*model_, rest, rest.size(), 20));
+  auto ref_target = mysql_config("ref");
+  auto ref = open_mysql_model(ref_target);
+  ASSERT_OK(ref);
+  ASSERT_OK(apply_all(**ref, events, events.size(), 20));
+  EXPECT_EQ(diff(*dump_of(**ref), *dump_of(*model_)), "");
+  (void)(*ref)->drop();
+}
+
+TEST_F(MysqlSinkTest, MigrationsAreIdempotent) {
+  ASSERT_OK(migrate_mysql(config_));
+  ASSERT_OK(migrate_mysql(config_));
+  auto conn = raw_mysql(config_);
+  std::unique_ptr<sql::Statement> st(conn->createStatement());
+  std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SELECT version, name FROM schema_migrations ORDER BY version"));
+  std::vector<std::string> names;
+  while (rs->next()) names.push_back(rs->getString(2).asStdString());
+  EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations"}));
+  // A model is usable after drop(): the next use re-creates the database.
+  ASSERT_OK(model_->drop());
+  ASSERT_OK(apply_all(*model_, log().events, 10, 5));
+  EXPECT_EQ(*model_->positions(), log().positions_after(10));
+}
+
+// ---- Redis specifics -----------------------------------------------------------------------------
+
+class RedisSinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+    ASSERT_TRUE(generated_log().problem.empty()) << "generating the log: " << generated_log().problem;
+    config_ = redis_config("q");
+    auto m = open_redis_model(config_);
+    ASSERT_OK(m);
+    model_ = std::move(*m);
+  }
+  void TearDown() override {
+    if (model_) (void)model_->drop();
+  }
+  const GeneratedLog& log() const { return generated_log(); }
+  std::string key(const std::string& k) const { return config_.key_prefix + k; }
+
+  RedisConfig config_;
+  std::unique_ptr<RedisModel> model_;
+};
+
+TEST_F(RedisSinkTest, KeepsTheSeedsLayout) {
+  ASSERT_OK(apply_all(*model_, log().events, log().events.size(), 64));
+  RawRedis r(config_);
+  const std::string g2 = log().group2;
+  EXPECT_EQ(r.run({"ZCARD", key("hot_messages:" + g2)}), "300");
+  EXPECT_EQ(r.run({"GET", key("conv_seq:" + g2)}), std::to_string(kBigGroupMessages + 1));
+  long ttl = std::stol(r.run({"TTL", key("hot_messages:" + g2)}));
+  EXPECT_GT(ttl, 7 * 24 * 3600 - 60);
+  EXPECT_LE(ttl, 7 * 24 * 3600);
+  EXPECT_EQ(r.run({"TTL", key("conv_seq:" + g2)}), "-1");
+  // The oldest kept row is seq last - 299.
+  auto oldest = r.run({"ZRANGE", key("hot_messages:" + g2), "0", "0", "WITHSCORES"});
+  EXPECT_EQ(oldest.substr(oldest.rfind('\n', oldest.size() - 2) + 1), std::to_string(kBigGroupMessages + 1 - 299) + "\n");
+  // The recalled message: empty content, recalled, the wire contract's fields.
+  auto recalled = r.run({"ZRANGEBYSCORE", key("hot_messages:" + log().group1), "9", "9"});
+  EXPECT_EQ(recalled.substr(0, 16 + std::to_string(log().recalled_message_id).size()),
+            "{\"message_id\":\"" + std::to_string(log().recalled_message_id) + "\"");
+  EXPECT_NE(recalled.find(",\"content\":\"\",\"recalled\":true}"), std::string::npos) << recalled;
+  EXPECT_NE(recalled.find("\"sender_id\":" + std::to_string(log().users.bob)), std::string::npos);
+  // unread:<user> per conversation.
+  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.dee)), log().group1}), "7");
+  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.ann)), log().single_ab}), "1");
+  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.bob)), log().group2}), "");
+  // Injection content survives the JSON round trip.
+  auto world = model_->history("world", 0, 0, 10);
+  ASSERT_OK(world);
+  ASSERT_TRUE(world->has_value());
+  bool seen = false;
+  for (const auto& m : (*world)->messages) seen = seen || m.content == kNastyContent;
+  EXPECT_TRUE(seen);
+}
+
+// A batch that fails inside the script (a key of the wrong type, put there behind the model's
+// back) leaves the positions where they were; the writes made before the failure are harmless
+// because re-applying the batch from those positions gives the uninterrupted model.
+TEST_F(RedisSinkTest, ABatchThatFailsHalfWayIsReappliedFromThePositions) {
+  const auto& events = log().events;
+  size_t split = 0;
+  while (split < events.size() && sv(events[split].event->stream()) != log().group2) ++split;
+  ASSERT_LT(split, events.size());
+  ASSERT_OK(apply_all(*model_, events, split, 25));
+  auto pos_before = model_->positions();
+  ASSERT_OK(pos_before);
+  RawRedis r(config_);
+  ASSERT_EQ(r.run({"SET", key("hot_messages:" + log().group2), "not a zset"}), "OK");
+  auto failed = model_->apply(make_batch(events, split, events.size()));
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_NE(failed.error().message().find("WRONGTYPE"), std::string::npos) << failed.error().to_string();
+  EXPECT_EQ(*model_->positions(), *pos_before);
+  ASSERT_EQ(r.run({"DEL", key("hot_messages:" + log().group2)}), "1");
+  auto rest = log().after(*pos_before);
+  ASSERT_OK(apply_all(*model_, rest, rest.size(), 25));
+  auto ref_config = redis_config("ref");
+  auto ref = open_redis_model(ref_config);
+  ASSERT_OK(ref);
+  ASSERT_OK(apply_all(**ref, events, events.size(), 25));
+  EXPECT_EQ(diff(*dump_of(**ref), *dump_of(*model_)), "");
+  (void)(*ref)->drop();
+}
+
+// ---- across sinks ---------------------------------------------------------------------------------
+
+TEST(MysqlAndRedis, GiveTheSameHistoryAndUnreadCounts) {
+  ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
+  ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+  const auto& log = generated_log();
+  ASSERT_TRUE(log.problem.empty()) << log.problem;
+  auto mc = mysql_config("x");
+  auto rc = redis_config("x");
+  auto mysql = open_mysql_model(mc);
+  ASSERT_OK(mysql);
+  auto redis = open_redis_model(rc);
+  ASSERT_OK(redis);
+  ASSERT_OK(apply_all(**mysql, log.events, log.events.size(), 50));
+  ASSERT_OK(apply_all(**redis, log.events, log.events.size(), 7));
+
+  int answered = 0, declined = 0;
+  for (const std::string& conv : {log.single_ab, log.single_cd, log.group1, log.group2, std::string("world")}) {
+    auto latest = (*mysql)->history(conv, 0, 0, 1);
+    ASSERT_OK(latest);
+    ASSERT_FALSE(latest->messages.empty()) << conv;
+    uint64_t last = latest->messages.back().seq_id;
+    bool all_hot = last <= 300;
+    for (uint64_t after : {uint64_t{0}, uint64_t{1}, uint64_t{2}, last / 2, last - 1, last, last + 5}) {
+      for (uint64_t before : {uint64_t{0}, uint64_t{1}, uint64_t{3}, last / 2 + 1, last, last + 1, last + 10}) {
+        for (uint32_t limit : {0u, 1u, 2u, 3u, 50u, 200u}) {
+          SCOPED_TRACE(conv + " after " + std::to_string(after) + " before " + std::to_string(before) + " limit " +
+                       std::to_string(limit));
+          auto m = (*mysql)->history(conv, after, before, limit);
+          ASSERT_OK(m);
+          auto r = (*redis)->history(conv, after, before, limit);
+          ASSERT_OK(r);
+          if (!r->has_value()) {
+            ++declined;
+            EXPECT_FALSE(all_hot) << "Redis holds every row of this conversation";
+            // It declines only ranges reaching below the newest 300 rows.
+            if (!m->messages.empty()) {
+              EXPECT_LT(m->messages.front().seq_id, last - 299);
+            }
+            continue;
+          }
+          ++answered;
+          EXPECT_EQ((*r)->messages, m->messages);
+          EXPECT_EQ((*r)->has_more, m->has_more);
+        }
+      }
+    }
+  }
+  EXPECT_GT(answered, 0);
+  EXPECT_GT(declined, 0) << "the big group's old rows must be beyond the hot cache";
+
+  // Unread counts: MySQL's conversation list and Redis's unread:<user> hashes.
+  auto rows = dump_of(**redis);
+  ASSERT_OK(rows);
+  const Users& u = log.users;
+  for (uint64_t user : {u.ann, u.bob, u.cyd, u.dee}) {
+    std::map<std::string, uint64_t> from_mysql, from_redis;
+    auto convs = (*mysql)->conversations(user);
+    ASSERT_OK(convs);
+    for (const auto& c : *convs) from_mysql[c.conversation_id] = c.unread;
+    for (const auto& [k, v] : *rows) {
+      if (k != "unread:" + std::to_string(user)) continue;
+      std::stringstream ss(v);
+      for (std::string line; std::getline(ss, line);) {
+        auto eq = line.find('=');
+        from_redis[line.substr(0, eq)] = std::stoull(line.substr(eq + 1));
+      }
+    }
+    EXPECT_EQ(from_redis, from_mysql) << "user " << user;
+  }
+  (void)(*mysql)->drop();
+  (void)(*redis)->drop();
+}
+
+TEST(Sinks, UnreachableServersAreRetryableErrorsNamingTheAddress) {
+  int port = t::free_port();  // nothing listens there
+  MysqlConfig mc;
+  mc.host = "127.0.0.1";
+  mc.port = port;
+  mc.user = "root";
+  auto m = open_mysql_model(mc);
+  ASSERT_FALSE(m.has_value());
+  EXPECT_TRUE(m.error().retryable()) << m.error().to_string();
+  EXPECT_NE(m.error().message().find("127.0.0.1:" + std::to_string(port)), std::string::npos) << m.error().to_string();
+  RedisConfig rc;
+  rc.host = "127.0.0.1";
+  rc.port = port;
+  auto r = open_redis_model(rc);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_TRUE(r.error().retryable()) << r.error().to_string();
+  EXPECT_NE(r.error().message().find("127.0.0.1:" + std::to_string(port)), std::string::npos) << r.error().to_string();
+  MysqlConfig bad = mc;
+  bad.database = "x`; DROP DATABASE mysql; --";
+  auto b = migrate_mysql(bad);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_NE(b.error().message().find("mysql.database"), std::string::npos) << b.error().to_string();
+}
+
+}  // namespace
+}  // namespace imlog
