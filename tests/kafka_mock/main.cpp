@@ -1,7 +1,10 @@
 // imlog-kafka-mock: librdkafka's mock Kafka cluster as a process of its own, so tests talk to a
 // Kafka-protocol broker over TCP (DESIGN.md §2) and can break it on purpose.
 //
-//   imlog-kafka-mock --brokers 3 --dir DIR [--topic NAME:PARTITIONS ...]
+//   imlog-kafka-mock --brokers 3 --dir DIR [--topic NAME:PARTITIONS ...] [--parent-pid PID]
+//
+// --parent-pid PID: PID is the process that starts this one; stop (as on SIGTERM) when it dies,
+// so a test binary killed by a time-out leaves no broker behind.
 //
 // Start-up: creates the cluster and the given topics, writes DIR/bootstrap (the broker list) and
 // then DIR/control ("127.0.0.1:PORT" of the command socket), each atomically (tmp + rename), so
@@ -42,6 +45,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -465,6 +469,8 @@ int main(int argc, char** argv) {
   app.add_option("--brokers", brokers, "number of brokers")->check(CLI::Range(1, 64));
   app.add_option("--dir", dir, "directory for the `bootstrap` and `control` files")->required();
   app.add_option("--topic", topics, "a topic to create, NAME:PARTITIONS (repeatable)");
+  pid_t parent_pid = 0;
+  app.add_option("--parent-pid", parent_pid, "the starting process: stop when it dies");
   CLI11_PARSE(app, argc, argv);
 
   // Block the stop signals before librdkafka starts threads, so they inherit the mask and the
@@ -476,6 +482,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   int sig_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  if (parent_pid > 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent_pid) ::raise(SIGTERM);  // it died before prctl: stop at once
+  }
   if (sig_fd < 0) {
     std::fprintf(stderr, "imlog-kafka-mock: signalfd: %s\n", std::strerror(errno));
     return 1;

@@ -84,8 +84,11 @@ std::unique_ptr<KafkaMock> KafkaMock::start_private() {
   std::unique_ptr<KafkaMock> m(new KafkaMock());
   m->owned_dir_ = std::make_unique<TempDir>("imlog-kafka-mock");
   auto program = (binary_dir() / "imlog-kafka-mock").string();
+  // --parent-pid: the mock stops when this process dies, even by SIGKILL. (Linux ties that to
+  // the thread that forks; tests start mocks from their main thread.)
   m->owned_ = std::make_unique<Subprocess>(
-      Subprocess::start({program, "--brokers", "3", "--dir", m->owned_dir_->str()}));
+      Subprocess::start({program, "--brokers", "3", "--dir", m->owned_dir_->str(), "--parent-pid",
+                         std::to_string(::getpid())}));
   auto line = m->owned_->read_line(kStartTimeout);
   if (!line || !line->starts_with("ready ")) {
     throw std::runtime_error("kafka mock: " + program + " did not print `ready` within " +
