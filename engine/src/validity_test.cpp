@@ -30,6 +30,16 @@ class Events {
     e.event.Set(std::move(ep));
     return add(e);
   }
+  // A marker with a chosen event id (a new owner's clock may lag its predecessor's ids).
+  const fb::EventEnvelope& marker_with_id(uint64_t token, uint64_t id) {
+    fb::EventEnvelopeT e;
+    e.event_id = id;
+    e.epoch = token;
+    fb::EpochStartedT ep;
+    ep.token = token;
+    e.event.Set(std::move(ep));
+    return add(e);
+  }
   const fb::EventEnvelope& message(uint64_t epoch) {
     fb::EventEnvelopeT e;
     e.stream = "world";
@@ -151,6 +161,30 @@ TEST(Validity, TwoReadersOfTheSameLogAgree) {
       EXPECT_EQ(a, b) << "event " << i << " resuming at " << resume;
     }
   }
+}
+
+TEST(Validity, ASecondCopyOfARecordIsInvalid) {
+  // A broker may store a producer's retry twice (librdkafka's mock does when an answer is lost):
+  // the copy carries the same event id, and ids only grow within a partition.
+  Events ev;
+  EpochFilter f;
+  EXPECT_TRUE(f.accept(0, ev.marker(kA, 0)));
+  const auto& m = ev.message(kA);
+  EXPECT_TRUE(f.accept(0, m));
+  EXPECT_FALSE(f.accept(0, m));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+}
+
+TEST(Validity, AMarkerWithALowerIdStillOpensItsEpoch) {
+  Events ev;
+  EpochFilter f;
+  EXPECT_TRUE(f.accept(0, ev.marker(kA, 0)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_TRUE(f.accept(0, ev.message(kA)));
+  EXPECT_TRUE(f.accept(0, ev.marker_with_id(kB, 1)));  // below A's last id
+  EXPECT_EQ(f.token(0), kB);
+  EXPECT_FALSE(f.accept(0, ev.message(kA)));  // the zombie, whatever its id
+  EXPECT_TRUE(f.accept(0, ev.message(kB)));
 }
 
 }  // namespace

@@ -8,6 +8,10 @@
 // So a zombie sequencer that kept appending after another took its partition is ignored by every
 // reader alike, and the state each rebuilds agrees. Events before any EpochStarted are invalid.
 //
+// Also: event ids are strictly increasing within a partition (message_ids.h), so an event whose id
+// is not above the last valid one of its partition is a second copy of a record — which a broker
+// can store when a producer's retry crosses a lost answer (librdkafka's mock does) — and invalid.
+//
 // A reader that resumes from a stored offset must also restore the token current at that offset
 // (store token() with the offset). Not thread-safe: one per reading thread.
 
@@ -28,7 +32,11 @@ class EpochFilter {
   void restore(int32_t partition, uint64_t token);
 
  private:
-  std::unordered_map<int32_t, uint64_t> tokens_;
+  struct PartitionState {
+    uint64_t token = 0;
+    uint64_t last_id = 0;  // of the last valid event
+  };
+  std::unordered_map<int32_t, PartitionState> partitions_;
 };
 
 }  // namespace imlog
