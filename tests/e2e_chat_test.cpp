@@ -1,0 +1,802 @@
+// End to end: the built `imlog serve` as a child process on a free loopback port, driven over real
+// sockets the way a client drives it (DESIGN.md §8.1). Every wait has a deadline; nothing sleeps.
+//
+// Needs every role of the single node working together: gateway, engine, router, projector. The
+// crash test kills the server with SIGKILL in the middle of a stream of sends and checks, after a
+// restart, that what was acknowledged is there exactly once and that a client's sync gets exactly
+// what it missed.
+
+#include <signal.h>
+#include <sodium.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "imlog/testing/client.h"
+#include "imlog/testing/support.h"
+
+namespace imlog::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kFrameWait = 10s;
+
+// Config of the servers under test: cheap password hashing (Argon2id at libsodium's minimum cost),
+// a send rate that a burst of test messages stays under, a short heartbeat.
+constexpr std::string_view kTestConfig = R"(
+log: {level: warn}
+gateway:
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  ws_rate: 400
+  ws_burst: 800
+  max_frame_bytes: 64KiB
+  heartbeat_timeout: 3s
+  read_model_wait: 5s
+)";
+
+std::string quote(std::string_view s) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
+
+// ---- tokens minted by the test with the server's own secret ------------------------------------
+
+std::string b64url(std::string_view s) {
+  std::string out(sodium_base64_ENCODED_LEN(s.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()), s.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::string hs256(std::string_view secret, std::string_view header_json, std::string_view payload_json) {
+  std::string signing = b64url(header_json) + "." + b64url(payload_json);
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(signing.data()), signing.size());
+  crypto_auth_hmacsha256_final(&st, mac);
+  return signing + "." + b64url(std::string_view(reinterpret_cast<const char*>(mac), sizeof mac));
+}
+
+// ---- the server ---------------------------------------------------------------------------------
+
+class Server {
+ public:
+  explicit Server(const std::string& dir) : dir_(dir), port_(free_port()), http_("127.0.0.1", port_) {
+    config_ = dir_ + "/imlog-test.yaml";
+    std::ofstream(config_) << kTestConfig;
+  }
+  ~Server() {
+    if (proc_) proc_->kill();
+  }
+
+  // Starts `imlog serve` and waits for /readyz.
+  void start() {
+    proc_.emplace(Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--data-dir", dir_ + "/data",
+                                     "--listen", fmt::format("127.0.0.1:{}", port_), "--config", config_}));
+    bool ready = wait_until([&] { return http_.get("/readyz").status == 200; }, 60s);
+    ASSERT_TRUE(ready) << "imlog did not become ready on port " << port_;
+  }
+  void kill9() {
+    proc_->kill();
+    proc_.reset();
+  }
+  // SIGTERM and the exit status.
+  std::optional<int> terminate() {
+    proc_->signal(SIGTERM);
+    auto st = proc_->wait(30s);
+    proc_.reset();
+    return st;
+  }
+
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] const HttpClient& http() const { return http_; }
+  [[nodiscard]] std::string secret() const {
+    std::ifstream in(dir_ + "/data/secret");
+    std::string s;
+    std::getline(in, s);
+    return s;
+  }
+  [[nodiscard]] bool running() const { return proc_.has_value(); }
+
+ private:
+  std::string dir_;
+  std::string config_;
+  int port_;
+  HttpClient http_;
+  std::optional<Subprocess> proc_;
+};
+
+struct User {
+  std::string name;
+  uint64_t id = 0;
+  std::string token;
+  std::string refresh;
+};
+
+std::string unique_name(std::string_view base) {
+  static std::atomic<int> n{0};
+  return fmt::format("{}_{}_{}", base, ::getpid() % 100000, n++);
+}
+
+// Registers and logs in a fresh user.
+User make_user(const Server& s, std::string_view base) {
+  User u;
+  u.name = unique_name(base);
+  auto body = fmt::format(R"({{"username":{},"password":"correct horse","nickname":{}}})", quote(u.name), quote(base));
+  auto reg = s.http().post("/api/v1/auth/register", body);
+  EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
+  auto rj = reg.json();
+  if (reg.status != 201) return u;
+  EXPECT_TRUE(rj["user_id"].IsUint64()) << reg.body;
+  EXPECT_EQ(std::string(rj["username"].GetString()), u.name);
+  u.id = rj["user_id"].GetUint64();
+  auto login = s.http().post("/api/v1/auth/login",
+                             fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(u.name)));
+  EXPECT_EQ(login.status, 200) << login.body;
+  auto lj = login.json();
+  if (login.status != 200) return u;
+  EXPECT_EQ(lj["user_id"].GetUint64(), u.id);
+  EXPECT_GT(lj["expires_in"].GetInt64(), 0);
+  u.token = lj["access_token"].GetString();
+  u.refresh = lj["refresh_token"].GetString();
+  return u;
+}
+
+std::unique_ptr<WsClient> connect_ws(const Server& s, const User& u) {
+  std::string error;
+  auto ws = WsClient::connect("127.0.0.1", s.port(), "/ws?token=" + u.token, {}, nullptr, &error);
+  EXPECT_TRUE(ws) << error;
+  return ws;
+}
+
+void send_message(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
+                  const std::string& content) {
+  ws.send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":{}}})", quote(conversation),
+                                      quote(client_msg_id), quote(content)));
+}
+
+// The ack of client_msg_id (or nullopt, with the error frame reported).
+std::optional<Frame> ack_of(WsClient& ws, const std::string& client_msg_id) {
+  auto ack = ws.wait_for("message-ack", kFrameWait, [&](const Frame& f) { return f.str("client_msg_id") == client_msg_id; });
+  if (!ack) {
+    auto err = ws.take_all("error");
+    for (auto& e : err) ADD_FAILURE() << "error frame: " << e.raw;
+  }
+  return ack;
+}
+
+std::optional<Frame> new_message(WsClient& ws, const std::string& client_msg_id) {
+  return ws.wait_for("new-message", kFrameWait, [&](const Frame& f) { return f.str("client_msg_id") == client_msg_id; });
+}
+
+struct HistoryItem {
+  uint64_t seq;
+  std::string message_id;
+  std::string client_msg_id;
+  std::string content;
+  uint64_t sender;
+};
+
+// The whole history of a conversation over REST, paging forward from seq 0 (pages of 200).
+std::vector<HistoryItem> full_history(const Server& s, const User& u, const std::string& conversation) {
+  // Pages back from the latest, then reverses.
+  std::vector<HistoryItem> out;
+  uint64_t before = 0;
+  std::vector<HistoryItem> reversed;
+  for (int guard = 0; guard < 10000; ++guard) {
+    std::string target = fmt::format("/api/v1/conversations/{}/messages?limit=200", conversation);
+    if (before > 0) target += fmt::format("&before_seq={}", before);
+    auto r = s.http().get(target, u.token);
+    if (r.status != 200) {
+      ADD_FAILURE() << "history " << target << ": " << r.status << " " << r.body;
+      return out;
+    }
+    auto j = r.json();
+    const auto& msgs = j["messages"];
+    std::vector<HistoryItem> page;
+    for (const auto& m : msgs.GetArray()) {
+      page.push_back(HistoryItem{m["seq_id"].GetUint64(), m["message_id"].GetString(), m["client_msg_id"].GetString(),
+                                 m["content"].GetString(), m["sender_id"].GetUint64()});
+    }
+    for (auto it = page.rbegin(); it != page.rend(); ++it) reversed.push_back(*it);
+    if (!j["has_more"].GetBool() || page.empty()) break;
+    before = page.front().seq;
+  }
+  out.assign(reversed.rbegin(), reversed.rend());
+  return out;
+}
+
+// Waits until the read model shows `count` messages in the conversation.
+bool wait_history(const Server& s, const User& u, const std::string& conversation, size_t count,
+                  std::chrono::milliseconds deadline = 20s) {
+  return wait_until(
+      [&] {
+        auto r = s.http().get(fmt::format("/api/v1/conversations/{}/messages?limit=1", conversation), u.token);
+        if (r.status != 200) return false;
+        auto j = r.json();
+        const auto& msgs = j["messages"];
+        return msgs.Size() == 1 && msgs[0]["seq_id"].GetUint64() >= count;
+      },
+      deadline);
+}
+
+// ---- one server for the chat tests ---------------------------------------------------------------
+
+class E2eChat : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_GE(sodium_init(), 0);
+    dir_ = new TempDir("imlog-e2e");
+    server_ = new Server(dir_->str());
+    server_->start();
+  }
+  static void TearDownTestSuite() {
+    if (server_ && server_->running()) {
+      auto st = server_->terminate();
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "imlog did not stop cleanly on SIGTERM";
+    }
+    delete server_;
+    delete dir_;
+    server_ = nullptr;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(server_ && server_->running()) << "the server did not start";
+  }
+  static const Server& s() { return *server_; }
+
+  static TempDir* dir_;
+  static Server* server_;
+};
+TempDir* E2eChat::dir_ = nullptr;
+Server* E2eChat::server_ = nullptr;
+
+TEST_F(E2eChat, HealthReadinessAndMetrics) {
+  EXPECT_EQ(s().http().get("/healthz").status, 200);
+  EXPECT_EQ(s().http().get("/readyz").status, 200);
+  auto m = s().http().get("/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("imlog_gateway_ws_connections"), std::string::npos);
+  EXPECT_NE(m.body.find("imlog_gateway_command_seconds_bucket"), std::string::npos);
+  auto page = s().http().get("/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("<html"), std::string::npos);
+}
+
+TEST_F(E2eChat, RegisterTwiceIsAConflictAndBadLoginIsUnauthorized) {
+  User a = make_user(s(), "dup");
+  auto again = s().http().post("/api/v1/auth/register",
+                               fmt::format(R"({{"username":{},"password":"another one"}})", quote(a.name)));
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_STREQ(again.json()["code"].GetString(), "already_exists");
+  auto bad = s().http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"wrong horse"}})", quote(a.name)));
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_STREQ(bad.json()["code"].GetString(), "unauthorized");
+  auto weak = s().http().post("/api/v1/auth/register", R"({"username":"ok_name_1","password":"short"})");
+  EXPECT_EQ(weak.status, 400);
+}
+
+TEST_F(E2eChat, OneToOneBothWaysWithAcks) {
+  User alice = make_user(s(), "alice"), bob = make_user(s(), "bob");
+  auto wa = connect_ws(s(), alice), wb = connect_ws(s(), bob);
+  ASSERT_TRUE(wa && wb);
+  std::string c = single(alice.id, bob.id);
+
+  send_message(*wa, c, "a1", "hello bob");
+  auto ack = ack_of(*wa, "a1");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->str("conversation_id"), c);
+  EXPECT_EQ(ack->u64("seq_id"), 1u);
+  EXPECT_FALSE(ack->str("message_id").empty()) << "message_id is a decimal string: " << ack->raw;
+  auto got = new_message(*wb, "a1");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->str("message_id"), ack->str("message_id"));
+  EXPECT_EQ(got->u64("seq_id"), 1u);
+  EXPECT_EQ(got->u64("sender_id"), alice.id);
+  EXPECT_EQ(got->str("content"), "hello bob");
+  EXPECT_EQ(got->str("message_type"), "text");
+  EXPECT_GT(got->u64("created_at"), 0u);
+
+  send_message(*wb, c, "b1", "hi alice");
+  auto back = ack_of(*wb, "b1");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->u64("seq_id"), 2u);
+  auto got_back = new_message(*wa, "b1");
+  ASSERT_TRUE(got_back);
+  EXPECT_EQ(got_back->u64("sender_id"), bob.id);
+  EXPECT_EQ(got_back->u64("seq_id"), 2u);
+
+  // REST sends land in the same timeline and are pushed too.
+  auto r = s().http().post(fmt::format("/api/v1/conversations/{}/messages", c),
+                           R"({"client_msg_id":"a2","content":"over REST"})", alice.token);
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto rj = r.json();
+  EXPECT_TRUE(rj["message_id"].IsString());
+  EXPECT_EQ(rj["seq_id"].GetUint64(), 3u);
+  ASSERT_TRUE(new_message(*wb, "a2"));
+  // The same REST retry gets the same reply, 201.
+  auto again = s().http().post(fmt::format("/api/v1/conversations/{}/messages", c),
+                               R"({"client_msg_id":"a2","content":"over REST"})", alice.token);
+  ASSERT_EQ(again.status, 201);
+  EXPECT_EQ(again.json()["message_id"], rj["message_id"]);
+}
+
+TEST_F(E2eChat, GroupOfThreeFansOutToAll) {
+  User a = make_user(s(), "ga"), b = make_user(s(), "gb"), c = make_user(s(), "gc");
+  auto g = s().http().post("/api/v1/groups",
+                           fmt::format(R"({{"name":"trio","description":"test","members":[{},{}]}})", b.id, c.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  auto gj = g.json();
+  uint64_t gid = gj["group_id"].GetUint64();
+  EXPECT_LT(gid, uint64_t{1} << 53);
+  std::string conv = gj["conversation_id"].GetString();
+  EXPECT_EQ(conv, fmt::format("group_{}", gid));
+
+  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b), wc = connect_ws(s(), c);
+  ASSERT_TRUE(wa && wb && wc);
+  send_message(*wa, conv, "g1", "hello all");
+  auto ack = ack_of(*wa, "g1");
+  ASSERT_TRUE(ack);
+  for (auto* w : {wb.get(), wc.get()}) {
+    auto m = new_message(*w, "g1");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->str("message_id"), ack->str("message_id"));
+    EXPECT_EQ(m->str("conversation_id"), conv);
+  }
+  send_message(*wc, conv, "g2", "hello from c");
+  ASSERT_TRUE(ack_of(*wc, "g2"));
+  ASSERT_TRUE(new_message(*wa, "g2"));
+  ASSERT_TRUE(new_message(*wb, "g2"));
+
+  // Members over REST (the read model may need a moment to show the group).
+  ASSERT_TRUE(wait_until([&] {
+    auto m = s().http().get(fmt::format("/api/v1/groups/{}/members", gid), a.token);
+    return m.status == 200 && m.json()["members"].Size() == 3;
+  }, 20s));
+  auto info = s().http().get(fmt::format("/api/v1/groups/{}", gid), b.token);
+  ASSERT_EQ(info.status, 200) << info.body;
+  EXPECT_STREQ(info.json()["name"].GetString(), "trio");
+}
+
+TEST_F(E2eChat, SendersSecondDeviceReceivesItsOwnMessage) {
+  User a = make_user(s(), "dev"), b = make_user(s(), "peer");
+  auto phone = connect_ws(s(), a), laptop = connect_ws(s(), a);
+  ASSERT_TRUE(phone && laptop);
+  std::string c = single(a.id, b.id);
+  send_message(*phone, c, "d1", "from my phone");
+  auto ack = ack_of(*phone, "d1");
+  ASSERT_TRUE(ack);
+  auto echo = new_message(*laptop, "d1");
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->str("message_id"), ack->str("message_id"));
+  EXPECT_EQ(echo->u64("sender_id"), a.id);
+}
+
+TEST_F(E2eChat, RetriedSendGetsTheSameIdsAndNoSecondDelivery) {
+  User a = make_user(s(), "retry"), b = make_user(s(), "recv");
+  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  ASSERT_TRUE(wa && wb);
+  std::string c = single(a.id, b.id);
+  send_message(*wa, c, "same-id", "once");
+  auto first = ack_of(*wa, "same-id");
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(new_message(*wb, "same-id"));
+  send_message(*wa, c, "same-id", "once");
+  auto second = ack_of(*wa, "same-id");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->str("message_id"), first->str("message_id"));
+  EXPECT_EQ(second->u64("seq_id"), first->u64("seq_id"));
+  // A later message is delivered after any second copy would have been: there is none.
+  send_message(*wa, c, "marker", "after");
+  auto marker = ack_of(*wa, "marker");
+  ASSERT_TRUE(marker);
+  EXPECT_EQ(marker->u64("seq_id"), first->u64("seq_id") + 1) << "the retry took no seq";
+  ASSERT_TRUE(new_message(*wb, "marker"));
+  for (auto& f : wb->take_all("new-message")) {
+    EXPECT_NE(f.str("client_msg_id"), "same-id") << "delivered twice: " << f.raw;
+  }
+}
+
+TEST_F(E2eChat, HistoryPagesBySeq) {
+  User a = make_user(s(), "hist"), b = make_user(s(), "hist2");
+  auto wa = connect_ws(s(), a);
+  ASSERT_TRUE(wa);
+  std::string c = single(a.id, b.id);
+  for (int i = 1; i <= 25; ++i) send_message(*wa, c, fmt::format("h{}", i), fmt::format("message {}", i));
+  for (int i = 1; i <= 25; ++i) ASSERT_TRUE(ack_of(*wa, fmt::format("h{}", i))) << i;
+  ASSERT_TRUE(wait_history(s(), a, c, 25));
+
+  auto seqs = [](const HttpResult& r) {
+    std::vector<uint64_t> out;
+    for (const auto& m : r.json()["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
+    return out;
+  };
+  auto latest = s().http().get(fmt::format("/api/v1/conversations/{}/messages?limit=10", c), a.token);
+  ASSERT_EQ(latest.status, 200) << latest.body;
+  EXPECT_EQ(seqs(latest), (std::vector<uint64_t>{16, 17, 18, 19, 20, 21, 22, 23, 24, 25}));
+  EXPECT_TRUE(latest.json()["has_more"].GetBool());
+  auto older = s().http().get(fmt::format("/api/v1/conversations/{}/messages?before_seq=16&limit=10", c), a.token);
+  EXPECT_EQ(seqs(older), (std::vector<uint64_t>{6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+  EXPECT_TRUE(older.json()["has_more"].GetBool());
+  auto oldest = s().http().get(fmt::format("/api/v1/conversations/{}/messages?before_seq=6&limit=10", c), a.token);
+  EXPECT_EQ(seqs(oldest), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_FALSE(oldest.json()["has_more"].GetBool());
+  auto newer = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=20&limit=10", c), a.token);
+  EXPECT_EQ(seqs(newer), (std::vector<uint64_t>{21, 22, 23, 24, 25}));
+  EXPECT_FALSE(newer.json()["has_more"].GetBool());
+  auto forward = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&limit=4", c), a.token);
+  EXPECT_EQ(seqs(forward), (std::vector<uint64_t>{4, 5, 6, 7}));
+  EXPECT_TRUE(forward.json()["has_more"].GetBool());
+  // The message objects carry the §8.1 fields.
+  const auto& m = latest.json()["messages"][0];
+  for (const char* k : {"message_id", "conversation_id", "seq_id", "sender_id", "content", "message_type",
+                        "client_msg_id", "created_at"}) {
+    EXPECT_TRUE(m.HasMember(k)) << k;
+  }
+  auto bad = s().http().get(fmt::format("/api/v1/conversations/{}/messages?limit=abc", c), a.token);
+  EXPECT_EQ(bad.status, 400);
+
+  // sync over the WebSocket pages forward the same way.
+  wa->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":22}})", quote(c)));
+  auto sync = wa->wait_for("sync-result", kFrameWait);
+  ASSERT_TRUE(sync);
+  std::vector<uint64_t> got;
+  for (const auto& x : sync->data()["messages"].GetArray()) got.push_back(x["seq_id"].GetUint64());
+  EXPECT_EQ(got, (std::vector<uint64_t>{23, 24, 25}));
+  EXPECT_FALSE(sync->data()["has_more"].GetBool());
+}
+
+TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
+  User a = make_user(s(), "unr"), b = make_user(s(), "unr2");
+  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  ASSERT_TRUE(wa && wb);
+  std::string c = single(a.id, b.id);
+  for (int i = 1; i <= 3; ++i) send_message(*wa, c, fmt::format("u{}", i), "unread?");
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(ack_of(*wa, fmt::format("u{}", i)));
+
+  auto conversation_of = [&](const User& u) -> std::optional<std::tuple<uint64_t, uint64_t, uint64_t>> {
+    auto r = s().http().get("/api/v1/conversations", u.token);
+    if (r.status != 200) return std::nullopt;
+    auto j = r.json();
+    for (const auto& x : j["conversations"].GetArray()) {
+      if (std::string(x["conversation_id"].GetString()) == c) {
+        return std::tuple{x["unread"].GetUint64(), x["read_seq"].GetUint64(), x["last_seq"].GetUint64()};
+      }
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<0>(*v) == 3; }, 20s))
+      << "bob should see 3 unread";
+  auto mine = conversation_of(a);
+  ASSERT_TRUE(mine);
+  EXPECT_EQ(std::get<0>(*mine), 0u) << "one's own messages are not unread";
+
+  auto read = s().http().post(fmt::format("/api/v1/conversations/{}/read", c), R"({"seq_id":2})", b.token);
+  EXPECT_EQ(read.status, 204) << read.body;
+  ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<0>(*v) == 1 && std::get<1>(*v) == 2; }, 20s));
+
+  wb->send("read", fmt::format(R"({{"conversation_id":{},"seq_id":3}})", quote(c)));
+  auto ack = wb->wait_for("read-ack", kFrameWait);
+  ASSERT_TRUE(ack) << "read-ack";
+  EXPECT_EQ(ack->u64("seq_id"), 3u);
+  ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<0>(*v) == 0 && std::get<1>(*v) == 3; }, 20s));
+
+  auto past_end = s().http().post(fmt::format("/api/v1/conversations/{}/read", c), R"({"seq_id":99})", b.token);
+  EXPECT_EQ(past_end.status, 400) << past_end.body;
+}
+
+TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
+  User a = make_user(s(), "own"), b = make_user(s(), "mem");
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"leavers","members":[{}]}})", b.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  auto wb = connect_ws(s(), b);
+  ASSERT_TRUE(wb);
+  send_message(*wb, conv, "before", "still here");
+  ASSERT_TRUE(ack_of(*wb, "before"));
+
+  auto leave = s().http().post(fmt::format("/api/v1/groups/{}/leave", gid), "", b.token);
+  EXPECT_EQ(leave.status, 204) << leave.body;
+  send_message(*wb, conv, "after", "gone");
+  auto err = wb->wait_for("error", kFrameWait, [](const Frame& f) { return f.str("client_msg_id") == "after"; });
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->str("code"), "not_member");
+  auto rest = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"x"})", b.token);
+  EXPECT_EQ(rest.status, 403) << rest.body;
+  EXPECT_STREQ(rest.json()["code"].GetString(), "not_member");
+  // Joining again works; the owner cannot leave a group with members.
+  auto join = s().http().post(fmt::format("/api/v1/groups/{}/join", gid), "", b.token);
+  EXPECT_EQ(join.status, 200) << join.body;
+  auto owner_leave = s().http().post(fmt::format("/api/v1/groups/{}/leave", gid), "", a.token);
+  EXPECT_EQ(owner_leave.status, 409) << owner_leave.body;
+}
+
+TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
+  User a = make_user(s(), "bad"), b = make_user(s(), "bad2");
+  auto ws = connect_ws(s(), a);
+  ASSERT_TRUE(ws);
+  ws->send_text("{not json");
+  auto e1 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->str("code"), "invalid_json");
+  ws->send("teleport", "{}");
+  auto e2 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e2);
+  EXPECT_EQ(e2->str("code"), "unknown_type");
+  ws->send_text(std::string("{\"type\":\"ping\",\"data\":{\"x\":\"\xff\xfe\"}}"));
+  auto e3 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e3);
+  EXPECT_EQ(e3->str("code"), "invalid_utf8");
+  ws->send("send-message", R"({"conversation_id":"nowhere","client_msg_id":"x1","content":"hi"})");
+  auto e4 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e4);
+  EXPECT_EQ(e4->str("code"), "invalid");
+  EXPECT_EQ(e4->str("client_msg_id"), "x1");
+  ws->send("send-message", R"({"conversation_id":"world","content":"no id"})");
+  auto e5 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e5);
+  EXPECT_EQ(e5->str("code"), "invalid");
+  ws->send_binary("\x01\x02");
+  auto e6 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e6);
+  EXPECT_EQ(e6->str("code"), "binary_unsupported");
+
+  // Another user's conversation: refused, connection still fine.
+  User x = make_user(s(), "other1"), y = make_user(s(), "other2");
+  ws->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", quote(single(x.id, y.id))));
+  auto e7 = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e7);
+  EXPECT_EQ(e7->str("code"), "forbidden");
+  auto rest = s().http().get(fmt::format("/api/v1/conversations/{}/messages", single(x.id, y.id)), a.token);
+  EXPECT_EQ(rest.status, 403);
+  auto not_mine = s().http().post(fmt::format("/api/v1/conversations/{}/messages", single(x.id, y.id)),
+                                  R"({"content":"intrude"})", a.token);
+  EXPECT_EQ(not_mine.status, 403);
+  EXPECT_STREQ(not_mine.json()["code"].GetString(), "not_participant");
+
+  ws->send("ping", "{}");
+  ASSERT_TRUE(ws->wait_for("pong", kFrameWait)) << "the connection survived every bad frame";
+
+  // An oversized frame: an error frame, then close 1009.
+  ws->send_text(std::string(100 * 1024, 'x'));
+  auto big = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->str("code"), "frame_too_large");
+  auto code = ws->wait_closed(kFrameWait);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1009);
+  EXPECT_EQ(s().http().get("/healthz").status, 200) << "the server survived";
+}
+
+TEST_F(E2eChat, RestErrorsHaveCodesAndStatuses) {
+  User a = make_user(s(), "rest");
+  auto malformed = s().http().post("/api/v1/groups", "{\"name\":", a.token);
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_STREQ(malformed.json()["code"].GetString(), "invalid_json");
+  EXPECT_NE(std::string(malformed.json()["message"].GetString()).find("offset"), std::string::npos);
+  auto unknown = s().http().get("/api/v1/nope", a.token);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_STREQ(unknown.json()["code"].GetString(), "not_found");
+  auto method = s().http().request("DELETE", "/api/v1/conversations", {}, a.token);
+  EXPECT_EQ(method.status, 405);
+  auto anonymous = s().http().get("/api/v1/conversations");
+  EXPECT_EQ(anonymous.status, 401);
+  auto missing = s().http().get("/api/v1/groups/12345", a.token);
+  EXPECT_EQ(missing.status, 404);
+  auto me = s().http().get("/api/v1/users/me", a.token);
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(me.json()["user_id"].GetUint64(), a.id);
+  EXPECT_STREQ(me.json()["username"].GetString(), a.name.c_str());
+  auto patch = s().http().request("PATCH", "/api/v1/users/me", R"({"nickname":"Renamed"})", a.token);
+  EXPECT_EQ(patch.status, 204) << patch.body;
+  ASSERT_TRUE(wait_until([&] {
+    auto r = s().http().get(fmt::format("/api/v1/users/{}", a.id), a.token);
+    return r.status == 200 && std::string(r.json()["nickname"].GetString()) == "Renamed";
+  }, 20s));
+}
+
+TEST_F(E2eChat, TokensExpiredForgedNoneAndWrongTypeAreRefused) {
+  User a = make_user(s(), "tok");
+  std::string secret = s().secret();
+  ASSERT_GE(secret.size(), 16u);
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string header = R"({"alg":"HS256","typ":"JWT"})";
+  std::string expired = hs256(secret, header, fmt::format(R"({{"sub":"{}","type":"access","iat":{},"exp":{}}})", a.id, now - 100, now - 10));
+  std::string forged = hs256("not the server's secret at all", header,
+                             fmt::format(R"({{"sub":"{}","type":"access","iat":{},"exp":{}}})", a.id, now, now + 600));
+  std::string none = b64url(R"({"alg":"none","typ":"JWT"})") + "." +
+                     b64url(fmt::format(R"({{"sub":"{}","type":"access","iat":{},"exp":{}}})", a.id, now, now + 600)) + ".";
+  std::string valid = hs256(secret, header, fmt::format(R"({{"sub":"{}","type":"access","iat":{},"exp":{}}})", a.id, now, now + 600));
+
+  auto why = [&](const std::string& token) {
+    auto r = s().http().get("/api/v1/conversations", token);
+    EXPECT_EQ(r.status, 401) << r.body;
+    return r.status == 401 ? std::string(r.json()["message"].GetString()) : std::string();
+  };
+  EXPECT_NE(why(expired).find("expired"), std::string::npos);
+  EXPECT_NE(why(forged).find("signature"), std::string::npos);
+  EXPECT_NE(why(none).find("none"), std::string::npos);
+  EXPECT_NE(why(a.refresh).find("refresh"), std::string::npos) << "a refresh token is not an access token";
+  EXPECT_EQ(s().http().get("/api/v1/conversations", valid).status, 200) << "a token minted with the secret works";
+
+  int status = 0;
+  EXPECT_FALSE(WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + expired, {}, &status));
+  EXPECT_EQ(status, 401);
+  EXPECT_FALSE(WsClient::connect("127.0.0.1", s().port(), "/ws", forged, &status));
+  EXPECT_EQ(status, 401);
+  EXPECT_FALSE(WsClient::connect("127.0.0.1", s().port(), "/ws", {}, &status));
+  EXPECT_EQ(status, 401);
+  auto ok = WsClient::connect("127.0.0.1", s().port(), "/ws", a.token, &status);
+  EXPECT_TRUE(ok) << "Authorization: Bearer works for /ws too";
+}
+
+TEST_F(E2eChat, RefreshRotatesAndLogoutRevokes) {
+  User a = make_user(s(), "refr");
+  auto r1 = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.refresh)));
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  std::string access2 = r1.json()["access_token"].GetString();
+  std::string refresh2 = r1.json()["refresh_token"].GetString();
+  EXPECT_EQ(s().http().get("/api/v1/conversations", access2).status, 200);
+  auto reuse = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.refresh)));
+  EXPECT_EQ(reuse.status, 401) << "refresh tokens are single-use: " << reuse.body;
+  auto out = s().http().post("/api/v1/auth/logout", fmt::format(R"({{"refresh_token":{}}})", quote(refresh2)));
+  EXPECT_EQ(out.status, 204) << out.body;
+  auto after = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(refresh2)));
+  EXPECT_EQ(after.status, 401);
+  auto access_as_refresh = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.token)));
+  EXPECT_EQ(access_as_refresh.status, 401);
+}
+
+TEST_F(E2eChat, FastSendersAreRateLimited) {
+  User a = make_user(s(), "fast");
+  auto ws = connect_ws(s(), a);
+  ASSERT_TRUE(ws);
+  // The burst is 800 frames: 1000 at once must run out of tokens.
+  for (int i = 0; i < 1000; ++i) ws->send("sync", R"({"conversation_id":"world","after_seq":0,"limit":1})");
+  auto limited = ws->wait_for("error", 30s, [](const Frame& f) { return f.str("code") == "rate_limited"; });
+  ASSERT_TRUE(limited);
+  ws->send("ping", "{}");
+  EXPECT_TRUE(ws->wait_for("pong", 30s)) << "still connected";
+}
+
+TEST_F(E2eChat, SilentPeersAreClosedAfterTheHeartbeatTimeout) {
+  User a = make_user(s(), "silent");
+  auto open_sessions = [&] {
+    auto m = s().http().get("/metrics");
+    constexpr std::string_view kLine = "\nimlog_gateway_ws_connections ";
+    auto at = m.body.find(kLine);
+    return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + kLine.size()));
+  };
+  ASSERT_TRUE(wait_until([&] { return open_sessions() == 0; }, 10s));
+  // A client that never reads never answers the server's pings (heartbeat_timeout is 3 s here).
+  auto silent = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token, {}, nullptr, nullptr,
+                                  /*read=*/false);
+  ASSERT_TRUE(silent);
+  ASSERT_TRUE(wait_until([&] { return open_sessions() == 1; }, 10s));
+  EXPECT_TRUE(wait_until([&] { return open_sessions() == 0; }, 15s)) << "the silent peer was not closed";
+  // A client that reads answers the pings and stays.
+  auto alive = connect_ws(s(), a);
+  ASSERT_TRUE(alive);
+  EXPECT_FALSE(alive->wait_closed(5s)) << "a peer that answers pings must stay connected";
+  alive->send("ping", "{}");
+  EXPECT_TRUE(alive->wait_for("pong", kFrameWait));
+}
+
+// ---- crash -------------------------------------------------------------------------------------
+
+TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp) {
+  ASSERT_GE(sodium_init(), 0);
+  TempDir dir("imlog-e2e-crash");
+  Server server(dir.str());
+  server.start();
+  User a = make_user(server, "crash_a"), b = make_user(server, "crash_b");
+  std::string c = single(a.id, b.id);
+  auto wa = connect_ws(server, a), wb = connect_ws(server, b);
+  ASSERT_TRUE(wa && wb);
+
+  constexpr int kFirst = 60;
+  constexpr int kMessages = 400;
+  auto id_of = [](int i) { return fmt::format("crash-{}", i); };
+  std::map<std::string, std::pair<uint64_t, std::string>> acked;  // client_msg_id → (seq, message_id)
+  auto take_ack = [&] {
+    auto ack = wa->wait_for("message-ack", kFrameWait);
+    if (ack) acked[ack->str("client_msg_id")] = {ack->u64("seq_id"), ack->str("message_id")};
+    return ack.has_value();
+  };
+  for (int i = 0; i < kFirst; ++i) send_message(*wa, c, id_of(i), fmt::format("payload {}", i));
+  while (acked.size() < static_cast<size_t>(kFirst)) ASSERT_TRUE(take_ack()) << "acks stopped at " << acked.size();
+  // Then a stream of sends, and the plug pulled while it flows.
+  for (int i = kFirst; i < kMessages; ++i) send_message(*wa, c, id_of(i), fmt::format("payload {}", i));
+  while (acked.size() < static_cast<size_t>(kFirst + 10)) ASSERT_TRUE(take_ack());
+  server.kill9();
+  ASSERT_TRUE(wa->wait_closed(kFrameWait));
+  ASSERT_TRUE(wb->wait_closed(kFrameWait));
+  for (auto& f : wa->take_all("message-ack")) acked[f.str("client_msg_id")] = {f.u64("seq_id"), f.str("message_id")};
+  // What bob had received, contiguously from seq 1.
+  std::set<uint64_t> bob_seqs;
+  for (auto& f : wb->take_all("new-message")) bob_seqs.insert(f.u64("seq_id"));
+  uint64_t bob_last = 0;
+  while (bob_seqs.contains(bob_last + 1)) ++bob_last;
+  std::cout << "killed with " << acked.size() << " of " << kMessages << " messages acknowledged; bob had seen seq "
+            << bob_last << "\n";
+
+  server.start();
+  // The client retries everything it sent with the same client_msg_ids: acked ones must come back
+  // with their original ids, the rest are taken once.
+  auto login = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(a.name)));
+  ASSERT_EQ(login.status, 200) << login.body;
+  a.token = login.json()["access_token"].GetString();
+  auto login_b = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(b.name)));
+  ASSERT_EQ(login_b.status, 200);
+  b.token = login_b.json()["access_token"].GetString();
+  auto wa2 = connect_ws(server, a);
+  ASSERT_TRUE(wa2);
+  for (int i = 0; i < kMessages; ++i) send_message(*wa2, c, id_of(i), fmt::format("payload {}", i));
+  std::map<std::string, std::pair<uint64_t, std::string>> final_ids;
+  for (int i = 0; i < kMessages; ++i) {
+    auto ack = ack_of(*wa2, id_of(i));
+    ASSERT_TRUE(ack) << id_of(i);
+    final_ids[id_of(i)] = {ack->u64("seq_id"), ack->str("message_id")};
+  }
+  for (const auto& [cmid, ids] : acked) {
+    EXPECT_EQ(final_ids[cmid], ids) << cmid << " was acked before the crash with other ids";
+  }
+
+  // History: every message exactly once, seqs dense from 1.
+  ASSERT_TRUE(wait_history(server, a, c, kMessages, 60s));
+  auto history = full_history(server, a, c);
+  ASSERT_EQ(history.size(), static_cast<size_t>(kMessages));
+  std::set<std::string> seen;
+  for (size_t i = 0; i < history.size(); ++i) {
+    EXPECT_EQ(history[i].seq, i + 1) << "seq ids are dense";
+    EXPECT_TRUE(seen.insert(history[i].client_msg_id).second) << history[i].client_msg_id << " twice";
+    auto it = final_ids.find(history[i].client_msg_id);
+    ASSERT_NE(it, final_ids.end());
+    EXPECT_EQ(it->second.first, history[i].seq);
+    EXPECT_EQ(it->second.second, history[i].message_id);
+  }
+
+  // Bob reconnects and syncs from the last seq he saw: exactly what he missed.
+  auto wb2 = connect_ws(server, b);
+  ASSERT_TRUE(wb2);
+  std::vector<uint64_t> missed;
+  uint64_t after = bob_last;
+  for (int guard = 0; guard < 100; ++guard) {
+    wb2->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":{},"limit":100}})", quote(c), after));
+    auto page = wb2->wait_for("sync-result", kFrameWait);
+    ASSERT_TRUE(page);
+    const auto& msgs = page->data()["messages"];
+    for (const auto& m : msgs.GetArray()) missed.push_back(m["seq_id"].GetUint64());
+    if (!page->data()["has_more"].GetBool() || msgs.Empty()) break;
+    after = missed.back();
+  }
+  std::vector<uint64_t> expected;
+  for (uint64_t s = bob_last + 1; s <= static_cast<uint64_t>(kMessages); ++s) expected.push_back(s);
+  EXPECT_EQ(missed, expected);
+
+  auto st = server.terminate();
+  EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+}
+
+}  // namespace
+}  // namespace imlog::testing

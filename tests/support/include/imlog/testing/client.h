@@ -1,0 +1,94 @@
+#pragma once
+// A small HTTP and WebSocket client for the end-to-end tests: real sockets against a real `imlog
+// serve`, every wait bounded by a deadline (no sleeps).
+//
+// HttpClient is synchronous, one connection per request. WsClient runs its socket on its own I/O
+// thread; received messages queue up and tests take them with wait_for(type, deadline). Both are
+// thread-compatible (one test thread drives each).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+namespace imlog::testing {
+
+struct HttpResult {
+  int status = 0;              // 0: no answer (connection failed or timed out)
+  std::string body;
+  std::string error;           // why status is 0
+  rapidjson::Document json() const;  // body parsed (a null document when it is not JSON)
+};
+
+class HttpClient {
+ public:
+  HttpClient(std::string host, int port) : host_(std::move(host)), port_(port) {}
+  HttpResult request(std::string_view method, std::string_view target, std::string_view body = {},
+                     std::string_view bearer = {},
+                     std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
+  HttpResult get(std::string_view target, std::string_view bearer = {}) const { return request("GET", target, {}, bearer); }
+  HttpResult post(std::string_view target, std::string_view body, std::string_view bearer = {}) const {
+    return request("POST", target, body, bearer);
+  }
+
+ private:
+  std::string host_;
+  int port_;
+};
+
+// One received WebSocket message.
+struct Frame {
+  std::string raw;
+  std::string type;              // "" when not a {type, data} JSON object
+  rapidjson::Document doc;
+  [[nodiscard]] const rapidjson::Value& data() const;
+  [[nodiscard]] std::string str(const char* field) const;    // data[field] as a string ("" if absent)
+  [[nodiscard]] uint64_t u64(const char* field) const;       // data[field] as a number (0 if absent)
+};
+
+class WsClient {
+ public:
+  // Connects to ws://host:port<target>, with `bearer` in an Authorization header when non-empty.
+  // nullptr on failure; `http_status` gets the refusal's status (401, ...) when there was one.
+  // `read` false: never read (so never answer pings): a silent peer.
+  static std::unique_ptr<WsClient> connect(const std::string& host, int port, const std::string& target,
+                                           const std::string& bearer = {}, int* http_status = nullptr,
+                                           std::string* error = nullptr, bool read = true);
+  ~WsClient();
+
+  void send_text(std::string text);
+  void send_binary(std::string bytes);
+  // {"type": type, "data": data_json}
+  void send(std::string_view type, std::string_view data_json);
+
+  // The oldest queued message of `type` that satisfies `pred`, waiting up to `timeout`. Other
+  // messages stay queued in order.
+  std::optional<Frame> wait_for(std::string_view type, std::chrono::milliseconds timeout,
+                                const std::function<bool(const Frame&)>& pred = {});
+  // Every queued message of `type` now, removed from the queue.
+  std::vector<Frame> take_all(std::string_view type);
+  // Waits until the server closed the connection; its close code (0 when closed without one).
+  std::optional<uint16_t> wait_closed(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool closed() const;
+  void close();
+
+  struct Impl;
+
+ private:
+  explicit WsClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses one JSON text ({} on error).
+rapidjson::Document parse_json(std::string_view text);
+
+}  // namespace imlog::testing

@@ -1,0 +1,273 @@
+#include "imlog/testing/client.h"
+
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+namespace imlog::testing {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+rapidjson::Document parse_json(std::string_view text) {
+  rapidjson::Document d;
+  d.Parse(text.data(), text.size());
+  if (d.HasParseError()) d.SetObject();
+  return d;
+}
+
+rapidjson::Document HttpResult::json() const {
+  rapidjson::Document d;
+  d.Parse(body.data(), body.size());
+  if (d.HasParseError()) d.SetNull();
+  return d;
+}
+
+HttpResult HttpClient::request(std::string_view method, std::string_view target, std::string_view body,
+                               std::string_view bearer, std::chrono::milliseconds timeout) const {
+  HttpResult out;
+  try {
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    stream.expires_after(timeout);
+    stream.connect(tcp::endpoint(net::ip::make_address(host_), static_cast<unsigned short>(port_)));
+    http::request<http::string_body> req(http::string_to_verb(method), target, 11);
+    req.set(http::field::host, host_);
+    if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer));
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::string(body);
+    }
+    req.prepare_payload();
+    req.keep_alive(false);
+    stream.expires_after(timeout);
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
+    http::read(stream, buf, parser);
+    out.status = static_cast<int>(parser.get().result_int());
+    out.body = parser.get().body();
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  } catch (const std::exception& e) {
+    out.status = 0;
+    out.error = e.what();
+  }
+  return out;
+}
+
+const rapidjson::Value& Frame::data() const {
+  static const rapidjson::Value kNull;
+  if (!doc.IsObject()) return kNull;
+  auto it = doc.FindMember("data");
+  return it == doc.MemberEnd() ? kNull : it->value;
+}
+
+std::string Frame::str(const char* field) const {
+  const auto& d = data();
+  if (!d.IsObject()) return {};
+  auto it = d.FindMember(field);
+  if (it == d.MemberEnd() || !it->value.IsString()) return {};
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+uint64_t Frame::u64(const char* field) const {
+  const auto& d = data();
+  if (!d.IsObject()) return 0;
+  auto it = d.FindMember(field);
+  if (it == d.MemberEnd() || !it->value.IsUint64()) return 0;
+  return it->value.GetUint64();
+}
+
+struct WsClient::Impl {
+  net::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws{ioc};
+  beast::flat_buffer in;
+  std::deque<std::pair<std::string, bool>> out;  // (bytes, text?)
+  bool writing = false;
+  std::thread thread;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Frame> inbox;
+  bool closed = false;
+  uint16_t close_code = 0;
+
+  void do_read() {
+    ws.async_read(in, [this](beast::error_code ec, std::size_t) {
+      if (ec) {
+        std::lock_guard lock(mu);
+        closed = true;
+        close_code = static_cast<uint16_t>(ws.reason().code);
+        cv.notify_all();
+        return;
+      }
+      Frame f;
+      f.raw = beast::buffers_to_string(in.data());
+      in.consume(in.size());
+      f.doc.Parse(f.raw.data(), f.raw.size());
+      if (!f.doc.HasParseError() && f.doc.IsObject()) {
+        auto t = f.doc.FindMember("type");
+        if (t != f.doc.MemberEnd() && t->value.IsString()) f.type = t->value.GetString();
+      }
+      {
+        std::lock_guard lock(mu);
+        inbox.push_back(std::move(f));
+      }
+      cv.notify_all();
+      do_read();
+    });
+  }
+
+  void enqueue(std::string bytes, bool text) {
+    net::post(ioc, [this, bytes = std::move(bytes), text]() mutable {
+      out.emplace_back(std::move(bytes), text);
+      if (!writing) do_write();
+    });
+  }
+
+  void do_write() {
+    if (out.empty()) {
+      writing = false;
+      return;
+    }
+    writing = true;
+    ws.text(out.front().second);
+    ws.async_write(net::buffer(out.front().first), [this](beast::error_code ec, std::size_t) {
+      out.pop_front();
+      if (ec) {
+        writing = false;
+        return;
+      }
+      do_write();
+    });
+  }
+};
+
+WsClient::WsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+WsClient::~WsClient() {
+  if (!impl_) return;
+  net::post(impl_->ioc, [p = impl_.get()] {
+    beast::error_code ec;
+    beast::get_lowest_layer(p->ws).socket().close(ec);
+  });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, const std::string& target,
+                                            const std::string& bearer, int* http_status, std::string* error,
+                                            bool read) {
+  auto impl = std::make_unique<Impl>();
+  beast::error_code ec;
+  auto& tcp_layer = beast::get_lowest_layer(impl->ws);
+  tcp_layer.expires_after(std::chrono::seconds(10));
+  tcp_layer.connect(tcp::endpoint(net::ip::make_address(host), static_cast<unsigned short>(port)), ec);
+  if (ec) {
+    if (error) *error = "connect: " + ec.message();
+    return nullptr;
+  }
+  if (!bearer.empty()) {
+    impl->ws.set_option(websocket::stream_base::decorator(
+        [bearer](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + bearer); }));
+  }
+  impl->ws.read_message_max(64 << 20);
+  // The asynchronous handshake hands back the server's response even when it declines the
+  // upgrade (the synchronous one does not), so the test can read a 401.
+  websocket::response_type res;
+  impl->ws.async_handshake(res, host + ":" + std::to_string(port), target, [&ec](beast::error_code e) { ec = e; });
+  impl->ioc.run();
+  impl->ioc.restart();
+  if (http_status) *http_status = static_cast<int>(res.result_int());
+  if (ec) {
+    if (error) *error = "handshake: " + ec.message() + " (HTTP " + std::to_string(res.result_int()) + ")";
+    return nullptr;
+  }
+  tcp_layer.expires_never();
+  auto* p = impl.get();
+  if (read) p->do_read();
+  p->thread = std::thread([p] { p->ioc.run(); });
+  return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
+}
+
+void WsClient::send_text(std::string text) { impl_->enqueue(std::move(text), true); }
+void WsClient::send_binary(std::string bytes) { impl_->enqueue(std::move(bytes), false); }
+
+void WsClient::send(std::string_view type, std::string_view data_json) {
+  std::string f = "{\"type\":\"" + std::string(type) + "\",\"data\":" + std::string(data_json.empty() ? "{}" : data_json) + "}";
+  send_text(std::move(f));
+}
+
+std::optional<Frame> WsClient::wait_for(std::string_view type, std::chrono::milliseconds timeout,
+                                        const std::function<bool(const Frame&)>& pred) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(impl_->mu);
+  size_t scanned = 0;
+  while (true) {
+    for (size_t i = scanned; i < impl_->inbox.size(); ++i) {
+      Frame& f = impl_->inbox[i];
+      if (f.type == type && (!pred || pred(f))) {
+        Frame out = std::move(f);
+        impl_->inbox.erase(impl_->inbox.begin() + static_cast<std::ptrdiff_t>(i));
+        return out;
+      }
+    }
+    scanned = impl_->inbox.size();
+    if (impl_->closed) return std::nullopt;
+    if (impl_->cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+      // One last look at what arrived with the time-out.
+      for (size_t i = scanned; i < impl_->inbox.size(); ++i) {
+        Frame& f = impl_->inbox[i];
+        if (f.type == type && (!pred || pred(f))) {
+          Frame out = std::move(f);
+          impl_->inbox.erase(impl_->inbox.begin() + static_cast<std::ptrdiff_t>(i));
+          return out;
+        }
+      }
+      return std::nullopt;
+    }
+  }
+}
+
+std::vector<Frame> WsClient::take_all(std::string_view type) {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Frame> out;
+  for (auto it = impl_->inbox.begin(); it != impl_->inbox.end();) {
+    if (it->type == type) {
+      out.push_back(std::move(*it));
+      it = impl_->inbox.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+std::optional<uint16_t> WsClient::wait_closed(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->closed; })) return std::nullopt;
+  return impl_->close_code;
+}
+
+bool WsClient::closed() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->closed;
+}
+
+void WsClient::close() {
+  net::post(impl_->ioc, [p = impl_.get()] {
+    p->ws.async_close(websocket::close_code::normal, [](beast::error_code) {});
+  });
+}
+
+}  // namespace imlog::testing
