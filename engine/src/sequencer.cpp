@@ -6,7 +6,9 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -42,6 +44,10 @@ struct PartitionCtx {
   uint64_t token = 0;
   int64_t acked_event_offset = 0;       // next im.events offset after the last acknowledged event
   int64_t acked_command_offset = -1;    // highest command offset whose events are acknowledged
+  // Fencing check: below verified_offset no other writer's EpochStarted follows our marker;
+  // unverified_events of ours were acknowledged at or after it (see fenced_since_verified()).
+  int64_t verified_offset = 0;
+  uint64_t unverified_events = 0;
   uint64_t last_event_id = 0;
   MessageIdGenerator ids;
   std::unordered_map<std::string, StreamState> streams;
@@ -51,14 +57,17 @@ struct PartitionCtx {
 };
 
 struct Reply {
+  int32_t partition;  // of the command answered
   std::string topic;
   std::string bytes;
 };
 
 struct Inflight {
   std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
-  std::vector<Reply> replies;                  // sent once the batch is durable
+  std::vector<Reply> replies;                  // sent once the batch and all before it are durable
   size_t events = 0;
+  // The append's outcome, once its callback came. Batches are finished in order (complete()).
+  std::optional<Result<std::vector<RecordPosition>>> result;
 };
 
 struct Completion {
@@ -115,6 +124,7 @@ class Sequencer::Loop final : public RebalanceListener {
     checkpoint();
     for (const auto& tp : parts) {
       partitions_.erase(tp.partition);
+      retake_.erase(tp.partition);
       logger_->info("released partition {} of {}", tp.partition, kCommandsTopic);
     }
     stats.partitions = static_cast<int32_t>(partitions_.size());
@@ -129,6 +139,10 @@ class Sequencer::Loop final : public RebalanceListener {
     auto next_checkpoint = std::chrono::steady_clock::now() + config_.checkpoint_interval;
     while (running_ && failure().empty()) {
       drain_completions(false);
+      if (!retake_.empty()) {
+        retake_partitions();
+        continue;
+      }
       if (inflight_.size() >= config_.max_inflight_batches) {
         drain_completions(true);
         continue;
@@ -189,6 +203,7 @@ class Sequencer::Loop final : public RebalanceListener {
     IMLOG_TRY(caught);
     ctx->token = token;
     ctx->acked_event_offset = marker_offset + 1;
+    ctx->verified_offset = marker_offset + 1;
     logger_->info("took partition {}: epoch {:x}, caught up {} events from offset {} to {}", p, token,
                   *caught, cp->next_event_offset, marker_offset);
     partitions_[p] = std::move(ctx);
@@ -213,6 +228,9 @@ class Sequencer::Loop final : public RebalanceListener {
       auto polled = reader->poll(records, std::chrono::milliseconds(1000));
       if (!polled) return fail(polled.error().with_context("catching up partition " + std::to_string(p)));
       for (const auto& r : records) {
+        // Past our own marker are later writers' records (a newer epoch would fence us): not ours
+        // to apply.
+        if (r.offset > through) break;
         next = r.offset + 1;
         auto ev = read_event(r.value);
         if (!ev) {
@@ -328,7 +346,8 @@ class Sequencer::Loop final : public RebalanceListener {
     auto ref = parse_stream(stream);
     auto refuse = [&](Refusal why, std::string message) {
       stats.refused++;
-      queue_reply(batch, c, fb::ReplyStatus::Refused, why, std::move(message), DedupeEntry{});
+      queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, why, std::move(message),
+                  DedupeEntry{});
     };
     if (!ref) return refuse(Refusal::invalid, "`" + stream + "` is not a stream id");
     if (r.key != stream) return refuse(Refusal::invalid, "the command's key does not match its stream");
@@ -338,7 +357,7 @@ class Sequencer::Loop final : public RebalanceListener {
     std::string key = StateStore::dedupe_key(stream, c.actor(), cmid);
     if (auto dup = find_duplicate(ctx, key)) {
       stats.duplicates++;
-      queue_reply(batch, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", *dup);
+      queue_reply(batch, r.partition, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", *dup);
       return;
     }
     StreamState& state = state_of(ctx, stream);
@@ -366,8 +385,9 @@ class Sequencer::Loop final : public RebalanceListener {
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
   }
 
-  void queue_reply(Inflight& batch, const fb::CommandEnvelope& c, fb::ReplyStatus status, Refusal why,
-                   std::string message, const DedupeEntry& original) {
+  void queue_reply(Inflight& batch, int32_t partition, const fb::CommandEnvelope& c,
+                   fb::ReplyStatus status, Refusal why, std::string message,
+                   const DedupeEntry& original) {
     if (!c.reply_to() || !c.reply_to()->gateway() || c.reply_to()->gateway()->size() == 0) return;
     fb::DeliveryT d;
     d.reply = std::make_unique<fb::CommandReplyT>();
@@ -382,7 +402,8 @@ class Sequencer::Loop final : public RebalanceListener {
     r.result_id = original.result_id;
     r.client_msg_id = sv(c.client_msg_id());
     r.actor = c.actor();
-    batch.replies.push_back(Reply{delivery_topic(sv(c.reply_to()->gateway())), encode_delivery(d)});
+    batch.replies.push_back(
+        Reply{partition, delivery_topic(sv(c.reply_to()->gateway())), encode_delivery(d)});
   }
 
   // ---- completions ----------------------------------------------------------------------------------
@@ -397,45 +418,133 @@ class Sequencer::Loop final : public RebalanceListener {
     for (auto& c : ready) complete(c.batch, std::move(c.result));
   }
 
+  // Batches finish in the order they were appended, whatever order their callbacks come in: a
+  // batch's replies (a duplicate's original may be in an earlier batch still in flight) and
+  // command offsets are released only once every earlier batch is durable too.
   void complete(uint64_t id, Result<std::vector<RecordPosition>> result) {
-    auto node = inflight_.extract(id);
-    if (node.empty()) return;
-    Inflight& batch = node.mapped();
+    auto it = inflight_.find(id);
+    if (it == inflight_.end()) return;
+    it->second.result = std::move(result);
+    while (!inflight_.empty() && inflight_.begin()->second.result) {
+      auto node = inflight_.extract(inflight_.begin());
+      finish(node.mapped());
+    }
+  }
+
+  void finish(Inflight& batch) {
+    auto& result = *batch.result;
     if (!result) {
-      // Our in-memory state ran ahead of a log that may hold any part of the batch: rebuild the
-      // affected partitions from the log (a new epoch), and let the commands come again.
+      // Our in-memory state ran ahead of a log that may hold any part of the batch: drop the
+      // affected partitions now, so later batches decided on that state answer nothing and commit
+      // nothing, and let the loop rebuild them from the log (a new epoch) and read their commands
+      // again (retake_partitions()).
       logger_->error("appending {} events failed: {}; retaking the partitions", batch.events,
                      result.error().to_string());
-      for (auto [p, off] : batch.command_offsets) retake_partition(p);
+      for (auto [p, off] : batch.command_offsets) {
+        if (partitions_.erase(p) > 0) retake_.insert(p);
+      }
+      stats.partitions = static_cast<int32_t>(partitions_.size());
       return;
     }
     stats.events += result->size();
+    std::map<int32_t, std::pair<int64_t, uint64_t>> written;  // partition → (end, events)
     for (const auto& pos : *result) {
-      if (auto it = partitions_.find(pos.partition); it != partitions_.end()) {
-        it->second->acked_event_offset = std::max(it->second->acked_event_offset, pos.offset + 1);
-      }
+      auto& w = written[pos.partition];
+      w.first = std::max(w.first, pos.offset + 1);
+      ++w.second;
+    }
+    for (auto [p, w] : written) {
+      auto it = partitions_.find(p);
+      if (it == partitions_.end()) continue;
+      PartitionCtx& ctx = *it->second;
+      ctx.acked_event_offset = std::max(ctx.acked_event_offset, w.first);
+      ctx.unverified_events += w.second;
+      auto fenced = fenced_since_verified(ctx);
+      if (!fenced) return fail_loop(fenced.error());
+      if (*fenced) stand_down(p);
     }
     for (auto [p, off] : batch.command_offsets) {
       if (auto it = partitions_.find(p); it != partitions_.end()) {
         it->second->acked_command_offset = std::max(it->second->acked_command_offset, off);
       }
     }
+    // A partition we stood down from was decided on a state no reader shares: no answers from it.
+    std::erase_if(batch.replies, [&](const Reply& r) { return !partitions_.contains(r.partition); });
     send_replies(std::move(batch.replies));
+  }
+
+  // Whether another writer's EpochStarted landed in ctx's partition after our marker and before
+  // our last acknowledged event, which makes our events since invalid to every reader (DESIGN.md
+  // §5). Appends to a partition land in the order we make them and batches finish in that order,
+  // so if only we wrote there, [verified_offset, acked_event_offset) holds exactly our
+  // unverified_events; when it holds more, read what the others wrote. Events of a zombie (older
+  // token) are harmless; a marker with another token means we were fenced.
+  Result<bool> fenced_since_verified(PartitionCtx& ctx) {
+    int64_t span = ctx.acked_event_offset - ctx.verified_offset;
+    if (span != static_cast<int64_t>(ctx.unverified_events)) {
+      ConsumerOptions opts;
+      opts.max_batch = 4096;
+      auto reader = log_.consumer(opts);
+      IMLOG_TRY(reader->assign({TopicPartitionOffset{std::string(kEventsTopic), ctx.partition, ctx.verified_offset}}));
+      std::vector<Record> records;
+      int64_t next = ctx.verified_offset;
+      while (next < ctx.acked_event_offset) {
+        auto polled = reader->poll(records, std::chrono::milliseconds(1000));
+        if (!polled) {
+          return fail(polled.error().with_context("checking the epoch of partition " + std::to_string(ctx.partition)));
+        }
+        for (const auto& r : records) {
+          if (r.offset >= ctx.acked_event_offset) break;
+          next = r.offset + 1;
+          auto ev = read_event(r.value);
+          if (!ev) {
+            return fail(ev.error().with_context("im.events partition " + std::to_string(ctx.partition) +
+                                                " offset " + std::to_string(r.offset)));
+          }
+          auto* marker = (*ev)->event_as_EpochStarted();
+          if (marker != nullptr && marker->token() != ctx.token) {
+            logger_->error("partition {} of {} was fenced at offset {} by {} (epoch {:x}); our epoch {:x}",
+                           ctx.partition, kEventsTopic, r.offset, sv(marker->writer()), marker->token(),
+                           ctx.token);
+            return true;
+          }
+        }
+      }
+    }
+    ctx.verified_offset = ctx.acked_event_offset;
+    ctx.unverified_events = 0;
+    return false;
+  }
+
+  // Another sequencer took the partition: stop writing it and drop what we derived since our last
+  // checkpoint (never stored, never committed), so the commands come again to whoever owns it, or
+  // to us after a new assignment, which catches up from the log under a new epoch.
+  void stand_down(int32_t p) {
+    logger_->error("standing down from partition {} of {}: another sequencer owns it", p, kCommandsTopic);
+    partitions_.erase(p);
+    stats.partitions = static_cast<int32_t>(partitions_.size());
   }
 
   void send_replies(std::vector<Reply> replies) {
     std::map<std::string, std::vector<OutRecord>> by_topic;
     for (auto& r : replies) by_topic[r.topic].push_back(OutRecord{"", std::move(r.bytes), 0});
     for (auto& [topic, records] : by_topic) {
-      log_.append(topic, std::move(records), [this, topic](Result<std::vector<RecordPosition>> r) {
-        if (!r) logger_->warn("replying on {} failed: {}", topic, r.error().to_string());
+      // Not `this`: nothing waits for replies, so this may run after the sequencer is gone.
+      log_.append(topic, std::move(records), [log = logger_, topic](Result<std::vector<RecordPosition>> r) {
+        if (!r) log->warn("replying on {} failed: {}", topic, r.error().to_string());
       });
     }
   }
 
-  void retake_partition(int32_t p) {
+  // Retakes the partitions whose appends failed, once nothing is in flight.
+  void retake_partitions() {
     quiesce();
-    partitions_.erase(p);
+    auto parts = std::move(retake_);
+    retake_.clear();
+    for (int32_t p : parts) retake_partition(p);
+  }
+
+  void retake_partition(int32_t p) {
     if (auto s = take_partition(p); !s) return fail_loop(s.error());
     auto committed = commands_->committed(TopicPartition{std::string(kCommandsTopic), p});
     int64_t from = committed && *committed ? **committed : 0;
@@ -492,6 +601,7 @@ class Sequencer::Loop final : public RebalanceListener {
   std::atomic<bool> running_{true};
 
   std::map<int32_t, std::unique_ptr<PartitionCtx>> partitions_;
+  std::set<int32_t> retake_;  // owned partitions dropped after a failed append, to take again
   std::map<uint64_t, Inflight> inflight_;
   uint64_t next_batch_ = 1;
 

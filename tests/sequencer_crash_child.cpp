@@ -1,0 +1,287 @@
+// sequencer_crash_child: one engine process under a steady command load of its own, for the crash
+// test (tests/sequencer_crash_test.cpp), which SIGKILLs it at random moments and restarts it.
+//
+//   sequencer_crash_child (--log-dir DIR | --bootstrap HOST:PORT,...) --state-dir DIR --count M
+//                         [--from N] [--gateway GW] [--partitions P] [--window W]
+//                         [--parent-pid PID]   (dies with PID, the test, even on its SIGKILL)
+//
+// It runs a LogDirectory and a Sequencer on the log, and acts as the client and the router:
+//   - client: sends commands N, N+1, ..., M-1 to im.commands, at most W beyond the lowest command
+//     not yet acked (a client's window). Command i is a pure function of i (stream, actor,
+//     client_msg_id "c-<i>", request id i+1), so a restarted child with a lower --from re-sends
+//     commands exactly as a client retries them;
+//   - router: reads im.events from offset 0 and acks each VALID event (EpochFilter) whose reply_to
+//     names its gateway; reads im.deliver.<GW> from offset 0 for the engine's own replies.
+// Command mix: groups group_1..group_3 created by user 1, users 2..4 join each, then messages to
+// `world` (users 1..6) and to the groups (their members): testing::crash_load_command(). Every
+// command must be accepted.
+//
+// Output, one line each, flushed (the test reads it while the process runs):
+//   started                                   the engine and the readers run; sending starts
+//   ack <cmid> <stream> <seq> <event_id>      a valid event of this gateway (from the log)
+//   dup <cmid> <stream> <seq> <event_id>      a Duplicate reply
+//   refused <cmid> <code> <message...>        a Refused reply (the test fails on it)
+//   failure <message>                         the sequencer stopped on an error (exit 2)
+//   done                                      every command 0..M-1 is acked; exits 0 after a
+//                                             graceful stop
+// Exit codes: 0 done, 1 bad arguments or start-up failure, 2 sequencer failure.
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/kafka_log.h"
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+#include "imlog/testing/engine_harness.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace imlog;
+
+// stdout, one whole line at a time from any thread.
+class Out {
+ public:
+  void line(const std::string& s) {
+    std::lock_guard lock(mu_);
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+ private:
+  std::mutex mu_;
+};
+
+// Which commands are acked (from the log), and the client's window.
+class Acks {
+ public:
+  explicit Acks(uint64_t count) : acked_(count, false) {}
+  // Returns whether it was new.
+  bool mark(uint64_t i) {
+    std::lock_guard lock(mu_);
+    if (i >= acked_.size() || acked_[i]) return false;
+    acked_[i] = true;
+    while (low_ < acked_.size() && acked_[low_]) ++low_;
+    cv_.notify_all();
+    return true;
+  }
+  // Waits up to `timeout` for the window to admit command i; returns whether it does.
+  bool wait_window(uint64_t i, uint64_t window, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return i < low_ + window; });
+  }
+  uint64_t low() {
+    std::lock_guard lock(mu_);
+    return low_;
+  }
+  bool all(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return low_ == acked_.size(); });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<bool> acked_;
+  uint64_t low_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"engine process for the sequencer crash test"};
+  std::string log_dir, bootstrap, state_dir, gateway = "gw-crash", log_level = "warn";
+  uint64_t from = 0, count = 0, window = 32;
+  int32_t partitions = 4;
+  auto* local = app.add_option("--log-dir", log_dir, "LocalLog directory");
+  app.add_option("--bootstrap", bootstrap, "Kafka bootstrap list")->excludes(local);
+  app.add_option("--state-dir", state_dir, "the sequencer's state store")->required();
+  app.add_option("--count", count, "commands 0..count-1")->required();
+  app.add_option("--from", from, "first command this run sends");
+  app.add_option("--gateway", gateway, "gateway id of the replies");
+  app.add_option("--partitions", partitions, "partitions of im.commands / im.events");
+  app.add_option("--window", window, "commands sent beyond the lowest unacked one");
+  app.add_option("--log-level", log_level, "engine log level");
+  pid_t parent_pid = 0;
+  app.add_option("--parent-pid", parent_pid, "the test: die with it, even when it is SIGKILLed");
+  CLI11_PARSE(app, argc, argv);
+  if (parent_pid > 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent_pid) return 1;  // it died before prctl
+  }
+  if (log_dir.empty() == bootstrap.empty()) {
+    std::fprintf(stderr, "give exactly one of --log-dir and --bootstrap\n");
+    return 1;
+  }
+  setup_logging(LogConfig{log_level, "text"});
+
+  std::unique_ptr<EventLog> log;
+  if (!log_dir.empty()) {
+    LocalLogConfig c;
+    c.dir = log_dir;
+    auto l = LocalLog::open(c);
+    if (!l) {
+      std::fprintf(stderr, "opening %s: %s\n", log_dir.c_str(), l.error().to_string().c_str());
+      return 1;
+    }
+    log = std::move(*l);
+  } else {
+    KafkaLogConfig c;
+    std::stringstream in(bootstrap);
+    for (std::string b; std::getline(in, b, ',');) {
+      if (!b.empty()) c.brokers.push_back(b);
+    }
+    c.client_id = "crash-child";
+    c.session_timeout = 6000ms;  // the mock makes a rejoin wait session.timeout - 1 s
+    auto l = KafkaLog::open(c);
+    if (!l) {
+      std::fprintf(stderr, "connecting to %s: %s\n", bootstrap.c_str(), l.error().to_string().c_str());
+      return 1;
+    }
+    log = std::move(*l);
+  }
+  if (auto s = testing::create_engine_topics(*log, partitions, gateway); !s) {
+    std::fprintf(stderr, "topics: %s\n", s.error().to_string().c_str());
+    return 1;
+  }
+
+  EngineConfig ec;
+  ec.state_dir = state_dir;
+  ec.instance_id = "crash-child-" + std::to_string(::getpid());
+  ec.checkpoint_interval = 200ms;  // several checkpoints between kills
+  auto node = testing::EngineNode::start(*log, ec);
+  if (!node) {
+    std::fprintf(stderr, "engine: %s\n", node.error().to_string().c_str());
+    return 1;
+  }
+
+  Out out;
+  Acks acks(count);
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> reader_failed{false};
+
+  // The router's half: valid events of this gateway are acks.
+  std::thread events([&] {
+    ConsumerOptions o;
+    auto c = log->consumer(o);
+    std::vector<TopicPartitionOffset> tps;
+    for (int32_t p = 0; p < partitions; ++p) tps.push_back({std::string(kEventsTopic), p, 0});
+    if (auto s = c->assign(tps); !s) {
+      out.line("failure reading im.events: " + s.error().to_string());
+      reader_failed = true;
+      return;
+    }
+    EpochFilter filter;
+    std::vector<Record> records;
+    while (!stopping) {
+      if (auto s = c->poll(records, 200ms); !s) {
+        if (s.error().retryable()) continue;
+        out.line("failure reading im.events: " + s.error().to_string());
+        reader_failed = true;
+        return;
+      }
+      for (const auto& r : records) {
+        auto ev = read_event(r.value);
+        if (!ev) {
+          out.line("failure decoding im.events: " + ev.error().to_string());
+          reader_failed = true;
+          return;
+        }
+        const fb::EventEnvelope& e = **ev;
+        if (!filter.accept(r.partition, e) || e.event_type() == fb::Event::EpochStarted) continue;
+        if (!e.reply_to() || sv(e.reply_to()->gateway()) != gateway) continue;
+        auto cmid = sv(e.client_msg_id());
+        out.line("ack " + std::string(cmid) + " " + std::string(sv(e.stream())) + " " +
+                 std::to_string(e.seq()) + " " + std::to_string(e.event_id()));
+        if (auto i = testing::crash_load_index(cmid)) acks.mark(*i);
+      }
+    }
+  });
+  // The gateway's half: the engine's replies (duplicates, refusals).
+  std::thread replies([&] {
+    ConsumerOptions o;
+    auto c = log->consumer(o);
+    if (auto s = c->assign({{delivery_topic(gateway), 0, 0}}); !s) {
+      out.line("failure reading replies: " + s.error().to_string());
+      reader_failed = true;
+      return;
+    }
+    std::vector<Record> records;
+    while (!stopping) {
+      if (auto s = c->poll(records, 200ms); !s) {
+        if (s.error().retryable()) continue;
+        out.line("failure reading replies: " + s.error().to_string());
+        reader_failed = true;
+        return;
+      }
+      for (const auto& r : records) {
+        auto d = read_delivery(r.value);
+        if (!d || (*d)->reply() == nullptr) continue;
+        const fb::CommandReply& reply = *(*d)->reply();
+        if (reply.status() == fb::ReplyStatus::Duplicate) {
+          out.line("dup " + std::string(sv(reply.client_msg_id())) + " " +
+                   std::string(sv(reply.stream())) + " " + std::to_string(reply.seq()) + " " +
+                   std::to_string(reply.event_id()));
+        } else if (reply.status() == fb::ReplyStatus::Refused) {
+          out.line("refused " + std::string(sv(reply.client_msg_id())) + " " +
+                   std::string(sv(reply.code())) + " " + std::string(sv(reply.message())));
+        }
+      }
+    }
+  });
+
+  out.line("started");
+  int rc = 0;
+  auto engine_failed = [&] {
+    if (auto f = (*node)->sequencer().failure(); !f.empty()) {
+      out.line("failure " + f);
+      return true;
+    }
+    return reader_failed.load();
+  };
+  // The client's half: send within the window; an append that fails is sent again.
+  for (uint64_t i = from; i < count && rc == 0;) {
+    if (engine_failed()) {
+      rc = 2;
+      break;
+    }
+    if (!acks.wait_window(i, window, 200ms)) continue;
+    std::vector<fb::CommandEnvelopeT> batch;
+    uint64_t limit = acks.low() + window;
+    for (uint64_t j = i; j < count && j < limit && batch.size() < 8; ++j) {
+      batch.push_back(testing::crash_load_command(j, gateway));
+    }
+    if (auto s = testing::submit(*log, batch); !s) {
+      std::fprintf(stderr, "sending commands %llu..: %s (sending again)\n",
+                   static_cast<unsigned long long>(i), s.error().to_string().c_str());
+      continue;
+    }
+    i += batch.size();
+  }
+  while (rc == 0 && !acks.all(200ms)) {
+    if (engine_failed()) rc = 2;
+  }
+  if (rc == 0) out.line("done");
+  stopping = true;
+  events.join();
+  replies.join();
+  (*node)->stop();
+  node->reset();
+  return rc;
+}
