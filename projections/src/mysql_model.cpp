@@ -8,7 +8,7 @@
 //   e.g. read_pointers.updated_at follows read_seq) — applied identically in memory and in the
 //   statement's ON DUPLICATE KEY UPDATE clause. Rows are then written as multi-row
 //   INSERT ... ON DUPLICATE KEY UPDATE through prepared statements, grouped by the set of columns
-//   present, in chunks of 256, 128, ..., 1 rows (so a table needs at most nine statement shapes
+//   present, in chunks of 1024, 512, ..., 1 rows (so a table needs at most eleven statement shapes
 //   per column set, prepared once per connection). messages rows are insert-only (a message never
 //   changes except by a recall, an UPDATE). Everything, the positions included, is one
 //   transaction. Rare events that need the current state (RoleChanged to owner demotes the old
@@ -387,8 +387,8 @@ struct Conn {
   }
 };
 
-// Chunks of a multi-row statement: 256, 128, ..., 1 rows.
-constexpr size_t kMaxRowsPerStatement = 256;
+// Chunks of a multi-row statement: 1024, 512, ..., 1 rows.
+constexpr size_t kMaxRowsPerStatement = 1024;
 size_t chunk_rows(size_t n) { return std::bit_floor(std::min(n, kMaxRowsPerStatement)); }
 
 std::string upsert_sql(const TableSpec& t, uint64_t mask, size_t rows) {
@@ -1078,9 +1078,10 @@ class MysqlModelImpl final : public MysqlModel {
     moves.clear();
     timeline::pointer_moves(e, *ref, moves);
     for (const auto& m : moves) {
-      if (m.kind != timeline::PointerMove::Kind::raise) continue;
-      w.read_pointers.patch({u64(m.user), str(sv(e.stream()))},
-                            {{rp_col::updated_at, i64(m.seq == 0 ? 0 : ts)}, {rp_col::read_seq, u64(m.seq)}});
+      // A raise to 0 only names a participant (the Redis model keeps those); here a missing row
+      // reads as 0 and participants come from conversations and group_members.
+      if (m.kind != timeline::PointerMove::Kind::raise || m.seq == 0) continue;
+      w.read_pointers.patch({u64(m.user), str(sv(e.stream()))}, {{rp_col::updated_at, i64(ts)}, {rp_col::read_seq, u64(m.seq)}});
     }
   }
 

@@ -8,28 +8,38 @@
 //   unread:<user>         HASH conversation → unread count = conv_seq - read seq
 //   projection:positions  HASH partition → "<next_offset>:<token>"
 //
-// A batch
-//   The events are grouped per conversation on the client (rows to add, recalls, read pointer
-//   moves coalesced per user), and the whole batch is ONE Lua script call (EVAL, inside
-//   MULTI/EXEC) that writes every conversation and, last, the positions. Redis runs a script
-//   atomically, and if it fails half-way (a server fault: OOM, a foreign key of the wrong type)
-//   the positions — written last — are not stored, so the batch is applied again from the old
-//   positions; since every step is idempotent that loses and duplicates nothing. The script is
-//   needed because the writes depend on what is stored: unread counts are *derived*
-//   (conv_seq - read seq, recomputed for the conversation's participants) instead of HINCRBY'd,
-//   which would count a re-applied event twice; conv_seq and read seqs only grow (max); a row is
-//   added only where its seq is free (insert-only, like the MySQL messages table); a recall
-//   rewrites whatever member sits at the recalled seq to its recalled form.
+// A batch, in at most three round trips on one connection:
+//   1. read what the writes depend on — MGET of the touched conversations' conv_seq, HGETALL of
+//      their read_seq hashes, the stored positions;
+//   2. only when the batch re-applies seqs already stored, or recalls a stored row: the
+//      hot_messages range holding them;
+//   3. MULTI, the writes, the positions (last), EXEC: per conversation one variadic ZADD of the
+//      rows not yet stored (insert-only, like the MySQL messages table), the recalled rows
+//      rewritten (ZREM + ZADD of the recalled form), ZREMRANGEBYSCORE keeping the newest
+//      `hot_messages` seqs, EXPIRE; one MSET of the grown conv_seqs; per conversation one HSET /
+//      HDEL of read seqs; per user one HSET of unread:<user> for every conversation of the batch
+//      they take part in.
+//   Unread counts are derived (conv_seq - read seq, recomputed for every participant of a touched
+//   conversation), never HINCRBY'd, so re-applying an event cannot count it twice; conv_seq and
+//   read seqs only grow. The reads happen outside the transaction: the model assumes one writer
+//   per key prefix (the projector — as the positions already do).
 //
-// Idempotence: re-applying events already applied, in log order, changes nothing (ZADD of a
-// present seq is skipped, max does not move, unread is recomputed to the same value, trimming
-// keeps the newest rows).
+// Idempotence: re-applying events already applied, in log order, changes nothing (rows at stored
+// seqs are skipped, max does not move, unread is recomputed to the same value, trimming keeps the
+// same seqs).
+//
+// Atomicity: EXEC applies the whole transaction; a crash before it applies nothing. Redis does not
+// roll back a transaction in which a command fails at run time (only possible if something else
+// put a key of the wrong type under the prefix): the positions are then written back to their old
+// values and the error returned, so the batch is re-applied — harmless, as every write is
+// idempotent. (A crash in the instant between that EXEC and the write-back would leave the
+// positions past the failed writes; such a model needs a replay.)
 //
 // history() answers only when conv_seq is known and the ZSET holds every seq of the requested
 // range (a TTL'd or trimmed range gives nullopt and the query service asks the ReadModel).
 //
-// Not Redis Cluster ready: the script writes keys it computes (one conversation's keys and its
-// participants' unread hashes), which a cluster would need in one slot.
+// Not Redis Cluster ready: one transaction spans many conversations' and users' keys, which a
+// cluster would need in one slot.
 //
 // Threading: apply(), positions(), drop() use one writer connection under a mutex; history()
 // and dump() take a pooled connection.
@@ -41,6 +51,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -101,98 +112,13 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyFree>;
 
 std::string_view reply_str(const redisReply* r) { return r && r->str ? std::string_view(r->str, r->len) : std::string_view(); }
 
-// The batch script (see the file comment). ARGV:
-//   1 key prefix, 2 hot cap, 3 hot ttl (s), 4 number of conversations, then per conversation:
-//     conv, last seq of the batch ("0": none), #rows, #recalls, #pointer ops,
-//     rows: seq, json ...; recalls: seq ...; pointer ops: user, op, seq ... where op is
-//     m (raise to max), s (set: re-joined after leaving in this batch), d (no longer a participant);
-//   then #positions, then partition, "offset:token" ...
-constexpr const char* kBatchScript = R"lua(
-local P = ARGV[1]
-local cap = tonumber(ARGV[2])
-local ttl = ARGV[3]
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
-  local conv, last_s = ARGV[i], ARGV[i + 1]
-  local newlast = tonumber(last_s)
-  local na, nr, np = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  i = i + 5
-  local hot = P .. 'hot_messages:' .. conv
-  if na > 0 then
-    -- insert-only: skip seqs that already hold a row
-    local taken = {}
-    local present = redis.call('ZRANGEBYSCORE', hot, ARGV[i], ARGV[i + 2 * (na - 1)], 'WITHSCORES')
-    for k = 2, #present, 2 do taken[present[k]] = true end
-    local args = {}
-    for k = 0, na - 1 do
-      local s = ARGV[i + 2 * k]
-      if not taken[s] then
-        args[#args + 1] = s
-        args[#args + 1] = ARGV[i + 2 * k + 1]
-        if #args >= 1000 then
-          redis.call('ZADD', hot, unpack(args))
-          args = {}
-        end
-      end
-    end
-    if #args > 0 then redis.call('ZADD', hot, unpack(args)) end
-    i = i + 2 * na
-  end
-  for _ = 1, nr do
-    local s = ARGV[i]
-    i = i + 1
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', hot, s, s)) do
-      local at = string.find(m, ',"content":', 1, true)
-      if at then
-        local r = string.sub(m, 1, at - 1) .. ',"content":"","recalled":true}'
-        if r ~= m then
-          redis.call('ZREM', hot, m)
-          redis.call('ZADD', hot, s, r)
-        end
-      end
-    end
-  end
-  if na + nr > 0 then
-    redis.call('ZREMRANGEBYRANK', hot, 0, -(cap + 1))
-    redis.call('EXPIRE', hot, ttl)
-  end
-  local seqkey = P .. 'conv_seq:' .. conv
-  local last = tonumber(redis.call('GET', seqkey) or '0')
-  if newlast > last then
-    redis.call('SET', seqkey, last_s)
-    last = newlast
-  end
-  local rkey = P .. 'read_seq:' .. conv
-  for _ = 1, np do
-    local user, op, s = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    i = i + 3
-    if op == 'd' then
-      redis.call('HDEL', rkey, user)
-      redis.call('HDEL', P .. 'unread:' .. user, conv)
-    elseif op == 's' then
-      redis.call('HSET', rkey, user, s)
-    else
-      local cur = redis.call('HGET', rkey, user)
-      if (not cur) or tonumber(s) > tonumber(cur) then redis.call('HSET', rkey, user, s) end
-    end
-  end
-  if newlast > 0 or np > 0 then
-    local all = redis.call('HGETALL', rkey)
-    for k = 1, #all, 2 do
-      local u = last - tonumber(all[k + 1])
-      if u < 0 then u = 0 end
-      redis.call('HSET', P .. 'unread:' .. all[k], conv, string.format('%d', u))
-    end
-  end
-end
-local npos = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, npos do
-  redis.call('HSET', P .. 'projection:positions', ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-return 1
-)lua";
+// The recalled form of a stored message JSON (timeline::message_json): its prefix up to
+// ,"content": then ,"content":"","recalled":true}. Already recalled → unchanged.
+std::string recalled_form(std::string_view m) {
+  auto at = m.find(",\"content\":");
+  if (at == std::string_view::npos) return std::string(m);
+  return std::string(m.substr(0, at)) + ",\"content\":\"\",\"recalled\":true}";
+}
 
 // The key families of the model (dump and drop touch nothing else under the prefix).
 constexpr std::string_view kFamilies[] = {"hot_messages:", "conv_seq:", "read_seq:", "unread:"};
@@ -248,6 +174,11 @@ class RedisConn {
       lens_.push_back(a.size());
     }
     redisAppendCommandArgv(ctx_.get(), static_cast<int>(args.size()), argv_.data(), lens_.data());
+  }
+
+  // Appends commands already in the protocol (Resp).
+  void append_raw(const std::string& commands) {
+    redisAppendFormattedCommand(ctx_.get(), commands.data(), commands.size());
   }
 
   // The next reply of the pipeline; an error reply is an Error.
@@ -344,6 +275,56 @@ MessageView parse_message(const rapidjson::Value& v) {
   return m;
 }
 
+// Commands in the Redis protocol (RESP), written straight into one buffer that is handed to
+// hiredis whole: no per-argument copies or formatting.
+class Resp {
+ public:
+  void clear() {
+    buf_.clear();
+    commands_ = 0;
+  }
+  void command(size_t args) {
+    buf_ += '*';
+    number(args);
+    ++commands_;
+  }
+  void arg(std::string_view a) {
+    buf_ += '$';
+    number(a.size());
+    buf_.append(a);
+    buf_ += "\r\n";
+  }
+  void arg(uint64_t v) {
+    char tmp[24];
+    auto [end, ec] = std::to_chars(tmp, tmp + sizeof tmp, v);
+    arg(std::string_view(tmp, static_cast<size_t>(end - tmp)));
+  }
+  [[nodiscard]] const std::string& data() const { return buf_; }
+  [[nodiscard]] size_t commands() const { return commands_; }
+
+ private:
+  void number(uint64_t v) {
+    char tmp[24];
+    auto [end, ec] = std::to_chars(tmp, tmp + sizeof tmp, v);
+    buf_.append(tmp, end);
+    buf_ += "\r\n";
+  }
+  std::string buf_;
+  size_t commands_ = 0;
+};
+
+// Owns the strings a pipeline's arguments view; views stay valid as it grows.
+class Arena {
+ public:
+  std::string_view add(std::string s) {
+    store_.push_back(std::move(s));
+    return store_.back();
+  }
+
+ private:
+  std::deque<std::string> store_;
+};
+
 class RedisModelImpl final : public RedisModel {
  public:
   explicit RedisModelImpl(RedisConfig config) : config_(std::move(config)) {}
@@ -410,66 +391,244 @@ class RedisModelImpl final : public RedisModel {
       timeline::pointer_moves(e, *ref, moves);
       for (const auto& m : moves) cb.move(m);
     }
-
-    // The script's arguments (see kBatchScript). Strings live in `store`; `args` views them.
-    std::vector<std::string> store;
-    store.reserve(8 + convs.size() * 8 + batch.events.size() * 2 + batch.positions.size() * 2);
-    auto push = [&](std::string s) { store.push_back(std::move(s)); };
-    push("EVAL");
-    push(kBatchScript);
-    push("0");
-    push(config_.key_prefix);
-    push(std::to_string(config_.hot_messages));
-    push(std::to_string(config_.hot_ttl.count()));
-    push(std::to_string(convs.size()));
     for (auto& cb : convs) {
-      push(cb.conv);
-      push(std::to_string(cb.last_seq));
-      push(std::to_string(cb.rows.size()));
-      push(std::to_string(cb.recalls.size()));
-      push(std::to_string(cb.ops.size()));
-      // Rows in seq order, so the script's range probe spans [first, last].
       std::sort(cb.rows.begin(), cb.rows.end(), [](auto& a, auto& b) { return a.row.seq < b.row.seq; });
-      for (const auto& r : cb.rows) {
-        push(std::to_string(r.row.seq));
-        push(timeline::message_json(r.row.message_id, r.row.conversation, r.row.seq, r.row.sender, r.row.type,
-                                    r.row.client_msg_id, r.row.created_at, r.row.content, r.recalled));
-      }
-      for (uint64_t s : cb.recalls) push(std::to_string(s));
-      for (const auto& o : cb.ops) {
-        push(std::to_string(o.user));
-        push(std::string(1, o.op));
-        push(std::to_string(o.seq));
-      }
     }
-    push(std::to_string(batch.positions.size()));
-    for (const auto& p : batch.positions) {
-      push(std::to_string(p.partition));
-      push(std::to_string(p.next_offset) + ":" + std::to_string(p.token));
-    }
-    std::vector<std::string_view> args(store.begin(), store.end());
 
     std::lock_guard lock(writer_mu_);
     IMLOG_TRY(ensure(*writer_));
-    std::string what = "applying a batch of " + std::to_string(batch.events.size()) + " events";
-    writer_->append({"MULTI"});
-    writer_->append(args);
-    writer_->append({"EXEC"});
-    auto multi = writer_->read(what);
-    auto queued = writer_->read(what);
-    auto exec = writer_->read(what);
-    for (auto* r : {&multi, &queued, &exec}) {
-      if (!*r) return tl::unexpected(r->error());
+    RedisConn& c = *writer_;
+    const std::string what = "applying a batch of " + std::to_string(batch.events.size()) + " events";
+
+    // ---- 1. read what the writes depend on: last seqs, read seqs, the stored positions ----
+    Arena arena;
+    std::vector<std::string_view> mget{"MGET"};
+    for (const auto& cb : convs) mget.push_back(arena.add(key("conv_seq:" + cb.conv)));
+    if (convs.size()) c.append(mget);
+    for (const auto& cb : convs) c.append({"HGETALL", arena.add(key("read_seq:" + cb.conv))});
+    const std::string positions_key = key(kPositionsKey);
+    c.append({"HGETALL", positions_key});
+    std::vector<uint64_t> old_last(convs.size(), 0);
+    std::vector<std::map<uint64_t, uint64_t>> reads(convs.size());
+    std::map<std::string, std::string> old_positions;
+    Status read_status;
+    auto take = [&](auto&& on_reply) {
+      auto r = c.read(what);
+      if (!r) {
+        if (read_status) read_status = tl::unexpected(r.error());
+        return;
+      }
+      on_reply(r->get());
+    };
+    if (convs.size()) {
+      take([&](const redisReply* rep) {
+        for (size_t i = 0; i < convs.size() && i < rep->elements; ++i) parse_num(reply_str(rep->element[i]), old_last[i]);
+      });
     }
+    for (size_t i = 0; i < convs.size(); ++i) {
+      take([&](const redisReply* rep) {
+        for (size_t j = 0; j + 1 < rep->elements; j += 2) {
+          uint64_t user = 0, seq = 0;
+          if (parse_num(reply_str(rep->element[j]), user) && parse_num(reply_str(rep->element[j + 1]), seq)) {
+            reads[i][user] = seq;
+          }
+        }
+      });
+    }
+    take([&](const redisReply* rep) {
+      for (size_t j = 0; j + 1 < rep->elements; j += 2) {
+        old_positions[std::string(reply_str(rep->element[j]))] = std::string(reply_str(rep->element[j + 1]));
+      }
+    });
+    IMLOG_TRY(read_status);
+
+    // ---- 2. rows at seqs already stored (a re-applied batch) and rows being recalled ----
+    // Only then is a hot_messages range read; a batch of new messages skips this round trip.
+    std::vector<std::map<uint64_t, std::vector<std::string>>> stored(convs.size());
+    std::vector<size_t> probed;
+    for (size_t i = 0; i < convs.size(); ++i) {
+      const auto& cb = convs[i];
+      uint64_t lo = UINT64_MAX, hi = 0;
+      for (const auto& r : cb.rows) {
+        if (r.row.seq <= old_last[i]) lo = std::min(lo, r.row.seq), hi = std::max(hi, r.row.seq);
+      }
+      for (uint64_t s : cb.recalls) lo = std::min(lo, s), hi = std::max(hi, s);
+      if (lo > hi) continue;
+      c.append({"ZRANGEBYSCORE", arena.add(key("hot_messages:" + cb.conv)), arena.add(std::to_string(lo)),
+                arena.add(std::to_string(hi)), "WITHSCORES"});
+      probed.push_back(i);
+    }
+    for (size_t i : probed) {
+      take([&](const redisReply* rep) {
+        for (size_t j = 0; j + 1 < rep->elements; j += 2) {
+          uint64_t seq = 0;
+          if (parse_num(reply_str(rep->element[j + 1]), seq)) {
+            stored[i][seq].emplace_back(reply_str(rep->element[j]));
+          }
+        }
+      });
+    }
+    IMLOG_TRY(read_status);
+
+    // ---- 3. the writes, and the positions, in one MULTI/EXEC ----
+    Resp& w = resp_;
+    w.clear();
+    w.command(1);
+    w.arg("MULTI");
+    std::vector<std::pair<std::string, uint64_t>> grown;  // conv_seq key, new last seq
+    std::map<uint64_t, std::vector<std::pair<std::string_view, uint64_t>>> unread_by_user;  // user → (conv, n)
+    std::string json;
+    std::vector<std::string_view> hset, hdel;
+    const uint64_t ttl = static_cast<uint64_t>(config_.hot_ttl.count());
+    for (size_t i = 0; i < convs.size(); ++i) {
+      const auto& cb = convs[i];
+      const std::string hot = key("hot_messages:" + cb.conv);
+      auto is_stored = [&](uint64_t seq) {
+        auto st = stored[i].find(seq);
+        return st != stored[i].end() && !st->second.empty();
+      };
+      size_t adds = 0;
+      for (const auto& r : cb.rows) adds += is_stored(r.row.seq) ? 0 : 1;  // insert-only
+      bool touched_hot = adds > 0;
+      if (adds > 0) {
+        w.command(2 + 2 * adds);
+        w.arg("ZADD");
+        w.arg(hot);
+        for (const auto& r : cb.rows) {
+          if (is_stored(r.row.seq)) continue;
+          w.arg(r.row.seq);
+          json.clear();
+          timeline::append_message_json(json, r.row.message_id, r.row.conversation, r.row.seq, r.row.sender,
+                                        r.row.type, r.row.client_msg_id, r.row.created_at, r.row.content, r.recalled);
+          w.arg(json);
+        }
+      }
+      for (uint64_t s : cb.recalls) {
+        auto st = stored[i].find(s);
+        if (st == stored[i].end()) continue;  // not stored (trimmed, or added by this batch already recalled)
+        for (const auto& m : st->second) {
+          std::string r = recalled_form(m);
+          if (r == m) continue;
+          w.command(3);
+          w.arg("ZREM");
+          w.arg(hot);
+          w.arg(m);
+          w.command(4);
+          w.arg("ZADD");
+          w.arg(hot);
+          w.arg(s);
+          w.arg(r);
+          touched_hot = true;
+        }
+      }
+      uint64_t last = std::max(old_last[i], cb.last_seq);
+      if (touched_hot) {
+        if (last > config_.hot_messages) {
+          // Keep the newest `hot_messages` seqs.
+          w.command(4);
+          w.arg("ZREMRANGEBYSCORE");
+          w.arg(hot);
+          w.arg("-inf");
+          w.arg(last - config_.hot_messages);
+        }
+        w.command(3);
+        w.arg("EXPIRE");
+        w.arg(hot);
+        w.arg(ttl);
+      }
+      if (last > old_last[i]) grown.emplace_back(key("conv_seq:" + cb.conv), last);
+      // Read seqs: apply the coalesced moves; every participant's unread is recomputed.
+      auto& rs = reads[i];
+      hset.clear();
+      hdel.clear();
+      for (const auto& o : cb.ops) {
+        auto it = rs.find(o.user);
+        if (o.op == 'd') {
+          if (it != rs.end()) rs.erase(it);
+          hdel.push_back(arena.add(std::to_string(o.user)));
+          w.command(3);
+          w.arg("HDEL");
+          w.arg(key("unread:" + std::to_string(o.user)));
+          w.arg(cb.conv);
+          continue;
+        }
+        if (o.op == 's' || it == rs.end() || it->second < o.seq) {
+          rs[o.user] = o.seq;
+          hset.push_back(arena.add(std::to_string(o.user)));
+          hset.push_back(arena.add(std::to_string(o.seq)));
+        }
+      }
+      const std::string rkey = key("read_seq:" + cb.conv);
+      for (auto* cmd : {&hdel, &hset}) {
+        if (cmd->empty()) continue;
+        w.command(2 + cmd->size());
+        w.arg(cmd == &hdel ? "HDEL" : "HSET");
+        w.arg(rkey);
+        for (auto a : *cmd) w.arg(a);
+      }
+      if (cb.last_seq > 0 || !cb.ops.empty()) {
+        for (const auto& [user, read] : rs) unread_by_user[user].emplace_back(cb.conv, last > read ? last - read : 0);
+      }
+    }
+    if (!grown.empty()) {
+      w.command(1 + 2 * grown.size());
+      w.arg("MSET");
+      for (const auto& [k, v] : grown) {
+        w.arg(k);
+        w.arg(v);
+      }
+    }
+    std::string ukey = key("unread:");
+    const size_t ukey_len = ukey.size();
+    for (const auto& [user, fields] : unread_by_user) {
+      ukey.resize(ukey_len);
+      ukey += std::to_string(user);
+      w.command(2 + 2 * fields.size());
+      w.arg("HSET");
+      w.arg(ukey);
+      for (const auto& [conv, n] : fields) {
+        w.arg(conv);
+        w.arg(n);
+      }
+    }
+    if (!batch.positions.empty()) {  // last: see the file comment
+      w.command(2 + 2 * batch.positions.size());
+      w.arg("HSET");
+      w.arg(positions_key);
+      for (const auto& p : batch.positions) {
+        w.arg(static_cast<uint64_t>(p.partition));
+        w.arg(std::to_string(p.next_offset) + ":" + std::to_string(p.token));
+      }
+    }
+    const size_t ncmds = w.commands() - 1;
+    w.command(1);
+    w.arg("EXEC");
+    c.append_raw(w.data());
+    Status queued;
+    for (size_t i = 0; i < ncmds + 1; ++i) {  // +OK, then +QUEUED per command
+      auto r = c.read(what);
+      if (!r && c.broken()) return tl::unexpected(r.error());
+      if (!r && queued) queued = tl::unexpected(r.error());
+    }
+    auto exec = c.read(what);
+    IMLOG_TRY(queued);  // a command refused at queue time: EXEC aborted, nothing applied
+    IMLOG_TRY(exec);
     const redisReply* rep = exec->get();
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1) {
-      return fail(RedisErrc::bad_reply, "Redis " + writer_->endpoint() + ": " + what + ": EXEC did not run the batch");
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != ncmds) {
+      return fail(RedisErrc::bad_reply, "Redis " + c.endpoint() + ": " + what + ": EXEC did not run the batch");
     }
-    if (rep->element[0]->type == REDIS_REPLY_ERROR) {
-      // The script stopped before storing the positions: the batch will be applied again.
-      return fail(RedisErrc::command_failed, "Redis " + writer_->endpoint() + ": " + what + ": " +
-                                                 std::string(reply_str(rep->element[0])) +
-                                                 " (positions not advanced; the batch is re-applied on retry)");
+    for (size_t i = 0; i < rep->elements; ++i) {
+      if (rep->element[i]->type != REDIS_REPLY_ERROR) continue;
+      // Redis does not roll back a transaction whose command failed at run time (a key of the
+      // wrong type under the prefix): put the positions back, so the batch is applied again —
+      // every write is idempotent, so what did run is harmless.
+      std::string err = "Redis " + c.endpoint() + ": " + what + ": " + std::string(reply_str(rep->element[i]));
+      auto restored = restore_positions(c, batch, old_positions);
+      if (!restored) {
+        return fail(RedisErrc::command_failed, err + "; restoring the positions failed too (" +
+                                                   restored.error().to_string() + "): drop the model and replay");
+      }
+      return fail(RedisErrc::command_failed, err + " (positions left where they were; the batch is re-applied on retry)");
     }
     return {};
   }
@@ -565,6 +724,27 @@ class RedisModelImpl final : public RedisModel {
   }
 
  private:
+  // Puts back the positions a failed batch overwrote (HSET of the old values, HDEL of new fields).
+  Status restore_positions(RedisConn& c, const EventBatch& batch, const std::map<std::string, std::string>& old) {
+    std::vector<std::string> set{"HSET", key(kPositionsKey)}, del{"HDEL", key(kPositionsKey)};
+    for (const auto& p : batch.positions) {
+      std::string f = std::to_string(p.partition);
+      auto it = old.find(f);
+      if (it != old.end()) {
+        set.push_back(f);
+        set.push_back(it->second);
+      } else {
+        del.push_back(f);
+      }
+    }
+    for (auto* cmd : {&set, &del}) {
+      if (cmd->size() <= 2) continue;
+      std::vector<std::string_view> args(cmd->begin(), cmd->end());
+      IMLOG_TRY(c.command(args, "restoring projection:positions"));
+    }
+    return {};
+  }
+
   std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }
 
   Status ensure(RedisConn& c) {
@@ -673,6 +853,7 @@ class RedisModelImpl final : public RedisModel {
   RedisConfig config_;
   std::mutex writer_mu_;
   std::unique_ptr<RedisConn> writer_;
+  Resp resp_;  // the writer's transaction buffer, reused (under writer_mu_)
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<RedisConn>> idle_;
 };

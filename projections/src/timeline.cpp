@@ -71,8 +71,12 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
   out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  size_t run = 0;  // start of the current run of bytes copied as they are
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -82,15 +86,12 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += ch;
-        }
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 
@@ -234,11 +235,10 @@ void pointer_moves(const fb::EventEnvelope& e, const StreamRef& ref, std::vector
   }
 }
 
-std::string message_json(uint64_t message_id, std::string_view conversation, uint64_t seq, uint64_t sender,
-                         std::string_view type, std::string_view client_msg_id, int64_t created_at,
+void append_message_json(std::string& out, uint64_t message_id, std::string_view conversation, uint64_t seq,
+                         uint64_t sender, std::string_view type, std::string_view client_msg_id, int64_t created_at,
                          std::string_view content, bool recalled) {
-  std::string out;
-  out.reserve(160 + conversation.size() + client_msg_id.size() + content.size());
+  out.reserve(out.size() + 160 + conversation.size() + client_msg_id.size() + content.size());
   out += "{\"message_id\":\"";
   out += std::to_string(message_id);
   out += "\",\"conversation_id\":";
@@ -260,6 +260,13 @@ std::string message_json(uint64_t message_id, std::string_view conversation, uin
     append_json_string(out, content);
     out += '}';
   }
+}
+
+std::string message_json(uint64_t message_id, std::string_view conversation, uint64_t seq, uint64_t sender,
+                         std::string_view type, std::string_view client_msg_id, int64_t created_at,
+                         std::string_view content, bool recalled) {
+  std::string out;
+  append_message_json(out, message_id, conversation, seq, sender, type, client_msg_id, created_at, content, recalled);
   return out;
 }
 

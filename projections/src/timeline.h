@@ -84,5 +84,9 @@ void append_json_string(std::string& out, std::string_view s);
 std::string message_json(uint64_t message_id, std::string_view conversation, uint64_t seq, uint64_t sender,
                          std::string_view type, std::string_view client_msg_id, int64_t created_at,
                          std::string_view content, bool recalled);
+// The same, appended to `out`.
+void append_message_json(std::string& out, uint64_t message_id, std::string_view conversation, uint64_t seq,
+                         uint64_t sender, std::string_view type, std::string_view client_msg_id, int64_t created_at,
+                         std::string_view content, bool recalled);
 
 }  // namespace imlog::timeline
