@@ -944,6 +944,9 @@ TEST_F(MysqlSinkTest, AnswersTheQueriesOfTheGeneratedLog) {
   auto none = model_->credentials("BOB");
   ASSERT_OK(none);
   EXPECT_FALSE(none->has_value()) << "usernames are exact bytes";
+  auto padded = model_->credentials("bob ");
+  ASSERT_OK(padded);
+  EXPECT_FALSE(padded->has_value()) << "a trailing space is part of the name";
   auto found = model_->search_users("NI", 0, 10);  // nicknames "Nick ..." of bob (cyd hides)
   ASSERT_OK(found);
   std::set<uint64_t> ids;

@@ -108,7 +108,7 @@ Status migrate_mysql(const MysqlConfig& config) {
   std::string step = "creating database " + config.database;
   try {
     std::unique_ptr<sql::Statement> st(c.createStatement());
-    st->execute("CREATE DATABASE IF NOT EXISTS " + db + " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+    st->execute("CREATE DATABASE IF NOT EXISTS " + db + " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin");
     c.setSchema(config.database);
 
     step = "taking the migration lock";
@@ -141,7 +141,7 @@ Status migrate_mysql(const MysqlConfig& config) {
         " version INT NOT NULL PRIMARY KEY,"
         " name VARCHAR(255) NOT NULL,"
         " applied_at BIGINT NOT NULL"
-        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin");
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin");
 
     step = "reading schema_migrations";
     std::set<int> applied;

@@ -4,9 +4,9 @@
 -- writes here. Conventions for every migration:
 --   * times are Unix milliseconds in BIGINT columns (exact, time-zone free, so a rebuilt model
 --     equals the live one byte for byte);
---   * text is utf8mb4; identifiers compare by bytes (utf8mb4_bin);
---   * columns written by different streams are never combined in one value, so the rows do not
---     depend on the order in which the partitions of im.events were interleaved;
+--   * text is utf8mb4; identifiers compare by bytes, trailing spaces included (utf8mb4_nopad_bin);
+--   * a column written by events of different streams takes their max or min, never "the last",
+--     so the rows do not depend on how the partitions of im.events were interleaved;
 --   * applied by migrate_mysql() in file-number order, each recorded in schema_migrations; a
 --     migration is never edited once released: add the next number instead.
 
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS users (
   created_at     BIGINT        NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id),
   UNIQUE KEY uk_users_username (username)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- Profile and settings from the user's own stream (ProfileUpdated, SettingsUpdated). NULL in
 -- nickname/email means "as registered" (users.*). status/last_seen are presence, kept for the
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS users_profile (
   last_seen           BIGINT        NULL DEFAULT NULL,
   updated_at          BIGINT        NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- Per-user settings of one conversation (SettingsUpdated muted / unmuted).
 CREATE TABLE IF NOT EXISTS user_conversation_settings (
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS user_conversation_settings (
   muted            TINYINT(1)      NOT NULL DEFAULT 0,
   updated_at       BIGINT          NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id, conversation_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- The social graph, one row per direction: (user_id, friend_id) is what user_id sees of friend_id.
 --   status      none | pending_out (user_id asked) | pending_in (friend_id asked) | accepted
@@ -70,4 +70,4 @@ CREATE TABLE IF NOT EXISTS friendships (
   created_at  BIGINT          NOT NULL DEFAULT 0,
   updated_at  BIGINT          NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id, friend_id)   -- the pair is unique: one row per direction
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;

@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS `groups` (
   created_at   BIGINT          NOT NULL DEFAULT 0,
   PRIMARY KEY (group_id),
   KEY idx_groups_owner (owner_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- Membership history of a group: a member who leaves keeps the row with status left/removed.
 CREATE TABLE IF NOT EXISTS group_members (
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS group_members (
   updated_at  BIGINT          NOT NULL DEFAULT 0,
   PRIMARY KEY (group_id, user_id),
   KEY idx_group_members_user (user_id, status)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- One row per conversation stream (single_<lo>_<hi>, group_<id>, world) that has a timeline
 -- event. The last message is the messages row at (conversation_id, last_seq).
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS conversations (
   KEY idx_conversations_lo (user_lo),
   KEY idx_conversations_hi (user_hi),
   KEY idx_conversations_group (group_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- The timeline of every conversation, one row per seq, so history has no gaps: MessageAppended
 -- rows carry the message; every other timeline event (membership, friendship, blocks, recalls) is
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS messages (
   recalled         TINYINT(1)      NOT NULL DEFAULT 0,
   PRIMARY KEY (message_id),
   UNIQUE KEY uk_messages_conversation_seq (conversation_id, seq_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- How far each user has read each conversation. Moved (never back) by ReadMarked, by the user's
 -- own timeline events, and on joining (to just before the join), so that
@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS read_pointers (
   read_seq         BIGINT UNSIGNED NOT NULL DEFAULT 0,
   updated_at       BIGINT          NOT NULL DEFAULT 0,
   PRIMARY KEY (user_id, conversation_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
 
 -- The projection's progress through im.events, written in the same transaction as the rows:
 -- per partition, the next offset to apply and the epoch token current there (EpochFilter state).
@@ -80,4 +80,4 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
   next_offset   BIGINT          NOT NULL,
   token         BIGINT UNSIGNED NOT NULL,
   PRIMARY KEY (partition_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin;
