@@ -45,6 +45,7 @@ gateway:
   max_frame_bytes: 64KiB
   heartbeat_timeout: 3s
   read_model_wait: 5s
+  max_queued_bytes: 256KiB
 )";
 
 std::string quote(std::string_view s) {
@@ -700,6 +701,46 @@ TEST_F(E2eChat, SilentPeersAreClosedAfterTheHeartbeatTimeout) {
   EXPECT_FALSE(alive->wait_closed(5s)) << "a peer that answers pings must stay connected";
   alive->send("ping", "{}");
   EXPECT_TRUE(alive->wait_for("pong", kFrameWait));
+}
+
+TEST_F(E2eChat, AClientTooSlowToReadIsDisconnected) {
+  User a = make_user(s(), "pusher"), b = make_user(s(), "sloth");
+  auto counter = [&](std::string_view name) {
+    auto m = s().http().get("/metrics");
+    std::string line = "\n" + std::string(name) + " ";
+    auto at = m.body.find(line);
+    return at == std::string::npos ? -1 : std::stoll(m.body.substr(at + line.size()));
+  };
+  auto sloth = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + b.token, {}, nullptr, nullptr, /*read=*/false);
+  ASSERT_TRUE(sloth);
+  auto wa = connect_ws(s(), a);
+  ASSERT_TRUE(wa);
+  // 300 messages of 30 KB pushed to a client that never reads: far more than the socket buffers
+  // and the 256 KiB write queue hold.
+  std::string big(30 * 1000, 'z');
+  std::string c = single(a.id, b.id);
+  for (int i = 0; i < 300; ++i) send_message(*wa, c, fmt::format("big{}", i), big);
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(ack_of(*wa, fmt::format("big{}", i))) << i;
+  EXPECT_TRUE(wait_until([&] { return counter("imlog_gateway_slow_consumers_total") >= 1; }, 20s));
+  wa->send("ping", "{}");
+  EXPECT_TRUE(wa->wait_for("pong", kFrameWait)) << "the sender is unaffected";
+}
+
+TEST(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
+  ASSERT_GE(sodium_init(), 0);
+  TempDir dir("imlog-e2e-stop");
+  Server server(dir.str());
+  server.start();
+  User a = make_user(server, "stopper");
+  auto ws = connect_ws(server, a);
+  ASSERT_TRUE(ws);
+  ws->send("ping", "{}");
+  ASSERT_TRUE(ws->wait_for("pong", kFrameWait));
+  auto st = server.terminate();
+  EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  auto code = ws->wait_closed(kFrameWait);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1001);
 }
 
 // ---- crash -------------------------------------------------------------------------------------

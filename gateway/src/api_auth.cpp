@@ -43,8 +43,8 @@ void on_register(Services& svc, ApiRequest& req, Respond respond) {
   if (password.size() < kMinPassword) {
     return respond(invalid(svc, "password must be at least " + std::to_string(kMinPassword) + " bytes"));
   }
-  svc.run_blocking([&svc, respond = std::move(respond), username = std::move(username), password = std::move(password),
-                    nickname = std::move(nickname), email = std::move(email)]() mutable {
+  run_password_work(svc, respond, [&svc, respond, username = std::move(username), password = std::move(password),
+                                   nickname = std::move(nickname), email = std::move(email)]() mutable {
     auto hash = svc.passwords.hash(password);
     if (!hash) return respond(counted_error(svc, 503, "unavailable", hash.error().message()));
     fb::CommandUnion cmd;
@@ -104,7 +104,7 @@ void on_login(Services& svc, ApiRequest& req, Respond respond) {
                   return respond(counted_error(svc, 503, "unavailable", "the user store is unavailable: " +
                                                                             lookup->error->message()));
                 }
-                svc.run_blocking([&svc, lookup, respond = std::move(respond), password = std::move(password)] {
+                run_password_work(svc, respond, [&svc, lookup, respond, password = std::move(password)] {
                   bool ok = false;
                   if (lookup->found) {
                     ok = svc.passwords.verify(lookup->found->password_hash, password);

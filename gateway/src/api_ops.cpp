@@ -28,6 +28,14 @@ void on_metrics(Services& svc, ApiRequest&, Respond respond) {
   respond(std::move(r));
 }
 
+void on_ws_without_upgrade(Services& svc, ApiRequest&, Respond respond) {
+  svc.metrics.error("upgrade_required");
+  auto r = error_reply(426, "upgrade_required",
+                       "/ws is the WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket)");
+  r.headers.emplace_back("Upgrade", "websocket");
+  respond(std::move(r));
+}
+
 void on_index(Services& svc, ApiRequest&, Respond respond) {
   ApiReply r;
   r.content_type = "text/html; charset=utf-8";
@@ -51,6 +59,7 @@ void add_ops_routes(ApiRouter& r) {
   r.add(Method::get, "/readyz", A::none, on_readyz);
   r.add(Method::get, "/metrics", A::none, on_metrics);
   r.add(Method::get, "/", A::none, on_index);
+  r.add(Method::get, "/ws", A::none, on_ws_without_upgrade);
 }
 
 }  // namespace imlog::gw

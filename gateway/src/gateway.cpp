@@ -148,10 +148,16 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
 struct Gateway::Impl {
   Impl(GatewayConfig config, GatewayDeps deps)
-      : svc(std::move(config), std::move(deps)),
+      : bus(std::move(deps.bus)),
+        svc(std::move(config), deps, *bus, bus->gateway_id()),
         blocking(std::max<uint32_t>(1, svc.config.password_threads)) {}
 
-  gw::Services svc;  // first: outlives the io_context and the handlers it destroys
+  // The bus goes first, while the io_context and svc still exist: its pending callbacks hold
+  // connections, whose destructors need both.
+  ~Impl() { bus.reset(); }
+
+  std::unique_ptr<CommandBus> bus;
+  gw::Services svc;  // outlives the io_context and the handlers it destroys
   net::io_context ioc;
   net::thread_pool blocking;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
@@ -190,6 +196,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   auto fail_key = [](std::string key, std::string what) {
     return gw_fail(GatewayErrc::bad_config, "config key `gateway." + key + "` " + what);
   };
+  if (!deps.bus) return fail_key("gateway_id", "has no command bus (internal: GatewayDeps.bus is null)");
   auto ep = parse_listen(config.listen);
   IMLOG_TRY(ep);
   if (config.jwt_secret.size() < 16) {
@@ -239,7 +246,7 @@ Status Gateway::start() {
     p.threads.emplace_back([&p] { p.ioc.run(); });
   }
   p.started = true;
-  logger("gateway")->info("gateway {} listening on http://{}:{} ({} threads)", p.svc.bus.gateway_id(),
+  logger("gateway")->info("gateway {} listening on http://{}:{} ({} threads)", p.svc.gateway_id,
                           p.endpoint.address().to_string(), p.listener->port(), p.svc.config.threads);
   return {};
 }

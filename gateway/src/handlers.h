@@ -21,6 +21,9 @@ ApiReply invalid(Services& svc, std::string_view message);
 // An error reply counted in the metrics.
 ApiReply counted_error(Services& svc, unsigned status, std::string_view code, std::string_view message);
 
+// Runs `fn` on the password threads unless too much password work is queued; then answers 503.
+void run_password_work(Services& svc, const Respond& respond, std::function<void()> fn);
+
 // A user or group id in a path: decimal, 1 ≤ id < 2^53.
 bool parse_id(std::string_view s, uint64_t& out);
 

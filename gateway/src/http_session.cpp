@@ -125,6 +125,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
+    head_ = req.method() == http::verb::head;
     std::string_view target(req.target().data(), req.target().size());
     auto q = target.find('?');
     std::string_view path = target.substr(0, q);
@@ -175,6 +176,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     res_->keep_alive(keep_alive_ && !closing_ && !svc_.stopping.load());
     res_->body() = std::move(reply.body);
     res_->prepare_payload();
+    if (head_) res_->body().clear();  // Content-Length stays that of the GET reply
     stream_.expires_after(svc_.config.http_timeout);
     http::async_write(stream_, *res_, beast::bind_front_handler(&HttpSession::on_write, shared_from_this()));
   }
@@ -201,6 +203,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   uint64_t requests_ = 0;
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  bool head_ = false;
   bool busy_ = false;     // a request is being read or answered
   bool closing_ = false;  // the gateway is stopping: no further requests
 };

@@ -59,6 +59,8 @@ std::string Metrics::render() const {
   counter(out, "imlog_gateway_messages_sent_total", "Chat messages accepted by the engine.", messages_sent.load());
   counter(out, "imlog_gateway_pushes_total", "Pushes received from the command bus.", pushes_in.load());
   counter(out, "imlog_gateway_push_frames_total", "Push frames queued to sessions.", push_frames.load());
+  counter(out, "imlog_gateway_heartbeat_timeouts_total", "WebSocket peers closed for silence.",
+          heartbeat_timeouts.load());
   counter(out, "imlog_gateway_slow_consumers_total", "Sessions closed because their write queue was full.",
           slow_consumers.load());
   command_latency.render(out, "imlog_gateway_command_seconds", "Time from submitting a command to the engine's answer.");

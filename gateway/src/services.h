@@ -19,9 +19,10 @@
 namespace imlog::gw {
 
 struct Services {
-  Services(GatewayConfig cfg, GatewayDeps deps)
+  Services(GatewayConfig cfg, GatewayDeps& deps, CommandBus& bus_ref, std::string id)
       : config(std::move(cfg)),
-        bus(deps.bus),
+        gateway_id(std::move(id)),
+        bus(bus_ref),
         query(deps.query),
         sessions(deps.sessions),
         clock(deps.clock),
@@ -31,6 +32,7 @@ struct Services {
         passwords(config.password_ops_limit, config.password_mem_limit) {}
 
   const GatewayConfig config;
+  const std::string gateway_id;  // the bus's; kept here for code that runs while the bus goes away
   CommandBus& bus;
   QueryService& query;
   SessionRegistry& sessions;
@@ -47,6 +49,9 @@ struct Services {
   ApiRouter api;
   std::atomic<uint64_t> next_connection_id{1};
   std::atomic<bool> stopping{false};
+  // Password hashes queued or running; beyond kMaxPasswordWork new ones are refused with 503.
+  std::atomic<int> password_work{0};
+  static constexpr int kMaxPasswordWork = 256;
 
   // Runs `fn` on the password threads (Argon2id is slow on purpose).
   std::function<void(std::function<void()>)> run_blocking;

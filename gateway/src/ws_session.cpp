@@ -1,6 +1,7 @@
 #include "ws_session.h"
 
-#include <array>
+#include <unordered_set>
+#include <vector>
 #include <deque>
 #include <memory>
 
@@ -75,7 +76,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void push(std::shared_ptr<const std::string> frame, const PushInfo& info) override {
     net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame), info] {
       // The session that sent a message got its ack; the push is for the sender's other devices.
-      if (info.sent_key != 0 && info.actor == self->user_ && self->sent_recently(info.sent_key)) return;
+      if (info.sent_key != 0 && info.actor == self->user_ && self->take_sent(info.sent_key)) return;
       self->svc_.metrics.push_frames++;
       self->enqueue(frame);
     });
@@ -88,7 +89,14 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   [[nodiscard]] uint64_t user_id() const override { return user_; }
   bool take_token() override { return bucket_.take(); }
   void remember_sent(uint64_t key) override {
-    sent_[sent_next_++ % sent_.size()] = key;
+    if (sent_order_.size() < kMaxSent) {
+      sent_order_.push_back(key);
+    } else {
+      sent_.erase(sent_order_[sent_next_]);  // forget the oldest
+      sent_order_[sent_next_] = key;
+      sent_next_ = (sent_next_ + 1) % kMaxSent;
+    }
+    sent_.insert(key);
   }
 
   // Closable
@@ -126,7 +134,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     svc_.metrics.ws_connections++;
     svc_.metrics.ws_accepted++;
     svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
-    svc_.sessions.connected(user_, svc_.bus.gateway_id(), id_);
+    svc_.sessions.connected(user_, svc_.gateway_id, id_);
     if (svc_.stopping.load()) return close(1001, "server shutting down");
     do_read();
   }
@@ -161,7 +169,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                           std::string_view(static_cast<const char*>(data.data()), data.size()));
     }
     in_.consume(in_.size());
-    if (in_.capacity() > 16 * 1024) in_.shrink_to_fit();  // idle sessions stay small
+    if (in_.capacity() > 4096) in_.shrink_to_fit();  // idle sessions stay small
     if (state_ == State::open) do_read();
   }
 
@@ -227,11 +235,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     finish();
   }
 
-  bool sent_recently(uint64_t key) const {
-    for (uint64_t k : sent_) {
-      if (k == key) return true;
+  // Whether this connection sent the message (then it had its ack; no echo). Forgets it.
+  bool take_sent(uint64_t key) {
+    if (sent_.erase(key) == 0) return false;
+    if (sent_.empty()) {  // idle again: give the memory back
+      sent_ = {};
+      sent_order_ = {};
+      sent_next_ = 0;
     }
-    return false;
+    return true;
   }
 
   // Unregisters, once.
@@ -241,7 +253,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     state_ = State::closed;
     if (accepted_) {
       svc_.hub.remove(user_, id_);
-      svc_.sessions.disconnected(user_, svc_.bus.gateway_id(), id_);
+      svc_.sessions.disconnected(user_, svc_.gateway_id, id_);
       svc_.metrics.ws_connections--;
     }
     svc_.connections.remove(id_);
@@ -264,8 +276,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   uint16_t close_code_ = 1000;
   std::string close_reason_;
   TokenBucket bucket_;
-  std::array<uint64_t, 32> sent_{};
-  uint32_t sent_next_ = 0;
+  // Messages sent on this connection whose push has not come back yet (echo suppression), at most
+  // kMaxSent, the oldest forgotten first.
+  static constexpr size_t kMaxSent = 1024;
+  std::unordered_set<uint64_t> sent_;
+  std::vector<uint64_t> sent_order_;
+  size_t sent_next_ = 0;
 };
 
 }  // namespace

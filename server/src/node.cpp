@@ -47,7 +47,6 @@ struct Node::Parts {
   std::unique_ptr<SessionRegistry> sessions;
   std::unique_ptr<Router> router;
   std::unique_ptr<QueryService> query;
-  std::unique_ptr<CommandBus> bus;
   std::unique_ptr<Gateway> gateway;
   std::atomic<bool> started{false};
 
@@ -76,8 +75,8 @@ struct Node::Parts {
       gc.jwt_secret = std::move(*secret);
     }
     query = std::make_unique<QueryService>(*model);
-    bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
-    auto gw = Gateway::create(std::move(gc), GatewayDeps{*bus, *query, *sessions, SystemClock::instance(),
+    auto bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
+    auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
                                                          [this] { return started.load() && failure_text().empty(); }});
     IMLOG_TRY(gw);
     gateway = std::move(*gw);
@@ -126,7 +125,6 @@ void Node::stop() {
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();
-  p.bus.reset();
   p.query.reset();
   p.router.reset();
   p.sequencer.reset();

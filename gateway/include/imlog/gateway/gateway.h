@@ -85,9 +85,11 @@ struct GatewayConfig {
   std::string web_dir;
 };
 
-// What the gateway uses and does not own; all must outlive it.
+// What the gateway uses. It owns the bus (not started yet: start() starts it with the push
+// handler), so the bus's pending callbacks, which hold connections, are destroyed while the
+// gateway's I/O context still exists. The rest it does not own; they must outlive it.
 struct GatewayDeps {
-  CommandBus& bus;
+  std::unique_ptr<CommandBus> bus;
   QueryService& query;
   SessionRegistry& sessions;
   const Clock& clock;
