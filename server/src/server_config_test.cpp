@@ -69,6 +69,34 @@ engine:
   EXPECT_EQ(c.engine.state_dir, "/var/lib/imlog/engine");
 }
 
+TEST(ServerConfig, GatewayDefaultsAndSection) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_EQ(d.gateway.listen, "127.0.0.1:8080");
+  EXPECT_TRUE(d.gateway.jwt_secret.empty()) << "a single node keeps its secret under data_dir";
+  EXPECT_FALSE(d.gateway.gateway_id.empty());
+  ServerConfig c = load_server_config(write_config(R"(
+gateway:
+  listen: 0.0.0.0:9000
+  threads: 4
+  gateway_id: gw-7
+  jwt_secret: 0123456789abcdef0123
+  access_token_ttl: 5m
+  max_frame_bytes: 256KiB
+  ws_rate: 20
+  heartbeat_timeout: 30s
+)"), "");
+  EXPECT_EQ(c.gateway.listen, "0.0.0.0:9000");
+  EXPECT_EQ(c.gateway.threads, 4u);
+  EXPECT_EQ(c.gateway.gateway_id, "gw-7");
+  EXPECT_EQ(c.gateway.access_token_ttl, std::chrono::minutes(5));
+  EXPECT_EQ(c.gateway.max_frame_bytes, 256u * 1024);
+  EXPECT_EQ(c.gateway.ws_rate, 20);
+  EXPECT_EQ(c.gateway.heartbeat_timeout, std::chrono::seconds(30));
+  EXPECT_THAT(error_of("gateway: {jwt_secret: short}"), HasSubstr("`gateway.jwt_secret`"));
+  EXPECT_THAT(error_of("gateway: {ws_rate: 0}"), HasSubstr("`gateway.ws_rate`"));
+  EXPECT_THAT(error_of("gateway: {listn: x}"), HasSubstr("`gateway.listn`"));
+}
+
 TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
   EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));
