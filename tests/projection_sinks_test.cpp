@@ -26,7 +26,8 @@
 // naming host:port; migrations are idempotent.
 //
 // Cases of the rapidcheck properties: 100 (Redis) and 25 (MySQL: each case drops and re-creates a
-// database) unless RC_PARAMS is set.
+// database) unless RC_PARAMS is set. Every test name starts with ProjectionSinks:
+//   scripts/test -R ProjectionSinks
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
@@ -794,7 +795,7 @@ TEST_P(SinkTest, ApplyingAPrefixTwiceEqualsApplyingItOnce) {
   auto o = open_sink(GetParam(), target);
   ASSERT_OK(o);
   const auto& events = log().events;
-  check_property("SinkTest/" + GetParam() + "/PrefixTwice", GetParam() == "mysql" ? 25 : 100, [&] {
+  check_property("ProjectionSinks/SinkTest/" + GetParam() + "/PrefixTwice", GetParam() == "mysql" ? 25 : 100, [&] {
     size_t n = *rc::gen::inRange<size_t>(0, events.size() + 1);
     size_t first = *rc::gen::element<size_t>(1, 2, 5, 17, 64, 4096);
     size_t second = *rc::gen::element<size_t>(1, 3, 9, 40, 4096);
@@ -892,11 +893,11 @@ TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Sinks, SinkTest, ::testing::Values("mysql", "redis"), param_name);
+INSTANTIATE_TEST_SUITE_P(ProjectionSinks, SinkTest, ::testing::Values("mysql", "redis"), param_name);
 
 // ---- MySQL specifics ---------------------------------------------------------------------------
 
-class MysqlSinkTest : public ::testing::Test {
+class ProjectionSinksMysql : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
@@ -922,7 +923,7 @@ std::map<std::string, ConversationView> by_id(const std::vector<ConversationView
   return out;
 }
 
-TEST_F(MysqlSinkTest, AnswersTheQueriesOfTheGeneratedLog) {
+TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   apply_log();
   const Users& u = log().users;
   const auto& g1 = log().group1;
@@ -1053,7 +1054,7 @@ TEST_F(MysqlSinkTest, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_TRUE(s2->empty()) << "cyd is not in ann and bob's conversation";
 }
 
-TEST_F(MysqlSinkTest, StoresInjectionAttemptsVerbatim) {
+TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   apply_log();
   const Users& u = log().users;
   auto dee = model_->user(u.dee);
@@ -1087,7 +1088,7 @@ TEST_F(MysqlSinkTest, StoresInjectionAttemptsVerbatim) {
   EXPECT_EQ(rs->getInt(1), 11);  // 10 tables and schema_migrations
 }
 
-TEST_F(MysqlSinkTest, MessagesHaveAUniqueConversationSeq) {
+TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
   apply_log();
   auto conn = raw_mysql(config_);
   std::unique_ptr<sql::PreparedStatement> ins(conn->prepareStatement(
@@ -1124,7 +1125,7 @@ TEST_F(MysqlSinkTest, MessagesHaveAUniqueConversationSeq) {
 
 // A batch whose last statement fails (a username too long for its column) rolls back whole: the
 // positions stay, and the rows written earlier in the same batch are gone.
-TEST_F(MysqlSinkTest, ABatchThatFailsHalfWayWritesNothing) {
+TEST_F(ProjectionSinksMysql, ABatchThatFailsHalfWayWritesNothing) {
   const auto& events = log().events;
   size_t half = events.size() / 2;
   ASSERT_OK(apply_all(*model_, events, half, 20));
@@ -1161,7 +1162,7 @@ TEST_F(MysqlSinkTest, ABatchThatFailsHalfWayWritesNothing) {
   (void)(*ref)->drop();
 }
 
-TEST_F(MysqlSinkTest, MigrationsAreIdempotent) {
+TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   ASSERT_OK(migrate_mysql(config_));
   ASSERT_OK(migrate_mysql(config_));
   auto conn = raw_mysql(config_);
@@ -1178,7 +1179,7 @@ TEST_F(MysqlSinkTest, MigrationsAreIdempotent) {
 
 // ---- Redis specifics -----------------------------------------------------------------------------
 
-class RedisSinkTest : public ::testing::Test {
+class ProjectionSinksRedis : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
@@ -1198,7 +1199,7 @@ class RedisSinkTest : public ::testing::Test {
   std::unique_ptr<RedisModel> model_;
 };
 
-TEST_F(RedisSinkTest, KeepsTheSeedsLayout) {
+TEST_F(ProjectionSinksRedis, KeepsTheSeedsLayout) {
   ASSERT_OK(apply_all(*model_, log().events, log().events.size(), 64));
   RawRedis r(config_);
   const std::string g2 = log().group2;
@@ -1233,7 +1234,7 @@ TEST_F(RedisSinkTest, KeepsTheSeedsLayout) {
 // A batch that fails inside the script (a key of the wrong type, put there behind the model's
 // back) leaves the positions where they were; the writes made before the failure are harmless
 // because re-applying the batch from those positions gives the uninterrupted model.
-TEST_F(RedisSinkTest, ABatchThatFailsHalfWayIsReappliedFromThePositions) {
+TEST_F(ProjectionSinksRedis, ABatchThatFailsHalfWayIsReappliedFromThePositions) {
   const auto& events = log().events;
   size_t split = 0;
   while (split < events.size() && sv(events[split].event->stream()) != log().group2) ++split;
@@ -1260,7 +1261,7 @@ TEST_F(RedisSinkTest, ABatchThatFailsHalfWayIsReappliedFromThePositions) {
 
 // ---- across sinks ---------------------------------------------------------------------------------
 
-TEST(MysqlAndRedis, GiveTheSameHistoryAndUnreadCounts) {
+TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
   ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
   ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
   const auto& log = generated_log();
@@ -1334,7 +1335,7 @@ TEST(MysqlAndRedis, GiveTheSameHistoryAndUnreadCounts) {
 
 // The real Projector over the engine's LocalLog feeds each sink exactly what applying the valid
 // events directly gives (the hand-encoded partition is not in that log, so it is left out here).
-TEST(Sinks, TheProjectorOverTheLogBuildsTheSameModels) {
+TEST(ProjectionSinks, TheProjectorOverTheLogBuildsTheSameModels) {
   ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
   ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
   const auto& log = generated_log();
@@ -1381,7 +1382,7 @@ TEST(Sinks, TheProjectorOverTheLogBuildsTheSameModels) {
   }
 }
 
-TEST(Sinks, UnreachableServersAreRetryableErrorsNamingTheAddress) {
+TEST(ProjectionSinks, UnreachableServersAreRetryableErrorsNamingTheAddress) {
   int port = t::free_port();  // nothing listens there
   MysqlConfig mc;
   mc.host = "127.0.0.1";
