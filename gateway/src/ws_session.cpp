@@ -139,9 +139,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     do_read();
   }
 
+  // Idle connections wait with a small read (chat frames are small, and the buffer of a pending
+  // read is most of an idle connection's memory); a message that needs more reads in bigger steps.
   void do_read() {
     size_t room = svc_.config.max_frame_bytes + 1 - in_.size();
-    ws_.async_read_some(in_, room, beast::bind_front_handler(&WsSession::on_read, shared_from_this()));
+    size_t step = in_.size() == 0 ? 512 : 16 * 1024;
+    ws_.async_read_some(in_, std::min(room, step), beast::bind_front_handler(&WsSession::on_read, shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -260,7 +263,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   Services& svc_;
-  websocket::stream<TextAsBinary<beast::tcp_stream>> ws_;
+  websocket::stream<TextAsBinary<beast::tcp_stream>, /*deflateSupported=*/false> ws_;
   http::request<http::string_body> upgrade_;
   std::string subprotocol_;
   const uint64_t user_;
