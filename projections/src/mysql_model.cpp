@@ -301,18 +301,20 @@ const std::vector<const TableSpec*> kWriteOrder = {&kMessages,    &kUsers,   &kP
 
 std::string quoted(std::string_view name) { return "`" + std::string(name) + "`"; }
 
-// The rows one batch writes to one table, merged per primary key.
+// The rows one batch writes to one table, merged per primary key, in order of first write.
 class PendingTable {
  public:
   explicit PendingTable(const TableSpec& spec) : spec_(spec) {}
 
   using Cells = std::vector<std::optional<Value>>;
+  using Row = std::pair<std::vector<Value>, Cells>;
 
   // Merges column values into the row `key` by the columns' rules.
   void patch(std::vector<Value> key, std::initializer_list<std::pair<int, Value>> values) {
-    auto [it, inserted] = rows_.try_emplace(std::move(key));
-    Cells& row = it->second;
-    if (inserted) row.resize(spec_.cols.size());
+    encode_key(key, scratch_);
+    auto [it, inserted] = index_.try_emplace(scratch_, rows_.size());
+    if (inserted) rows_.emplace_back(std::move(key), Cells(spec_.cols.size()));
+    Cells& row = rows_[it->second].second;
     // Followers decide against their leader's value before the leader is merged.
     for (const auto& [c, v] : values) {
       const auto& col = spec_.cols[static_cast<size_t>(c)];
@@ -340,20 +342,36 @@ class PendingTable {
     }
   }
 
-  // The row `key` if this batch has it.
-  Cells* find(const std::vector<Value>& key) {
-    auto it = rows_.find(key);
-    return it == rows_.end() ? nullptr : &it->second;
-  }
-
   [[nodiscard]] const TableSpec& spec() const { return spec_; }
   [[nodiscard]] bool empty() const { return rows_.empty(); }
-  [[nodiscard]] const std::map<std::vector<Value>, Cells>& rows() const { return rows_; }
-  void clear() { rows_.clear(); }
+  [[nodiscard]] const std::vector<Row>& rows() const { return rows_; }
+  void clear() {
+    rows_.clear();
+    index_.clear();
+  }
 
  private:
+  // An unambiguous byte string of a key, for hashing.
+  static void encode_key(const std::vector<Value>& key, std::string& out) {
+    out.clear();
+    for (const auto& v : key) {
+      out += static_cast<char>(v.index());
+      if (const auto* s = std::get_if<std::string>(&v)) {
+        uint64_t n = s->size();
+        out.append(reinterpret_cast<const char*>(&n), sizeof n);
+        out += *s;
+      } else if (const auto* u = std::get_if<uint64_t>(&v)) {
+        out.append(reinterpret_cast<const char*>(u), sizeof *u);
+      } else if (const auto* i = std::get_if<int64_t>(&v)) {
+        out.append(reinterpret_cast<const char*>(i), sizeof *i);
+      }
+    }
+  }
+
   const TableSpec& spec_;
-  std::map<std::vector<Value>, Cells> rows_;
+  std::vector<Row> rows_;
+  std::unordered_map<std::string, size_t> index_;
+  std::string scratch_;
 };
 
 void bind(sql::PreparedStatement& st, unsigned idx, const Value& v) {
@@ -434,7 +452,7 @@ std::string upsert_sql(const TableSpec& t, uint64_t mask, size_t rows) {
 // Writes the table's pending rows: grouped by the columns present, multi-row upserts.
 void flush_table(Conn& conn, const PendingTable& pending) {
   const TableSpec& t = pending.spec();
-  std::map<uint64_t, std::vector<const std::pair<const std::vector<Value>, PendingTable::Cells>*>> by_mask;
+  std::map<uint64_t, std::vector<const PendingTable::Row*>> by_mask;
   for (const auto& row : pending.rows()) {
     uint64_t mask = 0;
     for (size_t i = 0; i < row.second.size(); ++i) {
