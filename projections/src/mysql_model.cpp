@@ -177,6 +177,7 @@ enum class Merge : uint8_t {
   max,
   min,
   follow,  // written only when column `follows` grows
+  keep,    // written by the insert only (a value fixed for the row's life)
 };
 
 struct ColumnSpec {
@@ -265,10 +266,10 @@ const TableSpec kMembers{"group_members",
                           {"updated_at", Kind::i64}}};
 const TableSpec kConversations{"conversations",
                                {{"conversation_id", Kind::str}},
-                               {{"type", Kind::str},
-                                {"user_lo", Kind::u64},
-                                {"user_hi", Kind::u64},
-                                {"group_id", Kind::u64},
+                               {{"type", Kind::str, Merge::keep},
+                                {"user_lo", Kind::u64, Merge::keep},
+                                {"user_hi", Kind::u64, Merge::keep},
+                                {"group_id", Kind::u64, Merge::keep},
                                 {"updated_at", Kind::i64, Merge::follow, conv_col::last_seq},
                                 {"last_seq", Kind::u64, Merge::max},
                                 {"created_at", Kind::i64, Merge::min}}};
@@ -330,6 +331,9 @@ class PendingTable {
       auto& cell = row[static_cast<size_t>(c)];
       switch (spec_.cols[static_cast<size_t>(c)].merge) {
         case Merge::follow: break;
+        case Merge::keep:
+          if (!cell) cell = v;
+          break;
         case Merge::none:
         case Merge::assign: cell = v; break;
         case Merge::max:
@@ -427,11 +431,12 @@ std::string upsert_sql(const TableSpec& t, uint64_t mask, size_t rows) {
   std::string updates;
   if (!t.insert_only) {
     for (size_t i = 0; i < t.cols.size(); ++i) {
-      if (!(mask & (1ull << i))) continue;
+      if (!(mask & (1ull << i)) || t.cols[i].merge == Merge::keep) continue;
       const auto& c = t.cols[i];
       std::string n = quoted(c.name);
       std::string u;
       switch (c.merge) {
+        case Merge::keep:  // not reached
         case Merge::none:
         case Merge::assign: u = n + "=VALUES(" + n + ")"; break;
         case Merge::max: u = n + "=GREATEST(" + n + ",VALUES(" + n + "))"; break;
