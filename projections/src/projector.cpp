@@ -1,0 +1,286 @@
+// Projector (projector.h): im.events → valid events → a sink, positions stored by the sink.
+//
+// One Pass owns a plain (group-less) consumer assigned every partition at the sink's positions,
+// the EpochFilter restored from the positions' tokens, and the positions as they advance. Each
+// poll becomes one EventBatch: valid events other than epoch markers, plus the positions after
+// the batch (markers and invalid events advance positions and tokens too, so a resumed pass
+// restores the filter exactly). The records' bytes back the batch's event views, so a batch is
+// applied before the next poll reuses them.
+
+#include "imlog/projections/projector.h"
+
+#include <condition_variable>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+
+namespace imlog {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One run over the log: from the sink's positions, on one thread.
+class Pass {
+ public:
+  Pass(EventLog& log, ProjectionSink& sink, const ProjectorConfig& config) : log_(log), sink_(sink), config_(config) {}
+
+  // Reads the sink's positions and assigns the consumer. `ends` (optional): stop at these offsets.
+  Status open(const std::vector<int64_t>* ends) {
+    auto n = log_.partition_count(kEventsTopic);
+    IMLOG_TRY(n);
+    partitions_ = *n;
+    positions_.clear();
+    for (int32_t p = 0; p < partitions_; ++p) positions_.push_back(PartitionPosition{p, 0, 0});
+    auto stored = sink_.positions();
+    if (!stored) return tl::unexpected(stored.error().with_context("reading the " + std::string(sink_.name()) + " model's positions"));
+    for (const auto& s : *stored) {
+      if (s.partition < 0 || s.partition >= partitions_) {
+        return fail(LogErrc::bad_argument, "the " + std::string(sink_.name()) + " model has a position for partition " +
+                                               std::to_string(s.partition) + " but " + std::string(kEventsTopic) +
+                                               " has " + std::to_string(partitions_) +
+                                               " partitions: it was built from another log");
+      }
+      positions_[static_cast<size_t>(s.partition)] = s;
+    }
+    for (const auto& p : positions_) filter_.restore(p.partition, p.token);
+    if (ends != nullptr) {
+      if (ends->size() != static_cast<size_t>(partitions_)) {
+        return fail(LogErrc::bad_argument, "run_until: " + std::to_string(ends->size()) + " end offsets for " +
+                                               std::to_string(partitions_) + " partitions of " +
+                                               std::string(kEventsTopic));
+      }
+      ends_ = *ends;
+      for (int32_t p = 0; p < partitions_; ++p) {
+        auto end = log_.end_offset({std::string(kEventsTopic), p});
+        IMLOG_TRY(end);
+        if (ends_[static_cast<size_t>(p)] > *end) {
+          return fail(LogErrc::bad_argument, "run_until: end offset " + std::to_string(ends_[static_cast<size_t>(p)]) +
+                                                 " of partition " + std::to_string(p) + " is past the log's end " +
+                                                 std::to_string(*end));
+        }
+      }
+    }
+    ConsumerOptions opts;
+    opts.max_batch = config_.max_batch == 0 ? 1 : config_.max_batch;
+    consumer_ = log_.consumer(opts);
+    std::vector<TopicPartitionOffset> from;
+    for (const auto& p : positions_) {
+      if (!ends_.empty() && p.next_offset >= ends_[static_cast<size_t>(p.partition)]) continue;
+      from.push_back({std::string(kEventsTopic), p.partition, p.next_offset});
+    }
+    if (!from.empty()) IMLOG_TRY(consumer_->assign(from));
+    return {};
+  }
+
+  // Records left before `ends_` (run_until only).
+  [[nodiscard]] int64_t remaining() const {
+    int64_t left = 0;
+    for (const auto& p : positions_) left += std::max<int64_t>(0, ends_[static_cast<size_t>(p.partition)] - p.next_offset);
+    return left;
+  }
+
+  // Polls once and applies what came. Returns the records consumed (0 on time-out or wakeup).
+  // A record that does not decode fails the pass, naming it; nothing is skipped.
+  Result<int64_t> step(std::chrono::milliseconds timeout, const std::atomic<bool>* stopping) {
+    IMLOG_TRY(consumer_->poll(records_, timeout));
+    if (records_.empty()) return int64_t{0};
+    batch_.events.clear();
+    touched_.assign(static_cast<size_t>(partitions_), false);
+    int64_t consumed = 0;
+    for (const Record& r : records_) {
+      if (r.partition < 0 || r.partition >= partitions_) continue;
+      auto& pos = positions_[static_cast<size_t>(r.partition)];
+      if (r.offset < pos.next_offset) continue;  // already applied (a redelivery)
+      if (!ends_.empty() && r.offset >= ends_[static_cast<size_t>(r.partition)]) continue;
+      auto ev = read_event(r.value);
+      if (!ev) {
+        return tl::unexpected(ev.error().with_context(std::string(kEventsTopic) + " partition " +
+                                                      std::to_string(r.partition) + " offset " +
+                                                      std::to_string(r.offset) + ": the record is not an event"));
+      }
+      const fb::EventEnvelope& e = **ev;
+      bool valid = filter_.accept(r.partition, e);
+      pos.next_offset = r.offset + 1;
+      pos.token = filter_.token(r.partition);
+      touched_[static_cast<size_t>(r.partition)] = true;
+      ++consumed;
+      if (valid && e.event_type() != fb::Event::EpochStarted) {
+        batch_.events.push_back(EventBatch::Item{r.partition, r.offset, &e});
+      }
+    }
+    if (consumed == 0) return int64_t{0};
+    batch_.positions.clear();
+    for (const auto& p : positions_) {
+      if (touched_[static_cast<size_t>(p.partition)]) batch_.positions.push_back(p);
+    }
+    // A retryable failure of the sink (its server away) is retried with the same batch, so the
+    // positions never move past events that were not applied.
+    std::chrono::milliseconds backoff{50};
+    while (true) {
+      auto applied = sink_.apply(batch_);
+      if (applied) break;
+      if (!applied.error().retryable() || (stopping != nullptr && stopping->load())) {
+        return tl::unexpected(applied.error().with_context("applying to the " + std::string(sink_.name()) + " model"));
+      }
+      logger("projections")->warn("the {} model refused a batch, retrying in {} ms: {}", sink_.name(), backoff.count(),
+                                  applied.error().to_string());
+      std::unique_lock lk(wait_mu_);
+      wait_cv_.wait_for(lk, backoff, [&] { return stopping != nullptr && stopping->load(); });
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+    }
+    applied_ += batch_.events.size();
+    return consumed;
+  }
+
+  // Records between the positions and the log's ends now.
+  Result<int64_t> lag() {
+    int64_t lag = 0;
+    for (const auto& p : positions_) {
+      auto end = log_.end_offset({std::string(kEventsTopic), p.partition});
+      IMLOG_TRY(end);
+      lag += std::max<int64_t>(0, *end - p.next_offset);
+    }
+    return lag;
+  }
+
+  [[nodiscard]] uint64_t applied() const { return applied_; }
+  Consumer& consumer() { return *consumer_; }
+  void notify_stop() { wait_cv_.notify_all(); }
+
+ private:
+  EventLog& log_;
+  ProjectionSink& sink_;
+  const ProjectorConfig& config_;
+  int32_t partitions_ = 0;
+  std::vector<PartitionPosition> positions_;  // index = partition
+  std::vector<int64_t> ends_;                 // empty: follow the log
+  EpochFilter filter_;
+  std::unique_ptr<Consumer> consumer_;
+  std::vector<Record> records_;
+  EventBatch batch_;
+  std::vector<bool> touched_;
+  uint64_t applied_ = 0;
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+};
+
+}  // namespace
+
+struct Projector::Loop {
+  std::unique_ptr<Pass> pass;  // start()'s pass, used by `thread`
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  mutable std::mutex mu;
+  Pass* active = nullptr;  // the pass running now (start() or run_until()), for stop(); under mu
+  std::optional<Error> failure;
+};
+
+Projector::Projector(EventLog& log, ProjectionSink& sink, ProjectorConfig config)
+    : log_(log), sink_(sink), config_(config), loop_(std::make_unique<Loop>()) {}
+
+Projector::~Projector() { stop(); }
+
+Status Projector::start() {
+  if (loop_->thread.joinable()) return fail(LogErrc::bad_argument, "the projector is already running");
+  loop_->stopping = false;
+  loop_->pass = std::make_unique<Pass>(log_, sink_, config_);
+  IMLOG_TRY(loop_->pass->open(nullptr));
+  if (auto l = loop_->pass->lag()) lag_ = *l;
+  {
+    std::lock_guard lk(loop_->mu);
+    loop_->active = loop_->pass.get();
+  }
+  loop_->thread = std::thread([this] {
+    Loop& loop = *loop_;
+    Pass& pass = *loop.pass;
+    auto log = logger("projections");
+    log->info("projector for the {} model started on {}", sink_.name(), log_.describe());
+    auto last_lag = Clock::now();
+    while (!loop.stopping.load()) {
+      auto step = pass.step(std::chrono::milliseconds(500), &loop.stopping);
+      if (!step) {
+        if (step.error().retryable() && !loop.stopping.load()) {
+          log->warn("projector for the {} model: {}; retrying", sink_.name(), step.error().to_string());
+          continue;
+        }
+        if (loop.stopping.load()) break;
+        log->error("projector for the {} model stopped: {}", sink_.name(), step.error().to_string());
+        std::lock_guard lk(loop.mu);
+        loop.failure = step.error();
+        break;
+      }
+      applied_ = pass.applied();
+      // Lag costs a round trip per partition on Kafka: refresh it at most twice a second, and
+      // whenever the projector has caught up.
+      if (*step == 0 || Clock::now() - last_lag > std::chrono::milliseconds(500)) {
+        if (auto l = pass.lag()) lag_ = *l;
+        last_lag = Clock::now();
+      }
+    }
+  });
+  return {};
+}
+
+void Projector::stop() {
+  Loop& loop = *loop_;
+  {
+    std::lock_guard lk(loop.mu);
+    loop.stopping = true;
+    if (loop.active != nullptr) {
+      loop.active->consumer().wakeup();
+      loop.active->notify_stop();
+    }
+  }
+  if (loop.thread.joinable()) loop.thread.join();
+  std::lock_guard lk(loop.mu);
+  if (loop.active == loop.pass.get()) loop.active = nullptr;
+  loop.pass.reset();
+}
+
+std::optional<Error> Projector::failure() const {
+  std::lock_guard lk(loop_->mu);
+  return loop_->failure;
+}
+
+Status Projector::run_until(const std::vector<int64_t>& end_offsets,
+                            const std::function<void(const ProjectorProgress&)>& progress) {
+  if (loop_->thread.joinable()) return fail(LogErrc::bad_argument, "run_until() while the projector's loop runs");
+  loop_->stopping = false;
+  Pass pass(log_, sink_, config_);
+  IMLOG_TRY(pass.open(&end_offsets));
+  {
+    std::lock_guard lk(loop_->mu);
+    loop_->active = &pass;
+  }
+  struct Deactivate {
+    Loop& loop;
+    ~Deactivate() {
+      std::lock_guard lk(loop.mu);
+      loop.active = nullptr;
+    }
+  } deactivate{*loop_};
+  ProjectorProgress p;
+  p.target = pass.remaining();
+  lag_ = p.target;
+  while (pass.remaining() > 0) {
+    if (loop_->stopping.load()) {
+      return fail(LogErrc::closed, "the projector was stopped " + std::to_string(pass.remaining()) +
+                                       " records before the end offsets");
+    }
+    auto step = pass.step(std::chrono::milliseconds(500), &loop_->stopping);
+    IMLOG_TRY(step);
+    p.consumed += *step;
+    p.applied = pass.applied();
+    applied_ = p.applied;
+    lag_ = pass.remaining();
+    if (*step > 0 && progress) progress(p);
+  }
+  return {};
+}
+
+}  // namespace imlog

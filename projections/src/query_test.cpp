@@ -1,0 +1,466 @@
+// The read side: history paging edges, the QueryService's hot path and limit clamp, unread counts
+// and read pointers, message search, read authorisation — on the RocksDB model built from logs
+// written by the EventLogBuilder, and once end to end from commands through the real sequencer.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "imlog/engine/streams.h"
+#include "imlog/projections/query.h"
+#include "imlog/testing/engine_harness.h"
+#include "projection_test_util.h"
+
+namespace imlog {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LogFixture;
+
+std::vector<uint64_t> seqs(const HistoryPage& page) {
+  std::vector<uint64_t> out;
+  for (const auto& m : page.messages) out.push_back(m.seq_id);
+  return out;
+}
+
+std::vector<uint64_t> range(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> out;
+  for (uint64_t s = from; s <= to; ++s) out.push_back(s);
+  return out;
+}
+
+// A conversation of 25 messages between ann and bob, projected.
+struct PagingFixture {
+  PagingFixture() {
+    auto& b = *f.builder;
+    ann = b.register_user("ann");
+    bob = b.register_user("bob");
+    conv = single_stream(ann, bob);
+    for (int i = 1; i <= 25; ++i) ids.push_back(b.message(conv, i % 2 ? ann : bob, "message " + std::to_string(i)));
+    b.recall(conv, bob, ids[1], 2);  // seq 26
+    model = f.model();
+    auto r = f.project(*model);
+    EXPECT_TRUE(r) << r.error().to_string();
+  }
+  HistoryPage page(uint64_t after, uint64_t before, uint32_t limit) {
+    auto p = model->history(conv, after, before, limit);
+    EXPECT_TRUE(p) << p.error().to_string();
+    return p ? *p : HistoryPage{};
+  }
+  LogFixture f;
+  uint64_t ann = 0, bob = 0;
+  std::string conv;
+  std::vector<uint64_t> ids;
+  std::unique_ptr<RocksDbModel> model;
+};
+
+TEST(History, AnEmptyConversationHasNoPageInEitherDirection) {
+  PagingFixture p;
+  for (auto [after, before] : {std::pair<uint64_t, uint64_t>{0, 0}, {5, 0}, {0, 5}}) {
+    auto page = p.model->history(group_stream(99), after, before, 10);
+    IMLOG_ASSERT_OK(page);
+    EXPECT_TRUE(page->messages.empty());
+    EXPECT_FALSE(page->has_more);
+  }
+}
+
+TEST(History, PagesBackwardFromTheLatest) {
+  PagingFixture p;
+  auto latest = p.page(0, 0, 10);
+  EXPECT_EQ(seqs(latest), range(17, 26));
+  EXPECT_TRUE(latest.has_more);
+  auto older = p.page(0, 17, 10);
+  EXPECT_EQ(seqs(older), range(7, 16));
+  EXPECT_TRUE(older.has_more);
+  auto oldest = p.page(0, 7, 10);
+  EXPECT_EQ(seqs(oldest), range(1, 6));
+  EXPECT_FALSE(oldest.has_more);
+  // Exactly at the boundary: the page holds the first ten and nothing is older.
+  auto exact = p.page(0, 11, 10);
+  EXPECT_EQ(seqs(exact), range(1, 10));
+  EXPECT_FALSE(exact.has_more);
+  auto all = p.page(0, 0, 26);
+  EXPECT_EQ(seqs(all), range(1, 26));
+  EXPECT_FALSE(all.has_more);
+  auto all_but_one = p.page(0, 0, 25);
+  EXPECT_EQ(seqs(all_but_one), range(2, 26));
+  EXPECT_TRUE(all_but_one.has_more);
+}
+
+TEST(History, PagesForwardFromAfterSeq) {
+  PagingFixture p;
+  auto first = p.page(5, 0, 10);
+  EXPECT_EQ(seqs(first), range(6, 15));
+  EXPECT_TRUE(first.has_more);
+  auto exact = p.page(16, 0, 10);
+  EXPECT_EQ(seqs(exact), range(17, 26));
+  EXPECT_FALSE(exact.has_more);
+  auto past = p.page(26, 0, 10);
+  EXPECT_TRUE(past.messages.empty());
+  EXPECT_FALSE(past.has_more);
+  // Bounded above by before_seq: has_more speaks of the range only.
+  auto bounded = p.page(5, 12, 10);
+  EXPECT_EQ(seqs(bounded), range(6, 11));
+  EXPECT_FALSE(bounded.has_more);
+  auto bounded_more = p.page(5, 20, 3);
+  EXPECT_EQ(seqs(bounded_more), range(6, 8));
+  EXPECT_TRUE(bounded_more.has_more);
+}
+
+TEST(History, ARecalledMessageIsMarkedAndEmptiedAndTheRecallIsASystemRow) {
+  PagingFixture p;
+  auto page = p.page(0, 0, 200);
+  ASSERT_EQ(page.messages.size(), 26u);
+  const MessageView& recalled = page.messages[1];
+  EXPECT_EQ(recalled.message_id, p.ids[1]);
+  EXPECT_TRUE(recalled.recalled);
+  EXPECT_TRUE(recalled.content.empty());
+  EXPECT_EQ(recalled.message_type, "text");
+  EXPECT_EQ(recalled.sender_id, p.bob);
+  const MessageView& other = page.messages[2];
+  EXPECT_FALSE(other.recalled);
+  EXPECT_EQ(other.content, "message 3");
+  EXPECT_EQ(other.conversation_id, p.conv);
+  EXPECT_FALSE(other.client_msg_id.empty());
+  EXPECT_GT(other.created_at, 0);
+  const MessageView& recall = page.messages[25];
+  EXPECT_EQ(recall.message_type, "system");
+  EXPECT_NE(recall.content.find("message_recalled"), std::string::npos);
+}
+
+// A hot store that answers only ranges entirely above `from_seq`, or fails when told to.
+class FakeHot final : public HotHistory {
+ public:
+  Result<std::optional<HistoryPage>> history(std::string_view, uint64_t after_seq, uint64_t, uint32_t limit) override {
+    ++calls;
+    last_limit = limit;
+    if (failing) return fail(LogErrc::unavailable, "redis is away", true);
+    if (after_seq < from_seq) return std::optional<HistoryPage>();
+    HistoryPage p;
+    p.messages.push_back(MessageView{1, "hot", after_seq + 1, 1, "from the hot store", "text", "c", 0, false});
+    return std::optional<HistoryPage>(p);
+  }
+  uint64_t from_seq = 20;
+  bool failing = false;
+  int calls = 0;
+  uint32_t last_limit = 0;
+};
+
+TEST(QueryServiceHistory, UsesTheHotStoreWhenItAnswersTheWholeRangeElseTheModel) {
+  PagingFixture p;
+  FakeHot hot;
+  QueryService q(*p.model, &hot);
+  auto from_hot = q.history(p.conv, 21, 0, 10);
+  IMLOG_ASSERT_OK(from_hot);
+  ASSERT_EQ(from_hot->messages.size(), 1u);
+  EXPECT_EQ(from_hot->messages[0].content, "from the hot store");
+  auto from_model = q.history(p.conv, 3, 0, 2);
+  IMLOG_ASSERT_OK(from_model);
+  EXPECT_EQ(seqs(*from_model), range(4, 5));
+  hot.failing = true;
+  auto fallback = q.history(p.conv, 21, 0, 10);
+  IMLOG_ASSERT_OK(fallback);
+  EXPECT_EQ(seqs(*fallback), range(22, 26));
+  EXPECT_EQ(hot.calls, 3);
+}
+
+TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann");
+  for (int i = 0; i < 250; ++i) b.message(std::string(kWorldStream), ann, "m");
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  FakeHot hot;
+  hot.from_seq = UINT64_MAX;
+  QueryService q(*model, &hot);
+  auto zero = q.history(std::string(kWorldStream), 0, 0, 0);
+  IMLOG_ASSERT_OK(zero);
+  EXPECT_EQ(seqs(*zero), range(250, 250));
+  EXPECT_EQ(hot.last_limit, 1u);
+  auto huge = q.history(std::string(kWorldStream), 0, 0, 100000);
+  IMLOG_ASSERT_OK(huge);
+  EXPECT_EQ(huge->messages.size(), 200u);
+  EXPECT_TRUE(huge->has_more);
+  EXPECT_EQ(hot.last_limit, 200u);
+}
+
+const ConversationView* find_conv(const std::vector<ConversationView>& list, const std::string& id) {
+  for (const auto& c : list) {
+    if (c.conversation_id == id) return &c;
+  }
+  return nullptr;
+}
+
+TEST(Unread, CountsMessagesFromOthersAfterTheReadPointerAndNeverOwnOnes) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann", "Annie"), bob = b.register_user("bob", "Bobby");
+  std::string conv = single_stream(ann, bob);
+  b.message(conv, ann, "1");
+  b.message(conv, ann, "2");
+  b.message(conv, bob, "3");
+  b.message(conv, bob, "4");
+  auto model = f.model();
+  auto check = [&](uint64_t user, uint64_t read_seq, uint64_t unread) {
+    IMLOG_ASSERT_OK(f.project(*model));
+    auto list = model->conversations(user);
+    IMLOG_ASSERT_OK(list);
+    const ConversationView* c = find_conv(*list, conv);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->read_seq, read_seq) << "user " << user;
+    EXPECT_EQ(c->unread, unread) << "user " << user;
+    EXPECT_EQ(c->last_seq, b.last_seq(conv));
+  };
+  ASSERT_NO_FATAL_FAILURE(check(ann, 2, 2));  // own messages read themselves
+  ASSERT_NO_FATAL_FAILURE(check(bob, 4, 0));
+  b.read(conv, ann, 3);
+  ASSERT_NO_FATAL_FAILURE(check(ann, 3, 1));
+  b.read(conv, ann, 1);  // a read pointer never moves back
+  ASSERT_NO_FATAL_FAILURE(check(ann, 3, 1));
+  b.message(conv, bob, "5");
+  b.message(conv, bob, "6");
+  ASSERT_NO_FATAL_FAILURE(check(ann, 3, 3));
+  b.message(conv, ann, "7");  // replying reads everything before
+  ASSERT_NO_FATAL_FAILURE(check(ann, 7, 0));
+  ASSERT_NO_FATAL_FAILURE(check(bob, 6, 1));
+
+  auto list = model->conversations(ann);
+  IMLOG_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 1u);
+  const ConversationView& c = list->front();
+  EXPECT_EQ(c.type, "single");
+  EXPECT_EQ(c.peer_id, bob);
+  EXPECT_EQ(c.title, "Bobby");
+  ASSERT_TRUE(c.last_message.has_value());
+  EXPECT_EQ(c.last_message->content, "7");
+  EXPECT_GT(c.updated_at, 0);
+}
+
+TEST(Unread, JoiningAGroupReadsWhatCameBeforeAndLeavingDropsIt) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob"), cat = b.register_user("cat");
+  std::string g = group_stream(4);
+  b.create_group(4, ann, {bob}, "the group");  // seq 1
+  for (int i = 0; i < 5; ++i) b.message(g, ann, "before cat");  // 2..6
+  b.join(4, cat, ann);                                           // 7, by ann
+  b.message(g, ann, "after cat");                                // 8
+  b.message(std::string(kWorldStream), bob, "bob writes to world");
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  auto cats = model->conversations(cat);
+  IMLOG_ASSERT_OK(cats);
+  ASSERT_EQ(cats->size(), 1u);
+  EXPECT_EQ(cats->front().conversation_id, g);
+  EXPECT_EQ(cats->front().title, "the group");
+  EXPECT_EQ(cats->front().read_seq, 6u);
+  EXPECT_EQ(cats->front().unread, 2u);  // the join row and the message after it
+  auto bobs = model->conversations(bob);
+  IMLOG_ASSERT_OK(bobs);
+  ASSERT_EQ(bobs->size(), 2u);
+  EXPECT_EQ(bobs->front().conversation_id, "world");  // newest first
+  const ConversationView* bg = find_conv(*bobs, g);
+  ASSERT_NE(bg, nullptr);
+  EXPECT_EQ(bg->unread, 8u);  // everything, from the group's creation on
+
+  b.leave(4, cat);
+  IMLOG_ASSERT_OK(f.project(*model));
+  cats = model->conversations(cat);
+  IMLOG_ASSERT_OK(cats);
+  EXPECT_TRUE(cats->empty());
+}
+
+TEST(Unread, IsCappedAt999) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  for (int i = 0; i < 1200; ++i) b.message(single_stream(ann, bob), bob, "spam");
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  auto list = model->conversations(ann);
+  IMLOG_ASSERT_OK(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().unread, 999u);
+}
+
+struct SearchFixture {
+  SearchFixture() {
+    auto& b = *f.builder;
+    ann = b.register_user("ann");
+    bob = b.register_user("bob");
+    cat = b.register_user("cat");
+    dan = b.register_user("dan");
+    b.message(single_stream(ann, bob), ann, "Let's go climbing tomorrow!");
+    b.message(single_stream(ann, bob), bob, "coffee first?");
+    b.create_group(1, cat, {ann});
+    b.message(group_stream(1), cat, "coffee time, then climbing");
+    b.message(single_stream(cat, dan), cat, "the secret climbing spot");
+    b.message(single_stream(ann, bob), ann, "我们今天去攀岩吧");
+    uint64_t gone = b.message(single_stream(ann, bob), ann, "a recalled zebra");
+    b.recall(single_stream(ann, bob), ann, gone, b.last_seq(single_stream(ann, bob)));
+    model = f.model();
+    auto r = f.project(*model);
+    EXPECT_TRUE(r) << r.error().to_string();
+  }
+  std::vector<std::string> search(uint64_t user, std::string_view text, uint32_t limit = 20) {
+    auto r = model->search_messages(user, text, limit);
+    EXPECT_TRUE(r) << r.error().to_string();
+    std::vector<std::string> out;
+    if (r) {
+      for (const auto& m : *r) out.push_back(m.content);
+    }
+    return out;
+  }
+  LogFixture f;
+  uint64_t ann = 0, bob = 0, cat = 0, dan = 0;
+  std::unique_ptr<RocksDbModel> model;
+};
+
+TEST(Search, FindsAWordThatWasSentOnlyInTheUsersConversations) {
+  SearchFixture s;
+  // Newest first; cat and dan's conversation is not ann's.
+  EXPECT_EQ(s.search(s.ann, "climbing"),
+            (std::vector<std::string>{"coffee time, then climbing", "Let's go climbing tomorrow!"}));
+  EXPECT_EQ(s.search(s.dan, "climbing"), std::vector<std::string>{"the secret climbing spot"});
+  EXPECT_EQ(s.search(s.ann, "CLIMBING Tomorrow"), std::vector<std::string>{"Let's go climbing tomorrow!"});
+  EXPECT_EQ(s.search(s.ann, "climbing", 1), std::vector<std::string>{"coffee time, then climbing"});
+}
+
+TEST(Search, FindsNothingForAWordNeverSentOrRecalled) {
+  SearchFixture s;
+  EXPECT_TRUE(s.search(s.ann, "volcano").empty());
+  EXPECT_TRUE(s.search(s.ann, "climbing volcano").empty());
+  EXPECT_TRUE(s.search(s.ann, "zebra").empty());
+  EXPECT_TRUE(s.search(s.ann, "").empty());
+  EXPECT_TRUE(s.search(s.bob, "secret").empty());
+}
+
+TEST(Search, CjkCharactersAreTokensAndQueryRunsMustBeContiguous) {
+  SearchFixture s;
+  EXPECT_EQ(s.search(s.bob, "攀岩"), std::vector<std::string>{"我们今天去攀岩吧"});
+  EXPECT_EQ(s.search(s.bob, "今天 攀岩"), std::vector<std::string>{"我们今天去攀岩吧"});
+  EXPECT_TRUE(s.search(s.bob, "岩攀").empty());
+  EXPECT_TRUE(s.search(s.bob, "咖啡").empty());
+  EXPECT_TRUE(s.search(s.cat, "攀岩").empty());
+}
+
+TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob"), cat = b.register_user("cat");
+  b.create_group(2, ann, {bob});
+  b.leave(2, bob);
+  b.join(2, cat);
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  auto can = [&](const std::string& conv, uint64_t user) {
+    auto r = model->can_read(conv, user);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r && *r;
+  };
+  EXPECT_TRUE(can(single_stream(ann, bob), ann));
+  EXPECT_TRUE(can(single_stream(ann, bob), bob));
+  EXPECT_FALSE(can(single_stream(ann, bob), cat));
+  EXPECT_TRUE(can(group_stream(2), ann));
+  EXPECT_FALSE(can(group_stream(2), bob));  // left
+  EXPECT_TRUE(can(group_stream(2), cat));
+  EXPECT_FALSE(can(group_stream(3), ann));  // no such group
+  EXPECT_TRUE(can(std::string(kWorldStream), cat));
+  EXPECT_FALSE(can(std::string(kWorldStream), 999'999));  // not a registered user
+  EXPECT_FALSE(can(user_stream(ann), ann));
+  EXPECT_FALSE(can("nonsense", ann));
+  EXPECT_FALSE(can(std::string(kWorldStream), 0));
+}
+
+// From commands through the real sequencer to answers: the events the engine writes are the
+// events the model understands.
+TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
+  constexpr const char* kGateway = "gw-query";
+  testing::TempDir dir("imlog-query-e2e");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  IMLOG_ASSERT_OK(log);
+  IMLOG_ASSERT_OK(testing::create_engine_topics(**log, 2, kGateway));
+  EngineConfig ec;
+  ec.state_dir = dir.str() + "/engine";
+  ec.instance_id = "query-test";
+  ec.checkpoint_interval = 20ms;
+  auto node = testing::EngineNode::start(**log, ec);
+  IMLOG_ASSERT_OK(node);
+  ASSERT_TRUE((*node)->wait_for_partitions(2));
+  auto tail = testing::LogTail::open(**log, kGateway);
+  IMLOG_ASSERT_OK(tail);
+  auto wait_request = [&](uint64_t rid) -> const testing::SeenEvent* {
+    auto ok = (*tail)->wait_for([&] { return (*tail)->event_for_request(rid) != nullptr; }, 30s);
+    EXPECT_TRUE(ok && *ok) << "request " << rid << " not acked";
+    return (*tail)->event_for_request(rid);
+  };
+
+  IMLOG_ASSERT_OK(testing::submit(**log, {testing::register_user("ann", "r1", kGateway, 1),
+                                          testing::register_user("bob", "r2", kGateway, 2)}));
+  const auto* a = wait_request(1);
+  const auto* bb = wait_request(2);
+  ASSERT_TRUE(a && bb);
+  uint64_t ann = a->result_id, bob = bb->result_id;
+  ASSERT_TRUE(testing::wait_until([&] {
+    return (*node)->directory().user(ann).exists && (*node)->directory().user(bob).exists;
+  }, 20s));
+  std::string conv = single_stream(ann, bob);
+  IMLOG_ASSERT_OK(testing::submit(**log, {testing::send_message(conv, ann, "m1", "hello bob", kGateway, 3),
+                                          testing::send_message(conv, bob, "m2", "hello ann", kGateway, 4),
+                                          testing::send_message(conv, ann, "m3", "oops", kGateway, 5),
+                                          testing::create_group(77, ann, {bob}, "g1", kGateway, 6)}));
+  const auto* oops = wait_request(5);
+  ASSERT_TRUE(oops && wait_request(6));
+  auto recall = testing::command_envelope(conv, ann, "m4", kGateway, 7);
+  recall.command.Set(fb::RecallMessageT{{}, oops->event_id});
+  auto mark = testing::command_envelope(conv, bob, "m5", kGateway, 8);
+  mark.command.Set(fb::MarkReadT{{}, 3});
+  IMLOG_ASSERT_OK(testing::submit(**log, {recall, mark}));
+  ASSERT_TRUE(wait_request(7) && wait_request(8));
+  IMLOG_ASSERT_OK((*tail)->read_to_end());
+
+  auto model = [&] {
+    RocksDbModelConfig mc;
+    mc.dir = dir.str() + "/model";
+    return open_rocksdb_model(mc);
+  }();
+  IMLOG_ASSERT_OK(model);
+  std::vector<int64_t> ends;
+  for (int32_t p = 0; p < 2; ++p) {
+    auto e = (*log)->end_offset({std::string(kEventsTopic), p});
+    IMLOG_ASSERT_OK(e);
+    ends.push_back(*e);
+  }
+  IMLOG_ASSERT_OK(Projector(**log, **model, {}).run_until(ends));
+
+  QueryService q(**model);
+  auto h = q.history(conv, 0, 0, 50);
+  IMLOG_ASSERT_OK(h);
+  ASSERT_EQ(h->messages.size(), 4u);
+  EXPECT_EQ(h->messages[0].content, "hello bob");
+  EXPECT_EQ(h->messages[0].client_msg_id, "m1");
+  EXPECT_TRUE(h->messages[2].recalled);
+  EXPECT_EQ(h->messages[2].message_id, oops->event_id);
+  EXPECT_EQ(h->messages[3].message_type, "system");
+  auto bobs = (*model)->conversations(bob);
+  IMLOG_ASSERT_OK(bobs);
+  const ConversationView* c = find_conv(*bobs, conv);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->read_seq, 3u);
+  EXPECT_EQ(c->unread, 1u);  // ann's recall row
+  ASSERT_NE(find_conv(*bobs, group_stream(77)), nullptr);
+  auto cred = (*model)->credentials("bob");
+  IMLOG_ASSERT_OK(cred);
+  ASSERT_TRUE(cred->has_value());
+  EXPECT_EQ((*cred)->user_id, bob);
+  auto found = (*model)->search_messages(bob, "hello", 10);
+  IMLOG_ASSERT_OK(found);
+  EXPECT_EQ(found->size(), 2u);
+  (*node)->stop();
+}
+
+}  // namespace
+}  // namespace imlog

@@ -1,0 +1,1729 @@
+// The RocksDB read model (rocksdb_model.h).
+//
+// Layout: one column family, text keys (numbers as 16 lowercase hex digits, so byte order is
+// numeric order and dump() can print keys as they are):
+//
+//   m|<conv>|<seq>           a history row: {m: message @seq, r: recalled @recall seq}
+//   i|<event id>             <seq varint><conv>: where a row is, by message id
+//   c|<conv>                 {last: updated_at @last_seq}
+//   x|<user>|<conv>          {in: 1|0 @seq of the join/leave}: the user's conversations
+//   r|<user>|<conv>          {read: "" @read seq}: the highest ReadMarked
+//   t|<token>|<conv>|<seq>   "" : the search index (see tokenize())
+//   u|<user>                 {username, password_hash, created_at @0; nickname, email @0 from the
+//                            registration, then @seq of the user stream; avatar_url, signature,
+//                            allow_search, message_policy, push_enabled, quiet_*, mute:<conv>}
+//   n|<username>             user id (decimal)
+//   su|<lower username>|<user>, sk|<lower nickname>|<user>   "" : user search by prefix
+//   g|<group>                {name, description, owner, created_at}
+//   gm|<group>|<user>        {in, role, joined_at}
+//   f|<user>|<other>         {status: outgoing|incoming|friends|"" , note, since}
+//   b|<user>|<other>         {blocked: 1|0}
+//   fg|<user>|<friend>       {group: friend group name}
+//   p|<partition>            next offset, token (16 bytes); not part of dump()
+//
+// Idempotence and determinism. A value in {braces} is a field map written with Merge, never
+// Put: every field carries a version (the seq of the event that set it, in that event's stream),
+// and the merge operator keeps, per field, the highest version. That merge is commutative,
+// associative and idempotent, so applying any event twice — or events of different partitions in
+// any interleaving, as a live projector and a replay do — yields the same bytes. Everything else
+// is written once, with a value that is a function of the event alone. No counters: unread counts
+// are computed when asked. Writes per message: m, i, one per distinct token, and c once per
+// conversation per batch.
+//
+// Threading: apply() is serialised by a mutex (the projector calls it from one thread); queries
+// run on any thread against the DB, which is thread-safe.
+
+#include "imlog/projections/rocksdb_model.h"
+
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/message_ids.h"
+#include "imlog/engine/streams.h"
+#include "text_index.h"
+#include "timeline.h"
+
+namespace imlog {
+namespace {
+
+// ---- errors -----------------------------------------------------------------------------------
+
+enum class ModelErrc { io_error = 1, corrupt_row };
+
+class ModelCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "rocksdb model"; }
+  std::string message(int c) const override {
+    switch (static_cast<ModelErrc>(c)) {
+      case ModelErrc::io_error: return "the model's database failed";
+      case ModelErrc::corrupt_row: return "a row of the model does not decode";
+    }
+    return "unknown";
+  }
+};
+
+const std::error_category& model_category() {
+  static ModelCategory c;
+  return c;
+}
+
+tl::unexpected<Error> model_fail(ModelErrc e, std::string message, bool retryable = false) {
+  return tl::unexpected<Error>(Error(std::error_code(static_cast<int>(e), model_category()), std::move(message), retryable));
+}
+
+// ---- primitives -------------------------------------------------------------------------------
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+void put_hex(std::string& out, uint64_t v) {
+  char buf[16];
+  for (int i = 15; i >= 0; --i) {
+    buf[i] = kHexDigits[v & 0xf];
+    v >>= 4;
+  }
+  out.append(buf, 16);
+}
+
+bool parse_hex(std::string_view s, uint64_t& v) {
+  if (s.size() != 16) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + 16, v, 16);
+  return ec == std::errc() && p == s.data() + 16;
+}
+
+void put_varint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+bool get_varint(std::string_view& in, uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift <= 63 && !in.empty(); shift += 7) {
+    auto b = static_cast<unsigned char>(in.front());
+    in.remove_prefix(1);
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+bool get_bytes(std::string_view& in, std::string_view& out) {
+  uint64_t n = 0;
+  if (!get_varint(in, n) || n > in.size()) return false;
+  out = in.substr(0, n);
+  in.remove_prefix(n);
+  return true;
+}
+
+void put_bytes(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+
+std::string decimal(uint64_t v) { return std::to_string(v); }
+
+uint64_t to_u64(std::string_view s) {
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+int64_t to_i64(std::string_view s) {
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::string_view as_sv(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+// ---- field maps: last writer (highest version) wins, per field ----------------------------------
+//
+//   entry* ; entry = bytes(name) varint(version) bytes(value); entries sorted by name, one per name.
+
+struct Field {
+  std::string_view name;
+  uint64_t version = 0;
+  std::string_view value;
+};
+
+bool parse_fields(std::string_view in, std::vector<Field>& out) {
+  while (!in.empty()) {
+    Field f;
+    if (!get_bytes(in, f.name) || !get_varint(in, f.version) || !get_bytes(in, f.value)) return false;
+    out.push_back(f);
+  }
+  return true;
+}
+
+// Sorts, keeps the winner of each name (highest version; equal versions: the greater value, so the
+// outcome never depends on order), and encodes.
+void encode_fields(std::vector<Field>& fields, std::string& out) {
+  std::sort(fields.begin(), fields.end(), [](const Field& a, const Field& b) {
+    if (a.name != b.name) return a.name < b.name;
+    if (a.version != b.version) return a.version > b.version;
+    return a.value > b.value;
+  });
+  std::string_view last;
+  bool first = true;
+  for (const Field& f : fields) {
+    if (!first && f.name == last) continue;
+    first = false;
+    last = f.name;
+    put_bytes(out, f.name);
+    put_varint(out, f.version);
+    put_bytes(out, f.value);
+  }
+}
+
+// ---- posting sets: the value of a t| block ------------------------------------------------------
+//
+//   run* ; run = bytes(conv) varint(n) varint(seq_1) varint(seq_2 - seq_1) ... ; runs by conv, seqs
+//   ascending, no duplicates. Merging is set union, so it too is commutative and idempotent.
+
+struct Posting {
+  std::string_view conv;
+  uint64_t seq = 0;
+  bool operator==(const Posting&) const = default;
+};
+
+// Orders postings as their rows t|<token>|<conv>|<seq> order: by "<conv>|", then by seq.
+bool posting_less(const Posting& a, const Posting& b) {
+  size_t n = std::min(a.conv.size(), b.conv.size());
+  int c = std::memcmp(a.conv.data(), b.conv.data(), n);
+  if (c != 0) return c < 0;
+  if (a.conv.size() != b.conv.size()) {
+    // One conv is a prefix of the other: the shorter continues with '|', the longer with a byte
+    // that is never '|' (conversation ids hold no '|').
+    char next_a = a.conv.size() > n ? a.conv[n] : '|';
+    char next_b = b.conv.size() > n ? b.conv[n] : '|';
+    return static_cast<unsigned char>(next_a) < static_cast<unsigned char>(next_b);
+  }
+  return a.seq < b.seq;
+}
+
+bool parse_postings(std::string_view in, std::vector<Posting>& out) {
+  while (!in.empty()) {
+    std::string_view conv;
+    uint64_t n = 0, seq = 0;
+    if (!get_bytes(in, conv) || !get_varint(in, n) || n > in.size()) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t d = 0;
+      if (!get_varint(in, d)) return false;
+      seq += d;
+      out.push_back(Posting{conv, seq});
+    }
+  }
+  return true;
+}
+
+// Sorts, removes duplicates and encodes.
+void encode_postings(std::vector<Posting>& postings, std::string& out) {
+  std::sort(postings.begin(), postings.end(), posting_less);
+  postings.erase(std::unique(postings.begin(), postings.end()), postings.end());
+  for (size_t i = 0; i < postings.size();) {
+    size_t j = i;
+    while (j < postings.size() && postings[j].conv == postings[i].conv) ++j;
+    put_bytes(out, postings[i].conv);
+    put_varint(out, j - i);
+    uint64_t prev = 0;
+    for (size_t k = i; k < j; ++k) {
+      put_varint(out, postings[k].seq - prev);
+      prev = postings[k].seq;
+    }
+    i = j;
+  }
+}
+
+bool is_token_key(std::string_view key) { return key.starts_with("t|"); }
+
+// ---- id sets: the value of an i| block ----------------------------------------------------------
+//
+//   entry* ; entry = varint(id - previous id) varint(seq) bytes(conv) ; ids ascending, unique.
+// Merging is set union by id (an id has one location).
+
+struct IdEntry {
+  uint64_t id = 0;
+  uint64_t seq = 0;
+  std::string_view conv;
+};
+
+bool parse_ids(std::string_view in, std::vector<IdEntry>& out) {
+  uint64_t id = 0;
+  while (!in.empty()) {
+    IdEntry e;
+    uint64_t d = 0;
+    if (!get_varint(in, d) || !get_varint(in, e.seq) || !get_bytes(in, e.conv)) return false;
+    id += d;
+    e.id = id;
+    out.push_back(e);
+  }
+  return true;
+}
+
+void encode_ids(std::vector<IdEntry>& entries, std::string& out) {
+  std::sort(entries.begin(), entries.end(), [](const IdEntry& a, const IdEntry& b) { return a.id < b.id; });
+  entries.erase(std::unique(entries.begin(), entries.end(), [](const IdEntry& a, const IdEntry& b) { return a.id == b.id; }),
+                entries.end());
+  uint64_t prev = 0;
+  for (const IdEntry& e : entries) {
+    put_varint(out, e.id - prev);
+    prev = e.id;
+    put_varint(out, e.seq);
+    put_bytes(out, e.conv);
+  }
+}
+
+bool is_id_key(std::string_view key) { return key.starts_with("i|"); }
+
+// The partition bits of an event id (message_ids.h): the events of one partition of im.events
+// have strictly increasing ids, so a batch's ids of one partition are a contiguous range.
+uint32_t id_partition(uint64_t id) {
+  return static_cast<uint32_t>((id >> MessageIdGenerator::kCounterBits) &
+                               ((1u << MessageIdGenerator::kPartitionBits) - 1));
+}
+
+// The merge operator of every merged row: posting sets for t| blocks, field maps for the rest.
+class ModelMerge final : public rocksdb::MergeOperator {
+ public:
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    out->new_value.clear();
+    if (is_id_key(as_sv(in.key))) {
+      std::vector<IdEntry> ids;
+      if (in.existing_value != nullptr && !parse_ids(as_sv(*in.existing_value), ids)) return false;
+      for (const auto& op : in.operand_list) {
+        if (!parse_ids(as_sv(op), ids)) return false;
+      }
+      encode_ids(ids, out->new_value);
+      return true;
+    }
+    if (is_token_key(as_sv(in.key))) {
+      std::vector<Posting> postings;
+      if (in.existing_value != nullptr && !parse_postings(as_sv(*in.existing_value), postings)) return false;
+      for (const auto& op : in.operand_list) {
+        if (!parse_postings(as_sv(op), postings)) return false;
+      }
+      encode_postings(postings, out->new_value);
+      return true;
+    }
+    std::vector<Field> fields;
+    if (in.existing_value != nullptr && !parse_fields(as_sv(*in.existing_value), fields)) return false;
+    for (const auto& op : in.operand_list) {
+      if (!parse_fields(as_sv(op), fields)) return false;
+    }
+    encode_fields(fields, out->new_value);
+    return true;
+  }
+  bool PartialMergeMulti(const rocksdb::Slice& key, const std::deque<rocksdb::Slice>& operands, std::string* out,
+                         rocksdb::Logger*) const override {
+    if (is_id_key(as_sv(key))) {
+      std::vector<IdEntry> ids;
+      for (const auto& op : operands) {
+        if (!parse_ids(as_sv(op), ids)) return false;
+      }
+      encode_ids(ids, *out);
+      return true;
+    }
+    if (is_token_key(as_sv(key))) {
+      std::vector<Posting> postings;
+      for (const auto& op : operands) {
+        if (!parse_postings(as_sv(op), postings)) return false;
+      }
+      encode_postings(postings, *out);
+      return true;
+    }
+    std::vector<Field> fields;
+    for (const auto& op : operands) {
+      if (!parse_fields(as_sv(op), fields)) return false;
+    }
+    encode_fields(fields, *out);
+    return true;
+  }
+  const char* Name() const override { return "imlog.ModelMerge"; }
+};
+
+// Builds one merge operand; owns the bytes of its values.
+class FieldWriter {
+ public:
+  FieldWriter& set(std::string_view name, uint64_t version, std::string value) {
+    values_.push_back(std::move(value));
+    names_.emplace_back(name);
+    versions_.push_back(version);
+    return *this;
+  }
+  void encode(std::string& out) {
+    std::vector<Field> f;
+    for (size_t i = 0; i < names_.size(); ++i) f.push_back({names_[i], versions_[i], values_[i]});
+    out.clear();
+    encode_fields(f, out);
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<uint64_t> versions_;
+  std::vector<std::string> values_;
+};
+
+const Field* find_field(const std::vector<Field>& fields, std::string_view name) {
+  for (const auto& f : fields) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+std::string_view field_value(const std::vector<Field>& fields, std::string_view name) {
+  const Field* f = find_field(fields, name);
+  return f ? f->value : std::string_view();
+}
+
+// ---- history rows -----------------------------------------------------------------------------
+//
+// The value of an m| row: varint sender, byte type, varint event id, varint created_at,
+// bytes(client_msg_id), then the content to the end — a function of its event alone, written
+// with Put. A recall is its own row (mr|<conv>|<seq>), so re-applying the message cannot undo it.
+
+struct StoredRow {
+  uint64_t sender = 0;
+  uint8_t type = 0;
+  uint64_t event_id = 0;
+  int64_t created_at = 0;
+  std::string_view client_msg_id;
+  std::string_view content;
+  bool recalled = false;  // from the mr| row, filled by the reader
+};
+
+void encode_row(std::string& out, uint64_t sender, uint8_t type, uint64_t event_id, int64_t created_at,
+                std::string_view client_msg_id, std::string_view content) {
+  out.clear();
+  put_varint(out, sender);
+  out.push_back(static_cast<char>(type));
+  put_varint(out, event_id);
+  put_varint(out, static_cast<uint64_t>(created_at));
+  put_bytes(out, client_msg_id);
+  out.append(content);
+}
+
+bool decode_row(std::string_view in, StoredRow& row) {
+  uint64_t created = 0;
+  if (!get_varint(in, row.sender) || in.empty()) return false;
+  row.type = static_cast<uint8_t>(in.front());
+  in.remove_prefix(1);
+  if (!get_varint(in, row.event_id) || !get_varint(in, created) || !get_bytes(in, row.client_msg_id)) return false;
+  row.created_at = static_cast<int64_t>(created);
+  row.content = in;
+  row.recalled = false;
+  return true;
+}
+
+MessageView view_of(std::string_view conversation, uint64_t seq, const StoredRow& row) {
+  MessageView v;
+  v.message_id = row.event_id;
+  v.conversation_id = conversation;
+  v.seq_id = seq;
+  v.sender_id = row.sender;
+  v.recalled = row.recalled;
+  if (!row.recalled) v.content = row.content;
+  v.message_type = timeline::message_type_name(static_cast<fb::MessageType>(row.type));
+  v.client_msg_id = row.client_msg_id;
+  v.created_at = row.created_at;
+  return v;
+}
+
+// ---- keys -------------------------------------------------------------------------------------
+
+void key_row(std::string& k, std::string_view conv, uint64_t seq) {
+  k.assign("m|");
+  k.append(conv);
+  k.push_back('|');
+  put_hex(k, seq);
+}
+// A block of the id index: the ids of one id-partition written by one batch, keyed by the smallest.
+void key_id_block(std::string& k, uint32_t partition, uint64_t first_id) {
+  k.assign("i|");
+  put_hex(k, partition);
+  k.push_back('|');
+  put_hex(k, first_id);
+}
+void key_recall(std::string& k, std::string_view conv, uint64_t seq) {
+  k.assign("mr|");
+  k.append(conv);
+  k.push_back('|');
+  put_hex(k, seq);
+}
+void key_user_conv(std::string& k, char kind, uint64_t user, std::string_view conv) {
+  k.clear();
+  k.push_back(kind);
+  k.push_back('|');
+  put_hex(k, user);
+  k.push_back('|');
+  k.append(conv);
+}
+// A block of the search index: the postings of one token written by one batch, keyed by the
+// smallest event id among them (so blocks sort roughly oldest first).
+void key_token_block(std::string& k, std::string_view token, uint64_t first_event_id) {
+  k.assign("t|");
+  k.append(token);
+  k.push_back('|');
+  put_hex(k, first_event_id);
+}
+void key_id1(std::string& k, std::string_view prefix, uint64_t a) {
+  k.assign(prefix);
+  put_hex(k, a);
+}
+void key_id2(std::string& k, std::string_view prefix, uint64_t a, uint64_t b) {
+  k.assign(prefix);
+  put_hex(k, a);
+  k.push_back('|');
+  put_hex(k, b);
+}
+void key_text_id(std::string& k, std::string_view prefix, std::string_view text, uint64_t id) {
+  k.assign(prefix);
+  k.append(text);
+  k.push_back('|');
+  put_hex(k, id);
+}
+
+// The end of a prefix scan: the prefix with its last byte incremented ('|' → '}').
+std::string prefix_end(std::string_view prefix) {
+  std::string e(prefix);
+  while (!e.empty() && static_cast<unsigned char>(e.back()) == 0xff) e.pop_back();
+  if (!e.empty()) e.back() = static_cast<char>(static_cast<unsigned char>(e.back()) + 1);
+  return e;
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view role_name(fb::Role r) {
+  switch (r) {
+    case fb::Role::Owner: return "owner";
+    case fb::Role::Admin: return "admin";
+    default: return "member";
+  }
+}
+
+std::string_view kind_name(StreamKind k) {
+  switch (k) {
+    case StreamKind::single: return "single";
+    case StreamKind::group: return "group";
+    case StreamKind::world: return "world";
+    case StreamKind::user: return "user";
+    case StreamKind::names: return "names";
+  }
+  return "unknown";
+}
+
+// ---- rendering for dump() ---------------------------------------------------------------------
+
+void append_escaped(std::string& out, std::string_view s) {
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHexDigits[c >> 4];
+      out += kHexDigits[c & 0xf];
+    } else {
+      out += ch;
+    }
+  }
+}
+
+std::string render_raw(std::string_view v) {
+  std::string out = "raw:";
+  for (unsigned char c : v) {
+    out += kHexDigits[c >> 4];
+    out += kHexDigits[c & 0xf];
+  }
+  return out;
+}
+
+std::string render_fields(std::string_view v) {
+  std::vector<Field> fields;
+  if (!parse_fields(v, fields)) return render_raw(v);
+  std::string out = "{";
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i) out += ", ";
+    append_escaped(out, fields[i].name);
+    out += '=';
+    append_escaped(out, fields[i].value);
+    out += '@';
+    out += std::to_string(fields[i].version);
+  }
+  out += '}';
+  return out;
+}
+
+std::string render_row(std::string_view v) {
+  StoredRow row;
+  if (!decode_row(v, row)) return render_raw(v);
+  std::string out = "{sender=" + std::to_string(row.sender) + ", type=" +
+                    timeline::message_type_name(static_cast<fb::MessageType>(row.type)) +
+                    ", id=" + std::to_string(row.event_id) + ", created_at=" + std::to_string(row.created_at) +
+                    ", client_msg_id=";
+  append_escaped(out, row.client_msg_id);
+  out += ", content=";
+  append_escaped(out, row.content);
+  out += '}';
+  return out;
+}
+
+std::string render(std::string_view key, std::string_view value) {
+  auto prefix = key.substr(0, key.find('|'));
+  if (prefix == "m") return render_row(value);
+  if (prefix == "mr") return "recalled by seq " + std::to_string(to_u64(value));
+  if (prefix == "t" || prefix == "su" || prefix == "sk" || prefix == "n") {
+    std::string out;
+    append_escaped(out, value);
+    return out;
+  }
+  return render_fields(value);
+}
+
+// ---- positions --------------------------------------------------------------------------------
+
+void put_be64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t get_be64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// ---- the model --------------------------------------------------------------------------------
+
+constexpr uint32_t kUnreadCap = 999;
+
+class RocksDbModelImpl final : public RocksDbModel {
+ public:
+  RocksDbModelImpl(std::unique_ptr<rocksdb::DB> db, RocksDbModelConfig config)
+      : db_(std::move(db)), config_(std::move(config)) {
+    write_options_.disableWAL = config_.disable_wal;
+  }
+  ~RocksDbModelImpl() override {
+    if (config_.disable_wal) (void)flush();
+    if (auto s = db_->Close(); !s.ok()) {
+      logger("projections")->warn("closing the model at {}: {}", config_.dir, s.ToString());
+    }
+  }
+
+  std::string_view name() const override { return "rocksdb"; }
+  Result<std::vector<PartitionPosition>> positions() override;
+  Status apply(const EventBatch& batch) override;
+  Status dump(const RowVisitor& visit) override;
+  Status flush() override;
+
+  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
+                              uint32_t limit) override;
+  Result<std::optional<MessageView>> message(uint64_t message_id) override;
+  Result<std::vector<ConversationView>> conversations(uint64_t user_id) override;
+  Result<std::optional<UserView>> user(uint64_t user_id) override;
+  Result<std::optional<Credentials>> credentials(std::string_view username) override;
+  Result<std::vector<UserView>> search_users(std::string_view prefix, uint64_t after_user_id,
+                                             uint32_t limit) override;
+  Result<std::optional<GroupView>> group(uint64_t group_id) override;
+  Result<std::vector<MemberView>> members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override;
+  Result<bool> can_read(std::string_view conversation, uint64_t user_id) override;
+  Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
+                                                   uint32_t limit) override;
+  Result<std::vector<FriendView>> friends(uint64_t user_id) override;
+  Result<std::vector<uint64_t>> blocked(uint64_t user_id) override;
+  Result<std::vector<std::string>> friend_groups(uint64_t user_id) override;
+
+ private:
+  // ---- apply ----
+  void apply_event(const fb::EventEnvelope& e);
+  void apply_names(const fb::EventEnvelope& e);
+  void apply_user(const fb::EventEnvelope& e);
+  void apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
+  void apply_single(const StreamRef& ref, const fb::EventEnvelope& e);
+  void apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
+  void merge(const std::string& key, FieldWriter& w);
+  void put(const std::string& key, std::string_view value);
+  void set_membership(uint64_t group, std::string_view conv, uint64_t user, uint64_t version, bool in,
+                      std::string_view role, int64_t ts);
+  void participate(uint64_t user, std::string_view conv, uint64_t version);
+  void write_token_blocks();
+  void write_id_blocks();
+
+  // ---- reads ----
+  Result<std::optional<std::string>> get(const std::string& key);
+  Status status_error(const rocksdb::Status& s, std::string_view what) const;
+  std::unique_ptr<rocksdb::Iterator> iterator(const std::string& lower, const std::string& upper,
+                                              rocksdb::Slice& lo, rocksdb::Slice& hi) const;
+  Result<std::optional<std::vector<Field>>> get_fields(const std::string& key, std::string& storage);
+  Result<std::vector<std::pair<std::string, uint64_t>>> memberships(uint64_t user_id);
+  Result<std::optional<MessageView>> row_at(std::string_view conv, uint64_t seq);
+  Status mark_recalled(std::string_view conv, std::vector<MessageView>& messages);
+
+  std::unique_ptr<rocksdb::DB> db_;
+  RocksDbModelConfig config_;
+  rocksdb::WriteOptions write_options_;
+
+  // apply() state, reused across batches (guarded by apply_mu_).
+  std::mutex apply_mu_;
+  rocksdb::WriteBatch wb_;
+  std::string key_, value_;
+  TokenList tokens_;
+  std::unordered_set<std::string> participants_;  // "<user hex>|<conv>" of this batch (world)
+  std::string tail_;
+  // The batch's search postings, written as one block per token at the end of the batch.
+  std::unordered_map<std::string, uint32_t> token_ids_;
+  std::vector<std::string_view> tokens_seen_;    // index → token (views of token_ids_' keys)
+  std::vector<std::vector<Posting>> postings_;   // index → its postings in this batch
+  std::vector<uint64_t> first_ids_;              // index → the smallest event id among them
+  std::unordered_map<uint32_t, std::vector<IdEntry>> ids_;  // id partition → this batch's rows
+};
+
+// ---- apply ------------------------------------------------------------------------------------
+
+void RocksDbModelImpl::merge(const std::string& key, FieldWriter& w) {
+  w.encode(value_);
+  wb_.Merge(key, value_);
+}
+
+void RocksDbModelImpl::put(const std::string& key, std::string_view value) {
+  wb_.Put(key, rocksdb::Slice(value.data(), value.size()));
+}
+
+Status RocksDbModelImpl::apply(const EventBatch& batch) {
+  std::lock_guard lk(apply_mu_);
+  wb_.Clear();
+  participants_.clear();
+  token_ids_.clear();
+  tokens_seen_.clear();
+  for (auto& [p, v] : ids_) v.clear();
+  for (const auto& item : batch.events) apply_event(*item.event);
+  write_token_blocks();
+  write_id_blocks();
+  for (const auto& p : batch.positions) {
+    key_id1(key_, "p|", static_cast<uint32_t>(p.partition));
+    value_.clear();
+    put_be64(value_, static_cast<uint64_t>(p.next_offset));
+    put_be64(value_, p.token);
+    put(key_, value_);
+  }
+  auto s = db_->Write(write_options_, &wb_);
+  wb_.Clear();
+  if (!s.ok()) return status_error(s, "writing a batch");
+  return {};
+}
+
+void RocksDbModelImpl::write_token_blocks() {
+  for (size_t t = 0; t < tokens_seen_.size(); ++t) {
+    key_token_block(key_, tokens_seen_[t], first_ids_[t]);
+    value_.clear();
+    encode_postings(postings_[t], value_);
+    wb_.Merge(key_, value_);
+  }
+}
+
+void RocksDbModelImpl::write_id_blocks() {
+  for (auto& [p, entries] : ids_) {
+    if (entries.empty()) continue;
+    uint64_t first = UINT64_MAX;
+    for (const auto& e : entries) first = std::min(first, e.id);
+    key_id_block(key_, p, first);
+    value_.clear();
+    encode_ids(entries, value_);
+    wb_.Merge(key_, value_);
+  }
+}
+
+void RocksDbModelImpl::apply_event(const fb::EventEnvelope& e) {
+  std::string_view stream = sv(e.stream());
+  auto ref = parse_stream(stream);
+  if (!ref) return;  // control events and streams this build does not know
+  switch (ref->kind) {
+    case StreamKind::names: apply_names(e); break;
+    case StreamKind::user: apply_user(e); break;
+    default: apply_conversation(*ref, stream, e); break;
+  }
+}
+
+void RocksDbModelImpl::apply_names(const fb::EventEnvelope& e) {
+  auto* r = e.event_as_UserRegistered();
+  if (r == nullptr) return;
+  uint64_t id = r->user_id();
+  key_id1(key_, "u|", id);
+  FieldWriter w;
+  w.set("username", 0, std::string(sv(r->username())))
+      .set("password_hash", 0, std::string(sv(r->password_hash())))
+      .set("nickname", 0, std::string(sv(r->nickname())))
+      .set("email", 0, std::string(sv(r->email())))
+      .set("created_at", 0, decimal(static_cast<uint64_t>(e.timestamp_ms())));
+  merge(key_, w);
+  key_.assign("n|");
+  key_.append(sv(r->username()));
+  put(key_, decimal(id));
+  key_text_id(key_, "su|", lower_ascii(sv(r->username())), id);
+  put(key_, "");
+  if (r->nickname() && r->nickname()->size() > 0) {
+    key_text_id(key_, "sk|", lower_ascii(sv(r->nickname())), id);
+    put(key_, "");
+  }
+}
+
+void RocksDbModelImpl::apply_user(const fb::EventEnvelope& e) {
+  const uint64_t v = e.seq();
+  switch (e.event_type()) {
+    case fb::Event::ProfileUpdated: {
+      auto* p = e.event_as_ProfileUpdated();
+      FieldWriter w;
+      if (p->nickname()) {
+        w.set("nickname", v, std::string(sv(p->nickname())));
+        if (p->nickname()->size() > 0) {
+          key_text_id(key_, "sk|", lower_ascii(sv(p->nickname())), p->user_id());
+          put(key_, "");
+        }
+      }
+      if (p->avatar_url()) w.set("avatar_url", v, std::string(sv(p->avatar_url())));
+      if (p->signature()) w.set("signature", v, std::string(sv(p->signature())));
+      if (p->email()) w.set("email", v, std::string(sv(p->email())));
+      key_id1(key_, "u|", p->user_id());
+      merge(key_, w);
+      break;
+    }
+    case fb::Event::SettingsUpdated: {
+      auto* s = e.event_as_SettingsUpdated();
+      FieldWriter w;
+      if (auto b = s->allow_search()) w.set("allow_search", v, *b ? "1" : "0");
+      if (auto m = s->message_policy()) {
+        w.set("message_policy", v, *m == fb::MessagePolicy::FriendsOnly ? "friends_only" : "everyone");
+      }
+      if (auto b = s->push_enabled()) w.set("push_enabled", v, *b ? "1" : "0");
+      if (auto q = s->quiet_start_minute()) w.set("quiet_start_minute", v, std::to_string(*q));
+      if (auto q = s->quiet_end_minute()) w.set("quiet_end_minute", v, std::to_string(*q));
+      if (s->muted()) {
+        for (auto* c : *s->muted()) w.set("mute:" + std::string(sv(c)), v, "1");
+      }
+      if (s->unmuted()) {
+        for (auto* c : *s->unmuted()) w.set("mute:" + std::string(sv(c)), v, "0");
+      }
+      key_id1(key_, "u|", s->user_id());
+      merge(key_, w);
+      break;
+    }
+    case fb::Event::FriendGroupSet: {
+      auto* g = e.event_as_FriendGroupSet();
+      key_id2(key_, "fg|", g->user_id(), g->friend_id());
+      FieldWriter w;
+      w.set("group", v, std::string(sv(g->group_name())));
+      merge(key_, w);
+      break;
+    }
+    default: break;  // refresh-token revocations and the like: not part of this model
+  }
+}
+
+void RocksDbModelImpl::participate(uint64_t user, std::string_view conv, uint64_t version) {
+  if (user == 0) return;
+  key_user_conv(key_, 'x', user, conv);
+  if (!participants_.insert(key_).second) return;
+  FieldWriter w;
+  w.set("in", version, "1");
+  merge(key_, w);
+}
+
+void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e) {
+  const uint64_t seq = e.seq();
+  if (seq == 0) {
+    if (auto* r = e.event_as_ReadMarked()) {
+      key_user_conv(key_, 'r', r->user_id(), conv);
+      FieldWriter w;
+      w.set("read", r->seq(), "");
+      merge(key_, w);
+      if (ref.kind == StreamKind::world) participate(r->user_id(), conv, 1);
+    }
+    return;
+  }
+
+  // The history row.
+  key_row(key_, conv, seq);
+  if (auto* m = e.event_as_MessageAppended()) {
+    encode_row(value_, e.actor(), static_cast<uint8_t>(m->message_type()), e.event_id(), e.timestamp_ms(),
+               sv(e.client_msg_id()), sv(m->content()));
+    wb_.Put(key_, value_);
+    if (m->message_type() != fb::MessageType::System) {
+      tokenize(sv(m->content()), tokens_, kMaxTokensPerMessage);
+      for (std::string_view t : tokens_.tokens) {
+        auto [it, fresh] = token_ids_.try_emplace(std::string(t), static_cast<uint32_t>(tokens_seen_.size()));
+        if (fresh) {
+          tokens_seen_.emplace_back(it->first);
+          if (postings_.size() < tokens_seen_.size()) postings_.emplace_back();
+          postings_[it->second].clear();
+          first_ids_.resize(tokens_seen_.size());
+          first_ids_[it->second] = e.event_id();
+        }
+        postings_[it->second].push_back(Posting{conv, seq});
+        first_ids_[it->second] = std::min(first_ids_[it->second], e.event_id());
+      }
+    }
+  } else {
+    std::string content = timeline::system_content(e);
+    encode_row(value_, e.actor(), static_cast<uint8_t>(fb::MessageType::System), e.event_id(), e.timestamp_ms(),
+               sv(e.client_msg_id()), content);
+    wb_.Put(key_, value_);
+  }
+  ids_[id_partition(e.event_id())].push_back(IdEntry{e.event_id(), seq, conv});
+
+  if (auto* r = e.event_as_MessageRecalled()) {
+    key_recall(key_, conv, r->recalled_seq());
+    put(key_, decimal(seq));
+  }
+  switch (ref.kind) {
+    case StreamKind::single:
+      if (seq == 1) {
+        participate(ref.a, conv, 1);
+        participate(ref.b, conv, 1);
+      }
+      apply_single(ref, e);
+      break;
+    case StreamKind::group: apply_group(ref, conv, e); break;
+    case StreamKind::world: participate(e.actor(), conv, 1); break;
+    default: break;
+  }
+}
+
+void RocksDbModelImpl::apply_single(const StreamRef&, const fb::EventEnvelope& e) {
+  const uint64_t v = e.seq();
+  const std::string since = decimal(static_cast<uint64_t>(e.timestamp_ms()));
+  auto friend_row = [&](uint64_t user, uint64_t other, std::string_view status, const flatbuffers::String* note,
+                        bool set_since) {
+    key_id2(key_, "f|", user, other);
+    FieldWriter w;
+    w.set("status", v, std::string(status));
+    if (note) w.set("note", v, std::string(sv(note)));
+    if (set_since) w.set("since", v, since);
+    merge(key_, w);
+  };
+  auto block_row = [&](uint64_t user, uint64_t other, bool blocked) {
+    key_id2(key_, "b|", user, other);
+    FieldWriter w;
+    w.set("blocked", v, blocked ? "1" : "0");
+    merge(key_, w);
+  };
+  switch (e.event_type()) {
+    case fb::Event::FriendRequested: {
+      auto* f = e.event_as_FriendRequested();
+      friend_row(f->from(), f->to(), "outgoing", f->note(), true);
+      friend_row(f->to(), f->from(), "incoming", f->note(), true);
+      break;
+    }
+    case fb::Event::FriendAccepted: {
+      auto* f = e.event_as_FriendAccepted();
+      friend_row(f->by(), f->requester(), "friends", nullptr, true);
+      friend_row(f->requester(), f->by(), "friends", nullptr, true);
+      break;
+    }
+    case fb::Event::FriendRejected: {
+      auto* f = e.event_as_FriendRejected();
+      friend_row(f->by(), f->requester(), "", nullptr, false);
+      friend_row(f->requester(), f->by(), "", nullptr, false);
+      break;
+    }
+    case fb::Event::FriendRemoved: {
+      auto* f = e.event_as_FriendRemoved();
+      friend_row(f->by(), f->other(), "", nullptr, false);
+      friend_row(f->other(), f->by(), "", nullptr, false);
+      break;
+    }
+    case fb::Event::UserBlocked: block_row(e.event_as_UserBlocked()->by(), e.event_as_UserBlocked()->blocked(), true); break;
+    case fb::Event::UserUnblocked:
+      block_row(e.event_as_UserUnblocked()->by(), e.event_as_UserUnblocked()->unblocked(), false);
+      break;
+    default: break;
+  }
+}
+
+void RocksDbModelImpl::set_membership(uint64_t group, std::string_view conv, uint64_t user, uint64_t version, bool in,
+                                      std::string_view role, int64_t ts) {
+  key_id2(key_, "gm|", group, user);
+  FieldWriter w;
+  w.set("in", version, in ? "1" : "0");
+  if (!role.empty()) w.set("role", version, std::string(role));
+  if (in) w.set("joined_at", version, decimal(static_cast<uint64_t>(ts)));
+  merge(key_, w);
+  key_user_conv(key_, 'x', user, conv);
+  FieldWriter x;
+  x.set("in", version, in ? "1" : "0");
+  merge(key_, x);
+}
+
+void RocksDbModelImpl::apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e) {
+  const uint64_t v = e.seq();
+  const uint64_t gid = ref.a;
+  switch (e.event_type()) {
+    case fb::Event::GroupCreated: {
+      auto* g = e.event_as_GroupCreated();
+      key_id1(key_, "g|", gid);
+      FieldWriter w;
+      w.set("name", v, std::string(sv(g->name())))
+          .set("description", v, std::string(sv(g->description())))
+          .set("owner", v, decimal(g->owner()))
+          .set("created_at", v, decimal(static_cast<uint64_t>(e.timestamp_ms())));
+      merge(key_, w);
+      set_membership(gid, conv, g->owner(), v, true, "owner", e.timestamp_ms());
+      if (g->members()) {
+        for (uint64_t m : *g->members()) {
+          if (m != g->owner()) set_membership(gid, conv, m, v, true, "member", e.timestamp_ms());
+        }
+      }
+      break;
+    }
+    case fb::Event::MemberJoined:
+      set_membership(gid, conv, e.event_as_MemberJoined()->user_id(), v, true, "member", e.timestamp_ms());
+      break;
+    case fb::Event::MemberLeft:
+      set_membership(gid, conv, e.event_as_MemberLeft()->user_id(), v, false, "", 0);
+      break;
+    case fb::Event::MemberRemoved:
+      set_membership(gid, conv, e.event_as_MemberRemoved()->user_id(), v, false, "", 0);
+      break;
+    case fb::Event::RoleChanged: {
+      auto* r = e.event_as_RoleChanged();
+      key_id2(key_, "gm|", gid, r->user_id());
+      FieldWriter w;
+      w.set("role", v, std::string(role_name(r->role())));
+      merge(key_, w);
+      if (r->role() == fb::Role::Owner) {
+        // Ownership moves; the old owner (the only one who may change roles) stays an admin.
+        key_id2(key_, "gm|", gid, r->by());
+        FieldWriter old;
+        old.set("role", v, "admin");
+        merge(key_, old);
+        key_id1(key_, "g|", gid);
+        FieldWriter g;
+        g.set("owner", v, decimal(r->user_id()));
+        merge(key_, g);
+      }
+      break;
+    }
+    default: break;
+  }
+}
+
+// ---- positions, dump, flush -------------------------------------------------------------------
+
+Status RocksDbModelImpl::status_error(const rocksdb::Status& s, std::string_view what) const {
+  return model_fail(s.IsCorruption() ? ModelErrc::corrupt_row : ModelErrc::io_error,
+                    std::string(what) + " in the model at " + config_.dir + ": " + s.ToString(),
+                    s.IsBusy() || s.IsTimedOut() || s.IsTryAgain());
+}
+
+std::unique_ptr<rocksdb::Iterator> RocksDbModelImpl::iterator(const std::string& lower, const std::string& upper,
+                                                              rocksdb::Slice& lo, rocksdb::Slice& hi) const {
+  rocksdb::ReadOptions ro;
+  lo = rocksdb::Slice(lower);
+  hi = rocksdb::Slice(upper);
+  ro.iterate_lower_bound = &lo;
+  ro.iterate_upper_bound = &hi;
+  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro));
+}
+
+Result<std::vector<PartitionPosition>> RocksDbModelImpl::positions() {
+  std::vector<PartitionPosition> out;
+  std::string lower = "p|", upper = prefix_end("p|");
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    uint64_t p = 0;
+    auto k = as_sv(it->key()).substr(2);
+    auto v = it->value();
+    if (!parse_hex(k, p) || v.size() != 16) {
+      return model_fail(ModelErrc::corrupt_row, "the position row `" + std::string(as_sv(it->key())) +
+                                                    "` of the model at " + config_.dir + " does not decode");
+    }
+    out.push_back(PartitionPosition{static_cast<int32_t>(p), static_cast<int64_t>(get_be64(v.data())),
+                                    get_be64(v.data() + 8)});
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading positions").error());
+  return out;
+}
+
+Status RocksDbModelImpl::dump(const RowVisitor& visit) {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  ro.readahead_size = 2 << 20;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::string rendered, row_key, token_prefix;
+  std::vector<std::string> block_values;
+  std::vector<Posting> postings;
+  it->SeekToFirst();
+  while (it->Valid()) {
+    auto key = as_sv(it->key());
+    if (key.starts_with("p|")) {
+      it->Next();
+      continue;
+    }
+    if (is_id_key(key)) {
+      // The id index is stored in blocks too: its rows are i|<id partition>|<id> → <conv>#<seq>.
+      std::string group(key.substr(0, key.rfind('|') + 1));
+      block_values.clear();
+      for (; it->Valid() && as_sv(it->key()).starts_with(group); it->Next()) block_values.emplace_back(as_sv(it->value()));
+      std::vector<IdEntry> ids;
+      for (const auto& v : block_values) {
+        if (!parse_ids(v, ids)) {
+          return model_fail(ModelErrc::corrupt_row, "an id index block under `" + group + "` of the model at " +
+                                                        config_.dir + " does not decode");
+        }
+      }
+      std::sort(ids.begin(), ids.end(), [](const IdEntry& a, const IdEntry& b) { return a.id < b.id; });
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (i > 0 && ids[i].id == ids[i - 1].id) continue;
+        row_key.assign(group);
+        put_hex(row_key, ids[i].id);
+        rendered.assign(ids[i].conv);
+        rendered += '#';
+        rendered += std::to_string(ids[i].seq);
+        if (!visit(row_key, rendered)) return {};
+      }
+      continue;
+    }
+    if (!is_token_key(key)) {
+      rendered = render(key, as_sv(it->value()));
+      if (!visit(key, rendered)) return {};
+      it->Next();
+      continue;
+    }
+    // The search index is stored in blocks that depend on how events were batched; its rows
+    // are the postings, one row t|<token>|<conv>|<seq> each, whatever the batching.
+    token_prefix.assign(key.substr(0, key.rfind('|') + 1));
+    block_values.clear();
+    for (; it->Valid() && as_sv(it->key()).starts_with(token_prefix); it->Next()) {
+      block_values.emplace_back(as_sv(it->value()));
+    }
+    postings.clear();
+    for (const auto& v : block_values) {
+      if (!parse_postings(v, postings)) {
+        return model_fail(ModelErrc::corrupt_row, "a search index block under `" + token_prefix + "` of the model at " +
+                                                      config_.dir + " does not decode");
+      }
+    }
+    std::sort(postings.begin(), postings.end(), posting_less);
+    postings.erase(std::unique(postings.begin(), postings.end()), postings.end());
+    for (const auto& p : postings) {
+      row_key.assign(token_prefix);
+      row_key.append(p.conv);
+      row_key.push_back('|');
+      put_hex(row_key, p.seq);
+      if (!visit(row_key, "")) return {};
+    }
+  }
+  if (!it->status().ok()) return status_error(it->status(), "dumping");
+  return {};
+}
+
+Status RocksDbModelImpl::flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  auto s = db_->Flush(fo);
+  if (!s.ok()) return status_error(s, "flushing");
+  return {};
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+Result<std::optional<std::string>> RocksDbModelImpl::get(const std::string& key) {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return tl::unexpected(status_error(s, "reading `" + key + "`").error());
+  return std::optional<std::string>(std::move(v));
+}
+
+Result<std::optional<std::vector<Field>>> RocksDbModelImpl::get_fields(const std::string& key, std::string& storage) {
+  auto v = get(key);
+  IMLOG_TRY(v);
+  if (!*v) return std::optional<std::vector<Field>>();
+  storage = std::move(**v);
+  std::vector<Field> fields;
+  if (!parse_fields(storage, fields)) {
+    return model_fail(ModelErrc::corrupt_row, "the row `" + key + "` of the model at " + config_.dir + " does not decode");
+  }
+  return std::optional<std::vector<Field>>(std::move(fields));
+}
+
+Result<std::optional<MessageView>> RocksDbModelImpl::row_at(std::string_view conv, uint64_t seq) {
+  std::string k;
+  key_row(k, conv, seq);
+  auto v = get(k);
+  IMLOG_TRY(v);
+  if (!*v) return std::optional<MessageView>();
+  StoredRow row;
+  if (!decode_row(**v, row)) {
+    return model_fail(ModelErrc::corrupt_row, "the row `" + k + "` of the model at " + config_.dir + " does not decode");
+  }
+  key_recall(k, conv, seq);
+  auto r = get(k);
+  IMLOG_TRY(r);
+  row.recalled = r->has_value();
+  return std::optional<MessageView>(view_of(conv, seq, row));
+}
+
+// Marks the recalled messages of a page (ascending seqs of one conversation): one range read of
+// the recall rows it spans.
+Status RocksDbModelImpl::mark_recalled(std::string_view conv, std::vector<MessageView>& messages) {
+  if (messages.empty()) return {};
+  std::string lower, upper;
+  key_recall(lower, conv, messages.front().seq_id);
+  key_recall(upper, conv, messages.back().seq_id + 1);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = as_sv(it->key());
+    uint64_t seq = 0;
+    if (!parse_hex(key.substr(key.size() - 16), seq)) continue;
+    auto m = std::lower_bound(messages.begin(), messages.end(), seq,
+                              [](const MessageView& v, uint64_t s) { return v.seq_id < s; });
+    if (m != messages.end() && m->seq_id == seq) {
+      m->recalled = true;
+      m->content.clear();
+    }
+  }
+  if (!it->status().ok()) return status_error(it->status(), "reading recalls");
+  return {};
+}
+
+Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
+                                              uint32_t limit) {
+  limit = std::clamp<uint32_t>(limit, 1, 1000);
+  HistoryPage page;
+  std::string lower, upper;
+  key_row(lower, conversation, 0);
+  upper = prefix_end(lower.substr(0, lower.size() - 16));
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  auto take = [&](std::vector<MessageView>& out) -> Status {
+    auto key = as_sv(it->key());
+    uint64_t seq = 0;
+    StoredRow row;
+    if (!parse_hex(key.substr(key.size() - 16), seq) || !decode_row(as_sv(it->value()), row)) {
+      return model_fail(ModelErrc::corrupt_row, "the row `" + std::string(key) + "` of the model at " + config_.dir +
+                                                    " does not decode");
+    }
+    out.push_back(view_of(conversation, seq, row));
+    return {};
+  };
+  std::string k;
+  if (after_seq > 0) {
+    key_row(k, conversation, after_seq + 1);
+    for (it->Seek(k); it->Valid(); it->Next()) {
+      if (before_seq > 0) {
+        uint64_t seq = 0;
+        parse_hex(as_sv(it->key()).substr(it->key().size() - 16), seq);
+        if (seq >= before_seq) break;
+      }
+      if (page.messages.size() == limit) {
+        page.has_more = true;
+        break;
+      }
+      IMLOG_TRY(take(page.messages));
+    }
+  } else {
+    if (before_seq > 0) {
+      key_row(k, conversation, before_seq - 1);
+      it->SeekForPrev(k);
+    } else {
+      it->SeekToLast();
+    }
+    for (; it->Valid(); it->Prev()) {
+      if (page.messages.size() == limit) {
+        page.has_more = true;
+        break;
+      }
+      IMLOG_TRY(take(page.messages));
+    }
+    std::reverse(page.messages.begin(), page.messages.end());
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading history").error());
+  IMLOG_TRY(mark_recalled(conversation, page.messages));
+  return page;
+}
+
+Result<std::optional<MessageView>> RocksDbModelImpl::message(uint64_t message_id) {
+  // The block with the greatest first id not above the id holds it, if any does; after a
+  // re-application in other batches an older, overlapping block may: look a few further back.
+  constexpr int kMaxBlocks = 64;
+  std::string lower, upper, k;
+  key_id_block(lower, id_partition(message_id), 0);
+  upper = prefix_end(lower.substr(0, lower.size() - 16));
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  key_id_block(k, id_partition(message_id), message_id);
+  std::vector<IdEntry> entries;
+  std::string block;
+  int n = 0;
+  for (it->SeekForPrev(k); it->Valid() && n < kMaxBlocks; it->Prev(), ++n) {
+    block.assign(as_sv(it->value()));
+    entries.clear();
+    if (!parse_ids(block, entries)) {
+      return model_fail(ModelErrc::corrupt_row, "the id index block `" + std::string(as_sv(it->key())) +
+                                                    "` of the model at " + config_.dir + " does not decode");
+    }
+    auto e = std::lower_bound(entries.begin(), entries.end(), message_id,
+                              [](const IdEntry& x, uint64_t id) { return x.id < id; });
+    if (e != entries.end() && e->id == message_id) return row_at(e->conv, e->seq);
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading the id index").error());
+  return std::optional<MessageView>();
+}
+
+// The conversations a user takes part in, with the seq of the join (x| rows with in=1).
+Result<std::vector<std::pair<std::string, uint64_t>>> RocksDbModelImpl::memberships(uint64_t user_id) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  std::string lower;
+  key_user_conv(lower, 'x', user_id, "");
+  std::string upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields)) continue;
+    const Field* in = find_field(fields, "in");
+    if (in == nullptr || in->value != "1") continue;
+    out.emplace_back(std::string(as_sv(it->key()).substr(lower.size())), in->version);
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading conversations").error());
+  return out;
+}
+
+Result<std::vector<ConversationView>> RocksDbModelImpl::conversations(uint64_t user_id) {
+  auto convs = memberships(user_id);
+  IMLOG_TRY(convs);
+  std::vector<ConversationView> out;
+  std::string storage, k;
+  for (const auto& [conv, join_seq] : *convs) {
+    auto ref = parse_stream(conv);
+    if (!ref) continue;
+    // The conversation's last row gives last_seq, updated_at and the last message.
+    std::string lower, upper;
+    key_row(lower, conv, 0);
+    upper = prefix_end(lower.substr(0, lower.size() - 16));
+    rocksdb::Slice lo, hi;
+    auto it = iterator(lower, upper, lo, hi);
+    it->SeekToLast();
+    if (!it->Valid()) {
+      if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading conversations").error());
+      continue;
+    }
+    ConversationView v;
+    v.conversation_id = conv;
+    v.type = kind_name(ref->kind);
+    key_user_conv(k, 'r', user_id, conv);
+    auto r = get_fields(k, storage);
+    IMLOG_TRY(r);
+    uint64_t read = 0;
+    if (*r) {
+      if (const Field* f = find_field(**r, "read")) read = f->version;
+    }
+    // Joining reads what came before (timeline.h): the floor is the seq before the join.
+    read = std::max(read, join_seq > 0 ? join_seq - 1 : 0);
+    // Scan back from the last row: own rows raise the read seq to themselves; rows of others
+    // above the read seq are unread.
+    uint64_t unread = 0;
+    for (; it->Valid(); it->Prev()) {
+      auto key = as_sv(it->key());
+      uint64_t seq = 0;
+      StoredRow row;
+      if (!parse_hex(key.substr(key.size() - 16), seq) || !decode_row(as_sv(it->value()), row)) {
+        return model_fail(ModelErrc::corrupt_row, "the row `" + std::string(key) + "` of the model at " + config_.dir +
+                                                      " does not decode");
+      }
+      if (v.last_seq == 0) {
+        v.last_seq = seq;
+        v.updated_at = row.created_at;
+        v.last_message = view_of(conv, seq, row);
+      }
+      if (seq <= read) break;
+      if (row.sender == user_id) {
+        read = seq;
+        break;
+      }
+      if (++unread >= kUnreadCap) break;
+    }
+    if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "counting unread").error());
+    v.read_seq = std::min(read, v.last_seq);
+    v.unread = unread;
+    std::vector<MessageView> last{*v.last_message};
+    IMLOG_TRY(mark_recalled(conv, last));
+    v.last_message = std::move(last.front());
+    if (ref->kind == StreamKind::group) {
+      key_id1(k, "g|", ref->a);
+      auto g = get_fields(k, storage);
+      IMLOG_TRY(g);
+      if (*g) v.title = field_value(**g, "name");
+    } else if (ref->kind == StreamKind::single) {
+      v.peer_id = ref->a == user_id ? ref->b : ref->a;
+      auto peer = user(v.peer_id);
+      IMLOG_TRY(peer);
+      if (*peer) v.title = (*peer)->nickname;
+    } else {
+      v.title = "world";
+    }
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(), [](const ConversationView& a, const ConversationView& b) {
+    if (a.updated_at != b.updated_at) return a.updated_at > b.updated_at;
+    return a.conversation_id < b.conversation_id;
+  });
+  return out;
+}
+
+Result<std::optional<UserView>> RocksDbModelImpl::user(uint64_t user_id) {
+  std::string k, storage;
+  key_id1(k, "u|", user_id);
+  auto f = get_fields(k, storage);
+  IMLOG_TRY(f);
+  if (!*f || find_field(**f, "username") == nullptr) return std::optional<UserView>();
+  const auto& fields = **f;
+  UserView u;
+  u.user_id = user_id;
+  u.username = field_value(fields, "username");
+  u.nickname = field_value(fields, "nickname");
+  u.avatar_url = field_value(fields, "avatar_url");
+  u.signature = field_value(fields, "signature");
+  u.email = field_value(fields, "email");
+  if (const Field* a = find_field(fields, "allow_search")) u.allow_search = a->value == "1";
+  if (const Field* m = find_field(fields, "message_policy")) u.message_policy = m->value;
+  if (const Field* p = find_field(fields, "push_enabled")) u.push_enabled = p->value == "1";
+  if (const Field* q = find_field(fields, "quiet_start_minute")) u.quiet_start_minute = static_cast<int32_t>(to_i64(q->value));
+  if (const Field* q = find_field(fields, "quiet_end_minute")) u.quiet_end_minute = static_cast<int32_t>(to_i64(q->value));
+  for (const Field& x : fields) {
+    if (x.name.starts_with("mute:") && x.value == "1") u.muted.emplace_back(x.name.substr(5));
+  }
+  u.created_at = to_i64(field_value(fields, "created_at"));
+  return std::optional<UserView>(std::move(u));
+}
+
+Result<std::optional<Credentials>> RocksDbModelImpl::credentials(std::string_view username) {
+  std::string k = "n|";
+  k.append(username);
+  auto v = get(k);
+  IMLOG_TRY(v);
+  if (!*v) return std::optional<Credentials>();
+  uint64_t id = to_u64(**v);
+  std::string storage;
+  key_id1(k, "u|", id);
+  auto f = get_fields(k, storage);
+  IMLOG_TRY(f);
+  if (!*f) return std::optional<Credentials>();
+  return std::optional<Credentials>(Credentials{id, std::string(field_value(**f, "password_hash"))});
+}
+
+Result<std::vector<UserView>> RocksDbModelImpl::search_users(std::string_view prefix, uint64_t after_user_id,
+                                                             uint32_t limit) {
+  constexpr size_t kMaxCandidates = 10000;
+  limit = std::clamp<uint32_t>(limit, 1, 1000);
+  std::string lp = lower_ascii(prefix);
+  std::vector<uint64_t> ids;
+  if (lp.empty()) {
+    // No prefix: every user, in id order.
+    std::string lower, upper = prefix_end("u|");
+    key_id1(lower, "u|", after_user_id + 1);
+    rocksdb::Slice lo, hi;
+    auto it = iterator(lower, upper, lo, hi);
+    for (it->SeekToFirst(); it->Valid() && ids.size() < kMaxCandidates; it->Next()) {
+      uint64_t id = 0;
+      if (parse_hex(as_sv(it->key()).substr(2), id)) ids.push_back(id);
+    }
+  } else {
+    for (std::string_view index : {"su|", "sk|"}) {
+      std::string lower = std::string(index) + lp, upper = prefix_end(lower);
+      rocksdb::Slice lo, hi;
+      auto it = iterator(lower, upper, lo, hi);
+      size_t n = 0;
+      for (it->SeekToFirst(); it->Valid() && n < kMaxCandidates; it->Next(), ++n) {
+        auto key = as_sv(it->key());
+        uint64_t id = 0;
+        if (key.size() >= 16 && parse_hex(key.substr(key.size() - 16), id) && id > after_user_id) ids.push_back(id);
+      }
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  }
+  std::vector<UserView> out;
+  for (uint64_t id : ids) {
+    if (out.size() == limit) break;
+    auto u = user(id);
+    IMLOG_TRY(u);
+    if (!*u || !(*u)->allow_search) continue;
+    // The nickname index keeps former nicknames: check the current one.
+    if (!lp.empty() && !lower_ascii((*u)->username).starts_with(lp) && !lower_ascii((*u)->nickname).starts_with(lp)) {
+      continue;
+    }
+    out.push_back(std::move(**u));
+  }
+  return out;
+}
+
+Result<std::optional<GroupView>> RocksDbModelImpl::group(uint64_t group_id) {
+  std::string k, storage;
+  key_id1(k, "g|", group_id);
+  auto f = get_fields(k, storage);
+  IMLOG_TRY(f);
+  if (!*f || find_field(**f, "name") == nullptr) return std::optional<GroupView>();
+  GroupView g;
+  g.group_id = group_id;
+  g.name = field_value(**f, "name");
+  g.description = field_value(**f, "description");
+  g.owner_id = to_u64(field_value(**f, "owner"));
+  g.created_at = to_i64(field_value(**f, "created_at"));
+  std::string lower, upper;
+  key_id1(lower, "gm|", group_id);
+  lower.push_back('|');
+  upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    fields.clear();
+    if (parse_fields(as_sv(it->value()), fields) && field_value(fields, "in") == "1") ++g.member_count;
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "counting members").error());
+  return std::optional<GroupView>(std::move(g));
+}
+
+Result<std::vector<MemberView>> RocksDbModelImpl::members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) {
+  limit = std::clamp<uint32_t>(limit, 1, 10000);
+  std::vector<MemberView> out;
+  std::string lower, upper;
+  key_id2(lower, "gm|", group_id, after_user_id + 1);
+  key_id1(upper, "gm|", group_id);
+  upper = prefix_end(upper + "|");
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields) || field_value(fields, "in") != "1") continue;
+    auto key = as_sv(it->key());
+    MemberView m;
+    parse_hex(key.substr(key.size() - 16), m.user_id);
+    m.role = field_value(fields, "role");
+    m.joined_at = to_i64(field_value(fields, "joined_at"));
+    out.push_back(std::move(m));
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading members").error());
+  return out;
+}
+
+Result<bool> RocksDbModelImpl::can_read(std::string_view conversation, uint64_t user_id) {
+  auto ref = parse_stream(conversation);
+  if (!ref || user_id == 0) return false;
+  switch (ref->kind) {
+    case StreamKind::single: return user_id == ref->a || user_id == ref->b;
+    case StreamKind::group: {
+      std::string k, storage;
+      key_id2(k, "gm|", ref->a, user_id);
+      auto f = get_fields(k, storage);
+      IMLOG_TRY(f);
+      return *f && field_value(**f, "in") == "1";
+    }
+    case StreamKind::world: {
+      auto u = user(user_id);
+      IMLOG_TRY(u);
+      return u->has_value();
+    }
+    default: return false;
+  }
+}
+
+Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user_id, std::string_view text,
+                                                                   uint32_t limit) {
+  constexpr size_t kMaxCandidates = 50000;
+  limit = std::clamp<uint32_t>(limit, 1, 200);
+  TokenList query;
+  tokenize(text, query, kMaxTokensPerMessage);
+  if (query.tokens.empty()) return std::vector<MessageView>();
+  auto runs = cjk_runs(text);
+  // Scan the rarest-looking token: the longest.
+  std::string_view lead = *std::max_element(query.tokens.begin(), query.tokens.end(),
+                                            [](std::string_view a, std::string_view b) { return a.size() < b.size(); });
+  auto convs = memberships(user_id);
+  IMLOG_TRY(convs);
+  std::unordered_set<std::string_view> mine;
+  for (const auto& c : *convs) mine.insert(c.first);
+  if (mine.empty()) return std::vector<MessageView>();
+
+  std::vector<MessageView> found;
+  std::set<std::pair<std::string, uint64_t>> seen;
+  TokenList content_tokens;
+  std::string lower = "t|" + std::string(lead) + "|", upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Posting> postings;
+  std::string block;
+  size_t examined = 0, blocks_after_limit = 0;
+  // Newest blocks first. Blocks are ordered by their oldest event, so one more block is read
+  // after the limit is reached, for messages of a lagging partition.
+  for (it->SeekToLast(); it->Valid() && examined < kMaxCandidates && blocks_after_limit < 2; it->Prev()) {
+    if (as_sv(it->key()).size() != lower.size() + 16) continue;  // a longer token sharing the prefix
+    if (found.size() >= limit) ++blocks_after_limit;
+    block.assign(as_sv(it->value()));
+    postings.clear();
+    if (!parse_postings(block, postings)) {
+      return model_fail(ModelErrc::corrupt_row, "the search index block `" + std::string(as_sv(it->key())) +
+                                                    "` of the model at " + config_.dir + " does not decode");
+    }
+    for (const Posting& p : postings) {
+      if (!mine.contains(p.conv) || !seen.emplace(std::string(p.conv), p.seq).second) continue;
+      ++examined;
+      auto m = row_at(p.conv, p.seq);
+      IMLOG_TRY(m);
+      if (!*m || (*m)->recalled) continue;
+      tokenize((*m)->content, content_tokens, kMaxTokensPerMessage);
+      bool all = std::all_of(query.tokens.begin(), query.tokens.end(), [&](std::string_view t) {
+        return std::find(content_tokens.tokens.begin(), content_tokens.tokens.end(), t) != content_tokens.tokens.end();
+      });
+      all = all && std::all_of(runs.begin(), runs.end(),
+                               [&](const std::string& r) { return (*m)->content.find(r) != std::string::npos; });
+      if (all) found.push_back(std::move(**m));
+    }
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "searching").error());
+  std::sort(found.begin(), found.end(), [](const MessageView& a, const MessageView& b) {
+    if (a.created_at != b.created_at) return a.created_at > b.created_at;
+    return a.message_id > b.message_id;
+  });
+  if (found.size() > limit) found.resize(limit);
+  return found;
+}
+
+Result<std::vector<FriendView>> RocksDbModelImpl::friends(uint64_t user_id) {
+  std::vector<FriendView> out;
+  std::string lower, upper;
+  key_id1(lower, "f|", user_id);
+  lower.push_back('|');
+  upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  std::string k, storage;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields)) continue;
+    auto status = field_value(fields, "status");
+    if (status.empty()) continue;
+    FriendView f;
+    auto key = as_sv(it->key());
+    parse_hex(key.substr(key.size() - 16), f.user_id);
+    f.status = status;
+    f.note = field_value(fields, "note");
+    f.since = to_i64(field_value(fields, "since"));
+    out.push_back(std::move(f));
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading friends").error());
+  for (auto& f : out) {
+    key_id2(k, "fg|", user_id, f.user_id);
+    auto g = get_fields(k, storage);
+    IMLOG_TRY(g);
+    if (*g) f.group_name = field_value(**g, "group");
+  }
+  return out;
+}
+
+Result<std::vector<uint64_t>> RocksDbModelImpl::blocked(uint64_t user_id) {
+  std::vector<uint64_t> out;
+  std::string lower, upper;
+  key_id1(lower, "b|", user_id);
+  lower.push_back('|');
+  upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields) || field_value(fields, "blocked") != "1") continue;
+    auto key = as_sv(it->key());
+    uint64_t id = 0;
+    if (parse_hex(key.substr(key.size() - 16), id)) out.push_back(id);
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading blocks").error());
+  return out;
+}
+
+Result<std::vector<std::string>> RocksDbModelImpl::friend_groups(uint64_t user_id) {
+  std::vector<std::string> out;
+  std::string lower, upper;
+  key_id1(lower, "fg|", user_id);
+  lower.push_back('|');
+  upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields)) continue;
+    auto g = field_value(fields, "group");
+    if (!g.empty()) out.emplace_back(g);
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading friend groups").error());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfig& config) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.merge_operator = std::make_shared<ModelMerge>();
+  o.IncreaseParallelism(2);
+  o.write_buffer_size = 64ull << 20;
+  o.max_write_buffer_number = 4;
+  o.target_file_size_base = 64ull << 20;
+  o.max_bytes_for_level_base = 256ull << 20;
+  // Fresh data (L0, L1) uncompressed: flushes stay cheap; older levels LZ4 when available.
+  auto supported = rocksdb::GetSupportedCompressions();
+  auto deep = std::find(supported.begin(), supported.end(), rocksdb::kLZ4Compression) != supported.end()
+                  ? rocksdb::kLZ4Compression
+                  : rocksdb::kNoCompression;
+  o.compression_per_level = {rocksdb::kNoCompression, rocksdb::kNoCompression, deep, deep, deep, deep, deep};
+  if (config.disable_wal) {
+    o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+    o.allow_concurrent_memtable_write = false;
+  }
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(o, config.dir, &raw);
+  if (!s.ok()) {
+    std::string hint = s.IsIOError() && s.ToString().find("lock") != std::string::npos
+                           ? ": is another process (a running imlog) using it?"
+                           : "";
+    return model_fail(ModelErrc::io_error, "cannot open the RocksDB model at " + config.dir + ": " + s.ToString() + hint,
+                      false);
+  }
+  return std::unique_ptr<RocksDbModel>(new RocksDbModelImpl(std::unique_ptr<rocksdb::DB>(raw), config));
+}
+
+}  // namespace imlog

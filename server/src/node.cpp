@@ -1,6 +1,7 @@
 #include "node.h"
 
 #include <atomic>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -11,6 +12,7 @@
 #include "imlog/engine/streams.h"
 #include "imlog/gateway/command_bus.h"
 #include "imlog/gateway/gateway.h"
+#include "imlog/projections/projector.h"
 #include "imlog/projections/query.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/tasks/router.h"
@@ -48,13 +50,15 @@ struct Node::Parts {
   std::unique_ptr<Router> router;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<Gateway> gateway;
+  // The projector role: one Projector per read model — RocksDB always, MySQL and Redis when
+  // configured (those sinks are owned here; the RocksDB one is `model`).
+  std::vector<std::unique_ptr<ProjectionSink>> other_sinks;
+  std::vector<std::unique_ptr<Projector>> projectors;
   std::atomic<bool> started{false};
 
   Status open_model() {
     if (model) return {};
-    RocksDbModelConfig mc;
-    mc.dir = config.data_dir + "/model";
-    auto m = open_rocksdb_model(mc);
+    auto m = open_rocksdb_model(config.model);
     IMLOG_TRY(m);
     model = std::move(*m);
     return {};
@@ -83,7 +87,33 @@ struct Node::Parts {
     return gateway->start();
   }
 
-  [[nodiscard]] std::string failure_text() const { return sequencer ? sequencer->failure() : std::string(); }
+  Status start_projectors() {
+    IMLOG_TRY(open_model());
+    if (config.mysql) {
+      auto m = open_mysql_model(*config.mysql);
+      IMLOG_TRY(m);
+      other_sinks.push_back(std::move(*m));
+    }
+    if (config.redis) {
+      auto r = open_redis_model(*config.redis);
+      IMLOG_TRY(r);
+      other_sinks.push_back(std::move(*r));
+    }
+    projectors.push_back(std::make_unique<Projector>(*log, *model));
+    for (auto& sink : other_sinks) projectors.push_back(std::make_unique<Projector>(*log, *sink));
+    for (auto& p : projectors) IMLOG_TRY(p->start());
+    return {};
+  }
+
+  [[nodiscard]] std::string failure_text() const {
+    if (sequencer) {
+      if (auto f = sequencer->failure(); !f.empty()) return f;
+    }
+    for (const auto& p : projectors) {
+      if (auto f = p->failure()) return "projector: " + f->to_string();
+    }
+    return {};
+  }
 };
 
 Node::Node(ServerConfig config) : parts_(std::make_unique<Parts>()) { parts_->config = std::move(config); }
@@ -105,6 +135,7 @@ Status Node::start() {
     p.sequencer = std::move(*seq);
     IMLOG_TRY(p.sequencer->start());
   }
+  if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());
   p.sessions = make_local_sessions();
   if (has_role(p.config, "router")) {
     p.router = std::make_unique<Router>(*p.log, *p.sessions);
@@ -121,12 +152,15 @@ void Node::stop() {
   p.started = false;
   if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
   if (p.router) p.router->stop();
+  for (auto& projector : p.projectors) projector->stop();
   if (p.sequencer) p.sequencer->stop();
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();
   p.query.reset();
   p.router.reset();
+  p.projectors.clear();
+  p.other_sinks.clear();
   p.sequencer.reset();
   p.directory.reset();
   p.model.reset();

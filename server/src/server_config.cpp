@@ -115,6 +115,49 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   s.finish();
 }
 
+void read_port(ConfigSection& s, int32_t& port) {
+  s.read("port", port);
+  if (port < 1 || port > 65535) s.fail("port", "must be between 1 and 65535");
+}
+
+void read_model(ConfigSection s, RocksDbModelConfig& c) {
+  s.read("dir", c.dir);
+  s.finish();
+}
+
+void read_mysql(ConfigSection s, MysqlConfig& c) {
+  s.read("host", c.host);
+  if (c.host.empty()) s.fail("host", "is empty: name the MySQL server, or remove the `mysql` section");
+  read_port(s, c.port);
+  s.read("user", c.user);
+  s.read("password", c.password);
+  s.read("database", c.database);
+  if (c.database.empty() || c.database.size() > 48 ||
+      c.database.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
+          std::string::npos) {
+    s.fail("database", "`" + c.database + "` must be 1 to 48 letters, digits or _ (replay builds `<database>_replay`)");
+  }
+  s.read("pool_size", c.pool_size);
+  if (c.pool_size < 1 || c.pool_size > 256) s.fail("pool_size", "must be between 1 and 256");
+  s.finish();
+}
+
+void read_redis(ConfigSection s, RedisConfig& c) {
+  s.read("host", c.host);
+  if (c.host.empty()) s.fail("host", "is empty: name the Redis server, or remove the `redis` section");
+  read_port(s, c.port);
+  s.read("password", c.password);
+  s.read("db", c.db);
+  if (c.db < 0 || c.db > 15) s.fail("db", "must be between 0 and 15");
+  s.read("key_prefix", c.key_prefix);
+  read_u32(s, "hot_messages", c.hot_messages, 1, 100000);
+  std::chrono::milliseconds ttl = c.hot_ttl;
+  s.read("hot_ttl", ttl);
+  if (ttl < std::chrono::seconds(1)) s.fail("hot_ttl", "must be at least 1s");
+  c.hot_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+  s.finish();
+}
+
 }  // namespace
 
 ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override) {
@@ -125,6 +168,7 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   // Directories not set explicitly live under data_dir.
   c.event_log.local.dir.clear();
   c.engine.state_dir.clear();
+  c.model.dir.clear();
   root.read("roles", c.roles);
   for (const auto& r : c.roles) {
     if (std::find(kRoles.begin(), kRoles.end(), r) == kRoles.end()) {
@@ -140,9 +184,13 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   read_event_log(root.section("event_log"), c.event_log);
   read_engine(root.section("engine"), c.engine);
   read_gateway(root.section("gateway"), c.gateway);
+  read_model(root.section("model"), c.model);
+  if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
+  if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());
   root.finish();
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";
+  if (c.model.dir.empty()) c.model.dir = c.data_dir + "/model";
   if (c.gateway.gateway_id.empty()) c.gateway.gateway_id = default_gateway_id();
   return c;
 }

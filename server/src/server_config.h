@@ -3,6 +3,7 @@
 // with no file is a working single node under ./data. Parsed and validated once in main; a bad
 // key fails start-up with its name. Reference: docs/configuration.md.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,9 @@
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/sequencer.h"
 #include "imlog/gateway/gateway.h"
+#include "imlog/projections/mysql_model.h"
+#include "imlog/projections/redis_model.h"
+#include "imlog/projections/rocksdb_model.h"
 
 namespace imlog {
 
@@ -34,6 +38,11 @@ struct ServerConfig {
   EngineConfig engine;
   // The `gateway:` section. gateway.jwt_secret empty: the server keeps one in <data_dir>/secret.
   GatewayConfig gateway;
+  // The `model:` section: the RocksDB read model, always on. model.dir defaults to <data_dir>/model.
+  RocksDbModelConfig model;
+  // The `mysql:` and `redis:` sections: those read models are on when their section is present.
+  std::optional<MysqlConfig> mysql;
+  std::optional<RedisConfig> redis;
 };
 
 // Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at

@@ -1,0 +1,210 @@
+// imlog-bench-replay: how fast the RocksDB read model is rebuilt from the embedded log (the
+// replay target of DESIGN.md §11: 300,000 events/s).
+//
+//   imlog-bench-replay [--dir DIR] [--messages N] [--users N] [--groups N] [--partitions N]
+//                      [--generate-only] [--reuse] [--batch N] [--live]
+//
+// 1. Generates, unless --reuse finds one, an event log under DIR/log (the layout of a data dir,
+//    so `replay --data-dir DIR --projection rocksdb` runs on it too): registrations, groups, and
+//    N messages — 3 to 12 words drawn from a 5,000-word vocabulary with a Zipf-like skew, 5% of
+//    them Chinese — 70% in one-to-one conversations, 25% in groups, 5% in world, with recalls
+//    (1%) and read markers (10%) mixed in. Events are written as a sequencer writes them (epoch
+//    markers, dense seqs, time-ordered ids) by tests/support's EventLogBuilder.
+// 2. Times a rebuild of the RocksDB model into a fresh DIR/model.bench (no WAL, as replay does),
+//    through the Projector — the code path of `replay` — including the final flush.
+//    --live also builds DIR/model as the server's projector would (WAL on), for replay --verify.
+//
+// Prints a human line and one "RESULT {json}" line.
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include <CLI/CLI.hpp>
+
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/projections/projector.h"
+#include "imlog/projections/rocksdb_model.h"
+#include "imlog/testing/event_log_builder.h"
+
+namespace {
+
+using namespace imlog;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string dir = "/tmp/imlog-bench-replay";
+  uint64_t messages = 1'000'000;
+  uint64_t users = 10'000;
+  uint64_t groups = 200;
+  int32_t partitions = 4;
+  bool generate_only = false;
+  bool reuse = false;
+  uint64_t batch = 4096;
+  bool live = false;
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Pseudo-words: consonant-vowel syllables, so tokens look like words and repeat like words.
+std::vector<std::string> vocabulary(size_t n, std::mt19937_64& rng) {
+  const char* c = "bcdfghjklmnprstvwz";
+  const char* v = "aeiou";
+  std::vector<std::string> words;
+  for (size_t i = 0; i < n; ++i) {
+    std::string w;
+    size_t syllables = 1 + rng() % 3;
+    for (size_t s = 0; s < syllables; ++s) {
+      w += c[rng() % 18];
+      w += v[rng() % 5];
+    }
+    words.push_back(std::move(w));
+  }
+  return words;
+}
+
+int generate(const Options& o, EventLog& log) {
+  std::mt19937_64 rng(42);
+  auto b = testing::EventLogBuilder::open(log, o.partitions);
+  if (!b) {
+    std::fprintf(stderr, "opening the log: %s\n", b.error().to_string().c_str());
+    return 1;
+  }
+  auto& builder = **b;
+  auto start = Clock::now();
+  std::vector<uint64_t> users;
+  for (uint64_t i = 0; i < o.users; ++i) users.push_back(builder.register_user("user" + std::to_string(i)));
+  for (uint64_t g = 1; g <= o.groups; ++g) {
+    std::vector<uint64_t> members;
+    for (int m = 0; m < 50; ++m) members.push_back(users[rng() % users.size()]);
+    builder.create_group(g, users[rng() % users.size()], members);
+  }
+  const auto words = vocabulary(5000, rng);
+  const std::vector<std::string> chinese = {"你好", "今天", "天气", "很好", "我们", "一起", "吃饭", "明天", "见面", "谢谢"};
+  // Zipf-like: index = floor(n * u^3) puts most draws on the first words.
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  auto word = [&] {
+    double u = unit(rng);
+    return words[static_cast<size_t>(static_cast<double>(words.size() - 1) * u * u * u)];
+  };
+  const uint64_t conversations = o.users * 2;
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;
+  for (uint64_t i = 0; i < conversations; ++i) {
+    uint64_t a = users[rng() % users.size()], c = users[rng() % users.size()];
+    if (a == c) c = users[(rng() % (users.size() - 1) + 1 + (a % users.size())) % users.size()];
+    if (a == c) continue;
+    pairs.emplace_back(a, c);
+  }
+  std::string text;
+  for (uint64_t i = 0; i < o.messages; ++i) {
+    uint64_t kind = rng() % 100;
+    std::string stream;
+    uint64_t sender = 0;
+    if (kind < 70) {
+      auto [a, c] = pairs[rng() % pairs.size()];
+      stream = single_stream(a, c);
+      sender = rng() % 2 ? a : c;
+    } else if (kind < 95) {
+      stream = group_stream(1 + rng() % o.groups);
+      sender = users[rng() % users.size()];
+    } else {
+      stream = std::string(kWorldStream);
+      sender = users[rng() % users.size()];
+    }
+    text.clear();
+    size_t n = 3 + rng() % 10;
+    bool zh = rng() % 20 == 0;
+    for (size_t w = 0; w < n; ++w) {
+      if (!zh && w) text += ' ';
+      text += zh ? chinese[rng() % chinese.size()] : word();
+    }
+    uint64_t id = builder.message(stream, sender, text);
+    if (rng() % 100 == 0) builder.recall(stream, sender, id, builder.last_seq(stream));
+    if (rng() % 10 == 0) builder.read(stream, sender == users[0] ? users[1] : users[0], builder.last_seq(stream));
+    if (builder.error()) {
+      std::fprintf(stderr, "appending: %s\n", builder.error()->to_string().c_str());
+      return 1;
+    }
+  }
+  if (auto f = builder.flush(); !f) {
+    std::fprintf(stderr, "appending: %s\n", f.error().to_string().c_str());
+    return 1;
+  }
+  std::printf("generated %llu events (%llu messages) in %.1f s\n", static_cast<unsigned long long>(builder.events()),
+              static_cast<unsigned long long>(o.messages), seconds_since(start));
+  return 0;
+}
+
+int rebuild(const Options& o, EventLog& log, const std::string& dir, bool disable_wal, const char* what) {
+  std::filesystem::remove_all(dir);
+  RocksDbModelConfig mc;
+  mc.dir = dir;
+  mc.disable_wal = disable_wal;
+  auto model = open_rocksdb_model(mc);
+  if (!model) {
+    std::fprintf(stderr, "%s\n", model.error().to_string().c_str());
+    return 1;
+  }
+  auto n = log.partition_count(kEventsTopic);
+  if (!n) {
+    std::fprintf(stderr, "%s\n", n.error().to_string().c_str());
+    return 1;
+  }
+  std::vector<int64_t> ends;
+  int64_t total = 0;
+  for (int32_t p = 0; p < *n; ++p) {
+    ends.push_back(*log.end_offset({std::string(kEventsTopic), p}));
+    total += ends.back();
+  }
+  Projector projector(log, **model, ProjectorConfig{o.batch});
+  auto start = Clock::now();
+  auto r = projector.run_until(ends);
+  if (r && disable_wal) r = (*model)->flush();
+  double secs = seconds_since(start);
+  if (!r) {
+    std::fprintf(stderr, "rebuild failed: %s\n", r.error().to_string().c_str());
+    return 1;
+  }
+  double rate = static_cast<double>(total) / secs;
+  std::printf("%s: %lld events (%llu applied) in %.2f s = %.0f events/s\n", what, static_cast<long long>(total),
+              static_cast<unsigned long long>(projector.applied()), secs, rate);
+  std::printf("RESULT {\"bench\":\"replay\",\"case\":\"%s\",\"events\":%lld,\"seconds\":%.3f,\"events_per_s\":%.0f}\n",
+              what, static_cast<long long>(total), secs, rate);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"imlog-bench-replay: generate an event log and time a rebuild of the RocksDB model"};
+  app.add_option("--dir", o.dir, "data directory: the log goes to DIR/log (default /tmp/imlog-bench-replay)");
+  app.add_option("--messages", o.messages, "messages to generate (default 1000000)");
+  app.add_option("--users", o.users, "users (default 10000)");
+  app.add_option("--groups", o.groups, "groups of 50 (default 200)")->check(CLI::PositiveNumber);
+  app.add_option("--partitions", o.partitions, "partitions of im.events (default 4)");
+  app.add_flag("--generate-only", o.generate_only, "write the log and stop");
+  app.add_flag("--reuse", o.reuse, "use the log already in DIR/log");
+  app.add_option("--batch", o.batch, "events per projector batch (default 4096)");
+  app.add_flag("--live", o.live, "also build DIR/model with the WAL on, as the server's projector does");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!o.reuse) std::filesystem::remove_all(o.dir);
+  std::filesystem::create_directories(o.dir);
+  LocalLogConfig lc;
+  lc.dir = o.dir + "/log";
+  auto log = LocalLog::open(lc);
+  if (!log) {
+    std::fprintf(stderr, "%s\n", log.error().to_string().c_str());
+    return 1;
+  }
+  if (!o.reuse) {
+    if (int rc = generate(o, **log); rc != 0) return rc;
+  }
+  if (o.generate_only) return 0;
+  if (int rc = rebuild(o, **log, o.dir + "/model.bench", true, "rocksdb rebuild (no WAL)"); rc != 0) return rc;
+  if (o.live) return rebuild(o, **log, o.dir + "/model", false, "rocksdb live build (WAL)");
+  return 0;
+}
