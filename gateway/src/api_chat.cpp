@@ -17,14 +17,6 @@ constexpr uint32_t kDefaultPage = 50;
 constexpr uint32_t kMaxPage = 200;
 constexpr int kGroupIdAttempts = 5;
 
-bool parse_message_type(std::string_view s, fb::MessageType& out) {
-  if (s.empty() || s == "text") out = fb::MessageType::Text;
-  else if (s == "image") out = fb::MessageType::Image;
-  else if (s == "file") out = fb::MessageType::File;
-  else return false;
-  return true;
-}
-
 // Answers 400 for a path id that is not a conversation.
 bool conversation_param(Services& svc, const ApiRequest& req, const Respond& respond, std::string& out) {
   out = req.params.at(0);

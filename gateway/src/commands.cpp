@@ -71,6 +71,14 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                  });
 }
 
+bool parse_message_type(std::string_view s, fb::MessageType& out) {
+  if (s.empty() || s == "text") out = fb::MessageType::Text;
+  else if (s == "image") out = fb::MessageType::Image;
+  else if (s == "file") out = fb::MessageType::File;
+  else return false;
+  return true;
+}
+
 std::string new_client_msg_id() { return "r-" + random_hex(16); }
 
 uint64_t new_group_id() {

@@ -43,6 +43,9 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                         std::string client_msg_id, fb::CommandUnion command,
                         std::function<ApiReply(const fb::CommandReplyT&)> on_success);
 
+// A client's message_type ("text" when empty, "image", "file"); false for anything else.
+bool parse_message_type(std::string_view name, fb::MessageType& out);
+
 // "r-<32 hex>": for writes whose client sent no client_msg_id.
 std::string new_client_msg_id();
 // A random group id in [1, 2^53).

@@ -13,14 +13,6 @@ constexpr uint32_t kDefaultSyncLimit = 100;
 
 std::shared_ptr<const std::string> shared(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
-bool parse_message_type(std::string_view s, fb::MessageType& out) {
-  if (s.empty() || s == "text") out = fb::MessageType::Text;
-  else if (s == "image") out = fb::MessageType::Image;
-  else if (s == "file") out = fb::MessageType::File;
-  else return false;
-  return true;
-}
-
 void send_error(Services& svc, FrameConnection& conn, std::string_view code, std::string_view message,
                 std::string_view client_msg_id = {}, std::string_view type = {}) {
   svc.metrics.error(code);
