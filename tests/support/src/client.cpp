@@ -177,6 +177,8 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
     if (error) *error = "connect: " + ec.message();
     return nullptr;
   }
+  // Small frames go out at once: Nagle's algorithm would hold one back for the peer's delayed ACK.
+  tcp_layer.socket().set_option(tcp::no_delay(true), ec);
   if (!bearer.empty()) {
     impl->ws.set_option(websocket::stream_base::decorator(
         [bearer](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + bearer); }));
