@@ -10,6 +10,7 @@
 #include "imlog/projections/projector.h"
 
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 
 #include <spdlog/spdlog.h>
@@ -84,15 +85,24 @@ class Pass {
     return left;
   }
 
-  // Polls once and applies what came. Returns the records consumed (0 on time-out or wakeup).
-  // A record that does not decode fails the pass, naming it; nothing is skipped.
-  Result<int64_t> step(std::chrono::milliseconds timeout, const std::atomic<bool>* stopping) {
-    IMLOG_TRY(consumer_->poll(records_, timeout));
-    if (records_.empty()) return int64_t{0};
-    batch_.events.clear();
+  // What one poll became: its records (which back the batch's event views) and its batch.
+  struct Chunk {
+    std::vector<Record> records;
+    EventBatch batch;
+    int64_t consumed = 0;  // records taken from the log (valid or not)
+  };
+
+  // Polls once into `c` and builds its batch: the valid events, and the positions after them.
+  // Returns the records consumed (0 on time-out or wakeup). A record that does not decode fails
+  // the pass, naming it; nothing is skipped. The reading side: owns the consumer, the filter and
+  // the positions.
+  Result<int64_t> read(Chunk& c, std::chrono::milliseconds timeout) {
+    c.consumed = 0;
+    IMLOG_TRY(consumer_->poll(c.records, timeout));
+    if (c.records.empty()) return int64_t{0};
+    c.batch.events.clear();
     touched_.assign(static_cast<size_t>(partitions_), false);
-    int64_t consumed = 0;
-    for (const Record& r : records_) {
+    for (const Record& r : c.records) {
       if (r.partition < 0 || r.partition >= partitions_) continue;
       auto& pos = positions_[static_cast<size_t>(r.partition)];
       if (r.offset < pos.next_offset) continue;  // already applied (a redelivery)
@@ -108,21 +118,26 @@ class Pass {
       pos.next_offset = r.offset + 1;
       pos.token = filter_.token(r.partition);
       touched_[static_cast<size_t>(r.partition)] = true;
-      ++consumed;
+      ++c.consumed;
       if (valid && e.event_type() != fb::Event::EpochStarted) {
-        batch_.events.push_back(EventBatch::Item{r.partition, r.offset, &e});
+        c.batch.events.push_back(EventBatch::Item{r.partition, r.offset, &e});
       }
     }
-    if (consumed == 0) return int64_t{0};
-    batch_.positions.clear();
+    c.batch.positions.clear();
     for (const auto& p : positions_) {
-      if (touched_[static_cast<size_t>(p.partition)]) batch_.positions.push_back(p);
+      if (touched_[static_cast<size_t>(p.partition)]) c.batch.positions.push_back(p);
     }
-    // A retryable failure of the sink (its server away) is retried with the same batch, so the
-    // positions never move past events that were not applied.
+    return c.consumed;
+  }
+
+  // Applies a chunk's batch. A retryable failure of the sink (its server away) is retried with
+  // the same batch, so the positions never move past events that were not applied. The applying
+  // side: may run on another thread than read().
+  Status apply(const Chunk& c, const std::atomic<bool>* stopping) {
+    if (c.consumed == 0) return {};
     std::chrono::milliseconds backoff{50};
     while (true) {
-      auto applied = sink_.apply(batch_);
+      auto applied = sink_.apply(c.batch);
       if (applied) break;
       if (!applied.error().retryable() || (stopping != nullptr && stopping->load())) {
         return tl::unexpected(applied.error().with_context("applying to the " + std::string(sink_.name()) + " model"));
@@ -133,8 +148,88 @@ class Pass {
       wait_cv_.wait_for(lk, backoff, [&] { return stopping != nullptr && stopping->load(); });
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
     }
-    applied_ += batch_.events.size();
-    return consumed;
+    applied_ += c.batch.events.size();
+    return {};
+  }
+
+  // Reads and applies one poll's worth on the calling thread.
+  Result<int64_t> step(std::chrono::milliseconds timeout, const std::atomic<bool>* stopping) {
+    auto n = read(single_, timeout);
+    IMLOG_TRY(n);
+    IMLOG_TRY(apply(single_, stopping));
+    return *n;
+  }
+
+  // Reads on a second thread while the calling thread applies, two chunks in flight, until
+  // `target` records are consumed (run_until: replay is the case where reading the log and
+  // writing the model are both heavy). `progress` gets the records consumed after each batch.
+  Status pipeline(int64_t target, const std::atomic<bool>& stopping, const std::function<void(int64_t)>& progress) {
+    Chunk chunks[2];
+    std::deque<Chunk*> free{&chunks[0], &chunks[1]}, ready;
+    bool reader_done = false, quit = false;
+    std::optional<Error> reader_error;
+    std::thread reader([&] {
+      int64_t read_total = 0;
+      while (read_total < target) {
+        Chunk* c = nullptr;
+        {
+          std::unique_lock lk(wait_mu_);
+          wait_cv_.wait(lk, [&] { return !free.empty() || quit || stopping.load(); });
+          if (quit || stopping.load()) break;
+          c = free.front();
+          free.pop_front();
+        }
+        auto n = read(*c, std::chrono::milliseconds(200));
+        std::lock_guard lk(wait_mu_);
+        if (!n) {
+          reader_error = n.error();
+          break;
+        }
+        read_total += *n;
+        (*n > 0 ? ready : free).push_back(c);
+        wait_cv_.notify_all();
+      }
+      std::lock_guard lk(wait_mu_);
+      reader_done = true;
+      wait_cv_.notify_all();
+    });
+    auto finish = [&](Status s) -> Status {
+      {
+        std::lock_guard lk(wait_mu_);
+        quit = true;
+        wait_cv_.notify_all();
+      }
+      consumer_->wakeup();
+      reader.join();
+      return s;
+    };
+    int64_t consumed = 0;
+    while (consumed < target) {
+      Chunk* c = nullptr;
+      {
+        std::unique_lock lk(wait_mu_);
+        wait_cv_.wait(lk, [&] { return !ready.empty() || reader_done || stopping.load(); });
+        if (stopping.load()) {
+          lk.unlock();
+          return finish(fail(LogErrc::closed, "the projector was stopped " + std::to_string(target - consumed) +
+                                                  " records before the end offsets"));
+        }
+        if (ready.empty()) {
+          auto e = reader_error ? *reader_error : Error(make_error_code(LogErrc::closed), "the log's reader stopped");
+          lk.unlock();
+          return finish(tl::unexpected(e));
+        }
+        c = ready.front();
+        ready.pop_front();
+      }
+      if (auto a = apply(*c, &stopping); !a) return finish(a);
+      consumed += c->consumed;
+      if (progress) progress(consumed);
+      std::lock_guard lk(wait_mu_);
+      free.push_back(c);
+      wait_cv_.notify_all();
+    }
+    return finish({});
   }
 
   // Records between the positions and the log's ends now.
@@ -150,7 +245,10 @@ class Pass {
 
   [[nodiscard]] uint64_t applied() const { return applied_; }
   Consumer& consumer() { return *consumer_; }
-  void notify_stop() { wait_cv_.notify_all(); }
+  void notify_stop() {
+    { std::lock_guard lk(wait_mu_); }  // a waiter is either before its check or asleep
+    wait_cv_.notify_all();
+  }
 
  private:
   EventLog& log_;
@@ -161,8 +259,7 @@ class Pass {
   std::vector<int64_t> ends_;                 // empty: follow the log
   EpochFilter filter_;
   std::unique_ptr<Consumer> consumer_;
-  std::vector<Record> records_;
-  EventBatch batch_;
+  Chunk single_;  // step()'s
   std::vector<bool> touched_;
   uint64_t applied_ = 0;
   std::mutex wait_mu_;
@@ -267,20 +364,14 @@ Status Projector::run_until(const std::vector<int64_t>& end_offsets,
   ProjectorProgress p;
   p.target = pass.remaining();
   lag_ = p.target;
-  while (pass.remaining() > 0) {
-    if (loop_->stopping.load()) {
-      return fail(LogErrc::closed, "the projector was stopped " + std::to_string(pass.remaining()) +
-                                       " records before the end offsets");
-    }
-    auto step = pass.step(std::chrono::milliseconds(500), &loop_->stopping);
-    IMLOG_TRY(step);
-    p.consumed += *step;
+  if (p.target == 0) return {};
+  return pass.pipeline(p.target, loop_->stopping, [&](int64_t consumed) {
+    p.consumed = consumed;
     p.applied = pass.applied();
     applied_ = p.applied;
-    lag_ = pass.remaining();
-    if (*step > 0 && progress) progress(p);
-  }
-  return {};
+    lag_ = p.target - consumed;
+    if (progress) progress(p);
+  });
 }
 
 }  // namespace imlog

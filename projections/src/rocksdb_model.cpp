@@ -253,6 +253,24 @@ void encode_postings(std::vector<Posting>& postings, std::string& out) {
   }
 }
 
+// Encodes postings in the order given, as one merge operand: consecutive postings of a conv with
+// rising seqs share a run. Not canonical — the merge operator sorts when it merges, and every
+// read of a merged row goes through it — but it costs no sort on the write path.
+void encode_postings_unsorted(const std::vector<Posting>& postings, std::string& out) {
+  for (size_t i = 0; i < postings.size();) {
+    size_t j = i + 1;
+    while (j < postings.size() && postings[j].conv == postings[i].conv && postings[j].seq > postings[j - 1].seq) ++j;
+    put_bytes(out, postings[i].conv);
+    put_varint(out, j - i);
+    uint64_t prev = 0;
+    for (size_t k = i; k < j; ++k) {
+      put_varint(out, postings[k].seq - prev);
+      prev = postings[k].seq;
+    }
+    i = j;
+  }
+}
+
 bool is_token_key(std::string_view key) { return key.starts_with("t|"); }
 
 // ---- id sets: the value of an i| block ----------------------------------------------------------
@@ -693,7 +711,11 @@ class RocksDbModelImpl final : public RocksDbModel {
   std::unordered_set<std::string> participants_;  // "<user hex>|<conv>" of this batch (world)
   std::string tail_;
   // The batch's search postings, written as one block per token at the end of the batch.
-  std::unordered_map<std::string, uint32_t> token_ids_;
+  struct TokenHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, TokenHash, std::equal_to<>> token_ids_;
   std::vector<std::string_view> tokens_seen_;    // index → token (views of token_ids_' keys)
   std::vector<std::vector<Posting>> postings_;   // index → its postings in this batch
   std::vector<uint64_t> first_ids_;              // index → the smallest event id among them
@@ -738,7 +760,7 @@ void RocksDbModelImpl::write_token_blocks() {
   for (size_t t = 0; t < tokens_seen_.size(); ++t) {
     key_token_block(key_, tokens_seen_[t], first_ids_[t]);
     value_.clear();
-    encode_postings(postings_[t], value_);
+    encode_postings_unsorted(postings_[t], value_);
     wb_.Merge(key_, value_);
   }
 }
@@ -872,8 +894,10 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     if (m->message_type() != fb::MessageType::System) {
       tokenize(sv(m->content()), tokens_, kMaxTokensPerMessage);
       for (std::string_view t : tokens_.tokens) {
-        auto [it, fresh] = token_ids_.try_emplace(std::string(t), static_cast<uint32_t>(tokens_seen_.size()));
+        auto it = token_ids_.find(t);
+        bool fresh = it == token_ids_.end();
         if (fresh) {
+          it = token_ids_.emplace(std::string(t), static_cast<uint32_t>(tokens_seen_.size())).first;
           tokens_seen_.emplace_back(it->first);
           if (postings_.size() < tokens_seen_.size()) postings_.emplace_back();
           postings_[it->second].clear();
@@ -1707,7 +1731,7 @@ Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfi
                   ? rocksdb::kLZ4Compression
                   : rocksdb::kNoCompression;
   o.compression_per_level = {rocksdb::kNoCompression, rocksdb::kNoCompression, deep, deep, deep, deep, deep};
-  if (config.disable_wal) {
+  if (config.bulk_load) {
     o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
     o.allow_concurrent_memtable_write = false;
   }

@@ -97,6 +97,37 @@ gateway:
   EXPECT_THAT(error_of("gateway: {listn: x}"), HasSubstr("`gateway.listn`"));
 }
 
+TEST(ServerConfig, ReadModelSections) {
+  ServerConfig d = load_server_config("", "/srv/im");
+  EXPECT_EQ(d.model.dir, "/srv/im/model");
+  EXPECT_FALSE(d.mysql.has_value()) << "MySQL is off unless configured";
+  EXPECT_FALSE(d.redis.has_value());
+  ServerConfig c = load_server_config(write_config(R"(
+model: {dir: /fast/model}
+mysql: {host: db1, port: 3307, user: im, password: pw, database: im_main, pool_size: 8}
+redis: {host: cache1, db: 2, key_prefix: "im:", hot_messages: 100, hot_ttl: 1h}
+)"), "");
+  EXPECT_EQ(c.model.dir, "/fast/model");
+  ASSERT_TRUE(c.mysql.has_value());
+  EXPECT_EQ(c.mysql->host, "db1");
+  EXPECT_EQ(c.mysql->port, 3307);
+  EXPECT_EQ(c.mysql->database, "im_main");
+  EXPECT_EQ(c.mysql->pool_size, 8);
+  ASSERT_TRUE(c.redis.has_value());
+  EXPECT_EQ(c.redis->key_prefix, "im:");
+  EXPECT_EQ(c.redis->hot_messages, 100u);
+  EXPECT_EQ(c.redis->hot_ttl, std::chrono::hours(1));
+  ServerConfig empty = load_server_config(write_config("mysql: {}\nredis:\n"), "");
+  EXPECT_TRUE(empty.mysql.has_value()) << "an empty section turns the model on with defaults";
+  EXPECT_TRUE(empty.redis.has_value());
+  EXPECT_THAT(error_of("mysql: {database: \"im-main\"}"), HasSubstr("`mysql.database`"));
+  EXPECT_THAT(error_of("mysql: {port: 0}"), HasSubstr("`mysql.port`"));
+  EXPECT_THAT(error_of("mysql: {hots: x}"), HasSubstr("`mysql.hots`"));
+  EXPECT_THAT(error_of("redis: {db: 16}"), HasSubstr("`redis.db`"));
+  EXPECT_THAT(error_of("redis: {hot_ttl: 0s}"), HasSubstr("`redis.hot_ttl`"));
+  EXPECT_THAT(error_of("model: {path: x}"), HasSubstr("`model.path`"));
+}
+
 TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
   EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));

@@ -21,6 +21,11 @@ struct RocksDbModelConfig {
   // Skip the write-ahead log (replay into a fresh target: a crash restarts the replay anyway,
   // which resumes from the positions flushed so far). Default false.
   bool disable_wal = false;
+  // Tune for one writer filling a fresh target (replay): memtables are plain vectors sorted once
+  // when flushed, on RocksDB's background thread, instead of skiplists kept sorted on every
+  // insert. Reads of unflushed rows are slow (each read sorts a copy), so only for a model nobody
+  // queries while it is built. Default false.
+  bool bulk_load = false;
 };
 
 class RocksDbModel;
