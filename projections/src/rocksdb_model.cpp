@@ -1,34 +1,43 @@
 // The RocksDB read model (rocksdb_model.h).
 //
 // Layout: one column family, text keys (numbers as 16 lowercase hex digits, so byte order is
-// numeric order and dump() can print keys as they are):
+// numeric order and dump() prints keys as they are):
 //
-//   m|<conv>|<seq>           a history row: {m: message @seq, r: recalled @recall seq}
-//   i|<event id>             <seq varint><conv>: where a row is, by message id
-//   c|<conv>                 {last: updated_at @last_seq}
-//   x|<user>|<conv>          {in: 1|0 @seq of the join/leave}: the user's conversations
-//   r|<user>|<conv>          {read: "" @read seq}: the highest ReadMarked
-//   t|<token>|<conv>|<seq>   "" : the search index (see tokenize())
-//   u|<user>                 {username, password_hash, created_at @0; nickname, email @0 from the
-//                            registration, then @seq of the user stream; avatar_url, signature,
-//                            allow_search, message_policy, push_enabled, quiet_*, mute:<conv>}
-//   n|<username>             user id (decimal)
-//   su|<lower username>|<user>, sk|<lower nickname>|<user>   "" : user search by prefix
-//   g|<group>                {name, description, owner, created_at}
-//   gm|<group>|<user>        {in, role, joined_at}
-//   f|<user>|<other>         {status: outgoing|incoming|friends|"" , note, since}
-//   b|<user>|<other>         {blocked: 1|0}
-//   fg|<user>|<friend>       {group: friend group name}
-//   p|<partition>            next offset, token (16 bytes); not part of dump()
+//   m|<conv>|<seq>            a history row: sender, type, message id, time, client_msg_id,
+//                             content (system rows: timeline::system_content's JSON)
+//   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
+//   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
+//                             written by one batch (merged: set union)
+//   t|<token>|<first id>      block: the (conv, seq) postings of one token written by one batch
+//                             (merged: set union); the search index, see text_index.h
+//   x|<user>|<conv>           {in: 1|0 @seq of the join/leave}: the user's conversations
+//   r|<user>|<conv>           {read: "" @read seq}: the highest ReadMarked
+//   u|<user>                  {username, password_hash, created_at @0; nickname, email @0 from the
+//                             registration, then @seq of the user stream; avatar_url, signature,
+//                             allow_search, message_policy, push_enabled, quiet_*, mute:<conv>}
+//   n|<username>              user id (decimal)
+//   su|<lower username>|<user>, sk|<lower nickname>|<user>    "" : user search by prefix
+//   g|<group>                 {name, description, owner, created_at}
+//   gm|<group>|<user>         {in, role, joined_at}
+//   f|<user>|<other>          {status: outgoing|incoming|friends|"", note, since}
+//   b|<user>|<other>          {blocked: 1|0}
+//   fg|<user>|<friend>        {group: friend group name}
+//   p|<partition>             next offset, token (16 bytes); not part of dump()
 //
-// Idempotence and determinism. A value in {braces} is a field map written with Merge, never
-// Put: every field carries a version (the seq of the event that set it, in that event's stream),
-// and the merge operator keeps, per field, the highest version. That merge is commutative,
-// associative and idempotent, so applying any event twice — or events of different partitions in
-// any interleaving, as a live projector and a replay do — yields the same bytes. Everything else
-// is written once, with a value that is a function of the event alone. No counters: unread counts
-// are computed when asked. Writes per message: m, i, one per distinct token, and c once per
-// conversation per batch.
+// A conversation's last seq, time and last message are its last m| row; unread counts are
+// computed when asked (no counters anywhere).
+//
+// Idempotence and determinism. A value in {braces} is a field map written with Merge: every
+// field carries a version (the seq of the event that set it, in that event's stream) and the
+// merge operator keeps, per field, the highest. Blocks merge by set union. Both merges are
+// commutative, associative and idempotent, so applying any event twice — or the events of
+// different partitions in any interleaving, as a live projector and a replay do — yields the
+// same rows. Every other row is written once with a value that is a function of its event alone.
+// dump() lists block rows as the logical rows they hold (t|<token>|<conv>|<seq>,
+// i|<id part>|<id>), which do not depend on how events were batched.
+//
+// Cost per message: one m| Put, a share of the batch's t| and i| blocks (one per distinct token
+// and one per id partition per batch), nothing per member of the conversation.
 //
 // Threading: apply() is serialised by a mutex (the projector calls it from one thread); queries
 // run on any thread against the DB, which is thread-safe.
@@ -613,7 +622,7 @@ std::string render_row(std::string_view v) {
 std::string render(std::string_view key, std::string_view value) {
   auto prefix = key.substr(0, key.find('|'));
   if (prefix == "m") return render_row(value);
-  if (prefix == "mr") return "recalled by seq " + std::to_string(to_u64(value));
+  if (prefix == "mr") return "recalled";
   if (prefix == "t" || prefix == "su" || prefix == "sk" || prefix == "n") {
     std::string out;
     append_escaped(out, value);
@@ -917,8 +926,10 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
   ids_[id_partition(e.event_id())].push_back(IdEntry{e.event_id(), seq, conv});
 
   if (auto* r = e.event_as_MessageRecalled()) {
+    // Present or not: a second recall of the same message (which the engine refuses anyway)
+    // would leave the same row.
     key_recall(key_, conv, r->recalled_seq());
-    put(key_, decimal(seq));
+    put(key_, "");
   }
   switch (ref.kind) {
     case StreamKind::single:
