@@ -8,7 +8,7 @@
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
-//   t|<token>|<first id>      block: the (conv, seq) postings of one token written by one batch
+//   t|<token>|<event id>      block: the (conv, seq) postings of one token written by one batch
 //                             (merged: set union); the search index, see text_index.h
 //   x|<user>|<conv>           {in: 1|0 @seq of the join/leave}: the user's conversations
 //   r|<user>|<conv>           {read: "" @read seq}: the highest ReadMarked
@@ -503,8 +503,8 @@ void key_user_conv(std::string& k, char kind, uint64_t user, std::string_view co
   k.push_back('|');
   k.append(conv);
 }
-// A block of the search index: the postings of one token written by one batch, keyed by the
-// smallest event id among them (so blocks sort roughly oldest first).
+// A block of the search index: the postings of one token written by one batch, keyed by the id
+// of the batch's first event with that token (unique per batch; blocks sort roughly oldest first).
 void key_token_block(std::string& k, std::string_view token, uint64_t first_event_id) {
   k.assign("t|");
   k.append(token);
@@ -642,6 +642,73 @@ uint64_t get_be64(const char* p) {
   return v;
 }
 
+// ---- the distinct tokens of a batch --------------------------------------------------------------
+
+// Token → dense index for one batch: open addressing over a power-of-two table; token bytes are
+// copied into chunks that never move, so the views handed out stay valid until clear().
+class TokenTable {
+ public:
+  // The token's index, and whether it is new in this batch.
+  std::pair<uint32_t, bool> intern(std::string_view t) {
+    if ((tokens_.size() + 1) * 2 > slots_.size()) grow();
+    const size_t h = std::hash<std::string_view>{}(t);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      uint32_t s = slots_[i];
+      if (s == kEmpty) {
+        auto idx = static_cast<uint32_t>(tokens_.size());
+        slots_[i] = idx;
+        tokens_.push_back(copy(t));
+        hashes_.push_back(h);
+        return {idx, true};
+      }
+      if (hashes_[s] == h && tokens_[s] == t) return {s, false};
+    }
+  }
+  [[nodiscard]] std::string_view token(uint32_t i) const { return tokens_[i]; }
+  [[nodiscard]] size_t size() const { return tokens_.size(); }
+  void clear() {
+    std::fill(slots_.begin(), slots_.end(), kEmpty);
+    tokens_.clear();
+    hashes_.clear();
+    chunk_used_ = 0;
+    chunk_ = 0;
+  }
+
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  static constexpr size_t kChunk = 64 * 1024;
+
+  void grow() {
+    std::vector<uint32_t> bigger(std::max<size_t>(1024, slots_.size() * 2), kEmpty);
+    const size_t mask = bigger.size() - 1;
+    for (uint32_t idx = 0; idx < tokens_.size(); ++idx) {
+      size_t i = hashes_[idx] & mask;
+      while (bigger[i] != kEmpty) i = (i + 1) & mask;
+      bigger[i] = idx;
+    }
+    slots_ = std::move(bigger);
+  }
+
+  std::string_view copy(std::string_view t) {
+    if (chunks_.empty() || chunk_used_ + t.size() > kChunk) {
+      if (!chunks_.empty()) ++chunk_;
+      if (chunk_ == chunks_.size()) chunks_.push_back(std::make_unique<char[]>(std::max(kChunk, t.size())));
+      chunk_used_ = 0;
+    }
+    char* at = chunks_[chunk_].get() + chunk_used_;
+    std::memcpy(at, t.data(), t.size());
+    chunk_used_ += t.size();
+    return {at, t.size()};
+  }
+
+  std::vector<uint32_t> slots_;
+  std::vector<std::string_view> tokens_;
+  std::vector<size_t> hashes_;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t chunk_ = 0, chunk_used_ = 0;
+};
+
 // ---- the model --------------------------------------------------------------------------------
 
 constexpr uint32_t kUnreadCap = 999;
@@ -720,14 +787,9 @@ class RocksDbModelImpl final : public RocksDbModel {
   std::unordered_set<std::string> participants_;  // "<user hex>|<conv>" of this batch (world)
   std::string tail_;
   // The batch's search postings, written as one block per token at the end of the batch.
-  struct TokenHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, uint32_t, TokenHash, std::equal_to<>> token_ids_;
-  std::vector<std::string_view> tokens_seen_;    // index → token (views of token_ids_' keys)
+  TokenTable batch_tokens_;
   std::vector<std::vector<Posting>> postings_;   // index → its postings in this batch
-  std::vector<uint64_t> first_ids_;              // index → the smallest event id among them
+  std::vector<uint64_t> first_ids_;              // index → the id of its first event in the batch
   std::unordered_map<uint32_t, std::vector<IdEntry>> ids_;  // id partition → this batch's rows
 };
 
@@ -746,8 +808,7 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   std::lock_guard lk(apply_mu_);
   wb_.Clear();
   participants_.clear();
-  token_ids_.clear();
-  tokens_seen_.clear();
+  batch_tokens_.clear();
   for (auto& [p, v] : ids_) v.clear();
   for (const auto& item : batch.events) apply_event(*item.event);
   write_token_blocks();
@@ -766,8 +827,8 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
 }
 
 void RocksDbModelImpl::write_token_blocks() {
-  for (size_t t = 0; t < tokens_seen_.size(); ++t) {
-    key_token_block(key_, tokens_seen_[t], first_ids_[t]);
+  for (uint32_t t = 0; t < batch_tokens_.size(); ++t) {
+    key_token_block(key_, batch_tokens_.token(t), first_ids_[t]);
     value_.clear();
     encode_postings_unsorted(postings_[t], value_);
     wb_.Merge(key_, value_);
@@ -903,18 +964,14 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     if (m->message_type() != fb::MessageType::System) {
       tokenize(sv(m->content()), tokens_, kMaxTokensPerMessage);
       for (std::string_view t : tokens_.tokens) {
-        auto it = token_ids_.find(t);
-        bool fresh = it == token_ids_.end();
+        auto [id, fresh] = batch_tokens_.intern(t);
         if (fresh) {
-          it = token_ids_.emplace(std::string(t), static_cast<uint32_t>(tokens_seen_.size())).first;
-          tokens_seen_.emplace_back(it->first);
-          if (postings_.size() < tokens_seen_.size()) postings_.emplace_back();
-          postings_[it->second].clear();
-          first_ids_.resize(tokens_seen_.size());
-          first_ids_[it->second] = e.event_id();
+          if (postings_.size() <= id) postings_.emplace_back();
+          postings_[id].clear();
+          if (first_ids_.size() <= id) first_ids_.resize(id + 1);
+          first_ids_[id] = e.event_id();
         }
-        postings_[it->second].push_back(Posting{conv, seq});
-        first_ids_[it->second] = std::min(first_ids_[it->second], e.event_id());
+        postings_[id].push_back(Posting{conv, seq});
       }
     }
   } else {
@@ -1745,6 +1802,11 @@ Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfi
   if (config.bulk_load) {
     o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
     o.allow_concurrent_memtable_write = false;
+    // Flushed files stay in L0 while the target fills (no compaction competing for the two
+    // cores); whoever opens it next without bulk_load compacts it in the background.
+    o.disable_auto_compactions = true;
+    o.level0_slowdown_writes_trigger = 1 << 20;
+    o.level0_stop_writes_trigger = 1 << 20;
   }
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

@@ -67,12 +67,24 @@ inline bool is_separator(uint32_t cp) {
          (cp >= 0xff00 && cp <= 0xffef);
 }
 
+// ASCII letters and digits → their lowercase; every other ASCII byte → 0 (a separator).
+struct AsciiWordTable {
+  char map[128] = {};
+  constexpr AsciiWordTable() {
+    for (int c = '0'; c <= '9'; ++c) map[c] = static_cast<char>(c);
+    for (int c = 'a'; c <= 'z'; ++c) map[c] = static_cast<char>(c);
+    for (int c = 'A'; c <= 'Z'; ++c) map[c] = static_cast<char>(c - 'A' + 'a');
+  }
+};
+inline constexpr AsciiWordTable kAsciiWord{};
+
 }  // namespace text_index_detail
 
 // Fills `out` with the distinct tokens of `text` (see the header comment).
 inline void tokenize(std::string_view text, TokenList& out, size_t max_tokens = kMaxTokensPerMessage) {
   using namespace text_index_detail;
   out.buf.clear();
+  out.buf.reserve(text.size());  // tokens are at most as long as the text: views stay valid
   out.tokens.clear();
   out.spans.clear();
   size_t word_start = 0;
@@ -98,6 +110,23 @@ inline void tokenize(std::string_view text, TokenList& out, size_t max_tokens = 
   };
   size_t i = 0;
   while (i < text.size() && out.spans.size() < max_tokens) {
+    auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < 0x80) {  // the common case, without decoding
+      char lower = kAsciiWord.map[byte];
+      if (lower != 0) {
+        if (!in_word) {
+          in_word = true;
+          word_start = out.buf.size();
+          word_ascii_only = true;
+        }
+        out.buf.push_back(lower);
+      } else if (in_word) {
+        finish(word_start, !word_ascii_only);
+        in_word = false;
+      }
+      ++i;
+      continue;
+    }
     uint32_t cp = 0;
     size_t n = decode_utf8(text, i, cp);
     if (n == 0) {  // invalid byte: a separator
