@@ -67,6 +67,11 @@ struct Options {
   uint64_t checkpoint_every = 1'000'000;
 };
 
+// An error for a person: the message alone when the code says nothing more ("generic").
+std::string describe(const Error& e) {
+  return e.code().category() == std::generic_category() ? e.message() : e.to_string();
+}
+
 int fail_with(int code, const std::string& what) {
   std::fflush(stdout);
   std::fprintf(stderr, "replay: %s\n", what.c_str());
@@ -443,7 +448,7 @@ int verify(ProjectionSink& live, const std::string& live_where, ProjectionSink& 
 
 int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
   auto log = open_log(config.event_log);
-  if (!log) return fail_with(kExitError, log.error().to_string());
+  if (!log) return fail_with(kExitError, describe(log.error()));
   auto partitions = (*log)->partition_count(kEventsTopic);
   if (!partitions) {
     return fail_with(kExitError, (*log)->describe() + " has no readable " + std::string(kEventsTopic) + ": " +
@@ -459,9 +464,9 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
   }
 
   auto target = open_model(o, config, /*live=*/false);
-  if (!target) return fail_with(kExitError, target.error().to_string());
+  if (!target) return fail_with(kExitError, describe(target.error()));
   auto positions = target->sink->positions();
-  if (!positions) return fail_with(kExitError, positions.error().to_string());
+  if (!positions) return fail_with(kExitError, describe(positions.error()));
   int64_t before = 0;
   for (const auto& p : *positions) {
     if (p.partition >= 0 && p.partition < *partitions) before += std::min(p.next_offset, ends[static_cast<size_t>(p.partition)]);
@@ -502,7 +507,7 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
                    " events; run the same command again to resume");
       return kExitInterrupted;
     }
-    return fail_with(kExitError, ran.error().to_string());
+    return fail_with(kExitError, describe(ran.error()));
   }
   display.update(last_consumed, true);
   char summary[256];
@@ -514,7 +519,7 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
 
   if (!o.verify) return 0;
   auto live = open_model(o, config, /*live=*/true);
-  if (!live) return fail_with(kExitError, live.error().to_string());
+  if (!live) return fail_with(kExitError, describe(live.error()));
   display.note("verify: comparing the live model (" + live->where + ") with the rebuilt one (" + target->where + ")");
   return verify(*live->sink, live->where, *target->sink);
 }
