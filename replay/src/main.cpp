@@ -496,10 +496,11 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
     display.update(p.consumed, false);
   });
   signals.watch(nullptr);
-  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (target->rocksdb != nullptr) {
     if (auto f = target->rocksdb->flush(); !f && !checkpoint_error) checkpoint_error = f.error();
   }
+  // Until the target is durable: the final flush is part of the rebuild.
+  double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (checkpoint_error) return fail_with(kExitError, "checkpointing the target: " + checkpoint_error->to_string());
   if (!ran) {
     if (signals.interrupted()) {
