@@ -245,6 +245,12 @@ class Pass {
 
   [[nodiscard]] uint64_t applied() const { return applied_; }
   Consumer& consumer() { return *consumer_; }
+  // Waits `d`, or less if `stopping` is set meanwhile (notify_stop()).
+  void wait_unless_stopped(std::chrono::milliseconds d, const std::atomic<bool>& stopping) {
+    std::unique_lock lk(wait_mu_);
+    wait_cv_.wait_for(lk, d, [&] { return stopping.load(); });
+  }
+
   void notify_stop() {
     { std::lock_guard lk(wait_mu_); }  // a waiter is either before its check or asleep
     wait_cv_.notify_all();
@@ -298,11 +304,17 @@ Status Projector::start() {
     auto log = logger("projections");
     log->info("projector for the {} model started on {}", sink_.name(), log_.describe());
     auto last_lag = Clock::now();
+    std::chrono::milliseconds backoff{100};
     while (!loop.stopping.load()) {
       auto step = pass.step(std::chrono::milliseconds(500), &loop.stopping);
       if (!step) {
         if (step.error().retryable() && !loop.stopping.load()) {
-          log->warn("projector for the {} model: {}; retrying", sink_.name(), step.error().to_string());
+          // The log is away (a broker down): wait, longer each time, and read again from where
+          // the positions are — nothing was applied from the failed poll.
+          log->warn("projector for the {} model: {}; retrying in {} ms", sink_.name(), step.error().to_string(),
+                    backoff.count());
+          pass.wait_unless_stopped(backoff, loop.stopping);
+          backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
           continue;
         }
         if (loop.stopping.load()) break;
@@ -311,6 +323,7 @@ Status Projector::start() {
         loop.failure = step.error();
         break;
       }
+      backoff = std::chrono::milliseconds(100);
       applied_ = pass.applied();
       // Lag costs a round trip per partition on Kafka: refresh it at most twice a second, and
       // whenever the projector has caught up.
