@@ -1649,7 +1649,11 @@ Result<bool> RocksDbModelImpl::can_read(std::string_view conversation, uint64_t 
 
 Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user_id, std::string_view text,
                                                                    uint32_t limit) {
+  // Bounds on one search: the messages fetched and checked, and the postings read. A word in
+  // a large share of all messages, searched by a user with few conversations, stops at the
+  // newest postings rather than reading the whole index.
   constexpr size_t kMaxCandidates = 50000;
+  constexpr size_t kMaxPostings = 2'000'000;
   limit = std::clamp<uint32_t>(limit, 1, 200);
   TokenList query;
   tokenize(text, query, kMaxTokensPerMessage);
@@ -1672,10 +1676,12 @@ Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user
   auto it = iterator(lower, upper, lo, hi);
   std::vector<Posting> postings;
   std::string block;
-  size_t examined = 0, blocks_after_limit = 0;
+  size_t examined = 0, blocks_after_limit = 0, postings_read = 0;
   // Newest blocks first. Blocks are ordered by their oldest event, so one more block is read
   // after the limit is reached, for messages of a lagging partition.
-  for (it->SeekToLast(); it->Valid() && examined < kMaxCandidates && blocks_after_limit < 2; it->Prev()) {
+  for (it->SeekToLast();
+       it->Valid() && examined < kMaxCandidates && postings_read < kMaxPostings && blocks_after_limit < 2;
+       it->Prev()) {
     if (as_sv(it->key()).size() != lower.size() + 16) continue;  // a longer token sharing the prefix
     if (found.size() >= limit) ++blocks_after_limit;
     block.assign(as_sv(it->value()));
@@ -1684,6 +1690,7 @@ Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user
       return model_fail(ModelErrc::corrupt_row, "the search index block `" + std::string(as_sv(it->key())) +
                                                     "` of the model at " + config_.dir + " does not decode");
     }
+    postings_read += postings.size();
     for (const Posting& p : postings) {
       if (!mine.contains(p.conv) || !seen.emplace(std::string(p.conv), p.seq).second) continue;
       ++examined;
