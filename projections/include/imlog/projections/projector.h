@@ -3,8 +3,9 @@
 // sink's stored positions, keeps only valid events (EpochFilter, restored from the positions), and
 // hands batches to the sink, whose apply() stores the new positions atomically with the changes.
 //
-// Threading: start() runs the loop on its own thread until stop(); run_until() runs on the caller's
-// thread (replay, tests). Counters may be read from any thread.
+// Threading: start() runs the loop on its own thread until stop(); run_until() applies on the
+// caller's thread while a helper thread it owns reads and decodes the log, two batches in flight
+// (replay, tests); stop() from another thread ends either. Counters may be read from any thread.
 
 #include <atomic>
 #include <chrono>
