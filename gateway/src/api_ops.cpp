@@ -15,8 +15,8 @@ void on_healthz(Services&, ApiRequest&, Respond respond) { respond(json_reply(20
 
 void on_readyz(Services& svc, ApiRequest&, Respond respond) {
   if (svc.stopping.load()) return respond(error_reply(503, "not_ready", "the server is shutting down"));
-  if (svc.ready && !svc.ready()) {
-    return respond(error_reply(503, "not_ready", "the engine or the read model is not up yet"));
+  if (svc.not_ready) {
+    if (auto why = svc.not_ready(); !why.empty()) return respond(error_reply(503, "not_ready", why));
   }
   respond(json_reply(200, R"({"status":"ready"})"));
 }

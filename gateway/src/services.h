@@ -26,7 +26,7 @@ struct Services {
         query(deps.query),
         sessions(deps.sessions),
         clock(deps.clock),
-        ready(std::move(deps.ready)),
+        not_ready(std::move(deps.not_ready)),
         tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
                config.refresh_token_ttl.count() / 1000),
         passwords(config.password_ops_limit, config.password_mem_limit) {}
@@ -37,7 +37,7 @@ struct Services {
   QueryService& query;
   SessionRegistry& sessions;
   const Clock& clock;
-  std::function<bool()> ready;
+  std::function<std::string()> not_ready;
 
   Metrics metrics;
   TokenService tokens;

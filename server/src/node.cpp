@@ -81,7 +81,7 @@ struct Node::Parts {
     query = std::make_unique<QueryService>(*model);
     auto bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
     auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
-                                                         [this] { return started.load() && failure_text().empty(); }});
+                                                         [this] { return not_ready(); }});
     IMLOG_TRY(gw);
     gateway = std::move(*gw);
     return gateway->start();
@@ -103,6 +103,12 @@ struct Node::Parts {
     for (auto& sink : other_sinks) projectors.push_back(std::make_unique<Projector>(*log, *sink));
     for (auto& p : projectors) IMLOG_TRY(p->start());
     return {};
+  }
+
+  // Why /readyz fails: empty when ready.
+  [[nodiscard]] std::string not_ready() const {
+    if (!started.load()) return "the node is starting";
+    return failure_text();
   }
 
   [[nodiscard]] std::string failure_text() const {

@@ -93,8 +93,9 @@ struct GatewayDeps {
   QueryService& query;
   SessionRegistry& sessions;
   const Clock& clock;
-  // /readyz answers 200 while this returns true (the engine and the read model are up).
-  std::function<bool()> ready;
+  // /readyz answers 503 with this text while it returns a non-empty one (what is down: the engine,
+  // the read model, Kafka, MySQL, Redis), else 200. Called on a gateway thread: must be cheap.
+  std::function<std::string()> not_ready;
 };
 
 // Counters a caller may read (tests, the node's logs). Thread-safe snapshot.
