@@ -1,0 +1,443 @@
+// The session registries against each other: the same behavioural tests run on the in-process
+// registry (make_local_sessions) and on the Redis registry (open_redis_sessions) against a REAL
+// redis-server — the one scripts/test starts (IMLOG_REDIS_HOST/PORT), or, run by hand without
+// those variables, one started here in a temporary directory. Under CI (CI=true) a missing Redis
+// is a failure, never a skip.
+//
+// Redis only: a silent session expires after its TTL while a heartbeaten one stays (checked with
+// an injected clock, and against Redis's own key expiry in real time); two registries — two
+// gateways — see each other's sessions; a Redis that restarts is reconnected to; an unreachable
+// Redis is an error naming host:port and a failed lookup returns nothing instead of crashing.
+//   build/tests/sessions_registry_test     or     scripts/test -R SessionRegistry
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "imlog/tasks/redis_sessions.h"
+#include "imlog/tasks/sessions.h"
+#include "imlog/testing/support.h"
+
+namespace imlog {
+namespace {
+
+using namespace std::chrono_literals;
+namespace t = imlog::testing;
+using Located = std::vector<std::pair<uint64_t, std::string>>;
+
+// ---- Redis servers -------------------------------------------------------------------------------
+
+std::string find_program(const std::string& name) {
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  path += ":/usr/sbin:/usr/bin:/sbin:/bin";
+  std::stringstream ss(path);
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    if (dir.empty()) continue;
+    auto p = std::filesystem::path(dir) / name;
+    if (::access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return {};
+}
+
+// A raw connection for checking what the registry stored.
+struct Raw {
+  explicit Raw(const RedisSessionsConfig& c) {
+    timeval tv{1, 0};
+    ctx = redisConnectWithTimeout(c.host.c_str(), c.port, tv);
+  }
+  ~Raw() {
+    if (ctx) redisFree(ctx);
+  }
+  [[nodiscard]] bool ok() const { return ctx && !ctx->err; }
+  // The reply as text: a string, an integer, or the elements joined by ','; "" when absent.
+  std::string run(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
+    if (!r) return "<no reply>";
+    std::string out;
+    if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) {
+      out.assign(r->str, r->len);
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; ++i) {
+      out += (i ? "," : "") + std::string(r->element[i]->str ? r->element[i]->str : "", r->element[i]->len);
+    }
+    freeReplyObject(r);
+    return out;
+  }
+  redisContext* ctx = nullptr;
+};
+
+bool answers(const RedisSessionsConfig& c) {
+  Raw raw(c);
+  return raw.ok() && raw.run({"PING"}) == "PONG";
+}
+
+// A redis-server of this process, on a free port, in a temporary directory.
+class OwnRedis {
+ public:
+  static std::unique_ptr<OwnRedis> start(std::string& problem) {
+    std::string server = find_program("redis-server");
+    if (server.empty()) {
+      problem = "no redis-server to start: run scripts/setup";
+      return nullptr;
+    }
+    std::unique_ptr<OwnRedis> r(new OwnRedis(server));
+    if (!r->launch()) {
+      problem = "redis-server started on port " + std::to_string(r->port) + " did not answer within 20 s";
+      return nullptr;
+    }
+    return r;
+  }
+
+  bool launch() {
+    process_ = std::make_unique<t::Subprocess>(t::Subprocess::start(
+        {server_, "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+         dir_.str(), "--logfile", dir_.str() + "/redis.log"}));
+    return t::wait_until([&] { return answers(config()); }, 20s);
+  }
+  void kill() { process_.reset(); }
+
+  [[nodiscard]] RedisSessionsConfig config() const {
+    RedisSessionsConfig c;
+    c.host = "127.0.0.1";
+    c.port = port;
+    return c;
+  }
+  int port = 0;
+
+ private:
+  explicit OwnRedis(std::string server) : server_(std::move(server)) { port = t::free_port(); }
+  std::string server_;
+  t::TempDir dir_{"imlog-sessions-redis"};
+  std::unique_ptr<t::Subprocess> process_;
+};
+
+// The Redis of this test binary: scripts/test's, or one of its own.
+struct SharedRedis {
+  static SharedRedis& get() {
+    static SharedRedis s;
+    return s;
+  }
+  std::string problem;  // empty when Redis is available
+  RedisSessionsConfig config;
+
+ private:
+  SharedRedis() {
+    const char* host = std::getenv("IMLOG_REDIS_HOST");
+    const char* port = std::getenv("IMLOG_REDIS_PORT");
+    if (host && port) {
+      config.host = host;
+      config.port = std::atoi(port);
+      if (!answers(config)) problem = std::string("IMLOG_REDIS_HOST/PORT name ") + host + ":" + port + ", which does not answer";
+      return;
+    }
+    if (t::in_ci()) {
+      problem = "IMLOG_REDIS_HOST/IMLOG_REDIS_PORT are not set and CI=true: run through scripts/test, which starts "
+                "Redis (in CI a missing server is a failure, never a skip)";
+      return;
+    }
+    own = OwnRedis::start(problem);
+    if (own) config = own->config();
+  }
+  std::unique_ptr<OwnRedis> own;
+};
+
+#define REQUIRE_REDIS()                                                          \
+  do {                                                                           \
+    const auto& problem_ = SharedRedis::get().problem;                           \
+    if (!problem_.empty()) {                                                     \
+      if (t::in_ci()) FAIL() << problem_;                                        \
+      GTEST_SKIP() << problem_;                                                  \
+    }                                                                            \
+  } while (0)
+
+// A key prefix no other test (or run) uses.
+RedisSessionsConfig redis_config(RedisSessionsConfig base = SharedRedis::get().config) {
+  static int n = 0;
+  base.key_prefix = "imlog-sessions-test:" + std::to_string(::getpid()) + ":" + std::to_string(++n) + ":";
+  return base;
+}
+
+// ---- the same behaviour from both registries ---------------------------------------------------
+
+using Factory = std::function<std::unique_ptr<SessionRegistry>(const Clock&)>;
+
+struct Kind {
+  std::string name;
+  Factory make;
+};
+
+class SessionRegistryBehaviour : public ::testing::TestWithParam<Kind> {
+ protected:
+  void SetUp() override {
+    if (GetParam().name == "redis") REQUIRE_REDIS();
+  }
+  std::unique_ptr<SessionRegistry> make(const Clock& clock = SystemClock::instance()) {
+    auto s = GetParam().make(clock);
+    EXPECT_NE(s, nullptr);
+    return s;
+  }
+};
+
+std::vector<Presence> presence_of(const SessionRegistry& s, std::vector<uint64_t> users) {
+  std::vector<Presence> out;
+  s.presence(users, out);
+  return out;
+}
+
+TEST_P(SessionRegistryBehaviour, LocatesEachGatewayOfAUserOnce) {
+  auto s = make();
+  s->connected(7, "gw-a", 1);
+  s->connected(7, "gw-a", 2);
+  s->connected(7, "gw-b", 3);
+  std::vector<uint64_t> users{7, 8};
+  Located out;
+  s->locate(users, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], (std::pair<uint64_t, std::string>{7, "gw-a"}));
+  EXPECT_EQ(out[1], (std::pair<uint64_t, std::string>{7, "gw-b"}));
+  EXPECT_EQ(s->devices(7), 3u);
+  s->disconnected(7, "gw-a", 1);
+  s->disconnected(7, "gw-a", 2);
+  EXPECT_EQ(s->devices(7), 1u);
+  out.clear();
+  s->locate(users, out);
+  EXPECT_EQ(out, (Located{{7, "gw-b"}}));
+}
+
+TEST_P(SessionRegistryBehaviour, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
+  ManualClock clock(1000);
+  auto s = make(clock);
+  EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::offline, 0}}));
+
+  s->connected(5, "gw", 1);
+  EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::online, 1000}}));
+
+  clock.advance_ms(500);
+  s->heartbeat(5, "gw", 1);
+  EXPECT_TRUE(s->set_status(5, PresenceStatus::away));
+  EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::away, 1500}}));
+  EXPECT_FALSE(s->set_status(5, PresenceStatus::offline)) << "offline is not a status one chooses";
+
+  clock.advance_ms(500);
+  s->disconnected(5, "gw", 1);
+  EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::offline, 2000}}));
+
+  s->connected(5, "gw", 2);
+  EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::away);
+  s->set_status(5, PresenceStatus::online);
+  EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::online);
+  s->set_status(5, PresenceStatus::busy);
+  EXPECT_EQ(presence_of(*s, {5, 6}), (std::vector<Presence>{{5, PresenceStatus::busy, 2000},
+                                                             {6, PresenceStatus::offline, 0}}));
+}
+
+TEST_P(SessionRegistryBehaviour, HeartbeatOfAnUnknownSessionDoesNotMakeAUserSeen) {
+  auto s = make();
+  s->heartbeat(9, "gw", 1);
+  EXPECT_EQ(presence_of(*s, {9})[0].last_seen_ms, 0);
+  EXPECT_EQ(s->devices(9), 0u);
+  s->disconnected(9, "gw", 1);  // unknown: nothing happens
+  EXPECT_EQ(presence_of(*s, {9})[0].last_seen_ms, 0);
+}
+
+TEST_P(SessionRegistryBehaviour, AllOnlineListsEveryUserOnEveryGatewayOnce) {
+  auto s = make();
+  s->connected(1, "gw-a", 10);
+  s->connected(1, "gw-a", 11);
+  s->connected(2, "gw-b", 20);
+  s->connected(3, "gw-a", 30);
+  s->connected(3, "gw-b", 31);
+  s->disconnected(2, "gw-b", 20);
+  Located out;
+  s->all_online(out);
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, (Located{{1, "gw-a"}, {3, "gw-a"}, {3, "gw-b"}}));
+}
+
+TEST_P(SessionRegistryBehaviour, ManyUsersAreLocatedInOrderAcrossBatches) {
+  auto s = make();
+  std::vector<uint64_t> users;
+  for (uint64_t u = 1; u <= 1300; ++u) {
+    users.push_back(u);
+    if (u % 3 != 0) s->connected(u, u % 2 ? "gw-odd" : "gw-even", u);
+  }
+  Located out;
+  s->locate(users, out);
+  Located want;
+  for (uint64_t u = 1; u <= 1300; ++u) {
+    if (u % 3 != 0) want.emplace_back(u, u % 2 ? "gw-odd" : "gw-even");
+  }
+  EXPECT_EQ(out, want);
+}
+
+TEST_P(SessionRegistryBehaviour, AGatewayIdWithASlashIsKeptWhole) {
+  auto s = make();
+  s->connected(4, "zone/gw-1", 1);
+  Located out;
+  s->locate(std::vector<uint64_t>{4}, out);
+  EXPECT_EQ(out, (Located{{4, "zone/gw-1"}}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BothRegistries, SessionRegistryBehaviour,
+    ::testing::Values(Kind{"local", [](const Clock& c) { return make_local_sessions(c); }},
+                      Kind{"redis",
+                           [](const Clock& c) -> std::unique_ptr<SessionRegistry> {
+                             auto config = redis_config();
+                             config.lookup_batch = 512;  // 1300 users: three pipelined batches
+                             auto r = open_redis_sessions(config, c);
+                             if (!r) ADD_FAILURE() << r.error().to_string();
+                             return r ? std::move(*r) : nullptr;
+                           }}),
+    [](const ::testing::TestParamInfo<Kind>& info) { return info.param.name; });
+
+// ---- Redis only ----------------------------------------------------------------------------------
+
+std::unique_ptr<SessionRegistry> open_or_fail(const RedisSessionsConfig& c, const Clock& clock) {
+  auto r = open_redis_sessions(c, clock);
+  EXPECT_TRUE(r) << r.error().to_string();
+  return r ? std::move(*r) : nullptr;
+}
+
+TEST(RedisSessionRegistry, ASilentSessionExpiresAfterItsTtlWhileAHeartbeatenOneStays) {
+  REQUIRE_REDIS();
+  ManualClock clock(1'000'000);
+  auto config = redis_config();
+  config.ttl = 10s;
+  auto s = open_or_fail(config, clock);
+  ASSERT_TRUE(s);
+  s->connected(1, "gw-alive", 1);
+  s->connected(1, "gw-crashed", 2);
+  s->connected(2, "gw-crashed", 3);
+  clock.advance_ms(6000);
+  s->heartbeat(1, "gw-alive", 1);
+  clock.advance_ms(6000);  // 12 s after connecting: the crashed gateway's sessions are 2 s past their TTL
+  Located out;
+  s->locate(std::vector<uint64_t>{1, 2}, out);
+  EXPECT_EQ(out, (Located{{1, "gw-alive"}}));
+  EXPECT_EQ(s->devices(1), 1u);
+  EXPECT_EQ(s->devices(2), 0u);
+  auto p = presence_of(*s, {1, 2});
+  EXPECT_EQ(p[0].status, PresenceStatus::online);
+  EXPECT_EQ(p[1].status, PresenceStatus::offline);
+  EXPECT_EQ(p[1].last_seen_ms, 1'000'000) << "last seen stays the last sign of life";
+  out.clear();
+  s->all_online(out);
+  EXPECT_EQ(out, (Located{{1, "gw-alive"}}));
+  // The lookup removed the expired fields it met.
+  Raw raw(config);
+  EXPECT_EQ(raw.run({"HKEYS", config.key_prefix + "sess:1"}), "gw-alive/1");
+  EXPECT_EQ(raw.run({"EXISTS", config.key_prefix + "sess:2"}), "0");
+  // A heartbeat after expiry does not revive the cleaned session; connecting again does.
+  s->heartbeat(2, "gw-crashed", 3);
+  EXPECT_EQ(s->devices(2), 0u);
+  s->connected(2, "gw-crashed", 3);
+  EXPECT_EQ(s->devices(2), 1u);
+}
+
+TEST(RedisSessionRegistry, RedisDropsTheKeysOfAUserWhoseGatewayWentSilent) {
+  REQUIRE_REDIS();
+  auto config = redis_config();
+  config.ttl = 1s;
+  auto s = open_or_fail(config, SystemClock::instance());
+  ASSERT_TRUE(s);
+  s->connected(3, "gw", 1);
+  Raw raw(config);
+  EXPECT_EQ(raw.run({"EXISTS", config.key_prefix + "sess:3"}), "1");
+  EXPECT_TRUE(t::wait_until([&] { return raw.run({"EXISTS", config.key_prefix + "sess:3"}) == "0"; }, 10s))
+      << "the key's own TTL removes it with nobody reading";
+  EXPECT_EQ(s->devices(3), 0u);
+}
+
+TEST(RedisSessionRegistry, TwoGatewaysSeeEachOthersSessions) {
+  REQUIRE_REDIS();
+  auto config = redis_config();
+  auto a = open_or_fail(config, SystemClock::instance());
+  auto b = open_or_fail(config, SystemClock::instance());
+  ASSERT_TRUE(a && b);
+  a->connected(10, "gw-a", 1);
+  b->connected(10, "gw-b", 2);
+  b->connected(11, "gw-b", 3);
+  for (auto* s : {a.get(), b.get()}) {
+    Located out;
+    s->locate(std::vector<uint64_t>{10, 11}, out);
+    EXPECT_EQ(out, (Located{{10, "gw-a"}, {10, "gw-b"}, {11, "gw-b"}}));
+    EXPECT_EQ(s->devices(10), 2u);
+  }
+  ASSERT_TRUE(b->set_status(10, PresenceStatus::busy));
+  EXPECT_EQ(presence_of(*a, {10})[0].status, PresenceStatus::busy);
+  a->disconnected(10, "gw-a", 1);
+  Located out;
+  b->locate(std::vector<uint64_t>{10}, out);
+  EXPECT_EQ(out, (Located{{10, "gw-b"}}));
+}
+
+TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown) {
+  if (t::in_ci() && find_program("redis-server").empty()) FAIL() << "CI=true and no redis-server";
+  std::string problem;
+  auto own = OwnRedis::start(problem);
+  if (!own) GTEST_SKIP() << problem;
+  auto config = redis_config(own->config());
+  config.connect_timeout = 500ms;
+  auto s = open_or_fail(config, SystemClock::instance());
+  ASSERT_TRUE(s);
+  s->connected(1, "gw", 1);
+  EXPECT_EQ(s->devices(1), 1u);
+
+  own->kill();
+  uint64_t failures = redis_sessions_failures();
+  Located out;
+  s->locate(std::vector<uint64_t>{1}, out);  // must not throw or crash
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(s->devices(1), 0u);
+  EXPECT_EQ(presence_of(*s, {1})[0].status, PresenceStatus::offline);
+  s->connected(2, "gw", 2);  // dropped, counted
+  EXPECT_GE(redis_sessions_failures(), failures + 4);
+
+  ASSERT_TRUE(own->launch()) << "restarting redis-server on port " << own->port;
+  s->connected(1, "gw", 1);  // the restarted server lost its data: the gateway registers again
+  EXPECT_EQ(s->devices(1), 1u);
+  out.clear();
+  s->locate(std::vector<uint64_t>{1}, out);
+  EXPECT_EQ(out, (Located{{1, "gw"}}));
+}
+
+TEST(RedisSessionRegistry, BadConfigAndAnUnreachableServerAreNamed) {
+  RedisSessionsConfig bad;
+  bad.port = 0;
+  auto r = open_redis_sessions(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("port 0"), std::string::npos) << r.error().message();
+  bad = RedisSessionsConfig{};
+  bad.ttl = 0s;
+  r = open_redis_sessions(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("ttl"), std::string::npos) << r.error().message();
+
+  RedisSessionsConfig down;
+  down.port = t::free_port();  // nothing listens there
+  r = open_redis_sessions(down);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().retryable());
+  EXPECT_NE(r.error().message().find("127.0.0.1:" + std::to_string(down.port)), std::string::npos)
+      << r.error().message();
+}
+
+}  // namespace
+}  // namespace imlog
