@@ -68,6 +68,7 @@
 #include "imlog/projections/projector.h"
 #include "imlog/projections/redis_model.h"
 #include "imlog/testing/engine_harness.h"
+#include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
 namespace imlog {
@@ -75,169 +76,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace t = imlog::testing;
-
-// ---- the servers ------------------------------------------------------------------------------
-
-std::string find_program(const std::string& name) {
-  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
-  path += ":/usr/sbin:/usr/bin:/sbin:/bin";
-  std::stringstream ss(path);
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    if (dir.empty()) continue;
-    auto p = std::filesystem::path(dir) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return {};
-}
-
-bool mysql_answers(const MysqlConfig& c) {
-  try {
-    std::unique_ptr<sql::Connection> conn(
-        get_driver_instance()->connect("tcp://" + c.host + ":" + std::to_string(c.port), c.user, c.password));
-    return conn != nullptr;
-  } catch (const sql::SQLException&) {
-    return false;
-  }
-}
-
-bool redis_answers(const RedisConfig& c) {
-  timeval tv{1, 0};
-  redisContext* ctx = redisConnectWithTimeout(c.host.c_str(), c.port, tv);
-  bool ok = false;
-  if (ctx && !ctx->err) {
-    auto* r = static_cast<redisReply*>(redisCommand(ctx, "PING"));
-    ok = r && r->type == REDIS_REPLY_STATUS;
-    if (r) freeReplyObject(r);
-  }
-  if (ctx) redisFree(ctx);
-  return ok;
-}
-
-// The servers of this test process: from scripts/test's variables, or started here.
-class Servers {
- public:
-  static Servers& get() {
-    static Servers s;
-    return s;
-  }
-
-  // Empty when the server is available; otherwise why not.
-  std::string mysql_problem;
-  std::string redis_problem;
-  MysqlConfig mysql;
-  RedisConfig redis;
-
- private:
-  Servers() {
-    setup_mysql();
-    setup_redis();
-  }
-
-  void setup_mysql() {
-    const char* host = std::getenv("IMLOG_MYSQL_HOST");
-    const char* port = std::getenv("IMLOG_MYSQL_PORT");
-    if (host && port) {
-      mysql.host = host;
-      mysql.port = std::atoi(port);
-      mysql.user = std::getenv("IMLOG_MYSQL_USER") ? std::getenv("IMLOG_MYSQL_USER") : "root";
-      mysql.password = std::getenv("IMLOG_MYSQL_PASSWORD") ? std::getenv("IMLOG_MYSQL_PASSWORD") : "";
-      if (!mysql_answers(mysql)) {
-        mysql_problem = "IMLOG_MYSQL_HOST/PORT name " + mysql.host + ":" + port + ", which does not answer";
-      }
-      return;
-    }
-    if (t::in_ci()) {
-      mysql_problem =
-          "IMLOG_MYSQL_HOST/IMLOG_MYSQL_PORT are not set and CI=true: run through scripts/test, which starts "
-          "MariaDB (in CI a missing server is a failure, never a skip)";
-      return;
-    }
-    std::string install = find_program("mariadb-install-db"), server = find_program("mariadbd");
-    if (install.empty() || server.empty()) {
-      mysql_problem = "no IMLOG_MYSQL_* variables and no mariadb-install-db/mariadbd to start one: run scripts/setup";
-      return;
-    }
-    dir_ = std::make_unique<t::TempDir>("imlog-sinks-servers");
-    std::string data = dir_->str() + "/mysql";
-    std::filesystem::create_directories(data);
-    auto init = t::Subprocess::start({install, "--no-defaults", "--datadir=" + data,
-                                      "--auth-root-authentication-method=normal", "--skip-test-db"});
-    while (init.read_line(120s)) {
-    }
-    auto status = init.wait(120s);
-    if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-      mysql_problem = "mariadb-install-db failed in " + data;
-      return;
-    }
-    mysql.host = "127.0.0.1";
-    mysql.port = t::free_port();
-    mysql.user = "root";
-    mysql.password = "";
-    mysqld_ = std::make_unique<t::Subprocess>(t::Subprocess::start(
-        {server, "--no-defaults", "--datadir=" + data, "--socket=" + data + "/sock",
-         "--port=" + std::to_string(mysql.port), "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
-         "--innodb-buffer-pool-size=256M", "--max-connections=500", "--log-error=" + dir_->str() + "/mariadb.log"}));
-    if (!t::wait_until([&] { return mysql_answers(mysql); }, 60s)) {
-      mysql_problem = "mariadbd started on port " + std::to_string(mysql.port) +
-                      " did not answer within 60 s; see " + dir_->str() + "/mariadb.log";
-    }
-  }
-
-  void setup_redis() {
-    const char* host = std::getenv("IMLOG_REDIS_HOST");
-    const char* port = std::getenv("IMLOG_REDIS_PORT");
-    if (host && port) {
-      redis.host = host;
-      redis.port = std::atoi(port);
-      if (!redis_answers(redis)) {
-        redis_problem = "IMLOG_REDIS_HOST/PORT name " + redis.host + ":" + port + ", which does not answer";
-      }
-      return;
-    }
-    if (t::in_ci()) {
-      redis_problem =
-          "IMLOG_REDIS_HOST/IMLOG_REDIS_PORT are not set and CI=true: run through scripts/test, which starts "
-          "Redis (in CI a missing server is a failure, never a skip)";
-      return;
-    }
-    std::string server = find_program("redis-server");
-    if (server.empty()) {
-      redis_problem = "no IMLOG_REDIS_* variables and no redis-server to start one: run scripts/setup";
-      return;
-    }
-    if (!dir_) dir_ = std::make_unique<t::TempDir>("imlog-sinks-servers");
-    redis.host = "127.0.0.1";
-    redis.port = t::free_port();
-    redisd_ = std::make_unique<t::Subprocess>(t::Subprocess::start(
-        {server, "--port", std::to_string(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", dir_->str(), "--logfile", dir_->str() + "/redis.log"}));
-    if (!t::wait_until([&] { return redis_answers(redis); }, 20s)) {
-      redis_problem = "redis-server started on port " + std::to_string(redis.port) + " did not answer within 20 s";
-    }
-  }
-
-  std::unique_ptr<t::TempDir> dir_;
-  std::unique_ptr<t::Subprocess> mysqld_;
-  std::unique_ptr<t::Subprocess> redisd_;
-};
-
-int next_id() {
-  static int n = 0;
-  return ++n;
-}
-
-MysqlConfig mysql_config(const std::string& tag) {
-  MysqlConfig c = Servers::get().mysql;
-  c.database = "imlog_sinks_" + std::to_string(::getpid()) + "_" + tag + "_" + std::to_string(next_id());
-  c.pool_size = 2;
-  return c;
-}
-
-RedisConfig redis_config(const std::string& tag) {
-  RedisConfig c = Servers::get().redis;
-  c.key_prefix = "imlog-test:" + std::to_string(::getpid()) + ":" + tag + ":" + std::to_string(next_id()) + ":";
-  return c;
-}
 
 // ---- the generated log --------------------------------------------------------------------------
 
@@ -620,50 +458,6 @@ const GeneratedLog& generated_log() {
 }
 
 
-// ---- raw access, for checks the model's API does not offer --------------------------------------
-
-std::unique_ptr<sql::Connection> raw_mysql(const MysqlConfig& c) {
-  std::unique_ptr<sql::Connection> conn(
-      get_driver_instance()->connect("tcp://" + c.host + ":" + std::to_string(c.port), c.user, c.password));
-  conn->setSchema(c.database);
-  return conn;
-}
-
-// One Redis command; the reply as a string (or "" / an error text).
-struct RawRedis {
-  explicit RawRedis(const RedisConfig& c) {
-    timeval tv{5, 0};
-    ctx = redisConnectWithTimeout(c.host.c_str(), c.port, tv);
-  }
-  ~RawRedis() {
-    if (ctx) redisFree(ctx);
-  }
-  RawRedis(const RawRedis&) = delete;
-  RawRedis& operator=(const RawRedis&) = delete;
-  // Integer replies as their decimal text; arrays as their elements joined by '\n'.
-  std::string run(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
-    if (!r) return "<no reply>";
-    std::string out;
-    if (r->type == REDIS_REPLY_INTEGER) {
-      out = std::to_string(r->integer);
-    } else if (r->type == REDIS_REPLY_ARRAY) {
-      for (size_t i = 0; i < r->elements; ++i) out += std::string(r->element[i]->str, r->element[i]->len) + "\n";
-    } else if (r->str) {
-      out.assign(r->str, r->len);
-    }
-    freeReplyObject(r);
-    return out;
-  }
-  redisContext* ctx = nullptr;
-};
-
 // ---- sinks under test ---------------------------------------------------------------------------
 
 struct Target {
@@ -701,7 +495,7 @@ Result<Opened> open_sink(const std::string& which, const Target& target) {
   } while (0)
 
 std::string server_problem(const std::string& which) {
-  const auto& s = Servers::get();
+  const auto& s = t::TestServers::get();
   return which == "mysql" ? s.mysql_problem : s.redis_problem;
 }
 
@@ -735,7 +529,7 @@ class SinkTest : public ::testing::TestWithParam<std::string> {
     }
   }
   Target new_target() {
-    targets_.push_back(Target{mysql_config(GetParam()), redis_config(GetParam())});
+    targets_.push_back(Target{t::fresh_mysql(GetParam()), t::fresh_redis(GetParam())});
     return targets_.back();
   }
   const GeneratedLog& log() const { return generated_log(); }
@@ -902,9 +696,9 @@ INSTANTIATE_TEST_SUITE_P(ProjectionSinks, SinkTest, ::testing::Values("mysql", "
 class ProjectionSinksMysql : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
+    ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
     ASSERT_TRUE(generated_log().problem.empty()) << "generating the log: " << generated_log().problem;
-    config_ = mysql_config("q");
+    config_ = t::fresh_mysql("q");
     auto m = open_mysql_model(config_);
     ASSERT_OK(m);
     model_ = std::move(*m);
@@ -1082,7 +876,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   EXPECT_EQ((*s)[0].content, kNastyContent);
   EXPECT_EQ((*model_->group(1))->name, kGroupName);
   // The tables are all still there.
-  auto conn = raw_mysql(config_);
+  auto conn = t::raw_mysql(config_);
   std::unique_ptr<sql::Statement> st(conn->createStatement());
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
       "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"));
@@ -1092,7 +886,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
 
 TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
   apply_log();
-  auto conn = raw_mysql(config_);
+  auto conn = t::raw_mysql(config_);
   std::unique_ptr<sql::PreparedStatement> ins(conn->prepareStatement(
       "INSERT INTO messages (message_id, conversation_id, seq_id, sender_id, content, message_type, created_at) "
       "VALUES (?, 'world', 1, 1, 'impostor', 'text', 0)"));
@@ -1156,7 +950,7 @@ TEST_F(ProjectionSinksMysql, ABatchThatFailsHalfWayWritesNothing) {
   // Resume from the stored positions: the uninterrupted model.
   auto rest = log().after(*pos_before);
   ASSERT_OK(apply_all(*model_, rest, rest.size(), 20));
-  auto ref_target = mysql_config("ref");
+  auto ref_target = t::fresh_mysql("ref");
   auto ref = open_mysql_model(ref_target);
   ASSERT_OK(ref);
   ASSERT_OK(apply_all(**ref, events, events.size(), 20));
@@ -1167,7 +961,7 @@ TEST_F(ProjectionSinksMysql, ABatchThatFailsHalfWayWritesNothing) {
 TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   ASSERT_OK(migrate_mysql(config_));
   ASSERT_OK(migrate_mysql(config_));
-  auto conn = raw_mysql(config_);
+  auto conn = t::raw_mysql(config_);
   std::unique_ptr<sql::Statement> st(conn->createStatement());
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SELECT version, name FROM schema_migrations ORDER BY version"));
   std::vector<std::string> names;
@@ -1184,9 +978,9 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
 class ProjectionSinksRedis : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+    ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
     ASSERT_TRUE(generated_log().problem.empty()) << "generating the log: " << generated_log().problem;
-    config_ = redis_config("q");
+    config_ = t::fresh_redis("q");
     auto m = open_redis_model(config_);
     ASSERT_OK(m);
     model_ = std::move(*m);
@@ -1203,7 +997,7 @@ class ProjectionSinksRedis : public ::testing::Test {
 
 TEST_F(ProjectionSinksRedis, KeepsTheSeedsLayout) {
   ASSERT_OK(apply_all(*model_, log().events, log().events.size(), 64));
-  RawRedis r(config_);
+  t::RawRedis r(config_);
   const std::string g2 = log().group2;
   EXPECT_EQ(r.run({"ZCARD", key("hot_messages:" + g2)}), "300");
   EXPECT_EQ(r.run({"GET", key("conv_seq:" + g2)}), std::to_string(kBigGroupMessages + 1));
@@ -1244,7 +1038,7 @@ TEST_F(ProjectionSinksRedis, ABatchThatFailsHalfWayIsReappliedFromThePositions) 
   ASSERT_OK(apply_all(*model_, events, split, 25));
   auto pos_before = model_->positions();
   ASSERT_OK(pos_before);
-  RawRedis r(config_);
+  t::RawRedis r(config_);
   ASSERT_EQ(r.run({"SET", key("hot_messages:" + log().group2), "not a zset"}), "OK");
   auto failed = model_->apply(make_batch(events, split, events.size()));
   ASSERT_FALSE(failed.has_value());
@@ -1253,7 +1047,7 @@ TEST_F(ProjectionSinksRedis, ABatchThatFailsHalfWayIsReappliedFromThePositions) 
   ASSERT_EQ(r.run({"DEL", key("hot_messages:" + log().group2)}), "1");
   auto rest = log().after(*pos_before);
   ASSERT_OK(apply_all(*model_, rest, rest.size(), 25));
-  auto ref_config = redis_config("ref");
+  auto ref_config = t::fresh_redis("ref");
   auto ref = open_redis_model(ref_config);
   ASSERT_OK(ref);
   ASSERT_OK(apply_all(**ref, events, events.size(), 25));
@@ -1264,12 +1058,12 @@ TEST_F(ProjectionSinksRedis, ABatchThatFailsHalfWayIsReappliedFromThePositions) 
 // ---- across sinks ---------------------------------------------------------------------------------
 
 TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
-  ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
-  ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
   const auto& log = generated_log();
   ASSERT_TRUE(log.problem.empty()) << log.problem;
-  auto mc = mysql_config("x");
-  auto rc = redis_config("x");
+  auto mc = t::fresh_mysql("x");
+  auto rc = t::fresh_redis("x");
   auto mysql = open_mysql_model(mc);
   ASSERT_OK(mysql);
   auto redis = open_redis_model(rc);
@@ -1338,13 +1132,13 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
 // Queries come from gateway threads while the projector applies: the pools and the writer's
 // mutex keep them apart (run under TSan to see races; here: no errors, consistent answers).
 TEST(ProjectionSinks, QueriesFromManyThreadsWhileApplying) {
-  ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
-  ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
   const auto& log = generated_log();
   ASSERT_TRUE(log.problem.empty()) << log.problem;
-  auto mysql = open_mysql_model(mysql_config("mt"));
+  auto mysql = open_mysql_model(t::fresh_mysql("mt"));
   ASSERT_OK(mysql);
-  auto redis = open_redis_model(redis_config("mt"));
+  auto redis = open_redis_model(t::fresh_redis("mt"));
   ASSERT_OK(redis);
   std::atomic<bool> done{false};
   std::atomic<int> errors{0}, queries{0};
@@ -1382,8 +1176,8 @@ TEST(ProjectionSinks, QueriesFromManyThreadsWhileApplying) {
 // The real Projector over the engine's LocalLog feeds each sink exactly what applying the valid
 // events directly gives (the hand-encoded partition is not in that log, so it is left out here).
 TEST(ProjectionSinks, TheProjectorOverTheLogBuildsTheSameModels) {
-  ASSERT_TRUE(Servers::get().mysql_problem.empty()) << Servers::get().mysql_problem;
-  ASSERT_TRUE(Servers::get().redis_problem.empty()) << Servers::get().redis_problem;
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
   const auto& log = generated_log();
   ASSERT_TRUE(log.problem.empty()) << log.problem;
   std::vector<LogEvent> engine_events;
@@ -1402,7 +1196,7 @@ TEST(ProjectionSinks, TheProjectorOverTheLogBuildsTheSameModels) {
   }
   for (const std::string which : {"mysql", "redis"}) {
     SCOPED_TRACE(which);
-    Target projected{mysql_config("p"), redis_config("p")}, direct{mysql_config("d"), redis_config("d")};
+    Target projected{t::fresh_mysql("p"), t::fresh_redis("p")}, direct{t::fresh_mysql("d"), t::fresh_redis("d")};
     auto a = open_sink(which, projected);
     ASSERT_OK(a);
     auto b = open_sink(which, direct);
