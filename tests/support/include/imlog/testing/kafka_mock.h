@@ -35,6 +35,9 @@ class KafkaMock {
   ~KafkaMock();
 
   [[nodiscard]] const std::string& bootstrap() const { return bootstrap_; }
+  // "host:port" of the control socket (for a program that sends commands itself: `imlog init`
+  // with event_log.kafka.mock_control).
+  [[nodiscard]] std::string control_address() const { return control_host_ + ":" + std::to_string(control_port_); }
 
   // Sends one command line; returns the reply after "ok". Throws std::runtime_error on "error".
   std::string command(const std::string& line);
