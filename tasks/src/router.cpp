@@ -1,5 +1,6 @@
 #include "imlog/tasks/router.h"
 
+#include <algorithm>
 #include <map>
 #include <thread>
 #include <unordered_map>
@@ -11,6 +12,7 @@
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
+#include "imlog/tasks/task_records.h"
 
 namespace imlog {
 
@@ -29,6 +31,7 @@ struct Router::Loop {
   std::vector<int64_t> deliver_from;  // per partition: events before this were routed by a former run
   std::thread thread;
   std::atomic<bool> running{false};
+  bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
   // Output of one batch, per destination topic.
   std::map<std::string, std::vector<OutRecord>> out;
@@ -99,6 +102,27 @@ struct Router::Loop {
     stats.acks++;
   }
 
+  // One FanoutTask per page of the audience (sorted, so a user keeps their page from one event to
+  // the next while membership holds, and the page's key keeps their deliveries in seq order).
+  void hand_to_tasks(const fb::EventEnvelope& e, std::string_view bytes) {
+    std::sort(audience.begin(), audience.end());
+    uint32_t page_size = std::max<uint32_t>(config.task_page, 1);
+    auto pages = static_cast<uint32_t>((audience.size() + page_size - 1) / page_size);
+    for (uint32_t page = 0; page < pages; ++page) {
+      fb::FanoutTaskT t;
+      t.stream = sv(e.stream());
+      t.seq = e.seq();
+      t.task_id = task_id(t.stream, t.seq, page);
+      t.page = page;
+      t.pages = pages;
+      size_t from = size_t{page} * page_size, to = std::min(audience.size(), from + page_size);
+      t.recipients.assign(audience.begin() + static_cast<long>(from), audience.begin() + static_cast<long>(to));
+      t.event.assign(bytes.begin(), bytes.end());
+      out[std::string(kTasksTopic)].push_back(OutRecord{task_key(t.stream, page), encode_task(t), kByKey});
+      stats.tasks++;
+    }
+  }
+
   void deliver(const StreamRef& ref, const fb::EventEnvelope& e, std::string_view bytes) {
     located.clear();
     if (ref.kind == StreamKind::world && e.event_type() != fb::Event::ReadMarked) {
@@ -106,6 +130,10 @@ struct Router::Loop {
     } else {
       find_audience(ref, e, audience);
       if (audience.empty()) return;
+      if (ref.kind == StreamKind::group && tasks_topic && audience.size() > config.large_group_threshold) {
+        hand_to_tasks(e, bytes);
+        return;
+      }
       sessions.locate(audience, located);
     }
     if (located.empty()) return;
@@ -124,8 +152,10 @@ struct Router::Loop {
     for (auto& [topic, records] : out) {
       if (records.empty()) continue;
       log.append(topic, std::move(records), [this, topic = topic](Result<std::vector<RecordPosition>> r) {
-        // A gateway that went away leaves its topic unread; its clients sync on reconnect.
-        if (!r) logger->debug("delivering to {} failed: {}", topic, r.error().to_string());
+        // A gateway that went away leaves its topic unread; its clients sync on reconnect. A lost
+        // task is a large group's message not pushed (clients sync on their next gap or reconnect).
+        if (!r && topic == kTasksTopic) logger->error("writing fan-out tasks failed: {}", r.error().to_string());
+        if (!r && topic != kTasksTopic) logger->debug("delivering to {} failed: {}", topic, r.error().to_string());
       });
     }
     out.clear();
@@ -210,6 +240,11 @@ Router::Router(EventLog& log, SessionRegistry& sessions, RouterConfig config)
 Router::~Router() { stop(); }
 
 Status Router::start() {
+  loop_->tasks_topic = loop_->log.partition_count(kTasksTopic).has_value();
+  if (!loop_->tasks_topic) {
+    loop_->logger->warn("router: {} does not exist; groups over {} members are delivered by the router itself",
+                        kTasksTopic, loop_->config.large_group_threshold);
+  }
   IMLOG_TRY(loop_->rebuild());
   loop_->running = true;
   loop_->thread = std::thread([this] { loop_->run(); });

@@ -12,6 +12,10 @@
 // Membership is derived from the events the router reads (it reads every event in order), so a
 // member who joined at seq 41 receives seq 42.
 //
+// Large groups: for an event of a group over large_group_threshold members the router looks up no
+// sessions; it writes the exact audience at that seq, in pages of task_page users, as FanoutTasks
+// to im.tasks (task_records.h), and FanoutWorkers deliver them. The ack is still the router's.
+//
 // On start it reads the log from the beginning to rebuild membership without delivering, then
 // delivers from the end it found: a restarted router does not push old messages again (clients
 // catch up with sync).
@@ -33,15 +37,19 @@ namespace imlog {
 struct RouterConfig {
   // Most events read per batch. Default 4096.
   uint64_t max_batch = 4096;
-  // Conversations with more members than this are fanned out by tasks workers (im.tasks) in the
-  // distributed mode. Default 500.
+  // An event of a group with more members than this is handed to the tasks workers (im.tasks,
+  // fanout.h) instead of being delivered by the router; the single node runs a worker too. When
+  // im.tasks does not exist at start, the router delivers every group itself. Default 500.
   uint32_t large_group_threshold = 500;
+  // Members per task (one page of the audience). Default 1000.
+  uint32_t task_page = 1000;
 };
 
 struct RouterStats {
   std::atomic<uint64_t> events{0};
   std::atomic<uint64_t> acks{0};
-  std::atomic<uint64_t> deliveries{0};   // recipient-device pushes
+  std::atomic<uint64_t> deliveries{0};   // recipient-gateway pushes
+  std::atomic<uint64_t> tasks{0};        // fan-out tasks written to im.tasks
 };
 
 class Router {

@@ -1,0 +1,271 @@
+// The tasks workers' fan-out (fanout.h has the flow and the delivery guarantee).
+
+#include "imlog/tasks/fanout.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/engine/streams.h"
+#include "imlog/schema/codec.h"
+#include "imlog/tasks/task_records.h"
+
+namespace imlog {
+namespace {
+
+// The outcome of several appends, waited for together. Callbacks run on the log's thread.
+struct AppendWaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;
+  std::vector<std::optional<Error>> errors;
+
+  explicit AppendWaiter(size_t n) : left(n), errors(n) {}
+  AppendCallback callback(size_t i) {
+    return [this, i](Result<std::vector<RecordPosition>> r) {
+      std::lock_guard lock(mu);
+      if (!r) errors[i] = r.error();
+      if (--left == 0) cv.notify_all();
+    };
+  }
+  void wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return left == 0; });
+  }
+};
+
+}  // namespace
+
+struct FanoutWorker::Loop {
+  Loop(EventLog& l, SessionRegistry& s, FanoutConfig c, const Clock& k)
+      : log(l), sessions(s), config(std::move(c)), clock(k), logger(imlog::logger("tasks")) {}
+
+  EventLog& log;
+  SessionRegistry& sessions;
+  FanoutConfig config;
+  const Clock& clock;
+  std::shared_ptr<spdlog::logger> logger;
+  FanoutStats stats;
+  std::unique_ptr<Consumer> consumer;
+  std::thread thread;
+  std::atomic<bool> running{false};
+  std::mutex wait_mu;
+  std::condition_variable wait_cv;  // backoff waits; stop() wakes them
+
+  // The deliveries of a batch to one gateway topic: one append, retried as a whole.
+  struct Output {
+    std::string topic;
+    std::vector<OutRecord> records;
+    std::vector<size_t> tasks;  // indices into the batch
+    uint64_t pushes = 0;
+  };
+  // Why a task of the batch goes to im.dlq (empty: it does not) and after how many attempts.
+  struct Verdict {
+    std::string reason;
+    uint32_t attempts = 0;
+  };
+
+  // Waits `d` unless stopped first; returns whether still running.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(wait_mu);
+    return !wait_cv.wait_for(lock, d, [&] { return !running.load(); });
+  }
+
+  // ---- planning: who is where -------------------------------------------------------------------
+
+  void plan(size_t index, const fb::FanoutTask& task, std::map<std::string, Output>& outputs) {
+    std::map<std::string, std::vector<uint64_t>> by_gateway;
+    std::vector<uint64_t> chunk;
+    std::vector<std::pair<uint64_t, std::string>> located;
+    const auto& users = *task.recipients();
+    for (size_t from = 0; from < users.size(); from += config.lookup_batch) {
+      size_t to = std::min<size_t>(users.size(), from + config.lookup_batch);
+      chunk.assign(users.begin() + static_cast<long>(from), users.begin() + static_cast<long>(to));
+      located.clear();
+      sessions.locate(chunk, located);
+      for (auto& [user, gateway] : located) by_gateway[gateway].push_back(user);
+    }
+    for (auto& [gateway, recipients] : by_gateway) {
+      fb::DeliveryT d;
+      d.recipients = std::move(recipients);
+      d.event.assign(task.event()->begin(), task.event()->end());
+      auto topic = delivery_topic(gateway);
+      Output& out = outputs[topic];
+      out.topic = topic;
+      out.pushes += d.recipients.size();
+      out.tasks.push_back(index);
+      out.records.push_back(OutRecord{"", encode_delivery(d), 0});
+    }
+  }
+
+  // ---- delivering, with retries -----------------------------------------------------------------
+
+  // Appends every output at once and waits; returns the error of each (nullopt: acknowledged).
+  std::vector<std::optional<Error>> append_all(const std::vector<Output*>& outputs) {
+    AppendWaiter waiter(outputs.size());
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      log.append(outputs[i]->topic, outputs[i]->records, waiter.callback(i));
+    }
+    waiter.wait();
+    return std::move(waiter.errors);
+  }
+
+  // Delivers the outputs; a task whose output still fails after max_attempts gets a verdict.
+  // Returns false if stopped first.
+  bool deliver(std::map<std::string, Output>& outputs, std::vector<Verdict>& verdicts) {
+    std::vector<Output*> pending;
+    for (auto& [topic, out] : outputs) pending.push_back(&out);
+    auto backoff = config.first_backoff;
+    for (uint32_t attempt = 1; !pending.empty(); ++attempt) {
+      auto errors = append_all(pending);
+      std::vector<Output*> failed;
+      for (size_t i = 0; i < pending.size(); ++i) {
+        if (!errors[i]) {
+          stats.deliveries += pending[i]->pushes;
+          continue;
+        }
+        if (!errors[i]->retryable()) {
+          // A gateway whose topic is gone (as the router does): its clients sync on reconnect.
+          logger->warn("not delivering to {}: {}", pending[i]->topic, errors[i]->to_string());
+          continue;
+        }
+        failed.push_back(pending[i]);
+        if (attempt < config.max_attempts) {
+          logger->warn("delivering to {} failed (attempt {} of {}), retrying in {} ms: {}", pending[i]->topic, attempt,
+                       config.max_attempts, backoff.count(), errors[i]->to_string());
+          continue;
+        }
+        for (size_t t : pending[i]->tasks) {
+          verdicts[t] = Verdict{"delivery to " + pending[i]->topic + " failed after " + std::to_string(attempt) +
+                                    " attempts: " + errors[i]->to_string(),
+                                attempt};
+        }
+      }
+      if (failed.empty() || attempt >= config.max_attempts) break;
+      stats.retries += failed.size();
+      if (!pause(backoff)) return false;
+      backoff = std::min(backoff * 2, config.max_backoff);
+      pending = std::move(failed);
+    }
+    return running;
+  }
+
+  // Appends the batch's dead letters, retrying until acknowledged; false if stopped first.
+  bool dead_letters(const std::vector<Record>& batch, const std::vector<Verdict>& verdicts) {
+    std::vector<OutRecord> letters;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (verdicts[i].reason.empty()) continue;
+      logger->error("task at im.tasks partition {} offset {} goes to {}: {}", batch[i].partition, batch[i].offset,
+                    kDeadLetterTopic, verdicts[i].reason);
+      letters.push_back(dead_letter(batch[i], verdicts[i].reason, verdicts[i].attempts, clock.now_ms()));
+    }
+    if (letters.empty()) return true;
+    auto backoff = config.first_backoff;
+    while (running) {
+      auto r = log.append_wait(kDeadLetterTopic, letters);
+      if (r) {
+        stats.dead_letters += letters.size();
+        return true;
+      }
+      logger->error("writing {} dead letters failed, retrying: {}", letters.size(), r.error().to_string());
+      if (!pause(backoff)) return false;
+      backoff = std::min(backoff * 2, config.max_backoff);
+    }
+    return false;
+  }
+
+  // ---- the loop ---------------------------------------------------------------------------------
+
+  // Handles a polled batch; false if stopped before it was done (nothing of it is committed).
+  bool handle(const std::vector<Record>& batch) {
+    std::map<std::string, Output> outputs;
+    std::vector<Verdict> verdicts(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto task = read_task(batch[i].value);
+      if (!task) {
+        stats.corrupt++;
+        verdicts[i] = Verdict{"corrupt task: " + task.error().message(), 0};
+        continue;
+      }
+      plan(i, **task, outputs);
+    }
+    if (!deliver(outputs, verdicts)) return false;
+    if (!dead_letters(batch, verdicts)) return false;
+    stats.tasks += batch.size();
+    return true;
+  }
+
+  void commit(const std::vector<Record>& batch) {
+    std::map<int32_t, int64_t> next;
+    for (const auto& r : batch) next[r.partition] = std::max(next[r.partition], r.offset + 1);
+    std::vector<TopicPartitionOffset> offsets;
+    for (auto [p, o] : next) offsets.push_back(TopicPartitionOffset{std::string(kTasksTopic), p, o});
+    // A refused commit (a rebalance) means the tasks come again to the partition's next owner.
+    if (auto s = consumer->commit(offsets); !s) logger->warn("committing im.tasks offsets: {}", s.error().to_string());
+  }
+
+  void run() {
+    std::vector<Record> batch;
+    auto backoff = config.first_backoff;
+    while (running) {
+      auto polled = consumer->poll(batch, std::chrono::milliseconds(200));
+      if (!polled) {
+        logger->error("tasks worker reading {}: {}", kTasksTopic, polled.error().to_string());
+        if (!pause(backoff)) break;
+        backoff = std::min(backoff * 2, config.max_backoff);
+        continue;
+      }
+      backoff = config.first_backoff;
+      if (batch.empty()) continue;
+      if (!handle(batch)) break;
+      commit(batch);
+    }
+  }
+};
+
+FanoutWorker::FanoutWorker(EventLog& log, SessionRegistry& sessions, FanoutConfig config, const Clock& clock)
+    : loop_(std::make_unique<Loop>(log, sessions, std::move(config), clock)) {}
+
+FanoutWorker::~FanoutWorker() { stop(); }
+
+Status FanoutWorker::start() {
+  auto& l = *loop_;
+  auto parts = l.log.partition_count(kTasksTopic);
+  if (!parts) return fail(parts.error().with_context("tasks worker: " + std::string(kTasksTopic) + " (create it first)"));
+  if (l.config.lookup_batch == 0 || l.config.max_attempts == 0 || l.config.max_batch == 0) {
+    return fail(LogErrc::bad_argument, "tasks worker: lookup_batch, max_attempts and max_batch must be at least 1");
+  }
+  ConsumerOptions opts;
+  opts.group = l.config.group;
+  opts.topics = {std::string(kTasksTopic)};
+  opts.start_at_beginning = true;
+  opts.max_batch = l.config.max_batch;
+  l.consumer = l.log.consumer(opts);
+  l.running = true;
+  l.thread = std::thread([this] { loop_->run(); });
+  l.logger->info("tasks worker started in group {}", l.config.group);
+  return {};
+}
+
+void FanoutWorker::stop() {
+  auto& l = *loop_;
+  if (!l.thread.joinable()) return;
+  {
+    std::lock_guard lock(l.wait_mu);
+    l.running = false;
+  }
+  l.wait_cv.notify_all();
+  l.consumer->wakeup();
+  l.thread.join();
+  l.consumer->close();
+}
+
+const FanoutStats& FanoutWorker::stats() const { return loop_->stats; }
+
+}  // namespace imlog

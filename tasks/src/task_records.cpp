@@ -1,0 +1,63 @@
+#include "imlog/tasks/task_records.h"
+
+#include "imlog/schema/codec.h"
+
+namespace imlog {
+namespace {
+
+template <class T, class TObj>
+std::string encode(const TObj& obj) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(T::Pack(fbb, &obj));
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+template <class T>
+Result<const T*> verified(std::string_view bytes, const char* what) {
+  auto data = reinterpret_cast<const uint8_t*>(bytes.data());
+  flatbuffers::Verifier verifier(data, bytes.size());
+  if (bytes.size() < 8 || !verifier.VerifyBuffer<T>(nullptr)) {
+    return fail(SchemaErrc::malformed, std::string("not a valid ") + what + " (" + std::to_string(bytes.size()) + " bytes)");
+  }
+  return flatbuffers::GetRoot<T>(data);
+}
+
+}  // namespace
+
+std::string encode_task(const fb::FanoutTaskT& task) { return encode<fb::FanoutTask>(task); }
+
+Result<const fb::FanoutTask*> read_task(std::string_view bytes) {
+  auto t = verified<fb::FanoutTask>(bytes, "fan-out task");
+  IMLOG_TRY(t);
+  const fb::FanoutTask& task = **t;
+  if (!task.task_id() || task.task_id()->size() == 0) return fail(SchemaErrc::missing_field, "fan-out task without task_id");
+  if (!task.recipients()) return fail(SchemaErrc::missing_field, "fan-out task " + task.task_id()->str() + " without recipients");
+  if (!task.event() || !task.event_nested_root()) {
+    return fail(SchemaErrc::missing_field, "fan-out task " + task.task_id()->str() + " without its event");
+  }
+  return t;
+}
+
+std::string task_id(std::string_view stream, uint64_t seq, uint32_t page) {
+  return std::string(stream) + "/" + std::to_string(seq) + "/" + std::to_string(page);
+}
+
+std::string task_key(std::string_view stream, uint32_t page) { return std::string(stream) + "/" + std::to_string(page); }
+
+OutRecord dead_letter(const Record& source, std::string_view reason, uint32_t attempts, int64_t now_ms) {
+  fb::DeadLetterT d;
+  d.reason = std::string(reason);
+  d.source_topic = source.topic;
+  d.source_partition = source.partition;
+  d.source_offset = source.offset;
+  d.attempts = attempts;
+  d.failed_at_ms = now_ms;
+  d.value.assign(source.value.begin(), source.value.end());
+  return OutRecord{source.key, encode<fb::DeadLetter>(d), kByKey};
+}
+
+Result<const fb::DeadLetter*> read_dead_letter(std::string_view bytes) {
+  return verified<fb::DeadLetter>(bytes, "dead letter");
+}
+
+}  // namespace imlog
