@@ -19,6 +19,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "imlog/projections/rocksdb_model.h"
@@ -31,7 +32,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Run {
+struct ReplayRun {
   int status = -1;
   std::string out;
   [[nodiscard]] bool has(std::string_view s) const { return out.find(s) != std::string::npos; }
@@ -42,13 +43,18 @@ struct Run {
   }
 };
 
-Run run(const std::vector<std::string>& argv) {
+ReplayRun run_command(const std::vector<std::string>& argv) {
   std::string cmd = "exec";
   for (const auto& a : argv) cmd += " '" + a + "'";
   auto p = Subprocess::start({"/bin/sh", "-c", cmd + " 2>&1"});
-  Run r;
+  ReplayRun r;
   while (auto line = p.read_line(300s)) r.out += *line + "\n";
-  if (auto st = p.wait(60s); st && WIFEXITED(*st)) r.status = WEXITSTATUS(*st);
+  auto st = p.wait(60s);
+  if (st && WIFEXITED(*st)) {
+    r.status = WEXITSTATUS(*st);
+  } else {
+    r.out += st ? "(ended by signal " + std::to_string(WTERMSIG(*st)) + ")\n" : "(did not end)\n";
+  }
   return r;
 }
 
@@ -133,11 +139,13 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
     }
   }
 
-  Run replay(const std::string& projection, std::vector<std::string> extra = {}) {
+  ReplayRun replay(const std::string& projection, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv{(binary_dir() / "replay").string(), "--projection", projection, "--config", config_,
                                   "--data-dir", data_.string()};
+    // The Redis target defaults to the prefix `replay:`; a test's own keeps runs apart.
+    if (projection == "redis") extra.insert(extra.end(), {"--target", redis_.key_prefix + "replay:"});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return run(argv);
+    return run_command(argv);
   }
 
   // Runs `imlog serve` over the workload, then stops it with SIGTERM.
@@ -214,10 +222,11 @@ TEST_F(ReplayLive, EveryReadModelRebuiltFromTheLogVerifiesEqualToTheLiveOneAndDa
   ASSERT_NO_FATAL_FAILURE(serve_workload());
 
   for (const char* projection : {"rocksdb", "mysql", "redis"}) {
-    Run r = replay(projection, {"--verify"});
+    ReplayRun r = replay(projection, {"--verify"});
     EXPECT_EQ(r.status, 0) << projection << ":\n" << r.out;
     EXPECT_FALSE(r.equal_line().empty()) << projection << ":\n" << r.out;
     EXPECT_TRUE(r.has("starting at 0")) << projection << ":\n" << r.out;
+    std::cout << "replay " << projection << " --verify: " << r.equal_line() << "\n";
   }
 
   // Damage one message row of the live MySQL model.
@@ -228,11 +237,12 @@ TEST_F(ReplayLive, EveryReadModelRebuiltFromTheLogVerifiesEqualToTheLiveOneAndDa
                                 "DESC LIMIT 1"),
               1);
   }
-  Run m = replay("mysql", {"--verify"});
+  ReplayRun m = replay("mysql", {"--verify"});
   EXPECT_EQ(m.status, 3) << m.out;
   EXPECT_TRUE(m.has("verify: DIFFERENT")) << m.out;
   EXPECT_TRUE(m.has("key `messages")) << m.out;
   EXPECT_TRUE(m.has("tampered")) << m.out;
+  std::cout << m.out;
 
   // Damage one conversation's sequence counter in the live Redis model.
   {
@@ -241,11 +251,12 @@ TEST_F(ReplayLive, EveryReadModelRebuiltFromTheLogVerifiesEqualToTheLiveOneAndDa
     ASSERT_FALSE(keys.empty());
     std::string key = keys.substr(0, keys.find('\n'));
     ASSERT_EQ(raw.run({"SET", key, "424242"}), "OK");
-    Run r = replay("redis", {"--verify"});
+    ReplayRun r = replay("redis", {"--verify"});
     EXPECT_EQ(r.status, 3) << r.out;
     EXPECT_TRUE(r.has("verify: DIFFERENT")) << r.out;
     EXPECT_TRUE(r.has(key.substr(redis_.key_prefix.size()))) << "names " << key << ":\n" << r.out;
     EXPECT_TRUE(r.has("424242")) << r.out;
+    std::cout << r.out;
   }
 
   // And the RocksDB model (its own test covers more): a removed row is named too.
@@ -268,9 +279,10 @@ TEST_F(ReplayLive, EveryReadModelRebuiltFromTheLogVerifiesEqualToTheLiveOneAndDa
     ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), key).ok());
     ASSERT_TRUE(db->Close().ok());
     db.reset();
-    Run r = replay("rocksdb", {"--verify"});
+    ReplayRun r = replay("rocksdb", {"--verify"});
     EXPECT_EQ(r.status, 3) << r.out;
     EXPECT_TRUE(r.has("`" + key + "`")) << r.out;
+    std::cout << r.out;
   }
 }
 
