@@ -2,9 +2,13 @@
 // (DESIGN.md §8). Each write is one command on the user's own stream or on the one-to-one stream
 // of the two users.
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
+#include "avatar.h"
 #include "handlers.h"
+#include "presence.h"
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
 
@@ -25,8 +29,9 @@ void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
         if (!found->value()) {
           return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
         }
+        Presence presence = presence_of(svc, user);
         JsonOut j;
-        write_user(j, *found->value(), self);
+        write_user(j, *found->value(), self, &presence);
         respond(json_reply(200, j.take()));
       });
 }
@@ -123,21 +128,35 @@ void on_search(Services& svc, ApiRequest& req, Respond respond) {
     return respond(invalid(svc, error));
   }
   limit = std::clamp<uint64_t>(limit, 1, 100);
-  auto users = svc.query.model().search_users(q, after, static_cast<uint32_t>(limit));
+  // One more than asked tells whether there is a next page.
+  auto users = svc.query.model().search_users(q, after, static_cast<uint32_t>(limit + 1));
   if (!users) return respond(counted_error(svc, 503, "unavailable", users.error().message()));
+  bool more = users->size() > limit;
+  if (more) users->resize(limit);
   JsonOut j;
   j.begin_object().key("users").begin_array();
   for (const auto& u : *users) write_user(j, u, false);
-  j.end_array().end_object();
+  j.end_array();
+  j.key("next_after_user_id");
+  if (more) j.u64(users->back().user_id);
+  else j.null();
+  j.end_object();
   respond(json_reply(200, j.take()));
 }
 
+// ?status=friends|incoming|outgoing keeps only those; absent: all three.
 void on_friends(Services& svc, ApiRequest& req, Respond respond) {
+  auto status = query_param(req.query, "status");
+  if (status && *status != "friends" && *status != "incoming" && *status != "outgoing") {
+    return respond(invalid(svc, "query parameter `status` must be friends, incoming or outgoing"));
+  }
   auto friends = svc.query.model().friends(req.user_id);
   if (!friends) return respond(counted_error(svc, 503, "unavailable", friends.error().message()));
   JsonOut j;
   j.begin_object().key("friends").begin_array();
-  for (const auto& f : *friends) write_friend(j, f);
+  for (const auto& f : *friends) {
+    if (!status || f.status == *status) write_friend(j, f);
+  }
   j.end_array().end_object();
   respond(json_reply(200, j.take()));
 }
@@ -220,6 +239,98 @@ void on_unblock(Services& svc, ApiRequest& req, Respond respond) {
   on_pair(svc, req.user_id, other, fb::UnblockUserT{{}, other}, std::move(respond));
 }
 
+// PUT /users/me/status {status: online|away|busy} → the caller's presence now; friends online are told.
+void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  std::string name;
+  if (!body.fields().str("status", name, true, 32)) return respond(invalid(svc, body.error()));
+  auto status = parse_presence(name);
+  if (!status || !svc.sessions.set_status(req.user_id, *status)) {
+    return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
+  }
+  // Offline, the choice waits for the next connection; friends hear nothing new now.
+  if (svc.sessions.devices(req.user_id) > 0) announce_presence(svc, req.user_id);
+  JsonOut j;
+  write_presence(j, presence_of(svc, req.user_id));
+  respond(json_reply(200, j.take()));
+}
+
+// GET /users/presence?ids=1,2,3 (at most kMaxPresenceIds) → {presence: [{user_id, status, last_seen}]}.
+void on_presence(Services& svc, ApiRequest& req, Respond respond) {
+  constexpr size_t kMaxPresenceIds = 200;
+  auto list = query_param(req.query, "ids").value_or("");
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i <= list.size();) {
+    size_t j = std::min(list.find(',', i), list.size());
+    uint64_t id = 0;
+    if (!parse_id(std::string_view(list).substr(i, j - i), id)) {
+      return respond(invalid(svc, "query parameter `ids` must be user ids separated by commas, e.g. ids=1,2,3"));
+    }
+    ids.push_back(id);
+    if (ids.size() > kMaxPresenceIds) {
+      return respond(invalid(svc, "at most " + std::to_string(kMaxPresenceIds) + " ids at once"));
+    }
+    i = j + 1;
+  }
+  std::vector<Presence> out;
+  svc.sessions.presence(ids, out);
+  JsonOut j;
+  j.begin_object().key("presence").begin_array();
+  for (const auto& p : out) write_presence(j, p);
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+// POST /users/me/avatar, the raw image as the body (avatar.h) → 200 {avatar_url}.
+void on_upload_avatar(Services& svc, ApiRequest& req, Respond respond) {
+  const auto& dir = svc.config.avatar_dir;
+  if (dir.empty()) return respond(counted_error(svc, 503, "unavailable", "avatar uploads are off: set gateway.avatar_dir"));
+  if (req.body.size() > svc.config.avatar_max_bytes) {
+    return respond(counted_error(svc, 413, "too_large",
+                                 "an avatar is at most " + std::to_string(svc.config.avatar_max_bytes) + " bytes"));
+  }
+  auto ext = image_extension(req.body);
+  if (!ext) {
+    return respond(counted_error(svc, 415, "unsupported_media_type",
+                                 "the body is not a PNG, JPEG, GIF or WebP image (judged by its first bytes); send "
+                                 "the image file itself as the body"));
+  }
+  uint64_t me = req.user_id;
+  svc.run_blocking([&svc, me, dir, body = std::move(req.body), ext = std::string(*ext), respond = std::move(respond)] {
+    auto name = store_avatar(dir, body, ext);
+    if (!name) return respond(counted_error(svc, 500, "internal", name.error().message()));
+    std::string url = "/avatars/" + *name;
+    fb::UpdateProfileT p;
+    p.avatar_url = url;
+    fb::CommandUnion cmd;
+    cmd.Set(std::move(p));
+    submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                       [url](const fb::CommandReplyT&) {
+                         JsonOut j;
+                         j.begin_object().field("avatar_url", url).end_object();
+                         return json_reply(200, j.take());
+                       });
+  });
+}
+
+// GET /avatars/{name}: the stored bytes, cacheable for good (the name is the content's hash).
+void on_get_avatar(Services& svc, ApiRequest& req, Respond respond) {
+  std::string name = req.params.at(0);
+  if (!valid_avatar_name(name)) return respond(counted_error(svc, 404, "not_found", "no avatar named `" + name + "`"));
+  svc.run_blocking([&svc, name, respond = std::move(respond)] {
+    auto bytes = load_avatar(svc.config.avatar_dir, name);
+    if (!bytes) return respond(counted_error(svc, 404, "not_found", "no avatar named `" + name + "`"));
+    ApiReply r;
+    r.body = std::move(*bytes);
+    r.content_type = std::string(avatar_content_type(name));
+    r.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");
+    r.headers.emplace_back("ETag", "\"" + name.substr(0, 64) + "\"");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    respond(std::move(r));
+  });
+}
+
 }  // namespace
 
 void add_user_routes(ApiRouter& r) {
@@ -228,6 +339,10 @@ void add_user_routes(ApiRouter& r) {
   r.add(Method::patch, "/api/v1/users/me", A::access, on_update_me);
   r.add(Method::patch, "/api/v1/users/me/settings", A::access, on_update_settings);
   r.add(Method::get, "/api/v1/users/search", A::access, on_search);
+  r.add(Method::get, "/api/v1/users/presence", A::access, on_presence);
+  r.add(Method::put, "/api/v1/users/me/status", A::access, on_set_status);
+  r.add(Method::post, "/api/v1/users/me/avatar", A::access, on_upload_avatar);
+  r.add(Method::get, "/avatars/{}", A::none, on_get_avatar);
   r.add(Method::get, "/api/v1/users/{}", A::access, on_user);
   r.add(Method::get, "/api/v1/friends", A::access, on_friends);
   r.add(Method::get, "/api/v1/friends/groups", A::access, on_friend_groups);

@@ -104,11 +104,14 @@ struct CommandBus::State {
         done(std::move(value));
       }
     }
-    if ((*d)->event() && (*d)->recipients() && on_push) {
+    if (((*d)->event() || (*d)->presence()) && (*d)->recipients() && on_push) {
       Push push;
       push.recipients.assign((*d)->recipients()->begin(), (*d)->recipients()->end());
-      push.event_bytes = std::make_shared<const std::string>(
-          reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size());
+      if ((*d)->event()) {
+        push.event_bytes = std::make_shared<const std::string>(
+            reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size());
+      }
+      if ((*d)->presence()) (*d)->presence()->UnPackTo(&push.presence.emplace());
       on_push(std::move(push));
     }
   }
@@ -136,6 +139,15 @@ CommandBus::CommandBus(EventLog& log, std::string gateway_id, const Clock& clock
 CommandBus::~CommandBus() { stop(); }
 
 const std::string& CommandBus::gateway_id() const { return state_->gateway_id; }
+
+void CommandBus::deliver(std::string_view gateway_id, const fb::DeliveryT& delivery) {
+  std::vector<OutRecord> records;
+  records.push_back(OutRecord{"", encode_delivery(delivery), 0});
+  auto topic = delivery_topic(gateway_id);
+  state_->log.append(topic, std::move(records), [this, topic](Result<std::vector<RecordPosition>> r) {
+    if (!r) state_->logger->warn("a presence push to {} was lost: {}", topic, r.error().to_string());
+  });
+}
 
 Status CommandBus::start(std::function<void(Push)> on_push) {
   auto& s = *state_;

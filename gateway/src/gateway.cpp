@@ -26,6 +26,7 @@
 #include "imlog/core/logging.h"
 #include "imlog/gateway/command_bus.h"
 #include "imlog/schema/codec.h"
+#include "presence.h"
 #include "push.h"
 #include "services.h"
 
@@ -169,6 +170,7 @@ struct Gateway::Impl {
 
   void on_push(Push push) {
     svc.metrics.pushes_in++;
+    if (push.presence) return on_presence(push);
     if (!push.event_bytes) return;
     auto e = read_event(*push.event_bytes);
     if (!e) {
@@ -185,6 +187,15 @@ struct Gateway::Impl {
       if (rendered->only_user != 0 && user != rendered->only_user) continue;
       svc.hub.push(user, rendered->frame, rendered->info);
     }
+  }
+
+  // A friend's presence, from another gateway.
+  void on_presence(const Push& push) {
+    const auto& n = *push.presence;
+    if (n.status > static_cast<uint8_t>(PresenceStatus::busy)) return;  // a newer status this gateway does not know
+    auto frame = gw::presence_frame(
+        Presence{.user_id = n.user_id, .status = static_cast<PresenceStatus>(n.status), .last_seen_ms = n.last_seen_ms});
+    for (uint64_t user : push.recipients) svc.hub.push(user, frame, gw::PushInfo{.actor = n.user_id});
   }
 };
 

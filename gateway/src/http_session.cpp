@@ -1,5 +1,6 @@
 #include "http_session.h"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -94,6 +95,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   void on_header(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
     busy_ = true;
+    // An avatar upload may be larger than other bodies; its handler enforces avatar_max_bytes.
+    std::string_view target(parser_->get().target().data(), parser_->get().target().size());
+    body_limit_ = svc_.config.max_body_bytes;
+    if (target.substr(0, target.find('?')) == "/api/v1/users/me/avatar") {
+      body_limit_ = std::max(body_limit_, svc_.config.avatar_max_bytes + 1);
+    }
+    parser_->body_limit(body_limit_);
     stream_.expires_after(svc_.config.http_timeout);
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
   }
@@ -103,7 +111,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     if (ec == http::error::body_limit) {
       svc_.metrics.error("too_large");
       return write_reply(error_reply(413, "too_large",
-                                     "the request body is over " + std::to_string(svc_.config.max_body_bytes) + " bytes"));
+                                     "the request body is over " + std::to_string(body_limit_) + " bytes"));
     }
     if (ec == http::error::header_limit) {
       svc_.metrics.error("too_large");
@@ -201,6 +209,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   std::optional<http::response<http::string_body>> res_;
   const uint64_t id_;
   uint64_t requests_ = 0;
+  uint64_t body_limit_ = 0;  // of the request being read
   unsigned version_ = 11;
   bool keep_alive_ = true;
   bool head_ = false;

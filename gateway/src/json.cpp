@@ -208,7 +208,7 @@ void write_history(JsonOut& j, const HistoryPage& page) {
   j.field("has_more", page.has_more);
 }
 
-void write_user(JsonOut& j, const UserView& u, bool self) {
+void write_user(JsonOut& j, const UserView& u, bool self, const Presence* presence) {
   j.begin_object();
   j.field("user_id", u.user_id);
   j.field("username", u.username);
@@ -216,6 +216,10 @@ void write_user(JsonOut& j, const UserView& u, bool self) {
   j.field("avatar_url", u.avatar_url);
   j.field("signature", u.signature);
   j.field("created_at", u.created_at);
+  if (presence) {
+    j.field("status", presence_name(presence->status));
+    j.field("last_seen", presence->last_seen_ms);
+  }
   if (self) {
     j.field("email", u.email);
     j.key("settings").begin_object();

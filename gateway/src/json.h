@@ -16,6 +16,7 @@
 #include <rapidjson/writer.h>
 
 #include "imlog/projections/query.h"
+#include "imlog/tasks/sessions.h"
 
 namespace imlog::gw {
 
@@ -97,8 +98,8 @@ std::string error_json(std::string_view code, std::string_view message);
 void write_message(JsonOut& j, const MessageView& m);
 void write_conversation(JsonOut& j, const ConversationView& c);
 void write_history(JsonOut& j, const HistoryPage& page);  // messages: [...], has_more
-// `self`: include email and settings (the user's own profile).
-void write_user(JsonOut& j, const UserView& u, bool self);
+// `self`: include email and settings (the user's own profile). `presence`: add status and last_seen.
+void write_user(JsonOut& j, const UserView& u, bool self, const Presence* presence = nullptr);
 void write_group(JsonOut& j, const GroupView& g);
 void write_member(JsonOut& j, const MemberView& m);
 void write_friend(JsonOut& j, const FriendView& f);

@@ -14,6 +14,7 @@
 #include "imlog/core/logging.h"
 #include "imlog/gateway/command_bus.h"
 #include "imlog/tasks/sessions.h"
+#include "presence.h"
 #include "text_as_binary.h"
 #include "ws_frames.h"
 
@@ -135,7 +136,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     svc_.metrics.ws_accepted++;
     svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
     svc_.sessions.connected(user_, svc_.gateway_id, id_);
+    last_heartbeat_ = std::chrono::steady_clock::now();
+    if (svc_.sessions.devices(user_) == 1) announce_presence(svc_, user_);  // the first device: online
     if (svc_.stopping.load()) return close(1001, "server shutting down");
+    // A pong answers the server's keep-alive ping: the peer is alive even when it sends nothing.
+    ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+      if (kind == websocket::frame_type::pong) on_alive();
+    });
     do_read();
   }
 
@@ -161,6 +168,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     if (!ws_.is_message_done()) return do_read();
     svc_.metrics.frames_in++;
+    on_alive();
     bool was_text = true;
     ws_.next_layer().scanner().take_message_kind(was_text);
     if (!was_text) {
@@ -238,6 +246,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     finish();
   }
 
+  // The peer showed it is alive: refresh the registry's TTL and last-seen time, at most once per
+  // kHeartbeatEvery (the registry may be Redis, a round trip away).
+  void on_alive() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_heartbeat_ < kHeartbeatEvery) return;
+    last_heartbeat_ = now;
+    svc_.sessions.heartbeat(user_, svc_.gateway_id, id_);
+  }
+
   // Whether this connection sent the message (then it had its ack; no echo). Forgets it.
   bool take_sent(uint64_t key) {
     if (sent_.erase(key) == 0) return false;
@@ -258,6 +275,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       svc_.hub.remove(user_, id_);
       svc_.sessions.disconnected(user_, svc_.gateway_id, id_);
       svc_.metrics.ws_connections--;
+      if (svc_.sessions.devices(user_) == 0) announce_presence(svc_, user_);  // the last device: offline
     }
     svc_.connections.remove(id_);
   }
@@ -279,6 +297,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   uint16_t close_code_ = 1000;
   std::string close_reason_;
   TokenBucket bucket_;
+  static constexpr std::chrono::seconds kHeartbeatEvery{5};
+  std::chrono::steady_clock::time_point last_heartbeat_{};
   // Messages sent on this connection whose push has not come back yet (echo suppression), at most
   // kMaxSent, the oldest forgotten first.
   static constexpr size_t kMaxSent = 1024;

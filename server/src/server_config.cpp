@@ -112,6 +112,8 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   s.read("read_model_wait", c.read_model_wait);
   s.read("drain_timeout", c.drain_timeout);
   s.read("web_dir", c.web_dir);
+  s.read("avatar_dir", c.avatar_dir);
+  s.read_size("avatar_max_bytes", c.avatar_max_bytes);
   s.finish();
 }
 
@@ -192,6 +194,7 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";
   if (c.model.dir.empty()) c.model.dir = c.data_dir + "/model";
   if (c.gateway.gateway_id.empty()) c.gateway.gateway_id = default_gateway_id();
+  if (c.gateway.avatar_dir.empty()) c.gateway.avatar_dir = c.data_dir + "/avatars";
   return c;
 }
 

@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "imlog/core/clock.h"
@@ -29,10 +31,12 @@ enum class BusErrc {
 const std::error_category& bus_category();
 inline std::error_code make_error_code(BusErrc e) { return {static_cast<int>(e), bus_category()}; }
 
-// An event for some users connected to this gateway. `event` stays valid while the shared_ptr lives.
+// An event, or a presence change, for some users connected to this gateway. `event` stays valid
+// while the shared_ptr lives.
 struct Push {
   std::vector<uint64_t> recipients;
-  std::shared_ptr<const std::string> event_bytes;  // an EventEnvelope
+  std::shared_ptr<const std::string> event_bytes;  // an EventEnvelope; null for a presence push
+  std::optional<fb::PresenceNoteT> presence;       // a friend's presence (not an event)
 };
 
 class CommandBus {
@@ -49,6 +53,10 @@ class CommandBus {
   // or with an Error: timed_out after `timeout`, unavailable when the log refused the command.
   void submit(fb::CommandEnvelopeT command, std::chrono::milliseconds timeout,
               std::function<void(Result<fb::CommandReplyT>)> done);
+
+  // Writes `delivery` to gateway `gateway_id`'s topic (presence pushes to friends on other
+  // gateways). Fire and forget: a lost push is harmless. Thread-safe.
+  void deliver(std::string_view gateway_id, const fb::DeliveryT& delivery);
 
   [[nodiscard]] const std::string& gateway_id() const;
 

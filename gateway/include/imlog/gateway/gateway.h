@@ -81,6 +81,11 @@ struct GatewayConfig {
   std::chrono::milliseconds read_model_wait{2'000};
   // On stop, how long open connections get to finish their writes. Default 5 s.
   std::chrono::milliseconds drain_timeout{5'000};
+  // Where avatar uploads are stored, served at /avatars/<name>. Empty: uploads are refused
+  // (503). The server sets <data_dir>/avatars when the config leaves it out. Default empty.
+  std::string avatar_dir;
+  // Largest avatar image; a larger upload gets 413. Default 2 MiB.
+  uint64_t avatar_max_bytes = 2 << 20;
   // Directory whose files are served at / (the demo client). Empty: the built-in page. Default empty.
   std::string web_dir;
 };
