@@ -1,6 +1,7 @@
-// /api/v1/users, /friends, /blocks: profiles, settings, search, friendship and blocking
-// (DESIGN.md §8). Each write is one command on the user's own stream or on the one-to-one stream
-// of the two users.
+// /api/v1/users, /friends, /blocks, /avatars: profiles, settings, search, friendship, blocking,
+// presence and avatar images (DESIGN.md §8, issue 6). Each write is one command on the user's own
+// stream or on the one-to-one stream of the two users; presence is not a command (it lives in the
+// SessionRegistry, presence.h); avatar bytes go to disk on the blocking pool (avatar.h).
 
 #include <algorithm>
 #include <memory>
