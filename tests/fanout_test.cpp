@@ -19,7 +19,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <thread>
@@ -29,6 +32,7 @@
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/fanout.h"
+#include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
 #include "imlog/tasks/task_records.h"
@@ -370,6 +374,32 @@ TEST_F(FanoutLocal, AWorkerStoppedMidBatchHandsItOverAndDeliveryIsAtLeastOnce) {
   }
   EXPECT_EQ(got.size(), want.size()) << "nobody else was pushed anything";
   EXPECT_GT(again, 0u) << "what w1 had delivered to gw-a comes again from w2 (at least once)";
+}
+
+// The workers' lookups through the Redis registry (pipelined, 64 users a round trip), against the
+// Redis of scripts/test (IMLOG_REDIS_HOST/PORT); without it this test skips, except under CI.
+TEST_F(FanoutLocal, WorkersLocateThroughTheRedisRegistry) {
+  const char* host = std::getenv("IMLOG_REDIS_HOST");
+  const char* port = std::getenv("IMLOG_REDIS_PORT");
+  if (!host || !port) {
+    if (t::in_ci()) FAIL() << "CI=true and IMLOG_REDIS_HOST/PORT are not set: run through scripts/test";
+    GTEST_SKIP() << "IMLOG_REDIS_HOST/PORT are not set (scripts/test sets them)";
+  }
+  RedisSessionsConfig rc;
+  rc.host = host;
+  rc.port = std::atoi(port);
+  rc.key_prefix = "imlog-fanout-test:" + std::to_string(::getpid()) + ":";
+  auto redis = open_redis_sessions(rc);
+  ASSERT_TRUE(redis) << redis.error().to_string();
+  world_.sessions = std::move(*redis);
+  world_.build(*log_, 4, 600, paged_router());
+  FanoutConfig c = quick_config();
+  c.lookup_batch = 64;
+  auto& w1 = worker(*log_, c);
+  auto& w2 = worker(*log_, c);
+  auto seqs = world_.send(3);
+  ASSERT_TRUE(world_.wait_done(3, {&w1, &w2}));
+  EXPECT_EQ(pushes_on(*log_), world_.expected(seqs));
 }
 
 // ---- the same on the Kafka mock broker, small ------------------------------------------------------

@@ -125,7 +125,7 @@ class RedisSessions final : public SessionRegistry {
   void all_online(std::vector<std::pair<uint64_t, std::string>>& out) const override {
     std::vector<uint64_t> users;
     std::string now = std::to_string(clock_.now_ms());
-    with_retry("listing online users", [&](RedisConnection& c) -> Status {
+    bool ok = with_retry("listing online users", [&](RedisConnection& c) -> Status {
       users.clear();
       // Lazy cleanup of users whose every session expired, in the same round trip.
       c.append({"ZREMRANGEBYSCORE", online_key(), "-inf", now});
@@ -138,13 +138,13 @@ class RedisSessions final : public SessionRegistry {
       }
       return {};
     });
-    locate(users, out);
+    if (ok) locate(users, out);
   }
 
   uint32_t devices(uint64_t user) const override {
     uint32_t n = 0;
     int64_t now = clock_.now_ms();
-    with_retry("counting devices", [&](RedisConnection& c) -> Status {
+    bool ok = with_retry("counting devices", [&](RedisConnection& c) -> Status {
       n = 0;
       auto r = c.command({"HVALS", sess_key(user)}, "counting devices");
       IMLOG_TRY(r);
@@ -153,7 +153,7 @@ class RedisSessions final : public SessionRegistry {
       }
       return {};
     });
-    return n;
+    return ok ? n : 0;
   }
 
   bool set_status(uint64_t user, PresenceStatus status) override {
@@ -190,8 +190,8 @@ class RedisSessions final : public SessionRegistry {
   }
 
   // Runs `body` on a pooled connection; a lost connection is retried once on a fresh one. A
-  // failure is logged and counted, never thrown.
-  void with_retry(std::string_view what, const std::function<Status(RedisConnection&)>& body) const {
+  // failure is logged and counted, never thrown. Returns whether `body` succeeded.
+  bool with_retry(std::string_view what, const std::function<Status(RedisConnection&)>& body) const {
     Error last;
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto lease = pool_.acquire();
@@ -200,12 +200,13 @@ class RedisSessions final : public SessionRegistry {
         continue;
       }
       auto s = body(**lease);
-      if (s) return;
+      if (s) return true;
       last = s.error();
       if (!last.retryable()) break;
     }
     uint64_t n = ++g_failures;
     logger_->warn("sessions registry: {} failed ({} failures so far): {}", what, n, last.to_string());
+    return false;
   }
 
   void run_script(std::string_view script, uint64_t user, std::string_view gateway, uint64_t session,
@@ -232,7 +233,7 @@ class RedisSessions final : public SessionRegistry {
     for (uint64_t u : users) keys.push_back(sess_key(u));
     std::vector<std::pair<uint64_t, std::string>> found;
     std::map<size_t, std::vector<std::string>> expired;  // user index → fields
-    with_retry("locating users", [&](RedisConnection& c) -> Status {
+    bool ok = with_retry("locating users", [&](RedisConnection& c) -> Status {
       found.clear();
       expired.clear();
       for (const auto& k : keys) c.append({"HGETALL", k});
@@ -243,6 +244,7 @@ class RedisSessions final : public SessionRegistry {
       }
       return {};
     });
+    if (!ok) return;  // nothing rather than a part
     out.insert(out.end(), found.begin(), found.end());
     if (!expired.empty()) clean(keys, expired, now);
   }
@@ -281,7 +283,7 @@ class RedisSessions final : public SessionRegistry {
 
   void presence_batch(std::span<const uint64_t> users, int64_t now, std::vector<Presence>& out) const {
     std::vector<Presence> got;
-    with_retry("reading presence", [&](RedisConnection& c) -> Status {
+    bool ok = with_retry("reading presence", [&](RedisConnection& c) -> Status {
       got.clear();
       for (uint64_t u : users) {
         c.append({"HMGET", presence_key(u), "status", "seen"});
@@ -296,7 +298,7 @@ class RedisSessions final : public SessionRegistry {
       }
       return {};
     });
-    if (got.size() != users.size()) {  // Redis failed: the users are reported offline, never seen
+    if (!ok) {  // Redis failed: the users are reported offline, never seen
       for (uint64_t u : users) out.push_back(Presence{.user_id = u});
       return;
     }
