@@ -218,8 +218,7 @@ struct ConvBatch {
   };
   std::string conv;
   uint64_t last_seq = 0;
-  std::vector<Row> rows;
-  std::unordered_map<uint64_t, size_t> row_by_seq;
+  std::vector<Row> rows;          // sorted by seq once the batch is grouped
   std::vector<uint64_t> recalls;
   // Pointer ops coalesced per user, in order of first appearance.
   struct Op {
@@ -379,20 +378,24 @@ class RedisModelImpl final : public RedisModel {
       ConvBatch::Row row;
       if (timeline::row_of(e, row.row)) {
         cb.last_seq = std::max(cb.last_seq, row.row.seq);
-        cb.row_by_seq[row.row.seq] = cb.rows.size();
         cb.rows.push_back(std::move(row));
       }
       if (auto* rc = e.event_as_MessageRecalled()) {
-        auto r = cb.row_by_seq.find(rc->recalled_seq());
-        if (r != cb.row_by_seq.end()) cb.rows[r->second].recalled = true;
-        cb.recalls.push_back(rc->recalled_seq());  // also rewrites a row stored before
+        cb.recalls.push_back(rc->recalled_seq());  // marks a row of this batch, or rewrites a stored one
       }
       moves.clear();
       timeline::pointer_moves(e, *ref, moves);
       for (const auto& m : moves) cb.move(m);
     }
     for (auto& cb : convs) {
-      std::sort(cb.rows.begin(), cb.rows.end(), [](auto& a, auto& b) { return a.row.seq < b.row.seq; });
+      // A stream's events arrive in seq order, so this is usually a check that finds them sorted.
+      auto by_seq = [](const ConvBatch::Row& a, const ConvBatch::Row& b) { return a.row.seq < b.row.seq; };
+      if (!std::is_sorted(cb.rows.begin(), cb.rows.end(), by_seq)) std::sort(cb.rows.begin(), cb.rows.end(), by_seq);
+      for (uint64_t s : cb.recalls) {
+        auto r = std::lower_bound(cb.rows.begin(), cb.rows.end(), s,
+                                  [](const ConvBatch::Row& row, uint64_t seq) { return row.row.seq < seq; });
+        if (r != cb.rows.end() && r->row.seq == s) r->recalled = true;
+      }
     }
 
     std::lock_guard lock(writer_mu_);
@@ -487,15 +490,23 @@ class RedisModelImpl final : public RedisModel {
         auto st = stored[i].find(seq);
         return st != stored[i].end() && !st->second.empty();
       };
-      size_t adds = 0;
-      for (const auto& r : cb.rows) adds += is_stored(r.row.seq) ? 0 : 1;  // insert-only
-      bool touched_hot = adds > 0;
+      // Rows at or below `last - hot_messages` would be trimmed by this same transaction: a batch
+      // with many messages of one conversation (a replay) writes only the newest window of them.
+      const uint64_t last = std::max(old_last[i], cb.last_seq);
+      const uint64_t keep_above = last > config_.hot_messages ? last - config_.hot_messages : 0;
+      auto wanted = [&](const ConvBatch::Row& r) { return r.row.seq > keep_above && !is_stored(r.row.seq); };
+      size_t adds = 0, new_rows = 0;
+      for (const auto& r : cb.rows) {
+        new_rows += is_stored(r.row.seq) ? 0 : 1;  // insert-only
+        adds += wanted(r) ? 1 : 0;
+      }
+      bool touched_hot = new_rows > 0;
       if (adds > 0) {
         w.command(2 + 2 * adds);
         w.arg("ZADD");
         w.arg(hot);
         for (const auto& r : cb.rows) {
-          if (is_stored(r.row.seq)) continue;
+          if (!wanted(r)) continue;
           w.arg(r.row.seq);
           json.clear();
           timeline::append_message_json(json, r.row.message_id, r.row.conversation, r.row.seq, r.row.sender,
@@ -521,7 +532,6 @@ class RedisModelImpl final : public RedisModel {
           touched_hot = true;
         }
       }
-      uint64_t last = std::max(old_last[i], cb.last_seq);
       if (touched_hot) {
         if (last > config_.hot_messages) {
           // Keep the newest `hot_messages` seqs.

@@ -1,6 +1,7 @@
 #include "timeline.h"
 
 #include <cctype>
+#include <cstring>
 
 namespace imlog::timeline {
 namespace {
@@ -67,12 +68,34 @@ std::string role_name(fb::Role r) {
 
 }  // namespace
 
+namespace {
+
+// Whether any of the 8 bytes of `w` is a control byte (< 0x20), '"' or '\\' — the bytes a JSON
+// string must escape. Bit tricks on a word at a time ("has a byte less than n" / "has a zero
+// byte"): exact as a yes/no, which is all the caller needs.
+bool word_needs_escape(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+  auto has_zero = [](uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+  uint64_t control = (w - kOnes * 0x20) & ~w & kHigh;
+  return (control | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\'))) != 0;
+}
+
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out.reserve(out.size() + s.size() + 2);
   out += '"';
   size_t run = 0;  // start of the current run of bytes copied as they are
   for (size_t i = 0; i < s.size(); ++i) {
+    // Skip clean words 8 bytes at a time (message text is mostly clean).
+    while (i + 8 <= s.size()) {
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if (word_needs_escape(w)) break;
+      i += 8;
+    }
+    if (i >= s.size()) break;
     auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);
