@@ -46,6 +46,10 @@ Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
   rocksdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // ... and in the memtables too, where most recent keys are: without it every new command's
+  // dedupe probe walks the skiplist (a quarter of the sequencer's time in perf, docs/benchmarks.md).
+  options.memtable_whole_key_filtering = true;
+  options.memtable_prefix_bloom_size_ratio = 0.1;
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) return fail(store_error(s, "opening " + dir));
