@@ -10,7 +10,7 @@
 //   - a task that does not decode lands in im.dlq with reason "corrupt task", and a gateway whose
 //     appends keep failing sends its tasks to im.dlq after max_attempts — the worker carries on;
 //   - a worker stopped in the middle of a batch hands it over to the other worker: delivery is at
-//     least once (the pages it had already delivered come again; gateways de-duplicate by seq).
+//     least once (the pages it had already delivered come again; clients de-duplicate by seq).
 // The same against the Kafka mock broker (a private one: tests/support/kafka_mock.h), on a small
 // volume, with at-least-once delivery checked.
 //

@@ -19,8 +19,8 @@
 // Delivery is at least once: offsets are committed only after the deliveries (or the dead letter)
 // are acknowledged, so a worker stopped or killed mid-batch leaves its tasks to the group's next
 // owner of the partition, which delivers them again — including pages the first worker had
-// already delivered. A retried append may also have been partly written. Gateways and clients
-// de-duplicate by (conversation, seq).
+// already delivered. A retried append may also have been partly written. Clients de-duplicate by
+// (conversation, seq); the gateway passes a repeated push on as it is (it keeps no seen-set today).
 //
 // Threading: start() runs one loop thread; stop() is stop-aware during backoff waits and returns
 // once the thread has left the group. stats() may be read from any thread.
