@@ -54,6 +54,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <functional>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -750,6 +751,12 @@ class RocksDbModelImpl final : public RocksDbModel {
   Result<std::vector<std::string>> friend_groups(uint64_t user_id) override;
 
  private:
+  // Visits the rows `<prefix><user_id>|<other>` in key order, each with the other user's id and
+  // the row's fields; `what` names the read in an error.
+  using UserRowVisitor = std::function<void(uint64_t other, const std::vector<Field>& fields)>;
+  Status scan_user_rows(std::string_view prefix, uint64_t user_id, std::string_view what,
+                        const UserRowVisitor& visit);
+
   // ---- apply ----
   void apply_event(const fb::EventEnvelope& e);
   void apply_names(const fb::EventEnvelope& e);
@@ -1715,30 +1722,37 @@ Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user
   return found;
 }
 
-Result<std::vector<FriendView>> RocksDbModelImpl::friends(uint64_t user_id) {
-  std::vector<FriendView> out;
-  std::string lower, upper;
-  key_id1(lower, "f|", user_id);
+Status RocksDbModelImpl::scan_user_rows(std::string_view prefix, uint64_t user_id, std::string_view what,
+                                        const UserRowVisitor& visit) {
+  std::string lower;
+  key_id1(lower, prefix, user_id);
   lower.push_back('|');
-  upper = prefix_end(lower);
+  std::string upper = prefix_end(lower);
   rocksdb::Slice lo, hi;
   auto it = iterator(lower, upper, lo, hi);
   std::vector<Field> fields;
-  std::string k, storage;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     fields.clear();
     if (!parse_fields(as_sv(it->value()), fields)) continue;
-    auto status = field_value(fields, "status");
-    if (status.empty()) continue;
-    FriendView f;
     auto key = as_sv(it->key());
-    parse_hex(key.substr(key.size() - 16), f.user_id);
-    f.status = status;
-    f.note = field_value(fields, "note");
-    f.since = to_i64(field_value(fields, "since"));
-    out.push_back(std::move(f));
+    uint64_t other = 0;
+    if (parse_hex(key.substr(key.size() - 16), other)) visit(other, fields);
   }
-  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading friends").error());
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), what).error());
+  return {};
+}
+
+Result<std::vector<FriendView>> RocksDbModelImpl::friends(uint64_t user_id) {
+  std::vector<FriendView> out;
+  IMLOG_TRY(scan_user_rows("f|", user_id, "reading friends", [&](uint64_t other, const std::vector<Field>& fields) {
+    auto status = field_value(fields, "status");
+    if (status.empty()) return;
+    out.push_back(FriendView{.user_id = other,
+                             .status = std::string(status),
+                             .note = std::string(field_value(fields, "note")),
+                             .since = to_i64(field_value(fields, "since"))});
+  }));
+  std::string k, storage;
   for (auto& f : out) {
     key_id2(k, "fg|", user_id, f.user_id);
     auto g = get_fields(k, storage);
@@ -1750,40 +1764,18 @@ Result<std::vector<FriendView>> RocksDbModelImpl::friends(uint64_t user_id) {
 
 Result<std::vector<uint64_t>> RocksDbModelImpl::blocked(uint64_t user_id) {
   std::vector<uint64_t> out;
-  std::string lower, upper;
-  key_id1(lower, "b|", user_id);
-  lower.push_back('|');
-  upper = prefix_end(lower);
-  rocksdb::Slice lo, hi;
-  auto it = iterator(lower, upper, lo, hi);
-  std::vector<Field> fields;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    fields.clear();
-    if (!parse_fields(as_sv(it->value()), fields) || field_value(fields, "blocked") != "1") continue;
-    auto key = as_sv(it->key());
-    uint64_t id = 0;
-    if (parse_hex(key.substr(key.size() - 16), id)) out.push_back(id);
-  }
-  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading blocks").error());
+  IMLOG_TRY(scan_user_rows("b|", user_id, "reading blocks", [&](uint64_t other, const std::vector<Field>& fields) {
+    if (field_value(fields, "blocked") == "1") out.push_back(other);
+  }));
   return out;
 }
 
 Result<std::vector<std::string>> RocksDbModelImpl::friend_groups(uint64_t user_id) {
   std::vector<std::string> out;
-  std::string lower, upper;
-  key_id1(lower, "fg|", user_id);
-  lower.push_back('|');
-  upper = prefix_end(lower);
-  rocksdb::Slice lo, hi;
-  auto it = iterator(lower, upper, lo, hi);
-  std::vector<Field> fields;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    fields.clear();
-    if (!parse_fields(as_sv(it->value()), fields)) continue;
+  IMLOG_TRY(scan_user_rows("fg|", user_id, "reading friend groups", [&](uint64_t, const std::vector<Field>& fields) {
     auto g = field_value(fields, "group");
     if (!g.empty()) out.emplace_back(g);
-  }
-  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading friend groups").error());
+  }));
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
