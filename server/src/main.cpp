@@ -1,8 +1,13 @@
 // imlog: one binary for every role (DESIGN.md §2, §10).
 //
-//   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...] [--listen HOST:PORT]   run a node
-//   imlog init  [--config FILE]                                          create topics; idempotent
+//   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...] [--listen HOST:PORT]
+//               [--gateway-id ID]                                    run a node
+//   imlog init  [--config FILE] [--gateway-id ID ...]                  create topics, migrate MySQL;
+//                                                                      idempotent
 //   imlog version
+//
+// One config file serves every process of a deployment; --data-dir, --roles, --listen and
+// --gateway-id are the per-process overrides (docs/deploy.md).
 
 #include <signal.h>
 
@@ -15,8 +20,10 @@
 
 #include "imlog/core/config.h"
 #include "imlog/core/logging.h"
+#include "imlog/projections/mysql_model.h"
 #include "node.h"
 #include "server_config.h"
+#include "topics.h"
 
 namespace {
 
@@ -50,12 +57,32 @@ imlog::ServerConfig load_config(const std::string& path, const std::string& data
   return config;
 }
 
+// `imlog init`: the topics, then the MySQL migrations when a `mysql:` section is present. Says
+// what it did; safe to run again.
+int run_init(const imlog::ServerConfig& config, const std::vector<std::string>& gateways) {
+  auto log = imlog::open_event_log(config.event_log);
+  if (!log) return fail_start(log.error().to_string());
+  std::vector<std::string> topics;
+  if (auto s = imlog::create_topics(**log, config.event_log, gateways, &topics); !s) {
+    return fail_start(s.error().to_string());
+  }
+  for (const auto& t : topics) std::cout << "imlog init: topic ready: " << t << "\n";
+  std::cout << "imlog init: topics ready on " << (*log)->describe() << "\n";
+  if (config.mysql) {
+    if (auto s = imlog::migrate_mysql(*config.mysql); !s) return fail_start(s.error().to_string());
+    std::cout << "imlog init: MySQL database `" << config.mysql->database << "` on " << config.mysql->host << ":"
+              << config.mysql->port << " migrated\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"imlog: an event-sourced instant-messaging backend"};
   app.require_subcommand(1);
-  std::string config_path, data_dir, listen;
+  std::string config_path, data_dir, listen, gateway_id;
+  std::vector<std::string> init_gateways;
   std::vector<std::string> roles;
 
   auto* serve = app.add_subcommand("serve", "run a node (every role by default)");
@@ -65,10 +92,15 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   serve->add_option("--listen", listen, "HTTP/WebSocket address of the gateway (overrides gateway.listen; "
                                         "default 127.0.0.1:8080)");
+  serve->add_option("--gateway-id", gateway_id, "this gateway's id (overrides gateway.gateway_id): it reads "
+                                                "im.deliver.<id>; unique per gateway process");
 
-  auto* init = app.add_subcommand("init", "create the topics of the configured log; idempotent");
+  auto* init = app.add_subcommand("init", "create the topics of the configured log and run the MySQL migrations; "
+                                          "idempotent");
   init->add_option("--config", config_path, "YAML config file");
   init->add_option("--data-dir", data_dir, "root of local data (default ./data)");
+  init->add_option("--gateway-id", init_gateways, "also create the delivery topic im.deliver.<id> of this gateway "
+                                                  "(repeatable; a gateway creates its own on a real Kafka)");
 
   app.add_subcommand("version", "print the version");
   CLI11_PARSE(app, argc, argv);
@@ -89,17 +121,12 @@ int main(int argc, char** argv) {
   try {
     config = load_config(config_path, data_dir, roles);
     if (!listen.empty()) config.gateway.listen = listen;
+    if (!gateway_id.empty()) config.gateway.gateway_id = gateway_id;
   } catch (const std::exception& e) {
     return fail_start(e.what());
   }
 
-  if (app.got_subcommand("init")) {
-    auto log = imlog::open_event_log(config.event_log);
-    if (!log) return fail_start(log.error().to_string());
-    if (auto s = imlog::create_topics(**log, config.event_log); !s) return fail_start(s.error().to_string());
-    std::cout << "imlog init: topics ready on " << (*log)->describe() << "\n";
-    return 0;
-  }
+  if (app.got_subcommand("init")) return run_init(config, init_gateways);
 
   imlog::Node node(config);
   if (auto s = node.start(); !s) return fail_start(s.error().to_string());

@@ -1,6 +1,18 @@
 #include "node.h"
 
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -15,10 +27,65 @@
 #include "imlog/projections/projector.h"
 #include "imlog/projections/query.h"
 #include "imlog/projections/rocksdb_model.h"
+#include "imlog/tasks/fanout.h"
+#include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
+#include "topics.h"
 
 namespace imlog {
+namespace {
+
+// How often a gateway process checks that Kafka, MySQL and Redis answer (for /readyz).
+constexpr auto kDependencyCheckInterval = std::chrono::seconds(1);
+constexpr int kConnectTimeoutMs = 2000;
+
+// Empty if a TCP connection to `address` ("host:port") opens within the time-out; else why not.
+std::string tcp_problem(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return address + ": not host:port";
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    return address + ": " + ::gai_strerror(rc);
+  }
+  std::string why = address + ": no address";
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) continue;
+    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int err = rc == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      err = ::poll(&p, 1, kConnectTimeoutMs) == 1 ? 0 : ETIMEDOUT;
+      socklen_t len = sizeof err;
+      if (err == 0) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    }
+    ::close(fd);
+    if (err == 0) {
+      why.clear();
+      break;
+    }
+    why = address + ": " + std::strerror(err);
+  }
+  ::freeaddrinfo(res);
+  return why;
+}
+
+// Empty if any of the brokers accepts a connection; else each one's problem.
+std::string kafka_problem(const std::vector<std::string>& brokers) {
+  std::string why;
+  for (const auto& b : brokers) {
+    auto p = tcp_problem(b);
+    if (p.empty()) return {};
+    why += (why.empty() ? "" : "; ") + p;
+  }
+  return "no broker of `event_log.kafka.brokers` accepts connections (" + why + ")";
+}
+
+}  // namespace
 
 Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
   if (s.backend == "kafka") {
@@ -31,28 +98,95 @@ Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
   return std::unique_ptr<EventLog>(std::move(*log));
 }
 
-Status create_topics(EventLog& log, const EventLogSettings& s) {
-  for (auto topic : {kCommandsTopic, kEventsTopic, kTasksTopic, kDeadLetterTopic}) {
-    IMLOG_TRY(log.create_topic(TopicSpec{std::string(topic), s.partitions, true}));
+// Checks, off the request path, that the servers a gateway process depends on answer, and keeps
+// the name of the first one that does not (for /readyz). One thread; down() is thread-safe.
+class DependencyCheck {
+ public:
+  // `brokers` empty: not on Kafka.
+  DependencyCheck(std::vector<std::string> brokers, ReadModel* mysql, HotHistory* redis)
+      : brokers_(std::move(brokers)), mysql_(mysql), redis_(redis) {
+    check_once();
+    thread_ = std::thread([this] { run(); });
   }
-  return {};
-}
+  ~DependencyCheck() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  [[nodiscard]] std::string down() const {
+    std::lock_guard lock(mu_);
+    return down_;
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, kDependencyCheckInterval, [&] { return stopping_; })) {
+      lock.unlock();
+      check_once();
+      lock.lock();
+    }
+  }
+
+  // Each probe is cheap and fails when its server is unreachable: a TCP connection to a Kafka
+  // broker (a librdkafka request to a cluster whose brokers are all down waits on its own
+  // reconnects), a read of MySQL and of Redis.
+  void check_once() {
+    std::string why;
+    if (!brokers_.empty()) {
+      if (auto p = kafka_problem(brokers_); !p.empty()) why = "Kafka is unreachable: " + p;
+    }
+    if (why.empty() && mysql_) {
+      if (auto r = mysql_->user(0); !r) why = "MySQL is unreachable: " + r.error().to_string();
+    }
+    if (why.empty() && redis_) {
+      if (auto r = redis_->history(kWorldStream, 0, 0, 1); !r) why = "Redis is unreachable: " + r.error().to_string();
+    }
+    std::lock_guard lock(mu_);
+    if (why != down_) {
+      if (why.empty()) {
+        logger("server")->info("dependencies reachable again: ready");
+      } else {
+        logger("server")->warn("not ready: {}", why);
+      }
+    }
+    down_ = std::move(why);
+  }
+
+  std::vector<std::string> brokers_;
+  ReadModel* mysql_;
+  HotHistory* redis_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::string down_;
+  std::thread thread_;
+};
 
 struct Node::Parts {
   ServerConfig config;
   std::unique_ptr<EventLog> log;
   std::unique_ptr<LogDirectory> directory;
   std::unique_ptr<Sequencer> sequencer;
-  // Read side and delivery: the RocksDB read model (opened by whichever role needs it first), the
-  // in-process session registry shared by the router and the gateway.
+  // Read models, opened by whichever role needs them first: the projector writes them, the
+  // gateway reads them. RocksDB is the single node's (and a local projector's) model; a gateway
+  // of a distributed deployment reads MySQL, with Redis for recent history.
   std::unique_ptr<RocksDbModel> model;
+  std::unique_ptr<MysqlModel> mysql;
+  std::unique_ptr<RedisModel> redis;
+  // A Redis connection used only to probe the session registry's server (sessions configured and
+  // no Redis read model).
+  std::unique_ptr<RedisModel> sessions_probe;
+  // In process on the single node; in Redis when the `sessions:` section is present.
   std::unique_ptr<SessionRegistry> sessions;
   std::unique_ptr<Router> router;
+  std::unique_ptr<FanoutWorker> fanout;
   std::unique_ptr<QueryService> query;
+  std::unique_ptr<DependencyCheck> dependencies;
   std::unique_ptr<Gateway> gateway;
-  // The projector role: one Projector per read model — RocksDB always, MySQL and Redis when
-  // configured (those sinks are owned here; the RocksDB one is `model`).
-  std::vector<std::unique_ptr<ProjectionSink>> other_sinks;
   std::vector<std::unique_ptr<Projector>> projectors;
   std::atomic<bool> started{false};
 
@@ -64,9 +198,79 @@ struct Node::Parts {
     return {};
   }
 
+  Status open_mysql() {
+    if (mysql || !config.mysql) return {};
+    auto m = open_mysql_model(*config.mysql);
+    IMLOG_TRY(m);
+    mysql = std::move(*m);
+    return {};
+  }
+
+  Status open_redis() {
+    if (redis || !config.redis) return {};
+    auto r = open_redis_model(*config.redis);
+    IMLOG_TRY(r);
+    redis = std::move(*r);
+    return {};
+  }
+
+  Status open_sessions() {
+    if (sessions) return {};
+    if (!config.sessions) {
+      sessions = make_local_sessions();
+      return {};
+    }
+    auto s = open_redis_sessions(*config.sessions);
+    IMLOG_TRY(s);
+    sessions = std::move(*s);
+    return {};
+  }
+
+  // The gateway's read side. With a local projector (the single node) the RocksDB model it writes;
+  // without one, the MySQL model the projector process writes. Redis, when configured, answers
+  // recent history first.
+  Status open_query() {
+    IMLOG_TRY(open_redis());
+    if (has_role(config, "projector") || !config.mysql) {
+      if (config.event_log.backend == "kafka" && !has_role(config, "projector")) {
+        return fail(std::errc::invalid_argument,
+                    "a gateway without the projector role reads the MySQL read model: add a `mysql:` section "
+                    "(or run the projector role in this process)");
+      }
+      IMLOG_TRY(open_model());
+      query = std::make_unique<QueryService>(*model, redis.get());
+      return {};
+    }
+    IMLOG_TRY(open_mysql());
+    query = std::make_unique<QueryService>(*mysql, redis.get());
+    return {};
+  }
+
+  // Probes for /readyz: Kafka when the log is Kafka, MySQL and Redis when this process uses them.
+  Status start_dependency_check() {
+    HotHistory* redis_probe = redis.get();
+    if (!redis_probe && config.sessions) {
+      RedisConfig rc;
+      rc.host = config.sessions->host;
+      rc.port = config.sessions->port;
+      rc.password = config.sessions->password;
+      rc.db = config.sessions->db;
+      rc.key_prefix = config.sessions->key_prefix;
+      auto r = open_redis_model(rc);
+      IMLOG_TRY(r);
+      sessions_probe = std::move(*r);
+      redis_probe = sessions_probe.get();
+    }
+    std::vector<std::string> brokers;
+    if (config.event_log.backend == "kafka") brokers = config.event_log.kafka.brokers;
+    dependencies = std::make_unique<DependencyCheck>(std::move(brokers), mysql.get(), redis_probe);
+    return {};
+  }
+
   // The gateway role: REST + WebSocket over the command bus and the query service.
   Status start_gateway() {
-    IMLOG_TRY(open_model());
+    IMLOG_TRY(open_query());
+    IMLOG_TRY(open_sessions());
     GatewayConfig gc = config.gateway;
     if (gc.jwt_secret.empty()) {
       if (config.event_log.backend == "kafka") {
@@ -78,7 +282,11 @@ struct Node::Parts {
       IMLOG_TRY(secret);
       gc.jwt_secret = std::move(*secret);
     }
-    query = std::make_unique<QueryService>(*model);
+    // The bus creates its delivery topic itself, except on the mock cluster (no Admin API).
+    if (config.event_log.backend == "kafka" && !config.event_log.mock_control.empty()) {
+      IMLOG_TRY(ensure_topic(*log, config.event_log, TopicSpec{delivery_topic(gc.gateway_id), 1, false}));
+    }
+    IMLOG_TRY(start_dependency_check());
     auto bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
     auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
                                                          [this] { return not_ready(); }});
@@ -87,28 +295,46 @@ struct Node::Parts {
     return gateway->start();
   }
 
+  // The projector role: one Projector per read model — RocksDB always, MySQL and Redis when
+  // configured.
   Status start_projectors() {
     IMLOG_TRY(open_model());
-    if (config.mysql) {
-      auto m = open_mysql_model(*config.mysql);
-      IMLOG_TRY(m);
-      other_sinks.push_back(std::move(*m));
-    }
-    if (config.redis) {
-      auto r = open_redis_model(*config.redis);
-      IMLOG_TRY(r);
-      other_sinks.push_back(std::move(*r));
-    }
+    IMLOG_TRY(open_mysql());
+    IMLOG_TRY(open_redis());
     projectors.push_back(std::make_unique<Projector>(*log, *model));
-    for (auto& sink : other_sinks) projectors.push_back(std::make_unique<Projector>(*log, *sink));
+    if (mysql) projectors.push_back(std::make_unique<Projector>(*log, *mysql));
+    if (redis) projectors.push_back(std::make_unique<Projector>(*log, *redis));
     for (auto& p : projectors) IMLOG_TRY(p->start());
     return {};
+  }
+
+  Status start_router() {
+    IMLOG_TRY(open_sessions());
+    router = std::make_unique<Router>(*log, *sessions, config.router);
+    return router->start();
+  }
+
+  // The tasks role: a fan-out worker in the tasks consumer group (large groups, DESIGN.md §9).
+  Status start_tasks() {
+    IMLOG_TRY(open_sessions());
+    fanout = std::make_unique<FanoutWorker>(*log, *sessions, config.tasks);
+    return fanout->start();
+  }
+
+  Status start_engine() {
+    directory = std::make_unique<LogDirectory>(*log);
+    IMLOG_TRY(directory->start());
+    auto seq = Sequencer::create(*log, *directory, SystemClock::instance(), config.engine);
+    IMLOG_TRY(seq);
+    sequencer = std::move(*seq);
+    return sequencer->start();
   }
 
   // Why /readyz fails: empty when ready.
   [[nodiscard]] std::string not_ready() const {
     if (!started.load()) return "the node is starting";
-    return failure_text();
+    if (auto f = failure_text(); !f.empty()) return f;
+    return dependencies ? dependencies->down() : std::string();
   }
 
   [[nodiscard]] std::string failure_text() const {
@@ -127,26 +353,22 @@ Node::~Node() { stop(); }
 
 Status Node::start() {
   auto& p = *parts_;
+  std::error_code ec;
+  std::filesystem::create_directories(p.config.data_dir, ec);
+  if (ec) {
+    return fail(std::errc::io_error, "cannot create the data directory `" + p.config.data_dir + "` (data_dir / --data-dir): " +
+                                         ec.message());
+  }
   auto log = open_event_log(p.config.event_log);
   IMLOG_TRY(log);
   p.log = std::move(*log);
   // The embedded log belongs to this process alone, so it may create its topics on first start;
   // a Kafka deployment creates them once with `imlog init`.
   if (p.config.event_log.backend == "local") IMLOG_TRY(create_topics(*p.log, p.config.event_log));
-  if (has_role(p.config, "engine")) {
-    p.directory = std::make_unique<LogDirectory>(*p.log);
-    IMLOG_TRY(p.directory->start());
-    auto seq = Sequencer::create(*p.log, *p.directory, SystemClock::instance(), p.config.engine);
-    IMLOG_TRY(seq);
-    p.sequencer = std::move(*seq);
-    IMLOG_TRY(p.sequencer->start());
-  }
+  if (has_role(p.config, "engine")) IMLOG_TRY(p.start_engine());
   if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());
-  p.sessions = make_local_sessions();
-  if (has_role(p.config, "router")) {
-    p.router = std::make_unique<Router>(*p.log, *p.sessions);
-    IMLOG_TRY(p.router->start());
-  }
+  if (has_role(p.config, "tasks")) IMLOG_TRY(p.start_tasks());
+  if (has_role(p.config, "router")) IMLOG_TRY(p.start_router());
   if (has_role(p.config, "gateway")) IMLOG_TRY(p.start_gateway());
   p.started = true;
   logger("server")->info("imlog running roles [{}] on {}", fmt::join(p.config.roles, ","), p.log->describe());
@@ -158,17 +380,23 @@ void Node::stop() {
   p.started = false;
   if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
   if (p.router) p.router->stop();
+  if (p.fanout) p.fanout->stop();
   for (auto& projector : p.projectors) projector->stop();
   if (p.sequencer) p.sequencer->stop();
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();
+  p.dependencies.reset();
   p.query.reset();
   p.router.reset();
+  p.fanout.reset();
   p.projectors.clear();
-  p.other_sinks.clear();
   p.sequencer.reset();
   p.directory.reset();
+  p.sessions.reset();
+  p.sessions_probe.reset();
+  p.redis.reset();
+  p.mysql.reset();
   p.model.reset();
   p.log.reset();
 }

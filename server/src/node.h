@@ -18,9 +18,6 @@ class EventLog;
 // Opens the configured event log backend.
 Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& settings);
 
-// Creates the shared topics with the configured partitions; idempotent.
-Status create_topics(EventLog& log, const EventLogSettings& settings);
-
 class Node {
  public:
   explicit Node(ServerConfig config);

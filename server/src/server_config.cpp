@@ -18,7 +18,7 @@ void read_local(ConfigSection s, LocalLogConfig& c) {
   s.finish();
 }
 
-void read_kafka(ConfigSection s, KafkaLogConfig& c) {
+void read_kafka(ConfigSection s, KafkaLogConfig& c, std::string& mock_control) {
   s.read("brokers", c.brokers);
   s.read("client_id", c.client_id);
   s.read("linger", c.linger);
@@ -29,6 +29,7 @@ void read_kafka(ConfigSection s, KafkaLogConfig& c) {
   s.read("append_block_timeout", c.append_block_timeout);
   s.read("replication_factor", c.replication_factor);
   s.read("properties", c.properties);
+  s.read("mock_control", mock_control);
   s.finish();
 }
 
@@ -40,7 +41,7 @@ void read_event_log(ConfigSection s, EventLogSettings& c) {
   s.read("partitions", c.partitions);
   if (c.partitions < 1 || c.partitions > 1024) s.fail("partitions", "must be between 1 and 1024");
   read_local(s.section("local"), c.local);
-  read_kafka(s.section("kafka"), c.kafka);
+  read_kafka(s.section("kafka"), c.kafka, c.mock_control);
   if (c.backend == "kafka" && c.kafka.brokers.empty()) {
     s.fail("kafka.brokers", "is empty: list the bootstrap brokers, or use backend: local");
   }
@@ -160,6 +161,55 @@ void read_redis(ConfigSection s, RedisConfig& c) {
   s.finish();
 }
 
+void read_router(ConfigSection s, RouterConfig& c) {
+  s.read("max_batch", c.max_batch);
+  if (c.max_batch == 0) s.fail("max_batch", "must be at least 1");
+  read_u32(s, "large_group_threshold", c.large_group_threshold, 2, 1000000);
+  read_u32(s, "task_page", c.task_page, 1, 100000);
+  s.finish();
+}
+
+void read_tasks(ConfigSection s, FanoutConfig& c) {
+  s.read("group", c.group);
+  if (c.group.empty()) s.fail("group", "is empty: name the tasks workers' consumer group");
+  read_u32(s, "lookup_batch", c.lookup_batch, 1, 100000);
+  read_u32(s, "max_attempts", c.max_attempts, 1, 1000);
+  s.read("first_backoff", c.first_backoff);
+  s.read("max_backoff", c.max_backoff);
+  if (c.first_backoff.count() < 1 || c.max_backoff < c.first_backoff) {
+    s.fail("max_backoff", "must be at least first_backoff, and first_backoff at least 1ms");
+  }
+  uint64_t batch = c.max_batch;
+  s.read("max_batch", batch);
+  if (batch < 1 || batch > 100000) s.fail("max_batch", "must be between 1 and 100000");
+  c.max_batch = batch;
+  s.finish();
+}
+
+// The `sessions:` section; the connection defaults come from the `redis:` section when present.
+void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, RedisSessionsConfig& c) {
+  if (redis) {
+    c.host = redis->host;
+    c.port = redis->port;
+    c.password = redis->password;
+    c.db = redis->db;
+  }
+  s.read("host", c.host);
+  if (c.host.empty()) s.fail("host", "is empty: name the Redis server, or remove the `sessions` section");
+  read_port(s, c.port);
+  s.read("password", c.password);
+  s.read("db", c.db);
+  if (c.db < 0 || c.db > 15) s.fail("db", "must be between 0 and 15");
+  s.read("key_prefix", c.key_prefix);
+  std::chrono::milliseconds ttl = c.ttl;
+  s.read("ttl", ttl);
+  if (ttl < std::chrono::seconds(2)) s.fail("ttl", "must be at least 2s (and well above gateway.heartbeat_timeout / 2)");
+  c.ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+  read_u32(s, "lookup_batch", c.lookup_batch, 1, 100000);
+  read_u32(s, "pool_size", c.pool_size, 1, 256);
+  s.finish();
+}
+
 }  // namespace
 
 ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override) {
@@ -186,9 +236,12 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   read_event_log(root.section("event_log"), c.event_log);
   read_engine(root.section("engine"), c.engine);
   read_gateway(root.section("gateway"), c.gateway);
+  read_router(root.section("router"), c.router);
+  read_tasks(root.section("tasks"), c.tasks);
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());
+  if (root.has("sessions")) read_sessions(root.section("sessions"), c.redis, c.sessions.emplace());
   root.finish();
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";

@@ -15,6 +15,9 @@
 #include "imlog/projections/mysql_model.h"
 #include "imlog/projections/redis_model.h"
 #include "imlog/projections/rocksdb_model.h"
+#include "imlog/tasks/fanout.h"
+#include "imlog/tasks/redis_sessions.h"
+#include "imlog/tasks/router.h"
 
 namespace imlog {
 
@@ -26,6 +29,10 @@ struct EventLogSettings {
   int32_t partitions = 4;
   LocalLogConfig local;
   KafkaLogConfig kafka;
+  // `kafka.mock_control`: "host:port" of the control socket of imlog-kafka-mock (tests only). The
+  // mock has no Admin API, so `imlog init` and a gateway create their topics through it. Default
+  // empty (a real cluster: the Admin API).
+  std::string mock_control;
 };
 
 struct ServerConfig {
@@ -38,11 +45,19 @@ struct ServerConfig {
   EngineConfig engine;
   // The `gateway:` section. gateway.jwt_secret empty: the server keeps one in <data_dir>/secret.
   GatewayConfig gateway;
+  // The `router:` section (large groups go to the tasks workers) and the `tasks:` section (the
+  // fan-out workers).
+  RouterConfig router;
+  FanoutConfig tasks;
   // The `model:` section: the RocksDB read model, always on. model.dir defaults to <data_dir>/model.
   RocksDbModelConfig model;
   // The `mysql:` and `redis:` sections: those read models are on when their section is present.
   std::optional<MysqlConfig> mysql;
   std::optional<RedisConfig> redis;
+  // The `sessions:` section: present, the session registry is in Redis (every process of a
+  // distributed deployment sees the same sessions); absent, it is in process (the single node).
+  // Its host, port, password and db default to the `redis:` section's.
+  std::optional<RedisSessionsConfig> sessions;
 };
 
 // Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at

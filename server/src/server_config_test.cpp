@@ -128,6 +128,55 @@ redis: {host: cache1, db: 2, key_prefix: "im:", hot_messages: 100, hot_ttl: 1h}
   EXPECT_THAT(error_of("model: {path: x}"), HasSubstr("`model.path`"));
 }
 
+TEST(ServerConfig, SessionsInRedisTakeTheRedisConnection) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_FALSE(d.sessions.has_value()) << "the single node keeps sessions in process";
+  EXPECT_TRUE(d.event_log.mock_control.empty());
+  ServerConfig c = load_server_config(write_config(R"(
+event_log:
+  backend: kafka
+  kafka: {brokers: [k1:9092], mock_control: 127.0.0.1:4000}
+redis: {host: cache1, port: 6380, password: pw, db: 3}
+sessions: {key_prefix: "s:", ttl: 45s, lookup_batch: 64, pool_size: 2}
+)"), "");
+  ASSERT_TRUE(c.sessions.has_value());
+  EXPECT_EQ(c.sessions->host, "cache1") << "host, port, password and db default to the redis section's";
+  EXPECT_EQ(c.sessions->port, 6380);
+  EXPECT_EQ(c.sessions->password, "pw");
+  EXPECT_EQ(c.sessions->db, 3);
+  EXPECT_EQ(c.sessions->key_prefix, "s:");
+  EXPECT_EQ(c.sessions->ttl, std::chrono::seconds(45));
+  EXPECT_EQ(c.sessions->lookup_batch, 64u);
+  EXPECT_EQ(c.sessions->pool_size, 2u);
+  EXPECT_EQ(c.event_log.mock_control, "127.0.0.1:4000");
+  ServerConfig own = load_server_config(write_config("sessions: {host: r2, port: 7000}\n"), "");
+  EXPECT_EQ(own.sessions->host, "r2");
+  EXPECT_EQ(own.sessions->port, 7000);
+  EXPECT_THAT(error_of("sessions: {ttl: 1s}"), HasSubstr("`sessions.ttl`"));
+  EXPECT_THAT(error_of("sessions: {db: 20}"), HasSubstr("`sessions.db`"));
+  EXPECT_THAT(error_of("sessions: {tll: 5s}"), HasSubstr("`sessions.tll`"));
+}
+
+TEST(ServerConfig, RouterAndTasksSections) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_EQ(d.router.large_group_threshold, 500u);
+  EXPECT_EQ(d.tasks.group, "imlog-tasks");
+  ServerConfig c = load_server_config(write_config(R"(
+router: {large_group_threshold: 200, task_page: 100}
+tasks: {group: fan, lookup_batch: 64, max_attempts: 3, first_backoff: 50ms, max_backoff: 2s, max_batch: 16}
+)"), "");
+  EXPECT_EQ(c.router.large_group_threshold, 200u);
+  EXPECT_EQ(c.router.task_page, 100u);
+  EXPECT_EQ(c.tasks.group, "fan");
+  EXPECT_EQ(c.tasks.lookup_batch, 64u);
+  EXPECT_EQ(c.tasks.max_attempts, 3u);
+  EXPECT_EQ(c.tasks.first_backoff, std::chrono::milliseconds(50));
+  EXPECT_EQ(c.tasks.max_backoff, std::chrono::seconds(2));
+  EXPECT_EQ(c.tasks.max_batch, 16u);
+  EXPECT_THAT(error_of("tasks: {first_backoff: 2s, max_backoff: 1s}"), HasSubstr("`tasks.max_backoff`"));
+  EXPECT_THAT(error_of("router: {large_group_threshold: 1}"), HasSubstr("`router.large_group_threshold`"));
+}
+
 TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
   EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));

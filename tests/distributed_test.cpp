@@ -1,0 +1,671 @@
+// The distributed mode (DESIGN.md §2, §3, §9; issue 7): the built `imlog` binary run as separate
+// processes, one per role — two gateways, two engines, a projector, a router and a tasks worker —
+// over a Kafka-protocol cluster (librdkafka's mock, 3 brokers, a private one per suite so topics and
+// broker faults are ours alone), MariaDB and Redis (the servers scripts/test starts; a fresh
+// database and key prefix per suite). Driven over real sockets as a client drives it.
+//
+// Each test is one bullet of the issue: chat across gateways and devices; a 600-member group
+// through the tasks path; an engine killed with SIGKILL under load; a broker down and back; the
+// MySQL and Redis read models equal to the RocksDB one (replay --verify of each against the log);
+// and /readyz following Kafka and Redis going away and coming back.
+//
+// Every wait has a deadline; nothing sleeps.
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "imlog/engine/kafka_log.h"
+#include "imlog/engine/partitioner.h"
+#include "imlog/engine/streams.h"
+#include "imlog/testing/client.h"
+#include "imlog/testing/kafka_mock.h"
+#include "imlog/testing/servers.h"
+#include "imlog/testing/support.h"
+
+namespace imlog::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kFrameWait = 30s;
+constexpr int kPartitions = 4;
+constexpr std::string_view kSecret = "distributed-test-jwt-secret-0123456789";
+
+std::string quote(std::string_view s) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string unique_name(std::string_view base) {
+  static std::atomic<int> n{0};
+  return fmt::format("{}_{}_{}", base, ::getpid() % 100000, n++);
+}
+
+// ---- the cluster -------------------------------------------------------------------------------
+
+// One deployment: a private mock Kafka cluster, one YAML config for every process, and the
+// processes by name. Gateways get a free port and their own gateway id; every process its own
+// data_dir (engine state store, RocksDB model). Destroying it kills what still runs.
+class Cluster {
+ public:
+  Cluster(const std::string& tag, std::optional<RedisConfig> redis = std::nullopt)
+      : mock_(KafkaMock::start_private()), dir_("imlog-dist"), mysql_(fresh_mysql(tag)),
+        redis_(redis ? *redis : fresh_redis(tag)) {
+    config_ = dir_.str() + "/imlog.yaml";
+    std::ofstream(config_) << config_text();
+  }
+  ~Cluster() {
+    for (auto& [name, p] : procs_) {
+      if (p.proc) p.proc->kill();
+    }
+  }
+
+  // `imlog init`: the topics (through the mock's control socket) and the MySQL migrations. Run
+  // twice: it is idempotent.
+  void init() {
+    for (int round = 0; round < 2; ++round) {
+      auto p = Subprocess::start({imlog(), "init", "--config", config_, "--gateway-id", "gw-a", "--gateway-id", "gw-b"});
+      std::string out;
+      while (auto line = p.read_line(60s)) out += *line + "\n";
+      auto st = p.wait(60s);
+      ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "imlog init failed:\n" << out;
+      EXPECT_NE(out.find("topic ready: im.events (4 partitions)"), std::string::npos) << out;
+      EXPECT_NE(out.find("topic ready: im.deliver.gw-b (1 partitions)"), std::string::npos) << out;
+      EXPECT_NE(out.find("MySQL database `" + mysql_.database + "`"), std::string::npos) << out;
+    }
+  }
+
+  // Starts `imlog serve --roles <roles>` as process `name`; a gateway (roles containing "gateway")
+  // is waited for until /readyz answers 200.
+  void start(const std::string& name, const std::string& roles) {
+    auto& p = procs_[name];
+    p.roles = roles;
+    bool gateway = roles.find("gateway") != std::string::npos;
+    if (gateway && p.port == 0) p.port = free_port();
+    std::vector<std::string> argv{imlog(), "serve", "--config", config_, "--roles", roles, "--data-dir",
+                                  dir_.str() + "/" + name};
+    if (gateway) {
+      argv.insert(argv.end(), {"--gateway-id", name, "--listen", fmt::format("127.0.0.1:{}", p.port)});
+    }
+    p.proc.emplace(Subprocess::start(argv));
+    if (gateway) {
+      bool ready = wait_until([&] { return http(name).get("/readyz").status == 200; }, 90s);
+      ASSERT_TRUE(ready) << name << " did not become ready: " << http(name).get("/readyz").body;
+    }
+  }
+
+  // The whole deployment of the issue's tests.
+  void start_all() {
+    ASSERT_NO_FATAL_FAILURE(init());
+    for (auto [name, roles] : {std::pair{"engine-1", "engine"}, {"engine-2", "engine"}, {"projector", "projector"},
+                               {"router", "router"}, {"tasks", "tasks"}}) {
+      ASSERT_NO_FATAL_FAILURE(start(name, roles));
+    }
+    ASSERT_NO_FATAL_FAILURE(start("gw-a", "gateway"));
+    ASSERT_NO_FATAL_FAILURE(start("gw-b", "gateway"));
+    for (auto& [name, p] : procs_) {
+      auto st = p.proc->wait(0ms);
+      ASSERT_FALSE(st) << name << " (roles " << p.roles << ") exited at start with status " << *st;
+    }
+  }
+
+  void kill9(const std::string& name) {
+    auto& p = procs_.at(name);
+    ASSERT_TRUE(p.proc);
+    ::kill(p.proc->pid(), SIGKILL);
+    p.proc->kill();  // reaps
+    p.proc.reset();
+  }
+
+  // SIGTERM; the process must drain and exit 0.
+  void terminate(const std::string& name) {
+    auto& p = procs_.at(name);
+    ASSERT_TRUE(p.proc);
+    p.proc->signal(SIGTERM);
+    auto st = p.proc->wait(60s);
+    p.proc.reset();
+    ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << name << " did not stop cleanly on SIGTERM";
+  }
+
+  [[nodiscard]] HttpClient http(const std::string& name) const { return HttpClient("127.0.0.1", procs_.at(name).port); }
+  [[nodiscard]] int port(const std::string& name) const { return procs_.at(name).port; }
+  [[nodiscard]] KafkaMock& mock() { return *mock_; }
+  [[nodiscard]] const std::string& config() const { return config_; }
+  [[nodiscard]] std::string data_dir(const std::string& name) const { return dir_.str() + "/" + name; }
+  [[nodiscard]] static std::string imlog() { return (binary_dir() / "imlog").string(); }
+
+ private:
+  std::string config_text() const {
+    std::string brokers;
+    for (const auto& b : mock_->log_config().brokers) brokers += (brokers.empty() ? "" : ", ") + quote(b);
+    return fmt::format(R"(
+log: {{level: warn}}
+event_log:
+  backend: kafka
+  partitions: {partitions}
+  kafka:
+    brokers: [{brokers}]
+    session_timeout: 6s
+    mock_control: {control}
+engine:
+  checkpoint_interval: 200ms
+mysql:
+  host: {mh}
+  port: {mp}
+  user: {mu}
+  password: {mpw}
+  database: {mdb}
+redis:
+  host: {rh}
+  port: {rp}
+  key_prefix: {rprefix}
+sessions:
+  key_prefix: {sprefix}
+  ttl: 30s
+gateway:
+  jwt_secret: {secret}
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  ws_rate: 1000
+  ws_burst: 2000
+  heartbeat_timeout: 10s
+  read_model_wait: 20s
+  command_timeout: 20s
+)",
+                       fmt::arg("partitions", kPartitions), fmt::arg("brokers", brokers),
+                       fmt::arg("control", quote(mock_control())), fmt::arg("mh", quote(mysql_.host)),
+                       fmt::arg("mp", mysql_.port), fmt::arg("mu", quote(mysql_.user)),
+                       fmt::arg("mpw", quote(mysql_.password)), fmt::arg("mdb", quote(mysql_.database)),
+                       fmt::arg("rh", quote(redis_.host)), fmt::arg("rp", redis_.port),
+                       fmt::arg("rprefix", quote(redis_.key_prefix)), fmt::arg("sprefix", quote(redis_.key_prefix + "s:")),
+                       fmt::arg("secret", quote(kSecret)));
+  }
+
+  // host:port of the mock's control socket: `imlog init` and the gateways create topics through it.
+  std::string mock_control() const { return mock_->control_address(); }
+
+  struct Proc {
+    std::string roles;
+    int port = 0;
+    std::optional<Subprocess> proc;
+  };
+  std::unique_ptr<KafkaMock> mock_;
+  TempDir dir_;
+  MysqlConfig mysql_;
+  RedisConfig redis_;
+  std::string config_;
+  std::map<std::string, Proc> procs_;
+};
+
+// ---- users and messages ------------------------------------------------------------------------
+
+struct User {
+  std::string name;
+  uint64_t id = 0;
+  std::string token;
+};
+
+// Registers a fresh user through `http` and, if `login`, logs in (the gateway's read model is the
+// MySQL one, which the projector process fills: login waits for it, up to read_model_wait).
+User make_user(const HttpClient& http, std::string_view base, bool login = true) {
+  User u;
+  u.name = unique_name(base);
+  auto reg = http.post("/api/v1/auth/register", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(u.name)));
+  EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
+  if (reg.status != 201) return u;
+  u.id = reg.json()["user_id"].GetUint64();
+  if (!login) return u;
+  auto r = http.post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(u.name)));
+  EXPECT_EQ(r.status, 200) << r.body << r.error;
+  if (r.status == 200) u.token = r.json()["access_token"].GetString();
+  return u;
+}
+
+std::unique_ptr<WsClient> connect_ws(const Cluster& c, const std::string& gateway, const User& u) {
+  std::string error;
+  auto ws = WsClient::connect("127.0.0.1", c.port(gateway), "/ws?token=" + u.token, {}, nullptr, &error);
+  EXPECT_TRUE(ws) << gateway << ": " << error;
+  return ws;
+}
+
+void send_message(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
+                  const std::string& content) {
+  ws.send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":{}}})", quote(conversation),
+                                      quote(client_msg_id), quote(content)));
+}
+
+std::optional<Frame> ack_of(WsClient& ws, const std::string& client_msg_id, std::chrono::milliseconds wait = kFrameWait) {
+  return ws.wait_for("message-ack", wait, [&](const Frame& f) { return f.str("client_msg_id") == client_msg_id; });
+}
+
+std::optional<Frame> new_message(WsClient& ws, const std::string& client_msg_id) {
+  return ws.wait_for("new-message", kFrameWait, [&](const Frame& f) { return f.str("client_msg_id") == client_msg_id; });
+}
+
+// Sends until acknowledged (a command whose engine went away times out; its retry with the same
+// client_msg_id is deduplicated), or gives up after `deadline`.
+std::optional<Frame> send_acked(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
+                                std::chrono::milliseconds deadline = 120s) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    send_message(ws, conversation, client_msg_id, "content of " + client_msg_id);
+    if (auto ack = ack_of(ws, client_msg_id, 25s)) return ack;
+    ws.take_all("error");
+  }
+  return std::nullopt;
+}
+
+struct HistoryItem {
+  uint64_t seq = 0;
+  std::string message_id;
+  std::string client_msg_id;
+};
+
+// The whole history of a conversation over REST (pages of 200 back from the latest); empty on error.
+std::vector<HistoryItem> full_history(const HttpClient& http, const User& u, const std::string& conversation) {
+  std::vector<HistoryItem> reversed;
+  uint64_t before = 0;
+  for (int guard = 0; guard < 1000; ++guard) {
+    std::string target = fmt::format("/api/v1/conversations/{}/messages?limit=200", conversation);
+    if (before > 0) target += fmt::format("&before_seq={}", before);
+    auto r = http.get(target, u.token);
+    if (r.status != 200) return {};
+    auto j = r.json();
+    std::vector<HistoryItem> page;
+    for (const auto& m : j["messages"].GetArray()) {
+      page.push_back(HistoryItem{m["seq_id"].GetUint64(), m["message_id"].GetString(), m["client_msg_id"].GetString()});
+    }
+    for (auto it = page.rbegin(); it != page.rend(); ++it) reversed.push_back(*it);
+    if (!j["has_more"].GetBool() || page.empty()) break;
+    before = page.front().seq;
+  }
+  return {reversed.rbegin(), reversed.rend()};
+}
+
+// ---- load: senders that keep sending while the cluster is broken -----------------------------
+
+// One conversation under load: a sender's WebSocket and what was sent and acknowledged.
+struct Lane {
+  User sender, peer;
+  std::string conversation;
+  std::unique_ptr<WsClient> ws;
+  int sent = 0;
+  std::set<std::string> unacked;
+  std::map<std::string, std::pair<std::string, uint64_t>> acked;  // client_msg_id → (message_id, seq)
+};
+
+// Drives every lane from one thread: up to `window` unacknowledged messages per lane; acks are
+// collected as they come; timed-out commands stay unacked (retried at the end).
+class Load {
+ public:
+  explicit Load(std::vector<Lane>& lanes) : lanes_(lanes) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Load() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] uint64_t acks() const { return acks_.load(); }
+
+ private:
+  void run() {
+    constexpr size_t kWindow = 4;
+    while (!stop_) {
+      for (auto& l : lanes_) {
+        if (l.unacked.size() < kWindow) {
+          std::string id = fmt::format("{}-{}", l.conversation, ++l.sent);
+          l.unacked.insert(id);
+          send_message(*l.ws, l.conversation, id, "load " + id);
+        }
+      }
+      for (auto& l : lanes_) collect(l);
+      // Paces the loop on the first lane's acks instead of spinning.
+      (void)lanes_.front().ws->wait_for("message-ack", 20ms, [](const Frame&) { return false; });
+    }
+    for (auto& l : lanes_) collect(l);
+  }
+  void collect(Lane& l) {
+    for (auto& f : l.ws->take_all("message-ack")) {
+      auto id = f.str("client_msg_id");
+      if (l.unacked.erase(id) > 0) ++acks_;
+      l.acked[id] = {f.str("message_id"), f.u64("seq_id")};
+    }
+    for (auto& f : l.ws->take_all("error")) {
+      // A refused or timed-out command stays unacked; it is resent with the same id at the end.
+      (void)f;
+    }
+  }
+
+  std::vector<Lane>& lanes_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> acks_{0};
+  std::thread thread_;
+};
+
+// Resends every unacked message with its own client_msg_id until acked, then checks each lane's
+// history: every acked message present exactly once with its ids, and seqs dense from 1.
+void settle_and_check(const Cluster& c, std::vector<Lane>& lanes) {
+  for (auto& l : lanes) {
+    for (const auto& id : std::set<std::string>(l.unacked)) {
+      auto ack = send_acked(*l.ws, l.conversation, id);
+      ASSERT_TRUE(ack) << "never acknowledged: " << id;
+      l.acked[id] = {ack->str("message_id"), ack->u64("seq_id")};
+      l.unacked.erase(id);
+    }
+  }
+  for (auto& l : lanes) {
+    uint64_t last = 0;
+    for (const auto& [id, a] : l.acked) last = std::max(last, a.second);
+    std::vector<HistoryItem> h;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          h = full_history(c.http("gw-b"), l.sender, l.conversation);
+          return !h.empty() && h.back().seq >= last;
+        },
+        120s))
+        << l.conversation << ": the read model never showed seq " << last;
+    std::map<std::string, int> seen;
+    for (size_t i = 0; i < h.size(); ++i) {
+      EXPECT_EQ(h[i].seq, i + 1) << l.conversation << ": the stream is not dense";
+      ++seen[h[i].client_msg_id];
+    }
+    for (const auto& [id, a] : l.acked) {
+      EXPECT_EQ(seen[id], 1) << l.conversation << ": acked message " << id << " is present " << seen[id] << " times";
+      ASSERT_GE(a.second, 1u);
+      ASSERT_LE(a.second, h.size()) << id;
+      EXPECT_EQ(h[a.second - 1].client_msg_id, id) << "acked seq " << a.second << " holds another message";
+      EXPECT_EQ(h[a.second - 1].message_id, a.first);
+    }
+    for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << l.conversation << ": " << id << " appended " << n << " times";
+  }
+}
+
+// Lanes whose conversations cover every partition of im.commands, senders on gw-a: so whichever
+// partitions an engine held, some lane's commands went through it.
+std::vector<Lane> make_lanes(const Cluster& c, int users) {
+  std::vector<User> us;
+  for (int i = 0; i < users; ++i) us.push_back(make_user(c.http(i % 2 ? "gw-b" : "gw-a"), "load"));
+  std::vector<Lane> lanes;
+  std::set<int32_t> covered;
+  for (size_t i = 0; i < us.size(); ++i) {
+    for (size_t j = i + 1; j < us.size(); ++j) {
+      auto conv = single_stream(us[i].id, us[j].id);
+      int32_t part = partition_for(conv, kPartitions);
+      if (covered.count(part) && lanes.size() >= 6) continue;
+      covered.insert(part);
+      Lane l;
+      l.sender = us[i];
+      l.peer = us[j];
+      l.conversation = conv;
+      l.ws = connect_ws(c, "gw-a", us[i]);
+      lanes.push_back(std::move(l));
+      if (lanes.size() >= 8 && covered.size() == kPartitions) return lanes;
+    }
+  }
+  EXPECT_EQ(covered.size(), static_cast<size_t>(kPartitions)) << "add users: lanes do not cover every partition";
+  return lanes;
+}
+
+// Records on im.tasks, read through a KafkaLog of the test's own.
+uint64_t tasks_written(Cluster& c) {
+  auto log = KafkaLog::open(c.mock().log_config());
+  EXPECT_TRUE(log.has_value());
+  if (!log) return 0;
+  uint64_t n = 0;
+  auto parts = (*log)->partition_count(kTasksTopic);
+  EXPECT_TRUE(parts.has_value());
+  for (int32_t p = 0; parts && p < *parts; ++p) {
+    auto end = (*log)->end_offset(TopicPartition{std::string(kTasksTopic), p});
+    if (end) n += static_cast<uint64_t>(*end);
+  }
+  return n;
+}
+
+// ---- the deployment shared by the chat tests ---------------------------------------------------
+
+class Distributed : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new Cluster("dist");
+    cluster_->start_all();
+    if (::testing::Test::HasFatalFailure()) started_ = false;
+    else started_ = true;
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(started_) << "the deployment did not start"; }
+  static Cluster& c() { return *cluster_; }
+
+  static Cluster* cluster_;
+  static bool started_;
+};
+Cluster* Distributed::cluster_ = nullptr;
+bool Distributed::started_ = false;
+
+TEST_F(Distributed, ChatAcrossGatewaysAndDevices) {
+  User a = make_user(c().http("gw-a"), "alice"), b = make_user(c().http("gw-b"), "bob");
+  User m = make_user(c().http("gw-a"), "multi");
+  auto wa = connect_ws(c(), "gw-a", a), wb = connect_ws(c(), "gw-b", b);
+  auto m_phone = connect_ws(c(), "gw-a", m), m_laptop = connect_ws(c(), "gw-b", m);
+  ASSERT_TRUE(wa && wb && m_phone && m_laptop);
+
+  // A on gateway A and B on gateway B, both ways.
+  std::string ab = single_stream(a.id, b.id);
+  auto ack = send_acked(*wa, ab, "a1");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->u64("seq_id"), 1u);
+  auto got = new_message(*wb, "a1");
+  ASSERT_TRUE(got) << "gateway B never pushed A's message";
+  EXPECT_EQ(got->str("message_id"), ack->str("message_id"));
+  EXPECT_EQ(got->u64("sender_id"), a.id);
+  auto back = send_acked(*wb, ab, "b1");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->u64("seq_id"), 2u);
+  ASSERT_TRUE(new_message(*wa, "b1")) << "gateway A never pushed B's reply";
+
+  // A user with a device on each gateway receives on both, and sees their own sends on the other.
+  std::string am = single_stream(a.id, m.id);
+  ASSERT_TRUE(send_acked(*wa, am, "to-m"));
+  ASSERT_TRUE(new_message(*m_phone, "to-m")) << "device on gateway A";
+  ASSERT_TRUE(new_message(*m_laptop, "to-m")) << "device on gateway B";
+  ASSERT_TRUE(send_acked(*m_laptop, am, "from-m"));
+  ASSERT_TRUE(new_message(*wa, "from-m"));
+  ASSERT_TRUE(new_message(*m_phone, "from-m")) << "the sender's other device, on the other gateway";
+  // Nothing twice.
+  for (auto* ws : {wa.get(), wb.get(), m_phone.get(), m_laptop.get()}) {
+    for (auto& f : ws->take_all("new-message")) ADD_FAILURE() << "delivered twice: " << f.raw;
+  }
+}
+
+TEST_F(Distributed, LargeGroupGoesThroughTasksAndReachesEveryOnlineMemberOnce) {
+  constexpr int kMembers = 600, kOnline = 200, kThreads = 8;
+  // Registration in parallel (each is a command through an engine); logins only for the online.
+  std::vector<User> users(kMembers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kMembers; i += kThreads) {
+        users[i] = make_user(c().http(i % 2 ? "gw-b" : "gw-a"), "member", i < kOnline);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& u : users) ASSERT_NE(u.id, 0u) << "a registration failed";
+
+  std::string members;
+  for (int i = 1; i < kMembers; ++i) members += (members.empty() ? "" : ",") + std::to_string(users[i].id);
+  auto g = c().http("gw-a").post("/api/v1/groups", fmt::format(R"({{"name":"six hundred","members":[{}]}})", members),
+                                 users[0].token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+
+  std::vector<std::unique_ptr<WsClient>> online;
+  for (int i = 0; i < kOnline; ++i) {
+    online.push_back(connect_ws(c(), i % 2 ? "gw-b" : "gw-a", users[i]));
+    ASSERT_TRUE(online.back());
+  }
+  uint64_t tasks_before = tasks_written(c());
+  // Member 0 sends (its own sending connection gets the ack, not a push); every other online
+  // member, on either gateway, gets each message.
+  const std::vector<std::string> ids = {"big-1", "big-2", "big-3"};
+  for (const auto& id : ids) ASSERT_TRUE(send_acked(*online[0], conv, id)) << id;
+  for (int i = 1; i < kOnline; ++i) {
+    for (const auto& id : ids) ASSERT_TRUE(new_message(*online[i], id)) << "member " << i << " never got " << id;
+  }
+  // A last message from member 1, then nothing of the first three may arrive again.
+  ASSERT_TRUE(send_acked(*online[1], conv, "big-last"));
+  for (int i = 0; i < kOnline; ++i) {
+    if (i != 1) ASSERT_TRUE(new_message(*online[i], "big-last")) << "member " << i;
+    for (auto& f : online[i]->take_all("new-message")) ADD_FAILURE() << "member " << i << " got twice: " << f.raw;
+  }
+  // They went through the tasks path: the router wrote fan-out tasks to im.tasks.
+  EXPECT_GE(tasks_written(c()), tasks_before + 4) << "no fan-out tasks on im.tasks: the router delivered itself";
+}
+
+TEST_F(Distributed, EngineKilledUnderLoadLosesNothingAndDuplicatesNothing) {
+  auto lanes = make_lanes(c(), 8);
+  ASSERT_FALSE(HasFailure());
+  {
+    Load load(lanes);
+    ASSERT_TRUE(wait_until([&] { return load.acks() >= 40; }, 90s)) << "no load got through before the kill";
+    ASSERT_NO_FATAL_FAILURE(c().kill9("engine-1"));
+    uint64_t at_kill = load.acks();
+    // The survivor takes the dead engine's partitions (after the group's session time-out) and
+    // every lane, whichever partition it is on, gets through again.
+    EXPECT_TRUE(wait_until([&] { return load.acks() >= at_kill + 80; }, 120s)) << "acks stalled after the kill";
+    load.stop();
+  }
+  ASSERT_NO_FATAL_FAILURE(settle_and_check(c(), lanes));
+  // Every lane was acknowledged after the kill: the survivor holds every partition.
+  for (auto& l : lanes) {
+    ASSERT_TRUE(send_acked(*l.ws, l.conversation, l.conversation + "-after")) << l.conversation;
+  }
+  // The killed engine comes back and rejoins (another rebalance) without harm.
+  ASSERT_NO_FATAL_FAILURE(c().start("engine-1", "engine"));
+  for (auto& l : lanes) {
+    ASSERT_TRUE(send_acked(*l.ws, l.conversation, l.conversation + "-rejoined")) << l.conversation;
+  }
+}
+
+TEST_F(Distributed, BrokerDownAndBackLosesNoAckedMessage) {
+  auto lanes = make_lanes(c(), 8);
+  ASSERT_FALSE(HasFailure());
+  {
+    Load load(lanes);
+    ASSERT_TRUE(wait_until([&] { return load.acks() >= 40; }, 90s));
+    c().mock().broker_down(1);
+    // Load keeps running against two brokers for a while (partitions led by broker 1 stall).
+    uint64_t at_down = load.acks();
+    (void)wait_until([&] { return load.acks() >= at_down + 200; }, 5s);
+    c().mock().broker_up(1);
+    uint64_t at_up = load.acks();
+    EXPECT_TRUE(wait_until([&] { return load.acks() >= at_up + 80; }, 120s)) << "acks stalled after the broker came back";
+    load.stop();
+  }
+  ASSERT_NO_FATAL_FAILURE(settle_and_check(c(), lanes));
+}
+
+// Last: it stops the writers. Each read model rebuilt from the log by `replay` equals the live one;
+// so MySQL, Redis and RocksDB all equal the log's model, and each other.
+TEST_F(Distributed, ReadModelsEqualTheLog) {
+  ASSERT_TRUE(send_acked(*connect_ws(c(), "gw-a", make_user(c().http("gw-a"), "last")), "world", "last-word"));
+  for (const char* name : {"gw-a", "gw-b", "engine-1", "engine-2", "router", "tasks"}) {
+    ASSERT_NO_FATAL_FAILURE(c().terminate(name));
+  }
+  // The projector catches up to a log that no longer grows; replay's verify then compares.
+  auto verify = [&](const std::string& projection, std::string& out) {
+    auto p = Subprocess::start({(binary_dir() / "replay").string(), "--projection", projection, "--config", c().config(),
+                                "--data-dir", c().data_dir("projector"), "--verify", "--from-scratch"});
+    out.clear();
+    while (auto line = p.read_line(120s)) out += *line + "\n";
+    auto st = p.wait(120s);
+    return st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0;
+  };
+  std::string out;
+  for (const std::string projection : {"mysql", "redis"}) {
+    EXPECT_TRUE(wait_until([&] { return verify(projection, out); }, 120s)) << projection << ":\n" << out;
+    EXPECT_NE(out.find("verify: equal"), std::string::npos) << out;
+    std::cout << "replay --projection " << projection << " --verify:\n" << out;
+  }
+  // The RocksDB model is the projector process's own directory: stop it first.
+  ASSERT_NO_FATAL_FAILURE(c().terminate("projector"));
+  EXPECT_TRUE(verify("rocksdb", out)) << out;
+  EXPECT_NE(out.find("verify: equal"), std::string::npos) << out;
+  std::cout << "replay --projection rocksdb --verify:\n" << out;
+}
+
+// ---- readiness ---------------------------------------------------------------------------------
+
+// A Redis server of this test's own, so it can be stopped and started again on the same port.
+class OwnRedis {
+ public:
+  OwnRedis() : dir_("imlog-redis"), port_(free_port()) { start(); }
+  void start() {
+    proc_.emplace(Subprocess::start({find_program("redis-server"), "--port", std::to_string(port_), "--bind",
+                                     "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir_.str()}));
+    ASSERT_TRUE(wait_until([&] { return RawRedis(config()).run({"PING"}) == "PONG"; }, 20s));
+  }
+  void stop() {
+    proc_->kill();
+    proc_.reset();
+  }
+  [[nodiscard]] RedisConfig config() const {
+    RedisConfig c;
+    c.host = "127.0.0.1";
+    c.port = port_;
+    c.key_prefix = "ready:";
+    return c;
+  }
+
+ private:
+  TempDir dir_;
+  int port_;
+  std::optional<Subprocess> proc_;
+};
+
+TEST(DistributedReadiness, ReadyzFollowsKafkaAndRedisAndRecoversByItself) {
+  ASSERT_FALSE(find_program("redis-server").empty()) << "redis-server is not installed (scripts/setup installs it)";
+  OwnRedis redis;
+  Cluster c("ready", redis.config());
+  ASSERT_NO_FATAL_FAILURE(c.init());
+  ASSERT_NO_FATAL_FAILURE(c.start("gw-a", "gateway"));
+  auto readyz = [&] { return c.http("gw-a").get("/readyz"); };
+
+  redis.stop();
+  ASSERT_TRUE(wait_until([&] { return readyz().status == 503; }, 30s)) << "still ready with Redis gone";
+  auto r = readyz();
+  EXPECT_STREQ(r.json()["code"].GetString(), "not_ready");
+  EXPECT_NE(r.body.find("Redis"), std::string::npos) << r.body;
+  ASSERT_NO_FATAL_FAILURE(redis.start());
+  EXPECT_TRUE(wait_until([&] { return readyz().status == 200; }, 30s)) << "not ready again: " << readyz().body;
+
+  for (int b = 1; b <= 3; ++b) c.mock().broker_down(b);
+  ASSERT_TRUE(wait_until([&] { return readyz().status == 503; }, 60s)) << "still ready with every broker down";
+  EXPECT_NE(readyz().body.find("Kafka"), std::string::npos) << readyz().body;
+  for (int b = 1; b <= 3; ++b) c.mock().broker_up(b);
+  EXPECT_TRUE(wait_until([&] { return readyz().status == 200; }, 60s)) << "not ready again: " << readyz().body;
+}
+
+}  // namespace
+}  // namespace imlog::testing
