@@ -7,13 +7,14 @@
 // Each test is one bullet of the issue: chat across gateways and devices; a 600-member group
 // through the tasks path; an engine killed with SIGKILL under load; a broker down and back; the
 // MySQL and Redis read models equal to the RocksDB one (replay --verify of each against the log);
-// and /readyz following Kafka and Redis going away and coming back.
+// and /readyz following Kafka, MySQL and Redis going away and coming back.
 //
 // Every wait has a deadline; nothing sleeps.
 
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cppconn/connection.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -66,8 +67,9 @@ std::string unique_name(std::string_view base) {
 // data_dir (engine state store, RocksDB model). Destroying it kills what still runs.
 class Cluster {
  public:
-  Cluster(const std::string& tag, std::optional<RedisConfig> redis = std::nullopt)
-      : mock_(KafkaMock::start_private()), dir_("imlog-dist"), mysql_(fresh_mysql(tag)),
+  Cluster(const std::string& tag, std::optional<RedisConfig> redis = std::nullopt,
+          std::optional<MysqlConfig> mysql = std::nullopt)
+      : mock_(KafkaMock::start_private()), dir_("imlog-dist"), mysql_(mysql ? *mysql : fresh_mysql(tag)),
         redis_(redis ? *redis : fresh_redis(tag)) {
     config_ = dir_.str() + "/imlog.yaml";
     std::ofstream(config_) << config_text();
@@ -616,6 +618,8 @@ TEST_F(Distributed, ReadModelsEqualTheLog) {
 }
 
 // ---- readiness ---------------------------------------------------------------------------------
+// A gateway process alone, over its own Redis and MariaDB (so they can be stopped without touching
+// other tests' servers) and a private Kafka mock.
 
 // A Redis server of this test's own, so it can be stopped and started again on the same port.
 class OwnRedis {
@@ -644,10 +648,65 @@ class OwnRedis {
   std::optional<Subprocess> proc_;
 };
 
-TEST(DistributedReadiness, ReadyzFollowsKafkaAndRedisAndRecoversByItself) {
+// A MariaDB of this test's own, stopped (SIGKILL: as if the machine went away) and started again
+// on the same port and data.
+class OwnMysql {
+ public:
+  OwnMysql() : dir_("imlog-mysql"), port_(free_port()) {
+    auto init = Subprocess::start({find_program("mariadb-install-db"), "--no-defaults", "--datadir=" + data(),
+                                   "--auth-root-authentication-method=normal", "--skip-test-db"});
+    while (init.read_line(120s)) {
+    }
+    auto st = init.wait(120s);
+    EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "mariadb-install-db failed";
+    start();
+  }
+  void start() {
+    proc_.emplace(Subprocess::start({find_program("mariadbd"), "--no-defaults", "--datadir=" + data(),
+                                     "--socket=" + data() + "/sock", "--port=" + std::to_string(port_),
+                                     "--bind-address=127.0.0.1", "--user=root", "--skip-log-bin",
+                                     "--innodb-buffer-pool-size=16M", "--log-error=" + dir_.str() + "/err.log"}));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          try {
+            MysqlConfig c = config();
+            c.database = "mysql";
+            return raw_mysql(c) != nullptr;
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        60s))
+        << "mariadbd did not answer on port " << port_;
+  }
+  void stop() {
+    proc_->kill();
+    proc_.reset();
+  }
+  [[nodiscard]] MysqlConfig config() const {
+    MysqlConfig c;
+    c.host = "127.0.0.1";
+    c.port = port_;
+    c.user = "root";
+    c.password = "";
+    c.database = "imlog_ready";
+    return c;
+  }
+
+ private:
+  [[nodiscard]] std::string data() const { return dir_.str() + "/data"; }
+  TempDir dir_;
+  int port_;
+  std::optional<Subprocess> proc_;
+};
+
+TEST(DistributedReadiness, ReadyzFollowsKafkaMysqlAndRedisAndRecoversByItself) {
   ASSERT_FALSE(find_program("redis-server").empty()) << "redis-server is not installed (scripts/setup installs it)";
+  ASSERT_FALSE(find_program("mariadbd").empty()) << "mariadbd is not installed (scripts/setup installs it)";
   OwnRedis redis;
-  Cluster c("ready", redis.config());
+  OwnMysql mysql;
+  ASSERT_FALSE(HasFatalFailure());
+  Cluster c("ready", redis.config(), mysql.config());
   ASSERT_NO_FATAL_FAILURE(c.init());
   ASSERT_NO_FATAL_FAILURE(c.start("gw-a", "gateway"));
   auto readyz = [&] { return c.http("gw-a").get("/readyz"); };
@@ -659,6 +718,12 @@ TEST(DistributedReadiness, ReadyzFollowsKafkaAndRedisAndRecoversByItself) {
   EXPECT_NE(r.body.find("Redis"), std::string::npos) << r.body;
   ASSERT_NO_FATAL_FAILURE(redis.start());
   EXPECT_TRUE(wait_until([&] { return readyz().status == 200; }, 30s)) << "not ready again: " << readyz().body;
+
+  mysql.stop();
+  ASSERT_TRUE(wait_until([&] { return readyz().status == 503; }, 60s)) << "still ready with MySQL gone";
+  EXPECT_NE(readyz().body.find("MySQL"), std::string::npos) << readyz().body;
+  ASSERT_NO_FATAL_FAILURE(mysql.start());
+  EXPECT_TRUE(wait_until([&] { return readyz().status == 200; }, 60s)) << "not ready again: " << readyz().body;
 
   for (int b = 1; b <= 3; ++b) c.mock().broker_down(b);
   ASSERT_TRUE(wait_until([&] { return readyz().status == 503; }, 60s)) << "still ready with every broker down";
