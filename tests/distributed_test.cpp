@@ -34,6 +34,7 @@
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/partitioner.h"
 #include "imlog/engine/streams.h"
+#include "imlog/schema/codec.h"
 #include "imlog/testing/client.h"
 #include "imlog/testing/kafka_mock.h"
 #include "imlog/testing/servers.h"
@@ -149,6 +150,7 @@ class Cluster {
 
   [[nodiscard]] HttpClient http(const std::string& name) const { return HttpClient("127.0.0.1", procs_.at(name).port); }
   [[nodiscard]] int port(const std::string& name) const { return procs_.at(name).port; }
+  [[nodiscard]] pid_t pid(const std::string& name) const { return procs_.at(name).proc->pid(); }
   [[nodiscard]] KafkaMock& mock() { return *mock_; }
   [[nodiscard]] const std::string& config() const { return config_; }
   [[nodiscard]] std::string data_dir(const std::string& name) const { return dir_.str() + "/" + name; }
@@ -445,6 +447,41 @@ uint64_t tasks_written(Cluster& c) {
   return n;
 }
 
+// The writer (an engine's instance id, "<host>-<pid>" by default) of the latest EpochStarted
+// marker in each partition of im.events: the engine that owns the partition now.
+std::map<int32_t, std::string> epoch_writers(Cluster& c) {
+  std::map<int32_t, std::string> writers;
+  auto log = KafkaLog::open(c.mock().log_config());
+  EXPECT_TRUE(log.has_value());
+  if (!log) return writers;
+  auto parts = (*log)->partition_count(kEventsTopic);
+  EXPECT_TRUE(parts.has_value());
+  if (!parts) return writers;
+  std::vector<TopicPartitionOffset> from;
+  std::map<int32_t, int64_t> end;
+  for (int32_t p = 0; p < *parts; ++p) {
+    from.push_back({std::string(kEventsTopic), p, 0});
+    auto e = (*log)->end_offset(TopicPartition{std::string(kEventsTopic), p});
+    EXPECT_TRUE(e.has_value());
+    if (e && *e > 0) end[p] = *e;
+  }
+  auto consumer = (*log)->consumer(ConsumerOptions{});
+  EXPECT_TRUE(consumer->assign(from).has_value());
+  std::vector<Record> batch;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!end.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (!consumer->poll(batch, 500ms)) break;
+    for (const auto& r : batch) {
+      if (auto ev = read_event(r.value); ev && (*ev)->event_type() == fb::Event::EpochStarted) {
+        writers[r.partition] = std::string(sv((*ev)->event_as_EpochStarted()->writer()));
+      }
+      if (auto it = end.find(r.partition); it != end.end() && r.offset + 1 >= it->second) end.erase(it);
+    }
+  }
+  EXPECT_TRUE(end.empty()) << "im.events was not read to its end";
+  return writers;
+}
+
 // ---- the deployment shared by the chat tests ---------------------------------------------------
 
 class Distributed : public ::testing::Test {
@@ -559,9 +596,16 @@ TEST_F(Distributed, LargeGroupGoesThroughTasksAndReachesEveryOnlineMemberOnce) {
 TEST_F(Distributed, EngineKilledUnderLoadLosesNothingAndDuplicatesNothing) {
   auto lanes = make_lanes(c(), 8);
   ASSERT_FALSE(HasFailure());
+  std::string victim;  // "-<pid>": the end of engine-1's instance id
+  std::set<int32_t> victim_partitions;
   {
     Load load(lanes);
     ASSERT_TRUE(wait_until([&] { return load.acks() >= 40; }, 90s)) << "no load got through before the kill";
+    victim = "-" + std::to_string(c().pid("engine-1"));
+    for (const auto& [p, writer] : epoch_writers(c())) {
+      if (writer.ends_with(victim)) victim_partitions.insert(p);
+    }
+    ASSERT_FALSE(victim_partitions.empty()) << "engine-1 owned no partition of im.events before the kill";
     ASSERT_NO_FATAL_FAILURE(c().kill9("engine-1"));
     uint64_t at_kill = load.acks();
     // The survivor takes the dead engine's partitions (after the group's session time-out) and
@@ -573,6 +617,12 @@ TEST_F(Distributed, EngineKilledUnderLoadLosesNothingAndDuplicatesNothing) {
   // Every lane was acknowledged after the kill: the survivor holds every partition.
   for (auto& l : lanes) {
     ASSERT_TRUE(send_acked(*l.ws, l.conversation, l.conversation + "-after")) << l.conversation;
+  }
+  // The dead engine's partitions each got a new epoch marker, written by the survivor.
+  std::string survivor = "-" + std::to_string(c().pid("engine-2"));
+  auto after = epoch_writers(c());
+  for (int32_t p : victim_partitions) {
+    EXPECT_TRUE(after[p].ends_with(survivor)) << "partition " << p << " is still marked by " << after[p];
   }
   // The killed engine comes back and rejoins (another rebalance) without harm.
   ASSERT_NO_FATAL_FAILURE(c().start("engine-1", "engine"));
