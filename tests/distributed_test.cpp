@@ -1,8 +1,10 @@
 // The distributed mode (DESIGN.md §2, §3, §9; issue 7): the built `imlog` binary run as separate
 // processes, one per role — two gateways, two engines, a projector, a router and a tasks worker —
-// over a Kafka-protocol cluster (librdkafka's mock, 3 brokers, a private one per suite so topics and
-// broker faults are ours alone), MariaDB and Redis (the servers scripts/test starts; a fresh
-// database and key prefix per suite). Driven over real sockets as a client drives it.
+// over a Kafka-protocol cluster (librdkafka's mock, 3 brokers, a private one per deployment so
+// topics and broker faults are ours alone), MariaDB and Redis (the servers scripts/test starts; a
+// fresh database and key prefix per deployment). Driven over real sockets as a client drives it.
+// ctest runs each test as its own process, so each starts its own deployment (about 10 s); run by
+// hand, the Distributed tests share one, in order.
 //
 // Each test is one bullet of the issue: chat across gateways and devices; a 600-member group
 // through the tasks path; an engine killed with SIGKILL under load; a broker down and back; the
@@ -652,7 +654,29 @@ TEST_F(Distributed, BrokerDownAndBackLosesNoAckedMessage) {
 // Last: it stops the writers. Each read model rebuilt from the log by `replay` equals the live one;
 // so MySQL, Redis and RocksDB all equal the log's model, and each other.
 TEST_F(Distributed, ReadModelsEqualTheLog) {
-  ASSERT_TRUE(send_acked(*connect_ws(c(), "gw-a", make_user(c().http("gw-a"), "last")), "world", "last-word"));
+  // Some of everything on both gateways (run alone, this is the whole log): users, a group, one-to-one
+  // and group messages, a read marker.
+  User a = make_user(c().http("gw-a"), "rm_a"), b = make_user(c().http("gw-b"), "rm_b"), d = make_user(c().http("gw-b"), "rm_d");
+  auto wa = connect_ws(c(), "gw-a", a), wb = connect_ws(c(), "gw-b", b);
+  ASSERT_TRUE(wa && wb);
+  HttpResult g;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        g = c().http("gw-a").post("/api/v1/groups", fmt::format(R"({{"name":"models","members":[{},{}]}})", b.id, d.id),
+                                  a.token);
+        return g.status == 201;
+      },
+      60s))
+      << g.body;
+  std::string group = g.json()["conversation_id"].GetString();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(send_acked(*wa, single_stream(a.id, b.id), fmt::format("rm-s{}", i)));
+    ASSERT_TRUE(send_acked(*wb, group, fmt::format("rm-g{}", i)));
+  }
+  auto read = c().http("gw-b").post(fmt::format("/api/v1/conversations/{}/read", single_stream(a.id, b.id)),
+                                    R"({"seq_id":3})", b.token);
+  EXPECT_EQ(read.status, 204) << read.body;
+  ASSERT_TRUE(send_acked(*wa, "world", "last-word"));
   for (const char* name : {"gw-a", "gw-b", "engine-1", "engine-2", "router", "tasks"}) {
     ASSERT_NO_FATAL_FAILURE(c().terminate(name));
   }
