@@ -187,7 +187,10 @@ void read_tasks(ConfigSection s, FanoutConfig& c) {
 }
 
 // The `sessions:` section; the connection defaults come from the `redis:` section when present.
-void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, RedisSessionsConfig& c) {
+// `heartbeat_timeout` is the gateway's: a live session refreshes its entry at least that often
+// (pongs come at half of it), so a time-to-live below it would expire idle users who are online.
+void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, std::chrono::milliseconds heartbeat_timeout,
+                   RedisSessionsConfig& c) {
   if (redis) {
     c.host = redis->host;
     c.port = redis->port;
@@ -203,7 +206,12 @@ void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, Red
   s.read("key_prefix", c.key_prefix);
   std::chrono::milliseconds ttl = c.ttl;
   s.read("ttl", ttl);
-  if (ttl < std::chrono::seconds(2)) s.fail("ttl", "must be at least 2s (and well above gateway.heartbeat_timeout / 2)");
+  if (ttl < std::chrono::seconds(2)) s.fail("ttl", "must be at least 2s (and at least gateway.heartbeat_timeout)");
+  if (ttl < heartbeat_timeout) {
+    s.fail("ttl", "is " + std::to_string(ttl.count()) + "ms, below gateway.heartbeat_timeout (" +
+                      std::to_string(heartbeat_timeout.count()) +
+                      "ms): idle users would expire while connected; raise sessions.ttl or lower the timeout");
+  }
   c.ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
   read_u32(s, "lookup_batch", c.lookup_batch, 1, 100000);
   read_u32(s, "pool_size", c.pool_size, 1, 256);
@@ -241,7 +249,7 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());
-  if (root.has("sessions")) read_sessions(root.section("sessions"), c.redis, c.sessions.emplace());
+  if (root.has("sessions")) read_sessions(root.section("sessions"), c.redis, c.gateway.heartbeat_timeout, c.sessions.emplace());
   root.finish();
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";

@@ -137,6 +137,7 @@ event_log:
   backend: kafka
   kafka: {brokers: [k1:9092], mock_control: 127.0.0.1:4000}
 redis: {host: cache1, port: 6380, password: pw, db: 3}
+gateway: {heartbeat_timeout: 40s}
 sessions: {key_prefix: "s:", ttl: 45s, lookup_batch: 64, pool_size: 2}
 )"), "");
   ASSERT_TRUE(c.sessions.has_value());
@@ -154,6 +155,11 @@ sessions: {key_prefix: "s:", ttl: 45s, lookup_batch: 64, pool_size: 2}
   EXPECT_EQ(own.sessions->port, 7000);
   EXPECT_THAT(error_of("sessions: {ttl: 1s}"), HasSubstr("`sessions.ttl`"));
   EXPECT_THAT(error_of("sessions: {db: 20}"), HasSubstr("`sessions.db`"));
+  // Idle users refresh their entry only every heartbeat: a shorter time-to-live loses them.
+  EXPECT_THAT(error_of("sessions: {ttl: 45s}"), HasSubstr("below gateway.heartbeat_timeout (60000ms)"));
+  EXPECT_THAT(error_of("gateway: {heartbeat_timeout: 50s}\nsessions: {ttl: 45s}"), HasSubstr("`sessions.ttl`"));
+  EXPECT_EQ(load_server_config(write_config("gateway: {heartbeat_timeout: 45s}\nsessions: {ttl: 45s}\n"), "").sessions->ttl,
+            std::chrono::seconds(45));
   EXPECT_THAT(error_of("sessions: {tll: 5s}"), HasSubstr("`sessions.tll`"));
 }
 
