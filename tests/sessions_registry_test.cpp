@@ -388,6 +388,28 @@ TEST(RedisSessionRegistry, TwoGatewaysSeeEachOthersSessions) {
   EXPECT_EQ(out, (Located{{10, "gw-b"}}));
 }
 
+// An error reply in the middle of a pipeline (here WRONGTYPE: the presence key is not a hash) must
+// not leave the replies after it on the pooled connection for the next caller to read as its own.
+TEST(RedisSessionRegistry, AnErrorReplyLeavesNoRepliesOwedToTheNextCallerOfThePool) {
+  REQUIRE_REDIS();
+  auto config = redis_config();
+  config.pool_size = 1;  // every call borrows the same connection
+  auto s = open_or_fail(config, SystemClock::instance());
+  ASSERT_TRUE(s);
+  s->connected(1, "gw-a", 1);
+  Raw raw(config);
+  ASSERT_EQ(raw.run({"SET", config.key_prefix + "presence:2", "not a hash"}), "OK");
+  uint64_t failures = redis_sessions_failures();
+  s->set_status(2, PresenceStatus::away);  // HSET answers WRONGTYPE; the PEXPIRE piped after it answers 1
+  EXPECT_EQ(redis_sessions_failures(), failures + 1);
+  for (int call = 0; call < 3; ++call) {
+    Located out;
+    s->locate(std::vector<uint64_t>{1, 3}, out);
+    EXPECT_EQ(out, (Located{{1, "gw-a"}})) << "call " << call << " read another command's reply";
+    EXPECT_EQ(s->devices(1), 1u) << "call " << call;
+  }
+}
+
 TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown) {
   if (t::in_ci() && find_program("redis-server").empty()) FAIL() << "CI=true and no redis-server";
   std::string problem;

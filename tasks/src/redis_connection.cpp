@@ -47,10 +47,11 @@ RedisConnection::~RedisConnection() = default;
 
 std::string RedisConnection::endpoint() const { return config_.host + ":" + std::to_string(config_.port); }
 
-bool RedisConnection::broken() const { return failed_ || !ctx_ || ctx_->err != 0; }
+bool RedisConnection::broken() const { return failed_ || owed_ > 0 || !ctx_ || ctx_->err != 0; }
 
 Status RedisConnection::connect() {
   failed_ = false;
+  owed_ = 0;
   ctx_.reset(redisConnectWithTimeout(config_.host.c_str(), config_.port, to_timeval(config_.connect_timeout)));
   if (!ctx_ || ctx_->err) {
     std::string why = ctx_ ? ctx_->errstr : "out of memory";
@@ -74,15 +75,18 @@ void RedisConnection::append(const std::vector<std::string_view>& args) {
     lens_.push_back(a.size());
   }
   redisAppendCommandArgv(ctx_.get(), static_cast<int>(args.size()), argv_.data(), lens_.data());
+  ++owed_;
 }
 
 Result<RedisReplyPtr> RedisConnection::read(std::string_view what) {
   void* r = nullptr;
   if (redisGetReply(ctx_.get(), &r) != REDIS_OK || r == nullptr) {
     failed_ = true;  // the pipeline's remaining replies are lost with the connection
+    owed_ = 0;
     return fail(TasksRedisErrc::unavailable,
                 "Redis " + endpoint() + " connection lost while " + std::string(what) + ": " + ctx_->errstr, true);
   }
+  if (owed_ > 0) --owed_;
   RedisReplyPtr reply(static_cast<redisReply*>(r));
   if (reply->type == REDIS_REPLY_ERROR) {
     return fail(TasksRedisErrc::command_failed,

@@ -71,12 +71,15 @@ class RedisConnection {
 
   // Connects (again), authenticates and selects the database. Unreachable: unavailable, retryable.
   Status connect();
+  // Lost, or still owing replies of appended commands (a caller stopped reading after an error
+  // reply): either way not fit for the next caller, who would read someone else's replies. The
+  // pool reconnects a broken connection before lending it again.
   [[nodiscard]] bool broken() const;
 
   // Queues a command; nothing is sent until read().
   void append(const std::vector<std::string_view>& args);
   // The next reply of the pipeline. A lost connection is unavailable (retryable) and marks the
-  // connection broken; an error reply is command_failed.
+  // connection broken; an error reply is command_failed (the replies after it are still owed).
   Result<RedisReplyPtr> read(std::string_view what);
   Result<RedisReplyPtr> command(const std::vector<std::string_view>& args, std::string_view what);
 
@@ -89,6 +92,7 @@ class RedisConnection {
   const RedisEndpoint& config_;
   std::unique_ptr<redisContext, ContextFree> ctx_;
   bool failed_ = false;
+  size_t owed_ = 0;  // replies of appended commands not read yet
   std::vector<const char*> argv_;
   std::vector<size_t> lens_;
 };
