@@ -275,6 +275,7 @@ void Gateway::stop() {
                             p.svc.connections.size(), open);
   }
   p.svc.bus.stop();
+  p.svc.bus_stopped = true;  // sessions released later (by ~Impl's io_context) announce nothing
   p.work.reset();
   p.ioc.stop();
   for (auto& t : p.threads) t.join();

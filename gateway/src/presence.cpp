@@ -36,6 +36,7 @@ Presence presence_of(Services& svc, uint64_t user) {
 }
 
 void announce_presence(Services& svc, uint64_t user) {
+  if (svc.bus_stopped.load()) return;  // shutting down: the bus may already be gone
   auto friends = svc.query.model().friends(user);
   if (!friends) {
     logger("gateway")->warn("presence of user {} not pushed: friend list unavailable: {}", user,

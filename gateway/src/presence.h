@@ -28,7 +28,7 @@ std::shared_ptr<const std::string> presence_frame(const Presence& p);
 // The presence of one user now.
 Presence presence_of(Services& svc, uint64_t user);
 
-// Tells `user`'s online friends their presence now.
+// Tells `user`'s online friends their presence now. Does nothing once the bus has stopped (shutdown).
 void announce_presence(Services& svc, uint64_t user);
 
 }  // namespace imlog::gw

@@ -49,6 +49,10 @@ struct Services {
   ApiRouter api;
   std::atomic<uint64_t> next_connection_id{1};
   std::atomic<bool> stopping{false};
+  // Set by Gateway::stop() once the bus has stopped: the bus is destroyed before the io_context,
+  // whose handlers may still release sessions that announce their presence, so after this nothing
+  // may touch `bus`.
+  std::atomic<bool> bus_stopped{false};
   // Password hashes queued or running; beyond kMaxPasswordWork new ones are refused with 503.
   std::atomic<int> password_work{0};
   static constexpr int kMaxPasswordWork = 256;
