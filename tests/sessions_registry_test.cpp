@@ -6,7 +6,8 @@
 //
 // Redis only: a silent session expires after its TTL while a heartbeaten one stays (checked with
 // an injected clock, and against Redis's own key expiry in real time); two registries — two
-// gateways — see each other's sessions; a Redis that restarts is reconnected to; an unreachable
+// gateways — see each other's sessions; a Redis that restarts (or loses its keys) is reconnected to
+// and refilled by heartbeats; an error reply leaves nothing owed on a pooled connection; an unreachable
 // Redis is an error naming host:port and a failed lookup returns nothing instead of crashing.
 //   build/tests/sessions_registry_test     or     scripts/test -R SessionRegistry
 
@@ -14,6 +15,7 @@
 #include <hiredis/hiredis.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -247,13 +249,17 @@ TEST_P(SessionRegistryBehaviour, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
                                                              {6, PresenceStatus::offline, 0}}));
 }
 
-TEST_P(SessionRegistryBehaviour, HeartbeatOfAnUnknownSessionDoesNotMakeAUserSeen) {
-  auto s = make();
-  s->heartbeat(9, "gw", 1);
-  EXPECT_EQ(presence_of(*s, {9})[0].last_seen_ms, 0);
-  EXPECT_EQ(s->devices(9), 0u);
+TEST_P(SessionRegistryBehaviour, AHeartbeatRegistersASessionTheRegistryDidNotKnow) {
+  ManualClock clock(3000);
+  auto s = make(clock);
   s->disconnected(9, "gw", 1);  // unknown: nothing happens
   EXPECT_EQ(presence_of(*s, {9})[0].last_seen_ms, 0);
+  s->heartbeat(9, "gw", 1);  // a live session the registry lost: it is back
+  EXPECT_EQ(presence_of(*s, {9}), (std::vector<Presence>{{9, PresenceStatus::online, 3000}}));
+  EXPECT_EQ(s->devices(9), 1u);
+  Located out;
+  s->all_online(out);
+  EXPECT_EQ(out, (Located{{9, "gw"}}));
 }
 
 TEST_P(SessionRegistryBehaviour, AllOnlineListsEveryUserOnEveryGatewayOnce) {
@@ -344,11 +350,43 @@ TEST(RedisSessionRegistry, ASilentSessionExpiresAfterItsTtlWhileAHeartbeatenOneS
   Raw raw(config);
   EXPECT_EQ(raw.run({"HKEYS", config.key_prefix + "sess:1"}), "gw-alive/1");
   EXPECT_EQ(raw.run({"EXISTS", config.key_prefix + "sess:2"}), "0");
-  // A heartbeat after expiry does not revive the cleaned session; connecting again does.
+  // A heartbeat that comes after all (the session was alive, its gateway late) registers it again.
   s->heartbeat(2, "gw-crashed", 3);
-  EXPECT_EQ(s->devices(2), 0u);
-  s->connected(2, "gw-crashed", 3);
   EXPECT_EQ(s->devices(2), 1u);
+}
+
+// Redis lost every key of the registry (a restart without persistence, a FLUSHDB): each live
+// session is back, locatable and online, after its next heartbeat — without a reconnect.
+TEST(RedisSessionRegistry, AHeartbeatAfterRedisLostTheKeysRegistersTheSessionAgain) {
+  REQUIRE_REDIS();
+  auto config = redis_config();
+  auto s = open_or_fail(config, SystemClock::instance());
+  ASSERT_TRUE(s);
+  s->connected(21, "gw-a", 1);
+  s->connected(22, "gw-b", 2);
+  ASSERT_TRUE(s->set_status(21, PresenceStatus::busy));
+  Raw raw(config);
+  std::string keys = raw.run({"KEYS", config.key_prefix + "*"});
+  ASSERT_FALSE(keys.empty());
+  std::vector<std::string> del{"DEL"};
+  std::stringstream ss(keys);
+  for (std::string k; std::getline(ss, k, ',');) del.push_back(k);
+  EXPECT_EQ(raw.run(del), std::to_string(del.size() - 1));
+  Located out;
+  s->locate(std::vector<uint64_t>{21, 22}, out);
+  ASSERT_TRUE(out.empty()) << "Redis forgot them";
+
+  s->heartbeat(21, "gw-a", 1);
+  s->heartbeat(22, "gw-b", 2);
+  s->locate(std::vector<uint64_t>{21, 22}, out);
+  EXPECT_EQ(out, (Located{{21, "gw-a"}, {22, "gw-b"}}));
+  out.clear();
+  s->all_online(out);
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, (Located{{21, "gw-a"}, {22, "gw-b"}}));
+  EXPECT_EQ(presence_of(*s, {21})[0].status, PresenceStatus::online) << "the chosen status went with the data";
+  EXPECT_EQ(raw.run({"HKEYS", config.key_prefix + "sess:21"}), "gw-a/1");
+  EXPECT_NE(raw.run({"PTTL", config.key_prefix + "sess:21"}), "-1") << "the key expires again";
 }
 
 TEST(RedisSessionRegistry, RedisDropsTheKeysOfAUserWhoseGatewayWentSilent) {
@@ -433,7 +471,7 @@ TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown
   EXPECT_GE(redis_sessions_failures(), failures + 4);
 
   ASSERT_TRUE(own->launch()) << "restarting redis-server on port " << own->port;
-  s->connected(1, "gw", 1);  // the restarted server lost its data: the gateway registers again
+  s->heartbeat(1, "gw", 1);  // the restarted server lost its data: the next heartbeat registers again
   EXPECT_EQ(s->devices(1), 1u);
   out.clear();
   s->locate(std::vector<uint64_t>{1}, out);

@@ -18,19 +18,11 @@ namespace {
 
 std::atomic<uint64_t> g_failures{0};
 
+// Connect and heartbeat alike: a heartbeat of a session Redis lost (a restart without persistence,
+// a gap longer than the ttl) registers it again. Safe because a session's connect, heartbeats and
+// disconnect come in order from its gateway, so no heartbeat follows the disconnect.
 // KEYS: sess, online, presence. ARGV: field, expiry, ttl ms, now, presence ttl ms, user.
 constexpr std::string_view kConnectScript = R"lua(
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[6])
-redis.call('HSET', KEYS[3], 'seen', ARGV[4])
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
-return 1
-)lua";
-
-// As connect, for a session that exists only.
-constexpr std::string_view kHeartbeatScript = R"lua(
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[6])
@@ -100,7 +92,7 @@ class RedisSessions final : public SessionRegistry {
   }
 
   void heartbeat(uint64_t user, std::string_view gateway, uint64_t session) override {
-    run_script(kHeartbeatScript, user, gateway, session, "refreshing a session");
+    run_script(kConnectScript, user, gateway, session, "refreshing a session");
   }
 
   void disconnected(uint64_t user, std::string_view gateway, uint64_t session) override {

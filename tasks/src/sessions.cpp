@@ -51,9 +51,9 @@ class LocalSessions final : public SessionRegistry {
     if (u->second.empty()) users_.erase(u);
   }
 
-  void heartbeat(uint64_t user, std::string_view, uint64_t) override {
-    std::unique_lock lock(mu_);
-    if (users_.contains(user)) seen_[user].last_seen_ms = clock_.now_ms();
+  // As connected: the session is alive, whether or not it was known (sessions.h).
+  void heartbeat(uint64_t user, std::string_view gateway, uint64_t session) override {
+    connected(user, gateway, session);
   }
 
   void locate(std::span<const uint64_t> users, std::vector<std::pair<uint64_t, std::string>>& out) const override {

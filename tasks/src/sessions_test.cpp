@@ -53,10 +53,12 @@ TEST(LocalSessions, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
   EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::online);
 }
 
-TEST(LocalSessions, HeartbeatOfAnUnknownSessionDoesNotMakeAUserSeen) {
-  auto s = make_local_sessions();
+TEST(LocalSessions, AHeartbeatRegistersASessionTheRegistryDidNotKnow) {
+  ManualClock clock(700);
+  auto s = make_local_sessions(clock);
   s->heartbeat(9, "gw", 1);
-  EXPECT_EQ(presence_of(*s, {9})[0].last_seen_ms, 0);
+  EXPECT_EQ(presence_of(*s, {9})[0], (Presence{9, PresenceStatus::online, 700}));
+  EXPECT_EQ(s->devices(9), 1u);
 }
 
 TEST(PresenceNames, RoundTrip) {

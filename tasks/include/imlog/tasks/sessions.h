@@ -40,7 +40,9 @@ class SessionRegistry {
   virtual ~SessionRegistry() = default;
   virtual void connected(uint64_t user_id, std::string_view gateway_id, uint64_t session_id) = 0;
   virtual void disconnected(uint64_t user_id, std::string_view gateway_id, uint64_t session_id) = 0;
-  // The session is alive: refreshes its time-to-live and the user's last-seen time.
+  // The session is alive: refreshes its time-to-live and the user's last-seen time, registering
+  // it again if the registry lost it (Redis restarted, or the session outlived its ttl silent).
+  // A session's calls must come in order: no heartbeat after its disconnected().
   virtual void heartbeat(uint64_t user_id, std::string_view gateway_id, uint64_t session_id) = 0;
   // Appends one (user, gateway) pair per gateway where a user of `users` has a session.
   virtual void locate(std::span<const uint64_t> users,
