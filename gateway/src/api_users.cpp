@@ -16,6 +16,13 @@
 namespace imlog::gw {
 namespace {
 
+// Runs `fn` on the caller's registry worker (presence reads are registry round trips, kept off the
+// I/O threads); answers 503 when that worker's queue is full.
+void on_registry_worker(Services& svc, uint64_t caller, const Respond& respond, std::function<void()> fn) {
+  if (svc.registry.post(caller, std::move(fn))) return;
+  respond(counted_error(svc, 503, "unavailable", "the presence store is busy; retry shortly"));
+}
+
 // Answers with the user's profile, waiting briefly for a registration still being projected.
 void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
   auto found = std::make_shared<Result<std::optional<UserView>>>(std::nullopt);
@@ -30,10 +37,12 @@ void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
         if (!found->value()) {
           return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
         }
-        Presence presence = presence_of(svc, user);
-        JsonOut j;
-        write_user(j, *found->value(), self, &presence);
-        respond(json_reply(200, j.take()));
+        on_registry_worker(svc, user, respond, [&svc, user, self, found, respond] {
+          Presence presence = presence_of(svc, user);
+          JsonOut j;
+          write_user(j, *found->value(), self, &presence);
+          respond(json_reply(200, j.take()));
+        });
       });
 }
 
@@ -247,7 +256,11 @@ void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
   std::string name;
   if (!body.fields().str("status", name, true, 32)) return respond(invalid(svc, body.error()));
   auto status = parse_presence(name);
-  if (!status || !svc.sessions.set_status(req.user_id, *status)) {
+  auto set = status ? svc.sessions.set_status(req.user_id, *status) : SetStatusResult::invalid;
+  if (set == SetStatusResult::unavailable) {
+    return respond(counted_error(svc, 503, "unavailable", "presence store unavailable: status not saved"));
+  }
+  if (set != SetStatusResult::saved) {
     return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
   }
   // Offline, the choice waits for the next connection; friends hear nothing new now.
@@ -274,13 +287,15 @@ void on_presence(Services& svc, ApiRequest& req, Respond respond) {
     }
     i = j + 1;
   }
-  std::vector<Presence> out;
-  svc.sessions.presence(ids, out);
-  JsonOut j;
-  j.begin_object().key("presence").begin_array();
-  for (const auto& p : out) write_presence(j, p);
-  j.end_array().end_object();
-  respond(json_reply(200, j.take()));
+  on_registry_worker(svc, req.user_id, respond, [&svc, ids = std::move(ids), respond] {
+    std::vector<Presence> out;
+    svc.sessions.presence(ids, out);
+    JsonOut j;
+    j.begin_object().key("presence").begin_array();
+    for (const auto& p : out) write_presence(j, p);
+    j.end_array().end_object();
+    respond(json_reply(200, j.take()));
+  });
 }
 
 // POST /users/me/avatar, the raw image as the body (avatar.h) → 200 {avatar_url}.

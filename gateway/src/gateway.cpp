@@ -225,6 +225,9 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
     return fail_key("refresh_token_ttl", "must be at least access_token_ttl");
   }
   if (config.heartbeat_timeout < std::chrono::seconds(1)) return fail_key("heartbeat_timeout", "must be at least 1s");
+  if (config.registry_threads == 0 || config.registry_queue == 0) {
+    return fail_key("registry_threads", "and registry_queue must be at least 1");
+  }
   if (config.threads == 0) config.threads = std::max(1u, std::thread::hardware_concurrency());
   if (!config.web_dir.empty() && !std::filesystem::is_regular_file(config.web_dir + "/index.html")) {
     return fail_key("web_dir", "`" + config.web_dir + "` has no index.html");
@@ -274,6 +277,7 @@ void Gateway::stop() {
     logger("gateway")->warn("{} of {} connections still open after the drain timeout; dropping them",
                             p.svc.connections.size(), open);
   }
+  p.svc.registry.stop();  // the closed sessions' disconnects and announcements, while the bus still runs
   p.svc.bus.stop();
   p.svc.bus_stopped = true;  // sessions released later (by ~Impl's io_context) announce nothing
   p.work.reset();

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 #include <unistd.h>
 
 #include "avatar.h"
@@ -71,6 +72,44 @@ TEST(PresenceDelivery, ReachesTheOtherGatewaysBusAsAPresencePush) {
   lock.unlock();
   here.stop();
   there.stop();
+}
+
+TEST(RegistryWorkers, KeepsOneKeysOrderRefusesBeyondTheQueueAndDrainsOnStop) {
+  RegistryWorkers workers(2, 3);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::vector<int> ran;
+  auto record = [&](int n) {
+    std::lock_guard lock(mu);
+    ran.push_back(n);
+  };
+  // Key 0's worker blocks on its first task; three more queue behind it, the fifth is refused.
+  ASSERT_TRUE(workers.post(0, [&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+    ran.push_back(1);
+  }));
+  std::this_thread::sleep_for(50ms);  // let the worker take it (the queue is then empty)
+  EXPECT_TRUE(workers.post(2, [&] { record(2); }));
+  EXPECT_TRUE(workers.post(4, [&] { record(3); }));
+  EXPECT_TRUE(workers.post(0, [&] { record(4); }));
+  EXPECT_FALSE(workers.post(6, [&] { record(99); })) << "a full queue refuses";
+  // Another worker's key still runs while key 0's worker is stuck.
+  std::atomic<bool> other{false};
+  ASSERT_TRUE(workers.post(1, [&] { other = true; }));
+  for (int i = 0; i < 500 && !other; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(other.load()) << "a stalled worker holds up only its own keys";
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  workers.stop();  // runs what was queued
+  EXPECT_EQ(ran, (std::vector<int>{1, 2, 3, 4}));
+  bool inline_ran = false;
+  EXPECT_TRUE(workers.post(0, [&] { inline_ran = true; }));
+  EXPECT_TRUE(inline_ran) << "after stop a task runs on the caller's thread";
 }
 
 TEST(PresenceFrame, NamesTheStatus) {

@@ -15,6 +15,7 @@
 #include "hub.h"
 #include "imlog/gateway/gateway.h"
 #include "metrics.h"
+#include "presence.h"
 
 namespace imlog::gw {
 
@@ -29,7 +30,8 @@ struct Services {
         not_ready(std::move(deps.not_ready)),
         tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
                config.refresh_token_ttl.count() / 1000),
-        passwords(config.password_ops_limit, config.password_mem_limit) {}
+        passwords(config.password_ops_limit, config.password_mem_limit),
+        registry(config.registry_threads, config.registry_queue) {}
 
   const GatewayConfig config;
   const std::string gateway_id;  // the bus's; kept here for code that runs while the bus goes away
@@ -61,6 +63,10 @@ struct Services {
   std::function<void(std::function<void()>)> run_blocking;
   // Runs `fn` on an I/O thread after `delay` (retries against the eventually-consistent read model).
   std::function<void(std::chrono::milliseconds, std::function<void()>)> run_after;
+
+  // SessionRegistry calls and presence announcements, off the I/O threads (presence.h). Last, so
+  // its threads are joined before anything they use goes.
+  RegistryWorkers registry;
 };
 
 }  // namespace imlog::gw

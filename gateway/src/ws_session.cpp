@@ -1,5 +1,7 @@
 #include "ws_session.h"
 
+#include <atomic>
+#include <functional>
 #include <unordered_set>
 #include <vector>
 #include <deque>
@@ -135,9 +137,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     svc_.metrics.ws_connections++;
     svc_.metrics.ws_accepted++;
     svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
-    svc_.sessions.connected(user_, svc_.gateway_id, id_);
     last_heartbeat_ = std::chrono::steady_clock::now();
-    if (svc_.sessions.devices(user_) == 1) announce_presence(svc_, user_);  // the first device: online
+    registry_work("connect", [&svc = svc_, user = user_, id = id_] {
+      svc.sessions.connected(user, svc.gateway_id, id);
+      if (svc.sessions.devices(user) == 1) announce_presence(svc, user);  // the first device: online
+    });
     if (svc_.stopping.load()) return close(1001, "server shutting down");
     // A pong answers the server's keep-alive ping: the peer is alive even when it sends nothing.
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
@@ -252,7 +256,19 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     auto now = std::chrono::steady_clock::now();
     if (now - last_heartbeat_ < kHeartbeatEvery) return;
     last_heartbeat_ = now;
-    svc_.sessions.heartbeat(user_, svc_.gateway_id, id_);
+    registry_work("heartbeat", [&svc = svc_, user = user_, id = id_] { svc.sessions.heartbeat(user, svc.gateway_id, id); });
+  }
+
+  // Registry work of this session, off the I/O thread on the user's registry worker, so in the
+  // order posted (connect, heartbeats, disconnect). Fire and forget: dropped when the worker's
+  // queue is full (the registry is stalled); the session's TTL and its next heartbeat heal it.
+  void registry_work(const char* what, std::function<void()> fn) {
+    if (svc_.registry.post(user_, std::move(fn))) return;
+    static std::atomic<uint64_t> dropped{0};
+    if (dropped.fetch_add(1) % 1000 == 0) {
+      logger("gateway")->warn("session registry queue full: dropped a {} of user {} ({} dropped so far)", what,
+                              user_, dropped.load());
+    }
   }
 
   // Whether this connection sent the message (then it had its ack; no echo). Forgets it.
@@ -273,9 +289,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     state_ = State::closed;
     if (accepted_) {
       svc_.hub.remove(user_, id_);
-      svc_.sessions.disconnected(user_, svc_.gateway_id, id_);
       svc_.metrics.ws_connections--;
-      if (svc_.sessions.devices(user_) == 0) announce_presence(svc_, user_);  // the last device: offline
+      registry_work("disconnect", [&svc = svc_, user = user_, id = id_] {
+        svc.sessions.disconnected(user, svc.gateway_id, id);
+        if (svc.sessions.devices(user) == 0) announce_presence(svc, user);  // the last device: offline
+      });
     }
     svc_.connections.remove(id_);
   }

@@ -86,6 +86,14 @@ struct GatewayConfig {
   std::string avatar_dir;
   // Largest avatar image; a larger upload gets 413. Default 2 MiB.
   uint64_t avatar_max_bytes = 2 << 20;
+  // Threads that talk to the session registry (Redis) and announce presence (the friend list from
+  // the read model), off the I/O threads; one user's work always goes to the same thread, in order.
+  // Default 4.
+  uint32_t registry_threads = 4;
+  // Tasks each registry thread may have queued; beyond it heartbeats and connects are dropped
+  // (logged; the session's TTL and next heartbeat heal the registry) and presence reads get 503.
+  // Default 10000.
+  uint32_t registry_queue = 10'000;
   // Directory whose files are served at / (the demo client). Empty: the built-in page. Default empty.
   std::string web_dir;
 };
