@@ -232,9 +232,10 @@ TEST_P(SessionRegistryBehaviour, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
 
   clock.advance_ms(500);
   s->heartbeat(5, "gw", 1);
-  EXPECT_TRUE(s->set_status(5, PresenceStatus::away));
+  EXPECT_EQ(s->set_status(5, PresenceStatus::away), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::away, 1500}}));
-  EXPECT_FALSE(s->set_status(5, PresenceStatus::offline)) << "offline is not a status one chooses";
+  EXPECT_EQ(s->set_status(5, PresenceStatus::offline), SetStatusResult::invalid)
+      << "offline is not a status one chooses";
 
   clock.advance_ms(500);
   s->disconnected(5, "gw", 1);
@@ -242,9 +243,9 @@ TEST_P(SessionRegistryBehaviour, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
 
   s->connected(5, "gw", 2);
   EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::away);
-  s->set_status(5, PresenceStatus::online);
+  EXPECT_EQ(s->set_status(5, PresenceStatus::online), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::online);
-  s->set_status(5, PresenceStatus::busy);
+  EXPECT_EQ(s->set_status(5, PresenceStatus::busy), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*s, {5, 6}), (std::vector<Presence>{{5, PresenceStatus::busy, 2000},
                                                              {6, PresenceStatus::offline, 0}}));
 }
@@ -364,7 +365,7 @@ TEST(RedisSessionRegistry, AHeartbeatAfterRedisLostTheKeysRegistersTheSessionAga
   ASSERT_TRUE(s);
   s->connected(21, "gw-a", 1);
   s->connected(22, "gw-b", 2);
-  ASSERT_TRUE(s->set_status(21, PresenceStatus::busy));
+  ASSERT_EQ(s->set_status(21, PresenceStatus::busy), SetStatusResult::saved);
   Raw raw(config);
   std::string keys = raw.run({"KEYS", config.key_prefix + "*"});
   ASSERT_FALSE(keys.empty());
@@ -418,7 +419,7 @@ TEST(RedisSessionRegistry, TwoGatewaysSeeEachOthersSessions) {
     EXPECT_EQ(out, (Located{{10, "gw-a"}, {10, "gw-b"}, {11, "gw-b"}}));
     EXPECT_EQ(s->devices(10), 2u);
   }
-  ASSERT_TRUE(b->set_status(10, PresenceStatus::busy));
+  ASSERT_EQ(b->set_status(10, PresenceStatus::busy), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*a, {10})[0].status, PresenceStatus::busy);
   a->disconnected(10, "gw-a", 1);
   Located out;
@@ -438,7 +439,8 @@ TEST(RedisSessionRegistry, AnErrorReplyLeavesNoRepliesOwedToTheNextCallerOfThePo
   Raw raw(config);
   ASSERT_EQ(raw.run({"SET", config.key_prefix + "presence:2", "not a hash"}), "OK");
   uint64_t failures = redis_sessions_failures();
-  s->set_status(2, PresenceStatus::away);  // HSET answers WRONGTYPE; the PEXPIRE piped after it answers 1
+  // HSET answers WRONGTYPE; the PEXPIRE piped after it answers 1. The status was not saved: said so.
+  EXPECT_EQ(s->set_status(2, PresenceStatus::away), SetStatusResult::unavailable);
   EXPECT_EQ(redis_sessions_failures(), failures + 1);
   for (int call = 0; call < 3; ++call) {
     Located out;
@@ -468,7 +470,8 @@ TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown
   EXPECT_EQ(s->devices(1), 0u);
   EXPECT_EQ(presence_of(*s, {1})[0].status, PresenceStatus::offline);
   s->connected(2, "gw", 2);  // dropped, counted
-  EXPECT_GE(redis_sessions_failures(), failures + 4);
+  EXPECT_EQ(s->set_status(1, PresenceStatus::busy), SetStatusResult::unavailable) << "not saved, and said so";
+  EXPECT_GE(redis_sessions_failures(), failures + 5);
 
   ASSERT_TRUE(own->launch()) << "restarting redis-server on port " << own->port;
   s->heartbeat(1, "gw", 1);  // the restarted server lost its data: the next heartbeat registers again

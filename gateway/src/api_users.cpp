@@ -256,7 +256,11 @@ void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
   std::string name;
   if (!body.fields().str("status", name, true, 32)) return respond(invalid(svc, body.error()));
   auto status = parse_presence(name);
-  if (!status || !svc.sessions.set_status(req.user_id, *status)) {
+  auto set = status ? svc.sessions.set_status(req.user_id, *status) : SetStatusResult::invalid;
+  if (set == SetStatusResult::unavailable) {
+    return respond(counted_error(svc, 503, "unavailable", "presence store unavailable: status not saved"));
+  }
+  if (set != SetStatusResult::saved) {
     return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
   }
   // Offline, the choice waits for the next connection; friends hear nothing new now.

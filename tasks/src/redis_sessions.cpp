@@ -148,17 +148,17 @@ class RedisSessions final : public SessionRegistry {
     return ok ? n : 0;
   }
 
-  bool set_status(uint64_t user, PresenceStatus status) override {
-    if (status == PresenceStatus::offline) return false;
+  SetStatusResult set_status(uint64_t user, PresenceStatus status) override {
+    if (status == PresenceStatus::offline) return SetStatusResult::invalid;
     std::string key = presence_key(user), pttl = ms(config_.presence_ttl);
-    with_retry("setting a status", [&](RedisConnection& c) -> Status {
+    bool ok = with_retry("setting a status", [&](RedisConnection& c) -> Status {
       c.append({"HSET", key, "status", presence_name(status)});
       c.append({"PEXPIRE", key, pttl});
       IMLOG_TRY(c.read("setting a status"));
       IMLOG_TRY(c.read("setting a status"));
       return {};
     });
-    return true;
+    return ok ? SetStatusResult::saved : SetStatusResult::unavailable;
   }
 
   void presence(std::span<const uint64_t> users, std::vector<Presence>& out) const override {

@@ -81,11 +81,11 @@ class LocalSessions final : public SessionRegistry {
     return n;
   }
 
-  bool set_status(uint64_t user, PresenceStatus status) override {
-    if (status == PresenceStatus::offline) return false;
+  SetStatusResult set_status(uint64_t user, PresenceStatus status) override {
+    if (status == PresenceStatus::offline) return SetStatusResult::invalid;
     std::unique_lock lock(mu_);
     seen_[user].chosen = status;
-    return true;
+    return SetStatusResult::saved;
   }
 
   void presence(std::span<const uint64_t> users, std::vector<Presence>& out) const override {

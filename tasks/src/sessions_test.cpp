@@ -38,9 +38,10 @@ TEST(LocalSessions, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
 
   clock.advance_ms(500);
   s->heartbeat(5, "gw", 1);
-  EXPECT_TRUE(s->set_status(5, PresenceStatus::away));
+  EXPECT_EQ(s->set_status(5, PresenceStatus::away), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*s, {5}), (std::vector<Presence>{{5, PresenceStatus::away, 1500}}));
-  EXPECT_FALSE(s->set_status(5, PresenceStatus::offline)) << "offline is not a status one chooses";
+  EXPECT_EQ(s->set_status(5, PresenceStatus::offline), SetStatusResult::invalid)
+      << "offline is not a status one chooses";
 
   clock.advance_ms(500);
   s->disconnected(5, "gw", 1);
@@ -49,7 +50,7 @@ TEST(LocalSessions, PresenceGoesOnlineAwayAndOfflineWithLastSeen) {
   // The chosen status outlives the session; online clears it.
   s->connected(5, "gw", 2);
   EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::away);
-  s->set_status(5, PresenceStatus::online);
+  EXPECT_EQ(s->set_status(5, PresenceStatus::online), SetStatusResult::saved);
   EXPECT_EQ(presence_of(*s, {5})[0].status, PresenceStatus::online);
 }
 

@@ -21,13 +21,13 @@
 // locate() of its users.
 //
 // Failures never throw and never crash: a call whose Redis is unreachable is retried once on a
-// fresh connection, then gives up — a lookup returns nothing, a write is dropped — and is logged
-// and counted (failures()). A restarted Redis is reconnected to on the next call. A Redis that
-// lost its data (restart without persistence), or a session silent for longer than the ttl, is
-// repaired by the session's next heartbeat(): it writes the session whether Redis still had it
-// or not (connect and heartbeat are the same script), so every live session is back within one
-// heartbeat interval. That needs each session's calls in order (connect, heartbeats, disconnect),
-// as the gateway makes them.
+// fresh connection, then gives up — a lookup returns nothing, a write is dropped (set_status says
+// so: unavailable) — and is logged and counted (failures()). A restarted Redis is reconnected to
+// on the next call. A Redis that lost its data (restart without persistence), or a session
+// silent for longer than the ttl, is repaired by the session's next heartbeat(): it writes the
+// session whether Redis still had it or not (connect and heartbeat are the same script), so every
+// live session is back within one heartbeat interval. That needs each session's calls in order
+// (connect, heartbeats, disconnect), as the gateway makes them.
 //
 // Threading: thread-safe; calls borrow one of pool_size connections.
 

@@ -28,6 +28,10 @@ enum class PresenceStatus : uint8_t { offline = 0, online = 1, away = 2, busy = 
 std::string_view presence_name(PresenceStatus s);
 std::optional<PresenceStatus> parse_presence(std::string_view name);
 
+// What set_status did: saved; invalid (offline is not a status one chooses); or not saved because
+// the registry's store is unavailable (Redis down or refusing writes) — the caller may retry.
+enum class SetStatusResult : uint8_t { saved = 0, invalid = 1, unavailable = 2 };
+
 struct Presence {
   uint64_t user_id = 0;
   PresenceStatus status = PresenceStatus::offline;
@@ -52,8 +56,8 @@ class SessionRegistry {
   // Devices a user has online, on every gateway.
   [[nodiscard]] virtual uint32_t devices(uint64_t user_id) const = 0;
   // The user's chosen status: away or busy win while online; online clears the choice; offline
-  // is not a choice (it is having no session) and is refused with false.
-  virtual bool set_status(uint64_t user_id, PresenceStatus status) = 0;
+  // is not a choice (it is having no session) and is refused as invalid.
+  [[nodiscard]] virtual SetStatusResult set_status(uint64_t user_id, PresenceStatus status) = 0;
   // Appends the presence of each of `users`, in order.
   virtual void presence(std::span<const uint64_t> users, std::vector<Presence>& out) const = 0;
 };
