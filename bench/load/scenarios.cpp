@@ -534,13 +534,16 @@ void one_start(const Common& c, const std::string& label, size_t messages) {
 
 int run_coldstart(const Common& c, const ColdstartOptions& o) {
   Common cc = c;
-  std::string dir = o.reuse;
+  std::string dir = o.reuse.empty() ? c.data_dir : o.reuse;  // --data-dir: generated there and kept
   bool remove = false;
   if (dir.empty()) {
     char tmpl[] = "/tmp/imlog-bench-cold-XXXXXX";
     if (!::mkdtemp(tmpl)) return 1;
     dir = tmpl;
     remove = true;
+  }
+  if (o.reuse.empty()) {
+    std::filesystem::create_directories(dir);
     std::string gen = (imlog::testing::binary_dir() / "imlog-bench-replay").string() + " --dir " + dir +
                       "/data --generate-only --messages " + std::to_string(o.messages) + " > " + dir + "/generate.log";
     std::printf("generating the log: %s\n", gen.c_str());
