@@ -6,7 +6,9 @@
 // router rebuilding membership from them):
 //   - every online member gets each message exactly once, on each gateway they are on, across two
 //     workers sharing the group (and the router itself delivers none of it);
-//   - a failed delivery append is retried and still delivered exactly once;
+//   - a failed delivery append is retried and still delivered exactly once; so is a failed lookup
+//     of the recipients (the registry down), and one that keeps failing is dead-lettered, never
+//     taken for "nobody online" and committed;
 //   - a task that does not decode lands in im.dlq with reason "corrupt task", and a gateway whose
 //     appends keep failing sends its tasks to im.dlq after max_attempts — the worker carries on;
 //   - a worker stopped in the middle of a batch hands it over to the other worker: delivery is at
@@ -90,6 +92,41 @@ class FaultyLog final : public EventLog {
   std::mutex mu_;
   std::map<std::string, int> failures_;
   std::atomic<uint64_t> failed_{0};
+};
+
+// A registry whose lookups fail (Redis down) the next `count` times (< 0: always), then pass to
+// the real one. Thread-safe.
+class FailingLookups final : public SessionRegistry {
+ public:
+  FailingLookups(SessionRegistry& real, int count) : real_(real), left_(count) {}
+  [[nodiscard]] int failed() const { return failed_.load(); }
+
+  void connected(uint64_t u, std::string_view g, uint64_t s) override { real_.connected(u, g, s); }
+  void disconnected(uint64_t u, std::string_view g, uint64_t s) override { real_.disconnected(u, g, s); }
+  void heartbeat(uint64_t u, std::string_view g, uint64_t s) override { real_.heartbeat(u, g, s); }
+  void locate(std::span<const uint64_t> users, std::vector<std::pair<uint64_t, std::string>>& out) const override {
+    (void)try_locate(users, out);
+  }
+  Status try_locate(std::span<const uint64_t> users,
+                    std::vector<std::pair<uint64_t, std::string>>& out) const override {
+    int left = left_.load();
+    while (left != 0 && !left_.compare_exchange_weak(left, left > 0 ? left - 1 : left)) {
+    }
+    if (left == 0) return real_.try_locate(users, out);
+    ++failed_;
+    return imlog::fail(LogErrc::unavailable, "injected: the sessions registry is unreachable", true);
+  }
+  void all_online(std::vector<std::pair<uint64_t, std::string>>& out) const override { real_.all_online(out); }
+  uint32_t devices(uint64_t u) const override { return real_.devices(u); }
+  SetStatusResult set_status(uint64_t u, PresenceStatus s) override { return real_.set_status(u, s); }
+  void presence(std::span<const uint64_t> users, std::vector<Presence>& out) const override {
+    real_.presence(users, out);
+  }
+
+ private:
+  SessionRegistry& real_;
+  mutable std::atomic<int> left_;
+  mutable std::atomic<int> failed_{0};
 };
 
 // Every record of a topic, read from its start to the end it has now.
@@ -253,8 +290,8 @@ class FanoutLocal : public ::testing::Test {
     for (auto& w : workers_) w->stop();
     world_.stop();
   }
-  FanoutWorker& worker(EventLog& log, FanoutConfig c = quick_config()) {
-    workers_.push_back(std::make_unique<FanoutWorker>(log, *world_.sessions, c));
+  FanoutWorker& worker(EventLog& log, FanoutConfig c = quick_config(), SessionRegistry* sessions = nullptr) {
+    workers_.push_back(std::make_unique<FanoutWorker>(log, sessions ? *sessions : *world_.sessions, c));
     EXPECT_TRUE(workers_.back()->start());
     return *workers_.back();
   }
@@ -345,6 +382,40 @@ TEST_F(FanoutLocal, PoisonTasksAndHopelessDeliveriesGoToTheDeadLetterTopicWithTh
   // gw-a's members got everything, once: the worker carried on.
   Pushes got = pushes_on(*log_);
   EXPECT_EQ(got, world_.expected(seqs, "gw-a"));
+}
+
+TEST_F(FanoutLocal, AFailedLookupIsRetriedThenDelivered) {
+  world_.build(*log_, 4, 600, paged_router());
+  FailingLookups registry(*world_.sessions, 3);
+  auto& w = worker(*log_, quick_config(), &registry);
+  auto seqs = world_.send(2);
+  ASSERT_TRUE(world_.wait_done(2, {&w}));
+  EXPECT_EQ(registry.failed(), 3);
+  EXPECT_GE(w.stats().lookup_retries, 1u);
+  EXPECT_EQ(w.stats().dead_letters, 0u);
+  EXPECT_EQ(pushes_on(*log_), world_.expected(seqs)) << "nobody missed: a failed lookup is not 'nobody online'";
+}
+
+TEST_F(FanoutLocal, ALookupThatKeepsFailingSendsTheTaskToTheDeadLetterTopicInsteadOfCommittingIt) {
+  world_.build(*log_, 4, 600, paged_router());
+  FailingLookups registry(*world_.sessions, -1);
+  FanoutConfig c = quick_config();
+  c.max_attempts = 3;
+  auto& w = worker(*log_, c, &registry);
+  world_.send(2);
+  ASSERT_TRUE(world_.wait_done(2, {&w}));
+  EXPECT_TRUE(pushes_on(*log_).empty());
+  auto letters = read_all(*log_, std::string(kDeadLetterTopic));
+  EXPECT_EQ(letters.size(), 2u * 6u) << "every page of both messages";
+  for (const auto& r : letters) {
+    auto d = read_dead_letter(r.value);
+    ASSERT_TRUE(d) << d.error().to_string();
+    std::string reason(sv((*d)->reason()));
+    EXPECT_NE(reason.find("locating the recipients failed after 3 attempts"), std::string::npos) << reason;
+    EXPECT_NE(reason.find("unreachable"), std::string::npos) << reason;
+    EXPECT_EQ((*d)->attempts(), 3u);
+  }
+  EXPECT_EQ(w.stats().dead_letters, 2u * 6u);
 }
 
 TEST_F(FanoutLocal, AWorkerStoppedMidBatchHandsItOverAndDeliveryIsAtLeastOnce) {

@@ -467,11 +467,17 @@ TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown
   Located out;
   s->locate(std::vector<uint64_t>{1}, out);  // must not throw or crash
   EXPECT_TRUE(out.empty());
+  auto tried = s->try_locate(std::vector<uint64_t>{1}, out);  // the fan-out worker's lookup says why
+  ASSERT_FALSE(tried) << "a failed lookup is not 'nobody online'";
+  EXPECT_TRUE(tried.error().retryable());
+  EXPECT_NE(tried.error().message().find("127.0.0.1:" + std::to_string(own->port)), std::string::npos)
+      << tried.error().message();
+  EXPECT_TRUE(out.empty());
   EXPECT_EQ(s->devices(1), 0u);
   EXPECT_EQ(presence_of(*s, {1})[0].status, PresenceStatus::offline);
   s->connected(2, "gw", 2);  // dropped, counted
   EXPECT_EQ(s->set_status(1, PresenceStatus::busy), SetStatusResult::unavailable) << "not saved, and said so";
-  EXPECT_GE(redis_sessions_failures(), failures + 5);
+  EXPECT_GE(redis_sessions_failures(), failures + 6);
 
   ASSERT_TRUE(own->launch()) << "restarting redis-server on port " << own->port;
   s->heartbeat(1, "gw", 1);  // the restarted server lost its data: the next heartbeat registers again

@@ -79,7 +79,9 @@ struct FanoutWorker::Loop {
 
   // ---- planning: who is where -------------------------------------------------------------------
 
-  void plan(size_t index, const fb::FanoutTask& task, std::map<std::string, Output>& outputs) {
+  // Locates the task's recipients and adds its deliveries to `outputs`; a failed lookup adds
+  // nothing and is returned.
+  Status plan(size_t index, const fb::FanoutTask& task, std::map<std::string, Output>& outputs) {
     std::map<std::string, std::vector<uint64_t>> by_gateway;
     std::vector<uint64_t> chunk;
     std::vector<std::pair<uint64_t, std::string>> located;
@@ -88,7 +90,7 @@ struct FanoutWorker::Loop {
       size_t to = std::min<size_t>(users.size(), from + config.lookup_batch);
       chunk.assign(users.begin() + static_cast<long>(from), users.begin() + static_cast<long>(to));
       located.clear();
-      sessions.locate(chunk, located);
+      IMLOG_TRY(sessions.try_locate(chunk, located));
       for (auto& [user, gateway] : located) by_gateway[gateway].push_back(user);
     }
     for (auto& [gateway, recipients] : by_gateway) {
@@ -102,6 +104,42 @@ struct FanoutWorker::Loop {
       out.tasks.push_back(index);
       out.records.push_back(OutRecord{"", encode_delivery(d), 0});
     }
+    return {};
+  }
+
+  // Plans every decoded task (null: not decoded). A task whose lookup failed — the registry is
+  // unavailable, not "nobody online" — is planned again after first_backoff, doubling, up to
+  // max_attempts, then gets a verdict (im.dlq) like a hopeless delivery. False if stopped first.
+  bool plan_all(const std::vector<const fb::FanoutTask*>& tasks, std::map<std::string, Output>& outputs,
+                std::vector<Verdict>& verdicts) {
+    std::vector<size_t> pending;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (tasks[i]) pending.push_back(i);
+    }
+    auto backoff = config.first_backoff;
+    for (uint32_t attempt = 1; !pending.empty(); ++attempt) {
+      std::vector<size_t> failed;
+      Error last;
+      for (size_t i : pending) {
+        auto s = plan(i, *tasks[i], outputs);
+        if (s) continue;
+        last = s.error();
+        failed.push_back(i);
+        if (attempt >= config.max_attempts) {
+          verdicts[i] = Verdict{"locating the recipients failed after " + std::to_string(attempt) +
+                                    " attempts: " + last.to_string(),
+                                attempt};
+        }
+      }
+      if (failed.empty() || attempt >= config.max_attempts) break;
+      logger->warn("locating the recipients of {} tasks failed (attempt {} of {}), retrying in {} ms: {}",
+                   failed.size(), attempt, config.max_attempts, backoff.count(), last.to_string());
+      stats.lookup_retries += failed.size();
+      if (!pause(backoff)) return false;
+      backoff = std::min(backoff * 2, config.max_backoff);
+      pending = std::move(failed);
+    }
+    return running;
   }
 
   // ---- delivering, with retries -----------------------------------------------------------------
@@ -186,6 +224,7 @@ struct FanoutWorker::Loop {
   bool handle(const std::vector<Record>& batch) {
     std::map<std::string, Output> outputs;
     std::vector<Verdict> verdicts(batch.size());
+    std::vector<const fb::FanoutTask*> tasks(batch.size(), nullptr);
     for (size_t i = 0; i < batch.size(); ++i) {
       auto task = read_task(batch[i].value);
       if (!task) {
@@ -193,8 +232,9 @@ struct FanoutWorker::Loop {
         verdicts[i] = Verdict{"corrupt task: " + task.error().message(), 0};
         continue;
       }
-      plan(i, **task, outputs);
+      tasks[i] = *task;
     }
+    if (!plan_all(tasks, outputs, verdicts)) return false;
     if (!deliver(outputs, verdicts)) return false;
     if (!dead_letters(batch, verdicts)) return false;
     stats.tasks += batch.size();

@@ -107,11 +107,21 @@ class RedisSessions final : public SessionRegistry {
   }
 
   void locate(std::span<const uint64_t> users, std::vector<std::pair<uint64_t, std::string>>& out) const override {
+    (void)try_locate(users, out);  // a failure was logged and counted; the users look offline
+  }
+
+  Status try_locate(std::span<const uint64_t> users,
+                    std::vector<std::pair<uint64_t, std::string>>& out) const override {
     int64_t now = clock_.now_ms();
+    size_t had = out.size();
     for (size_t from = 0; from < users.size(); from += config_.lookup_batch) {
       auto batch = users.subspan(from, std::min<size_t>(config_.lookup_batch, users.size() - from));
-      locate_batch(batch, now, out);
+      if (auto s = locate_batch(batch, now, out); !s) {
+        out.resize(had);  // nothing rather than a part
+        return s;
+      }
     }
+    return {};
   }
 
   void all_online(std::vector<std::pair<uint64_t, std::string>>& out) const override {
@@ -184,6 +194,10 @@ class RedisSessions final : public SessionRegistry {
   // Runs `body` on a pooled connection; a lost connection is retried once on a fresh one. A
   // failure is logged and counted, never thrown. Returns whether `body` succeeded.
   bool with_retry(std::string_view what, const std::function<Status(RedisConnection&)>& body) const {
+    return try_with_retry(what, body).has_value();
+  }
+  // As with_retry, returning the failure (named "sessions registry: <what>: ...").
+  Status try_with_retry(std::string_view what, const std::function<Status(RedisConnection&)>& body) const {
     Error last;
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto lease = pool_.acquire();
@@ -192,13 +206,13 @@ class RedisSessions final : public SessionRegistry {
         continue;
       }
       auto s = body(**lease);
-      if (s) return true;
+      if (s) return {};
       last = s.error();
       if (!last.retryable()) break;
     }
     uint64_t n = ++g_failures;
     logger_->warn("sessions registry: {} failed ({} failures so far): {}", what, n, last.to_string());
-    return false;
+    return fail(last.with_context("sessions registry: " + std::string(what)));
   }
 
   void run_script(std::string_view script, uint64_t user, std::string_view gateway, uint64_t session,
@@ -217,15 +231,15 @@ class RedisSessions final : public SessionRegistry {
   }
 
   // One pipelined round trip: HGETALL of each user's sessions; then, if some fields had expired,
-  // one more to clean them.
-  void locate_batch(std::span<const uint64_t> users, int64_t now,
-                    std::vector<std::pair<uint64_t, std::string>>& out) const {
+  // one more to clean them. A failure appends nothing.
+  Status locate_batch(std::span<const uint64_t> users, int64_t now,
+                      std::vector<std::pair<uint64_t, std::string>>& out) const {
     std::vector<std::string> keys;
     keys.reserve(users.size());
     for (uint64_t u : users) keys.push_back(sess_key(u));
     std::vector<std::pair<uint64_t, std::string>> found;
     std::map<size_t, std::vector<std::string>> expired;  // user index → fields
-    bool ok = with_retry("locating users", [&](RedisConnection& c) -> Status {
+    auto ok = try_with_retry("locating users", [&](RedisConnection& c) -> Status {
       found.clear();
       expired.clear();
       for (const auto& k : keys) c.append({"HGETALL", k});
@@ -236,9 +250,10 @@ class RedisSessions final : public SessionRegistry {
       }
       return {};
     });
-    if (!ok) return;  // nothing rather than a part
+    if (!ok) return ok;  // nothing rather than a part
     out.insert(out.end(), found.begin(), found.end());
     if (!expired.empty()) clean(keys, expired, now);
+    return {};
   }
 
   // The gateways of one user's live fields, each once and in order; expired fields to `stale`.

@@ -6,9 +6,11 @@
 // (task_records.h). FanoutWorkers — any number, in any processes, sharing one consumer group —
 // deliver them:
 //
-//   poll a batch of tasks ─► for each: locate its recipients (SessionRegistry::locate, lookup_batch
-//   users per call: one pipelined round trip on Redis) ─► one Delivery per gateway (recipients +
-//   the event, the router's format) ─► append to each im.deliver.<gateway>, all at once ─► wait for
+//   poll a batch of tasks ─► for each: locate its recipients (SessionRegistry::try_locate,
+//   lookup_batch users per call: one pipelined round trip on Redis; a failed lookup is retried
+//   with the same backoff and max_attempts, then the task goes to im.dlq — never taken for
+//   "nobody online") ─► one Delivery per gateway (recipients + the event, the router's format)
+//   ─► append to each im.deliver.<gateway>, all at once ─► wait for
 //   the log's acknowledgements ─► retry the failed appends after first_backoff, doubling, up to
 //   max_attempts ─► a task still failing goes to im.dlq ─► commit the batch's offsets.
 //
@@ -43,7 +45,7 @@ struct FanoutConfig {
   std::string group = "imlog-tasks";
   // Users per SessionRegistry::locate call. Default 256.
   uint32_t lookup_batch = 256;
-  // Attempts of a delivery append before the task goes to im.dlq. Default 5.
+  // Attempts of a task's lookup, and of a delivery append, before the task goes to im.dlq. Default 5.
   uint32_t max_attempts = 5;
   // Wait before the first retry; doubles each time, up to max_backoff. Defaults 100 ms and 5 s.
   std::chrono::milliseconds first_backoff{100};
@@ -56,6 +58,7 @@ struct FanoutStats {
   std::atomic<uint64_t> tasks{0};          // tasks done (delivered, or dead-lettered)
   std::atomic<uint64_t> deliveries{0};     // recipient-gateway pushes appended
   std::atomic<uint64_t> retries{0};        // delivery appends retried
+  std::atomic<uint64_t> lookup_retries{0};  // task lookups retried (the registry failed)
   std::atomic<uint64_t> dead_letters{0};   // records sent to im.dlq
   std::atomic<uint64_t> corrupt{0};        // of which, tasks that did not decode
 };

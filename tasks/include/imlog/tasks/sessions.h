@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "imlog/core/clock.h"
+#include "imlog/core/result.h"
 
 namespace imlog {
 
@@ -51,6 +52,14 @@ class SessionRegistry {
   // Appends one (user, gateway) pair per gateway where a user of `users` has a session.
   virtual void locate(std::span<const uint64_t> users,
                       std::vector<std::pair<uint64_t, std::string>>& out) const = 0;
+  // As locate, but a lookup that failed (the registry's store unavailable) is an error, with
+  // nothing appended, instead of looking like nobody online: for callers that retry (the fan-out
+  // worker). The in-process registry never fails.
+  [[nodiscard]] virtual Status try_locate(std::span<const uint64_t> users,
+                                          std::vector<std::pair<uint64_t, std::string>>& out) const {
+    locate(users, out);
+    return {};
+  }
   // Appends one (user, gateway) pair for every online user (for `world`).
   virtual void all_online(std::vector<std::pair<uint64_t, std::string>>& out) const = 0;
   // Devices a user has online, on every gateway.
