@@ -284,7 +284,7 @@ TEST_F(E2ePeople, ProfileReadAndEdit) {
   auto oj = other.json();
   EXPECT_FALSE(oj.HasMember("email")) << "another user's profile shows no email or settings";
   EXPECT_FALSE(oj.HasMember("settings"));
-  EXPECT_TRUE(oj.HasMember("status"));
+  EXPECT_FALSE(oj.HasMember("status")) << "presence shows to the user and their friends only";
   EXPECT_EQ(s().http().get("/api/v1/users/9007199254740000", b.token).status, 404);
 }
 
@@ -466,7 +466,8 @@ TEST_F(E2ePeople, PresenceOnlineAwayOfflineWithPushesToFriends) {
   ASSERT_EQ(bj["presence"].Size(), 2u);
   EXPECT_EQ(bj["presence"][0]["user_id"].GetUint64(), a.id);
   EXPECT_STREQ(bj["presence"][0]["status"].GetString(), "online");
-  EXPECT_STREQ(bj["presence"][1]["status"].GetString(), "online");
+  EXPECT_STREQ(bj["presence"][1]["status"].GetString(), "unknown") << "c is online but no friend of b";
+  EXPECT_EQ(bj["presence"][1]["last_seen"].GetInt64(), 0);
 
   auto away = put(s(), a, "/api/v1/users/me/status", R"({"status":"away"})");
   ASSERT_EQ(away.status, 200) << away.body;
@@ -503,6 +504,61 @@ TEST_F(E2ePeople, PresenceOnlineAwayOfflineWithPushesToFriends) {
   EXPECT_TRUE(wc->take_all("presence").empty()) << "presence goes to friends only";
   EXPECT_EQ(s().http().get("/api/v1/users/presence?ids=1,x", b.token).status, 400);
   EXPECT_EQ(s().http().get("/api/v1/users/presence", b.token).status, 400);
+}
+
+// A block hides presence both ways, though the friendship stays; strangers see none either.
+TEST_F(E2ePeople, PresenceIsHiddenFromBlockedFriendsAndStrangers) {
+  User a = make_user(s(), "hidden"), blocker = make_user(s(), "blocksa"), blocked = make_user(s(), "blockeda"),
+       pal = make_user(s(), "pal"), stranger = make_user(s(), "stranger");
+  befriend(s(), a, blocker);
+  befriend(s(), a, blocked);
+  befriend(s(), a, pal);
+  auto block = [&](const User& who, const User& whom) {
+    auto r = s().http().post("/api/v1/blocks", fmt::format(R"({{"user_id":{}}})", whom.id), who.token);
+    ASSERT_EQ(r.status, 204) << r.body;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto l = s().http().get("/api/v1/blocks", who.token).json();
+          return l.IsObject() && l["blocked"].Size() == 1 && l["blocked"][0].GetUint64() == whom.id;
+        },
+        kModelWait));
+  };
+  block(blocker, a);  // the friend blocked a
+  block(a, blocked);  // a blocked the friend
+  auto wblocker = connect_ws(s(), blocker), wblocked = connect_ws(s(), blocked), wpal = connect_ws(s(), pal);
+  ASSERT_TRUE(wblocker && wblocked && wpal);
+
+  auto wa = connect_ws(s(), a);
+  ASSERT_TRUE(wa);
+  ASSERT_TRUE(presence_of(*wpal, a.id, "online")) << "a friend no block stands between hears a connect";
+  wa->close();
+  ASSERT_TRUE(presence_of(*wpal, a.id, "offline"));
+  wa = connect_ws(s(), a);
+  ASSERT_TRUE(wa);
+  ASSERT_TRUE(presence_of(*wpal, a.id, "online"));
+  // The pal heard all three; the blocked pair were told in the same announcements, so none came.
+  EXPECT_TRUE(wblocker->take_all("presence").empty()) << "a friend who blocked a hears nothing of a";
+  EXPECT_TRUE(wblocked->take_all("presence").empty()) << "a friend a blocked hears nothing of a";
+
+  auto status_seen_by = [&](const User& viewer) {
+    auto r = s().http().get(fmt::format("/api/v1/users/presence?ids={}", a.id), viewer.token);
+    if (r.status != 200) return "error " + std::to_string(r.status);
+    return std::string(r.json()["presence"][0]["status"].GetString());
+  };
+  EXPECT_EQ(status_seen_by(pal), "online");
+  EXPECT_EQ(status_seen_by(a), "online") << "a sees their own";
+  EXPECT_EQ(status_seen_by(blocker), "unknown");
+  EXPECT_EQ(status_seen_by(blocked), "unknown");
+  EXPECT_EQ(status_seen_by(stranger), "unknown");
+  auto profile_of_a = [&](const User& viewer) { return s().http().get(fmt::format("/api/v1/users/{}", a.id), viewer.token); };
+  auto by_stranger = profile_of_a(stranger);
+  ASSERT_EQ(by_stranger.status, 200) << by_stranger.body;
+  EXPECT_FALSE(by_stranger.json().HasMember("status")) << by_stranger.body;
+  EXPECT_FALSE(by_stranger.json().HasMember("last_seen")) << by_stranger.body;
+  EXPECT_FALSE(profile_of_a(blocker).json().HasMember("status"));
+  auto by_pal = profile_of_a(pal).json();
+  ASSERT_TRUE(by_pal.HasMember("status"));
+  EXPECT_STREQ(by_pal["status"].GetString(), "online");
 }
 
 TEST_F(E2ePeople, AvatarUploadRefusesNonImagesAndOversizeAndServesBackByteForByte) {

@@ -23,8 +23,10 @@ void on_registry_worker(Services& svc, uint64_t caller, const Respond& respond, 
   respond(counted_error(svc, 503, "unavailable", "the presence store is busy; retry shortly"));
 }
 
-// Answers with the user's profile, waiting briefly for a registration still being projected.
-void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
+// Answers with the user's profile, waiting briefly for a registration still being projected. Its
+// presence shows to the user and their friends only (presence_visible).
+void respond_user(Services& svc, uint64_t viewer, uint64_t user, Respond respond) {
+  bool self = viewer == user;
   auto found = std::make_shared<Result<std::optional<UserView>>>(std::nullopt);
   retry_until(
       svc, self ? svc.config.read_model_wait : std::chrono::milliseconds(0),
@@ -32,15 +34,18 @@ void respond_user(Services& svc, uint64_t user, bool self, Respond respond) {
         *found = svc.query.model().user(user);
         return !*found || found->value().has_value();
       },
-      [&svc, user, self, found, respond = std::move(respond)](bool) {
+      [&svc, viewer, user, self, found, respond = std::move(respond)](bool) {
         if (!*found) return respond(counted_error(svc, 503, "unavailable", found->error().message()));
         if (!found->value()) {
           return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
         }
-        on_registry_worker(svc, user, respond, [&svc, user, self, found, respond] {
-          Presence presence = presence_of(svc, user);
+        on_registry_worker(svc, viewer, respond, [&svc, viewer, user, self, found, respond] {
+          uint64_t ids[] = {user};
+          auto visible = presence_visible(svc, viewer, ids);
+          bool show = visible && visible->contains(user);
+          Presence presence = show ? presence_of(svc, user) : Presence{};
           JsonOut j;
-          write_user(j, *found->value(), self, &presence);
+          write_user(j, *found->value(), self, show ? &presence : nullptr);
           respond(json_reply(200, j.take()));
         });
       });
@@ -62,12 +67,12 @@ void on_pair(Services& svc, uint64_t me, uint64_t other, Cmd command, Respond re
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
-void on_me(Services& svc, ApiRequest& req, Respond respond) { respond_user(svc, req.user_id, true, std::move(respond)); }
+void on_me(Services& svc, ApiRequest& req, Respond respond) { respond_user(svc, req.user_id, req.user_id, std::move(respond)); }
 
 void on_user(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t id = 0;
   if (!user_param(svc, req, respond, id)) return;
-  respond_user(svc, id, id == req.user_id, std::move(respond));
+  respond_user(svc, req.user_id, id, std::move(respond));
 }
 
 void on_update_me(Services& svc, ApiRequest& req, Respond respond) {
@@ -270,7 +275,8 @@ void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
   respond(json_reply(200, j.take()));
 }
 
-// GET /users/presence?ids=1,2,3 (at most kMaxPresenceIds) → {presence: [{user_id, status, last_seen}]}.
+// GET /users/presence?ids=1,2,3 (at most kMaxPresenceIds) → {presence: [{user_id, status, last_seen}]};
+// status "unknown" for users other than the caller and their friends (presence_visible).
 void on_presence(Services& svc, ApiRequest& req, Respond respond) {
   constexpr size_t kMaxPresenceIds = 200;
   auto list = query_param(req.query, "ids").value_or("");
@@ -287,12 +293,17 @@ void on_presence(Services& svc, ApiRequest& req, Respond respond) {
     }
     i = j + 1;
   }
-  on_registry_worker(svc, req.user_id, respond, [&svc, ids = std::move(ids), respond] {
+  on_registry_worker(svc, req.user_id, respond, [&svc, viewer = req.user_id, ids = std::move(ids), respond] {
+    auto visible = presence_visible(svc, viewer, ids);
+    if (!visible) return respond(counted_error(svc, 503, "unavailable", visible.error().message()));
     std::vector<Presence> out;
     svc.sessions.presence(ids, out);
     JsonOut j;
     j.begin_object().key("presence").begin_array();
-    for (const auto& p : out) write_presence(j, p);
+    for (const auto& p : out) {
+      if (visible->contains(p.user_id)) write_presence(j, p);
+      else write_hidden_presence(j, p.user_id);
+    }
     j.end_array().end_object();
     respond(json_reply(200, j.take()));
   });

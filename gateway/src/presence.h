@@ -16,9 +16,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <span>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
+#include "imlog/core/result.h"
 #include "imlog/tasks/sessions.h"
 
 namespace imlog::gw {
@@ -68,7 +71,16 @@ std::shared_ptr<const std::string> presence_frame(const Presence& p);
 // The presence of one user now.
 Presence presence_of(Services& svc, uint64_t user);
 
-// Tells `user`'s online friends their presence now. Does nothing once the bus has stopped (shutdown).
+// {user_id, status: "unknown", last_seen: 0}: a user whose presence the caller may not see.
+void write_hidden_presence(JsonOut& j, uint64_t user);
+
+// Of `users`, those whose presence `viewer` may see: themself, and their friends where neither has
+// blocked the other (a block does not end a friendship; it hides presence both ways). Reads the
+// read model (friends, blocks); fails when it cannot.
+Result<std::unordered_set<uint64_t>> presence_visible(Services& svc, uint64_t viewer, std::span<const uint64_t> users);
+
+// Tells `user`'s online friends their presence now, except friends blocked by `user` or who
+// blocked `user`. Does nothing once the bus has stopped (shutdown).
 void announce_presence(Services& svc, uint64_t user);
 
 }  // namespace imlog::gw
