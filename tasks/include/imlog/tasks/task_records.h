@@ -3,7 +3,8 @@
 //
 //   im.tasks  one FanoutTask per page of a large conversation's audience for one event, written
 //             by the router, key "<stream>/<page>" (so the same page of successive events of a
-//             conversation lands on one partition and is delivered in seq order).
+//             conversation lands on one partition; no seq-order promise to a member — pages
+//             shift when members join or leave — clients order and sync by seq).
 //   im.dlq    one DeadLetter per record a consumer gave up on, keyed by the original key: the
 //             reason, the source topic/partition/offset, the attempts, and the original value.
 //
