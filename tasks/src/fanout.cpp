@@ -284,6 +284,8 @@ Status FanoutWorker::start() {
   ConsumerOptions opts;
   opts.group = l.config.group;
   opts.topics = {std::string(kTasksTopic)};
+  // A new group reads from the start, so nothing written before the first worker joined is lost;
+  // the cost is a renamed group re-pushing what im.tasks retains (FanoutConfig::group).
   opts.start_at_beginning = true;
   opts.max_batch = l.config.max_batch;
   l.consumer = l.log.consumer(opts);

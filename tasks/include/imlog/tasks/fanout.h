@@ -41,7 +41,11 @@
 namespace imlog {
 
 struct FanoutConfig {
-  // Consumer group of the tasks workers. Default "imlog-tasks".
+  // Consumer group of the tasks workers. Default "imlog-tasks". A group with no committed offsets
+  // starts at the beginning of im.tasks (tasks the router wrote before the first worker joined are
+  // pushed, as at least once promises) — so a renamed group pushes every task im.tasks still
+  // retains again: keep the name across deployments, and im.tasks' retention short (its tasks are
+  // worth pushing for minutes, not days).
   std::string group = "imlog-tasks";
   // Users per SessionRegistry::locate call. Default 256.
   uint32_t lookup_batch = 256;
