@@ -589,9 +589,14 @@ TEST_F(E2ePeople, AvatarUploadRefusesNonImagesAndOversizeAndServesBackByteForByt
         return me.IsObject() && std::string(me["avatar_url"].GetString()) == url;
       },
       kModelWait));
+  // One upload per gateway.avatar_upload_interval (10 s) bounds how fast a user fills the disk.
   auto again = s().http().post("/api/v1/users/me/avatar", png, a.token);
-  EXPECT_EQ(again.status, 200);
-  EXPECT_EQ(std::string(again.json()["avatar_url"].GetString()), url) << "the same image has the same URL";
+  EXPECT_EQ(again.status, 429) << again.body;
+  EXPECT_STREQ(again.json()["code"].GetString(), "rate_limited");
+  User other = make_user(s(), "face2");
+  auto same = s().http().post("/api/v1/users/me/avatar", png, other.token);
+  ASSERT_EQ(same.status, 200) << same.body;
+  EXPECT_EQ(std::string(same.json()["avatar_url"].GetString()), url) << "the same image has the same URL";
 
   EXPECT_EQ(raw_get(s().port(), "/avatars/..%2F..%2Fdata%2Fsecret").status, 404);
   EXPECT_EQ(raw_get(s().port(), "/avatars/../secret").status, 404);

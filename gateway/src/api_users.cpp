@@ -309,7 +309,22 @@ void on_presence(Services& svc, ApiRequest& req, Respond respond) {
   });
 }
 
-// POST /users/me/avatar, the raw image as the body (avatar.h) → 200 {avatar_url}.
+// Whether `user` may upload an avatar now (one per avatar_upload_interval); if so, counts this one.
+bool take_avatar_upload(Services& svc, uint64_t user) {
+  int64_t now = svc.clock.now_ms(), interval = svc.config.avatar_upload_interval.count();
+  std::lock_guard lock(svc.avatar_mu);
+  if (svc.avatar_uploads.size() > 100'000) {  // forget uploads past the interval
+    std::erase_if(svc.avatar_uploads, [&](const auto& kv) { return now - kv.second >= interval; });
+  }
+  auto [it, fresh] = svc.avatar_uploads.try_emplace(user, now);
+  if (fresh) return true;
+  if (now - it->second < interval) return false;
+  it->second = now;
+  return true;
+}
+
+// POST /users/me/avatar, the raw image as the body (avatar.h) → 200 {avatar_url}; 429 sooner than
+// avatar_upload_interval after the user's last one.
 void on_upload_avatar(Services& svc, ApiRequest& req, Respond respond) {
   const auto& dir = svc.config.avatar_dir;
   if (dir.empty()) return respond(counted_error(svc, 503, "unavailable", "avatar uploads are off: set gateway.avatar_dir"));
@@ -324,7 +339,13 @@ void on_upload_avatar(Services& svc, ApiRequest& req, Respond respond) {
                                  "the image file itself as the body"));
   }
   uint64_t me = req.user_id;
-  svc.run_blocking([&svc, me, dir, body = std::move(req.body), ext = std::string(*ext), respond = std::move(respond)] {
+  if (!take_avatar_upload(svc, me)) {
+    return respond(counted_error(svc, 429, "rate_limited",
+                                 "one avatar upload per " +
+                                     std::to_string(svc.config.avatar_upload_interval.count() / 1000) +
+                                     " s; retry later"));
+  }
+  run_avatar_work(svc, respond, [&svc, me, dir, body = std::move(req.body), ext = std::string(*ext), respond] {
     auto name = store_avatar(dir, body, ext);
     if (!name) return respond(counted_error(svc, 500, "internal", name.error().message()));
     std::string url = "/avatars/" + *name;
@@ -344,8 +365,10 @@ void on_upload_avatar(Services& svc, ApiRequest& req, Respond respond) {
 // GET /avatars/{name}: the stored bytes, cacheable for good (the name is the content's hash).
 void on_get_avatar(Services& svc, ApiRequest& req, Respond respond) {
   std::string name = req.params.at(0);
-  if (!valid_avatar_name(name)) return respond(counted_error(svc, 404, "not_found", "no avatar named `" + name + "`"));
-  svc.run_blocking([&svc, name, respond = std::move(respond)] {
+  if (!valid_avatar_name(name) || svc.config.avatar_dir.empty()) {
+    return respond(counted_error(svc, 404, "not_found", "no avatar named `" + name + "`"));
+  }
+  run_avatar_work(svc, respond, [&svc, name, respond] {
     auto bytes = load_avatar(svc.config.avatar_dir, name);
     if (!bytes) return respond(counted_error(svc, 404, "not_found", "no avatar named `" + name + "`"));
     ApiReply r;

@@ -29,6 +29,17 @@ void run_password_work(Services& svc, const Respond& respond, std::function<void
   });
 }
 
+void run_avatar_work(Services& svc, const Respond& respond, std::function<void()> fn) {
+  if (svc.avatar_work.fetch_add(1) >= Services::kMaxAvatarWork) {
+    svc.avatar_work.fetch_sub(1);
+    return respond(counted_error(svc, 503, "unavailable", "too many avatar requests at once; retry shortly"));
+  }
+  svc.run_blocking([&svc, fn = std::move(fn)] {
+    svc.avatar_work.fetch_sub(1);
+    fn();
+  });
+}
+
 bool parse_id(std::string_view s, uint64_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return !s.empty() && ec == std::errc() && p == s.data() + s.size() && out > 0 && out < (uint64_t{1} << 53);

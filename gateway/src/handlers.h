@@ -24,6 +24,9 @@ ApiReply counted_error(Services& svc, unsigned status, std::string_view code, st
 // Runs `fn` on the password threads unless too much password work is queued; then answers 503.
 void run_password_work(Services& svc, const Respond& respond, std::function<void()> fn);
 
+// Runs `fn` on the same threads unless kMaxAvatarWork avatar reads and writes are queued; then 503.
+void run_avatar_work(Services& svc, const Respond& respond, std::function<void()> fn);
+
 // A user or group id in a path: decimal, 1 ≤ id < 2^53.
 bool parse_id(std::string_view s, uint64_t& out);
 

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "api.h"
 #include "auth.h"
@@ -58,6 +60,14 @@ struct Services {
   // Password hashes queued or running; beyond kMaxPasswordWork new ones are refused with 503.
   std::atomic<int> password_work{0};
   static constexpr int kMaxPasswordWork = 256;
+  // Avatar reads and writes queued or running on the same threads; beyond kMaxAvatarWork new ones
+  // are refused with 503, so a flood of GET /avatars cannot keep logins waiting.
+  std::atomic<int> avatar_work{0};
+  static constexpr int kMaxAvatarWork = 8;
+  // When each user last uploaded an avatar here (ms): one upload per avatar_upload_interval, which
+  // bounds how fast a user can fill the avatar directory.
+  std::mutex avatar_mu;
+  std::unordered_map<uint64_t, int64_t> avatar_uploads;
 
   // Runs `fn` on the password threads (Argon2id is slow on purpose).
   std::function<void(std::function<void()>)> run_blocking;

@@ -86,6 +86,8 @@ struct GatewayConfig {
   std::string avatar_dir;
   // Largest avatar image; a larger upload gets 413. Default 2 MiB.
   uint64_t avatar_max_bytes = 2 << 20;
+  // A user may upload one avatar per this interval (per gateway); sooner gets 429. Default 10 s.
+  std::chrono::milliseconds avatar_upload_interval{10'000};
   // Threads that talk to the session registry (Redis) and announce presence (the friend list from
   // the read model), off the I/O threads; one user's work always goes to the same thread, in order.
   // Default 4.
