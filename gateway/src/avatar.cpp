@@ -71,19 +71,29 @@ Result<std::string> store_avatar(const std::string& dir, std::string_view bytes,
   std::string tmp = dir + "/.upload-" + random_hex(8);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return tl::unexpected(io_error("cannot write " + tmp + ": " + std::strerror(errno)));
+  // Each failure keeps its own errno (close and unlink may change it).
+  auto fail = [&](std::string what, int err) -> Result<std::string> {
+    ::unlink(tmp.c_str());
+    return tl::unexpected(io_error("cannot store the avatar in " + dir + ": " + what + ": " + std::strerror(err)));
+  };
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return fail("write", err);
+    }
     done += static_cast<size_t>(n);
   }
-  bool ok = done == bytes.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return tl::unexpected(io_error("cannot store the avatar in " + dir + ": " + why));
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    return fail("fsync", err);
   }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename", errno);
   return name;
 }
 
