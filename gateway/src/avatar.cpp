@@ -98,7 +98,7 @@ Result<std::string> store_avatar(const std::string& dir, std::string_view bytes,
 }
 
 std::optional<std::string> load_avatar(const std::string& dir, std::string_view name) {
-  if (!valid_avatar_name(name)) return std::nullopt;
+  if (dir.empty() || !valid_avatar_name(name)) return std::nullopt;  // no directory: avatars are off
   std::ifstream in(dir + "/" + std::string(name), std::ios::binary);
   if (!in) return std::nullopt;
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -30,7 +30,7 @@ std::string_view avatar_content_type(std::string_view name);
 // file renamed into place); an existing file of that name is kept. Returns the name.
 Result<std::string> store_avatar(const std::string& dir, std::string_view bytes, std::string_view ext);
 
-// The bytes of a stored avatar; nullopt when there is none of that name.
+// The bytes of a stored avatar; nullopt when there is none of that name, or `dir` is empty.
 std::optional<std::string> load_avatar(const std::string& dir, std::string_view name);
 
 }  // namespace imlog::gw

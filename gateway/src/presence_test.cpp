@@ -152,6 +152,7 @@ TEST(Avatar, StoresByHashOnceAndLoadsTheSameBytes) {
   EXPECT_EQ(*again, *name);
   EXPECT_EQ(load_avatar((dir.path / "avatars").string(), *name), bytes);
   EXPECT_FALSE(load_avatar((dir.path / "avatars").string(), "../" + *name));
+  EXPECT_FALSE(load_avatar("", *name)) << "no directory: avatars are off, nothing is read from /";
   size_t files = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.path / "avatars")) files += e.is_regular_file();
   EXPECT_EQ(files, 1u) << "no temporary file left behind";
