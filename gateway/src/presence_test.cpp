@@ -85,12 +85,14 @@ TEST(RegistryWorkers, KeepsOneKeysOrderRefusesBeyondTheQueueAndDrainsOnStop) {
     ran.push_back(n);
   };
   // Key 0's worker blocks on its first task; three more queue behind it, the fifth is refused.
+  std::atomic<bool> started{false};
   ASSERT_TRUE(workers.post(0, [&] {
+    started = true;
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return release; });
     ran.push_back(1);
   }));
-  std::this_thread::sleep_for(50ms);  // let the worker take it (the queue is then empty)
+  while (!started) std::this_thread::sleep_for(1ms);  // the worker took it: its queue is empty
   EXPECT_TRUE(workers.post(2, [&] { record(2); }));
   EXPECT_TRUE(workers.post(4, [&] { record(3); }));
   EXPECT_TRUE(workers.post(0, [&] { record(4); }));
