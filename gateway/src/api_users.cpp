@@ -261,18 +261,24 @@ void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
   std::string name;
   if (!body.fields().str("status", name, true, 32)) return respond(invalid(svc, body.error()));
   auto status = parse_presence(name);
-  auto set = status ? svc.sessions.set_status(req.user_id, *status) : SetStatusResult::invalid;
-  if (set == SetStatusResult::unavailable) {
-    return respond(counted_error(svc, 503, "unavailable", "presence store unavailable: status not saved"));
-  }
-  if (set != SetStatusResult::saved) {
+  if (!status || *status == PresenceStatus::offline) {
     return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
   }
-  // Offline, the choice waits for the next connection; friends hear nothing new now.
-  if (svc.sessions.devices(req.user_id) > 0) announce_presence(svc, req.user_id);
-  JsonOut j;
-  write_presence(j, presence_of(svc, req.user_id));
-  respond(json_reply(200, j.take()));
+  // The registry round trips run on the user's registry worker, off the I/O threads.
+  on_registry_worker(svc, req.user_id, respond, [&svc, user = req.user_id, status = *status, respond] {
+    auto set = svc.sessions.set_status(user, status);
+    if (set == SetStatusResult::unavailable) {
+      return respond(counted_error(svc, 503, "unavailable", "presence store unavailable: status not saved"));
+    }
+    if (set != SetStatusResult::saved) {
+      return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
+    }
+    // Offline, the choice waits for the next connection; friends hear nothing new now.
+    if (svc.sessions.devices(user) > 0) announce_presence(svc, user);
+    JsonOut j;
+    write_presence(j, presence_of(svc, user));
+    respond(json_reply(200, j.take()));
+  });
 }
 
 // GET /users/presence?ids=1,2,3 (at most kMaxPresenceIds) → {presence: [{user_id, status, last_seen}]};
