@@ -80,6 +80,9 @@ void read_u32(ConfigSection& s, std::string_view key, uint32_t& out, int64_t min
   out = static_cast<uint32_t>(v);
 }
 
+// gateway.avatar_dir: `off` while reading (an empty value means "the default under data_dir").
+constexpr const char* kAvatarsOff = "\x01off";
+
 void read_gateway(ConfigSection s, GatewayConfig& c) {
   s.read("listen", c.listen);
   read_u32(s, "threads", c.threads, 0, 256);
@@ -114,7 +117,12 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   s.read("drain_timeout", c.drain_timeout);
   s.read("web_dir", c.web_dir);
   s.read("avatar_dir", c.avatar_dir);
+  // `off` turns uploads off (the gateway answers 503, and /avatars/<name> 404).
+  if (c.avatar_dir == "off") c.avatar_dir = kAvatarsOff;
   s.read_size("avatar_max_bytes", c.avatar_max_bytes);
+  s.read("avatar_upload_interval", c.avatar_upload_interval);
+  read_u32(s, "registry_threads", c.registry_threads, 1, 64);
+  read_u32(s, "registry_queue", c.registry_queue, 16, 1 << 24);
   s.finish();
 }
 
@@ -256,6 +264,7 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   if (c.model.dir.empty()) c.model.dir = c.data_dir + "/model";
   if (c.gateway.gateway_id.empty()) c.gateway.gateway_id = default_gateway_id();
   if (c.gateway.avatar_dir.empty()) c.gateway.avatar_dir = c.data_dir + "/avatars";
+  if (c.gateway.avatar_dir == kAvatarsOff) c.gateway.avatar_dir.clear();
   return c;
 }
 

@@ -183,6 +183,19 @@ tasks: {group: fan, lookup_batch: 64, max_attempts: 3, first_backoff: 50ms, max_
   EXPECT_THAT(error_of("router: {large_group_threshold: 1}"), HasSubstr("`router.large_group_threshold`"));
 }
 
+TEST(ServerConfig, AvatarsAndRegistryWorkers) {
+  ServerConfig d = load_server_config("", "/srv/im");
+  EXPECT_EQ(d.gateway.avatar_dir, "/srv/im/avatars");
+  ServerConfig c = load_server_config(write_config(R"(
+gateway: {avatar_dir: "off", avatar_upload_interval: 1m, registry_threads: 2, registry_queue: 500}
+)"), "");
+  EXPECT_EQ(c.gateway.avatar_dir, "") << "off: uploads refused";
+  EXPECT_EQ(c.gateway.avatar_upload_interval, std::chrono::minutes(1));
+  EXPECT_EQ(c.gateway.registry_threads, 2u);
+  EXPECT_EQ(c.gateway.registry_queue, 500u);
+  EXPECT_THAT(error_of("gateway: {registry_threads: 0}"), HasSubstr("`gateway.registry_threads`"));
+}
+
 TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
   EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));
