@@ -20,10 +20,9 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "imlog/testing/client.h"
+#include "imlog/testing/imlog_server.h"
 #include "imlog/testing/support.h"
 
 namespace imlog::testing {
@@ -47,13 +46,6 @@ gateway:
   read_model_wait: 5s
   max_queued_bytes: 256KiB
 )";
-
-std::string quote(std::string_view s) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-  return std::string(buf.GetString(), buf.GetSize());
-}
 
 std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
 
@@ -79,51 +71,10 @@ std::string hs256(std::string_view secret, std::string_view header_json, std::st
 
 // ---- the server ---------------------------------------------------------------------------------
 
-class Server {
+// A real `imlog serve` with this file's test config.
+class Server : public ImlogServer {
  public:
-  explicit Server(const std::string& dir) : dir_(dir), port_(free_port()), http_("127.0.0.1", port_) {
-    config_ = dir_ + "/imlog-test.yaml";
-    std::ofstream(config_) << kTestConfig;
-  }
-  ~Server() {
-    if (proc_) proc_->kill();
-  }
-
-  // Starts `imlog serve` and waits for /readyz.
-  void start() {
-    proc_.emplace(Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--data-dir", dir_ + "/data",
-                                     "--listen", fmt::format("127.0.0.1:{}", port_), "--config", config_}));
-    bool ready = wait_until([&] { return http_.get("/readyz").status == 200; }, 60s);
-    ASSERT_TRUE(ready) << "imlog did not become ready on port " << port_;
-  }
-  void kill9() {
-    proc_->kill();
-    proc_.reset();
-  }
-  // SIGTERM and the exit status.
-  std::optional<int> terminate() {
-    proc_->signal(SIGTERM);
-    auto st = proc_->wait(30s);
-    proc_.reset();
-    return st;
-  }
-
-  [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] const HttpClient& http() const { return http_; }
-  [[nodiscard]] std::string secret() const {
-    std::ifstream in(dir_ + "/data/secret");
-    std::string s;
-    std::getline(in, s);
-    return s;
-  }
-  [[nodiscard]] bool running() const { return proc_.has_value(); }
-
- private:
-  std::string dir_;
-  std::string config_;
-  int port_;
-  HttpClient http_;
-  std::optional<Subprocess> proc_;
+  explicit Server(const std::string& dir) : ImlogServer(dir, kTestConfig) {}
 };
 
 struct User {
@@ -142,7 +93,7 @@ std::string unique_name(std::string_view base) {
 User make_user(const Server& s, std::string_view base) {
   User u;
   u.name = unique_name(base);
-  auto body = fmt::format(R"({{"username":{},"password":"correct horse","nickname":{}}})", quote(u.name), quote(base));
+  auto body = fmt::format(R"({{"username":{},"password":"correct horse","nickname":{}}})", json_quote(u.name), json_quote(base));
   auto reg = s.http().post("/api/v1/auth/register", body);
   EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
   auto rj = reg.json();
@@ -151,7 +102,7 @@ User make_user(const Server& s, std::string_view base) {
   EXPECT_EQ(std::string(rj["username"].GetString()), u.name);
   u.id = rj["user_id"].GetUint64();
   auto login = s.http().post("/api/v1/auth/login",
-                             fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(u.name)));
+                             fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(u.name)));
   EXPECT_EQ(login.status, 200) << login.body;
   auto lj = login.json();
   if (login.status != 200) return u;
@@ -171,8 +122,8 @@ std::unique_ptr<WsClient> connect_ws(const Server& s, const User& u) {
 
 void send_message(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
                   const std::string& content) {
-  ws.send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":{}}})", quote(conversation),
-                                      quote(client_msg_id), quote(content)));
+  ws.send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":{}}})", json_quote(conversation),
+                                      json_quote(client_msg_id), json_quote(content)));
 }
 
 // The ack of client_msg_id (or nullopt, with the error frame reported).
@@ -248,7 +199,7 @@ class E2eChat : public ::testing::Test {
     ASSERT_GE(sodium_init(), 0);
     dir_ = new TempDir("imlog-e2e");
     server_ = new Server(dir_->str());
-    server_->start();
+    EXPECT_TRUE(server_->start()) << "imlog did not become ready on port " << server_->port();
   }
   static void TearDownTestSuite() {
     if (server_ && server_->running()) {
@@ -286,10 +237,10 @@ TEST_F(E2eChat, HealthReadinessAndMetrics) {
 TEST_F(E2eChat, RegisterTwiceIsAConflictAndBadLoginIsUnauthorized) {
   User a = make_user(s(), "dup");
   auto again = s().http().post("/api/v1/auth/register",
-                               fmt::format(R"({{"username":{},"password":"another one"}})", quote(a.name)));
+                               fmt::format(R"({{"username":{},"password":"another one"}})", json_quote(a.name)));
   EXPECT_EQ(again.status, 409) << again.body;
   EXPECT_STREQ(again.json()["code"].GetString(), "already_exists");
-  auto bad = s().http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"wrong horse"}})", quote(a.name)));
+  auto bad = s().http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"wrong horse"}})", json_quote(a.name)));
   EXPECT_EQ(bad.status, 401);
   EXPECT_STREQ(bad.json()["code"].GetString(), "unauthorized");
   auto weak = s().http().post("/api/v1/auth/register", R"({"username":"ok_name_1","password":"short"})");
@@ -457,7 +408,7 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   EXPECT_EQ(bad.status, 400);
 
   // sync over the WebSocket pages forward the same way.
-  wa->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":22}})", quote(c)));
+  wa->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":22}})", json_quote(c)));
   auto sync = wa->wait_for("sync-result", kFrameWait);
   ASSERT_TRUE(sync);
   std::vector<uint64_t> got;
@@ -495,7 +446,7 @@ TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
   EXPECT_EQ(read.status, 204) << read.body;
   ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<0>(*v) == 1 && std::get<1>(*v) == 2; }, 20s));
 
-  wb->send("read", fmt::format(R"({{"conversation_id":{},"seq_id":3}})", quote(c)));
+  wb->send("read", fmt::format(R"({{"conversation_id":{},"seq_id":3}})", json_quote(c)));
   auto ack = wb->wait_for("read-ack", kFrameWait);
   ASSERT_TRUE(ack) << "read-ack";
   EXPECT_EQ(ack->u64("seq_id"), 3u);
@@ -564,7 +515,7 @@ TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
 
   // Another user's conversation: refused, connection still fine.
   User x = make_user(s(), "other1"), y = make_user(s(), "other2");
-  ws->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", quote(single(x.id, y.id))));
+  ws->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", json_quote(single(x.id, y.id))));
   auto e7 = ws->wait_for("error", kFrameWait);
   ASSERT_TRUE(e7);
   EXPECT_EQ(e7->str("code"), "forbidden");
@@ -653,18 +604,18 @@ TEST_F(E2eChat, TokensExpiredForgedNoneAndWrongTypeAreRefused) {
 
 TEST_F(E2eChat, RefreshRotatesAndLogoutRevokes) {
   User a = make_user(s(), "refr");
-  auto r1 = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.refresh)));
+  auto r1 = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", json_quote(a.refresh)));
   ASSERT_EQ(r1.status, 200) << r1.body;
   std::string access2 = r1.json()["access_token"].GetString();
   std::string refresh2 = r1.json()["refresh_token"].GetString();
   EXPECT_EQ(s().http().get("/api/v1/conversations", access2).status, 200);
-  auto reuse = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.refresh)));
+  auto reuse = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", json_quote(a.refresh)));
   EXPECT_EQ(reuse.status, 401) << "refresh tokens are single-use: " << reuse.body;
-  auto out = s().http().post("/api/v1/auth/logout", fmt::format(R"({{"refresh_token":{}}})", quote(refresh2)));
+  auto out = s().http().post("/api/v1/auth/logout", fmt::format(R"({{"refresh_token":{}}})", json_quote(refresh2)));
   EXPECT_EQ(out.status, 204) << out.body;
-  auto after = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(refresh2)));
+  auto after = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", json_quote(refresh2)));
   EXPECT_EQ(after.status, 401);
-  auto access_as_refresh = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", quote(a.token)));
+  auto access_as_refresh = s().http().post("/api/v1/auth/refresh", fmt::format(R"({{"refresh_token":{}}})", json_quote(a.token)));
   EXPECT_EQ(access_as_refresh.status, 401);
 }
 
@@ -730,7 +681,7 @@ TEST(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
   ASSERT_GE(sodium_init(), 0);
   TempDir dir("imlog-e2e-stop");
   Server server(dir.str());
-  server.start();
+  ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
   User a = make_user(server, "stopper");
   auto ws = connect_ws(server, a);
   ASSERT_TRUE(ws);
@@ -749,7 +700,7 @@ TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp
   ASSERT_GE(sodium_init(), 0);
   TempDir dir("imlog-e2e-crash");
   Server server(dir.str());
-  server.start();
+  ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
   User a = make_user(server, "crash_a"), b = make_user(server, "crash_b");
   std::string c = single(a.id, b.id);
   auto wa = connect_ws(server, a), wb = connect_ws(server, b);
@@ -781,13 +732,13 @@ TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp
   std::cout << "killed with " << acked.size() << " of " << kMessages << " messages acknowledged; bob had seen seq "
             << bob_last << "\n";
 
-  server.start();
+  ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
   // The client retries everything it sent with the same client_msg_ids: acked ones must come back
   // with their original ids, the rest are taken once.
-  auto login = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(a.name)));
+  auto login = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(a.name)));
   ASSERT_EQ(login.status, 200) << login.body;
   a.token = login.json()["access_token"].GetString();
-  auto login_b = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(b.name)));
+  auto login_b = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(b.name)));
   ASSERT_EQ(login_b.status, 200);
   b.token = login_b.json()["access_token"].GetString();
   auto wa2 = connect_ws(server, a);
@@ -823,7 +774,7 @@ TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp
   std::vector<uint64_t> missed;
   uint64_t after = bob_last;
   for (int guard = 0; guard < 100; ++guard) {
-    wb2->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":{},"limit":100}})", quote(c), after));
+    wb2->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":{},"limit":100}})", json_quote(c), after));
     auto page = wb2->wait_for("sync-result", kFrameWait);
     ASSERT_TRUE(page);
     const auto& msgs = page->data()["messages"];

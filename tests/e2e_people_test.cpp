@@ -21,10 +21,9 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include "imlog/testing/client.h"
+#include "imlog/testing/imlog_server.h"
 #include "imlog/testing/support.h"
 
 namespace imlog::testing {
@@ -48,49 +47,14 @@ gateway:
   avatar_max_bytes: 64KiB
 )";
 
-std::string quote(std::string_view s) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-  return std::string(buf.GetString(), buf.GetSize());
-}
-
 std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
 
 // ---- the server ---------------------------------------------------------------------------------
 
-class Server {
+// A real `imlog serve` with this file's test config.
+class Server : public ImlogServer {
  public:
-  explicit Server(const std::string& dir) : dir_(dir), port_(free_port()), http_("127.0.0.1", port_) {
-    config_ = dir_ + "/imlog-test.yaml";
-    std::ofstream(config_) << kTestConfig;
-  }
-  ~Server() {
-    if (proc_) proc_->kill();
-  }
-  void start() {
-    proc_.emplace(Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--data-dir", data_dir(), "--listen",
-                                     fmt::format("127.0.0.1:{}", port_), "--config", config_}));
-    bool ready = wait_until([&] { return http_.get("/readyz").status == 200; }, 60s);
-    ASSERT_TRUE(ready) << "imlog did not become ready on port " << port_;
-  }
-  std::optional<int> terminate() {
-    proc_->signal(SIGTERM);
-    auto st = proc_->wait(30s);
-    proc_.reset();
-    return st;
-  }
-  [[nodiscard]] int port() const { return port_; }
-  [[nodiscard]] const HttpClient& http() const { return http_; }
-  [[nodiscard]] bool running() const { return proc_.has_value(); }
-  [[nodiscard]] std::string data_dir() const { return dir_ + "/data"; }
-
- private:
-  std::string dir_;
-  std::string config_;
-  int port_;
-  HttpClient http_;
-  std::optional<Subprocess> proc_;
+  explicit Server(const std::string& dir) : ImlogServer(dir, kTestConfig) {}
 };
 
 struct User {
@@ -108,12 +72,12 @@ User make_user(const Server& s, std::string_view base) {
   User u;
   u.name = unique_name(base);
   auto reg = s.http().post("/api/v1/auth/register", fmt::format(R"({{"username":{},"password":"correct horse","nickname":{}}})",
-                                                                quote(u.name), quote(base)));
+                                                                json_quote(u.name), json_quote(base)));
   EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
   if (reg.status != 201) return u;
   u.id = reg.json()["user_id"].GetUint64();
   auto login = s.http().post("/api/v1/auth/login",
-                             fmt::format(R"({{"username":{},"password":"correct horse"}})", quote(u.name)));
+                             fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(u.name)));
   EXPECT_EQ(login.status, 200) << login.body;
   if (login.status == 200) u.token = login.json()["access_token"].GetString();
   return u;
@@ -128,7 +92,7 @@ std::unique_ptr<WsClient> connect_ws(const Server& s, const User& u, bool read =
 
 void send_message(WsClient& ws, const std::string& conversation, const std::string& client_msg_id) {
   ws.send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":"hello"}})",
-                                      quote(conversation), quote(client_msg_id)));
+                                      json_quote(conversation), json_quote(client_msg_id)));
 }
 
 // The answer to a send: "ack", or the error frame's code, or "" when neither came in time.
@@ -223,7 +187,7 @@ class E2ePeople : public ::testing::Test {
     ASSERT_GE(sodium_init(), 0);
     dir_ = new TempDir("imlog-e2e-people");
     server_ = new Server(dir_->str());
-    server_->start();
+    EXPECT_TRUE(server_->start()) << "imlog did not become ready on port " << server_->port();
   }
   // Stops the server and checks that the read model rebuilt from the log equals the live one.
   static void TearDownTestSuite() {
@@ -422,7 +386,7 @@ TEST_F(E2ePeople, SearchHidesUsersWhoOptOutAndPages) {
   User asker = make_user(s(), "asker");
   ASSERT_EQ(patch(s(), hidden, "/api/v1/users/me/settings", R"({"allow_search":false})").status, 204);
   std::string nick = fmt::format("Zebra{}Nick", ::getpid() % 100000);
-  ASSERT_EQ(patch(s(), u2, "/api/v1/users/me", fmt::format(R"({{"nickname":{}}})", quote(nick))).status, 204);
+  ASSERT_EQ(patch(s(), u2, "/api/v1/users/me", fmt::format(R"({{"nickname":{}}})", json_quote(nick))).status, 204);
   // Pages of one, following next_after_user_id, until the end.
   auto search_all = [&](const std::string& q) {
     std::vector<uint64_t> found;

@@ -24,6 +24,7 @@
 
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/testing/client.h"
+#include "imlog/testing/imlog_server.h"
 #include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
@@ -112,9 +113,7 @@ class ReplayLive : public ::testing::Test {
     ASSERT_TRUE(servers.redis_problem.empty()) << servers.redis_problem;
     mysql_ = fresh_mysql("live");
     redis_ = fresh_redis("live");
-    data_ = dir_.path() / "data";
-    config_ = (dir_.path() / "imlog.yaml").string();
-    std::ofstream(config_) << fmt::format(R"(
+    server_ = std::make_unique<ImlogServer>(dir_.str(), fmt::format(R"(
 log: {{level: warn}}
 gateway:
   password_ops_limit: 1
@@ -124,8 +123,11 @@ gateway:
 mysql: {{host: "{}", port: {}, user: "{}", password: "{}", database: {}, pool_size: 2}}
 redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
 )",
-                                          mysql_.host, mysql_.port, mysql_.user, mysql_.password, mysql_.database,
-                                          redis_.host, redis_.port, redis_.key_prefix);
+                                                                    mysql_.host, mysql_.port, mysql_.user,
+                                                                    mysql_.password, mysql_.database, redis_.host,
+                                                                    redis_.port, redis_.key_prefix));
+    data_ = server_->data_dir();
+    config_ = server_->config_path();
   }
 
   void TearDown() override {
@@ -150,14 +152,9 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
 
   // Runs `imlog serve` over the workload, then stops it with SIGTERM.
   void serve_workload() {
-    int port = free_port();
-    auto server = Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--config", config_, "--data-dir",
-                                     data_.string(), "--listen", fmt::format("127.0.0.1:{}", port)});
-    HttpClient probe("127.0.0.1", port);
-    ASSERT_TRUE(wait_until([&] { return probe.get("/readyz").status == 200; }, 60s)) << "imlog did not get ready";
-    workload(port);
-    server.signal(SIGTERM);
-    auto st = server.wait(60s);
+    ASSERT_TRUE(server_->start()) << "imlog did not get ready";
+    workload(server_->port());
+    auto st = server_->terminate();
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "imlog did not stop cleanly";
   }
 
@@ -212,6 +209,7 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
   }
 
   TempDir dir_{"imlog-replay-live"};
+  std::unique_ptr<ImlogServer> server_;
   std::filesystem::path data_;
   std::string config_;
   MysqlConfig mysql_;
