@@ -443,6 +443,23 @@ TEST_F(E2ePeople, PresenceOnlineAwayOfflineWithPushesToFriends) {
   EXPECT_EQ(put(s(), a, "/api/v1/users/me/status", R"({"status":"offline"})").status, 400);
   EXPECT_EQ(put(s(), a, "/api/v1/users/me/status", R"({"status":"sleepy"})").status, 400);
 
+  // The same over the WebSocket: set-status → status-ack, friends hear it, bad values are errors.
+  wa->send("set-status", R"({"status":"busy"})");
+  auto ack = wa->wait_for("status-ack", kFrameWait);
+  ASSERT_TRUE(ack) << "no status-ack";
+  EXPECT_EQ(ack->str("status"), "busy");
+  EXPECT_EQ(ack->u64("user_id"), a.id);
+  ASSERT_TRUE(presence_of(*wb, a.id, "busy"));
+  wa->send("set-status", R"({"status":"offline"})");
+  auto refused = wa->wait_for("error", kFrameWait);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->str("code"), "invalid");
+  EXPECT_EQ(refused->str("request_type"), "set-status");
+  wa->send("set-status", R"({"state":"away"})");
+  auto missing = wa->wait_for("error", kFrameWait);
+  ASSERT_TRUE(missing);
+  EXPECT_NE(missing->str("message").find("status"), std::string::npos) << missing->raw;
+
   auto before_close = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
   wa->close();

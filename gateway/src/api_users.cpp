@@ -260,23 +260,10 @@ void on_set_status(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_body(svc, req, respond, body)) return;
   std::string name;
   if (!body.fields().str("status", name, true, 32)) return respond(invalid(svc, body.error()));
-  auto status = parse_presence(name);
-  if (!status || *status == PresenceStatus::offline) {
-    return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
-  }
-  // The registry round trips run on the user's registry worker, off the I/O threads.
-  on_registry_worker(svc, req.user_id, respond, [&svc, user = req.user_id, status = *status, respond] {
-    auto set = svc.sessions.set_status(user, status);
-    if (set == SetStatusResult::unavailable) {
-      return respond(counted_error(svc, 503, "unavailable", "presence store unavailable: status not saved"));
-    }
-    if (set != SetStatusResult::saved) {
-      return respond(invalid(svc, "status must be online, away or busy (offline is having no connection)"));
-    }
-    // Offline, the choice waits for the next connection; friends hear nothing new now.
-    if (svc.sessions.devices(user) > 0) announce_presence(svc, user);
+  choose_status(svc, req.user_id, name, [&svc, respond](StatusChoice c) {
+    if (c.http_status != 200) return respond(counted_error(svc, c.http_status, c.code, c.message));
     JsonOut j;
-    write_presence(j, presence_of(svc, user));
+    write_presence(j, c.presence);
     respond(json_reply(200, j.take()));
   });
 }

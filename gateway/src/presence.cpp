@@ -131,6 +131,27 @@ Presence presence_of(Services& svc, uint64_t user) {
   return out.empty() ? Presence{.user_id = user} : out.front();
 }
 
+void choose_status(Services& svc, uint64_t user, std::string_view status_name, std::function<void(StatusChoice)> done) {
+  auto status = parse_presence(status_name);
+  if (!status || *status == PresenceStatus::offline) {
+    return done({400, "invalid", "status must be online, away or busy (offline is having no connection)", {}});
+  }
+  // The registry round trips run on the user's registry worker, off the I/O threads.
+  auto work = [&svc, user, status = *status, done] {
+    auto set = svc.sessions.set_status(user, status);
+    if (set == SetStatusResult::unavailable) {
+      return done({503, "unavailable", "presence store unavailable: status not saved", {}});
+    }
+    if (set != SetStatusResult::saved) {
+      return done({400, "invalid", "status must be online, away or busy (offline is having no connection)", {}});
+    }
+    // Offline, the choice waits for the next connection; friends hear nothing new now.
+    if (svc.sessions.devices(user) > 0) announce_presence(svc, user);
+    done({200, {}, {}, presence_of(svc, user)});
+  };
+  if (!svc.registry.post(user, work)) done({503, "unavailable", "the presence store is busy; retry shortly", {}});
+}
+
 void announce_presence(Services& svc, uint64_t user) {
   if (svc.bus_stopped.load()) return;  // shutting down: the bus may already be gone
   auto friends = svc.query.model().friends(user);

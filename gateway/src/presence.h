@@ -79,6 +79,20 @@ void write_hidden_presence(JsonOut& j, uint64_t user);
 // read model (friends, blocks); fails when it cannot.
 Result<std::unordered_set<uint64_t>> presence_visible(Services& svc, uint64_t viewer, std::span<const uint64_t> users);
 
+// What choosing a status came to: `presence` when saved (http_status 200), else an error with the
+// HTTP status a REST caller answers and the code and message every caller shows.
+struct StatusChoice {
+  int http_status = 200;
+  std::string code;
+  std::string message;
+  Presence presence;
+};
+
+// Saves `user`'s chosen status (online, away or busy) on their registry worker, tells their online
+// friends when they are online, and calls `done` (on that worker) with the presence now. Shared by
+// PUT /users/me/status and the WebSocket `set-status` frame.
+void choose_status(Services& svc, uint64_t user, std::string_view status_name, std::function<void(StatusChoice)> done);
+
 // Tells `user`'s online friends their presence now, except friends blocked by `user` or who
 // blocked `user`. Does nothing once the bus has stopped (shutdown).
 void announce_presence(Services& svc, uint64_t user);

@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "imlog/engine/streams.h"
 #include "json.h"
+#include "presence.h"
 #include "push.h"
 
 namespace imlog::gw {
@@ -116,6 +117,21 @@ void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
                  });
 }
 
+// set-status {status} → status-ack {user_id, status, last_seen}; the same rules as PUT /users/me/status.
+void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
+                   const std::string& error) {
+  std::string status;
+  if (!data.str("status", status, true, 32)) return send_error(svc, *conn, "invalid", "set-status: " + error, {}, "set-status");
+  choose_status(svc, conn->user_id(), status, [&svc, conn](StatusChoice c) {
+    if (c.http_status != 200) return send_error(svc, *conn, c.code, c.message, {}, "set-status");
+    JsonOut j;
+    j.begin_object().field("type", "status-ack").key("data");
+    write_presence(j, c.presence);
+    j.end_object();
+    conn->send(shared(j.take()));
+  });
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
@@ -148,9 +164,9 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
     j.begin_object().field("type", "pong").key("data").begin_object().field("ts", svc.clock.now_ms()).end_object().end_object();
     return conn->send(shared(j.take()));
   }
-  if (type != "send-message" && type != "sync" && type != "read") {
+  if (type != "send-message" && type != "sync" && type != "read" && type != "set-status") {
     return send_error(svc, *conn, "unknown_type",
-                      "unknown frame type `" + type + "`: use send-message, sync, read or ping", {}, type);
+                      "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type);
   }
   if (!conn->take_token()) {
     std::string cm;
@@ -162,6 +178,7 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
   }
   if (type == "send-message") return on_send_message(svc, conn, data, body.error());
   if (type == "sync") return on_sync(svc, conn, data, body.error());
+  if (type == "set-status") return on_set_status(svc, conn, data, body.error());
   on_read(svc, conn, data, body.error());
 }
 

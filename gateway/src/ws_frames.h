@@ -6,6 +6,7 @@
 //   send-message → message-ack | error{code, message, client_msg_id}
 //   sync         → sync-result | error
 //   read         → read-ack    | error
+//   set-status   → status-ack  | error   (online, away or busy; as PUT /users/me/status)
 //   ping         → pong
 //   anything else, malformed JSON, a frame without type → error; the connection stays open.
 
