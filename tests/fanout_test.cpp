@@ -40,6 +40,7 @@
 #include "imlog/tasks/task_records.h"
 #include "imlog/testing/event_log_builder.h"
 #include "imlog/testing/kafka_mock.h"
+#include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
 namespace imlog {
@@ -448,17 +449,13 @@ TEST_F(FanoutLocal, AWorkerStoppedMidBatchHandsItOverAndDeliveryIsAtLeastOnce) {
 }
 
 // The workers' lookups through the Redis registry (pipelined, 64 users a round trip), against the
-// Redis of scripts/test (IMLOG_REDIS_HOST/PORT); without it this test skips, except under CI.
+// Redis of scripts/test (or, outside CI, one tests/support starts).
 TEST_F(FanoutLocal, WorkersLocateThroughTheRedisRegistry) {
-  const char* host = std::getenv("IMLOG_REDIS_HOST");
-  const char* port = std::getenv("IMLOG_REDIS_PORT");
-  if (!host || !port) {
-    if (t::in_ci()) FAIL() << "CI=true and IMLOG_REDIS_HOST/PORT are not set: run through scripts/test";
-    GTEST_SKIP() << "IMLOG_REDIS_HOST/PORT are not set (scripts/test sets them)";
-  }
+  const auto& servers = t::TestServers::get();
+  ASSERT_TRUE(servers.redis_problem.empty()) << servers.redis_problem;
   RedisSessionsConfig rc;
-  rc.host = host;
-  rc.port = std::atoi(port);
+  rc.host = servers.redis.host;
+  rc.port = servers.redis.port;
   rc.key_prefix = "imlog-fanout-test:" + std::to_string(::getpid()) + ":";
   auto redis = open_redis_sessions(rc);
   ASSERT_TRUE(redis) << redis.error().to_string();

@@ -1,8 +1,8 @@
 // The session registries against each other: the same behavioural tests run on the in-process
 // registry (make_local_sessions) and on the Redis registry (open_redis_sessions) against a REAL
 // redis-server — the one scripts/test starts (IMLOG_REDIS_HOST/PORT), or, run by hand without
-// those variables, one started here in a temporary directory. Under CI (CI=true) a missing Redis
-// is a failure, never a skip.
+// those variables, one tests/support starts (servers.h). A missing Redis is a failure, never a
+// skip.
 //
 // Redis only: a silent session expires after its TTL while a heartbeaten one stays (checked with
 // an injected clock, and against Redis's own key expiry in real time); two registries — two
@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <set>
@@ -27,6 +26,7 @@
 
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/sessions.h"
+#include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
 namespace imlog {
@@ -38,19 +38,6 @@ using Located = std::vector<std::pair<uint64_t, std::string>>;
 
 // ---- Redis servers -------------------------------------------------------------------------------
 
-std::string find_program(const std::string& name) {
-  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
-  path += ":/usr/sbin:/usr/bin:/sbin:/bin";
-  std::stringstream ss(path);
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    if (dir.empty()) continue;
-    auto p = std::filesystem::path(dir) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p.string();
-  }
-  return {};
-}
-
-// A raw connection for checking what the registry stored.
 struct Raw {
   explicit Raw(const RedisSessionsConfig& c) {
     timeval tv{1, 0};
@@ -93,7 +80,7 @@ bool answers(const RedisSessionsConfig& c) {
 class OwnRedis {
  public:
   static std::unique_ptr<OwnRedis> start(std::string& problem) {
-    std::string server = find_program("redis-server");
+    std::string server = t::find_program("redis-server");
     if (server.empty()) {
       problem = "no redis-server to start: run scripts/setup";
       return nullptr;
@@ -129,47 +116,20 @@ class OwnRedis {
   std::unique_ptr<t::Subprocess> process_;
 };
 
-// The Redis of this test binary: scripts/test's, or one of its own.
-struct SharedRedis {
-  static SharedRedis& get() {
-    static SharedRedis s;
-    return s;
-  }
-  std::string problem;  // empty when Redis is available
-  RedisSessionsConfig config;
+// The Redis of this test binary: scripts/test's, or, outside CI, one tests/support starts.
+RedisSessionsConfig shared_redis() {
+  const RedisConfig& r = t::TestServers::get().redis;
+  RedisSessionsConfig c;
+  c.host = r.host;
+  c.port = r.port;
+  return c;
+}
 
- private:
-  SharedRedis() {
-    const char* host = std::getenv("IMLOG_REDIS_HOST");
-    const char* port = std::getenv("IMLOG_REDIS_PORT");
-    if (host && port) {
-      config.host = host;
-      config.port = std::atoi(port);
-      if (!answers(config)) problem = std::string("IMLOG_REDIS_HOST/PORT name ") + host + ":" + port + ", which does not answer";
-      return;
-    }
-    if (t::in_ci()) {
-      problem = "IMLOG_REDIS_HOST/IMLOG_REDIS_PORT are not set and CI=true: run through scripts/test, which starts "
-                "Redis (in CI a missing server is a failure, never a skip)";
-      return;
-    }
-    own = OwnRedis::start(problem);
-    if (own) config = own->config();
-  }
-  std::unique_ptr<OwnRedis> own;
-};
-
-#define REQUIRE_REDIS()                                                          \
-  do {                                                                           \
-    const auto& problem_ = SharedRedis::get().problem;                           \
-    if (!problem_.empty()) {                                                     \
-      if (t::in_ci()) FAIL() << problem_;                                        \
-      GTEST_SKIP() << problem_;                                                  \
-    }                                                                            \
-  } while (0)
+#define REQUIRE_REDIS() \
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem
 
 // A key prefix no other test (or run) uses.
-RedisSessionsConfig redis_config(RedisSessionsConfig base = SharedRedis::get().config) {
+RedisSessionsConfig redis_config(RedisSessionsConfig base = shared_redis()) {
   static int n = 0;
   base.key_prefix = "imlog-sessions-test:" + std::to_string(::getpid()) + ":" + std::to_string(++n) + ":";
   return base;
@@ -451,10 +411,9 @@ TEST(RedisSessionRegistry, AnErrorReplyLeavesNoRepliesOwedToTheNextCallerOfThePo
 }
 
 TEST(RedisSessionRegistry, ReconnectsAfterRedisRestartsAndFailsSoftWhileItIsDown) {
-  if (t::in_ci() && find_program("redis-server").empty()) FAIL() << "CI=true and no redis-server";
   std::string problem;
   auto own = OwnRedis::start(problem);
-  if (!own) GTEST_SKIP() << problem;
+  ASSERT_TRUE(own) << problem;
   auto config = redis_config(own->config());
   config.connect_timeout = 500ms;
   auto s = open_or_fail(config, SystemClock::instance());
