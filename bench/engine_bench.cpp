@@ -90,7 +90,9 @@ double run_case(EventLog& log, const std::string& state_dir, int partitions, int
   if (!directory.start()) return -1;
   EngineConfig cfg;
   cfg.state_dir = state_dir;
-  auto seq = Sequencer::create(log, directory, SystemClock::instance(), cfg);
+  auto commands_in = log_commands(log);
+  auto answers = log_deliveries(log);
+  auto seq = Sequencer::create(log, SequencerTransports{*commands_in, *answers}, directory, SystemClock::instance(), cfg);
   if (!seq) {
     std::fprintf(stderr, "%s\n", seq.error().to_string().c_str());
     return -1;

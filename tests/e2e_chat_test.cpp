@@ -677,6 +677,34 @@ TEST_F(E2eChat, AClientTooSlowToReadIsDisconnected) {
   EXPECT_TRUE(wa->wait_for("pong", kFrameWait)) << "the sender is unaffected";
 }
 
+// The gateway writes several queued frames in one socket write, while Beast writes its own
+// control frames (pongs) on the same socket: the two must never interleave. A client that pings
+// all along while a flood of pushes comes in gets every push and every pong over a stream its
+// (strict) Beast client accepts: it would fail the connection on one malformed frame.
+TEST_F(E2eChat, PongsAndCoalescedPushesNeverInterleave) {
+  User a = make_user(s(), "flooder"), b = make_user(s(), "pinger");
+  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  ASSERT_TRUE(wa && wb);
+  std::string c = single(a.id, b.id);
+  constexpr int kMessages = 300;
+  std::string body(3000, 'p');
+  for (int i = 0; i < kMessages; ++i) {
+    send_message(*wa, c, fmt::format("flood{}", i), body);
+    if (i % 3 == 0) wb->send_ping(std::to_string(i));
+  }
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(ack_of(*wa, fmt::format("flood{}", i))) << i;
+  std::set<uint64_t> seqs;
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& f : wb->take_all("new-message")) seqs.insert(f.u64("seq_id"));
+    return seqs.size() == static_cast<size_t>(kMessages) || wb->closed();
+  }, 30s)) << seqs.size() << " of " << kMessages << " pushes";
+  EXPECT_FALSE(wb->closed()) << "the client saw a malformed stream and closed";
+  EXPECT_EQ(seqs.size(), static_cast<size_t>(kMessages));
+  EXPECT_TRUE(wait_until([&] { return wb->pongs() >= kMessages / 3; }, 10s)) << wb->pongs() << " pongs";
+  auto m = s().http().get("/metrics");
+  EXPECT_NE(m.body.find("imlog_gateway_ws_writes_total"), std::string::npos);
+}
+
 TEST(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
   ASSERT_GE(sodium_init(), 0);
   TempDir dir("imlog-e2e-stop");

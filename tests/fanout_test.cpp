@@ -214,7 +214,8 @@ class FanoutWorld {
         want_gateways[u].insert(other);
       }
     }
-    router = std::make_unique<Router>(log, *sessions, rc);
+    deliveries = log_deliveries(log);
+    router = std::make_unique<Router>(log, *deliveries, *sessions, rc);
     ASSERT_TRUE(router->start());
   }
 
@@ -257,6 +258,7 @@ class FanoutWorld {
   }
 
   std::unique_ptr<SessionRegistry> sessions = make_local_sessions();
+  std::unique_ptr<DeliveryTransport> deliveries;  // the router's: im.deliver.<gateway>
   std::unique_ptr<Router> router;
   std::map<uint64_t, std::set<std::string>> want_gateways;
 
@@ -292,7 +294,8 @@ class FanoutLocal : public ::testing::Test {
     world_.stop();
   }
   FanoutWorker& worker(EventLog& log, FanoutConfig c = quick_config(), SessionRegistry* sessions = nullptr) {
-    workers_.push_back(std::make_unique<FanoutWorker>(log, sessions ? *sessions : *world_.sessions, c));
+    transports_.push_back(log_deliveries(log));
+    workers_.push_back(std::make_unique<FanoutWorker>(log, *transports_.back(), sessions ? *sessions : *world_.sessions, c));
     EXPECT_TRUE(workers_.back()->start());
     return *workers_.back();
   }
@@ -300,6 +303,7 @@ class FanoutLocal : public ::testing::Test {
   t::TempDir dir_{"imlog-fanout"};
   std::unique_ptr<LocalLog> log_;
   FanoutWorld world_;
+  std::vector<std::unique_ptr<DeliveryTransport>> transports_;  // the workers': im.deliver.<gateway>
   std::vector<std::unique_ptr<FanoutWorker>> workers_;
 };
 
@@ -489,7 +493,8 @@ TEST(FanoutKafka, TwoWorkersDeliverABigGroupAndDeadLetterAPoisonTask) {
   ASSERT_TRUE((*log)->append_wait(kTasksTopic, {OutRecord{"poison", "not a task either", kByKey}}));
   FanoutConfig c = quick_config();
   c.group = t::KafkaMock::unique_name("fanout");
-  FanoutWorker w1(**log, *world.sessions, c), w2(**log, *world.sessions, c);
+  auto deliveries = log_deliveries(**log);
+  FanoutWorker w1(**log, *deliveries, *world.sessions, c), w2(**log, *deliveries, *world.sessions, c);
   ASSERT_TRUE(w1.start());
   ASSERT_TRUE(w2.start());
   auto seqs = world.send(2);
@@ -542,13 +547,15 @@ TEST(FanoutKafka, AWorkerStoppedMidBatchHandsItOverThroughARebalance) {
   FanoutConfig c = quick_config();
   c.group = t::KafkaMock::unique_name("fanout-handover");
   c.max_attempts = 1000000;
-  FanoutWorker w1(faulty, *world.sessions, c);
+  auto faulty_deliveries = log_deliveries(faulty);
+  FanoutWorker w1(faulty, *faulty_deliveries, *world.sessions, c);
   ASSERT_TRUE(w1.start());
   auto seqs = world.send(2);
   ASSERT_TRUE(t::wait_until([&] { return w1.stats().retries > 0; }, 30s)) << "w1 is in the middle of a batch";
   FanoutConfig c2 = quick_config();
   c2.group = c.group;
-  FanoutWorker w2(**log, *world.sessions, c2);
+  auto deliveries = log_deliveries(**log);
+  FanoutWorker w2(**log, *deliveries, *world.sessions, c2);
   ASSERT_TRUE(w2.start());
   w1.stop();  // leaves the group with its batch uncommitted
   EXPECT_EQ(w1.stats().tasks, 0u);

@@ -1,6 +1,9 @@
-// The router and the command bus over a real engine on the embedded log: acks come only from
-// valid events in the log, pushes reach the members who are online, membership is derived from the
-// events (a leaver sees their leave and nothing after), and refusals and duplicates are answered.
+// The router and the command bus over a real engine on the embedded log, with each pair of
+// transports (engine/include/imlog/engine/transport.h): in process, as on the single node, and over
+// the log (im.commands, im.deliver.<gateway>), as in the distributed mode. Acks come from the
+// sequencer once the event is durable, pushes reach the members who are online, membership is
+// derived from the events (a leaver sees their leave and nothing after), and refusals and
+// duplicates are answered.
 
 #include <gtest/gtest.h>
 
@@ -26,7 +29,10 @@ constexpr std::string_view kGateway = "gw-test";
 // Collects what a gateway would receive: replies by request and pushes by user.
 class Inbox {
  public:
-  void push(Push p) {
+  void push(std::vector<Push>&& batch) {
+    for (auto& p : batch) push_one(p);
+  }
+  void push_one(const Push& p) {
     auto ev = read_event(*p.event_bytes);
     ASSERT_TRUE(ev);
     std::lock_guard lock(mu_);
@@ -60,7 +66,9 @@ class Inbox {
   std::map<uint64_t, std::vector<Seen>> pushes_;
 };
 
-class RouterTest : public ::testing::Test {
+enum class Transports { in_process, log };
+
+class RouterTest : public ::testing::TestWithParam<Transports> {
  protected:
   void SetUp() override {
     LocalLogConfig cfg;
@@ -69,24 +77,34 @@ class RouterTest : public ::testing::Test {
     ASSERT_TRUE(log) << log.error().to_string();
     log_ = std::move(*log);
     ASSERT_TRUE(testing::create_engine_topics(*log_, 2, kGateway));
+    if (GetParam() == Transports::in_process) {
+      commands_ = in_process_commands(2);
+      deliveries_ = in_process_deliveries();
+    } else {
+      commands_ = log_commands(*log_);
+      deliveries_ = log_deliveries(*log_);
+    }
     EngineConfig ec;
     ec.state_dir = dir_.str() + "/engine";
     ec.checkpoint_interval = 100ms;
-    auto node = testing::EngineNode::start(*log_, ec);
+    SequencerTransports transports{*commands_, *deliveries_};
+    auto node = testing::EngineNode::start(*log_, ec, SystemClock::instance(), &transports);
     ASSERT_TRUE(node) << node.error().to_string();
     node_ = std::move(*node);
     ASSERT_TRUE(node_->wait_for_partitions(2));
     sessions_ = make_local_sessions();
-    router_ = std::make_unique<Router>(*log_, *sessions_);
+    router_ = std::make_unique<Router>(*log_, *deliveries_, *sessions_);
     ASSERT_TRUE(router_->start());
-    bus_ = std::make_unique<CommandBus>(*log_, std::string(kGateway), SystemClock::instance());
-    ASSERT_TRUE(bus_->start([this](Push p) { inbox_.push(std::move(p)); }));
+    bus_ = std::make_unique<CommandBus>(*commands_, *deliveries_, std::string(kGateway), SystemClock::instance());
+    ASSERT_TRUE(bus_->start([this](std::vector<Push>&& p) { inbox_.push(std::move(p)); }));
   }
 
   void TearDown() override {
     if (bus_) bus_->stop();
     if (router_) router_->stop();
     node_.reset();
+    bus_.reset();
+    router_.reset();
   }
 
   // Submits and waits for the reply.
@@ -109,6 +127,8 @@ class RouterTest : public ::testing::Test {
 
   testing::TempDir dir_{"imlog-router"};
   std::unique_ptr<LocalLog> log_;
+  std::unique_ptr<CommandTransport> commands_;
+  std::unique_ptr<DeliveryTransport> deliveries_;
   std::unique_ptr<testing::EngineNode> node_;
   std::unique_ptr<SessionRegistry> sessions_;
   std::unique_ptr<Router> router_;
@@ -116,7 +136,7 @@ class RouterTest : public ::testing::Test {
   Inbox inbox_;
 };
 
-TEST_F(RouterTest, AcksComeFromTheLogAndPushesReachBothUsersOfASingleStream) {
+TEST_P(RouterTest, AcksComeOnceDurableAndPushesReachBothUsersOfASingleStream) {
   uint64_t a = register_user("alice");
   uint64_t b = register_user("bob");
   sessions_->connected(a, kGateway, 1);
@@ -139,7 +159,7 @@ TEST_F(RouterTest, AcksComeFromTheLogAndPushesReachBothUsersOfASingleStream) {
   }
 }
 
-TEST_F(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
+TEST_P(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
   uint64_t a = register_user("carol");
   sessions_->connected(a, kGateway, 1);
   auto first = call(testing::send_message("world", a, "same", "once", "", 0));
@@ -154,7 +174,7 @@ TEST_F(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
   EXPECT_EQ(inbox_.count(a), 2u);
 }
 
-TEST_F(RouterTest, GroupFanOutFollowsMembershipFromTheLog) {
+TEST_P(RouterTest, GroupFanOutFollowsMembershipFromTheLog) {
   uint64_t owner = register_user("owner");
   uint64_t m1 = register_user("member1");
   uint64_t m2 = register_user("member2");
@@ -183,7 +203,7 @@ TEST_F(RouterTest, GroupFanOutFollowsMembershipFromTheLog) {
   EXPECT_EQ(refused->code, "not_member");
 }
 
-TEST_F(RouterTest, OfflineUsersGetNoPushAndMalformedStreamsAreRefused) {
+TEST_P(RouterTest, OfflineUsersGetNoPushAndMalformedStreamsAreRefused) {
   uint64_t a = register_user("dave");
   ASSERT_TRUE(call(testing::send_message("world", a, "w1", "nobody online", "", 0)));
   EXPECT_EQ(inbox_.count(a), 0u);
@@ -194,9 +214,12 @@ TEST_F(RouterTest, OfflineUsersGetNoPushAndMalformedStreamsAreRefused) {
   EXPECT_EQ(bad->code, "invalid");
 }
 
-TEST_F(RouterTest, ACommandNobodyAnswersTimesOutAsRetryable) {
+// With no sequencer, a command on the log is stored but never answered: it times out. In process
+// the queue is closed with its reader, so the command is refused at once. Either way the error is
+// retryable and never an ack.
+TEST_P(RouterTest, ACommandNobodyAnswersFailsAsRetryable) {
   uint64_t a = register_user("erin");
-  node_->stop();  // no sequencer: the command is stored but never answered
+  node_->stop();
   std::promise<Result<fb::CommandReplyT>> p;
   auto f = p.get_future();
   bus_->submit(testing::send_message("world", a, "t1", "anyone?", "", 0), 200ms,
@@ -204,9 +227,13 @@ TEST_F(RouterTest, ACommandNobodyAnswersTimesOutAsRetryable) {
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
   auto r = f.get();
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), make_error_code(BusErrc::timed_out));
+  auto want = GetParam() == Transports::log ? BusErrc::timed_out : BusErrc::unavailable;
+  EXPECT_EQ(r.error().code(), make_error_code(want)) << r.error().to_string();
   EXPECT_TRUE(r.error().retryable());
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, RouterTest, ::testing::Values(Transports::in_process, Transports::log),
+                         [](const auto& info) { return info.param == Transports::in_process ? "InProcess" : "Log"; });
 
 }  // namespace
 }  // namespace imlog

@@ -5,20 +5,21 @@
 //                         [--from N] [--gateway GW] [--partitions P] [--window W]
 //                         [--parent-pid PID]   (dies with PID, the test, even on its SIGKILL)
 //
-// It runs a LogDirectory and a Sequencer on the log, and acts as the client and the router:
+// It runs a LogDirectory and a Sequencer on the log (the distributed mode's transports), and acts
+// as the client and its gateway:
 //   - client: sends commands N, N+1, ..., M-1 to im.commands, at most W beyond the lowest command
 //     not yet acked (a client's window). Command i is a pure function of i (stream, actor,
 //     client_msg_id "c-<i>", request id i+1), so a restarted child with a lower --from re-sends
 //     commands exactly as a client retries them;
-//   - router: reads im.events from offset 0 and acks each VALID event (EpochFilter) whose reply_to
-//     names its gateway; reads im.deliver.<GW> from offset 0 for the engine's own replies.
+//   - gateway: reads im.deliver.<GW> from offset 0 for the engine's answers: Accepted (an ack,
+//     sent once the event is durable and valid), Duplicate, Refused.
 // Command mix: groups group_1..group_3 created by user 1, users 2..4 join each, then messages to
 // `world` (users 1..6) and to the groups (their members): testing::crash_load_command(). Every
 // command must be accepted.
 //
 // Output, one line each, flushed (the test reads it while the process runs):
 //   started                                   the engine and the readers run; sending starts
-//   ack <cmid> <stream> <seq> <event_id>      a valid event of this gateway (from the log)
+//   ack <cmid> <stream> <seq> <event_id>      an Accepted reply
 //   dup <cmid> <stream> <seq> <event_id>      a Duplicate reply
 //   refused <cmid> <code> <message...>        a Refused reply (the test fails on it)
 //   failure <message>                         the sequencer stopped on an error (exit 2)
@@ -46,7 +47,6 @@
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
-#include "imlog/engine/validity.h"
 #include "imlog/testing/engine_harness.h"
 
 namespace {
@@ -176,44 +176,8 @@ int main(int argc, char** argv) {
   std::atomic<bool> stopping{false};
   std::atomic<bool> reader_failed{false};
 
-  // The router's half: valid events of this gateway are acks.
-  std::thread events([&] {
-    ConsumerOptions o;
-    auto c = log->consumer(o);
-    std::vector<TopicPartitionOffset> tps;
-    for (int32_t p = 0; p < partitions; ++p) tps.push_back({std::string(kEventsTopic), p, 0});
-    if (auto s = c->assign(tps); !s) {
-      out.line("failure reading im.events: " + s.error().to_string());
-      reader_failed = true;
-      return;
-    }
-    EpochFilter filter;
-    std::vector<Record> records;
-    while (!stopping) {
-      if (auto s = c->poll(records, 200ms); !s) {
-        if (s.error().retryable()) continue;
-        out.line("failure reading im.events: " + s.error().to_string());
-        reader_failed = true;
-        return;
-      }
-      for (const auto& r : records) {
-        auto ev = read_event(r.value);
-        if (!ev) {
-          out.line("failure decoding im.events: " + ev.error().to_string());
-          reader_failed = true;
-          return;
-        }
-        const fb::EventEnvelope& e = **ev;
-        if (!filter.accept(r.partition, e) || e.event_type() == fb::Event::EpochStarted) continue;
-        if (!e.reply_to() || sv(e.reply_to()->gateway()) != gateway) continue;
-        auto cmid = sv(e.client_msg_id());
-        out.line("ack " + std::string(cmid) + " " + std::string(sv(e.stream())) + " " +
-                 std::to_string(e.seq()) + " " + std::to_string(e.event_id()));
-        if (auto i = testing::crash_load_index(cmid)) acks.mark(*i);
-      }
-    }
-  });
-  // The gateway's half: the engine's replies (duplicates, refusals).
+  // The gateway's half: the engine's answers (acks, duplicates, refusals). An ack is sent only once
+  // its event is durable and valid, so the test checks every one against the log it finds.
   std::thread replies([&] {
     ConsumerOptions o;
     auto c = log->consumer(o);
@@ -234,10 +198,12 @@ int main(int argc, char** argv) {
         auto d = read_delivery(r.value);
         if (!d || (*d)->reply() == nullptr) continue;
         const fb::CommandReply& reply = *(*d)->reply();
-        if (reply.status() == fb::ReplyStatus::Duplicate) {
-          out.line("dup " + std::string(sv(reply.client_msg_id())) + " " +
+        if (reply.status() == fb::ReplyStatus::Accepted || reply.status() == fb::ReplyStatus::Duplicate) {
+          auto cmid = sv(reply.client_msg_id());
+          out.line((reply.status() == fb::ReplyStatus::Accepted ? "ack " : "dup ") + std::string(cmid) + " " +
                    std::string(sv(reply.stream())) + " " + std::to_string(reply.seq()) + " " +
                    std::to_string(reply.event_id()));
+          if (auto i = testing::crash_load_index(cmid)) acks.mark(*i);
         } else if (reply.status() == fb::ReplyStatus::Refused) {
           out.line("refused " + std::string(sv(reply.client_msg_id())) + " " +
                    std::string(sv(reply.code())) + " " + std::string(sv(reply.message())));
@@ -279,7 +245,6 @@ int main(int argc, char** argv) {
   }
   if (rc == 0) out.line("done");
   stopping = true;
-  events.join();
   replies.join();
   (*node)->stop();
   node->reset();

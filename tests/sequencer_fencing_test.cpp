@@ -89,11 +89,36 @@ class SequencerFencing : public ::testing::Test {
     ASSERT_TRUE(testing::submit(*log_, cs).has_value());
   }
 
+  // Every command in [from, to) has a valid event and an answer that acks it (Accepted or
+  // Duplicate), as its client would see.
   bool acked(uint64_t from, uint64_t to) {
     for (uint64_t i = from; i < to; ++i) {
       if (tail_->event_for_request(i + 1) == nullptr) return false;
+      auto replies = tail_->replies_for(i + 1);
+      if (std::none_of(replies.begin(), replies.end(), [](const fb::CommandReplyT* r) {
+            return r->status == fb::ReplyStatus::Accepted || r->status == fb::ReplyStatus::Duplicate;
+          })) {
+        return false;
+      }
     }
     return true;
+  }
+
+  // Every Accepted reply names its command's valid event: an ack means durable and valid, so a
+  // fenced writer must never ack what it wrote after the new epoch. The problems found.
+  std::vector<std::string> check_acks_are_valid() {
+    std::vector<std::string> out;
+    for (const auto& r : tail_->replies()) {
+      if (r.status != fb::ReplyStatus::Accepted) continue;
+      const SeenEvent* e = tail_->event_for_request(r.request_id);
+      if (e == nullptr || e->seq != r.seq || e->event_id != r.event_id) {
+        out.push_back(r.client_msg_id + ": acked as seq " + std::to_string(r.seq) + " event " +
+                      std::to_string(r.event_id) + (e ? "; the valid event is seq " + std::to_string(e->seq) +
+                                                            " event " + std::to_string(e->event_id)
+                                                      : "; no valid event"));
+      }
+    }
+    return out;
   }
 
   // How many replies each command in [from, to) has so far (index: command).
@@ -248,6 +273,8 @@ TEST_F(SequencerFencing, ZombieEventsAreIgnoredByEveryReaderAndStateRebuildsFrom
   }
   EXPECT_TRUE(problems.empty()) << join(problems);
   EXPECT_GE(zombie_after_b, 2u) << "the zombie's events after B's markers (hand-made included)";
+  auto false_acks = check_acks_are_valid();
+  EXPECT_TRUE(false_acks.empty()) << "acks of events no reader accepts:" << join(false_acks);
   LogDirectory directory(*log_);
   ASSERT_TRUE(directory.start().has_value());
   EXPECT_FALSE(directory.user(zombie_user).exists) << "the directory took the zombie's registration";
@@ -298,6 +325,8 @@ TEST_F(SequencerFencing, ZombieEventsAreIgnoredByEveryReaderAndStateRebuildsFrom
   ASSERT_TRUE(tail_->read_to_end().has_value());
   problems = check_new_duplicates(before);
   EXPECT_TRUE(problems.empty()) << "the restarted zombie's answers to retries:" << join(problems);
+  false_acks = check_acks_are_valid();
+  EXPECT_TRUE(false_acks.empty()) << "acks of events no reader accepts:" << join(false_acks);
   expect_consistent(140);
 }
 

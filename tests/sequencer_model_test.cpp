@@ -1,4 +1,4 @@
-// Model-based property of the sequencer (DESIGN.md §5; STYLE.md "rapidcheck properties"):
+// Model-based property of the sequencer (docs/architecture.md, "The engine"):
 // random interleavings of commands from several senders into several streams — `world`, two
 // groups created by one user with some members, and one-to-one streams — with duplicates
 // (a small pool of client_msg_ids per sender, so the same (stream, actor, client_msg_id) comes
@@ -8,13 +8,14 @@
 //
 // Each case runs against a real Sequencer (and LogDirectory) on a LocalLog in a fresh temporary
 // directory, and compares what the log and the delivery topic say with a SIMPLE MODEL written
-// here from the rules of DESIGN.md §3/§5 — never by calling decide():
+// here from the rules of docs/architecture.md — never by calling decide():
 //   - the valid events (EpochFilter) are exactly the model's accepted commands, with the model's
 //     stream, seq, actor, client_msg_id, type and content; per stream seq is 1, 2, 3, ...;
 //   - a duplicate never yields a second event; its reply (Duplicate) carries the original's seq,
 //     event id and result id;
 //   - a refusal writes nothing; its reply (Refused) carries the model's reason code;
-//   - every command gets exactly one answer (its event or one reply).
+//   - an accepted command gets exactly one answer, an ack (Accepted) naming its event; every
+//     other command gets exactly one reply.
 // The sequence is an rc::state command sequence, so a failure shrinks to a short one. The
 // engine's batching knobs (max_batch, in-flight batches, how commands are split into appends) are
 // part of the case.
@@ -407,6 +408,7 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
   (*node)->stop();
   std::string failure = (*node)->sequencer().failure();
   RC_ASSERT(failure.empty());
+  CASE_OK(log.flush(std::chrono::seconds(10)));  // the answers are appended without waiting
   CASE_OK((*tail)->read_to_end());
   const LogTail& t = **tail;
 
@@ -431,7 +433,12 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
         problems.push_back(what + ": no valid event");
         continue;
       }
-      if (!replies.empty()) problems.push_back(what + ": accepted, yet the engine replied too");
+      // One answer, the ack, naming the event.
+      if (replies.size() != 1 || replies[0]->status != fb::ReplyStatus::Accepted || replies[0]->seq != ev->seq ||
+          replies[0]->event_id != ev->event_id) {
+        problems.push_back(what + ": accepted, but answered by " + std::to_string(replies.size()) +
+                           " replies, not one ack naming its event");
+      }
       if (ev->stream != e.stream || ev->seq != e.seq || ev->type != e.type || ev->actor != c.actor ||
           ev->client_msg_id != c.client_msg_id) {
         problems.push_back(what + ": event is " + ev->stream + " seq " + std::to_string(ev->seq) +

@@ -69,6 +69,7 @@ Server::Server(const Common& c) {
     fs::create_directories(dir_);
   }
   target_.port = static_cast<uint16_t>(imlog::testing::free_port());
+  bin_ = c.server_bin.empty() ? (imlog::testing::binary_dir() / "imlog").string() : c.server_bin;
   config_ = c.config;
   if (config_.empty()) {
     config_ = (dir_ / "bench.yaml").string();
@@ -79,7 +80,7 @@ Server::Server(const Common& c) {
 
 pid_t Server::spawn(const fs::path& data_dir) {
   std::string log = (dir_ / "server.log").string();
-  std::string bin = (imlog::testing::binary_dir() / "imlog").string();
+  const std::string& bin = bin_;
   std::string listen = "127.0.0.1:" + std::to_string(target_.port);
   pid_ = ::fork();
   if (pid_ == 0) {

@@ -27,6 +27,7 @@ struct Common {
   int threads = 1;          // I/O threads of the load generator
   std::string config;       // a server config to use instead of the bench default
   std::string data_dir;     // the spawned server's data dir (default: a fresh temp dir, removed)
+  std::string server_bin;   // the imlog executable to start (default: the one built beside this)
   int http_parallel = 64;   // keep-alive connections for set-up
 };
 
@@ -56,6 +57,7 @@ class Server {
   bool spawned_ = false;
   bool remove_dir_ = false;
   std::string config_;
+  std::string bin_;  // the imlog executable spawned
   std::filesystem::path dir_;
 };
 

@@ -28,6 +28,8 @@ void add_common(CLI::App* app, Common& c) {
   app->add_option("--threads", c.threads, "load generator I/O threads (default 1)");
   app->add_option("--config", c.config, "server config file to start it with (default: the bench config)");
   app->add_option("--data-dir", c.data_dir, "the started server's directory, kept (default: a temp dir, removed)");
+  app->add_option("--server-bin", c.server_bin,
+                  "the imlog executable to start (default: the one built beside this; another build to compare)");
   app->add_option("--http-parallel", c.http_parallel, "keep-alive HTTP connections for set-up (default 64)");
 }
 

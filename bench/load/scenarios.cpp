@@ -135,6 +135,9 @@ namespace {
 struct ChatThread {
   LatencyHistogram latency;
   std::atomic<uint64_t> sent{0}, acked{0}, delivered{0}, delivered_measured{0}, errors{0};
+  // Errors by kind: the server shedding load (`overloaded`, `rate_limited`: the message was not
+  // taken), and anything else.
+  std::atomic<uint64_t> refused_overloaded{0}, refused_rate_limited{0}, errors_other{0};
   std::string first_error;
 };
 
@@ -164,7 +167,16 @@ struct ChatRun {
       t.acked++;
       if (o.rate == 0 && sending) send(c);
     } else if (type == "error") {
+      std::string_view code = string_field(f, "code");
+      if (code == "overloaded") {
+        t.refused_overloaded++;
+      } else if (code == "rate_limited") {
+        t.refused_rate_limited++;
+      } else {
+        t.errors_other++;
+      }
       if (t.errors++ == 0) t.first_error = std::string(f);
+      if (o.rate == 0 && sending) send(c);  // at saturation the window stays full
     }
   }
 
@@ -227,7 +239,11 @@ int run_chat(const Common& c, const ChatOptions& o) {
   cpu.add_to(r);
   run.sending = false;
   auto drain = Clock::now();
-  while (run.total(&ChatThread::delivered) < run.total(&ChatThread::sent) && seconds_since(drain) < 15) sleep_s(0.05);
+  auto taken = [&] {  // sent and not refused: what must be delivered
+    return run.total(&ChatThread::sent) - run.total(&ChatThread::refused_overloaded) -
+           run.total(&ChatThread::refused_rate_limited);
+  };
+  while (run.total(&ChatThread::delivered) < taken() && seconds_since(drain) < 15) sleep_s(0.05);
   long rss = server.rss_kib();
   size_t closed = count_closed(f);
   w.stop();
@@ -247,11 +263,14 @@ int run_chat(const Common& c, const ChatOptions& o) {
   add_latency(r, latency);
   r.add("latency_samples", static_cast<double>(latency.count()));
   r.add("errors", static_cast<double>(run.total(&ChatThread::errors))).add("closed", static_cast<double>(closed));
+  r.add("refused_overloaded", static_cast<double>(run.total(&ChatThread::refused_overloaded)));
+  r.add("refused_rate_limited", static_cast<double>(run.total(&ChatThread::refused_rate_limited)));
+  r.add("errors_other", static_cast<double>(run.total(&ChatThread::errors_other)));
   r.add("server_rss_kib", static_cast<double>(rss)).add("users_per_s", f.users_per_s).add("connects_per_s", f.connects_per_s);
   add_machine(r);
   if (!first_error.empty()) std::printf("first error frame: %s\n", first_error.c_str());
   r.print();
-  return delivered == sent ? 0 : 2;
+  return delivered == taken() ? 0 : 2;
 }
 
 // --- group --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ class LogCategory final : public std::error_category {
       case LogErrc::closed: return "closed";
       case LogErrc::io_error: return "i/o error";
       case LogErrc::rebalance_in_progress: return "group rebalance in progress";
+      case LogErrc::overloaded: return "overloaded";
     }
     return "unknown event log error";
   }

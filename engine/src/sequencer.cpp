@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -58,8 +59,8 @@ struct PartitionCtx {
 
 struct Reply {
   int32_t partition;  // of the command answered
-  std::string topic;
-  std::string bytes;
+  std::string gateway;
+  std::string bytes;  // an encoded Delivery holding the CommandReply
 };
 
 struct Inflight {
@@ -79,9 +80,9 @@ struct Completion {
 
 class Sequencer::Loop final : public RebalanceListener {
  public:
-  Loop(EventLog& log, const Directory& directory, const Clock& clock, EngineConfig config,
-       std::unique_ptr<StateStore> store)
-      : log_(log), directory_(directory), clock_(clock), config_(std::move(config)),
+  Loop(EventLog& log, SequencerTransports transports, const Directory& directory, const Clock& clock,
+       EngineConfig config, std::unique_ptr<StateStore> store)
+      : log_(log), transports_(transports), directory_(directory), clock_(clock), config_(std::move(config)),
         store_(std::move(store)), logger_(logger("engine")) {
     if (config_.instance_id.empty()) config_.instance_id = default_instance_id();
   }
@@ -89,10 +90,9 @@ class Sequencer::Loop final : public RebalanceListener {
   Status start() {
     ConsumerOptions opts;
     opts.group = config_.group;
-    opts.topics = {std::string(kCommandsTopic)};
     opts.max_batch = config_.max_batch;
     opts.listener = this;
-    commands_ = log_.consumer(opts);
+    commands_ = transports_.commands.reader(opts);
     thread_ = std::thread([this] { run(); });
     return {};
   }
@@ -382,7 +382,17 @@ class Sequencer::Loop final : public RebalanceListener {
     e.event = std::move(d.event);
     std::string bytes = encode_event(e);
     record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data()));
+    queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, Refusal::invalid, "",
+                DedupeEntry{e.seq, e.event_id, result_id_of(e)});
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
+  }
+
+  // What an accepted command created, for its ack: the user id of a registration, the group id
+  // of a creation; 0 otherwise.
+  static uint64_t result_id_of(const fb::EventEnvelopeT& e) {
+    if (auto* reg = e.event.AsUserRegistered()) return reg->user_id;
+    if (auto* gc = e.event.AsGroupCreated()) return gc->group_id;
+    return 0;
   }
 
   void queue_reply(Inflight& batch, int32_t partition, const fb::CommandEnvelope& c,
@@ -402,8 +412,7 @@ class Sequencer::Loop final : public RebalanceListener {
     r.result_id = original.result_id;
     r.client_msg_id = sv(c.client_msg_id());
     r.actor = c.actor();
-    batch.replies.push_back(
-        Reply{partition, delivery_topic(sv(c.reply_to()->gateway())), encode_delivery(d)});
+    batch.replies.push_back(Reply{partition, std::string(sv(c.reply_to()->gateway())), encode_delivery(d)});
   }
 
   // ---- completions ----------------------------------------------------------------------------------
@@ -444,6 +453,7 @@ class Sequencer::Loop final : public RebalanceListener {
         if (partitions_.erase(p) > 0) retake_.insert(p);
       }
       stats.partitions = static_cast<int32_t>(partitions_.size());
+      answer_unavailable(batch, result.error());
       return;
     }
     stats.events += result->size();
@@ -468,9 +478,18 @@ class Sequencer::Loop final : public RebalanceListener {
         it->second->acked_command_offset = std::max(it->second->acked_command_offset, off);
       }
     }
-    // A partition we stood down from was decided on a state no reader shares: no answers from it.
-    std::erase_if(batch.replies, [&](const Reply& r) { return !partitions_.contains(r.partition); });
+    // A partition we stood down from (or dropped after a failed append) was decided on a state no
+    // reader shares: its commands are not acked but told to retry.
+    auto dropped = std::stable_partition(batch.replies.begin(), batch.replies.end(),
+                                         [&](const Reply& r) { return partitions_.contains(r.partition); });
+    Inflight retry;
+    retry.replies.assign(std::make_move_iterator(dropped), std::make_move_iterator(batch.replies.end()));
+    batch.replies.erase(dropped, batch.replies.end());
     send_replies(std::move(batch.replies));
+    if (!retry.replies.empty()) {
+      answer_unavailable(retry, Error(make_error_code(LogErrc::unavailable),
+                                      "this engine no longer owns the conversation's partition", true));
+    }
   }
 
   // Whether another writer's EpochStarted landed in ctx's partition after our marker and before
@@ -525,15 +544,36 @@ class Sequencer::Loop final : public RebalanceListener {
     stats.partitions = static_cast<int32_t>(partitions_.size());
   }
 
+  // Answers go to each gateway in one call, in the order the commands came.
   void send_replies(std::vector<Reply> replies) {
-    std::map<std::string, std::vector<OutRecord>> by_topic;
-    for (auto& r : replies) by_topic[r.topic].push_back(OutRecord{"", std::move(r.bytes), 0});
-    for (auto& [topic, records] : by_topic) {
-      // Not `this`: nothing waits for replies, so this may run after the sequencer is gone.
-      log_.append(topic, std::move(records), [log = logger_, topic](Result<std::vector<RecordPosition>> r) {
-        if (!r) log->warn("replying on {} failed: {}", topic, r.error().to_string());
-      });
+    std::map<std::string, std::vector<std::string>> by_gateway;
+    for (auto& r : replies) by_gateway[r.gateway].push_back(std::move(r.bytes));
+    for (auto& [gateway, deliveries] : by_gateway) transports_.deliveries.deliver(gateway, std::move(deliveries), {});
+  }
+
+  // None of the batch's commands may be acked: its append failed (some of its events may be on the
+  // log all the same) or it was decided on a state this engine dropped. Each waiting client hears
+  // `unavailable` at once instead of waiting for its time-out; its retry with the same
+  // client_msg_id is deduplicated against whatever did land. (On im.commands the command is also
+  // read again after the retake and answered a second time; the gateway keeps the first answer.)
+  void answer_unavailable(Inflight& batch, const Error& why) {
+    for (auto& r : batch.replies) {
+      auto d = read_delivery(r.bytes);
+      if (!d || !(*d)->reply()) continue;
+      fb::DeliveryT out;
+      out.reply = std::make_unique<fb::CommandReplyT>();
+      (*d)->reply()->UnPackTo(out.reply.get());
+      auto& reply = *out.reply;
+      reply.status = fb::ReplyStatus::Refused;
+      reply.code = "unavailable";
+      reply.message = "the event log did not take the command (" + why.message() +
+                      "); retry with the same client_msg_id";
+      reply.seq = 0;
+      reply.event_id = 0;
+      reply.result_id = 0;
+      r.bytes = encode_delivery(out);
     }
+    send_replies(std::move(batch.replies));
   }
 
   // Retakes the partitions whose appends failed, once nothing is in flight.
@@ -591,6 +631,7 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   EventLog& log_;
+  SequencerTransports transports_;
   const Directory& directory_;
   const Clock& clock_;
   EngineConfig config_;
@@ -614,21 +655,22 @@ class Sequencer::Loop final : public RebalanceListener {
 Sequencer::Sequencer(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
 Sequencer::~Sequencer() { stop(); }
 
-Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, const Directory& directory,
-                                                     const Clock& clock, EngineConfig config) {
-  auto commands = log.partition_count(kCommandsTopic);
+Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
+                                                     const Directory& directory, const Clock& clock,
+                                                     EngineConfig config) {
+  auto commands = transports.commands.partitions();
   IMLOG_TRY(commands);
   auto events = log.partition_count(kEventsTopic);
   IMLOG_TRY(events);
   if (*commands != *events) {
-    return fail(LogErrc::topic_mismatch, "im.commands has " + std::to_string(*commands) +
-                                             " partitions and im.events " + std::to_string(*events) +
-                                             ": they must be equal (imlog init creates both)");
+    return fail(LogErrc::topic_mismatch, "commands (" + transports.commands.describe() + ") have " +
+                                             std::to_string(*commands) + " partitions and im.events " +
+                                             std::to_string(*events) + ": they must be equal (imlog init creates both)");
   }
   auto store = StateStore::open(config.state_dir);
   IMLOG_TRY(store);
   return std::unique_ptr<Sequencer>(
-      new Sequencer(std::make_unique<Loop>(log, directory, clock, std::move(config), std::move(*store))));
+      new Sequencer(std::make_unique<Loop>(log, transports, directory, clock, std::move(config), std::move(*store))));
 }
 
 Status Sequencer::start() { return loop_->start(); }

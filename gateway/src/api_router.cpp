@@ -3,11 +3,25 @@
 #include <cctype>
 #include <charconv>
 
+#include "commands.h"
 #include "json.h"
 #include "services.h"
 
 namespace imlog::gw {
 namespace {
+
+// A signed-in user's request may query the read model: it runs on that user's query thread (in
+// order with their other requests), never on the I/O thread; a full queue answers 503.
+void run_on_query_thread(Services& svc, const Handler& handler, ApiRequest&& request, const Respond& respond) {
+  auto req = std::make_shared<ApiRequest>(std::move(request));
+  uint64_t user = req->user_id;
+  bool queued = svc.queries.post(user, [&svc, &handler, req, respond] { handler(svc, *req, respond); });
+  if (queued) return;
+  svc.metrics.error("overloaded");
+  auto reply = error_reply(503, "overloaded", "the server has too many requests queued; retry shortly");
+  add_retry_after(reply, kOverloadedRetry);
+  respond(std::move(reply));
+}
 
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> out;
@@ -174,7 +188,8 @@ void ApiRouter::dispatch(Services& svc, ApiRequest&& request, const Respond& res
       request.user_id = claims->user_id;
     }
     request.params = std::move(params);
-    return r.handler(svc, request, respond);
+    if (r.auth == Auth::none) return r.handler(svc, request, respond);
+    return run_on_query_thread(svc, r.handler, std::move(request), respond);
   }
   if (!allow.empty()) {
     svc.metrics.error("method_not_allowed");

@@ -1,6 +1,7 @@
 #include "imlog/gateway/command_bus.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -9,7 +10,6 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
-#include "imlog/engine/streams.h"
 
 namespace imlog {
 namespace {
@@ -20,7 +20,8 @@ class BusCategory final : public std::error_category {
   std::string message(int c) const override {
     switch (static_cast<BusErrc>(c)) {
       case BusErrc::timed_out: return "no answer in time";
-      case BusErrc::unavailable: return "the event log is unavailable";
+      case BusErrc::unavailable: return "the engine is unavailable";
+      case BusErrc::overloaded: return "the engine is overloaded";
     }
     return "unknown command bus error";
   }
@@ -28,6 +29,9 @@ class BusCategory final : public std::error_category {
 
 using Done = std::function<void(Result<fb::CommandReplyT>)>;
 using SteadyTime = std::chrono::steady_clock::time_point;
+
+// How often requests past their time-out are failed: the precision of command_timeout.
+constexpr auto kExpiryTick = std::chrono::milliseconds(100);
 
 }  // namespace
 
@@ -37,29 +41,30 @@ const std::error_category& bus_category() {
 }
 
 struct CommandBus::State {
-  State(EventLog& l, std::string id, const Clock& c)
-      : log(l), gateway_id(std::move(id)), topic(delivery_topic(gateway_id)), clock(c), logger(imlog::logger("gateway")) {}
+  State(CommandTransport& c, DeliveryTransport& d, std::string id, const Clock& cl)
+      : commands(c), deliveries(d), gateway_id(std::move(id)), clock(cl), logger(imlog::logger("gateway")) {}
 
   struct Pending {
     Done done;
     std::multimap<SteadyTime, uint64_t>::iterator expiry;
   };
 
-  EventLog& log;
+  CommandTransport& commands;
+  DeliveryTransport& deliveries;
   std::string gateway_id;
-  std::string topic;
   const Clock& clock;
   std::shared_ptr<spdlog::logger> logger;
-  std::function<void(Push)> on_push;
-  std::unique_ptr<Consumer> reader;
-  std::thread thread;
-  std::atomic<bool> running{false};
+  std::function<void(std::vector<Push>&&)> on_pushes;
+  std::unique_ptr<DeliveryTransport::Subscription> subscription;
   // Request ids start from the clock so a restarted gateway never reuses one still in flight.
   std::atomic<uint64_t> next_request{0};
 
-  std::mutex mu;  // guards pending and expiries
+  mutable std::mutex mu;  // guards pending, expiries and stopping
   std::unordered_map<uint64_t, Pending> pending;
   std::multimap<SteadyTime, uint64_t> expiries;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+  std::thread expiry_thread;
 
   // Removes and returns the callback of a request, if it is still waiting.
   Done take(uint64_t request_id) {
@@ -72,67 +77,64 @@ struct CommandBus::State {
     return done;
   }
 
-  void expire_overdue() {
-    std::vector<Done> overdue;
-    {
-      std::lock_guard lock(mu);
-      auto now = std::chrono::steady_clock::now();
-      while (!expiries.empty() && expiries.begin()->first <= now) {
-        auto id = expiries.begin()->second;
-        expiries.erase(expiries.begin());
-        auto it = pending.find(id);
-        if (it == pending.end()) continue;
-        overdue.push_back(std::move(it->second.done));
-        pending.erase(it);
-      }
+  // Takes every waiting request whose deadline is at or before `until`.
+  std::vector<Done> take_due(SteadyTime until) {
+    std::vector<Done> due;
+    std::lock_guard lock(mu);
+    while (!expiries.empty() && expiries.begin()->first <= until) {
+      auto it = pending.find(expiries.begin()->second);
+      expiries.erase(expiries.begin());
+      if (it == pending.end()) continue;
+      due.push_back(std::move(it->second.done));
+      pending.erase(it);
     }
-    for (auto& done : overdue) {
-      done(fail(BusErrc::timed_out, "the engine did not answer in time; retry with the same client_msg_id", true));
+    return due;
+  }
+
+  void expire_loop() {
+    std::unique_lock lock(mu);
+    while (!stop_cv.wait_for(lock, kExpiryTick, [&] { return stopping; })) {
+      lock.unlock();
+      for (auto& done : take_due(std::chrono::steady_clock::now())) {
+        done(fail(BusErrc::timed_out, "the engine did not answer in time; retry with the same client_msg_id", true));
+      }
+      lock.lock();
     }
   }
 
-  void handle(const Record& r) {
-    auto d = read_delivery(r.value);
-    if (!d) {
-      logger->warn("skipping an undecodable delivery at {} offset {}: {}", topic, r.offset, d.error().to_string());
-      return;
-    }
-    if (auto* reply = (*d)->reply()) {
-      if (Done done = take(reply->request_id())) {
-        fb::CommandReplyT value;
-        reply->UnPackTo(&value);
-        done(std::move(value));
+  // One batch of this gateway's deliveries: answers to their requests, pushes to on_pushes.
+  void handle(const std::vector<std::string_view>& batch) {
+    std::vector<Push> pushes;
+    for (std::string_view bytes : batch) {
+      auto d = read_delivery(bytes);
+      if (!d) {
+        logger->warn("skipping an undecodable delivery for gateway {}: {}", gateway_id, d.error().to_string());
+        continue;
+      }
+      if (auto* reply = (*d)->reply()) {
+        if (Done done = take(reply->request_id())) {
+          fb::CommandReplyT value;
+          reply->UnPackTo(&value);
+          done(std::move(value));
+        }
+      }
+      if (((*d)->event() || (*d)->presence()) && (*d)->recipients()) {
+        Push& push = pushes.emplace_back();
+        push.recipients.assign((*d)->recipients()->begin(), (*d)->recipients()->end());
+        if ((*d)->event()) {
+          push.event_bytes = std::make_shared<const std::string>(
+              reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size());
+        }
+        if ((*d)->presence()) (*d)->presence()->UnPackTo(&push.presence.emplace());
       }
     }
-    if (((*d)->event() || (*d)->presence()) && (*d)->recipients() && on_push) {
-      Push push;
-      push.recipients.assign((*d)->recipients()->begin(), (*d)->recipients()->end());
-      if ((*d)->event()) {
-        push.event_bytes = std::make_shared<const std::string>(
-            reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size());
-      }
-      if ((*d)->presence()) (*d)->presence()->UnPackTo(&push.presence.emplace());
-      on_push(std::move(push));
-    }
-  }
-
-  void run() {
-    std::vector<Record> batch;
-    while (running) {
-      auto polled = reader->poll(batch, std::chrono::milliseconds(50));
-      if (!polled) {
-        logger->error("reading {}: {}", topic, polled.error().to_string());
-        if (!polled.error().retryable()) break;
-      } else {
-        for (const auto& r : batch) handle(r);
-      }
-      expire_overdue();
-    }
+    if (!pushes.empty() && on_pushes) on_pushes(std::move(pushes));
   }
 };
 
-CommandBus::CommandBus(EventLog& log, std::string gateway_id, const Clock& clock)
-    : state_(std::make_unique<State>(log, std::move(gateway_id), clock)) {
+CommandBus::CommandBus(CommandTransport& commands, DeliveryTransport& deliveries, std::string gateway_id,
+                       const Clock& clock)
+    : state_(std::make_unique<State>(commands, deliveries, std::move(gateway_id), clock)) {
   state_->next_request = static_cast<uint64_t>(clock.now_ms()) << 20;
 }
 
@@ -140,38 +142,41 @@ CommandBus::~CommandBus() { stop(); }
 
 const std::string& CommandBus::gateway_id() const { return state_->gateway_id; }
 
-void CommandBus::deliver(std::string_view gateway_id, const fb::DeliveryT& delivery) {
-  std::vector<OutRecord> records;
-  records.push_back(OutRecord{"", encode_delivery(delivery), 0});
-  auto topic = delivery_topic(gateway_id);
-  state_->log.append(topic, std::move(records), [this, topic](Result<std::vector<RecordPosition>> r) {
-    if (!r) state_->logger->warn("a presence push to {} was lost: {}", topic, r.error().to_string());
-  });
+size_t CommandBus::pending() const {
+  std::lock_guard lock(state_->mu);
+  return state_->pending.size();
 }
 
-Status CommandBus::start(std::function<void(Push)> on_push) {
+void CommandBus::deliver(std::string_view gateway_id, const fb::DeliveryT& delivery) {
+  std::vector<std::string> batch;
+  batch.push_back(encode_delivery(delivery));
+  state_->deliveries.deliver(gateway_id, std::move(batch), {});
+}
+
+Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes) {
   auto& s = *state_;
-  s.on_push = std::move(on_push);
-  // One partition keeps a gateway's deliveries in order; not synced, as losing them is harmless
-  // (acks are retried by clients, pushes are caught up by sync).
-  IMLOG_TRY(s.log.create_topic(TopicSpec{s.topic, 1, false}));
-  auto end = s.log.end_offset(TopicPartition{s.topic, 0});
-  IMLOG_TRY(end);
-  ConsumerOptions opts;
-  opts.max_batch = 4096;
-  s.reader = s.log.consumer(opts);
-  IMLOG_TRY(s.reader->assign({TopicPartitionOffset{s.topic, 0, *end}}));
-  s.running = true;
-  s.thread = std::thread([this] { state_->run(); });
+  s.on_pushes = std::move(on_pushes);
+  auto sub = s.deliveries.subscribe(s.gateway_id, [st = state_.get()](const std::vector<std::string_view>& batch) {
+    st->handle(batch);
+  });
+  IMLOG_TRY(sub);
+  s.subscription = std::move(*sub);
+  s.expiry_thread = std::thread([st = state_.get()] { st->expire_loop(); });
   return {};
 }
 
 void CommandBus::stop() {
   auto& s = *state_;
-  if (!s.thread.joinable()) return;
-  s.running = false;
-  s.reader->wakeup();
-  s.thread.join();
+  s.subscription.reset();  // no answer or push runs after this
+  {
+    std::lock_guard lock(s.mu);
+    s.stopping = true;
+  }
+  s.stop_cv.notify_all();
+  if (s.expiry_thread.joinable()) s.expiry_thread.join();
+  for (auto& done : s.take_due(SteadyTime::max())) {
+    done(fail(BusErrc::unavailable, "the gateway is stopping; retry with the same client_msg_id", true));
+  }
 }
 
 void CommandBus::submit(fb::CommandEnvelopeT command, std::chrono::milliseconds timeout, Done done) {
@@ -184,17 +189,19 @@ void CommandBus::submit(fb::CommandEnvelopeT command, std::chrono::milliseconds 
   std::string key = command.stream;
   {
     std::lock_guard lock(s.mu);
+    if (s.stopping) {
+      return done(fail(BusErrc::unavailable, "the gateway is stopping; retry with the same client_msg_id", true));
+    }
     auto expiry = s.expiries.emplace(std::chrono::steady_clock::now() + timeout, id);
     s.pending.emplace(id, State::Pending{std::move(done), expiry});
   }
-  std::vector<OutRecord> records;
-  records.push_back(OutRecord{std::move(key), encode_command(command)});
-  s.log.append(kCommandsTopic, std::move(records), [this, id](Result<std::vector<RecordPosition>> r) {
-    if (r) return;
-    if (Done d = state_->take(id)) {
-      d(fail(BusErrc::unavailable, "the event log refused the command: " + r.error().message(),
-             r.error().retryable()));
+  s.commands.send(std::move(key), encode_command(command), [st = state_.get(), id](const Error& e) {
+    Done d = st->take(id);
+    if (!d) return;
+    if (e.code() == make_error_code(LogErrc::overloaded)) {
+      return d(fail(BusErrc::overloaded, e.message(), true));
     }
+    d(fail(BusErrc::unavailable, "the engine did not take the command: " + e.message(), e.retryable()));
   });
 }
 

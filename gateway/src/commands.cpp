@@ -43,20 +43,34 @@ unsigned status_for_code(std::string_view code, bool body_content) {
   if (code == "too_large") return body_content ? 413 : 400;
   if (code == "invalid") return 400;
   if (code == "rate_limited") return 429;
+  if (code == "unavailable" || code == "overloaded") return 503;
   return 400;
 }
 
 Failure failure_of(const Reply& r) {
+  using std::chrono::milliseconds;
   if (!r) {
     if (r.error().code() == make_error_code(BusErrc::timed_out)) {
       return {504, "timeout",
               "the engine did not answer in time; the write may still take effect: retry with the same client_msg_id"};
     }
-    return {503, "unavailable", "the event log refused the command (" + r.error().message() + "); retry"};
+    if (r.error().code() == make_error_code(BusErrc::overloaded)) {
+      return {503, "overloaded", "the server is at capacity (" + r.error().message() + "); retry with the same "
+              "client_msg_id after a short pause", kOverloadedRetry};
+    }
+    return {503, "unavailable", "the engine did not take the command (" + r.error().message() + "); retry",
+            milliseconds(1000)};
   }
   std::string code = r->code.empty() ? "refused" : r->code;
   std::string message = r->message.empty() ? "the engine refused the command (" + code + ")" : r->message;
-  return {status_for_code(code, true), std::move(code), std::move(message)};
+  auto retry = code == "unavailable" ? milliseconds(1000) : milliseconds(0);
+  return {status_for_code(code, true), std::move(code), std::move(message), retry};
+}
+
+void add_retry_after(ApiReply& reply, std::chrono::milliseconds after) {
+  if (after.count() <= 0) return;
+  auto secs = std::max<int64_t>(1, (after.count() + 999) / 1000);  // whole seconds, rounded up
+  reply.headers.emplace_back("Retry-After", std::to_string(secs));
 }
 
 void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
@@ -67,7 +81,9 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                    if (succeeded(r)) return respond(on_success(*r));
                    auto f = failure_of(r);
                    svc.metrics.error(f.code);
-                   respond(error_reply(f.status, f.code, f.message));
+                   auto reply = error_reply(f.status, f.code, f.message);
+                   add_retry_after(reply, f.retry_after);
+                   respond(std::move(reply));
                  });
 }
 
@@ -109,7 +125,11 @@ void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bo
     void step() {
       if (attempt()) return done(true);
       if (std::chrono::steady_clock::now() >= deadline || svc.stopping.load()) return done(false);
-      svc.run_after(std::chrono::milliseconds(25), [self = shared_from_this()] { self->step(); });
+      // The next attempt queries the read model: on a query thread, never the timer's I/O thread.
+      svc.run_after(std::chrono::milliseconds(25), [self = shared_from_this()] {
+        static std::atomic<uint64_t> spread{0};
+        if (!self->svc.queries.post(spread++, [self] { self->step(); })) self->done(false);
+      });
     }
   };
   auto loop = std::make_shared<Loop>(svc, std::chrono::steady_clock::now() + wait, std::move(attempt), std::move(done));

@@ -5,6 +5,7 @@
 //
 // Thread-safe free functions over Services.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -33,8 +34,14 @@ struct Failure {
   unsigned status = 500;
   std::string code;
   std::string message;
+  // When to try again (Retry-After on REST, retry_after_ms in an error frame); 0: no hint.
+  std::chrono::milliseconds retry_after{0};
 };
 Failure failure_of(const Reply& r);
+// How long a client is asked to wait after `overloaded`.
+inline constexpr std::chrono::milliseconds kOverloadedRetry{200};
+// Adds `Retry-After` (whole seconds, at least 1) when `after` is positive.
+void add_retry_after(ApiReply& reply, std::chrono::milliseconds after);
 // The HTTP status for a refusal code.
 unsigned status_for_code(std::string_view code, bool body_content);
 
@@ -59,8 +66,9 @@ bool check_conversation(std::string_view conversation, std::string& error);
 // be projected yet). `done` runs once, on any thread.
 void authorize_read(Services& svc, std::string conversation, uint64_t user, std::function<void(Result<bool>)> done);
 
-// Calls `attempt` until it returns true or `wait` passes, then `done(held)`. Attempts run on I/O
-// threads, 25 ms apart.
+// Calls `attempt` until it returns true or `wait` passes, then `done(held)`. The first attempt runs
+// on the caller's thread, the next ones on query threads (Services::queries), 25 ms apart; a full
+// query queue ends the wait as if it passed.
 void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bool()> attempt,
                  std::function<void(bool)> done);
 

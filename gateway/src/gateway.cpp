@@ -168,10 +168,22 @@ struct Gateway::Impl {
   bool started = false;
   bool stopped = false;
 
-  void on_push(Push push) {
-    svc.metrics.pushes_in++;
-    if (push.presence) return on_presence(push);
-    if (!push.event_bytes) return;
+  // A batch of pushes from the delivery transport: each event rendered once, each session's frames
+  // handed over in one post.
+  void on_pushes(std::vector<Push>&& pushes) {
+    std::vector<gw::UserPush> out;
+    for (auto& push : pushes) {
+      svc.metrics.pushes_in++;
+      if (push.presence) {
+        add_presence(push, out);
+      } else if (push.event_bytes) {
+        add_event(push, out);
+      }
+    }
+    svc.hub.push_all(out);
+  }
+
+  void add_event(const Push& push, std::vector<gw::UserPush>& out) {
     auto e = read_event(*push.event_bytes);
     if (!e) {
       logger("gateway")->warn("dropping an undecodable push: {}", e.error().to_string());
@@ -185,17 +197,17 @@ struct Gateway::Impl {
     if (!rendered) return;
     for (uint64_t user : push.recipients) {
       if (rendered->only_user != 0 && user != rendered->only_user) continue;
-      svc.hub.push(user, rendered->frame, rendered->info);
+      out.push_back(gw::UserPush{user, rendered->frame, rendered->info});
     }
   }
 
   // A friend's presence, from another gateway.
-  void on_presence(const Push& push) {
+  void add_presence(const Push& push, std::vector<gw::UserPush>& out) {
     const auto& n = *push.presence;
     if (n.status > static_cast<uint8_t>(PresenceStatus::busy)) return;  // a newer status this gateway does not know
     auto frame = gw::presence_frame(
         Presence{.user_id = n.user_id, .status = static_cast<PresenceStatus>(n.status), .last_seen_ms = n.last_seen_ms});
-    for (uint64_t user : push.recipients) svc.hub.push(user, frame, gw::PushInfo{.actor = n.user_id});
+    for (uint64_t user : push.recipients) out.push_back(gw::UserPush{user, frame, gw::PushInfo{.actor = n.user_id}});
   }
 };
 
@@ -228,6 +240,9 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   if (config.registry_threads == 0 || config.registry_queue == 0) {
     return fail_key("registry_threads", "and registry_queue must be at least 1");
   }
+  if (config.query_threads == 0 || config.query_queue == 0) {
+    return fail_key("query_threads", "and query_queue must be at least 1");
+  }
   if (config.threads == 0) config.threads = std::max(1u, std::thread::hardware_concurrency());
   if (!config.web_dir.empty() && !std::filesystem::is_regular_file(config.web_dir + "/index.html")) {
     return fail_key("web_dir", "`" + config.web_dir + "` has no index.html");
@@ -253,7 +268,7 @@ Status Gateway::start() {
   if (p.started) return {};
   p.listener = std::make_shared<Listener>(p.ioc, p.svc);
   IMLOG_TRY(p.listener->open(p.endpoint, p.svc.config.listen));
-  IMLOG_TRY(p.svc.bus.start([raw = impl_.get()](Push push) { raw->on_push(std::move(push)); }));
+  IMLOG_TRY(p.svc.bus.start([raw = impl_.get()](std::vector<Push>&& pushes) { raw->on_pushes(std::move(pushes)); }));
   p.work.emplace(p.ioc.get_executor());
   p.listener->start();
   for (uint32_t i = 0; i < p.svc.config.threads; ++i) {
@@ -277,6 +292,7 @@ void Gateway::stop() {
     logger("gateway")->warn("{} of {} connections still open after the drain timeout; dropping them",
                             p.svc.connections.size(), open);
   }
+  p.svc.queries.stop();
   p.svc.registry.stop();  // the closed sessions' disconnects and announcements, while the bus still runs
   p.svc.bus.stop();
   p.svc.bus_stopped = true;  // sessions released later (by ~Impl's io_context) announce nothing

@@ -49,8 +49,32 @@ size_t SessionHub::push(uint64_t user_id, const std::shared_ptr<const std::strin
       if (auto t = e.target.lock()) targets.push_back(std::move(t));
     }
   }
-  for (auto& t : targets) t->push(frame, info);
+  for (auto& t : targets) t->push({PushFrame{frame, info}});
   return targets.size();
+}
+
+void SessionHub::push_all(const std::vector<UserPush>& pushes) {
+  if (pushes.size() == 1) {
+    push(pushes[0].user_id, pushes[0].frame, pushes[0].info);
+    return;
+  }
+  // Each session's frames, in batch order; sessions in the order first seen.
+  std::vector<std::pair<std::shared_ptr<PushTarget>, std::vector<PushFrame>>> per_target;
+  std::unordered_map<PushTarget*, size_t> index;
+  for (const auto& p : pushes) {
+    auto& s = shard(p.user_id);
+    std::lock_guard lock(s.mu);
+    auto it = s.users.find(p.user_id);
+    if (it == s.users.end()) continue;
+    for (const auto& e : it->second) {
+      auto t = e.target.lock();
+      if (!t) continue;
+      auto [at, fresh] = index.emplace(t.get(), per_target.size());
+      if (fresh) per_target.emplace_back(std::move(t), std::vector<PushFrame>{});
+      per_target[at->second].second.push_back(PushFrame{p.frame, p.info});
+    }
+  }
+  for (auto& [target, frames] : per_target) target->push(std::move(frames));
 }
 
 size_t SessionHub::sessions_of(uint64_t user_id) const {

@@ -25,11 +25,24 @@ struct PushInfo {
   uint64_t sent_key = 0;  // MessageAppended: sent_key(conversation, client_msg_id); else 0
 };
 
+// One frame for one session, with what the session needs to decide whether to send it.
+struct PushFrame {
+  std::shared_ptr<const std::string> frame;
+  PushInfo info;
+};
+
 class PushTarget {
  public:
   virtual ~PushTarget() = default;
-  // Queues a frame; thread-safe (posts to the session's strand).
-  virtual void push(std::shared_ptr<const std::string> frame, const PushInfo& info) = 0;
+  // Queues frames, in order; thread-safe (one post to the session's strand).
+  virtual void push(std::vector<PushFrame> frames) = 0;
+};
+
+// A frame for every session of a user on this gateway (SessionHub::push_all).
+struct UserPush {
+  uint64_t user_id;
+  std::shared_ptr<const std::string> frame;
+  PushInfo info;
 };
 
 class SessionHub {
@@ -38,6 +51,8 @@ class SessionHub {
   void remove(uint64_t user_id, uint64_t session_id);
   // Pushes to every session of the user here; returns how many sessions got it.
   size_t push(uint64_t user_id, const std::shared_ptr<const std::string>& frame, const PushInfo& info);
+  // Pushes a batch: each session gets its frames, in the batch's order, in one push() call.
+  void push_all(const std::vector<UserPush>& pushes);
   [[nodiscard]] size_t sessions_of(uint64_t user_id) const;
 
  private:

@@ -63,6 +63,11 @@ std::string Metrics::render() const {
           heartbeat_timeouts.load());
   counter(out, "imlog_gateway_slow_consumers_total", "Sessions closed because their write queue was full.",
           slow_consumers.load());
+  counter(out, "imlog_gateway_reads_paused_total",
+          "Times a WebSocket session stopped reading its socket with max_inflight_commands unanswered.",
+          reads_paused.load());
+  counter(out, "imlog_gateway_ws_writes_total", "WebSocket socket writes; frames_out / writes is the coalescing.",
+          socket_writes.load());
   command_latency.render(out, "imlog_gateway_command_seconds", "Time from submitting a command to the engine's answer.");
   std::lock_guard lock(mu_);
   out += "# HELP imlog_gateway_errors_total Errors returned to clients, by code.\n# TYPE imlog_gateway_errors_total counter\n";

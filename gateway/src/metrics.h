@@ -38,6 +38,8 @@ struct Metrics {
   std::atomic<uint64_t> pushes_in{0};            // pushes received from the bus
   std::atomic<uint64_t> push_frames{0};          // frames queued to sessions for pushes
   std::atomic<uint64_t> slow_consumers{0};       // sessions dropped for a full write queue
+  std::atomic<uint64_t> reads_paused{0};
+  std::atomic<uint64_t> socket_writes{0};         // WebSocket socket writes (each carries one or more frames)         // times a session stopped reading at max_inflight_commands
   std::atomic<uint64_t> heartbeat_timeouts{0};
   Histogram command_latency;                     // submit → engine's answer
 

@@ -22,43 +22,12 @@
 #include <vector>
 
 #include "imlog/core/result.h"
+#include "keyed_workers.h"
 #include "imlog/tasks/sessions.h"
 
 namespace imlog::gw {
 
 struct Services;
-
-// Runs the SessionRegistry's round trips and presence announcements off the I/O threads: the
-// registry may be Redis and the friend list MySQL, and each call may block for seconds while they
-// are down. `threads` workers, each with its own FIFO queue of at most `max_queued` tasks; a task
-// goes to the worker of its key (a user id), so one user's work — a session's connected, its
-// heartbeats, its disconnected — runs in the order it was posted.
-//
-// Thread-safe. post() returns false when the key's queue is full (the caller drops fire-and-forget
-// work or answers 503). stop() runs what is queued and joins; after it post() runs the task on the
-// caller's thread (only the io_context's teardown posts then, its threads gone).
-class RegistryWorkers {
- public:
-  RegistryWorkers(uint32_t threads, size_t max_queued);
-  ~RegistryWorkers();
-  bool post(uint64_t key, std::function<void()> fn);
-  void stop();
-
- private:
-  struct Worker {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::function<void()>> queue;
-    bool stopping = false;
-    bool exited = false;  // the thread ran the last of its queue and returned
-    std::thread thread;
-  };
-  void run(Worker& w);
-
-  const size_t max_queued_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::atomic<bool> stopped_{false};
-};
 
 class JsonOut;
 

@@ -1,6 +1,6 @@
 // Presence across gateways: one gateway's CommandBus writes a Delivery with a PresenceNote to
-// another gateway's im.deliver.<id> topic, and that gateway's bus hands it over as a Push with the
-// presence (not an event). Real LocalLog on disk; no servers needed. Plus the avatar checks.
+// another gateway's im.deliver.<id> topic (the log's delivery transport), and that gateway's bus
+// hands it over as a Push with the presence (not an event). Real LocalLog on disk; no servers needed. Plus the avatar checks.
 
 #include <gtest/gtest.h>
 
@@ -40,17 +40,19 @@ TEST(PresenceDelivery, ReachesTheOtherGatewaysBusAsAPresencePush) {
   auto log = LocalLog::open(lc);
   ASSERT_TRUE(log) << log.error().to_string();
   ManualClock clock;
-  CommandBus here(**log, "gw-here", clock), there(**log, "gw-there", clock);
+  auto commands = log_commands(**log);
+  auto deliveries = log_deliveries(**log);
+  CommandBus here(*commands, *deliveries, "gw-here", clock), there(*commands, *deliveries, "gw-there", clock);
 
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Push> got;
-  ASSERT_TRUE(there.start([&](Push p) {
+  ASSERT_TRUE(there.start([&](std::vector<Push>&& pushes) {
     std::lock_guard lock(mu);
-    got.push_back(std::move(p));
+    for (auto& p : pushes) got.push_back(std::move(p));
     cv.notify_all();
   }));
-  ASSERT_TRUE(here.start([](Push) {}));
+  ASSERT_TRUE(here.start([](std::vector<Push>&&) {}));
 
   fb::DeliveryT d;
   d.recipients = {7, 9};
@@ -74,8 +76,8 @@ TEST(PresenceDelivery, ReachesTheOtherGatewaysBusAsAPresencePush) {
   there.stop();
 }
 
-TEST(RegistryWorkers, KeepsOneKeysOrderRefusesBeyondTheQueueAndDrainsOnStop) {
-  RegistryWorkers workers(2, 3);
+TEST(KeyedWorkers, KeepsOneKeysOrderRefusesBeyondTheQueueAndDrainsOnStop) {
+  KeyedWorkers workers(2, 3);
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;

@@ -33,6 +33,7 @@ struct Services {
         tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
                config.refresh_token_ttl.count() / 1000),
         passwords(config.password_ops_limit, config.password_mem_limit),
+        queries(config.query_threads, config.query_queue),
         registry(config.registry_threads, config.registry_queue) {}
 
   const GatewayConfig config;
@@ -74,9 +75,12 @@ struct Services {
   // Runs `fn` on an I/O thread after `delay` (retries against the eventually-consistent read model).
   std::function<void(std::chrono::milliseconds, std::function<void()>)> run_after;
 
-  // SessionRegistry calls and presence announcements, off the I/O threads (presence.h). Last, so
-  // its threads are joined before anything they use goes.
-  RegistryWorkers registry;
+  // Read-model queries: the handlers of signed-in users' REST requests and WebSocket syncs, off the
+  // I/O threads (keyed_workers.h), keyed by user.
+  KeyedWorkers queries;
+  // SessionRegistry calls and presence announcements, off the I/O threads (keyed_workers.h). Last,
+  // so its threads are joined before anything they use goes.
+  KeyedWorkers registry;
 };
 
 }  // namespace imlog::gw

@@ -20,6 +20,13 @@ void send_error(Services& svc, FrameConnection& conn, std::string_view code, std
   conn.send(error_frame(code, message, client_msg_id, type));
 }
 
+// The engine's refusal, or the bus's failure, of a command this connection sent.
+void answer_failure(Services& svc, FrameConnection& conn, const Failure& f, std::string_view client_msg_id,
+                    std::string_view type) {
+  svc.metrics.error(f.code);
+  conn.answer(error_frame(f.code, f.message, client_msg_id, type, f.retry_after));
+}
+
 void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
                      const std::string& error) {
   std::string conversation, client_msg_id, content, type_name;
@@ -39,6 +46,7 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
   std::string why;
   if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, client_msg_id, "send-message");
   conn->remember_sent(sent_key(conversation, client_msg_id));
+  conn->command_sent();
   fb::CommandUnion cmd;
   cmd.Set(fb::SendMessageT{{}, type, std::move(content)});
   submit_command(svc, conversation, conn->user_id(), client_msg_id, std::move(cmd),
@@ -52,10 +60,9 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
                      j.key("message_id").id_str(r->event_id);
                      j.field("seq_id", r->seq);
                      j.end_object().end_object();
-                     return conn->send(shared(j.take()));
+                     return conn->answer(shared(j.take()));
                    }
-                   auto f = failure_of(r);
-                   send_error(svc, *conn, f.code, f.message, client_msg_id, "send-message");
+                   answer_failure(svc, *conn, failure_of(r), client_msg_id, "send-message");
                  });
 }
 
@@ -71,25 +78,33 @@ void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "sync");
   if (limit == 0) limit = 1;
   if (limit > 200) limit = 200;
-  authorize_read(svc, conversation, conn->user_id(),
-                 [&svc, conn, conversation, after_seq, limit](Result<bool> may) {
-                   if (!may) return send_error(svc, *conn, "unavailable", may.error().message(), {}, "sync");
-                   if (!*may) {
-                     return send_error(svc, *conn, "forbidden",
-                                       "you may not read " + conversation + " (not a participant or member)", {}, "sync");
-                   }
-                   // after_seq > 0: the messages after it, oldest first (has_more: more after the page).
-                   // after_seq 0: the latest `limit` (has_more: older ones exist; page back over REST).
-                   auto page = svc.query.history(conversation, after_seq, 0, static_cast<uint32_t>(limit));
-                   if (!page) return send_error(svc, *conn, "unavailable", page.error().message(), {}, "sync");
-                   JsonOut j;
-                   j.begin_object().field("type", "sync-result").key("data").begin_object();
-                   j.field("conversation_id", conversation);
-                   j.field("after_seq", after_seq);
-                   write_history(j, *page);
-                   j.end_object().end_object();
-                   conn->send(shared(j.take()));
-                 });
+  // The read model is queried on the user's query thread, never on this I/O thread.
+  bool queued = svc.queries.post(conn->user_id(), [&svc, conn, conversation, after_seq, limit] {
+    authorize_read(svc, conversation, conn->user_id(),
+                   [&svc, conn, conversation, after_seq, limit](Result<bool> may) {
+                     if (!may) return send_error(svc, *conn, "unavailable", may.error().message(), {}, "sync");
+                     if (!*may) {
+                       return send_error(svc, *conn, "forbidden",
+                                         "you may not read " + conversation + " (not a participant or member)", {}, "sync");
+                     }
+                     // after_seq > 0: the messages after it, oldest first (has_more: more after the page).
+                     // after_seq 0: the latest `limit` (has_more: older ones exist; page back over REST).
+                     auto page = svc.query.history(conversation, after_seq, 0, static_cast<uint32_t>(limit));
+                     if (!page) return send_error(svc, *conn, "unavailable", page.error().message(), {}, "sync");
+                     JsonOut j;
+                     j.begin_object().field("type", "sync-result").key("data").begin_object();
+                     j.field("conversation_id", conversation);
+                     j.field("after_seq", after_seq);
+                     write_history(j, *page);
+                     j.end_object().end_object();
+                     conn->send(shared(j.take()));
+                   });
+  });
+  if (!queued) {
+    svc.metrics.error("overloaded");
+    conn->send(error_frame("overloaded", "the server has too many requests queued; retry shortly", {}, "sync",
+                           kOverloadedRetry));
+  }
 }
 
 void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
@@ -101,19 +116,17 @@ void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   }
   std::string why;
   if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "read");
+  conn->command_sent();
   fb::CommandUnion cmd;
   cmd.Set(fb::MarkReadT{{}, seq});
   submit_command(svc, conversation, conn->user_id(), new_client_msg_id(), std::move(cmd),
                  [&svc, conn, conversation, seq](Reply r) {
-                   if (!succeeded(r)) {
-                     auto f = failure_of(r);
-                     return send_error(svc, *conn, f.code, f.message, {}, "read");
-                   }
+                   if (!succeeded(r)) return answer_failure(svc, *conn, failure_of(r), {}, "read");
                    JsonOut j;
                    j.begin_object().field("type", "read-ack").key("data").begin_object();
                    j.field("conversation_id", conversation).field("seq_id", seq);
                    j.end_object().end_object();
-                   conn->send(shared(j.take()));
+                   conn->answer(shared(j.take()));
                  });
 }
 
@@ -135,12 +148,14 @@ void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, 
 }  // namespace
 
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
-                                               std::string_view client_msg_id, std::string_view request_type) {
+                                               std::string_view client_msg_id, std::string_view request_type,
+                                               std::chrono::milliseconds retry_after) {
   JsonOut j;
   j.begin_object().field("type", "error").key("data").begin_object();
   j.field("code", code).field("message", message);
   if (!client_msg_id.empty()) j.field("client_msg_id", client_msg_id);
   if (!request_type.empty()) j.field("request_type", request_type);
+  if (retry_after.count() > 0) j.field("retry_after_ms", static_cast<int64_t>(retry_after.count()));
   j.end_object().end_object();
   return shared(j.take());
 }

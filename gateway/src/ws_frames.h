@@ -10,6 +10,7 @@
 //   ping         → pong
 //   anything else, malformed JSON, a frame without type → error; the connection stays open.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -30,15 +31,21 @@ class FrameConnection {
   virtual bool take_token() = 0;
   // On the session's strand only: this session sent (conversation, client_msg_id).
   virtual void remember_sent(uint64_t key) = 0;
+  // On the session's strand only: a command leaves for the engine. Each is matched by one
+  // answer(); the session reads no further frames while max_inflight_commands are out.
+  virtual void command_sent() = 0;
+  // Thread-safe: queues the answer to one of this connection's commands (an ack or an error).
+  virtual void answer(std::shared_ptr<const std::string> frame) = 0;
 };
 
 // Handles one complete client text message. Runs on the session's strand; answers arrive later
-// through conn->send().
+// through conn->send(), or conn->answer() for commands.
 void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text);
 
-// {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"]}}
+// {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]}}
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
                                                std::string_view client_msg_id = {},
-                                               std::string_view request_type = {});
+                                               std::string_view request_type = {},
+                                               std::chrono::milliseconds retry_after = {});
 
 }  // namespace imlog::gw

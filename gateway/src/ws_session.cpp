@@ -17,7 +17,7 @@
 #include "imlog/gateway/command_bus.h"
 #include "imlog/tasks/sessions.h"
 #include "presence.h"
-#include "text_as_binary.h"
+#include "frame_layer.h"
 #include "ws_frames.h"
 
 namespace imlog::gw {
@@ -76,12 +76,14 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   // PushTarget
-  void push(std::shared_ptr<const std::string> frame, const PushInfo& info) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame), info] {
-      // The session that sent a message got its ack; the push is for the sender's other devices.
-      if (info.sent_key != 0 && info.actor == self->user_ && self->take_sent(info.sent_key)) return;
-      self->svc_.metrics.push_frames++;
-      self->enqueue(frame);
+  void push(std::vector<PushFrame> frames) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), frames = std::move(frames)] {
+      for (const auto& f : frames) {
+        // The session that sent a message got its ack; the push is for the sender's other devices.
+        if (f.info.sent_key != 0 && f.info.actor == self->user_ && self->take_sent(f.info.sent_key)) continue;
+        self->svc_.metrics.push_frames++;
+        self->enqueue(f.frame);
+      }
     });
   }
 
@@ -100,6 +102,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       sent_next_ = (sent_next_ + 1) % kMaxSent;
     }
     sent_.insert(key);
+  }
+
+  void command_sent() override { ++inflight_; }
+  void answer(std::shared_ptr<const std::string> frame) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
+      self->enqueue(frame);
+      --self->inflight_;
+      self->resume_reading();
+    });
   }
 
   // Closable
@@ -134,6 +145,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     state_ = State::open;
     accepted_ = true;
+    ws_.next_layer().handshake_done();
     svc_.metrics.ws_connections++;
     svc_.metrics.ws_accepted++;
     svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
@@ -185,7 +197,21 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     in_.consume(in_.size());
     if (in_.capacity() > 4096) in_.shrink_to_fit();  // idle sessions stay small
-    if (state_ == State::open) do_read();
+    if (state_ != State::open) return;
+    // Back-pressure: with max_inflight_commands waiting for the engine, read nothing more; the
+    // client's further frames wait in TCP buffers until an answer comes (answer()).
+    if (inflight_ >= svc_.config.max_inflight_commands) {
+      read_paused_ = true;
+      svc_.metrics.reads_paused++;
+      return;
+    }
+    do_read();
+  }
+
+  void resume_reading() {
+    if (!read_paused_ || state_ != State::open || inflight_ >= svc_.config.max_inflight_commands) return;
+    read_paused_ = false;
+    do_read();
   }
 
   void enqueue(std::shared_ptr<const std::string> frame) {
@@ -203,18 +229,29 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (!writing_) do_write();
   }
 
+  // Every queued frame, up to kMaxWriteBytes, in one socket write (frame_layer.h).
   void do_write() {
     writing_ = true;
-    ws_.text(true);
-    ws_.async_write(net::buffer(*queue_.front()), beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
+    batch_.clear();
+    size_t bytes = 0;
+    for (const auto& f : queue_) {
+      if (!batch_.empty() && bytes + f->size() > kMaxWriteBytes) break;
+      batch_.push_back(f);
+      bytes += f->size();
+    }
+    ws_.next_layer().async_write_frames(batch_, beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
     writing_ = false;
     if (ec) return finish();
-    svc_.metrics.frames_out++;
-    queued_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
+    svc_.metrics.frames_out += batch_.size();
+    svc_.metrics.socket_writes++;
+    for (size_t i = 0; i < batch_.size(); ++i) {
+      queued_bytes_ -= queue_.front()->size();
+      queue_.pop_front();
+    }
+    batch_.clear();
     if (state_ == State::closed) return;
     if (!queue_.empty()) return do_write();
     if (close_pending_) do_close();
@@ -299,13 +336,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   Services& svc_;
-  websocket::stream<TextAsBinary<beast::tcp_stream>, /*deflateSupported=*/false> ws_;
+  websocket::stream<FrameLayer<beast::tcp_stream>, /*deflateSupported=*/false> ws_;
   http::request<http::string_body> upgrade_;
   std::string subprotocol_;
   const uint64_t user_;
   const uint64_t id_;
   beast::flat_buffer in_;
   std::deque<std::shared_ptr<const std::string>> queue_;
+  std::vector<std::shared_ptr<const std::string>> batch_;  // the frames of the write in flight
+  static constexpr size_t kMaxWriteBytes = 256 * 1024;
   uint64_t queued_bytes_ = 0;
   bool writing_ = false;
   bool close_pending_ = false;
@@ -315,6 +354,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   uint16_t close_code_ = 1000;
   std::string close_reason_;
   TokenBucket bucket_;
+  uint32_t inflight_ = 0;      // commands sent and not yet answered
+  bool read_paused_ = false;   // reading stopped at max_inflight_commands
   static constexpr std::chrono::seconds kHeartbeatEvery{5};
   std::chrono::steady_clock::time_point last_heartbeat_{};
   // Messages sent on this connection whose push has not come back yet (echo suppression), at most

@@ -169,6 +169,10 @@ class DependencyCheck {
 struct Node::Parts {
   ServerConfig config;
   std::unique_ptr<EventLog> log;
+  // Commands and deliveries: in process on the embedded log (one process holds every role), over
+  // im.commands and im.deliver.<gateway> on Kafka (engine/include/imlog/engine/transport.h).
+  std::unique_ptr<CommandTransport> commands;
+  std::unique_ptr<DeliveryTransport> deliveries;
   std::unique_ptr<LogDirectory> directory;
   std::unique_ptr<Sequencer> sequencer;
   // Read models, opened by whichever role needs them first: the projector writes them, the
@@ -189,6 +193,19 @@ struct Node::Parts {
   std::unique_ptr<Gateway> gateway;
   std::vector<std::unique_ptr<Projector>> projectors;
   std::atomic<bool> started{false};
+
+  Status open_transports() {
+    if (config.event_log.backend == "kafka") {
+      commands = log_commands(*log);
+      deliveries = log_deliveries(*log);
+      return {};
+    }
+    auto partitions = log->partition_count(kEventsTopic);
+    IMLOG_TRY(partitions);
+    commands = in_process_commands(*partitions, InProcessLimits{config.engine.command_queue});
+    deliveries = in_process_deliveries();
+    return {};
+  }
 
   Status open_model() {
     if (model) return {};
@@ -287,7 +304,7 @@ struct Node::Parts {
       IMLOG_TRY(ensure_topic(*log, config.event_log, TopicSpec{delivery_topic(gc.gateway_id), 1, false}));
     }
     IMLOG_TRY(start_dependency_check());
-    auto bus = std::make_unique<CommandBus>(*log, gc.gateway_id, SystemClock::instance());
+    auto bus = std::make_unique<CommandBus>(*commands, *deliveries, gc.gateway_id, SystemClock::instance());
     auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
                                                          [this] { return not_ready(); }});
     IMLOG_TRY(gw);
@@ -310,21 +327,22 @@ struct Node::Parts {
 
   Status start_router() {
     IMLOG_TRY(open_sessions());
-    router = std::make_unique<Router>(*log, *sessions, config.router);
+    router = std::make_unique<Router>(*log, *deliveries, *sessions, config.router);
     return router->start();
   }
 
   // The tasks role: a fan-out worker in the tasks consumer group (large groups, DESIGN.md §9).
   Status start_tasks() {
     IMLOG_TRY(open_sessions());
-    fanout = std::make_unique<FanoutWorker>(*log, *sessions, config.tasks);
+    fanout = std::make_unique<FanoutWorker>(*log, *deliveries, *sessions, config.tasks);
     return fanout->start();
   }
 
   Status start_engine() {
     directory = std::make_unique<LogDirectory>(*log);
     IMLOG_TRY(directory->start());
-    auto seq = Sequencer::create(*log, *directory, SystemClock::instance(), config.engine);
+    auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, SystemClock::instance(),
+                                 config.engine);
     IMLOG_TRY(seq);
     sequencer = std::move(*seq);
     return sequencer->start();
@@ -365,6 +383,7 @@ Status Node::start() {
   // The embedded log belongs to this process alone, so it may create its topics on first start;
   // a Kafka deployment creates them once with `imlog init`.
   if (p.config.event_log.backend == "local") IMLOG_TRY(create_topics(*p.log, p.config.event_log));
+  IMLOG_TRY(p.open_transports());
   if (has_role(p.config, "engine")) IMLOG_TRY(p.start_engine());
   if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());
   if (has_role(p.config, "tasks")) IMLOG_TRY(p.start_tasks());
@@ -398,6 +417,8 @@ void Node::stop() {
   p.redis.reset();
   p.mysql.reset();
   p.model.reset();
+  p.deliveries.reset();
+  p.commands.reset();
   p.log.reset();
 }
 

@@ -60,6 +60,10 @@ void read_engine(ConfigSection s, EngineConfig& c) {
   c.max_inflight_batches = static_cast<uint32_t>(inflight);
   s.read("checkpoint_interval", c.checkpoint_interval);
   s.read("max_cached_streams", c.max_cached_streams);
+  uint64_t queue = c.command_queue;
+  s.read("command_queue", queue);
+  if (queue < 16 || queue > 10'000'000) s.fail("command_queue", "must be between 16 and 10000000");
+  c.command_queue = queue;
   auto lim = s.section("limits");
   lim.read_size("max_content_bytes", c.limits.max_content_bytes);
   std::chrono::milliseconds recall(c.limits.recall_window_ms);
@@ -112,6 +116,9 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   if (c.ws_burst < 1) s.fail("ws_burst", "must be at least 1");
   read_u32(s, "max_queued_frames", c.max_queued_frames, 16, 1 << 20);
   s.read_size("max_queued_bytes", c.max_queued_bytes);
+  read_u32(s, "max_inflight_commands", c.max_inflight_commands, 1, 1 << 16);
+  read_u32(s, "query_threads", c.query_threads, 1, 256);
+  read_u32(s, "query_queue", c.query_queue, 1, 1'000'000);
   s.read("command_timeout", c.command_timeout);
   s.read("read_model_wait", c.read_model_wait);
   s.read("drain_timeout", c.drain_timeout);

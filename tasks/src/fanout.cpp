@@ -19,18 +19,19 @@
 namespace imlog {
 namespace {
 
-// The outcome of several appends, waited for together. Callbacks run on the log's thread.
-struct AppendWaiter {
+// The outcome of several deliveries, waited for together. Callbacks run on the transport's
+// thread (or the caller's, in process).
+struct DeliveryWaiter {
   std::mutex mu;
   std::condition_variable cv;
   size_t left = 0;
   std::vector<std::optional<Error>> errors;
 
-  explicit AppendWaiter(size_t n) : left(n), errors(n) {}
-  AppendCallback callback(size_t i) {
-    return [this, i](Result<std::vector<RecordPosition>> r) {
+  explicit DeliveryWaiter(size_t n) : left(n), errors(n) {}
+  DeliveryTransport::Delivered callback(size_t i) {
+    return [this, i](Status s) {
       std::lock_guard lock(mu);
-      if (!r) errors[i] = r.error();
+      if (!s) errors[i] = s.error();
       if (--left == 0) cv.notify_all();
     };
   }
@@ -43,10 +44,11 @@ struct AppendWaiter {
 }  // namespace
 
 struct FanoutWorker::Loop {
-  Loop(EventLog& l, SessionRegistry& s, FanoutConfig c, const Clock& k)
-      : log(l), sessions(s), config(std::move(c)), clock(k), logger(imlog::logger("tasks")) {}
+  Loop(EventLog& l, DeliveryTransport& d, SessionRegistry& s, FanoutConfig c, const Clock& k)
+      : log(l), deliveries(d), sessions(s), config(std::move(c)), clock(k), logger(imlog::logger("tasks")) {}
 
   EventLog& log;
+  DeliveryTransport& deliveries;
   SessionRegistry& sessions;
   FanoutConfig config;
   const Clock& clock;
@@ -58,10 +60,10 @@ struct FanoutWorker::Loop {
   std::mutex wait_mu;
   std::condition_variable wait_cv;  // backoff waits; stop() wakes them
 
-  // The deliveries of a batch to one gateway topic: one append, retried as a whole.
+  // The deliveries of a batch to one gateway: one hand-over, retried as a whole.
   struct Output {
-    std::string topic;
-    std::vector<OutRecord> records;
+    std::string gateway;
+    std::vector<std::string> records;
     std::vector<size_t> tasks;  // indices into the batch
     uint64_t pushes = 0;
   };
@@ -97,12 +99,11 @@ struct FanoutWorker::Loop {
       fb::DeliveryT d;
       d.recipients = std::move(recipients);
       d.event.assign(task.event()->begin(), task.event()->end());
-      auto topic = delivery_topic(gateway);
-      Output& out = outputs[topic];
-      out.topic = topic;
+      Output& out = outputs[gateway];
+      out.gateway = gateway;
       out.pushes += d.recipients.size();
       out.tasks.push_back(index);
-      out.records.push_back(OutRecord{"", encode_delivery(d), 0});
+      out.records.push_back(encode_delivery(d));
     }
     return {};
   }
@@ -144,11 +145,11 @@ struct FanoutWorker::Loop {
 
   // ---- delivering, with retries -----------------------------------------------------------------
 
-  // Appends every output at once and waits; returns the error of each (nullopt: acknowledged).
-  std::vector<std::optional<Error>> append_all(const std::vector<Output*>& outputs) {
-    AppendWaiter waiter(outputs.size());
+  // Hands every output over at once and waits; returns the error of each (nullopt: delivered).
+  std::vector<std::optional<Error>> deliver_all(const std::vector<Output*>& outputs) {
+    DeliveryWaiter waiter(outputs.size());
     for (size_t i = 0; i < outputs.size(); ++i) {
-      log.append(outputs[i]->topic, outputs[i]->records, waiter.callback(i));
+      deliveries.deliver(outputs[i]->gateway, outputs[i]->records, waiter.callback(i));
     }
     waiter.wait();
     return std::move(waiter.errors);
@@ -158,10 +159,10 @@ struct FanoutWorker::Loop {
   // Returns false if stopped first.
   bool deliver(std::map<std::string, Output>& outputs, std::vector<Verdict>& verdicts) {
     std::vector<Output*> pending;
-    for (auto& [topic, out] : outputs) pending.push_back(&out);
+    for (auto& [gateway, out] : outputs) pending.push_back(&out);
     auto backoff = config.first_backoff;
     for (uint32_t attempt = 1; !pending.empty(); ++attempt) {
-      auto errors = append_all(pending);
+      auto errors = deliver_all(pending);
       std::vector<Output*> failed;
       for (size_t i = 0; i < pending.size(); ++i) {
         if (!errors[i]) {
@@ -170,17 +171,17 @@ struct FanoutWorker::Loop {
         }
         if (!errors[i]->retryable()) {
           // A gateway whose topic is gone (as the router does): its clients sync on reconnect.
-          logger->warn("not delivering to {}: {}", pending[i]->topic, errors[i]->to_string());
+          logger->warn("not delivering to gateway {}: {}", pending[i]->gateway, errors[i]->to_string());
           continue;
         }
         failed.push_back(pending[i]);
         if (attempt < config.max_attempts) {
-          logger->warn("delivering to {} failed (attempt {} of {}), retrying in {} ms: {}", pending[i]->topic, attempt,
+          logger->warn("delivering to gateway {} failed (attempt {} of {}), retrying in {} ms: {}", pending[i]->gateway, attempt,
                        config.max_attempts, backoff.count(), errors[i]->to_string());
           continue;
         }
         for (size_t t : pending[i]->tasks) {
-          verdicts[t] = Verdict{"delivery to " + pending[i]->topic + " failed after " + std::to_string(attempt) +
+          verdicts[t] = Verdict{"delivery to " + delivery_topic(pending[i]->gateway) + " failed after " + std::to_string(attempt) +
                                     " attempts: " + errors[i]->to_string(),
                                 attempt};
         }
@@ -269,8 +270,9 @@ struct FanoutWorker::Loop {
   }
 };
 
-FanoutWorker::FanoutWorker(EventLog& log, SessionRegistry& sessions, FanoutConfig config, const Clock& clock)
-    : loop_(std::make_unique<Loop>(log, sessions, std::move(config), clock)) {}
+FanoutWorker::FanoutWorker(EventLog& log, DeliveryTransport& deliveries, SessionRegistry& sessions,
+                           FanoutConfig config, const Clock& clock)
+    : loop_(std::make_unique<Loop>(log, deliveries, sessions, std::move(config), clock)) {}
 
 FanoutWorker::~FanoutWorker() { stop(); }
 

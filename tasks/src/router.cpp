@@ -17,10 +17,11 @@
 namespace imlog {
 
 struct Router::Loop {
-  Loop(EventLog& l, SessionRegistry& s, RouterConfig c)
-      : log(l), sessions(s), config(c), logger(imlog::logger("router")) {}
+  Loop(EventLog& l, DeliveryTransport& d, SessionRegistry& s, RouterConfig c)
+      : log(l), deliveries(d), sessions(s), config(c), logger(imlog::logger("router")) {}
 
   EventLog& log;
+  DeliveryTransport& deliveries;
   SessionRegistry& sessions;
   RouterConfig config;
   std::shared_ptr<spdlog::logger> logger;
@@ -33,8 +34,9 @@ struct Router::Loop {
   std::atomic<bool> running{false};
   bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
-  // Output of one batch, per destination topic.
-  std::map<std::string, std::vector<OutRecord>> out;
+  // Output of one batch: deliveries per gateway, and fan-out tasks.
+  std::map<std::string, std::vector<std::string>> out;
+  std::vector<OutRecord> tasks_out;
   std::vector<uint64_t> audience;
   std::vector<std::pair<uint64_t, std::string>> located;
 
@@ -83,25 +85,6 @@ struct Router::Loop {
 
   // ---- output -------------------------------------------------------------------------------------
 
-  void ack(const fb::EventEnvelope& e) {
-    auto* rt = e.reply_to();
-    if (!rt || !rt->gateway() || rt->gateway()->size() == 0) return;
-    fb::DeliveryT d;
-    d.reply = std::make_unique<fb::CommandReplyT>();
-    auto& r = *d.reply;
-    r.request_id = rt->request_id();
-    r.status = fb::ReplyStatus::Accepted;
-    r.stream = sv(e.stream());
-    r.seq = e.seq();
-    r.event_id = e.event_id();
-    r.client_msg_id = sv(e.client_msg_id());
-    r.actor = e.actor();
-    if (auto* reg = e.event_as_UserRegistered()) r.result_id = reg->user_id();
-    if (auto* gc = e.event_as_GroupCreated()) r.result_id = gc->group_id();
-    out[delivery_topic(sv(rt->gateway()))].push_back(OutRecord{"", encode_delivery(d), 0});
-    stats.acks++;
-  }
-
   // One FanoutTask per page of the audience (sorted, so a user keeps their page from one event to
   // the next while membership holds, and the page's key keeps their deliveries in seq order).
   void hand_to_tasks(const fb::EventEnvelope& e, std::string_view bytes) {
@@ -118,7 +101,7 @@ struct Router::Loop {
       size_t from = size_t{page} * page_size, to = std::min(audience.size(), from + page_size);
       t.recipients.assign(audience.begin() + static_cast<long>(from), audience.begin() + static_cast<long>(to));
       t.event.assign(bytes.begin(), bytes.end());
-      out[std::string(kTasksTopic)].push_back(OutRecord{task_key(t.stream, page), encode_task(t), kByKey});
+      tasks_out.push_back(OutRecord{task_key(t.stream, page), encode_task(t), kByKey});
       stats.tasks++;
     }
   }
@@ -144,21 +127,22 @@ struct Router::Loop {
       d.recipients = std::move(users);
       d.event.assign(bytes.begin(), bytes.end());
       stats.deliveries += d.recipients.size();
-      out[delivery_topic(gateway)].push_back(OutRecord{"", encode_delivery(d), 0});
+      out[std::string(gateway)].push_back(encode_delivery(d));
     }
   }
 
+  // A gateway that went away leaves its deliveries unread; its clients sync on reconnect. A lost
+  // task is a large group's message not pushed (clients sync on their next gap or reconnect).
   void flush_output() {
-    for (auto& [topic, records] : out) {
-      if (records.empty()) continue;
-      log.append(topic, std::move(records), [this, topic = topic](Result<std::vector<RecordPosition>> r) {
-        // A gateway that went away leaves its topic unread; its clients sync on reconnect. A lost
-        // task is a large group's message not pushed (clients sync on their next gap or reconnect).
-        if (!r && topic == kTasksTopic) logger->error("writing fan-out tasks failed: {}", r.error().to_string());
-        if (!r && topic != kTasksTopic) logger->debug("delivering to {} failed: {}", topic, r.error().to_string());
-      });
+    for (auto& [gateway, batch] : out) {
+      if (!batch.empty()) deliveries.deliver(gateway, std::move(batch), {});
     }
     out.clear();
+    if (tasks_out.empty()) return;
+    log.append(kTasksTopic, std::move(tasks_out), [this](Result<std::vector<RecordPosition>> r) {
+      if (!r) logger->error("writing fan-out tasks failed: {}", r.error().to_string());
+    });
+    tasks_out.clear();
   }
 
   // ---- the loop -------------------------------------------------------------------------------------
@@ -181,7 +165,6 @@ struct Router::Loop {
     track_membership(*ref, e);
     if (!live) return;
     stats.events++;
-    ack(e);
     if (!leaving) deliver(*ref, e, r.value);
   }
 
@@ -234,8 +217,8 @@ struct Router::Loop {
   }
 };
 
-Router::Router(EventLog& log, SessionRegistry& sessions, RouterConfig config)
-    : loop_(std::make_unique<Loop>(log, sessions, config)) {}
+Router::Router(EventLog& log, DeliveryTransport& deliveries, SessionRegistry& sessions, RouterConfig config)
+    : loop_(std::make_unique<Loop>(log, deliveries, sessions, config)) {}
 
 Router::~Router() { stop(); }
 

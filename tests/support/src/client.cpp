@@ -1,5 +1,6 @@
 #include "imlog/testing/client.h"
 
+#include <atomic>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -93,7 +94,8 @@ struct WsClient::Impl {
   net::io_context ioc;
   websocket::stream<beast::tcp_stream> ws{ioc};
   beast::flat_buffer in;
-  std::deque<std::pair<std::string, bool>> out;  // (bytes, text?)
+  enum class Kind { text, binary, ping };
+  std::deque<std::pair<std::string, Kind>> out;
   bool writing = false;
   std::thread thread;
 
@@ -102,6 +104,7 @@ struct WsClient::Impl {
   std::deque<Frame> inbox;
   bool closed = false;
   uint16_t close_code = 0;
+  std::atomic<uint64_t> pongs{0};
 
   void do_read() {
     ws.async_read(in, [this](beast::error_code ec, std::size_t) {
@@ -129,9 +132,9 @@ struct WsClient::Impl {
     });
   }
 
-  void enqueue(std::string bytes, bool text) {
-    net::post(ioc, [this, bytes = std::move(bytes), text]() mutable {
-      out.emplace_back(std::move(bytes), text);
+  void enqueue(std::string bytes, Kind kind) {
+    net::post(ioc, [this, bytes = std::move(bytes), kind]() mutable {
+      out.emplace_back(std::move(bytes), kind);
       if (!writing) do_write();
     });
   }
@@ -142,15 +145,19 @@ struct WsClient::Impl {
       return;
     }
     writing = true;
-    ws.text(out.front().second);
-    ws.async_write(net::buffer(out.front().first), [this](beast::error_code ec, std::size_t) {
+    auto done = [this](beast::error_code ec, std::size_t = 0) {
       out.pop_front();
       if (ec) {
         writing = false;
         return;
       }
       do_write();
-    });
+    };
+    if (out.front().second == Kind::ping) {
+      return ws.async_ping(websocket::ping_data(out.front().first), [done](beast::error_code ec) { done(ec); });
+    }
+    ws.text(out.front().second == Kind::text);
+    ws.async_write(net::buffer(out.front().first), done);
   }
 };
 
@@ -197,13 +204,18 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
   }
   tcp_layer.expires_never();
   auto* p = impl.get();
+  p->ws.control_callback([p](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::pong) p->pongs++;
+  });
   if (read) p->do_read();
   p->thread = std::thread([p] { p->ioc.run(); });
   return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
 }
 
-void WsClient::send_text(std::string text) { impl_->enqueue(std::move(text), true); }
-void WsClient::send_binary(std::string bytes) { impl_->enqueue(std::move(bytes), false); }
+void WsClient::send_text(std::string text) { impl_->enqueue(std::move(text), Impl::Kind::text); }
+void WsClient::send_binary(std::string bytes) { impl_->enqueue(std::move(bytes), Impl::Kind::binary); }
+void WsClient::send_ping(std::string payload) { impl_->enqueue(std::move(payload), Impl::Kind::ping); }
+uint64_t WsClient::pongs() const { return impl_->pongs.load(); }
 
 void WsClient::send(std::string_view type, std::string_view data_json) {
   std::string f = "{\"type\":\"" + std::string(type) + "\",\"data\":" + std::string(data_json.empty() ? "{}" : data_json) + "}";

@@ -322,12 +322,17 @@ std::map<std::string, uint64_t> last_seqs(const std::vector<SeenEvent>& valid) {
 
 // ---- EngineNode -------------------------------------------------------------------------------
 
-Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfig config,
-                                                      const Clock& clock) {
+Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfig config, const Clock& clock,
+                                                      const SequencerTransports* transports) {
   std::unique_ptr<EngineNode> n(new EngineNode());
+  if (!transports) {
+    n->commands_ = log_commands(log);
+    n->deliveries_ = log_deliveries(log);
+  }
+  SequencerTransports use = transports ? *transports : SequencerTransports{*n->commands_, *n->deliveries_};
   n->directory_ = std::make_unique<LogDirectory>(log);
   IMLOG_TRY(n->directory_->start());
-  auto seq = Sequencer::create(log, *n->directory_, clock, std::move(config));
+  auto seq = Sequencer::create(log, use, *n->directory_, clock, std::move(config));
   IMLOG_TRY(seq);
   n->sequencer_ = std::move(*seq);
   IMLOG_TRY(n->sequencer_->start());

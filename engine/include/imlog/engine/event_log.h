@@ -52,6 +52,7 @@ enum class LogErrc {
   closed,               // the log or consumer was closed
   io_error,             // the disk or the broker refused the operation
   rebalance_in_progress,  // a commit raced a group rebalance (retryable)
+  overloaded,           // an in-process queue is full: the engine is behind (retryable)
 };
 const std::error_category& log_category();
 inline std::error_code make_error_code(LogErrc e) { return {static_cast<int>(e), log_category()}; }

@@ -1,7 +1,9 @@
 #pragma once
-// The Sequencer: the only writer of im.events (DESIGN.md §5).
+// The Sequencer: the only writer of im.events (docs/architecture.md, "The engine").
 //
-// It is a consumer-group member on im.commands. For each partition it is given it
+// It reads commands from its CommandTransport (transport.h: an in-process queue on the single
+// node, im.commands as a consumer-group member in the distributed mode). For each partition it is
+// given it
 //   1. appends EpochStarted{token} to the same partition of im.events (fencing any older writer),
 //   2. catches up: reads im.events from its store's checkpoint to its own marker, applying every
 //      valid event (EpochFilter) to the stream states, the dedupe index and the name index,
@@ -9,9 +11,13 @@
 //
 // Exactly once without broker transactions: a command redelivered after a crash finds its event
 // in the dedupe index (rebuilt from the log in step 2) and is re-acked with the original ids;
-// command offsets are committed only after the events they produced are acknowledged. Accepted
-// commands are acked by the router from the log; refusals and duplicates are answered here, on the
-// caller's im.deliver.<gateway> topic, once the batch they came with is durable.
+// command offsets are committed only after the events they produced are acknowledged.
+//
+// Answers: every command with a reply_to is answered through the DeliveryTransport — Accepted,
+// Duplicate or Refused — once the batch it came with (and every batch before it) is durable and
+// the partition's epoch is still ours (fenced_since_verified()), so an ack always means "durable
+// and valid". A batch whose append failed answers `unavailable` (retry with the same
+// client_msg_id). The events also carry reply_to, so any reader of the log could answer too.
 //
 // State store: a local RocksDB cache of the derived state (state_store.h), written atomically with
 // a checkpoint while no append is in flight. Deleting it costs a rebuild from the log.
@@ -31,6 +37,7 @@
 #include "imlog/engine/directory.h"
 #include "imlog/engine/event_log.h"
 #include "imlog/engine/stream_state.h"
+#include "imlog/engine/transport.h"
 
 namespace imlog {
 
@@ -47,6 +54,9 @@ struct EngineConfig {
   uint32_t max_inflight_batches = 8;
   // How often derived state is written to the store and command offsets committed. Default 1 s.
   std::chrono::milliseconds checkpoint_interval{1000};
+  // Single node: commands queued for the sequencer at most (the in-process command transport);
+  // past it a send is refused at once with `overloaded`. Default 16384.
+  size_t command_queue = 16384;
   // Stream states kept in memory; beyond this, clean ones are dropped at a checkpoint.
   // Default 1,000,000.
   uint64_t max_cached_streams = 1'000'000;
@@ -63,12 +73,20 @@ struct SequencerStats {
   std::atomic<int32_t> partitions{0};   // partitions owned now
 };
 
+// Where the sequencer reads commands and sends its answers (transport.h). Not owned; must outlive
+// the sequencer.
+struct SequencerTransports {
+  CommandTransport& commands;
+  DeliveryTransport& deliveries;
+};
+
 class Sequencer {
  public:
   // Opens the state store. The topics im.commands and im.events must exist with the same
   // partition count.
-  static Result<std::unique_ptr<Sequencer>> create(EventLog& log, const Directory& directory,
-                                                   const Clock& clock, EngineConfig config);
+  static Result<std::unique_ptr<Sequencer>> create(EventLog& log, SequencerTransports transports,
+                                                   const Directory& directory, const Clock& clock,
+                                                   EngineConfig config);
   ~Sequencer();
 
   // Joins the group and runs the loop on a new thread.

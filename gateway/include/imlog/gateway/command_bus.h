@@ -1,12 +1,14 @@
 #pragma once
-// CommandBus: how a gateway talks to the engine (DESIGN.md §5, §8). A command goes to im.commands
-// keyed by its stream, with reply_to = (this gateway, a request id); the answer comes back on this
-// gateway's own topic im.deliver.<gateway_id>: from the router once the event is durable and valid
-// (Accepted), or from the sequencer (Refused, Duplicate). The same topic carries pushes: events
-// for users connected here.
+// CommandBus: how a gateway talks to the engine (docs/architecture.md, "The write path"). A
+// command goes out through the CommandTransport keyed by its stream, with reply_to = (this
+// gateway, a request id); the sequencer's answer — Accepted, Duplicate or Refused, sent once the
+// event is durable and valid — comes back through the DeliveryTransport, which also carries the
+// pushes for users connected here. On the single node both transports are in process; in the
+// distributed mode they are im.commands and im.deliver.<gateway_id>.
 //
-// Threading: submit() is thread-safe; callbacks run on the bus's reader thread and must not block
-// (post to the session's strand).
+// Threading: submit() and deliver() are thread-safe. Answers and pushes run on the delivery
+// transport's thread (the sequencer's or the router's on the single node) and must not block:
+// post to the session's strand. A thread of the bus's own fails requests whose time-out passed.
 
 #include <chrono>
 #include <cstdint>
@@ -19,14 +21,15 @@
 
 #include "imlog/core/clock.h"
 #include "imlog/core/result.h"
-#include "imlog/engine/event_log.h"
+#include "imlog/engine/transport.h"
 #include "imlog/schema/codec.h"
 
 namespace imlog {
 
 enum class BusErrc {
   timed_out = 1,  // no answer in time: the command may still take effect; retry with the same client_msg_id
-  unavailable,    // the log refused the command (retryable)
+  unavailable,    // the transport refused the command (retryable)
+  overloaded,     // the engine's queue is full: retry after a short pause (retryable)
 };
 const std::error_category& bus_category();
 inline std::error_code make_error_code(BusErrc e) { return {static_cast<int>(e), bus_category()}; }
@@ -41,22 +44,29 @@ struct Push {
 
 class CommandBus {
  public:
-  CommandBus(EventLog& log, std::string gateway_id, const Clock& clock);
+  // The transports must outlive the bus.
+  CommandBus(CommandTransport& commands, DeliveryTransport& deliveries, std::string gateway_id, const Clock& clock);
   ~CommandBus();
 
-  // Creates im.deliver.<gateway_id> (not synced: its loss is harmless) and starts reading it.
-  Status start(std::function<void(Push)> on_push);
+  // Subscribes to this gateway's deliveries; `on_pushes` gets the pushes of each delivered batch,
+  // in order.
+  Status start(std::function<void(std::vector<Push>&&)> on_pushes);
+  // Ends the subscription; requests still waiting are failed with unavailable.
   void stop();
 
   // Sends the command (reply_to is filled in). `done` runs once: with the reply — Accepted or
   // Duplicate (both mean the event is durable and valid) or Refused (code and message say why) —
-  // or with an Error: timed_out after `timeout`, unavailable when the log refused the command.
+  // or with an Error: timed_out after `timeout`, overloaded when the engine's queue is full,
+  // unavailable when the transport refused the command.
   void submit(fb::CommandEnvelopeT command, std::chrono::milliseconds timeout,
               std::function<void(Result<fb::CommandReplyT>)> done);
 
-  // Writes `delivery` to gateway `gateway_id`'s topic (presence pushes to friends on other
-  // gateways). Fire and forget: a lost push is harmless. Thread-safe.
+  // Sends `delivery` to gateway `gateway_id` (presence pushes to friends on other gateways). Fire
+  // and forget: a lost push is harmless. Thread-safe.
   void deliver(std::string_view gateway_id, const fb::DeliveryT& delivery);
+
+  // Requests waiting for an answer.
+  [[nodiscard]] size_t pending() const;
 
   [[nodiscard]] const std::string& gateway_id() const;
 

@@ -72,6 +72,10 @@ struct GatewayConfig {
   // Defaults 1024 frames, 4 MiB.
   uint32_t max_queued_frames = 1024;
   uint64_t max_queued_bytes = 4 << 20;
+  // Commands (send-message, read) one WebSocket connection may have waiting for the engine's
+  // answer. At the bound the session stops reading its socket until an answer comes, so TCP
+  // pushes back on a client that sends faster than the engine answers. Default 64.
+  uint32_t max_inflight_commands = 64;
   // How long a write waits for the engine's answer before replying 504 / error "timeout".
   // Default 10 s.
   std::chrono::milliseconds command_timeout{10'000};
@@ -96,6 +100,13 @@ struct GatewayConfig {
   // (logged; the session's TTL and next heartbeat heal the registry) and presence reads get 503.
   // Default 10000.
   uint32_t registry_queue = 10'000;
+  // Threads that run the REST handlers of signed-in users and the WebSocket reads (sync): every
+  // read-model query, so an I/O thread never waits on RocksDB, MySQL or Redis. One user's requests
+  // go to the same thread, in order. Default 2.
+  uint32_t query_threads = 2;
+  // Requests each query thread may have queued; beyond it the request is answered 503
+  // `overloaded` with Retry-After. Default 1024.
+  uint32_t query_queue = 1024;
   // Directory whose files are served at / (the demo client). Empty: the built-in page. Default empty.
   std::string web_dir;
 };

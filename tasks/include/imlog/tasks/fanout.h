@@ -1,5 +1,5 @@
 #pragma once
-// The tasks workers' large-group fan-out (DESIGN.md §3, §9).
+// The tasks workers' large-group fan-out (docs/architecture.md, "Router and tasks").
 //
 // The router hands an event of a conversation with more than RouterConfig::large_group_threshold
 // members to im.tasks: one FanoutTask per page of the exact audience at that seq
@@ -10,9 +10,10 @@
 //   lookup_batch users per call: one pipelined round trip on Redis; a failed lookup is retried
 //   with the same backoff and max_attempts, then the task goes to im.dlq — never taken for
 //   "nobody online") ─► one Delivery per gateway (recipients + the event, the router's format)
-//   ─► append to each im.deliver.<gateway>, all at once ─► wait for
-//   the log's acknowledgements ─► retry the failed appends after first_backoff, doubling, up to
-//   max_attempts ─► a task still failing goes to im.dlq ─► commit the batch's offsets.
+//   ─► hand each gateway its deliveries through the DeliveryTransport, all at once ─► wait until
+//   each is delivered (in process) or acknowledged by the log (im.deliver.<gateway>) ─► retry the
+//   failed ones after first_backoff, doubling, up to max_attempts ─► a task still failing goes to
+//   im.dlq ─► commit the batch's offsets.
 //
 // A task record that does not decode goes to im.dlq with reason "corrupt task: ..." and the worker
 // carries on. A dead letter is a fb::DeadLetter (reason, source topic/partition/offset, attempts,
@@ -36,6 +37,7 @@
 #include "imlog/core/clock.h"
 #include "imlog/core/result.h"
 #include "imlog/engine/event_log.h"
+#include "imlog/engine/transport.h"
 #include "imlog/tasks/sessions.h"
 
 namespace imlog {
@@ -69,8 +71,8 @@ struct FanoutStats {
 
 class FanoutWorker {
  public:
-  // `log` and `sessions` must outlive the worker; `clock` stamps dead letters.
-  FanoutWorker(EventLog& log, SessionRegistry& sessions, FanoutConfig config = {},
+  // `log`, `deliveries` and `sessions` must outlive the worker; `clock` stamps dead letters.
+  FanoutWorker(EventLog& log, DeliveryTransport& deliveries, SessionRegistry& sessions, FanoutConfig config = {},
                const Clock& clock = SystemClock::instance());
   ~FanoutWorker();
   FanoutWorker(const FanoutWorker&) = delete;

@@ -1,14 +1,11 @@
 #pragma once
-// The router (DESIGN.md §5, §9): turns valid events into acks and deliveries.
+// The router (docs/architecture.md, "Router and tasks"): turns valid events into pushes.
 //
-// It reads im.events (every partition) and, for each valid event:
-//   - if the event carries reply_to, writes the sender's ack (CommandReply, status Accepted, with
-//     seq, event id and result id) to im.deliver.<reply_to.gateway>; so an ack always means
-//     "durable and valid";
-//   - finds the event's audience (a conversation's members, both users of a one-to-one stream,
-//     everyone online for world, the user themselves for their own stream), looks up where they
-//     are online (SessionRegistry) and writes one Delivery per gateway with the recipients and the
-//     event bytes to im.deliver.<gateway>.
+// It reads im.events (every partition) and, for each valid event, finds the event's audience (a
+// conversation's members, both users of a one-to-one stream, everyone online for world, the user
+// themselves for their own stream), looks up where they are online (SessionRegistry) and sends
+// one Delivery per gateway with the recipients and the event bytes through the DeliveryTransport
+// (transport.h). The sender's ack is the sequencer's, not the router's.
 // Membership is derived from the events the router reads (it reads every event in order), so a
 // member who joined at seq 41 receives seq 42.
 //
@@ -30,6 +27,7 @@
 
 #include "imlog/core/result.h"
 #include "imlog/engine/event_log.h"
+#include "imlog/engine/transport.h"
 #include "imlog/tasks/sessions.h"
 
 namespace imlog {
@@ -47,14 +45,14 @@ struct RouterConfig {
 
 struct RouterStats {
   std::atomic<uint64_t> events{0};
-  std::atomic<uint64_t> acks{0};
   std::atomic<uint64_t> deliveries{0};   // recipient-gateway pushes
   std::atomic<uint64_t> tasks{0};        // fan-out tasks written to im.tasks
 };
 
 class Router {
  public:
-  Router(EventLog& log, SessionRegistry& sessions, RouterConfig config = {});
+  // `log`, `deliveries` and `sessions` must outlive the router.
+  Router(EventLog& log, DeliveryTransport& deliveries, SessionRegistry& sessions, RouterConfig config = {});
   ~Router();
   Status start();
   void stop();

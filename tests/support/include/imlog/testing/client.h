@@ -67,6 +67,9 @@ class WsClient {
 
   void send_text(std::string text);
   void send_binary(std::string bytes);
+  // A ping control frame (payload at most 125 bytes); the server's pongs are counted.
+  void send_ping(std::string payload);
+  [[nodiscard]] uint64_t pongs() const;
   // {"type": type, "data": data_json}
   void send(std::string_view type, std::string_view data_json);
 

@@ -156,8 +156,12 @@ std::map<std::string, uint64_t> last_seqs(const std::vector<SeenEvent>& valid);
 // stop() or destruction. Must be destroyed before the log.
 class EngineNode {
  public:
+  // `transports`: where the sequencer reads commands and answers (not owned; must outlive the
+  // node). Null: the distributed mode's, over `log` (im.commands, im.deliver.<gateway>), so a test
+  // submits with testing::submit() and reads answers with LogTail.
   static Result<std::unique_ptr<EngineNode>> start(EventLog& log, EngineConfig config,
-                                                   const Clock& clock = SystemClock::instance());
+                                                   const Clock& clock = SystemClock::instance(),
+                                                   const SequencerTransports* transports = nullptr);
   ~EngineNode();
 
   [[nodiscard]] Sequencer& sequencer() { return *sequencer_; }
@@ -170,6 +174,10 @@ class EngineNode {
 
  private:
   EngineNode() = default;
+  // The distributed mode's transports (im.commands, im.deliver.<gateway>), so a test submits and
+  // reads answers on the log as a gateway there does.
+  std::unique_ptr<CommandTransport> commands_;
+  std::unique_ptr<DeliveryTransport> deliveries_;
   std::unique_ptr<LogDirectory> directory_;
   std::unique_ptr<Sequencer> sequencer_;
 };

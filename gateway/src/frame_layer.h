@@ -1,0 +1,232 @@
+#pragma once
+// The stream layer between beast::tcp_stream and websocket::stream of a WebSocket session. Used
+// only by ws_session.cpp. Two jobs:
+//
+// Reads: every byte read runs through a FrameScanner (frame_scanner.h says why: text frames are
+// seen by Beast as binary, so the session validates UTF-8 itself and keeps the connection).
+//
+// Writes: the session writes its data frames itself, several queued frames framed (RFC 6455 §5.2,
+// server to client: unmasked) into one socket write — async_write_frames() — instead of one
+// Beast message, and one syscall, per frame. Beast still writes its own control frames (pong,
+// keep-alive ping, close) through async_write_some(). The two never interleave on the socket:
+//
+//   a raw write waits while Beast is in the middle of a frame (a write_some in flight, or bytes of
+//   its current frame still to come — Beast writes a frame with one or more write_some calls), and
+//   while Beast waits to write (control frames go first);
+//   a Beast write_some waits while a raw write is in flight.
+//
+// Each side waits on a steady_timer that never expires (a gate), cancelled by the other side when
+// it is done, and looks again when woken: Asio's completion-handler machinery, so a waiting handler
+// may be move-only. Nothing waits forever: a waiting handler keeps the session, and so this layer,
+// alive, and the side it waits for always finishes (completes or fails).
+//
+// Threading: like the stream it wraps — one strand; every member is used on it.
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+
+#include "frame_scanner.h"
+
+namespace imlog::gw {
+
+// The RFC 6455 header of an unmasked, final text frame of `size` payload bytes, into `out`;
+// returns its length (2, 4 or 10).
+size_t text_frame_header(uint64_t size, std::array<unsigned char, 10>& out);
+
+template <class Next>
+class FrameLayer {
+ public:
+  using executor_type = typename Next::executor_type;
+  using next_layer_type = Next;
+
+  template <class... Args>
+  explicit FrameLayer(Args&&... args)
+      : next_(std::forward<Args>(args)...), beast_gate_(next_.get_executor()), raw_gate_(next_.get_executor()) {
+    beast_gate_.expires_at(boost::asio::steady_timer::time_point::max());
+    raw_gate_.expires_at(boost::asio::steady_timer::time_point::max());
+  }
+
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+  Next& next_layer() noexcept { return next_; }
+  const Next& next_layer() const noexcept { return next_; }
+  FrameScanner& scanner() noexcept { return scanner_; }
+  // The handshake is done: from now on Beast's writes are frames (before, its HTTP response).
+  void handshake_done() noexcept { framing_ = true; }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  template <class MutableBuffers, class Handler>
+  auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    return boost::asio::async_initiate<Handler, void(boost::beast::error_code, std::size_t)>(
+        [this](auto&& h, const MutableBuffers& b) {
+          auto ex = boost::asio::get_associated_executor(h, next_.get_executor());
+          next_.async_read_some(
+              b, boost::asio::bind_executor(ex, [this, b, h = std::move(h)](boost::beast::error_code ec,
+                                                                              std::size_t n) mutable {
+                scan(b, n);
+                std::move(h)(ec, n);
+              }));
+        },
+        handler, buffers);
+  }
+
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, boost::beast::error_code& ec) {
+    std::size_t n = next_.read_some(buffers, ec);
+    scan(buffers, n);
+    return n;
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers) {
+    std::size_t n = next_.read_some(buffers);
+    scan(buffers, n);
+    return n;
+  }
+
+  // ---- Beast's writes (control frames) -------------------------------------------------------
+
+  template <class ConstBuffers, class Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return boost::asio::async_initiate<Handler, void(boost::beast::error_code, std::size_t)>(
+        [this](auto&& h, const ConstBuffers& b) { beast_when_clear(b, std::move(h)); }, handler, buffers);
+  }
+
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, boost::beast::error_code& ec) {
+    return next_.write_some(buffers, ec);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    return next_.write_some(buffers);
+  }
+
+  // ---- the session's writes (data frames) ----------------------------------------------------
+
+  // Writes `payloads` as text frames, in order, in as few socket writes as the kernel allows
+  // (normally one). The payloads must stay alive until `handler(ec, bytes)` runs. One call at a
+  // time.
+  template <class Handler>
+  void async_write_frames(const std::vector<std::shared_ptr<const std::string>>& payloads, Handler&& handler) {
+    headers_.resize(payloads.size());
+    buffers_.clear();
+    buffers_.reserve(payloads.size() * 2);
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      size_t n = text_frame_header(payloads[i]->size(), headers_[i]);
+      buffers_.emplace_back(headers_[i].data(), n);
+      buffers_.emplace_back(payloads[i]->data(), payloads[i]->size());
+    }
+    raw_when_clear(std::forward<Handler>(handler));
+  }
+
+ private:
+  template <class MutableBuffers>
+  void scan(const MutableBuffers& buffers, std::size_t n) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); n > 0 && it != boost::asio::buffer_sequence_end(buffers);
+         ++it) {
+      boost::asio::mutable_buffer b = *it;
+      std::size_t k = std::min(n, b.size());
+      scanner_.scan(static_cast<unsigned char*>(b.data()), k);
+      n -= k;
+    }
+  }
+
+  template <class ConstBuffers, class Handler>
+  void beast_when_clear(const ConstBuffers& b, Handler&& h) {
+    if (!raw_writing_) {
+      beast_waiting_ = false;
+      return beast_write(b, std::forward<Handler>(h));
+    }
+    beast_waiting_ = true;
+    beast_gate_.async_wait([this, b, h = std::forward<Handler>(h)](boost::beast::error_code) mutable {
+      beast_when_clear(b, std::move(h));
+    });
+  }
+
+  template <class Handler>
+  void raw_when_clear(Handler&& h) {
+    if (!beast_writing_ && beast_frame_left_ == 0 && !beast_waiting_) return raw_write(std::forward<Handler>(h));
+    raw_gate_.async_wait(
+        [this, h = std::forward<Handler>(h)](boost::beast::error_code) mutable { raw_when_clear(std::move(h)); });
+  }
+
+  template <class ConstBuffers, class Handler>
+  void beast_write(const ConstBuffers& b, Handler&& h) {
+    if (framing_ && beast_frame_left_ == 0) beast_frame_left_ = frame_size(b);
+    beast_writing_ = true;
+    auto ex = boost::asio::get_associated_executor(h, next_.get_executor());
+    next_.async_write_some(
+        b, boost::asio::bind_executor(ex, [this, h = std::forward<Handler>(h)](boost::beast::error_code ec,
+                                                                               std::size_t n) mutable {
+          beast_writing_ = false;
+          beast_frame_left_ = ec ? 0 : beast_frame_left_ - std::min<uint64_t>(beast_frame_left_, n);
+          if (beast_frame_left_ == 0) raw_gate_.cancel();  // a waiting raw write may go
+          std::move(h)(ec, n);
+        }));
+  }
+
+  template <class Handler>
+  void raw_write(Handler&& handler) {
+    raw_writing_ = true;
+    boost::asio::async_write(next_, buffers_,
+                             [this, h = std::forward<Handler>(handler)](boost::beast::error_code ec, std::size_t n) mutable {
+                               raw_writing_ = false;
+                               beast_gate_.cancel();  // a waiting Beast write may go
+                               std::move(h)(ec, n);
+                             });
+  }
+
+  // The whole size (header and payload) of the frame starting at the front of `b`, from its header.
+  template <class ConstBuffers>
+  static uint64_t frame_size(const ConstBuffers& b) {
+    unsigned char h[10] = {};
+    size_t got = boost::asio::buffer_copy(boost::asio::buffer(h), b);
+    if (got < 2) return got;
+    unsigned len7 = h[1] & 0x7f;
+    uint64_t mask = (h[1] & 0x80) ? 4 : 0;
+    if (len7 < 126) return 2 + mask + len7;
+    if (len7 == 126) return 4 + mask + ((uint64_t{h[2]} << 8) | h[3]);
+    uint64_t len = 0;
+    for (int k = 0; k < 8; ++k) len = (len << 8) | h[2 + k];
+    return 10 + mask + len;
+  }
+
+  Next next_;
+  FrameScanner scanner_;
+  boost::asio::steady_timer beast_gate_;  // Beast's write waits here for a raw write to end
+  boost::asio::steady_timer raw_gate_;    // a raw write waits here for Beast's frame to end
+  bool framing_ = false;  // past the handshake
+  bool raw_writing_ = false;
+  bool beast_writing_ = false;
+  bool beast_waiting_ = false;  // a Beast write_some waits at beast_gate_
+  uint64_t beast_frame_left_ = 0;  // bytes of Beast's current frame not yet written
+  std::vector<std::array<unsigned char, 10>> headers_;  // of the raw write in flight
+  std::vector<boost::asio::const_buffer> buffers_;
+};
+
+// The WebSocket close handshake tears down the layer below (found by ADL).
+template <class Next>
+void teardown(boost::beast::role_type role, FrameLayer<Next>& s, boost::beast::error_code& ec) {
+  using boost::beast::websocket::teardown;
+  teardown(role, s.next_layer(), ec);
+}
+
+template <class Next, class Handler>
+void async_teardown(boost::beast::role_type role, FrameLayer<Next>& s, Handler&& handler) {
+  using boost::beast::websocket::async_teardown;
+  async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
+}
+
+}  // namespace imlog::gw
