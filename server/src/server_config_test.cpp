@@ -6,14 +6,19 @@
 #include <fstream>
 
 #include "imlog/core/config.h"
+#include "imlog/testing/support.h"
 
 namespace imlog {
 namespace {
 
 using ::testing::HasSubstr;
 
+// A config file of this test's own: ctest runs tests in parallel processes, so a fixed name under
+// /tmp would be one file shared (and overwritten) between them. The directory goes at exit.
 std::string write_config(const std::string& text) {
-  std::string path = ::testing::TempDir() + "/imlog-config-test.yaml";
+  static const imlog::testing::TempDir dir("imlog-config-test");
+  static int files = 0;
+  std::string path = dir.str() + "/config-" + std::to_string(++files) + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
