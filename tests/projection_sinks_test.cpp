@@ -636,10 +636,12 @@ TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
     }
     int fds[2];
     ASSERT_EQ(::pipe(fds), 0);
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       // The child: no gtest here, and _exit without destructors of the parent's objects.
+      t::die_with_parent(parent);
       ::close(fds[0]);
       auto o = open_sink(GetParam(), target);
       if (!o) ::_exit(2);
