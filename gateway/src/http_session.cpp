@@ -180,6 +180,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     res_->set(http::field::server, "imlog");
     if (!reply.content_type.empty()) res_->set(http::field::content_type, reply.content_type);
     if (reply.content_type == "application/json") res_->set(http::field::cache_control, "no-store");
+    res_->set("X-Content-Type-Options", "nosniff");  // every reply is exactly its Content-Type
     for (auto& [k, v] : reply.headers) res_->set(k, v);
     res_->keep_alive(keep_alive_ && !closing_ && !svc_.stopping.load());
     res_->body() = std::move(reply.body);

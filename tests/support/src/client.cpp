@@ -57,6 +57,7 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     http::read(stream, buf, parser);
     out.status = static_cast<int>(parser.get().result_int());
     out.body = parser.get().body();
+    for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   } catch (const std::exception& e) {
@@ -64,6 +65,19 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     out.error = e.what();
   }
   return out;
+}
+
+std::vector<std::string> HttpResult::header_values(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : headers) {
+    if (beast::iequals(k, name)) out.push_back(v);
+  }
+  return out;
+}
+
+std::string HttpResult::header(std::string_view name) const {
+  auto values = header_values(name);
+  return values.empty() ? std::string() : values.front();
 }
 
 const rapidjson::Value& Frame::data() const {

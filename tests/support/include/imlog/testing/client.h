@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -26,7 +27,12 @@ struct HttpResult {
   int status = 0;              // 0: no answer (connection failed or timed out)
   std::string body;
   std::string error;           // why status is 0
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
   rapidjson::Document json() const;  // body parsed (a null document when it is not JSON)
+  // The values of header `name` (case-insensitive), in order; empty when absent.
+  [[nodiscard]] std::vector<std::string> header_values(std::string_view name) const;
+  // The first value of header `name`, or "" when absent.
+  [[nodiscard]] std::string header(std::string_view name) const;
 };
 
 class HttpClient {
