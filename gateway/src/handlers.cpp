@@ -7,7 +7,7 @@ namespace imlog::gw {
 
 bool parse_body(Services& svc, const ApiRequest& req, const Respond& respond, JsonBody& body) {
   if (body.parse(req.body)) return true;
-  respond(counted_error(svc, 400, "invalid_json", body.error()));
+  respond(counted_error(svc, 400, body.parse_error_code(), body.error()));
   return false;
 }
 

@@ -12,7 +12,8 @@
 
 namespace imlog::gw {
 
-// Parses the body as a JSON object; otherwise answers 400 `invalid_json` and returns false.
+// Parses the body as a JSON object; otherwise answers 400 `invalid_json` (or `invalid` when it
+// is nested too deep) and returns false.
 bool parse_body(Services& svc, const ApiRequest& req, const Respond& respond, JsonBody& body);
 
 // 400 {code: "invalid", message}.

@@ -1,8 +1,12 @@
 #include "json.h"
 
+#include <algorithm>
 #include <charconv>
 
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 
 namespace imlog::gw {
 
@@ -115,16 +119,122 @@ bool JsonFields::object(const char* name, JsonFields& out, bool required) {
   return true;
 }
 
+namespace {
+
+// At most `max` bytes of valid UTF-8 `s`, cut at a character boundary (for quoting client input).
+std::string_view clip_utf8(std::string_view s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xc0) == 0x80) --end;
+  return s.substr(0, end);
+}
+
+// Passes the reader's SAX events on to the document, refusing a nesting over kMaxJsonDepth and a
+// key or string that is not valid UTF-8 (the reader stops at the first refusal). On one thread.
+class GuardedHandler {
+ public:
+  using SizeType = rapidjson::SizeType;
+  enum class Refusal { none, too_deep, bad_string };
+
+  explicit GuardedHandler(rapidjson::Document& doc) : doc_(doc) {}
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, SizeType n, bool copy) { return doc_.RawNumber(s, n, copy); }
+  bool String(const char* s, SizeType n, bool copy) { return utf8(s, n, false) && doc_.String(s, n, copy); }
+  bool Key(const char* s, SizeType n, bool copy) {
+    if (!utf8(s, n, true)) return false;
+    key_.assign(clip_utf8(std::string_view(s, n), 64));
+    return doc_.Key(s, n, copy);
+  }
+  bool StartObject() { return enter() && doc_.StartObject(); }
+  bool EndObject(SizeType members) {
+    --depth_;
+    return doc_.EndObject(members);
+  }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(SizeType elements) {
+    --depth_;
+    return doc_.EndArray(elements);
+  }
+
+  [[nodiscard]] Refusal refusal() const { return refusal_; }
+  // What held the bad string: "field `email`", "a member name", "a string".
+  [[nodiscard]] std::string where() const {
+    if (bad_key_) return "a member name";
+    return key_.empty() ? "a string" : "field `" + key_ + "`";
+  }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxJsonDepth) return true;
+    refusal_ = Refusal::too_deep;
+    return false;
+  }
+  bool utf8(const char* s, SizeType n, bool is_key) {
+    if (valid_utf8(std::string_view(s, n))) return true;
+    refusal_ = Refusal::bad_string;
+    bad_key_ = is_key;
+    return false;
+  }
+
+  rapidjson::Document& doc_;
+  unsigned depth_ = 0;
+  Refusal refusal_ = Refusal::none;
+  bool bad_key_ = false;
+  std::string key_;  // the last member name seen: names the field of a bad string
+};
+
+}  // namespace
+
+bool parse_client_json(std::string_view text, rapidjson::Document& doc, JsonError& error) {
+  error = {};
+  GuardedHandler handler(doc);
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document&) {
+    rapidjson::MemoryStream bytes(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(bytes);
+    rapidjson::Reader reader;
+    result = reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(in, handler);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  if (!result.IsError()) return true;
+  doc.SetNull();
+  std::string at = "at offset " + std::to_string(result.Offset());
+  switch (handler.refusal()) {
+    case GuardedHandler::Refusal::too_deep:  // the offset is that of the bracket too many
+      error.too_deep = true;
+      error.message = "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels of arrays and objects " +
+                      at + "; at most " + std::to_string(kMaxJsonDepth) + " are accepted";
+      break;
+    case GuardedHandler::Refusal::bad_string:
+      error.message = "malformed JSON " + at + ": " + handler.where() +
+                      " is not valid Unicode (a lone surrogate escape such as \\udc00?)";
+      break;
+    case GuardedHandler::Refusal::none:
+      error.message = "malformed JSON " + at + ": " + rapidjson::GetParseError_En(result.Code());
+      break;
+  }
+  return false;
+}
+
 bool JsonBody::parse(std::string_view text) {
   error_.clear();
+  too_deep_ = false;
   if (text.empty()) {
     error_ = "the body is empty: send a JSON object";
     return false;
   }
-  doc_.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-  if (doc_.HasParseError()) {
-    error_ = std::string("malformed JSON at offset ") + std::to_string(doc_.GetErrorOffset()) + ": " +
-             rapidjson::GetParseError_En(doc_.GetParseError());
+  JsonError e;
+  if (!parse_client_json(text, doc_, e)) {
+    error_ = std::move(e.message);
+    too_deep_ = e.too_deep;
     return false;
   }
   if (!doc_.IsObject()) {

@@ -1,7 +1,7 @@
 #pragma once
 // JSON in and out of the gateway (RapidJSON; private to gateway/src so no includer pays for it).
-// The shapes are DESIGN.md §8.1's: user and group ids are numbers, a message_id is a decimal string,
-// seq ids are numbers, times are Unix ms.
+// The shapes are those of docs/api/openapi.yaml: user and group ids are numbers, a message_id is
+// a decimal string, seq ids are numbers, times are Unix ms.
 //
 // Thread-compatible values.
 
@@ -75,17 +75,38 @@ class JsonFields {
   std::string* error_;
 };
 
+// How deep client JSON may nest arrays and objects. The API's documents are two or three levels
+// deep; the limit keeps a hostile document from costing stack or memory in proportion to its depth.
+inline constexpr unsigned kMaxJsonDepth = 32;
+
+// Why client JSON was refused.
+struct JsonError {
+  std::string message;    // names the problem and its offset
+  bool too_deep = false;  // nested deeper than kMaxJsonDepth (else malformed)
+};
+
+// Parses client JSON (any value) into `doc`. The parse is iterative (RapidJSON's recursive parser
+// overflowed a thread's stack on 140 KB of '['), nesting is at most kMaxJsonDepth, and every key
+// and string is valid UTF-8: RapidJSON validates the bytes of the text but decodes a lone
+// surrogate escape ("\udc00") into bytes that are not UTF-8. Bodies and frames are parsed here
+// (JsonBody); the JWT header (auth.cpp) is bounded by the 4096-byte token limit instead.
+bool parse_client_json(std::string_view text, rapidjson::Document& doc, JsonError& error);
+
 class JsonBody {
  public:
-  // Parses `text` as one JSON object (UTF-8 validated). False with error() naming the problem and
-  // its offset otherwise.
+  // Parses `text` as one JSON object (parse_client_json). False with error() naming the problem
+  // and its offset otherwise.
   bool parse(std::string_view text);
   [[nodiscard]] JsonFields fields() { return JsonFields(&doc_, &error_); }
   [[nodiscard]] const std::string& error() const { return error_; }
+  // The error code of a failed parse: "invalid" for a document nested too deep (well-formed, over
+  // a limit), "invalid_json" otherwise.
+  [[nodiscard]] std::string_view parse_error_code() const { return too_deep_ ? "invalid" : "invalid_json"; }
 
  private:
   rapidjson::Document doc_;
   std::string error_;
+  bool too_deep_ = false;
 };
 
 // Is `s` valid UTF-8 (no overlongs, surrogates, or code points past U+10FFFF)?
@@ -94,7 +115,7 @@ bool valid_utf8(std::string_view s);
 // A {code, message} body.
 std::string error_json(std::string_view code, std::string_view message);
 
-// The §8.1 objects.
+// The API's objects (docs/api/openapi.yaml).
 void write_message(JsonOut& j, const MessageView& m);
 void write_conversation(JsonOut& j, const ConversationView& c);
 void write_history(JsonOut& j, const HistoryPage& page);  // messages: [...], has_more

@@ -150,7 +150,7 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
     return send_error(svc, *conn, "invalid_utf8", "the text frame is not valid UTF-8; frames are UTF-8 JSON");
   }
   JsonBody body;
-  if (!body.parse(text)) return send_error(svc, *conn, "invalid_json", body.error());
+  if (!body.parse(text)) return send_error(svc, *conn, body.parse_error_code(), body.error());
   JsonFields root = body.fields();
   std::string type;
   if (!root.str("type", type, true, 64)) {

@@ -1,0 +1,169 @@
+// End to end, hostile input (issue 12): what an attacker can send from outside, over real sockets
+// to the built `imlog serve`: JSON nested deep enough to overflow a recursive parser, and strings
+// that decode to invalid UTF-8. Each test checks the answer and that the server is still up.
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
+#include "imlog/testing/client.h"
+#include "imlog/testing/imlog_server.h"
+#include "imlog/testing/support.h"
+
+namespace imlog::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kFrameWait = 10s;
+
+// Cheap password hashing. Body and frame limits are the defaults (1 MiB, 128 KiB): the attacks
+// fit under them.
+constexpr std::string_view kTestConfig = R"(
+log: {level: warn}
+gateway:
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  read_model_wait: 5s
+)";
+
+struct User {
+  std::string name;
+  uint64_t id = 0;
+  std::string token;
+};
+
+std::string unique_name(std::string_view base) {
+  static std::atomic<int> n{0};
+  return fmt::format("{}_{}_{}", base, ::getpid() % 100000, n++);
+}
+
+User make_user(const ImlogServer& s, std::string_view base) {
+  User u;
+  u.name = unique_name(base);
+  auto reg = s.http().post("/api/v1/auth/register",
+                           fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(u.name)));
+  EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
+  if (reg.status != 201) return u;
+  u.id = reg.json()["user_id"].GetUint64();
+  auto login = s.http().post("/api/v1/auth/login",
+                             fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(u.name)));
+  EXPECT_EQ(login.status, 200) << login.body;
+  if (login.status == 200) u.token = login.json()["access_token"].GetString();
+  return u;
+}
+
+// Is `body` a JSON object whose strings are all valid UTF-8 (RapidJSON's own check)?
+bool valid_json_utf8(const std::string& body) {
+  rapidjson::Document d;
+  d.Parse<rapidjson::kParseValidateEncodingFlag>(body.data(), body.size());
+  return !d.HasParseError() && d.IsObject();
+}
+
+std::string code_of(const HttpResult& r) {
+  auto j = r.json();
+  return j.IsObject() && j.HasMember("code") && j["code"].IsString() ? j["code"].GetString() : "";
+}
+
+std::string message_of(const HttpResult& r) {
+  auto j = r.json();
+  return j.IsObject() && j.HasMember("message") && j["message"].IsString() ? j["message"].GetString() : "";
+}
+
+// ---- one server for the suite ---------------------------------------------------------------------
+
+class E2eHostile : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("imlog-e2e-hostile");
+    server_ = new ImlogServer(dir_->str(), kTestConfig);
+    EXPECT_TRUE(server_->start()) << "imlog did not become ready on port " << server_->port();
+  }
+  static void TearDownTestSuite() {
+    if (server_ && server_->running()) {
+      auto st = server_->terminate();
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "imlog did not stop cleanly on SIGTERM";
+    }
+    delete server_;
+    delete dir_;
+    server_ = nullptr;
+    dir_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(server_ && server_->running()) << "the server did not start"; }
+  void TearDown() override {
+    EXPECT_EQ(s().http().get("/healthz").status, 200) << "the server did not survive the test";
+  }
+  static const ImlogServer& s() { return *server_; }
+
+  static TempDir* dir_;
+  static ImlogServer* server_;
+};
+TempDir* E2eHostile::dir_ = nullptr;
+ImlogServer* E2eHostile::server_ = nullptr;
+
+// ---- JSON nesting ---------------------------------------------------------------------------------
+
+TEST_F(E2eHostile, DeeplyNestedJsonOnRestIsRefusedNamingTheLimit) {
+  // 140 KB of '[' overflowed the recursive parser's stack: one anonymous request killed the server.
+  auto deep = s().http().post("/api/v1/auth/login", std::string(140'000, '['));
+  ASSERT_EQ(deep.status, 400) << deep.body << deep.error;
+  EXPECT_EQ(code_of(deep), "invalid") << deep.body;
+  EXPECT_NE(message_of(deep).find("32"), std::string::npos) << "names the limit: " << deep.body;
+
+  // Deep inside an object that is otherwise fine, on an authenticated route.
+  User a = make_user(s(), "deep");
+  std::string body = R"({"name":)" + std::string(40, '[') + std::string(40, ']') + "}";
+  auto nested = s().http().post("/api/v1/groups", body, a.token);
+  EXPECT_EQ(nested.status, 400) << nested.body;
+  EXPECT_EQ(code_of(nested), "invalid") << nested.body;
+  EXPECT_EQ(s().http().get("/healthz").status, 200);
+}
+
+TEST_F(E2eHostile, DeeplyNestedJsonFrameGetsAnErrorAndTheConnectionSurvives) {
+  User a = make_user(s(), "deepws");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token);
+  ASSERT_TRUE(ws);
+  ws->send_text(std::string(128 * 1024, '['));  // exactly max_frame_bytes
+  auto e = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e) << "no answer: the server is " << (s().http().get("/healthz").status == 200 ? "up" : "down");
+  EXPECT_EQ(e->str("code"), "invalid") << e->raw;
+  EXPECT_NE(e->str("message").find("32"), std::string::npos) << e->raw;
+  ws->send("ping", "{}");
+  EXPECT_TRUE(ws->wait_for("pong", kFrameWait)) << "the connection survived";
+}
+
+// ---- UTF-8 ----------------------------------------------------------------------------------------
+
+TEST_F(E2eHostile, LoneSurrogateEscapesAreRefusedNamingTheField) {
+  // RapidJSON decodes "\udc00" into bytes that are not UTF-8, even when it validates the input.
+  auto reg = s().http().post("/api/v1/auth/register",
+                             fmt::format(R"({{"username":{},"password":"correct horse","email":"e\udc00@x"}})",
+                                         json_quote(unique_name("surr"))));
+  ASSERT_EQ(reg.status, 400) << reg.body;
+  EXPECT_EQ(code_of(reg), "invalid_json") << reg.body;
+  EXPECT_NE(message_of(reg).find("email"), std::string::npos) << reg.body;
+  EXPECT_NE(message_of(reg).find("offset"), std::string::npos) << reg.body;
+  EXPECT_TRUE(valid_json_utf8(reg.body)) << reg.body;
+
+  User a = make_user(s(), "surrws");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token);
+  ASSERT_TRUE(ws);
+  ws->send("send-message", R"({"conversation_id":"world","client_msg_id":"s1","content":"a\udfff"})");
+  auto e = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->str("code"), "invalid_json") << e->raw;
+  EXPECT_NE(e->str("message").find("content"), std::string::npos) << e->raw;
+  // A proper pair is a character, not an error.
+  ws->send("send-message", R"({"conversation_id":"world","client_msg_id":"s2","content":"\ud83d\ude00"})");
+  auto ack = ws->wait_for("message-ack", kFrameWait);
+  ASSERT_TRUE(ack) << "an escaped surrogate pair is accepted";
+}
+
+}  // namespace
+}  // namespace imlog::testing
