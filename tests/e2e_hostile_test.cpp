@@ -165,5 +165,42 @@ TEST_F(E2eHostile, LoneSurrogateEscapesAreRefusedNamingTheField) {
   ASSERT_TRUE(ack) << "an escaped surrogate pair is accepted";
 }
 
+TEST_F(E2eHostile, MutedTakesOnlyConversationIds) {
+  User a = make_user(s(), "mute");
+  auto patch = [&](std::string_view body) {
+    return s().http().request("PATCH", "/api/v1/users/me/settings", body, a.token);
+  };
+  auto surrogate = patch(R"({"muted":["x\udc00"]})");
+  EXPECT_EQ(surrogate.status, 400) << surrogate.body;
+  EXPECT_NE(message_of(surrogate).find("muted"), std::string::npos) << surrogate.body;
+  auto junk = patch(R"({"muted":["world","not a conversation"]})");
+  EXPECT_EQ(junk.status, 400) << junk.body;
+  EXPECT_EQ(code_of(junk), "invalid") << junk.body;
+  EXPECT_NE(message_of(junk).find("muted[1]"), std::string::npos) << junk.body;
+  auto long_one = patch(fmt::format(R"({{"muted":["group_{}"]}})", std::string(5000, '1')));
+  EXPECT_EQ(long_one.status, 400) << long_one.body;
+  EXPECT_LT(long_one.body.size(), 500u) << "the error does not echo 5000 bytes back";
+  std::string many = R"({"muted":[)";
+  for (int i = 1; i <= 1001; ++i) many += fmt::format(R"({}"group_{}")", i == 1 ? "" : ",", i);
+  auto too_many = patch(many + "]}");
+  EXPECT_EQ(too_many.status, 400) << too_many.body;
+
+  auto ok = patch(fmt::format(R"({{"muted":["world","group_7","single_{}_{}"]}})", a.id, a.id + 1));
+  EXPECT_EQ(ok.status, 204) << ok.body;
+}
+
+TEST_F(E2eHostile, ErrorBodiesNeverCarryInvalidUtf8) {
+  User a = make_user(s(), "echo");
+  // The path segment decodes to the byte 0xFF, which the error message names.
+  for (std::string target : {"/api/v1/groups/%FF", "/api/v1/users/%C0%AF", "/api/v1/groups/%ED%A0%80/members"}) {
+    auto r = s().http().get(target, a.token);
+    EXPECT_GE(r.status, 400) << target;
+    EXPECT_TRUE(valid_json_utf8(r.body)) << target << " answered " << r.body;
+  }
+  auto bad_query = s().http().get("/api/v1/conversations/world/messages?before_seq=%FF", a.token);
+  EXPECT_EQ(bad_query.status, 400) << bad_query.body;
+  EXPECT_TRUE(valid_json_utf8(bad_query.body)) << bad_query.body;
+}
+
 }  // namespace
 }  // namespace imlog::testing

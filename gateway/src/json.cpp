@@ -96,13 +96,16 @@ bool JsonFields::u64_list(const char* name, std::vector<uint64_t>& out, size_t m
   return true;
 }
 
-bool JsonFields::str_list(const char* name, std::vector<std::string>& out, size_t max_items) {
+bool JsonFields::str_list(const char* name, std::vector<std::string>& out, size_t max_items, size_t max_item_bytes) {
   const auto* v = find(name);
   if (!v) return true;
   if (!v->IsArray()) return fail(name, "must be an array of strings");
   if (v->Size() > max_items) return fail(name, ("has more than " + std::to_string(max_items) + " items").c_str());
   for (const auto& e : v->GetArray()) {
     if (!e.IsString()) return fail(name, "must be an array of strings");
+    if (e.GetStringLength() > max_item_bytes) {
+      return fail(name, ("has an item longer than " + std::to_string(max_item_bytes) + " bytes").c_str());
+    }
     out.emplace_back(e.GetString(), e.GetStringLength());
   }
   return true;
@@ -120,6 +123,25 @@ bool JsonFields::object(const char* name, JsonFields& out, bool required) {
 }
 
 namespace {
+
+// The length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one.
+size_t utf8_sequence_at(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  for (size_t k = 1; k < len; ++k) {
+    auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc >> 6) != 0x2) return 0;
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+      (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+    return 0;
+  }
+  return len;
+}
 
 // At most `max` bytes of valid UTF-8 `s`, cut at a character boundary (for quoting client input).
 std::string_view clip_utf8(std::string_view s, size_t max) {
@@ -245,32 +267,46 @@ bool JsonBody::parse(std::string_view text) {
 }
 
 bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > n) return false;
-    uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    for (size_t k = 1; k < len; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-      return false;
-    }
+  for (size_t i = 0; i < s.size();) {
+    size_t len = utf8_sequence_at(s, i);
+    if (len == 0) return false;
     i += len;
   }
   return true;
 }
 
+std::string to_valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    size_t len = utf8_sequence_at(s, i);
+    if (len == 0) {
+      out += "\xef\xbf\xbd";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(s, i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
 // ---- writing ----------------------------------------------------------------------------------
+
+JsonOut& JsonOut::text(std::string_view s, bool is_key) {
+  std::string valid;
+  if (!valid_utf8(s)) {
+    valid = to_valid_utf8(s);
+    s = valid;
+  }
+  auto n = static_cast<rapidjson::SizeType>(s.size());
+  if (is_key) {
+    w_.Key(s.data(), n);
+  } else {
+    w_.String(s.data(), n);
+  }
+  return *this;
+}
 
 std::string error_json(std::string_view code, std::string_view message) {
   JsonOut j;

@@ -27,8 +27,10 @@ class JsonOut {
   JsonOut& end_object() { w_.EndObject(); return *this; }
   JsonOut& begin_array() { w_.StartArray(); return *this; }
   JsonOut& end_array() { w_.EndArray(); return *this; }
-  JsonOut& key(std::string_view k) { w_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); return *this; }
-  JsonOut& str(std::string_view v) { w_.String(v.data(), static_cast<rapidjson::SizeType>(v.size())); return *this; }
+  // Keys and strings go out as valid UTF-8 whatever they hold (to_valid_utf8): error messages
+  // echo client input, and stored data may predate a check.
+  JsonOut& key(std::string_view k) { return text(k, true); }
+  JsonOut& str(std::string_view v) { return text(v, false); }
   JsonOut& u64(uint64_t v) { w_.Uint64(v); return *this; }
   JsonOut& i64(int64_t v) { w_.Int64(v); return *this; }
   JsonOut& boolean(bool v) { w_.Bool(v); return *this; }
@@ -46,6 +48,7 @@ class JsonOut {
   [[nodiscard]] std::string take() const { return std::string(buf_.GetString(), buf_.GetSize()); }
 
  private:
+  JsonOut& text(std::string_view s, bool is_key);
   rapidjson::StringBuffer buf_;
   rapidjson::Writer<rapidjson::StringBuffer> w_;
 };
@@ -64,7 +67,7 @@ class JsonFields {
   bool opt_bool(const char* name, std::optional<bool>& out);
   bool opt_i64(const char* name, std::optional<int64_t>& out);
   bool u64_list(const char* name, std::vector<uint64_t>& out, size_t max_items);
-  bool str_list(const char* name, std::vector<std::string>& out, size_t max_items);
+  bool str_list(const char* name, std::vector<std::string>& out, size_t max_items, size_t max_item_bytes = 1 << 20);
   // A nested object (nullptr obj when absent and not required).
   bool object(const char* name, JsonFields& out, bool required);
 
@@ -111,6 +114,8 @@ class JsonBody {
 
 // Is `s` valid UTF-8 (no overlongs, surrogates, or code points past U+10FFFF)?
 bool valid_utf8(std::string_view s);
+// `s` with every byte that does not begin a valid UTF-8 sequence replaced by U+FFFD.
+std::string to_valid_utf8(std::string_view s);
 
 // A {code, message} body.
 std::string error_json(std::string_view code, std::string_view message);

@@ -107,5 +107,31 @@ TEST(ClientJson, LoneSurrogateEscapesAreRefusedNamingTheField) {
   EXPECT_EQ(c, "\xf0\x9f\x98\x80 \xc3\xa9");
 }
 
+TEST(ClientJson, StringListsBoundTheirItems) {
+  JsonBody b;
+  ASSERT_TRUE(b.parse(R"({"l":["ab","abcd"]})"));
+  std::vector<std::string> out;
+  EXPECT_FALSE(b.fields().str_list("l", out, 10, 3));
+  EXPECT_EQ(b.error(), "field `l` has an item longer than 3 bytes");
+  out.clear();
+  ASSERT_TRUE(b.parse(R"({"l":["ab","abcd"]})"));
+  EXPECT_TRUE(b.fields().str_list("l", out, 10, 4));
+  EXPECT_EQ(out, (std::vector<std::string>{"ab", "abcd"}));
+}
+
+TEST(Utf8, InvalidBytesAreReplacedOnTheWayOut) {
+  EXPECT_EQ(to_valid_utf8("plain \xe4\xbd\xa0"), "plain \xe4\xbd\xa0");
+  EXPECT_EQ(to_valid_utf8("\xff"), "\xef\xbf\xbd");
+  EXPECT_EQ(to_valid_utf8("a\xc0\xaf" "b"), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+  EXPECT_EQ(to_valid_utf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(to_valid_utf8("x\xe4\xbd"), "x\xef\xbf\xbd\xef\xbf\xbd") << "a truncated sequence";
+  // Every error body and frame is written by JsonOut, so none carries the raw bytes.
+  EXPECT_EQ(error_json("not_found", "`\xff` is not a group id"),
+            "{\"code\":\"not_found\",\"message\":\"`\xef\xbf\xbd` is not a group id\"}");
+  JsonOut j;
+  j.begin_object().key("k\xfe").str("\xc3").end_object();
+  EXPECT_EQ(j.take(), "{\"k\xef\xbf\xbd\":\"\xef\xbf\xbd\"}");
+}
+
 }  // namespace
 }  // namespace imlog::gw
