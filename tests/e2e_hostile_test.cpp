@@ -1,13 +1,21 @@
 // End to end, hostile input (issue 12): what an attacker can send from outside, over real sockets
-// to the built `imlog serve`: JSON nested deep enough to overflow a recursive parser, and strings
-// that decode to invalid UTF-8. Each test checks the answer and that the server is still up.
+// to the built `imlog serve`: JSON nested deep enough to overflow a recursive parser, strings that
+// decode to invalid UTF-8, request smuggling through Transfer-Encoding, and bodies over the limit.
+// Each test checks the answer and that the server is still up.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -23,8 +31,8 @@ using namespace std::chrono_literals;
 
 constexpr auto kFrameWait = 10s;
 
-// Cheap password hashing. Body and frame limits are the defaults (1 MiB, 128 KiB): the attacks
-// fit under them.
+// Cheap password hashing. Body, frame and avatar limits are the defaults (1 MiB, 128 KiB, 2 MiB):
+// the attacks fit under them.
 constexpr std::string_view kTestConfig = R"(
 log: {level: warn}
 gateway:
@@ -74,6 +82,59 @@ std::string code_of(const HttpResult& r) {
 std::string message_of(const HttpResult& r) {
   auto j = r.json();
   return j.IsObject() && j.HasMember("message") && j["message"].IsString() ? j["message"].GetString() : "";
+}
+
+// What the server sent back on a plain TCP connection that wrote `bytes`, read until the server
+// closed it or `timeout` passed with nothing more.
+struct RawExchange {
+  std::string received;
+  bool closed = false;  // the server closed the connection (EOF or reset), rather than a time-out
+};
+
+RawExchange raw_exchange(int port, std::string_view bytes, std::chrono::milliseconds timeout = 5s) {
+  RawExchange out;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return out;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return out;
+  }
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  char buf[4096];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      out.received.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    out.closed = n == 0 || errno == ECONNRESET;
+    break;
+  }
+  ::close(fd);
+  return out;
+}
+
+// How many HTTP responses a raw exchange holds (status lines: "HTTP/1.x NNN ").
+int responses_in(const std::string& received) {
+  int n = 0;
+  for (size_t at = received.find("HTTP/1."); at != std::string::npos; at = received.find("HTTP/1.", at + 1)) {
+    auto line = std::string_view(received).substr(at, 13);
+    n += line.size() == 13 && line[8] == ' ' && std::isdigit(static_cast<unsigned char>(line[9])) &&
+         std::isdigit(static_cast<unsigned char>(line[10])) && std::isdigit(static_cast<unsigned char>(line[11])) &&
+         line[12] == ' ';
+  }
+  return n;
 }
 
 // ---- one server for the suite ---------------------------------------------------------------------
@@ -200,6 +261,59 @@ TEST_F(E2eHostile, ErrorBodiesNeverCarryInvalidUtf8) {
   auto bad_query = s().http().get("/api/v1/conversations/world/messages?before_seq=%FF", a.token);
   EXPECT_EQ(bad_query.status, 400) << bad_query.body;
   EXPECT_TRUE(valid_json_utf8(bad_query.body)) << bad_query.body;
+}
+
+// ---- HTTP framing ---------------------------------------------------------------------------------
+
+TEST_F(E2eHostile, TransferEncodingOtherThanChunkedIsRefusedAndTheConnectionCloses) {
+  // Each request's body is a second request: taken as bodiless, it would be answered as one.
+  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::string te : {"Transfer-Encoding: gzip\r\n", "Transfer-Encoding: chunked, identity\r\n",
+                         "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+                         "Transfer-Encoding: gzip\r\nContent-Length: 0\r\n"}) {
+    std::string request = "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n" + te + "\r\n" + smuggled;
+    auto x = raw_exchange(s().port(), request);
+    SCOPED_TRACE(te);
+    EXPECT_TRUE(x.received.starts_with("HTTP/1.1 400")) << x.received;
+    EXPECT_NE(x.received.find("Transfer-Encoding"), std::string::npos) << "names the header: " << x.received;
+    EXPECT_EQ(responses_in(x.received), 1) << "the body was answered as a request: " << x.received;
+    EXPECT_TRUE(x.closed) << "the connection stays open after a request with a bad framing";
+  }
+  // HTTP/1.0 knows no Transfer-Encoding (RFC 9112 §6.1).
+  auto old = raw_exchange(s().port(), "POST /api/v1/auth/login HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      "0\r\n\r\n" + smuggled);
+  EXPECT_TRUE(old.received.starts_with("HTTP/1.0 400")) << old.received;
+  EXPECT_EQ(responses_in(old.received), 1) << old.received;
+  EXPECT_TRUE(old.closed);
+
+  // Exactly `chunked` is fine, and the connection is kept for the next request.
+  std::string body = R"({"name":"no token, so 401"})";
+  auto chunked = raw_exchange(s().port(), fmt::format("POST /api/v1/groups HTTP/1.1\r\nHost: x\r\n"
+                                                      "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n"
+                                                      "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                                      body.size(), body));
+  EXPECT_TRUE(chunked.received.starts_with("HTTP/1.1 401")) << chunked.received;
+  EXPECT_EQ(responses_in(chunked.received), 2) << "a second request on a sound connection is served: "
+                                               << chunked.received;
+}
+
+TEST_F(E2eHostile, BodyLimitsAreTheRoutesAndNamedInThe413) {
+  // A Content-Length over the limit is refused from the header alone; the 413 names the limit.
+  auto over = raw_exchange(s().port(), "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n");
+  EXPECT_TRUE(over.received.starts_with("HTTP/1.1 413")) << over.received;
+  EXPECT_NE(over.received.find("over 1048576 bytes"), std::string::npos) << over.received;
+  EXPECT_TRUE(over.closed);
+
+  // The avatar route takes up to avatar_max_bytes (2 MiB), over max_body_bytes (1 MiB).
+  User a = make_user(s(), "bigface");
+  std::string png("\x89PNG\r\n\x1a\n", 8);
+  png.resize(1'500'000, 'p');
+  auto up = s().http().post("/api/v1/users/me/avatar", png, a.token);
+  EXPECT_EQ(up.status, 200) << up.body;
+  auto too_big = raw_exchange(s().port(), "POST /api/v1/users/me/avatar HTTP/1.1\r\nHost: x\r\n"
+                                          "Authorization: Bearer " + a.token + "\r\nContent-Length: 3000000\r\n\r\n");
+  EXPECT_TRUE(too_big.received.starts_with("HTTP/1.1 413")) << too_big.received;
+  EXPECT_NE(too_big.received.find("over 2097153 bytes"), std::string::npos) << too_big.received;
 }
 
 }  // namespace
