@@ -1,7 +1,7 @@
 // End to end, hostile input (issue 12): what an attacker can send from outside, over real sockets
 // to the built `imlog serve`: JSON nested deep enough to overflow a recursive parser, strings that
-// decode to invalid UTF-8, request smuggling through Transfer-Encoding, and bodies over the limit.
-// Each test checks the answer and that the server is still up.
+// decode to invalid UTF-8, request smuggling through Transfer-Encoding, and floods of frames that
+// are never valid. Each test checks the answer and that the server is still up.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,13 +31,15 @@ using namespace std::chrono_literals;
 
 constexpr auto kFrameWait = 10s;
 
-// Cheap password hashing. Body, frame and avatar limits are the defaults (1 MiB, 128 KiB, 2 MiB):
-// the attacks fit under them.
+// Cheap password hashing; a small WebSocket send rate so a flood runs past it in a few frames.
+// Body, frame and avatar limits are the defaults (1 MiB, 128 KiB, 2 MiB): the attacks fit under them.
 constexpr std::string_view kTestConfig = R"(
 log: {level: warn}
 gateway:
   password_ops_limit: 1
   password_mem_limit: 8KiB
+  ws_rate: 5
+  ws_burst: 10
   read_model_wait: 5s
 )";
 
@@ -314,6 +316,33 @@ TEST_F(E2eHostile, BodyLimitsAreTheRoutesAndNamedInThe413) {
                                           "Authorization: Bearer " + a.token + "\r\nContent-Length: 3000000\r\n\r\n");
   EXPECT_TRUE(too_big.received.starts_with("HTTP/1.1 413")) << too_big.received;
   EXPECT_NE(too_big.received.find("over 2097153 bytes"), std::string::npos) << too_big.received;
+}
+
+// ---- WebSocket rate limit -------------------------------------------------------------------------
+
+TEST_F(E2eHostile, AFloodOfMalformedFramesIsRateLimited) {
+  User a = make_user(s(), "floodjson");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token);
+  ASSERT_TRUE(ws);
+  for (int i = 0; i < 30; ++i) ws->send_text("{not json");
+  auto limited = ws->wait_for("error", kFrameWait, [](const Frame& f) { return f.str("code") == "rate_limited"; });
+  EXPECT_TRUE(limited) << "malformed frames were never rate limited";
+  auto parsed = ws->take_all("error");
+  size_t answered = 0;
+  for (const auto& f : parsed) answered += f.str("code") == "invalid_json";
+  EXPECT_LE(answered, 10u + 5u) << "more frames were parsed than the burst (10) and a second's refill allow";
+}
+
+TEST_F(E2eHostile, AFloodOfBinaryFramesIsRateLimitedThenClosedWithPolicyViolation) {
+  User a = make_user(s(), "floodbin");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token);
+  ASSERT_TRUE(ws);
+  for (int i = 0; i < 200; ++i) ws->send_binary("\x01\x02");
+  auto limited = ws->wait_for("error", kFrameWait, [](const Frame& f) { return f.str("code") == "rate_limited"; });
+  EXPECT_TRUE(limited) << "binary frames were never rate limited";
+  auto code = ws->wait_closed(kFrameWait);
+  ASSERT_TRUE(code) << "a connection flooding far past the limit stays open";
+  EXPECT_EQ(*code, 1008);
 }
 
 }  // namespace

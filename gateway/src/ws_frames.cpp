@@ -168,14 +168,6 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
     return send_error(svc, *conn, "unknown_type",
                       "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type);
   }
-  if (!conn->take_token()) {
-    std::string cm;
-    (void)data.str("client_msg_id", cm, false, kMaxClientMsgId);
-    return send_error(svc, *conn, "rate_limited",
-                      "too many frames: at most " + std::to_string(static_cast<int>(svc.config.ws_rate)) +
-                          " per second; slow down and retry",
-                      cm, type);
-  }
   if (type == "send-message") return on_send_message(svc, conn, data, body.error());
   if (type == "sync") return on_sync(svc, conn, data, body.error());
   if (type == "set-status") return on_set_status(svc, conn, data, body.error());
