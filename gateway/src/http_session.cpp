@@ -185,6 +185,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     r.query = query;
     r.body = std::move(req.body());
     r.authorization = std::string(req[http::field::authorization]);
+    beast::error_code peer_ec;
+    auto peer = stream_.socket().remote_endpoint(peer_ec);
+    if (!peer_ec) r.remote_address = peer.address().to_string();
+    for (auto [h, end] = req.equal_range("X-Forwarded-For"); h != end; ++h) {
+      if (!r.forwarded_for.empty()) r.forwarded_for += ',';
+      r.forwarded_for += std::string_view(h->value().data(), h->value().size());
+    }
     svc_.api.dispatch(svc_, std::move(r), [self = shared_from_this()](ApiReply reply) {
       net::post(self->stream_.get_executor(),
                 [self, reply = std::move(reply)]() mutable { self->write_reply(std::move(reply)); });

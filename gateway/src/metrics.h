@@ -39,6 +39,7 @@ struct Metrics {
   std::atomic<uint64_t> push_frames{0};          // frames queued to sessions for pushes
   std::atomic<uint64_t> slow_consumers{0};       // sessions dropped for a full write queue
   std::atomic<uint64_t> heartbeat_timeouts{0};
+  std::atomic<uint64_t> password_hashes{0};      // Argon2id hashes and verifications (PasswordHasher)
   Histogram command_latency;                     // submit → engine's answer
 
   // Errors returned to clients, by code ("unauthorized", "rate_limited", "not_member", ...).

@@ -39,7 +39,12 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     net::io_context ioc;
     beast::tcp_stream stream(ioc);
     stream.expires_after(timeout);
-    stream.connect(tcp::endpoint(net::ip::make_address(host_), static_cast<unsigned short>(port_)));
+    tcp::endpoint server(net::ip::make_address(host_), static_cast<unsigned short>(port_));
+    if (!source_.empty()) {
+      stream.socket().open(server.protocol());
+      stream.socket().bind(tcp::endpoint(net::ip::make_address(source_), 0));
+    }
+    stream.connect(server);
     http::request<http::string_body> req(http::string_to_verb(method), target, 11);
     req.set(http::field::host, host_);
     if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer));

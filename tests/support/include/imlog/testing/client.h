@@ -37,7 +37,10 @@ struct HttpResult {
 
 class HttpClient {
  public:
-  HttpClient(std::string host, int port) : host_(std::move(host)), port_(port) {}
+  // `source`, when given, is the local address the client's sockets bind to (any of 127.0.0.0/8
+  // reaches a loopback server), so a test can be several clients of different addresses.
+  HttpClient(std::string host, int port, std::string source = {})
+      : host_(std::move(host)), port_(port), source_(std::move(source)) {}
   HttpResult request(std::string_view method, std::string_view target, std::string_view body = {},
                      std::string_view bearer = {},
                      std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
@@ -49,6 +52,7 @@ class HttpClient {
  private:
   std::string host_;
   int port_;
+  std::string source_;
 };
 
 // One received WebSocket message.
