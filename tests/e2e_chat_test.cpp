@@ -476,9 +476,11 @@ TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
   auto rest = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"x"})", b.token);
   EXPECT_EQ(rest.status, 403) << rest.body;
   EXPECT_STREQ(rest.json()["code"].GetString(), "not_member");
-  // Joining again works; the owner cannot leave a group with members.
-  auto join = s().http().post(fmt::format("/api/v1/groups/{}/join", gid), "", b.token);
-  EXPECT_EQ(join.status, 200) << join.body;
+  // The owner adds them back (a private group takes no one by themselves); the owner cannot
+  // leave a group with members.
+  auto add = s().http().post(fmt::format("/api/v1/groups/{}/members", gid), fmt::format(R"({{"user_id":{}}})", b.id),
+                             a.token);
+  EXPECT_EQ(add.status, 200) << add.body;
   auto owner_leave = s().http().post(fmt::format("/api/v1/groups/{}/leave", gid), "", a.token);
   EXPECT_EQ(owner_leave.status, 409) << owner_leave.body;
 }

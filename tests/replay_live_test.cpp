@@ -175,7 +175,8 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
     ASSERT_TRUE(g.IsObject() && g.HasMember("conversation_id"));
     std::string group = g["conversation_id"].GetString();
     uint64_t group_id = g["group_id"].GetUint64();
-    c.call("POST", fmt::format("/api/v1/groups/{}/join", group_id), "", users[4]);
+    c.call("POST", fmt::format("/api/v1/groups/{}/members", group_id), fmt::format(R"({{"user_id":{}}})", users[4].id),
+           a);
     c.call("POST", fmt::format("/api/v1/groups/{}/leave", group_id), "", users[3]);
 
     // Several senders at once, so batches of the projectors mix streams and partitions.

@@ -31,7 +31,8 @@ bool succeeded(const Reply& r) {
 
 unsigned status_for_code(std::string_view code, bool body_content) {
   if (code == "not_member" || code == "not_participant" || code == "forbidden" || code == "blocked" ||
-      code == "you_blocked" || code == "not_friends" || code == "not_sender" || code == "wrong_stream") {
+      code == "you_blocked" || code == "not_friends" || code == "not_sender" || code == "wrong_stream" ||
+      code == "banned") {
     return 403;
   }
   if (code == "not_found" || code == "no_pending_request") return 404;
