@@ -398,6 +398,16 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   auto forward = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&limit=4", c), a.token);
   EXPECT_EQ(seqs(forward), (std::vector<uint64_t>{4, 5, 6, 7}));
   EXPECT_TRUE(forward.json()["has_more"].GetBool());
+  // after_seq=0 is present: a device that has seen nothing reads from seq 1, not the latest page.
+  auto from_start = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=0&limit=4", c), a.token);
+  ASSERT_EQ(from_start.status, 200) << from_start.body;
+  EXPECT_EQ(seqs(from_start), (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_TRUE(from_start.json()["has_more"].GetBool());
+  auto window = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=6", c), a.token);
+  EXPECT_EQ(seqs(window), (std::vector<uint64_t>{4, 5}));
+  EXPECT_FALSE(window.json()["has_more"].GetBool());
+  auto empty_window = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=4", c), a.token);
+  EXPECT_EQ(empty_window.status, 400) << empty_window.body;
   // The message objects carry the §8.1 fields.
   const auto& m = latest.json()["messages"][0];
   for (const char* k : {"message_id", "conversation_id", "seq_id", "sender_id", "content", "message_type",
@@ -415,6 +425,23 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   for (const auto& x : sync->data()["messages"].GetArray()) got.push_back(x["seq_id"].GetUint64());
   EXPECT_EQ(got, (std::vector<uint64_t>{23, 24, 25}));
   EXPECT_FALSE(sync->data()["has_more"].GetBool());
+  EXPECT_EQ(sync->u64("after_seq"), 22u);
+  // after_seq 0: from seq 1; no after_seq: the latest page.
+  auto sync_seqs = [&](const std::string& data) {
+    wa->send("sync", data);
+    auto r = wa->wait_for("sync-result", kFrameWait);
+    std::vector<uint64_t> out;
+    if (!r) {
+      ADD_FAILURE() << "no sync-result for " << data;
+      return std::pair(out, false);
+    }
+    for (const auto& x : r->data()["messages"].GetArray()) out.push_back(x["seq_id"].GetUint64());
+    return std::pair(out, r->data()["has_more"].GetBool());
+  };
+  EXPECT_EQ(sync_seqs(fmt::format(R"({{"conversation_id":{},"after_seq":0,"limit":3}})", json_quote(c))),
+            std::pair(std::vector<uint64_t>{1, 2, 3}, true));
+  EXPECT_EQ(sync_seqs(fmt::format(R"({{"conversation_id":{},"limit":3}})", json_quote(c))),
+            std::pair(std::vector<uint64_t>{23, 24, 25}, true));
 }
 
 TEST_F(E2eChat, UnreadCountsAndReadMarkers) {

@@ -789,7 +789,7 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_TRUE(model_->blocked(u.dee)->empty());
 
   // History: dense seqs, system rows, the recall.
-  auto h = model_->history(g1, 0, 0, 200);
+  auto h = model_->history(g1, HistoryRange{0, 0, false, 200});
   ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 12u);
   for (size_t i = 0; i < h->messages.size(); ++i) EXPECT_EQ(h->messages[i].seq_id, i + 1);
@@ -802,12 +802,12 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ(recalled.content, "");
   EXPECT_EQ(h->messages[9].message_type, "system");
   EXPECT_NE(h->messages[9].content.find("\"event\":\"message_recalled\""), std::string::npos);
-  auto page = model_->history(g1, 3, 0, 2);
+  auto page = model_->history(g1, HistoryRange{3, 0, true, 2});
   ASSERT_OK(page);
   ASSERT_EQ(page->messages.size(), 2u);
   EXPECT_EQ(page->messages[0].seq_id, 4u);
   EXPECT_TRUE(page->has_more);
-  auto back = model_->history(g1, 0, 3, 5);
+  auto back = model_->history(g1, HistoryRange{0, 3, false, 5});
   ASSERT_OK(back);
   ASSERT_EQ(back->messages.size(), 2u);
   EXPECT_FALSE(back->has_more);
@@ -865,7 +865,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   ASSERT_OK(found);
   ASSERT_EQ(found->size(), 1u);
   EXPECT_EQ((*found)[0].username, kNastyUsername);
-  auto world = model_->history("world", 0, 0, 10);
+  auto world = model_->history("world", HistoryRange{0, 0, false, 10});
   ASSERT_OK(world);
   bool seen = false;
   for (const auto& m : world->messages) seen = seen || m.content == kNastyContent;
@@ -898,7 +898,7 @@ TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
     EXPECT_EQ(e.getErrorCode(), 1062) << e.what();  // ER_DUP_ENTRY
   }
   // A (forged) event claiming an existing (conversation, seq) does not replace the row.
-  auto original = model_->history("world", 0, 2, 1);
+  auto original = model_->history("world", HistoryRange{0, 2, false, 1});
   ASSERT_OK(original);
   ASSERT_EQ(original->messages.size(), 1u);
   fb::EventEnvelopeT forged;
@@ -913,7 +913,7 @@ TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
   b.events.push_back({kSyntheticPartition, 2, *read_event(bytes)});
   b.positions.push_back({kSyntheticPartition, 3, kSyntheticToken});
   ASSERT_OK(model_->apply(b));
-  auto after = model_->history("world", 0, 2, 1);
+  auto after = model_->history("world", HistoryRange{0, 2, false, 1});
   ASSERT_OK(after);
   EXPECT_EQ(after->messages, original->messages);
   EXPECT_FALSE(model_->message(43)->has_value());
@@ -1019,7 +1019,7 @@ TEST_F(ProjectionSinksRedis, KeepsTheSeedsLayout) {
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.ann)), log().single_ab}), "1");
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.bob)), log().group2}), "");
   // Injection content survives the JSON round trip.
-  auto world = model_->history("world", 0, 0, 10);
+  auto world = model_->history("world", HistoryRange{0, 0, false, 10});
   ASSERT_OK(world);
   ASSERT_TRUE(world->has_value());
   bool seen = false;
@@ -1073,7 +1073,7 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
 
   int answered = 0, declined = 0;
   for (const std::string& conv : {log.single_ab, log.single_cd, log.group1, log.group2, std::string("world")}) {
-    auto latest = (*mysql)->history(conv, 0, 0, 1);
+    auto latest = (*mysql)->history(conv, HistoryRange{0, 0, false, 1});
     ASSERT_OK(latest);
     ASSERT_FALSE(latest->messages.empty()) << conv;
     uint64_t last = latest->messages.back().seq_id;
@@ -1081,24 +1081,27 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
     for (uint64_t after : {uint64_t{0}, uint64_t{1}, uint64_t{2}, last / 2, last - 1, last, last + 5}) {
       for (uint64_t before : {uint64_t{0}, uint64_t{1}, uint64_t{3}, last / 2 + 1, last, last + 1, last + 10}) {
         for (uint32_t limit : {0u, 1u, 2u, 3u, 50u, 200u}) {
-          SCOPED_TRACE(conv + " after " + std::to_string(after) + " before " + std::to_string(before) + " limit " +
-                       std::to_string(limit));
-          auto m = (*mysql)->history(conv, after, before, limit);
-          ASSERT_OK(m);
-          auto r = (*redis)->history(conv, after, before, limit);
-          ASSERT_OK(r);
-          if (!r->has_value()) {
-            ++declined;
-            EXPECT_FALSE(all_hot) << "Redis holds every row of this conversation";
-            // It declines only ranges reaching below the newest 300 rows.
-            if (!m->messages.empty()) {
-              EXPECT_LT(m->messages.front().seq_id, last - 299);
+          for (bool forward : {true, false}) {
+            SCOPED_TRACE(conv + " after " + std::to_string(after) + " before " + std::to_string(before) + " limit " +
+                         std::to_string(limit) + (forward ? " forward" : " backward"));
+            const HistoryRange range{after, before, forward, limit};
+            auto m = (*mysql)->history(conv, range);
+            ASSERT_OK(m);
+            auto r = (*redis)->history(conv, range);
+            ASSERT_OK(r);
+            if (!r->has_value()) {
+              ++declined;
+              EXPECT_FALSE(all_hot) << "Redis holds every row of this conversation";
+              // It declines only ranges reaching below the newest 300 rows.
+              if (!m->messages.empty()) {
+                EXPECT_LT(m->messages.front().seq_id, last - 299);
+              }
+              continue;
             }
-            continue;
+            ++answered;
+            EXPECT_EQ((*r)->messages, m->messages);
+            EXPECT_EQ((*r)->has_more, m->has_more);
           }
-          ++answered;
-          EXPECT_EQ((*r)->messages, m->messages);
-          EXPECT_EQ((*r)->has_more, m->has_more);
         }
       }
     }
@@ -1147,9 +1150,9 @@ TEST(ProjectionSinks, QueriesFromManyThreadsWhileApplying) {
     readers.emplace_back([&, t] {
       while (!done.load()) {
         const std::string& conv = t % 2 ? log.group1 : log.group2;
-        auto h = (*mysql)->history(conv, 0, 0, 20);
+        auto h = (*mysql)->history(conv, HistoryRange{0, 0, false, 20});
         auto c = (*mysql)->conversations(t % 2 ? log.users.ann : log.users.dee);
-        auto r = (*redis)->history(conv, 0, 0, 20);
+        auto r = (*redis)->history(conv, HistoryRange{0, 0, false, 20});
         if (!h || !c || !r) ++errors;
         // A page is always a dense run of seqs.
         if (h) {

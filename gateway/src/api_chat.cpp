@@ -68,19 +68,16 @@ void on_history(Services& svc, ApiRequest& req, Respond respond) {
       !query_u64(req.query, "limit", limit, error)) {
     return respond(invalid(svc, error));
   }
-  if (after > 0 && before > 0 && before <= after + 1) {
+  HistoryRequest request;
+  if (query_param(req.query, "after_seq")) request.after_seq = after;  // present, 0 included: read forward
+  request.before_seq = before;
+  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, kMaxPage));
+  if (request.after_seq && before > 0 && before <= after + 1) {
     return respond(invalid(svc, "before_seq must be greater than after_seq + 1"));
   }
-  limit = std::clamp<uint64_t>(limit, 1, kMaxPage);
-  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, after, before, limit, respond] {
-    auto page = svc.query.history(conversation, after, before, static_cast<uint32_t>(limit));
+  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, request, respond] {
+    auto page = svc.query.history(conversation, request);
     if (!page) return respond(counted_error(svc, 503, "unavailable", page.error().message()));
-    // A page forward from after_seq that also has an upper bound stops there.
-    if (after > 0 && before > 0) {
-      if (std::erase_if(page->messages, [before](const MessageView& m) { return m.seq_id >= before; }) > 0) {
-        page->has_more = false;
-      }
-    }
     JsonOut j;
     j.begin_object();
     write_history(j, *page);

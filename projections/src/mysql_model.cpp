@@ -675,25 +675,23 @@ class MysqlModelImpl final : public MysqlModel {
 
   // ---- ReadModel ----
 
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit) override {
+  Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) override {
     return query<HistoryPage>("reading the history of " + std::string(conversation), [&](Conn& c) {
       HistoryPage page;
-      bool forward = after_seq > 0;
       std::string sql = std::string("SELECT ") + kMessageCols + " FROM messages WHERE conversation_id = ? AND seq_id > ? AND seq_id < ? ORDER BY seq_id " +
-                        (forward ? "ASC" : "DESC") + " LIMIT ?";
+                        (range.forward ? "ASC" : "DESC") + " LIMIT ?";
       auto& st = c.prepare(sql);
       st.setString(1, sql::SQLString(std::string(conversation)));
-      st.setUInt64(2, forward ? after_seq : 0);
-      st.setUInt64(3, before_seq > 0 ? before_seq : UINT64_MAX);
-      st.setUInt64(4, uint64_t{limit} + 1);
+      st.setUInt64(2, range.after_seq);
+      st.setUInt64(3, range.before_seq > 0 ? range.before_seq : UINT64_MAX);
+      st.setUInt64(4, uint64_t{range.limit} + 1);
       std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
       while (rs->next()) page.messages.push_back(read_message(*rs, 1));
-      if (page.messages.size() > limit) {
+      if (page.messages.size() > range.limit) {
         page.has_more = true;
-        page.messages.resize(limit);
+        page.messages.resize(range.limit);
       }
-      if (!forward) std::reverse(page.messages.begin(), page.messages.end());
+      if (!range.forward) std::reverse(page.messages.begin(), page.messages.end());
       return page;
     });
   }

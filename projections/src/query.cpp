@@ -15,18 +15,26 @@ namespace imlog {
 inline constexpr uint32_t kMinPage = 1;
 inline constexpr uint32_t kMaxPage = 200;
 
-Result<HistoryPage> QueryService::history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                          uint32_t limit) {
-  limit = std::clamp(limit, kMinPage, kMaxPage);
+HistoryRange history_range(const HistoryRequest& request) {
+  HistoryRange range;
+  range.limit = std::clamp(request.limit, kMinPage, kMaxPage);
+  range.before_seq = request.before_seq;
+  range.forward = request.after_seq.has_value();
+  range.after_seq = request.after_seq.value_or(0);
+  return range;
+}
+
+Result<HistoryPage> QueryService::history(std::string_view conversation, const HistoryRequest& request) {
+  const HistoryRange range = history_range(request);
   if (hot_ != nullptr) {
-    auto page = hot_->history(conversation, after_seq, before_seq, limit);
+    auto page = hot_->history(conversation, range);
     if (page && page->has_value()) return std::move(**page);
     if (!page) {
       logger("projections")->debug("hot history of {} failed, reading the model: {}", conversation,
                                    page.error().to_string());
     }
   }
-  return primary_.history(conversation, after_seq, before_seq, limit);
+  return primary_.history(conversation, range);
 }
 
 }  // namespace imlog

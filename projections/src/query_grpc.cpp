@@ -117,7 +117,8 @@ class Service final : public pb::Query::Service {
   using Ctx = grpc::ServerContext;
 
   grpc::Status History(Ctx*, const pb::HistoryRequest* q, pb::HistoryReply* r) override {
-    return answer(m_.history(q->conversation_id(), q->after_seq(), q->before_seq(), q->limit()),
+    HistoryRange range{q->after_seq(), q->before_seq(), q->forward(), q->limit()};
+    return answer(m_.history(q->conversation_id(), range),
                   [&](const HistoryPage& p) {
                     for (const auto& msg : p.messages) to_pb(msg, r->add_messages());
                     r->set_has_more(p.has_more);
@@ -214,12 +215,13 @@ class RemoteReadModel final : public ReadModel {
         stub_(pb::Query::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
         deadline_(deadline) {}
 
-  Result<HistoryPage> history(std::string_view conv, uint64_t after, uint64_t before, uint32_t limit) override {
+  Result<HistoryPage> history(std::string_view conv, const HistoryRange& range) override {
     pb::HistoryRequest q;
     q.set_conversation_id(std::string(conv));
-    q.set_after_seq(after);
-    q.set_before_seq(before);
-    q.set_limit(limit);
+    q.set_after_seq(range.after_seq);
+    q.set_before_seq(range.before_seq);
+    q.set_forward(range.forward);
+    q.set_limit(range.limit);
     return call<pb::HistoryReply>(&pb::Query::Stub::History, q, [](const pb::HistoryReply& r) {
       HistoryPage p;
       for (const auto& m : r.messages()) p.messages.push_back(from_pb(m));

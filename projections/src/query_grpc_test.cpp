@@ -18,9 +18,12 @@ MessageView msg(uint64_t seq, std::string content) {
 
 class FixedModel final : public ReadModel {
  public:
-  Result<HistoryPage> history(std::string_view conv, uint64_t after, uint64_t, uint32_t limit) override {
+  // Forward ranges as asked; a backward one answers nothing, so a lost `forward` shows.
+  Result<HistoryPage> history(std::string_view conv, const HistoryRange& range) override {
     if (conv == "broken") return fail(Error(std::make_error_code(std::errc::io_error), "disk on fire", true));
     HistoryPage p;
+    if (!range.forward) return p;
+    const uint64_t after = range.after_seq, limit = range.limit;
     for (uint64_t s = after + 1; s <= after + limit && s <= 5; ++s) p.messages.push_back(msg(s, "héllo " + std::to_string(s)));
     p.has_more = after + limit < 5;
     return p;
@@ -92,7 +95,7 @@ class QueryGrpcTest : public ::testing::Test {
 };
 
 TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
-  auto page = remote_->history("group_7", 2, 0, 2);
+  auto page = remote_->history("group_7", HistoryRange{2, 0, true, 2});
   ASSERT_TRUE(page) << page.error().to_string();
   ASSERT_EQ(page->messages.size(), 2u);
   EXPECT_EQ(page->messages[0], msg(3, "héllo 3"));
@@ -124,7 +127,7 @@ TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
 }
 
 TEST_F(QueryGrpcTest, AStoreFailureArrivesAsARetryableError) {
-  auto r = remote_->history("broken", 0, 0, 10);
+  auto r = remote_->history("broken", HistoryRange{});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().retryable());
   EXPECT_NE(r.error().message().find("disk on fire"), std::string::npos);

@@ -15,7 +15,10 @@ namespace imlog {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::latest;
 using testing::LogFixture;
+using testing::page_after;
+using testing::page_before;
 
 std::vector<uint64_t> seqs(const HistoryPage& page) {
   std::vector<uint64_t> out;
@@ -42,8 +45,8 @@ struct PagingFixture {
     auto r = f.project(*model);
     EXPECT_TRUE(r) << r.error().to_string();
   }
-  HistoryPage page(uint64_t after, uint64_t before, uint32_t limit) {
-    auto p = model->history(conv, after, before, limit);
+  HistoryPage page(const HistoryRange& range) {
+    auto p = model->history(conv, range);
     EXPECT_TRUE(p) << p.error().to_string();
     return p ? *p : HistoryPage{};
   }
@@ -56,8 +59,8 @@ struct PagingFixture {
 
 TEST(History, AnEmptyConversationHasNoPageInEitherDirection) {
   PagingFixture p;
-  for (auto [after, before] : {std::pair<uint64_t, uint64_t>{0, 0}, {5, 0}, {0, 5}}) {
-    auto page = p.model->history(group_stream(99), after, before, 10);
+  for (const HistoryRange& range : {latest(10), page_after(5, 10), page_after(0, 10), page_before(5, 10)}) {
+    auto page = p.model->history(group_stream(99), range);
     IMLOG_ASSERT_OK(page);
     EXPECT_TRUE(page->messages.empty());
     EXPECT_FALSE(page->has_more);
@@ -66,50 +69,70 @@ TEST(History, AnEmptyConversationHasNoPageInEitherDirection) {
 
 TEST(History, PagesBackwardFromTheLatest) {
   PagingFixture p;
-  auto latest = p.page(0, 0, 10);
-  EXPECT_EQ(seqs(latest), range(17, 26));
-  EXPECT_TRUE(latest.has_more);
-  auto older = p.page(0, 17, 10);
+  auto newest = p.page(latest(10));
+  EXPECT_EQ(seqs(newest), range(17, 26));
+  EXPECT_TRUE(newest.has_more);
+  auto older = p.page(page_before(17, 10));
   EXPECT_EQ(seqs(older), range(7, 16));
   EXPECT_TRUE(older.has_more);
-  auto oldest = p.page(0, 7, 10);
+  auto oldest = p.page(page_before(7, 10));
   EXPECT_EQ(seqs(oldest), range(1, 6));
   EXPECT_FALSE(oldest.has_more);
   // Exactly at the boundary: the page holds the first ten and nothing is older.
-  auto exact = p.page(0, 11, 10);
+  auto exact = p.page(page_before(11, 10));
   EXPECT_EQ(seqs(exact), range(1, 10));
   EXPECT_FALSE(exact.has_more);
-  auto all = p.page(0, 0, 26);
+  auto all = p.page(latest(26));
   EXPECT_EQ(seqs(all), range(1, 26));
   EXPECT_FALSE(all.has_more);
-  auto all_but_one = p.page(0, 0, 25);
+  auto all_but_one = p.page(latest(25));
   EXPECT_EQ(seqs(all_but_one), range(2, 26));
   EXPECT_TRUE(all_but_one.has_more);
 }
 
 TEST(History, PagesForwardFromAfterSeq) {
   PagingFixture p;
-  auto first = p.page(5, 0, 10);
+  auto from_start = p.page(page_after(0, 10));
+  EXPECT_EQ(seqs(from_start), range(1, 10)) << "forward from 0 starts at seq 1";
+  EXPECT_TRUE(from_start.has_more);
+  auto first = p.page(page_after(5, 10));
   EXPECT_EQ(seqs(first), range(6, 15));
   EXPECT_TRUE(first.has_more);
-  auto exact = p.page(16, 0, 10);
+  auto exact = p.page(page_after(16, 10));
   EXPECT_EQ(seqs(exact), range(17, 26));
   EXPECT_FALSE(exact.has_more);
-  auto past = p.page(26, 0, 10);
+  auto past = p.page(page_after(26, 10));
   EXPECT_TRUE(past.messages.empty());
   EXPECT_FALSE(past.has_more);
+  EXPECT_TRUE(p.page(page_after(UINT64_MAX, 10)).messages.empty()) << "no wrap-around to the start";
   // Bounded above by before_seq: has_more speaks of the range only.
-  auto bounded = p.page(5, 12, 10);
+  auto bounded = p.page(page_after(5, 10, 12));
   EXPECT_EQ(seqs(bounded), range(6, 11));
   EXPECT_FALSE(bounded.has_more);
-  auto bounded_more = p.page(5, 20, 3);
+  auto bounded_more = p.page(page_after(5, 3, 20));
   EXPECT_EQ(seqs(bounded_more), range(6, 8));
   EXPECT_TRUE(bounded_more.has_more);
+  EXPECT_TRUE(p.page(page_after(5, 10, 6)).messages.empty()) << "an empty range";
+}
+
+// Backwards within a lower bound (the first seq a reader may see): the newest rows above it, and
+// has_more only while rows of the range remain.
+TEST(History, PagesBackwardAboveALowerBound) {
+  PagingFixture p;
+  auto above = p.page(HistoryRange{20, 0, false, 3});
+  EXPECT_EQ(seqs(above), range(24, 26));
+  EXPECT_TRUE(above.has_more);
+  auto to_bound = p.page(HistoryRange{20, 0, false, 10});
+  EXPECT_EQ(seqs(to_bound), range(21, 26));
+  EXPECT_FALSE(to_bound.has_more) << "nothing of the range is older";
+  auto window = p.page(HistoryRange{20, 24, false, 10});
+  EXPECT_EQ(seqs(window), range(21, 23));
+  EXPECT_FALSE(window.has_more);
 }
 
 TEST(History, ARecalledMessageIsMarkedAndEmptiedAndTheRecallIsASystemRow) {
   PagingFixture p;
-  auto page = p.page(0, 0, 200);
+  auto page = p.page(latest(200));
   ASSERT_EQ(page.messages.size(), 26u);
   const MessageView& recalled = page.messages[1];
   EXPECT_EQ(recalled.message_id, p.ids[1]);
@@ -131,37 +154,75 @@ TEST(History, ARecalledMessageIsMarkedAndEmptiedAndTheRecallIsASystemRow) {
 // A hot store that answers only ranges entirely above `from_seq`, or fails when told to.
 class FakeHot final : public HotHistory {
  public:
-  Result<std::optional<HistoryPage>> history(std::string_view, uint64_t after_seq, uint64_t, uint32_t limit) override {
+  Result<std::optional<HistoryPage>> history(std::string_view, const HistoryRange& range) override {
     ++calls;
-    last_limit = limit;
+    last = range;
     if (failing) return fail(LogErrc::unavailable, "redis is away", true);
-    if (after_seq < from_seq) return std::optional<HistoryPage>();
+    if (range.after_seq < from_seq) return std::optional<HistoryPage>();
     HistoryPage p;
-    p.messages.push_back(MessageView{1, "hot", after_seq + 1, 1, "from the hot store", "text", "c", 0, false});
+    p.messages.push_back(MessageView{1, "hot", range.after_seq + 1, 1, "from the hot store", "text", "c", 0, false});
     return std::optional<HistoryPage>(p);
   }
   uint64_t from_seq = 20;
   bool failing = false;
   int calls = 0;
-  uint32_t last_limit = 0;
+  HistoryRange last;
 };
+
+HistoryRequest forward_from(uint64_t after_seq, uint32_t limit) {
+  HistoryRequest r;
+  r.after_seq = after_seq;
+  r.limit = limit;
+  return r;
+}
 
 TEST(QueryServiceHistory, UsesTheHotStoreWhenItAnswersTheWholeRangeElseTheModel) {
   PagingFixture p;
   FakeHot hot;
   QueryService q(*p.model, &hot);
-  auto from_hot = q.history(p.conv, 21, 0, 10);
+  auto from_hot = q.history(p.conv, forward_from(21, 10));
   IMLOG_ASSERT_OK(from_hot);
   ASSERT_EQ(from_hot->messages.size(), 1u);
   EXPECT_EQ(from_hot->messages[0].content, "from the hot store");
-  auto from_model = q.history(p.conv, 3, 0, 2);
+  auto from_model = q.history(p.conv, forward_from(3, 2));
   IMLOG_ASSERT_OK(from_model);
   EXPECT_EQ(seqs(*from_model), range(4, 5));
   hot.failing = true;
-  auto fallback = q.history(p.conv, 21, 0, 10);
+  auto fallback = q.history(p.conv, forward_from(21, 10));
   IMLOG_ASSERT_OK(fallback);
   EXPECT_EQ(seqs(*fallback), range(22, 26));
   EXPECT_EQ(hot.calls, 3);
+}
+
+// The contract of the wire: after_seq present, 0 included, reads forward from it; absent, the
+// latest page; before_seq alone, the page before it.
+TEST(QueryServiceHistory, AfterSeqZeroReadsFromTheStartAndNoAfterSeqReadsTheLatest) {
+  PagingFixture p;
+  FakeHot hot;
+  hot.from_seq = UINT64_MAX;  // never answers: the model does
+  QueryService q(*p.model, &hot);
+  auto from_zero = q.history(p.conv, forward_from(0, 5));
+  IMLOG_ASSERT_OK(from_zero);
+  EXPECT_EQ(seqs(*from_zero), range(1, 5));
+  EXPECT_TRUE(from_zero->has_more);
+  EXPECT_TRUE(hot.last.forward);
+  EXPECT_EQ(hot.last.after_seq, 0u);
+  HistoryRequest newest;
+  newest.limit = 5;
+  auto latest_page = q.history(p.conv, newest);
+  IMLOG_ASSERT_OK(latest_page);
+  EXPECT_EQ(seqs(*latest_page), range(22, 26));
+  EXPECT_FALSE(hot.last.forward);
+  HistoryRequest back;
+  back.before_seq = 10;
+  back.limit = 3;
+  auto back_page = q.history(p.conv, back);
+  IMLOG_ASSERT_OK(back_page);
+  EXPECT_EQ(seqs(*back_page), range(7, 9));
+  auto window = q.history(p.conv, HistoryRequest{uint64_t{3}, 6, 10});
+  IMLOG_ASSERT_OK(window);
+  EXPECT_EQ(seqs(*window), range(4, 5)) << "forward from after_seq, stopping before before_seq";
+  EXPECT_FALSE(window->has_more);
 }
 
 TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
@@ -174,15 +235,19 @@ TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
   FakeHot hot;
   hot.from_seq = UINT64_MAX;
   QueryService q(*model, &hot);
-  auto zero = q.history(std::string(kWorldStream), 0, 0, 0);
-  IMLOG_ASSERT_OK(zero);
-  EXPECT_EQ(seqs(*zero), range(250, 250));
-  EXPECT_EQ(hot.last_limit, 1u);
-  auto huge = q.history(std::string(kWorldStream), 0, 0, 100000);
-  IMLOG_ASSERT_OK(huge);
-  EXPECT_EQ(huge->messages.size(), 200u);
-  EXPECT_TRUE(huge->has_more);
-  EXPECT_EQ(hot.last_limit, 200u);
+  HistoryRequest zero;
+  zero.limit = 0;
+  auto zero_page = q.history(std::string(kWorldStream), zero);
+  IMLOG_ASSERT_OK(zero_page);
+  EXPECT_EQ(seqs(*zero_page), range(250, 250));
+  EXPECT_EQ(hot.last.limit, 1u);
+  HistoryRequest huge;
+  huge.limit = 100000;
+  auto huge_page = q.history(std::string(kWorldStream), huge);
+  IMLOG_ASSERT_OK(huge_page);
+  EXPECT_EQ(huge_page->messages.size(), 200u);
+  EXPECT_TRUE(huge_page->has_more);
+  EXPECT_EQ(hot.last.limit, 200u);
 }
 
 const ConversationView* find_conv(const std::vector<ConversationView>& list, const std::string& id) {
@@ -437,7 +502,7 @@ TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
   IMLOG_ASSERT_OK(Projector(**log, **model, {}).run_until(ends));
 
   QueryService q(**model);
-  auto h = q.history(conv, 0, 0, 50);
+  auto h = q.history(conv, HistoryRequest{});
   IMLOG_ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 4u);
   EXPECT_EQ(h->messages[0].content, "hello bob");

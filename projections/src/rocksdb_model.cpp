@@ -733,8 +733,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   Status dump(const RowVisitor& visit) override;
   Status flush() override;
 
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit) override;
+  Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) override;
   Result<std::optional<MessageView>> message(uint64_t message_id) override;
   Result<std::vector<ConversationView>> conversations(uint64_t user_id) override;
   Result<std::optional<UserView>> user(uint64_t user_id) override;
@@ -1309,16 +1308,24 @@ Status RocksDbModelImpl::mark_recalled(std::string_view conv, std::vector<Messag
   return {};
 }
 
-Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                              uint32_t limit) {
-  limit = std::clamp<uint32_t>(limit, 1, 1000);
+Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, const HistoryRange& range) {
+  const uint32_t limit = std::clamp<uint32_t>(range.limit, 1, 1000);
   HistoryPage page;
+  if (range.after_seq == UINT64_MAX || (range.before_seq > 0 && range.before_seq <= range.after_seq + 1)) {
+    return page;  // an empty range
+  }
+  // The iterator's bounds are the range: m|<conv>|<after + 1> up to m|<conv>|<before> or the
+  // conversation's end.
   std::string lower, upper;
-  key_row(lower, conversation, 0);
-  upper = prefix_end(lower.substr(0, lower.size() - 16));
+  key_row(lower, conversation, range.after_seq + 1);
+  if (range.before_seq > 0) {
+    key_row(upper, conversation, range.before_seq);
+  } else {
+    upper = prefix_end(lower.substr(0, lower.size() - 16));
+  }
   rocksdb::Slice lo, hi;
   auto it = iterator(lower, upper, lo, hi);
-  auto take = [&](std::vector<MessageView>& out) -> Status {
+  auto take = [&]() -> Status {
     auto key = as_sv(it->key());
     uint64_t seq = 0;
     StoredRow row;
@@ -1326,37 +1333,24 @@ Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, uin
       return model_fail(ModelErrc::corrupt_row, "the row `" + std::string(key) + "` of the model at " + config_.dir +
                                                     " does not decode");
     }
-    out.push_back(view_of(conversation, seq, row));
+    page.messages.push_back(view_of(conversation, seq, row));
     return {};
   };
-  std::string k;
-  if (after_seq > 0) {
-    key_row(k, conversation, after_seq + 1);
-    for (it->Seek(k); it->Valid(); it->Next()) {
-      if (before_seq > 0) {
-        uint64_t seq = 0;
-        parse_hex(as_sv(it->key()).substr(it->key().size() - 16), seq);
-        if (seq >= before_seq) break;
-      }
+  if (range.forward) {
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (page.messages.size() == limit) {
         page.has_more = true;
         break;
       }
-      IMLOG_TRY(take(page.messages));
+      IMLOG_TRY(take());
     }
   } else {
-    if (before_seq > 0) {
-      key_row(k, conversation, before_seq - 1);
-      it->SeekForPrev(k);
-    } else {
-      it->SeekToLast();
-    }
-    for (; it->Valid(); it->Prev()) {
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
       if (page.messages.size() == limit) {
         page.has_more = true;
         break;
       }
-      IMLOG_TRY(take(page.messages));
+      IMLOG_TRY(take());
     }
     std::reverse(page.messages.begin(), page.messages.end());
   }

@@ -52,7 +52,7 @@ TEST(RocksDbModel, AConversationsHistoryHasEveryTimelineEventAndNoGaps) {
   auto model = f.model();
   IMLOG_ASSERT_OK(f.project(*model));
 
-  auto page = model->history(group_stream(7), 0, 0, 100);
+  auto page = model->history(group_stream(7), testing::latest(100));
   IMLOG_ASSERT_OK(page);
   ASSERT_EQ(page->messages.size(), 8u);
   for (size_t i = 0; i < page->messages.size(); ++i) EXPECT_EQ(page->messages[i].seq_id, i + 1);
@@ -224,7 +224,7 @@ TEST(RocksDbModel, FriendsBlocksAndFriendGroups) {
   IMLOG_ASSERT_OK(groups);
   EXPECT_EQ(*groups, std::vector<std::string>{"climbing"});
   // The relationship events are system rows of the one-to-one conversation.
-  auto h = model->history(single_stream(ann, bob), 0, 0, 10);
+  auto h = model->history(single_stream(ann, bob), testing::latest(10));
   IMLOG_ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 2u);
   EXPECT_NE(h->messages[0].content.find("friend_requested"), std::string::npos);
@@ -251,12 +251,12 @@ TEST(RocksDbModel, EventsOfAZombieWriterLeaveNoTrace) {
   Rows ra = rows_of(*a), rb = rows_of(*b);
   // Event ids and times differ between the two logs only where the zombie events took them:
   // compare what the reader sees instead of the raw rows.
-  auto ha = a->history(single_stream(ann, bob), 0, 0, 10);
+  auto ha = a->history(single_stream(ann, bob), testing::latest(10));
   IMLOG_ASSERT_OK(ha);
   std::vector<std::string> contents;
   for (const auto& m : ha->messages) contents.push_back(m.content);
   EXPECT_EQ(contents, (std::vector<std::string>{"one", "two"}));
-  auto world = a->history(std::string(kWorldStream), 0, 0, 10);
+  auto world = a->history(std::string(kWorldStream), testing::latest(10));
   IMLOG_ASSERT_OK(world);
   EXPECT_TRUE(world->messages.empty());
   EXPECT_EQ(ra.size(), rb.size());

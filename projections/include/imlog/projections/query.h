@@ -42,6 +42,28 @@ struct HistoryPage {
   bool has_more = false;              // more exist beyond the page in the direction read
 };
 
+// A range of one conversation's history as a store reads it: the rows with
+// after_seq < seq < before_seq (before_seq 0: no upper bound), the first `limit` of them when
+// `forward` (has_more: rows of the range after the page), else the last `limit` (has_more: rows
+// of the range before the page).
+struct HistoryRange {
+  uint64_t after_seq = 0;
+  uint64_t before_seq = 0;
+  bool forward = false;
+  uint32_t limit = 50;
+};
+
+// History as a client asks for it (REST and the WebSocket sync):
+//   after_seq present (0 included) — the rows after it, oldest first, stopping before before_seq
+//                                    if that is given: a catch-up from 0 starts at seq 1;
+//   else before_seq > 0            — the page of rows just before it;
+//   else                           — the latest page.
+struct HistoryRequest {
+  std::optional<uint64_t> after_seq;
+  uint64_t before_seq = 0;
+  uint32_t limit = 50;
+};
+
 struct ConversationView {
   std::string conversation_id;
   std::string type;                   // single, group, world
@@ -103,8 +125,7 @@ struct FriendView {
 class ReadModel {
  public:
   virtual ~ReadModel() = default;
-  virtual Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                      uint32_t limit) = 0;
+  virtual Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) = 0;
   virtual Result<std::optional<MessageView>> message(uint64_t message_id) = 0;
   virtual Result<std::vector<ConversationView>> conversations(uint64_t user_id) = 0;
   virtual Result<std::optional<UserView>> user(uint64_t user_id) = 0;
@@ -129,18 +150,18 @@ class ReadModel {
 class HotHistory {
  public:
   virtual ~HotHistory() = default;
-  virtual Result<std::optional<HistoryPage>> history(std::string_view conversation, uint64_t after_seq,
-                                                     uint64_t before_seq, uint32_t limit) = 0;
+  virtual Result<std::optional<HistoryPage>> history(std::string_view conversation, const HistoryRange& range) = 0;
 };
+
+// The range a request reads, its limit clamped to [1, 200].
+HistoryRange history_range(const HistoryRequest& request);
 
 class QueryService {
  public:
   explicit QueryService(ReadModel& primary, HotHistory* hot = nullptr) : primary_(primary), hot_(hot) {}
 
-  // History by seq: after_seq > 0 pages forward from it, else before_seq > 0 pages back from it,
-  // else the latest `limit`. limit is clamped to [1, 200].
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit);
+  // History as `request` asks (HistoryRequest), limit clamped to [1, 200].
+  Result<HistoryPage> history(std::string_view conversation, const HistoryRequest& request);
   ReadModel& model() { return primary_; }
 
  private:
