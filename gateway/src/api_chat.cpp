@@ -32,16 +32,17 @@ bool group_param(Services& svc, const ApiRequest& req, const Respond& respond, u
   return false;
 }
 
-// Runs `then` once `user` may read `conversation`; answers 403 / 503 otherwise.
+// Runs `then(first_seq)` once `user` may read `conversation` from `first_seq` on; answers 403 /
+// 503 otherwise.
 void with_read_access(Services& svc, const std::string& conversation, uint64_t user, const Respond& respond,
-                      std::function<void()> then) {
-  authorize_read(svc, conversation, user, [&svc, conversation, respond, then = std::move(then)](Result<bool> may) {
-    if (!may) return respond(counted_error(svc, 503, "unavailable", may.error().message()));
-    if (!*may) {
+                      std::function<void(uint64_t first_seq)> then) {
+  authorize_read(svc, conversation, user, [&svc, conversation, respond, then = std::move(then)](Result<uint64_t> from) {
+    if (!from) return respond(counted_error(svc, 503, "unavailable", from.error().message()));
+    if (*from == 0) {
       return respond(counted_error(svc, 403, "forbidden",
                                    "you may not read " + conversation + ": not a participant or member"));
     }
-    then();
+    then(*from);
   });
 }
 
@@ -75,8 +76,8 @@ void on_history(Services& svc, ApiRequest& req, Respond respond) {
   if (request.after_seq && before > 0 && before <= after + 1) {
     return respond(invalid(svc, "before_seq must be greater than after_seq + 1"));
   }
-  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, request, respond] {
-    auto page = svc.query.history(conversation, request);
+  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, request, respond](uint64_t first_seq) {
+    auto page = svc.query.history(conversation, first_seq, request);
     if (!page) return respond(counted_error(svc, 503, "unavailable", page.error().message()));
     JsonOut j;
     j.begin_object();
@@ -253,7 +254,7 @@ void on_members(Services& svc, ApiRequest& req, Respond respond) {
     return respond(invalid(svc, error));
   }
   limit = std::clamp<uint64_t>(limit, 1, 1000);
-  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond] {
+  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond](uint64_t) {
     auto members = svc.query.model().members(id, after, static_cast<uint32_t>(limit) + 1);
     if (!members) return respond(counted_error(svc, 503, "unavailable", members.error().message()));
     bool more = members->size() > limit;

@@ -77,13 +77,13 @@ void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   if (data.has("after_seq")) request.after_seq = after_seq;
   request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
   authorize_read(svc, conversation, conn->user_id(),
-                 [&svc, conn, conversation, request](Result<bool> may) {
-                   if (!may) return send_error(svc, *conn, "unavailable", may.error().message(), {}, "sync");
-                   if (!*may) {
+                 [&svc, conn, conversation, request](Result<uint64_t> from) {
+                   if (!from) return send_error(svc, *conn, "unavailable", from.error().message(), {}, "sync");
+                   if (*from == 0) {
                      return send_error(svc, *conn, "forbidden",
                                        "you may not read " + conversation + " (not a participant or member)", {}, "sync");
                    }
-                   auto page = svc.query.history(conversation, request);
+                   auto page = svc.query.history(conversation, *from, request);
                    if (!page) return send_error(svc, *conn, "unavailable", page.error().message(), {}, "sync");
                    JsonOut j;
                    j.begin_object().field("type", "sync-result").key("data").begin_object();

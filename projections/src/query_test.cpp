@@ -180,15 +180,15 @@ TEST(QueryServiceHistory, UsesTheHotStoreWhenItAnswersTheWholeRangeElseTheModel)
   PagingFixture p;
   FakeHot hot;
   QueryService q(*p.model, &hot);
-  auto from_hot = q.history(p.conv, forward_from(21, 10));
+  auto from_hot = q.history(p.conv, 1, forward_from(21, 10));
   IMLOG_ASSERT_OK(from_hot);
   ASSERT_EQ(from_hot->messages.size(), 1u);
   EXPECT_EQ(from_hot->messages[0].content, "from the hot store");
-  auto from_model = q.history(p.conv, forward_from(3, 2));
+  auto from_model = q.history(p.conv, 1, forward_from(3, 2));
   IMLOG_ASSERT_OK(from_model);
   EXPECT_EQ(seqs(*from_model), range(4, 5));
   hot.failing = true;
-  auto fallback = q.history(p.conv, forward_from(21, 10));
+  auto fallback = q.history(p.conv, 1, forward_from(21, 10));
   IMLOG_ASSERT_OK(fallback);
   EXPECT_EQ(seqs(*fallback), range(22, 26));
   EXPECT_EQ(hot.calls, 3);
@@ -201,7 +201,7 @@ TEST(QueryServiceHistory, AfterSeqZeroReadsFromTheStartAndNoAfterSeqReadsTheLate
   FakeHot hot;
   hot.from_seq = UINT64_MAX;  // never answers: the model does
   QueryService q(*p.model, &hot);
-  auto from_zero = q.history(p.conv, forward_from(0, 5));
+  auto from_zero = q.history(p.conv, 1, forward_from(0, 5));
   IMLOG_ASSERT_OK(from_zero);
   EXPECT_EQ(seqs(*from_zero), range(1, 5));
   EXPECT_TRUE(from_zero->has_more);
@@ -209,17 +209,17 @@ TEST(QueryServiceHistory, AfterSeqZeroReadsFromTheStartAndNoAfterSeqReadsTheLate
   EXPECT_EQ(hot.last.after_seq, 0u);
   HistoryRequest newest;
   newest.limit = 5;
-  auto latest_page = q.history(p.conv, newest);
+  auto latest_page = q.history(p.conv, 1, newest);
   IMLOG_ASSERT_OK(latest_page);
   EXPECT_EQ(seqs(*latest_page), range(22, 26));
   EXPECT_FALSE(hot.last.forward);
   HistoryRequest back;
   back.before_seq = 10;
   back.limit = 3;
-  auto back_page = q.history(p.conv, back);
+  auto back_page = q.history(p.conv, 1, back);
   IMLOG_ASSERT_OK(back_page);
   EXPECT_EQ(seqs(*back_page), range(7, 9));
-  auto window = q.history(p.conv, HistoryRequest{uint64_t{3}, 6, 10});
+  auto window = q.history(p.conv, 1, HistoryRequest{uint64_t{3}, 6, 10});
   IMLOG_ASSERT_OK(window);
   EXPECT_EQ(seqs(*window), range(4, 5)) << "forward from after_seq, stopping before before_seq";
   EXPECT_FALSE(window->has_more);
@@ -237,13 +237,13 @@ TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
   QueryService q(*model, &hot);
   HistoryRequest zero;
   zero.limit = 0;
-  auto zero_page = q.history(std::string(kWorldStream), zero);
+  auto zero_page = q.history(std::string(kWorldStream), 1, zero);
   IMLOG_ASSERT_OK(zero_page);
   EXPECT_EQ(seqs(*zero_page), range(250, 250));
   EXPECT_EQ(hot.last.limit, 1u);
   HistoryRequest huge;
   huge.limit = 100000;
-  auto huge_page = q.history(std::string(kWorldStream), huge);
+  auto huge_page = q.history(std::string(kWorldStream), 1, huge);
   IMLOG_ASSERT_OK(huge_page);
   EXPECT_EQ(huge_page->messages.size(), 200u);
   EXPECT_TRUE(huge_page->has_more);
@@ -410,7 +410,7 @@ TEST(Search, CjkCharactersAreTokensAndQueryRunsMustBeContiguous) {
   EXPECT_TRUE(s.search(s.cat, "攀岩").empty());
 }
 
-TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
+TEST(ReadAccess, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   LogFixture f;
   auto& b = *f.builder;
   uint64_t ann = b.register_user("ann"), bob = b.register_user("bob"), cat = b.register_user("cat");
@@ -420,9 +420,9 @@ TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   auto model = f.model();
   IMLOG_ASSERT_OK(f.project(*model));
   auto can = [&](const std::string& conv, uint64_t user) {
-    auto r = model->can_read(conv, user);
+    auto r = model->read_access(conv, user);
     EXPECT_TRUE(r) << r.error().to_string();
-    return r && *r;
+    return r && r->allowed;
   };
   EXPECT_TRUE(can(single_stream(ann, bob), ann));
   EXPECT_TRUE(can(single_stream(ann, bob), bob));
@@ -436,6 +436,190 @@ TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   EXPECT_FALSE(can(user_stream(ann), ann));
   EXPECT_FALSE(can("nonsense", ann));
   EXPECT_FALSE(can(std::string(kWorldStream), 0));
+}
+
+// ---- the history rule ---------------------------------------------------------------------------
+
+TEST(HistoryRule, FirstReadableSeqIsTheLatestJoinUnderFromJoinAndOneOtherwise) {
+  EXPECT_EQ(first_readable_seq(ReadAccess{}), 0u) << "not allowed: nothing";
+  EXPECT_EQ(first_readable_seq(ReadAccess{false, "from_join", 9}), 0u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "all", 9}), 1u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "from_join", 9}), 9u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "from_join", 0}), 1u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "something newer", 9}), 1u);
+}
+
+// A group of ann's (private, history from the join): messages 2..6, cat added at 7 and one more
+// message at 8; dan, added and removed earlier, is banned.
+struct RuleFixture {
+  explicit RuleFixture(std::optional<fb::HistoryRule> rule = fb::HistoryRule::FromJoin,
+                       std::optional<fb::JoinPolicy> policy = fb::JoinPolicy::Private) {
+    auto& b = *f.builder;
+    ann = b.register_user("ann");
+    bob = b.register_user("bob");
+    cat = b.register_user("cat");
+    dan = b.register_user("dan");
+    b.create_group(4, ann, {bob}, "rules", policy, rule);  // seq 1
+    for (int i = 0; i < 5; ++i) b.message(g, ann, "before cat " + std::to_string(i));  // 2..6
+    b.join(4, cat, ann);                                                                // 7
+    b.message(g, ann, "after cat");                                                     // 8
+    model = f.model();
+    project();
+  }
+  void project() { EXPECT_TRUE(f.project(*model)); }
+  uint64_t from(uint64_t user) {
+    QueryService q(*model);
+    auto r = q.readable_from(g, user);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : 0;
+  }
+  std::vector<uint64_t> read(uint64_t user, const HistoryRequest& request) {
+    QueryService q(*model);
+    auto page = q.history(g, from(user), request);
+    EXPECT_TRUE(page) << page.error().to_string();
+    return page ? seqs(*page) : std::vector<uint64_t>{};
+  }
+  LogFixture f;
+  std::string g = group_stream(4);
+  uint64_t ann = 0, bob = 0, cat = 0, dan = 0;
+  std::unique_ptr<RocksDbModel> model;
+};
+
+TEST(HistoryRule, AFromJoinMemberReadsFromTheirJoinOnEveryPath) {
+  RuleFixture r;
+  EXPECT_EQ(r.from(r.ann), 1u);
+  EXPECT_EQ(r.from(r.bob), 1u) << "a first member joined at the creation";
+  EXPECT_EQ(r.from(r.cat), 7u);
+  EXPECT_EQ(r.from(r.dan), 0u) << "not a member";
+  EXPECT_EQ(r.read(r.cat, HistoryRequest{}), range(7, 8)) << "the latest page";
+  EXPECT_EQ(r.read(r.cat, forward_from(0, 50)), range(7, 8)) << "forward from 0";
+  EXPECT_EQ(r.read(r.cat, forward_from(3, 50)), range(7, 8)) << "forward from before the join";
+  EXPECT_EQ(r.read(r.cat, forward_from(7, 50)), range(8, 8));
+  EXPECT_TRUE(r.read(r.cat, HistoryRequest{std::nullopt, 7, 50}).empty()) << "back from the join";
+  EXPECT_EQ(r.read(r.cat, HistoryRequest{std::nullopt, 8, 50}), range(7, 7));
+  EXPECT_EQ(r.read(r.bob, forward_from(0, 50)), range(1, 8));
+  QueryService q(*r.model);
+  auto back = q.history(r.g, r.from(r.cat), HistoryRequest{std::nullopt, 0, 1});
+  IMLOG_ASSERT_OK(back);
+  EXPECT_TRUE(back->has_more) << "seq 7 is older and readable";
+  back = q.history(r.g, r.from(r.cat), HistoryRequest{std::nullopt, 0, 2});
+  IMLOG_ASSERT_OK(back);
+  EXPECT_FALSE(back->has_more) << "nothing readable is older than the join";
+  auto nothing = q.history(r.g, 0, HistoryRequest{});
+  IMLOG_ASSERT_OK(nothing);
+  EXPECT_TRUE(nothing->messages.empty()) << "first seq 0 reads nothing";
+
+  // The conversation list starts at the join too: last message, read seq and unread.
+  auto cats = r.model->conversations(r.cat);
+  IMLOG_ASSERT_OK(cats);
+  ASSERT_EQ(cats->size(), 1u);
+  ASSERT_TRUE(cats->front().last_message.has_value());
+  EXPECT_GE(cats->front().last_message->seq_id, 7u);
+  EXPECT_EQ(cats->front().read_seq, 6u);
+  EXPECT_EQ(cats->front().unread, 2u);
+}
+
+TEST(HistoryRule, AMemberWhoLeftAndCameBackReadsFromTheLatestJoin) {
+  RuleFixture r;
+  auto& b = *r.f.builder;
+  b.leave(4, r.cat);                 // 9
+  b.message(r.g, r.ann, "cat away");  // 10
+  b.join(4, r.cat, r.ann);           // 11
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 11u);
+  EXPECT_EQ(r.read(r.cat, forward_from(0, 50)), range(11, 11));
+}
+
+TEST(HistoryRule, AllLetsNewMembersReadEverythingAndTheRuleInForceIsTheCurrentOne) {
+  RuleFixture all(fb::HistoryRule::All, fb::JoinPolicy::Public);
+  EXPECT_EQ(all.from(all.cat), 1u);
+  EXPECT_EQ(all.read(all.cat, forward_from(0, 50)), range(1, 8));
+
+  RuleFixture r;
+  r.f.builder->group_settings(4, r.ann, std::nullopt, fb::HistoryRule::All);  // 9
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 1u) << "changed to all: everyone reads all";
+  r.f.builder->group_settings(4, r.ann, fb::JoinPolicy::Public, std::nullopt);  // 10: the rule stays
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 1u);
+  r.f.builder->group_settings(4, r.ann, std::nullopt, fb::HistoryRule::FromJoin);  // 11
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 7u);
+  auto g = r.model->group(4);
+  IMLOG_ASSERT_OK(g);
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->join_policy, "public");
+  EXPECT_EQ((*g)->history, "from_join");
+}
+
+// A group created before schema 3 carries no settings: private, and all history, as its members
+// always read.
+TEST(HistoryRule, AGroupWithoutSettingsIsPrivateAndShowsAllHistory) {
+  RuleFixture r(std::nullopt, std::nullopt);
+  EXPECT_EQ(r.from(r.cat), 1u);
+  auto g = r.model->group(4);
+  IMLOG_ASSERT_OK(g);
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->join_policy, "private");
+  EXPECT_EQ((*g)->history, "all");
+  auto row = r.model->history(r.g, latest(200));
+  IMLOG_ASSERT_OK(row);
+  EXPECT_EQ(row->messages.front().content.find("join_policy"), std::string::npos)
+      << "an old GroupCreated's row reads as it always did: " << row->messages.front().content;
+}
+
+TEST(HistoryRule, SearchFindsOnlyWhatTheReaderMayRead) {
+  RuleFixture r;
+  r.f.builder->message(r.g, r.ann, "granite after cat");
+  r.f.builder->message(r.g, r.ann, "granite");
+  r.project();
+  QueryService q(*r.model);
+  auto before = r.model->search_messages(r.cat, "before", 20);
+  IMLOG_ASSERT_OK(before);
+  EXPECT_EQ(before->size(), 5u) << "the model's search alone finds the rows before cat's join";
+  auto hidden = q.search_messages(r.cat, "before", 20);
+  IMLOG_ASSERT_OK(hidden);
+  EXPECT_TRUE(hidden->empty());
+  auto seen = q.search_messages(r.cat, "granite", 20);
+  IMLOG_ASSERT_OK(seen);
+  EXPECT_EQ(seen->size(), 2u);
+  auto anns = q.search_messages(r.ann, "before", 20);
+  IMLOG_ASSERT_OK(anns);
+  EXPECT_EQ(anns->size(), 5u);
+}
+
+TEST(Bans, ARemovalThatBansIsListedUntilLifted) {
+  RuleFixture r;
+  auto& b = *r.f.builder;
+  b.join(4, r.dan, r.ann);        // 9
+  b.remove(4, r.dan, r.ann, true);  // 10
+  b.remove(4, r.bob, r.ann);      // 11: a removal from before schema 3, no ban
+  r.project();
+  auto bans = r.model->bans(4, 0, 10);
+  IMLOG_ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 1u);
+  EXPECT_EQ(bans->front().user_id, r.dan);
+  EXPECT_EQ(bans->front().banned_by, r.ann);
+  EXPECT_GT(bans->front().banned_at, 0);
+  auto after = r.model->bans(4, r.dan, 10);
+  IMLOG_ASSERT_OK(after);
+  EXPECT_TRUE(after->empty());
+  auto h = r.model->history(r.g, latest(1));
+  IMLOG_ASSERT_OK(h);
+  EXPECT_EQ(h->messages.front().content, "{\"event\":\"member_removed\",\"user_id\":" + std::to_string(r.bob) +
+                                            ",\"by\":" + std::to_string(r.ann) + "}");
+  b.unban(4, r.dan, r.ann);  // 12
+  r.project();
+  bans = r.model->bans(4, 0, 10);
+  IMLOG_ASSERT_OK(bans);
+  EXPECT_TRUE(bans->empty());
+  h = r.model->history(r.g, HistoryRange{9, 13, true, 10});
+  IMLOG_ASSERT_OK(h);
+  ASSERT_EQ(h->messages.size(), 3u);
+  EXPECT_EQ(h->messages[0].content, "{\"event\":\"member_removed\",\"user_id\":" + std::to_string(r.dan) +
+                                        ",\"by\":" + std::to_string(r.ann) + ",\"ban\":true}");
+  EXPECT_EQ(h->messages[2].content, "{\"event\":\"member_unbanned\",\"user_id\":" + std::to_string(r.dan) +
+                                        ",\"by\":" + std::to_string(r.ann) + "}");
 }
 
 // From commands through the real sequencer to answers: the events the engine writes are the
@@ -502,7 +686,7 @@ TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
   IMLOG_ASSERT_OK(Projector(**log, **model, {}).run_until(ends));
 
   QueryService q(**model);
-  auto h = q.history(conv, HistoryRequest{});
+  auto h = q.history(conv, 1, HistoryRequest{});
   IMLOG_ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 4u);
   EXPECT_EQ(h->messages[0].content, "hello bob");
