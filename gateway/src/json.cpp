@@ -391,6 +391,8 @@ void write_group(JsonOut& j, const GroupView& g) {
   j.field("owner_id", g.owner_id);
   j.field("member_count", g.member_count);
   j.field("created_at", g.created_at);
+  j.field("join_policy", g.join_policy);
+  j.field("history", g.history);
   j.end_object();
 }
 

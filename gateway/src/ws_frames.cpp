@@ -1,5 +1,7 @@
 #include "ws_frames.h"
 
+#include <algorithm>
+
 #include "commands.h"
 #include "imlog/engine/streams.h"
 #include "json.h"
@@ -69,23 +71,24 @@ void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   }
   std::string why;
   if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "sync");
-  if (limit == 0) limit = 1;
-  if (limit > 200) limit = 200;
+  // after_seq present (0 included): the messages after it, oldest first (has_more: more after the
+  // page). Absent: the latest `limit` (has_more: older ones exist; page back over REST).
+  HistoryRequest request;
+  if (data.has("after_seq")) request.after_seq = after_seq;
+  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
   authorize_read(svc, conversation, conn->user_id(),
-                 [&svc, conn, conversation, after_seq, limit](Result<bool> may) {
-                   if (!may) return send_error(svc, *conn, "unavailable", may.error().message(), {}, "sync");
-                   if (!*may) {
+                 [&svc, conn, conversation, request](Result<uint64_t> from) {
+                   if (!from) return send_error(svc, *conn, "unavailable", from.error().message(), {}, "sync");
+                   if (*from == 0) {
                      return send_error(svc, *conn, "forbidden",
                                        "you may not read " + conversation + " (not a participant or member)", {}, "sync");
                    }
-                   // after_seq > 0: the messages after it, oldest first (has_more: more after the page).
-                   // after_seq 0: the latest `limit` (has_more: older ones exist; page back over REST).
-                   auto page = svc.query.history(conversation, after_seq, 0, static_cast<uint32_t>(limit));
+                   auto page = svc.query.history(conversation, *from, request);
                    if (!page) return send_error(svc, *conn, "unavailable", page.error().message(), {}, "sync");
                    JsonOut j;
                    j.begin_object().field("type", "sync-result").key("data").begin_object();
                    j.field("conversation_id", conversation);
-                   j.field("after_seq", after_seq);
+                   if (request.after_seq) j.field("after_seq", *request.after_seq);
                    write_history(j, *page);
                    j.end_object().end_object();
                    conn->send(shared(j.take()));

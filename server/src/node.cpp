@@ -144,7 +144,9 @@ class DependencyCheck {
       if (auto r = mysql_->user(0); !r) why = "MySQL is unreachable: " + r.error().to_string();
     }
     if (why.empty() && redis_) {
-      if (auto r = redis_->history(kWorldStream, 0, 0, 1); !r) why = "Redis is unreachable: " + r.error().to_string();
+      if (auto r = redis_->history(kWorldStream, HistoryRange{.limit = 1}); !r) {
+        why = "Redis is unreachable: " + r.error().to_string();
+      }
     }
     std::lock_guard lock(mu_);
     if (why != down_) {
