@@ -398,6 +398,17 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   auto forward = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&limit=4", c), a.token);
   EXPECT_EQ(seqs(forward), (std::vector<uint64_t>{4, 5, 6, 7}));
   EXPECT_TRUE(forward.json()["has_more"].GetBool());
+  // after_seq=0 is present: a device that has seen nothing reads from seq 1, not the latest page.
+  auto from_start = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=0&limit=4", c), a.token);
+  ASSERT_EQ(from_start.status, 200) << from_start.body;
+  EXPECT_EQ(seqs(from_start), (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_TRUE(from_start.json()["has_more"].GetBool());
+  auto window = s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=6", c), a.token);
+  EXPECT_EQ(seqs(window), (std::vector<uint64_t>{4, 5}));
+  EXPECT_FALSE(window.json()["has_more"].GetBool());
+  auto empty_window =
+      s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=4", c), a.token);
+  EXPECT_EQ(empty_window.status, 400) << empty_window.body;
   // The message objects carry the §8.1 fields.
   const auto& m = latest.json()["messages"][0];
   for (const char* k : {"message_id", "conversation_id", "seq_id", "sender_id", "content", "message_type",
@@ -415,6 +426,23 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   for (const auto& x : sync->data()["messages"].GetArray()) got.push_back(x["seq_id"].GetUint64());
   EXPECT_EQ(got, (std::vector<uint64_t>{23, 24, 25}));
   EXPECT_FALSE(sync->data()["has_more"].GetBool());
+  EXPECT_EQ(sync->u64("after_seq"), 22u);
+  // after_seq 0: from seq 1; no after_seq: the latest page.
+  auto sync_seqs = [&](const std::string& data) {
+    wa->send("sync", data);
+    auto r = wa->wait_for("sync-result", kFrameWait);
+    std::vector<uint64_t> out;
+    if (!r) {
+      ADD_FAILURE() << "no sync-result for " << data;
+      return std::pair(out, false);
+    }
+    for (const auto& x : r->data()["messages"].GetArray()) out.push_back(x["seq_id"].GetUint64());
+    return std::pair(out, r->data()["has_more"].GetBool());
+  };
+  EXPECT_EQ(sync_seqs(fmt::format(R"({{"conversation_id":{},"after_seq":0,"limit":3}})", json_quote(c))),
+            std::pair(std::vector<uint64_t>{1, 2, 3}, true));
+  EXPECT_EQ(sync_seqs(fmt::format(R"({{"conversation_id":{},"limit":3}})", json_quote(c))),
+            std::pair(std::vector<uint64_t>{23, 24, 25}, true));
 }
 
 TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
@@ -476,11 +504,172 @@ TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
   auto rest = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"x"})", b.token);
   EXPECT_EQ(rest.status, 403) << rest.body;
   EXPECT_STREQ(rest.json()["code"].GetString(), "not_member");
-  // Joining again works; the owner cannot leave a group with members.
-  auto join = s().http().post(fmt::format("/api/v1/groups/{}/join", gid), "", b.token);
-  EXPECT_EQ(join.status, 200) << join.body;
+  // The owner adds them back (a private group takes no one by themselves); the owner cannot
+  // leave a group with members.
+  auto add = s().http().post(fmt::format("/api/v1/groups/{}/members", gid), fmt::format(R"({{"user_id":{}}})", b.id),
+                             a.token);
+  EXPECT_EQ(add.status, 200) << add.body;
   auto owner_leave = s().http().post(fmt::format("/api/v1/groups/{}/leave", gid), "", a.token);
   EXPECT_EQ(owner_leave.status, 409) << owner_leave.body;
+}
+
+// Issue 12: group membership by policy. A private group (the default) takes no stranger; a
+// removed member is banned — cannot rejoin, cannot be added back, cannot read — until the ban is
+// lifted; a member of a from_join group (the private default) reads from their join on every read
+// path; a public group takes anyone.
+TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
+  User a = make_user(s(), "gown"), b = make_user(s(), "gmem"), d = make_user(s(), "gdee"), e = make_user(s(), "gstr"),
+       f = make_user(s(), "glate");
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"crew","members":[{},{}]}})", b.id, d.id),
+                           a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  std::string conv = g.json()["conversation_id"].GetString();
+  auto post = [&](const User& u, const std::string& path, const std::string& body) {
+    return s().http().post(fmt::format("/api/v1/groups/{}{}", gid, path), body, u.token);
+  };
+  auto code = [](const HttpResult& r) {
+    auto j = r.json();
+    return j.IsObject() && j.HasMember("code") && j["code"].IsString() ? std::string(j["code"].GetString()) : "";
+  };
+  auto history = [&](const User& u, const std::string& query) {
+    return s().http().get(fmt::format("/api/v1/conversations/{}/messages?{}", conv, query), u.token);
+  };
+  auto seqs = [](const HttpResult& r) {
+    std::vector<uint64_t> out;
+    if (r.status == 200) {
+      for (const auto& m : r.json()["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
+    }
+    return out;
+  };
+  auto wb = connect_ws(s(), b);
+  ASSERT_TRUE(wb);
+  for (int i = 1; i <= 3; ++i) {
+    auto m = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv),
+                             fmt::format(R"({{"content":"early {}"}})", i), a.token);
+    ASSERT_EQ(m.status, 201) << m.body;  // seqs 2..4
+  }
+  ASSERT_TRUE(wait_until([&] {
+    auto info = s().http().get(fmt::format("/api/v1/groups/{}", gid), a.token);
+    return info.status == 200 && info.json()["member_count"].GetUint() == 3;
+  }, 20s));
+  auto info = s().http().get(fmt::format("/api/v1/groups/{}", gid), e.token);
+  ASSERT_EQ(info.status, 200) << info.body;
+  EXPECT_STREQ(info.json()["join_policy"].GetString(), "private");
+  EXPECT_STREQ(info.json()["history"].GetString(), "from_join");
+
+  // A stranger cannot join a private group, nor a plain member add one.
+  auto stranger = post(e, "/join", "");
+  EXPECT_EQ(stranger.status, 403) << stranger.body;
+  EXPECT_EQ(code(stranger), "forbidden");
+  auto plain_add = post(b, "/members", fmt::format(R"({{"user_id":{}}})", e.id));
+  EXPECT_EQ(plain_add.status, 403) << plain_add.body;
+
+  // The owner removes d: d is banned from rejoining, from being added back, and from reading.
+  auto removed = s().http().request("DELETE", fmt::format("/api/v1/groups/{}/members/{}", gid, d.id), {}, a.token);
+  ASSERT_EQ(removed.status, 204) << removed.body;
+  auto pushed = wb->wait_for("member-removed", kFrameWait, [&](const Frame& fr) { return fr.u64("user_id") == d.id; });
+  ASSERT_TRUE(pushed);
+  EXPECT_TRUE(pushed->data()["banned"].GetBool());
+  auto rejoin = post(d, "/join", "");
+  EXPECT_EQ(rejoin.status, 403) << rejoin.body;
+  EXPECT_EQ(code(rejoin), "banned");
+  auto add_back = post(a, "/members", fmt::format(R"({{"user_id":{}}})", d.id));
+  EXPECT_EQ(add_back.status, 403) << add_back.body;
+  EXPECT_EQ(code(add_back), "banned");
+  EXPECT_TRUE(wait_until([&] { return history(d, "limit=50").status == 403; }, 20s)) << "d still reads the history";
+  EXPECT_EQ(history(d, "after_seq=0").status, 403);
+  auto wd = connect_ws(s(), d);
+  ASSERT_TRUE(wd);
+  wd->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", json_quote(conv)));
+  auto refused = wd->wait_for("error", kFrameWait);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->str("code"), "forbidden");
+  EXPECT_TRUE(wd->take_all("sync-result").empty());
+  ASSERT_TRUE(wait_until([&] {
+    auto bans = s().http().get(fmt::format("/api/v1/groups/{}/bans", gid), b.token);
+    return bans.status == 200 && bans.json()["bans"].Size() == 1;
+  }, 20s));
+  auto bans = s().http().get(fmt::format("/api/v1/groups/{}/bans", gid), a.token);
+  EXPECT_EQ(bans.json()["bans"][0]["user_id"].GetUint64(), d.id);
+  EXPECT_EQ(bans.json()["bans"][0]["banned_by"].GetUint64(), a.id);
+  EXPECT_EQ(s().http().get(fmt::format("/api/v1/groups/{}/bans", gid), e.token).status, 403) << "not a member";
+
+  // The owner adds f: a from_join member reads from their join seq, on every read path.
+  auto added = post(a, "/members", fmt::format(R"({{"user_id":{}}})", f.id));
+  ASSERT_EQ(added.status, 200) << added.body;
+  uint64_t joined = added.json()["seq_id"].GetUint64();
+  EXPECT_EQ(joined, 6u);  // 1 created, 2..4 messages, 5 d removed
+  auto after =
+      s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"welcome f"})", a.token);
+  ASSERT_EQ(after.status, 201) << after.body;  // 7
+  ASSERT_TRUE(wait_until([&] { return seqs(history(f, "limit=50")) == std::vector<uint64_t>{6, 7}; }, 20s))
+      << history(f, "limit=50").body;
+  EXPECT_EQ(seqs(history(f, "after_seq=0&limit=50")), (std::vector<uint64_t>{6, 7}));
+  EXPECT_EQ(seqs(history(f, "before_seq=6")), std::vector<uint64_t>{});
+  auto newest = history(f, "limit=1");
+  EXPECT_EQ(seqs(newest), std::vector<uint64_t>{7});
+  EXPECT_TRUE(newest.json()["has_more"].GetBool());
+  EXPECT_FALSE(history(f, "limit=2").json()["has_more"].GetBool()) << "nothing f may read is older than the join";
+  EXPECT_EQ(seqs(history(a, "after_seq=0&limit=3")), (std::vector<uint64_t>{1, 2, 3})) << "the owner reads it all";
+  auto wf = connect_ws(s(), f);
+  ASSERT_TRUE(wf);
+  wf->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", json_quote(conv)));
+  auto sync = wf->wait_for("sync-result", kFrameWait);
+  ASSERT_TRUE(sync);
+  std::vector<uint64_t> synced;
+  for (const auto& m : sync->data()["messages"].GetArray()) synced.push_back(m["seq_id"].GetUint64());
+  EXPECT_EQ(synced, (std::vector<uint64_t>{6, 7}));
+  EXPECT_FALSE(sync->data()["has_more"].GetBool());
+  auto list = s().http().get("/api/v1/conversations", f.token);
+  ASSERT_EQ(list.status, 200) << list.body;
+  bool listed = false;
+  for (const auto& c : list.json()["conversations"].GetArray()) {
+    if (c["conversation_id"].GetString() != conv) continue;
+    listed = true;
+    EXPECT_GE(c["last_message"]["seq_id"].GetUint64(), joined);
+    EXPECT_EQ(c["read_seq"].GetUint64(), joined - 1);
+    EXPECT_EQ(c["unread"].GetUint64(), 2u) << "the join and the message after it";
+  }
+  EXPECT_TRUE(listed) << list.body;
+
+  // Settings: only the owner or an admin changes them; then a stranger may join the public group.
+  auto patch = [&](const User& u, const std::string& body) {
+    return s().http().request("PATCH", fmt::format("/api/v1/groups/{}", gid), body, u.token);
+  };
+  EXPECT_EQ(patch(b, R"({"join_policy":"public"})").status, 403);
+  EXPECT_EQ(patch(a, R"({"join_policy":"open"})").status, 400);
+  EXPECT_EQ(patch(a, R"({})").status, 400);
+  auto opened = patch(a, R"({"join_policy":"public"})");
+  ASSERT_EQ(opened.status, 200) << opened.body;
+  auto settings = wb->wait_for("group-settings-changed", kFrameWait);
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(settings->str("join_policy"), "public");
+  EXPECT_FALSE(settings->data().HasMember("history")) << "unchanged settings are left out";
+  auto joined_e = post(e, "/join", "");
+  ASSERT_EQ(joined_e.status, 200) << joined_e.body;
+  EXPECT_EQ(code(post(d, "/join", "")), "banned") << "public, but d is still banned";
+
+  // Lifting the ban: only the owner or an admin; then d may come back, reading from the new join.
+  EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/groups/{}/bans/{}", gid, d.id), {}, b.token).status, 403);
+  auto lifted = s().http().request("DELETE", fmt::format("/api/v1/groups/{}/bans/{}", gid, d.id), {}, a.token);
+  ASSERT_EQ(lifted.status, 204) << lifted.body;
+  auto unbanned = wb->wait_for("member-unbanned", kFrameWait);
+  ASSERT_TRUE(unbanned);
+  EXPECT_EQ(unbanned->u64("user_id"), d.id);
+  auto again = s().http().request("DELETE", fmt::format("/api/v1/groups/{}/bans/{}", gid, d.id), {}, a.token);
+  EXPECT_EQ(again.status, 404) << again.body;
+  auto back = post(d, "/join", "");
+  ASSERT_EQ(back.status, 200) << back.body;
+  uint64_t back_at = back.json()["seq_id"].GetUint64();
+  ASSERT_TRUE(wait_until([&] { return history(d, "after_seq=0").status == 200; }, 20s));
+  auto dh = seqs(history(d, "after_seq=0&limit=50"));
+  ASSERT_FALSE(dh.empty());
+  EXPECT_EQ(dh.front(), back_at) << "from the latest join";
+  ASSERT_TRUE(wait_until([&] {
+    auto bans = s().http().get(fmt::format("/api/v1/groups/{}/bans", gid), a.token);
+    return bans.status == 200 && bans.json()["bans"].Empty();
+  }, 20s));
 }
 
 TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
@@ -627,8 +816,11 @@ TEST_F(E2eChat, FastSendersAreRateLimited) {
   for (int i = 0; i < 1000; ++i) ws->send("sync", R"({"conversation_id":"world","after_seq":0,"limit":1})");
   auto limited = ws->wait_for("error", 30s, [](const Frame& f) { return f.str("code") == "rate_limited"; });
   ASSERT_TRUE(limited);
-  ws->send("ping", "{}");
-  EXPECT_TRUE(ws->wait_for("pong", 30s)) << "still connected";
+  // A ping takes a token like any frame: once the bucket refills, one is answered.
+  EXPECT_TRUE(wait_until([&] {
+    ws->send("ping", "{}");
+    return ws->wait_for("pong", 200ms).has_value();
+  }, 30s)) << "still connected";
 }
 
 TEST_F(E2eChat, SilentPeersAreClosedAfterTheHeartbeatTimeout) {

@@ -7,8 +7,9 @@
 // The log: a real Sequencer (tests/support engine harness) on a LocalLog turns a script of
 // commands — registrations, a friendship, one-to-one and group and world messages, joins, leaves,
 // role changes with an ownership transfer, profile and settings edits, blocks, a recall, read
-// marks, a group with more messages than the hot cache keeps, and content that tries SQL
-// injection — into im.events. Every record is read back and sorted by the EpochFilter exactly as
+// marks, a group with more messages than the hot cache keeps, a private group whose members read
+// from their join, with removals that ban, a settings change and a lifted ban, and content that
+// tries SQL injection — into im.events. Every record is read back and sorted by the EpochFilter exactly as
 // the projector does; one hand-encoded partition adds a registration whose username no engine
 // would accept (quotes, semicolons), to show such bytes are stored verbatim.
 //
@@ -105,7 +106,7 @@ struct Users {
 class GeneratedLog {
  public:
   Users users;
-  std::string single_ab, single_cd, group1, group2;
+  std::string single_ab, single_cd, group1, group2, group3;
   uint64_t recalled_message_id = 0;
   uint64_t synthetic_user_id = 0;
   std::deque<std::string> bytes;   // owns every event's bytes; never modified once decoded
@@ -289,6 +290,7 @@ class LogBuilder {
     out_.single_cd = single_stream(u.cyd, u.dee);
     out_.group1 = group_stream(1);
     out_.group2 = group_stream(2);
+    out_.group3 = group_stream(3);
     const auto& ab = out_.single_ab;
     const auto& g1 = out_.group1;
     const std::string world(kWorldStream);
@@ -357,6 +359,27 @@ class LogBuilder {
     d.push_back(send(g1, u.ann, "after the recall"));
     d.push_back(with(cmd(g1, u.bob), fb::JoinGroupT{{}, u.cyd}));  // an admin adds cyd back
     d.push_back(send(world, u.cyd, "back in the world"));
+    // A private group, history from the join (the engine's default for private groups): cyd is
+    // added at 4, dee added and removed (banned), bob removed (banned), the group made public,
+    // bob's ban lifted and bob back by himself at 11.
+    const auto& g3 = out_.group3;
+    d.push_back(
+        t::create_group(3, u.ann, {u.bob}, "c" + std::to_string(++client_), kGateway, 0, fb::JoinPolicy::Private));
+    d.push_back(send(g3, u.ann, "g3 before cyd"));
+    d.push_back(send(g3, u.bob, "g3 bob before cyd"));
+    d.push_back(with(cmd(g3, u.ann), fb::JoinGroupT{{}, u.cyd}));  // 4
+    d.push_back(send(g3, u.cyd, "g3 cyd is here"));
+    d.push_back(with(cmd(g3, u.ann), fb::JoinGroupT{{}, u.dee}));
+    d.push_back(with(cmd(g3, u.ann), fb::RemoveMemberT{{}, u.dee}));
+    d.push_back(with(cmd(g3, u.ann), fb::RemoveMemberT{{}, u.bob}));  // 8
+    {
+      fb::ChangeGroupSettingsT open;
+      open.join_policy = fb::JoinPolicy::Public;
+      d.push_back(with(cmd(g3, u.ann), std::move(open)));
+    }
+    d.push_back(with(cmd(g3, u.ann), fb::UnbanMemberT{{}, u.bob}));
+    d.push_back(t::join_group(3, u.bob, "c" + std::to_string(++client_), kGateway, 0));  // 11
+    d.push_back(send(g3, u.bob, "g3 bob is back"));
     return run(std::move(d));
   }
 
@@ -636,10 +659,12 @@ TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
     }
     int fds[2];
     ASSERT_EQ(::pipe(fds), 0);
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       // The child: no gtest here, and _exit without destructors of the parent's objects.
+      t::die_with_parent(parent);
       ::close(fds[0]);
       auto o = open_sink(GetParam(), target);
       if (!o) ::_exit(2);
@@ -771,10 +796,47 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   std::map<uint64_t, std::string> roles;
   for (const auto& m : *members) roles[m.user_id] = m.role;
   EXPECT_EQ(roles, (std::map<uint64_t, std::string>{{u.ann, "admin"}, {u.bob, "admin"}, {u.cyd, "member"}, {u.dee, "owner"}}));
-  EXPECT_TRUE(*model_->can_read(g1, u.cyd));
-  EXPECT_FALSE(*model_->can_read(log().group2, u.bob));
-  EXPECT_TRUE(*model_->can_read(log().single_ab, u.bob));
-  EXPECT_FALSE(*model_->can_read(log().single_ab, u.cyd));
+  EXPECT_TRUE(model_->read_access(g1, u.cyd)->allowed);
+  EXPECT_FALSE(model_->read_access(log().group2, u.bob)->allowed);
+  EXPECT_TRUE(model_->read_access(log().single_ab, u.bob)->allowed);
+  EXPECT_FALSE(model_->read_access(log().single_ab, u.cyd)->allowed);
+
+  // Group settings, join seqs and bans (group 3); the history rule over MySQL.
+  const auto& g3 = log().group3;
+  auto third = model_->group(3);
+  ASSERT_OK(third);
+  ASSERT_TRUE(third->has_value());
+  EXPECT_EQ((*third)->join_policy, "public");
+  EXPECT_EQ((*third)->history, "from_join");
+  EXPECT_EQ((*model_->group(1))->join_policy, "public") << "the harness creates public groups";
+  EXPECT_EQ((*model_->group(1))->history, "all");
+  EXPECT_EQ(*model_->read_access(g3, u.cyd), (ReadAccess{true, "from_join", 4}));
+  EXPECT_EQ(*model_->read_access(g3, u.bob), (ReadAccess{true, "from_join", 11})) << "the latest join";
+  EXPECT_EQ(*model_->read_access(g3, u.ann), (ReadAccess{true, "from_join", 1}));
+  EXPECT_FALSE(model_->read_access(g3, u.dee)->allowed);
+  auto bans = model_->bans(3, 0, 10);
+  ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 1u);
+  EXPECT_EQ(bans->front().user_id, u.dee);
+  EXPECT_EQ(bans->front().banned_by, u.ann);
+  EXPECT_GT(bans->front().banned_at, 0);
+  QueryService q(*model_);
+  auto from = q.readable_from(g3, u.cyd);
+  ASSERT_OK(from);
+  EXPECT_EQ(*from, 4u);
+  auto cyds = q.history(g3, *from, HistoryRequest{uint64_t{0}, 0, 50});
+  ASSERT_OK(cyds);
+  ASSERT_FALSE(cyds->messages.empty());
+  EXPECT_EQ(cyds->messages.front().seq_id, 4u) << "cyd reads from his join";
+  EXPECT_EQ(cyds->messages.back().seq_id, 12u);
+  auto g3_rows = model_->history(g3, HistoryRange{0, 0, false, 50});
+  ASSERT_OK(g3_rows);
+  ASSERT_EQ(g3_rows->messages.size(), 12u);
+  EXPECT_NE(g3_rows->messages[0].content.find(R"("join_policy":"private","history":"from_join")"), std::string::npos)
+      << g3_rows->messages[0].content;
+  EXPECT_NE(g3_rows->messages[7].content.find(R"("ban":true)"), std::string::npos) << g3_rows->messages[7].content;
+  EXPECT_EQ(g3_rows->messages[8].content, R"({"event":"group_settings_changed","join_policy":"public","by":)" +
+                                              std::to_string(u.ann) + "}");
 
   // Friends, friend groups, blocks.
   auto fa = model_->friends(u.ann);
@@ -789,7 +851,7 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_TRUE(model_->blocked(u.dee)->empty());
 
   // History: dense seqs, system rows, the recall.
-  auto h = model_->history(g1, 0, 0, 200);
+  auto h = model_->history(g1, HistoryRange{0, 0, false, 200});
   ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 12u);
   for (size_t i = 0; i < h->messages.size(); ++i) EXPECT_EQ(h->messages[i].seq_id, i + 1);
@@ -802,12 +864,12 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ(recalled.content, "");
   EXPECT_EQ(h->messages[9].message_type, "system");
   EXPECT_NE(h->messages[9].content.find("\"event\":\"message_recalled\""), std::string::npos);
-  auto page = model_->history(g1, 3, 0, 2);
+  auto page = model_->history(g1, HistoryRange{3, 0, true, 2});
   ASSERT_OK(page);
   ASSERT_EQ(page->messages.size(), 2u);
   EXPECT_EQ(page->messages[0].seq_id, 4u);
   EXPECT_TRUE(page->has_more);
-  auto back = model_->history(g1, 0, 3, 5);
+  auto back = model_->history(g1, HistoryRange{0, 3, false, 5});
   ASSERT_OK(back);
   ASSERT_EQ(back->messages.size(), 2u);
   EXPECT_FALSE(back->has_more);
@@ -865,7 +927,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   ASSERT_OK(found);
   ASSERT_EQ(found->size(), 1u);
   EXPECT_EQ((*found)[0].username, kNastyUsername);
-  auto world = model_->history("world", 0, 0, 10);
+  auto world = model_->history("world", HistoryRange{0, 0, false, 10});
   ASSERT_OK(world);
   bool seen = false;
   for (const auto& m : world->messages) seen = seen || m.content == kNastyContent;
@@ -898,7 +960,7 @@ TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
     EXPECT_EQ(e.getErrorCode(), 1062) << e.what();  // ER_DUP_ENTRY
   }
   // A (forged) event claiming an existing (conversation, seq) does not replace the row.
-  auto original = model_->history("world", 0, 2, 1);
+  auto original = model_->history("world", HistoryRange{0, 2, false, 1});
   ASSERT_OK(original);
   ASSERT_EQ(original->messages.size(), 1u);
   fb::EventEnvelopeT forged;
@@ -913,7 +975,7 @@ TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
   b.events.push_back({kSyntheticPartition, 2, *read_event(bytes)});
   b.positions.push_back({kSyntheticPartition, 3, kSyntheticToken});
   ASSERT_OK(model_->apply(b));
-  auto after = model_->history("world", 0, 2, 1);
+  auto after = model_->history("world", HistoryRange{0, 2, false, 1});
   ASSERT_OK(after);
   EXPECT_EQ(after->messages, original->messages);
   EXPECT_FALSE(model_->message(43)->has_value());
@@ -966,11 +1028,29 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SELECT version, name FROM schema_migrations ORDER BY version"));
   std::vector<std::string> names;
   while (rs->next()) names.push_back(rs->getString(2).asStdString());
-  EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings"}));
   // A model is usable after drop(): the next use re-creates the database.
   ASSERT_OK(model_->drop());
   ASSERT_OK(apply_all(*model_, log().events, 10, 5));
   EXPECT_EQ(*model_->positions(), log().positions_after(10));
+}
+
+// A database projected before migration 3 has no join seqs: the migration fills them in as a
+// projection from scratch writes them, so `replay --verify` stays equal after the upgrade.
+TEST_F(ProjectionSinksMysql, Migration3FillsInTheJoinSeqsOfRowsProjectedBeforeIt) {
+  apply_log();
+  auto projected = dump_of(*model_);
+  ASSERT_OK(projected);
+  {
+    auto conn = t::raw_mysql(config_);
+    std::unique_ptr<sql::Statement> st(conn->createStatement());
+    ASSERT_GT(st->executeUpdate("UPDATE group_members SET joined_seq = 0"), 0);
+    st->execute("DELETE FROM schema_migrations WHERE version = 3");
+  }
+  ASSERT_OK(migrate_mysql(config_));
+  auto migrated = dump_of(*model_);
+  ASSERT_OK(migrated);
+  EXPECT_EQ(diff(*projected, *migrated), "");
 }
 
 // ---- Redis specifics -----------------------------------------------------------------------------
@@ -1019,7 +1099,7 @@ TEST_F(ProjectionSinksRedis, KeepsTheSeedsLayout) {
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.ann)), log().single_ab}), "1");
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.bob)), log().group2}), "");
   // Injection content survives the JSON round trip.
-  auto world = model_->history("world", 0, 0, 10);
+  auto world = model_->history("world", HistoryRange{0, 0, false, 10});
   ASSERT_OK(world);
   ASSERT_TRUE(world->has_value());
   bool seen = false;
@@ -1073,7 +1153,7 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
 
   int answered = 0, declined = 0;
   for (const std::string& conv : {log.single_ab, log.single_cd, log.group1, log.group2, std::string("world")}) {
-    auto latest = (*mysql)->history(conv, 0, 0, 1);
+    auto latest = (*mysql)->history(conv, HistoryRange{0, 0, false, 1});
     ASSERT_OK(latest);
     ASSERT_FALSE(latest->messages.empty()) << conv;
     uint64_t last = latest->messages.back().seq_id;
@@ -1081,24 +1161,27 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
     for (uint64_t after : {uint64_t{0}, uint64_t{1}, uint64_t{2}, last / 2, last - 1, last, last + 5}) {
       for (uint64_t before : {uint64_t{0}, uint64_t{1}, uint64_t{3}, last / 2 + 1, last, last + 1, last + 10}) {
         for (uint32_t limit : {0u, 1u, 2u, 3u, 50u, 200u}) {
-          SCOPED_TRACE(conv + " after " + std::to_string(after) + " before " + std::to_string(before) + " limit " +
-                       std::to_string(limit));
-          auto m = (*mysql)->history(conv, after, before, limit);
-          ASSERT_OK(m);
-          auto r = (*redis)->history(conv, after, before, limit);
-          ASSERT_OK(r);
-          if (!r->has_value()) {
-            ++declined;
-            EXPECT_FALSE(all_hot) << "Redis holds every row of this conversation";
-            // It declines only ranges reaching below the newest 300 rows.
-            if (!m->messages.empty()) {
-              EXPECT_LT(m->messages.front().seq_id, last - 299);
+          for (bool forward : {true, false}) {
+            SCOPED_TRACE(conv + " after " + std::to_string(after) + " before " + std::to_string(before) + " limit " +
+                         std::to_string(limit) + (forward ? " forward" : " backward"));
+            const HistoryRange range{after, before, forward, limit};
+            auto m = (*mysql)->history(conv, range);
+            ASSERT_OK(m);
+            auto r = (*redis)->history(conv, range);
+            ASSERT_OK(r);
+            if (!r->has_value()) {
+              ++declined;
+              EXPECT_FALSE(all_hot) << "Redis holds every row of this conversation";
+              // It declines only ranges reaching below the newest 300 rows.
+              if (!m->messages.empty()) {
+                EXPECT_LT(m->messages.front().seq_id, last - 299);
+              }
+              continue;
             }
-            continue;
+            ++answered;
+            EXPECT_EQ((*r)->messages, m->messages);
+            EXPECT_EQ((*r)->has_more, m->has_more);
           }
-          ++answered;
-          EXPECT_EQ((*r)->messages, m->messages);
-          EXPECT_EQ((*r)->has_more, m->has_more);
         }
       }
     }
@@ -1147,9 +1230,9 @@ TEST(ProjectionSinks, QueriesFromManyThreadsWhileApplying) {
     readers.emplace_back([&, t] {
       while (!done.load()) {
         const std::string& conv = t % 2 ? log.group1 : log.group2;
-        auto h = (*mysql)->history(conv, 0, 0, 20);
+        auto h = (*mysql)->history(conv, HistoryRange{0, 0, false, 20});
         auto c = (*mysql)->conversations(t % 2 ? log.users.ann : log.users.dee);
-        auto r = (*redis)->history(conv, 0, 0, 20);
+        auto r = (*redis)->history(conv, HistoryRange{0, 0, false, 20});
         if (!h || !c || !r) ++errors;
         // A page is always a dense run of seqs.
         if (h) {

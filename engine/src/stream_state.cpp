@@ -67,6 +67,14 @@ fb::Role role_of(const StreamState& s, uint64_t user) {
   return it == s.members.end() ? fb::Role::Member : it->second;
 }
 
+// A member who runs the group: its owner or an admin.
+bool is_manager(const StreamState& s, uint64_t user) {
+  return is_member(s, user) && role_of(s, user) != fb::Role::Member;
+}
+
+bool known(fb::JoinPolicy p) { return p >= fb::JoinPolicy::MIN && p <= fb::JoinPolicy::MAX; }
+bool known(fb::HistoryRule r) { return r >= fb::HistoryRule::MIN && r <= fb::HistoryRule::MAX; }
+
 // ---- names_<bucket> ---------------------------------------------------------------------------
 
 Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
@@ -322,6 +330,31 @@ Decision decide_single(const StreamRef& ref, const StreamState& s, const fb::Com
   return decide_message(s, c, ctx);
 }
 
+// Why `actor` may not make `who` a member (who == actor: joining by themselves), or nullopt.
+// A private group takes only members its owner or an admin adds; a public one, anyone, and any
+// member may add others. A banned user is refused either way until the ban is lifted.
+std::optional<Decision> refuse_join(const StreamRef& ref, const StreamState& s, uint64_t actor, uint64_t who,
+                                    const DecideContext& ctx) {
+  const bool self = who == actor;
+  if (!self && !is_member(s, actor)) return Decision::refuse(Refusal::not_member, "only members add members");
+  if (is_member(s, who))
+    return Decision::refuse(Refusal::already_member, "user " + id_str(who) + " is already a member");
+  if (!self && !ctx.directory.user(who).exists)
+    return Decision::refuse(Refusal::not_found, "user " + id_str(who) + " does not exist");
+  if (s.banned.contains(who)) {
+    return Decision::refuse(Refusal::banned,
+                            (self ? "you were" : "user " + id_str(who) + " was") + std::string(" removed from group ") +
+                                id_str(ref.a) + "; the owner or an admin must lift the ban first");
+  }
+  if (!s.public_group && !is_manager(s, actor)) {
+    return Decision::refuse(Refusal::forbidden,
+                            "group " + id_str(ref.a) + " is private: only its owner or an admin adds members");
+  }
+  if (s.members.size() >= ctx.limits.max_group_members)
+    return Decision::refuse(Refusal::group_full, "the group is full");
+  return std::nullopt;
+}
+
 Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                       const DecideContext& ctx) {
   uint64_t actor = c.actor();
@@ -342,6 +375,14 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     ev.owner = actor;
     ev.name = sv(cmd->name());
     ev.description = sv(cmd->description());
+    // The event always says both, so no reader needs this build's defaults.
+    auto policy = cmd->join_policy().value_or(fb::JoinPolicy::Private);
+    if (!known(policy)) return Decision::refuse(Refusal::invalid, "join_policy must be private or public");
+    auto history = cmd->history().value_or(policy == fb::JoinPolicy::Public ? fb::HistoryRule::All
+                                                                            : fb::HistoryRule::FromJoin);
+    if (!known(history)) return Decision::refuse(Refusal::invalid, "history must be all or from_join");
+    ev.join_policy = policy;
+    ev.history = history;
     if (cmd->members()) {
       for (uint64_t m : *cmd->members()) {
         if (m == actor || std::find(ev.members.begin(), ev.members.end(), m) != ev.members.end()) continue;
@@ -361,14 +402,7 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     case fb::Command::JoinGroup: {
       uint64_t who = c.command_as_JoinGroup()->user_id();
       if (who == 0) who = actor;
-      if (who != actor && !is_member(s, actor))
-        return Decision::refuse(Refusal::not_member, "only members add members");
-      if (is_member(s, who))
-        return Decision::refuse(Refusal::already_member, "user " + id_str(who) + " is already a member");
-      if (who != actor && !ctx.directory.user(who).exists)
-        return Decision::refuse(Refusal::not_found, "user " + id_str(who) + " does not exist");
-      if (s.members.size() >= lim.max_group_members)
-        return Decision::refuse(Refusal::group_full, "the group is full");
+      if (auto refused = refuse_join(ref, s, actor, who, ctx)) return std::move(*refused);
       return accept(fb::MemberJoinedT{{}, who, who == actor ? 0 : actor});
     }
     case fb::Command::LeaveGroup: {
@@ -391,7 +425,33 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
       if (role_of(s, who) != fb::Role::Member && mine != fb::Role::Owner) {
         return Decision::refuse(Refusal::forbidden, "only the owner removes an admin");
       }
-      return accept(fb::MemberRemovedT{{}, who, actor});
+      return accept(fb::MemberRemovedT{{}, who, actor, /*ban=*/true});
+    }
+    case fb::Command::UnbanMember: {
+      uint64_t who = c.command_as_UnbanMember()->user_id();
+      if (!is_manager(s, actor))
+        return Decision::refuse(Refusal::forbidden, "only the owner or an admin lifts bans");
+      if (!s.banned.contains(who)) {
+        return Decision::refuse(Refusal::not_found,
+                                "user " + id_str(who) + " is not banned from group " + id_str(ref.a));
+      }
+      return accept(fb::MemberUnbannedT{{}, who, actor});
+    }
+    case fb::Command::ChangeGroupSettings: {
+      auto* cmd = c.command_as_ChangeGroupSettings();
+      if (!is_manager(s, actor))
+        return Decision::refuse(Refusal::forbidden, "only the owner or an admin changes the group's settings");
+      if (!cmd->join_policy() && !cmd->history())
+        return Decision::refuse(Refusal::invalid, "nothing to change: give join_policy, history or both");
+      if (cmd->join_policy() && !known(*cmd->join_policy()))
+        return Decision::refuse(Refusal::invalid, "join_policy must be private or public");
+      if (cmd->history() && !known(*cmd->history()))
+        return Decision::refuse(Refusal::invalid, "history must be all or from_join");
+      fb::GroupSettingsChangedT ev;
+      ev.join_policy = cmd->join_policy();
+      ev.history = cmd->history();
+      ev.by = actor;
+      return accept(std::move(ev));
     }
     case fb::Command::ChangeRole: {
       auto* cmd = c.command_as_ChangeRole();
@@ -460,6 +520,8 @@ std::string_view refusal_code(Refusal r) {
       return "owner_must_transfer";
     case Refusal::rate_limited:
       return "rate_limited";
+    case Refusal::banned:
+      return "banned";
   }
   return "invalid";
 }
@@ -502,6 +564,8 @@ void apply_group(StreamState& s, const fb::EventEnvelope& e) {
       auto* ev = e.event_as_GroupCreated();
       s.created = true;
       s.owner = ev->owner();
+      // Absent in groups created before schema 3: private.
+      s.public_group = ev->join_policy() == fb::JoinPolicy::Public;
       s.members[ev->owner()] = fb::Role::Owner;
       if (ev->members())
         for (uint64_t m : *ev->members()) s.members.emplace(m, fb::Role::Member);
@@ -521,8 +585,16 @@ void apply_group(StreamState& s, const fb::EventEnvelope& e) {
                                                              : e.event_as_MemberRemoved()->user_id();
       s.members.erase(who);
       if (who == s.owner) s.owner = 0;
+      // Removals before schema 3 carry no ban: nothing stops those users being added again.
+      if (auto* r = e.event_as_MemberRemoved(); r && r->ban()) s.banned.insert(who);
       break;
     }
+    case fb::Event::MemberUnbanned:
+      s.banned.erase(e.event_as_MemberUnbanned()->user_id());
+      break;
+    case fb::Event::GroupSettingsChanged:
+      if (auto p = e.event_as_GroupSettingsChanged()->join_policy()) s.public_group = *p == fb::JoinPolicy::Public;
+      break;
     case fb::Event::RoleChanged: {
       auto* ev = e.event_as_RoleChanged();
       if (ev->role() == fb::Role::Owner) {
@@ -620,17 +692,20 @@ struct Reader {
   }
 };
 
-constexpr uint64_t kStateVersion = 1;
+// 1: the first. 2: the public_group flag, and the banned users after the recent messages.
+constexpr uint64_t kStateVersion = 2;
+constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8;
 
 }  // namespace
 
 std::string encode_state(const StreamState& s) {
   std::string out;
-  out.reserve(64 + s.members.size() * 9 + s.recent.size() * 33);
+  out.reserve(72 + s.members.size() * 9 + s.recent.size() * 33 + s.banned.size() * 8);
   put_u64(out, kStateVersion);
   put_u64(out, s.last_seq);
   put_u64(out, static_cast<uint64_t>(s.last_event_ms));
-  put_u64(out, (s.created ? 1u : 0u) | (s.lo_blocks_hi ? 2u : 0u) | (s.hi_blocks_lo ? 4u : 0u) |
+  put_u64(out, (s.created ? kFlagCreated : 0) | (s.lo_blocks_hi ? kFlagLoBlocksHi : 0) |
+                   (s.hi_blocks_lo ? kFlagHiBlocksLo : 0) | (s.public_group ? kFlagPublic : 0) |
                    (static_cast<uint64_t>(s.link) << 8));
   put_u64(out, s.owner);
   put_u64(out, s.members.size());
@@ -646,19 +721,23 @@ std::string encode_state(const StreamState& s) {
     put_u64(out, static_cast<uint64_t>(m.timestamp_ms));
     out.push_back(m.recalled ? 1 : 0);
   }
+  put_u64(out, s.banned.size());
+  for (uint64_t id : s.banned) put_u64(out, id);
   return out;
 }
 
 bool decode_state(std::string_view bytes, StreamState& s) {
   Reader r{bytes};
   s = StreamState{};
-  if (r.u64() != kStateVersion) return false;
+  const uint64_t version = r.u64();
+  if (version != 1 && version != kStateVersion) return false;
   s.last_seq = r.u64();
   s.last_event_ms = static_cast<int64_t>(r.u64());
   uint64_t flags = r.u64();
-  s.created = flags & 1;
-  s.lo_blocks_hi = flags & 2;
-  s.hi_blocks_lo = flags & 4;
+  s.created = flags & kFlagCreated;
+  s.lo_blocks_hi = flags & kFlagLoBlocksHi;
+  s.hi_blocks_lo = flags & kFlagHiBlocksLo;
+  s.public_group = flags & kFlagPublic;
   s.link = static_cast<Link>((flags >> 8) & 0xff);
   s.owner = r.u64();
   uint64_t n = r.u64();
@@ -679,6 +758,10 @@ bool decode_state(std::string_view bytes, StreamState& s) {
     m.recalled = r.in[0] != 0;
     r.in.remove_prefix(1);
     s.recent.push_back(m);
+  }
+  if (version >= 2) {
+    n = r.u64();
+    for (uint64_t i = 0; r.ok && i < n; ++i) s.banned.insert(r.u64());
   }
   return r.ok && r.in.empty();
 }

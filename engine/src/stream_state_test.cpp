@@ -20,6 +20,7 @@
 #include <deque>
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -187,6 +188,8 @@ class Stream {
   }
   if (x.link != y.link)
     return differ("link") << ": " << static_cast<int>(x.link) << " vs " << static_cast<int>(y.link);
+  if (x.public_group != y.public_group) return differ("public_group");
+  if (x.banned != y.banned) return differ("banned") << ": " << x.banned.size() << " vs " << y.banned.size() << " users";
   if (x.lo_blocks_hi != y.lo_blocks_hi) return differ("lo_blocks_hi");
   if (x.hi_blocks_lo != y.hi_blocks_lo) return differ("hi_blocks_lo");
   if (x.recent.size() != y.recent.size())
@@ -263,6 +266,23 @@ fb::CreateGroupT create_group(uint64_t id, std::vector<uint64_t> members = {}, s
   c.members = std::move(members);
   return c;
 }
+fb::CreateGroupT create_public_group(uint64_t id, std::vector<uint64_t> members = {}) {
+  fb::CreateGroupT c = create_group(id, std::move(members));
+  c.join_policy = fb::JoinPolicy::Public;
+  return c;
+}
+fb::ChangeGroupSettingsT change_settings(std::optional<fb::JoinPolicy> policy,
+                                         std::optional<fb::HistoryRule> history = std::nullopt) {
+  fb::ChangeGroupSettingsT c;
+  if (policy) c.join_policy = *policy;
+  if (history) c.history = *history;
+  return c;
+}
+fb::UnbanMemberT unban(uint64_t user) {
+  fb::UnbanMemberT c;
+  c.user_id = user;
+  return c;
+}
 fb::JoinGroupT join(uint64_t user = 0) {
   fb::JoinGroupT c;
   c.user_id = user;
@@ -321,6 +341,7 @@ TEST(StreamStateRefusals, CodesAreDistinctAndNamedLikeTheEnum) {
       {Refusal::group_full, "group_full"},
       {Refusal::owner_must_transfer, "owner_must_transfer"},
       {Refusal::rate_limited, "rate_limited"},
+      {Refusal::banned, "banned"},
   };
   std::set<std::string_view> seen;
   for (auto [r, code] : all) {
@@ -711,7 +732,7 @@ TEST_F(StreamStateGroup, CreateRefusesMoreMembersThanTheLimit) {
   Stream small(group_stream(kGroup), dir, limits);
   EXPECT_TRUE(
       Refused(small.run(kOwner, create_group(kGroup, {kAdmin, kMember, kOutsider})), Refusal::group_full));
-  ASSERT_TRUE(Accepted(small.run(kOwner, create_group(kGroup, {kAdmin, kMember}))));
+  ASSERT_TRUE(Accepted(small.run(kOwner, create_public_group(kGroup, {kAdmin, kMember}))));
   EXPECT_TRUE(Refused(small.run(kOutsider, join()), Refusal::group_full));
   EXPECT_TRUE(Refused(small.run(kOwner, join(kOther)), Refusal::group_full));
   ASSERT_TRUE(Accepted(small.run(kMember, leave())));
@@ -726,8 +747,9 @@ TEST_F(StreamStateGroup, EverythingButCreateOnAMissingGroupIsNotFound) {
   EXPECT_EQ(g.events().size(), 0u);
 }
 
-TEST_F(StreamStateGroup, JoinAndAdd) {
-  standard_group();
+TEST_F(StreamStateGroup, APublicGroupTakesAnyoneAndAnyMemberAdds) {
+  ASSERT_TRUE(Accepted(g.run(kOwner, create_public_group(kGroup, {kAdmin, kMember}))));
+  EXPECT_TRUE(g.state().public_group);
   EXPECT_TRUE(Refused(g.run(kMember, join()), Refusal::already_member));
   EXPECT_TRUE(Refused(g.run(kOutsider, join(kOther)), Refusal::not_member)) << "only members add members";
   EXPECT_TRUE(Refused(g.run(kMember, join(kGhost)), Refusal::not_found));
@@ -736,11 +758,93 @@ TEST_F(StreamStateGroup, JoinAndAdd) {
   ASSERT_TRUE(Accepted(g.run(kOutsider, join())));
   EXPECT_EQ(g.last()->event_as_MemberJoined()->user_id(), kOutsider);
   EXPECT_EQ(g.last()->event_as_MemberJoined()->invited_by(), 0u);
-  ASSERT_TRUE(Accepted(g.run(kMember, join(kOther))));
+  ASSERT_TRUE(Accepted(g.run(kMember, join(kOther)))) << "a plain member adds to a public group";
   EXPECT_EQ(g.last()->event_as_MemberJoined()->user_id(), kOther);
   EXPECT_EQ(g.last()->event_as_MemberJoined()->invited_by(), kMember);
   EXPECT_EQ(g.state().members.size(), 5u);
   EXPECT_EQ(g.state().members.at(kOther), fb::Role::Member);
+}
+
+TEST_F(StreamStateGroup, APrivateGroupIsTheDefaultAndOnlyItsOwnerOrAnAdminAdds) {
+  standard_group();
+  EXPECT_FALSE(g.state().public_group);
+  auto created = read_event(g.events().front());
+  ASSERT_TRUE(created);
+  auto* gc = (*created)->event_as_GroupCreated();
+  ASSERT_NE(gc, nullptr);
+  EXPECT_EQ(gc->join_policy(), fb::JoinPolicy::Private) << "the event says the policy it was decided with";
+  EXPECT_EQ(gc->history(), fb::HistoryRule::FromJoin) << "private groups default to history from the join";
+
+  EXPECT_TRUE(Refused(g.run(kOutsider, join()), Refusal::forbidden)) << "a stranger joins a private group";
+  EXPECT_TRUE(Refused(g.run(kMember, join(kOutsider)), Refusal::forbidden)) << "a plain member adds";
+  EXPECT_TRUE(Refused(g.run(kMember, join(kGhost)), Refusal::not_found));
+  EXPECT_TRUE(Refused(g.run(kOutsider, join(kOther)), Refusal::not_member));
+  EXPECT_FALSE(g.state().members.contains(kOutsider));
+
+  ASSERT_TRUE(Accepted(g.run(kAdmin, join(kOutsider)))) << "an admin adds";
+  EXPECT_EQ(g.last()->event_as_MemberJoined()->invited_by(), kAdmin);
+  ASSERT_TRUE(Accepted(g.run(kOwner, join(kOther)))) << "the owner adds";
+  EXPECT_EQ(g.state().members.size(), 5u);
+}
+
+TEST_F(StreamStateGroup, CreateSaysBothSettingsAndRefusesUnknownOnes) {
+  ASSERT_TRUE(Accepted(g.run(kOwner, create_public_group(kGroup))));
+  auto* gc = g.last()->event_as_GroupCreated();
+  EXPECT_EQ(gc->join_policy(), fb::JoinPolicy::Public);
+  EXPECT_EQ(gc->history(), fb::HistoryRule::All) << "public groups default to all history";
+
+  Stream other(group_stream(kGroup + 1), dir);
+  fb::CreateGroupT explicit_rule = create_group(kGroup + 1);
+  explicit_rule.join_policy = fb::JoinPolicy::Public;
+  explicit_rule.history = fb::HistoryRule::FromJoin;
+  ASSERT_TRUE(Accepted(other.run(kOwner, explicit_rule)));
+  EXPECT_EQ(other.last()->event_as_GroupCreated()->history(), fb::HistoryRule::FromJoin);
+
+  Stream bad(group_stream(kGroup + 2), dir);
+  fb::CreateGroupT bad_policy = create_group(kGroup + 2);
+  bad_policy.join_policy = static_cast<fb::JoinPolicy>(5);
+  EXPECT_TRUE(Refused(bad.run(kOwner, bad_policy), Refusal::invalid));
+  fb::CreateGroupT bad_history = create_group(kGroup + 2);
+  bad_history.history = static_cast<fb::HistoryRule>(-3);
+  EXPECT_TRUE(Refused(bad.run(kOwner, bad_history), Refusal::invalid));
+  EXPECT_TRUE(bad.events().empty());
+}
+
+// A GroupCreated written before schema 3 has no settings: the group is private.
+TEST_F(StreamStateGroup, AGroupCreatedWithoutSettingsIsPrivate) {
+  fb::EventEnvelopeT old;
+  old.stream = group_stream(kGroup);
+  old.seq = 1;
+  old.event_id = 1;
+  old.timestamp_ms = kStartMs;
+  old.actor = kOwner;
+  old.schema_version = 1;
+  fb::GroupCreatedT gc;
+  gc.group_id = kGroup;
+  gc.owner = kOwner;
+  gc.name = "from before";
+  gc.members = {kMember};
+  old.event.Set(std::move(gc));
+  std::string bytes = encode_event(old);
+  auto view = read_event(bytes);
+  ASSERT_TRUE(view);
+  ASSERT_FALSE((*view)->event_as_GroupCreated()->join_policy().has_value());
+  StreamState s;
+  EngineLimits limits;
+  apply(*parse_stream(group_stream(kGroup)), s, **view, limits);
+  EXPECT_TRUE(s.created);
+  EXPECT_FALSE(s.public_group);
+
+  fb::CommandEnvelopeT join_cmd;
+  join_cmd.stream = group_stream(kGroup);
+  join_cmd.actor = kOutsider;
+  join_cmd.client_msg_id = "j";
+  join_cmd.command.Set(join());
+  std::string cbytes = encode_command(join_cmd);
+  auto cview = read_command(cbytes);
+  ASSERT_TRUE(cview);
+  Decision d = decide(*parse_stream(group_stream(kGroup)), s, **cview, DecideContext{dir, limits, kStartMs});
+  EXPECT_TRUE(Refused(d, Refusal::forbidden));
 }
 
 TEST_F(StreamStateGroup, LeaveRules) {
@@ -768,8 +872,8 @@ TEST_F(StreamStateGroup, AMemberWhoLeftAtSeqNCannotSendAtNPlus1) {
   // Removal likewise.
   ASSERT_TRUE(Accepted(g.run(kOwner, remove_member(kAdmin))));
   EXPECT_TRUE(Refused(g.run(kAdmin, send("hey")), Refusal::not_member));
-  // Rejoining restores it.
-  ASSERT_TRUE(Accepted(g.run(kMember, join())));
+  // Being added back restores it.
+  ASSERT_TRUE(Accepted(g.run(kOwner, join(kMember))));
   EXPECT_TRUE(Accepted(g.run(kMember, send("back"))));
 }
 
@@ -793,6 +897,93 @@ TEST_F(StreamStateGroup, OnlyOwnerOrAdminRemovesAndOnlyTheOwnerRemovesAnAdmin) {
   EXPECT_FALSE(g.state().members.contains(kOutsider));
   EXPECT_FALSE(g.state().members.contains(kOther));
   EXPECT_EQ(g.state().members.size(), 3u);
+}
+
+TEST_F(StreamStateGroup, ARemovedMemberIsBannedUntilTheOwnerOrAnAdminLiftsIt) {
+  ASSERT_TRUE(Accepted(g.run(kOwner, create_public_group(kGroup, {kAdmin, kMember, kOutsider}))));
+  ASSERT_TRUE(Accepted(g.run(kOwner, change_role(kAdmin, fb::Role::Admin))));
+  ASSERT_TRUE(Accepted(g.run(kAdmin, remove_member(kMember))));
+  EXPECT_TRUE(g.last()->event_as_MemberRemoved()->ban());
+  EXPECT_EQ(g.state().banned, std::set<uint64_t>{kMember});
+
+  // Even a public group refuses them, by themselves or added by anyone, an admin included.
+  EXPECT_TRUE(Refused(g.run(kMember, join()), Refusal::banned));
+  EXPECT_TRUE(Refused(g.run(kOutsider, join(kMember)), Refusal::banned));
+  EXPECT_TRUE(Refused(g.run(kAdmin, join(kMember)), Refusal::banned)) << "adding does not lift a ban";
+  EXPECT_TRUE(Refused(g.run(kOwner, join(kMember)), Refusal::banned));
+  EXPECT_FALSE(g.state().members.contains(kMember));
+
+  // Only the owner or an admin lifts it; only a ban can be lifted.
+  EXPECT_TRUE(Refused(g.run(kOutsider, unban(kMember)), Refusal::forbidden)) << "a plain member";
+  EXPECT_TRUE(Refused(g.run(kMember, unban(kMember)), Refusal::forbidden)) << "the banned user";
+  EXPECT_TRUE(Refused(g.run(kAdmin, unban(kOther)), Refusal::not_found)) << "never banned";
+  ASSERT_TRUE(Accepted(g.run(kAdmin, unban(kMember))));
+  EXPECT_EQ(g.last()->event_as_MemberUnbanned()->user_id(), kMember);
+  EXPECT_EQ(g.last()->event_as_MemberUnbanned()->by(), kAdmin);
+  EXPECT_TRUE(g.state().banned.empty());
+  EXPECT_TRUE(Refused(g.run(kAdmin, unban(kMember)), Refusal::not_found)) << "lifted already";
+
+  ASSERT_TRUE(Accepted(g.run(kMember, join()))) << "the public group takes them again";
+  // Leaving is not a removal: no ban.
+  ASSERT_TRUE(Accepted(g.run(kMember, leave())));
+  EXPECT_TRUE(g.state().banned.empty());
+  EXPECT_TRUE(Accepted(g.run(kMember, join())));
+}
+
+TEST_F(StreamStateGroup, ABannedUserOfAPrivateGroupIsBackOnlyWhenUnbannedAndAdded) {
+  standard_group();
+  ASSERT_TRUE(Accepted(g.run(kOwner, remove_member(kMember))));
+  EXPECT_TRUE(Refused(g.run(kMember, join()), Refusal::banned)) << "banned says more than forbidden";
+  EXPECT_TRUE(Refused(g.run(kOwner, join(kMember)), Refusal::banned));
+  ASSERT_TRUE(Accepted(g.run(kOwner, unban(kMember))));
+  EXPECT_TRUE(Refused(g.run(kMember, join()), Refusal::forbidden)) << "unbanned, but the group is private";
+  ASSERT_TRUE(Accepted(g.run(kAdmin, join(kMember))));
+  EXPECT_TRUE(g.state().members.contains(kMember));
+}
+
+// A MemberRemoved written before schema 3 has no ban: the user may be added back as before.
+TEST_F(StreamStateGroup, ARemovalWithoutABanBansNobody) {
+  standard_group();
+  fb::EventEnvelopeT old;
+  old.stream = group_stream(kGroup);
+  old.seq = g.state().last_seq + 1;
+  old.event_id = 5;
+  old.timestamp_ms = kStartMs;
+  old.actor = kOwner;
+  old.event.Set(fb::MemberRemovedT{{}, kMember, kOwner});
+  std::string bytes = encode_event(old);
+  auto view = read_event(bytes);
+  ASSERT_TRUE(view);
+  StreamState s = g.state();
+  apply(g.ref(), s, **view, g.limits());
+  EXPECT_FALSE(s.members.contains(kMember));
+  EXPECT_TRUE(s.banned.empty());
+}
+
+TEST_F(StreamStateGroup, TheOwnerOrAnAdminChangesTheSettings) {
+  standard_group();
+  EXPECT_TRUE(Refused(g.run(kMember, change_settings(fb::JoinPolicy::Public)), Refusal::forbidden));
+  EXPECT_TRUE(Refused(g.run(kOutsider, change_settings(fb::JoinPolicy::Public)), Refusal::forbidden));
+  EXPECT_TRUE(Refused(g.run(kAdmin, change_settings(std::nullopt)), Refusal::invalid)) << "nothing to change";
+  EXPECT_TRUE(Refused(g.run(kAdmin, change_settings(static_cast<fb::JoinPolicy>(9))), Refusal::invalid));
+  EXPECT_TRUE(
+      Refused(g.run(kAdmin, change_settings(std::nullopt, static_cast<fb::HistoryRule>(2))), Refusal::invalid));
+  EXPECT_TRUE(Refused(g.run(kOutsider, join()), Refusal::forbidden));
+
+  ASSERT_TRUE(Accepted(g.run(kAdmin, change_settings(fb::JoinPolicy::Public))));
+  auto* ev = g.last()->event_as_GroupSettingsChanged();
+  ASSERT_NE(ev, nullptr);
+  EXPECT_EQ(ev->join_policy(), fb::JoinPolicy::Public);
+  EXPECT_FALSE(ev->history().has_value()) << "absent: unchanged";
+  EXPECT_EQ(ev->by(), kAdmin);
+  EXPECT_TRUE(g.state().public_group);
+  ASSERT_TRUE(Accepted(g.run(kOutsider, join()))) << "public now";
+
+  ASSERT_TRUE(Accepted(g.run(kOwner, change_settings(std::nullopt, fb::HistoryRule::All))));
+  EXPECT_TRUE(g.state().public_group) << "a history change keeps the policy";
+  ASSERT_TRUE(Accepted(g.run(kOwner, change_settings(fb::JoinPolicy::Private))));
+  EXPECT_FALSE(g.state().public_group);
+  EXPECT_TRUE(Refused(g.run(kOther, join()), Refusal::forbidden));
 }
 
 TEST_F(StreamStateGroup, OnlyTheOwnerChangesRoles) {
@@ -840,7 +1031,7 @@ TEST_F(StreamStateGroup, ChangingRoleToOwnerTransfersOwnership) {
 TEST_F(StreamStateGroup, AnOwnerWhoLeftKeepsNoOwnerPowersAfterRejoining) {
   // The owner leaves as the last member, someone else joins, the old owner joins again as a
   // plain member: they must not be able to hand out roles.
-  ASSERT_TRUE(Accepted(g.run(kOwner, create_group(kGroup))));
+  ASSERT_TRUE(Accepted(g.run(kOwner, create_public_group(kGroup))));
   ASSERT_TRUE(Accepted(g.run(kOwner, leave())));
   ASSERT_TRUE(Accepted(g.run(kMember, join())));
   ASSERT_TRUE(Accepted(g.run(kOwner, join())));
@@ -1055,6 +1246,8 @@ StreamState rich_state() {
   s.lo_blocks_hi = true;
   s.recent.push_back(RecentMessage{0xFFFF'FFFF'FFFF'FFFFull, 1, 4240, kStartMs, false});
   s.recent.push_back(RecentMessage{77, 9, 4242, kStartMs + 17, true});
+  s.public_group = true;
+  s.banned = {3, 1ull << 52};
   return s;
 }
 
@@ -1085,10 +1278,30 @@ TEST(StreamStateEncoding, RoundTripsAStateBuiltFromEvents) {
   ASSERT_TRUE(Accepted(g.run(kMember, send("one"))));
   ASSERT_TRUE(Accepted(g.run(kMember, recall(g.last_event_id()))));
   ASSERT_TRUE(Accepted(g.run(kAdmin, send("two"))));
+  ASSERT_TRUE(Accepted(g.run(kOwner, remove_member(kMember))));
+  ASSERT_TRUE(Accepted(g.run(kOwner, change_settings(fb::JoinPolicy::Public))));
   StreamState out;
   ASSERT_TRUE(decode_state(encode_state(g.state()), out));
   EXPECT_TRUE(SameState(out, g.state()));
   EXPECT_EQ(out.recent.size(), 2u);
+  EXPECT_TRUE(out.public_group);
+  EXPECT_EQ(out.banned, std::set<uint64_t>{kMember});
+}
+
+// The state store of the build before group settings holds version 1 states: they decode as
+// private groups without bans, as that build's events do.
+TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
+  StreamState in = rich_state();
+  in.public_group = false;
+  in.banned.clear();
+  std::string v2 = encode_state(in);
+  std::string v1 = v2.substr(0, v2.size() - 8);  // no banned list
+  v1[0] = 1;
+  StreamState out;
+  ASSERT_TRUE(decode_state(v1, out));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_EQ(encode_state(out), v2) << "written back as version 2";
+  EXPECT_FALSE(decode_state(v2.substr(0, v2.size() - 8), out)) << "version 2 needs its banned list";
 }
 
 TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
@@ -1100,7 +1313,7 @@ TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   StreamState out;
   EXPECT_FALSE(decode_state(bytes + '\0', out)) << "trailing byte";
   std::string other_version = bytes;
-  other_version[0] = 2;
+  other_version[0] = 3;
   EXPECT_FALSE(decode_state(other_version, out)) << "unknown version";
   // A member count far past the bytes present fails instead of looping or allocating.
   std::string huge = encode_state(StreamState{});
@@ -1122,13 +1335,15 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
   std::vector<uint64_t> message_ids;
 
   // Mostly start from a created group, so that the steps exercise more than "not found".
-  if (*rc::gen::inRange(0, 10) != 0) g.run(1, create_group(kGroup, {2}));
+  if (*rc::gen::inRange(0, 10) != 0) {
+    g.run(1, *rc::gen::arbitrary<bool>() ? create_public_group(kGroup, {2}) : create_group(kGroup, {2}));
+  }
   // At full size throughout: rapidcheck scales inRange down at small sizes, which would make most
   // early runs a few CreateGroups by user 1. Shrinking still works.
   const auto length = *rc::gen::resize(100, rc::gen::inRange<size_t>(0, 300));
   const auto steps = *rc::gen::resize(
       100, rc::gen::container<std::vector<Step>>(
-               length, rc::gen::tuple(rc::gen::inRange(0, 12), rc::gen::inRange(1, 7), rc::gen::inRange(1, 7),
+               length, rc::gen::tuple(rc::gen::inRange(0, 14), rc::gen::inRange(1, 7), rc::gen::inRange(1, 7),
                                       rc::gen::inRange(0, 1 << 20))));
   std::set<fb::Event> seen;
   for (auto [kind, actor_i, target_i, extra] : steps) {
@@ -1176,6 +1391,18 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
       case 10:
         d = g.run(actor, join());
         break;
+      case 11: {
+        auto policy = extra % 3 == 0 ? std::nullopt : std::optional(static_cast<fb::JoinPolicy>(extra % 3 - 1));
+        auto history = extra % 5 < 2 ? std::nullopt : std::optional(static_cast<fb::HistoryRule>(extra % 5 - 2));
+        d = g.run(actor, change_settings(policy, history));  // history 2: an unknown rule, refused
+        break;
+      }
+      case 12: {
+        const auto& banned = g.state().banned;  // mostly someone banned, so that lifting happens
+        uint64_t who = banned.empty() || extra % 3 == 0 ? target : *std::next(banned.begin(), extra % banned.size());
+        d = g.run(extra % 2 ? g.state().owner : actor, unban(who));
+        break;
+      }
       default:
         d = g.run(actor, send("hi"));
         break;
@@ -1214,6 +1441,8 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
                   seen.contains(fb::Event::MemberLeft) && seen.contains(fb::Event::ReadMarked),
               "roles, removals, leaves and read markers");
   RC_CLASSIFY(seen.contains(fb::Event::MessageRecalled), "recalls");
+  RC_CLASSIFY(seen.contains(fb::Event::MemberUnbanned) && seen.contains(fb::Event::GroupSettingsChanged),
+              "bans lifted and settings changed");
 }
 
 }  // namespace

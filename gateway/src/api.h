@@ -26,6 +26,8 @@ struct ApiRequest {
   std::string query;           // raw, after '?'
   std::string body;
   std::string authorization;   // the Authorization header
+  std::string remote_address;  // the TCP peer's IP address ("" when unknown)
+  std::string forwarded_for;   // every X-Forwarded-For header, joined by ','
   std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
   uint64_t user_id = 0;        // the authenticated user (routes that require a token)
 };

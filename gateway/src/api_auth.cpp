@@ -1,6 +1,9 @@
-// /api/v1/auth: register, login, refresh, logout (DESIGN.md §8.1).
+// /api/v1/auth: register, login, refresh, logout (the gateway README, "Auth"; docs/api/openapi.yaml).
 
+#include <algorithm>
+#include <functional>
 #include <memory>
+#include <optional>
 
 #include "handlers.h"
 #include "imlog/engine/streams.h"
@@ -28,43 +31,157 @@ std::string token_pair_json(Services& svc, uint64_t user_id) {
   return j.take();
 }
 
+// ---- throttling ---------------------------------------------------------------------------------
+
+// One login or registration as the throttle sees it (login_throttle.h): the digest of the
+// username (empty for a registration: only the address is throttled) and the client's address.
+struct Attempt {
+  std::string account;
+  std::string address;
+  bool counted = false;  // admitted and counted (false when the throttle's store failed: fail open)
+};
+
+ApiReply rate_limited(Services& svc, const Admission& a) {
+  int64_t seconds = std::max<int64_t>(1, (a.retry_after.count() + 999) / 1000);
+  std::string why = a.refused_by == ThrottleKey::account_address ? "too many failed logins for this username from your address"
+                    : a.refused_by == ThrottleKey::account       ? "too many failed logins for this username"
+                                                                 : "too many failed logins or registrations from your address";
+  return with_retry_after(counted_error(svc, 429, "rate_limited", why + "; retry in " + std::to_string(seconds) + " s"),
+                          seconds);
+}
+
+uint64_t worker_key(const Attempt& at) { return std::hash<std::string>{}(at.address); }
+
+// Asks the throttle whether the attempt may go on, on a registry worker (a Redis throttle blocks):
+// 429 when it may not; else runs `next` there. A throttle that cannot answer (Redis down) admits:
+// it must not stop every login, and the bound on concurrent hashes still holds.
+void admit_then(Services& svc, std::shared_ptr<Attempt> at, const Respond& respond, std::function<void()> next) {
+  bool queued = svc.registry.post(worker_key(*at), [&svc, at, respond, next = std::move(next)] {
+    auto a = svc.throttle.admit(at->account, at->address);
+    if (a && !a->admitted()) return respond(rate_limited(svc, *a));
+    at->counted = a.has_value();
+    next();
+  });
+  if (!queued) {
+    respond(with_retry_after(counted_error(svc, 503, "unavailable", "the server is busy; retry in a second"), 1));
+  }
+}
+
+// The attempt's end: a success takes its count back (and clears the pair), an attempt without a
+// verdict takes it back everywhere, a failure keeps it. On a registry worker, like admit.
+enum class Outcome { failed, succeeded, abandoned };
+void settle(Services& svc, const std::shared_ptr<Attempt>& at, Outcome outcome) {
+  if (!at->counted || outcome == Outcome::failed) return;
+  (void)svc.registry.post(worker_key(*at), [&svc, at, outcome] {
+    if (outcome == Outcome::succeeded) {
+      svc.throttle.succeeded(at->account, at->address);
+    } else {
+      svc.throttle.abandoned(at->account, at->address);
+    }
+  });
+}
+
+std::shared_ptr<Attempt> attempt_of(Services& svc, const ApiRequest& req, std::string_view username) {
+  auto at = std::make_shared<Attempt>();
+  if (!username.empty()) at->account = username_digest(username);
+  at->address = client_address(req.remote_address, req.forwarded_for, svc.trusted_proxies);
+  return at;
+}
+
+// ---- register and login -------------------------------------------------------------------------
+
+struct Registration {
+  std::string username, password, nickname, email;
+};
+
+// On a password thread: hashes, then submits RegisterUser. A name that is taken counts as a failed
+// attempt of the address (so names cannot be probed through registration faster than through login).
+void register_user(Services& svc, std::shared_ptr<Attempt> at, Registration r, Respond respond) {
+  auto hash = svc.passwords.hash(r.password);
+  if (!hash) {
+    settle(svc, at, Outcome::abandoned);
+    return respond(counted_error(svc, 503, "unavailable", hash.error().message()));
+  }
+  fb::CommandUnion cmd;
+  cmd.Set(fb::RegisterUserT{{}, r.username, *hash, r.nickname, r.email});
+  std::string stream = names_stream(r.username);
+  submit_command(svc, std::move(stream), 0, new_client_msg_id(), std::move(cmd),
+                 [&svc, at, respond = std::move(respond), username = r.username, hash = *hash](Reply reply) {
+                   if (succeeded(reply)) {
+                     settle(svc, at, Outcome::succeeded);
+                     svc.recent_registrations.add(username, reply->result_id, hash, svc.clock.now_ms());
+                     JsonOut j;
+                     j.begin_object().field("user_id", reply->result_id).field("username", username).end_object();
+                     return respond(json_reply(201, j.take()));
+                   }
+                   auto fl = failure_of(reply);
+                   if (fl.code == "already_exists") {
+                     settle(svc, at, Outcome::failed);
+                     return respond(counted_error(svc, 409, "already_exists", "username `" + username + "` is taken"));
+                   }
+                   settle(svc, at, Outcome::abandoned);
+                   respond(counted_error(svc, fl.status, fl.code, fl.message));
+                 });
+}
+
 void on_register(Services& svc, ApiRequest& req, Respond respond) {
   JsonBody body;
   if (!parse_body(svc, req, respond, body)) return;
   auto f = body.fields();
-  std::string username, password, nickname, email;
-  if (!f.str("username", username, true, 64) || !f.str("password", password, true, kMaxPassword) ||
-      !f.str("nickname", nickname, false, 400) || !f.str("email", email, false, 400)) {
+  Registration r;
+  if (!f.str("username", r.username, true, 64) || !f.str("password", r.password, true, kMaxPassword) ||
+      !f.str("nickname", r.nickname, false, 400) || !f.str("email", r.email, false, 400)) {
     return respond(invalid(svc, body.error()));
   }
-  if (!valid_username(username)) {
+  if (!valid_username(r.username)) {
     return respond(invalid(svc, "username must be 3 to 32 characters of letters, digits, _ . -"));
   }
-  if (password.size() < kMinPassword) {
+  if (r.password.size() < kMinPassword) {
     return respond(invalid(svc, "password must be at least " + std::to_string(kMinPassword) + " bytes"));
   }
-  run_password_work(svc, respond, [&svc, respond, username = std::move(username), password = std::move(password),
-                                   nickname = std::move(nickname), email = std::move(email)]() mutable {
-    auto hash = svc.passwords.hash(password);
-    if (!hash) return respond(counted_error(svc, 503, "unavailable", hash.error().message()));
-    fb::CommandUnion cmd;
-    cmd.Set(fb::RegisterUserT{{}, username, *hash, nickname, email});
-    std::string stream = names_stream(username);
-    submit_command(svc, std::move(stream), 0, new_client_msg_id(), std::move(cmd),
-                   [&svc, respond = std::move(respond), username, hash = *hash](Reply r) {
-                     if (succeeded(r)) {
-                       svc.recent_registrations.add(username, r->result_id, hash, svc.clock.now_ms());
-                       JsonOut j;
-                       j.begin_object().field("user_id", r->result_id).field("username", username).end_object();
-                       return respond(json_reply(201, j.take()));
-                     }
-                     auto fl = failure_of(r);
-                     if (fl.code == "already_exists") {
-                       return respond(counted_error(svc, 409, "already_exists", "username `" + username + "` is taken"));
-                     }
-                     respond(counted_error(svc, fl.status, fl.code, fl.message));
-                   });
+  auto at = attempt_of(svc, req, {});
+  admit_then(svc, at, respond, [&svc, at, respond, r = std::move(r)]() mutable {
+    bool queued = run_password_work(svc, respond, [&svc, at, respond, r = std::move(r)]() mutable {
+      register_user(svc, at, std::move(r), std::move(respond));
+    });
+    if (!queued) settle(svc, at, Outcome::abandoned);
   });
+}
+
+// Who `username` is: this gateway's own recent registrations (so a login right after a register
+// here works before the read model has the user), else the read model. nullopt: no such user.
+Result<std::optional<Credentials>> find_credentials(Services& svc, const std::string& username) {
+  uint64_t id = 0;
+  std::string hash;
+  if (svc.recent_registrations.find(username, svc.clock.now_ms(), id, hash)) return Credentials{id, std::move(hash)};
+  if (!valid_username(username)) return std::nullopt;  // cannot exist
+  return svc.query.model().credentials(username);
+}
+
+// On a password thread: exactly one verification whether the user exists or not, so an unknown
+// name answers in the time of a wrong password. Only when the name was unknown is the read model
+// asked once more afterwards: a user who registered through another gateway a moment ago may have
+// reached it meanwhile (only then is there a second verification).
+void verify_login(Services& svc, std::shared_ptr<Attempt> at, const std::string& username, const std::string& password,
+                  std::optional<Credentials> found, const Respond& respond) {
+  bool ok = false;
+  if (found) {
+    ok = svc.passwords.verify(found->password_hash, password);
+  } else {
+    svc.passwords.waste_verification(password);
+    Result<std::optional<Credentials>> late = std::optional<Credentials>();
+    if (valid_username(username)) late = svc.query.model().credentials(username);
+    if (late && *late) {
+      found = std::move(**late);
+      ok = svc.passwords.verify(found->password_hash, password);
+    }
+  }
+  if (!ok) {
+    settle(svc, at, Outcome::failed);
+    return respond(counted_error(svc, 401, "unauthorized", "wrong username or password"));
+  }
+  settle(svc, at, Outcome::succeeded);
+  respond(json_reply(200, token_pair_json(svc, found->user_id)));
 }
 
 void on_login(Services& svc, ApiRequest& req, Respond respond) {
@@ -75,48 +192,19 @@ void on_login(Services& svc, ApiRequest& req, Respond respond) {
   if (!f.str("username", username, true, 64) || !f.str("password", password, true, kMaxPassword)) {
     return respond(invalid(svc, body.error()));
   }
-  // Who is it? The read model, which may lag a registration by a moment (hence the wait), or
-  // this gateway's own recent registrations.
-  struct Lookup {
-    std::optional<Credentials> found;
-    std::optional<Error> error;
-  };
-  auto lookup = std::make_shared<Lookup>();
-  auto attempt = [&svc, username, lookup] {
-    uint64_t id = 0;
-    std::string hash;
-    if (svc.recent_registrations.find(username, svc.clock.now_ms(), id, hash)) {
-      lookup->found = Credentials{id, std::move(hash)};
-      return true;
+  auto at = attempt_of(svc, req, username);
+  // On a registry worker: the lookup may be MySQL's.
+  admit_then(svc, at, respond, [&svc, at, respond, username = std::move(username), password = std::move(password)] {
+    auto found = find_credentials(svc, username);
+    if (!found) {
+      settle(svc, at, Outcome::abandoned);
+      return respond(counted_error(svc, 503, "unavailable", "the user store is unavailable: " + found.error().message()));
     }
-    if (!valid_username(username)) return true;  // cannot exist: do not wait
-    auto c = svc.query.model().credentials(username);
-    if (!c) {
-      lookup->error = c.error();
-      return true;
-    }
-    lookup->found = std::move(*c);
-    return lookup->found.has_value();
-  };
-  retry_until(svc, svc.config.read_model_wait, std::move(attempt),
-              [&svc, lookup, respond = std::move(respond), password = std::move(password)](bool) mutable {
-                if (lookup->error) {
-                  return respond(counted_error(svc, 503, "unavailable", "the user store is unavailable: " +
-                                                                            lookup->error->message()));
-                }
-                run_password_work(svc, respond, [&svc, lookup, respond, password = std::move(password)] {
-                  bool ok = false;
-                  if (lookup->found) {
-                    ok = svc.passwords.verify(lookup->found->password_hash, password);
-                  } else {
-                    svc.passwords.waste_verification(password);  // unknown users answer as slowly
-                  }
-                  if (!ok) {
-                    return respond(counted_error(svc, 401, "unauthorized", "wrong username or password"));
-                  }
-                  respond(json_reply(200, token_pair_json(svc, lookup->found->user_id)));
-                });
-              });
+    bool queued = run_password_work(svc, respond, [&svc, at, respond, username, password, cred = std::move(*found)] {
+      verify_login(svc, at, username, password, cred, respond);
+    });
+    if (!queued) settle(svc, at, Outcome::abandoned);
+  });
 }
 
 // Revokes the refresh token by its jti through the engine (auth.h says why that is exactly once):

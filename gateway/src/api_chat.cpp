@@ -32,16 +32,17 @@ bool group_param(Services& svc, const ApiRequest& req, const Respond& respond, u
   return false;
 }
 
-// Runs `then` once `user` may read `conversation`; answers 403 / 503 otherwise.
+// Runs `then(first_seq)` once `user` may read `conversation` from `first_seq` on; answers 403 /
+// 503 otherwise.
 void with_read_access(Services& svc, const std::string& conversation, uint64_t user, const Respond& respond,
-                      std::function<void()> then) {
-  authorize_read(svc, conversation, user, [&svc, conversation, respond, then = std::move(then)](Result<bool> may) {
-    if (!may) return respond(counted_error(svc, 503, "unavailable", may.error().message()));
-    if (!*may) {
+                      std::function<void(uint64_t first_seq)> then) {
+  authorize_read(svc, conversation, user, [&svc, conversation, respond, then = std::move(then)](Result<uint64_t> from) {
+    if (!from) return respond(counted_error(svc, 503, "unavailable", from.error().message()));
+    if (*from == 0) {
       return respond(counted_error(svc, 403, "forbidden",
                                    "you may not read " + conversation + ": not a participant or member"));
     }
-    then();
+    then(*from);
   });
 }
 
@@ -68,19 +69,16 @@ void on_history(Services& svc, ApiRequest& req, Respond respond) {
       !query_u64(req.query, "limit", limit, error)) {
     return respond(invalid(svc, error));
   }
-  if (after > 0 && before > 0 && before <= after + 1) {
+  HistoryRequest request;
+  if (query_param(req.query, "after_seq")) request.after_seq = after;  // present, 0 included: read forward
+  request.before_seq = before;
+  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, kMaxPage));
+  if (request.after_seq && before > 0 && before <= after + 1) {
     return respond(invalid(svc, "before_seq must be greater than after_seq + 1"));
   }
-  limit = std::clamp<uint64_t>(limit, 1, kMaxPage);
-  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, after, before, limit, respond] {
-    auto page = svc.query.history(conversation, after, before, static_cast<uint32_t>(limit));
+  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, request, respond](uint64_t first_seq) {
+    auto page = svc.query.history(conversation, first_seq, request);
     if (!page) return respond(counted_error(svc, 503, "unavailable", page.error().message()));
-    // A page forward from after_seq that also has an upper bound stops there.
-    if (after > 0 && before > 0) {
-      if (std::erase_if(page->messages, [before](const MessageView& m) { return m.seq_id >= before; }) > 0) {
-        page->has_more = false;
-      }
-    }
     JsonOut j;
     j.begin_object();
     write_history(j, *page);
@@ -148,17 +146,51 @@ void on_recall(Services& svc, ApiRequest& req, Respond respond) {
 
 // ---- groups -----------------------------------------------------------------------------------
 
+// A group's settings as a request body names them: `join_policy` (private | public) and
+// `history` (all | from_join), each optional.
+struct GroupSettings {
+  std::optional<fb::JoinPolicy> join_policy;
+  std::optional<fb::HistoryRule> history;
+};
+
+// False, with `error` naming the field, for a value that is not a setting's name.
+bool read_group_settings(JsonFields& f, std::string& error, GroupSettings& out) {
+  std::optional<std::string> policy, history;
+  if (!f.opt_str("join_policy", policy, 16) || !f.opt_str("history", history, 16)) return false;
+  if (policy) {
+    fb::JoinPolicy p{};
+    if (!parse_join_policy(*policy, p)) {
+      error = "join_policy must be private or public, not `" + *policy + "`";
+      return false;
+    }
+    out.join_policy = p;
+  }
+  if (history) {
+    fb::HistoryRule h{};
+    if (!parse_history_rule(*history, h)) {
+      error = "history must be all or from_join, not `" + *history + "`";
+      return false;
+    }
+    out.history = h;
+  }
+  return true;
+}
+
 struct CreateGroupRequest {
   uint64_t owner = 0;
   std::string name, description;
   std::vector<uint64_t> members;
+  GroupSettings settings;  // absent: private, and history from the join (the engine's defaults)
 };
 
 // Picks a random id; on the (unlikely) clash with an existing group, tries another.
 void create_group_attempt(Services& svc, std::shared_ptr<CreateGroupRequest> g, Respond respond, int attempt) {
   uint64_t id = new_group_id();
+  fb::CreateGroupT create{{}, id, g->name, g->description, g->members};
+  if (g->settings.join_policy) create.join_policy = *g->settings.join_policy;
+  if (g->settings.history) create.history = *g->settings.history;
   fb::CommandUnion cmd;
-  cmd.Set(fb::CreateGroupT{{}, id, g->name, g->description, g->members});
+  cmd.Set(std::move(create));
   submit_command(svc, group_stream(id), g->owner, new_client_msg_id(), std::move(cmd),
                  [&svc, g, id, attempt, respond = std::move(respond)](Reply r) mutable {
                    if (succeeded(r)) {
@@ -185,8 +217,38 @@ void on_create_group(Services& svc, ApiRequest& req, Respond respond) {
       !f.u64_list("members", g->members, 10000)) {
     return respond(invalid(svc, body.error()));
   }
+  std::string error;
+  if (!read_group_settings(f, error, g->settings)) return respond(invalid(svc, error.empty() ? body.error() : error));
   if (g->name.empty()) return respond(invalid(svc, "name is empty"));
   create_group_attempt(svc, std::move(g), std::move(respond), 0);
+}
+
+// PATCH /groups/{id} {join_policy?, history?}: the owner or an admin changes the settings.
+void on_change_settings(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  GroupSettings settings;
+  std::string error;
+  if (!read_group_settings(f, error, settings)) return respond(invalid(svc, error.empty() ? body.error() : error));
+  if (!settings.join_policy && !settings.history) {
+    return respond(
+        invalid(svc, "nothing to change: give join_policy (private, public), history (all, from_join) or both"));
+  }
+  fb::ChangeGroupSettingsT change;
+  if (settings.join_policy) change.join_policy = *settings.join_policy;
+  if (settings.history) change.history = *settings.history;
+  fb::CommandUnion cmd;
+  cmd.Set(std::move(change));
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+                     [id](const fb::CommandReplyT& r) {
+                       JsonOut j;
+                       j.begin_object().field("group_id", id).field("conversation_id", group_stream(id));
+                       j.field("seq_id", r.seq).end_object();
+                       return json_reply(200, j.take());
+                     });
 }
 
 void on_get_group(Services& svc, ApiRequest& req, Respond respond) {
@@ -256,7 +318,7 @@ void on_members(Services& svc, ApiRequest& req, Respond respond) {
     return respond(invalid(svc, error));
   }
   limit = std::clamp<uint64_t>(limit, 1, 1000);
-  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond] {
+  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond](uint64_t) {
     auto members = svc.query.model().members(id, after, static_cast<uint32_t>(limit) + 1);
     if (!members) return respond(counted_error(svc, 503, "unavailable", members.error().message()));
     bool more = members->size() > limit;
@@ -275,6 +337,44 @@ void on_remove_member(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
   fb::CommandUnion cmd;
   cmd.Set(fb::RemoveMemberT{{}, user});
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+// GET /groups/{id}/bans: the users removed and not unbanned, for the group's members (who see
+// every removal in the history anyway).
+void on_bans(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  uint64_t after = 0, limit = 100;
+  std::string error;
+  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+    return respond(invalid(svc, error));
+  }
+  limit = std::clamp<uint64_t>(limit, 1, 1000);
+  with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond](uint64_t) {
+    auto bans = svc.query.model().bans(id, after, static_cast<uint32_t>(limit) + 1);
+    if (!bans) return respond(counted_error(svc, 503, "unavailable", bans.error().message()));
+    bool more = bans->size() > limit;
+    if (more) bans->resize(limit);
+    JsonOut j;
+    j.begin_object().key("bans").begin_array();
+    for (const auto& b : *bans) {
+      j.begin_object().field("user_id", b.user_id).field("banned_by", b.banned_by).field("banned_at", b.banned_at);
+      j.end_object();
+    }
+    j.end_array().field("has_more", more).end_object();
+    respond(json_reply(200, j.take()));
+  });
+}
+
+// DELETE /groups/{id}/bans/{user_id}: the owner or an admin lifts a ban.
+void on_unban(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0, user = 0;
+  if (!group_param(svc, req, respond, id)) return;
+  if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
+  fb::CommandUnion cmd;
+  cmd.Set(fb::UnbanMemberT{{}, user});
   submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
@@ -309,12 +409,15 @@ void add_chat_routes(ApiRouter& r) {
   r.add(Method::post, "/api/v1/conversations/{}/messages/{}/recall", A::access, on_recall);
   r.add(Method::post, "/api/v1/groups", A::access, on_create_group);
   r.add(Method::get, "/api/v1/groups/{}", A::access, on_get_group);
+  r.add(Method::patch, "/api/v1/groups/{}", A::access, on_change_settings);
   r.add(Method::post, "/api/v1/groups/{}/join", A::access, on_join);
   r.add(Method::post, "/api/v1/groups/{}/leave", A::access, on_leave);
   r.add(Method::get, "/api/v1/groups/{}/members", A::access, on_members);
   r.add(Method::post, "/api/v1/groups/{}/members", A::access, on_add_member);
   r.add(Method::del, "/api/v1/groups/{}/members/{}", A::access, on_remove_member);
   r.add(Method::put, "/api/v1/groups/{}/members/{}/role", A::access, on_change_role);
+  r.add(Method::get, "/api/v1/groups/{}/bans", A::access, on_bans);
+  r.add(Method::del, "/api/v1/groups/{}/bans/{}", A::access, on_unban);
 }
 
 }  // namespace imlog::gw

@@ -98,6 +98,24 @@ void on_update_me(Services& svc, ApiRequest& req, Respond respond) {
                  });
 }
 
+// The longest conversation id: "single_" and two 20-digit ids joined by '_'.
+constexpr size_t kMaxConversationIdBytes = 7 + 20 + 1 + 20;
+constexpr size_t kMaxMutedPerRequest = 1000;
+
+// `muted` / `unmuted`: at most kMaxMutedPerRequest conversation ids, each checked, so the
+// settings hold nothing a conversation id cannot be. False with `error` naming the item.
+bool conversation_list(JsonFields& f, const char* name, std::vector<std::string>& out, std::string& error) {
+  if (!f.str_list(name, out, kMaxMutedPerRequest, kMaxConversationIdBytes)) return false;
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::string why;
+    if (!check_conversation(out[i], why)) {
+      error = std::string(name) + "[" + std::to_string(i) + "]: " + why;
+      return false;
+    }
+  }
+  return true;
+}
+
 void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
   JsonBody body;
   if (!parse_body(svc, req, respond, body)) return;
@@ -108,9 +126,12 @@ void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
   fb::UpdateSettingsT s;
   if (!f.opt_bool("allow_search", allow_search) || !f.opt_bool("push_enabled", push_enabled) ||
       !f.opt_str("message_policy", policy, 32) || !f.opt_i64("quiet_start_minute", quiet_start) ||
-      !f.opt_i64("quiet_end_minute", quiet_end) || !f.str_list("muted", s.muted, 1000) ||
-      !f.str_list("unmuted", s.unmuted, 1000)) {
+      !f.opt_i64("quiet_end_minute", quiet_end)) {
     return respond(invalid(svc, body.error()));
+  }
+  std::string list_error;
+  if (!conversation_list(f, "muted", s.muted, list_error) || !conversation_list(f, "unmuted", s.unmuted, list_error)) {
+    return respond(invalid(svc, list_error.empty() ? body.error() : list_error));
   }
   if (allow_search) s.allow_search = *allow_search;
   if (push_enabled) s.push_enabled = *push_enabled;

@@ -171,15 +171,21 @@ Result<TokenClaims> TokenService::verify(std::string_view token, std::string_vie
 
 // ---- PasswordHasher -----------------------------------------------------------------------------
 
-PasswordHasher::PasswordHasher(uint64_t ops_limit, uint64_t mem_limit)
+PasswordHasher::PasswordHasher(uint64_t ops_limit, uint64_t mem_limit, std::atomic<uint64_t>* count)
     : ops_(ops_limit ? ops_limit : crypto_pwhash_OPSLIMIT_INTERACTIVE),
-      mem_(mem_limit ? mem_limit : crypto_pwhash_MEMLIMIT_INTERACTIVE) {
+      mem_(mem_limit ? mem_limit : crypto_pwhash_MEMLIMIT_INTERACTIVE),
+      count_(count) {
   ensure_sodium();
-  auto h = hash(random_hex(16));
+  auto h = hash_uncounted(random_hex(16));
   if (h) dummy_hash_ = std::move(*h);
 }
 
 Result<std::string> PasswordHasher::hash(std::string_view password) const {
+  if (count_) count_->fetch_add(1, std::memory_order_relaxed);
+  return hash_uncounted(password);
+}
+
+Result<std::string> PasswordHasher::hash_uncounted(std::string_view password) const {
   char out[crypto_pwhash_STRBYTES];
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), ops_, static_cast<size_t>(mem_),
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
@@ -189,12 +195,27 @@ Result<std::string> PasswordHasher::hash(std::string_view password) const {
 }
 
 bool PasswordHasher::verify(std::string_view hash, std::string_view password) const {
+  if (count_) count_->fetch_add(1, std::memory_order_relaxed);
   std::string h(hash);  // NUL-terminated for libsodium
   return crypto_pwhash_str_verify(h.c_str(), password.data(), password.size()) == 0;
 }
 
 void PasswordHasher::waste_verification(std::string_view password) const {
-  if (!dummy_hash_.empty()) (void)verify(dummy_hash_, password);
+  if (!dummy_hash_.empty()) {
+    (void)verify(dummy_hash_, password);
+  } else {
+    (void)hash(password);  // the start-up hash failed: a fresh one costs the same
+  }
+}
+
+std::string username_digest(std::string_view username) {
+  ensure_sodium();
+  unsigned char d[16];
+  crypto_generichash(d, sizeof d, reinterpret_cast<const unsigned char*>(username.data()), username.size(), nullptr, 0);
+  std::string hex(sizeof d * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), d, sizeof d);
+  hex.resize(sizeof d * 2);
+  return hex;
 }
 
 // ---- RevokedTokens ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #pragma once
-// Authentication pieces of the gateway (DESIGN.md §8): JWTs (HS256 via libjwt) and password
-// hashes (Argon2id via libsodium).
+// Authentication pieces of the gateway (gateway/README.md, "Auth"): JWTs (HS256 via libjwt) and
+// password hashes (Argon2id via libsodium).
 //
 //   access token   {sub: "<user id>", type: "access",  iat, exp}            — every API call, /ws
 //   refresh token  {sub: "<user id>", type: "refresh", iat, exp, jti}       — /auth/refresh, /logout
@@ -14,6 +14,7 @@
 // Threading: TokenService and PasswordHasher are immutable after construction and thread-safe;
 // RevokedTokens is thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -72,8 +73,9 @@ class TokenService {
 
 class PasswordHasher {
  public:
-  // 0: libsodium's interactive limits.
-  PasswordHasher(uint64_t ops_limit, uint64_t mem_limit);
+  // 0: libsodium's interactive limits. `count`, when given, is incremented by every hash and
+  // verification (wasted ones included) and must outlive the hasher.
+  PasswordHasher(uint64_t ops_limit, uint64_t mem_limit, std::atomic<uint64_t>* count = nullptr);
   // Argon2id in libsodium's string form. Slow (by design): call off the I/O threads.
   [[nodiscard]] Result<std::string> hash(std::string_view password) const;
   [[nodiscard]] bool verify(std::string_view hash, std::string_view password) const;
@@ -82,10 +84,16 @@ class PasswordHasher {
   void waste_verification(std::string_view password) const;
 
  private:
+  [[nodiscard]] Result<std::string> hash_uncounted(std::string_view password) const;
   uint64_t ops_;
   uint64_t mem_;
-  std::string dummy_hash_;
+  std::atomic<uint64_t>* count_;
+  std::string dummy_hash_;  // of a random password, with ops_ and mem_: a verification as costly as a real one
 };
+
+// The login throttle's key of a username: a hex BLAKE2b digest, so the throttle (in memory or in
+// Redis) keeps no typed name — nor a password typed into the name field.
+std::string username_digest(std::string_view username);
 
 // Refresh token ids known to be revoked, until they expire anyway. A cache in front of the engine's
 // dedupe check (see above); fed by this gateway's own revocations and the RefreshTokenRevoked

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <cstring>
 
 namespace imlog::gw {
@@ -95,6 +96,28 @@ TEST(Passwords, HashVerifies) {
   EXPECT_TRUE(h.verify(*hash, "correct horse"));
   EXPECT_FALSE(h.verify(*hash, "wrong horse"));
   EXPECT_FALSE(h.verify("garbage", "correct horse"));
+}
+
+TEST(Passwords, EveryHashAndVerificationIsCountedTheWastedOneToo) {
+  std::atomic<uint64_t> count{0};
+  PasswordHasher h(crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN, &count);
+  EXPECT_EQ(count.load(), 0u) << "the dummy hash made at construction is not a request's";
+  auto hash = h.hash("correct horse");
+  ASSERT_TRUE(hash);
+  EXPECT_EQ(count.load(), 1u);
+  EXPECT_FALSE(h.verify(*hash, "wrong horse"));
+  EXPECT_EQ(count.load(), 2u);
+  h.waste_verification("wrong horse");
+  EXPECT_EQ(count.load(), 3u) << "an unknown user costs one verification, like a wrong password";
+}
+
+TEST(Passwords, UsernameDigestKeepsNoName) {
+  auto d = username_digest("alice");
+  EXPECT_EQ(d.size(), 32u);
+  EXPECT_EQ(d.find("alice"), std::string::npos);
+  EXPECT_EQ(d, username_digest("alice"));
+  EXPECT_NE(d, username_digest("Alice"));
+  EXPECT_NE(d, username_digest("alice "));
 }
 
 TEST(RevokedTokens, RemembersUntilPruned) {

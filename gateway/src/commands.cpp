@@ -31,7 +31,8 @@ bool succeeded(const Reply& r) {
 
 unsigned status_for_code(std::string_view code, bool body_content) {
   if (code == "not_member" || code == "not_participant" || code == "forbidden" || code == "blocked" ||
-      code == "you_blocked" || code == "not_friends" || code == "not_sender" || code == "wrong_stream") {
+      code == "you_blocked" || code == "not_friends" || code == "not_sender" || code == "wrong_stream" ||
+      code == "banned") {
     return 403;
   }
   if (code == "not_found" || code == "no_pending_request") return 404;
@@ -136,17 +137,18 @@ void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bo
   loop->step();
 }
 
-void authorize_read(Services& svc, std::string conversation, uint64_t user, std::function<void(Result<bool>)> done) {
+void authorize_read(Services& svc, std::string conversation, uint64_t user,
+                    std::function<void(Result<uint64_t>)> done) {
   auto ref = parse_stream(conversation);
-  if (!ref || !is_conversation(ref->kind)) return done(false);
-  if (ref->kind == StreamKind::world) return done(true);
-  if (ref->kind == StreamKind::single) return done(ref->a == user || ref->b == user);
-  auto result = std::make_shared<Result<bool>>(false);
+  if (!ref || !is_conversation(ref->kind)) return done(0);
+  if (ref->kind == StreamKind::world) return done(1);
+  if (ref->kind == StreamKind::single) return done(ref->a == user || ref->b == user ? 1 : 0);
+  auto result = std::make_shared<Result<uint64_t>>(0);
   retry_until(
       svc, svc.config.read_model_wait,
       [&svc, conversation, user, result] {
-        *result = svc.query.model().can_read(conversation, user);
-        return !*result || **result;  // a store error ends the wait too
+        *result = svc.query.readable_from(conversation, user);
+        return !*result || **result > 0;  // a store error ends the wait too
       },
       [result, done = std::move(done)](bool) { done(std::move(*result)); });
 }

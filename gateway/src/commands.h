@@ -61,10 +61,12 @@ uint64_t new_group_id();
 // Is `conversation` a conversation id (single_<lo>_<hi>, group_<id>, world)? If not, `error` says why.
 bool check_conversation(std::string_view conversation, std::string& error);
 
-// May `user` read `conversation`? One-to-one streams and world are decided here; groups ask the
-// read model, and a "no" is retried until config.read_model_wait passes (the membership may not
-// be projected yet). `done` runs once, on any thread.
-void authorize_read(Services& svc, std::string conversation, uint64_t user, std::function<void(Result<bool>)> done);
+// From which seq may `user` read `conversation`? 0: not at all. One-to-one streams and world are
+// decided here (from seq 1); groups ask the query service (QueryService::readable_from, where the
+// group's history rule applies), and a "no" is retried until config.read_model_wait passes (the
+// membership may not be projected yet). `done` runs once, on any thread.
+void authorize_read(Services& svc, std::string conversation, uint64_t user,
+                    std::function<void(Result<uint64_t>)> done);
 
 // Calls `attempt` until it returns true or `wait` passes, then `done(held)`. The first attempt runs
 // on the caller's thread, the next ones on query threads (Services::queries), 25 ms apart; a full

@@ -243,6 +243,10 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   if (config.query_threads == 0 || config.query_queue == 0) {
     return fail_key("query_threads", "and query_queue must be at least 1");
   }
+  if (config.password_queue == 0) return fail_key("password_queue", "must be at least 1");
+  if (auto p = login_throttle_problem(config.login_throttle); !p.empty()) return fail_key("login_throttle", ": " + p);
+  auto proxies = gw::TrustedProxies::parse(config.trusted_proxies);
+  if (!proxies) return fail_key("trusted_proxies", ": " + proxies.error().message());
   if (config.threads == 0) config.threads = std::max(1u, std::thread::hardware_concurrency());
   if (!config.web_dir.empty() && !std::filesystem::is_regular_file(config.web_dir + "/index.html")) {
     return fail_key("web_dir", "`" + config.web_dir + "` has no index.html");
@@ -250,6 +254,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   auto impl = std::make_unique<Impl>(std::move(config), std::move(deps));
   impl->endpoint = *ep;
   auto& svc = impl->svc;
+  svc.trusted_proxies = std::move(*proxies);
   gw::add_ops_routes(svc.api);
   gw::add_auth_routes(svc.api);
   gw::add_chat_routes(svc.api);

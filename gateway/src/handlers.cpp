@@ -7,7 +7,7 @@ namespace imlog::gw {
 
 bool parse_body(Services& svc, const ApiRequest& req, const Respond& respond, JsonBody& body) {
   if (body.parse(req.body)) return true;
-  respond(counted_error(svc, 400, "invalid_json", body.error()));
+  respond(counted_error(svc, 400, body.parse_error_code(), body.error()));
   return false;
 }
 
@@ -18,15 +18,27 @@ ApiReply counted_error(Services& svc, unsigned status, std::string_view code, st
   return error_reply(status, code, message);
 }
 
-void run_password_work(Services& svc, const Respond& respond, std::function<void()> fn) {
-  if (svc.password_work.fetch_add(1) >= Services::kMaxPasswordWork) {
+ApiReply with_retry_after(ApiReply reply, int64_t seconds) {
+  reply.headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(1, seconds)));
+  return reply;
+}
+
+bool run_password_work(Services& svc, const Respond& respond, std::function<void()> fn) {
+  if (svc.password_work.fetch_add(1) >= svc.max_password_work) {
     svc.password_work.fetch_sub(1);
-    return respond(counted_error(svc, 503, "unavailable", "too many logins and registrations at once; retry shortly"));
+    respond(with_retry_after(
+        counted_error(svc, 503, "unavailable", "too many logins and registrations at once; retry in a second"), 1));
+    return false;
   }
+  // Counted until the hash is done, not only while queued: the bound is on hashes in flight.
   svc.run_blocking([&svc, fn = std::move(fn)] {
-    svc.password_work.fetch_sub(1);
+    struct Done {
+      std::atomic<int>& work;
+      ~Done() { work.fetch_sub(1); }
+    } done{svc.password_work};
     fn();
   });
+  return true;
 }
 
 void run_avatar_work(Services& svc, const Respond& respond, std::function<void()> fn) {

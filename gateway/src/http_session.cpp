@@ -1,6 +1,7 @@
 #include "http_session.h"
 
 #include <algorithm>
+#include <iterator>
 #include <memory>
 #include <optional>
 
@@ -85,7 +86,10 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   void do_read() {
     if (closing_) return do_close();
     parser_.emplace();
-    parser_->body_limit(svc_.config.max_body_bytes);
+    // The route is not known until the header is: until then, the largest body any route takes.
+    // Beast checks a Content-Length against this when the header ends; on_header applies the
+    // route's own limit.
+    parser_->body_limit(std::max(svc_.config.max_body_bytes, avatar_body_limit()));
     parser_->header_limit(svc_.config.max_header_bytes);
     stream_.expires_after(requests_ == 0 ? svc_.config.http_timeout : svc_.config.http_idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
@@ -95,24 +99,58 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   void on_header(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
     busy_ = true;
-    // An avatar upload may be larger than other bodies; its handler enforces avatar_max_bytes.
-    std::string_view target(parser_->get().target().data(), parser_->get().target().size());
-    body_limit_ = svc_.config.max_body_bytes;
-    if (target.substr(0, target.find('?')) == "/api/v1/users/me/avatar") {
-      body_limit_ = std::max(body_limit_, svc_.config.avatar_max_bytes + 1);
+    auto& req = parser_->get();
+    version_ = req.version();
+    if (auto why = bad_framing(req); !why.empty()) {
+      keep_alive_ = false;
+      svc_.metrics.error("bad_request");
+      return write_reply(error_reply(400, "bad_request", why));
     }
-    parser_->body_limit(body_limit_);
+    uint64_t limit = body_limit_of(req.target());
+    if (parser_->content_length().value_or(0) > limit) return refuse_too_large();
+    parser_->body_limit(limit);  // a chunked body is counted as it comes
     stream_.expires_after(svc_.config.http_timeout);
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
   }
 
+  // An avatar upload may be larger than other bodies; its handler enforces avatar_max_bytes.
+  [[nodiscard]] uint64_t avatar_body_limit() const { return svc_.config.avatar_max_bytes + 1; }
+  [[nodiscard]] uint64_t body_limit_of(std::string_view target) const {
+    if (target.substr(0, target.find('?')) == "/api/v1/users/me/avatar") {
+      return std::max(svc_.config.max_body_bytes, avatar_body_limit());
+    }
+    return svc_.config.max_body_bytes;
+  }
+
+  // Why the request's body cannot be delimited safely, or "". Beast takes a request whose
+  // Transfer-Encoding does not end in `chunked` as bodiless (and `chunked` after a Content-Length
+  // or twice as an error): its body would then be read as the next request, which is request
+  // smuggling past any proxy that reads it otherwise. RFC 9112 §6.1 and §6.3: such a request is
+  // answered 400 and the connection closed. The one coding accepted is `chunked` alone, on HTTP/1.1.
+  static std::string bad_framing(const http::request<http::string_body>& req) {
+    auto [first, last] = req.equal_range(http::field::transfer_encoding);
+    if (first == last) return {};
+    if (req.version() < 11) return "Transfer-Encoding is not allowed in an HTTP/1.0 request: send Content-Length";
+    std::string_view value(first->value().data(), first->value().size());
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (std::next(first) == last && beast::iequals(value, "chunked")) return {};
+    std::string got = std::next(first) != last ? "several Transfer-Encoding fields"
+                      : value.size() <= 64     ? "Transfer-Encoding `" + std::string(value) + "`"
+                                               : "a long Transfer-Encoding";
+    return got + " is not supported: send Content-Length, or Transfer-Encoding: chunked alone";
+  }
+
+  void refuse_too_large() {
+    keep_alive_ = false;
+    svc_.metrics.error("too_large");
+    uint64_t limit = body_limit_of(parser_->get().target());
+    write_reply(error_reply(413, "too_large", "the request body is over " + std::to_string(limit) + " bytes"));
+  }
+
   void on_read_error(beast::error_code ec) {
     keep_alive_ = false;
-    if (ec == http::error::body_limit) {
-      svc_.metrics.error("too_large");
-      return write_reply(error_reply(413, "too_large",
-                                     "the request body is over " + std::to_string(body_limit_) + " bytes"));
-    }
+    if (ec == http::error::body_limit) return refuse_too_large();
     if (ec == http::error::header_limit) {
       svc_.metrics.error("too_large");
       return write_reply(error_reply(431, "too_large",
@@ -147,6 +185,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     r.query = query;
     r.body = std::move(req.body());
     r.authorization = std::string(req[http::field::authorization]);
+    beast::error_code peer_ec;
+    auto peer = stream_.socket().remote_endpoint(peer_ec);
+    if (!peer_ec) r.remote_address = peer.address().to_string();
+    for (auto [h, end] = req.equal_range("X-Forwarded-For"); h != end; ++h) {
+      if (!r.forwarded_for.empty()) r.forwarded_for += ',';
+      r.forwarded_for += std::string_view(h->value().data(), h->value().size());
+    }
     svc_.api.dispatch(svc_, std::move(r), [self = shared_from_this()](ApiReply reply) {
       net::post(self->stream_.get_executor(),
                 [self, reply = std::move(reply)]() mutable { self->write_reply(std::move(reply)); });
@@ -180,6 +225,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     res_->set(http::field::server, "imlog");
     if (!reply.content_type.empty()) res_->set(http::field::content_type, reply.content_type);
     if (reply.content_type == "application/json") res_->set(http::field::cache_control, "no-store");
+    res_->set("X-Content-Type-Options", "nosniff");  // every reply is exactly its Content-Type
     for (auto& [k, v] : reply.headers) res_->set(k, v);
     res_->keep_alive(keep_alive_ && !closing_ && !svc_.stopping.load());
     res_->body() = std::move(reply.body);
@@ -209,7 +255,6 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
   std::optional<http::response<http::string_body>> res_;
   const uint64_t id_;
   uint64_t requests_ = 0;
-  uint64_t body_limit_ = 0;  // of the request being read
   unsigned version_ = 11;
   bool keep_alive_ = true;
   bool head_ = false;

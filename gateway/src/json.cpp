@@ -1,8 +1,12 @@
 #include "json.h"
 
+#include <algorithm>
 #include <charconv>
 
+#include <rapidjson/encodedstream.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 
 namespace imlog::gw {
 
@@ -92,13 +96,16 @@ bool JsonFields::u64_list(const char* name, std::vector<uint64_t>& out, size_t m
   return true;
 }
 
-bool JsonFields::str_list(const char* name, std::vector<std::string>& out, size_t max_items) {
+bool JsonFields::str_list(const char* name, std::vector<std::string>& out, size_t max_items, size_t max_item_bytes) {
   const auto* v = find(name);
   if (!v) return true;
   if (!v->IsArray()) return fail(name, "must be an array of strings");
   if (v->Size() > max_items) return fail(name, ("has more than " + std::to_string(max_items) + " items").c_str());
   for (const auto& e : v->GetArray()) {
     if (!e.IsString()) return fail(name, "must be an array of strings");
+    if (e.GetStringLength() > max_item_bytes) {
+      return fail(name, ("has an item longer than " + std::to_string(max_item_bytes) + " bytes").c_str());
+    }
     out.emplace_back(e.GetString(), e.GetStringLength());
   }
   return true;
@@ -115,16 +122,141 @@ bool JsonFields::object(const char* name, JsonFields& out, bool required) {
   return true;
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one.
+size_t utf8_sequence_at(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (len == 0 || i + len > s.size()) return 0;
+  uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  for (size_t k = 1; k < len; ++k) {
+    auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc >> 6) != 0x2) return 0;
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+      (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+    return 0;
+  }
+  return len;
+}
+
+// At most `max` bytes of valid UTF-8 `s`, cut at a character boundary (for quoting client input).
+std::string_view clip_utf8(std::string_view s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xc0) == 0x80) --end;
+  return s.substr(0, end);
+}
+
+// Passes the reader's SAX events on to the document, refusing a nesting over kMaxJsonDepth and a
+// key or string that is not valid UTF-8 (the reader stops at the first refusal). On one thread.
+class GuardedHandler {
+ public:
+  using SizeType = rapidjson::SizeType;
+  enum class Refusal { none, too_deep, bad_string };
+
+  explicit GuardedHandler(rapidjson::Document& doc) : doc_(doc) {}
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, SizeType n, bool copy) { return doc_.RawNumber(s, n, copy); }
+  bool String(const char* s, SizeType n, bool copy) { return utf8(s, n, false) && doc_.String(s, n, copy); }
+  bool Key(const char* s, SizeType n, bool copy) {
+    if (!utf8(s, n, true)) return false;
+    key_.assign(clip_utf8(std::string_view(s, n), 64));
+    return doc_.Key(s, n, copy);
+  }
+  bool StartObject() { return enter() && doc_.StartObject(); }
+  bool EndObject(SizeType members) {
+    --depth_;
+    return doc_.EndObject(members);
+  }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(SizeType elements) {
+    --depth_;
+    return doc_.EndArray(elements);
+  }
+
+  [[nodiscard]] Refusal refusal() const { return refusal_; }
+  // What held the bad string: "field `email`", "a member name", "a string".
+  [[nodiscard]] std::string where() const {
+    if (bad_key_) return "a member name";
+    return key_.empty() ? "a string" : "field `" + key_ + "`";
+  }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxJsonDepth) return true;
+    refusal_ = Refusal::too_deep;
+    return false;
+  }
+  bool utf8(const char* s, SizeType n, bool is_key) {
+    if (valid_utf8(std::string_view(s, n))) return true;
+    refusal_ = Refusal::bad_string;
+    bad_key_ = is_key;
+    return false;
+  }
+
+  rapidjson::Document& doc_;
+  unsigned depth_ = 0;
+  Refusal refusal_ = Refusal::none;
+  bool bad_key_ = false;
+  std::string key_;  // the last member name seen: names the field of a bad string
+};
+
+}  // namespace
+
+bool parse_client_json(std::string_view text, rapidjson::Document& doc, JsonError& error) {
+  error = {};
+  GuardedHandler handler(doc);
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document&) {
+    rapidjson::MemoryStream bytes(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(bytes);
+    rapidjson::Reader reader;
+    result = reader.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(in, handler);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  if (!result.IsError()) return true;
+  doc.SetNull();
+  std::string at = "at offset " + std::to_string(result.Offset());
+  switch (handler.refusal()) {
+    case GuardedHandler::Refusal::too_deep:  // the offset is that of the bracket too many
+      error.too_deep = true;
+      error.message = "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels of arrays and objects " +
+                      at + "; at most " + std::to_string(kMaxJsonDepth) + " are accepted";
+      break;
+    case GuardedHandler::Refusal::bad_string:
+      error.message = "malformed JSON " + at + ": " + handler.where() +
+                      " is not valid Unicode (a lone surrogate escape such as \\udc00?)";
+      break;
+    case GuardedHandler::Refusal::none:
+      error.message = "malformed JSON " + at + ": " + rapidjson::GetParseError_En(result.Code());
+      break;
+  }
+  return false;
+}
+
 bool JsonBody::parse(std::string_view text) {
   error_.clear();
+  too_deep_ = false;
   if (text.empty()) {
     error_ = "the body is empty: send a JSON object";
     return false;
   }
-  doc_.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
-  if (doc_.HasParseError()) {
-    error_ = std::string("malformed JSON at offset ") + std::to_string(doc_.GetErrorOffset()) + ": " +
-             rapidjson::GetParseError_En(doc_.GetParseError());
+  JsonError e;
+  if (!parse_client_json(text, doc_, e)) {
+    error_ = std::move(e.message);
+    too_deep_ = e.too_deep;
     return false;
   }
   if (!doc_.IsObject()) {
@@ -135,32 +267,46 @@ bool JsonBody::parse(std::string_view text) {
 }
 
 bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > n) return false;
-    uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    for (size_t k = 1; k < len; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-      return false;
-    }
+  for (size_t i = 0; i < s.size();) {
+    size_t len = utf8_sequence_at(s, i);
+    if (len == 0) return false;
     i += len;
   }
   return true;
 }
 
+std::string to_valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    size_t len = utf8_sequence_at(s, i);
+    if (len == 0) {
+      out += "\xef\xbf\xbd";  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(s, i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
 // ---- writing ----------------------------------------------------------------------------------
+
+JsonOut& JsonOut::text(std::string_view s, bool is_key) {
+  std::string valid;
+  if (!valid_utf8(s)) {
+    valid = to_valid_utf8(s);
+    s = valid;
+  }
+  auto n = static_cast<rapidjson::SizeType>(s.size());
+  if (is_key) {
+    w_.Key(s.data(), n);
+  } else {
+    w_.String(s.data(), n);
+  }
+  return *this;
+}
 
 std::string error_json(std::string_view code, std::string_view message) {
   JsonOut j;
@@ -245,6 +391,8 @@ void write_group(JsonOut& j, const GroupView& g) {
   j.field("owner_id", g.owner_id);
   j.field("member_count", g.member_count);
   j.field("created_at", g.created_at);
+  j.field("join_policy", g.join_policy);
+  j.field("history", g.history);
   j.end_object();
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // JSON in and out of the gateway (RapidJSON; private to gateway/src so no includer pays for it).
-// The shapes are DESIGN.md §8.1's: user and group ids are numbers, a message_id is a decimal string,
-// seq ids are numbers, times are Unix ms.
+// The shapes are those of docs/api/openapi.yaml: user and group ids are numbers, a message_id is
+// a decimal string, seq ids are numbers, times are Unix ms.
 //
 // Thread-compatible values.
 
@@ -27,8 +27,10 @@ class JsonOut {
   JsonOut& end_object() { w_.EndObject(); return *this; }
   JsonOut& begin_array() { w_.StartArray(); return *this; }
   JsonOut& end_array() { w_.EndArray(); return *this; }
-  JsonOut& key(std::string_view k) { w_.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); return *this; }
-  JsonOut& str(std::string_view v) { w_.String(v.data(), static_cast<rapidjson::SizeType>(v.size())); return *this; }
+  // Keys and strings go out as valid UTF-8 whatever they hold (to_valid_utf8): error messages
+  // echo client input, and stored data may predate a check.
+  JsonOut& key(std::string_view k) { return text(k, true); }
+  JsonOut& str(std::string_view v) { return text(v, false); }
   JsonOut& u64(uint64_t v) { w_.Uint64(v); return *this; }
   JsonOut& i64(int64_t v) { w_.Int64(v); return *this; }
   JsonOut& boolean(bool v) { w_.Bool(v); return *this; }
@@ -46,6 +48,7 @@ class JsonOut {
   [[nodiscard]] std::string take() const { return std::string(buf_.GetString(), buf_.GetSize()); }
 
  private:
+  JsonOut& text(std::string_view s, bool is_key);
   rapidjson::StringBuffer buf_;
   rapidjson::Writer<rapidjson::StringBuffer> w_;
 };
@@ -64,7 +67,7 @@ class JsonFields {
   bool opt_bool(const char* name, std::optional<bool>& out);
   bool opt_i64(const char* name, std::optional<int64_t>& out);
   bool u64_list(const char* name, std::vector<uint64_t>& out, size_t max_items);
-  bool str_list(const char* name, std::vector<std::string>& out, size_t max_items);
+  bool str_list(const char* name, std::vector<std::string>& out, size_t max_items, size_t max_item_bytes = 1 << 20);
   // A nested object (nullptr obj when absent and not required).
   bool object(const char* name, JsonFields& out, bool required);
 
@@ -75,26 +78,49 @@ class JsonFields {
   std::string* error_;
 };
 
+// How deep client JSON may nest arrays and objects. The API's documents are two or three levels
+// deep; the limit keeps a hostile document from costing stack or memory in proportion to its depth.
+inline constexpr unsigned kMaxJsonDepth = 32;
+
+// Why client JSON was refused.
+struct JsonError {
+  std::string message;    // names the problem and its offset
+  bool too_deep = false;  // nested deeper than kMaxJsonDepth (else malformed)
+};
+
+// Parses client JSON (any value) into `doc`. The parse is iterative (RapidJSON's recursive parser
+// overflowed a thread's stack on 140 KB of '['), nesting is at most kMaxJsonDepth, and every key
+// and string is valid UTF-8: RapidJSON validates the bytes of the text but decodes a lone
+// surrogate escape ("\udc00") into bytes that are not UTF-8. Bodies and frames are parsed here
+// (JsonBody); the JWT header (auth.cpp) is bounded by the 4096-byte token limit instead.
+bool parse_client_json(std::string_view text, rapidjson::Document& doc, JsonError& error);
+
 class JsonBody {
  public:
-  // Parses `text` as one JSON object (UTF-8 validated). False with error() naming the problem and
-  // its offset otherwise.
+  // Parses `text` as one JSON object (parse_client_json). False with error() naming the problem
+  // and its offset otherwise.
   bool parse(std::string_view text);
   [[nodiscard]] JsonFields fields() { return JsonFields(&doc_, &error_); }
   [[nodiscard]] const std::string& error() const { return error_; }
+  // The error code of a failed parse: "invalid" for a document nested too deep (well-formed, over
+  // a limit), "invalid_json" otherwise.
+  [[nodiscard]] std::string_view parse_error_code() const { return too_deep_ ? "invalid" : "invalid_json"; }
 
  private:
   rapidjson::Document doc_;
   std::string error_;
+  bool too_deep_ = false;
 };
 
 // Is `s` valid UTF-8 (no overlongs, surrogates, or code points past U+10FFFF)?
 bool valid_utf8(std::string_view s);
+// `s` with every byte that does not begin a valid UTF-8 sequence replaced by U+FFFD.
+std::string to_valid_utf8(std::string_view s);
 
 // A {code, message} body.
 std::string error_json(std::string_view code, std::string_view message);
 
-// The §8.1 objects.
+// The API's objects (docs/api/openapi.yaml).
 void write_message(JsonOut& j, const MessageView& m);
 void write_conversation(JsonOut& j, const ConversationView& c);
 void write_history(JsonOut& j, const HistoryPage& page);  // messages: [...], has_more

@@ -53,5 +53,85 @@ TEST(JsonOut, MessageShapeIsTheContract) {
             R"("content":"hi \"there\"","message_type":"text","client_msg_id":"c1","created_at":1700000000000})");
 }
 
+// ---- hostile input (issue 12) -----------------------------------------------------------------
+
+// {"a": [[[...]]]}: `depth` levels of arrays and objects in all.
+std::string nested(unsigned depth) {
+  return R"({"a":)" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+}
+
+TEST(ClientJson, NestingIsBoundedAndTheRefusalNamesTheLimit) {
+  JsonBody b;
+  EXPECT_TRUE(b.parse(nested(kMaxJsonDepth))) << b.error();
+  EXPECT_FALSE(b.parse(nested(kMaxJsonDepth + 1)));
+  EXPECT_EQ(b.parse_error_code(), "invalid");
+  EXPECT_NE(b.error().find("deeper than 32"), std::string::npos) << b.error();
+  EXPECT_NE(b.error().find("offset 36"), std::string::npos) << "the offset of the 33rd level: " << b.error();
+  // Malformed stays invalid_json.
+  EXPECT_FALSE(b.parse("{\"a\":"));
+  EXPECT_EQ(b.parse_error_code(), "invalid_json");
+}
+
+TEST(ClientJson, AMillionOpenBracketsCostNoStack) {
+  // A recursive parse of this overflows an 8 MiB stack.
+  std::string deep(1'000'000, '[');
+  rapidjson::Document doc;
+  JsonError e;
+  ASSERT_FALSE(parse_client_json(deep, doc, e));
+  EXPECT_TRUE(e.too_deep);
+  EXPECT_NE(e.message.find("offset 32"), std::string::npos) << e.message;
+  JsonBody b;
+  EXPECT_FALSE(b.parse(std::string(500'000, '{') + std::string(500'000, '[')));
+  EXPECT_EQ(b.parse_error_code(), "invalid_json") << "a key is expected after {: " << b.error();
+  EXPECT_FALSE(b.parse(R"({"a":)" + std::string(500'000, '[')));
+  EXPECT_EQ(b.parse_error_code(), "invalid");
+}
+
+TEST(ClientJson, LoneSurrogateEscapesAreRefusedNamingTheField) {
+  JsonBody b;
+  EXPECT_FALSE(b.parse(R"({"email":"e\udc00@x"})"));
+  EXPECT_EQ(b.parse_error_code(), "invalid_json");
+  EXPECT_NE(b.error().find("field `email`"), std::string::npos) << b.error();
+  EXPECT_NE(b.error().find("offset"), std::string::npos) << b.error();
+  EXPECT_FALSE(b.parse(R"({"muted":["world","x\udfff"]})"));
+  EXPECT_NE(b.error().find("field `muted`"), std::string::npos) << b.error();
+  EXPECT_FALSE(b.parse(R"({"\udc00":1})"));
+  EXPECT_NE(b.error().find("member name"), std::string::npos) << b.error();
+  EXPECT_FALSE(b.parse(R"({"a":"\ud800"})")) << "a high surrogate without its pair";
+  EXPECT_FALSE(b.parse("{\"a\":\"\xed\xb0\x80\"}")) << "the same, as raw bytes";
+  EXPECT_TRUE(valid_utf8(b.error()));
+
+  ASSERT_TRUE(b.parse(R"({"c":"\ud83d\ude00 \u00e9"})")) << b.error();
+  std::string c;
+  ASSERT_TRUE(b.fields().str("c", c, true));
+  EXPECT_EQ(c, "\xf0\x9f\x98\x80 \xc3\xa9");
+}
+
+TEST(ClientJson, StringListsBoundTheirItems) {
+  JsonBody b;
+  ASSERT_TRUE(b.parse(R"({"l":["ab","abcd"]})"));
+  std::vector<std::string> out;
+  EXPECT_FALSE(b.fields().str_list("l", out, 10, 3));
+  EXPECT_EQ(b.error(), "field `l` has an item longer than 3 bytes");
+  out.clear();
+  ASSERT_TRUE(b.parse(R"({"l":["ab","abcd"]})"));
+  EXPECT_TRUE(b.fields().str_list("l", out, 10, 4));
+  EXPECT_EQ(out, (std::vector<std::string>{"ab", "abcd"}));
+}
+
+TEST(Utf8, InvalidBytesAreReplacedOnTheWayOut) {
+  EXPECT_EQ(to_valid_utf8("plain \xe4\xbd\xa0"), "plain \xe4\xbd\xa0");
+  EXPECT_EQ(to_valid_utf8("\xff"), "\xef\xbf\xbd");
+  EXPECT_EQ(to_valid_utf8("a\xc0\xaf" "b"), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+  EXPECT_EQ(to_valid_utf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(to_valid_utf8("x\xe4\xbd"), "x\xef\xbf\xbd\xef\xbf\xbd") << "a truncated sequence";
+  // Every error body and frame is written by JsonOut, so none carries the raw bytes.
+  EXPECT_EQ(error_json("not_found", "`\xff` is not a group id"),
+            "{\"code\":\"not_found\",\"message\":\"`\xef\xbf\xbd` is not a group id\"}");
+  JsonOut j;
+  j.begin_object().key("k\xfe").str("\xc3").end_object();
+  EXPECT_EQ(j.take(), "{\"k\xef\xbf\xbd\":\"\xef\xbf\xbd\"}");
+}
+
 }  // namespace
 }  // namespace imlog::gw

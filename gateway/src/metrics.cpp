@@ -61,6 +61,9 @@ std::string Metrics::render() const {
   counter(out, "imlog_gateway_push_frames_total", "Push frames queued to sessions.", push_frames.load());
   counter(out, "imlog_gateway_heartbeat_timeouts_total", "WebSocket peers closed for silence.",
           heartbeat_timeouts.load());
+  counter(out, "imlog_gateway_password_hashes_total",
+          "Argon2id password hashes and verifications (one per register and per login, known user or not).",
+          password_hashes.load());
   counter(out, "imlog_gateway_slow_consumers_total", "Sessions closed because their write queue was full.",
           slow_consumers.load());
   counter(out, "imlog_gateway_reads_paused_total",

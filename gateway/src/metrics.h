@@ -41,6 +41,7 @@ struct Metrics {
   std::atomic<uint64_t> reads_paused{0};
   std::atomic<uint64_t> socket_writes{0};         // WebSocket socket writes (each carries one or more frames)         // times a session stopped reading at max_inflight_commands
   std::atomic<uint64_t> heartbeat_timeouts{0};
+  std::atomic<uint64_t> password_hashes{0};      // Argon2id hashes and verifications (PasswordHasher)
   Histogram command_latency;                     // submit → engine's answer
 
   // Errors returned to clients, by code ("unauthorized", "rate_limited", "not_member", ...).

@@ -110,6 +110,9 @@ std::optional<RenderedPush> render_push(const fb::EventEnvelope& e) {
           for (uint64_t m : *g->members()) j.u64(m);
         }
         j.end_array();
+        // Absent from a group created before schema 3: private, all history.
+        j.field("join_policy", join_policy_name(g->join_policy().value_or(fb::JoinPolicy::Private)));
+        j.field("history", history_rule_name(g->history().value_or(fb::HistoryRule::All)));
       });
       return out;
     }
@@ -136,6 +139,26 @@ std::optional<RenderedPush> render_push(const fb::EventEnvelope& e) {
         conversation_fields(j, e);
         j.field("user_id", m->user_id());
         j.field("removed_by", m->by());
+        j.field("banned", m->ban());
+      });
+      return out;
+    }
+    case fb::Event::MemberUnbanned: {
+      auto* m = e.event_as_MemberUnbanned();
+      out.frame = frame("member-unbanned", [&](JsonOut& j) {
+        conversation_fields(j, e);
+        j.field("user_id", m->user_id());
+        j.field("unbanned_by", m->by());
+      });
+      return out;
+    }
+    case fb::Event::GroupSettingsChanged: {
+      auto* g = e.event_as_GroupSettingsChanged();
+      out.frame = frame("group-settings-changed", [&](JsonOut& j) {
+        conversation_fields(j, e);
+        if (auto p = g->join_policy()) j.field("join_policy", join_policy_name(*p));
+        if (auto h = g->history()) j.field("history", history_rule_name(*h));
+        j.field("changed_by", g->by());
       });
       return out;
     }

@@ -5,15 +5,18 @@
 //
 // Thread-safe: every member is either immutable after construction or thread-safe itself.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
 #include "api.h"
 #include "auth.h"
+#include "client_address.h"
 #include "hub.h"
 #include "imlog/gateway/gateway.h"
 #include "metrics.h"
@@ -32,7 +35,10 @@ struct Services {
         not_ready(std::move(deps.not_ready)),
         tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
                config.refresh_token_ttl.count() / 1000),
-        passwords(config.password_ops_limit, config.password_mem_limit),
+        passwords(config.password_ops_limit, config.password_mem_limit, &metrics.password_hashes),
+        max_password_work(static_cast<int>(std::max<uint32_t>(1, config.password_threads) * config.password_queue)),
+        own_throttle(deps.login_throttle ? nullptr : make_local_login_throttle(config.login_throttle, clock)),
+        throttle(deps.login_throttle ? *deps.login_throttle : *own_throttle),
         queries(config.query_threads, config.query_queue),
         registry(config.registry_threads, config.registry_queue) {}
 
@@ -58,9 +64,10 @@ struct Services {
   // whose handlers may still release sessions that announce their presence, so after this nothing
   // may touch `bus`.
   std::atomic<bool> bus_stopped{false};
-  // Password hashes queued or running; beyond kMaxPasswordWork new ones are refused with 503.
+  // Password hashes and verifications queued or running; beyond max_password_work
+  // (password_threads × password_queue) new ones are refused with 503.
   std::atomic<int> password_work{0};
-  static constexpr int kMaxPasswordWork = 256;
+  const int max_password_work;
   // Avatar reads and writes queued or running on the same threads; beyond kMaxAvatarWork new ones
   // are refused with 503, so a flood of GET /avatars cannot keep logins waiting.
   std::atomic<int> avatar_work{0};
@@ -75,11 +82,18 @@ struct Services {
   // Runs `fn` on an I/O thread after `delay` (retries against the eventually-consistent read model).
   std::function<void(std::chrono::milliseconds, std::function<void()>)> run_after;
 
+  // Login back-off (login_throttle.h): the deps' shared one, or this gateway's own. Called on the
+  // registry workers (a Redis one blocks).
+  std::unique_ptr<LoginThrottle> own_throttle;
+  LoginThrottle& throttle;
+  // gateway.trusted_proxies; set by Gateway::create, which checked them.
+  TrustedProxies trusted_proxies;
+
   // Read-model queries: the handlers of signed-in users' REST requests and WebSocket syncs, off the
   // I/O threads (keyed_workers.h), keyed by user.
   KeyedWorkers queries;
-  // SessionRegistry calls and presence announcements, off the I/O threads (keyed_workers.h). Last,
-  // so its threads are joined before anything they use goes.
+  // SessionRegistry calls, presence announcements and login throttle calls, off the I/O threads
+  // (keyed_workers.h). Last, so its threads are joined before anything they use goes.
   KeyedWorkers registry;
 };
 

@@ -1,5 +1,7 @@
 #include "ws_frames.h"
 
+#include <algorithm>
+
 #include "commands.h"
 #include "imlog/engine/streams.h"
 #include "json.h"
@@ -76,25 +78,26 @@ void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   }
   std::string why;
   if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "sync");
-  if (limit == 0) limit = 1;
-  if (limit > 200) limit = 200;
+  // after_seq present (0 included): the messages after it, oldest first (has_more: more after the
+  // page). Absent: the latest `limit` (has_more: older ones exist; page back over REST).
+  HistoryRequest request;
+  if (data.has("after_seq")) request.after_seq = after_seq;
+  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
   // The read model is queried on the user's query thread, never on this I/O thread.
-  bool queued = svc.queries.post(conn->user_id(), [&svc, conn, conversation, after_seq, limit] {
+  bool queued = svc.queries.post(conn->user_id(), [&svc, conn, conversation, request] {
     authorize_read(svc, conversation, conn->user_id(),
-                   [&svc, conn, conversation, after_seq, limit](Result<bool> may) {
-                     if (!may) return send_error(svc, *conn, "unavailable", may.error().message(), {}, "sync");
-                     if (!*may) {
+                   [&svc, conn, conversation, request](Result<uint64_t> from) {
+                     if (!from) return send_error(svc, *conn, "unavailable", from.error().message(), {}, "sync");
+                     if (*from == 0) {
                        return send_error(svc, *conn, "forbidden",
                                          "you may not read " + conversation + " (not a participant or member)", {}, "sync");
                      }
-                     // after_seq > 0: the messages after it, oldest first (has_more: more after the page).
-                     // after_seq 0: the latest `limit` (has_more: older ones exist; page back over REST).
-                     auto page = svc.query.history(conversation, after_seq, 0, static_cast<uint32_t>(limit));
+                     auto page = svc.query.history(conversation, *from, request);
                      if (!page) return send_error(svc, *conn, "unavailable", page.error().message(), {}, "sync");
                      JsonOut j;
                      j.begin_object().field("type", "sync-result").key("data").begin_object();
                      j.field("conversation_id", conversation);
-                     j.field("after_seq", after_seq);
+                     if (request.after_seq) j.field("after_seq", *request.after_seq);
                      write_history(j, *page);
                      j.end_object().end_object();
                      conn->send(shared(j.take()));
@@ -165,7 +168,7 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
     return send_error(svc, *conn, "invalid_utf8", "the text frame is not valid UTF-8; frames are UTF-8 JSON");
   }
   JsonBody body;
-  if (!body.parse(text)) return send_error(svc, *conn, "invalid_json", body.error());
+  if (!body.parse(text)) return send_error(svc, *conn, body.parse_error_code(), body.error());
   JsonFields root = body.fields();
   std::string type;
   if (!root.str("type", type, true, 64)) {
@@ -182,14 +185,6 @@ void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& 
   if (type != "send-message" && type != "sync" && type != "read" && type != "set-status") {
     return send_error(svc, *conn, "unknown_type",
                       "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type);
-  }
-  if (!conn->take_token()) {
-    std::string cm;
-    (void)data.str("client_msg_id", cm, false, kMaxClientMsgId);
-    return send_error(svc, *conn, "rate_limited",
-                      "too many frames: at most " + std::to_string(static_cast<int>(svc.config.ws_rate)) +
-                          " per second; slow down and retry",
-                      cm, type);
   }
   if (type == "send-message") return on_send_message(svc, conn, data, body.error());
   if (type == "sync") return on_sync(svc, conn, data, body.error());

@@ -1,7 +1,7 @@
 #pragma once
-// The WebSocket protocol of DESIGN.md §8.1 (docs/api/websocket.md), apart from the socket: one
-// complete text message in, frames out through FrameConnection. Kept free of Beast so it compiles
-// quickly and reads as the protocol.
+// The WebSocket protocol of docs/api/websocket.md, apart from the socket: one complete text
+// message in, frames out through FrameConnection. Kept free of Beast so it compiles quickly and
+// reads as the protocol.
 //
 //   send-message → message-ack | error{code, message, client_msg_id}
 //   sync         → sync-result | error
@@ -27,8 +27,6 @@ class FrameConnection {
   // Queues a frame to the client. Thread-safe.
   virtual void send(std::shared_ptr<const std::string> frame) = 0;
   [[nodiscard]] virtual uint64_t user_id() const = 0;
-  // On the session's strand only: takes one token from the send-rate bucket.
-  virtual bool take_token() = 0;
   // On the session's strand only: this session sent (conversation, client_msg_id).
   virtual void remember_sent(uint64_t key) = 0;
   // On the session's strand only: a command leaves for the engine. Each is matched by one
@@ -38,8 +36,9 @@ class FrameConnection {
   virtual void answer(std::shared_ptr<const std::string> frame) = 0;
 };
 
-// Handles one complete client text message. Runs on the session's strand; answers arrive later
-// through conn->send(), or conn->answer() for commands.
+// Handles one complete client text message, which already took its token from the connection's
+// send-rate bucket (WsSession). Runs on the session's strand; answers arrive later through
+// conn->send(), or conn->answer() for commands.
 void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text);
 
 // {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]}}

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
@@ -66,7 +67,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
         subprotocol_(std::move(subprotocol)),
         user_(user_id),
         id_(svc.next_connection_id++),
-        bucket_(svc.config.ws_rate, svc.config.ws_burst) {}
+        bucket_(svc.config.ws_rate, svc.config.ws_burst),
+        refusals_(svc.config.ws_rate, svc.config.ws_burst) {}
 
   ~WsSession() override { finish(); }
 
@@ -92,7 +94,6 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] { self->enqueue(frame); });
   }
   [[nodiscard]] uint64_t user_id() const override { return user_; }
-  bool take_token() override { return bucket_.take(); }
   void remember_sent(uint64_t key) override {
     if (sent_order_.size() < kMaxSent) {
       sent_order_.push_back(key);
@@ -187,7 +188,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     on_alive();
     bool was_text = true;
     ws_.next_layer().scanner().take_message_kind(was_text);
-    if (!was_text) {
+    if (!bucket_.take()) {
+      refuse_over_rate();
+    } else if (!was_text) {
       svc_.metrics.error("binary_unsupported");
       enqueue(error_frame("binary_unsupported", "binary frames are not supported: send JSON text frames"));
     } else {
@@ -212,6 +215,19 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (!read_paused_ || state_ != State::open || inflight_ >= svc_.config.max_inflight_commands) return;
     read_paused_ = false;
     do_read();
+  }
+
+  // Every message, text or binary, well-formed or not, takes a token before anything reads it, so
+  // no kind of frame escapes the limit. A refused one is answered `rate_limited` without being
+  // read; refusals draw on a second bucket of the same shape, and a connection that empties that
+  // too (sending over about twice ws_rate, or two bursts at once) is closed with 1008.
+  void refuse_over_rate() {
+    svc_.metrics.error("rate_limited");
+    auto limit = fmt::format("too many frames: at most {:g} per second (burst {:g})", svc_.config.ws_rate,
+                             svc_.config.ws_burst);
+    if (refusals_.take()) return enqueue(error_frame("rate_limited", limit + "; slow down and retry"));
+    enqueue(error_frame("rate_limited", limit + ", and still sending; closing with 1008"));
+    close(static_cast<uint16_t>(websocket::close_code::policy_error), "rate limit exceeded");
   }
 
   void enqueue(std::shared_ptr<const std::string> frame) {
@@ -353,7 +369,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   State state_ = State::handshake;
   uint16_t close_code_ = 1000;
   std::string close_reason_;
-  TokenBucket bucket_;
+  TokenBucket bucket_;    // every message takes a token
+  TokenBucket refusals_;  // every message refused for want of one takes a token; empty: closed
   uint32_t inflight_ = 0;      // commands sent and not yet answered
   bool read_paused_ = false;   // reading stopped at max_inflight_commands
   static constexpr std::chrono::seconds kHeartbeatEvery{5};

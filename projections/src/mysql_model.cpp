@@ -12,7 +12,8 @@
 //   per column set, prepared once per connection). messages rows are insert-only (a message never
 //   changes except by a recall, an UPDATE). Everything, the positions included, is one
 //   transaction. Rare events that need the current state (RoleChanged to owner demotes the old
-//   owner) flush what is pending and run their statements in order inside the same transaction.
+//   owner) or update part of a row an upsert could not insert (GroupSettingsChanged) flush what
+//   is pending and run their statements in order inside the same transaction.
 //
 // Idempotence: re-applying events in log order after they were applied leaves every row as it
 // was: assignments end at the last event's values, max/min/follow do not move, messages are
@@ -209,8 +210,10 @@ enum { nickname, email, avatar_url, signature, allow_search, message_policy, pus
 }
 namespace ucs_col { enum { muted, updated_at }; }
 namespace friend_col { enum { status, note, status_at, group_name, blocked, created_at, updated_at }; }
-namespace group_col { enum { name, description, owner_id, created_at }; }
-namespace member_col { enum { role, status, invited_by, joined_at, updated_at }; }
+namespace group_col { enum { name, description, owner_id, created_at, join_policy, history }; }
+namespace member_col {
+enum { role, status, invited_by, joined_at, updated_at, joined_seq, banned, banned_by, banned_at };
+}
 namespace conv_col { enum { type, user_lo, user_hi, group_id, updated_at, last_seq, created_at }; }
 namespace msg_col {
 enum { conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled };
@@ -256,14 +259,20 @@ const TableSpec kGroups{"groups",
                         {{"name", Kind::str},
                          {"description", Kind::str},
                          {"owner_id", Kind::u64},
-                         {"created_at", Kind::i64}}};
+                         {"created_at", Kind::i64},
+                         {"join_policy", Kind::str},
+                         {"history", Kind::str}}};
 const TableSpec kMembers{"group_members",
                          {{"group_id", Kind::u64}, {"user_id", Kind::u64}},
                          {{"role", Kind::str},
                           {"status", Kind::str},
                           {"invited_by", Kind::u64},
                           {"joined_at", Kind::i64},
-                          {"updated_at", Kind::i64}}};
+                          {"updated_at", Kind::i64},
+                          {"joined_seq", Kind::u64, Merge::max},
+                          {"banned", Kind::i64},
+                          {"banned_by", Kind::u64},
+                          {"banned_at", Kind::i64}}};
 const TableSpec kConversations{"conversations",
                                {{"conversation_id", Kind::str}},
                                {{"type", Kind::str, Merge::keep},
@@ -675,25 +684,23 @@ class MysqlModelImpl final : public MysqlModel {
 
   // ---- ReadModel ----
 
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit) override {
+  Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) override {
     return query<HistoryPage>("reading the history of " + std::string(conversation), [&](Conn& c) {
       HistoryPage page;
-      bool forward = after_seq > 0;
       std::string sql = std::string("SELECT ") + kMessageCols + " FROM messages WHERE conversation_id = ? AND seq_id > ? AND seq_id < ? ORDER BY seq_id " +
-                        (forward ? "ASC" : "DESC") + " LIMIT ?";
+                        (range.forward ? "ASC" : "DESC") + " LIMIT ?";
       auto& st = c.prepare(sql);
       st.setString(1, sql::SQLString(std::string(conversation)));
-      st.setUInt64(2, forward ? after_seq : 0);
-      st.setUInt64(3, before_seq > 0 ? before_seq : UINT64_MAX);
-      st.setUInt64(4, uint64_t{limit} + 1);
+      st.setUInt64(2, range.after_seq);
+      st.setUInt64(3, range.before_seq > 0 ? range.before_seq : UINT64_MAX);
+      st.setUInt64(4, uint64_t{range.limit} + 1);
       std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
       while (rs->next()) page.messages.push_back(read_message(*rs, 1));
-      if (page.messages.size() > limit) {
+      if (page.messages.size() > range.limit) {
         page.has_more = true;
-        page.messages.resize(limit);
+        page.messages.resize(range.limit);
       }
-      if (!forward) std::reverse(page.messages.begin(), page.messages.end());
+      if (!range.forward) std::reverse(page.messages.begin(), page.messages.end());
       return page;
     });
   }
@@ -802,14 +809,14 @@ class MysqlModelImpl final : public MysqlModel {
     return query<std::optional<GroupView>>("reading group " + std::to_string(group_id), [&](Conn& c) {
       auto& st = c.prepare(
           "SELECT g.group_id, g.name, g.description, g.owner_id, g.created_at, "
-          "(SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.group_id AND m.status = 'active') "
-          "FROM `groups` g WHERE g.group_id = ?");
+          "(SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.group_id AND m.status = 'active'), "
+          "g.join_policy, g.history FROM `groups` g WHERE g.group_id = ?");
       st.setUInt64(1, group_id);
       std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
       std::optional<GroupView> out;
       if (rs->next()) {
         out = GroupView{rs->getUInt64(1), get_str(*rs, 2), get_str(*rs, 3), rs->getUInt64(4),
-                        static_cast<uint32_t>(rs->getUInt64(6)), rs->getInt64(5)};
+                        static_cast<uint32_t>(rs->getUInt64(6)), rs->getInt64(5), get_str(*rs, 7), get_str(*rs, 8)};
       }
       return out;
     });
@@ -830,17 +837,42 @@ class MysqlModelImpl final : public MysqlModel {
     });
   }
 
-  Result<bool> can_read(std::string_view conversation, uint64_t user_id) override {
+  Result<std::vector<BanView>> bans(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override {
+    return query<std::vector<BanView>>("listing the bans of group " + std::to_string(group_id), [&](Conn& c) {
+      auto& st = c.prepare(
+          "SELECT user_id, banned_by, banned_at FROM group_members WHERE group_id = ? AND banned = 1 AND user_id > ? "
+          "ORDER BY user_id LIMIT ?");
+      st.setUInt64(1, group_id);
+      st.setUInt64(2, after_user_id);
+      st.setUInt64(3, limit);
+      std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+      std::vector<BanView> out;
+      while (rs->next()) out.push_back(BanView{rs->getUInt64(1), rs->getUInt64(2), rs->getInt64(3)});
+      return out;
+    });
+  }
+
+  Result<ReadAccess> read_access(std::string_view conversation, uint64_t user_id) override {
+    ReadAccess access;
     auto ref = parse_stream(conversation);
-    if (!ref || !is_conversation(ref->kind) || user_id == 0) return false;
-    if (ref->kind == StreamKind::world) return true;
-    if (ref->kind == StreamKind::single) return user_id == ref->a || user_id == ref->b;
-    return query<bool>("checking membership of group " + std::to_string(ref->a), [&](Conn& c) {
-      auto& st = c.prepare("SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ? AND status = 'active'");
+    if (!ref || !is_conversation(ref->kind) || user_id == 0) return access;
+    if (ref->kind == StreamKind::world || ref->kind == StreamKind::single) {
+      access.allowed = ref->kind == StreamKind::world || user_id == ref->a || user_id == ref->b;
+      return access;
+    }
+    return query<ReadAccess>("checking membership of group " + std::to_string(ref->a), [&](Conn& c) {
+      auto& st = c.prepare(
+          "SELECT gm.joined_seq, g.history FROM group_members gm JOIN `groups` g ON g.group_id = gm.group_id "
+          "WHERE gm.group_id = ? AND gm.user_id = ? AND gm.status = 'active'");
       st.setUInt64(1, ref->a);
       st.setUInt64(2, user_id);
       std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
-      return rs->next();
+      if (rs->next()) {
+        access.allowed = true;
+        access.joined_seq = rs->getUInt64(1);
+        access.history = get_str(*rs, 2);
+      }
+      return access;
     });
   }
 
@@ -1026,17 +1058,41 @@ class MysqlModelImpl final : public MysqlModel {
                                              {group_col::description, str(sv(p->description()))},
                                              {group_col::owner_id, u64(p->owner())},
                                              {group_col::created_at, i64(ts)}});
-        member(w, p->group_id(), p->owner(), "owner", 0, ts);
+        group_settings(w, p->group_id(), *p);
+        member(w, p->group_id(), p->owner(), "owner", 0, ts, e.seq());
         if (p->members()) {
           for (uint64_t m : *p->members()) {
-            if (m != p->owner()) member(w, p->group_id(), m, "member", p->owner(), ts);
+            if (m != p->owner()) member(w, p->group_id(), m, "member", p->owner(), ts, e.seq());
           }
+        }
+        break;
+      }
+      case fb::Event::GroupSettingsChanged: {
+        if (!ref || ref->kind != StreamKind::group) break;
+        // An upsert of the settings alone could not insert (the group's other columns have no
+        // defaults), and the row exists: write what is pending, then update it in SQL, in order,
+        // inside this transaction.
+        auto* p = e.event_as_GroupSettingsChanged();
+        w.flush(c);
+        if (auto v = p->join_policy()) {
+          auto& st = c.prepare("UPDATE `groups` SET join_policy = ? WHERE group_id = ?");
+          st.setString(1, sql::SQLString(std::string(join_policy_name(*v))));
+          st.setUInt64(2, ref->a);
+          st.executeUpdate();
+        }
+        if (auto v = p->history()) {
+          auto& st = c.prepare("UPDATE `groups` SET history = ? WHERE group_id = ?");
+          st.setString(1, sql::SQLString(std::string(history_rule_name(*v))));
+          st.setUInt64(2, ref->a);
+          st.executeUpdate();
         }
         break;
       }
       case fb::Event::MemberJoined: {
         auto* p = e.event_as_MemberJoined();
-        if (ref && ref->kind == StreamKind::group) member(w, ref->a, p->user_id(), "member", p->invited_by(), ts);
+        if (ref && ref->kind == StreamKind::group) {
+          member(w, ref->a, p->user_id(), "member", p->invited_by(), ts, e.seq());
+        }
         break;
       }
       case fb::Event::MemberLeft:
@@ -1046,6 +1102,17 @@ class MysqlModelImpl final : public MysqlModel {
         uint64_t u = left ? e.event_as_MemberLeft()->user_id() : e.event_as_MemberRemoved()->user_id();
         w.members.patch({u64(ref->a), u64(u)},
                         {{member_col::status, str(left ? "left" : "removed")}, {member_col::updated_at, i64(ts)}});
+        if (auto* r = e.event_as_MemberRemoved(); r && r->ban()) {
+          w.members.patch({u64(ref->a), u64(u)}, {{member_col::banned, i64(1)},
+                                                  {member_col::banned_by, u64(r->by())},
+                                                  {member_col::banned_at, i64(ts)}});
+        }
+        break;
+      }
+      case fb::Event::MemberUnbanned: {
+        if (!ref || ref->kind != StreamKind::group) break;
+        w.members.patch({u64(ref->a), u64(e.event_as_MemberUnbanned()->user_id())},
+                        {{member_col::banned, i64(0)}, {member_col::updated_at, i64(ts)}});
         break;
       }
       case fb::Event::RoleChanged: {
@@ -1108,13 +1175,22 @@ class MysqlModelImpl final : public MysqlModel {
     }
   }
 
-  static void member(BatchWriter& w, uint64_t group, uint64_t user, const char* role, uint64_t invited_by, int64_t ts) {
+  static void member(BatchWriter& w, uint64_t group, uint64_t user, const char* role, uint64_t invited_by, int64_t ts,
+                     uint64_t seq) {
     using namespace member_col;
     w.members.patch({u64(group), u64(user)}, {{member_col::role, str(role)},
                                               {status, str("active")},
                                               {member_col::invited_by, u64(invited_by)},
                                               {joined_at, i64(ts)},
-                                              {updated_at, i64(ts)}});
+                                              {updated_at, i64(ts)},
+                                              {joined_seq, u64(seq)}});
+  }
+
+  // The settings GroupCreated carries; absent ones (a group created before schema 3) keep the
+  // columns' defaults.
+  static void group_settings(BatchWriter& w, uint64_t group, const fb::GroupCreated& ev) {
+    if (auto p = ev.join_policy()) w.groups.patch({u64(group)}, {{group_col::join_policy, str(join_policy_name(*p))}});
+    if (auto h = ev.history()) w.groups.patch({u64(group)}, {{group_col::history, str(history_rule_name(*h))}});
   }
 
   // ---- connections ----

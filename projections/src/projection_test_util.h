@@ -26,6 +26,15 @@ namespace imlog::testing {
 
 using Rows = std::vector<std::pair<std::string, std::string>>;
 
+// The history ranges the tests read, named by what they mean.
+inline HistoryRange latest(uint32_t limit) { return HistoryRange{0, 0, false, limit}; }
+inline HistoryRange page_before(uint64_t before_seq, uint32_t limit) {
+  return HistoryRange{0, before_seq, false, limit};
+}
+inline HistoryRange page_after(uint64_t after_seq, uint32_t limit, uint64_t before_seq = 0) {
+  return HistoryRange{after_seq, before_seq, true, limit};
+}
+
 inline Rows rows_of(ProjectionSink& sink) {
   Rows rows;
   auto s = sink.dump([&](std::string_view k, std::string_view v) {

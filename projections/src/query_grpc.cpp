@@ -95,6 +95,8 @@ void to_pb(const GroupView& v, pb::Group* g) {
   g->set_owner_id(v.owner_id);
   g->set_member_count(v.member_count);
   g->set_created_at(v.created_at);
+  g->set_join_policy(v.join_policy);
+  g->set_history(v.history);
 }
 
 grpc::Status to_status(const Error& e) {
@@ -117,7 +119,8 @@ class Service final : public pb::Query::Service {
   using Ctx = grpc::ServerContext;
 
   grpc::Status History(Ctx*, const pb::HistoryRequest* q, pb::HistoryReply* r) override {
-    return answer(m_.history(q->conversation_id(), q->after_seq(), q->before_seq(), q->limit()),
+    HistoryRange range{q->after_seq(), q->before_seq(), q->forward(), q->limit()};
+    return answer(m_.history(q->conversation_id(), range),
                   [&](const HistoryPage& p) {
                     for (const auto& msg : p.messages) to_pb(msg, r->add_messages());
                     r->set_has_more(p.has_more);
@@ -171,7 +174,21 @@ class Service final : public pb::Query::Service {
     });
   }
   grpc::Status CanRead(Ctx*, const pb::CanReadRequest* q, pb::CanReadReply* r) override {
-    return answer(m_.can_read(q->conversation_id(), q->user_id()), [&](bool ok) { r->set_allowed(ok); });
+    return answer(m_.read_access(q->conversation_id(), q->user_id()), [&](const ReadAccess& a) {
+      r->set_allowed(a.allowed);
+      r->set_history(a.history);
+      r->set_joined_seq(a.joined_seq);
+    });
+  }
+  grpc::Status Bans(Ctx*, const pb::MembersRequest* q, pb::BansReply* r) override {
+    return answer(m_.bans(q->group_id(), q->after_user_id(), q->limit()), [&](const std::vector<BanView>& bs) {
+      for (const auto& b : bs) {
+        auto* out = r->add_bans();
+        out->set_user_id(b.user_id);
+        out->set_banned_by(b.banned_by);
+        out->set_banned_at(b.banned_at);
+      }
+    });
   }
   grpc::Status SearchMessages(Ctx*, const pb::SearchMessagesRequest* q, pb::MessagesReply* r) override {
     return answer(m_.search_messages(q->user_id(), q->text(), q->limit()), [&](const std::vector<MessageView>& ms) {
@@ -214,12 +231,13 @@ class RemoteReadModel final : public ReadModel {
         stub_(pb::Query::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()))),
         deadline_(deadline) {}
 
-  Result<HistoryPage> history(std::string_view conv, uint64_t after, uint64_t before, uint32_t limit) override {
+  Result<HistoryPage> history(std::string_view conv, const HistoryRange& range) override {
     pb::HistoryRequest q;
     q.set_conversation_id(std::string(conv));
-    q.set_after_seq(after);
-    q.set_before_seq(before);
-    q.set_limit(limit);
+    q.set_after_seq(range.after_seq);
+    q.set_before_seq(range.before_seq);
+    q.set_forward(range.forward);
+    q.set_limit(range.limit);
     return call<pb::HistoryReply>(&pb::Query::Stub::History, q, [](const pb::HistoryReply& r) {
       HistoryPage p;
       for (const auto& m : r.messages()) p.messages.push_back(from_pb(m));
@@ -274,8 +292,8 @@ class RemoteReadModel final : public ReadModel {
     return call<pb::GroupReply>(&pb::Query::Stub::GetGroup, q, [](const pb::GroupReply& r) {
       if (!r.found()) return std::optional<GroupView>();
       const auto& g = r.group();
-      return std::optional<GroupView>(
-          GroupView{g.group_id(), g.name(), g.description(), g.owner_id(), g.member_count(), g.created_at()});
+      return std::optional<GroupView>(GroupView{g.group_id(), g.name(), g.description(), g.owner_id(), g.member_count(),
+                                                g.created_at(), g.join_policy(), g.history()});
     });
   }
   Result<std::vector<MemberView>> members(uint64_t group, uint64_t after, uint32_t limit) override {
@@ -289,11 +307,24 @@ class RemoteReadModel final : public ReadModel {
       return out;
     });
   }
-  Result<bool> can_read(std::string_view conv, uint64_t user) override {
+  Result<std::vector<BanView>> bans(uint64_t group, uint64_t after, uint32_t limit) override {
+    pb::MembersRequest q;
+    q.set_group_id(group);
+    q.set_after_user_id(after);
+    q.set_limit(limit);
+    return call<pb::BansReply>(&pb::Query::Stub::Bans, q, [](const pb::BansReply& r) {
+      std::vector<BanView> out;
+      for (const auto& b : r.bans()) out.push_back(BanView{b.user_id(), b.banned_by(), b.banned_at()});
+      return out;
+    });
+  }
+  Result<ReadAccess> read_access(std::string_view conv, uint64_t user) override {
     pb::CanReadRequest q;
     q.set_conversation_id(std::string(conv));
     q.set_user_id(user);
-    return call<pb::CanReadReply>(&pb::Query::Stub::CanRead, q, [](const pb::CanReadReply& r) { return r.allowed(); });
+    return call<pb::CanReadReply>(&pb::Query::Stub::CanRead, q, [](const pb::CanReadReply& r) {
+      return ReadAccess{r.allowed(), r.history().empty() ? "all" : r.history(), r.joined_seq()};
+    });
   }
   Result<std::vector<MessageView>> search_messages(uint64_t user, std::string_view text, uint32_t limit) override {
     pb::SearchMessagesRequest q;

@@ -18,9 +18,12 @@ MessageView msg(uint64_t seq, std::string content) {
 
 class FixedModel final : public ReadModel {
  public:
-  Result<HistoryPage> history(std::string_view conv, uint64_t after, uint64_t, uint32_t limit) override {
+  // Forward ranges as asked; a backward one answers nothing, so a lost `forward` shows.
+  Result<HistoryPage> history(std::string_view conv, const HistoryRange& range) override {
     if (conv == "broken") return fail(Error(std::make_error_code(std::errc::io_error), "disk on fire", true));
     HistoryPage p;
+    if (!range.forward) return p;
+    const uint64_t after = range.after_seq, limit = range.limit;
     for (uint64_t s = after + 1; s <= after + limit && s <= 5; ++s) p.messages.push_back(msg(s, "héllo " + std::to_string(s)));
     p.has_more = after + limit < 5;
     return p;
@@ -62,12 +65,18 @@ class FixedModel final : public ReadModel {
     return std::vector<UserView>{*user(42).value()};
   }
   Result<std::optional<GroupView>> group(uint64_t id) override {
-    return std::optional<GroupView>(GroupView{id, "book club", "monthly", 42, 3, 5});
+    return std::optional<GroupView>(GroupView{id, "book club", "monthly", 42, 3, 5, "public", "from_join"});
   }
   Result<std::vector<MemberView>> members(uint64_t, uint64_t, uint32_t) override {
     return std::vector<MemberView>{{42, "owner", 1}, {43, "member", 2}};
   }
-  Result<bool> can_read(std::string_view conv, uint64_t user) override { return conv == "world" || user == 42; }
+  Result<std::vector<BanView>> bans(uint64_t, uint64_t, uint32_t) override {
+    return std::vector<BanView>{{46, 42, 1'700'000'000'123}};
+  }
+  Result<ReadAccess> read_access(std::string_view conv, uint64_t user) override {
+    if (conv == "world") return ReadAccess{true, "all", 0};
+    return ReadAccess{user == 42, "from_join", user == 42 ? 17u : 0u};
+  }
   Result<std::vector<MessageView>> search_messages(uint64_t, std::string_view, uint32_t) override {
     return std::vector<MessageView>{msg(2, "the word")};
   }
@@ -92,7 +101,7 @@ class QueryGrpcTest : public ::testing::Test {
 };
 
 TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
-  auto page = remote_->history("group_7", 2, 0, 2);
+  auto page = remote_->history("group_7", HistoryRange{2, 0, true, 2});
   ASSERT_TRUE(page) << page.error().to_string();
   ASSERT_EQ(page->messages.size(), 2u);
   EXPECT_EQ(page->messages[0], msg(3, "héllo 3"));
@@ -113,9 +122,13 @@ TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
   EXPECT_EQ(remote_->credentials("alice").value()->user_id, 42u);
   EXPECT_FALSE(remote_->credentials("mallory").value().has_value());
   EXPECT_EQ(remote_->group(7).value()->name, "book club");
+  EXPECT_EQ(remote_->group(7).value()->join_policy, "public");
+  EXPECT_EQ(remote_->group(7).value()->history, "from_join");
+  EXPECT_EQ(remote_->bans(7, 0, 10).value(), (std::vector<BanView>{{46, 42, 1'700'000'000'123}}));
   EXPECT_EQ(remote_->members(7, 0, 10).value().size(), 2u);
-  EXPECT_TRUE(remote_->can_read("world", 1).value());
-  EXPECT_FALSE(remote_->can_read("group_7", 1).value());
+  EXPECT_EQ(remote_->read_access("world", 1).value(), (ReadAccess{true, "all", 0}));
+  EXPECT_EQ(remote_->read_access("group_7", 42).value(), (ReadAccess{true, "from_join", 17}));
+  EXPECT_FALSE(remote_->read_access("group_7", 1).value().allowed);
   EXPECT_EQ(remote_->search_messages(42, "word", 10).value().at(0).content, "the word");
   EXPECT_EQ(remote_->friends(42).value().at(0).group_name, "work");
   EXPECT_EQ(remote_->blocked(42).value(), (std::vector<uint64_t>{44, 45}));
@@ -124,7 +137,7 @@ TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
 }
 
 TEST_F(QueryGrpcTest, AStoreFailureArrivesAsARetryableError) {
-  auto r = remote_->history("broken", 0, 0, 10);
+  auto r = remote_->history("broken", HistoryRange{});
   ASSERT_FALSE(r);
   EXPECT_TRUE(r.error().retryable());
   EXPECT_NE(r.error().message().find("disk on fire"), std::string::npos);

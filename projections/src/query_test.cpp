@@ -15,7 +15,10 @@ namespace imlog {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::latest;
 using testing::LogFixture;
+using testing::page_after;
+using testing::page_before;
 
 std::vector<uint64_t> seqs(const HistoryPage& page) {
   std::vector<uint64_t> out;
@@ -42,8 +45,8 @@ struct PagingFixture {
     auto r = f.project(*model);
     EXPECT_TRUE(r) << r.error().to_string();
   }
-  HistoryPage page(uint64_t after, uint64_t before, uint32_t limit) {
-    auto p = model->history(conv, after, before, limit);
+  HistoryPage page(const HistoryRange& range) {
+    auto p = model->history(conv, range);
     EXPECT_TRUE(p) << p.error().to_string();
     return p ? *p : HistoryPage{};
   }
@@ -56,8 +59,8 @@ struct PagingFixture {
 
 TEST(History, AnEmptyConversationHasNoPageInEitherDirection) {
   PagingFixture p;
-  for (auto [after, before] : {std::pair<uint64_t, uint64_t>{0, 0}, {5, 0}, {0, 5}}) {
-    auto page = p.model->history(group_stream(99), after, before, 10);
+  for (const HistoryRange& range : {latest(10), page_after(5, 10), page_after(0, 10), page_before(5, 10)}) {
+    auto page = p.model->history(group_stream(99), range);
     IMLOG_ASSERT_OK(page);
     EXPECT_TRUE(page->messages.empty());
     EXPECT_FALSE(page->has_more);
@@ -66,50 +69,70 @@ TEST(History, AnEmptyConversationHasNoPageInEitherDirection) {
 
 TEST(History, PagesBackwardFromTheLatest) {
   PagingFixture p;
-  auto latest = p.page(0, 0, 10);
-  EXPECT_EQ(seqs(latest), range(17, 26));
-  EXPECT_TRUE(latest.has_more);
-  auto older = p.page(0, 17, 10);
+  auto newest = p.page(latest(10));
+  EXPECT_EQ(seqs(newest), range(17, 26));
+  EXPECT_TRUE(newest.has_more);
+  auto older = p.page(page_before(17, 10));
   EXPECT_EQ(seqs(older), range(7, 16));
   EXPECT_TRUE(older.has_more);
-  auto oldest = p.page(0, 7, 10);
+  auto oldest = p.page(page_before(7, 10));
   EXPECT_EQ(seqs(oldest), range(1, 6));
   EXPECT_FALSE(oldest.has_more);
   // Exactly at the boundary: the page holds the first ten and nothing is older.
-  auto exact = p.page(0, 11, 10);
+  auto exact = p.page(page_before(11, 10));
   EXPECT_EQ(seqs(exact), range(1, 10));
   EXPECT_FALSE(exact.has_more);
-  auto all = p.page(0, 0, 26);
+  auto all = p.page(latest(26));
   EXPECT_EQ(seqs(all), range(1, 26));
   EXPECT_FALSE(all.has_more);
-  auto all_but_one = p.page(0, 0, 25);
+  auto all_but_one = p.page(latest(25));
   EXPECT_EQ(seqs(all_but_one), range(2, 26));
   EXPECT_TRUE(all_but_one.has_more);
 }
 
 TEST(History, PagesForwardFromAfterSeq) {
   PagingFixture p;
-  auto first = p.page(5, 0, 10);
+  auto from_start = p.page(page_after(0, 10));
+  EXPECT_EQ(seqs(from_start), range(1, 10)) << "forward from 0 starts at seq 1";
+  EXPECT_TRUE(from_start.has_more);
+  auto first = p.page(page_after(5, 10));
   EXPECT_EQ(seqs(first), range(6, 15));
   EXPECT_TRUE(first.has_more);
-  auto exact = p.page(16, 0, 10);
+  auto exact = p.page(page_after(16, 10));
   EXPECT_EQ(seqs(exact), range(17, 26));
   EXPECT_FALSE(exact.has_more);
-  auto past = p.page(26, 0, 10);
+  auto past = p.page(page_after(26, 10));
   EXPECT_TRUE(past.messages.empty());
   EXPECT_FALSE(past.has_more);
+  EXPECT_TRUE(p.page(page_after(UINT64_MAX, 10)).messages.empty()) << "no wrap-around to the start";
   // Bounded above by before_seq: has_more speaks of the range only.
-  auto bounded = p.page(5, 12, 10);
+  auto bounded = p.page(page_after(5, 10, 12));
   EXPECT_EQ(seqs(bounded), range(6, 11));
   EXPECT_FALSE(bounded.has_more);
-  auto bounded_more = p.page(5, 20, 3);
+  auto bounded_more = p.page(page_after(5, 3, 20));
   EXPECT_EQ(seqs(bounded_more), range(6, 8));
   EXPECT_TRUE(bounded_more.has_more);
+  EXPECT_TRUE(p.page(page_after(5, 10, 6)).messages.empty()) << "an empty range";
+}
+
+// Backwards within a lower bound (the first seq a reader may see): the newest rows above it, and
+// has_more only while rows of the range remain.
+TEST(History, PagesBackwardAboveALowerBound) {
+  PagingFixture p;
+  auto above = p.page(HistoryRange{20, 0, false, 3});
+  EXPECT_EQ(seqs(above), range(24, 26));
+  EXPECT_TRUE(above.has_more);
+  auto to_bound = p.page(HistoryRange{20, 0, false, 10});
+  EXPECT_EQ(seqs(to_bound), range(21, 26));
+  EXPECT_FALSE(to_bound.has_more) << "nothing of the range is older";
+  auto window = p.page(HistoryRange{20, 24, false, 10});
+  EXPECT_EQ(seqs(window), range(21, 23));
+  EXPECT_FALSE(window.has_more);
 }
 
 TEST(History, ARecalledMessageIsMarkedAndEmptiedAndTheRecallIsASystemRow) {
   PagingFixture p;
-  auto page = p.page(0, 0, 200);
+  auto page = p.page(latest(200));
   ASSERT_EQ(page.messages.size(), 26u);
   const MessageView& recalled = page.messages[1];
   EXPECT_EQ(recalled.message_id, p.ids[1]);
@@ -131,37 +154,75 @@ TEST(History, ARecalledMessageIsMarkedAndEmptiedAndTheRecallIsASystemRow) {
 // A hot store that answers only ranges entirely above `from_seq`, or fails when told to.
 class FakeHot final : public HotHistory {
  public:
-  Result<std::optional<HistoryPage>> history(std::string_view, uint64_t after_seq, uint64_t, uint32_t limit) override {
+  Result<std::optional<HistoryPage>> history(std::string_view, const HistoryRange& range) override {
     ++calls;
-    last_limit = limit;
+    last = range;
     if (failing) return fail(LogErrc::unavailable, "redis is away", true);
-    if (after_seq < from_seq) return std::optional<HistoryPage>();
+    if (range.after_seq < from_seq) return std::optional<HistoryPage>();
     HistoryPage p;
-    p.messages.push_back(MessageView{1, "hot", after_seq + 1, 1, "from the hot store", "text", "c", 0, false});
+    p.messages.push_back(MessageView{1, "hot", range.after_seq + 1, 1, "from the hot store", "text", "c", 0, false});
     return std::optional<HistoryPage>(p);
   }
   uint64_t from_seq = 20;
   bool failing = false;
   int calls = 0;
-  uint32_t last_limit = 0;
+  HistoryRange last;
 };
+
+HistoryRequest forward_from(uint64_t after_seq, uint32_t limit) {
+  HistoryRequest r;
+  r.after_seq = after_seq;
+  r.limit = limit;
+  return r;
+}
 
 TEST(QueryServiceHistory, UsesTheHotStoreWhenItAnswersTheWholeRangeElseTheModel) {
   PagingFixture p;
   FakeHot hot;
   QueryService q(*p.model, &hot);
-  auto from_hot = q.history(p.conv, 21, 0, 10);
+  auto from_hot = q.history(p.conv, 1, forward_from(21, 10));
   IMLOG_ASSERT_OK(from_hot);
   ASSERT_EQ(from_hot->messages.size(), 1u);
   EXPECT_EQ(from_hot->messages[0].content, "from the hot store");
-  auto from_model = q.history(p.conv, 3, 0, 2);
+  auto from_model = q.history(p.conv, 1, forward_from(3, 2));
   IMLOG_ASSERT_OK(from_model);
   EXPECT_EQ(seqs(*from_model), range(4, 5));
   hot.failing = true;
-  auto fallback = q.history(p.conv, 21, 0, 10);
+  auto fallback = q.history(p.conv, 1, forward_from(21, 10));
   IMLOG_ASSERT_OK(fallback);
   EXPECT_EQ(seqs(*fallback), range(22, 26));
   EXPECT_EQ(hot.calls, 3);
+}
+
+// The contract of the wire: after_seq present, 0 included, reads forward from it; absent, the
+// latest page; before_seq alone, the page before it.
+TEST(QueryServiceHistory, AfterSeqZeroReadsFromTheStartAndNoAfterSeqReadsTheLatest) {
+  PagingFixture p;
+  FakeHot hot;
+  hot.from_seq = UINT64_MAX;  // never answers: the model does
+  QueryService q(*p.model, &hot);
+  auto from_zero = q.history(p.conv, 1, forward_from(0, 5));
+  IMLOG_ASSERT_OK(from_zero);
+  EXPECT_EQ(seqs(*from_zero), range(1, 5));
+  EXPECT_TRUE(from_zero->has_more);
+  EXPECT_TRUE(hot.last.forward);
+  EXPECT_EQ(hot.last.after_seq, 0u);
+  HistoryRequest newest;
+  newest.limit = 5;
+  auto latest_page = q.history(p.conv, 1, newest);
+  IMLOG_ASSERT_OK(latest_page);
+  EXPECT_EQ(seqs(*latest_page), range(22, 26));
+  EXPECT_FALSE(hot.last.forward);
+  HistoryRequest back;
+  back.before_seq = 10;
+  back.limit = 3;
+  auto back_page = q.history(p.conv, 1, back);
+  IMLOG_ASSERT_OK(back_page);
+  EXPECT_EQ(seqs(*back_page), range(7, 9));
+  auto window = q.history(p.conv, 1, HistoryRequest{uint64_t{3}, 6, 10});
+  IMLOG_ASSERT_OK(window);
+  EXPECT_EQ(seqs(*window), range(4, 5)) << "forward from after_seq, stopping before before_seq";
+  EXPECT_FALSE(window->has_more);
 }
 
 TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
@@ -174,15 +235,19 @@ TEST(QueryServiceHistory, ClampsTheLimitBetweenOneAnd200) {
   FakeHot hot;
   hot.from_seq = UINT64_MAX;
   QueryService q(*model, &hot);
-  auto zero = q.history(std::string(kWorldStream), 0, 0, 0);
-  IMLOG_ASSERT_OK(zero);
-  EXPECT_EQ(seqs(*zero), range(250, 250));
-  EXPECT_EQ(hot.last_limit, 1u);
-  auto huge = q.history(std::string(kWorldStream), 0, 0, 100000);
-  IMLOG_ASSERT_OK(huge);
-  EXPECT_EQ(huge->messages.size(), 200u);
-  EXPECT_TRUE(huge->has_more);
-  EXPECT_EQ(hot.last_limit, 200u);
+  HistoryRequest zero;
+  zero.limit = 0;
+  auto zero_page = q.history(std::string(kWorldStream), 1, zero);
+  IMLOG_ASSERT_OK(zero_page);
+  EXPECT_EQ(seqs(*zero_page), range(250, 250));
+  EXPECT_EQ(hot.last.limit, 1u);
+  HistoryRequest huge;
+  huge.limit = 100000;
+  auto huge_page = q.history(std::string(kWorldStream), 1, huge);
+  IMLOG_ASSERT_OK(huge_page);
+  EXPECT_EQ(huge_page->messages.size(), 200u);
+  EXPECT_TRUE(huge_page->has_more);
+  EXPECT_EQ(hot.last.limit, 200u);
 }
 
 const ConversationView* find_conv(const std::vector<ConversationView>& list, const std::string& id) {
@@ -345,7 +410,7 @@ TEST(Search, CjkCharactersAreTokensAndQueryRunsMustBeContiguous) {
   EXPECT_TRUE(s.search(s.cat, "攀岩").empty());
 }
 
-TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
+TEST(ReadAccess, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   LogFixture f;
   auto& b = *f.builder;
   uint64_t ann = b.register_user("ann"), bob = b.register_user("bob"), cat = b.register_user("cat");
@@ -355,9 +420,9 @@ TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   auto model = f.model();
   IMLOG_ASSERT_OK(f.project(*model));
   auto can = [&](const std::string& conv, uint64_t user) {
-    auto r = model->can_read(conv, user);
+    auto r = model->read_access(conv, user);
     EXPECT_TRUE(r) << r.error().to_string();
-    return r && *r;
+    return r && r->allowed;
   };
   EXPECT_TRUE(can(single_stream(ann, bob), ann));
   EXPECT_TRUE(can(single_stream(ann, bob), bob));
@@ -371,6 +436,190 @@ TEST(CanRead, ParticipantsMembersAndEveryRegisteredUserOfWorld) {
   EXPECT_FALSE(can(user_stream(ann), ann));
   EXPECT_FALSE(can("nonsense", ann));
   EXPECT_FALSE(can(std::string(kWorldStream), 0));
+}
+
+// ---- the history rule ---------------------------------------------------------------------------
+
+TEST(HistoryRule, FirstReadableSeqIsTheLatestJoinUnderFromJoinAndOneOtherwise) {
+  EXPECT_EQ(first_readable_seq(ReadAccess{}), 0u) << "not allowed: nothing";
+  EXPECT_EQ(first_readable_seq(ReadAccess{false, "from_join", 9}), 0u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "all", 9}), 1u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "from_join", 9}), 9u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "from_join", 0}), 1u);
+  EXPECT_EQ(first_readable_seq(ReadAccess{true, "something newer", 9}), 1u);
+}
+
+// A group of ann's (private, history from the join): messages 2..6, cat added at 7 and one more
+// message at 8; dan, added and removed earlier, is banned.
+struct RuleFixture {
+  explicit RuleFixture(std::optional<fb::HistoryRule> rule = fb::HistoryRule::FromJoin,
+                       std::optional<fb::JoinPolicy> policy = fb::JoinPolicy::Private) {
+    auto& b = *f.builder;
+    ann = b.register_user("ann");
+    bob = b.register_user("bob");
+    cat = b.register_user("cat");
+    dan = b.register_user("dan");
+    b.create_group(4, ann, {bob}, "rules", policy, rule);  // seq 1
+    for (int i = 0; i < 5; ++i) b.message(g, ann, "before cat " + std::to_string(i));  // 2..6
+    b.join(4, cat, ann);                                                                // 7
+    b.message(g, ann, "after cat");                                                     // 8
+    model = f.model();
+    project();
+  }
+  void project() { EXPECT_TRUE(f.project(*model)); }
+  uint64_t from(uint64_t user) {
+    QueryService q(*model);
+    auto r = q.readable_from(g, user);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : 0;
+  }
+  std::vector<uint64_t> read(uint64_t user, const HistoryRequest& request) {
+    QueryService q(*model);
+    auto page = q.history(g, from(user), request);
+    EXPECT_TRUE(page) << page.error().to_string();
+    return page ? seqs(*page) : std::vector<uint64_t>{};
+  }
+  LogFixture f;
+  std::string g = group_stream(4);
+  uint64_t ann = 0, bob = 0, cat = 0, dan = 0;
+  std::unique_ptr<RocksDbModel> model;
+};
+
+TEST(HistoryRule, AFromJoinMemberReadsFromTheirJoinOnEveryPath) {
+  RuleFixture r;
+  EXPECT_EQ(r.from(r.ann), 1u);
+  EXPECT_EQ(r.from(r.bob), 1u) << "a first member joined at the creation";
+  EXPECT_EQ(r.from(r.cat), 7u);
+  EXPECT_EQ(r.from(r.dan), 0u) << "not a member";
+  EXPECT_EQ(r.read(r.cat, HistoryRequest{}), range(7, 8)) << "the latest page";
+  EXPECT_EQ(r.read(r.cat, forward_from(0, 50)), range(7, 8)) << "forward from 0";
+  EXPECT_EQ(r.read(r.cat, forward_from(3, 50)), range(7, 8)) << "forward from before the join";
+  EXPECT_EQ(r.read(r.cat, forward_from(7, 50)), range(8, 8));
+  EXPECT_TRUE(r.read(r.cat, HistoryRequest{std::nullopt, 7, 50}).empty()) << "back from the join";
+  EXPECT_EQ(r.read(r.cat, HistoryRequest{std::nullopt, 8, 50}), range(7, 7));
+  EXPECT_EQ(r.read(r.bob, forward_from(0, 50)), range(1, 8));
+  QueryService q(*r.model);
+  auto back = q.history(r.g, r.from(r.cat), HistoryRequest{std::nullopt, 0, 1});
+  IMLOG_ASSERT_OK(back);
+  EXPECT_TRUE(back->has_more) << "seq 7 is older and readable";
+  back = q.history(r.g, r.from(r.cat), HistoryRequest{std::nullopt, 0, 2});
+  IMLOG_ASSERT_OK(back);
+  EXPECT_FALSE(back->has_more) << "nothing readable is older than the join";
+  auto nothing = q.history(r.g, 0, HistoryRequest{});
+  IMLOG_ASSERT_OK(nothing);
+  EXPECT_TRUE(nothing->messages.empty()) << "first seq 0 reads nothing";
+
+  // The conversation list starts at the join too: last message, read seq and unread.
+  auto cats = r.model->conversations(r.cat);
+  IMLOG_ASSERT_OK(cats);
+  ASSERT_EQ(cats->size(), 1u);
+  ASSERT_TRUE(cats->front().last_message.has_value());
+  EXPECT_GE(cats->front().last_message->seq_id, 7u);
+  EXPECT_EQ(cats->front().read_seq, 6u);
+  EXPECT_EQ(cats->front().unread, 2u);
+}
+
+TEST(HistoryRule, AMemberWhoLeftAndCameBackReadsFromTheLatestJoin) {
+  RuleFixture r;
+  auto& b = *r.f.builder;
+  b.leave(4, r.cat);                 // 9
+  b.message(r.g, r.ann, "cat away");  // 10
+  b.join(4, r.cat, r.ann);           // 11
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 11u);
+  EXPECT_EQ(r.read(r.cat, forward_from(0, 50)), range(11, 11));
+}
+
+TEST(HistoryRule, AllLetsNewMembersReadEverythingAndTheRuleInForceIsTheCurrentOne) {
+  RuleFixture all(fb::HistoryRule::All, fb::JoinPolicy::Public);
+  EXPECT_EQ(all.from(all.cat), 1u);
+  EXPECT_EQ(all.read(all.cat, forward_from(0, 50)), range(1, 8));
+
+  RuleFixture r;
+  r.f.builder->group_settings(4, r.ann, std::nullopt, fb::HistoryRule::All);  // 9
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 1u) << "changed to all: everyone reads all";
+  r.f.builder->group_settings(4, r.ann, fb::JoinPolicy::Public, std::nullopt);  // 10: the rule stays
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 1u);
+  r.f.builder->group_settings(4, r.ann, std::nullopt, fb::HistoryRule::FromJoin);  // 11
+  r.project();
+  EXPECT_EQ(r.from(r.cat), 7u);
+  auto g = r.model->group(4);
+  IMLOG_ASSERT_OK(g);
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->join_policy, "public");
+  EXPECT_EQ((*g)->history, "from_join");
+}
+
+// A group created before schema 3 carries no settings: private, and all history, as its members
+// always read.
+TEST(HistoryRule, AGroupWithoutSettingsIsPrivateAndShowsAllHistory) {
+  RuleFixture r(std::nullopt, std::nullopt);
+  EXPECT_EQ(r.from(r.cat), 1u);
+  auto g = r.model->group(4);
+  IMLOG_ASSERT_OK(g);
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->join_policy, "private");
+  EXPECT_EQ((*g)->history, "all");
+  auto row = r.model->history(r.g, latest(200));
+  IMLOG_ASSERT_OK(row);
+  EXPECT_EQ(row->messages.front().content.find("join_policy"), std::string::npos)
+      << "an old GroupCreated's row reads as it always did: " << row->messages.front().content;
+}
+
+TEST(HistoryRule, SearchFindsOnlyWhatTheReaderMayRead) {
+  RuleFixture r;
+  r.f.builder->message(r.g, r.ann, "granite after cat");
+  r.f.builder->message(r.g, r.ann, "granite");
+  r.project();
+  QueryService q(*r.model);
+  auto before = r.model->search_messages(r.cat, "before", 20);
+  IMLOG_ASSERT_OK(before);
+  EXPECT_EQ(before->size(), 5u) << "the model's search alone finds the rows before cat's join";
+  auto hidden = q.search_messages(r.cat, "before", 20);
+  IMLOG_ASSERT_OK(hidden);
+  EXPECT_TRUE(hidden->empty());
+  auto seen = q.search_messages(r.cat, "granite", 20);
+  IMLOG_ASSERT_OK(seen);
+  EXPECT_EQ(seen->size(), 2u);
+  auto anns = q.search_messages(r.ann, "before", 20);
+  IMLOG_ASSERT_OK(anns);
+  EXPECT_EQ(anns->size(), 5u);
+}
+
+TEST(Bans, ARemovalThatBansIsListedUntilLifted) {
+  RuleFixture r;
+  auto& b = *r.f.builder;
+  b.join(4, r.dan, r.ann);        // 9
+  b.remove(4, r.dan, r.ann, true);  // 10
+  b.remove(4, r.bob, r.ann);      // 11: a removal from before schema 3, no ban
+  r.project();
+  auto bans = r.model->bans(4, 0, 10);
+  IMLOG_ASSERT_OK(bans);
+  ASSERT_EQ(bans->size(), 1u);
+  EXPECT_EQ(bans->front().user_id, r.dan);
+  EXPECT_EQ(bans->front().banned_by, r.ann);
+  EXPECT_GT(bans->front().banned_at, 0);
+  auto after = r.model->bans(4, r.dan, 10);
+  IMLOG_ASSERT_OK(after);
+  EXPECT_TRUE(after->empty());
+  auto h = r.model->history(r.g, latest(1));
+  IMLOG_ASSERT_OK(h);
+  EXPECT_EQ(h->messages.front().content, "{\"event\":\"member_removed\",\"user_id\":" + std::to_string(r.bob) +
+                                            ",\"by\":" + std::to_string(r.ann) + "}");
+  b.unban(4, r.dan, r.ann);  // 12
+  r.project();
+  bans = r.model->bans(4, 0, 10);
+  IMLOG_ASSERT_OK(bans);
+  EXPECT_TRUE(bans->empty());
+  h = r.model->history(r.g, HistoryRange{9, 13, true, 10});
+  IMLOG_ASSERT_OK(h);
+  ASSERT_EQ(h->messages.size(), 3u);
+  EXPECT_EQ(h->messages[0].content, "{\"event\":\"member_removed\",\"user_id\":" + std::to_string(r.dan) +
+                                        ",\"by\":" + std::to_string(r.ann) + ",\"ban\":true}");
+  EXPECT_EQ(h->messages[2].content, "{\"event\":\"member_unbanned\",\"user_id\":" + std::to_string(r.dan) +
+                                        ",\"by\":" + std::to_string(r.ann) + "}");
 }
 
 // From commands through the real sequencer to answers: the events the engine writes are the
@@ -437,7 +686,7 @@ TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
   IMLOG_ASSERT_OK(Projector(**log, **model, {}).run_until(ends));
 
   QueryService q(**model);
-  auto h = q.history(conv, 0, 0, 50);
+  auto h = q.history(conv, 1, HistoryRequest{});
   IMLOG_ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 4u);
   EXPECT_EQ(h->messages[0].content, "hello bob");

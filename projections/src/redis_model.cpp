@@ -719,12 +719,11 @@ class RedisModelImpl final : public RedisModel {
     return {};
   }
 
-  Result<std::optional<HistoryPage>> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                             uint32_t limit) override {
+  Result<std::optional<HistoryPage>> history(std::string_view conversation, const HistoryRange& range) override {
     for (int attempt = 0;; ++attempt) {
       auto conn = acquire();
       IMLOG_TRY(conn);
-      auto out = history_on(**conn, conversation, after_seq, before_seq, limit);
+      auto out = history_on(**conn, conversation, range);
       bool lost = (*conn)->broken();
       release(std::move(*conn));
       // A pooled connection may have died while idle (a server restart): retry once.
@@ -809,8 +808,8 @@ class RedisModelImpl final : public RedisModel {
     return out;
   }
 
-  Result<std::optional<HistoryPage>> history_on(RedisConn& c, std::string_view conversation, uint64_t after_seq,
-                                                uint64_t before_seq, uint32_t limit) {
+  Result<std::optional<HistoryPage>> history_on(RedisConn& c, std::string_view conversation,
+                                                const HistoryRange& range) {
     std::string conv(conversation);
     auto seq = c.command({"GET", key("conv_seq:" + conv)}, "reading conv_seq:" + conv);
     IMLOG_TRY(seq);
@@ -819,27 +818,26 @@ class RedisModelImpl final : public RedisModel {
     if (!parse_num(reply_str(seq->get()), last)) {
       return fail(RedisErrc::bad_reply, "Redis " + c.endpoint() + ": " + key("conv_seq:" + conv) + " is not a number");
     }
-    // The seq range [a, b] to return and whether more lie beyond it (seqs are dense from 1).
+    // The seqs of the range are [lo, hi] (dense from 1); the page is [a, b] within it.
     HistoryPage page;
+    if (range.after_seq >= last) return std::optional<HistoryPage>(page);
+    const uint64_t lo = range.after_seq + 1;
+    const uint64_t hi = range.before_seq > 0 ? std::min(range.before_seq - 1, last) : last;
+    if (lo > hi) return std::optional<HistoryPage>(page);
+    if (range.limit == 0) {
+      page.has_more = true;
+      return std::optional<HistoryPage>(page);
+    }
     uint64_t a = 0, b = 0;
-    if (after_seq > 0) {
-      uint64_t hi = before_seq > 0 ? std::min(before_seq - 1, last) : last;
-      a = after_seq + 1;
-      if (a > hi) return std::optional<HistoryPage>(page);
-      b = limit == 0 ? a - 1 : std::min(hi, a + limit - 1);
+    if (range.forward) {
+      a = lo;
+      b = hi - lo >= range.limit ? lo + range.limit - 1 : hi;
       page.has_more = b < hi;
     } else {
-      uint64_t hi = before_seq > 0 ? std::min(before_seq - 1, last) : last;
-      if (hi == 0) return std::optional<HistoryPage>(page);
-      if (limit == 0) {
-        page.has_more = true;
-        return std::optional<HistoryPage>(page);
-      }
       b = hi;
-      a = hi >= limit ? hi - limit + 1 : 1;
-      page.has_more = a > 1;
+      a = hi - lo >= range.limit ? hi - range.limit + 1 : lo;
+      page.has_more = a > lo;
     }
-    if (a > b) return std::optional<HistoryPage>(page);
     auto rows = c.command({"ZRANGEBYSCORE", key("hot_messages:" + conv), std::to_string(a), std::to_string(b)},
                           "reading hot_messages:" + conv);
     IMLOG_TRY(rows);

@@ -17,8 +17,10 @@
 //                             allow_search, message_policy, push_enabled, quiet_*, mute:<conv>}
 //   n|<username>              user id (decimal)
 //   su|<lower username>|<user>, sk|<lower nickname>|<user>    "" : user search by prefix
-//   g|<group>                 {name, description, owner, created_at}
-//   gm|<group>|<user>         {in, role, joined_at}
+//   g|<group>                 {name, description, owner, created_at, join_policy, history}; the
+//                             settings only from events that carry them (absent: private, all)
+//   gm|<group>|<user>         {in, role, joined_at}; `in`=1's version is the seq of the latest join
+//   gb|<group>|<user>         {banned: 1|0, by, at}: from removals that ban, and unbans
 //   f|<user>|<other>          {status: outgoing|incoming|friends|"", note, since}
 //   b|<user>|<other>          {blocked: 1|0}
 //   fg|<user>|<friend>        {group: friend group name}
@@ -733,8 +735,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   Status dump(const RowVisitor& visit) override;
   Status flush() override;
 
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit) override;
+  Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) override;
   Result<std::optional<MessageView>> message(uint64_t message_id) override;
   Result<std::vector<ConversationView>> conversations(uint64_t user_id) override;
   Result<std::optional<UserView>> user(uint64_t user_id) override;
@@ -743,7 +744,8 @@ class RocksDbModelImpl final : public RocksDbModel {
                                              uint32_t limit) override;
   Result<std::optional<GroupView>> group(uint64_t group_id) override;
   Result<std::vector<MemberView>> members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override;
-  Result<bool> can_read(std::string_view conversation, uint64_t user_id) override;
+  Result<std::vector<BanView>> bans(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override;
+  Result<ReadAccess> read_access(std::string_view conversation, uint64_t user_id) override;
   Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
                                                    uint32_t limit) override;
   Result<std::vector<FriendView>> friends(uint64_t user_id) override;
@@ -1074,9 +1076,23 @@ void RocksDbModelImpl::set_membership(uint64_t group, std::string_view conv, uin
   merge(key_, x);
 }
 
+// The settings an event carries, as g| fields at version `v`.
+template <class Event>
+void set_group_settings(FieldWriter& w, uint64_t v, const Event& ev) {
+  if (auto p = ev.join_policy()) w.set("join_policy", v, std::string(join_policy_name(*p)));
+  if (auto h = ev.history()) w.set("history", v, std::string(history_rule_name(*h)));
+}
+
 void RocksDbModelImpl::apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e) {
   const uint64_t v = e.seq();
   const uint64_t gid = ref.a;
+  auto ban_row = [&](uint64_t user, bool banned, uint64_t by) {
+    key_id2(key_, "gb|", gid, user);
+    FieldWriter w;
+    w.set("banned", v, banned ? "1" : "0");
+    if (banned) w.set("by", v, decimal(by)).set("at", v, decimal(static_cast<uint64_t>(e.timestamp_ms())));
+    merge(key_, w);
+  };
   switch (e.event_type()) {
     case fb::Event::GroupCreated: {
       auto* g = e.event_as_GroupCreated();
@@ -1086,6 +1102,7 @@ void RocksDbModelImpl::apply_group(const StreamRef& ref, std::string_view conv, 
           .set("description", v, std::string(sv(g->description())))
           .set("owner", v, decimal(g->owner()))
           .set("created_at", v, decimal(static_cast<uint64_t>(e.timestamp_ms())));
+      set_group_settings(w, v, *g);
       merge(key_, w);
       set_membership(gid, conv, g->owner(), v, true, "owner", e.timestamp_ms());
       if (g->members()) {
@@ -1101,9 +1118,22 @@ void RocksDbModelImpl::apply_group(const StreamRef& ref, std::string_view conv, 
     case fb::Event::MemberLeft:
       set_membership(gid, conv, e.event_as_MemberLeft()->user_id(), v, false, "", 0);
       break;
-    case fb::Event::MemberRemoved:
-      set_membership(gid, conv, e.event_as_MemberRemoved()->user_id(), v, false, "", 0);
+    case fb::Event::MemberRemoved: {
+      auto* r = e.event_as_MemberRemoved();
+      set_membership(gid, conv, r->user_id(), v, false, "", 0);
+      if (r->ban()) ban_row(r->user_id(), true, r->by());
       break;
+    }
+    case fb::Event::MemberUnbanned:
+      ban_row(e.event_as_MemberUnbanned()->user_id(), false, 0);
+      break;
+    case fb::Event::GroupSettingsChanged: {
+      key_id1(key_, "g|", gid);
+      FieldWriter w;
+      set_group_settings(w, v, *e.event_as_GroupSettingsChanged());
+      merge(key_, w);
+      break;
+    }
     case fb::Event::RoleChanged: {
       auto* r = e.event_as_RoleChanged();
       key_id2(key_, "gm|", gid, r->user_id());
@@ -1309,16 +1339,24 @@ Status RocksDbModelImpl::mark_recalled(std::string_view conv, std::vector<Messag
   return {};
 }
 
-Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                              uint32_t limit) {
-  limit = std::clamp<uint32_t>(limit, 1, 1000);
+Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, const HistoryRange& range) {
+  const uint32_t limit = std::clamp<uint32_t>(range.limit, 1, 1000);
   HistoryPage page;
+  if (range.after_seq == UINT64_MAX || (range.before_seq > 0 && range.before_seq <= range.after_seq + 1)) {
+    return page;  // an empty range
+  }
+  // The iterator's bounds are the range: m|<conv>|<after + 1> up to m|<conv>|<before> or the
+  // conversation's end.
   std::string lower, upper;
-  key_row(lower, conversation, 0);
-  upper = prefix_end(lower.substr(0, lower.size() - 16));
+  key_row(lower, conversation, range.after_seq + 1);
+  if (range.before_seq > 0) {
+    key_row(upper, conversation, range.before_seq);
+  } else {
+    upper = prefix_end(lower.substr(0, lower.size() - 16));
+  }
   rocksdb::Slice lo, hi;
   auto it = iterator(lower, upper, lo, hi);
-  auto take = [&](std::vector<MessageView>& out) -> Status {
+  auto take = [&]() -> Status {
     auto key = as_sv(it->key());
     uint64_t seq = 0;
     StoredRow row;
@@ -1326,37 +1364,24 @@ Result<HistoryPage> RocksDbModelImpl::history(std::string_view conversation, uin
       return model_fail(ModelErrc::corrupt_row, "the row `" + std::string(key) + "` of the model at " + config_.dir +
                                                     " does not decode");
     }
-    out.push_back(view_of(conversation, seq, row));
+    page.messages.push_back(view_of(conversation, seq, row));
     return {};
   };
-  std::string k;
-  if (after_seq > 0) {
-    key_row(k, conversation, after_seq + 1);
-    for (it->Seek(k); it->Valid(); it->Next()) {
-      if (before_seq > 0) {
-        uint64_t seq = 0;
-        parse_hex(as_sv(it->key()).substr(it->key().size() - 16), seq);
-        if (seq >= before_seq) break;
-      }
+  if (range.forward) {
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
       if (page.messages.size() == limit) {
         page.has_more = true;
         break;
       }
-      IMLOG_TRY(take(page.messages));
+      IMLOG_TRY(take());
     }
   } else {
-    if (before_seq > 0) {
-      key_row(k, conversation, before_seq - 1);
-      it->SeekForPrev(k);
-    } else {
-      it->SeekToLast();
-    }
-    for (; it->Valid(); it->Prev()) {
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
       if (page.messages.size() == limit) {
         page.has_more = true;
         break;
       }
-      IMLOG_TRY(take(page.messages));
+      IMLOG_TRY(take());
     }
     std::reverse(page.messages.begin(), page.messages.end());
   }
@@ -1594,6 +1619,8 @@ Result<std::optional<GroupView>> RocksDbModelImpl::group(uint64_t group_id) {
   g.description = field_value(**f, "description");
   g.owner_id = to_u64(field_value(**f, "owner"));
   g.created_at = to_i64(field_value(**f, "created_at"));
+  if (const Field* p = find_field(**f, "join_policy")) g.join_policy = p->value;
+  if (const Field* h = find_field(**f, "history")) g.history = h->value;
   std::string lower, upper;
   key_id1(lower, "gm|", group_id);
   lower.push_back('|');
@@ -1633,25 +1660,62 @@ Result<std::vector<MemberView>> RocksDbModelImpl::members(uint64_t group_id, uin
   return out;
 }
 
-Result<bool> RocksDbModelImpl::can_read(std::string_view conversation, uint64_t user_id) {
+Result<std::vector<BanView>> RocksDbModelImpl::bans(uint64_t group_id, uint64_t after_user_id, uint32_t limit) {
+  limit = std::clamp<uint32_t>(limit, 1, 10000);
+  std::vector<BanView> out;
+  std::string lower, upper;
+  key_id2(lower, "gb|", group_id, after_user_id + 1);
+  key_id1(upper, "gb|", group_id);
+  upper = prefix_end(upper + "|");
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::vector<Field> fields;
+  for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+    fields.clear();
+    if (!parse_fields(as_sv(it->value()), fields) || field_value(fields, "banned") != "1") continue;
+    auto key = as_sv(it->key());
+    BanView b;
+    parse_hex(key.substr(key.size() - 16), b.user_id);
+    b.banned_by = to_u64(field_value(fields, "by"));
+    b.banned_at = to_i64(field_value(fields, "at"));
+    out.push_back(b);
+  }
+  if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading bans").error());
+  return out;
+}
+
+Result<ReadAccess> RocksDbModelImpl::read_access(std::string_view conversation, uint64_t user_id) {
+  ReadAccess access;
   auto ref = parse_stream(conversation);
-  if (!ref || user_id == 0) return false;
+  if (!ref || user_id == 0) return access;
   switch (ref->kind) {
-    case StreamKind::single: return user_id == ref->a || user_id == ref->b;
+    case StreamKind::single: access.allowed = user_id == ref->a || user_id == ref->b; break;
     case StreamKind::group: {
       std::string k, storage;
       key_id2(k, "gm|", ref->a, user_id);
       auto f = get_fields(k, storage);
       IMLOG_TRY(f);
-      return *f && field_value(**f, "in") == "1";
+      const Field* in = *f ? find_field(**f, "in") : nullptr;
+      if (in == nullptr || in->value != "1") break;
+      access.allowed = true;
+      access.joined_seq = in->version;
+      key_id1(k, "g|", ref->a);
+      auto g = get_fields(k, storage);
+      IMLOG_TRY(g);
+      if (*g) {
+        if (const Field* h = find_field(**g, "history")) access.history = h->value;
+      }
+      break;
     }
     case StreamKind::world: {
       auto u = user(user_id);
       IMLOG_TRY(u);
-      return u->has_value();
+      access.allowed = u->has_value();
+      break;
     }
-    default: return false;
+    default: break;
   }
+  return access;
 }
 
 Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user_id, std::string_view text,

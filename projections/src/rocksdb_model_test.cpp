@@ -10,6 +10,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "imlog/engine/streams.h"
@@ -52,7 +53,7 @@ TEST(RocksDbModel, AConversationsHistoryHasEveryTimelineEventAndNoGaps) {
   auto model = f.model();
   IMLOG_ASSERT_OK(f.project(*model));
 
-  auto page = model->history(group_stream(7), 0, 0, 100);
+  auto page = model->history(group_stream(7), testing::latest(100));
   IMLOG_ASSERT_OK(page);
   ASSERT_EQ(page->messages.size(), 8u);
   for (size_t i = 0; i < page->messages.size(); ++i) EXPECT_EQ(page->messages[i].seq_id, i + 1);
@@ -224,7 +225,7 @@ TEST(RocksDbModel, FriendsBlocksAndFriendGroups) {
   IMLOG_ASSERT_OK(groups);
   EXPECT_EQ(*groups, std::vector<std::string>{"climbing"});
   // The relationship events are system rows of the one-to-one conversation.
-  auto h = model->history(single_stream(ann, bob), 0, 0, 10);
+  auto h = model->history(single_stream(ann, bob), testing::latest(10));
   IMLOG_ASSERT_OK(h);
   ASSERT_EQ(h->messages.size(), 2u);
   EXPECT_NE(h->messages[0].content.find("friend_requested"), std::string::npos);
@@ -251,12 +252,12 @@ TEST(RocksDbModel, EventsOfAZombieWriterLeaveNoTrace) {
   Rows ra = rows_of(*a), rb = rows_of(*b);
   // Event ids and times differ between the two logs only where the zombie events took them:
   // compare what the reader sees instead of the raw rows.
-  auto ha = a->history(single_stream(ann, bob), 0, 0, 10);
+  auto ha = a->history(single_stream(ann, bob), testing::latest(10));
   IMLOG_ASSERT_OK(ha);
   std::vector<std::string> contents;
   for (const auto& m : ha->messages) contents.push_back(m.content);
   EXPECT_EQ(contents, (std::vector<std::string>{"one", "two"}));
-  auto world = a->history(std::string(kWorldStream), 0, 0, 10);
+  auto world = a->history(std::string(kWorldStream), testing::latest(10));
   IMLOG_ASSERT_OK(world);
   EXPECT_TRUE(world->messages.empty());
   EXPECT_EQ(ra.size(), rb.size());
@@ -364,10 +365,23 @@ void play(const std::vector<Step>& steps, EventLogBuilder& b) {
       case 5:
         if (b.last_seq(st) > 0) b.read(st, user(s.b), 1 + static_cast<uint64_t>(s.c) % b.last_seq(st));
         break;
-      case 6: b.create_group(1 + s.a % 2, user(s.b), {user(s.c)}); break;
+      case 6: {
+        // With or without settings (a group created before schema 3).
+        auto policy = s.c % 3 == 0 ? std::nullopt : std::optional(static_cast<fb::JoinPolicy>(s.c % 2));
+        auto rule = s.c % 3 == 0 ? std::nullopt : std::optional(static_cast<fb::HistoryRule>(s.a % 2));
+        b.create_group(1 + s.a % 2, user(s.b), {user(s.c)}, "", policy, rule);
+        break;
+      }
       case 7: b.join(1 + s.a % 2, user(s.b), s.c % 2 ? user(s.c) : 0); break;
       case 8: b.leave(1 + s.a % 2, user(s.b)); break;
-      case 9: b.remove(1 + s.a % 2, user(s.b), user(s.c)); break;
+      case 9: b.remove(1 + s.a % 2, user(s.b), user(s.c), s.c % 2 == 0); break;
+      case 17: b.unban(1 + s.a % 2, user(s.b), user(s.c)); break;
+      case 18: {
+        auto policy = s.c % 3 == 0 ? std::nullopt : std::optional(static_cast<fb::JoinPolicy>(s.c % 2));
+        auto rule = s.b % 3 == 0 ? std::nullopt : std::optional(static_cast<fb::HistoryRule>(s.b % 2));
+        b.group_settings(1 + s.a % 2, user(s.c), policy, rule);
+        break;
+      }
       case 10: b.role(1 + s.a % 2, user(s.b), static_cast<fb::Role>(s.c % 3), user(s.a)); break;
       case 11: {
         uint64_t p = user(s.b), q = user(s.c);
@@ -393,14 +407,14 @@ void play(const std::vector<Step>& steps, EventLogBuilder& b) {
       }
       case 14: b.friend_group(user(s.b), user(s.c), "g" + std::to_string(s.a % 3)); break;
       case 15: b.zombie_message(st, user(s.b), "zombie"); break;
-      default: b.new_epoch(s.a % b.partitions()); break;
+      case 16: b.new_epoch(s.a % b.partitions()); break;
     }
   }
 }
 
 rc::Gen<Step> gen_step() {
   return rc::gen::apply(
-      [](int kind, int a, int b, int c) { return Step{kind, a, b, c}; }, rc::gen::inRange(0, 17),
+      [](int kind, int a, int b, int c) { return Step{kind, a, b, c}; }, rc::gen::inRange(0, 19),
       rc::gen::inRange(0, 100), rc::gen::inRange(0, 100), rc::gen::inRange(0, 100));
 }
 

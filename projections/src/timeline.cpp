@@ -30,6 +30,16 @@ class JsonObject {
     append_json_string(out_, v);
     return *this;
   }
+  JsonObject& boolean(std::string_view key, bool v) {
+    this->key(key);
+    out_ += v ? "true" : "false";
+    return *this;
+  }
+  // A group setting, only when the event carries it (so rows of older events keep their content).
+  template <class Enum, class Name>
+  JsonObject& setting(std::string_view key, flatbuffers::Optional<Enum> v, Name name) {
+    return v ? str(key, name(*v)) : *this;
+  }
   template <class Vec>
   JsonObject& nums(std::string_view key, const Vec* v) {
     this->key(key);
@@ -179,6 +189,8 @@ std::string system_content(const fb::EventEnvelope& e) {
           .str("name", sv(p->name()))
           .str("description", sv(p->description()))
           .nums("members", p->members())
+          .setting("join_policy", p->join_policy(), join_policy_name)
+          .setting("history", p->history(), history_rule_name)
           .done();
     }
     case fb::Event::MemberJoined: {
@@ -188,6 +200,19 @@ std::string system_content(const fb::EventEnvelope& e) {
     case fb::Event::MemberLeft: return j.num("user_id", e.event_as_MemberLeft()->user_id()).done();
     case fb::Event::MemberRemoved: {
       auto* p = e.event_as_MemberRemoved();
+      j.num("user_id", p->user_id()).num("by", p->by());
+      if (p->ban()) j.boolean("ban", true);  // false is how every removal before schema 3 reads
+      return j.done();
+    }
+    case fb::Event::GroupSettingsChanged: {
+      auto* p = e.event_as_GroupSettingsChanged();
+      return j.setting("join_policy", p->join_policy(), join_policy_name)
+          .setting("history", p->history(), history_rule_name)
+          .num("by", p->by())
+          .done();
+    }
+    case fb::Event::MemberUnbanned: {
+      auto* p = e.event_as_MemberUnbanned();
       return j.num("user_id", p->user_id()).num("by", p->by()).done();
     }
     case fb::Event::RoleChanged: {

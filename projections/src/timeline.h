@@ -10,7 +10,10 @@
 //     type "system", sender = actor, content = a JSON object
 //       {"event":"<snake_case type>", <each payload field of events.fbs in declaration order>}
 //     with user/group ids and seqs as numbers, message ids as decimal strings, enums as lowercase
-//     names, strings as strings, e.g. {"event":"member_joined","user_id":7,"invited_by":0};
+//     names (group settings as codec.h names them), strings as strings, e.g.
+//     {"event":"member_joined","user_id":7,"invited_by":0}. Fields a later schema version added
+//     appear only when the event carries them (a set join_policy or history, a removal's
+//     "ban":true), so the rows of older events read as they always did;
 //   - MessageRecalled also empties the recalled message's content and marks it recalled.
 // ReadMarked (seq 0) is not a row.
 //

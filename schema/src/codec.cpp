@@ -94,4 +94,40 @@ std::string encode_delivery(const fb::DeliveryT& delivery) {
 std::string_view event_type_name(fb::Event type) { return fb::EnumNameEvent(type); }
 std::string_view command_type_name(fb::Command type) { return fb::EnumNameCommand(type); }
 
+std::string_view join_policy_name(fb::JoinPolicy policy) {
+  switch (policy) {
+    case fb::JoinPolicy::Private: return "private";
+    case fb::JoinPolicy::Public: return "public";
+  }
+  return "";
+}
+
+std::string_view history_rule_name(fb::HistoryRule rule) {
+  switch (rule) {
+    case fb::HistoryRule::All: return "all";
+    case fb::HistoryRule::FromJoin: return "from_join";
+  }
+  return "";
+}
+
+bool parse_join_policy(std::string_view name, fb::JoinPolicy& out) {
+  for (auto p : {fb::JoinPolicy::Private, fb::JoinPolicy::Public}) {
+    if (name == join_policy_name(p)) {
+      out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool parse_history_rule(std::string_view name, fb::HistoryRule& out) {
+  for (auto r : {fb::HistoryRule::All, fb::HistoryRule::FromJoin}) {
+    if (name == history_rule_name(r)) {
+      out = r;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace imlog

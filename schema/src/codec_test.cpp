@@ -73,15 +73,57 @@ TEST(Codec, UnknownUnionTypeIsNamed) {
 }
 
 TEST(Codec, CommandRoundTrip) {
-  for (auto& [name, expected] : schema_fixtures::fixture_commands(1)) {
-    expected.schema_version = kSchemaVersion;
-    auto bytes = encode_command(expected);
-    auto view = read_command(bytes);
-    ASSERT_TRUE(view) << name;
-    fb::CommandEnvelopeT back;
-    (*view)->UnPackTo(&back);
-    EXPECT_TRUE(back == expected) << name;
+  for (int v = 1; v <= kSchemaVersion; ++v) {
+    for (auto& [name, expected] : schema_fixtures::fixture_commands(v)) {
+      expected.schema_version = kSchemaVersion;
+      auto bytes = encode_command(expected);
+      auto view = read_command(bytes);
+      ASSERT_TRUE(view) << name;
+      fb::CommandEnvelopeT back;
+      (*view)->UnPackTo(&back);
+      EXPECT_TRUE(back == expected) << name;
+    }
   }
+}
+
+TEST(Codec, GroupSettingNamesRoundTripAndUnknownValuesHaveNone) {
+  for (auto p : {fb::JoinPolicy::Private, fb::JoinPolicy::Public}) {
+    fb::JoinPolicy back{};
+    ASSERT_TRUE(parse_join_policy(join_policy_name(p), back)) << join_policy_name(p);
+    EXPECT_EQ(back, p);
+  }
+  for (auto r : {fb::HistoryRule::All, fb::HistoryRule::FromJoin}) {
+    fb::HistoryRule back{};
+    ASSERT_TRUE(parse_history_rule(history_rule_name(r), back)) << history_rule_name(r);
+    EXPECT_EQ(back, r);
+  }
+  EXPECT_EQ(join_policy_name(fb::JoinPolicy::Public), "public");
+  EXPECT_EQ(history_rule_name(fb::HistoryRule::FromJoin), "from_join");
+  EXPECT_EQ(join_policy_name(static_cast<fb::JoinPolicy>(7)), "");
+  EXPECT_EQ(history_rule_name(static_cast<fb::HistoryRule>(-1)), "");
+  fb::JoinPolicy p{};
+  fb::HistoryRule r{};
+  EXPECT_FALSE(parse_join_policy("Public", p));
+  EXPECT_FALSE(parse_join_policy("", p));
+  EXPECT_FALSE(parse_history_rule("fromjoin", r));
+}
+
+// A group created before schema 3 carries no settings: readers tell "absent" from any value.
+TEST(Codec, AGroupCreatedBeforeVersion3HasNoSettings) {
+  auto events = schema_fixtures::fixture_events(1);
+  auto& gc = events.at(10).second;  // group_created
+  std::string bytes = encode_event(gc);
+  auto view = read_event(bytes);
+  ASSERT_TRUE(view);
+  auto* g = (*view)->event_as_GroupCreated();
+  ASSERT_NE(g, nullptr);
+  EXPECT_FALSE(g->join_policy().has_value());
+  EXPECT_FALSE(g->history().has_value());
+  auto removed = encode_event(events.at(13).second);  // member_removed
+  auto rv = read_event(removed);
+  ASSERT_TRUE(rv);
+  ASSERT_NE((*rv)->event_as_MemberRemoved(), nullptr);
+  EXPECT_FALSE((*rv)->event_as_MemberRemoved()->ban());
 }
 
 // The compatibility promise: every committed fixture of every schema version still decodes to

@@ -125,16 +125,75 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> v2_events() {
   return out;
 }
 
+// Version 3 added group join policies, history rules and bans.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v3_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto add = [&](std::string name, uint64_t seq, fb::EventUnion u) {
+    auto e = envelope("group_10", seq, std::move(u));
+    e.schema_version = 3;
+    out.emplace_back(std::move(name), std::move(e));
+  };
+  fb::GroupCreatedT gc;
+  gc.group_id = 10;
+  gc.owner = 42;
+  gc.name = "climbers";
+  gc.description = "weekends";
+  gc.members = {43};
+  gc.join_policy = fb::JoinPolicy::Public;
+  gc.history = fb::HistoryRule::FromJoin;
+  add("group_created_with_settings", 1, as_event(gc));
+  add("member_removed_with_ban", 2, as_event(fb::MemberRemovedT{{}, 43, 42, true}));
+  fb::GroupSettingsChangedT changed;
+  changed.join_policy = fb::JoinPolicy::Private;
+  changed.by = 42;
+  add("group_settings_changed", 3, as_event(changed));
+  add("member_unbanned", 4, as_event(fb::MemberUnbannedT{{}, 43, 42}));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v3_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  auto add = [&](std::string name, fb::CommandUnion u) {
+    fb::CommandEnvelopeT c;
+    c.stream = "group_10";
+    c.actor = 42;
+    c.client_msg_id = "g-" + name;
+    c.trace_id = "trace-3";
+    c.timestamp_ms = 1'763'000'001'000;
+    c.schema_version = 3;
+    c.command = std::move(u);
+    out.emplace_back(std::move(name), std::move(c));
+  };
+  fb::CreateGroupT create;
+  create.group_id = 10;
+  create.name = "climbers";
+  create.members = {43};
+  create.join_policy = fb::JoinPolicy::Public;
+  create.history = fb::HistoryRule::All;
+  fb::CommandUnion u;
+  u.Set(std::move(create));
+  add("create_group_with_settings", std::move(u));
+  fb::ChangeGroupSettingsT change;
+  change.history = fb::HistoryRule::FromJoin;
+  u.Set(std::move(change));
+  add("change_group_settings", std::move(u));
+  u.Set(fb::UnbanMemberT{{}, 43});
+  add("unban_member", std::move(u));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
   if (version == 1) return v1_events();
   if (version == 2) return v2_events();
+  if (version == 3) return v3_events();
   return {};
 }
 
 std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int version) {
   if (version == 1) return v1_commands();
+  if (version == 3) return v3_commands();
   return {};
 }
 

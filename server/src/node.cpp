@@ -28,6 +28,7 @@
 #include "imlog/projections/query.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/tasks/fanout.h"
+#include "imlog/tasks/redis_login_throttle.h"
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
@@ -143,7 +144,9 @@ class DependencyCheck {
       if (auto r = mysql_->user(0); !r) why = "MySQL is unreachable: " + r.error().to_string();
     }
     if (why.empty() && redis_) {
-      if (auto r = redis_->history(kWorldStream, 0, 0, 1); !r) why = "Redis is unreachable: " + r.error().to_string();
+      if (auto r = redis_->history(kWorldStream, HistoryRange{.limit = 1}); !r) {
+        why = "Redis is unreachable: " + r.error().to_string();
+      }
     }
     std::lock_guard lock(mu_);
     if (why != down_) {
@@ -186,6 +189,9 @@ struct Node::Parts {
   std::unique_ptr<RedisModel> sessions_probe;
   // In process on the single node; in Redis when the `sessions:` section is present.
   std::unique_ptr<SessionRegistry> sessions;
+  // With `sessions:`, the login throttle every gateway shares, in the same Redis; without, each
+  // gateway keeps its own (null here).
+  std::unique_ptr<LoginThrottle> login_throttle;
   std::unique_ptr<Router> router;
   std::unique_ptr<FanoutWorker> fanout;
   std::unique_ptr<QueryService> query;
@@ -304,9 +310,14 @@ struct Node::Parts {
       IMLOG_TRY(ensure_topic(*log, config.event_log, TopicSpec{delivery_topic(gc.gateway_id), 1, false}));
     }
     IMLOG_TRY(start_dependency_check());
+    if (config.sessions) {
+      auto t = open_redis_login_throttle(*config.sessions, gc.login_throttle);
+      IMLOG_TRY(t);
+      login_throttle = std::move(*t);
+    }
     auto bus = std::make_unique<CommandBus>(*commands, *deliveries, gc.gateway_id, SystemClock::instance());
     auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
-                                                         [this] { return not_ready(); }});
+                                                         [this] { return not_ready(); }, login_throttle.get()});
     IMLOG_TRY(gw);
     gateway = std::move(*gw);
     return gateway->start();
@@ -405,6 +416,7 @@ void Node::stop() {
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();
+  p.login_throttle.reset();
   p.dependencies.reset();
   p.query.reset();
   p.router.reset();

@@ -84,6 +84,23 @@ void read_u32(ConfigSection& s, std::string_view key, uint32_t& out, int64_t min
   out = static_cast<uint32_t>(v);
 }
 
+// gateway.login_throttle (imlog/tasks/login_throttle.h).
+void read_login_throttle(ConfigSection s, LoginThrottleConfig& c) {
+  read_u32(s, "account_address_failures", c.account_address_failures, 1, 1'000'000);
+  read_u32(s, "address_failures", c.address_failures, 1, 1'000'000);
+  read_u32(s, "account_failures", c.account_failures, 1, 1'000'000);
+  s.read("first_backoff", c.first_backoff);
+  if (c.first_backoff.count() < 1) s.fail("first_backoff", "must be at least 1ms");
+  s.read("max_backoff", c.max_backoff);
+  if (c.max_backoff < c.first_backoff) s.fail("max_backoff", "must be at least first_backoff");
+  s.read("window", c.window);
+  if (c.window < c.max_backoff) {
+    s.fail("window", "must be at least max_backoff (a key would forget its failures while still backing off)");
+  }
+  read_u32(s, "max_entries", c.max_entries, 16, 10'000'000);
+  s.finish();
+}
+
 // gateway.avatar_dir: `off` while reading (an empty value means "the default under data_dir").
 constexpr const char* kAvatarsOff = "\x01off";
 
@@ -100,6 +117,9 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   s.read("password_ops_limit", c.password_ops_limit);
   s.read_size("password_mem_limit", c.password_mem_limit);
   read_u32(s, "password_threads", c.password_threads, 1, 64);
+  read_u32(s, "password_queue", c.password_queue, 1, 4096);
+  read_login_throttle(s.section("login_throttle"), c.login_throttle);
+  s.read("trusted_proxies", c.trusted_proxies);
   s.read_size("max_body_bytes", c.max_body_bytes);
   uint64_t header = c.max_header_bytes;
   s.read_size("max_header_bytes", header);

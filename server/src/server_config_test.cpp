@@ -6,14 +6,19 @@
 #include <fstream>
 
 #include "imlog/core/config.h"
+#include "imlog/testing/support.h"
 
 namespace imlog {
 namespace {
 
 using ::testing::HasSubstr;
 
+// A config file of this test's own: ctest runs tests in parallel processes, so a fixed name under
+// /tmp would be one file shared (and overwritten) between them. The directory goes at exit.
 std::string write_config(const std::string& text) {
-  std::string path = ::testing::TempDir() + "/imlog-config-test.yaml";
+  static const imlog::testing::TempDir dir("imlog-config-test");
+  static int files = 0;
+  std::string path = dir.str() + "/config-" + std::to_string(++files) + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
@@ -194,6 +199,47 @@ gateway: {avatar_dir: "off", avatar_upload_interval: 1m, registry_threads: 2, re
   EXPECT_EQ(c.gateway.registry_threads, 2u);
   EXPECT_EQ(c.gateway.registry_queue, 500u);
   EXPECT_THAT(error_of("gateway: {registry_threads: 0}"), HasSubstr("`gateway.registry_threads`"));
+}
+
+TEST(ServerConfig, LoginThrottleAndPasswordQueue) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_EQ(d.gateway.password_queue, 32u);
+  EXPECT_EQ(d.gateway.login_throttle.account_address_failures, 5u);
+  EXPECT_EQ(d.gateway.login_throttle.address_failures, 20u);
+  EXPECT_EQ(d.gateway.login_throttle.account_failures, 100u);
+  EXPECT_EQ(d.gateway.login_throttle.window, std::chrono::hours(1));
+  EXPECT_TRUE(d.gateway.trusted_proxies.empty());
+  ServerConfig c = load_server_config(write_config(R"(
+gateway:
+  password_queue: 4
+  trusted_proxies: [10.0.0.0/8, "fd00::1"]
+  login_throttle:
+    account_address_failures: 3
+    address_failures: 50
+    account_failures: 500
+    first_backoff: 2s
+    max_backoff: 10m
+    window: 30m
+    max_entries: 1000
+)"), "");
+  EXPECT_EQ(c.gateway.password_queue, 4u);
+  EXPECT_EQ(c.gateway.trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "fd00::1"}));
+  const auto& t = c.gateway.login_throttle;
+  EXPECT_EQ(t.account_address_failures, 3u);
+  EXPECT_EQ(t.address_failures, 50u);
+  EXPECT_EQ(t.account_failures, 500u);
+  EXPECT_EQ(t.first_backoff, std::chrono::seconds(2));
+  EXPECT_EQ(t.max_backoff, std::chrono::minutes(10));
+  EXPECT_EQ(t.window, std::chrono::minutes(30));
+  EXPECT_EQ(t.max_entries, 1000u);
+  EXPECT_THAT(error_of("gateway: {password_queue: 0}"), HasSubstr("`gateway.password_queue`"));
+  EXPECT_THAT(error_of("gateway: {login_throttle: {address_failures: 0}}"),
+              HasSubstr("`gateway.login_throttle.address_failures`"));
+  EXPECT_THAT(error_of("gateway: {login_throttle: {max_backoff: 2h}}"), HasSubstr("`gateway.login_throttle.window`"));
+  EXPECT_THAT(error_of("gateway: {login_throttle: {first_backoff: 1h, max_backoff: 1m}}"),
+              HasSubstr("`gateway.login_throttle.max_backoff`"));
+  EXPECT_THAT(error_of("gateway: {login_throttle: {windw: 1h}}"), HasSubstr("`gateway.login_throttle.windw`"));
+  EXPECT_THAT(error_of("gateway: {trusted_proxies: {a: b}}"), HasSubstr("`gateway.trusted_proxies`"));
 }
 
 TEST(ServerConfig, BadKeysAreNamed) {

@@ -40,7 +40,12 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     net::io_context ioc;
     beast::tcp_stream stream(ioc);
     stream.expires_after(timeout);
-    stream.connect(tcp::endpoint(net::ip::make_address(host_), static_cast<unsigned short>(port_)));
+    tcp::endpoint server(net::ip::make_address(host_), static_cast<unsigned short>(port_));
+    if (!source_.empty()) {
+      stream.socket().open(server.protocol());
+      stream.socket().bind(tcp::endpoint(net::ip::make_address(source_), 0));
+    }
+    stream.connect(server);
     http::request<http::string_body> req(http::string_to_verb(method), target, 11);
     req.set(http::field::host, host_);
     if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer));
@@ -58,6 +63,7 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     http::read(stream, buf, parser);
     out.status = static_cast<int>(parser.get().result_int());
     out.body = parser.get().body();
+    for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   } catch (const std::exception& e) {
@@ -65,6 +71,19 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     out.error = e.what();
   }
   return out;
+}
+
+std::vector<std::string> HttpResult::header_values(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : headers) {
+    if (beast::iequals(k, name)) out.push_back(v);
+  }
+  return out;
+}
+
+std::string HttpResult::header(std::string_view name) const {
+  auto values = header_values(name);
+  return values.empty() ? std::string() : values.front();
 }
 
 const rapidjson::Value& Frame::data() const {

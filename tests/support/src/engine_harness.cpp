@@ -59,13 +59,14 @@ fb::CommandEnvelopeT register_user(const std::string& username, std::string clie
 
 fb::CommandEnvelopeT create_group(uint64_t group_id, uint64_t actor, std::vector<uint64_t> members,
                                   std::string client_msg_id, std::string gateway,
-                                  uint64_t request_id) {
+                                  uint64_t request_id, fb::JoinPolicy policy) {
   auto c = command_envelope(group_stream(group_id), actor, std::move(client_msg_id),
                             std::move(gateway), request_id);
   fb::CreateGroupT g;
   g.group_id = group_id;
   g.name = "group " + std::to_string(group_id);
   g.members = std::move(members);
+  g.join_policy = policy;
   c.command.Set(std::move(g));
   return c;
 }

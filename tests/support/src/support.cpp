@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,13 +49,21 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   }
 }
 
+void die_with_parent(pid_t parent) {
+  // The signal survives execve (of a binary that does not change credentials); a parent that died
+  // between fork and prctl is caught by getppid, which then names a reaper instead.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(126);
+}
+
 Subprocess Subprocess::start(const std::vector<std::string>& argv,
                              const std::vector<std::string>& env) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    die_with_parent(parent);
     ::dup2(fds[1], STDOUT_FILENO);
     for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> args;

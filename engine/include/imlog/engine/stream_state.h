@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,7 @@ enum class Refusal {
   group_full,
   owner_must_transfer,   // the owner cannot leave a group that still has members
   rate_limited,
+  banned,                // removed from the group: no joining (or being added) until unbanned
 };
 std::string_view refusal_code(Refusal r);
 
@@ -75,6 +77,8 @@ struct StreamState {
   bool created = false;
   uint64_t owner = 0;
   std::map<uint64_t, fb::Role> members;  // ordered: encoding must be deterministic
+  bool public_group = false;             // join policy Public: anyone may join by themselves
+  std::set<uint64_t> banned;             // removed users who may not join again until unbanned
   // single_<lo>_<hi>
   Link link = Link::none;
   bool lo_blocks_hi = false;
@@ -117,7 +121,9 @@ Decision decide(const StreamRef& stream, const StreamState& state,
 void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event,
            const EngineLimits& limits);
 
-// Deterministic binary encoding of a state, for the state store.
+// Deterministic binary encoding of a state, for the state store. decode_state() also reads the
+// encoding of the build before group settings (version 1: every group private, no bans — which
+// is what the events that build wrote decode to).
 std::string encode_state(const StreamState& state);
 bool decode_state(std::string_view bytes, StreamState& out);
 

@@ -19,9 +19,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "imlog/core/clock.h"
 #include "imlog/core/result.h"
+#include "imlog/tasks/login_throttle.h"
 
 namespace imlog {
 
@@ -50,6 +52,17 @@ struct GatewayConfig {
   uint64_t password_mem_limit = 0;
   // Threads that hash and verify passwords, off the I/O threads. Default 2.
   uint32_t password_threads = 2;
+  // Hashes (register) and verifications (login) each password thread may have queued or running;
+  // beyond password_threads × password_queue, register and login answer 503 with Retry-After
+  // instead of queueing. Default 32.
+  uint32_t password_queue = 32;
+  // Back-off on wrong passwords per (account, address), per address and per account, answered
+  // 429 with Retry-After (imlog/tasks/login_throttle.h). Defaults there.
+  LoginThrottleConfig login_throttle;
+  // Reverse proxies (IP addresses or CIDR ranges) whose X-Forwarded-For names the client to the
+  // login throttle. Empty: the TCP peer is the client, so a gateway behind a proxy not listed here
+  // counts every client as the proxy. Default empty.
+  std::vector<std::string> trusted_proxies;
   // Largest HTTP request body. Default 1 MiB.
   uint64_t max_body_bytes = 1 << 20;
   // Largest HTTP request header block. Default 16 KiB.
@@ -79,8 +92,9 @@ struct GatewayConfig {
   // How long a write waits for the engine's answer before replying 504 / error "timeout".
   // Default 10 s.
   std::chrono::milliseconds command_timeout{10'000};
-  // How long a read waits for the eventually-consistent read model to show a user or membership
-  // that was just written (login right after register, history of a group just joined).
+  // How long a read waits for the eventually-consistent read model to show a user, group or
+  // membership that was just written (one's own profile right after register, history of a group
+  // just joined). Login never waits: an unknown name must cost what a wrong password costs.
   // Default 2 s.
   std::chrono::milliseconds read_model_wait{2'000};
   // On stop, how long open connections get to finish their writes. Default 5 s.
@@ -122,6 +136,9 @@ struct GatewayDeps {
   // /readyz answers 503 with this text while it returns a non-empty one (what is down: the engine,
   // the read model, Kafka, MySQL, Redis), else 200. Called on a gateway thread: must be cheap.
   std::function<std::string()> not_ready;
+  // The login throttle shared by every gateway (Redis); null: the gateway keeps its own in
+  // process (config.login_throttle).
+  LoginThrottle* login_throttle = nullptr;
 };
 
 // Counters a caller may read (tests, the node's logs). Thread-safe snapshot.

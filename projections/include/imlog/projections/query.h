@@ -1,5 +1,5 @@
 #pragma once
-// The read side (DESIGN.md §6 "query service"): the answers clients ask for, from whichever store
+// The read side (the query service of docs/architecture.md): the answers clients ask for, from whichever store
 // holds them. Callers never care which store answered.
 //
 //   ReadModel    — one store that can answer every query (RocksDB always; MySQL when configured)
@@ -8,8 +8,9 @@
 //                  other queries from the ReadModel
 //
 // Read models are eventually consistent with the log; write paths never read them to decide
-// (the engine decides). Reads are authorised here: can_read() is checked by the gateway before
-// history, members and sync.
+// (the engine decides). Reads are authorised here: the gateway asks readable_from() before
+// history, members and sync, and reads history only from the seq it answers — the group history
+// rule (first_readable_seq) is applied in this layer, once, for every store.
 //
 // Threading: implementations are thread-safe; QueryService is called from gateway threads.
 
@@ -40,6 +41,28 @@ struct MessageView {
 struct HistoryPage {
   std::vector<MessageView> messages;  // ascending seq
   bool has_more = false;              // more exist beyond the page in the direction read
+};
+
+// A range of one conversation's history as a store reads it: the rows with
+// after_seq < seq < before_seq (before_seq 0: no upper bound), the first `limit` of them when
+// `forward` (has_more: rows of the range after the page), else the last `limit` (has_more: rows
+// of the range before the page).
+struct HistoryRange {
+  uint64_t after_seq = 0;
+  uint64_t before_seq = 0;
+  bool forward = false;
+  uint32_t limit = 50;
+};
+
+// History as a client asks for it (REST and the WebSocket sync):
+//   after_seq present (0 included) — the rows after it, oldest first, stopping before before_seq
+//                                    if that is given: a catch-up from 0 starts at seq 1;
+//   else before_seq > 0            — the page of rows just before it;
+//   else                           — the latest page.
+struct HistoryRequest {
+  std::optional<uint64_t> after_seq;
+  uint64_t before_seq = 0;
+  uint32_t limit = 50;
 };
 
 struct ConversationView {
@@ -82,7 +105,32 @@ struct GroupView {
   uint64_t owner_id = 0;
   uint32_t member_count = 0;
   int64_t created_at = 0;
+  std::string join_policy = "private";  // private | public
+  std::string history = "all";          // all | from_join (schema/events.fbs HistoryRule)
 };
+
+// A user removed from a group and not yet unbanned.
+struct BanView {
+  uint64_t user_id = 0;
+  uint64_t banned_by = 0;
+  int64_t banned_at = 0;  // Unix ms of the removal
+  bool operator==(const BanView&) const = default;
+};
+
+// The facts that decide whether, and from which seq, a user reads a conversation, as a read
+// model keeps them. first_readable_seq() is the rule that turns them into an answer.
+struct ReadAccess {
+  bool allowed = false;         // a participant of a single, a current member of a group, a user (world)
+  std::string history = "all";  // a group's history rule: all | from_join
+  uint64_t joined_seq = 0;      // a group member's latest join (GroupCreated's seq for its first members)
+  bool operator==(const ReadAccess&) const = default;
+};
+
+// The history rule, written once for every read of a conversation's rows (history, sync, search):
+// the lowest seq `access` lets its user read, or 0 when they may read nothing. A member of a
+// group whose rule is from_join reads from their latest join on; everyone else reads it all. The
+// rule in force is the group's current one: changing it changes what members read from then on.
+uint64_t first_readable_seq(const ReadAccess& access);
 
 struct MemberView {
   uint64_t user_id = 0;
@@ -103,8 +151,7 @@ struct FriendView {
 class ReadModel {
  public:
   virtual ~ReadModel() = default;
-  virtual Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                                      uint32_t limit) = 0;
+  virtual Result<HistoryPage> history(std::string_view conversation, const HistoryRange& range) = 0;
   virtual Result<std::optional<MessageView>> message(uint64_t message_id) = 0;
   virtual Result<std::vector<ConversationView>> conversations(uint64_t user_id) = 0;
   virtual Result<std::optional<UserView>> user(uint64_t user_id) = 0;
@@ -115,9 +162,13 @@ class ReadModel {
                                                      uint32_t limit) = 0;
   virtual Result<std::optional<GroupView>> group(uint64_t group_id) = 0;
   virtual Result<std::vector<MemberView>> members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) = 0;
-  // May `user_id` read `conversation`? (a participant of a single, a member of a group, anyone for world)
-  virtual Result<bool> can_read(std::string_view conversation, uint64_t user_id) = 0;
-  // Messages containing every word of `text`, in the user's conversations, newest first.
+  // The users banned from a group, by user id after `after_user_id`.
+  virtual Result<std::vector<BanView>> bans(uint64_t group_id, uint64_t after_user_id, uint32_t limit) = 0;
+  // The facts of `user_id`'s access to `conversation` (ReadAccess; allowed is false for anything
+  // that is not a conversation).
+  virtual Result<ReadAccess> read_access(std::string_view conversation, uint64_t user_id) = 0;
+  // Messages containing every word of `text`, in the user's conversations, newest first. Not
+  // limited by the history rule: ask QueryService::search_messages.
   virtual Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
                                                            uint32_t limit) = 0;
   virtual Result<std::vector<FriendView>> friends(uint64_t user_id) = 0;
@@ -129,18 +180,23 @@ class ReadModel {
 class HotHistory {
  public:
   virtual ~HotHistory() = default;
-  virtual Result<std::optional<HistoryPage>> history(std::string_view conversation, uint64_t after_seq,
-                                                     uint64_t before_seq, uint32_t limit) = 0;
+  virtual Result<std::optional<HistoryPage>> history(std::string_view conversation, const HistoryRange& range) = 0;
 };
+
+// The range a request reads of the rows from `first_seq` on, its limit clamped to [1, 200].
+HistoryRange history_range(const HistoryRequest& request, uint64_t first_seq = 1);
 
 class QueryService {
  public:
   explicit QueryService(ReadModel& primary, HotHistory* hot = nullptr) : primary_(primary), hot_(hot) {}
 
-  // History by seq: after_seq > 0 pages forward from it, else before_seq > 0 pages back from it,
-  // else the latest `limit`. limit is clamped to [1, 200].
-  Result<HistoryPage> history(std::string_view conversation, uint64_t after_seq, uint64_t before_seq,
-                              uint32_t limit);
+  // The first seq of `conversation` that `user_id` may read (first_readable_seq); 0: none.
+  Result<uint64_t> readable_from(std::string_view conversation, uint64_t user_id);
+  // History as `request` asks (HistoryRequest), of the rows from `first_seq` on — readable_from's
+  // answer for the reader; 0 reads nothing.
+  Result<HistoryPage> history(std::string_view conversation, uint64_t first_seq, const HistoryRequest& request);
+  // The model's search, less what the history rule hides from `user_id`.
+  Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text, uint32_t limit);
   ReadModel& model() { return primary_; }
 
  private:

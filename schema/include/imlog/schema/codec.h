@@ -26,7 +26,7 @@ const std::error_category& schema_category();
 inline std::error_code make_error_code(SchemaErrc e) { return {static_cast<int>(e), schema_category()}; }
 
 // The schema version this build writes.
-inline constexpr uint16_t kSchemaVersion = 2;
+inline constexpr uint16_t kSchemaVersion = 3;
 
 // Verified zero-copy views. The error names what is wrong with the bytes.
 Result<const fb::EventEnvelope*> read_event(std::string_view bytes);
@@ -42,6 +42,14 @@ std::string encode_command(const fb::CommandEnvelopeT& command);
 // "MessageAppended", "GroupCreated", ... for logs and errors.
 std::string_view event_type_name(fb::Event type);
 std::string_view command_type_name(fb::Command type);
+
+// The names of a group's settings wherever they are written as text (REST, system rows, read
+// models): "private" | "public", "all" | "from_join"; "" for a value this build does not know.
+std::string_view join_policy_name(fb::JoinPolicy policy);
+std::string_view history_rule_name(fb::HistoryRule rule);
+// The inverse; false for any other name.
+bool parse_join_policy(std::string_view name, fb::JoinPolicy& out);
+bool parse_history_rule(std::string_view name, fb::HistoryRule& out);
 
 // A FlatBuffers string as a string_view ("" when absent).
 inline std::string_view sv(const flatbuffers::String* s) {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -26,12 +27,20 @@ struct HttpResult {
   int status = 0;              // 0: no answer (connection failed or timed out)
   std::string body;
   std::string error;           // why status is 0
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
   rapidjson::Document json() const;  // body parsed (a null document when it is not JSON)
+  // The values of header `name` (case-insensitive), in order; empty when absent.
+  [[nodiscard]] std::vector<std::string> header_values(std::string_view name) const;
+  // The first value of header `name`, or "" when absent.
+  [[nodiscard]] std::string header(std::string_view name) const;
 };
 
 class HttpClient {
  public:
-  HttpClient(std::string host, int port) : host_(std::move(host)), port_(port) {}
+  // `source`, when given, is the local address the client's sockets bind to (any of 127.0.0.0/8
+  // reaches a loopback server), so a test can be several clients of different addresses.
+  HttpClient(std::string host, int port, std::string source = {})
+      : host_(std::move(host)), port_(port), source_(std::move(source)) {}
   HttpResult request(std::string_view method, std::string_view target, std::string_view body = {},
                      std::string_view bearer = {},
                      std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
@@ -43,6 +52,7 @@ class HttpClient {
  private:
   std::string host_;
   int port_;
+  std::string source_;
 };
 
 // One received WebSocket message.

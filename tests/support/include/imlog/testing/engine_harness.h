@@ -48,9 +48,11 @@ fb::CommandEnvelopeT send_message(std::string stream, uint64_t actor, std::strin
 // On names_<bucket of username>, actor 0.
 fb::CommandEnvelopeT register_user(const std::string& username, std::string client_msg_id,
                                    std::string gateway, uint64_t request_id);
+// A public group unless told otherwise: the harness's workloads (the crash load, the model test,
+// the sinks' script) have users join by themselves.
 fb::CommandEnvelopeT create_group(uint64_t group_id, uint64_t actor, std::vector<uint64_t> members,
                                   std::string client_msg_id, std::string gateway,
-                                  uint64_t request_id);
+                                  uint64_t request_id, fb::JoinPolicy policy = fb::JoinPolicy::Public);
 fb::CommandEnvelopeT join_group(uint64_t group_id, uint64_t actor, std::string client_msg_id,
                                 std::string gateway, uint64_t request_id);
 fb::CommandEnvelopeT leave_group(uint64_t group_id, uint64_t actor, std::string client_msg_id,

@@ -91,21 +91,39 @@ class EventLogBuilder {
 
   // ---- groups ----------------------------------------------------------------------------------
 
-  void create_group(uint64_t group_id, uint64_t owner, std::vector<uint64_t> members, const std::string& name = "") {
+  // Without settings, as a group created before schema 3 (private, all history); with them, as
+  // the engine writes every GroupCreated now.
+  void create_group(uint64_t group_id, uint64_t owner, std::vector<uint64_t> members, const std::string& name = "",
+                    std::optional<fb::JoinPolicy> policy = std::nullopt,
+                    std::optional<fb::HistoryRule> history = std::nullopt) {
     fb::GroupCreatedT g;
     g.group_id = group_id;
     g.owner = owner;
     g.name = name.empty() ? "group " + std::to_string(group_id) : name;
     g.description = "about " + g.name;
     g.members = std::move(members);
+    if (policy) g.join_policy = *policy;
+    if (history) g.history = *history;
     emit(group_stream(group_id), owner, std::move(g));
+  }
+  void group_settings(uint64_t group_id, uint64_t by, std::optional<fb::JoinPolicy> policy,
+                      std::optional<fb::HistoryRule> history) {
+    fb::GroupSettingsChangedT c;
+    if (policy) c.join_policy = *policy;
+    if (history) c.history = *history;
+    c.by = by;
+    emit(group_stream(group_id), by, std::move(c));
   }
   void join(uint64_t group_id, uint64_t user, uint64_t invited_by = 0) {
     emit(group_stream(group_id), invited_by ? invited_by : user, fb::MemberJoinedT{{}, user, invited_by});
   }
   void leave(uint64_t group_id, uint64_t user) { emit(group_stream(group_id), user, fb::MemberLeftT{{}, user}); }
-  void remove(uint64_t group_id, uint64_t user, uint64_t by) {
-    emit(group_stream(group_id), by, fb::MemberRemovedT{{}, user, by});
+  // ban false: a removal as written before schema 3.
+  void remove(uint64_t group_id, uint64_t user, uint64_t by, bool ban = false) {
+    emit(group_stream(group_id), by, fb::MemberRemovedT{{}, user, by, ban});
+  }
+  void unban(uint64_t group_id, uint64_t user, uint64_t by) {
+    emit(group_stream(group_id), by, fb::MemberUnbannedT{{}, user, by});
   }
   void role(uint64_t group_id, uint64_t user, fb::Role role, uint64_t by) {
     emit(group_stream(group_id), by, fb::RoleChangedT{{}, user, role, by});

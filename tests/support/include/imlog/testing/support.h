@@ -33,8 +33,14 @@ class TempDir {
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
+// For a child right after fork: it gets SIGKILL when the thread that forked it ends — the test
+// process killed by ctest's time-out included — so no server a test started outlives the test.
+// `parent` is getpid() taken before the fork; if it already died, the child exits at once.
+void die_with_parent(pid_t parent);
+
 // A child process with its stdout readable line by line. The destructor kills it (SIGKILL) if
-// it is still running.
+// it is still running, and it is killed when this process dies (die_with_parent); Linux ties
+// that to the calling thread, so start processes from a thread that outlives them (the main one).
 class Subprocess {
  public:
   // Starts argv[0] with the given arguments; extra environment entries are "NAME=value".
