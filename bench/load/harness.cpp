@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,8 +45,12 @@ std::string bench_config(int port) {
   return s.str();
 }
 
+// The server this process spawned, so that giving up does not leave it running.
+std::atomic<pid_t> spawned_server{0};
+
 [[noreturn]] void die(const std::string& why) {
   std::fprintf(stderr, "imlog-bench-load: %s\n", why.c_str());
+  if (pid_t p = spawned_server.load(); p > 0) ::kill(p, SIGKILL);
   std::fflush(stdout);
   std::_Exit(1);
 }
@@ -92,6 +97,7 @@ pid_t Server::spawn(const fs::path& data_dir) {
     std::_Exit(127);
   }
   spawned_ = true;
+  spawned_server = pid_;
   return pid_;
 }
 
@@ -202,6 +208,19 @@ void run_parallel(Workers& w, size_t n, size_t parallel,
   if (n > 0) done.get_future().wait();
 }
 
+// A set-up request, sent again while the server sheds load (503 or 429 with Retry-After), as a
+// well-behaved client does: set-up is not what is measured.
+net::awaitable<HttpReply> request_patiently(HttpConn& http, http::verb verb, const std::string& target,
+                                            const std::string& body) {
+  net::steady_timer backoff(co_await net::this_coro::executor);
+  for (int attempt = 0;; ++attempt) {
+    HttpReply r = co_await http.request(verb, target, body);
+    if ((r.status != 503 && r.status != 429) || attempt >= 100) co_return r;
+    backoff.expires_after(std::chrono::milliseconds(100 + 50 * std::min(attempt, 18)));
+    co_await backoff.async_wait(net::use_awaitable);
+  }
+}
+
 std::vector<User> make_users(Workers& w, const Common& c, const Target& t, size_t n, const std::string& prefix) {
   std::vector<User> users(n);
   std::atomic<size_t> failures{0};
@@ -211,9 +230,9 @@ std::vector<User> make_users(Workers& w, const Common& c, const Target& t, size_
     User& u = users[i];
     u.name = prefix + "u" + std::to_string(i);
     std::string body = R"({"username":")" + u.name + R"(","password":"bench-password-1"})";
-    HttpReply reg = co_await http.request(http::verb::post, "/api/v1/auth/register", body);
+    HttpReply reg = co_await request_patiently(http, http::verb::post, "/api/v1/auth/register", body);
     HttpReply login;
-    if (reg.status == 201) login = co_await http.request(http::verb::post, "/api/v1/auth/login", body);
+    if (reg.status == 201) login = co_await request_patiently(http, http::verb::post, "/api/v1/auth/login", body);
     u.id = static_cast<uint64_t>(number_field(reg.body, "user_id", 0));
     u.token = std::string(string_field(login.body, "access_token"));
     if (reg.status != 201 || login.status != 200 || u.token.empty()) {

@@ -225,6 +225,9 @@ struct TopicInfo {
   // Writer thread only: offsets handed out in the batch being built, and a per-batch mark.
   std::vector<int64_t> next;
   std::vector<uint8_t> touched;
+  // Consumers that read this topic alone wait here (with State::data_mu), so a commit wakes only
+  // the readers of the topics it wrote, not every consumer of the log.
+  std::condition_variable data_cv;
 
   TopicInfo(std::string n, uint32_t i, int32_t p, bool d)
       : name(std::move(n)), id(i), partitions(p), durable(d),
@@ -323,9 +326,11 @@ struct LocalLog::State {
   rocksdb::WriteBatch writer_batch{1 << 20};
   std::vector<PartitionRef> writer_touched;
 
-  // Consumers wait here for new records, group changes and wakeup().
+  // Consumers of several topics wait on data_cv, those of one topic on its TopicInfo::data_cv,
+  // for new records, group changes and wakeup(), all under data_mu.
   std::mutex data_mu;
   std::condition_variable data_cv;
+  int global_waiters = 0;  // consumers waiting on data_cv (guarded by data_mu)
 
   // Committed offsets by commit key, mirrored from the database.
   std::mutex committed_mu;
@@ -374,10 +379,15 @@ struct LocalLog::State {
                 const std::optional<Error>& failure);
 
   // --- consumers
+  // Wakes every waiting consumer (group changes, wakeup()).
   void notify_consumers() {
     { std::lock_guard lk(data_mu); }
     data_cv.notify_all();
+    std::shared_lock lk(topics_mu);
+    for (auto& [name, t] : topics) t->data_cv.notify_all();
   }
+  // Wakes the consumers of the topics the last group commit wrote (writer thread).
+  void notify_readers_of(const std::vector<PartitionRef>& touched);
   std::optional<int64_t> committed_offset(const std::string& key) {
     std::lock_guard lk(committed_mu);
     auto it = committed.find(key);
@@ -632,7 +642,8 @@ void LocalLog::State::write_group(std::vector<PendingAppend>& batch_appends,
     pending_bytes -= group.bytes;
   }
   space_cv.notify_all();
-  if (s.ok() && (group.records > 0 || !batch_commits.empty())) notify_consumers();
+  if (s.ok() && !batch_commits.empty()) notify_consumers();
+  if (s.ok() && group.records > 0) notify_readers_of(writer_touched);
 
   complete(batch_appends, batch_commits, positions, failure);
 }
@@ -672,6 +683,21 @@ LocalLog::State::GroupContents LocalLog::State::build_batch(
     }
   }
   return group;
+}
+
+void LocalLog::State::notify_readers_of(const std::vector<PartitionRef>& touched) {
+  TopicInfo* last = nullptr;
+  bool any_global = false;
+  {
+    std::lock_guard lk(data_mu);  // a waiter between its ready() check and its wait sees the notify
+    any_global = global_waiters > 0;
+  }
+  for (const PartitionRef& r : touched) {
+    if (r.topic == last) continue;
+    last = r.topic;
+    r.topic->data_cv.notify_all();
+  }
+  if (any_global) data_cv.notify_all();
 }
 
 // After a successful write: the new ends become visible to readers, commits to committed().
@@ -804,6 +830,9 @@ class LocalConsumer final : public Consumer {
   void remove_cursor(PartitionRef ref);
   Cursor* find_cursor(PartitionRef ref);
   bool ready() const;
+  // Waits until ready() or `deadline`: on the topic's own condition variable when every cursor
+  // reads one topic, else on the log's. False at the deadline.
+  bool wait_ready(std::chrono::steady_clock::time_point deadline);
   Status read_available(std::vector<Record>& out, size_t& count);
   Status read_cursor(Cursor& c, int64_t end, std::vector<Record>& out, size_t& count);
   Status decode_current(const Cursor& c, Record& r) const;
@@ -955,12 +984,24 @@ Status LocalConsumer::poll(std::vector<Record>& out, std::chrono::milliseconds t
     result = read_available(out, count);
     if (!result || count > 0) break;
     if (wakeup_.load(std::memory_order_acquire)) break;
-    std::unique_lock lk(state_.data_mu);
-    if (!state_.data_cv.wait_until(lk, deadline, [&] { return ready(); })) break;
+    if (!wait_ready(deadline)) break;
   }
   out.resize(count);
   wakeup_.store(false, std::memory_order_release);
   return result;
+}
+
+bool LocalConsumer::wait_ready(std::chrono::steady_clock::time_point deadline) {
+  TopicInfo* only = cursors_.empty() ? nullptr : cursors_.front()->ref.topic;
+  for (const auto& c : cursors_) {
+    if (c->ref.topic != only) only = nullptr;
+  }
+  std::unique_lock lk(state_.data_mu);
+  if (only != nullptr) return only->data_cv.wait_until(lk, deadline, [&] { return ready(); });
+  ++state_.global_waiters;
+  bool ok = state_.data_cv.wait_until(lk, deadline, [&] { return ready(); });
+  --state_.global_waiters;
+  return ok;
 }
 
 // Reads up to max_batch records, visiting partitions round-robin. A damaged record fails the

@@ -153,12 +153,15 @@ void CommandBus::deliver(std::string_view gateway_id, const fb::DeliveryT& deliv
   state_->deliveries.deliver(gateway_id, std::move(batch), {});
 }
 
-Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes) {
+Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes, Executor executor) {
   auto& s = *state_;
   s.on_pushes = std::move(on_pushes);
-  auto sub = s.deliveries.subscribe(s.gateway_id, [st = state_.get()](const std::vector<std::string_view>& batch) {
-    st->handle(batch);
-  });
+  auto handler = [st = state_.get(), executor = std::move(executor)](const std::vector<std::string_view>& batch) {
+    if (!executor) return st->handle(batch);
+    auto copy = std::make_shared<std::vector<std::string>>(batch.begin(), batch.end());
+    executor([st, copy] { st->handle(std::vector<std::string_view>(copy->begin(), copy->end())); });
+  };
+  auto sub = s.deliveries.subscribe(s.gateway_id, std::move(handler));
   IMLOG_TRY(sub);
   s.subscription = std::move(*sub);
   s.expiry_thread = std::thread([st = state_.get()] { st->expire_loop(); });

@@ -1,6 +1,8 @@
 #include "commands.h"
 
 #include <chrono>
+#include <cstdio>
+#include <random>
 
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
@@ -15,7 +17,7 @@ void submit_command(Services& svc, std::string stream, uint64_t actor, std::stri
   c.actor = actor;
   c.client_msg_id = std::move(client_msg_id);
   c.timestamp_ms = svc.clock.now_ms();
-  c.trace_id = random_hex(8);
+  c.trace_id = new_trace_id();
   c.command = std::move(command);
   auto started = std::chrono::steady_clock::now();
   svc.bus.submit(std::move(c), svc.config.command_timeout,
@@ -97,6 +99,15 @@ bool parse_message_type(std::string_view s, fb::MessageType& out) {
 }
 
 std::string new_client_msg_id() { return "r-" + random_hex(16); }
+
+// Trace ids need to be unique enough to follow one command through the logs, not unpredictable:
+// a per-thread generator seeded once from the OS, instead of a getrandom() system call per command.
+std::string new_trace_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32));
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(buf, 16);
+}
 
 uint64_t new_group_id() {
   uint64_t id = 0;

@@ -55,6 +55,8 @@ bool parse_message_type(std::string_view name, fb::MessageType& out);
 
 // "r-<32 hex>": for writes whose client sent no client_msg_id.
 std::string new_client_msg_id();
+// 16 hex digits naming one command in every log line that handles it.
+std::string new_trace_id();
 // A random group id in [1, 2^53).
 uint64_t new_group_id();
 

@@ -160,6 +160,9 @@ struct Gateway::Impl {
   std::unique_ptr<CommandBus> bus;
   gw::Services svc;  // outlives the io_context and the handlers it destroys
   net::io_context ioc;
+  // Delivery batches from the bus run here, in order: one wake-up per batch, then every answer and
+  // push is posted to its session from an I/O thread.
+  net::strand<net::io_context::executor_type> deliveries{net::make_strand(ioc)};
   net::thread_pool blocking;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
@@ -273,7 +276,8 @@ Status Gateway::start() {
   if (p.started) return {};
   p.listener = std::make_shared<Listener>(p.ioc, p.svc);
   IMLOG_TRY(p.listener->open(p.endpoint, p.svc.config.listen));
-  IMLOG_TRY(p.svc.bus.start([raw = impl_.get()](std::vector<Push>&& pushes) { raw->on_pushes(std::move(pushes)); }));
+  IMLOG_TRY(p.svc.bus.start([raw = impl_.get()](std::vector<Push>&& pushes) { raw->on_pushes(std::move(pushes)); },
+                            [strand = p.deliveries](std::function<void()> task) { net::post(strand, std::move(task)); }));
   p.work.emplace(p.ioc.get_executor());
   p.listener->start();
   for (uint32_t i = 0; i < p.svc.config.threads; ++i) {

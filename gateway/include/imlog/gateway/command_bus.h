@@ -48,9 +48,14 @@ class CommandBus {
   CommandBus(CommandTransport& commands, DeliveryTransport& deliveries, std::string gateway_id, const Clock& clock);
   ~CommandBus();
 
+  // Runs a task on the gateway's I/O threads, tasks in the order given (a strand).
+  using Executor = std::function<void(std::function<void()>)>;
+
   // Subscribes to this gateway's deliveries; `on_pushes` gets the pushes of each delivered batch,
-  // in order.
-  Status start(std::function<void(std::vector<Push>&&)> on_pushes);
+  // in order. With `executor`, each batch is handled there — one hand-over per batch, after which
+  // every answer and push reaches its session from an I/O thread without waking another thread;
+  // without it, on the transport's thread.
+  Status start(std::function<void(std::vector<Push>&&)> on_pushes, Executor executor = {});
   // Ends the subscription; requests still waiting are failed with unavailable.
   void stop();
 
