@@ -379,7 +379,8 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
 
   auto seqs = [](const HttpResult& r) {
     std::vector<uint64_t> out;
-    for (const auto& m : r.json()["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
+    auto doc = r.json();  // kept: ranging over a member of a temporary would dangle
+    for (const auto& m : doc["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
     return out;
   };
   auto latest = s().http().get(fmt::format("/api/v1/conversations/{}/messages?limit=10", c), a.token);
@@ -538,7 +539,8 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
   auto seqs = [](const HttpResult& r) {
     std::vector<uint64_t> out;
     if (r.status == 200) {
-      for (const auto& m : r.json()["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
+      auto doc = r.json();  // kept: ranging over a member of a temporary would dangle
+      for (const auto& m : doc["messages"].GetArray()) out.push_back(m["seq_id"].GetUint64());
     }
     return out;
   };
@@ -624,7 +626,8 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
   auto list = s().http().get("/api/v1/conversations", f.token);
   ASSERT_EQ(list.status, 200) << list.body;
   bool listed = false;
-  for (const auto& c : list.json()["conversations"].GetArray()) {
+  auto list_doc = list.json();  // the range below must not iterate a destroyed temporary
+  for (const auto& c : list_doc["conversations"].GetArray()) {
     if (c["conversation_id"].GetString() != conv) continue;
     listed = true;
     EXPECT_GE(c["last_message"]["seq_id"].GetUint64(), joined);
@@ -879,7 +882,9 @@ TEST_F(E2eChat, PongsAndCoalescedPushesNeverInterleave) {
   ASSERT_TRUE(wa && wb);
   std::string c = single(a.id, b.id);
   constexpr int kMessages = 300;
-  std::string body(3000, 'p');
+  // 300 pushes of ~600 bytes stay under the 256 KiB write queue even if this client falls behind
+  // on a busy machine: the test is about framing, not about slow consumers (tested above).
+  std::string body(500, 'p');
   for (int i = 0; i < kMessages; ++i) {
     send_message(*wa, c, fmt::format("flood{}", i), body);
     if (i % 3 == 0) wb->send_ping(std::to_string(i));
@@ -890,7 +895,7 @@ TEST_F(E2eChat, PongsAndCoalescedPushesNeverInterleave) {
     for (auto& f : wb->take_all("new-message")) seqs.insert(f.u64("seq_id"));
     return seqs.size() == static_cast<size_t>(kMessages) || wb->closed();
   }, 30s)) << seqs.size() << " of " << kMessages << " pushes";
-  EXPECT_FALSE(wb->closed()) << "the client saw a malformed stream and closed";
+  EXPECT_FALSE(wb->closed()) << "the connection ended: " << wb->close_error();
   EXPECT_EQ(seqs.size(), static_cast<size_t>(kMessages));
   EXPECT_TRUE(wait_until([&] { return wb->pongs() >= kMessages / 3; }, 10s)) << wb->pongs() << " pongs";
   auto m = s().http().get("/metrics");

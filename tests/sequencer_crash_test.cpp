@@ -180,10 +180,9 @@ struct Observed {
         problem("unreadable line `" + line + "`");
         return Line::other;
       }
-      if (word == "dup") {
-        dups.emplace_back(*i, a);
-        return Line::other;
-      }
+      // A Duplicate answers the client too, with the original's ids: a command whose ack was lost
+      // in a kill (its event durable, its answer not yet sent) is acked by its retry's Duplicate.
+      if (word == "dup") dups.emplace_back(*i, a);
       ++ack_lines;
       auto [it, fresh] = acks.emplace(*i, a);
       if (!fresh && !(it->second == a)) {

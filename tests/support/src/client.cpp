@@ -123,6 +123,7 @@ struct WsClient::Impl {
   std::deque<Frame> inbox;
   bool closed = false;
   uint16_t close_code = 0;
+  std::string close_error;
   std::atomic<uint64_t> pongs{0};
 
   void do_read() {
@@ -131,6 +132,7 @@ struct WsClient::Impl {
         std::lock_guard lock(mu);
         closed = true;
         close_code = static_cast<uint16_t>(ws.reason().code);
+        close_error = ec.message() + " (close code " + std::to_string(close_code) + ")";
         cv.notify_all();
         return;
       }
@@ -295,6 +297,11 @@ std::optional<uint16_t> WsClient::wait_closed(std::chrono::milliseconds timeout)
 bool WsClient::closed() const {
   std::lock_guard lock(impl_->mu);
   return impl_->closed;
+}
+
+std::string WsClient::close_error() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->close_error;
 }
 
 void WsClient::close() {

@@ -92,6 +92,8 @@ class WsClient {
   // Waits until the server closed the connection; its close code (0 when closed without one).
   std::optional<uint16_t> wait_closed(std::chrono::milliseconds timeout);
   [[nodiscard]] bool closed() const;
+  // Why the connection ended, as the client's read saw it ("" while open): for failure messages.
+  [[nodiscard]] std::string close_error() const;
   void close();
 
   struct Impl;
