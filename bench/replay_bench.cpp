@@ -1,5 +1,5 @@
 // imlog-bench-replay: how fast the RocksDB read model is rebuilt from the embedded log (the
-// replay target of DESIGN.md §11: 300,000 events/s).
+// replay target of docs/architecture.md, "The numbers it is built for": 300,000 events/s).
 //
 //   imlog-bench-replay [--dir DIR] [--messages N] [--users N] [--groups N] [--partitions N]
 //                      [--generate-only] [--reuse] [--batch N] [--live]

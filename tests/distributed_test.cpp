@@ -1,10 +1,10 @@
-// The distributed mode (DESIGN.md §2, §3, §9; issue 7): the built `imlog` binary run as separate
-// processes, one per role — two gateways, two engines, a projector, a router and a tasks worker —
-// over a Kafka-protocol cluster (librdkafka's mock, 3 brokers, a private one per deployment so
-// topics and broker faults are ours alone), MariaDB and Redis (the servers scripts/test starts; a
-// fresh database and key prefix per deployment). Driven over real sockets as a client drives it.
-// ctest runs each test as its own process, so each starts its own deployment (about 10 s); run by
-// hand, the Distributed tests share one, in order.
+// The distributed mode (docs/architecture.md, "Two ways to run"; issue 7): the built `imlog` binary
+// run as separate processes, one per role — two gateways, two engines, a projector, a router and a
+// tasks worker — over a Kafka-protocol cluster (librdkafka's mock, 3 brokers, a private one per
+// deployment so topics and broker faults are ours alone), MariaDB and Redis (the servers
+// scripts/test starts; a fresh database and key prefix per deployment). Driven over real sockets as
+// a client drives it. ctest runs each test as its own process, so each starts its own deployment
+// (about 10 s); run by hand, the Distributed tests share one, in order.
 //
 // Each test is one bullet of the issue: chat across gateways and devices; a 600-member group
 // through the tasks path; an engine killed with SIGKILL under load; a broker down and back; the

@@ -1,5 +1,5 @@
 // End to end: the built `imlog serve` as a child process on a free loopback port, driven over real
-// sockets the way a client drives it (DESIGN.md §8.1). Every wait has a deadline; nothing sleeps.
+// sockets the way a client drives it (docs/api/). Every wait has a deadline; nothing sleeps.
 //
 // Needs every role of the single node working together: gateway, engine, router, projector. The
 // crash test kills the server with SIGKILL in the middle of a stream of sends and checks, after a
@@ -410,7 +410,7 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
   auto empty_window =
       s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=4", c), a.token);
   EXPECT_EQ(empty_window.status, 400) << empty_window.body;
-  // The message objects carry the §8.1 fields.
+  // The message objects carry the wire contract's fields.
   const auto& m = latest.json()["messages"][0];
   for (const char* k : {"message_id", "conversation_id", "seq_id", "sender_id", "content", "message_type",
                         "client_msg_id", "created_at"}) {

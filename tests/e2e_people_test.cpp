@@ -366,8 +366,8 @@ TEST_F(E2ePeople, FriendsOnlyMessagingRefusesStrangers) {
   ASSERT_EQ(send_outcome(*wb, conv, "open-0"), "ack");
   ASSERT_EQ(patch(s(), a, "/api/v1/users/me/settings", R"({"message_policy":"friends_only"})").status, 204);
   EXPECT_EQ(patch(s(), a, "/api/v1/users/me/settings", R"({"message_policy":"nobody"})").status, 400);
-  // The engine reads the policy from a projection (DESIGN.md §3: eventually consistent): the sends
-  // are refused once it has caught up.
+  // The engine reads the policy from a projection, eventually consistent (docs/architecture.md,
+  // "State, decide and apply"): the sends are refused once it has caught up.
   int n = 0;
   bool refused = wait_until([&] { return send_outcome(*wb, conv, fmt::format("open-{}", ++n)) == "not_friends"; },
                             kModelWait);

@@ -1,5 +1,5 @@
-// Crash recovery of the sequencer (DESIGN.md §5, "exactly once without broker transactions"),
-// on both backends, and the rebuild of its state store from the log.
+// Crash recovery of the sequencer (docs/architecture.md, "Exactly once without broker
+// transactions"), on both backends, and the rebuild of its state store from the log.
 //
 // SequencerCrash/<Local|Kafka>: a child process (sequencer_crash_child) runs a LogDirectory and a
 // Sequencer under a steady command load it makes itself, and reports the acks it reads from the
@@ -23,11 +23,11 @@
 // rebuilds the state from the log: the next message gets the next seq, a retry of an old
 // client_msg_id is still a Duplicate with the original ids, membership and claimed names hold.
 //
-// SequencerAppendFailure: an ack means durable (DESIGN.md §5). With appends to im.events held
-// back (HoldingLog, a fault-injecting wrapper of a real LocalLog: the LocalLog cannot be told to
-// stall or fail one append), a retry of a command whose event is not yet durable is not answered
-// until it is; and when that append fails, the answer carries the ids of the event written after
-// the sequencer retook the partition, never those of the lost one.
+// SequencerAppendFailure: an ack means durable (docs/architecture.md, "Ack when durable"). With
+// appends to im.events held back (HoldingLog, a fault-injecting wrapper of a real LocalLog: the
+// LocalLog cannot be told to stall or fail one append), a retry of a command whose event is not yet
+// durable is not answered until it is; and when that append fails, the answer carries the ids of
+// the event written after the sequencer retook the partition, never those of the lost one.
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-// Writer fencing by epoch markers (DESIGN.md §5): two sequencers that both believe they own the
-// partitions of im.events. The zombie is made with two consumer groups on one LocalLog: A
-// (group engine-a) runs first; B (group engine-b) starts later, so its EpochStarted markers come
-// after A's, and from then on both handle every command — B validly, A as a zombie whose events
-// carry its old token — until A stops and B goes on alone. The test shows:
+// Writer fencing by epoch markers (docs/architecture.md, "Epochs and fencing"): two sequencers that
+// both believe they own the partitions of im.events. The zombie is made with two consumer groups on
+// one LocalLog: A (group engine-a) runs first; B (group engine-b) starts later, so its EpochStarted
+// markers come after A's, and from then on both handle every command — B validly, A as a zombie
+// whose events carry its old token — until A stops and B goes on alone. The test shows:
 //   - every reader ignores the zombie's events after the new marker: the EpochFilter (LogTail),
 //     a fresh LogDirectory (a zombie UserRegistered appended by hand after B's marker is unknown
 //     to it), and a sequencer catching up from the log;

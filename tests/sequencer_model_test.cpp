@@ -106,7 +106,7 @@ std::string stream_of(const Model& m, const OpSpec& op) {
   return single_stream(m.ids[static_cast<size_t>(op.lo)], m.ids[static_cast<size_t>(op.hi)]);
 }
 
-// The rules, as DESIGN.md states them, for the commands this test sends.
+// The rules, as docs/architecture.md ("The engine") states them, for the commands this test sends.
 Expected expect(const Model& m, const OpSpec& op) {
   Expected e;
   e.stream = stream_of(m, op);

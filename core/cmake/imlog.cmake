@@ -1,5 +1,5 @@
-# The one way a component becomes a target (STYLE.md "Layout"): the dependency graph is the
-# DEPS lists, nothing else.
+# The one way a component becomes a target (one helper per kind, so every target is made alike):
+# the dependency graph is the DEPS lists, nothing else.
 #
 #   imlog_library(NAME engine SRCS a.cpp b.cpp DEPS imlog::core PUBLIC_DEPS RocksDB::rocksdb)
 #   imlog_test(NAME engine_test LABEL unit SRCS x_test.cpp DEPS imlog::engine)

@@ -61,7 +61,7 @@ std::shared_ptr<spdlog::logger> klog() {
   return logger_;
 }
 
-// --- owning wrappers for librdkafka handles (STYLE.md: no raw C handle outlives its scope) ----
+// --- owning wrappers for librdkafka handles: no raw C handle outlives its scope ---------------
 
 struct HandleDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }

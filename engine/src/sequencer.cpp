@@ -492,12 +492,13 @@ class Sequencer::Loop final : public RebalanceListener {
     }
   }
 
-  // Whether another writer's EpochStarted landed in ctx's partition after our marker and before
-  // our last acknowledged event, which makes our events since invalid to every reader (DESIGN.md
-  // §5). Appends to a partition land in the order we make them and batches finish in that order,
-  // so if only we wrote there, [verified_offset, acked_event_offset) holds exactly our
-  // unverified_events; when it holds more, read what the others wrote. Events of a zombie (older
-  // token) are harmless; a marker with another token means we were fenced.
+  // Whether another writer's EpochStarted landed in ctx's partition after our marker and before our
+  // last acknowledged event, which makes our events since invalid to every reader
+  // (docs/architecture.md, "Epochs and fencing"). Appends to a partition land in the order we make
+  // them and batches finish in that order, so if only we wrote there, [verified_offset,
+  // acked_event_offset) holds exactly our unverified_events; when it holds more, read what the
+  // others wrote. Events of a zombie (older token) are harmless; a marker with another token means
+  // we were fenced.
   Result<bool> fenced_since_verified(PartitionCtx& ctx) {
     int64_t span = ctx.acked_event_offset - ctx.verified_offset;
     if (span != static_cast<int64_t>(ctx.unverified_events)) {

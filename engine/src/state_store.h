@@ -1,8 +1,8 @@
 #pragma once
-// The sequencer's local state store (DESIGN.md §5): a RocksDB cache of what the sequencer derived
-// from im.events — stream states, the dedupe index, claimed usernames — with, per partition, the
-// checkpoint they are consistent with (next im.events offset, epoch token, highest event id).
-// Deleting the directory costs only a rebuild from the log.
+// The sequencer's local state store (docs/architecture.md, "Dedupe and seq assignment"): a RocksDB
+// cache of what the sequencer derived from im.events — stream states, the dedupe index, claimed
+// usernames — with, per partition, the checkpoint they are consistent with (next im.events offset,
+// epoch token, highest event id). Deleting the directory costs only a rebuild from the log.
 //
 // Layout (one column family; the first byte names the kind):
 //   'c' partition(4 BE)                         → Checkpoint

@@ -7,7 +7,8 @@
 // poked by hand, so a test cannot pass on a state the log could never produce.
 //
 // Refusal::rate_limited is not here: decide() never produces it. The gateway enforces the
-// per-connection send rate before a command reaches the log (DESIGN.md §8), so it is tested there.
+// per-connection send rate before a command reaches the log (docs/architecture.md, "The gateway"),
+// so it is tested there.
 
 #include "imlog/engine/stream_state.h"
 

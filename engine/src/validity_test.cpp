@@ -1,5 +1,5 @@
-// Unit tests of the validity rule (validity.h, DESIGN.md §5): an event is valid iff its epoch is
-// the token of the latest EpochStarted before it in its partition.
+// Unit tests of the validity rule (validity.h; docs/architecture.md, "Epochs and fencing"): an
+// event is valid iff its epoch is the token of the latest EpochStarted before it in its partition.
 
 #include "imlog/engine/validity.h"
 

@@ -1,4 +1,4 @@
-// /api/v1/conversations and /api/v1/groups (DESIGN.md §8.1): history, sending, read markers,
+// /api/v1/conversations and /api/v1/groups (docs/api/openapi.yaml): history, sending, read markers,
 // recalls, groups and their members.
 
 #include <algorithm>

@@ -1,7 +1,8 @@
 // /api/v1/users, /friends, /blocks, /avatars: profiles, settings, search, friendship, blocking,
-// presence and avatar images (DESIGN.md §8, issue 6). Each write is one command on the user's own
-// stream or on the one-to-one stream of the two users; presence is not a command (it lives in the
-// SessionRegistry, presence.h); avatar bytes go to disk on the blocking pool (avatar.h).
+// presence and avatar images (docs/api/openapi.yaml, issue 6). Each write is one command on the
+// user's own stream or on the one-to-one stream of the two users; presence is not a command (it
+// lives in the SessionRegistry, presence.h); avatar bytes go to disk on the blocking pool
+// (avatar.h).
 
 #include <algorithm>
 #include <memory>

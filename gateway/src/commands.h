@@ -1,7 +1,7 @@
 #pragma once
 // Writes: how a client request becomes a command on the CommandBus, and how the engine's answer
-// becomes a status (DESIGN.md §8: refusal codes → HTTP statuses). Reads: the authorisation every
-// history / members / sync read goes through.
+// becomes a status (refusal codes → HTTP statuses, as docs/api/openapi.yaml lists them). Reads: the
+// authorisation every history / members / sync read goes through.
 //
 // Thread-safe free functions over Services.
 

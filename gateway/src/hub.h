@@ -1,6 +1,7 @@
 #pragma once
-// Who is connected to this gateway (DESIGN.md §8): the user → sessions index pushes go through
-// (SessionHub), and every open connection so stop() can close them (ConnectionSet).
+// Who is connected to this gateway (docs/architecture.md, "The gateway"): the user → sessions index
+// pushes go through (SessionHub), and every open connection so stop() can close them
+// (ConnectionSet).
 //
 // Thread-safe. Sessions are held weakly: a session alive only in the hub is already gone.
 

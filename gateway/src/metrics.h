@@ -1,6 +1,6 @@
 #pragma once
 // The gateway's Prometheus metrics (/metrics): plain atomics, rendered as text exposition format.
-// Counts are metrics, not logs (STYLE.md). Thread-safe: every member may be updated from any thread.
+// Counts are metrics, not log lines. Thread-safe: every member may be updated from any thread.
 
 #include <array>
 #include <atomic>

@@ -1,7 +1,7 @@
 #pragma once
 // Events pushed to clients as WebSocket frames (docs/api/websocket.md): MessageAppended becomes
-// `new-message` with the §8.1 message object; the other user-visible events get their own typed
-// frame. A frame is rendered once per push and shared by every recipient session.
+// `new-message` with the wire contract's message object; the other user-visible events get their
+// own typed frame. A frame is rendered once per push and shared by every recipient session.
 //
 // Pure; thread-safe.
 

@@ -1,4 +1,4 @@
-// The Redis model (redis_model.h): the seeds' cache layout, built from im.events.
+// The Redis model (redis_model.h): the cache layout described there, built from im.events.
 //
 // Keys (every one under the configured prefix P):
 //   hot_messages:<conv>   ZSET score = seq, member = the message JSON (timeline::message_json);

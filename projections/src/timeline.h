@@ -78,8 +78,8 @@ void pointer_moves(const fb::EventEnvelope& event, const StreamRef& stream, std:
 // other bytes are copied (the log's strings are UTF-8).
 void append_json_string(std::string& out, std::string_view s);
 
-// The wire contract's message object (DESIGN.md §8.1) with content last and, only when recalled,
-// "recalled":true after it:
+// The wire contract's message object (`Message` in docs/api/openapi.yaml) with content last and,
+// only when recalled, "recalled":true after it:
 //   {"message_id":"<id>","conversation_id":"..","seq_id":N,"sender_id":N,"message_type":"..",
 //    "client_msg_id":"..","created_at":N,"content":".."}
 // A recalled message's JSON is its prefix up to ,"content": followed by ,"content":"","recalled":true}

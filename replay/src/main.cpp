@@ -1,5 +1,5 @@
 // replay: rebuild one read model from im.events into a fresh target, and compare it with the live
-// one (DESIGN.md §7).
+// one (docs/architecture.md, "Replay").
 //
 //   replay --projection rocksdb|mysql|redis [--config FILE] [--data-dir DIR] [--target T]
 //          [--to-offset N] [--verify] [--from-scratch] [--batch N] [--checkpoint-every N]

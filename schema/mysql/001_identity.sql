@@ -1,4 +1,5 @@
--- imlog MySQL read model, migration 1: identity and the social graph (DESIGN.md §6).
+-- imlog MySQL read model, migration 1: identity and the social graph (docs/architecture.md,
+-- "Projections").
 --
 -- Every table is a projection of im.events, rebuilt by `replay --projection mysql`; nothing else
 -- writes here. Conventions for every migration:

@@ -1,4 +1,4 @@
-// imlog: one binary for every role (DESIGN.md §2, §10).
+// imlog: one binary for every role (docs/architecture.md, "Two ways to run", "Operations").
 //
 //   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...] [--listen HOST:PORT]
 //               [--gateway-id ID]                                    run a node

@@ -342,7 +342,8 @@ struct Node::Parts {
     return router->start();
   }
 
-  // The tasks role: a fan-out worker in the tasks consumer group (large groups, DESIGN.md §9).
+  // The tasks role: a fan-out worker in the tasks consumer group (large groups;
+  // docs/architecture.md, "Router and tasks").
   Status start_tasks() {
     IMLOG_TRY(open_sessions());
     fanout = std::make_unique<FanoutWorker>(*log, *deliveries, *sessions, config.tasks);

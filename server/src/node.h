@@ -1,7 +1,7 @@
 #pragma once
-// A running imlog process: the event log it opened and the roles it runs (DESIGN.md §2). The single
-// node runs every role over the embedded log; a distributed deployment runs the same binary with
-// --roles over Kafka.
+// A running imlog process: the event log it opened and the roles it runs (docs/architecture.md,
+// "Two ways to run"). The single node runs every role over the embedded log; a distributed
+// deployment runs the same binary with --roles over Kafka.
 //
 // Lifecycle: start() → (signal) → stop(). Threading: start/stop from main; each role owns its
 // threads.

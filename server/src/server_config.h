@@ -1,7 +1,7 @@
 #pragma once
-// The one config of an imlog deployment (DESIGN.md §10): every key has a default, so `imlog serve`
-// with no file is a working single node under ./data. Parsed and validated once in main; a bad
-// key fails start-up with its name. Reference: docs/configuration.md.
+// The one config of an imlog deployment (docs/architecture.md, "Operations"): every key has a
+// default, so `imlog serve` with no file is a working single node under ./data. Parsed and
+// validated once in main; a bad key fails start-up with its name. Reference: docs/configuration.md.
 
 #include <optional>
 #include <string>

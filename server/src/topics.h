@@ -1,8 +1,9 @@
 #pragma once
-// The topics of a deployment (DESIGN.md §3) and how they are created: on the embedded log and on a
-// real Kafka through EventLog::create_topic (the Admin API); on librdkafka's mock cluster (tests),
-// which has no Admin API, through the mock tool's control socket (`event_log.kafka.mock_control`).
-// Every call is idempotent: a topic that exists with the asked partition count is left alone.
+// The topics of a deployment (docs/architecture.md, "Topics and keys") and how they are created: on
+// the embedded log and on a real Kafka through EventLog::create_topic (the Admin API); on
+// librdkafka's mock cluster (tests), which has no Admin API, through the mock tool's control socket
+// (`event_log.kafka.mock_control`). Every call is idempotent: a topic that exists with the asked
+// partition count is left alone.
 //
 // Threading: call from one thread (main, or a role's start()).
 

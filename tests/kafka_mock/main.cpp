@@ -1,5 +1,6 @@
 // imlog-kafka-mock: librdkafka's mock Kafka cluster as a process of its own, so tests talk to a
-// Kafka-protocol broker over TCP (DESIGN.md §2) and can break it on purpose.
+// Kafka-protocol broker over TCP (docs/architecture.md, "Two ways to run") and can break it on
+// purpose.
 //
 //   imlog-kafka-mock --brokers 3 --dir DIR [--topic NAME:PARTITIONS ...] [--parent-pid PID]
 //
@@ -30,8 +31,8 @@
 //   leader TOPIC PARTITION BROKER_ID  moves a partition's leadership (the mock never fails over)
 //   help                              the list above
 //
-// The mock's limits (docs/ and platform notes): ephemeral ports only, ~5 MiB retained per
-// partition, no Admin API, transactions ignored, a group's first join waits 3 s.
+// The mock's limits (docs/architecture.md, "Two ways to run"): ephemeral ports only, ~5 MiB
+// retained per partition, no Admin API, transactions ignored, a group's first join waits 3 s.
 //
 // Threading: the mock cluster runs on librdkafka's own threads; this program's main thread runs
 // one poll() loop over the control socket, its clients and a signalfd, and makes every mock call

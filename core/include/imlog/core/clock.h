@@ -1,5 +1,5 @@
 #pragma once
-// An injectable clock (STYLE.md "Tests": inject the clock). Production code takes a Clock& and
+// An injectable clock: tests never depend on the real time. Production code takes a Clock& and
 // tests pass a ManualClock. Thread-safe: now_ms() may be called from any thread.
 
 #include <atomic>

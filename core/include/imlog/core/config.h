@@ -1,5 +1,5 @@
 #pragma once
-// Reading one YAML config with defaults and clear errors (DESIGN.md §10, STYLE.md "Config").
+// Reading one YAML config with defaults and clear errors (docs/architecture.md, "Operations").
 //
 // Each component owns a plain <Comp>Config struct whose fields already hold their defaults. The
 // code that knows the struct reads a section into it:
@@ -10,7 +10,8 @@
 //
 // Every error is a ConfigError whose message names the full key path ("config key
 // `kafka.brokers`: expected a string, got a map"). Exceptions are used here because config is read
-// once at start-up (STYLE.md "Errors"). Not thread-safe; use from main only.
+// once at start-up (the one place imlog throws; elsewhere failures are Result values). Not
+// thread-safe; use from main only.
 
 #include <chrono>
 #include <cstdint>

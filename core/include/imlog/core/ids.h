@@ -1,6 +1,6 @@
 #pragma once
-// Strong ids (STYLE.md "Names"; Redpanda named_type): a UserId cannot be passed where a Seq is
-// wanted. Each wraps one plain value and compares, hashes and prints like it.
+// Strong ids (after Redpanda's named_type): every domain id has its own type, so a UserId cannot be
+// passed where a Seq is wanted. Each wraps one plain value and compares, hashes and prints like it.
 
 #include <compare>
 #include <cstdint>

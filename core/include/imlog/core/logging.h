@@ -1,6 +1,6 @@
 #pragma once
-// One spdlog logger per component (STYLE.md "Config and logs"). setup_logging() is called once in
-// main; logger("engine") may then be called from any thread and is cheap after the first call.
+// One spdlog logger per component; counts go to metrics, not logs. setup_logging() is called once
+// in main; logger("engine") may then be called from any thread and is cheap after the first call.
 
 #include <memory>
 #include <string>

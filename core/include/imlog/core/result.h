@@ -1,7 +1,7 @@
 #pragma once
-// The result type of every fallible call in imlog (STYLE.md "Errors"): expected failures are
-// values, never exceptions. An Error carries a per-component code, a message that names the thing
-// at fault, and whether the caller may retry the same call.
+// The result type of every fallible call in imlog: expected failures are values, never exceptions
+// (those only at start-up and config parsing). An Error carries a per-component code, a message
+// that names the thing at fault, and whether the caller may retry the same call.
 
 #include <string>
 #include <system_error>

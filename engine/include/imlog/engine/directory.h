@@ -1,8 +1,9 @@
 #pragma once
-// What the sequencer may know about users outside the stream it is deciding for (DESIGN.md §3):
-// whether a user exists, and their privacy settings. Read from a projection, so eventually
-// consistent — acceptable because none of it must be ordered with a conversation's messages.
-// (Blocks and friendship, which must be, live in the single stream's own state.)
+// What the sequencer may know about users outside the stream it is deciding for
+// (docs/architecture.md, "State, decide and apply"): whether a user exists, and their privacy
+// settings. Read from a projection, so eventually consistent — acceptable because none of it must
+// be ordered with a conversation's messages. (Blocks and friendship, which must be, live in the
+// single stream's own state.)
 //
 // Thread-safe: implementations are read by the sequencer thread while they update.
 

@@ -1,8 +1,8 @@
 #pragma once
-// EventLog: the one interface over the event log (DESIGN.md §2). Two implementations, LocalLog
-// (embedded, RocksDB, one process) and KafkaLog (librdkafka, many processes), with the same
-// semantics, checked by one contract suite (tests/event_log_contract_test.cpp). Nothing above this
-// header knows which backend it has.
+// EventLog: the one interface over the event log (docs/architecture.md, "Two ways to run"). Two
+// implementations, LocalLog (embedded, RocksDB, one process) and KafkaLog (librdkafka, many
+// processes), with the same semantics, checked by one contract suite
+// (tests/event_log_contract_test.cpp). Nothing above this header knows which backend it has.
 //
 // Model
 //   topic      a name and a fixed number of partitions, created once (create_topic is idempotent).
@@ -16,7 +16,8 @@
 //
 // Acknowledgement: an append's callback reports success only once the records are durable
 // (LocalLog: synced to disk for a durable topic; KafkaLog: acks=all). On failure any subset of the
-// batch may have been written; a caller that must know reads the log (the engine does, §5).
+// batch may have been written; a caller that must know reads the log (the engine does:
+// docs/architecture.md, "Ack when durable").
 //
 // Back-pressure: append() blocks while the backend's queue of unacknowledged bytes is full, up to
 // the configured limit, then fails with LogErrc::queue_full (retryable).

@@ -1,6 +1,6 @@
 #pragma once
 // KafkaLog: the EventLog on Apache Kafka through librdkafka, for the distributed mode
-// (DESIGN.md §2, §5).
+// (docs/architecture.md, "Two ways to run", "Exactly once without broker transactions").
 //
 // Producer: idempotent (enable.idempotence=true, acks=all), so a retried produce is never stored
 // twice; records are sent to the partition chosen by partition_for() (the same function as

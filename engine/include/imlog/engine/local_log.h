@@ -1,5 +1,6 @@
 #pragma once
-// LocalLog: the embedded EventLog on RocksDB, for the single node (DESIGN.md §2).
+// LocalLog: the embedded EventLog on RocksDB, for the single node (docs/architecture.md, "Two ways
+// to run").
 //
 // Durability: appends are group-committed by one writer thread: every append queued while the
 // previous write was syncing goes into one RocksDB WriteBatch and one WAL fsync, so "acknowledged"

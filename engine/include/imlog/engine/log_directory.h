@@ -2,7 +2,7 @@
 // LogDirectory: a Directory built by reading im.events — every partition, from offset 0 —
 // keeping what the sequencer needs about users: who exists, their message policy and
 // allow_search. A small projection that lives in the engine process, so an engine needs nothing
-// but the log to run. Eventually consistent (DESIGN.md §3).
+// but the log to run. Eventually consistent (docs/architecture.md, "State, decide and apply").
 //
 // Threading: one reader thread (start()/stop()); user() may be called from any thread.
 

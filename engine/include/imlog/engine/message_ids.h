@@ -1,5 +1,6 @@
 #pragma once
-// Message ids (event ids): 64-bit, time-ordered, unique across engine instances (DESIGN.md §5).
+// Message ids (event ids): 64-bit, time-ordered, unique across engine instances
+// (docs/architecture.md, "Dedupe and seq assignment").
 //
 //   | 41 bits: ms since 2020-01-01 | 10 bits: partition | 12 bits: counter |
 //

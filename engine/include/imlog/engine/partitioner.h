@@ -1,7 +1,7 @@
 #pragma once
-// The one partitioning function of both log backends: a record keyed K lands in
-// partition_for(K, n) of an n-partition topic, on the embedded log and on Kafka alike, so a
-// command and the events it produces share a partition number (DESIGN.md §3).
+// The one partitioning function of both log backends: a record keyed K lands in partition_for(K, n)
+// of an n-partition topic, on the embedded log and on Kafka alike, so a command and the events it
+// produces share a partition number (docs/architecture.md, "Streams and partitions").
 
 #include <cstdint>
 #include <string_view>

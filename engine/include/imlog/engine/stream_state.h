@@ -1,6 +1,6 @@
 #pragma once
 // The state of one stream, derived only from its earlier valid events, and the two pure functions
-// of event sourcing over it (DESIGN.md §3, §5):
+// of event sourcing over it (docs/architecture.md, "State, decide and apply"):
 //
 //   decide(state, command) → the one event the command produces, or a refusal with a reason code
 //   apply(state, event)    → the state after the event

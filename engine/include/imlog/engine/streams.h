@@ -1,5 +1,6 @@
 #pragma once
-// Streams, the unit of ordering (DESIGN.md §3), and the topics of the log.
+// Streams, the unit of ordering (docs/architecture.md, "Streams and partitions"), and the topics of
+// the log.
 //
 //   single_<lo>_<hi>   one-to-one conversation of two users, ids ascending
 //   group_<id>         a group conversation

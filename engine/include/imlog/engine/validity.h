@@ -1,5 +1,5 @@
 #pragma once
-// The validity rule of the event log (DESIGN.md §5, writer fencing by epoch markers), the ONE
+// The validity rule of the event log (docs/architecture.md, "Epochs and fencing"), the ONE
 // function every reader applies — sequencer catch-up, projections, router, replay:
 //
 //   An event is valid iff its envelope's epoch equals the token of the latest EpochStarted

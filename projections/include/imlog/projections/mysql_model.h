@@ -1,7 +1,8 @@
 #pragma once
-// The MySQL read model (DESIGN.md §6): tables of schema/mysql/ (numbered migrations), filled by
-// batched multi-row upserts through MySQL Connector/C++ prepared statements, one transaction per
-// batch including the projection positions. Also answers every ReadModel query with SQL.
+// The MySQL read model (docs/architecture.md, "Projections"): tables of schema/mysql/ (numbered
+// migrations), filled by batched multi-row upserts through MySQL Connector/C++ prepared statements,
+// one transaction per batch including the projection positions. Also answers every ReadModel query
+// with SQL.
 //
 // Threading: thread-safe; apply() from the projector thread, queries from gateway threads (a small
 // connection pool).

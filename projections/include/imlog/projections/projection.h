@@ -1,5 +1,5 @@
 #pragma once
-// The projection framework (DESIGN.md §6): read models built from im.events.
+// The projection framework (docs/architecture.md, "Projections"): read models built from im.events.
 //
 //   consume valid events in batches → apply to a sink → store the consumed positions in the sink
 //   in the same atomic write → repeat

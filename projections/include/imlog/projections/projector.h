@@ -1,7 +1,8 @@
 #pragma once
-// Projector: runs one ProjectionSink over im.events (DESIGN.md §6). Reads every partition from the
-// sink's stored positions, keeps only valid events (EpochFilter, restored from the positions), and
-// hands batches to the sink, whose apply() stores the new positions atomically with the changes.
+// Projector: runs one ProjectionSink over im.events (docs/architecture.md, "Projections"). Reads
+// every partition from the sink's stored positions, keeps only valid events (EpochFilter, restored
+// from the positions), and hands batches to the sink, whose apply() stores the new positions
+// atomically with the changes.
 //
 // Threading: start() runs the loop on its own thread until stop(); run_until() applies on the
 // caller's thread while a helper thread it owns reads and decodes the log, two batches in flight

@@ -1,7 +1,8 @@
 #pragma once
 // The query service over gRPC (proto/query.proto): QueryServer serves a ReadModel; a remote
-// ReadModel asks one. A gateway that runs beside no read model (DESIGN.md §2, distributed mode)
-// reads through connect_query_service() and cannot tell the difference.
+// ReadModel asks one. A gateway that runs beside no read model can read through
+// connect_query_service() and cannot tell the difference (docs/architecture.md, "Projections";
+// `imlog serve` does not use it today: its gateways read MySQL directly).
 //
 // Errors: a store failure is sent as UNAVAILABLE (retryable) or INTERNAL; the client turns
 // UNAVAILABLE and DEADLINE_EXCEEDED back into retryable Errors naming the service address.

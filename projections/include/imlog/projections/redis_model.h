@@ -1,5 +1,6 @@
 #pragma once
-// The Redis read model (DESIGN.md §6, seeds' cache layout), through hiredis, pipelined:
+// The Redis read model (docs/architecture.md, "Projections"): a cache of recent history, through
+// hiredis, pipelined:
 //   hot_messages:<conv>   ZSET, score = seq, member = the message as JSON; capped at 300, TTL 7 days
 //   conv_seq:<conv>       STRING, the conversation's last seq (no TTL)
 //   read_seq:<conv>       HASH, field = user, value = read seq: the conversation's participants

@@ -1,8 +1,8 @@
 #pragma once
-// The RocksDB read model (DESIGN.md §6), always on: messages by (conversation, seq) and by id,
-// conversations with last message and per-user read pointers (unread counts), members, users by
-// id and by name, friends and blocks, a token index for message search, and the projection
-// positions — all in one database so a batch is one atomic WriteBatch.
+// The RocksDB read model (docs/architecture.md, "Projections"), always on: messages by
+// (conversation, seq) and by id, conversations with last message and per-user read pointers (unread
+// counts), members, users by id and by name, friends and blocks, a token index for message search,
+// and the projection positions — all in one database so a batch is one atomic WriteBatch.
 //
 // Threading: thread-safe; apply() from the projector thread, queries from any thread.
 

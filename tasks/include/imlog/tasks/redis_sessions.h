@@ -1,7 +1,8 @@
 #pragma once
-// The session registry of the distributed mode (DESIGN.md §2, §9): SessionRegistry in Redis, so
-// every gateway, router and tasks worker sees the same sessions. Gateways register sessions with a
-// time-to-live refreshed by heartbeats; a crashed gateway's sessions expire on their own.
+// The session registry of the distributed mode (docs/architecture.md, "Router and tasks"):
+// SessionRegistry in Redis, so every gateway, router and tasks worker sees the same sessions.
+// Gateways register sessions with a time-to-live refreshed by heartbeats; a crashed gateway's
+// sessions expire on their own.
 //
 // Keys (P = key_prefix), times in the registry clock's Unix milliseconds:
 //   P sess:<user>      HASH  field "<gateway>/<session>" → the session's expiry (now + ttl);

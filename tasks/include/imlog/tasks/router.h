@@ -11,7 +11,7 @@
 //
 // Large groups: for an event of a group over large_group_threshold members the router looks up no
 // sessions; it writes the exact audience at that seq, in pages of task_page users, as FanoutTasks
-// to im.tasks (task_records.h), and FanoutWorkers deliver them. The ack is still the router's.
+// to im.tasks (task_records.h), and FanoutWorkers deliver them. The ack is still the sequencer's.
 //
 // On start it reads the log from the beginning to rebuild membership without delivering, then
 // delivers from the end it found: a restarted router does not push old messages again (clients

@@ -1,9 +1,9 @@
 #pragma once
-// Who is online where (DESIGN.md §9), and their presence: each user's device sessions, the
-// gateway holding each, the user's chosen status and when they were last seen.
-// The router asks it where to deliver; gateways tell it about connects, heartbeats and
-// disconnects. The single node keeps it in process (make_local_sessions); a distributed
-// deployment keeps it in Redis with a TTL refreshed by heartbeats.
+// Who is online where (docs/architecture.md, "Router and tasks"), and their presence: each user's
+// device sessions, the gateway holding each, the user's chosen status and when they were last seen.
+// The router asks it where to deliver; gateways tell it about connects, heartbeats and disconnects.
+// The single node keeps it in process (make_local_sessions); a distributed deployment keeps it in
+// Redis with a TTL refreshed by heartbeats.
 //
 // Presence is ephemeral, not an event: it is not in the log and replay does not rebuild it.
 //

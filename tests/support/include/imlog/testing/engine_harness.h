@@ -4,9 +4,10 @@
 // a reader of the log that applies the validity rule (EpochFilter) exactly as every production
 // reader does, and an engine node (LogDirectory + Sequencer) over a log.
 //
-// Acks come from the log (DESIGN.md §5): an accepted command is acked by its *valid* event, which
-// carries the command's reply_to; duplicates and refusals are answered on im.deliver.<gateway>.
-// LogTail reads both, so a test sees exactly what a router and a gateway would.
+// An ack means durable and valid (docs/architecture.md, "Ack when durable"): the sequencer answers
+// every command (Accepted, Duplicate, Refused) on im.deliver.<gateway> once its batch is durable,
+// and each valid event carries its command's reply_to. LogTail reads both, so a test sees what
+// the log and a gateway would.
 //
 // Threading: not thread-safe; each object belongs to the test thread that made it.
 

@@ -1,5 +1,5 @@
 #pragma once
-// The MariaDB and Redis of a test process (real servers, DESIGN.md "Real parts"): the ones
+// The MariaDB and Redis of a test process (integration tests use real servers, not mocks): the ones
 // scripts/test starts, named by IMLOG_MYSQL_HOST/PORT/USER/PASSWORD and IMLOG_REDIS_HOST/PORT;
 // without those variables, ones this process starts itself in a temporary directory on free
 // loopback ports (mariadbd, redis-server from scripts/setup) — except under CI (CI=true), where a
