@@ -656,9 +656,9 @@ class Sequencer::Loop final : public RebalanceListener {
 Sequencer::Sequencer(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {}
 Sequencer::~Sequencer() { stop(); }
 
-Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
-                                                     const Directory& directory, const Clock& clock,
-                                                     EngineConfig config) {
+namespace {
+
+Status check_topics(EventLog& log, SequencerTransports transports) {
   auto commands = transports.commands.partitions();
   IMLOG_TRY(commands);
   auto events = log.partition_count(kEventsTopic);
@@ -668,10 +668,27 @@ Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTra
                                              std::to_string(*commands) + " partitions and im.events " +
                                              std::to_string(*events) + ": they must be equal (imlog init creates both)");
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
+                                                     const Directory& directory, const Clock& clock,
+                                                     EngineConfig config) {
+  IMLOG_TRY(check_topics(log, transports));
   auto store = StateStore::open(config.state_dir);
   IMLOG_TRY(store);
   return std::unique_ptr<Sequencer>(
       new Sequencer(std::make_unique<Loop>(log, transports, directory, clock, std::move(config), std::move(*store))));
+}
+
+Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
+                                                     const Directory& directory, const Clock& clock,
+                                                     EngineConfig config, std::unique_ptr<StateStore> store) {
+  IMLOG_TRY(check_topics(log, transports));
+  return std::unique_ptr<Sequencer>(
+      new Sequencer(std::make_unique<Loop>(log, transports, directory, clock, std::move(config), std::move(store))));
 }
 
 Status Sequencer::start() { return loop_->start(); }

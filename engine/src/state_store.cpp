@@ -31,12 +31,19 @@ Error store_error(const rocksdb::Status& s, std::string_view what) {
 
 }  // namespace
 
-struct StateStore::Db {
-  std::unique_ptr<rocksdb::DB> db;
-};
+class RocksStateStore final : public StateStore {
+ public:
+  explicit RocksStateStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
 
-StateStore::StateStore(std::unique_ptr<Db> db) : db_(std::move(db)) {}
-StateStore::~StateStore() = default;
+  Result<Checkpoint> checkpoint(int32_t partition) override;
+  Result<bool> load(std::string_view stream, StreamState& out) override;
+  Result<std::optional<DedupeEntry>> dedupe(std::string_view key) override;
+  Result<bool> name_taken(std::string_view username) override;
+  Status write(const StoreBatch& batch) override;
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+};
 
 Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
   rocksdb::Options options;
@@ -53,25 +60,23 @@ Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) return fail(store_error(s, "opening " + dir));
-  auto db = std::make_unique<Db>();
-  db->db.reset(raw);
-  return std::unique_ptr<StateStore>(new StateStore(std::move(db)));
+  return std::unique_ptr<StateStore>(new RocksStateStore(std::unique_ptr<rocksdb::DB>(raw)));
 }
 
-Result<Checkpoint> StateStore::checkpoint(int32_t partition) {
+Result<Checkpoint> RocksStateStore::checkpoint(int32_t partition) {
   std::string v;
-  auto s = db_->db->Get(rocksdb::ReadOptions(), partition_key(partition), &v);
+  auto s = db_->Get(rocksdb::ReadOptions(), partition_key(partition), &v);
   if (s.IsNotFound()) return Checkpoint{};
   if (!s.ok()) return fail(store_error(s, "reading checkpoint"));
   if (v.size() != 24) return Checkpoint{};  // unreadable: rebuild from the start of the log
   return Checkpoint{static_cast<int64_t>(get_u64(v, 0)), get_u64(v, 8), get_u64(v, 16)};
 }
 
-Result<bool> StateStore::load(std::string_view stream, StreamState& out) {
+Result<bool> RocksStateStore::load(std::string_view stream, StreamState& out) {
   std::string key = "s";
   key += stream;
   std::string v;
-  auto s = db_->db->Get(rocksdb::ReadOptions(), key, &v);
+  auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return fail(store_error(s, "reading stream " + std::string(stream)));
   if (!decode_state(v, out)) {
@@ -93,25 +98,25 @@ std::string StateStore::dedupe_key(std::string_view stream, uint64_t actor, std:
   return k;
 }
 
-Result<std::optional<DedupeEntry>> StateStore::dedupe(std::string_view key) {
+Result<std::optional<DedupeEntry>> RocksStateStore::dedupe(std::string_view key) {
   std::string v;
-  auto s = db_->db->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &v);
+  auto s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &v);
   if (s.IsNotFound()) return std::optional<DedupeEntry>();
   if (!s.ok() || v.size() != 24) return fail(store_error(s, "reading the dedupe index"));
   return std::optional<DedupeEntry>(DedupeEntry{get_u64(v, 0), get_u64(v, 8), get_u64(v, 16)});
 }
 
-Result<bool> StateStore::name_taken(std::string_view username) {
+Result<bool> RocksStateStore::name_taken(std::string_view username) {
   std::string key = "n";
   key += username;
   std::string v;
-  auto s = db_->db->Get(rocksdb::ReadOptions(), key, &v);
+  auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return fail(store_error(s, "reading the name index"));
   return true;
 }
 
-Status StateStore::write(const StoreBatch& batch) {
+Status RocksStateStore::write(const StoreBatch& batch) {
   rocksdb::WriteBatch wb;
   std::string key, value;
   for (const auto& [stream, state] : batch.states) {
@@ -139,7 +144,7 @@ Status StateStore::write(const StoreBatch& batch) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = false;
-  auto s = db_->db->Write(wo, &wb);
+  auto s = db_->Write(wo, &wb);
   if (!s.ok()) return fail(store_error(s, "writing a checkpoint"));
   return {};
 }

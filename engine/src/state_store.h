@@ -46,24 +46,22 @@ struct StoreBatch {
   std::vector<std::pair<int32_t, Checkpoint>> checkpoints;
 };
 
+// The interface is the seam tests wrap (a fault-injecting store, sequencer_store_fault_test.cpp);
+// open() gives the RocksDB store. A read that fails returns its error: the sequencer must never
+// decide on a default in its place (engine/README.md, "The sequencer").
 class StateStore {
  public:
   static Result<std::unique_ptr<StateStore>> open(const std::string& dir);
-  ~StateStore();
+  virtual ~StateStore() = default;
 
-  Result<Checkpoint> checkpoint(int32_t partition);
+  virtual Result<Checkpoint> checkpoint(int32_t partition) = 0;
   // False when the stream has no stored state.
-  Result<bool> load(std::string_view stream, StreamState& out);
-  Result<std::optional<DedupeEntry>> dedupe(std::string_view key);
-  Result<bool> name_taken(std::string_view username);
-  Status write(const StoreBatch& batch);
+  virtual Result<bool> load(std::string_view stream, StreamState& out) = 0;
+  virtual Result<std::optional<DedupeEntry>> dedupe(std::string_view key) = 0;
+  virtual Result<bool> name_taken(std::string_view username) = 0;
+  virtual Status write(const StoreBatch& batch) = 0;
 
   static std::string dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id);
-
- private:
-  struct Db;
-  explicit StateStore(std::unique_ptr<Db> db);
-  std::unique_ptr<Db> db_;
 };
 
 }  // namespace imlog

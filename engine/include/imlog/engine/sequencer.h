@@ -63,6 +63,8 @@ struct EngineConfig {
   EngineLimits limits;
 };
 
+class StateStore;  // engine-internal: engine/src/state_store.h
+
 struct SequencerStats {
   std::atomic<uint64_t> commands{0};    // commands read
   std::atomic<uint64_t> events{0};      // events appended and acknowledged
@@ -87,13 +89,19 @@ class Sequencer {
   static Result<std::unique_ptr<Sequencer>> create(EventLog& log, SequencerTransports transports,
                                                    const Directory& directory, const Clock& clock,
                                                    EngineConfig config);
+  // The same on a given state store instead of the one under config.state_dir: the seam tests use
+  // to wrap the store (engine/src/sequencer_store_fault_test.cpp).
+  static Result<std::unique_ptr<Sequencer>> create(EventLog& log, SequencerTransports transports,
+                                                   const Directory& directory, const Clock& clock,
+                                                   EngineConfig config, std::unique_ptr<StateStore> store);
   ~Sequencer();
 
   // Joins the group and runs the loop on a new thread.
   Status start();
   // Finishes in-flight appends, checkpoints, commits and leaves the group. Idempotent.
   void stop();
-  // Whether the loop stopped on an error it cannot recover from (a corrupt event); the message.
+  // Whether the loop stopped on an error it cannot recover from (a corrupt event, a state store it
+  // cannot read); the message.
   [[nodiscard]] std::string failure() const;
 
   [[nodiscard]] const SequencerStats& stats() const;
