@@ -239,7 +239,7 @@ class Sequencer::Loop final : public RebalanceListener {
         }
         ctx.ids.observe((*ev)->event_id());
         if (!filter.accept(p, **ev) || (*ev)->event_type() == fb::Event::EpochStarted) continue;
-        record_event(ctx, **ev);
+        IMLOG_TRY(record_event(ctx, **ev));
         ++applied;
       }
     }
@@ -248,20 +248,24 @@ class Sequencer::Loop final : public RebalanceListener {
 
   // ---- derived state ------------------------------------------------------------------------------
 
-  StreamState& state_of(PartitionCtx& ctx, const std::string& stream) {
+  // A stream's state, from the cache or the store. A store that cannot be read is an error, never
+  // an empty state: deciding on one would give the stream's seqs out again.
+  Result<StreamState*> state_of(PartitionCtx& ctx, const std::string& stream) {
     auto it = ctx.streams.find(stream);
-    if (it != ctx.streams.end()) return it->second;
-    StreamState& s = ctx.streams[stream];
-    if (auto loaded = store_->load(stream, s); !loaded) fail_loop(loaded.error());
-    return s;
+    if (it != ctx.streams.end()) return &it->second;
+    StreamState s;
+    if (auto loaded = store_->load(stream, s); !loaded) return fail(loaded.error());
+    return &ctx.streams.emplace(stream, std::move(s)).first->second;
   }
 
   // Folds one valid event into the partition's derived state: the live path and catch-up share it.
-  void record_event(PartitionCtx& ctx, const fb::EventEnvelope& e) {
+  Status record_event(PartitionCtx& ctx, const fb::EventEnvelope& e) {
     std::string stream(sv(e.stream()));
     auto ref = parse_stream(stream);
-    if (!ref) return;
-    StreamState& s = state_of(ctx, stream);
+    if (!ref) return {};
+    auto state = state_of(ctx, stream);
+    IMLOG_TRY(state);
+    StreamState& s = **state;
     apply(*ref, s, e, config_.limits);
     ctx.dirty.insert(stream);
     ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
@@ -276,26 +280,32 @@ class Sequencer::Loop final : public RebalanceListener {
       ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
           DedupeEntry{e.seq(), e.event_id(), result_id};
     }
+    return {};
   }
 
-  std::optional<DedupeEntry> find_duplicate(PartitionCtx& ctx, const std::string& key) {
+  // The original of a retried command, if any. An unreadable index is an error, never "not a
+  // duplicate": that would give the retry a second event.
+  Result<std::optional<DedupeEntry>> find_duplicate(PartitionCtx& ctx, const std::string& key) {
     if (auto it = ctx.pending_dedupe.find(key); it != ctx.pending_dedupe.end()) return it->second;
-    auto stored = store_->dedupe(key);
-    if (!stored) {
-      fail_loop(stored.error());
-      return std::nullopt;
-    }
-    return *stored;
+    return store_->dedupe(key);
   }
 
+  // decide() asks whether a username is taken and cannot take an error for an answer: an unreadable
+  // index says "taken" (so nothing is accepted on it) and keeps the error, which then aborts the
+  // batch (handle_command()) instead of refusing the registration for good.
   class Names final : public NameIndex {
    public:
     Names(PartitionCtx& ctx, StateStore& store) : ctx_(ctx), store_(store) {}
     bool taken(std::string_view name) const override {
       if (ctx_.pending_names.contains(std::string(name))) return true;
       auto t = store_.name_taken(name);
-      return !t || *t;  // an unreadable index refuses rather than risk a second claim
+      if (!t) {
+        if (!error) error = t.error();
+        return true;
+      }
+      return *t;
     }
+    mutable std::optional<Error> error;
 
    private:
     PartitionCtx& ctx_;
@@ -308,16 +318,34 @@ class Sequencer::Loop final : public RebalanceListener {
     Inflight batch;
     std::vector<OutRecord> events;
     events.reserve(records.size());
+    Status reads;  // fails with the first state store read that failed in this batch
     for (const auto& r : records) {
       auto it = partitions_.find(r.partition);
       if (it == partitions_.end()) continue;  // revoked meanwhile; the next owner handles it
-      handle_command(*it->second, r, batch, events);
+      if (reads) {
+        reads = handle_command(*it->second, r, batch, events);
+      } else {
+        queue_unavailable(r, batch);
+      }
       auto& off = batch.command_offsets[r.partition];
       off = std::max(off, r.offset);
     }
     stats.commands += records.size();
-    batch.events = events.size();
     uint64_t id = next_batch_++;
+    if (!reads) {
+      // Fail closed: part of this batch was decided without the state it needed, so none of it
+      // is appended. Its partitions are dropped (their in-memory state ran ahead of the log), its
+      // commands are answered `unavailable` in batch order, and the loop stops as on any store
+      // failure; whoever takes the partitions next rebuilds them from the log.
+      Error why = reads.error().with_context("nothing of the batch was appended");
+      for (auto [p, off] : batch.command_offsets) partitions_.erase(p);
+      stats.partitions = static_cast<int32_t>(partitions_.size());
+      inflight_.emplace(id, std::move(batch));
+      complete(id, tl::unexpected(why));
+      fail_loop(why);
+      return;
+    }
+    batch.events = events.size();
     inflight_.emplace(id, std::move(batch));
     if (events.empty()) {
       complete(id, std::vector<RecordPosition>{});
@@ -333,21 +361,32 @@ class Sequencer::Loop final : public RebalanceListener {
     });
   }
 
-  void handle_command(PartitionCtx& ctx, const Record& r, Inflight& batch, std::vector<OutRecord>& events) {
+  // A command of a batch that will not be appended: a placeholder reply, which
+  // answer_unavailable() turns into `unavailable`.
+  void queue_unavailable(const Record& r, Inflight& batch) {
+    auto parsed = read_command(r.value);
+    if (!parsed) return;
+    queue_reply(batch, r.partition, **parsed, fb::ReplyStatus::Refused, Refusal::invalid, "", DedupeEntry{});
+  }
+
+  // Dedupes, decides and (if accepted) sequences one command into the batch. An error means the
+  // state it needed could not be read: the batch must not be appended (handle_batch()).
+  Status handle_command(PartitionCtx& ctx, const Record& r, Inflight& batch, std::vector<OutRecord>& events) {
     auto parsed = read_command(r.value);
     if (!parsed) {
       stats.malformed++;
       logger_->warn("dropping a malformed command at im.commands partition {} offset {}: {}", r.partition,
                     r.offset, parsed.error().to_string());
-      return;
+      return {};
     }
     const fb::CommandEnvelope& c = **parsed;
     std::string stream(sv(c.stream()));
     auto ref = parse_stream(stream);
-    auto refuse = [&](Refusal why, std::string message) {
+    auto refuse = [&](Refusal why, std::string message) -> Status {
       stats.refused++;
       queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, why, std::move(message),
                   DedupeEntry{});
+      return {};
     };
     if (!ref) return refuse(Refusal::invalid, "`" + stream + "` is not a stream id");
     if (r.key != stream) return refuse(Refusal::invalid, "the command's key does not match its stream");
@@ -355,15 +394,20 @@ class Sequencer::Loop final : public RebalanceListener {
     if (cmid.empty() || cmid.size() > 128) return refuse(Refusal::invalid, "client_msg_id must be 1 to 128 bytes");
 
     std::string key = StateStore::dedupe_key(stream, c.actor(), cmid);
-    if (auto dup = find_duplicate(ctx, key)) {
+    auto dup = find_duplicate(ctx, key);
+    IMLOG_TRY(dup);
+    if (*dup) {
       stats.duplicates++;
-      queue_reply(batch, r.partition, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", *dup);
-      return;
+      queue_reply(batch, r.partition, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", **dup);
+      return {};
     }
-    StreamState& state = state_of(ctx, stream);
+    auto loaded = state_of(ctx, stream);
+    IMLOG_TRY(loaded);
+    StreamState& state = **loaded;
     Names names(ctx, *store_);
     int64_t now = clock_.now_ms();
     Decision d = decide(*ref, state, c, DecideContext{directory_, config_.limits, now, &names});
+    if (names.error) return fail(*names.error);
     if (d.kind == Decision::Kind::refuse) return refuse(d.refusal, std::move(d.message));
 
     fb::EventEnvelopeT e;
@@ -381,10 +425,11 @@ class Sequencer::Loop final : public RebalanceListener {
     e.client_msg_id = cmid;
     e.event = std::move(d.event);
     std::string bytes = encode_event(e);
-    record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data()));
+    IMLOG_TRY(record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data())));
     queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, Refusal::invalid, "",
                 DedupeEntry{e.seq, e.event_id, result_id_of(e)});
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
+    return {};
   }
 
   // What an accepted command created, for its ack: the user id of a registration, the group id
@@ -447,7 +492,7 @@ class Sequencer::Loop final : public RebalanceListener {
       // affected partitions now, so later batches decided on that state answer nothing and commit
       // nothing, and let the loop rebuild them from the log (a new epoch) and read their commands
       // again (retake_partitions()).
-      logger_->error("appending {} events failed: {}; retaking the partitions", batch.events,
+      logger_->error("the batch of {} events failed: {}; retaking the partitions", batch.events,
                      result.error().to_string());
       for (auto [p, off] : batch.command_offsets) {
         if (partitions_.erase(p) > 0) retake_.insert(p);
@@ -567,7 +612,7 @@ class Sequencer::Loop final : public RebalanceListener {
       auto& reply = *out.reply;
       reply.status = fb::ReplyStatus::Refused;
       reply.code = "unavailable";
-      reply.message = "the event log did not take the command (" + why.message() +
+      reply.message = "the engine did not write the command (" + why.message() +
                       "); retry with the same client_msg_id";
       reply.seq = 0;
       reply.event_id = 0;
@@ -588,7 +633,11 @@ class Sequencer::Loop final : public RebalanceListener {
   void retake_partition(int32_t p) {
     if (auto s = take_partition(p); !s) return fail_loop(s.error());
     auto committed = commands_->committed(TopicPartition{std::string(kCommandsTopic), p});
-    int64_t from = committed && *committed ? **committed : 0;
+    // Not knowing where to resume is an error, not offset 0: commands read again from the start
+    // would be decided again on today's state (one refused then may be accepted now).
+    if (!committed) return fail_loop(committed.error().with_context("reading the committed offset of partition " +
+                                                                    std::to_string(p)));
+    int64_t from = *committed ? **committed : 0;
     if (auto s = commands_->seek(TopicPartitionOffset{std::string(kCommandsTopic), p, from}); !s) {
       fail_loop(s.error());
     }
