@@ -8,12 +8,12 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
@@ -31,10 +31,14 @@ std::string default_instance_id() {
   return std::string(host) + "-" + std::to_string(::getpid());
 }
 
-uint64_t new_token(const Clock& clock) {
-  static thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(clock.now_ms()));
+// An epoch token must differ from every other writer's, past and concurrent, or a zombie's events
+// would pass the validity rule (validity.h): it comes from the OS CSPRNG (libsodium), never from a
+// generator seeded with guessable or colliding values (a pid, the time).
+Result<uint64_t> new_token() {
+  static const int ready = sodium_init();  // 0, or 1 when already initialised; -1 on failure
+  if (ready < 0) return fail(std::errc::io_error, "libsodium could not initialise its random source");
   uint64_t t = 0;
-  while (t == 0) t = rng();
+  while (t == 0) randombytes_buf(&t, sizeof t);
   return t;
 }
 
@@ -183,7 +187,9 @@ class Sequencer::Loop final : public RebalanceListener {
     ctx->ids.observe(cp->last_event_id);
     ctx->last_event_id = cp->last_event_id;
 
-    uint64_t token = new_token(clock_);
+    auto fresh = new_token();
+    IMLOG_TRY(fresh);
+    uint64_t token = *fresh;
     fb::EventEnvelopeT marker;
     marker.event_id = ctx->ids.next();
     marker.timestamp_ms = clock_.now_ms();
