@@ -44,6 +44,10 @@ Result<const fb::EventEnvelope*> read_event(std::string_view bytes) {
                     " is unknown to this build (schema version " +
                     std::to_string((*e)->schema_version()) + ")");
   }
+  // The verifier accepts a union type whose table is absent; every reader expects the table.
+  if ((*e)->event() == nullptr) {
+    return fail(SchemaErrc::missing_field, "event " + std::string(event_type_name(type)) + " has no body");
+  }
   return e;
 }
 
@@ -55,11 +59,19 @@ Result<const fb::CommandEnvelope*> read_command(std::string_view bytes) {
     return fail(SchemaErrc::unknown_type, "command type " + std::to_string(static_cast<int>(type)) +
                                               " is unknown to this build");
   }
+  if ((*c)->command() == nullptr) {
+    return fail(SchemaErrc::missing_field, "command " + std::string(command_type_name(type)) + " has no body");
+  }
   return c;
 }
 
 Result<const fb::Delivery*> read_delivery(std::string_view bytes) {
-  return verified<fb::Delivery>(bytes, "delivery");
+  auto d = verified<fb::Delivery>(bytes, "delivery");
+  if (!d || (*d)->event() == nullptr) return d;
+  // The nested event passed the verifier; it must also pass read_event's checks.
+  auto nested = read_event(std::string_view(reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size()));
+  if (!nested) return fail(nested.error().with_context("the delivery's event"));
+  return d;
 }
 
 namespace {

@@ -72,6 +72,30 @@ TEST(Codec, UnknownUnionTypeIsNamed) {
   EXPECT_EQ(r.error().code(), make_error_code(SchemaErrc::unknown_type));
 }
 
+// Found by tests/fuzz (event_record): the FlatBuffers verifier accepts a union type whose table
+// is absent, and unpacking or copying such an envelope dereferenced null.
+TEST(Codec, UnionTypeWithoutBodyIsRefused) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto stream = fbb.CreateString("world");
+  fb::EventEnvelopeBuilder eb(fbb);
+  eb.add_stream(stream);
+  eb.add_event_type(fb::Event::MessageAppended);
+  fbb.Finish(eb.Finish());
+  auto e = read_event(std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()));
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code(), make_error_code(SchemaErrc::missing_field));
+
+  flatbuffers::FlatBufferBuilder cfb;
+  auto cstream = cfb.CreateString("world");
+  fb::CommandEnvelopeBuilder cb(cfb);
+  cb.add_stream(cstream);
+  cb.add_command_type(fb::Command::SendMessage);
+  cfb.Finish(cb.Finish());
+  auto c = read_command(std::string_view(reinterpret_cast<const char*>(cfb.GetBufferPointer()), cfb.GetSize()));
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), make_error_code(SchemaErrc::missing_field));
+}
+
 TEST(Codec, CommandRoundTrip) {
   for (int v = 1; v <= kSchemaVersion; ++v) {
     for (auto& [name, expected] : schema_fixtures::fixture_commands(v)) {
