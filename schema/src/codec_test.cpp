@@ -96,6 +96,28 @@ TEST(Codec, UnionTypeWithoutBodyIsRefused) {
   EXPECT_EQ(c.error().code(), make_error_code(SchemaErrc::missing_field));
 }
 
+// Found by tests/fuzz (event_record): the verifier checks a vector's length prefix for 4-byte
+// alignment only, so a forged delivery put its [ulong] recipients at 4 mod 8 and reading them
+// was a misaligned load (undefined behaviour).
+TEST(Codec, MisalignedIdVectorsAreRefused) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto ids = fbb.CreateVector(std::vector<uint64_t>{1, 2});
+  fbb.Finish(ids);
+  std::string_view buffer(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  auto* vec = flatbuffers::GetRoot<flatbuffers::Vector<uint64_t>>(fbb.GetBufferPointer());
+  EXPECT_TRUE(aligned_ids(vec, buffer));
+  EXPECT_FALSE(aligned_ids(vec, buffer.substr(4)));
+  EXPECT_TRUE(aligned_ids(nullptr, buffer));
+
+  std::ifstream in(std::string(IMLOG_FUZZ_CORPUS_DIR) + "/event_record/delivery_misaligned_recipients.bin",
+                   std::ios::binary);
+  std::string forged((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(forged.empty());
+  auto d = read_delivery(forged);
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), make_error_code(SchemaErrc::malformed));
+}
+
 TEST(Codec, CommandRoundTrip) {
   for (int v = 1; v <= kSchemaVersion; ++v) {
     for (auto& [name, expected] : schema_fixtures::fixture_commands(v)) {

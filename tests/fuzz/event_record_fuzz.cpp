@@ -1,5 +1,5 @@
 // A record read from the log, as bytes that may be corrupt: the FlatBuffers verifier (read_event,
-// read_command, read_delivery) must refuse what it cannot vouch for; what it accepts must unpack
+// read_command, read_delivery, read_task) must refuse what it cannot vouch for; what it accepts must unpack
 // into the object API, encode again to an event that verifies, and apply to a stream's state (the
 // sequencer's catch-up), whose state-store encoding must decode back to the same state. The bytes
 // are also read as a state-store value (decode_state), which the engine reads from disk on start.
@@ -13,6 +13,7 @@
 #include "imlog/engine/stream_state.h"
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
+#include "imlog/tasks/task_records.h"
 
 namespace {
 
@@ -44,6 +45,10 @@ void others(std::string_view bytes) {
   if (auto d = read_delivery(bytes)) {
     fb::DeliveryT unpacked;
     (*d)->UnPackTo(&unpacked);
+  }
+  if (auto t = read_task(bytes)) {
+    fb::FanoutTaskT unpacked;
+    (*t)->UnPackTo(&unpacked);
   }
   StreamState state;
   if (decode_state(bytes, state)) {
