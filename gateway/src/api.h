@@ -66,13 +66,26 @@ class ApiRouter {
   // method does not, with Allow) or 401 itself.
   void dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const;
 
- private:
   struct Route {
     Method method;
     std::vector<std::string> segments;
     Auth auth;
     Handler handler;
   };
+  // What a path and method select, without running anything.
+  struct Match {
+    const Route* route = nullptr;     // nullptr: no route has this path and method
+    std::vector<std::string> params;  // the route's {} segments, percent-decoded
+    std::string allow;                // the methods of the routes with this path (for 405)
+    bool bad_escape = false;          // a {} segment had a bad %-escape (400): bad_segment
+    std::string bad_segment;
+  };
+  // Pure: the first route (in order of add()) whose pattern and method match.
+  [[nodiscard]] Match match(Method method, std::string_view path) const;
+
+ private:
+  static void run(Services& svc, const Route& r, ApiRequest&& request, std::vector<std::string> params,
+                  const Respond& respond);
   std::vector<Route> routes_;
 };
 

@@ -33,5 +33,25 @@ TEST(Auth, BearerToken) {
   EXPECT_EQ(bearer_token(""), "");
 }
 
+TEST(Router, MatchesPathsAndMethods) {
+  ApiRouter r;
+  r.add(Method::get, "/api/v1/groups/{}", ApiRouter::Auth::access, nullptr);
+  r.add(Method::patch, "/api/v1/groups/{}", ApiRouter::Auth::access, nullptr);
+  r.add(Method::del, "/api/v1/groups/{}/members/{}", ApiRouter::Auth::access, nullptr);
+  auto m = r.match(Method::del, "/api/v1/groups/7/members/a%2Fb");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.params, (std::vector<std::string>{"7", "a/b"}));
+  EXPECT_NE(r.match(Method::head, "//api/v1/groups/7/").route, nullptr) << "HEAD is served by GET; empty segments skip";
+  auto wrong = r.match(Method::post, "/api/v1/groups/7");
+  EXPECT_EQ(wrong.route, nullptr);
+  EXPECT_EQ(wrong.allow, "GET, PATCH");
+  auto bad = r.match(Method::get, "/api/v1/groups/%zz");
+  EXPECT_TRUE(bad.bad_escape);
+  EXPECT_EQ(bad.bad_segment, "%zz");
+  auto none = r.match(Method::get, "/nowhere");
+  EXPECT_EQ(none.route, nullptr);
+  EXPECT_TRUE(none.allow.empty());
+}
+
 }  // namespace
 }  // namespace imlog::gw

@@ -90,14 +90,6 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                  });
 }
 
-bool parse_message_type(std::string_view s, fb::MessageType& out) {
-  if (s.empty() || s == "text") out = fb::MessageType::Text;
-  else if (s == "image") out = fb::MessageType::Image;
-  else if (s == "file") out = fb::MessageType::File;
-  else return false;
-  return true;
-}
-
 std::string new_client_msg_id() { return "r-" + random_hex(16); }
 
 // Trace ids need to be unique enough to follow one command through the logs, not unpredictable:
@@ -113,16 +105,6 @@ uint64_t new_group_id() {
   uint64_t id = 0;
   while (id == 0) id = random_u64() & ((uint64_t{1} << 53) - 1);
   return id;
-}
-
-bool check_conversation(std::string_view conversation, std::string& error) {
-  auto ref = parse_stream(conversation);
-  if (!ref || !is_conversation(ref->kind)) {
-    error = "`" + std::string(conversation) +
-            "` is not a conversation id: use single_<lo>_<hi> (user ids ascending), group_<id> or world";
-    return false;
-  }
-  return true;
 }
 
 void retry_until(Services& svc, std::chrono::milliseconds wait, std::function<bool()> attempt,

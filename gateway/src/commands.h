@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "api.h"
+#include "client_frames.h"
 #include "imlog/core/result.h"
 #include "imlog/gateway/command_bus.h"
 #include "imlog/schema/codec.h"
@@ -50,18 +51,12 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                         std::string client_msg_id, fb::CommandUnion command,
                         std::function<ApiReply(const fb::CommandReplyT&)> on_success);
 
-// A client's message_type ("text" when empty, "image", "file"); false for anything else.
-bool parse_message_type(std::string_view name, fb::MessageType& out);
-
 // "r-<32 hex>": for writes whose client sent no client_msg_id.
 std::string new_client_msg_id();
 // 16 hex digits naming one command in every log line that handles it.
 std::string new_trace_id();
 // A random group id in [1, 2^53).
 uint64_t new_group_id();
-
-// Is `conversation` a conversation id (single_<lo>_<hi>, group_<id>, world)? If not, `error` says why.
-bool check_conversation(std::string_view conversation, std::string& error);
 
 // From which seq may `user` read `conversation`? 0: not at all. One-to-one streams and world are
 // decided here (from seq 1); groups ask the query service (QueryService::readable_from, where the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "client_frames.h"
 #include "commands.h"
 #include "imlog/engine/streams.h"
 #include "json.h"
@@ -10,9 +11,6 @@
 
 namespace imlog::gw {
 namespace {
-
-constexpr size_t kMaxClientMsgId = 128;
-constexpr uint32_t kDefaultSyncLimit = 100;
 
 std::shared_ptr<const std::string> shared(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
@@ -29,28 +27,12 @@ void answer_failure(Services& svc, FrameConnection& conn, const Failure& f, std:
   conn.answer(error_frame(f.code, f.message, client_msg_id, type, f.retry_after));
 }
 
-void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
-                     const std::string& error) {
-  std::string conversation, client_msg_id, content, type_name;
-  bool ok = data.str("client_msg_id", client_msg_id, true, kMaxClientMsgId);
-  ok = ok && data.str("conversation_id", conversation, true, 256) &&
-       data.str("content", content, true, svc.config.max_frame_bytes) &&
-       data.str("message_type", type_name, false, 32);
-  if (!ok) return send_error(svc, *conn, "invalid", "send-message: " + error, client_msg_id, "send-message");
-  if (client_msg_id.empty()) {
-    return send_error(svc, *conn, "invalid", "send-message: client_msg_id is empty", {}, "send-message");
-  }
-  fb::MessageType type;
-  if (!parse_message_type(type_name, type)) {
-    return send_error(svc, *conn, "invalid", "send-message: message_type must be text, image or file",
-                      client_msg_id, "send-message");
-  }
-  std::string why;
-  if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, client_msg_id, "send-message");
+void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, SendMessageFrame m) {
+  std::string conversation = std::move(m.conversation), client_msg_id = std::move(m.client_msg_id);
   conn->remember_sent(sent_key(conversation, client_msg_id));
   conn->command_sent();
   fb::CommandUnion cmd;
-  cmd.Set(fb::SendMessageT{{}, type, std::move(content)});
+  cmd.Set(fb::SendMessageT{{}, m.type, std::move(m.content)});
   submit_command(svc, conversation, conn->user_id(), client_msg_id, std::move(cmd),
                  [&svc, conn, conversation, client_msg_id](Reply r) {
                    if (succeeded(r)) {
@@ -68,21 +50,11 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
                  });
 }
 
-void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
-             const std::string& error) {
-  std::string conversation;
-  uint64_t after_seq = 0, limit = kDefaultSyncLimit;
-  if (!data.str("conversation_id", conversation, true, 256) || !data.u64("after_seq", after_seq, false) ||
-      !data.u64("limit", limit, false)) {
-    return send_error(svc, *conn, "invalid", "sync: " + error, {}, "sync");
-  }
-  std::string why;
-  if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "sync");
-  // after_seq present (0 included): the messages after it, oldest first (has_more: more after the
-  // page). Absent: the latest `limit` (has_more: older ones exist; page back over REST).
+void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, const SyncFrame& sync) {
+  const std::string& conversation = sync.conversation;
   HistoryRequest request;
-  if (data.has("after_seq")) request.after_seq = after_seq;
-  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
+  request.after_seq = sync.after_seq;
+  request.limit = sync.limit;
   // The read model is queried on the user's query thread, never on this I/O thread.
   bool queued = svc.queries.post(conn->user_id(), [&svc, conn, conversation, request] {
     authorize_read(svc, conversation, conn->user_id(),
@@ -110,15 +82,9 @@ void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
   }
 }
 
-void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
-             const std::string& error) {
-  std::string conversation;
-  uint64_t seq = 0;
-  if (!data.str("conversation_id", conversation, true, 256) || !data.u64("seq_id", seq, true)) {
-    return send_error(svc, *conn, "invalid", "read: " + error, {}, "read");
-  }
-  std::string why;
-  if (!check_conversation(conversation, why)) return send_error(svc, *conn, "invalid", why, {}, "read");
+void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, const ReadFrame& read) {
+  const std::string& conversation = read.conversation;
+  uint64_t seq = read.seq;
   conn->command_sent();
   fb::CommandUnion cmd;
   cmd.Set(fb::MarkReadT{{}, seq});
@@ -134,10 +100,8 @@ void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFi
 }
 
 // set-status {status} → status-ack {user_id, status, last_seen}; the same rules as PUT /users/me/status.
-void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, JsonFields& data,
-                   const std::string& error) {
-  std::string status;
-  if (!data.str("status", status, true, 32)) return send_error(svc, *conn, "invalid", "set-status: " + error, {}, "set-status");
+void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, const SetStatusFrame& set) {
+  const std::string& status = set.status;
   choose_status(svc, conn->user_id(), status, [&svc, conn](StatusChoice c) {
     if (c.http_status != 200) return send_error(svc, *conn, c.code, c.message, {}, "set-status");
     JsonOut j;
@@ -164,32 +128,19 @@ std::shared_ptr<const std::string> error_frame(std::string_view code, std::strin
 }
 
 void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text) {
-  if (!valid_utf8(text)) {
-    return send_error(svc, *conn, "invalid_utf8", "the text frame is not valid UTF-8; frames are UTF-8 JSON");
+  ClientFrame frame = decode_client_frame(text, svc.config.max_frame_bytes);
+  if (auto* e = std::get_if<FrameError>(&frame)) {
+    return send_error(svc, *conn, e->code, e->message, e->client_msg_id, e->request_type);
   }
-  JsonBody body;
-  if (!body.parse(text)) return send_error(svc, *conn, body.parse_error_code(), body.error());
-  JsonFields root = body.fields();
-  std::string type;
-  if (!root.str("type", type, true, 64)) {
-    return send_error(svc, *conn, "invalid_frame", body.error() + ": frames are {\"type\": ..., \"data\": {...}}");
-  }
-  JsonFields data(nullptr, nullptr);
-  if (!root.object("data", data, false)) return send_error(svc, *conn, "invalid_frame", body.error(), {}, type);
-
-  if (type == "ping") {
+  if (std::holds_alternative<PingFrame>(frame)) {
     JsonOut j;
     j.begin_object().field("type", "pong").key("data").begin_object().field("ts", svc.clock.now_ms()).end_object().end_object();
     return conn->send(shared(j.take()));
   }
-  if (type != "send-message" && type != "sync" && type != "read" && type != "set-status") {
-    return send_error(svc, *conn, "unknown_type",
-                      "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type);
-  }
-  if (type == "send-message") return on_send_message(svc, conn, data, body.error());
-  if (type == "sync") return on_sync(svc, conn, data, body.error());
-  if (type == "set-status") return on_set_status(svc, conn, data, body.error());
-  on_read(svc, conn, data, body.error());
+  if (auto* m = std::get_if<SendMessageFrame>(&frame)) return on_send_message(svc, conn, std::move(*m));
+  if (auto* s = std::get_if<SyncFrame>(&frame)) return on_sync(svc, conn, *s);
+  if (auto* s = std::get_if<SetStatusFrame>(&frame)) return on_set_status(svc, conn, *s);
+  on_read(svc, conn, std::get<ReadFrame>(frame));
 }
 
 }  // namespace imlog::gw

@@ -29,6 +29,12 @@ Result<const T*> verified(std::string_view bytes, const char* what) {
 
 }  // namespace
 
+bool aligned_ids(const flatbuffers::Vector<uint64_t>* ids, std::string_view buffer) {
+  if (ids == nullptr) return true;
+  auto offset = reinterpret_cast<const char*>(ids->data()) - buffer.data();
+  return offset % static_cast<std::ptrdiff_t>(alignof(uint64_t)) == 0;
+}
+
 const std::error_category& schema_category() {
   static const SchemaCategory category;
   return category;
@@ -44,6 +50,13 @@ Result<const fb::EventEnvelope*> read_event(std::string_view bytes) {
                     " is unknown to this build (schema version " +
                     std::to_string((*e)->schema_version()) + ")");
   }
+  // The verifier accepts a union type whose table is absent; every reader expects the table.
+  if ((*e)->event() == nullptr) {
+    return fail(SchemaErrc::missing_field, "event " + std::string(event_type_name(type)) + " has no body");
+  }
+  if (auto* g = (*e)->event_as_GroupCreated(); g && !aligned_ids(g->members(), bytes)) {
+    return fail(SchemaErrc::malformed, "GroupCreated members are misaligned");
+  }
   return e;
 }
 
@@ -55,11 +68,24 @@ Result<const fb::CommandEnvelope*> read_command(std::string_view bytes) {
     return fail(SchemaErrc::unknown_type, "command type " + std::to_string(static_cast<int>(type)) +
                                               " is unknown to this build");
   }
+  if ((*c)->command() == nullptr) {
+    return fail(SchemaErrc::missing_field, "command " + std::string(command_type_name(type)) + " has no body");
+  }
+  if (auto* g = (*c)->command_as_CreateGroup(); g && !aligned_ids(g->members(), bytes)) {
+    return fail(SchemaErrc::malformed, "CreateGroup members are misaligned");
+  }
   return c;
 }
 
 Result<const fb::Delivery*> read_delivery(std::string_view bytes) {
-  return verified<fb::Delivery>(bytes, "delivery");
+  auto d = verified<fb::Delivery>(bytes, "delivery");
+  if (!d) return d;
+  if (!aligned_ids((*d)->recipients(), bytes)) return fail(SchemaErrc::malformed, "delivery recipients are misaligned");
+  if ((*d)->event() == nullptr) return d;
+  // The nested event passed the verifier; it must also pass read_event's checks.
+  auto nested = read_event(std::string_view(reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size()));
+  if (!nested) return fail(nested.error().with_context("the delivery's event"));
+  return d;
 }
 
 namespace {

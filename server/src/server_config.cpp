@@ -255,8 +255,7 @@ void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, std
 
 }  // namespace
 
-ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override) {
-  ConfigSection root = path.empty() ? ConfigSection::parse("", "defaults") : ConfigSection::load_file(path);
+ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir_override) {
   ServerConfig c;
   root.read("data_dir", c.data_dir);
   if (!data_dir_override.empty()) c.data_dir = data_dir_override;
@@ -289,7 +288,6 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";
   if (c.model.dir.empty()) c.model.dir = c.data_dir + "/model";
-  if (c.gateway.gateway_id.empty()) c.gateway.gateway_id = default_gateway_id();
   if (c.gateway.avatar_dir.empty()) c.gateway.avatar_dir = c.data_dir + "/avatars";
   if (c.gateway.avatar_dir == kAvatarsOff) c.gateway.avatar_dir.clear();
   return c;

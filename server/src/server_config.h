@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "imlog/core/config.h"
 #include "imlog/core/logging.h"
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
@@ -63,6 +64,9 @@ struct ServerConfig {
 // Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at
 // their defaults. Throws ConfigError naming the key at fault.
 ServerConfig load_server_config(const std::string& path, const std::string& data_dir_override);
+// The same from a parsed document, without the defaults that ask the machine (gateway.gateway_id
+// stays empty when not set): what tests and the config fuzzer drive.
+ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir_override);
 
 // Whether this process runs `role` (true for every role when roles contain "all").
 bool has_role(const ServerConfig& config, std::string_view role);

@@ -35,6 +35,12 @@ Result<const fb::FanoutTask*> read_task(std::string_view bytes) {
   if (!task.event() || !task.event_nested_root()) {
     return fail(SchemaErrc::missing_field, "fan-out task " + task.task_id()->str() + " without its event");
   }
+  if (!aligned_ids(task.recipients(), bytes)) {
+    return fail(SchemaErrc::malformed, "fan-out task " + task.task_id()->str() + ": recipients are misaligned");
+  }
+  // The nested event passed the verifier; it must also pass read_event's checks.
+  auto event = read_event(std::string_view(reinterpret_cast<const char*>(task.event()->data()), task.event()->size()));
+  if (!event) return fail(event.error().with_context("fan-out task " + task.task_id()->str()));
   return t;
 }
 

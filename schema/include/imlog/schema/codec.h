@@ -51,6 +51,11 @@ std::string_view history_rule_name(fb::HistoryRule rule);
 bool parse_join_policy(std::string_view name, fb::JoinPolicy& out);
 bool parse_history_rule(std::string_view name, fb::HistoryRule& out);
 
+// Is a vector of 8-byte ids in `buffer` at an offset aligned for them? The FlatBuffers 2.0.8
+// verifier checks a vector's 4-byte length prefix only, so a forged buffer can place [ulong]
+// at 4 mod 8, and reading it is undefined behaviour. True when the vector is absent.
+bool aligned_ids(const flatbuffers::Vector<uint64_t>* ids, std::string_view buffer);
+
 // A FlatBuffers string as a string_view ("" when absent).
 inline std::string_view sv(const flatbuffers::String* s) {
   return s ? std::string_view(s->data(), s->size()) : std::string_view();

@@ -1,0 +1,107 @@
+#include "client_frames.h"
+
+#include <algorithm>
+
+#include "imlog/engine/streams.h"
+#include "json.h"
+
+namespace imlog::gw {
+namespace {
+
+constexpr size_t kMaxClientMsgId = 128;
+constexpr uint64_t kDefaultSyncLimit = 100;
+
+FrameError invalid(std::string message, std::string client_msg_id, std::string type) {
+  return FrameError{"invalid", std::move(message), std::move(client_msg_id), std::move(type)};
+}
+
+ClientFrame decode_send_message(JsonFields& data, const std::string& error, size_t max_content_bytes) {
+  SendMessageFrame m;
+  std::string type_name;
+  bool ok = data.str("client_msg_id", m.client_msg_id, true, kMaxClientMsgId);
+  ok = ok && data.str("conversation_id", m.conversation, true, 256) &&
+       data.str("content", m.content, true, max_content_bytes) && data.str("message_type", type_name, false, 32);
+  if (!ok) return invalid("send-message: " + error, m.client_msg_id, "send-message");
+  if (m.client_msg_id.empty()) return invalid("send-message: client_msg_id is empty", {}, "send-message");
+  if (!parse_message_type(type_name, m.type)) {
+    return invalid("send-message: message_type must be text, image or file", m.client_msg_id, "send-message");
+  }
+  std::string why;
+  if (!check_conversation(m.conversation, why)) return invalid(why, m.client_msg_id, "send-message");
+  return m;
+}
+
+ClientFrame decode_sync(JsonFields& data, const std::string& error) {
+  SyncFrame s;
+  uint64_t after_seq = 0, limit = kDefaultSyncLimit;
+  if (!data.str("conversation_id", s.conversation, true, 256) || !data.u64("after_seq", after_seq, false) ||
+      !data.u64("limit", limit, false)) {
+    return invalid("sync: " + error, {}, "sync");
+  }
+  std::string why;
+  if (!check_conversation(s.conversation, why)) return invalid(why, {}, "sync");
+  // after_seq present (0 included): the messages after it, oldest first. Absent: the latest `limit`.
+  if (data.has("after_seq")) s.after_seq = after_seq;
+  s.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
+  return s;
+}
+
+ClientFrame decode_read(JsonFields& data, const std::string& error) {
+  ReadFrame r;
+  if (!data.str("conversation_id", r.conversation, true, 256) || !data.u64("seq_id", r.seq, true)) {
+    return invalid("read: " + error, {}, "read");
+  }
+  std::string why;
+  if (!check_conversation(r.conversation, why)) return invalid(why, {}, "read");
+  return r;
+}
+
+ClientFrame decode_set_status(JsonFields& data, const std::string& error) {
+  SetStatusFrame s;
+  if (!data.str("status", s.status, true, 32)) return invalid("set-status: " + error, {}, "set-status");
+  return s;
+}
+
+}  // namespace
+
+ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes) {
+  if (!valid_utf8(text)) {
+    return FrameError{"invalid_utf8", "the text frame is not valid UTF-8; frames are UTF-8 JSON", {}, {}};
+  }
+  JsonBody body;
+  if (!body.parse(text)) return FrameError{std::string(body.parse_error_code()), body.error(), {}, {}};
+  JsonFields root = body.fields();
+  std::string type;
+  if (!root.str("type", type, true, 64)) {
+    return FrameError{"invalid_frame", body.error() + ": frames are {\"type\": ..., \"data\": {...}}", {}, {}};
+  }
+  JsonFields data(nullptr, nullptr);
+  if (!root.object("data", data, false)) return FrameError{"invalid_frame", body.error(), {}, type};
+  if (type == "ping") return PingFrame{};
+  if (type == "send-message") return decode_send_message(data, body.error(), max_content_bytes);
+  if (type == "sync") return decode_sync(data, body.error());
+  if (type == "read") return decode_read(data, body.error());
+  if (type == "set-status") return decode_set_status(data, body.error());
+  return FrameError{"unknown_type",
+                    "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type};
+}
+
+bool parse_message_type(std::string_view name, fb::MessageType& out) {
+  if (name.empty() || name == "text") out = fb::MessageType::Text;
+  else if (name == "image") out = fb::MessageType::Image;
+  else if (name == "file") out = fb::MessageType::File;
+  else return false;
+  return true;
+}
+
+bool check_conversation(std::string_view conversation, std::string& error) {
+  auto ref = parse_stream(conversation);
+  if (!ref || !is_conversation(ref->kind)) {
+    error = "`" + std::string(conversation) +
+            "` is not a conversation id: use single_<lo>_<hi> (user ids ascending), group_<id> or world";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace imlog::gw

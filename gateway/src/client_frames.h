@@ -1,0 +1,64 @@
+#pragma once
+// What a client's WebSocket text message asks for, decoded without a socket or a service: the
+// pure half of handle_text_message (ws_frames.h), so tests and fuzzers can drive it alone.
+//
+//   decode_client_frame(text) → a request frame, or the error frame's fields
+//
+// Also the checks every client-named conversation and message type goes through (WebSocket and
+// REST alike). Pure functions.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "imlog/schema/codec.h"
+
+namespace imlog::gw {
+
+struct SendMessageFrame {
+  std::string client_msg_id;
+  std::string conversation;
+  std::string content;
+  fb::MessageType type = fb::MessageType::Text;
+};
+
+struct SyncFrame {
+  std::string conversation;
+  std::optional<uint64_t> after_seq;  // absent: the latest `limit`
+  uint32_t limit = 100;               // 1..200
+};
+
+struct ReadFrame {
+  std::string conversation;
+  uint64_t seq = 0;
+};
+
+struct SetStatusFrame {
+  std::string status;  // not checked here: choose_status() decides
+};
+
+struct PingFrame {};
+
+// The fields of the error frame a bad message is answered with.
+struct FrameError {
+  std::string code;
+  std::string message;
+  std::string client_msg_id;
+  std::string request_type;
+};
+
+using ClientFrame = std::variant<FrameError, PingFrame, SendMessageFrame, SyncFrame, ReadFrame, SetStatusFrame>;
+
+// Decodes one complete text message. `max_content_bytes` bounds send-message content.
+ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes);
+
+// A client's message_type ("text" when empty, "image", "file"); false for anything else.
+bool parse_message_type(std::string_view name, fb::MessageType& out);
+
+// Is `conversation` a conversation id (single_<lo>_<hi>, group_<id>, world)? If not, `error` says why.
+bool check_conversation(std::string_view conversation, std::string& error);
+
+}  // namespace imlog::gw

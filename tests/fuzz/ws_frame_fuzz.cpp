@@ -1,0 +1,80 @@
+// What the gateway does with a client's WebSocket bytes.
+//
+// 1. The frame scanner over the input as raw stream bytes, once in one read and once in reads of
+//    1..16 bytes: both must rewrite the same bytes and see the same message kinds.
+// 2. The input as one complete text message (decode_client_frame): a request whose fields keep
+//    the protocol's limits, or an error whose frame is valid UTF-8 JSON.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "check.h"
+#include "client_frames.h"
+#include "frame_scanner.h"
+#include "json.h"
+
+namespace {
+
+using namespace imlog::gw;
+
+constexpr size_t kMaxContent = 64 * 1024;
+
+void scan(const uint8_t* data, size_t size) {
+  std::vector<unsigned char> whole(data, data + size), pieces = whole;
+  FrameScanner one, many;
+  one.scan(whole.data(), whole.size());
+  for (size_t i = 0; i < size;) {
+    size_t n = std::min<size_t>(1 + data[i] % 16, size - i);
+    many.scan(pieces.data() + i, n);
+    i += n;
+  }
+  IMLOG_FUZZ_CHECK(whole == pieces);
+  IMLOG_FUZZ_CHECK(one.pending_messages() == many.pending_messages());
+  bool a = false, b = false;
+  while (one.take_message_kind(a)) {
+    IMLOG_FUZZ_CHECK(many.take_message_kind(b));
+    IMLOG_FUZZ_CHECK(a == b);
+  }
+}
+
+void check_error_frame(const FrameError& e) {
+  IMLOG_FUZZ_CHECK(!e.code.empty());
+  JsonOut j;
+  j.begin_object().field("type", "error").key("data").begin_object();
+  j.field("code", e.code).field("message", e.message);
+  j.field("client_msg_id", e.client_msg_id).field("request_type", e.request_type);
+  j.end_object().end_object();
+  std::string out = j.take();
+  IMLOG_FUZZ_CHECK(valid_utf8(out));
+  rapidjson::Document doc;
+  JsonError error;
+  IMLOG_FUZZ_CHECK(parse_client_json(out, doc, error));
+}
+
+void decode(std::string_view text) {
+  ClientFrame frame = decode_client_frame(text, kMaxContent);
+  std::string why;
+  if (auto* e = std::get_if<FrameError>(&frame)) return check_error_frame(*e);
+  if (auto* m = std::get_if<SendMessageFrame>(&frame)) {
+    IMLOG_FUZZ_CHECK(!m->client_msg_id.empty() && m->client_msg_id.size() <= 128);
+    IMLOG_FUZZ_CHECK(m->content.size() <= kMaxContent && valid_utf8(m->content));
+    IMLOG_FUZZ_CHECK(check_conversation(m->conversation, why));
+  } else if (auto* s = std::get_if<SyncFrame>(&frame)) {
+    IMLOG_FUZZ_CHECK(s->limit >= 1 && s->limit <= 200);
+    IMLOG_FUZZ_CHECK(check_conversation(s->conversation, why));
+  } else if (auto* r = std::get_if<ReadFrame>(&frame)) {
+    IMLOG_FUZZ_CHECK(check_conversation(r->conversation, why));
+  } else if (auto* st = std::get_if<SetStatusFrame>(&frame)) {
+    IMLOG_FUZZ_CHECK(st->status.size() <= 32 && valid_utf8(st->status));
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  scan(data, size);
+  decode(std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
