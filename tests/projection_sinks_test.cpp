@@ -232,7 +232,7 @@ class LogBuilder {
     auto done = tail_->wait_for(
         [&] {
           for (uint64_t id : ids) {
-            if (!tail_->event_for_request(id) && tail_->replies_for(id).empty()) return false;
+            if (!tail_->answered(id)) return false;
           }
           return true;
         },

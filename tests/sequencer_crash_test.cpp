@@ -463,8 +463,7 @@ class SequencerRebuild : public ::testing::Test {
   std::vector<std::optional<SeenEvent>> run(std::vector<fb::CommandEnvelopeT> commands) {
     EXPECT_TRUE(testing::submit(*log_, commands).has_value());
     auto answered = [&](const fb::CommandEnvelopeT& c) {
-      return tail_->event_for_request(c.reply_to->request_id) != nullptr ||
-             !tail_->replies_for(c.reply_to->request_id).empty();
+      return tail_->answered(c.reply_to->request_id);
     };
     auto ok = tail_->wait_for(
         [&] { return std::all_of(commands.begin(), commands.end(), answered); }, 30s);

@@ -386,7 +386,7 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
 
   auto answered = [&](size_t i) {
     uint64_t rid = request_id_of(i);
-    return (*tail)->event_for_request(rid) != nullptr || !(*tail)->replies_for(rid).empty();
+    return (*tail)->answered(rid);
   };
   auto all = (*tail)->wait_for(
       [&] {

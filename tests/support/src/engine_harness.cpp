@@ -282,6 +282,15 @@ std::vector<const fb::CommandReplyT*> LogTail::replies_for(uint64_t request_id) 
   return out;
 }
 
+bool LogTail::answered(uint64_t request_id) const {
+  if (event_for_request(request_id) != nullptr) return true;
+  // An ack is written after its event, but the two topics are read apart: wait for the event.
+  for (const auto* r : replies_for(request_id)) {
+    if (r->status != fb::ReplyStatus::Accepted) return true;
+  }
+  return false;
+}
+
 // ---- invariants -------------------------------------------------------------------------------
 
 std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& valid) {

@@ -123,6 +123,9 @@ class LogTail {
   [[nodiscard]] const SeenEvent* event_for_request(uint64_t request_id) const;
   // Replies to request `request_id`, in the order read.
   [[nodiscard]] std::vector<const fb::CommandReplyT*> replies_for(uint64_t request_id) const;
+  // Whether request `request_id` has its answer read: its event, or a reply other than an ack (an
+  // ack without its event means the event is appended but not read yet).
+  [[nodiscard]] bool answered(uint64_t request_id) const;
 
  private:
   LogTail() = default;
