@@ -588,7 +588,9 @@ TEST_F(Distributed, LargeGroupGoesThroughTasksAndReachesEveryOnlineMemberOnce) {
   // A last message from member 1, then nothing of the first three may arrive again.
   ASSERT_TRUE(send_acked(*online[1], conv, "big-last"));
   for (int i = 0; i < kOnline; ++i) {
-    if (i != 1) ASSERT_TRUE(new_message(*online[i], "big-last")) << "member " << i;
+    if (i != 1) {
+      ASSERT_TRUE(new_message(*online[i], "big-last")) << "member " << i;
+    }
     for (auto& f : online[i]->take_all("new-message")) ADD_FAILURE() << "member " << i << " got twice: " << f.raw;
   }
   // They went through the tasks path: the router wrote fan-out tasks to im.tasks.
