@@ -430,7 +430,11 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
     if (e.kind == Expected::Kind::accepted) {
       ++accepted;
       if (ev == nullptr) {
-        problems.push_back(what + ": no valid event");
+        std::string answers;
+        for (const auto* r : replies) {
+          answers += std::string(" ") + fb::EnumNameReplyStatus(r->status) + " `" + r->code + "` (" + r->message + ")";
+        }
+        problems.push_back(what + ": no valid event; replies:" + (answers.empty() ? " none" : answers));
         continue;
       }
       // One answer, the ack, naming the event.
