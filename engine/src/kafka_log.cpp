@@ -112,6 +112,18 @@ int to_ms(milliseconds d) {
   return static_cast<int>(std::clamp<int64_t>(d.count(), 0, std::numeric_limits<int>::max()));
 }
 
+using AdminOptions = std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)>;
+
+AdminOptions admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op) {
+  AdminOptions options(rd_kafka_AdminOptions_new(rk, op), &rd_kafka_AdminOptions_destroy);
+  char why[512];
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
+  if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS) {
+    rd_kafka_AdminOptions_set_operation_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
+  }
+  return options;
+}
+
 Error error(LogErrc code, std::string message, bool retryable = false) {
   return Error(make_error_code(code), std::move(message), retryable);
 }
@@ -631,10 +643,12 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
   if (nt == nullptr) return fail(LogErrc::bad_argument, "topic " + spec.name + ": " + why);
   std::unique_ptr<rd_kafka_NewTopic_t, decltype(&rd_kafka_NewTopic_destroy)> new_topic(
       nt, &rd_kafka_NewTopic_destroy);
-  std::unique_ptr<rd_kafka_AdminOptions_t, decltype(&rd_kafka_AdminOptions_destroy)> options(
-      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS), &rd_kafka_AdminOptions_destroy);
-  rd_kafka_AdminOptions_set_request_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
-  rd_kafka_AdminOptions_set_operation_timeout(options.get(), to_ms(kRequestTimeout), why, sizeof why);
+  for (const auto& [key, value] : creation_settings(spec.name)) {
+    if (rd_kafka_NewTopic_set_config(nt, key.c_str(), value.c_str()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return fail(LogErrc::bad_argument, "topic " + spec.name + ": setting " + key + "=" + value + " refused");
+    }
+  }
+  auto options = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   Queue reply(rd_kafka_queue_new(rk));
   rd_kafka_NewTopic_t* topics[] = {new_topic.get()};
   rd_kafka_CreateTopics(rk, topics, 1, options.get(), reply.get());
@@ -681,6 +695,33 @@ Status KafkaLog::create_topic(const TopicSpec& spec) {
     }
     std::this_thread::sleep_for(milliseconds(100));  // metadata has no change notification
   }
+}
+
+Result<TopicConfig> KafkaLog::topic_config(const std::string& topic) {
+  rd_kafka_t* rk = state_->producer.get();
+  std::unique_ptr<rd_kafka_ConfigResource_t, decltype(&rd_kafka_ConfigResource_destroy)> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()), &rd_kafka_ConfigResource_destroy);
+  auto options = admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  Queue reply(rd_kafka_queue_new(rk));
+  rd_kafka_ConfigResource_t* resources[] = {resource.get()};
+  rd_kafka_DescribeConfigs(rk, resources, 1, options.get(), reply.get());
+  Event ev(rd_kafka_queue_poll(reply.get(), to_ms(kRequestTimeout + milliseconds(2000))));
+  std::string context = "reading the settings of topic " + topic + " (DescribeConfigs)";
+  if (!ev) return tl::unexpected(kafka_error(RD_KAFKA_RESP_ERR__TIMED_OUT, context));
+  if (auto err = rd_kafka_event_error(ev.get())) return tl::unexpected(kafka_error(err, context));
+  size_t n = 0;
+  const rd_kafka_ConfigResource_t** described =
+      rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev.get()), &n);
+  if (n != 1) return fail(LogErrc::io_error, context + ": the broker answered for " + std::to_string(n) + " resources");
+  if (auto err = rd_kafka_ConfigResource_error(described[0])) return tl::unexpected(kafka_error(err, context));
+  size_t entries = 0;
+  const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[0], &entries);
+  TopicConfig out;
+  for (size_t i = 0; i < entries; ++i) {
+    const char* value = rd_kafka_ConfigEntry_value(configs[i]);
+    out[rd_kafka_ConfigEntry_name(configs[i])] = value ? value : "";
+  }
+  return out;
 }
 
 Result<int32_t> KafkaLog::partition_count(std::string_view topic) {

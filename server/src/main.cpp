@@ -66,6 +66,8 @@ int run_init(const imlog::ServerConfig& config, const std::vector<std::string>& 
   if (auto s = imlog::create_topics(**log, config.event_log, gateways, &topics); !s) {
     return fail_start(s.error().to_string());
   }
+  // A topic made earlier (by hand, or by an older imlog) may lack the settings that keep it.
+  if (auto s = imlog::verify_topic_settings(**log, config.event_log); !s) return fail_start(s.error().to_string());
   for (const auto& t : topics) std::cout << "imlog init: topic ready: " << t << "\n";
   std::cout << "imlog init: topics ready on " << (*log)->describe() << "\n";
   if (config.mysql) {

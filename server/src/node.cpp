@@ -395,6 +395,8 @@ Status Node::start() {
   // The embedded log belongs to this process alone, so it may create its topics on first start;
   // a Kafka deployment creates them once with `imlog init`.
   if (p.config.event_log.backend == "local") IMLOG_TRY(create_topics(*p.log, p.config.event_log));
+  // Every role reads or writes im.events: none runs on a topic that would delete it.
+  IMLOG_TRY(verify_topic_settings(*p.log, p.config.event_log));
   IMLOG_TRY(p.open_transports());
   if (has_role(p.config, "engine")) IMLOG_TRY(p.start_engine());
   if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());

@@ -9,7 +9,11 @@
 #include <cstring>
 #include <system_error>
 
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
 #include "imlog/engine/streams.h"
+#include "imlog/engine/topic_settings.h"
 
 namespace imlog {
 namespace {
@@ -85,6 +89,20 @@ Status create_topics(EventLog& log, const EventLogSettings& s, const std::vector
     IMLOG_TRY(ensure_topic(log, s, TopicSpec{delivery_topic(id), 1, false}, done));
   }
   return {};
+}
+
+Status verify_topic_settings(EventLog& log, const EventLogSettings& s) {
+  if (s.backend != "kafka") return {};  // the embedded log never deletes a record
+  if (!s.mock_control.empty()) {
+    logger("server")->warn(
+        "topic settings not checked: event_log.kafka.mock_control is set, and the Kafka mock has no DescribeConfigs "
+        "(on a real cluster {} must keep retention.ms=-1, retention.bytes=-1, cleanup.policy=delete)",
+        kEventsTopic);
+    return {};
+  }
+  auto* source = dynamic_cast<TopicConfigSource*>(&log);  // KafkaLog is one
+  if (source == nullptr) return fail(std::errc::invalid_argument, "the Kafka event log cannot read topic settings");
+  return check_topic_settings(*source, {std::string(kEventsTopic)});
 }
 
 }  // namespace imlog

@@ -9,7 +9,8 @@
 // through RebalanceListener from inside poll(); offsets are committed explicitly, never
 // automatically.
 //
-// Topics: create_topic uses the Admin API on a real broker. librdkafka's mock cluster (tests) has
+// Topics: create_topic uses the Admin API on a real broker, with the settings the topic must keep
+// (creation_settings() of topic_settings.h). librdkafka's mock cluster (tests) has
 // no Admin API: there topics are created by the mock tool (tests/kafka_mock), and create_topic
 // succeeds when the topic already exists with the asked partition count (for a missing topic it
 // fails after the Admin API's 10 s time-out, saying how to create it). Metadata is always read
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "imlog/engine/event_log.h"
+#include "imlog/engine/topic_settings.h"
 
 namespace imlog {
 
@@ -50,7 +52,7 @@ struct KafkaLogConfig {
   std::map<std::string, std::string> properties;
 };
 
-class KafkaLog final : public EventLog {
+class KafkaLog final : public EventLog, public TopicConfigSource {
  public:
   // Connects the producer. Fails with bad_argument naming a bad property or an empty broker list.
   static Result<std::unique_ptr<KafkaLog>> open(const KafkaLogConfig& config);
@@ -65,6 +67,8 @@ class KafkaLog final : public EventLog {
   std::unique_ptr<Consumer> consumer(const ConsumerOptions& options) override;
   Status flush(std::chrono::milliseconds timeout) override;
   [[nodiscard]] std::string describe() const override;
+  // DescribeConfigs of a topic (topic_settings.h). Not on librdkafka's mock cluster.
+  Result<TopicConfig> topic_config(const std::string& topic) override;
 
   // How a librdkafka error code (an rd_kafka_resp_err_t value, passed as int so no librdkafka
   // type leaks here) is reported by this backend: its LogErrc, whether it is retryable, and the
