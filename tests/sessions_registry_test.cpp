@@ -147,7 +147,9 @@ struct Kind {
 class SessionRegistryBehaviour : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
-    if (GetParam().name == "redis") REQUIRE_REDIS();
+    if (GetParam().name == "redis") {
+      REQUIRE_REDIS();
+    }
   }
   std::unique_ptr<SessionRegistry> make(const Clock& clock = SystemClock::instance()) {
     auto s = GetParam().make(clock);

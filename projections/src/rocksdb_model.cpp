@@ -1814,6 +1814,7 @@ Result<std::vector<FriendView>> RocksDbModelImpl::friends(uint64_t user_id) {
     out.push_back(FriendView{.user_id = other,
                              .status = std::string(status),
                              .note = std::string(field_value(fields, "note")),
+                             .group_name = {},  // from its own row, below
                              .since = to_i64(field_value(fields, "since"))});
   }));
   std::string k, storage;
