@@ -3,24 +3,27 @@
 # at each fixed offered rate for SECONDS (1,000 clients; a rate of 0 is saturation with 4 unacked
 # sends per client), one summary line per step with the load average at its start.
 #
-#   bench/chat_steps.sh [-b IMLOG_BIN] [-s SECONDS] RATE...
+#   bench/chat_steps.sh [-b IMLOG_BIN] [-c CONFIG] [-s SECONDS] RATE...
 #   bench/chat_steps.sh 2000 5000 10000 12500 15000 17500 0
 #
 # IMLOG_BIN defaults to the build's own `imlog`; pass another build's to compare two servers.
+# CONFIG is a server config to start it with instead of the bench's own (keep its gateway keys:
+# fast password hashing and no WebSocket rate limit, see bench/load/harness.cpp).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 load=${IMLOG_BENCH_LOAD:-$here/build/bin/imlog-bench-load}
 bin=$here/build/bin/imlog
 secs=15
-while getopts b:s: opt; do
-  case $opt in b) bin=$OPTARG ;; s) secs=$OPTARG ;; *) exit 2 ;; esac
+config=()
+while getopts b:c:s: opt; do
+  case $opt in b) bin=$OPTARG ;; c) config=(--config "$OPTARG") ;; s) secs=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 for rate in "$@"; do
   extra=()
   [ "$rate" = 0 ] && extra=(--window 4)
   at_start=$(cut -d' ' -f1-3 /proc/loadavg)
-  line=$("$load" chat --clients 1000 --rate "$rate" --seconds "$secs" --server-bin "$bin" "${extra[@]}" 2>&1 |
+  line=$("$load" chat --clients 1000 --rate "$rate" --seconds "$secs" --server-bin "$bin" "${config[@]}" "${extra[@]}" 2>&1 |
     grep RESULT || echo "RESULT {}")
   python3 - "$rate" "$at_start" "${line#RESULT }" <<'PY'
 import json, sys

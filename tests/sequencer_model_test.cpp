@@ -187,8 +187,15 @@ struct Op final : OpBase {
         g.members = {actor};
         for (int i : spec.members) g.members.insert(m.ids[static_cast<size_t>(i)]);
         break;
-      case Kind::join: g.members.insert(actor); break;
-      case Kind::leave: g.members.erase(actor); break;
+      case Kind::join:
+        // The first to join a group its last member left becomes its owner.
+        if (g.members.empty()) g.owner = actor;
+        g.members.insert(actor);
+        break;
+      case Kind::leave:
+        g.members.erase(actor);
+        if (actor == g.owner) g.owner = 0;  // an owner who left keeps no owner powers
+        break;
       case Kind::send: break;
     }
   }
