@@ -348,6 +348,7 @@ class Sequencer::Loop final : public RebalanceListener {
       stats.partitions = static_cast<int32_t>(partitions_.size());
       inflight_.emplace(id, std::move(batch));
       complete(id, tl::unexpected(why));
+      flush_replies();
       fail_loop(why);
       return;
     }
@@ -355,6 +356,7 @@ class Sequencer::Loop final : public RebalanceListener {
     inflight_.emplace(id, std::move(batch));
     if (events.empty()) {
       complete(id, std::vector<RecordPosition>{});
+      flush_replies();
       return;
     }
     log_.append(kEventsTopic, std::move(events), [this, id](Result<std::vector<RecordPosition>> r) {
@@ -476,6 +478,7 @@ class Sequencer::Loop final : public RebalanceListener {
       ready.swap(completions_);
     }
     for (auto& c : ready) complete(c.batch, std::move(c.result));
+    flush_replies();
   }
 
   // Batches finish in the order they were appended, whatever order their callbacks come in: a
@@ -596,11 +599,18 @@ class Sequencer::Loop final : public RebalanceListener {
     stats.partitions = static_cast<int32_t>(partitions_.size());
   }
 
-  // Answers go to each gateway in one call, in the order the commands came.
+  // Answers wait in outgoing_ until flush_replies(), so the batches one group commit made durable
+  // reach each gateway in one call (one hand-off, one post per session), in the order the
+  // commands came.
   void send_replies(std::vector<Reply> replies) {
-    std::map<std::string, std::vector<std::string>> by_gateway;
-    for (auto& r : replies) by_gateway[r.gateway].push_back(std::move(r.bytes));
-    for (auto& [gateway, deliveries] : by_gateway) transports_.deliveries.deliver(gateway, std::move(deliveries), {});
+    for (auto& r : replies) outgoing_[r.gateway].push_back(std::move(r.bytes));
+  }
+
+  void flush_replies() {
+    for (auto& [gateway, deliveries] : outgoing_) {
+      if (!deliveries.empty()) transports_.deliveries.deliver(gateway, std::move(deliveries), {});
+    }
+    outgoing_.clear();
   }
 
   // None of the batch's commands may be acked: its append failed (some of its events may be on the
@@ -700,6 +710,7 @@ class Sequencer::Loop final : public RebalanceListener {
   std::map<int32_t, std::unique_ptr<PartitionCtx>> partitions_;
   std::set<int32_t> retake_;  // owned partitions dropped after a failed append, to take again
   std::map<uint64_t, Inflight> inflight_;
+  std::map<std::string, std::vector<std::string>> outgoing_;  // gateway → answers not yet handed over
   uint64_t next_batch_ = 1;
 
   mutable std::mutex mu_;  // guards completions_ and failure_
