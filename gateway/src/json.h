@@ -15,6 +15,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "imlog/core/utf8.h"  // valid_utf8, to_valid_utf8
 #include "imlog/projections/query.h"
 #include "imlog/tasks/sessions.h"
 
@@ -111,11 +112,6 @@ class JsonBody {
   std::string error_;
   bool too_deep_ = false;
 };
-
-// Is `s` valid UTF-8 (no overlongs, surrogates, or code points past U+10FFFF)?
-bool valid_utf8(std::string_view s);
-// `s` with every byte that does not begin a valid UTF-8 sequence replaced by U+FFFD.
-std::string to_valid_utf8(std::string_view s);
 
 // A {code, message} body.
 std::string error_json(std::string_view code, std::string_view message);

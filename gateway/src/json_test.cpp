@@ -5,16 +5,6 @@
 namespace imlog::gw {
 namespace {
 
-TEST(Utf8, ValidatesLikeTheEngine) {
-  EXPECT_TRUE(valid_utf8("hello"));
-  EXPECT_TRUE(valid_utf8("\xe4\xbd\xa0\xe5\xa5\xbd"));    // 你好
-  EXPECT_TRUE(valid_utf8("\xf0\x9f\x98\x80"));            // emoji
-  EXPECT_FALSE(valid_utf8("\xff"));
-  EXPECT_FALSE(valid_utf8("\xc0\xaf"));                    // overlong
-  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));                // surrogate
-  EXPECT_FALSE(valid_utf8("\xe4\xbd"));                    // truncated
-}
-
 TEST(JsonBody, NamesTheProblem) {
   JsonBody b;
   EXPECT_FALSE(b.parse("{\"a\":"));
@@ -119,12 +109,7 @@ TEST(ClientJson, StringListsBoundTheirItems) {
   EXPECT_EQ(out, (std::vector<std::string>{"ab", "abcd"}));
 }
 
-TEST(Utf8, InvalidBytesAreReplacedOnTheWayOut) {
-  EXPECT_EQ(to_valid_utf8("plain \xe4\xbd\xa0"), "plain \xe4\xbd\xa0");
-  EXPECT_EQ(to_valid_utf8("\xff"), "\xef\xbf\xbd");
-  EXPECT_EQ(to_valid_utf8("a\xc0\xaf" "b"), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
-  EXPECT_EQ(to_valid_utf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
-  EXPECT_EQ(to_valid_utf8("x\xe4\xbd"), "x\xef\xbf\xbd\xef\xbf\xbd") << "a truncated sequence";
+TEST(JsonOut, InvalidBytesAreReplacedOnTheWayOut) {
   // Every error body and frame is written by JsonOut, so none carries the raw bytes.
   EXPECT_EQ(error_json("not_found", "`\xff` is not a group id"),
             "{\"code\":\"not_found\",\"message\":\"`\xef\xbf\xbd` is not a group id\"}");
