@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace imlog::gw {
 namespace {
 
@@ -47,6 +50,71 @@ TEST(ClientFrames, ErrorsNameTheRequest) {
   auto big = error_of(R"({"type":"send-message","data":{"client_msg_id":"m1","conversation_id":"world","content":")" +
                       std::string(2000, 'a') + "\"}}");
   EXPECT_EQ(big.code, "invalid") << "content over max_content_bytes";
+}
+
+// Each request refuses what it cannot use, with the code `invalid`, and names itself (and the
+// client_msg_id when it has one) so the client can match the error to what it sent.
+TEST(ClientFrames, EachRequestRefusesAFieldItCannotUse) {
+  struct Case {
+    std::string text;
+    std::string request_type;
+    std::string client_msg_id;
+    std::string message_has;  // a word the message must contain
+  };
+  const std::vector<Case> cases = {
+      {R"({"type":"send-message","data":{"client_msg_id":"","conversation_id":"world","content":"x"}})",
+       "send-message", "", "client_msg_id is empty"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m2","conversation_id":"world","content":"x","message_type":"video"}})",
+       "send-message", "m2", "message_type"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m3","conversation_id":"world"}})", "send-message",
+       "m3", "content"},
+      {R"({"type":"send-message","data":{"client_msg_id":")" + std::string(129, 'k') +
+           R"(","conversation_id":"world","content":"x"}})",
+       "send-message", "", "client_msg_id"},
+      {R"({"type":"sync","data":{"conversation_id":"world","after_seq":"3"}})", "sync", "", "after_seq"},
+      {R"({"type":"sync","data":{"conversation_id":"world","limit":-1}})", "sync", "", "limit"},
+      {R"({"type":"sync","data":{"conversation_id":"names_3"}})", "sync", "", "not a conversation id"},
+      {R"({"type":"read","data":{"conversation_id":"world"}})", "read", "", "seq_id"},
+      {R"({"type":"read","data":{"conversation_id":"single_2_1","seq_id":1}})", "read", "",
+       "not a conversation id"},
+      {R"({"type":"set-status","data":{}})", "set-status", "", "status"},
+      {R"({"type":"set-status","data":{"status":")" + std::string(33, 'a') + R"("}})", "set-status", "",
+       "status"},
+  };
+  for (const auto& c : cases) {
+    auto e = error_of(c.text);
+    EXPECT_EQ(e.code, "invalid") << c.text;
+    EXPECT_EQ(e.request_type, c.request_type) << c.text;
+    EXPECT_EQ(e.client_msg_id, c.client_msg_id) << c.text;
+    EXPECT_NE(e.message.find(c.message_has), std::string::npos) << c.text << " → " << e.message;
+  }
+}
+
+TEST(ClientFrames, AFrameWhoseDataIsNotAnObjectIsInvalid) {
+  auto e = error_of(R"({"type":"sync","data":[1]})");
+  EXPECT_EQ(e.code, "invalid_frame");
+  EXPECT_EQ(e.request_type, "sync");
+  EXPECT_EQ(error_of(R"({"type":7,"data":{}})").code, "invalid_frame") << "type must be a string";
+  EXPECT_EQ(error_of(R"([1,2])").code, "invalid_json") << "a frame is an object";
+}
+
+TEST(ClientFrames, SyncWithoutAfterSeqAsksForTheLatestAndClampsTheLimitUp) {
+  auto frame = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"world","limit":0}})", 1024);
+  ASSERT_TRUE(std::holds_alternative<SyncFrame>(frame));
+  EXPECT_FALSE(std::get<SyncFrame>(frame).after_seq.has_value()) << "absent after_seq: the latest";
+  EXPECT_EQ(std::get<SyncFrame>(frame).limit, 1u) << "limit is clamped to 1..200";
+  auto plain = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"world"}})", 1024);
+  ASSERT_TRUE(std::holds_alternative<SyncFrame>(plain));
+  EXPECT_EQ(std::get<SyncFrame>(plain).limit, 100u) << "the default limit";
+}
+
+TEST(ClientFrames, MessageTypesAreTextImageOrFile) {
+  fb::MessageType t = fb::MessageType::Image;
+  EXPECT_TRUE(parse_message_type("", t));
+  EXPECT_EQ(t, fb::MessageType::Text) << "no message_type is text";
+  EXPECT_TRUE(parse_message_type("file", t));
+  EXPECT_EQ(t, fb::MessageType::File);
+  EXPECT_FALSE(parse_message_type("Text", t)) << "names are case-sensitive";
 }
 
 }  // namespace
