@@ -19,6 +19,7 @@
 
 #include "imlog/core/clock.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/log_directory.h"
 #include "imlog/engine/sequencer.h"
 #include "imlog/engine/streams.h"
@@ -360,13 +361,19 @@ struct Node::Parts {
     return sequencer->start();
   }
 
-  // Why /readyz fails: empty when ready.
+  // Why /readyz fails: empty when ready. A gateway cannot serve while anything it needs failed:
+  // the in-process sequencer, a projector, or any worker of this process (the router, the
+  // directory, the bus's own) — the worker is named.
   [[nodiscard]] std::string not_ready() const {
     if (!started.load()) return "the node is starting";
     if (auto f = failure_text(); !f.empty()) return f;
+    if (auto f = failed_workers(); !f.empty()) return "failed: " + f;
     return dependencies ? dependencies->down() : std::string();
   }
 
+  // What ends the process. A failed worker does too, except in a gateway process: that one stays
+  // up answering 503 on /readyz with the worker's name, and failing commands at once, so the
+  // failure is seen where it is asked about; a process without a gateway has no /readyz to say it.
   [[nodiscard]] std::string failure_text() const {
     if (sequencer) {
       if (auto f = sequencer->failure(); !f.empty()) return f;
@@ -374,6 +381,7 @@ struct Node::Parts {
     for (const auto& p : projectors) {
       if (auto f = p->failure()) return "projector: " + f->to_string();
     }
+    if (!gateway) return failed_workers();
     return {};
   }
 };
