@@ -85,7 +85,7 @@ WorkerStats Worker::stats() const {
   return stats_;
 }
 
-bool Worker::pause(std::chrono::milliseconds d) {
+bool Worker::wait_for(std::chrono::milliseconds d) {
   std::unique_lock lock(mu_);
   return !cv_.wait_for(lock, d, [&] { return stopping_.load(); });
 }
@@ -126,7 +126,7 @@ void Worker::run() {
       stats_.retries++;
       stats_.last_error = s.error().to_string();
     }
-    if (!pause(delay)) return;
+    if (!wait_for(delay)) return;
     delay = std::min(delay * 2, backoff_.max);
   }
 }

@@ -132,5 +132,23 @@ TEST(Worker, StopWakesAStepThatWaits) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
 }
 
+TEST(Worker, APeriodicStepsWaitEndsAtStop) {
+  Signal waiting;
+  bool woke_by_stop = false;
+  Worker* self = nullptr;
+  Worker w("ticker", [&]() -> Status {
+    waiting.set();
+    if (!self->wait_for(10min)) woke_by_stop = true;
+    return {};
+  });
+  self = &w;
+  w.start();
+  ASSERT_TRUE(waiting.wait());
+  auto started = std::chrono::steady_clock::now();
+  w.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_TRUE(woke_by_stop);
+}
+
 }  // namespace
 }  // namespace imlog

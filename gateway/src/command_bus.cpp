@@ -1,7 +1,6 @@
 #include "imlog/gateway/command_bus.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -62,7 +61,6 @@ struct CommandBus::State {
   mutable std::mutex mu;  // guards pending, expiries, stopping and broken
   std::unordered_map<uint64_t, Pending> pending;
   std::multimap<SteadyTime, uint64_t> expiries;
-  std::condition_variable wake_cv;
   bool stopping = false;
   // Why the bus cannot take commands any more (its worker failed); empty while it can.
   std::string broken;
@@ -96,10 +94,7 @@ struct CommandBus::State {
   // One tick: fails the requests past their time-out. When the subscription's reader has failed,
   // no answer can come: the bus fails too (failed_all), instead of letting requests wait.
   Status expire_step() {
-    {
-      std::unique_lock lock(mu);
-      if (wake_cv.wait_for(lock, kExpiryTick, [&] { return stopping; })) return {};
-    }
+    if (!worker.wait_for(kExpiryTick)) return {};
     if (auto why = subscription ? subscription->failure() : std::string(); !why.empty()) {
       return fail(BusErrc::unavailable, "no answer can reach this gateway: " + why, false);
     }
@@ -181,11 +176,6 @@ Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes, Exe
   auto sub = s.deliveries.subscribe(s.gateway_id, std::move(handler));
   IMLOG_TRY(sub);
   s.subscription = std::move(*sub);
-  s.worker.on_wake([st = state_.get()] {
-    std::lock_guard lock(st->mu);
-    st->stopping = true;
-    st->wake_cv.notify_all();
-  });
   s.worker.on_failure([st = state_.get()](const Error& e) { st->fail_all(e); });
   s.worker.start();
   return {};

@@ -9,10 +9,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <condition_variable>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -101,36 +99,26 @@ Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
 }
 
 // Checks, off the request path, that the servers a gateway process depends on answer, and keeps
-// the name of the first one that does not (for /readyz). One thread; down() is thread-safe.
+// the name of the first one that does not (for /readyz). One Worker, "dependency-check";
+// down() is thread-safe.
 class DependencyCheck {
  public:
   // `brokers` empty: not on Kafka.
   DependencyCheck(std::vector<std::string> brokers, ReadModel* mysql, HotHistory* redis)
       : brokers_(std::move(brokers)), mysql_(mysql), redis_(redis) {
     check_once();
-    thread_ = std::thread([this] { run(); });
+    worker_.start();
   }
-  ~DependencyCheck() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
+  ~DependencyCheck() { worker_.stop(); }
   [[nodiscard]] std::string down() const {
     std::lock_guard lock(mu_);
     return down_;
   }
 
  private:
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, kDependencyCheckInterval, [&] { return stopping_; })) {
-      lock.unlock();
-      check_once();
-      lock.lock();
-    }
+  Status step() {
+    if (worker_.wait_for(kDependencyCheckInterval)) check_once();
+    return {};
   }
 
   // Each probe is cheap and fails when its server is unreachable: a TCP connection to a Kafka
@@ -163,11 +151,9 @@ class DependencyCheck {
   std::vector<std::string> brokers_;
   ReadModel* mysql_;
   HotHistory* redis_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  mutable std::mutex mu_;  // guards down_
   std::string down_;
-  std::thread thread_;
+  Worker worker_{"dependency-check", [this] { return step(); }};
 };
 
 struct Node::Parts {

@@ -11,7 +11,8 @@
 //     failed_workers() until the worker is destroyed — /readyz names it, /metrics counts it.
 //
 // Threading: start(), stop() and the destructor from the owner's thread; everything else from any
-// thread. stop() is prompt even while backing off: the back-off waits on a condition stop() sets.
+// thread. stop() is prompt even while backing off: the back-off waits on a condition stop() sets,
+// as does wait_for(), a periodic step's wait.
 
 #include <atomic>
 #include <chrono>
@@ -64,14 +65,15 @@ class Worker {
   [[nodiscard]] WorkerState state() const;
   // True once stop() was called: a step that loops inside itself checks it.
   [[nodiscard]] bool stopping() const { return stopping_.load(); }
+  // Waits `d` unless stop() comes first; false when stopping. For a step that runs on a period
+  // (the step's own wait, with no stop flag or condition of its own).
+  bool wait_for(std::chrono::milliseconds d);
   // "<name>: <error>" once failed; empty otherwise.
   [[nodiscard]] std::string failure() const;
   [[nodiscard]] WorkerStats stats() const;
 
  private:
   void run();
-  // Sleeps `d` unless stop() comes first; returns false when stopping.
-  bool pause(std::chrono::milliseconds d);
   void record_failure(const Error& e);
 
   const std::string name_;
