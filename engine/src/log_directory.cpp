@@ -28,8 +28,9 @@ struct LogDirectory::State {
     }
   }
 
-  // One poll past the start-up read. An error that the log calls retryable (a corrupt record
-  // included) is retried with back-off and logged once, not once per spin.
+  // One poll past the start-up read. A retryable error (the log away) is retried with back-off and
+  // logged once, not once per spin. A corrupt record is not retryable: reading it again cannot
+  // help, so the directory fails, named on /readyz, as a projector stops on one.
   Status follow() {
     auto polled = reader->poll(batch, std::chrono::milliseconds(200));
     if (!polled) return fail(polled.error().with_context("directory reading im.events"));
