@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
+#include <optional>
 
+#include "imlog/core/worker.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
 #include "imlog/gateway/command_bus.h"
@@ -231,6 +234,62 @@ TEST(InProcessCommands, TheBusAnswersOverloadedWhenTheQueueIsFull) {
   EXPECT_EQ(bus.pending(), 0u);
   EXPECT_EQ(unavailable, 16);
   EXPECT_EQ(other, 0);
+}
+
+// Deliveries whose reader fails on demand, as a gateway's im.deliver.<id> reader does when its
+// worker meets an error it cannot retry.
+class BreakableDeliveries final : public DeliveryTransport {
+ public:
+  void deliver(std::string_view, std::vector<std::string>, Delivered done) override {
+    if (done) done({});
+  }
+  Result<std::unique_ptr<Subscription>> subscribe(const std::string&, Handler) override {
+    return std::unique_ptr<Subscription>(std::make_unique<Sub>(*this));
+  }
+  void break_with(std::string why) {
+    std::lock_guard lock(mu_);
+    why_ = std::move(why);
+  }
+
+ private:
+  struct Sub final : Subscription {
+    explicit Sub(BreakableDeliveries& d) : d(d) {}
+    [[nodiscard]] std::string failure() const override {
+      std::lock_guard lock(d.mu_);
+      return d.why_;
+    }
+    BreakableDeliveries& d;
+  };
+  mutable std::mutex mu_;
+  std::string why_;
+};
+
+TEST(InProcessCommands, WhenNoAnswerCanComeTheBusFailsWaitingAndNewRequestsAtOnce) {
+  auto commands = in_process_commands(1);
+  BreakableDeliveries deliveries;
+  CommandBus bus(*commands, deliveries, kGateway, SystemClock::instance());
+  ASSERT_TRUE(bus.start([](std::vector<Push>&&) {}));
+  std::promise<Error> waiting;
+  bus.submit(testing::send_message("world", 1, "w1", "x", "", 0), 10min, [&](Result<fb::CommandReplyT> r) {
+    waiting.set_value(r ? Error() : r.error());
+  });
+  ASSERT_EQ(bus.pending(), 1u);
+
+  deliveries.break_with("deliveries im.deliver.gw-inproc: topic deleted");
+  auto answered = waiting.get_future();
+  ASSERT_EQ(answered.wait_for(5s), std::future_status::ready) << "a request outlived its bus's failure";
+  Error e = answered.get();
+  EXPECT_EQ(e.code(), make_error_code(BusErrc::unavailable));
+  EXPECT_NE(e.message().find("topic deleted"), std::string::npos) << e.message();
+  EXPECT_NE(failed_workers().find("command-bus: "), std::string::npos) << failed_workers();
+
+  std::optional<Error> next;
+  bus.submit(testing::send_message("world", 1, "w2", "x", "", 0), 10min, [&](Result<fb::CommandReplyT> r) {
+    next = r ? Error() : r.error();
+  });
+  ASSERT_TRUE(next) << "a request after the failure must be answered before submit returns";
+  EXPECT_EQ(next->code(), make_error_code(BusErrc::unavailable));
+  EXPECT_EQ(bus.pending(), 0u);
 }
 
 }  // namespace

@@ -1,14 +1,11 @@
 #include "imlog/engine/log_directory.h"
 
-#include <atomic>
-#include <condition_variable>
 #include <shared_mutex>
-#include <thread>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
-#include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 
@@ -20,8 +17,26 @@ struct LogDirectory::State {
   mutable std::shared_mutex mu;
   std::unordered_map<uint64_t, UserFacts> users;
   std::unique_ptr<Consumer> reader;
-  std::thread thread;
-  std::atomic<bool> running{false};
+  EpochFilter filter;
+  std::vector<Record> batch;
+  Worker worker{"directory", [this] { return follow(); }};
+
+  void consume(const std::vector<Record>& records) {
+    for (const auto& r : records) {
+      auto ev = read_event(r.value);
+      if (ev && filter.accept(r.partition, **ev)) apply(**ev);
+    }
+  }
+
+  // One poll past the start-up read. A retryable error (the log away) is retried with back-off and
+  // logged once, not once per spin. A corrupt record is not retryable: reading it again cannot
+  // help, so the directory fails, named on /readyz, as a projector stops on one.
+  Status follow() {
+    auto polled = reader->poll(batch, std::chrono::milliseconds(200));
+    if (!polled) return fail(polled.error().with_context("directory reading im.events"));
+    consume(batch);
+    return {};
+  }
 
   void apply(const fb::EventEnvelope& e) {
     if (auto* reg = e.event_as_UserRegistered()) {
@@ -55,8 +70,7 @@ Status LogDirectory::start() {
   state_->reader = state_->log.consumer(opts);
   IMLOG_TRY(state_->reader->assign(from));
 
-  // Read to the ends seen above on this thread, then keep following on the reader thread.
-  EpochFilter filter;
+  // Read to the ends seen above on this thread, then keep following on the worker's thread.
   std::vector<int64_t> next(ends.size(), 0);
   auto behind = [&] {
     for (size_t p = 0; p < ends.size(); ++p) {
@@ -64,43 +78,19 @@ Status LogDirectory::start() {
     }
     return false;
   };
-  std::vector<Record> records;
-  auto consume = [&](const std::vector<Record>& batch) {
-    for (const auto& r : batch) {
-      next[static_cast<size_t>(r.partition)] = r.offset + 1;
-      auto ev = read_event(r.value);
-      if (ev && filter.accept(r.partition, **ev)) state_->apply(**ev);
-    }
-  };
+  auto& batch = state_->batch;
   while (behind()) {
-    auto polled = state_->reader->poll(records, std::chrono::milliseconds(1000));
+    auto polled = state_->reader->poll(batch, std::chrono::milliseconds(1000));
     if (!polled) return fail(polled.error().with_context("directory catching up on im.events"));
-    consume(records);
+    for (const auto& r : batch) next[static_cast<size_t>(r.partition)] = r.offset + 1;
+    state_->consume(batch);
   }
-  state_->running = true;
-  state_->thread = std::thread([this, filter]() mutable {
-    std::vector<Record> batch;
-    while (state_->running) {
-      auto polled = state_->reader->poll(batch, std::chrono::milliseconds(200));
-      if (!polled) {
-        logger("engine")->error("directory: {}", polled.error().to_string());
-        continue;
-      }
-      for (const auto& r : batch) {
-        auto ev = read_event(r.value);
-        if (ev && filter.accept(r.partition, **ev)) state_->apply(**ev);
-      }
-    }
-  });
+  state_->worker.on_wake([st = state_.get()] { st->reader->wakeup(); });
+  state_->worker.start();
   return {};
 }
 
-void LogDirectory::stop() {
-  if (!state_->thread.joinable()) return;
-  state_->running = false;
-  state_->reader->wakeup();
-  state_->thread.join();
-}
+void LogDirectory::stop() { state_->worker.stop(); }
 
 UserFacts LogDirectory::user(uint64_t user_id) const {
   std::shared_lock lock(state_->mu);

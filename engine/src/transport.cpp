@@ -11,6 +11,7 @@
 
 #include "imlog/core/clock.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/partitioner.h"
 #include "imlog/engine/streams.h"
 
@@ -231,48 +232,38 @@ class LogCommands final : public CommandTransport {
   EventLog& log_;
 };
 
-// Reads one gateway's topic on a thread of its own and hands each poll's records to the handler.
+// Reads one gateway's topic on a worker of its own and hands each poll's records to the handler.
+// A retryable poll error is retried with back-off; any other fails the worker, and the gateway's
+// bus, seeing failure(), fails its requests at once.
 class LogSubscription final : public DeliveryTransport::Subscription {
  public:
   LogSubscription(std::unique_ptr<Consumer> reader, std::string topic, DeliveryTransport::Handler handler)
-      : reader_(std::move(reader)), topic_(std::move(topic)), handler_(std::move(handler)) {
-    thread_ = std::thread([this] { run(); });
+      : reader_(std::move(reader)), topic_(std::move(topic)), handler_(std::move(handler)),
+        worker_("deliveries " + topic_, [this] { return step(); }) {
+    worker_.on_wake([this] { reader_->wakeup(); });
+    worker_.start();
   }
-  ~LogSubscription() override {
-    running_ = false;
-    reader_->wakeup();
-    thread_.join();
-  }
+  ~LogSubscription() override { worker_.stop(); }
+
+  [[nodiscard]] std::string failure() const override { return worker_.failure(); }
 
  private:
-  void run() {
-    std::vector<Record> batch;
-    std::vector<std::string_view> views;
-    auto log = logger("gateway");
-    while (running_) {
-      auto polled = reader_->poll(batch, std::chrono::milliseconds(200));
-      if (!polled) {
-        // Nothing here is fatal to the gateway: say so once per failure run, back off, go on.
-        if (!failing_) log->error("reading {}: {}; retrying", topic_, polled.error().to_string());
-        failing_ = true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(polled.error().retryable() ? 50 : 1000));
-        continue;
-      }
-      if (failing_) log->info("reading {} again", topic_);
-      failing_ = false;
-      if (batch.empty()) continue;
-      views.clear();
-      for (const auto& r : batch) views.emplace_back(r.value);
-      handler_(views);
-    }
+  Status step() {
+    auto polled = reader_->poll(batch_, std::chrono::milliseconds(200));
+    if (!polled) return fail(polled.error().with_context("reading " + topic_));
+    if (batch_.empty()) return {};
+    views_.clear();
+    for (const auto& r : batch_) views_.emplace_back(r.value);
+    handler_(views_);
+    return {};
   }
 
   std::unique_ptr<Consumer> reader_;
   std::string topic_;
   DeliveryTransport::Handler handler_;
-  std::atomic<bool> running_{true};
-  bool failing_ = false;
-  std::thread thread_;
+  std::vector<Record> batch_;
+  std::vector<std::string_view> views_;
+  Worker worker_;
 };
 
 class LogDeliveries final : public DeliveryTransport {

@@ -1,15 +1,14 @@
 #include "imlog/gateway/command_bus.h"
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 
 namespace imlog {
 namespace {
@@ -59,12 +58,13 @@ struct CommandBus::State {
   // Request ids start from the clock so a restarted gateway never reuses one still in flight.
   std::atomic<uint64_t> next_request{0};
 
-  mutable std::mutex mu;  // guards pending, expiries and stopping
+  mutable std::mutex mu;  // guards pending, expiries, stopping and broken
   std::unordered_map<uint64_t, Pending> pending;
   std::multimap<SteadyTime, uint64_t> expiries;
-  std::condition_variable stop_cv;
   bool stopping = false;
-  std::thread expiry_thread;
+  // Why the bus cannot take commands any more (its worker failed); empty while it can.
+  std::string broken;
+  Worker worker{"command-bus", [this] { return expire_step(); }};
 
   // Removes and returns the callback of a request, if it is still waiting.
   Done take(uint64_t request_id) {
@@ -91,15 +91,27 @@ struct CommandBus::State {
     return due;
   }
 
-  void expire_loop() {
-    std::unique_lock lock(mu);
-    while (!stop_cv.wait_for(lock, kExpiryTick, [&] { return stopping; })) {
-      lock.unlock();
-      for (auto& done : take_due(std::chrono::steady_clock::now())) {
-        done(fail(BusErrc::timed_out, "the engine did not answer in time; retry with the same client_msg_id", true));
-      }
-      lock.lock();
+  // One tick: fails the requests past their time-out. When the subscription's reader has failed,
+  // no answer can come: the bus fails too (failed_all), instead of letting requests wait.
+  Status expire_step() {
+    if (!worker.wait_for(kExpiryTick)) return {};
+    if (auto why = subscription ? subscription->failure() : std::string(); !why.empty()) {
+      return fail(BusErrc::unavailable, "no answer can reach this gateway: " + why, false);
     }
+    for (auto& done : take_due(std::chrono::steady_clock::now())) {
+      done(fail(BusErrc::timed_out, "the engine did not answer in time; retry with the same client_msg_id", true));
+    }
+    return {};
+  }
+
+  // The worker failed: every waiting request, and every one submitted from now on, is answered
+  // unavailable at once.
+  void fail_all(const Error& e) {
+    {
+      std::lock_guard lock(mu);
+      broken = "the gateway's command bus failed: " + e.message();
+    }
+    for (auto& done : take_due(SteadyTime::max())) done(fail(BusErrc::unavailable, broken, true));
   }
 
   // One batch of this gateway's deliveries: answers to their requests, pushes to on_pushes.
@@ -164,19 +176,19 @@ Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes, Exe
   auto sub = s.deliveries.subscribe(s.gateway_id, std::move(handler));
   IMLOG_TRY(sub);
   s.subscription = std::move(*sub);
-  s.expiry_thread = std::thread([st = state_.get()] { st->expire_loop(); });
+  s.worker.on_failure([st = state_.get()](const Error& e) { st->fail_all(e); });
+  s.worker.start();
   return {};
 }
 
 void CommandBus::stop() {
   auto& s = *state_;
-  s.subscription.reset();  // no answer or push runs after this
+  s.worker.stop();  // before the subscription: its step reads it
   {
     std::lock_guard lock(s.mu);
     s.stopping = true;
   }
-  s.stop_cv.notify_all();
-  if (s.expiry_thread.joinable()) s.expiry_thread.join();
+  s.subscription.reset();  // no answer or push runs after this
   for (auto& done : s.take_due(SteadyTime::max())) {
     done(fail(BusErrc::unavailable, "the gateway is stopping; retry with the same client_msg_id", true));
   }
@@ -195,6 +207,7 @@ void CommandBus::submit(fb::CommandEnvelopeT command, std::chrono::milliseconds 
     if (s.stopping) {
       return done(fail(BusErrc::unavailable, "the gateway is stopping; retry with the same client_msg_id", true));
     }
+    if (!s.broken.empty()) return done(fail(BusErrc::unavailable, s.broken, true));
     auto expiry = s.expiries.emplace(std::chrono::steady_clock::now() + timeout, id);
     s.pending.emplace(id, State::Pending{std::move(done), expiry});
   }

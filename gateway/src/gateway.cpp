@@ -58,12 +58,12 @@ tl::unexpected<Error> gw_fail(GatewayErrc e, std::string message) {
   return tl::unexpected<Error>(Error(std::error_code(static_cast<int>(e), gateway_category()), std::move(message)));
 }
 
-// "host:port" → endpoint. Hosts are IP literals ("127.0.0.1", "0.0.0.0", "::1", "[::1]") or
-// "localhost".
-Result<tcp::endpoint> parse_listen(const std::string& listen) {
+// "host:port" → endpoint, or why it is not one. Hosts are IP literals ("127.0.0.1", "0.0.0.0",
+// "::1", "[::1]") or "localhost".
+tl::expected<tcp::endpoint, std::string> parse_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) {
-    return gw_fail(GatewayErrc::bad_config, "config key `gateway.listen`: `" + listen + "` is not host:port");
+    return tl::unexpected("`" + listen + "` is not host:port");
   }
   std::string host = listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -72,14 +72,11 @@ Result<tcp::endpoint> parse_listen(const std::string& listen) {
   auto ps = std::string_view(listen).substr(colon + 1);
   auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
   if (ec != std::errc() || p != ps.data() + ps.size() || port > 65535) {
-    return gw_fail(GatewayErrc::bad_config, "config key `gateway.listen`: port `" + std::string(ps) + "` is not 0..65535");
+    return tl::unexpected("port `" + std::string(ps) + "` is not 0..65535");
   }
   boost::system::error_code aec;
   auto addr = net::ip::make_address(host, aec);
-  if (aec) {
-    return gw_fail(GatewayErrc::bad_config,
-                   "config key `gateway.listen`: `" + host + "` is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)");
-  }
+  if (aec) return tl::unexpected("`" + host + "` is not an IP address (use e.g. 127.0.0.1 or 0.0.0.0)");
   return tcp::endpoint(addr, static_cast<unsigned short>(port));
 }
 
@@ -224,7 +221,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   };
   if (!deps.bus) return fail_key("gateway_id", "has no command bus (internal: GatewayDeps.bus is null)");
   auto ep = parse_listen(config.listen);
-  IMLOG_TRY(ep);
+  if (!ep) return gw_fail(GatewayErrc::bad_config, "config key `gateway.listen`: " + ep.error());
   if (config.jwt_secret.size() < 16) {
     return fail_key("jwt_secret", "must be at least 16 bytes (or leave it empty on a single node to generate one)");
   }
@@ -323,6 +320,11 @@ GatewaySnapshot Gateway::snapshot() const {
   s.frames_in = m.frames_in.load();
   s.frames_out = m.frames_out.load();
   return s;
+}
+
+std::string listen_problem(const std::string& listen) {
+  auto ep = parse_listen(listen);
+  return ep ? std::string() : ep.error();
 }
 
 Result<std::string> load_or_create_secret(const std::string& path) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "imlog/core/worker.h"
+
 namespace imlog::gw {
 
 void Histogram::observe(std::chrono::nanoseconds d) {
@@ -45,6 +47,26 @@ void gauge(std::string& out, std::string_view name, std::string_view help, int64
 void counter(std::string& out, std::string_view name, std::string_view help, uint64_t v) {
   out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
 }
+
+// Every worker of the process (core/include/imlog/core/worker.h), by name.
+void render_workers(std::string& out) {
+  auto workers = worker_reports();
+  out += "# HELP imlog_worker_up Whether a background worker is running (0: stopped or failed).\n"
+         "# TYPE imlog_worker_up gauge\n";
+  for (const auto& w : workers) {
+    out += fmt::format("imlog_worker_up{{worker=\"{}\"}} {}\n", w.name, w.state == WorkerState::running ? 1 : 0);
+  }
+  out += "# HELP imlog_worker_failed Whether a background worker stopped on an error it cannot retry.\n"
+         "# TYPE imlog_worker_failed gauge\n";
+  for (const auto& w : workers) {
+    out += fmt::format("imlog_worker_failed{{worker=\"{}\"}} {}\n", w.name, w.state == WorkerState::failed ? 1 : 0);
+  }
+  out += "# HELP imlog_worker_retries_total Retryable errors of a worker, each followed by a back-off.\n"
+         "# TYPE imlog_worker_retries_total counter\n";
+  for (const auto& w : workers) out += fmt::format("imlog_worker_retries_total{{worker=\"{}\"}} {}\n", w.name, w.stats.retries);
+  counter(out, "imlog_worker_failures_total", "Workers of this process that failed since it started.",
+          worker_failures_total());
+}
 }  // namespace
 
 std::string Metrics::render() const {
@@ -71,6 +93,7 @@ std::string Metrics::render() const {
           reads_paused.load());
   counter(out, "imlog_gateway_ws_writes_total", "WebSocket socket writes; frames_out / writes is the coalescing.",
           socket_writes.load());
+  render_workers(out);
   command_latency.render(out, "imlog_gateway_command_seconds", "Time from submitting a command to the engine's answer.");
   std::lock_guard lock(mu_);
   out += "# HELP imlog_gateway_errors_total Errors returned to clients, by code.\n# TYPE imlog_gateway_errors_total counter\n";

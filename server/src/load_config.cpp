@@ -12,4 +12,17 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
   return c;
 }
 
+void apply_command_line(ServerConfig& c, const CommandLine& flags) {
+  if (!flags.roles.empty()) {
+    if (auto p = roles_problem(flags.roles); !p.empty()) throw ConfigError("--roles: " + p);
+    c.roles = flags.roles;
+  }
+  if (!flags.gateway_id.empty()) c.gateway.gateway_id = flags.gateway_id;
+  if (!flags.listen.empty()) c.gateway.listen = flags.listen;
+  if (!has_role(c, "gateway")) return;
+  if (auto p = listen_problem(c.gateway.listen); !p.empty()) {
+    throw ConfigError((flags.listen.empty() ? "config key `gateway.listen`: " : "--listen: ") + p);
+  }
+}
+
 }  // namespace imlog

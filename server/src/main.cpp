@@ -4,7 +4,7 @@
 //               [--gateway-id ID]                                    run a node
 //   imlog init  [--config FILE] [--gateway-id ID ...]                  create topics, migrate MySQL;
 //                                                                      idempotent
-//   imlog version
+//   imlog version | imlog --version
 //
 // One config file serves every process of a deployment; --data-dir, --roles, --listen and
 // --gateway-id are the per-process overrides (docs/deploy.md).
@@ -49,13 +49,7 @@ int wait_for_signal(imlog::Node& node, sigset_t& set) {
   }
 }
 
-imlog::ServerConfig load_config(const std::string& path, const std::string& data_dir,
-                                const std::vector<std::string>& roles) {
-  auto config = imlog::load_server_config(path, data_dir);
-  if (!roles.empty()) config.roles = roles;
-  imlog::setup_logging(config.log);
-  return config;
-}
+constexpr const char* kVersion = "imlog 0.1.0";
 
 // `imlog init`: the topics, then the MySQL migrations when a `mysql:` section is present. Says
 // what it did; safe to run again.
@@ -83,18 +77,19 @@ int run_init(const imlog::ServerConfig& config, const std::vector<std::string>& 
 int main(int argc, char** argv) {
   CLI::App app{"imlog: an event-sourced instant-messaging backend"};
   app.require_subcommand(1);
-  std::string config_path, data_dir, listen, gateway_id;
+  app.set_version_flag("--version", kVersion);
+  std::string config_path, data_dir;
+  imlog::CommandLine flags;
   std::vector<std::string> init_gateways;
-  std::vector<std::string> roles;
 
   auto* serve = app.add_subcommand("serve", "run a node (every role by default)");
   serve->add_option("--config", config_path, "YAML config file (default: built-in defaults)");
   serve->add_option("--data-dir", data_dir, "root of local data (default ./data)");
-  serve->add_option("--roles", roles, "roles to run: all, gateway, engine, projector, router, tasks")
+  serve->add_option("--roles", flags.roles, "roles to run: all, gateway, engine, projector, router, tasks")
       ->delimiter(',');
-  serve->add_option("--listen", listen, "HTTP/WebSocket address of the gateway (overrides gateway.listen; "
+  serve->add_option("--listen", flags.listen, "HTTP/WebSocket address of the gateway (overrides gateway.listen; "
                                         "default 127.0.0.1:8080)");
-  serve->add_option("--gateway-id", gateway_id, "this gateway's id (overrides gateway.gateway_id): it reads "
+  serve->add_option("--gateway-id", flags.gateway_id, "this gateway's id (overrides gateway.gateway_id): it reads "
                                                 "im.deliver.<id>; unique per gateway process");
 
   auto* init = app.add_subcommand("init", "create the topics of the configured log and run the MySQL migrations; "
@@ -108,7 +103,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (app.got_subcommand("version")) {
-    std::cout << "imlog 0.1.0\n";
+    std::cout << kVersion << "\n";
     return 0;
   }
 
@@ -119,11 +114,12 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+  // Every argument is checked here, before the node opens anything or starts a role.
   imlog::ServerConfig config;
   try {
-    config = load_config(config_path, data_dir, roles);
-    if (!listen.empty()) config.gateway.listen = listen;
-    if (!gateway_id.empty()) config.gateway.gateway_id = gateway_id;
+    config = imlog::load_server_config(config_path, data_dir);
+    if (app.got_subcommand("serve")) imlog::apply_command_line(config, flags);
+    imlog::setup_logging(config.log);
   } catch (const std::exception& e) {
     return fail_start(e.what());
   }

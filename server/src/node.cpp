@@ -9,16 +9,15 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <condition_variable>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/clock.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/log_directory.h"
 #include "imlog/engine/sequencer.h"
 #include "imlog/engine/streams.h"
@@ -100,36 +99,26 @@ Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
 }
 
 // Checks, off the request path, that the servers a gateway process depends on answer, and keeps
-// the name of the first one that does not (for /readyz). One thread; down() is thread-safe.
+// the name of the first one that does not (for /readyz). One Worker, "dependency-check";
+// down() is thread-safe.
 class DependencyCheck {
  public:
   // `brokers` empty: not on Kafka.
   DependencyCheck(std::vector<std::string> brokers, ReadModel* mysql, HotHistory* redis)
       : brokers_(std::move(brokers)), mysql_(mysql), redis_(redis) {
     check_once();
-    thread_ = std::thread([this] { run(); });
+    worker_.start();
   }
-  ~DependencyCheck() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
+  ~DependencyCheck() { worker_.stop(); }
   [[nodiscard]] std::string down() const {
     std::lock_guard lock(mu_);
     return down_;
   }
 
  private:
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, kDependencyCheckInterval, [&] { return stopping_; })) {
-      lock.unlock();
-      check_once();
-      lock.lock();
-    }
+  Status step() {
+    if (worker_.wait_for(kDependencyCheckInterval)) check_once();
+    return {};
   }
 
   // Each probe is cheap and fails when its server is unreachable: a TCP connection to a Kafka
@@ -162,11 +151,9 @@ class DependencyCheck {
   std::vector<std::string> brokers_;
   ReadModel* mysql_;
   HotHistory* redis_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  mutable std::mutex mu_;  // guards down_
   std::string down_;
-  std::thread thread_;
+  Worker worker_{"dependency-check", [this] { return step(); }};
 };
 
 struct Node::Parts {
@@ -360,13 +347,19 @@ struct Node::Parts {
     return sequencer->start();
   }
 
-  // Why /readyz fails: empty when ready.
+  // Why /readyz fails: empty when ready. A gateway cannot serve while anything it needs failed:
+  // the in-process sequencer, a projector, or any worker of this process (the router, the
+  // directory, the bus's own) — the worker is named.
   [[nodiscard]] std::string not_ready() const {
     if (!started.load()) return "the node is starting";
     if (auto f = failure_text(); !f.empty()) return f;
+    if (auto f = failed_workers(); !f.empty()) return "failed: " + f;
     return dependencies ? dependencies->down() : std::string();
   }
 
+  // What ends the process. A failed worker does too, except in a gateway process: that one stays
+  // up answering 503 on /readyz with the worker's name, and failing commands at once, so the
+  // failure is seen where it is asked about; a process without a gateway has no /readyz to say it.
   [[nodiscard]] std::string failure_text() const {
     if (sequencer) {
       if (auto f = sequencer->failure(); !f.empty()) return f;
@@ -374,6 +367,7 @@ struct Node::Parts {
     for (const auto& p : projectors) {
       if (auto f = p->failure()) return "projector: " + f->to_string();
     }
+    if (!gateway) return failed_workers();
     return {};
   }
 };

@@ -264,11 +264,7 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   c.engine.state_dir.clear();
   c.model.dir.clear();
   root.read("roles", c.roles);
-  for (const auto& r : c.roles) {
-    if (std::find(kRoles.begin(), kRoles.end(), r) == kRoles.end()) {
-      root.fail("roles", "`" + r + "` is not a role: use all, gateway, engine, projector, router or tasks");
-    }
-  }
+  if (auto p = roles_problem(c.roles); !p.empty()) root.fail("roles", p);
   {
     auto log = root.section("log");
     log.read("level", c.log.level);
@@ -291,6 +287,15 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   if (c.gateway.avatar_dir.empty()) c.gateway.avatar_dir = c.data_dir + "/avatars";
   if (c.gateway.avatar_dir == kAvatarsOff) c.gateway.avatar_dir.clear();
   return c;
+}
+
+std::string roles_problem(const std::vector<std::string>& roles) {
+  const char* known = "use all, gateway, engine, projector, router or tasks";
+  if (roles.empty()) return std::string("names no role: ") + known;
+  for (const auto& r : roles) {
+    if (std::find(kRoles.begin(), kRoles.end(), r) == kRoles.end()) return "`" + r + "` is not a role: " + known;
+  }
+  return {};
 }
 
 bool has_role(const ServerConfig& config, std::string_view role) {

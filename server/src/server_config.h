@@ -68,6 +68,21 @@ ServerConfig load_server_config(const std::string& path, const std::string& data
 // stays empty when not set): what tests and the config fuzzer drive.
 ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir_override);
 
+// The per-process flags of `imlog serve` (docs/deploy.md); an empty field was not given.
+struct CommandLine {
+  std::vector<std::string> roles;
+  std::string listen;
+  std::string gateway_id;
+};
+
+// Applies the flags to `config`, each checked as strictly as its key in the file, then checks the
+// gateway's address (the file's or --listen's) when this process runs the gateway: a bad value
+// stops start-up here, before any role starts. Throws ConfigError naming the flag or key.
+void apply_command_line(ServerConfig& config, const CommandLine& flags);
+
+// Why `roles` is not a list of roles (empty when it is): one check for `roles:` and --roles.
+std::string roles_problem(const std::vector<std::string>& roles);
+
 // Whether this process runs `role` (true for every role when roles contain "all").
 bool has_role(const ServerConfig& config, std::string_view role);
 

@@ -249,6 +249,51 @@ TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("roles: [gatway]"), HasSubstr("`gatway` is not a role"));
   EXPECT_THAT(error_of("engine: {limits: {recall_window: forever}}"), HasSubstr("`engine.limits.recall_window`"));
   EXPECT_THAT(error_of("engin: {}"), HasSubstr("unknown config key `engin`"));
+  EXPECT_THAT(error_of("roles: []"), HasSubstr("`roles`: names no role"));
+}
+
+CommandLine roles_flag(std::vector<std::string> roles) {
+  CommandLine c;
+  c.roles = std::move(roles);
+  return c;
+}
+
+CommandLine listen_flag(std::string listen) {
+  CommandLine c;
+  c.listen = std::move(listen);
+  return c;
+}
+
+// What apply_command_line throws for `flags` over the defaults, or "no error".
+std::string flag_error(const CommandLine& flags, const std::string& yaml = "") {
+  auto config = load_server_config(write_config(yaml), "");
+  try {
+    apply_command_line(config, flags);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ServerConfig, CommandLineIsCheckedLikeTheFile) {
+  EXPECT_EQ(flag_error(roles_flag({"gatway"})),
+            "--roles: `gatway` is not a role: use all, gateway, engine, projector, router or tasks");
+  EXPECT_THAT(error_of("roles: [gatway]"),
+              HasSubstr("`gatway` is not a role: use all, gateway, engine, projector, router or tasks"));
+  EXPECT_THAT(flag_error(roles_flag({"engine", ""})), HasSubstr("`` is not a role"));
+  EXPECT_THAT(flag_error(listen_flag("127.0.0.1")), HasSubstr("--listen: `127.0.0.1` is not host:port"));
+  EXPECT_THAT(flag_error(listen_flag("example.org:80")), HasSubstr("--listen: `example.org`"));
+  EXPECT_THAT(flag_error({}, "gateway: {listen: \"1.2.3.4:99999\"}"), HasSubstr("config key `gateway.listen`: port"));
+  // A process without the gateway role never listens, so its address is not its concern.
+  EXPECT_EQ(flag_error(roles_flag({"engine"}), "gateway: {listen: nowhere}"), "no error");
+}
+
+TEST(ServerConfig, CommandLineOverridesTheFile) {
+  auto config = load_server_config(write_config("roles: [engine]"), "");
+  apply_command_line(config, CommandLine{.roles = {"gateway", "router"}, .listen = "0.0.0.0:9100", .gateway_id = "gw-9"});
+  EXPECT_EQ(config.roles, (std::vector<std::string>{"gateway", "router"}));
+  EXPECT_EQ(config.gateway.listen, "0.0.0.0:9100");
+  EXPECT_EQ(config.gateway.gateway_id, "gw-9");
 }
 
 }  // namespace

@@ -3,15 +3,14 @@
 #include "imlog/tasks/fanout.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/task_records.h"
@@ -55,10 +54,10 @@ struct FanoutWorker::Loop {
   std::shared_ptr<spdlog::logger> logger;
   FanoutStats stats;
   std::unique_ptr<Consumer> consumer;
-  std::thread thread;
-  std::atomic<bool> running{false};
-  std::mutex wait_mu;
-  std::condition_variable wait_cv;  // backoff waits; stop() wakes them
+  std::vector<Record> batch;
+  // Its back-off is for polls; a batch's lookups and deliveries back off inside the step, on
+  // worker.wait_for(), so stop() ends those waits too.
+  Worker worker{"tasks", [this] { return step(); }, BackOff{config.first_backoff, config.max_backoff}};
 
   // The deliveries of a batch to one gateway: one hand-over, retried as a whole.
   struct Output {
@@ -74,10 +73,7 @@ struct FanoutWorker::Loop {
   };
 
   // Waits `d` unless stopped first; returns whether still running.
-  bool pause(std::chrono::milliseconds d) {
-    std::unique_lock lock(wait_mu);
-    return !wait_cv.wait_for(lock, d, [&] { return !running.load(); });
-  }
+  bool pause(std::chrono::milliseconds d) { return worker.wait_for(d); }
 
   // ---- planning: who is where -------------------------------------------------------------------
 
@@ -140,7 +136,7 @@ struct FanoutWorker::Loop {
       backoff = std::min(backoff * 2, config.max_backoff);
       pending = std::move(failed);
     }
-    return running;
+    return !worker.stopping();
   }
 
   // ---- delivering, with retries -----------------------------------------------------------------
@@ -192,7 +188,7 @@ struct FanoutWorker::Loop {
       backoff = std::min(backoff * 2, config.max_backoff);
       pending = std::move(failed);
     }
-    return running;
+    return !worker.stopping();
   }
 
   // Appends the batch's dead letters, retrying until acknowledged; false if stopped first.
@@ -206,7 +202,7 @@ struct FanoutWorker::Loop {
     }
     if (letters.empty()) return true;
     auto backoff = config.first_backoff;
-    while (running) {
+    while (!worker.stopping()) {
       auto r = log.append_wait(kDeadLetterTopic, letters);
       if (r) {
         stats.dead_letters += letters.size();
@@ -251,22 +247,13 @@ struct FanoutWorker::Loop {
     if (auto s = consumer->commit(offsets); !s) logger->warn("committing im.tasks offsets: {}", s.error().to_string());
   }
 
-  void run() {
-    std::vector<Record> batch;
-    auto backoff = config.first_backoff;
-    while (running) {
-      auto polled = consumer->poll(batch, std::chrono::milliseconds(200));
-      if (!polled) {
-        logger->error("tasks worker reading {}: {}", kTasksTopic, polled.error().to_string());
-        if (!pause(backoff)) break;
-        backoff = std::min(backoff * 2, config.max_backoff);
-        continue;
-      }
-      backoff = config.first_backoff;
-      if (batch.empty()) continue;
-      if (!handle(batch)) break;
-      commit(batch);
-    }
+  // One poll of im.tasks, handled and committed (not committed if stopped half-way). A poll error
+  // goes to the worker: retried with back-off, or the tasks worker fails visibly.
+  Status step() {
+    auto polled = consumer->poll(batch, std::chrono::milliseconds(200));
+    if (!polled) return fail(polled.error().with_context("tasks worker reading im.tasks"));
+    if (!batch.empty() && handle(batch)) commit(batch);
+    return {};
   }
 };
 
@@ -291,23 +278,18 @@ Status FanoutWorker::start() {
   opts.start_at_beginning = true;
   opts.max_batch = l.config.max_batch;
   l.consumer = l.log.consumer(opts);
-  l.running = true;
-  l.thread = std::thread([this] { loop_->run(); });
+  l.worker.on_wake([&l] { l.consumer->wakeup(); });
+  l.worker.start();
   l.logger->info("tasks worker started in group {}", l.config.group);
   return {};
 }
 
 void FanoutWorker::stop() {
   auto& l = *loop_;
-  if (!l.thread.joinable()) return;
-  {
-    std::lock_guard lock(l.wait_mu);
-    l.running = false;
-  }
-  l.wait_cv.notify_all();
-  l.consumer->wakeup();
-  l.thread.join();
-  l.consumer->close();
+  if (!l.consumer) return;
+  l.worker.stop();
+  l.consumer->close();  // leaves the group: the partitions go to the other workers
+  l.consumer.reset();
 }
 
 const FanoutStats& FanoutWorker::stats() const { return loop_->stats; }

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <map>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/worker.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
@@ -30,8 +30,8 @@ struct Router::Loop {
   EpochFilter filter;
   std::unordered_map<uint64_t, std::unordered_set<uint64_t>> groups;  // group id → members
   std::vector<int64_t> deliver_from;  // per partition: events before this were routed by a former run
-  std::thread thread;
-  std::atomic<bool> running{false};
+  std::vector<Record> batch;
+  Worker worker{"router", [this] { return step(); }};
   bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
   // Output of one batch: deliveries per gateway, and fan-out tasks.
@@ -202,18 +202,14 @@ struct Router::Loop {
     return {};
   }
 
-  void run() {
-    std::vector<Record> batch;
-    while (running) {
-      auto polled = reader->poll(batch, std::chrono::milliseconds(200));
-      if (!polled) {
-        logger->error("router: {}", polled.error().to_string());
-        if (!polled.error().retryable()) break;
-        continue;
-      }
-      for (const auto& r : batch) route(r);
-      flush_output();
-    }
+  // One poll of im.events, routed. A poll error goes to the worker: retried with back-off, or the
+  // router fails visibly (/readyz, /metrics) instead of leaving its thread silently.
+  Status step() {
+    auto polled = reader->poll(batch, std::chrono::milliseconds(200));
+    if (!polled) return fail(polled.error().with_context("router reading im.events"));
+    for (const auto& r : batch) route(r);
+    flush_output();
+    return {};
   }
 };
 
@@ -229,18 +225,13 @@ Status Router::start() {
                         kTasksTopic, loop_->config.large_group_threshold);
   }
   IMLOG_TRY(loop_->rebuild());
-  loop_->running = true;
-  loop_->thread = std::thread([this] { loop_->run(); });
+  loop_->worker.on_wake([l = loop_.get()] { l->reader->wakeup(); });
+  loop_->worker.start();
   loop_->logger->info("router started; {} groups known", loop_->groups.size());
   return {};
 }
 
-void Router::stop() {
-  if (!loop_->thread.joinable()) return;
-  loop_->running = false;
-  loop_->reader->wakeup();
-  loop_->thread.join();
-}
+void Router::stop() { loop_->worker.stop(); }
 
 const RouterStats& Router::stats() const { return loop_->stats; }
 

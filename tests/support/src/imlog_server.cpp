@@ -21,9 +21,14 @@ ImlogServer::~ImlogServer() {
   if (proc_) proc_->kill();
 }
 
-bool ImlogServer::start() {
+void ImlogServer::spawn(const std::vector<std::string>& env) {
   proc_.emplace(Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--data-dir", data_dir(), "--listen",
-                                   fmt::format("127.0.0.1:{}", port_), "--config", config_}));
+                                   fmt::format("127.0.0.1:{}", port_), "--config", config_},
+                                  env));
+}
+
+bool ImlogServer::start() {
+  spawn();
   return wait_until([&] { return http_.get("/readyz").status == 200; }, 60s);
 }
 

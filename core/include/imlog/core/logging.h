@@ -7,6 +7,7 @@
 #include <string_view>
 
 namespace spdlog {
+class formatter;
 class logger;
 }
 
@@ -22,6 +23,10 @@ struct LogConfig {
 // Applies level and format to every logger, existing and future. Throws std::invalid_argument
 // naming the bad value.
 void setup_logging(const LogConfig& config);
+
+// The formatter of `format` ("text" or "json"): what setup_logging() gives every logger. In JSON
+// the message is escaped, so each line is one valid JSON object whatever the message holds.
+std::unique_ptr<spdlog::formatter> log_formatter(const std::string& format);
 
 // The logger of a component, created on first use with the current settings.
 std::shared_ptr<spdlog::logger> logger(std::string_view component);

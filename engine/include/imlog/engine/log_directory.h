@@ -4,7 +4,8 @@
 // allow_search. A small projection that lives in the engine process, so an engine needs nothing
 // but the log to run. Eventually consistent (docs/architecture.md, "State, decide and apply").
 //
-// Threading: one reader thread (start()/stop()); user() may be called from any thread.
+// Threading: one Worker, "directory" (core/include/imlog/core/worker.h): a poll error is retried
+// with back-off and logged once, or fails the directory visibly; user() may be called from any thread.
 
 #include <cstdint>
 #include <memory>

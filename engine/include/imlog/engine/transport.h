@@ -78,6 +78,8 @@ class DeliveryTransport {
   class Subscription {
    public:
     virtual ~Subscription() = default;
+    // Why deliveries stopped for good (its reader worker failed); empty while they flow.
+    [[nodiscard]] virtual std::string failure() const { return {}; }
   };
   virtual Result<std::unique_ptr<Subscription>> subscribe(const std::string& gateway_id, Handler handler) = 0;
 };

@@ -171,6 +171,10 @@ class Gateway {
   std::unique_ptr<Impl> impl_;
 };
 
+// Why `listen` cannot be a gateway's address ("host:port", the host an IP literal or localhost);
+// empty when it can. The config reader and --listen check with it before any role starts.
+std::string listen_problem(const std::string& listen);
+
 // Reads the JWT secret kept at `path`, or creates it (32 random bytes, hex, mode 0600) when the
 // file does not exist. Used by a single node with no configured secret.
 Result<std::string> load_or_create_secret(const std::string& path);

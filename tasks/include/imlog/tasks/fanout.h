@@ -25,8 +25,9 @@
 // already delivered. A retried append may also have been partly written. Clients de-duplicate by
 // (conversation, seq); the gateway passes a repeated push on as it is (it keeps no seen-set today).
 //
-// Threading: start() runs one loop thread; stop() is stop-aware during backoff waits and returns
-// once the thread has left the group. stats() may be read from any thread.
+// Threading: start() runs one Worker, "tasks" (core/include/imlog/core/worker.h: a poll error is
+// retried with back-off, or fails the worker visibly); stop() ends its back-off waits and returns
+// once it has left the group. stats() may be read from any thread.
 
 #include <atomic>
 #include <chrono>

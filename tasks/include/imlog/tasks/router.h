@@ -17,7 +17,8 @@
 // delivers from the end it found: a restarted router does not push old messages again (clients
 // catch up with sync).
 //
-// Threading: one thread (start()/stop()).
+// Threading: one Worker, "router" (core/include/imlog/core/worker.h): a poll error is retried with
+// back-off, or fails the router visibly (/readyz, /metrics).
 
 #include <atomic>
 #include <chrono>

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "imlog/testing/client.h"
 #include "imlog/testing/support.h"
@@ -22,6 +23,8 @@ class ImlogServer {
 
   // Starts `imlog serve` and waits up to 60 s for /readyz; false if it did not become ready.
   [[nodiscard]] bool start();
+  // Starts `imlog serve` with extra environment entries ("NAME=value") and returns at once.
+  void spawn(const std::vector<std::string>& env = {});
   void kill9();
   // SIGTERM, and the exit status as from waitpid (nullopt if it did not exit within 30 s).
   std::optional<int> terminate();
