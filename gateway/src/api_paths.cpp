@@ -31,6 +31,14 @@ int hex_value(char c) {
   return -1;
 }
 
+// Appends `method` to an Allow list unless it is there already: /users/me and /users/{} are two
+// routes of one path, and a method both have must be listed once (RFC 9110 §10.2.1).
+void add_allowed(std::string& allow, std::string_view method) {
+  if ((", " + allow + ", ").find(", " + std::string(method) + ", ") != std::string::npos) return;
+  if (!allow.empty()) allow += ", ";
+  allow += method;
+}
+
 }  // namespace
 
 std::string_view method_name(Method m) {
@@ -144,8 +152,7 @@ ApiRouter::Match ApiRouter::match(Method method, std::string_view path) const {
       m.params = std::move(params);
       return m;
     }
-    if (!m.allow.empty()) m.allow += ", ";
-    m.allow += method_name(r.method);
+    add_allowed(m.allow, method_name(r.method));
   }
   return m;
 }

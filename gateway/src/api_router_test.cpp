@@ -53,5 +53,15 @@ TEST(Router, MatchesPathsAndMethods) {
   EXPECT_TRUE(none.allow.empty());
 }
 
+TEST(Router, AllowListsEachMethodOnce) {
+  // A literal segment and a {} segment give one path two GET routes.
+  ApiRouter r;
+  r.add(Method::get, "/api/v1/users/me", ApiRouter::Auth::access, nullptr);
+  r.add(Method::patch, "/api/v1/users/me", ApiRouter::Auth::access, nullptr);
+  r.add(Method::get, "/api/v1/users/{}", ApiRouter::Auth::access, nullptr);
+  EXPECT_EQ(r.match(Method::del, "/api/v1/users/me").allow, "GET, PATCH");
+  EXPECT_EQ(r.match(Method::del, "/api/v1/users/7").allow, "GET");
+}
+
 }  // namespace
 }  // namespace imlog::gw
