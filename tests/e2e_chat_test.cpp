@@ -759,6 +759,39 @@ TEST_F(E2eChat, RestErrorsHaveCodesAndStatuses) {
   }, 20s));
 }
 
+TEST_F(E2eChat, ContractStatusesOfRecallRoleAndWrongMethod) {
+  User a = make_user(s(), "recaller"), b = make_user(s(), "recallee");
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"recalls","members":[{}]}})", b.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  auto sent = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"mine"})", a.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  uint64_t message = std::stoull(sent.json()["message_id"].GetString());
+
+  // An id made a moment ago that is no message of this conversation: not found, not "too late".
+  auto unknown = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message + 1), "",
+                                 a.token);
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_STREQ(unknown.json()["code"].GetString(), "not_found") << unknown.body;
+  auto others = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message), "", b.token);
+  EXPECT_EQ(others.status, 403) << others.body;
+  EXPECT_STREQ(others.json()["code"].GetString(), "not_sender") << others.body;
+  auto own = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message), "", a.token);
+  EXPECT_EQ(own.status, 204) << own.body;
+
+  auto bad_role = s().http().request("PUT", fmt::format("/api/v1/groups/{}/members/{}/role", gid, b.id),
+                                     R"({"role":"king"})", a.token);
+  EXPECT_EQ(bad_role.status, 400) << bad_role.body;
+  EXPECT_STREQ(bad_role.json()["code"].GetString(), "invalid") << bad_role.body;
+
+  // /users/me and /users/{id} are both GET routes of this path: Allow names GET once.
+  auto wrong = s().http().request("DELETE", "/api/v1/users/me", {}, a.token);
+  EXPECT_EQ(wrong.status, 405) << wrong.body;
+  EXPECT_STREQ(wrong.json()["code"].GetString(), "method_not_allowed") << wrong.body;
+  EXPECT_EQ(wrong.header("Allow"), "GET, PATCH");
+}
+
 TEST_F(E2eChat, TokensExpiredForgedNoneAndWrongTypeAreRefused) {
   User a = make_user(s(), "tok");
   std::string secret = s().secret();
