@@ -306,6 +306,15 @@ TEST_F(E2eHostile, BodyLimitsAreTheRoutesAndNamedInThe413) {
   EXPECT_NE(over.received.find("over 1048576 bytes"), std::string::npos) << over.received;
   EXPECT_TRUE(over.closed);
 
+  // A chunked body is counted as it comes; the 413 names the same limit.
+  std::string chunk(600'000, 'x');
+  auto chunked = raw_exchange(s().port(), fmt::format("POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                                                      "Transfer-Encoding: chunked\r\n\r\n{0:x}\r\n{1}\r\n"
+                                                      "{0:x}\r\n{1}\r\n0\r\n\r\n",
+                                                      chunk.size(), chunk));
+  EXPECT_TRUE(chunked.received.starts_with("HTTP/1.1 413")) << chunked.received;
+  EXPECT_NE(chunked.received.find("over 1048576 bytes"), std::string::npos) << chunked.received;
+
   // The avatar route takes up to avatar_max_bytes (2 MiB), over max_body_bytes (1 MiB).
   User a = make_user(s(), "bigface");
   std::string png("\x89PNG\r\n\x1a\n", 8);
