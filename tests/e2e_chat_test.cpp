@@ -792,6 +792,40 @@ TEST_F(E2eChat, ContractStatusesOfRecallRoleAndWrongMethod) {
   EXPECT_EQ(wrong.header("Allow"), "GET, PATCH");
 }
 
+TEST_F(E2eChat, QueryParametersOutsideTheirDocumentedRangesAre400) {
+  User a = make_user(s(), "ranges");
+  auto g = s().http().post("/api/v1/groups", R"({"name":"ranges"})", a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  struct Case {
+    std::string target;
+    std::string names;  // what the message must say
+  };
+  std::string history = fmt::format("/api/v1/conversations/{}/messages", conv);
+  std::string members = fmt::format("/api/v1/groups/{}/members", gid);
+  std::string bans = fmt::format("/api/v1/groups/{}/bans", gid);
+  for (const Case& c : {Case{history + "?limit=0", "`limit` must be an integer from 1 to 200, got `0`"},
+                        Case{history + "?limit=500", "`limit` must be an integer from 1 to 200, got `500`"},
+                        Case{members + "?limit=0", "`limit` must be an integer from 1 to 1000"},
+                        Case{members + "?limit=1001", "`limit` must be an integer from 1 to 1000"},
+                        Case{bans + "?limit=1001", "`limit` must be an integer from 1 to 1000"},
+                        Case{"/api/v1/users/search?q=ran&limit=101", "`limit` must be an integer from 1 to 100"},
+                        Case{"/api/v1/users/search?q=ran&limit=0", "`limit` must be an integer from 1 to 100"},
+                        Case{history + "?before_seq=-1", "`before_seq` must be a non-negative integer"}}) {
+    auto r = s().http().get(c.target, a.token);
+    EXPECT_EQ(r.status, 400) << c.target << ": " << r.body;
+    EXPECT_STREQ(r.json()["code"].GetString(), "invalid") << c.target;
+    EXPECT_NE(std::string(r.json()["message"].GetString()).find(c.names), std::string::npos) << r.body;
+  }
+  // The ends of each range are served.
+  for (const std::string& target : {history + "?limit=1", history + "?limit=200", members + "?limit=1000",
+                                    bans + "?limit=1", std::string("/api/v1/users/search?q=ran&limit=100")}) {
+    auto r = s().http().get(target, a.token);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+  }
+}
+
 TEST_F(E2eChat, TokensExpiredForgedNoneAndWrongTypeAreRefused) {
   User a = make_user(s(), "tok");
   std::string secret = s().secret();

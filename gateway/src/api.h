@@ -50,9 +50,16 @@ ApiReply no_content();
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 // Percent-decoding ('+' is a space in queries only). nullopt on a bad escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
-// An unsigned query parameter: `out` keeps its default when absent; false when present but not a
-// number (the error is set to a message naming it).
-bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error);
+// The closed range of values a numeric query parameter may take, as the API documents it.
+struct UintRange {
+  uint64_t min = 0;
+  uint64_t max = UINT64_MAX;
+};
+// An unsigned query parameter: `out` keeps its default when absent; false when present but not an
+// integer within `range` (the error is set to a message naming the parameter and the range). Every
+// handler reads its numeric parameters through this, so none is silently clamped.
+bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error,
+               UintRange range = {});
 
 // "Bearer <token>" → "<token>"; empty when absent or another scheme.
 std::string_view bearer_token(std::string_view authorization);

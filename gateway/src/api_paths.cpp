@@ -92,13 +92,16 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
   return std::nullopt;
 }
 
-bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error) {
+bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error, UintRange range) {
   auto v = query_param(query, name);
   if (!v) return true;
   uint64_t parsed = 0;
   auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
-  if (v->empty() || ec != std::errc() || p != v->data() + v->size()) {
-    error = "query parameter `" + std::string(name) + "` must be a non-negative integer, got `" + *v + "`";
+  if (v->empty() || ec != std::errc() || p != v->data() + v->size() || parsed < range.min || parsed > range.max) {
+    std::string wanted = range.max == UINT64_MAX && range.min == 0
+                             ? "a non-negative integer"
+                             : "an integer from " + std::to_string(range.min) + " to " + std::to_string(range.max);
+    error = "query parameter `" + std::string(name) + "` must be " + wanted + ", got `" + *v + "`";
     return false;
   }
   out = parsed;

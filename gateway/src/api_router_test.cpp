@@ -26,6 +26,21 @@ TEST(Query, UnsignedParams) {
   EXPECT_NE(error.find("limit"), std::string::npos);
 }
 
+TEST(Query, UnsignedParamsOutsideTheirRangeAreRefused) {
+  uint64_t v = 50;
+  std::string error;
+  EXPECT_TRUE(query_u64("limit=1", "limit", v, error, {1, 200}));
+  EXPECT_EQ(v, 1u);
+  EXPECT_TRUE(query_u64("limit=200", "limit", v, error, {1, 200}));
+  EXPECT_EQ(v, 200u);
+  for (const char* q : {"limit=0", "limit=201", "limit=500", "limit=99999999999999999999", "limit=x"}) {
+    v = 7;
+    EXPECT_FALSE(query_u64(q, "limit", v, error, {1, 200})) << q;
+    EXPECT_EQ(v, 7u) << "a refused value is not kept: " << q;
+    EXPECT_NE(error.find("query parameter `limit` must be an integer from 1 to 200"), std::string::npos) << error;
+  }
+}
+
 TEST(Auth, BearerToken) {
   EXPECT_EQ(bearer_token("Bearer abc"), "abc");
   EXPECT_EQ(bearer_token("bearer  abc "), "abc");

@@ -19,10 +19,10 @@ TEST(ClientFrames, DecodesEachRequest) {
   EXPECT_EQ(std::get<SendMessageFrame>(send).content, "hi");
   EXPECT_EQ(std::get<SendMessageFrame>(send).type, fb::MessageType::Image);
 
-  auto sync = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"group_7","after_seq":0,"limit":500}})", 1024);
+  auto sync = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"group_7","after_seq":0,"limit":200}})", 1024);
   ASSERT_TRUE(std::holds_alternative<SyncFrame>(sync));
   EXPECT_EQ(std::get<SyncFrame>(sync).after_seq, 0u);
-  EXPECT_EQ(std::get<SyncFrame>(sync).limit, 200u) << "limit is clamped to 1..200";
+  EXPECT_EQ(std::get<SyncFrame>(sync).limit, 200u);
 
   auto read = decode_client_frame(R"({"type":"read","data":{"conversation_id":"world","seq_id":12}})", 1024);
   ASSERT_TRUE(std::holds_alternative<ReadFrame>(read));
@@ -47,6 +47,15 @@ TEST(ClientFrames, ErrorsNameTheRequest) {
   auto big = error_of(R"({"type":"send-message","data":{"client_msg_id":"m1","conversation_id":"world","content":")" +
                       std::string(2000, 'a') + "\"}}");
   EXPECT_EQ(big.code, "invalid") << "content over max_content_bytes";
+}
+
+TEST(ClientFrames, SyncLimitIsOneTo200) {
+  for (const char* limit : {"0", "201", "500"}) {
+    auto e = error_of(std::string(R"({"type":"sync","data":{"conversation_id":"world","limit":)") + limit + "}}");
+    EXPECT_EQ(e.code, "invalid") << limit;
+    EXPECT_EQ(e.request_type, "sync");
+    EXPECT_NE(e.message.find("limit must be an integer from 1 to 200"), std::string::npos) << e.message;
+  }
 }
 
 }  // namespace
