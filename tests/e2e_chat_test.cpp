@@ -483,6 +483,16 @@ TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
 
   auto past_end = s().http().post(fmt::format("/api/v1/conversations/{}/read", c), R"({"seq_id":99})", b.token);
   EXPECT_EQ(past_end.status, 400) << past_end.body;
+
+  // A group with one message: the creation is a system row, so one unread, not two (issue 19).
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"one message","members":[{}]}})", b.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  c = g.json()["conversation_id"].GetString();
+  auto sent = s().http().post(fmt::format("/api/v1/conversations/{}/messages", c), R"({"content":"only one"})", a.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<2>(*v) == 2; }, 20s))
+      << "the group's two rows never reached the read model";
+  EXPECT_EQ(std::get<0>(*conversation_of(b)), 1u) << "the group's creation is not unread";
 }
 
 TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
@@ -632,7 +642,7 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
     listed = true;
     EXPECT_GE(c["last_message"]["seq_id"].GetUint64(), joined);
     EXPECT_EQ(c["read_seq"].GetUint64(), joined - 1);
-    EXPECT_EQ(c["unread"].GetUint64(), 2u) << "the join and the message after it";
+    EXPECT_EQ(c["unread"].GetUint64(), 1u) << "the message after the join; the join is a system row";
   }
   EXPECT_TRUE(listed) << list.body;
 
