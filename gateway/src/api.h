@@ -89,6 +89,8 @@ class ApiRouter {
   };
   // Pure: the first route (in order of add()) whose pattern and method match.
   [[nodiscard]] Match match(Method method, std::string_view path) const;
+  // Every route, in order of add() (the contract test compares them with docs/api/openapi.yaml).
+  [[nodiscard]] const std::vector<Route>& routes() const { return routes_; }
 
  private:
   static void run(Services& svc, const Route& r, ApiRequest&& request, std::vector<std::string> params,
