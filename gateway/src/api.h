@@ -28,6 +28,7 @@ struct ApiRequest {
   std::string authorization;   // the Authorization header
   std::string remote_address;  // the TCP peer's IP address ("" when unknown)
   std::string forwarded_for;   // every X-Forwarded-For header, joined by ','
+  std::string origin;          // the Origin header ("" when absent)
   std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
   uint64_t user_id = 0;        // the authenticated user (routes that require a token)
 };
@@ -70,7 +71,9 @@ class ApiRouter {
   // Pattern segments: literals or "{}" (one captured segment).
   void add(Method method, std::string_view pattern, Auth auth, Handler handler);
   // Matches, authenticates and runs the handler; answers 404 (no such path), 405 (path exists,
-  // method does not, with Allow) or 401 itself.
+  // method does not, with Allow), 401, and OPTIONS (204 with Allow, a CORS preflight's answer
+  // when the Origin is in gateway.cors_origins) itself. Replies to an allowed Origin carry
+  // Access-Control-Allow-Origin.
   void dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const;
 
   struct Route {
