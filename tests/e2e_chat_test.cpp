@@ -483,6 +483,16 @@ TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
 
   auto past_end = s().http().post(fmt::format("/api/v1/conversations/{}/read", c), R"({"seq_id":99})", b.token);
   EXPECT_EQ(past_end.status, 400) << past_end.body;
+
+  // A group with one message: the creation is a system row, so one unread, not two (issue 19).
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"one message","members":[{}]}})", b.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  c = g.json()["conversation_id"].GetString();
+  auto sent = s().http().post(fmt::format("/api/v1/conversations/{}/messages", c), R"({"content":"only one"})", a.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  ASSERT_TRUE(wait_until([&] { auto v = conversation_of(b); return v && std::get<2>(*v) == 2; }, 20s))
+      << "the group's two rows never reached the read model";
+  EXPECT_EQ(std::get<0>(*conversation_of(b)), 1u) << "the group's creation is not unread";
 }
 
 TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
@@ -632,7 +642,7 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
     listed = true;
     EXPECT_GE(c["last_message"]["seq_id"].GetUint64(), joined);
     EXPECT_EQ(c["read_seq"].GetUint64(), joined - 1);
-    EXPECT_EQ(c["unread"].GetUint64(), 2u) << "the join and the message after it";
+    EXPECT_EQ(c["unread"].GetUint64(), 1u) << "the message after the join; the join is a system row";
   }
   EXPECT_TRUE(listed) << list.body;
 
@@ -757,6 +767,73 @@ TEST_F(E2eChat, RestErrorsHaveCodesAndStatuses) {
     auto r = s().http().get(fmt::format("/api/v1/users/{}", a.id), a.token);
     return r.status == 200 && std::string(r.json()["nickname"].GetString()) == "Renamed";
   }, 20s));
+}
+
+TEST_F(E2eChat, ContractStatusesOfRecallRoleAndWrongMethod) {
+  User a = make_user(s(), "recaller"), b = make_user(s(), "recallee");
+  auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"recalls","members":[{}]}})", b.id), a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  auto sent = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv), R"({"content":"mine"})", a.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  uint64_t message = std::stoull(sent.json()["message_id"].GetString());
+
+  // An id made a moment ago that is no message of this conversation: not found, not "too late".
+  auto unknown = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message + 1), "",
+                                 a.token);
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_STREQ(unknown.json()["code"].GetString(), "not_found") << unknown.body;
+  auto others = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message), "", b.token);
+  EXPECT_EQ(others.status, 403) << others.body;
+  EXPECT_STREQ(others.json()["code"].GetString(), "not_sender") << others.body;
+  auto own = s().http().post(fmt::format("/api/v1/conversations/{}/messages/{}/recall", conv, message), "", a.token);
+  EXPECT_EQ(own.status, 204) << own.body;
+
+  auto bad_role = s().http().request("PUT", fmt::format("/api/v1/groups/{}/members/{}/role", gid, b.id),
+                                     R"({"role":"king"})", a.token);
+  EXPECT_EQ(bad_role.status, 400) << bad_role.body;
+  EXPECT_STREQ(bad_role.json()["code"].GetString(), "invalid") << bad_role.body;
+
+  // /users/me and /users/{id} are both GET routes of this path: Allow names GET once.
+  auto wrong = s().http().request("DELETE", "/api/v1/users/me", {}, a.token);
+  EXPECT_EQ(wrong.status, 405) << wrong.body;
+  EXPECT_STREQ(wrong.json()["code"].GetString(), "method_not_allowed") << wrong.body;
+  EXPECT_EQ(wrong.header("Allow"), "GET, PATCH");
+}
+
+TEST_F(E2eChat, QueryParametersOutsideTheirDocumentedRangesAre400) {
+  User a = make_user(s(), "ranges");
+  auto g = s().http().post("/api/v1/groups", R"({"name":"ranges"})", a.token);
+  ASSERT_EQ(g.status, 201) << g.body;
+  std::string conv = g.json()["conversation_id"].GetString();
+  uint64_t gid = g.json()["group_id"].GetUint64();
+  struct Case {
+    std::string target;
+    std::string names;  // what the message must say
+  };
+  std::string history = fmt::format("/api/v1/conversations/{}/messages", conv);
+  std::string members = fmt::format("/api/v1/groups/{}/members", gid);
+  std::string bans = fmt::format("/api/v1/groups/{}/bans", gid);
+  for (const Case& c : {Case{history + "?limit=0", "`limit` must be an integer from 1 to 200, got `0`"},
+                        Case{history + "?limit=500", "`limit` must be an integer from 1 to 200, got `500`"},
+                        Case{members + "?limit=0", "`limit` must be an integer from 1 to 1000"},
+                        Case{members + "?limit=1001", "`limit` must be an integer from 1 to 1000"},
+                        Case{bans + "?limit=1001", "`limit` must be an integer from 1 to 1000"},
+                        Case{"/api/v1/users/search?q=ran&limit=101", "`limit` must be an integer from 1 to 100"},
+                        Case{"/api/v1/users/search?q=ran&limit=0", "`limit` must be an integer from 1 to 100"},
+                        Case{history + "?before_seq=-1", "`before_seq` must be a non-negative integer"}}) {
+    auto r = s().http().get(c.target, a.token);
+    EXPECT_EQ(r.status, 400) << c.target << ": " << r.body;
+    EXPECT_STREQ(r.json()["code"].GetString(), "invalid") << c.target;
+    EXPECT_NE(std::string(r.json()["message"].GetString()).find(c.names), std::string::npos) << r.body;
+  }
+  // The ends of each range are served.
+  for (const std::string& target : {history + "?limit=1", history + "?limit=200", members + "?limit=1000",
+                                    bans + "?limit=1", std::string("/api/v1/users/search?q=ran&limit=100")}) {
+    auto r = s().http().get(target, a.token);
+    EXPECT_EQ(r.status, 200) << target << ": " << r.body;
+  }
 }
 
 TEST_F(E2eChat, TokensExpiredForgedNoneAndWrongTypeAreRefused) {

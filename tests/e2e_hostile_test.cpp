@@ -41,6 +41,7 @@ gateway:
   ws_rate: 5
   ws_burst: 10
   read_model_wait: 5s
+  cors_origins: [http://app.example]
 )";
 
 struct User {
@@ -306,6 +307,15 @@ TEST_F(E2eHostile, BodyLimitsAreTheRoutesAndNamedInThe413) {
   EXPECT_NE(over.received.find("over 1048576 bytes"), std::string::npos) << over.received;
   EXPECT_TRUE(over.closed);
 
+  // A chunked body is counted as it comes; the 413 names the same limit.
+  std::string chunk(600'000, 'x');
+  auto chunked = raw_exchange(s().port(), fmt::format("POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                                                      "Transfer-Encoding: chunked\r\n\r\n{0:x}\r\n{1}\r\n"
+                                                      "{0:x}\r\n{1}\r\n0\r\n\r\n",
+                                                      chunk.size(), chunk));
+  EXPECT_TRUE(chunked.received.starts_with("HTTP/1.1 413")) << chunked.received;
+  EXPECT_NE(chunked.received.find("over 1048576 bytes"), std::string::npos) << chunked.received;
+
   // The avatar route takes up to avatar_max_bytes (2 MiB), over max_body_bytes (1 MiB).
   User a = make_user(s(), "bigface");
   std::string png("\x89PNG\r\n\x1a\n", 8);
@@ -316,6 +326,54 @@ TEST_F(E2eHostile, BodyLimitsAreTheRoutesAndNamedInThe413) {
                                           "Authorization: Bearer " + a.token + "\r\nContent-Length: 3000000\r\n\r\n");
   EXPECT_TRUE(too_big.received.starts_with("HTTP/1.1 413")) << too_big.received;
   EXPECT_NE(too_big.received.find("over 2097153 bytes"), std::string::npos) << too_big.received;
+}
+
+// ---- CORS --------------------------------------------------------------------------------------
+
+std::string lowercase(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+TEST_F(E2eHostile, CorsAnswersPreflightsOnlyForTheListedOrigins) {
+  auto preflight = [&](std::string_view origin) {
+    return lowercase(raw_exchange(s().port(), fmt::format("OPTIONS /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
+                                                          "Origin: {}\r\nAccess-Control-Request-Method: GET\r\n"
+                                                          "Access-Control-Request-Headers: authorization\r\n"
+                                                          "Connection: close\r\n\r\n",
+                                                          origin))
+                         .received);
+  };
+  auto listed = preflight("http://app.example");
+  EXPECT_TRUE(listed.starts_with("http/1.1 204")) << listed;
+  EXPECT_NE(listed.find("access-control-allow-origin: http://app.example\r\n"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("access-control-allow-methods: get\r\n"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("access-control-allow-headers: authorization, content-type\r\n"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("vary: origin\r\n"), std::string::npos) << listed;
+  EXPECT_EQ(listed.find("access-control-allow-credentials"), std::string::npos) << listed;
+  EXPECT_EQ(listed.find("*"), std::string::npos) << "never a wildcard: " << listed;
+
+  auto other = preflight("http://evil.example");
+  EXPECT_TRUE(other.starts_with("http/1.1 204")) << other;
+  EXPECT_EQ(other.find("access-control-allow"), std::string::npos) << "an unlisted origin gets no grant: " << other;
+
+  // OPTIONS without an Origin says what the path takes; an unknown path is still 404.
+  auto plain = lowercase(
+      raw_exchange(s().port(), "OPTIONS /api/v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").received);
+  EXPECT_TRUE(plain.starts_with("http/1.1 204")) << plain;
+  EXPECT_NE(plain.find("allow: get, patch, options\r\n"), std::string::npos) << plain;
+  auto nowhere =
+      raw_exchange(s().port(), "OPTIONS /api/v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").received;
+  EXPECT_TRUE(nowhere.starts_with("HTTP/1.1 404")) << nowhere;
+
+  // The actual request's reply, even an error, carries the grant so the page can read it.
+  auto denied = lowercase(raw_exchange(s().port(), "GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
+                                                   "Origin: http://app.example\r\nConnection: close\r\n\r\n")
+                              .received);
+  EXPECT_TRUE(denied.starts_with("http/1.1 401")) << denied;
+  EXPECT_NE(denied.find("access-control-allow-origin: http://app.example\r\n"), std::string::npos) << denied;
+  EXPECT_NE(denied.find("access-control-expose-headers: retry-after, www-authenticate\r\n"), std::string::npos)
+      << denied;
 }
 
 // ---- WebSocket rate limit -------------------------------------------------------------------------

@@ -878,13 +878,13 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   ASSERT_TRUE(msg->has_value());
   EXPECT_TRUE((*msg)->recalled);
 
-  // Conversations with unread counts (timeline.h: unread = last_seq - read_seq).
+  // Conversations with unread counts (timeline.h: the messages above the read seq, no system rows).
   auto convs = model_->conversations(u.ann);
   ASSERT_OK(convs);
   auto ca = by_id(*convs);
   ASSERT_TRUE(ca.contains(g1) && ca.contains(log().single_ab) && ca.contains(log().group2) && ca.contains("world"));
   EXPECT_EQ(ca[g1].last_seq, 12u);
-  EXPECT_EQ(ca[g1].unread, 1u);  // bob's join of cyd after ann's last message
+  EXPECT_EQ(ca[g1].unread, 0u);  // bob's adding cyd after ann's last message is a system row
   EXPECT_EQ(ca[g1].title, kGroupName);
   EXPECT_EQ(ca[log().single_ab].unread, 1u);
   EXPECT_EQ(ca[log().single_ab].peer_id, u.bob);
@@ -893,9 +893,11 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ(ca[log().single_ab].last_message->content, "see you");
   for (size_t i = 1; i < convs->size(); ++i) EXPECT_GE((*convs)[i - 1].updated_at, (*convs)[i].updated_at);
   auto cd = by_id(*model_->conversations(u.dee));
-  EXPECT_EQ(cd[g1].unread, 7u);  // read to 5 (own message; a read marker at 3 does not move it back)
+  // Read to 5 (own message; a read marker at 3 does not move it back); of 6..12 only bob's
+  // message at 9 (recalled since) and ann's at 11 are messages.
+  EXPECT_EQ(cd[g1].unread, 2u);
   auto cc = by_id(*model_->conversations(u.cyd));
-  EXPECT_EQ(cc[g1].unread, 1u);  // added back at 12: read to 11
+  EXPECT_EQ(cc[g1].unread, 0u);  // added back at 12 (a system row): read to 11
   EXPECT_EQ(cc["world"].read_seq, 4u);
   EXPECT_FALSE(by_id(*model_->conversations(u.bob)).contains(log().group2));
 
@@ -1094,8 +1096,12 @@ TEST_F(ProjectionSinksRedis, KeepsTheSeedsLayout) {
             "{\"message_id\":\"" + std::to_string(log().recalled_message_id) + "\"");
   EXPECT_NE(recalled.find(",\"content\":\"\",\"recalled\":true}"), std::string::npos) << recalled;
   EXPECT_NE(recalled.find("\"sender_id\":" + std::to_string(log().users.bob)), std::string::npos);
-  // unread:<user> per conversation.
-  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.dee)), log().group1}), "7");
+  // unread:<user> per conversation: the messages above the read seq, not system rows.
+  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.dee)), log().group1}), "2");
+  EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.ann)), log().group1}), "0");
+  // msg_seqs holds the seqs of group1's messages (2, 3, 5, 9, 11), and group2's newest window.
+  EXPECT_EQ(r.run({"ZRANGE", key("msg_seqs:" + log().group1), "0", "-1"}), "2\n3\n5\n9\n11\n");
+  EXPECT_EQ(r.run({"ZCARD", key("msg_seqs:" + g2)}), "300");
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.ann)), log().single_ab}), "1");
   EXPECT_EQ(r.run({"HGET", key("unread:" + std::to_string(log().users.bob)), log().group2}), "");
   // Injection content survives the JSON round trip.

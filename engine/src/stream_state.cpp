@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "imlog/core/utf8.h"
+#include "imlog/engine/message_ids.h"
 
 namespace imlog {
 namespace {
@@ -234,6 +235,18 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
 
 // ---- conversations: messages, recalls, read markers --------------------------------------------
 
+// A message the state does not hold. The state keeps only messages still within the recall
+// window, so it cannot tell an old message from no message at all; a message id carries its time
+// (message_ids.h): an id made within the window that is not held was never a message of this
+// conversation (404), an older one may have been (409, the window has passed).
+Decision refuse_unknown_recall(uint64_t id, const DecideContext& ctx) {
+  if (ctx.now_ms - MessageIdGenerator::time_of(id) > ctx.limits.recall_window_ms) {
+    return Decision::refuse(Refusal::recall_window_passed,
+                            "message " + id_str(id) + " is older than the recall window");
+  }
+  return Decision::refuse(Refusal::not_found, "no message " + id_str(id) + " in this conversation");
+}
+
 Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, const DecideContext& ctx) {
   switch (c.command_type()) {
     case fb::Command::SendMessage: {
@@ -249,10 +262,7 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
       uint64_t id = c.command_as_RecallMessage()->message_id();
       auto it = std::find_if(s.recent.begin(), s.recent.end(),
                              [&](const RecentMessage& m) { return m.message_id == id; });
-      if (it == s.recent.end()) {
-        return Decision::refuse(Refusal::recall_window_passed,
-                                "message " + id_str(id) + " is not in this conversation's recall window");
-      }
+      if (it == s.recent.end()) return refuse_unknown_recall(id, ctx);
       if (it->sender != c.actor())
         return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");
       if (it->recalled)

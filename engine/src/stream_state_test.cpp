@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "imlog/engine/directory.h"
+#include "imlog/engine/message_ids.h"
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
 
@@ -1131,8 +1132,20 @@ TEST_F(StreamStateRecall, NotAfterTheWindow) {
   EXPECT_TRUE(Refused(g.run(kMember, recall(message_)), Refusal::recall_window_passed));
 }
 
-TEST_F(StreamStateRecall, AnUnknownMessageCannotBeRecalled) {
-  EXPECT_TRUE(Refused(g.run(kMember, recall(message_ + 12345)), Refusal::recall_window_passed));
+// The id MessageIdGenerator makes at `ms` on partition 0 with counter 0.
+uint64_t id_made_at(int64_t ms) { return static_cast<uint64_t>(ms - MessageIdGenerator::kEpochMs) << 22; }
+
+TEST_F(StreamStateRecall, AnUnknownMessageIsNotFoundUnlessOlderThanTheWindow) {
+  // Made within the window yet not held: never a message of this conversation.
+  EXPECT_TRUE(Refused(g.run(kMember, recall(id_made_at(g.now_ms()))), Refusal::not_found));
+  EXPECT_TRUE(Refused(g.run(kMember, recall(id_made_at(g.now_ms() - g.limits().recall_window_ms))),
+                      Refusal::not_found))
+      << "the window's first millisecond";
+  EXPECT_TRUE(Refused(g.run(kMember, recall(id_made_at(g.now_ms() + 60'000))), Refusal::not_found))
+      << "an id from the future";
+  // Older than the window: it may have been one, and can no longer be recalled either way.
+  EXPECT_TRUE(Refused(g.run(kMember, recall(id_made_at(g.now_ms() - g.limits().recall_window_ms - 1))),
+                      Refusal::recall_window_passed));
   EXPECT_TRUE(Refused(g.run(kMember, recall(0)), Refusal::recall_window_passed));
 }
 

@@ -28,6 +28,7 @@ struct ApiRequest {
   std::string authorization;   // the Authorization header
   std::string remote_address;  // the TCP peer's IP address ("" when unknown)
   std::string forwarded_for;   // every X-Forwarded-For header, joined by ','
+  std::string origin;          // the Origin header ("" when absent)
   std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
   uint64_t user_id = 0;        // the authenticated user (routes that require a token)
 };
@@ -50,9 +51,16 @@ ApiReply no_content();
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 // Percent-decoding ('+' is a space in queries only). nullopt on a bad escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
-// An unsigned query parameter: `out` keeps its default when absent; false when present but not a
-// number (the error is set to a message naming it).
-bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error);
+// The closed range of values a numeric query parameter may take, as the API documents it.
+struct UintRange {
+  uint64_t min = 0;
+  uint64_t max = UINT64_MAX;
+};
+// An unsigned query parameter: `out` keeps its default when absent; false when present but not an
+// integer within `range` (the error is set to a message naming the parameter and the range). Every
+// handler reads its numeric parameters through this, so none is silently clamped.
+bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error,
+               UintRange range = {});
 
 // "Bearer <token>" → "<token>"; empty when absent or another scheme.
 std::string_view bearer_token(std::string_view authorization);
@@ -63,7 +71,9 @@ class ApiRouter {
   // Pattern segments: literals or "{}" (one captured segment).
   void add(Method method, std::string_view pattern, Auth auth, Handler handler);
   // Matches, authenticates and runs the handler; answers 404 (no such path), 405 (path exists,
-  // method does not, with Allow) or 401 itself.
+  // method does not, with Allow), 401, and OPTIONS (204 with Allow, a CORS preflight's answer
+  // when the Origin is in gateway.cors_origins) itself. Replies to an allowed Origin carry
+  // Access-Control-Allow-Origin.
   void dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const;
 
   struct Route {
@@ -82,6 +92,8 @@ class ApiRouter {
   };
   // Pure: the first route (in order of add()) whose pattern and method match.
   [[nodiscard]] Match match(Method method, std::string_view path) const;
+  // Every route, in order of add() (the contract test compares them with docs/api/openapi.yaml).
+  [[nodiscard]] const std::vector<Route>& routes() const { return routes_; }
 
  private:
   static void run(Services& svc, const Route& r, ApiRequest&& request, std::vector<std::string> params,

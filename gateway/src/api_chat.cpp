@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint32_t kDefaultPage = 50;
 constexpr uint32_t kMaxPage = 200;
+constexpr uint32_t kMaxMemberPage = 1000;  // members and bans
 constexpr int kGroupIdAttempts = 5;
 
 // Answers 400 for a path id that is not a conversation.
@@ -66,13 +67,13 @@ void on_history(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t after = 0, before = 0, limit = kDefaultPage;
   std::string error;
   if (!query_u64(req.query, "after_seq", after, error) || !query_u64(req.query, "before_seq", before, error) ||
-      !query_u64(req.query, "limit", limit, error)) {
+      !query_u64(req.query, "limit", limit, error, {1, kMaxPage})) {
     return respond(invalid(svc, error));
   }
   HistoryRequest request;
   if (query_param(req.query, "after_seq")) request.after_seq = after;  // present, 0 included: read forward
   request.before_seq = before;
-  request.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, kMaxPage));
+  request.limit = static_cast<uint32_t>(limit);
   if (request.after_seq && before > 0 && before <= after + 1) {
     return respond(invalid(svc, "before_seq must be greater than after_seq + 1"));
   }
@@ -314,10 +315,10 @@ void on_members(Services& svc, ApiRequest& req, Respond respond) {
   if (!group_param(svc, req, respond, id)) return;
   uint64_t after = 0, limit = 100;
   std::string error;
-  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+  if (!query_u64(req.query, "after_user_id", after, error) ||
+      !query_u64(req.query, "limit", limit, error, {1, kMaxMemberPage})) {
     return respond(invalid(svc, error));
   }
-  limit = std::clamp<uint64_t>(limit, 1, 1000);
   with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond](uint64_t) {
     auto members = svc.query.model().members(id, after, static_cast<uint32_t>(limit) + 1);
     if (!members) return respond(counted_error(svc, 503, "unavailable", members.error().message()));
@@ -348,10 +349,10 @@ void on_bans(Services& svc, ApiRequest& req, Respond respond) {
   if (!group_param(svc, req, respond, id)) return;
   uint64_t after = 0, limit = 100;
   std::string error;
-  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+  if (!query_u64(req.query, "after_user_id", after, error) ||
+      !query_u64(req.query, "limit", limit, error, {1, kMaxMemberPage})) {
     return respond(invalid(svc, error));
   }
-  limit = std::clamp<uint64_t>(limit, 1, 1000);
   with_read_access(svc, group_stream(id), req.user_id, respond, [&svc, id, after, limit, respond](uint64_t) {
     auto bans = svc.query.model().bans(id, after, static_cast<uint32_t>(limit) + 1);
     if (!bans) return respond(counted_error(svc, 503, "unavailable", bans.error().message()));

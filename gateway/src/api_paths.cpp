@@ -31,6 +31,14 @@ int hex_value(char c) {
   return -1;
 }
 
+// Appends `method` to an Allow list unless it is there already: /users/me and /users/{} are two
+// routes of one path, and a method both have must be listed once (RFC 9110 §10.2.1).
+void add_allowed(std::string& allow, std::string_view method) {
+  if ((", " + allow + ", ").find(", " + std::string(method) + ", ") != std::string::npos) return;
+  if (!allow.empty()) allow += ", ";
+  allow += method;
+}
+
 }  // namespace
 
 std::string_view method_name(Method m) {
@@ -84,13 +92,16 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
   return std::nullopt;
 }
 
-bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error) {
+bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error, UintRange range) {
   auto v = query_param(query, name);
   if (!v) return true;
   uint64_t parsed = 0;
   auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
-  if (v->empty() || ec != std::errc() || p != v->data() + v->size()) {
-    error = "query parameter `" + std::string(name) + "` must be a non-negative integer, got `" + *v + "`";
+  if (v->empty() || ec != std::errc() || p != v->data() + v->size() || parsed < range.min || parsed > range.max) {
+    std::string wanted = range.max == UINT64_MAX && range.min == 0
+                             ? "a non-negative integer"
+                             : "an integer from " + std::to_string(range.min) + " to " + std::to_string(range.max);
+    error = "query parameter `" + std::string(name) + "` must be " + wanted + ", got `" + *v + "`";
     return false;
   }
   out = parsed;
@@ -144,8 +155,7 @@ ApiRouter::Match ApiRouter::match(Method method, std::string_view path) const {
       m.params = std::move(params);
       return m;
     }
-    if (!m.allow.empty()) m.allow += ", ";
-    m.allow += method_name(r.method);
+    add_allowed(m.allow, method_name(r.method));
   }
   return m;
 }

@@ -1,5 +1,7 @@
 #include "api.h"
 
+#include <algorithm>
+
 #include "commands.h"
 #include "json.h"
 #include "services.h"
@@ -18,6 +20,38 @@ void run_on_query_thread(Services& svc, const Handler& handler, ApiRequest&& req
   auto reply = error_reply(503, "overloaded", "the server has too many requests queued; retry shortly");
   add_retry_after(reply, kOverloadedRetry);
   respond(std::move(reply));
+}
+
+// The request's Origin when gateway.cors_origins lists it, else "" (same origin only: a browser
+// then refuses the page's cross-origin request).
+std::string allowed_origin(const Services& svc, const std::string& origin) {
+  if (origin.empty()) return {};
+  const auto& allowed = svc.config.cors_origins;
+  return std::find(allowed.begin(), allowed.end(), origin) != allowed.end() ? origin : std::string();
+}
+
+// Tokens travel in Authorization, never in cookies, so no Allow-Credentials: a page must hold the
+// token itself, and the origin is echoed (never `*`) so that Vary keeps caches per origin.
+Respond with_cors(std::string origin, const Respond& respond) {
+  return [origin = std::move(origin), respond](ApiReply reply) {
+    reply.headers.emplace_back("Access-Control-Allow-Origin", origin);
+    reply.headers.emplace_back("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate");
+    reply.headers.emplace_back("Vary", "Origin");
+    respond(std::move(reply));
+  };
+}
+
+// OPTIONS on a path that exists: the methods it takes, and to an allowed origin's preflight the
+// request headers it may send.
+ApiReply options_reply(const std::string& allow, bool cors) {
+  ApiReply reply = no_content();
+  reply.headers.emplace_back("Allow", allow + ", OPTIONS");
+  if (cors) {
+    reply.headers.emplace_back("Access-Control-Allow-Methods", allow);
+    reply.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    reply.headers.emplace_back("Access-Control-Max-Age", "600");
+  }
+  return reply;
 }
 
 }  // namespace
@@ -40,8 +74,12 @@ ApiReply no_content() {
   return r;
 }
 
-void ApiRouter::dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const {
+void ApiRouter::dispatch(Services& svc, ApiRequest&& request, const Respond& plain_respond) const {
+  std::string origin = allowed_origin(svc, request.origin);
+  const bool cors = !origin.empty();
+  const Respond respond = cors ? with_cors(std::move(origin), plain_respond) : plain_respond;
   Match m = match(request.method, request.path);
+  if (request.method == Method::options && !m.allow.empty()) return respond(options_reply(m.allow, cors));
   if (m.bad_escape) {
     svc.metrics.error("invalid");
     return respond(error_reply(400, "invalid", "path segment `" + m.bad_segment + "` has a bad %-escape"));

@@ -26,6 +26,21 @@ TEST(Query, UnsignedParams) {
   EXPECT_NE(error.find("limit"), std::string::npos);
 }
 
+TEST(Query, UnsignedParamsOutsideTheirRangeAreRefused) {
+  uint64_t v = 50;
+  std::string error;
+  EXPECT_TRUE(query_u64("limit=1", "limit", v, error, {1, 200}));
+  EXPECT_EQ(v, 1u);
+  EXPECT_TRUE(query_u64("limit=200", "limit", v, error, {1, 200}));
+  EXPECT_EQ(v, 200u);
+  for (const char* q : {"limit=0", "limit=201", "limit=500", "limit=99999999999999999999", "limit=x"}) {
+    v = 7;
+    EXPECT_FALSE(query_u64(q, "limit", v, error, {1, 200})) << q;
+    EXPECT_EQ(v, 7u) << "a refused value is not kept: " << q;
+    EXPECT_NE(error.find("query parameter `limit` must be an integer from 1 to 200"), std::string::npos) << error;
+  }
+}
+
 TEST(Auth, BearerToken) {
   EXPECT_EQ(bearer_token("Bearer abc"), "abc");
   EXPECT_EQ(bearer_token("bearer  abc "), "abc");
@@ -51,6 +66,16 @@ TEST(Router, MatchesPathsAndMethods) {
   auto none = r.match(Method::get, "/nowhere");
   EXPECT_EQ(none.route, nullptr);
   EXPECT_TRUE(none.allow.empty());
+}
+
+TEST(Router, AllowListsEachMethodOnce) {
+  // A literal segment and a {} segment give one path two GET routes.
+  ApiRouter r;
+  r.add(Method::get, "/api/v1/users/me", ApiRouter::Auth::access, nullptr);
+  r.add(Method::patch, "/api/v1/users/me", ApiRouter::Auth::access, nullptr);
+  r.add(Method::get, "/api/v1/users/{}", ApiRouter::Auth::access, nullptr);
+  EXPECT_EQ(r.match(Method::del, "/api/v1/users/me").allow, "GET, PATCH");
+  EXPECT_EQ(r.match(Method::del, "/api/v1/users/7").allow, "GET");
 }
 
 }  // namespace

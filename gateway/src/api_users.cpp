@@ -161,10 +161,9 @@ void on_search(Services& svc, ApiRequest& req, Respond respond) {
   if (q.empty()) return respond(invalid(svc, "query parameter `q` (a username or nickname prefix) is required"));
   uint64_t after = 0, limit = 20;
   std::string error;
-  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error)) {
+  if (!query_u64(req.query, "after_user_id", after, error) || !query_u64(req.query, "limit", limit, error, {1, 100})) {
     return respond(invalid(svc, error));
   }
-  limit = std::clamp<uint64_t>(limit, 1, 100);
   // One more than asked tells whether there is a next page.
   auto users = svc.query.model().search_users(q, after, static_cast<uint32_t>(limit + 1));
   if (!users) return respond(counted_error(svc, 503, "unavailable", users.error().message()));

@@ -10,6 +10,7 @@ namespace {
 
 constexpr size_t kMaxClientMsgId = 128;
 constexpr uint64_t kDefaultSyncLimit = 100;
+constexpr uint64_t kMaxSyncLimit = 200;
 
 FrameError invalid(std::string message, std::string client_msg_id, std::string type) {
   return FrameError{"invalid", std::move(message), std::move(client_msg_id), std::move(type)};
@@ -40,9 +41,14 @@ ClientFrame decode_sync(JsonFields& data, const std::string& error) {
   }
   std::string why;
   if (!check_conversation(s.conversation, why)) return invalid(why, {}, "sync");
+  if (limit < 1 || limit > kMaxSyncLimit) {
+    return invalid("sync: limit must be an integer from 1 to " + std::to_string(kMaxSyncLimit) + ", got " +
+                       std::to_string(limit),
+                   {}, "sync");
+  }
   // after_seq present (0 included): the messages after it, oldest first. Absent: the latest `limit`.
   if (data.has("after_seq")) s.after_seq = after_seq;
-  s.limit = static_cast<uint32_t>(std::clamp<uint64_t>(limit, 1, 200));
+  s.limit = static_cast<uint32_t>(limit);
   return s;
 }
 

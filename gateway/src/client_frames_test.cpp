@@ -22,10 +22,10 @@ TEST(ClientFrames, DecodesEachRequest) {
   EXPECT_EQ(std::get<SendMessageFrame>(send).content, "hi");
   EXPECT_EQ(std::get<SendMessageFrame>(send).type, fb::MessageType::Image);
 
-  auto sync = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"group_7","after_seq":0,"limit":500}})", 1024);
+  auto sync = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"group_7","after_seq":0,"limit":200}})", 1024);
   ASSERT_TRUE(std::holds_alternative<SyncFrame>(sync));
   EXPECT_EQ(std::get<SyncFrame>(sync).after_seq, 0u);
-  EXPECT_EQ(std::get<SyncFrame>(sync).limit, 200u) << "limit is clamped to 1..200";
+  EXPECT_EQ(std::get<SyncFrame>(sync).limit, 200u);
 
   auto read = decode_client_frame(R"({"type":"read","data":{"conversation_id":"world","seq_id":12}})", 1024);
   ASSERT_TRUE(std::holds_alternative<ReadFrame>(read));
@@ -98,11 +98,11 @@ TEST(ClientFrames, AFrameWhoseDataIsNotAnObjectIsInvalid) {
   EXPECT_EQ(error_of(R"([1,2])").code, "invalid_json") << "a frame is an object";
 }
 
-TEST(ClientFrames, SyncWithoutAfterSeqAsksForTheLatestAndClampsTheLimitUp) {
-  auto frame = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"world","limit":0}})", 1024);
+TEST(ClientFrames, SyncWithoutAfterSeqAsksForTheLatest) {
+  auto frame = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"world","limit":1}})", 1024);
   ASSERT_TRUE(std::holds_alternative<SyncFrame>(frame));
   EXPECT_FALSE(std::get<SyncFrame>(frame).after_seq.has_value()) << "absent after_seq: the latest";
-  EXPECT_EQ(std::get<SyncFrame>(frame).limit, 1u) << "limit is clamped to 1..200";
+  EXPECT_EQ(std::get<SyncFrame>(frame).limit, 1u);
   auto plain = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"world"}})", 1024);
   ASSERT_TRUE(std::holds_alternative<SyncFrame>(plain));
   EXPECT_EQ(std::get<SyncFrame>(plain).limit, 100u) << "the default limit";
@@ -115,6 +115,15 @@ TEST(ClientFrames, MessageTypesAreTextImageOrFile) {
   EXPECT_TRUE(parse_message_type("file", t));
   EXPECT_EQ(t, fb::MessageType::File);
   EXPECT_FALSE(parse_message_type("Text", t)) << "names are case-sensitive";
+}
+
+TEST(ClientFrames, SyncLimitIsOneTo200) {
+  for (const char* limit : {"0", "201", "500"}) {
+    auto e = error_of(std::string(R"({"type":"sync","data":{"conversation_id":"world","limit":)") + limit + "}}");
+    EXPECT_EQ(e.code, "invalid") << limit;
+    EXPECT_EQ(e.request_type, "sync");
+    EXPECT_NE(e.message.find("limit must be an integer from 1 to 200"), std::string::npos) << e.message;
+  }
 }
 
 }  // namespace

@@ -722,7 +722,10 @@ class MysqlModelImpl final : public MysqlModel {
           std::string("SELECT c.conversation_id, c.type, c.last_seq, COALESCE(r.read_seq, 0), c.updated_at, "
                       "c.user_lo, c.user_hi, g.name, COALESCE(pp.nickname, pu.nickname, ''), m.message_id, "
                       "m.conversation_id, m.seq_id, m.sender_id, m.content, m.message_type, m.client_msg_id, "
-                      "m.created_at, m.recalled "
+                      "m.created_at, m.recalled, "
+                      // Unread: messages above the read seq, not system rows (timeline.h).
+                      "(SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.conversation_id "
+                      "AND u.seq_id > COALESCE(r.read_seq, 0) AND u.message_type <> 'system') "
                       "FROM conversations c "
                       "LEFT JOIN read_pointers r ON r.user_id = ? AND r.conversation_id = c.conversation_id "
                       "LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq_id = c.last_seq "
@@ -740,7 +743,7 @@ class MysqlModelImpl final : public MysqlModel {
         v.type = get_str(*rs, 2);
         v.last_seq = rs->getUInt64(3);
         v.read_seq = rs->getUInt64(4);
-        v.unread = v.last_seq > v.read_seq ? v.last_seq - v.read_seq : 0;
+        v.unread = rs->getUInt64(19);
         v.updated_at = rs->getInt64(5);
         if (v.type == "single") {
           uint64_t lo = rs->getUInt64(6), hi = rs->getUInt64(7);

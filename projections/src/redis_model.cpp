@@ -5,22 +5,25 @@
 //                         the newest `hot_messages` rows, TTL hot_ttl, refreshed on each write
 //   conv_seq:<conv>       STRING, the conversation's last seq (no TTL)
 //   read_seq:<conv>       HASH user → read seq, one field per participant (timeline.h rules)
-//   unread:<user>         HASH conversation → unread count = conv_seq - read seq
+//   msg_seqs:<conv>       ZSET score = member = seq of each message row (system rows are never
+//                         unread); the same newest `hot_messages` seqs and TTL as hot_messages
+//   unread:<user>         HASH conversation → unread count = the msg_seqs above the read seq
 //   projection:positions  HASH partition → "<next_offset>:<token>"
 //
 // A batch, in at most three round trips on one connection:
 //   1. read what the writes depend on — MGET of the touched conversations' conv_seq, HGETALL of
 //      their read_seq hashes, the stored positions;
 //   2. only when the batch re-applies seqs already stored, or recalls a stored row: the
-//      hot_messages range holding them;
+//      hot_messages range holding them; only when a participant's read seq is below conv_seq:
+//      the msg_seqs above the lowest read seq;
 //   3. MULTI, the writes, the positions (last), EXEC: per conversation one variadic ZADD of the
 //      rows not yet stored (insert-only, like the MySQL messages table), the recalled rows
 //      rewritten (ZREM + ZADD of the recalled form), ZREMRANGEBYSCORE keeping the newest
 //      `hot_messages` seqs, EXPIRE; one MSET of the grown conv_seqs; per conversation one HSET /
 //      HDEL of read seqs; per user one HSET of unread:<user> for every conversation of the batch
 //      they take part in.
-//   Unread counts are derived (conv_seq - read seq, recomputed for every participant of a touched
-//   conversation), never HINCRBY'd, so re-applying an event cannot count it twice; conv_seq and
+//   Unread counts are derived (the message seqs above the read seq: msg_seqs read in step 2 plus
+//   the batch's, recomputed for every participant of a touched conversation), never HINCRBY'd, so re-applying an event cannot count it twice; conv_seq and
 //   read seqs only grow. The reads happen outside the transaction: the model assumes one writer
 //   per key prefix (the projector — as the positions already do).
 //
@@ -121,8 +124,15 @@ std::string recalled_form(std::string_view m) {
 }
 
 // The key families of the model (dump and drop touch nothing else under the prefix).
-constexpr std::string_view kFamilies[] = {"hot_messages:", "conv_seq:", "read_seq:", "unread:"};
+constexpr std::string_view kFamilies[] = {"hot_messages:", "msg_seqs:", "conv_seq:", "read_seq:", "unread:"};
 constexpr std::string_view kPositionsKey = "projection:positions";
+
+bool is_zset(std::string_view key) { return key.starts_with("hot_messages:") || key.starts_with("msg_seqs:"); }
+
+// The seqs of `sorted` above `floor`.
+size_t count_above(const std::vector<uint64_t>& sorted, uint64_t floor) {
+  return static_cast<size_t>(sorted.end() - std::upper_bound(sorted.begin(), sorted.end(), floor));
+}
 
 // A glob pattern matching exactly the literal `s`.
 std::string glob_escape(std::string_view s) {
@@ -247,6 +257,24 @@ struct ConvBatch {
     }
   }
 };
+
+// The seq at and below which a conversation's rows are trimmed once the batch is applied: only
+// the newest `hot` seqs are kept, of hot_messages and msg_seqs alike.
+uint64_t window_floor(const ConvBatch& cb, uint64_t old_last, uint64_t hot) {
+  uint64_t last = std::max(old_last, cb.last_seq);
+  return last > hot ? last - hot : 0;
+}
+
+// The lowest read seq a participant may have once the batch is applied (read seqs only grow,
+// or restart at a join within the batch); UINT64_MAX when the conversation has none.
+uint64_t lowest_read(const ConvBatch& cb, const std::map<uint64_t, uint64_t>& stored_reads) {
+  uint64_t lo = UINT64_MAX;
+  for (const auto& [user, seq] : stored_reads) lo = std::min(lo, seq);
+  for (const auto& o : cb.ops) {
+    if (o.op != 'd') lo = std::min(lo, o.seq);
+  }
+  return lo;
+}
 
 MessageView parse_message(const rapidjson::Value& v) {
   MessageView m;
@@ -461,6 +489,16 @@ class RedisModelImpl final : public RedisModel {
                 arena.add(std::to_string(hi)), "WITHSCORES"});
       probed.push_back(i);
     }
+    // The stored message seqs above the lowest read seq the batch leaves, for the unread counts.
+    std::vector<std::vector<uint64_t>> stored_msgs(convs.size());
+    std::vector<size_t> msg_probed;
+    for (size_t i = 0; i < convs.size(); ++i) {
+      uint64_t lo = std::max(window_floor(convs[i], old_last[i], config_.hot_messages), lowest_read(convs[i], reads[i]));
+      if (lo >= old_last[i]) continue;
+      c.append({"ZRANGEBYSCORE", arena.add(key("msg_seqs:" + convs[i].conv)), arena.add("(" + std::to_string(lo)),
+                arena.add(std::to_string(old_last[i]))});
+      msg_probed.push_back(i);
+    }
     for (size_t i : probed) {
       take([&](const redisReply* rep) {
         for (size_t j = 0; j + 1 < rep->elements; j += 2) {
@@ -468,6 +506,14 @@ class RedisModelImpl final : public RedisModel {
           if (parse_num(reply_str(rep->element[j + 1]), seq)) {
             stored[i][seq].emplace_back(reply_str(rep->element[j]));
           }
+        }
+      });
+    }
+    for (size_t i : msg_probed) {
+      take([&](const redisReply* rep) {
+        for (size_t j = 0; j < rep->elements; ++j) {
+          uint64_t seq = 0;
+          if (parse_num(reply_str(rep->element[j]), seq)) stored_msgs[i].push_back(seq);
         }
       });
     }
@@ -493,7 +539,7 @@ class RedisModelImpl final : public RedisModel {
       // Rows at or below `last - hot_messages` would be trimmed by this same transaction: a batch
       // with many messages of one conversation (a replay) writes only the newest window of them.
       const uint64_t last = std::max(old_last[i], cb.last_seq);
-      const uint64_t keep_above = last > config_.hot_messages ? last - config_.hot_messages : 0;
+      const uint64_t keep_above = window_floor(cb, old_last[i], config_.hot_messages);
       auto wanted = [&](const ConvBatch::Row& r) { return r.row.seq > keep_above && !is_stored(r.row.seq); };
       size_t adds = 0, new_rows = 0;
       for (const auto& r : cb.rows) {
@@ -532,19 +578,36 @@ class RedisModelImpl final : public RedisModel {
           touched_hot = true;
         }
       }
-      if (touched_hot) {
-        if (last > config_.hot_messages) {
-          // Keep the newest `hot_messages` seqs.
-          w.command(4);
-          w.arg("ZREMRANGEBYSCORE");
-          w.arg(hot);
-          w.arg("-inf");
-          w.arg(last - config_.hot_messages);
+      // The message seqs above the old last (system rows are never unread), within the window.
+      std::vector<uint64_t> new_msgs;
+      for (const auto& r : cb.rows) {
+        if (r.row.seq > old_last[i] && r.row.seq > keep_above && r.row.type != "system") new_msgs.push_back(r.row.seq);
+      }
+      const std::string msgs = key("msg_seqs:" + cb.conv);
+      if (!new_msgs.empty()) {
+        w.command(2 + 2 * new_msgs.size());
+        w.arg("ZADD");
+        w.arg(msgs);
+        for (uint64_t seq : new_msgs) {
+          w.arg(seq);
+          w.arg(seq);
         }
-        w.command(3);
-        w.arg("EXPIRE");
-        w.arg(hot);
-        w.arg(ttl);
+      }
+      if (touched_hot) {
+        for (const std::string* z : {&hot, &msgs}) {
+          if (last > config_.hot_messages) {
+            // Keep the newest `hot_messages` seqs.
+            w.command(4);
+            w.arg("ZREMRANGEBYSCORE");
+            w.arg(*z);
+            w.arg("-inf");
+            w.arg(last - config_.hot_messages);
+          }
+          w.command(3);
+          w.arg("EXPIRE");
+          w.arg(*z);
+          w.arg(ttl);
+        }
       }
       if (last > old_last[i]) grown.emplace_back(key("conv_seq:" + cb.conv), last);
       // Read seqs: apply the coalesced moves; every participant's unread is recomputed.
@@ -577,7 +640,10 @@ class RedisModelImpl final : public RedisModel {
         for (auto a : *cmd) w.arg(a);
       }
       if (cb.last_seq > 0 || !cb.ops.empty()) {
-        for (const auto& [user, read] : rs) unread_by_user[user].emplace_back(cb.conv, last > read ? last - read : 0);
+        for (const auto& [user, read] : rs) {
+          uint64_t floor = std::max(read, keep_above);
+          unread_by_user[user].emplace_back(cb.conv, count_above(stored_msgs[i], floor) + count_above(new_msgs, floor));
+        }
       }
     }
     if (!grown.empty()) {
@@ -659,7 +725,7 @@ class RedisModelImpl final : public RedisModel {
       size_t n = std::min(kChunk, keys->size() - done);
       for (size_t i = done; i < done + n; ++i) {
         std::string_view k = std::string_view((*keys)[i]).substr(plen);
-        if (k.starts_with("hot_messages:")) {
+        if (is_zset(k)) {
           (*conn)->append({"ZRANGE", (*keys)[i], "0", "-1", "WITHSCORES"});
         } else if (k.starts_with("conv_seq:")) {
           (*conn)->append({"GET", (*keys)[i]});
@@ -679,7 +745,7 @@ class RedisModelImpl final : public RedisModel {
         const redisReply* rep = r->get();
         std::string value;
         if (rep->type == REDIS_REPLY_NIL) continue;  // expired since the scan
-        if (k.starts_with("hot_messages:")) {
+        if (is_zset(k)) {
           for (size_t j = 0; j + 1 < rep->elements; j += 2) {
             value += reply_str(rep->element[j + 1]);
             value += ':';

@@ -440,6 +440,8 @@ struct StoredRow {
   bool recalled = false;  // from the mr| row, filled by the reader
 };
 
+bool is_system(const StoredRow& row) { return row.type == static_cast<uint8_t>(fb::MessageType::System); }
+
 void encode_row(std::string& out, uint64_t sender, uint8_t type, uint64_t event_id, int64_t created_at,
                 std::string_view client_msg_id, std::string_view content) {
   out.clear();
@@ -1469,8 +1471,8 @@ Result<std::vector<ConversationView>> RocksDbModelImpl::conversations(uint64_t u
     }
     // Joining reads what came before (timeline.h): the floor is the seq before the join.
     read = std::max(read, join_seq > 0 ? join_seq - 1 : 0);
-    // Scan back from the last row: own rows raise the read seq to themselves; rows of others
-    // above the read seq are unread.
+    // Scan back from the last row: own rows raise the read seq to themselves; messages of others
+    // above the read seq are unread, system rows (joins, role changes, recalls) are not.
     uint64_t unread = 0;
     for (; it->Valid(); it->Prev()) {
       auto key = as_sv(it->key());
@@ -1490,7 +1492,7 @@ Result<std::vector<ConversationView>> RocksDbModelImpl::conversations(uint64_t u
         read = seq;
         break;
       }
-      if (++unread >= kUnreadCap) break;
+      if (!is_system(row) && ++unread >= kUnreadCap) break;
     }
     if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "counting unread").error());
     v.read_seq = std::min(read, v.last_seq);

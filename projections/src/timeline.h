@@ -21,7 +21,8 @@
 // every timeline event the user is the actor of (their own messages included), and on joining
 // to just before the join (GroupCreated's initial members: seq - 1; MemberJoined's user:
 // seq - 1). Hence no own row is ever above the read seq and
-//     unread = last_seq - read_seq = rows from others with seq > read_seq.
+//     unread = message rows (not system rows) with seq > read_seq = messages from others.
+// Redis counts only within its window of the newest rows (redis_model.h); RocksDB stops at 999.
 // The participants of a conversation (whose unread is kept) are: both users of a single stream
 // (from its first event), a group's current members, and anyone who wrote to or read `world`.
 //

@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS messages (
 
 -- How far each user has read each conversation. Moved (never back) by ReadMarked, by the user's
 -- own timeline events, and on joining (to just before the join), so that
---   unread = conversations.last_seq - read_seq = messages from others with seq > read_seq.
+--   unread = messages (message_type <> 'system') with seq > read_seq = messages from others.
 CREATE TABLE IF NOT EXISTS read_pointers (
   user_id          BIGINT UNSIGNED NOT NULL,
   conversation_id  VARCHAR(128)    NOT NULL,

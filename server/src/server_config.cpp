@@ -120,6 +120,7 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   read_u32(s, "password_queue", c.password_queue, 1, 4096);
   read_login_throttle(s.section("login_throttle"), c.login_throttle);
   s.read("trusted_proxies", c.trusted_proxies);
+  s.read("cors_origins", c.cors_origins);
   s.read_size("max_body_bytes", c.max_body_bytes);
   uint64_t header = c.max_header_bytes;
   s.read_size("max_header_bytes", header);

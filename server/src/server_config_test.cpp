@@ -209,10 +209,12 @@ TEST(ServerConfig, LoginThrottleAndPasswordQueue) {
   EXPECT_EQ(d.gateway.login_throttle.account_failures, 100u);
   EXPECT_EQ(d.gateway.login_throttle.window, std::chrono::hours(1));
   EXPECT_TRUE(d.gateway.trusted_proxies.empty());
+  EXPECT_TRUE(d.gateway.cors_origins.empty()) << "same origin only by default";
   ServerConfig c = load_server_config(write_config(R"(
 gateway:
   password_queue: 4
   trusted_proxies: [10.0.0.0/8, "fd00::1"]
+  cors_origins: [https://chat.example.com, "http://localhost:3000"]
   login_throttle:
     account_address_failures: 3
     address_failures: 50
@@ -224,6 +226,7 @@ gateway:
 )"), "");
   EXPECT_EQ(c.gateway.password_queue, 4u);
   EXPECT_EQ(c.gateway.trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "fd00::1"}));
+  EXPECT_EQ(c.gateway.cors_origins, (std::vector<std::string>{"https://chat.example.com", "http://localhost:3000"}));
   const auto& t = c.gateway.login_throttle;
   EXPECT_EQ(t.account_address_failures, 3u);
   EXPECT_EQ(t.address_failures, 50u);

@@ -63,6 +63,9 @@ struct GatewayConfig {
   // login throttle. Empty: the TCP peer is the client, so a gateway behind a proxy not listed here
   // counts every client as the proxy. Default empty.
   std::vector<std::string> trusted_proxies;
+  // Web origins (scheme://host[:port], exactly as a browser sends Origin) whose pages may call the
+  // REST API from another origin (CORS). Default empty: same origin only.
+  std::vector<std::string> cors_origins;
   // Largest HTTP request body. Default 1 MiB.
   uint64_t max_body_bytes = 1 << 20;
   // Largest HTTP request header block. Default 16 KiB.

@@ -70,7 +70,7 @@ struct ConversationView {
   std::string type;                   // single, group, world
   uint64_t last_seq = 0;
   uint64_t read_seq = 0;
-  uint64_t unread = 0;                // messages from others after read_seq
+  uint64_t unread = 0;                // messages from others after read_seq; never system rows
   std::optional<MessageView> last_message;
   int64_t updated_at = 0;
   std::string title;                  // group name, or the other user's nickname

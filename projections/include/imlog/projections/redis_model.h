@@ -4,8 +4,11 @@
 //   hot_messages:<conv>   ZSET, score = seq, member = the message as JSON; capped at 300, TTL 7 days
 //   conv_seq:<conv>       STRING, the conversation's last seq (no TTL)
 //   read_seq:<conv>       HASH, field = user, value = read seq: the conversation's participants
-//   unread:<user>         HASH, field = conversation, value = unread count (conv_seq - read seq,
-//                         recomputed, never incremented, so re-applying an event is harmless)
+//   msg_seqs:<conv>       ZSET, score = member = seq of each message row (not system rows);
+//                         the same window and TTL as hot_messages
+//   unread:<user>         HASH, field = conversation, value = unread count: the messages of
+//                         msg_seqs above the read seq (recomputed, never incremented, so
+//                         re-applying an event is harmless)
 //   projection:positions  HASH, field = partition, value = "<next_offset>:<token>"
 // Every key starts with the configured prefix (default none), so replay can build a second model
 // in the same server. A batch is one MULTI/EXEC including the positions (redis_model.cpp says how
