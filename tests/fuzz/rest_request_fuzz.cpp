@@ -21,6 +21,7 @@
 namespace {
 
 using namespace imlog::gw;
+using imlog::valid_utf8;
 
 // The patterns of add_*_routes (api_auth.cpp, api_chat.cpp, api_users.cpp, api_ops.cpp).
 constexpr std::pair<Method, const char*> kRoutes[] = {

@@ -18,6 +18,7 @@
 namespace {
 
 using namespace imlog::gw;
+using imlog::valid_utf8;
 
 constexpr size_t kMaxContent = 64 * 1024;
 
