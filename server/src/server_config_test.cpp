@@ -42,9 +42,10 @@ TEST(ServerConfig, NoFileIsAWorkingSingleNodeUnderData) {
 }
 
 TEST(ServerConfig, DataDirOverrideMovesEveryDefaultDirectory) {
-  ServerConfig c = load_server_config("", "/tmp/x");
-  EXPECT_EQ(c.event_log.local.dir, "/tmp/x/log");
-  EXPECT_EQ(c.engine.state_dir, "/tmp/x/engine");
+  const imlog::testing::TempDir dir("imlog-config-data");
+  ServerConfig c = load_server_config("", dir.str());
+  EXPECT_EQ(c.event_log.local.dir, dir.str() + "/log");
+  EXPECT_EQ(c.engine.state_dir, dir.str() + "/engine");
 }
 
 TEST(ServerConfig, ReadsAFullDeployment) {
