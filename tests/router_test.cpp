@@ -66,7 +66,10 @@ class Inbox {
   std::map<uint64_t, std::vector<Seen>> pushes_;
 };
 
-enum class Transports { in_process, log };
+// in_process: the in-process transports with the router delivering everything; single_node: the
+// same, configured as the single node is (one-to-one pushes go with the ack,
+// EngineConfig::push_one_to_one); log: im.commands and im.deliver.<gateway>.
+enum class Transports { in_process, single_node, log };
 
 class RouterTest : public ::testing::TestWithParam<Transports> {
  protected:
@@ -77,7 +80,7 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
     ASSERT_TRUE(log) << log.error().to_string();
     log_ = std::move(*log);
     ASSERT_TRUE(testing::create_engine_topics(*log_, 2, kGateway));
-    if (GetParam() == Transports::in_process) {
+    if (GetParam() != Transports::log) {
       commands_ = in_process_commands(2);
       deliveries_ = in_process_deliveries();
     } else {
@@ -87,13 +90,16 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
     EngineConfig ec;
     ec.state_dir = dir_.str() + "/engine";
     ec.checkpoint_interval = 100ms;
+    ec.push_one_to_one = GetParam() == Transports::single_node;
     SequencerTransports transports{*commands_, *deliveries_};
     auto node = testing::EngineNode::start(*log_, ec, SystemClock::instance(), &transports);
     ASSERT_TRUE(node) << node.error().to_string();
     node_ = std::move(*node);
     ASSERT_TRUE(node_->wait_for_partitions(2));
     sessions_ = make_local_sessions();
-    router_ = std::make_unique<Router>(*log_, *deliveries_, *sessions_);
+    RouterConfig rc;
+    rc.one_to_one_pushed_by_engine = ec.push_one_to_one;
+    router_ = std::make_unique<Router>(*log_, *deliveries_, *sessions_, rc);
     ASSERT_TRUE(router_->start());
     bus_ = std::make_unique<CommandBus>(*commands_, *deliveries_, std::string(kGateway), SystemClock::instance());
     ASSERT_TRUE(bus_->start([this](std::vector<Push>&& p) { inbox_.push(std::move(p)); }));
@@ -157,6 +163,41 @@ TEST_P(RouterTest, AcksComeOnceDurableAndPushesReachBothUsersOfASingleStream) {
     EXPECT_EQ(seen[1].seq, 2u);
     EXPECT_EQ(seen[0].type, fb::Event::MessageAppended);
   }
+}
+
+// Whoever pushes a one-to-one event (the router, or the sequencer with its ack on the single
+// node), each participant gets it exactly once, and a read marker only its reader.
+TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
+  uint64_t a = register_user("frank");
+  uint64_t b = register_user("grace");
+  sessions_->connected(a, kGateway, 1);
+  sessions_->connected(b, kGateway, 2);
+  std::string conv = single_stream(a, b);
+  for (int i = 0; i < 3; ++i) {
+    auto r = call(testing::send_message(conv, i % 2 ? b : a, "o" + std::to_string(i), "hi", "", 0));
+    ASSERT_TRUE(r) << r.error().to_string();
+    ASSERT_EQ(r->status, fb::ReplyStatus::Accepted);
+  }
+  auto mark = testing::command_envelope(conv, b, "read-1", "", 0);
+  fb::MarkReadT read;
+  read.seq = 3;
+  mark.command.Set(std::move(read));
+  ASSERT_EQ(call(std::move(mark))->status, fb::ReplyStatus::Accepted);
+  // A world message goes through the router in every mode: once both have it, the router has
+  // routed everything before it too.
+  ASSERT_TRUE(call(testing::send_message("world", a, "w-after", "x", "", 0)));
+  ASSERT_EQ(inbox_.pushes_of(a, 4).size(), 4u);
+  ASSERT_EQ(inbox_.pushes_of(b, 5).size(), 5u);
+  auto seen_a = inbox_.pushes_of(a, 4);
+  auto seen_b = inbox_.pushes_of(b, 5);
+  EXPECT_EQ(inbox_.count(a), 4u);  // three messages, the world message
+  EXPECT_EQ(inbox_.count(b), 5u);  // and its own read marker
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(seen_a[i].seq, i + 1);
+    EXPECT_EQ(seen_b[i].seq, i + 1);
+  }
+  EXPECT_EQ(seen_b[3].type, fb::Event::ReadMarked);
+  EXPECT_EQ(seen_a[3].stream, "world");
 }
 
 TEST_P(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
@@ -232,8 +273,16 @@ TEST_P(RouterTest, ACommandNobodyAnswersFailsAsRetryable) {
   EXPECT_TRUE(r.error().retryable());
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, RouterTest, ::testing::Values(Transports::in_process, Transports::log),
-                         [](const auto& info) { return info.param == Transports::in_process ? "InProcess" : "Log"; });
+INSTANTIATE_TEST_SUITE_P(Transports, RouterTest,
+                         ::testing::Values(Transports::in_process, Transports::single_node, Transports::log),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case Transports::in_process: return "InProcess";
+                             case Transports::single_node: return "SingleNode";
+                             case Transports::log: return "Log";
+                           }
+                           return "Unknown";
+                         });
 
 }  // namespace
 }  // namespace imlog

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/engine/audience.h"
 #include "imlog/engine/message_ids.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
@@ -433,9 +434,14 @@ class Sequencer::Loop final : public RebalanceListener {
     e.client_msg_id = cmid;
     e.event = std::move(d.event);
     std::string bytes = encode_event(e);
-    IMLOG_TRY(record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data())));
+    const auto& event = *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data());
+    IMLOG_TRY(record_event(ctx, event));
+    PushWithAck push;
+    if (config_.push_one_to_one && ref->kind == StreamKind::single) {
+      push = PushWithAck{bytes, one_to_one_audience(*ref, event)};
+    }
     queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, Refusal::invalid, "",
-                DedupeEntry{e.seq, e.event_id, result_id_of(e)});
+                DedupeEntry{e.seq, e.event_id, result_id_of(e)}, std::move(push));
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
     return {};
   }
@@ -448,9 +454,15 @@ class Sequencer::Loop final : public RebalanceListener {
     return 0;
   }
 
+  // The pushes an ack carries (EngineConfig::push_one_to_one): the event and who is shown it.
+  struct PushWithAck {
+    std::string_view event;
+    std::vector<uint64_t> recipients;
+  };
+
   void queue_reply(Inflight& batch, int32_t partition, const fb::CommandEnvelope& c,
                    fb::ReplyStatus status, Refusal why, std::string message,
-                   const DedupeEntry& original) {
+                   const DedupeEntry& original, PushWithAck push = {}) {
     if (!c.reply_to() || !c.reply_to()->gateway() || c.reply_to()->gateway()->size() == 0) return;
     fb::DeliveryT d;
     d.reply = std::make_unique<fb::CommandReplyT>();
@@ -465,6 +477,10 @@ class Sequencer::Loop final : public RebalanceListener {
     r.result_id = original.result_id;
     r.client_msg_id = sv(c.client_msg_id());
     r.actor = c.actor();
+    if (!push.recipients.empty()) {
+      d.recipients = std::move(push.recipients);
+      d.event.assign(push.event.begin(), push.event.end());
+    }
     batch.replies.push_back(Reply{partition, std::string(sv(c.reply_to()->gateway())), encode_delivery(d)});
   }
 

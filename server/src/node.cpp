@@ -197,6 +197,10 @@ struct Node::Parts {
     IMLOG_TRY(partitions);
     commands = in_process_commands(*partitions, InProcessLimits{config.engine.command_queue});
     deliveries = in_process_deliveries();
+    // One gateway holds every session here: a one-to-one event's pushes go with its ack, and the
+    // router leaves those events alone (docs/architecture.md, "Threads and queues of the single node").
+    config.engine.push_one_to_one = true;
+    config.router.one_to_one_pushed_by_engine = true;
     return {};
   }
 

@@ -9,6 +9,7 @@
 
 #include "imlog/core/logging.h"
 #include "imlog/core/worker.h"
+#include "imlog/engine/audience.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
@@ -62,16 +63,12 @@ struct Router::Loop {
   // Who should see the event. For a group, members before and after it: a leaver sees their leave.
   void find_audience(const StreamRef& ref, const fb::EventEnvelope& e, std::vector<uint64_t>& who) {
     who.clear();
-    auto type = e.event_type();
-    // Read markers and blocks concern only the actor's own devices.
-    bool actor_only = type == fb::Event::ReadMarked || type == fb::Event::UserBlocked ||
-                      type == fb::Event::UserUnblocked;
-    if (actor_only) {
+    if (shown_to_actor_only(e.event_type())) {
       who.push_back(e.actor());
       return;
     }
     switch (ref.kind) {
-      case StreamKind::single: who = {ref.a, ref.b}; break;
+      case StreamKind::single: who = one_to_one_audience(ref, e); break;
       case StreamKind::group: {
         auto& members = groups[ref.a];
         who.assign(members.begin(), members.end());
@@ -145,6 +142,14 @@ struct Router::Loop {
     tasks_out.clear();
   }
 
+  // An event the sequencer already pushed with its ack (RouterConfig::one_to_one_pushed_by_engine):
+  // a one-to-one conversation's event that answered a gateway's command.
+  bool pushed_with_ack(const StreamRef& ref, const fb::EventEnvelope& e) const {
+    if (!config.one_to_one_pushed_by_engine || ref.kind != StreamKind::single) return false;
+    const auto* to = e.reply_to();
+    return to != nullptr && to->gateway() != nullptr && to->gateway()->size() > 0;
+  }
+
   // ---- the loop -------------------------------------------------------------------------------------
 
   void route(const Record& r) {
@@ -165,7 +170,7 @@ struct Router::Loop {
     track_membership(*ref, e);
     if (!live) return;
     stats.events++;
-    if (!leaving) deliver(*ref, e, r.value);
+    if (!leaving && !pushed_with_ack(*ref, e)) deliver(*ref, e, r.value);
   }
 
   Status rebuild() {

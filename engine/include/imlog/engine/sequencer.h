@@ -60,6 +60,12 @@ struct EngineConfig {
   // Stream states kept in memory; beyond this, clean ones are dropped at a checkpoint.
   // Default 1,000,000.
   uint64_t max_cached_streams = 1'000'000;
+  // Single node (not a config key; the node sets it with RouterConfig::one_to_one_pushed_by_engine):
+  // the ack of an accepted event of a one-to-one conversation also carries the event and its
+  // audience (audience.h), so the sender's gateway, which is every recipient's too, pushes it
+  // without a trip through the router. Default off: in the distributed mode the router finds
+  // the recipients' gateways.
+  bool push_one_to_one = false;
   EngineLimits limits;
 };
 

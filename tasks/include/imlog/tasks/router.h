@@ -42,6 +42,10 @@ struct RouterConfig {
   uint32_t large_group_threshold = 500;
   // Members per task (one page of the audience). Default 1000.
   uint32_t task_page = 1000;
+  // Single node (not a config key; set with EngineConfig::push_one_to_one): events of one-to-one
+  // conversations that answered a gateway's command were pushed with their ack; the router
+  // delivers only those without one. Default off.
+  bool one_to_one_pushed_by_engine = false;
 };
 
 struct RouterStats {
