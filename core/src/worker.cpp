@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 
 namespace imlog {
 namespace {
@@ -54,7 +55,10 @@ void Worker::start() {
     std::lock_guard lock(mu_);
     state_ = WorkerState::running;
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread(name_);
+    run();
+  });
 }
 
 void Worker::stop() {

@@ -41,6 +41,7 @@
 #include <unordered_map>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/engine/partitioner.h"
 
 namespace imlog {
@@ -612,7 +613,10 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogConfig& config) {
   state->main_queue.reset(rd_kafka_queue_get_main(rk));
 
   State* s = state.get();
-  s->poller = std::thread([s] { s->run_poller(); });
+  s->poller = std::thread([s] {
+    name_this_thread("kafka-poller");
+    s->run_poller();
+  });
   s->poller_id = s->poller.get_id();
   return std::unique_ptr<KafkaLog>(new KafkaLog(std::move(state)));
 }

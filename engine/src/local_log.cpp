@@ -34,6 +34,7 @@
 
 #include "imlog/core/clock.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/engine/partitioner.h"
 
 // On-disk layout (one RocksDB database, default column family, ordered by key bytes):
@@ -1305,7 +1306,10 @@ Result<std::unique_ptr<LocalLog>> LocalLog::open(const LocalLogConfig& config) {
   IMLOG_TRY(state->load_commits());
 
   State* st = state.get();
-  state->writer = std::thread([st] { st->run_writer(); });
+  state->writer = std::thread([st] {
+    name_this_thread("log-writer");
+    st->run_writer();
+  });
   {
     std::lock_guard lk(state->queue_mu);
     state->writer_id = state->writer.get_id();

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/engine/audience.h"
 #include "imlog/engine/message_ids.h"
 #include "imlog/engine/streams.h"
@@ -98,7 +99,10 @@ class Sequencer::Loop final : public RebalanceListener {
     opts.max_batch = config_.max_batch;
     opts.listener = this;
     commands_ = transports_.commands.reader(opts);
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+      name_this_thread("sequencer");
+      run();
+    });
     return {};
   }
 

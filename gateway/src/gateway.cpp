@@ -24,6 +24,7 @@
 
 #include "http_session.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/gateway/command_bus.h"
 #include "imlog/schema/codec.h"
 #include "presence.h"
@@ -278,7 +279,10 @@ Status Gateway::start() {
   p.work.emplace(p.ioc.get_executor());
   p.listener->start();
   for (uint32_t i = 0; i < p.svc.config.threads; ++i) {
-    p.threads.emplace_back([&p] { p.ioc.run(); });
+    p.threads.emplace_back([&p] {
+      name_this_thread("gw-io");
+      p.ioc.run();
+    });
   }
   p.started = true;
   logger("gateway")->info("gateway {} listening on http://{}:{} ({} threads)", p.svc.gateway_id,

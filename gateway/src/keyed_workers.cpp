@@ -2,11 +2,19 @@
 
 #include <algorithm>
 
+#include "imlog/core/threads.h"
+
 namespace imlog::gw {
 
-KeyedWorkers::KeyedWorkers(uint32_t threads, size_t max_queued) : max_queued_(std::max<size_t>(1, max_queued)) {
+KeyedWorkers::KeyedWorkers(std::string name, uint32_t threads, size_t max_queued)
+    : max_queued_(std::max<size_t>(1, max_queued)) {
   for (uint32_t i = 0; i < std::max<uint32_t>(1, threads); ++i) workers_.push_back(std::make_unique<Worker>());
-  for (auto& w : workers_) w->thread = std::thread([this, &w = *w] { run(w); });
+  for (auto& w : workers_) {
+    w->thread = std::thread([this, name, &w = *w] {
+      name_this_thread(name);
+      run(w);
+    });
+  }
 }
 
 KeyedWorkers::~KeyedWorkers() { stop(); }

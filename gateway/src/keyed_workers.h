@@ -17,13 +17,15 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
 namespace imlog::gw {
 
 class KeyedWorkers {
  public:
-  KeyedWorkers(uint32_t threads, size_t max_queued);
+  // `name` names its threads (name_this_thread).
+  KeyedWorkers(std::string name, uint32_t threads, size_t max_queued);
   ~KeyedWorkers();
   bool post(uint64_t key, std::function<void()> fn);
   void stop();

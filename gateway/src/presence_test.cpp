@@ -77,7 +77,7 @@ TEST(PresenceDelivery, ReachesTheOtherGatewaysBusAsAPresencePush) {
 }
 
 TEST(KeyedWorkers, KeepsOneKeysOrderRefusesBeyondTheQueueAndDrainsOnStop) {
-  KeyedWorkers workers(2, 3);
+  KeyedWorkers workers("test", 2, 3);
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;

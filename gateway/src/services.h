@@ -39,8 +39,8 @@ struct Services {
         max_password_work(static_cast<int>(std::max<uint32_t>(1, config.password_threads) * config.password_queue)),
         own_throttle(deps.login_throttle ? nullptr : make_local_login_throttle(config.login_throttle, clock)),
         throttle(deps.login_throttle ? *deps.login_throttle : *own_throttle),
-        queries(config.query_threads, config.query_queue),
-        registry(config.registry_threads, config.registry_queue) {}
+        queries("gw-query", config.query_threads, config.query_queue),
+        registry("gw-registry", config.registry_threads, config.registry_queue) {}
 
   const GatewayConfig config;
   const std::string gateway_id;  // the bus's; kept here for code that runs while the bus goes away

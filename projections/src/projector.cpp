@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 
@@ -299,6 +300,7 @@ Status Projector::start() {
     loop_->active = loop_->pass.get();
   }
   loop_->thread = std::thread([this] {
+    name_this_thread("proj-" + std::string(sink_.name()));
     Loop& loop = *loop_;
     Pass& pass = *loop.pass;
     auto log = logger("projections");
