@@ -424,6 +424,7 @@ class Sequencer::Loop final : public RebalanceListener {
     if (d.kind == Decision::Kind::refuse) return refuse(d.refusal, std::move(d.message));
 
     fb::EventEnvelopeT e;
+    e.schema_version = kSchemaVersion;
     e.stream = stream;
     e.seq = d.timeline ? state.last_seq + 1 : 0;
     e.event_id = ctx.ids.next();

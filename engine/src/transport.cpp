@@ -165,11 +165,10 @@ std::unique_ptr<Consumer> InProcessCommands::reader(const ConsumerOptions& optio
 class InProcessDeliveries final : public DeliveryTransport {
  public:
   void deliver(std::string_view gateway_id, std::vector<std::string> deliveries, Delivered done) override {
-    std::vector<std::string_view> views(deliveries.begin(), deliveries.end());
     {
       std::shared_lock lock(mu_);
       auto it = handlers_.find(gateway_id);
-      if (it != handlers_.end()) it->second(views);  // else no such gateway here: nobody to deliver to
+      if (it != handlers_.end()) it->second(std::move(deliveries));  // else no such gateway here: nobody to deliver to
     }
     if (done) done(Status{});
   }
@@ -252,9 +251,10 @@ class LogSubscription final : public DeliveryTransport::Subscription {
     auto polled = reader_->poll(batch_, std::chrono::milliseconds(200));
     if (!polled) return fail(polled.error().with_context("reading " + topic_));
     if (batch_.empty()) return {};
-    views_.clear();
-    for (const auto& r : batch_) views_.emplace_back(r.value);
-    handler_(views_);
+    std::vector<std::string> deliveries;
+    deliveries.reserve(batch_.size());
+    for (auto& r : batch_) deliveries.push_back(std::move(r.value));
+    handler_(std::move(deliveries));
     return {};
   }
 
@@ -262,7 +262,6 @@ class LogSubscription final : public DeliveryTransport::Subscription {
   std::string topic_;
   DeliveryTransport::Handler handler_;
   std::vector<Record> batch_;
-  std::vector<std::string_view> views_;
   Worker worker_;
 };
 

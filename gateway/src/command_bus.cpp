@@ -115,7 +115,7 @@ struct CommandBus::State {
   }
 
   // One batch of this gateway's deliveries: answers to their requests, pushes to on_pushes.
-  void handle(const std::vector<std::string_view>& batch) {
+  void handle(const std::vector<std::string>& batch) {
     std::vector<Push> pushes;
     for (std::string_view bytes : batch) {
       auto d = read_delivery(bytes);
@@ -168,10 +168,9 @@ void CommandBus::deliver(std::string_view gateway_id, const fb::DeliveryT& deliv
 Status CommandBus::start(std::function<void(std::vector<Push>&&)> on_pushes, Executor executor) {
   auto& s = *state_;
   s.on_pushes = std::move(on_pushes);
-  auto handler = [st = state_.get(), executor = std::move(executor)](const std::vector<std::string_view>& batch) {
+  auto handler = [st = state_.get(), executor = std::move(executor)](std::vector<std::string>&& batch) {
     if (!executor) return st->handle(batch);
-    auto copy = std::make_shared<std::vector<std::string>>(batch.begin(), batch.end());
-    executor([st, copy] { st->handle(std::vector<std::string_view>(copy->begin(), copy->end())); });
+    executor([st, batch = std::move(batch)] { st->handle(batch); });
   };
   auto sub = s.deliveries.subscribe(s.gateway_id, std::move(handler));
   IMLOG_TRY(sub);
@@ -201,6 +200,7 @@ void CommandBus::submit(fb::CommandEnvelopeT command, std::chrono::milliseconds 
   command.reply_to->gateway = s.gateway_id;
   command.reply_to->request_id = id;
   if (command.timestamp_ms == 0) command.timestamp_ms = s.clock.now_ms();
+  command.schema_version = kSchemaVersion;
   std::string key = command.stream;
   {
     std::lock_guard lock(s.mu);

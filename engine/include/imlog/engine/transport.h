@@ -61,8 +61,9 @@ class DeliveryTransport {
  public:
   virtual ~DeliveryTransport() = default;
 
-  // Called with a batch of a gateway's deliveries, in the order they were sent. Must not block.
-  using Handler = std::function<void(const std::vector<std::string_view>& deliveries)>;
+  // Called with a batch of a gateway's deliveries, in the order they were sent; the handler owns
+  // them (in process they are the sender's own strings, moved, never copied). Must not block.
+  using Handler = std::function<void(std::vector<std::string>&& deliveries)>;
 
   // Sender side. `done`, when set, runs once on any thread: ok once the deliveries are handed to
   // the gateway (in process: its handler returned, or no such gateway is here — nobody to deliver

@@ -35,7 +35,8 @@ Result<const fb::CommandEnvelope*> read_command(std::string_view bytes);
 Result<const fb::Delivery*> read_delivery(std::string_view bytes);
 std::string encode_delivery(const fb::DeliveryT& delivery);
 
-// Encodes an envelope (schema_version is set to kSchemaVersion).
+// Encodes an envelope (schema_version is set to kSchemaVersion; set it beforehand to spare a copy
+// of the envelope).
 std::string encode_event(const fb::EventEnvelopeT& event);
 std::string encode_command(const fb::CommandEnvelopeT& command);
 
