@@ -99,16 +99,20 @@ class Cluster {
   }
 
   // Starts `imlog serve --roles <roles>` as process `name`; a gateway (roles containing "gateway")
-  // is waited for until /readyz answers 200.
+  // is waited for until /readyz answers 200. Every process gets a port of its own (kept across
+  // restarts): a gateway's serves the API and the ops endpoints, any other's is its --ops-listen
+  // (the per-role defaults would collide between tests running side by side).
   void start(const std::string& name, const std::string& roles) {
     auto& p = procs_[name];
     p.roles = roles;
     bool gateway = roles.find("gateway") != std::string::npos;
-    if (gateway && p.port == 0) p.port = free_port();
+    if (p.port == 0) p.port = free_port();
     std::vector<std::string> argv{imlog(), "serve", "--config", config_, "--roles", roles, "--data-dir",
                                   dir_.str() + "/" + name};
     if (gateway) {
       argv.insert(argv.end(), {"--gateway-id", name, "--listen", fmt::format("127.0.0.1:{}", p.port)});
+    } else {
+      argv.insert(argv.end(), {"--ops-listen", fmt::format("127.0.0.1:{}", p.port)});
     }
     p.proc.emplace(Subprocess::start(argv));
     if (gateway) {
@@ -150,7 +154,13 @@ class Cluster {
     ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << name << " did not stop cleanly on SIGTERM";
   }
 
+  // The process's port: a gateway's API and ops endpoints, any other's ops listener.
   [[nodiscard]] HttpClient http(const std::string& name) const { return HttpClient("127.0.0.1", procs_.at(name).port); }
+  [[nodiscard]] std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& [name, p] : procs_) out.push_back(name);
+    return out;
+  }
   [[nodiscard]] int port(const std::string& name) const { return procs_.at(name).port; }
   [[nodiscard]] pid_t pid(const std::string& name) const { return procs_.at(name).proc->pid(); }
   [[nodiscard]] KafkaMock& mock() { return *mock_; }
@@ -307,6 +317,23 @@ std::vector<HistoryItem> full_history(const HttpClient& http, const User& u, con
     before = page.front().seq;
   }
   return {reversed.rbegin(), reversed.rend()};
+}
+
+// ---- metrics -----------------------------------------------------------------------------------
+
+// The value of `series` (a metric name with its labels, as exposed: `name{a="b"}`) in a scrape;
+// -1 when absent.
+double metric(const std::string& scrape, const std::string& series) {
+  std::string at = "\n" + series + " ";
+  auto i = scrape.find(at);
+  if (i == std::string::npos) return -1;
+  return std::stod(scrape.substr(i + at.size(), scrape.find('\n', i + 1) - i - at.size()));
+}
+
+// The process's /metrics (empty if it did not answer 200).
+std::string scrape(const Cluster& c, const std::string& name) {
+  auto r = c.http(name).get("/metrics");
+  return r.status == 200 ? r.body : std::string();
 }
 
 // ---- load: senders that keep sending while the cluster is broken -----------------------------
@@ -539,6 +566,77 @@ TEST_F(Distributed, ChatAcrossGatewaysAndDevices) {
   // Nothing twice.
   for (auto* ws : {wa.get(), wb.get(), m_phone.get(), m_laptop.get()}) {
     for (auto& f : ws->take_all("new-message")) ADD_FAILURE() << "delivered twice: " << f.raw;
+  }
+}
+
+// Every process serves /healthz, /readyz and /metrics on its port, and each role's figures move
+// with the traffic that goes through it: one message through two gateways, an engine, the router
+// and the projector. Every scrape passes `promtool check metrics`.
+TEST_F(Distributed, EveryRoleServesItsMetricsAndTheyMove) {
+  auto engines = [&] {
+    return metric(scrape(c(), "engine-1"), "imlog_sequencer_commands_total") +
+           metric(scrape(c(), "engine-2"), "imlog_sequencer_commands_total");
+  };
+  auto applied = [&] { return metric(scrape(c(), "projector"), "imlog_projector_applied_events_total{model=\"mysql\"}"); };
+  auto routed = [&] { return metric(scrape(c(), "router"), "imlog_router_deliveries_total"); };
+  auto frames_in = [&] { return metric(scrape(c(), "gw-a"), "imlog_gateway_frames_in_total"); };
+  auto frames_out = [&] { return metric(scrape(c(), "gw-b"), "imlog_gateway_frames_out_total"); };
+  for (const auto& name : c().names()) {
+    ASSERT_TRUE(wait_until([&] { return c().http(name).get("/readyz").status == 200; }, 60s))
+        << name << ": " << c().http(name).get("/readyz").body;
+    EXPECT_EQ(c().http(name).get("/healthz").status, 200) << name;
+  }
+  double engines0 = engines(), applied0 = applied(), routed0 = routed(), in0 = frames_in(), out0 = frames_out();
+  ASSERT_GE(engines0, 0) << "no engine exposes imlog_sequencer_commands_total";
+  ASSERT_GE(applied0, 0) << scrape(c(), "projector");
+  ASSERT_GE(routed0, 0) << scrape(c(), "router");
+  ASSERT_GE(in0, 0);
+  ASSERT_GE(out0, 0);
+
+  User a = make_user(c().http("gw-a"), "metric_a"), b = make_user(c().http("gw-b"), "metric_b");
+  auto wa = connect_ws(c(), "gw-a", a), wb = connect_ws(c(), "gw-b", b);
+  ASSERT_TRUE(wa && wb);
+  ASSERT_TRUE(send_acked(*wa, single_stream(a.id, b.id), "m1"));
+  ASSERT_TRUE(new_message(*wb, "m1"));
+
+  EXPECT_TRUE(wait_until([&] { return engines() > engines0; }, 30s)) << "sequencer commands did not move";
+  EXPECT_TRUE(wait_until([&] { return applied() > applied0; }, 30s)) << "the projector applied nothing";
+  EXPECT_TRUE(wait_until([&] { return routed() > routed0; }, 30s)) << "the router delivered nothing";
+  EXPECT_GT(frames_in(), in0) << "gateway A's frames in";
+  EXPECT_GT(frames_out(), out0) << "gateway B's frames out";
+  auto engine = scrape(c(), "engine-1") + scrape(c(), "engine-2");
+  EXPECT_GT(metric(scrape(c(), "engine-1"), "imlog_sequencer_partitions_owned") +
+                metric(scrape(c(), "engine-2"), "imlog_sequencer_partitions_owned"),
+            0);
+  EXPECT_NE(engine.find("imlog_sequencer_append_seconds_count "), std::string::npos);
+  EXPECT_GE(metric(scrape(c(), "projector"), "imlog_projector_lag_events{model=\"mysql\"}"), 0);
+  EXPECT_GE(metric(scrape(c(), "tasks"), "imlog_fanout_dead_letters_total"), 0);
+  EXPECT_GE(metric(scrape(c(), "gw-a"), "imlog_gateway_command_seconds_count"), 1);
+
+  // Each role exposes its own figures and only them, and the text is valid exposition.
+  std::map<std::string, std::string> own{{"engine-1", "imlog_sequencer_"}, {"projector", "imlog_projector_"},
+                                         {"router", "imlog_router_"},      {"tasks", "imlog_fanout_"},
+                                         {"gw-a", "imlog_gateway_"}};
+  for (const auto& [name, prefix] : own) {
+    auto text = scrape(c(), name);
+    ASSERT_FALSE(text.empty()) << name;
+    EXPECT_NE(text.find("# TYPE " + prefix), std::string::npos) << name << " lacks " << prefix;
+    EXPECT_NE(text.find("process_resident_memory_bytes "), std::string::npos) << name;
+    for (const auto& [other, other_prefix] : own) {
+      if (other_prefix != prefix) {
+        EXPECT_EQ(text.find(other_prefix), std::string::npos) << name << " has " << other_prefix;
+      }
+    }
+    std::string file = c().data_dir(name) + "-scrape.txt";
+    std::ofstream(file) << text;
+    auto check = Subprocess::start({"/bin/sh", "-c", "promtool check metrics < " + file + " 2>&1"});
+    std::string out;
+    while (auto line = check.read_line(30s)) out += *line + "\n";
+    auto st = check.wait(30s);
+    ASSERT_TRUE(st && WIFEXITED(*st));
+    ASSERT_NE(WEXITSTATUS(*st), 127) << "promtool is missing: scripts/setup installs it (Debian package `prometheus`)";
+    EXPECT_EQ(WEXITSTATUS(*st), 0) << name << ": " << out;
+    EXPECT_EQ(out, "") << name;
   }
 }
 

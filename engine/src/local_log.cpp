@@ -346,6 +346,8 @@ struct LocalLog::State {
 
   std::atomic<uint64_t> stat_commits{0};
   std::atomic<uint64_t> stat_records{0};
+  std::atomic<uint64_t> stat_bytes{0};
+  metrics::Histogram stat_synced_write_seconds;  // a synced group commit's Write (the fsync in it)
 
   // --- topics
   TopicInfo* find_topic(std::string_view name) const {
@@ -626,8 +628,11 @@ void LocalLog::State::write_group(std::vector<PendingAppend>& batch_appends,
   if (writer_batch.Count() > 0) {
     rocksdb::WriteOptions wo;
     wo.sync = group.sync;
+    auto started = std::chrono::steady_clock::now();
     s = db->Write(wo, &writer_batch);
+    if (group.sync) stat_synced_write_seconds.observe(std::chrono::steady_clock::now() - started);
     stat_commits.fetch_add(1, std::memory_order_relaxed);
+    if (s.ok()) stat_bytes.fetch_add(writer_batch.GetDataSize(), std::memory_order_relaxed);
   }
   std::optional<Error> failure;
   if (s.ok()) {
@@ -1433,7 +1438,10 @@ std::string LocalLog::describe() const { return "local:" + state_->config.dir; }
 LocalLogStats LocalLog::stats() const {
   return {state_->stat_commits.load(std::memory_order_relaxed),
           state_->statistics->getTickerCount(rocksdb::WAL_FILE_SYNCED),
-          state_->stat_records.load(std::memory_order_relaxed)};
+          state_->stat_records.load(std::memory_order_relaxed),
+          state_->stat_bytes.load(std::memory_order_relaxed)};
 }
+
+const metrics::Histogram& LocalLog::synced_write_seconds() const { return state_->stat_synced_write_seconds; }
 
 }  // namespace imlog

@@ -342,6 +342,7 @@ class Sequencer::Loop final : public RebalanceListener {
       off = std::max(off, r.offset);
     }
     stats.commands += records.size();
+    stats.batch_commands.observe(static_cast<double>(records.size()));
     uint64_t id = next_batch_++;
     if (!reads) {
       // Fail closed: part of this batch was decided without the state it needed, so none of it
@@ -364,7 +365,13 @@ class Sequencer::Loop final : public RebalanceListener {
       flush_replies();
       return;
     }
-    log_.append(kEventsTopic, std::move(events), [this, id](Result<std::vector<RecordPosition>> r) {
+    uint64_t bytes = 0;
+    for (const auto& e : events) bytes += e.key.size() + e.value.size();
+    stats.appended_bytes += bytes;
+    auto appended_at = std::chrono::steady_clock::now();
+    log_.append(kEventsTopic, std::move(events), [this, id, appended_at](Result<std::vector<RecordPosition>> r) {
+      stats.append_seconds.observe(std::chrono::steady_clock::now() - appended_at);
+      if (!r) stats.append_failures++;
       {
         std::lock_guard lock(mu_);
         completions_.push_back(Completion{id, std::move(r)});
@@ -397,6 +404,7 @@ class Sequencer::Loop final : public RebalanceListener {
     auto ref = parse_stream(stream);
     auto refuse = [&](Refusal why, std::string message) -> Status {
       stats.refused++;
+      stats.refused_by[static_cast<size_t>(why)]++;
       queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, why, std::move(message),
                   DedupeEntry{});
       return {};
@@ -617,6 +625,7 @@ class Sequencer::Loop final : public RebalanceListener {
   void stand_down(int32_t p) {
     logger_->error("standing down from partition {} of {}: another sequencer owns it", p, kCommandsTopic);
     partitions_.erase(p);
+    stats.stood_down++;
     stats.partitions = static_cast<int32_t>(partitions_.size());
   }
 

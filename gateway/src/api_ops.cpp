@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "handlers.h"
+#include "imlog/core/metrics.h"
 
 namespace imlog::gw {
 
@@ -44,10 +45,12 @@ void on_readyz(Services& svc, ApiRequest&, Respond respond) {
   respond(json_reply(200, R"({"status":"ready"})"));
 }
 
-void on_metrics(Services& svc, ApiRequest&, Respond respond) {
+// Every figure of the process (imlog/core/metrics.h): the gateway's, and those of every other role
+// this process runs (the single node's engine, projectors, router, tasks).
+void on_metrics(Services&, ApiRequest&, Respond respond) {
   ApiReply r;
-  r.body = svc.metrics.render();
-  r.content_type = "text/plain; version=0.0.4";
+  r.body = metrics::render();
+  r.content_type = metrics::kContentType;
   respond(std::move(r));
 }
 

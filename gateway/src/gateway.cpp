@@ -149,7 +149,17 @@ struct Gateway::Impl {
   Impl(GatewayConfig config, GatewayDeps deps)
       : bus(std::move(deps.bus)),
         svc(std::move(config), deps, *bus, bus->gateway_id()),
-        blocking(std::max<uint32_t>(1, svc.config.password_threads)) {}
+        blocking(std::max<uint32_t>(1, svc.config.password_threads)) {
+    collector = metrics::add_collector([this](std::vector<prometheus::MetricFamily>& out) {
+      svc.metrics.collect(out);
+      out.push_back(metrics::gauge("imlog_gateway_query_queue_depth",
+                                   "Read-model queries waiting for a query thread (gateway.query_queue per thread).",
+                                   static_cast<double>(svc.queries.queued())));
+      out.push_back(metrics::gauge("imlog_gateway_registry_queue_depth",
+                                   "Session registry and presence tasks waiting for a registry thread.",
+                                   static_cast<double>(svc.registry.queued())));
+    });
+  }
 
   // The bus goes first, while the io_context and svc still exist: its pending callbacks hold
   // connections, whose destructors need both.
@@ -157,6 +167,7 @@ struct Gateway::Impl {
 
   std::unique_ptr<CommandBus> bus;
   gw::Services svc;  // outlives the io_context and the handlers it destroys
+  metrics::CollectorHandle collector;  // reads svc: unregistered before it goes
   net::io_context ioc;
   // Delivery batches from the bus run here, in order: one wake-up per batch, then every answer and
   // push is posted to its session from an I/O thread.

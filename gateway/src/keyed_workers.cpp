@@ -26,6 +26,7 @@ bool KeyedWorkers::post(uint64_t key, std::function<void()> fn) {
     if (!w.exited) {
       if (!w.stopping && w.queue.size() >= max_queued_) return false;
       w.queue.push_back(std::move(fn));  // while stopping, still behind the user's earlier work
+      queued_.fetch_add(1, std::memory_order_relaxed);
       w.cv.notify_one();
       return true;
     }
@@ -54,6 +55,7 @@ void KeyedWorkers::run(Worker& w) {
     }
     auto fn = std::move(w.queue.front());
     w.queue.pop_front();
+    queued_.fetch_sub(1, std::memory_order_relaxed);
     lock.unlock();
     fn();
     fn = nullptr;

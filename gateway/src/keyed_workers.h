@@ -29,6 +29,8 @@ class KeyedWorkers {
   ~KeyedWorkers();
   bool post(uint64_t key, std::function<void()> fn);
   void stop();
+  // Tasks waiting in every queue (not the running ones), for /metrics.
+  [[nodiscard]] int64_t queued() const { return queued_.load(std::memory_order_relaxed); }
 
  private:
   struct Worker {
@@ -44,6 +46,7 @@ class KeyedWorkers {
   const size_t max_queued_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> stopped_{false};
+  std::atomic<int64_t> queued_{0};
 };
 
 }  // namespace imlog::gw

@@ -138,8 +138,11 @@ class Pass {
     if (c.consumed == 0) return {};
     std::chrono::milliseconds backoff{50};
     while (true) {
+      auto started = std::chrono::steady_clock::now();
       auto applied = sink_.apply(c.batch);
+      if (apply_seconds != nullptr) apply_seconds->observe(std::chrono::steady_clock::now() - started);
       if (applied) break;
+      if (apply_retries != nullptr) apply_retries->fetch_add(1, std::memory_order_relaxed);
       if (!applied.error().retryable() || (stopping != nullptr && stopping->load())) {
         return tl::unexpected(applied.error().with_context("applying to the " + std::string(sink_.name()) + " model"));
       }
@@ -246,6 +249,9 @@ class Pass {
 
   [[nodiscard]] uint64_t applied() const { return applied_; }
   Consumer& consumer() { return *consumer_; }
+  // The projector's figures this pass feeds (null: none).
+  metrics::Histogram* apply_seconds = nullptr;
+  std::atomic<uint64_t>* apply_retries = nullptr;
   // Waits `d`, or less if `stopping` is set meanwhile (notify_stop()).
   void wait_unless_stopped(std::chrono::milliseconds d, const std::atomic<bool>& stopping) {
     std::unique_lock lk(wait_mu_);
@@ -293,6 +299,8 @@ Status Projector::start() {
   if (loop_->thread.joinable()) return fail(LogErrc::bad_argument, "the projector is already running");
   loop_->stopping = false;
   loop_->pass = std::make_unique<Pass>(log_, sink_, config_);
+  loop_->pass->apply_seconds = &apply_seconds_;
+  loop_->pass->apply_retries = &apply_retries_;
   IMLOG_TRY(loop_->pass->open(nullptr));
   if (auto l = loop_->pass->lag()) lag_ = *l;
   {

@@ -19,6 +19,13 @@ void apply_command_line(ServerConfig& c, const CommandLine& flags) {
   }
   if (!flags.gateway_id.empty()) c.gateway.gateway_id = flags.gateway_id;
   if (!flags.listen.empty()) c.gateway.listen = flags.listen;
+  if (!flags.ops_listen.empty()) c.ops_listen = flags.ops_listen;
+  // The ops address is read by the gateway's parser: one notion of "host:port" for both.
+  if (!c.ops_listen.empty()) {
+    if (auto p = listen_problem(c.ops_listen); !p.empty()) {
+      throw ConfigError((flags.ops_listen.empty() ? "config key `ops.listen`: " : "--ops-listen: ") + p);
+    }
+  }
   if (!has_role(c, "gateway")) return;
   if (auto p = listen_problem(c.gateway.listen); !p.empty()) {
     throw ConfigError((flags.listen.empty() ? "config key `gateway.listen`: " : "--listen: ") + p);

@@ -1,13 +1,13 @@
 // imlog: one binary for every role (docs/architecture.md, "Two ways to run", "Operations").
 //
 //   imlog serve [--config FILE] [--data-dir DIR] [--roles engine,...] [--listen HOST:PORT]
-//               [--gateway-id ID]                                    run a node
+//               [--gateway-id ID] [--ops-listen HOST:PORT]           run a node
 //   imlog init  [--config FILE] [--gateway-id ID ...]                  create topics, migrate MySQL;
 //                                                                      idempotent
 //   imlog version | imlog --version
 //
-// One config file serves every process of a deployment; --data-dir, --roles, --listen and
-// --gateway-id are the per-process overrides (docs/deploy.md).
+// One config file serves every process of a deployment; --data-dir, --roles, --listen,
+// --gateway-id and --ops-listen are the per-process overrides (docs/deploy.md).
 
 #include <signal.h>
 
@@ -91,6 +91,9 @@ int main(int argc, char** argv) {
                                         "default 127.0.0.1:8080)");
   serve->add_option("--gateway-id", flags.gateway_id, "this gateway's id (overrides gateway.gateway_id): it reads "
                                                 "im.deliver.<id>; unique per gateway process");
+  serve->add_option("--ops-listen", flags.ops_listen,
+                    "address of /metrics, /healthz and /readyz (overrides ops.listen; default: the gateway's "
+                    "port in a gateway process, else 127.0.0.1:9101 engine, 9102 projector, 9103 router, 9104 tasks)");
 
   auto* init = app.add_subcommand("init", "create the topics of the configured log and run the MySQL migrations; "
                                           "idempotent");

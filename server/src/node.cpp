@@ -17,6 +17,7 @@
 
 #include "imlog/core/clock.h"
 #include "imlog/core/logging.h"
+#include "imlog/core/metrics.h"
 #include "imlog/core/worker.h"
 #include "imlog/engine/log_directory.h"
 #include "imlog/engine/sequencer.h"
@@ -31,6 +32,7 @@
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
+#include "ops_server.h"
 #include "topics.h"
 
 namespace imlog {
@@ -186,6 +188,146 @@ struct Node::Parts {
   std::unique_ptr<Gateway> gateway;
   std::vector<std::unique_ptr<Projector>> projectors;
   std::atomic<bool> started{false};
+  // The roles' figures for /metrics (imlog/core/metrics.h), unregistered before what they read.
+  std::vector<metrics::CollectorHandle> collectors;
+  // The ops listener: every process without the gateway role, and any with ops.listen set.
+  std::unique_ptr<OpsServer> ops;
+
+  // ---- metrics (docs/operations.md lists each) --------------------------------------------------
+
+  void collect_log() {
+    auto* local = dynamic_cast<LocalLog*>(log.get());
+    if (!local) return;  // Kafka: the brokers have their own metrics; the sequencer times its appends
+    collectors.push_back(metrics::add_collector([local](std::vector<prometheus::MetricFamily>& out) {
+      auto st = local->stats();
+      out.push_back(metrics::counter("imlog_log_group_commits_total", "Writes of the embedded log (one per group commit).",
+                                     static_cast<double>(st.commits)));
+      out.push_back(metrics::counter("imlog_log_fsyncs_total", "WAL fsyncs of the embedded log.",
+                                     static_cast<double>(st.wal_syncs)));
+      out.push_back(metrics::counter("imlog_log_records_total", "Records written to the embedded log.",
+                                     static_cast<double>(st.records)));
+      out.push_back(metrics::counter("imlog_log_written_bytes_total",
+                                     "Bytes written to the embedded log (records with their framing, offsets).",
+                                     static_cast<double>(st.bytes)));
+      out.push_back(metrics::histogram("imlog_log_fsync_seconds",
+                                       "Time of each synced group commit of the embedded log: its WAL write and fsync.",
+                                       local->synced_write_seconds()));
+    }));
+  }
+
+  void collect_sequencer() {
+    Sequencer* seq = sequencer.get();
+    collectors.push_back(metrics::add_collector([seq](std::vector<prometheus::MetricFamily>& out) {
+      const auto& st = seq->stats();
+      auto d = [](uint64_t v) { return static_cast<double>(v); };
+      out.push_back(metrics::counter("imlog_sequencer_commands_total", "Commands read from im.commands.",
+                                     d(st.commands.load())));
+      out.push_back(metrics::counter("imlog_sequencer_events_total", "Events appended to im.events and acknowledged.",
+                                     d(st.events.load())));
+      auto refusals = metrics::family("imlog_sequencer_refusals_total", "Commands refused, by reason.",
+                                      prometheus::MetricType::Counter);
+      for (size_t i = 0; i < kRefusalCount; ++i) {
+        metrics::sample(refusals, {{"reason", std::string(refusal_code(static_cast<Refusal>(i)))}},
+                        d(st.refused_by[i].load()));
+      }
+      out.push_back(std::move(refusals));
+      out.push_back(metrics::counter("imlog_sequencer_duplicates_total",
+                                     "Retried commands answered with their original outcome.", d(st.duplicates.load())));
+      out.push_back(metrics::counter("imlog_sequencer_malformed_commands_total",
+                                     "Commands that did not decode (dropped, logged).", d(st.malformed.load())));
+      out.push_back(metrics::counter("imlog_sequencer_partitions_taken_total",
+                                     "Partitions taken, each with an epoch marker that fences the previous owner.",
+                                     d(st.epochs.load())));
+      out.push_back(metrics::counter("imlog_sequencer_fenced_total",
+                                     "Partitions this sequencer gave up because a newer epoch fenced it.",
+                                     d(st.stood_down.load())));
+      out.push_back(metrics::counter("imlog_sequencer_append_failures_total",
+                                     "Event batches the log did not take (their commands answered unavailable).",
+                                     d(st.append_failures.load())));
+      out.push_back(metrics::counter("imlog_sequencer_appended_bytes_total",
+                                     "Key and value bytes of the events appended to im.events.",
+                                     d(st.appended_bytes.load())));
+      out.push_back(metrics::gauge("imlog_sequencer_partitions_owned", "Partitions of im.commands this sequencer owns.",
+                                   static_cast<double>(st.partitions.load())));
+      out.push_back(metrics::histogram("imlog_sequencer_batch_commands", "Commands per batch the sequencer decides.",
+                                       st.batch_commands));
+      out.push_back(metrics::histogram("imlog_sequencer_append_seconds",
+                                       "Time from appending a batch of events to the log saying it is durable.",
+                                       st.append_seconds));
+    }));
+  }
+
+  void collect_projectors() {
+    std::vector<Projector*> ps;
+    for (auto& p : projectors) ps.push_back(p.get());
+    collectors.push_back(metrics::add_collector([ps](std::vector<prometheus::MetricFamily>& out) {
+      auto lag = metrics::family("imlog_projector_lag_events", "Events of im.events the read model has not applied yet.",
+                                 prometheus::MetricType::Gauge);
+      auto applied = metrics::family("imlog_projector_applied_events_total", "Events applied to the read model.",
+                                     prometheus::MetricType::Counter);
+      auto retries = metrics::family("imlog_projector_apply_retries_total",
+                                     "Batches the read model refused retryably (its server away) and got again.",
+                                     prometheus::MetricType::Counter);
+      auto seconds = metrics::family("imlog_projector_apply_seconds", "Time of each batch applied to the read model.",
+                                     prometheus::MetricType::Histogram);
+      auto failed = metrics::family("imlog_projector_failed", "Whether the projector stopped on an error (1) or runs (0).",
+                                    prometheus::MetricType::Gauge);
+      for (Projector* p : ps) {
+        std::vector<prometheus::ClientMetric::Label> model{{"model", std::string(p->model())}};
+        metrics::sample(lag, model, static_cast<double>(p->lag()));
+        metrics::sample(applied, model, static_cast<double>(p->applied()));
+        metrics::sample(retries, model, static_cast<double>(p->apply_retries()));
+        metrics::sample(seconds, model, p->apply_seconds());
+        metrics::sample(failed, model, p->failure() ? 1 : 0);
+      }
+      for (auto* f : {&lag, &applied, &retries, &seconds, &failed}) out.push_back(std::move(*f));
+    }));
+  }
+
+  void collect_router() {
+    Router* r = router.get();
+    collectors.push_back(metrics::add_collector([r](std::vector<prometheus::MetricFamily>& out) {
+      const auto& st = r->stats();
+      out.push_back(metrics::counter("imlog_router_events_total", "Events of im.events the router read.",
+                                     static_cast<double>(st.events.load())));
+      out.push_back(metrics::counter("imlog_router_deliveries_total",
+                                     "Pushes the router sent to gateways (one per recipient gateway).",
+                                     static_cast<double>(st.deliveries.load())));
+      out.push_back(metrics::counter("imlog_router_tasks_total", "Fan-out tasks of large groups written to im.tasks.",
+                                     static_cast<double>(st.tasks.load())));
+    }));
+  }
+
+  void collect_fanout() {
+    FanoutWorker* f = fanout.get();
+    collectors.push_back(metrics::add_collector([f](std::vector<prometheus::MetricFamily>& out) {
+      const auto& st = f->stats();
+      auto d = [](uint64_t v) { return static_cast<double>(v); };
+      out.push_back(metrics::counter("imlog_fanout_tasks_total", "Fan-out tasks done (delivered or dead-lettered).",
+                                     d(st.tasks.load())));
+      out.push_back(metrics::counter("imlog_fanout_deliveries_total", "Pushes the fan-out workers sent to gateways.",
+                                     d(st.deliveries.load())));
+      out.push_back(metrics::counter("imlog_fanout_retries_total", "Delivery appends retried.", d(st.retries.load())));
+      out.push_back(metrics::counter("imlog_fanout_lookup_retries_total",
+                                     "Session lookups retried (the registry failed).", d(st.lookup_retries.load())));
+      out.push_back(metrics::counter("imlog_fanout_dead_letters_total", "Records sent to im.dlq.",
+                                     d(st.dead_letters.load())));
+      out.push_back(metrics::counter("imlog_fanout_corrupt_tasks_total", "Tasks that did not decode (dead-lettered).",
+                                     d(st.corrupt.load())));
+    }));
+  }
+
+  void collect_node() {
+    collectors.push_back(metrics::add_collector([this](std::vector<prometheus::MetricFamily>& out) {
+      auto ready = not_ready();
+      out.push_back(metrics::gauge("imlog_ready", "Whether /readyz answers 200 (1) or 503 (0).", ready.empty() ? 1 : 0));
+      auto roles = metrics::family("imlog_role", "The roles this process runs (always 1).", prometheus::MetricType::Gauge);
+      for (const char* r : {"gateway", "engine", "projector", "router", "tasks"}) {
+        if (has_role(config, r)) metrics::sample(roles, {{"role", r}}, 1);
+      }
+      out.push_back(std::move(roles));
+    }));
+  }
 
   Status open_transports() {
     if (config.event_log.backend == "kafka") {
@@ -260,10 +402,12 @@ struct Node::Parts {
     return {};
   }
 
-  // Probes for /readyz: Kafka when the log is Kafka, MySQL and Redis when this process uses them.
+  // Probes for /readyz: Kafka when the log is Kafka, MySQL and Redis when this process uses them
+  // (the session registry's Redis when it runs the gateway, the router or the tasks role).
   Status start_dependency_check() {
     HotHistory* redis_probe = redis.get();
-    if (!redis_probe && config.sessions) {
+    bool uses_sessions = has_role(config, "gateway") || has_role(config, "router") || has_role(config, "tasks");
+    if (!redis_probe && config.sessions && uses_sessions) {
       RedisConfig rc;
       rc.host = config.sessions->host;
       rc.port = config.sessions->port;
@@ -324,13 +468,16 @@ struct Node::Parts {
     if (mysql) projectors.push_back(std::make_unique<Projector>(*log, *mysql));
     if (redis) projectors.push_back(std::make_unique<Projector>(*log, *redis));
     for (auto& p : projectors) IMLOG_TRY(p->start());
+    collect_projectors();
     return {};
   }
 
   Status start_router() {
     IMLOG_TRY(open_sessions());
     router = std::make_unique<Router>(*log, *deliveries, *sessions, config.router);
-    return router->start();
+    IMLOG_TRY(router->start());
+    collect_router();
+    return {};
   }
 
   // The tasks role: a fan-out worker in the tasks consumer group (large groups;
@@ -338,7 +485,9 @@ struct Node::Parts {
   Status start_tasks() {
     IMLOG_TRY(open_sessions());
     fanout = std::make_unique<FanoutWorker>(*log, *deliveries, *sessions, config.tasks);
-    return fanout->start();
+    IMLOG_TRY(fanout->start());
+    collect_fanout();
+    return {};
   }
 
   Status start_engine() {
@@ -348,13 +497,17 @@ struct Node::Parts {
                                  config.engine);
     IMLOG_TRY(seq);
     sequencer = std::move(*seq);
-    return sequencer->start();
+    IMLOG_TRY(sequencer->start());
+    collect_sequencer();
+    return {};
   }
 
   // Why /readyz fails: empty when ready. A gateway cannot serve while anything it needs failed:
   // the in-process sequencer, a projector, or any worker of this process (the router, the
   // directory, the bus's own) — the worker is named.
   [[nodiscard]] std::string not_ready() const {
+    // Nothing else is read before the roles are up (the ops listener answers from its own thread
+    // while they start).
     if (!started.load()) return "the node is starting";
     if (auto f = failure_text(); !f.empty()) return f;
     if (auto f = failed_workers(); !f.empty()) return "failed: " + f;
@@ -363,7 +516,8 @@ struct Node::Parts {
 
   // What ends the process. A failed worker does too, except in a gateway process: that one stays
   // up answering 503 on /readyz with the worker's name, and failing commands at once, so the
-  // failure is seen where it is asked about; a process without a gateway has no /readyz to say it.
+  // failure is seen where it is asked about; a process without a gateway exits (its supervisor
+  // restarts it), its last scrape and log saying why.
   [[nodiscard]] std::string failure_text() const {
     if (sequencer) {
       if (auto f = sequencer->failure(); !f.empty()) return f;
@@ -387,9 +541,17 @@ Status Node::start() {
     return fail(std::errc::io_error, "cannot create the data directory `" + p.config.data_dir + "` (data_dir / --data-dir): " +
                                          ec.message());
   }
+  // The ops listener first: a probe sees 503 "starting" rather than nothing while roles start,
+  // and a taken port stops the process before it opens anything.
+  std::string ops_listen = p.config.ops_listen.empty() ? default_ops_listen(p.config.roles) : p.config.ops_listen;
+  if (!ops_listen.empty()) {
+    p.ops = std::make_unique<OpsServer>(ops_listen, [&p] { return p.not_ready(); });
+    IMLOG_TRY(p.ops->start());
+  }
   auto log = open_event_log(p.config.event_log);
   IMLOG_TRY(log);
   p.log = std::move(*log);
+  p.collect_log();
   // The embedded log belongs to this process alone, so it may create its topics on first start;
   // a Kafka deployment creates them once with `imlog init`.
   if (p.config.event_log.backend == "local") IMLOG_TRY(create_topics(*p.log, p.config.event_log));
@@ -401,6 +563,9 @@ Status Node::start() {
   if (has_role(p.config, "tasks")) IMLOG_TRY(p.start_tasks());
   if (has_role(p.config, "router")) IMLOG_TRY(p.start_router());
   if (has_role(p.config, "gateway")) IMLOG_TRY(p.start_gateway());
+  // A process without the gateway probes what it depends on too, for its own /readyz.
+  if (!p.dependencies) IMLOG_TRY(p.start_dependency_check());
+  p.collect_node();
   p.started = true;
   logger("server")->info("imlog running roles [{}] on {}", fmt::join(p.config.roles, ","), p.log->describe());
   return {};
@@ -409,6 +574,8 @@ Status Node::start() {
 void Node::stop() {
   auto& p = *parts_;
   p.started = false;
+  if (p.ops) p.ops->stop();
+  p.collectors.clear();  // before anything they read goes
   if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
   if (p.router) p.router->stop();
   if (p.fanout) p.fanout->stop();
@@ -417,6 +584,7 @@ void Node::stop() {
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();
+  p.ops.reset();
   p.login_throttle.reset();
   p.dependencies.reset();
   p.query.reset();

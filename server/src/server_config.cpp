@@ -281,6 +281,11 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());
   if (root.has("sessions")) read_sessions(root.section("sessions"), c.redis, c.gateway.heartbeat_timeout, c.sessions.emplace());
+  {
+    auto ops = root.section("ops");
+    ops.read("listen", c.ops_listen);
+    ops.finish();
+  }
   root.finish();
   if (c.event_log.local.dir.empty()) c.event_log.local.dir = c.data_dir + "/log";
   if (c.engine.state_dir.empty()) c.engine.state_dir = c.data_dir + "/engine";

@@ -59,6 +59,11 @@ struct ServerConfig {
   // distributed deployment sees the same sessions); absent, it is in process (the single node).
   // Its host, port, password and db default to the `redis:` section's.
   std::optional<RedisSessionsConfig> sessions;
+  // `ops.listen`: host:port of this process's ops listener (/metrics, /healthz, /readyz;
+  // docs/operations.md). Empty (the default): a gateway process serves them on the gateway's port,
+  // any other its role's default port (default_ops_listen, server/src/ops_server.h). Set, the
+  // process serves them there too (a gateway process: besides its own port).
+  std::string ops_listen;
 };
 
 // Reads `path` (empty: no file, all defaults) and applies data_dir to the directories left at
@@ -73,6 +78,7 @@ struct CommandLine {
   std::vector<std::string> roles;
   std::string listen;
   std::string gateway_id;
+  std::string ops_listen;
 };
 
 // Applies the flags to `config`, each checked as strictly as its key in the file, then checks the

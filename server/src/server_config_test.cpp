@@ -290,11 +290,21 @@ TEST(ServerConfig, CommandLineIsCheckedLikeTheFile) {
   EXPECT_THAT(flag_error({}, "gateway: {listen: \"1.2.3.4:99999\"}"), HasSubstr("config key `gateway.listen`: port"));
   // A process without the gateway role never listens, so its address is not its concern.
   EXPECT_EQ(flag_error(roles_flag({"engine"}), "gateway: {listen: nowhere}"), "no error");
+  // Every process has an ops listener, so its address is checked whatever the roles.
+  CommandLine ops = roles_flag({"engine"});
+  ops.ops_listen = "9101";
+  EXPECT_THAT(flag_error(ops),
+              HasSubstr("--ops-listen: `9101` is not host:port"));
+  EXPECT_THAT(flag_error(roles_flag({"engine"}), "ops: {listen: \"example.org:9101\"}"),
+              HasSubstr("config key `ops.listen`: "));
+  EXPECT_THAT(error_of("ops: {port: 9101}"), HasSubstr("ops.port"));
 }
 
 TEST(ServerConfig, CommandLineOverridesTheFile) {
   auto config = load_server_config(write_config("roles: [engine]"), "");
-  apply_command_line(config, CommandLine{.roles = {"gateway", "router"}, .listen = "0.0.0.0:9100", .gateway_id = "gw-9"});
+  apply_command_line(config, CommandLine{.roles = {"gateway", "router"}, .listen = "0.0.0.0:9100", .gateway_id = "gw-9",
+                                         .ops_listen = "127.0.0.1:9200"});
+  EXPECT_EQ(config.ops_listen, "127.0.0.1:9200");
   EXPECT_EQ(config.roles, (std::vector<std::string>{"gateway", "router"}));
   EXPECT_EQ(config.gateway.listen, "0.0.0.0:9100");
   EXPECT_EQ(config.gateway.gateway_id, "gw-9");

@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "imlog/core/metrics.h"
 #include "imlog/engine/event_log.h"
 
 namespace imlog {
@@ -50,6 +51,7 @@ struct LocalLogStats {
   // record or an offset commit, one per topic creation.
   uint64_t wal_syncs = 0;
   uint64_t records = 0;         // records written
+  uint64_t bytes = 0;           // bytes of the RocksDB writes (records with their framing, offsets)
 };
 
 class LocalLog final : public EventLog {
@@ -69,6 +71,8 @@ class LocalLog final : public EventLog {
   [[nodiscard]] std::string describe() const override;
 
   [[nodiscard]] LocalLogStats stats() const;
+  // How long each synced group commit's write took: the WAL append and its fsync.
+  [[nodiscard]] const metrics::Histogram& synced_write_seconds() const;
 
   struct State;  // private; public only so the consumer class in local_log.cpp can name it
 

@@ -26,6 +26,7 @@
 // and are handed to the loop through a queue. Not otherwise thread-safe; stats() may be read from
 // any thread.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -33,6 +34,7 @@
 #include <string>
 
 #include "imlog/core/clock.h"
+#include "imlog/core/metrics.h"
 #include "imlog/core/result.h"
 #include "imlog/engine/directory.h"
 #include "imlog/engine/event_log.h"
@@ -71,14 +73,22 @@ struct EngineConfig {
 
 class StateStore;  // engine-internal: engine/src/state_store.h
 
+// The sequencer's figures, for /metrics (docs/operations.md). Each is a relaxed atomic the loop
+// bumps; nothing on the command path locks or allocates for them.
 struct SequencerStats {
   std::atomic<uint64_t> commands{0};    // commands read
   std::atomic<uint64_t> events{0};      // events appended and acknowledged
   std::atomic<uint64_t> refused{0};
+  std::array<std::atomic<uint64_t>, kRefusalCount> refused_by{};  // by Refusal
   std::atomic<uint64_t> duplicates{0};
   std::atomic<uint64_t> malformed{0};   // commands that did not decode (dropped, logged)
   std::atomic<uint64_t> epochs{0};      // partitions taken (epoch markers written)
+  std::atomic<uint64_t> stood_down{0};  // partitions given up: a newer epoch fenced this sequencer
+  std::atomic<uint64_t> append_failures{0};  // event batches the log did not take
+  std::atomic<uint64_t> appended_bytes{0};   // key + value bytes of the events appended
   std::atomic<int32_t> partitions{0};   // partitions owned now
+  metrics::Histogram batch_commands{metrics::Histogram::size_bounds()};  // commands per batch
+  metrics::Histogram append_seconds;    // an event batch's append, until the log says it is durable
 };
 
 // Where the sequencer reads commands and sends its answers (transport.h). Not owned; must outlive

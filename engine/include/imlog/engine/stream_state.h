@@ -48,6 +48,8 @@ enum class Refusal {
   rate_limited,
   banned,                // removed from the group: no joining (or being added) until unbanned
 };
+// How many Refusals there are (the metrics count each).
+inline constexpr size_t kRefusalCount = static_cast<size_t>(Refusal::banned) + 1;
 std::string_view refusal_code(Refusal r);
 
 // Limits the sequencer enforces; part of EngineConfig.

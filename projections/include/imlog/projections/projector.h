@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "imlog/core/metrics.h"
 #include "imlog/engine/event_log.h"
 #include "imlog/projections/projection.h"
 
@@ -52,6 +53,11 @@ class Projector {
   // Records between the sink's positions and the end of the log, as of the last batch.
   [[nodiscard]] int64_t lag() const { return lag_.load(); }
   [[nodiscard]] uint64_t applied() const { return applied_.load(); }
+  // Each call of the sink's apply() (one batch) while following the log, for /metrics.
+  [[nodiscard]] const metrics::Histogram& apply_seconds() const { return apply_seconds_; }
+  // Batches the sink refused retryably (its server away) and that were applied again.
+  [[nodiscard]] uint64_t apply_retries() const { return apply_retries_.load(); }
+  [[nodiscard]] std::string_view model() const { return sink_.name(); }
 
   struct Loop;  // private
 
@@ -61,6 +67,8 @@ class Projector {
   ProjectorConfig config_;
   std::atomic<int64_t> lag_{0};
   std::atomic<uint64_t> applied_{0};
+  metrics::Histogram apply_seconds_;
+  std::atomic<uint64_t> apply_retries_{0};
   std::unique_ptr<Loop> loop_;
 };
 
