@@ -6,8 +6,8 @@
 //
 // One test, one server: the operations build on each other (users, a group, a friendship), and at
 // the end every operation must have been answered with its documented success status. The
-// documented statuses no request here provokes (a log or read store down, an engine that does not
-// answer in time, the login throttle) are listed in the output.
+// documented statuses no request here provokes (mostly 503 and 504: a log or read store down, an
+// engine that does not answer in time) are listed in the output.
 
 #include <sodium.h>
 
@@ -19,6 +19,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -216,7 +218,7 @@ class Conformance : public ::testing::Test {
     EXPECT_EQ(path.find('{'), std::string::npos) << id << ": unfilled path parameter in " << path;
     if (!query.empty()) path += "?" + query;
     // From another loopback address when `source_` says so: the login throttle counts by address.
-    auto r = HttpClient("127.0.0.1", server_.port(), source_).request(op->method, path, body, token);
+    auto r = HttpClient("127.0.0.1", port_ ? port_ : server_.port(), source_).request(op->method, path, body, token);
     EXPECT_EQ(r.status, want) << op->method << " " << path << " (" << id << "): " << r.body << r.error;
     if (r.status != 0) {
       auto why = spec_.check(id, r);
@@ -257,6 +259,7 @@ class Conformance : public ::testing::Test {
   }
 
   std::string source_;  // the local address requests come from ("": any)
+  int port_ = 0;        // another server's port, when not 0
   TempDir dir_{"imlog-conformance"};
   ImlogServer server_{dir_.str(), kConfig};
   Spec spec_{IMLOG_OPENAPI_YAML};
@@ -485,6 +488,22 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("demoPage", 200);
   call("demoScript", 200);
   call("demoStyle", 200);
+  // A server that serves the demo files from a directory (gateway.web_dir): it starts only with an
+  // index.html there, and answers 404 for a file that is not (or no longer) there.
+  {
+    const std::string web_dir = dir_.str() + "/web-server/web";
+    std::filesystem::create_directories(web_dir);
+    std::ofstream(web_dir + "/index.html") << "<!doctype html><html><body>conformance</body></html>\n";
+    ImlogServer web(dir_.str() + "/web-server", std::string(kConfig) + "  web_dir: " + web_dir + "\n");
+    ASSERT_TRUE(web.start()) << "the web_dir server did not become ready";
+    port_ = web.port();
+    call("demoPage", 200);
+    call("demoScript", 404);
+    call("demoStyle", 404);
+    std::filesystem::remove(web_dir + "/index.html");
+    call("demoPage", 404);
+    port_ = 0;
+  }
 
   // Every operation answered with its success; what no request here provoked, listed.
   size_t statuses = 0, provoked = 0;
