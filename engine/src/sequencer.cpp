@@ -360,10 +360,10 @@ class Sequencer::Loop final : public RebalanceListener {
       return;
     }
     log_.append(kEventsTopic, std::move(events), [this, id](Result<std::vector<RecordPosition>> r) {
-      {
-        std::lock_guard lock(mu_);
-        completions_.push_back(Completion{id, std::move(r)});
-      }
+      // All under the lock: once the loop sees this completion it may quiesce and stop, and the
+      // sequencer and its command reader be destroyed, so nothing here may touch them after it.
+      std::lock_guard lock(mu_);
+      completions_.push_back(Completion{id, std::move(r)});
       cv_.notify_one();
       commands_->wakeup();
     });
