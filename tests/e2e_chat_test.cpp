@@ -685,6 +685,43 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
   }, 20s));
 }
 
+// docs/api/websocket.md "Protocol versions": imlog.v1.json by name or by default, the legacy name
+// still selected, an unknown one refused before the upgrade; `hello` first on every connection.
+TEST_F(E2eChat, SubprotocolIsNegotiatedAndHelloAnnouncesTheVersion) {
+  User a = make_user(s(), "proto");
+  auto hello_of = [&](WsClient& ws) {
+    auto hello = ws.wait_for("hello", kFrameWait);
+    EXPECT_TRUE(hello) << "no hello frame";
+    if (!hello) return;
+    EXPECT_EQ(hello->str("protocol"), "imlog.v1.json");
+    EXPECT_EQ(hello->u64("version"), 1u);
+    EXPECT_EQ(hello->u64("user_id"), a.id);
+    EXPECT_GT(hello->u64("server_time"), 0u);
+    const auto& versions = hello->data()["versions"];
+    ASSERT_TRUE(versions.IsArray() && versions.Size() == 1);
+    EXPECT_EQ(versions[0].GetUint64(), 1u);
+  };
+  for (std::string offer : {"imlog.v1.json", "imlog.v2.cbor, imlog.v1.json", "imlog.json", ""}) {
+    SCOPED_TRACE("Sec-WebSocket-Protocol: " + offer);
+    std::string error;
+    auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws", a.token, nullptr, &error, true, offer);
+    ASSERT_TRUE(ws) << error;
+    // The server names the one it picked, and nothing when the client asked for none.
+    EXPECT_EQ(ws->subprotocol(), offer == "imlog.v2.cbor, imlog.v1.json" ? "imlog.v1.json" : offer);
+    hello_of(*ws);
+    ws->send("ping", "{}");
+    EXPECT_TRUE(ws->wait_for("pong", kFrameWait));
+  }
+  int status = 0;
+  std::string error;
+  auto refused = WsClient::connect("127.0.0.1", s().port(), "/ws", a.token, &status, &error, true, "imlog.v9.json");
+  EXPECT_FALSE(refused);
+  EXPECT_EQ(status, 400) << error;
+  EXPECT_NE(error.find(R"("code":"unsupported_protocol")"), std::string::npos) << error;
+  EXPECT_NE(error.find("imlog.v1.json"), std::string::npos) << "the refusal names what the server speaks: " << error;
+  EXPECT_NE(error.find("imlog.v9.json"), std::string::npos) << "and what was asked for: " << error;
+}
+
 TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
   User a = make_user(s(), "bad"), b = make_user(s(), "bad2");
   auto ws = connect_ws(s(), a);

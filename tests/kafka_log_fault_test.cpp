@@ -132,12 +132,11 @@ class AppendStream {
       lk.unlock();
       cv_.notify_all();  // wait_stalled() waits for outstanding_ to grow
       log_.append(topic_, std::move(copy), [this, b](Result<std::vector<RecordPosition>> r) {
-        {
-          std::lock_guard g(mu_);
-          if (r) ++acked_;
-          batches_[b].outcome = std::move(r);
-          --outstanding_;
-        }
+        // Notified under the lock: once stop() sees outstanding_ reach 0 this stream may be gone.
+        std::lock_guard g(mu_);
+        if (r) ++acked_;
+        batches_[b].outcome = std::move(r);
+        --outstanding_;
         cv_.notify_all();
       });
       lk.lock();

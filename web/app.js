@@ -55,7 +55,7 @@ async function login(register) {
 }
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+  ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`, "imlog.v1.json");
   ws.onopen = () => { note("connected"); if (current) sync(); };
   ws.onclose = (e) => { note(`disconnected (${e.code}); reconnecting`); setTimeout(connect, 2000); };
   ws.onmessage = (ev) => {
@@ -64,7 +64,7 @@ function connect() {
     else if (f.type === "message-ack") acked(f.data);
     else if (f.type === "sync-result") f.data.messages.forEach(show);
     else if (f.type === "error") note(`error ${f.data.code}: ${f.data.message}`);
-    else if (f.type !== "pong") note(`${f.type} ${JSON.stringify(f.data)}`);
+    else if (f.type !== "pong" && f.type !== "hello") note(`${f.type} ${JSON.stringify(f.data)}`);
   };
 }
 function acked(ack) {

@@ -372,10 +372,10 @@ class Sequencer::Loop final : public RebalanceListener {
     log_.append(kEventsTopic, std::move(events), [this, id, appended_at](Result<std::vector<RecordPosition>> r) {
       stats.append_seconds.observe(std::chrono::steady_clock::now() - appended_at);
       if (!r) stats.append_failures++;
-      {
-        std::lock_guard lock(mu_);
-        completions_.push_back(Completion{id, std::move(r)});
-      }
+      // All under the lock: once the loop sees this completion it may quiesce and stop, and the
+      // sequencer and its command reader be destroyed, so nothing here may touch them after it.
+      std::lock_guard lock(mu_);
+      completions_.push_back(Completion{id, std::move(r)});
       cv_.notify_one();
       commands_->wakeup();
     });

@@ -14,6 +14,7 @@
 
 #include "imlog/core/logging.h"
 #include "json.h"
+#include "ws_protocol.h"
 #include "ws_session.h"
 
 namespace imlog::gw {
@@ -35,21 +36,6 @@ Method method_of(http::verb v) {
     case http::verb::options: return Method::options;
     default: return Method::other;
   }
-}
-
-// The subprotocol a client offered that this server speaks ("imlog.json"), or "".
-std::string pick_subprotocol(std::string_view offered) {
-  size_t i = 0;
-  while (i < offered.size()) {
-    size_t j = offered.find(',', i);
-    if (j == std::string_view::npos) j = offered.size();
-    auto p = offered.substr(i, j - i);
-    while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
-    while (!p.empty() && p.back() == ' ') p.remove_suffix(1);
-    if (p == "imlog.json") return std::string(p);
-    i = j + 1;
-  }
-  return {};
 }
 
 // Lifecycle: read a request → answer it (possibly after the engine answered) → read the next, until
@@ -215,8 +201,14 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
       reply.headers.emplace_back("WWW-Authenticate", "Bearer");
       return write_reply(std::move(reply));
     }
-    std::string subprotocol = pick_subprotocol(std::string_view(req[http::field::sec_websocket_protocol]));
-    start_ws_session(svc_, std::move(stream_), parser_->release(), claims->user_id, std::move(subprotocol));
+    auto subprotocol = negotiate_subprotocol(std::string_view(req[http::field::sec_websocket_protocol]));
+    if (subprotocol.refused()) {
+      svc_.metrics.error("unsupported_protocol");
+      return write_reply(error_reply(400, "unsupported_protocol",
+                                     "this server speaks WebSocket subprotocol " + std::string(kWsProtocolV1Json) +
+                                         " (or none, which is the same); asked for: " + subprotocol.offered));
+    }
+    start_ws_session(svc_, std::move(stream_), parser_->release(), claims->user_id, std::move(subprotocol.selected));
   }
 
   void write_reply(ApiReply reply) {

@@ -20,6 +20,7 @@
 #include "presence.h"
 #include "frame_layer.h"
 #include "ws_frames.h"
+#include "ws_protocol.h"
 
 namespace imlog::gw {
 namespace {
@@ -156,6 +157,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       if (svc.sessions.devices(user) == 1) announce_presence(svc, user);  // the first device: online
     });
     if (svc_.stopping.load()) return close(1001, "server shutting down");
+    enqueue(hello_frame(user_, svc_.clock.now_ms()));  // the protocol version, first on every connection
     // A pong answers the server's keep-alive ping: the peer is alive even when it sends nothing.
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::pong) on_alive();

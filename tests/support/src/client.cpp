@@ -1,6 +1,9 @@
 #include "imlog/testing/client.h"
 
 #include <atomic>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -10,6 +13,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <gtest/gtest.h>
+#include <rapidjson/pointer.h>
+#include <rapidjson/schema.h>
+#include <rapidjson/stringbuffer.h>
 
 namespace imlog::testing {
 
@@ -109,6 +116,78 @@ uint64_t Frame::u64(const char* field) const {
   return it->value.GetUint64();
 }
 
+namespace {
+
+// docs/api/websocket.schema.json, against which every frame a WsClient receives is checked: one
+// schema per server frame type (definitions/server_frame's oneOf, one branch per type), so a
+// failure names the type's rule that failed rather than only "none of oneOf".
+class FrameSchema {
+ public:
+  static const FrameSchema& get() {
+    static const FrameSchema schema(IMLOG_WS_SCHEMA);
+    return schema;
+  }
+
+  // "" when `raw` is a server frame of the schema; else why not.
+  [[nodiscard]] std::string check(const std::string& raw) const {
+    if (!error_.empty()) return error_;
+    rapidjson::Document doc;
+    doc.Parse(raw.data(), raw.size());
+    if (doc.HasParseError() || !doc.IsObject()) return "not a JSON object";
+    auto t = doc.FindMember("type");
+    if (t == doc.MemberEnd() || !t->value.IsString()) return "no string type";
+    auto it = by_type_.find(t->value.GetString());
+    if (it == by_type_.end()) return std::string("type ") + t->value.GetString() + " is not a server frame of the schema";
+    // RapidJSON's regex (the schema's patterns) keeps its search state in the compiled schema:
+    // one validation at a time, whichever client's I/O thread asks.
+    std::lock_guard lock(mu_);
+    rapidjson::SchemaValidator v(*it->second);
+    if (doc.Accept(v)) return {};
+    rapidjson::StringBuffer where, rule;
+    v.GetInvalidDocumentPointer().StringifyUriFragment(where);
+    v.GetInvalidSchemaPointer().StringifyUriFragment(rule);
+    return std::string("at ") + where.GetString() + ": fails '" + v.GetInvalidSchemaKeyword() + "' of " + rule.GetString();
+  }
+
+ private:
+  explicit FrameSchema(const char* path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    rapidjson::Document file;
+    file.Parse(text.str().data(), text.str().size());
+    if (!in || file.HasParseError() || !file.IsObject() || !file.HasMember("definitions")) {
+      error_ = std::string("cannot read the frame schema ") + path;
+      return;
+    }
+    const auto* branches = rapidjson::Pointer("/definitions/server_frame/oneOf").Get(file);
+    if (!branches || !branches->IsArray()) {
+      error_ = "the frame schema has no definitions/server_frame/oneOf";
+      return;
+    }
+    for (rapidjson::SizeType i = 0; i < branches->Size(); ++i) {
+      const auto* type = rapidjson::Pointer("/properties/type/enum/0").Get((*branches)[i]);
+      if (!type || !type->IsString()) continue;
+      // {"$ref": "#/definitions/server_frame/oneOf/<i>", "definitions": <the file's>}, kept: a
+      // compiled schema may point into the document it was compiled from.
+      auto& one = *sources_.emplace_back(std::make_unique<rapidjson::Document>());
+      one.SetObject();
+      std::string ref = "#/definitions/server_frame/oneOf/" + std::to_string(i);
+      one.AddMember("$ref", rapidjson::Value(ref.c_str(), one.GetAllocator()), one.GetAllocator());
+      one.AddMember("definitions", rapidjson::Value(file["definitions"], one.GetAllocator()), one.GetAllocator());
+      by_type_.emplace(type->GetString(), std::make_unique<rapidjson::SchemaDocument>(one));
+    }
+    if (by_type_.empty()) error_ = "the frame schema names no server frame types";
+  }
+
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<rapidjson::Document>> sources_;
+  std::map<std::string, std::unique_ptr<rapidjson::SchemaDocument>> by_type_;
+  std::string error_;
+};
+
+}  // namespace
+
 struct WsClient::Impl {
   net::io_context ioc;
   websocket::stream<beast::tcp_stream> ws{ioc};
@@ -125,6 +204,8 @@ struct WsClient::Impl {
   uint16_t close_code = 0;
   std::string close_error;
   std::atomic<uint64_t> pongs{0};
+  std::string subprotocol;  // set before the I/O thread starts, never after
+  bool check_frames = false;  // an imlog connection (/ws), not another server's (Chromium's DevTools)
 
   void do_read() {
     ws.async_read(in, [this](beast::error_code ec, std::size_t) {
@@ -139,6 +220,14 @@ struct WsClient::Impl {
       Frame f;
       f.raw = beast::buffers_to_string(in.data());
       in.consume(in.size());
+      // Every frame the server sends must be one of the protocol's schema (docs/api/
+      // websocket.schema.json), in every test that uses this client.
+      if (check_frames && ws.got_text()) {
+        if (auto why = FrameSchema::get().check(f.raw); !why.empty()) {
+          ADD_FAILURE() << "the server sent a frame outside docs/api/websocket.schema.json: " << why << "\n  "
+                        << f.raw.substr(0, 2000);
+        }
+      }
       f.doc.Parse(f.raw.data(), f.raw.size());
       if (!f.doc.HasParseError() && f.doc.IsObject()) {
         auto t = f.doc.FindMember("type");
@@ -195,7 +284,7 @@ WsClient::~WsClient() {
 
 std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, const std::string& target,
                                             const std::string& bearer, int* http_status, std::string* error,
-                                            bool read) {
+                                            bool read, const std::string& subprotocols) {
   auto impl = std::make_unique<Impl>();
   beast::error_code ec;
   auto& tcp_layer = beast::get_lowest_layer(impl->ws);
@@ -207,10 +296,10 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
   }
   // Small frames go out at once: Nagle's algorithm would hold one back for the peer's delayed ACK.
   tcp_layer.socket().set_option(tcp::no_delay(true), ec);
-  if (!bearer.empty()) {
-    impl->ws.set_option(websocket::stream_base::decorator(
-        [bearer](websocket::request_type& req) { req.set(http::field::authorization, "Bearer " + bearer); }));
-  }
+  impl->ws.set_option(websocket::stream_base::decorator([bearer, subprotocols](websocket::request_type& req) {
+    if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
+    if (!subprotocols.empty()) req.set(http::field::sec_websocket_protocol, subprotocols);
+  }));
   impl->ws.read_message_max(64 << 20);
   // The asynchronous handshake hands back the server's response even when it declines the
   // upgrade (the synchronous one does not), so the test can read a 401.
@@ -220,10 +309,12 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
   impl->ioc.restart();
   if (http_status) *http_status = static_cast<int>(res.result_int());
   if (ec) {
-    if (error) *error = "handshake: " + ec.message() + " (HTTP " + std::to_string(res.result_int()) + ")";
+    if (error) *error = "handshake: " + ec.message() + " (HTTP " + std::to_string(res.result_int()) + ") " + res.body();
     return nullptr;
   }
   tcp_layer.expires_never();
+  impl->subprotocol = std::string(res[http::field::sec_websocket_protocol]);
+  impl->check_frames = target == "/ws" || target.rfind("/ws?", 0) == 0;
   auto* p = impl.get();
   p->ws.control_callback([p](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::pong) p->pongs++;
@@ -237,6 +328,7 @@ void WsClient::send_text(std::string text) { impl_->enqueue(std::move(text), Imp
 void WsClient::send_binary(std::string bytes) { impl_->enqueue(std::move(bytes), Impl::Kind::binary); }
 void WsClient::send_ping(std::string payload) { impl_->enqueue(std::move(payload), Impl::Kind::ping); }
 uint64_t WsClient::pongs() const { return impl_->pongs.load(); }
+std::string WsClient::subprotocol() const { return impl_->subprotocol; }
 
 void WsClient::send(std::string_view type, std::string_view data_json) {
   std::string f = "{\"type\":\"" + std::string(type) + "\",\"data\":" + std::string(data_json.empty() ? "{}" : data_json) + "}";

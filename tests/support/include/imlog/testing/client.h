@@ -4,7 +4,9 @@
 //
 // HttpClient is synchronous, one connection per request. WsClient runs its socket on its own I/O
 // thread; received messages queue up and tests take them with wait_for(type, deadline). Both are
-// thread-compatible (one test thread drives each).
+// thread-compatible (one test thread drives each). Every text message a WsClient connected to
+// imlog's /ws receives is checked against docs/api/websocket.schema.json: one that is not a server
+// frame of the schema is a test failure (ADD_FAILURE) in whichever test received it.
 
 #include <chrono>
 #include <condition_variable>
@@ -68,11 +70,16 @@ struct Frame {
 class WsClient {
  public:
   // Connects to ws://host:port<target>, with `bearer` in an Authorization header when non-empty.
-  // nullptr on failure; `http_status` gets the refusal's status (401, ...) when there was one.
-  // `read` false: never read (so never answer pings): a silent peer.
+  // nullptr on failure; `http_status` gets the refusal's status (401, ...) when there was one, and
+  // `error` ends with the refusal's body.
+  // `read` false: never read (so never answer pings): a silent peer. `subprotocols`, when not
+  // empty, goes in Sec-WebSocket-Protocol as is ("imlog.v1.json", "a, b").
   static std::unique_ptr<WsClient> connect(const std::string& host, int port, const std::string& target,
                                            const std::string& bearer = {}, int* http_status = nullptr,
-                                           std::string* error = nullptr, bool read = true);
+                                           std::string* error = nullptr, bool read = true,
+                                           const std::string& subprotocols = {});
+  // The subprotocol the server selected in its upgrade answer ("" when none).
+  [[nodiscard]] std::string subprotocol() const;
   ~WsClient();
 
   void send_text(std::string text);
