@@ -3,25 +3,31 @@
 # at each fixed offered rate for SECONDS (1,000 clients; a rate of 0 is saturation with 4 unacked
 # sends per client), one summary line per step with the load average at its start.
 #
-#   bench/chat_steps.sh [-b IMLOG_BIN] [-c CONFIG] [-s SECONDS] RATE...
+#   bench/chat_steps.sh [-b IMLOG_BIN] [-c CONFIG] [-s SECONDS] [-q] RATE...
 #   bench/chat_steps.sh 2000 5000 10000 12500 15000 17500 0
 #
 # IMLOG_BIN defaults to the build's own `imlog`; pass another build's to compare two servers.
 # CONFIG is a server config to start it with instead of the bench's own (keep its gateway keys:
-# fast password hashing and no WebSocket rate limit, see bench/load/harness.cpp).
+# fast password hashing and no WebSocket rate limit, see bench/load/harness.cpp). -q waits before
+# each step until the 1-minute load average is under 1 (at most 2 minutes), so that each step
+# starts on a quiet machine rather than on the load the previous one left.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 load=${IMLOG_BENCH_LOAD:-$here/build/bin/imlog-bench-load}
 bin=$here/build/bin/imlog
 secs=15
 config=()
-while getopts b:c:s: opt; do
-  case $opt in b) bin=$OPTARG ;; c) config=(--config "$OPTARG") ;; s) secs=$OPTARG ;; *) exit 2 ;; esac
+quiet=0
+while getopts b:c:s:q opt; do
+  case $opt in b) bin=$OPTARG ;; c) config=(--config "$OPTARG") ;; s) secs=$OPTARG ;; q) quiet=1 ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 for rate in "$@"; do
   extra=()
   [ "$rate" = 0 ] && extra=(--window 4)
+  if [ "$quiet" = 1 ]; then
+    for _ in $(seq 60); do awk '{exit !($1 < 1.0)}' /proc/loadavg && break; sleep 2; done
+  fi
   at_start=$(cut -d' ' -f1-3 /proc/loadavg)
   line=$("$load" chat --clients 1000 --rate "$rate" --seconds "$secs" --server-bin "$bin" "${config[@]}" "${extra[@]}" 2>&1 |
     grep RESULT || echo "RESULT {}")
