@@ -200,6 +200,25 @@ TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   EXPECT_EQ(seen_a[3].stream, "world");
 }
 
+// A client that registers and, on the ack, names the new user in its next command must not be
+// told the user does not exist while the engine's directory has yet to read the registration
+// back from the log (here: never, it is stopped).
+TEST_P(RouterTest, AUserIsKnownToTheEngineAsSoonAsItsRegistrationIsAcked) {
+  uint64_t owner = register_user("henry");
+  node_->directory().stop();
+  auto reg = call(testing::register_user("ivy", "reg-ivy", "", 0));
+  ASSERT_TRUE(reg) << reg.error().to_string();
+  ASSERT_EQ(reg->status, fb::ReplyStatus::Accepted) << reg->code;
+  EXPECT_FALSE(node_->directory().user(reg->result_id).exists);
+  auto group = call(testing::create_group(88, owner, {reg->result_id}, "g88", "", 0));
+  ASSERT_TRUE(group) << group.error().to_string();
+  EXPECT_EQ(group->status, fb::ReplyStatus::Accepted) << group->code << " " << group->message;
+  // An id nobody registered is still refused.
+  auto unknown = call(testing::create_group(89, owner, {reg->result_id + 1000}, "g89", "", 0));
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->code, "not_found") << unknown->message;
+}
+
 TEST_P(RouterTest, ARetryIsAnsweredWithTheOriginalIdsAndPushedOnce) {
   uint64_t a = register_user("carol");
   sessions_->connected(a, kGateway, 1);

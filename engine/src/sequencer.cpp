@@ -72,6 +72,7 @@ struct Reply {
 struct Inflight {
   std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
   std::vector<Reply> replies;                  // sent once the batch and all before it are durable
+  std::vector<std::pair<int32_t, uint64_t>> registered;  // (partition, user) it registers: RecentUsers
   size_t events = 0;
   // The append's outcome, once its callback came. Batches are finished in order (complete()).
   std::optional<Result<std::vector<RecordPosition>>> result;
@@ -80,6 +81,30 @@ struct Inflight {
 struct Completion {
   uint64_t batch;
   Result<std::vector<RecordPosition>> result;
+};
+
+// The directory as this sequencer decides with it: the users whose registration it made durable
+// itself are known at once, before the directory has read their event back from the log. Without
+// it a client that registers and, on its ack, sends its first command may be told that it does
+// not exist. An entry leaves once the directory knows the user. Sequencer thread only.
+class RecentUsers final : public Directory {
+ public:
+  explicit RecentUsers(const Directory& directory) : directory_(directory) {}
+
+  [[nodiscard]] UserFacts user(uint64_t user_id) const override {
+    UserFacts facts = directory_.user(user_id);
+    if (facts.exists) {
+      recent_.erase(user_id);
+    } else if (recent_.contains(user_id)) {
+      facts.exists = true;  // a new user's settings are the defaults
+    }
+    return facts;
+  }
+  void add(uint64_t user_id) { recent_.insert(user_id); }
+
+ private:
+  const Directory& directory_;
+  mutable std::unordered_set<uint64_t> recent_;
 };
 
 }  // namespace
@@ -427,7 +452,7 @@ class Sequencer::Loop final : public RebalanceListener {
     StreamState& state = **loaded;
     Names names(ctx, *store_);
     int64_t now = clock_.now_ms();
-    Decision d = decide(*ref, state, c, DecideContext{directory_, config_.limits, now, &names});
+    Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names});
     if (names.error) return fail(*names.error);
     if (d.kind == Decision::Kind::refuse) return refuse(d.refusal, std::move(d.message));
 
@@ -455,6 +480,7 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, Refusal::invalid, "",
                 DedupeEntry{e.seq, e.event_id, result_id_of(e)}, std::move(push));
+    if (const auto* reg = event.event_as_UserRegistered()) batch.registered.emplace_back(ctx.partition, reg->user_id());
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
     return {};
   }
@@ -560,6 +586,10 @@ class Sequencer::Loop final : public RebalanceListener {
       if (auto it = partitions_.find(p); it != partitions_.end()) {
         it->second->acked_command_offset = std::max(it->second->acked_command_offset, off);
       }
+    }
+    // Registrations on a partition we still own are valid to every reader from now on.
+    for (auto [p, user] : batch.registered) {
+      if (partitions_.contains(p)) recent_users_.add(user);
     }
     // A partition we stood down from (or dropped after a failed append) was decided on a state no
     // reader shares: its commands are not acked but told to retry.
@@ -729,6 +759,7 @@ class Sequencer::Loop final : public RebalanceListener {
   EventLog& log_;
   SequencerTransports transports_;
   const Directory& directory_;
+  RecentUsers recent_users_{directory_};
   const Clock& clock_;
   EngineConfig config_;
   std::unique_ptr<StateStore> store_;
