@@ -292,5 +292,38 @@ TEST(InProcessCommands, WhenNoAnswerCanComeTheBusFailsWaitingAndNewRequestsAtOnc
   EXPECT_EQ(bus.pending(), 0u);
 }
 
+// Commands a transport holds on to, with their failure callbacks, as a Kafka producer holds its
+// in-flight appends: it may report a failure after the gateway's bus is gone (at the log's close).
+class HeldCommands final : public CommandTransport {
+ public:
+  void send(std::string, std::string, std::function<void(const Error&)> on_failure) override {
+    held.push_back(std::move(on_failure));
+  }
+  std::unique_ptr<Consumer> reader(const ConsumerOptions&) override { return nullptr; }
+  Result<int32_t> partitions() override { return 1; }
+  [[nodiscard]] std::string describe() const override { return "held commands"; }
+  std::vector<std::function<void(const Error&)>> held;
+};
+
+TEST(CommandBusLifetime, AHandOverFailureReportedAfterTheBusIsGoneTouchesNothing) {
+  HeldCommands commands;
+  auto deliveries = in_process_deliveries();
+  int answers = 0;
+  {
+    CommandBus bus(commands, *deliveries, kGateway, SystemClock::instance());
+    ASSERT_TRUE(bus.start([](std::vector<Push>&&) {}));
+    bus.submit(testing::send_message("world", 1, "late", "x", "", 0), 10s, [&](Result<fb::CommandReplyT> r) {
+      ++answers;
+      EXPECT_FALSE(r);
+    });
+    ASSERT_EQ(commands.held.size(), 1u);
+  }  // stopping answers the waiting request `unavailable`
+  EXPECT_EQ(answers, 1);
+  // The transport reports its failure only now: the bus's state is gone (ASan would name a use
+  // after free), and the request is not answered twice.
+  commands.held[0](Error(make_error_code(LogErrc::closed), "the log closed with the append in flight", false));
+  EXPECT_EQ(answers, 1);
+}
+
 }  // namespace
 }  // namespace imlog

@@ -146,7 +146,7 @@ struct CommandBus::State {
 
 CommandBus::CommandBus(CommandTransport& commands, DeliveryTransport& deliveries, std::string gateway_id,
                        const Clock& clock)
-    : state_(std::make_unique<State>(commands, deliveries, std::move(gateway_id), clock)) {
+    : state_(std::make_shared<State>(commands, deliveries, std::move(gateway_id), clock)) {
   state_->next_request = static_cast<uint64_t>(clock.now_ms()) << 20;
 }
 
@@ -211,7 +211,9 @@ void CommandBus::submit(fb::CommandEnvelopeT command, std::chrono::milliseconds 
     auto expiry = s.expiries.emplace(std::chrono::steady_clock::now() + timeout, id);
     s.pending.emplace(id, State::Pending{std::move(done), expiry});
   }
-  s.commands.send(std::move(key), encode_command(command), [st = state_.get(), id](const Error& e) {
+  s.commands.send(std::move(key), encode_command(command), [weak = std::weak_ptr<State>(state_), id](const Error& e) {
+    auto st = weak.lock();
+    if (!st) return;  // the bus is gone, and with it the request
     Done d = st->take(id);
     if (!d) return;
     if (e.code() == make_error_code(LogErrc::overloaded)) {

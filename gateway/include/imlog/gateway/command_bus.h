@@ -78,7 +78,9 @@ class CommandBus {
   struct State;  // private
 
  private:
-  std::unique_ptr<State> state_;
+  // Shared so that a transport's failure callback, which may outlive the bus (a Kafka append
+  // failing at the log's shutdown), holds it weakly and finds it gone instead of freed.
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace imlog
