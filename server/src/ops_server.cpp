@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/core/threads.h"
 #include "imlog/core/metrics.h"
 
 namespace imlog {
@@ -149,7 +150,10 @@ Status OpsServer::start() {
   if (!ec) i.acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return bad(ec.message());
   i.accept();
-  i.thread = std::thread([&i] { i.io.run(); });
+  i.thread = std::thread([&i] {
+    name_this_thread("ops");
+    i.io.run();
+  });
   logger("server")->info("ops listener on {}:{} (/metrics, /healthz, /readyz)", host, port());
   return {};
 }
