@@ -166,6 +166,11 @@ TEST(OpsListener, AProcessWithoutTheGatewayServesOpsOnItsOwnAddress) {
   EXPECT_THAT(m.body, HasSubstr("# TYPE imlog_sequencer_commands_total counter"));
   EXPECT_THAT(m.body, HasSubstr("imlog_ready 1"));
   EXPECT_THAT(m.body, Not(HasSubstr("imlog_gateway_")));
+  // The build it runs, as `imlog --version` names it.
+  auto version = Subprocess::start({(binary_dir() / "imlog").string(), "--version"});
+  auto line = version.read_line(30s);
+  ASSERT_TRUE(line && line->rfind("imlog ", 0) == 0) << line.value_or("(nothing)");
+  EXPECT_THAT(m.body, HasSubstr(fmt::format("imlog_build_info{{version=\"{}\"}} 1", line->substr(6))));
 
   // A second process on the same ops address stops at start, naming the flag.
   auto second = Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--roles", "engine", "--data-dir",

@@ -49,7 +49,7 @@ int wait_for_signal(imlog::Node& node, sigset_t& set) {
   }
 }
 
-constexpr const char* kVersion = "imlog 0.1.0";
+constexpr const char* kVersion = "imlog " IMLOG_VERSION;
 
 // `imlog init`: the topics, then the MySQL migrations when a `mysql:` section is present. Says
 // what it did; safe to run again.

@@ -321,6 +321,10 @@ struct Node::Parts {
     collectors.push_back(metrics::add_collector([this](std::vector<prometheus::MetricFamily>& out) {
       auto ready = not_ready();
       out.push_back(metrics::gauge("imlog_ready", "Whether /readyz answers 200 (1) or 503 (0).", ready.empty() ? 1 : 0));
+      auto build = metrics::family("imlog_build_info", "The version this process runs (always 1).",
+                                   prometheus::MetricType::Gauge);
+      metrics::sample(build, {{"version", IMLOG_VERSION}}, 1);
+      out.push_back(std::move(build));
       auto roles = metrics::family("imlog_role", "The roles this process runs (always 1).", prometheus::MetricType::Gauge);
       for (const char* r : {"gateway", "engine", "projector", "router", "tasks"}) {
         if (has_role(config, r)) metrics::sample(roles, {{"role", r}}, 1);
