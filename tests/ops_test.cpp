@@ -184,5 +184,24 @@ TEST(OpsListener, AProcessWithoutTheGatewayServesOpsOnItsOwnAddress) {
   EXPECT_EQ(WEXITSTATUS(*first), 0);
 }
 
+// A process without the gateway answers /readyz 503 on its ops listener when one of its workers
+// fails, naming it in a JSON body the gateway's own readiness shares.
+TEST(OpsListener, ItsReadyzNamesAFailedWorker) {
+  TempDir dir("imlog-ops-fault");
+  int port = free_port();
+  auto p = Subprocess::start({(binary_dir() / "imlog").string(), "serve", "--roles", "engine", "--data-dir",
+                              dir.str() + "/data", "--ops-listen", fmt::format("127.0.0.1:{}", port)},
+                             {"IMLOG_FAULT_WORKER=directory"});
+  HttpClient http("127.0.0.1", port);
+  // 503 "starting" first, then 503 naming the failed worker.
+  ASSERT_TRUE(wait_until([&] { return http.get("/readyz").body.find("directory") != std::string::npos; }, 60s))
+      << http.get("/readyz").body;
+  auto r = http.get("/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_STREQ(r.json()["code"].GetString(), "not_ready") << r.body;
+  EXPECT_THAT(r.body, HasSubstr("fault injected by IMLOG_FAULT_WORKER")) << r.body;
+  EXPECT_EQ(http.get("/healthz").status, 200);
+}
+
 }  // namespace
 }  // namespace imlog::testing

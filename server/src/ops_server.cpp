@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
@@ -24,6 +26,24 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kRequestDeadline = std::chrono::seconds(10);
+
+// As the gateway answers it: {"code":"not_ready","message":why}, written by RapidJSON, which
+// escapes what must be and refuses bytes that are not UTF-8 (the reason is then a placeholder).
+std::string not_ready_body(const std::string& why) {
+  rapidjson::StringBuffer out;
+  rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator,
+                    rapidjson::kWriteValidateEncodingFlag>
+      w(out);
+  w.StartObject();
+  w.Key("code");
+  w.String("not_ready");
+  w.Key("message");
+  if (!w.String(why.data(), static_cast<rapidjson::SizeType>(why.size()))) {
+    return R"json({"code":"not_ready","message":"not ready (the reason is not valid UTF-8; see the log)"})json";
+  }
+  w.EndObject();
+  return out.GetString();
+}
 
 // One connection: read a request, answer it, until the peer closes or the deadline passes.
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -59,14 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (why.empty()) {
         reply(http::status::ok, "application/json", R"({"status":"ready"})");
       } else {
-        // As the gateway answers it: {code, message}, the reason a valid JSON string.
-        std::string escaped;
-        for (char c : why) {
-          if (c == '"' || c == '\\') escaped += '\\';
-          escaped += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
-        }
-        reply(http::status::service_unavailable, "application/json",
-              R"({"code":"not_ready","message":")" + escaped + "\"}");
+        reply(http::status::service_unavailable, "application/json", not_ready_body(why));
       }
     } else {
       reply(http::status::not_found, "application/json", R"({"code":"not_found","message":"the ops listener serves /metrics, /healthz and /readyz"})");
