@@ -86,7 +86,9 @@ class RedisLoginThrottle final : public LoginThrottle {
     auto s = with_retry("admitting a login", [&](RedisConnection& c) -> Status {
       std::vector<std::string_view> args{"EVAL", kAdmitScript, nkeys};
       for (const auto& k : keys) args.push_back(k.first);
-      for (std::string_view a : {now, window, first, max}) args.push_back(a);
+      // Views of the named strings (a braced list of std::string would copy them into temporaries
+      // that die before the command is sent: found by ASan).
+      args.insert(args.end(), {std::string_view(now), std::string_view(window), std::string_view(first), std::string_view(max)});
       for (const auto& f : frees) args.push_back(f);
       auto r = c.command(args, "admitting a login");
       IMLOG_TRY(r);
