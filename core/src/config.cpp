@@ -180,8 +180,9 @@ void ConfigSection::read(std::string_view key, std::map<std::string, std::string
   if (!v || v.IsNull()) return;
   if (!v.IsMap()) fail(key, std::string("expected a map, got ") + kind_of(v));
   for (const auto& kv : v) {
+    if (!kv.first.IsScalar()) fail(key, "every key must be a single value");
     if (!kv.second.IsScalar()) fail(key, "every value must be a single value");
-    out[kv.first.as<std::string>()] = kv.second.Scalar();
+    out[kv.first.Scalar()] = kv.second.Scalar();
   }
 }
 
@@ -233,7 +234,12 @@ void ConfigSection::read_size(std::string_view key, uint64_t& out) {
 void ConfigSection::finish() const {
   std::string unknown;
   for (const auto& kv : s_->node) {
-    auto name = kv.first.as<std::string>();
+    // A YAML complex key (`? [a, b]: ...`) is no name: say so instead of letting yaml-cpp throw.
+    if (!kv.first.IsScalar()) {
+      throw ConfigError(s_->source + ": a config key must be a plain name, not " + std::string(kind_of(kv.first)) +
+                        " (in `" + path("") + "`)");
+    }
+    const std::string& name = kv.first.Scalar();
     if (!s_->used.contains(name)) {
       if (!unknown.empty()) unknown += ", ";
       unknown += "`" + path(name) + "`";

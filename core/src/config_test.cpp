@@ -7,6 +7,7 @@ namespace imlog {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Sample {
   std::string name = "default";
@@ -86,6 +87,15 @@ TEST(Config, ErrorsNameTheKey) {
 TEST(Config, UnknownKeysAreNamed) {
   EXPECT_THAT(error_of("sample: {nmae: x}"), HasSubstr("unknown config key `sample.nmae`"));
   EXPECT_THAT(error_of("smaple: {}"), HasSubstr("unknown config key `smaple`"));
+}
+
+// YAML allows a map or a list as a key (`? ...`); a config key is a name. Found by the config
+// fuzzer: yaml-cpp threw from as<std::string>() and the process died.
+TEST(Config, AKeyThatIsNotANameIsAnError) {
+  EXPECT_THAT(error_of("sample:\n  ? {a: 1}\n  : x\n"), HasSubstr("a config key must be a plain name, not a map"));
+  EXPECT_THAT(error_of("? [a, b]\n: x\n"), HasSubstr("a config key must be a plain name, not a list"));
+  EXPECT_THAT(error_of("data_dir: /var/lib/imlog\nevent_log:\n? backend: 'kafka\n  parwies: {x: lz2}\n"),
+              Not(HasSubstr("no error")));
 }
 
 TEST(Config, InvalidYamlAndMissingFile) {
