@@ -104,6 +104,7 @@ void read_fields(JsonBody& body) {
   for (const char* name : {"client_msg_id", "content", "message_type", "name", "description", "role", "username",
                            "password", "email", "nickname", "signature", "avatar_url", "note", "status",
                            "refresh_token", "group_name"}) {
+    s.clear();  // an absent optional field leaves `s` as it was: the last field's value
     if (f.str(name, s, false, 400)) IMLOG_FUZZ_CHECK(s.size() <= 400 && valid_utf8(s));
     (void)f.str(name, s, true);
   }
