@@ -733,6 +733,50 @@ TEST_F(Distributed, EngineKilledUnderLoadLosesNothingAndDuplicatesNothing) {
   }
 }
 
+// The router is killed with SIGKILL under load and restarted, twice. Every acknowledged message
+// reaches its recipient, who stays online on the other gateway, as a push at least once: a
+// restarted router resumes at its committed position, not at the log's end.
+TEST_F(Distributed, RouterKilledUnderLoadPushesEveryMessageAtLeastOnce) {
+  auto lanes = make_lanes(c(), 8);
+  ASSERT_FALSE(HasFailure());
+  std::map<uint64_t, std::unique_ptr<WsClient>> peers;  // recipients, online on gw-b
+  for (const auto& l : lanes) {
+    if (!peers.count(l.peer.id)) peers[l.peer.id] = connect_ws(c(), "gw-b", l.peer);
+    ASSERT_TRUE(peers[l.peer.id]);
+  }
+  std::map<uint64_t, std::set<std::string>> pushed;  // recipient → client_msg_ids pushed
+  {
+    Load load(lanes);
+    ASSERT_TRUE(wait_until([&] { return load.acks() >= 40; }, 90s)) << "no load got through before the kills";
+    for (int kill = 0; kill < 2; ++kill) {
+      ASSERT_NO_FATAL_FAILURE(c().kill9("router"));
+      uint64_t at_kill = load.acks();
+      // Acks are the engines': they go on while no router runs.
+      EXPECT_TRUE(wait_until([&] { return load.acks() >= at_kill + 80; }, 120s)) << "acks stalled after kill " << kill;
+      ASSERT_NO_FATAL_FAILURE(c().start("router", "router"));
+      uint64_t at_restart = load.acks();
+      EXPECT_TRUE(wait_until([&] { return load.acks() >= at_restart + 80; }, 120s));
+    }
+    load.stop();
+  }
+  ASSERT_NO_FATAL_FAILURE(settle_and_check(c(), lanes));
+  auto missing = [&] {
+    for (auto& [id, ws] : peers) {
+      for (auto& f : ws->take_all("new-message")) pushed[id].insert(f.str("client_msg_id"));
+    }
+    std::vector<std::string> out;
+    for (const auto& l : lanes) {
+      for (const auto& [id, ack] : l.acked) {
+        if (!pushed[l.peer.id].count(id)) out.push_back(id);
+      }
+    }
+    return out;
+  };
+  std::vector<std::string> lost;
+  EXPECT_TRUE(wait_until([&] { return (lost = missing()).empty(); }, 90s))
+      << lost.size() << " acknowledged messages never pushed to their online recipient, e.g. " << lost.front();
+}
+
 TEST_F(Distributed, BrokerDownAndBackLosesNoAckedMessage) {
   auto lanes = make_lanes(c(), 8);
   ASSERT_FALSE(HasFailure());

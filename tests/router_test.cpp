@@ -97,10 +97,8 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
     node_ = std::move(*node);
     ASSERT_TRUE(node_->wait_for_partitions(2));
     sessions_ = make_local_sessions();
-    RouterConfig rc;
-    rc.one_to_one_pushed_by_engine = ec.push_one_to_one;
-    router_ = std::make_unique<Router>(*log_, *deliveries_, *sessions_, rc);
-    ASSERT_TRUE(router_->start());
+    one_to_one_pushed_by_engine_ = ec.push_one_to_one;
+    start_router();
     bus_ = std::make_unique<CommandBus>(*commands_, *deliveries_, std::string(kGateway), SystemClock::instance());
     ASSERT_TRUE(bus_->start([this](std::vector<Push>&& p) { inbox_.push(std::move(p)); }));
   }
@@ -111,6 +109,26 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
     node_.reset();
     bus_.reset();
     router_.reset();
+  }
+
+  RouterConfig router_config() const {
+    RouterConfig rc;
+    rc.one_to_one_pushed_by_engine = one_to_one_pushed_by_engine_;
+    rc.commit_interval = 50ms;
+    return rc;
+  }
+
+  void start_router() {
+    router_ = std::make_unique<Router>(*log_, *deliveries_, *sessions_, router_config());
+    ASSERT_TRUE(router_->start());
+  }
+
+  // A new group of `owner` and `member`, accepted; its stream id.
+  std::string group_of(uint64_t owner, uint64_t member) {
+    uint64_t id = 1000 + static_cast<uint64_t>(++groups_made_);
+    auto r = call(testing::create_group(id, owner, {member}, "g", "", 0));
+    EXPECT_TRUE(r && r->status == fb::ReplyStatus::Accepted);
+    return group_stream(id);
   }
 
   // Submits and waits for the reply.
@@ -132,6 +150,8 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
   }
 
   testing::TempDir dir_{"imlog-router"};
+  bool one_to_one_pushed_by_engine_ = false;
+  int groups_made_ = 0;
   std::unique_ptr<LocalLog> log_;
   std::unique_ptr<CommandTransport> commands_;
   std::unique_ptr<DeliveryTransport> deliveries_;
@@ -198,6 +218,32 @@ TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   }
   EXPECT_EQ(seen_b[3].type, fb::Event::ReadMarked);
   EXPECT_EQ(seen_a[3].stream, "world");
+}
+
+// A router that was stopped picks up where its group committed: what was sent while no router
+// ran is pushed when one comes back (a restarted router used to resume at the log's end and
+// those pushes were lost until the clients' next sync).
+TEST_P(RouterTest, ARestartedRouterPushesWhatWasSentWhileItWasDown) {
+  uint64_t a = register_user("henry");
+  uint64_t b = register_user("iris");
+  sessions_->connected(a, kGateway, 1);
+  sessions_->connected(b, kGateway, 2);
+  std::string group = group_of(a, b);
+  ASSERT_EQ(inbox_.pushes_of(b, 1).size(), 1u);  // the group's creation
+  router_->stop();
+  router_.reset();
+  for (int i = 0; i < 3; ++i) {
+    auto r = call(testing::send_message(group, a, "down-" + std::to_string(i), "while down", "", 0));
+    ASSERT_TRUE(r) << r.error().to_string();
+    ASSERT_EQ(r->status, fb::ReplyStatus::Accepted);
+  }
+  start_router();
+  auto seen = inbox_.pushes_of(b, 4);
+  ASSERT_EQ(seen.size(), 4u) << "the messages sent while the router was down were not pushed";
+  for (size_t i = 1; i < 4; ++i) EXPECT_EQ(seen[i].seq, i + 1);
+  // Membership came back with the position: a message after the restart reaches the member too.
+  ASSERT_TRUE(call(testing::send_message(group, a, "after", "back", "", 0)));
+  EXPECT_EQ(inbox_.pushes_of(b, 5).size(), 5u);
 }
 
 // A client that registers and, on the ack, names the new user in its next command must not be

@@ -202,6 +202,10 @@ void read_router(ConfigSection s, RouterConfig& c) {
   if (c.max_batch == 0) s.fail("max_batch", "must be at least 1");
   read_u32(s, "large_group_threshold", c.large_group_threshold, 2, 1000000);
   read_u32(s, "task_page", c.task_page, 1, 100000);
+  s.read("group", c.group);
+  if (c.group.empty()) s.fail("group", "is empty: name the routers' consumer group");
+  s.read("commit_interval", c.commit_interval);
+  if (c.commit_interval.count() < 1) s.fail("commit_interval", "must be at least 1ms");
   s.finish();
 }
 

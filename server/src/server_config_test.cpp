@@ -172,13 +172,17 @@ sessions: {key_prefix: "s:", ttl: 45s, lookup_batch: 64, pool_size: 2}
 TEST(ServerConfig, RouterAndTasksSections) {
   ServerConfig d = load_server_config("", "");
   EXPECT_EQ(d.router.large_group_threshold, 500u);
+  EXPECT_EQ(d.router.group, "imlog-router");
+  EXPECT_EQ(d.router.commit_interval, std::chrono::seconds(1));
   EXPECT_EQ(d.tasks.group, "imlog-tasks");
   ServerConfig c = load_server_config(write_config(R"(
-router: {large_group_threshold: 200, task_page: 100}
+router: {large_group_threshold: 200, task_page: 100, group: r2, commit_interval: 250ms}
 tasks: {group: fan, lookup_batch: 64, max_attempts: 3, first_backoff: 50ms, max_backoff: 2s, max_batch: 16}
 )"), "");
   EXPECT_EQ(c.router.large_group_threshold, 200u);
   EXPECT_EQ(c.router.task_page, 100u);
+  EXPECT_EQ(c.router.group, "r2");
+  EXPECT_EQ(c.router.commit_interval, std::chrono::milliseconds(250));
   EXPECT_EQ(c.tasks.group, "fan");
   EXPECT_EQ(c.tasks.lookup_batch, 64u);
   EXPECT_EQ(c.tasks.max_attempts, 3u);
@@ -187,6 +191,8 @@ tasks: {group: fan, lookup_batch: 64, max_attempts: 3, first_backoff: 50ms, max_
   EXPECT_EQ(c.tasks.max_batch, 16u);
   EXPECT_THAT(error_of("tasks: {first_backoff: 2s, max_backoff: 1s}"), HasSubstr("`tasks.max_backoff`"));
   EXPECT_THAT(error_of("router: {large_group_threshold: 1}"), HasSubstr("`router.large_group_threshold`"));
+  EXPECT_THAT(error_of("router: {group: ''}"), HasSubstr("`router.group`"));
+  EXPECT_THAT(error_of("router: {commit_interval: 0ms}"), HasSubstr("`router.commit_interval`"));
 }
 
 TEST(ServerConfig, AvatarsAndRegistryWorkers) {

@@ -1,6 +1,10 @@
 #include "imlog/tasks/router.h"
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -17,6 +21,30 @@
 
 namespace imlog {
 
+// The outcome of one routed batch's deliveries and fan-out tasks, reported by their callbacks
+// on any thread.
+struct BatchOutcome {
+  std::atomic<int> left{0};  // deliveries and appends not yet answered
+  std::mutex mu;
+  std::optional<Error> error;  // the first failure
+
+  void done(const Status& s) {
+    if (!s) {
+      std::lock_guard lock(mu);
+      if (!error) error = s.error();
+    }
+    left.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  [[nodiscard]] bool finished() const { return left.load(std::memory_order_acquire) == 0; }
+};
+
+// A routed batch whose outputs may still be on their way: where each partition's reading stands
+// once they are out.
+struct SentBatch {
+  std::map<int32_t, int64_t> next;
+  std::shared_ptr<BatchOutcome> outcome;
+};
+
 struct Router::Loop {
   Loop(EventLog& l, DeliveryTransport& d, SessionRegistry& s, RouterConfig c)
       : log(l), deliveries(d), sessions(s), config(c), logger(imlog::logger("router")) {}
@@ -29,9 +57,13 @@ struct Router::Loop {
   RouterStats stats;
   std::unique_ptr<Consumer> reader;
   EpochFilter filter;
-  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> groups;  // group id → members
-  std::vector<int64_t> deliver_from;  // per partition: events before this were routed by a former run
+  using Groups = std::unordered_map<uint64_t, std::unordered_set<uint64_t>>;  // group id → members
+  std::map<int32_t, Groups> groups;  // per partition of im.events (a group lives in one)
   std::vector<Record> batch;
+  std::deque<SentBatch> sent;            // oldest first
+  std::map<int32_t, int64_t> delivered;  // per partition: every event before this is out
+  std::map<int32_t, int64_t> committed;  // per partition: what the group has stored (-1: nothing)
+  std::chrono::steady_clock::time_point last_commit;
   Worker worker{"router", [this] { return step(); }};
   bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
@@ -43,9 +75,9 @@ struct Router::Loop {
 
   // ---- membership, derived from the events themselves ----------------------------------------
 
-  void track_membership(const StreamRef& ref, const fb::EventEnvelope& e) {
+  void track_membership(int32_t partition, const StreamRef& ref, const fb::EventEnvelope& e) {
     if (ref.kind != StreamKind::group) return;
-    auto& members = groups[ref.a];
+    auto& members = groups[partition][ref.a];
     switch (e.event_type()) {
       case fb::Event::GroupCreated: {
         auto* gc = e.event_as_GroupCreated();
@@ -61,7 +93,7 @@ struct Router::Loop {
   }
 
   // Who should see the event. For a group, members before and after it: a leaver sees their leave.
-  void find_audience(const StreamRef& ref, const fb::EventEnvelope& e, std::vector<uint64_t>& who) {
+  void find_audience(int32_t partition, const StreamRef& ref, const fb::EventEnvelope& e, std::vector<uint64_t>& who) {
     who.clear();
     if (shown_to_actor_only(e.event_type())) {
       who.push_back(e.actor());
@@ -70,7 +102,7 @@ struct Router::Loop {
     switch (ref.kind) {
       case StreamKind::single: who = one_to_one_audience(ref, e); break;
       case StreamKind::group: {
-        auto& members = groups[ref.a];
+        auto& members = groups[partition][ref.a];
         who.assign(members.begin(), members.end());
         break;
       }
@@ -103,12 +135,12 @@ struct Router::Loop {
     }
   }
 
-  void deliver(const StreamRef& ref, const fb::EventEnvelope& e, std::string_view bytes) {
+  void deliver(int32_t partition, const StreamRef& ref, const fb::EventEnvelope& e, std::string_view bytes) {
     located.clear();
     if (ref.kind == StreamKind::world && e.event_type() != fb::Event::ReadMarked) {
       sessions.all_online(located);
     } else {
-      find_audience(ref, e, audience);
+      find_audience(partition, ref, e, audience);
       if (audience.empty()) return;
       if (ref.kind == StreamKind::group && tasks_topic && audience.size() > config.large_group_threshold) {
         hand_to_tasks(e, bytes);
@@ -128,16 +160,18 @@ struct Router::Loop {
     }
   }
 
-  // A gateway that went away leaves its deliveries unread; its clients sync on reconnect. A lost
-  // task is a large group's message not pushed (clients sync on their next gap or reconnect).
-  void flush_output() {
+  // Sends the batch's deliveries and tasks; `outcome` hears each one's answer. A gateway that
+  // went away answers ok in process (nobody to push to) and its clients sync on reconnect.
+  void flush_output(const std::shared_ptr<BatchOutcome>& outcome) {
+    int outputs = static_cast<int>(out.size()) + (tasks_out.empty() ? 0 : 1);
+    outcome->left.fetch_add(outputs, std::memory_order_acq_rel);  // before any callback can run
     for (auto& [gateway, batch] : out) {
-      if (!batch.empty()) deliveries.deliver(gateway, std::move(batch), {});
+      deliveries.deliver(gateway, std::move(batch), [outcome](Status s) { outcome->done(s); });
     }
     out.clear();
     if (tasks_out.empty()) return;
-    log.append(kTasksTopic, std::move(tasks_out), [this](Result<std::vector<RecordPosition>> r) {
-      if (!r) logger->error("writing fan-out tasks failed: {}", r.error().to_string());
+    log.append(kTasksTopic, std::move(tasks_out), [outcome](Result<std::vector<RecordPosition>> r) {
+      outcome->done(r ? Status{} : Status(fail(r.error())));
     });
     tasks_out.clear();
   }
@@ -152,7 +186,8 @@ struct Router::Loop {
 
   // ---- the loop -------------------------------------------------------------------------------------
 
-  void route(const Record& r) {
+  // Routes one event of im.events; `live`: deliver it (else only track membership).
+  void route(const Record& r, bool live) {
     auto ev = read_event(r.value);
     if (!ev) {
       logger->error("skipping undecodable event at im.events partition {} offset {}: {}", r.partition, r.offset,
@@ -163,58 +198,141 @@ struct Router::Loop {
     if (!filter.accept(r.partition, e) || e.event_type() == fb::Event::EpochStarted) return;
     auto ref = parse_stream(sv(e.stream()));
     if (!ref) return;
-    bool live = r.offset >= deliver_from[static_cast<size_t>(r.partition)];
     // A leaver must see their own leave: find the audience before the membership changes.
     bool leaving = e.event_type() == fb::Event::MemberLeft || e.event_type() == fb::Event::MemberRemoved;
-    if (live && leaving) deliver(*ref, e, r.value);
-    track_membership(*ref, e);
+    if (live && leaving) deliver(r.partition, *ref, e, r.value);
+    track_membership(r.partition, *ref, e);
     if (!live) return;
     stats.events++;
-    if (!leaving && !pushed_with_ack(*ref, e)) deliver(*ref, e, r.value);
+    if (!leaving && !pushed_with_ack(*ref, e)) deliver(r.partition, *ref, e, r.value);
   }
 
-  Status rebuild() {
+  // Reads partition p of im.events from its start up to `until`, tracking membership only: the
+  // state as of the position deliveries resume from.
+  Status rebuild(int32_t p, int64_t until) {
+    groups[p].clear();
+    filter.restore(p, 0);  // the partition is read again from its first record
+    if (until == 0) return {};
+    ConsumerOptions opts;
+    opts.max_batch = config.max_batch;
+    auto scan = log.consumer(opts);
+    IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, 0}}));
+    std::vector<Record> records;
+    for (int64_t next = 0; next < until;) {
+      if (worker.stopping()) return fail(LogErrc::closed, "router stopped while rebuilding membership");
+      auto polled = scan->poll(records, std::chrono::milliseconds(1000));
+      if (!polled) return fail(polled.error().with_context("router rebuilding membership of partition " + std::to_string(p)));
+      for (const auto& r : records) {
+        if (r.offset >= until) break;
+        route(r, false);
+        next = r.offset + 1;
+      }
+    }
+    return {};
+  }
+
+  // Where deliveries of partition p resume: the group's committed offset, or, for a partition
+  // this group never committed, its end now (a new router does not push old messages; clients
+  // catch up with sync).
+  Result<int64_t> resume_point(int32_t p) {
+    auto stored = reader->committed(TopicPartition{std::string(kEventsTopic), p});
+    IMLOG_TRY(stored);
+    if (*stored) return **stored;
+    return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+  }
+
+  // Reads every partition from its resume point on, with membership rebuilt up to it.
+  Status resume() {
     auto count = log.partition_count(kEventsTopic);
     IMLOG_TRY(count);
     std::vector<TopicPartitionOffset> from;
     for (int32_t p = 0; p < *count; ++p) {
-      auto end = log.end_offset(TopicPartition{std::string(kEventsTopic), p});
-      IMLOG_TRY(end);
-      deliver_from.push_back(*end);
-      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, 0});
+      auto at = resume_point(p);
+      IMLOG_TRY(at);
+      IMLOG_TRY(rebuild(p, *at));
+      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
+      delivered[p] = *at;
+      committed[p] = -1;  // commit `at` at the next commit
+      logger->info("router resumes im.events partition {} at offset {} ({} groups)", p, *at, groups[p].size());
     }
-    ConsumerOptions opts;
-    opts.max_batch = config.max_batch;
-    reader = log.consumer(opts);
-    IMLOG_TRY(reader->assign(from));
-    std::vector<int64_t> next(deliver_from.size(), 0);
-    std::vector<Record> batch;
-    auto behind = [&] {
-      for (size_t p = 0; p < next.size(); ++p) {
-        if (next[p] < deliver_from[p]) return true;
-      }
-      return false;
-    };
-    while (behind()) {
-      auto polled = reader->poll(batch, std::chrono::milliseconds(1000));
-      if (!polled) return fail(polled.error().with_context("router rebuilding membership"));
-      for (const auto& r : batch) {
-        next[static_cast<size_t>(r.partition)] = r.offset + 1;
-        route(r);
-      }
-    }
-    flush_output();  // a batch may have reached past the rebuild point
-    return {};
+    return reader->assign(from);
   }
 
-  // One poll of im.events, routed. A poll error goes to the worker: retried with back-off, or the
-  // router fails visibly (/readyz, /metrics) instead of leaving its thread silently.
+  // Takes the finished batches off the front of `sent`, oldest first, waiting up to `wait` for
+  // them. A failed batch is returned: its events must be routed again.
+  std::optional<Error> settle(std::chrono::milliseconds wait) {
+    auto until = std::chrono::steady_clock::now() + wait;
+    while (!sent.empty()) {
+      auto& front = sent.front();
+      if (!front.outcome->finished()) {
+        if (std::chrono::steady_clock::now() >= until) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      {
+        std::lock_guard lock(front.outcome->mu);
+        if (front.outcome->error) return front.outcome->error;
+      }
+      for (auto [p, next] : front.next) delivered[p] = next;
+      sent.pop_front();
+    }
+    return std::nullopt;
+  }
+
+  // Stores, under the router's group, where each partition's deliveries are out up to.
+  void commit() {
+    std::vector<TopicPartitionOffset> offsets;
+    for (auto [p, next] : delivered) {
+      if (committed[p] != next) offsets.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, next});
+    }
+    last_commit = std::chrono::steady_clock::now();
+    if (offsets.empty()) return;
+    // A failed commit is retried at the next one; a crash before then pushes some events again.
+    if (auto s = reader->commit(offsets); !s) {
+      logger->warn("committing im.events offsets: {}", s.error().to_string());
+      return;
+    }
+    for (const auto& o : offsets) committed[o.partition] = o.offset;
+  }
+
+  // A batch's deliveries failed: drop what is on its way and read every partition again from what
+  // is out, so each event after it is routed again (at least once; clients drop a seq they have).
+  Status resume_after(const Error& failure) {
+    sent.clear();
+    for (const auto& [p, from] : delivered) {
+      IMLOG_TRY(rebuild(p, from));
+      IMLOG_TRY(reader->seek(TopicPartitionOffset{std::string(kEventsTopic), p, from}));
+    }
+    return fail(failure.with_context("router delivering (the events after the last delivered are routed again)"));
+  }
+
+  // One poll of im.events, routed; its outputs leave without waiting, and what is out is committed
+  // every commit_interval. A poll error goes to the worker: retried with back-off, or the router
+  // fails visibly (/readyz, /metrics) instead of leaving its thread silently.
   Status step() {
     auto polled = reader->poll(batch, std::chrono::milliseconds(200));
     if (!polled) return fail(polled.error().with_context("router reading im.events"));
-    for (const auto& r : batch) route(r);
-    flush_output();
+    if (!batch.empty()) {
+      auto outcome = std::make_shared<BatchOutcome>();
+      SentBatch b{{}, outcome};
+      for (const auto& r : batch) {
+        route(r, true);
+        b.next[r.partition] = r.offset + 1;
+      }
+      flush_output(outcome);
+      sent.push_back(std::move(b));
+    }
+    if (auto failed = settle(std::chrono::milliseconds(0))) return resume_after(*failed);
+    if (std::chrono::steady_clock::now() - last_commit >= config.commit_interval) commit();
     return {};
+  }
+
+  // On a clean stop: waits for what is on its way (bounded) and commits it.
+  void finish() {
+    if (!reader) return;
+    if (!settle(std::chrono::seconds(5))) commit();
+    reader->close();
+    reader.reset();
   }
 };
 
@@ -224,19 +342,28 @@ Router::Router(EventLog& log, DeliveryTransport& deliveries, SessionRegistry& se
 Router::~Router() { stop(); }
 
 Status Router::start() {
-  loop_->tasks_topic = loop_->log.partition_count(kTasksTopic).has_value();
-  if (!loop_->tasks_topic) {
-    loop_->logger->warn("router: {} does not exist; groups over {} members are delivered by the router itself",
-                        kTasksTopic, loop_->config.large_group_threshold);
+  auto& l = *loop_;
+  l.tasks_topic = l.log.partition_count(kTasksTopic).has_value();
+  if (!l.tasks_topic) {
+    l.logger->warn("router: {} does not exist; groups over {} members are delivered by the router itself",
+                   kTasksTopic, l.config.large_group_threshold);
   }
-  IMLOG_TRY(loop_->rebuild());
-  loop_->worker.on_wake([l = loop_.get()] { l->reader->wakeup(); });
-  loop_->worker.start();
-  loop_->logger->info("router started; {} groups known", loop_->groups.size());
+  ConsumerOptions opts;
+  opts.group = l.config.group;  // for its committed offsets; the router reads every partition
+  opts.max_batch = l.config.max_batch;
+  l.reader = l.log.consumer(opts);
+  IMLOG_TRY(l.resume());
+  l.last_commit = std::chrono::steady_clock::now();
+  l.worker.on_wake([&l] { l.reader->wakeup(); });
+  l.worker.start();
+  l.logger->info("router started; offsets committed as group {}", l.config.group);
   return {};
 }
 
-void Router::stop() { loop_->worker.stop(); }
+void Router::stop() {
+  loop_->worker.stop();
+  loop_->finish();
+}
 
 const RouterStats& Router::stats() const { return loop_->stats; }
 

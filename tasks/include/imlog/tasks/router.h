@@ -13,12 +13,19 @@
 // sessions; it writes the exact audience at that seq, in pages of task_page users, as FanoutTasks
 // to im.tasks (task_records.h), and FanoutWorkers deliver them. The ack is still the sequencer's.
 //
-// On start it reads the log from the beginning to rebuild membership without delivering, then
-// delivers from the end it found: a restarted router does not push old messages again (clients
-// catch up with sync).
+// One router per deployment reads every partition. Pushes are at least once: the offset it
+// commits for a partition (under RouterConfig::group) is the position up to which every push and
+// task is out (delivered in process, or acknowledged by the log); it is committed every
+// commit_interval and on a clean stop. On start, and after a failed delivery, the router rebuilds
+// each partition's membership from its first record up to that offset without delivering, then
+// delivers from there: what was pushed after the last commit is pushed again (clients drop a seq
+// they already have), and nothing is skipped — also after a SIGKILL. A partition never committed
+// is delivered from its end at start: a new router does not push old messages (clients catch up
+// with sync).
 //
 // Threading: one Worker, "router" (core/include/imlog/core/worker.h): a poll error is retried with
-// back-off, or fails the router visibly (/readyz, /metrics).
+// back-off, or fails the router visibly (/readyz, /metrics). Deliveries leave without waiting for
+// their answers; the callbacks only count them.
 
 #include <atomic>
 #include <chrono>
@@ -42,6 +49,12 @@ struct RouterConfig {
   uint32_t large_group_threshold = 500;
   // Members per task (one page of the audience). Default 1000.
   uint32_t task_page = 1000;
+  // The consumer group the router commits its im.events offsets under (it reads every
+  // partition; the group holds its position across restarts). Default "imlog-router".
+  std::string group = "imlog-router";
+  // How often what is out is committed: a killed router, restarted, pushes again at most this
+  // much of the log. Default 1s.
+  std::chrono::milliseconds commit_interval{1000};
   // Single node (not a config key; set with EngineConfig::push_one_to_one): events of one-to-one
   // conversations that answered a gateway's command were pushed with their ack; the router
   // delivers only those without one. Default off.
