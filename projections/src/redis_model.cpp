@@ -59,61 +59,14 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "imlog/core/redis.h"
 #include "imlog/engine/streams.h"
 #include "timeline.h"
 
 namespace imlog {
 
-enum class RedisErrc {
-  unavailable = 1,  // cannot connect, or the connection broke (retryable)
-  command_failed,   // the server answered an error
-  bad_reply,        // a reply or stored value of an unexpected shape
-  bad_config,       // a RedisConfig field is unusable
-};
-
-}  // namespace imlog
-
-template <>
-struct std::is_error_code_enum<imlog::RedisErrc> : std::true_type {};
-
-namespace imlog {
-namespace {
-
-class RedisCategory final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "redis"; }
-  std::string message(int c) const override {
-    switch (static_cast<RedisErrc>(c)) {
-      case RedisErrc::unavailable: return "Redis unavailable";
-      case RedisErrc::command_failed: return "Redis command failed";
-      case RedisErrc::bad_reply: return "unexpected Redis reply";
-      case RedisErrc::bad_config: return "bad Redis configuration";
-    }
-    return "Redis error";
-  }
-};
-
-const std::error_category& redis_category() {
-  static const RedisCategory c;
-  return c;
-}
-
-}  // namespace
-
-std::error_code make_error_code(RedisErrc e) { return {static_cast<int>(e), redis_category()}; }
 
 namespace {
-
-struct ContextFree {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-struct ReplyFree {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using ContextPtr = std::unique_ptr<redisContext, ContextFree>;
-using ReplyPtr = std::unique_ptr<redisReply, ReplyFree>;
-
-std::string_view reply_str(const redisReply* r) { return r && r->str ? std::string_view(r->str, r->len) : std::string_view(); }
 
 // The recalled form of a stored message JSON (timeline::message_json): its prefix up to
 // ,"content": then ,"content":"","recalled":true}. Already recalled → unchanged.
@@ -149,76 +102,6 @@ bool parse_num(std::string_view s, T& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && p == s.data() + s.size();
 }
-
-// One connection. Not thread-safe.
-class RedisConn {
- public:
-  RedisConn(const RedisConfig& config) : config_(config) {}
-
-  [[nodiscard]] bool broken() const { return !ctx_ || ctx_->err != 0; }
-
-  Status connect() {
-    timeval tv{5, 0};
-    ctx_.reset(redisConnectWithTimeout(config_.host.c_str(), config_.port, tv));
-    if (!ctx_ || ctx_->err) {
-      std::string why = ctx_ ? ctx_->errstr : "out of memory";
-      ctx_.reset();
-      return fail(RedisErrc::unavailable,
-                  "Redis " + endpoint() + " is unreachable: " + why +
-                      "; check that the server is up and redis.host/redis.port point at it",
-                  true);
-    }
-    timeval io{300, 0};
-    redisSetTimeout(ctx_.get(), io);
-    if (!config_.password.empty()) IMLOG_TRY(command({"AUTH", config_.password}, "authenticating"));
-    if (config_.db != 0) IMLOG_TRY(command({"SELECT", std::to_string(config_.db)}, "selecting db"));
-    return {};
-  }
-
-  // Appends a command to the pipeline.
-  void append(const std::vector<std::string_view>& args) {
-    argv_.clear();
-    lens_.clear();
-    for (auto a : args) {
-      argv_.push_back(a.data());
-      lens_.push_back(a.size());
-    }
-    redisAppendCommandArgv(ctx_.get(), static_cast<int>(args.size()), argv_.data(), lens_.data());
-  }
-
-  // Appends commands already in the protocol (Resp).
-  void append_raw(const std::string& commands) {
-    redisAppendFormattedCommand(ctx_.get(), commands.data(), commands.size());
-  }
-
-  // The next reply of the pipeline; an error reply is an Error.
-  Result<ReplyPtr> read(std::string_view what) {
-    void* r = nullptr;
-    if (redisGetReply(ctx_.get(), &r) != REDIS_OK || r == nullptr) {
-      return fail(RedisErrc::unavailable,
-                  "Redis " + endpoint() + " connection lost while " + std::string(what) + ": " + ctx_->errstr, true);
-    }
-    ReplyPtr reply(static_cast<redisReply*>(r));
-    if (reply->type == REDIS_REPLY_ERROR) {
-      return fail(RedisErrc::command_failed,
-                  "Redis " + endpoint() + ": " + std::string(what) + ": " + std::string(reply_str(reply.get())));
-    }
-    return reply;
-  }
-
-  Result<ReplyPtr> command(const std::vector<std::string_view>& args, std::string_view what) {
-    append(args);
-    return read(what);
-  }
-
-  [[nodiscard]] std::string endpoint() const { return config_.host + ":" + std::to_string(config_.port); }
-
- private:
-  const RedisConfig& config_;
-  ContextPtr ctx_;
-  std::vector<const char*> argv_;
-  std::vector<size_t> lens_;
-};
 
 // One conversation's part of a batch.
 struct ConvBatch {
@@ -354,29 +237,27 @@ class Arena {
 
 class RedisModelImpl final : public RedisModel {
  public:
-  explicit RedisModelImpl(RedisConfig config) : config_(std::move(config)) {}
+  explicit RedisModelImpl(RedisConfig config)
+      : config_(std::move(config)), endpoint_(endpoint_of(config_)), writer_(endpoint_), readers_(endpoint_, 8) {}
 
-  Status init() {
-    writer_ = std::make_unique<RedisConn>(config_);
-    return writer_->connect();
-  }
+  Status init() { return writer_.connect(); }
 
   std::string_view name() const override { return "redis"; }
 
   Result<std::vector<PartitionPosition>> positions() override {
     std::lock_guard lock(writer_mu_);
-    IMLOG_TRY(ensure(*writer_));
-    auto r = writer_->command({"HGETALL", key(kPositionsKey)}, "reading projection:positions");
+    IMLOG_TRY(ensure(writer_));
+    auto r = writer_.command({"HGETALL", key(kPositionsKey)}, "reading projection:positions");
     IMLOG_TRY(r);
     std::vector<PartitionPosition> out;
     const redisReply* rep = r->get();
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-      std::string_view f = reply_str(rep->element[i]), v = reply_str(rep->element[i + 1]);
+      std::string_view f = reply_string(rep->element[i]), v = reply_string(rep->element[i + 1]);
       PartitionPosition p;
       auto colon = v.find(':');
       if (!parse_num(f, p.partition) || colon == std::string_view::npos ||
           !parse_num(v.substr(0, colon), p.next_offset) || !parse_num(v.substr(colon + 1), p.token)) {
-        return fail(RedisErrc::bad_reply, "Redis " + writer_->endpoint() + ": " + key(kPositionsKey) + " field `" +
+        return fail(RedisErrc::bad_reply, "Redis " + writer_.endpoint() + ": " + key(kPositionsKey) + " field `" +
                                               std::string(f) + "` = `" + std::string(v) +
                                               "` is not <partition> = <offset>:<token>; drop the model and replay");
       }
@@ -427,8 +308,8 @@ class RedisModelImpl final : public RedisModel {
     }
 
     std::lock_guard lock(writer_mu_);
-    IMLOG_TRY(ensure(*writer_));
-    RedisConn& c = *writer_;
+    IMLOG_TRY(ensure(writer_));
+    RedisConnection& c = writer_;
     const std::string what = "applying a batch of " + std::to_string(batch.events.size()) + " events";
 
     // ---- 1. read what the writes depend on: last seqs, read seqs, the stored positions ----
@@ -453,14 +334,14 @@ class RedisModelImpl final : public RedisModel {
     };
     if (convs.size()) {
       take([&](const redisReply* rep) {
-        for (size_t i = 0; i < convs.size() && i < rep->elements; ++i) parse_num(reply_str(rep->element[i]), old_last[i]);
+        for (size_t i = 0; i < convs.size() && i < rep->elements; ++i) parse_num(reply_string(rep->element[i]), old_last[i]);
       });
     }
     for (size_t i = 0; i < convs.size(); ++i) {
       take([&](const redisReply* rep) {
         for (size_t j = 0; j + 1 < rep->elements; j += 2) {
           uint64_t user = 0, seq = 0;
-          if (parse_num(reply_str(rep->element[j]), user) && parse_num(reply_str(rep->element[j + 1]), seq)) {
+          if (parse_num(reply_string(rep->element[j]), user) && parse_num(reply_string(rep->element[j + 1]), seq)) {
             reads[i][user] = seq;
           }
         }
@@ -468,7 +349,7 @@ class RedisModelImpl final : public RedisModel {
     }
     take([&](const redisReply* rep) {
       for (size_t j = 0; j + 1 < rep->elements; j += 2) {
-        old_positions[std::string(reply_str(rep->element[j]))] = std::string(reply_str(rep->element[j + 1]));
+        old_positions[std::string(reply_string(rep->element[j]))] = std::string(reply_string(rep->element[j + 1]));
       }
     });
     IMLOG_TRY(read_status);
@@ -503,8 +384,8 @@ class RedisModelImpl final : public RedisModel {
       take([&](const redisReply* rep) {
         for (size_t j = 0; j + 1 < rep->elements; j += 2) {
           uint64_t seq = 0;
-          if (parse_num(reply_str(rep->element[j + 1]), seq)) {
-            stored[i][seq].emplace_back(reply_str(rep->element[j]));
+          if (parse_num(reply_string(rep->element[j + 1]), seq)) {
+            stored[i][seq].emplace_back(reply_string(rep->element[j]));
           }
         }
       });
@@ -513,7 +394,7 @@ class RedisModelImpl final : public RedisModel {
       take([&](const redisReply* rep) {
         for (size_t j = 0; j < rep->elements; ++j) {
           uint64_t seq = 0;
-          if (parse_num(reply_str(rep->element[j]), seq)) stored_msgs[i].push_back(seq);
+          if (parse_num(reply_string(rep->element[j]), seq)) stored_msgs[i].push_back(seq);
         }
       });
     }
@@ -679,11 +560,11 @@ class RedisModelImpl final : public RedisModel {
     const size_t ncmds = w.commands() - 1;
     w.command(1);
     w.arg("EXEC");
-    c.append_raw(w.data());
+    c.append_raw(w.data(), w.commands());
     Status queued;
     for (size_t i = 0; i < ncmds + 1; ++i) {  // +OK, then +QUEUED per command
       auto r = c.read(what);
-      if (!r && c.broken()) return tl::unexpected(r.error());
+      if (!r && c.lost()) return tl::unexpected(r.error());
       if (!r && queued) queued = tl::unexpected(r.error());
     }
     auto exec = c.read(what);
@@ -698,7 +579,7 @@ class RedisModelImpl final : public RedisModel {
       // Redis does not roll back a transaction whose command failed at run time (a key of the
       // wrong type under the prefix): put the positions back, so the batch is applied again —
       // every write is idempotent, so what did run is harmless.
-      std::string err = "Redis " + c.endpoint() + ": " + what + ": " + std::string(reply_str(rep->element[i]));
+      std::string err = "Redis " + c.endpoint() + ": " + what + ": " + std::string(reply_string(rep->element[i]));
       auto restored = restore_positions(c, batch, old_positions);
       if (!restored) {
         return fail(RedisErrc::command_failed, err + "; restoring the positions failed too (" +
@@ -710,13 +591,10 @@ class RedisModelImpl final : public RedisModel {
   }
 
   Status dump(const RowVisitor& visit) override {
-    auto conn = acquire();
+    auto conn = readers_.acquire();
     IMLOG_TRY(conn);
     auto keys = scan_keys(**conn, /*with_positions=*/false);
-    if (!keys) {
-      release(std::move(*conn));
-      return tl::unexpected(keys.error());
-    }
+    if (!keys) return tl::unexpected(keys.error());
     std::sort(keys->begin(), keys->end());
     const size_t plen = config_.key_prefix.size();
     Status status;
@@ -747,17 +625,17 @@ class RedisModelImpl final : public RedisModel {
         if (rep->type == REDIS_REPLY_NIL) continue;  // expired since the scan
         if (is_zset(k)) {
           for (size_t j = 0; j + 1 < rep->elements; j += 2) {
-            value += reply_str(rep->element[j + 1]);
+            value += reply_string(rep->element[j + 1]);
             value += ':';
-            value += reply_str(rep->element[j]);
+            value += reply_string(rep->element[j]);
             value += '\n';
           }
         } else if (k.starts_with("conv_seq:")) {
-          value = reply_str(rep);
+          value = reply_string(rep);
         } else {
           std::vector<std::string> lines;
           for (size_t j = 0; j + 1 < rep->elements; j += 2) {
-            lines.push_back(std::string(reply_str(rep->element[j])) + "=" + std::string(reply_str(rep->element[j + 1])));
+            lines.push_back(std::string(reply_string(rep->element[j])) + "=" + std::string(reply_string(rep->element[j + 1])));
           }
           std::sort(lines.begin(), lines.end());
           for (const auto& l : lines) value += l + "\n";
@@ -767,32 +645,30 @@ class RedisModelImpl final : public RedisModel {
       }
       if (stop) break;
     }
-    release(std::move(*conn));
     return status;
   }
 
   Status drop() override {
     std::lock_guard lock(writer_mu_);
-    IMLOG_TRY(ensure(*writer_));
-    auto keys = scan_keys(*writer_, /*with_positions=*/true);
+    IMLOG_TRY(ensure(writer_));
+    auto keys = scan_keys(writer_, /*with_positions=*/true);
     IMLOG_TRY(keys);
     constexpr size_t kChunk = 512;
     for (size_t done = 0; done < keys->size(); done += kChunk) {
       std::vector<std::string_view> args{"UNLINK"};
       for (size_t i = done; i < std::min(keys->size(), done + kChunk); ++i) args.push_back((*keys)[i]);
-      IMLOG_TRY(writer_->command(args, "dropping the model's keys"));
+      IMLOG_TRY(writer_.command(args, "dropping the model's keys"));
     }
     return {};
   }
 
   Result<std::optional<HistoryPage>> history(std::string_view conversation, const HistoryRange& range) override {
     for (int attempt = 0;; ++attempt) {
-      auto conn = acquire();
+      auto conn = readers_.acquire();
       IMLOG_TRY(conn);
       auto out = history_on(**conn, conversation, range);
-      bool lost = (*conn)->broken();
-      release(std::move(*conn));
       // A pooled connection may have died while idle (a server restart): retry once.
+      bool lost = (*conn)->lost();
       if (!out && lost && attempt == 0) continue;
       return out;
     }
@@ -800,7 +676,7 @@ class RedisModelImpl final : public RedisModel {
 
  private:
   // Puts back the positions a failed batch overwrote (HSET of the old values, HDEL of new fields).
-  Status restore_positions(RedisConn& c, const EventBatch& batch, const std::map<std::string, std::string>& old) {
+  Status restore_positions(RedisConnection& c, const EventBatch& batch, const std::map<std::string, std::string>& old) {
     std::vector<std::string> set{"HSET", key(kPositionsKey)}, del{"HDEL", key(kPositionsKey)};
     for (const auto& p : batch.positions) {
       std::string f = std::to_string(p.partition);
@@ -822,33 +698,13 @@ class RedisModelImpl final : public RedisModel {
 
   std::string key(std::string_view suffix) const { return config_.key_prefix + std::string(suffix); }
 
-  Status ensure(RedisConn& c) {
+  Status ensure(RedisConnection& c) {
     if (c.broken()) return c.connect();
     return {};
   }
 
-  Result<std::unique_ptr<RedisConn>> acquire() {
-    {
-      std::lock_guard lock(pool_mu_);
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-    }
-    auto c = std::make_unique<RedisConn>(config_);
-    IMLOG_TRY(c->connect());
-    return c;
-  }
-
-  void release(std::unique_ptr<RedisConn> c) {
-    if (c->broken()) return;
-    std::lock_guard lock(pool_mu_);
-    if (idle_.size() < 8) idle_.push_back(std::move(c));
-  }
-
   // Every key of the model's families under the prefix (and the positions key if asked).
-  Result<std::vector<std::string>> scan_keys(RedisConn& c, bool with_positions) {
+  Result<std::vector<std::string>> scan_keys(RedisConnection& c, bool with_positions) {
     std::vector<std::string> out;
     std::string cursor = "0";
     std::string pattern = glob_escape(config_.key_prefix) + "*";
@@ -860,9 +716,9 @@ class RedisModelImpl final : public RedisModel {
       if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
         return fail(RedisErrc::bad_reply, "Redis " + c.endpoint() + ": SCAN returned an unexpected reply");
       }
-      cursor = std::string(reply_str(rep->element[0]));
+      cursor = std::string(reply_string(rep->element[0]));
       for (size_t i = 0; i < rep->element[1]->elements; ++i) {
-        std::string_view k = reply_str(rep->element[1]->element[i]);
+        std::string_view k = reply_string(rep->element[1]->element[i]);
         std::string_view rest = k.substr(plen);
         bool ours = with_positions && rest == kPositionsKey;
         for (auto f : kFamilies) ours = ours || rest.starts_with(f);
@@ -874,14 +730,14 @@ class RedisModelImpl final : public RedisModel {
     return out;
   }
 
-  Result<std::optional<HistoryPage>> history_on(RedisConn& c, std::string_view conversation,
+  Result<std::optional<HistoryPage>> history_on(RedisConnection& c, std::string_view conversation,
                                                 const HistoryRange& range) {
     std::string conv(conversation);
     auto seq = c.command({"GET", key("conv_seq:" + conv)}, "reading conv_seq:" + conv);
     IMLOG_TRY(seq);
     if ((*seq)->type == REDIS_REPLY_NIL) return std::optional<HistoryPage>();
     uint64_t last = 0;
-    if (!parse_num(reply_str(seq->get()), last)) {
+    if (!parse_num(reply_string(seq->get()), last)) {
       return fail(RedisErrc::bad_reply, "Redis " + c.endpoint() + ": " + key("conv_seq:" + conv) + " is not a number");
     }
     // The seqs of the range are [lo, hi] (dense from 1); the page is [a, b] within it.
@@ -912,7 +768,7 @@ class RedisModelImpl final : public RedisModel {
     page.messages.reserve(rep->elements);
     for (size_t i = 0; i < rep->elements; ++i) {
       rapidjson::Document d;
-      auto s = reply_str(rep->element[i]);
+      auto s = reply_string(rep->element[i]);
       d.Parse(s.data(), s.size());
       if (d.HasParseError() || !d.IsObject()) {
         return fail(RedisErrc::bad_reply, "Redis " + c.endpoint() + ": a member of " + key("hot_messages:" + conv) +
@@ -924,12 +780,23 @@ class RedisModelImpl final : public RedisModel {
     return std::optional<HistoryPage>(std::move(page));
   }
 
+  static RedisEndpoint endpoint_of(const RedisConfig& c) {
+    RedisEndpoint e;
+    e.host = c.host;
+    e.port = c.port;
+    e.password = c.password;
+    e.db = c.db;
+    e.connect_timeout = std::chrono::seconds(5);
+    e.io_timeout = std::chrono::seconds(300);  // a large batch's transaction, or a dump
+    return e;
+  }
+
   RedisConfig config_;
+  RedisEndpoint endpoint_;
   std::mutex writer_mu_;
-  std::unique_ptr<RedisConn> writer_;
-  Resp resp_;  // the writer's transaction buffer, reused (under writer_mu_)
-  std::mutex pool_mu_;
-  std::vector<std::unique_ptr<RedisConn>> idle_;
+  RedisConnection writer_;  // applies batches (under writer_mu_)
+  Resp resp_;               // the writer's transaction buffer, reused (under writer_mu_)
+  RedisPool readers_;       // dumps and history reads
 };
 
 }  // namespace

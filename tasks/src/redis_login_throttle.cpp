@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
-#include "redis_connection.h"
+#include "imlog/core/redis.h"
 
 namespace imlog {
 namespace {
@@ -92,10 +92,10 @@ class RedisLoginThrottle final : public LoginThrottle {
       for (const auto& f : frees) args.push_back(f);
       auto r = c.command(args, "admitting a login");
       IMLOG_TRY(r);
-      if (reply_size(r->get()) != 2) return fail(TasksRedisErrc::bad_reply, "the admit script answered no pair");
+      if (reply_size(r->get()) != 2) return fail(RedisErrc::bad_reply, "the admit script answered no pair");
       int64_t which = reply_integer(reply_at(r->get(), 0));
       if (which < 0 || which > static_cast<int64_t>(keys.size())) {
-        return fail(TasksRedisErrc::bad_reply, "the admit script named no key of the attempt");
+        return fail(RedisErrc::bad_reply, "the admit script named no key of the attempt");
       }
       out = which == 0 ? Admission{}
                        : Admission{keys[which - 1].second,
@@ -181,7 +181,7 @@ class RedisLoginThrottle final : public LoginThrottle {
 Result<std::unique_ptr<LoginThrottle>> open_redis_login_throttle(const RedisSessionsConfig& redis,
                                                                  const LoginThrottleConfig& config, const Clock& clock) {
   if (auto p = login_throttle_problem(config); !p.empty()) {
-    return fail(TasksRedisErrc::bad_config, "login throttle: " + p);
+    return fail(RedisErrc::bad_config, "login throttle: " + p);
   }
   auto t = std::make_unique<RedisLoginThrottle>(redis, config, clock);
   IMLOG_TRY(t->check());

@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
-#include "redis_connection.h"
+#include "imlog/core/redis.h"
 
 namespace imlog {
 namespace {
@@ -335,7 +335,7 @@ class RedisSessions final : public SessionRegistry {
 };
 
 Status validate(const RedisSessionsConfig& c) {
-  auto bad = [](std::string what) { return fail(TasksRedisErrc::bad_config, std::move(what)); };
+  auto bad = [](std::string what) { return fail(RedisErrc::bad_config, std::move(what)); };
   if (c.host.empty()) return bad("sessions registry: redis host is empty: set it to the Redis server's address");
   if (c.port <= 0 || c.port > 65535) {
     return bad("sessions registry: redis port " + std::to_string(c.port) + " is not a TCP port (1-65535)");

@@ -1,7 +1,8 @@
 #pragma once
-// A small hiredis wrapper for the tasks component (tasks may not depend on projections, whose
-// Redis model has its own): one connection, pipelining (append N commands, then read N replies),
-// errors as values, and a pool that reconnects a broken connection on its next use.
+// The one hiredis wrapper (target imlog::redis), used by the Redis read model (projections) and the
+// Redis session registry and login throttle (tasks): one connection, pipelining (append N commands,
+// then read N replies), errors as values, and a pool that reconnects a broken connection on its
+// next use.
 //
 // Threading: a RedisConnection belongs to one thread at a time; RedisPool is thread-safe and lends
 // each connection to one caller until the lease ends.
@@ -23,19 +24,19 @@ struct redisReply;
 
 namespace imlog {
 
-enum class TasksRedisErrc {
+enum class RedisErrc {
   unavailable = 1,  // cannot connect, or the connection broke (retryable)
   command_failed,   // the server answered an error
   bad_reply,        // a reply of an unexpected shape
   bad_config,       // a config field is unusable
 };
-const std::error_category& tasks_redis_category();
-inline std::error_code make_error_code(TasksRedisErrc e) { return {static_cast<int>(e), tasks_redis_category()}; }
+const std::error_category& redis_category();
+inline std::error_code make_error_code(RedisErrc e) { return {static_cast<int>(e), redis_category()}; }
 
 }  // namespace imlog
 
 template <>
-struct std::is_error_code_enum<imlog::TasksRedisErrc> : std::true_type {};
+struct std::is_error_code_enum<imlog::RedisErrc> : std::true_type {};
 
 namespace imlog {
 
@@ -75,9 +76,13 @@ class RedisConnection {
   // reply): either way not fit for the next caller, who would read someone else's replies. The
   // pool reconnects a broken connection before lending it again.
   [[nodiscard]] bool broken() const;
+  // The connection itself is gone (not merely owing replies): reconnect before the next command.
+  [[nodiscard]] bool lost() const;
 
   // Queues a command; nothing is sent until read().
   void append(const std::vector<std::string_view>& args);
+  // Queues `commands` commands already written in the Redis protocol (RESP), as one buffer.
+  void append_raw(std::string_view resp, size_t commands);
   // The next reply of the pipeline. A lost connection is unavailable (retryable) and marks the
   // connection broken; an error reply is command_failed (the replies after it are still owed).
   Result<RedisReplyPtr> read(std::string_view what);

@@ -1,19 +1,19 @@
-#include "redis_connection.h"
+#include "imlog/core/redis.h"
 
 #include <hiredis/hiredis.h>
 
 namespace imlog {
 namespace {
 
-class TasksRedisCategoryImpl final : public std::error_category {
+class RedisCategoryImpl final : public std::error_category {
  public:
   const char* name() const noexcept override { return "redis"; }
   std::string message(int c) const override {
-    switch (static_cast<TasksRedisErrc>(c)) {
-      case TasksRedisErrc::unavailable: return "Redis unavailable";
-      case TasksRedisErrc::command_failed: return "Redis command failed";
-      case TasksRedisErrc::bad_reply: return "unexpected Redis reply";
-      case TasksRedisErrc::bad_config: return "bad Redis configuration";
+    switch (static_cast<RedisErrc>(c)) {
+      case RedisErrc::unavailable: return "Redis unavailable";
+      case RedisErrc::command_failed: return "Redis command failed";
+      case RedisErrc::bad_reply: return "unexpected Redis reply";
+      case RedisErrc::bad_config: return "bad Redis configuration";
     }
     return "Redis error";
   }
@@ -25,8 +25,8 @@ timeval to_timeval(std::chrono::milliseconds ms) {
 
 }  // namespace
 
-const std::error_category& tasks_redis_category() {
-  static const TasksRedisCategoryImpl c;
+const std::error_category& redis_category() {
+  static const RedisCategoryImpl c;
   return c;
 }
 
@@ -47,7 +47,8 @@ RedisConnection::~RedisConnection() = default;
 
 std::string RedisConnection::endpoint() const { return config_.host + ":" + std::to_string(config_.port); }
 
-bool RedisConnection::broken() const { return failed_ || owed_ > 0 || !ctx_ || ctx_->err != 0; }
+bool RedisConnection::broken() const { return lost() || owed_ > 0; }
+bool RedisConnection::lost() const { return failed_ || !ctx_ || ctx_->err != 0; }
 
 Status RedisConnection::connect() {
   failed_ = false;
@@ -56,9 +57,9 @@ Status RedisConnection::connect() {
   if (!ctx_ || ctx_->err) {
     std::string why = ctx_ ? ctx_->errstr : "out of memory";
     ctx_.reset();
-    return fail(TasksRedisErrc::unavailable,
-                "Redis " + endpoint() + " is unreachable: " + why + "; check that the server is up and the sessions " +
-                    "registry's redis host/port point at it",
+    return fail(RedisErrc::unavailable,
+                "Redis " + endpoint() + " is unreachable: " + why + "; check that the server is up and the " +
+                    "configured redis host and port point at it",
                 true);
   }
   redisSetTimeout(ctx_.get(), to_timeval(config_.io_timeout));
@@ -78,18 +79,23 @@ void RedisConnection::append(const std::vector<std::string_view>& args) {
   ++owed_;
 }
 
+void RedisConnection::append_raw(std::string_view resp, size_t commands) {
+  redisAppendFormattedCommand(ctx_.get(), resp.data(), resp.size());
+  owed_ += commands;
+}
+
 Result<RedisReplyPtr> RedisConnection::read(std::string_view what) {
   void* r = nullptr;
   if (redisGetReply(ctx_.get(), &r) != REDIS_OK || r == nullptr) {
     failed_ = true;  // the pipeline's remaining replies are lost with the connection
     owed_ = 0;
-    return fail(TasksRedisErrc::unavailable,
+    return fail(RedisErrc::unavailable,
                 "Redis " + endpoint() + " connection lost while " + std::string(what) + ": " + ctx_->errstr, true);
   }
   if (owed_ > 0) --owed_;
   RedisReplyPtr reply(static_cast<redisReply*>(r));
   if (reply->type == REDIS_REPLY_ERROR) {
-    return fail(TasksRedisErrc::command_failed,
+    return fail(RedisErrc::command_failed,
                 "Redis " + endpoint() + ": " + std::string(what) + ": " + std::string(reply_string(reply.get())));
   }
   return reply;
