@@ -68,12 +68,21 @@ std::string unique_name(std::string_view base) {
 // One deployment: a private mock Kafka cluster, one YAML config for every process, and the
 // processes by name. Gateways get a free port and their own gateway id; every process its own
 // data_dir (engine state store, RocksDB model). Destroying it kills what still runs.
+// How a deployment differs from the chat tests' one.
+struct ClusterOptions {
+  std::string log_level = "warn";
+  // Each process's log (its stderr) in its own file, log(name), instead of the test's output.
+  bool log_files = false;
+  // YAML appended to the config: sections the base config does not have (router:, tasks:).
+  std::string extra_yaml;
+};
+
 class Cluster {
  public:
   Cluster(const std::string& tag, std::optional<RedisConfig> redis = std::nullopt,
-          std::optional<MysqlConfig> mysql = std::nullopt)
+          std::optional<MysqlConfig> mysql = std::nullopt, ClusterOptions options = {})
       : mock_(KafkaMock::start_private()), dir_("imlog-dist"), mysql_(mysql ? *mysql : fresh_mysql(tag)),
-        redis_(redis ? *redis : fresh_redis(tag)) {
+        redis_(redis ? *redis : fresh_redis(tag)), options_(std::move(options)) {
     config_ = dir_.str() + "/imlog.yaml";
     std::ofstream(config_) << config_text();
   }
@@ -113,6 +122,10 @@ class Cluster {
       argv.insert(argv.end(), {"--gateway-id", name, "--listen", fmt::format("127.0.0.1:{}", p.port)});
     } else {
       argv.insert(argv.end(), {"--ops-listen", fmt::format("127.0.0.1:{}", p.port)});
+    }
+    if (options_.log_files) {
+      // The shell execs imlog (same pid) with stderr, where it logs, appended to the file.
+      argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>>'" + log_path(name) + "'"});
     }
     p.proc.emplace(Subprocess::start(argv));
     if (gateway) {
@@ -166,14 +179,21 @@ class Cluster {
   [[nodiscard]] KafkaMock& mock() { return *mock_; }
   [[nodiscard]] const std::string& config() const { return config_; }
   [[nodiscard]] std::string data_dir(const std::string& name) const { return dir_.str() + "/" + name; }
+  // With ClusterOptions::log_files: everything process `name` logged so far.
+  [[nodiscard]] std::string log(const std::string& name) const {
+    std::ifstream in(log_path(name));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
   [[nodiscard]] static std::string imlog() { return (binary_dir() / "imlog").string(); }
 
  private:
+  std::string log_path(const std::string& name) const { return dir_.str() + "/" + name + ".log"; }
+
   std::string config_text() const {
     std::string brokers;
     for (const auto& b : mock_->log_config().brokers) brokers += (brokers.empty() ? "" : ", ") + quote(b);
     return fmt::format(R"(
-log: {{level: warn}}
+log: {{level: {log_level}}}
 event_log:
   backend: kafka
   partitions: {partitions}
@@ -205,7 +225,9 @@ gateway:
   heartbeat_timeout: 10s
   read_model_wait: 20s
   command_timeout: 20s
+{extra}
 )",
+                       fmt::arg("log_level", options_.log_level), fmt::arg("extra", options_.extra_yaml),
                        fmt::arg("partitions", kPartitions), fmt::arg("brokers", brokers),
                        fmt::arg("control", quote(mock_control())), fmt::arg("mh", quote(mysql_.host)),
                        fmt::arg("mp", mysql_.port), fmt::arg("mu", quote(mysql_.user)),
@@ -227,6 +249,7 @@ gateway:
   TempDir dir_;
   MysqlConfig mysql_;
   RedisConfig redis_;
+  ClusterOptions options_;
   std::string config_;
   std::map<std::string, Proc> procs_;
 };
@@ -844,6 +867,88 @@ TEST_F(Distributed, ReadModelsEqualTheLog) {
   EXPECT_TRUE(verify("rocksdb", out)) << out;
   EXPECT_NE(out.find("verify: equal"), std::string::npos) << out;
   std::cout << "replay --projection rocksdb --verify:\n" << out;
+}
+
+// ---- traces ------------------------------------------------------------------------------------
+// One group message's trace id, chosen by the client as X-Request-Id, in the log of every role it
+// passes: the gateway that took it, the engine that sequenced it, the projector that applied it,
+// the router that handed it to the tasks workers (the group is over large_group_threshold), the
+// worker that delivered it, and the gateway that pushed it. Its own deployment, at debug level,
+// each process logging to its own file.
+TEST(DistributedTrace, OneMessagesTraceIdIsInEveryRolesLog) {
+  ClusterOptions options;
+  options.log_level = "debug";
+  options.log_files = true;
+  options.extra_yaml = "router:\n  large_group_threshold: 2\n  task_page: 2\n";
+  Cluster c("trace", std::nullopt, std::nullopt, options);
+  ASSERT_NO_FATAL_FAILURE(c.start_all());
+  User a = make_user(c.http("gw-a"), "tr_a"), b = make_user(c.http("gw-b"), "tr_b"), d = make_user(c.http("gw-b"), "tr_d");
+  auto wb = connect_ws(c, "gw-b", b);
+  ASSERT_TRUE(wb);
+  HttpResult g;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        g = c.http("gw-a").post("/api/v1/groups", fmt::format(R"({{"name":"traced","members":[{},{}]}})", b.id, d.id),
+                                a.token);
+        return g.status == 201;
+      },
+      60s))
+      << g.body;
+  std::string group = g.json()["conversation_id"].GetString();
+
+  const std::string trace = fmt::format("test-trace-{}", ::getpid());
+  auto traced = c.http("gw-a").with_header("X-Request-Id", trace);
+  HttpResult sent;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sent = traced.post(fmt::format("/api/v1/conversations/{}/messages", group),
+                           R"({"client_msg_id":"traced-1","content":"follow me"})", a.token);
+        return sent.status == 201;
+      },
+      60s))
+      << sent.status << " " << sent.body;
+  EXPECT_EQ(sent.header("X-Request-Id"), trace) << "the client's valid X-Request-Id is the trace id";
+  ASSERT_TRUE(new_message(*wb, "traced-1")) << "gateway B never pushed the message";
+
+  // Each role's line names what it did with the message, and the trace.
+  const std::string tag = "trace_id=" + trace;
+  auto logged = [&](const std::string& name, const std::string& what) {
+    auto text = c.log(name);
+    for (size_t at = text.find(tag); at != std::string::npos; at = text.find(tag, at + 1)) {
+      size_t begin = text.rfind('\n', at), end = text.find('\n', at);
+      std::string line = text.substr(begin == std::string::npos ? 0 : begin + 1, end - begin);
+      if (line.find(what) != std::string::npos) return true;
+    }
+    return false;
+  };
+  const std::map<std::string, std::string> expected{
+      {"gw-a", "command SendMessage on " + group},
+      {"projector", "to the mysql model"},
+      {"router", "handing " + group},
+      {"tasks", "recipients"},
+      {"gw-b", "pushing " + group},
+  };
+  for (const auto& [name, what] : expected) {
+    EXPECT_TRUE(wait_until([&] { return logged(name, what); }, 30s))
+        << name << " never logged `" << what << "` with " << tag << "; its log:\n" << c.log(name);
+  }
+  EXPECT_TRUE(wait_until([&] { return logged("engine-1", "Accepted") || logged("engine-2", "Accepted"); }, 30s))
+      << "no engine logged the command's acceptance with " << tag;
+
+  // A WebSocket send gets a trace id of the server's in its ack, and the engine logs it too.
+  send_message(*wb, group, "traced-2", "and me");
+  auto ack = ack_of(*wb, "traced-2");
+  ASSERT_TRUE(ack);
+  std::string ws_trace = ack->str("trace_id");
+  EXPECT_EQ(ws_trace.size(), 16u) << ack->raw;
+  EXPECT_NE(ws_trace, trace);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        auto both = c.log("engine-1") + c.log("engine-2");
+        return both.find("trace_id=" + ws_trace) != std::string::npos;
+      },
+      30s))
+      << "no engine logged " << ws_trace;
 }
 
 // ---- readiness ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -522,6 +523,46 @@ TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
   EXPECT_EQ(add.status, 200) << add.body;
   auto owner_leave = s().http().post(fmt::format("/api/v1/groups/{}/leave", gid), "", a.token);
   EXPECT_EQ(owner_leave.status, 409) << owner_leave.body;
+}
+
+// Trace ids: a WebSocket ack and a refusal name the command's trace (16 hex digits, one per
+// command); every REST reply names its request's in X-Request-Id, the client's own when valid.
+TEST_F(E2eChat, AcksErrorsAndRestRepliesNameTheirTraceId) {
+  const std::regex hex16("^[0-9a-f]{16}$");
+  User a = make_user(s(), "tracer"), b = make_user(s(), "traced"), stranger = make_user(s(), "stranger");
+  auto wa = connect_ws(s(), a);
+  ASSERT_TRUE(wa);
+  send_message(*wa, single(a.id, b.id), "t1", "one");
+  send_message(*wa, single(a.id, b.id), "t2", "two");
+  auto ack1 = ack_of(*wa, "t1"), ack2 = ack_of(*wa, "t2");
+  ASSERT_TRUE(ack1 && ack2);
+  EXPECT_TRUE(std::regex_match(ack1->str("trace_id"), hex16)) << ack1->raw;
+  EXPECT_NE(ack1->str("trace_id"), ack2->str("trace_id")) << "one trace per command";
+  // A refused send: the error names the refused command's trace.
+  send_message(*wa, single(b.id, stranger.id), "t3", "not mine");
+  auto err = wa->wait_for("error", kFrameWait, [](const Frame& f) { return f.str("client_msg_id") == "t3"; });
+  ASSERT_TRUE(err);
+  EXPECT_TRUE(std::regex_match(err->str("trace_id"), hex16)) << err->raw;
+
+  // REST: the client's X-Request-Id is kept, on success and on a refusal alike.
+  auto sent = s().http().with_header("X-Request-Id", "9b2f6c1e-4d7a-4e0b-8a53-0f1d2c3b4a59")
+                  .post(fmt::format("/api/v1/conversations/{}/messages", single(a.id, b.id)),
+                        R"({"client_msg_id":"t4","content":"rest"})", a.token);
+  EXPECT_EQ(sent.status, 201) << sent.body;
+  EXPECT_EQ(sent.header("X-Request-Id"), "9b2f6c1e-4d7a-4e0b-8a53-0f1d2c3b4a59");
+  auto refused = s().http().with_header("X-Request-Id", "req.7_x")
+                     .post(fmt::format("/api/v1/conversations/{}/messages", single(b.id, stranger.id)),
+                           R"({"content":"no"})", a.token);
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.header("X-Request-Id"), "req.7_x");
+  // Without one, or with one that is not of the documented form, the server makes one; a route
+  // that does not exist is named too.
+  for (const std::string& bad : std::vector<std::string>{"", "has space", "semi;colon", std::string(65, 'a')}) {
+    auto client = bad.empty() ? s().http() : s().http().with_header("X-Request-Id", bad);
+    auto r = client.get("/api/v1/nope", a.token);
+    EXPECT_EQ(r.status, 404);
+    EXPECT_TRUE(std::regex_match(r.header("X-Request-Id"), hex16)) << "`" << bad << "` gave `" << r.header("X-Request-Id") << "`";
+  }
 }
 
 // Issue 12: group membership by policy. A private group (the default) takes no stranger; a

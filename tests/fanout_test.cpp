@@ -373,12 +373,17 @@ TEST_F(FanoutLocal, PoisonTasksAndHopelessDeliveriesGoToTheDeadLetterTopicWithTh
       EXPECT_EQ(r.key, "poison");
       EXPECT_EQ(std::string((*d)->value()->begin(), (*d)->value()->end()), "this is not a task");
       EXPECT_EQ((*d)->source_offset(), 0);
+      EXPECT_EQ((*d)->trace_id(), nullptr) << "an unreadable task has no trace id";
     } else {
       ++hopeless;
       EXPECT_NE(reason.find("delivery to im.deliver.gw-b failed after 3 attempts"), std::string::npos) << reason;
       EXPECT_EQ((*d)->attempts(), 3u);
       auto task = read_task(std::string_view(reinterpret_cast<const char*>((*d)->value()->data()), (*d)->value()->size()));
       ASSERT_TRUE(task) << "the original task is kept whole";
+      // The dead letter names the trace of the command whose message it failed to deliver.
+      EXPECT_FALSE(sv((*d)->trace_id()).empty());
+      EXPECT_EQ(sv((*d)->trace_id()), sv((*task)->trace_id()));
+      EXPECT_EQ(sv((*d)->trace_id()), sv((*task)->event_nested_root()->trace_id()));
     }
   }
   EXPECT_EQ(corrupt, 1u);

@@ -502,6 +502,11 @@ class Sequencer::Loop final : public RebalanceListener {
   void queue_reply(Inflight& batch, int32_t partition, const fb::CommandEnvelope& c,
                    fb::ReplyStatus status, Refusal why, std::string message,
                    const DedupeEntry& original, PushWithAck push = {}) {
+    logger_->debug("command {} on {} from user {}: {}{}{} seq {} trace_id={}", fb::EnumNameCommand(c.command_type()),
+                   sv(c.stream()), c.actor(), fb::EnumNameReplyStatus(status),
+                   status == fb::ReplyStatus::Refused ? " " : "",
+                   status == fb::ReplyStatus::Refused ? refusal_code(why) : std::string_view(), original.seq,
+                   sv(c.trace_id()));
     if (!c.reply_to() || !c.reply_to()->gateway() || c.reply_to()->gateway()->size() == 0) return;
     fb::DeliveryT d;
     d.reply = std::make_unique<fb::CommandReplyT>();

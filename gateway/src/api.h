@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,8 @@ struct ApiRequest {
   std::string remote_address;  // the TCP peer's IP address ("" when unknown)
   std::string forwarded_for;   // every X-Forwarded-For header, joined by ','
   std::string origin;          // the Origin header ("" when absent)
+  std::string request_id;      // the X-Request-Id header as sent ("" when absent); dispatch() takes it
+                               //   as the trace id when valid_request_id(), else makes a new one
   std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
   uint64_t user_id = 0;        // the authenticated user (routes that require a token)
 };
@@ -40,7 +43,24 @@ struct ApiReply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-using Respond = std::function<void(ApiReply)>;
+// How a handler answers: exactly once, from any thread. It also carries the request's trace id,
+// so that every command a handler submits (submit_and_respond, submit_command) names the trace the
+// reply's X-Request-Id names. A Respond made from a plain callable has no trace id; a command
+// submitted through it gets a new one.
+class Respond {
+ public:
+  Respond() = default;
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, Respond> &&
+                                              std::is_invocable_v<F&, ApiReply>>>
+  Respond(F fn) : fn_(std::move(fn)) {}  // NOLINT: implicit, as std::function's
+  Respond(std::function<void(ApiReply)> fn, std::string trace_id) : fn_(std::move(fn)), trace_id_(std::move(trace_id)) {}
+  void operator()(ApiReply reply) const { fn_(std::move(reply)); }
+  [[nodiscard]] const std::string& trace_id() const { return trace_id_; }
+
+ private:
+  std::function<void(ApiReply)> fn_;
+  std::string trace_id_;
+};
 using Handler = std::function<void(Services&, ApiRequest&, Respond)>;
 
 ApiReply json_reply(unsigned status, std::string body);
@@ -62,6 +82,10 @@ struct UintRange {
 bool query_u64(std::string_view query, std::string_view name, uint64_t& out, std::string& error,
                UintRange range = {});
 
+// An X-Request-Id a client may choose as the trace id: 1 to 64 of A-Z a-z 0-9 . _ - (a UUID
+// fits; nothing that could break a log line).
+bool valid_request_id(std::string_view id);
+
 // "Bearer <token>" → "<token>"; empty when absent or another scheme.
 std::string_view bearer_token(std::string_view authorization);
 
@@ -73,7 +97,7 @@ class ApiRouter {
   // Matches, authenticates and runs the handler; answers 404 (no such path), 405 (path exists,
   // method does not, with Allow), 401, and OPTIONS (204 with Allow, a CORS preflight's answer
   // when the Origin is in gateway.cors_origins) itself. Replies to an allowed Origin carry
-  // Access-Control-Allow-Origin.
+  // Access-Control-Allow-Origin. Every reply carries X-Request-Id: the request's trace id.
   void dispatch(Services& svc, ApiRequest&& request, const Respond& respond) const;
 
   struct Route {

@@ -105,7 +105,8 @@ void register_user(Services& svc, std::shared_ptr<Attempt> at, Registration r, R
   fb::CommandUnion cmd;
   cmd.Set(fb::RegisterUserT{{}, r.username, *hash, r.nickname, r.email});
   std::string stream = names_stream(r.username);
-  submit_command(svc, std::move(stream), 0, new_client_msg_id(), std::move(cmd),
+  std::string trace = respond.trace_id();
+  submit_command(svc, std::move(trace), std::move(stream), 0, new_client_msg_id(), std::move(cmd),
                  [&svc, at, respond = std::move(respond), username = r.username, hash = *hash](Reply reply) {
                    if (succeeded(reply)) {
                      settle(svc, at, Outcome::succeeded);
@@ -212,7 +213,8 @@ void on_login(Services& svc, ApiRequest& req, Respond respond) {
 void revoke(Services& svc, const TokenClaims& claims, Respond respond, std::function<void(bool first)> done) {
   fb::CommandUnion cmd;
   cmd.Set(fb::RevokeRefreshTokenT{{}, claims.jti, claims.expires_at_s * 1000});
-  submit_command(svc, user_stream(claims.user_id), claims.user_id, "rt:" + claims.jti, std::move(cmd),
+  std::string trace = respond.trace_id();
+  submit_command(svc, std::move(trace), user_stream(claims.user_id), claims.user_id, "rt:" + claims.jti, std::move(cmd),
                  [&svc, claims, respond = std::move(respond), done = std::move(done)](Reply r) {
                    if (!succeeded(r)) {
                      auto fl = failure_of(r);

@@ -192,7 +192,8 @@ void create_group_attempt(Services& svc, std::shared_ptr<CreateGroupRequest> g, 
   if (g->settings.history) create.history = *g->settings.history;
   fb::CommandUnion cmd;
   cmd.Set(std::move(create));
-  submit_command(svc, group_stream(id), g->owner, new_client_msg_id(), std::move(cmd),
+  std::string trace = respond.trace_id();
+  submit_command(svc, std::move(trace), group_stream(id), g->owner, new_client_msg_id(), std::move(cmd),
                  [&svc, g, id, attempt, respond = std::move(respond)](Reply r) mutable {
                    if (succeeded(r)) {
                      JsonOut j;

@@ -33,12 +33,24 @@ std::string allowed_origin(const Services& svc, const std::string& origin) {
 // Tokens travel in Authorization, never in cookies, so no Allow-Credentials: a page must hold the
 // token itself, and the origin is echoed (never `*`) so that Vary keeps caches per origin.
 Respond with_cors(std::string origin, const Respond& respond) {
-  return [origin = std::move(origin), respond](ApiReply reply) {
+  auto add = [origin = std::move(origin), respond](ApiReply reply) {
     reply.headers.emplace_back("Access-Control-Allow-Origin", origin);
-    reply.headers.emplace_back("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate");
+    reply.headers.emplace_back("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate, X-Request-Id");
     reply.headers.emplace_back("Vary", "Origin");
     respond(std::move(reply));
   };
+  return Respond(std::move(add), respond.trace_id());
+}
+
+// The request's trace id: the client's X-Request-Id when valid, else a new one. Every reply names
+// it in X-Request-Id, and the commands the handler submits carry it (Respond::trace_id).
+Respond with_trace(std::string_view request_id, const Respond& respond) {
+  std::string trace = valid_request_id(request_id) ? std::string(request_id) : new_trace_id();
+  auto add = [trace, respond](ApiReply reply) {
+    reply.headers.emplace_back("X-Request-Id", trace);
+    respond(std::move(reply));
+  };
+  return Respond(std::move(add), trace);
 }
 
 // OPTIONS on a path that exists: the methods it takes, and to an allowed origin's preflight the
@@ -48,7 +60,7 @@ ApiReply options_reply(const std::string& allow, bool cors) {
   reply.headers.emplace_back("Allow", allow + ", OPTIONS");
   if (cors) {
     reply.headers.emplace_back("Access-Control-Allow-Methods", allow);
-    reply.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    reply.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id");
     reply.headers.emplace_back("Access-Control-Max-Age", "600");
   }
   return reply;
@@ -67,6 +79,14 @@ ApiReply error_reply(unsigned status, std::string_view code, std::string_view me
   return json_reply(status, error_json(code, message));
 }
 
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
 ApiReply no_content() {
   ApiReply r;
   r.status = 204;
@@ -77,7 +97,8 @@ ApiReply no_content() {
 void ApiRouter::dispatch(Services& svc, ApiRequest&& request, const Respond& plain_respond) const {
   std::string origin = allowed_origin(svc, request.origin);
   const bool cors = !origin.empty();
-  const Respond respond = cors ? with_cors(std::move(origin), plain_respond) : plain_respond;
+  const Respond traced = with_trace(request.request_id, plain_respond);
+  const Respond respond = cors ? with_cors(std::move(origin), traced) : traced;
   Match m = match(request.method, request.path);
   if (request.method == Method::options && !m.allow.empty()) return respond(options_reply(m.allow, cors));
   if (m.bad_escape) {

@@ -48,6 +48,15 @@ TEST(Auth, BearerToken) {
   EXPECT_EQ(bearer_token(""), "");
 }
 
+TEST(RequestId, OnlyShortIdsOfSafeCharactersAreTaken) {
+  EXPECT_TRUE(valid_request_id("9b2f6c1e-4d7a-4e0b-8a53-0f1d2c3b4a59"));
+  EXPECT_TRUE(valid_request_id("req.7_x"));
+  EXPECT_TRUE(valid_request_id(std::string(64, 'a')));
+  EXPECT_FALSE(valid_request_id(""));
+  EXPECT_FALSE(valid_request_id(std::string(65, 'a')));
+  for (const char* bad : {"a b", "a\"b", "a\nb", "a=b", "a/b", "caf\xc3\xa9"}) EXPECT_FALSE(valid_request_id(bad)) << bad;
+}
+
 TEST(Router, MatchesPathsAndMethods) {
   ApiRouter r;
   r.add(Method::get, "/api/v1/groups/{}", ApiRouter::Auth::access, nullptr);

@@ -89,7 +89,8 @@ void on_update_me(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(std::move(p));
-  submit_command(svc, user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  std::string trace = respond.trace_id();
+  submit_command(svc, std::move(trace), user_stream(me), me, new_client_msg_id(), std::move(cmd),
                  [&svc, me, respond = std::move(respond)](Reply r) mutable {
                    if (!succeeded(r)) {
                      auto fl = failure_of(r);

@@ -114,6 +114,14 @@ struct CommandBus::State {
     for (auto& done : take_due(SteadyTime::max())) done(fail(BusErrc::unavailable, broken, true));
   }
 
+  // Per message, at debug level: which event goes to how many users here, under its trace id.
+  void log_push(const std::string& event_bytes, size_t recipients) {
+    auto e = read_event(event_bytes);
+    if (!e) return;
+    logger->debug("pushing {}/{} to {} users trace_id={}", sv((*e)->stream()), (*e)->seq(), recipients,
+                  sv((*e)->trace_id()));
+  }
+
   // One batch of this gateway's deliveries: answers to their requests, pushes to on_pushes.
   void handle(const std::vector<std::string>& batch) {
     std::vector<Push> pushes;
@@ -136,6 +144,7 @@ struct CommandBus::State {
         if ((*d)->event()) {
           push.event_bytes = std::make_shared<const std::string>(
               reinterpret_cast<const char*>((*d)->event()->data()), (*d)->event()->size());
+          if (logger->should_log(spdlog::level::debug)) log_push(*push.event_bytes, push.recipients.size());
         }
         if ((*d)->presence()) (*d)->presence()->UnPackTo(&push.presence.emplace());
       }

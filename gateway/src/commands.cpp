@@ -4,25 +4,38 @@
 #include <cstdio>
 #include <random>
 
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
 #include "json.h"
 
 namespace imlog::gw {
 
-void submit_command(Services& svc, std::string stream, uint64_t actor, std::string client_msg_id,
-                    fb::CommandUnion command, std::function<void(Reply)> done) {
+void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor,
+                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done) {
   fb::CommandEnvelopeT c;
   c.stream = std::move(stream);
   c.actor = actor;
   c.client_msg_id = std::move(client_msg_id);
   c.timestamp_ms = svc.clock.now_ms();
-  c.trace_id = new_trace_id();
+  c.trace_id = trace_id.empty() ? new_trace_id() : std::move(trace_id);
   c.command = std::move(command);
+  static const auto log = logger("gateway");
+  log->debug("command {} on {} from user {} (client_msg_id {}) trace_id={}", fb::EnumNameCommand(c.command.type),
+             c.stream, c.actor, c.client_msg_id, c.trace_id);
   auto started = std::chrono::steady_clock::now();
+  std::string trace = c.trace_id;
   svc.bus.submit(std::move(c), svc.config.command_timeout,
-                 [&svc, started, done = std::move(done)](Reply r) {
+                 [&svc, started, trace = std::move(trace), done = std::move(done)](Reply r) {
                    svc.metrics.command_latency.observe(std::chrono::steady_clock::now() - started);
+                   if (r) {
+                     log->debug("answer {}{}{} seq {} trace_id={}", fb::EnumNameReplyStatus(r->status),
+                                r->code.empty() ? "" : " ", r->code, r->seq, trace);
+                   } else {
+                     log->debug("no answer: {} trace_id={}", r.error().to_string(), trace);
+                   }
                    done(std::move(r));
                  });
 }
@@ -79,7 +92,8 @@ void add_retry_after(ApiReply& reply, std::chrono::milliseconds after) {
 void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
                         std::string client_msg_id, fb::CommandUnion command,
                         std::function<ApiReply(const fb::CommandReplyT&)> on_success) {
-  submit_command(svc, std::move(stream), actor, std::move(client_msg_id), std::move(command),
+  std::string trace = respond.trace_id();
+  submit_command(svc, std::move(trace), std::move(stream), actor, std::move(client_msg_id), std::move(command),
                  [&svc, respond = std::move(respond), on_success = std::move(on_success)](Reply r) {
                    if (succeeded(r)) return respond(on_success(*r));
                    auto f = failure_of(r);

@@ -23,9 +23,10 @@ namespace imlog::gw {
 using Reply = Result<fb::CommandReplyT>;
 
 // Submits a command and calls `done` once with the answer (on the bus's thread: don't block).
-// Measures the latency.
-void submit_command(Services& svc, std::string stream, uint64_t actor, std::string client_msg_id,
-                    fb::CommandUnion command, std::function<void(Reply)> done);
+// Measures the latency. `trace_id` names the command in every role's log lines, its event and its
+// reply; empty: a new one (new_trace_id).
+void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor,
+                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done);
 
 // Accepted or Duplicate (both: the event is durable and valid).
 bool succeeded(const Reply& r);
@@ -46,7 +47,8 @@ void add_retry_after(ApiReply& reply, std::chrono::milliseconds after);
 // The HTTP status for a refusal code.
 unsigned status_for_code(std::string_view code, bool body_content);
 
-// For REST writes: submits, then answers with `on_success(reply)` or the mapped error.
+// For REST writes: submits under respond's trace id, then answers with `on_success(reply)` or the
+// mapped error.
 void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
                         std::string client_msg_id, fb::CommandUnion command,
                         std::function<ApiReply(const fb::CommandReplyT&)> on_success);

@@ -172,6 +172,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     r.body = std::move(req.body());
     r.authorization = std::string(req[http::field::authorization]);
     r.origin = std::string(req[http::field::origin]);
+    r.request_id = std::string(req["X-Request-Id"]);
     beast::error_code peer_ec;
     auto peer = stream_.socket().remote_endpoint(peer_ec);
     if (!peer_ec) r.remote_address = peer.address().to_string();

@@ -22,9 +22,9 @@ void send_error(Services& svc, FrameConnection& conn, std::string_view code, std
 
 // The engine's refusal, or the bus's failure, of a command this connection sent.
 void answer_failure(Services& svc, FrameConnection& conn, const Failure& f, std::string_view client_msg_id,
-                    std::string_view type) {
+                    std::string_view type, std::string_view trace_id) {
   svc.metrics.error(f.code);
-  conn.answer(error_frame(f.code, f.message, client_msg_id, type, f.retry_after));
+  conn.answer(error_frame(f.code, f.message, client_msg_id, type, f.retry_after, trace_id));
 }
 
 void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, SendMessageFrame m) {
@@ -33,8 +33,9 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
   conn->command_sent();
   fb::CommandUnion cmd;
   cmd.Set(fb::SendMessageT{{}, m.type, std::move(m.content)});
-  submit_command(svc, conversation, conn->user_id(), client_msg_id, std::move(cmd),
-                 [&svc, conn, conversation, client_msg_id](Reply r) {
+  std::string trace = new_trace_id();
+  submit_command(svc, trace, conversation, conn->user_id(), client_msg_id, std::move(cmd),
+                 [&svc, conn, conversation, client_msg_id, trace](Reply r) {
                    if (succeeded(r)) {
                      if (r->status == fb::ReplyStatus::Accepted) svc.metrics.messages_sent++;
                      JsonOut j;
@@ -43,10 +44,11 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
                      j.field("conversation_id", conversation);
                      j.key("message_id").id_str(r->event_id);
                      j.field("seq_id", r->seq);
+                     j.field("trace_id", trace);
                      j.end_object().end_object();
                      return conn->answer(shared(j.take()));
                    }
-                   answer_failure(svc, *conn, failure_of(r), client_msg_id, "send-message");
+                   answer_failure(svc, *conn, failure_of(r), client_msg_id, "send-message", trace);
                  });
 }
 
@@ -88,12 +90,13 @@ void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, const 
   conn->command_sent();
   fb::CommandUnion cmd;
   cmd.Set(fb::MarkReadT{{}, seq});
-  submit_command(svc, conversation, conn->user_id(), new_client_msg_id(), std::move(cmd),
-                 [&svc, conn, conversation, seq](Reply r) {
-                   if (!succeeded(r)) return answer_failure(svc, *conn, failure_of(r), {}, "read");
+  std::string trace = new_trace_id();
+  submit_command(svc, trace, conversation, conn->user_id(), new_client_msg_id(), std::move(cmd),
+                 [&svc, conn, conversation, seq, trace](Reply r) {
+                   if (!succeeded(r)) return answer_failure(svc, *conn, failure_of(r), {}, "read", trace);
                    JsonOut j;
                    j.begin_object().field("type", "read-ack").key("data").begin_object();
-                   j.field("conversation_id", conversation).field("seq_id", seq);
+                   j.field("conversation_id", conversation).field("seq_id", seq).field("trace_id", trace);
                    j.end_object().end_object();
                    conn->answer(shared(j.take()));
                  });
@@ -116,13 +119,14 @@ void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, 
 
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
                                                std::string_view client_msg_id, std::string_view request_type,
-                                               std::chrono::milliseconds retry_after) {
+                                               std::chrono::milliseconds retry_after, std::string_view trace_id) {
   JsonOut j;
   j.begin_object().field("type", "error").key("data").begin_object();
   j.field("code", code).field("message", message);
   if (!client_msg_id.empty()) j.field("client_msg_id", client_msg_id);
   if (!request_type.empty()) j.field("request_type", request_type);
   if (retry_after.count() > 0) j.field("retry_after_ms", static_cast<int64_t>(retry_after.count()));
+  if (!trace_id.empty()) j.field("trace_id", trace_id);
   j.end_object().end_object();
   return shared(j.take());
 }

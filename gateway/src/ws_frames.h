@@ -41,10 +41,12 @@ class FrameConnection {
 // conn->send(), or conn->answer() for commands.
 void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text);
 
-// {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]}}
+// {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]
+// [,"trace_id"]}}: trace_id names the command an error answers (its log lines in every role).
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
                                                std::string_view client_msg_id = {},
                                                std::string_view request_type = {},
-                                               std::chrono::milliseconds retry_after = {});
+                                               std::chrono::milliseconds retry_after = {},
+                                               std::string_view trace_id = {});
 
 }  // namespace imlog::gw

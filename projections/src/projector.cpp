@@ -153,6 +153,12 @@ class Pass {
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
     }
     applied_ += c.batch.events.size();
+    if (auto log = logger("projections"); log->should_log(spdlog::level::debug)) {
+      for (const auto& item : c.batch.events) {
+        log->debug("applied {}/{} to the {} model trace_id={}", sv(item.event->stream()), item.event->seq(),
+                   sink_.name(), sv(item.event->trace_id()));
+      }
+    }
     return {};
   }
 

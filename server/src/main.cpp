@@ -4,6 +4,7 @@
 //               [--gateway-id ID] [--ops-listen HOST:PORT]           run a node
 //   imlog init  [--config FILE] [--gateway-id ID ...]                  create topics, migrate MySQL;
 //                                                                      idempotent
+//   imlog dlq list|show P:O|replay P:O|all [--config FILE]              inspect and re-drive im.dlq
 //   imlog version | imlog --version
 //
 // One config file serves every process of a deployment; --data-dir, --roles, --listen,
@@ -21,6 +22,7 @@
 #include "imlog/core/config.h"
 #include "imlog/core/logging.h"
 #include "imlog/projections/mysql_model.h"
+#include "dlq.h"
 #include "node.h"
 #include "server_config.h"
 #include "topics.h"
@@ -102,6 +104,19 @@ int main(int argc, char** argv) {
   init->add_option("--gateway-id", init_gateways, "also create the delivery topic im.deliver.<id> of this gateway "
                                                   "(repeatable; a gateway creates its own on a real Kafka)");
 
+  auto* dlq = app.add_subcommand("dlq", "inspect and re-drive the fan-out tasks the workers gave up on (im.dlq)");
+  dlq->require_subcommand(1);
+  dlq->add_option("--config", config_path, "YAML config file");
+  dlq->add_option("--data-dir", data_dir, "root of local data (default ./data): the embedded log's");
+  imlog::DlqCommand dlq_command;
+  dlq->add_subcommand("list", "one line per dead letter: PARTITION:OFFSET, when, source, attempts, trace id, reason");
+  dlq->add_subcommand("show", "one dead letter as JSON, its task decoded")
+      ->add_option("where", dlq_command.which, "PARTITION:OFFSET in im.dlq, as `imlog dlq list` prints it")
+      ->required();
+  dlq->add_subcommand("replay", "append the original task again to its topic (im.tasks); the dead letter stays")
+      ->add_option("where", dlq_command.which, "PARTITION:OFFSET in im.dlq, or `all`")
+      ->required();
+
   app.add_subcommand("version", "print the version");
   CLI11_PARSE(app, argc, argv);
 
@@ -128,6 +143,10 @@ int main(int argc, char** argv) {
   }
 
   if (app.got_subcommand("init")) return run_init(config, init_gateways);
+  if (app.got_subcommand("dlq")) {
+    dlq_command.action = dlq->get_subcommands().front()->get_name();
+    return imlog::run_dlq(config, dlq_command, std::cout, std::cerr);
+  }
 
   imlog::Node node(config);
   if (auto s = node.start(); !s) return fail_start(s.error().to_string());

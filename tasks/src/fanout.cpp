@@ -192,13 +192,14 @@ struct FanoutWorker::Loop {
   }
 
   // Appends the batch's dead letters, retrying until acknowledged; false if stopped first.
-  bool dead_letters(const std::vector<Record>& batch, const std::vector<Verdict>& verdicts) {
+  bool dead_letters(const std::vector<Record>& batch, const std::vector<Verdict>& verdicts,
+                    const std::vector<std::string>& traces) {
     std::vector<OutRecord> letters;
     for (size_t i = 0; i < batch.size(); ++i) {
       if (verdicts[i].reason.empty()) continue;
-      logger->error("task at im.tasks partition {} offset {} goes to {}: {}", batch[i].partition, batch[i].offset,
-                    kDeadLetterTopic, verdicts[i].reason);
       letters.push_back(dead_letter(batch[i], verdicts[i].reason, verdicts[i].attempts, clock.now_ms()));
+      logger->error("task at im.tasks partition {} offset {} goes to {}: {} trace_id={}", batch[i].partition,
+                    batch[i].offset, kDeadLetterTopic, verdicts[i].reason, traces[i]);
     }
     if (letters.empty()) return true;
     auto backoff = config.first_backoff;
@@ -222,6 +223,7 @@ struct FanoutWorker::Loop {
     std::map<std::string, Output> outputs;
     std::vector<Verdict> verdicts(batch.size());
     std::vector<const fb::FanoutTask*> tasks(batch.size(), nullptr);
+    std::vector<std::string> traces(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       auto task = read_task(batch[i].value);
       if (!task) {
@@ -230,10 +232,13 @@ struct FanoutWorker::Loop {
         continue;
       }
       tasks[i] = *task;
+      traces[i] = trace_of(**task);
+      logger->debug("task {}: {} recipients trace_id={}", sv((*task)->task_id()),
+                    (*task)->recipients() ? (*task)->recipients()->size() : 0, traces[i]);
     }
     if (!plan_all(tasks, outputs, verdicts)) return false;
     if (!deliver(outputs, verdicts)) return false;
-    if (!dead_letters(batch, verdicts)) return false;
+    if (!dead_letters(batch, verdicts, traces)) return false;
     stats.tasks += batch.size();
     return true;
   }

@@ -130,9 +130,12 @@ struct Router::Loop {
       size_t from = size_t{page} * page_size, to = std::min(audience.size(), from + page_size);
       t.recipients.assign(audience.begin() + static_cast<long>(from), audience.begin() + static_cast<long>(to));
       t.event.assign(bytes.begin(), bytes.end());
+      t.trace_id = sv(e.trace_id());
       tasks_out.push_back(OutRecord{task_key(t.stream, page), encode_task(t), kByKey});
       stats.tasks++;
     }
+    logger->debug("handing {}/{} to the tasks workers: {} users in {} tasks trace_id={}", sv(e.stream()), e.seq(),
+                  audience.size(), pages, sv(e.trace_id()));
   }
 
   void deliver(int32_t partition, const StreamRef& ref, const fb::EventEnvelope& e, std::string_view bytes) {
@@ -204,7 +207,10 @@ struct Router::Loop {
     track_membership(r.partition, *ref, e);
     if (!live) return;
     stats.events++;
-    if (!leaving && !pushed_with_ack(*ref, e)) deliver(r.partition, *ref, e, r.value);
+    bool pushed = pushed_with_ack(*ref, e);
+    logger->debug("routing {}/{}{} trace_id={}", sv(e.stream()), e.seq(), pushed ? " (pushed with its ack)" : "",
+                  sv(e.trace_id()));
+    if (!leaving && !pushed) deliver(r.partition, *ref, e, r.value);
   }
 
   // Reads partition p of im.events from its start up to `until`, tracking membership only: the

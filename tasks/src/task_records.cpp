@@ -50,6 +50,13 @@ std::string task_id(std::string_view stream, uint64_t seq, uint32_t page) {
 
 std::string task_key(std::string_view stream, uint32_t page) { return std::string(stream) + "/" + std::to_string(page); }
 
+std::string trace_of(const fb::FanoutTask& task) {
+  if (task.trace_id() != nullptr) return std::string(sv(task.trace_id()));
+  // A task written before FanoutTask.trace_id: its event names it.
+  if (const auto* e = task.event_nested_root(); e != nullptr) return std::string(sv(e->trace_id()));
+  return {};
+}
+
 OutRecord dead_letter(const Record& source, std::string_view reason, uint32_t attempts, int64_t now_ms) {
   fb::DeadLetterT d;
   d.reason = std::string(reason);
@@ -59,6 +66,7 @@ OutRecord dead_letter(const Record& source, std::string_view reason, uint32_t at
   d.attempts = attempts;
   d.failed_at_ms = now_ms;
   d.value.assign(source.value.begin(), source.value.end());
+  if (auto task = read_task(source.value)) d.trace_id = trace_of(**task);
   return OutRecord{source.key, encode<fb::DeadLetter>(d), kByKey};
 }
 

@@ -12,6 +12,7 @@ std::string some_event() {
   e.stream = "group_9";
   e.seq = 12;
   e.event_id = 99;
+  e.trace_id = "0123456789abcdef";
   e.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "hi"});
   return encode_event(e);
 }
@@ -87,6 +88,21 @@ TEST(TaskRecords, ADeadLetterKeepsTheOriginalRecordAndWhy) {
   EXPECT_EQ((*d)->source_offset(), 41);
   EXPECT_EQ((*d)->failed_at_ms(), 1234);
   EXPECT_EQ(std::string((*d)->value()->begin(), (*d)->value()->end()), "original bytes");
+}
+
+TEST(TaskRecords, ADeadLetterOfATaskCarriesItsTraceId) {
+  auto t = some_task();
+  t.trace_id = "fedcba9876543210";
+  Record r{"im.tasks", 0, 7, 0, "group_9/1", encode_task(t)};
+  auto letter = dead_letter(r, "delivery failed", 5, 1);
+  auto d = read_dead_letter(letter.value);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(sv((*d)->trace_id()), "fedcba9876543210");
+  // A task written before FanoutTask.trace_id: its event's.
+  auto old = encode_task(some_task());
+  auto task = read_task(old);
+  ASSERT_TRUE(task);
+  EXPECT_EQ(trace_of(**task), "0123456789abcdef");
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ HttpResult HttpClient::request(std::string_view method, std::string_view target,
     http::request<http::string_body> req(http::string_to_verb(method), target, 11);
     req.set(http::field::host, host_);
     if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + std::string(bearer));
+    for (const auto& [name, value] : headers_) req.insert(name, value);
     if (!body.empty()) {
       req.set(http::field::content_type, "application/json");
       req.body() = std::string(body);

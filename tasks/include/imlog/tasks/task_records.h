@@ -28,7 +28,11 @@ Result<const fb::FanoutTask*> read_task(std::string_view bytes);
 std::string task_id(std::string_view stream, uint64_t seq, uint32_t page);
 std::string task_key(std::string_view stream, uint32_t page);
 
-// A dead letter for `source`, keyed by its key.
+// The trace id of the command whose event a task fans out (FanoutTask.trace_id, or for a task
+// written before that field, its event's); "" when neither is there.
+std::string trace_of(const fb::FanoutTask& task);
+// im.dlq's record for `source`, keyed as it was: the reason, where it came from, its bytes, and
+// its trace id when it is a readable task.
 OutRecord dead_letter(const Record& source, std::string_view reason, uint32_t attempts, int64_t now_ms);
 Result<const fb::DeadLetter*> read_dead_letter(std::string_view bytes);
 

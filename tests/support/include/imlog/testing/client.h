@@ -50,11 +50,18 @@ class HttpClient {
   HttpResult post(std::string_view target, std::string_view body, std::string_view bearer = {}) const {
     return request("POST", target, body, bearer);
   }
+  // A client that also sends header `name: value` with every request (X-Request-Id, ...).
+  [[nodiscard]] HttpClient with_header(std::string name, std::string value) const {
+    HttpClient c = *this;
+    c.headers_.emplace_back(std::move(name), std::move(value));
+    return c;
+  }
 
  private:
   std::string host_;
   int port_;
   std::string source_;
+  std::vector<std::pair<std::string, std::string>> headers_;
 };
 
 // One received WebSocket message.
