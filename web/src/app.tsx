@@ -7,8 +7,8 @@ type P = {store: ChatStore};
 const kRecallWindowMs = 2 * 60_000;
 
 function useStore(store: ChatStore) {
-  const [, bump] = useReducer((n: number) => n + 1, 0);
-  useEffect(() => store.subscribe(bump), [store]);
+  const [, bump] = useReducer((n: number, _: void) => n + 1, 0);
+  useEffect(() => store.subscribe(() => bump()), [store]);
 }
 
 export function App({store}: P) {
@@ -149,7 +149,7 @@ function ConversationList({store}: P) {
               <span class="avatar-wrap"><Avatar store={store} id={peer} name={title} /><Dot store={store} id={peer} /></span>
               <span class="conv-main">
                 <span class="conv-title">{title}</span>
-                <span class="conv-preview">{preview(c.last_message, (id) => store.name(id), store.myId)}</span>
+                <span class="conv-preview">{preview(c.last_message, (id) => (id === store.myId ? "You" : store.name(id)), store.myId)}</span>
               </span>
               <span class="conv-side">
                 {c.last_message && <time>{time(c.updated_at)}</time>}
@@ -171,7 +171,7 @@ function Empty() {
 
 function ChatPane({store, id}: P & {id: string}) {
   const t = store.thread(id);
-  const log = useRef<HTMLOListElement>(null);
+  const log = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
   const prevHeight = useRef(0);
   const prevFirst = useRef<number | undefined>(undefined);
@@ -204,7 +204,7 @@ function ChatPane({store, id}: P & {id: string}) {
     const k = dayKey(m.created_at);
     if (k !== day) {
       day = k;
-      rows.push(<li class="day" role="separator" key={`day-${k}`}><span>{dayLabel(m.created_at)}</span></li>);
+      rows.push(<li class="day" key={`day-${k}`}>{dayLabel(m.created_at)}</li>);
     }
     rows.push(<MessageRow store={store} m={m} group={isGroup} key={m.seq_id ? `s${m.seq_id}` : `c${m.client_msg_id}`} />);
   }
@@ -220,7 +220,8 @@ function ChatPane({store, id}: P & {id: string}) {
         </div>
         {isGroup && <GroupTools store={store} id={id} />}
       </header>
-      <ol id="messages" class="log" ref={log} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages with ${title}`} tabIndex={0}>
+      <div id="messages" class="log" ref={log} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages with ${title}`} tabIndex={0}>
+        <ol class="log-list">
         {t.hasMore && (
           <li class="older">
             <button type="button" class="link" id="load-older" disabled={t.loading} onClick={() => store.loadOlder(id)}>
@@ -229,7 +230,8 @@ function ChatPane({store, id}: P & {id: string}) {
           </li>
         )}
         {rows}
-      </ol>
+        </ol>
+      </div>
       <Composer store={store} id={id} />
     </section>
   );
@@ -237,7 +239,8 @@ function ChatPane({store, id}: P & {id: string}) {
 
 function MessageRow({store, m, group}: {store: ChatStore; m: UiMessage; group: boolean}) {
   if (m.message_type === "system") {
-    return <li class="system" data-seq={m.seq_id}>{systemText(m.content, (id) => store.name(id))}</li>;
+    const line = systemText(m.content, (id) => (id === store.myId ? "You" : store.name(id)));
+    return line === null ? null : <li class="system" data-seq={m.seq_id}>{line}</li>;
   }
   const mine = m.sender_id === store.myId;
   const state = mine ? m.state : "acked";

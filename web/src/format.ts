@@ -25,26 +25,41 @@ export function lastSeen(ms: number, now = Date.now()): string {
   return `last seen ${new Date(ms).toLocaleDateString()}`;
 }
 
-/** A system row (a membership event the server wrote into a group's history) as a sentence. */
-export function systemText(content: string, name: (id: number | undefined) => string): string {
-  let e: {event?: string; user_id?: number; invited_by?: number; removed_by?: number; role?: string; name?: string};
-  try { e = JSON.parse(content); } catch { return "The group changed"; }
+/**
+ * A system row (an event the server wrote into a conversation's history: projections/src/
+ * timeline.h gives its JSON) as a sentence; null for rows that need none (a recall: the recalled
+ * message itself says so).
+ */
+export function systemText(content: string, name: (id: number | undefined) => string): string | null {
+  let e: {event?: string; user_id?: number; invited_by?: number; by?: number; role?: string; name?: string; from?: number;
+          requester?: number; other?: number; blocked?: number; unblocked?: number; owner?: number};
+  try { e = JSON.parse(content); } catch { return "The conversation changed"; }
   switch (e.event) {
-    case "group_created": return `${name(e.user_id)} created the group`;
+    case "message_recalled": return null;
+    case "friend_requested": return `${name(e.from)} sent a friend request`;
+    case "friend_accepted": {
+      const requester = name(e.requester);
+      return `${name(e.by)} accepted ${requester === "You" ? "your" : `${requester}'s`} friend request`;
+    }
+    case "friend_rejected": return `${name(e.by)} declined the friend request`;
+    case "friend_removed": return `${name(e.by)} ended the friendship`;
+    case "user_blocked": return `${name(e.by)} blocked ${name(e.blocked)}`;
+    case "user_unblocked": return `${name(e.by)} unblocked ${name(e.unblocked)}`;
+    case "group_created": return `${name(e.owner)} created the group${e.name ? ` “${e.name}”` : ""}`;
     case "member_joined": return e.invited_by ? `${name(e.invited_by)} added ${name(e.user_id)}` : `${name(e.user_id)} joined`;
     case "member_left": return `${name(e.user_id)} left`;
-    case "member_removed": return `${name(e.removed_by)} removed ${name(e.user_id)}`;
-    case "member_unbanned": return `${name(e.user_id)} may join again`;
-    case "role_changed": return `${name(e.user_id)} is now ${e.role ?? "a member"}`;
-    case "group_settings_changed": return "The group's settings changed";
-    default: return "The group changed";
+    case "member_removed": return `${name(e.by)} removed ${name(e.user_id)}`;
+    case "member_unbanned": return `${name(e.by)} let ${name(e.user_id)} join again`;
+    case "role_changed": return `${name(e.by)} made ${name(e.user_id)} ${e.role === "member" ? "a member" : `the ${e.role ?? "member"}`}`;
+    case "group_settings_changed": return `${name(e.by)} changed the group's settings`;
+    default: return "The conversation changed";
   }
 }
 
 export function preview(m: Message | null | undefined, name: (id: number | undefined) => string, me: number): string {
   if (!m) return "No messages yet";
   if (m.recalled) return "Message recalled";
-  if (m.message_type === "system") return systemText(m.content, name);
+  if (m.message_type === "system") return systemText(m.content, name) ?? "Message recalled";
   const who = m.sender_id === me ? "You: " : "";
   return who + m.content.replace(/\s+/g, " ").slice(0, 80);
 }

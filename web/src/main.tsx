@@ -2,8 +2,8 @@
 // state and talks to the server through @imlog/sdk.
 //
 // Everything users write — names, messages, group names — is rendered as text: Preact sets it as
-// text nodes and attribute values, and nothing here uses dangerouslySetInnerHTML (the browser
-// tests check that markup in names and messages shows as its characters and runs nothing).
+// text nodes and attribute values, and nothing here hands Preact raw markup (web/test/app.test.mjs
+// checks the sources, and that markup in names and messages shows as its characters).
 import {render} from "preact";
 import {App} from "./app.js";
 import {ChatStore} from "./store.js";

@@ -62,10 +62,14 @@ export class ChatStore {
     realtime.on("group-created", () => void this.loadConversations());
     realtime.on("member-joined", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_joined", user_id: e.user_id, invited_by: e.invited_by}));
     realtime.on("member-left", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_left", user_id: e.user_id}));
-    realtime.on("member-removed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_removed", user_id: e.user_id, removed_by: e.removed_by}));
-    realtime.on("role-changed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "role_changed", user_id: e.user_id, role: e.role}));
+    realtime.on("member-removed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_removed", user_id: e.user_id, by: e.removed_by}));
+    realtime.on("role-changed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "role_changed", user_id: e.user_id, role: e.role, by: e.changed_by}));
     realtime.on("profile-updated", () => void this.loadMe());
     realtime.on("hello", () => { void this.loadConversations(); void this.loadFriends(); });
+    // The browser knows before TCP does: drop on `offline` (pushes would be lost silently), and
+    // reconnect at once on `online` rather than after the back-off.
+    addEventListener("offline", () => this.realtime.drop());
+    addEventListener("online", () => this.realtime.reconnectNow());
     if (this.signedIn) void this.boot();
   }
 

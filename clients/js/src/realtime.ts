@@ -159,6 +159,18 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
     }
   }
 
+  /**
+   * Connects at once if waiting to reconnect (the network is back: the browser's `online` event),
+   * instead of sitting out the back-off.
+   */
+  reconnectNow(): void {
+    if (this._state !== "waiting") return;
+    if (this.reconnectTimer !== null) this.opts.timers.clear(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.attempt = 0;
+    void this.connect();
+  }
+
   /** Drops the connection as a network failure would (reconnects with back-off). For tests and "go offline". */
   drop(): void {
     try { this.ws?.close(4000, "dropped by the client"); } catch { /* already closed */ }

@@ -237,3 +237,17 @@ test("the server's chosen subprotocol picks the codec", async () => {
   assert.ok(raw instanceof Uint8Array);
   assert.equal(new TextDecoder().decode(raw)[0], "B");
 });
+
+test("reconnectNow skips the back-off when the network is back", async () => {
+  const {client, last, timers, sockets} = setup({random: () => 0.999});
+  client.start();
+  await flush();
+  for (let i = 0; i < 4; ++i) { last().serverClose(); timers.advance(timers.pending()[0]); await flush(); }
+  last().serverClose();
+  assert.ok(timers.pending()[0] > 1000, "a long wait is due");
+  const before = sockets.length;
+  client.reconnectNow();
+  await flush();
+  assert.equal(sockets.length, before + 1, "connected at once");
+  assert.equal(timers.pending().filter((d) => d > 1000).length, 0, "the back-off timer is gone");
+});
