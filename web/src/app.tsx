@@ -22,6 +22,7 @@ export function App({store}: P) {
         {store.view === "friends" && <FriendsPanel store={store} />}
         {store.view === "new-group" && <NewGroupPanel store={store} />}
         {store.view === "settings" && <SettingsPanel store={store} />}
+        {store.view === "group-info" && store.current && <GroupPanel store={store} id={store.current} />}
       </main>
       <Notice store={store} />
     </div>
@@ -219,6 +220,7 @@ function ChatPane({store, id}: P & {id: string}) {
           {p && p.status !== "unknown" && <span class="sub" id="chat-presence">{p.status === "offline" ? lastSeen(p.last_seen) : p.status}</span>}
         </div>
         {isGroup && <GroupTools store={store} id={id} />}
+        {isGroup && <button type="button" id="group-info" onClick={() => store.showGroup(id)}>Members</button>}
       </header>
       <div id="messages" class="log" ref={log} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages with ${title}`} tabIndex={0}>
         <ol class="log-list">
@@ -430,6 +432,103 @@ function SettingsPanel({store}: P) {
         <button type="submit" class="primary">Save</button>
       </form>
       <p class="sub">Signed in as @{me?.username} (user {store.myId}).</p>
+      <h3>Picture</h3>
+      <form id="avatar-form" onSubmit={(e) => e.preventDefault()}>
+        <label for="avatar-file">Upload a PNG, JPEG, GIF or WebP (at most 2 MiB)</label>
+        <input id="avatar-file" type="file" accept="image/png,image/jpeg,image/gif,image/webp"
+               onChange={(e) => { const f = (e.currentTarget as HTMLInputElement).files?.[0]; if (f) void store.uploadAvatar(f); }} />
+      </form>
+      <PrivacyForm store={store} />
+    </section>
+  );
+}
+
+const hhmm = (minute: number | undefined) =>
+  minute === undefined || minute < 0 ? "" : `${String(Math.floor(minute / 60)).padStart(2, "0")}:${String(minute % 60).padStart(2, "0")}`;
+const minuteOf = (v: string) => { const m = /^(\d\d):(\d\d)$/.exec(v); return m ? Number(m[1]) * 60 + Number(m[2]) : -1; };
+
+function PrivacyForm({store}: P) {
+  const st = store.me?.settings ?? {};
+  const [allowSearch, setAllowSearch] = useState(st.allow_search ?? true);
+  const [policy, setPolicy] = useState(st.message_policy ?? "everyone");
+  const [push, setPush] = useState(st.push_enabled ?? true);
+  const [quietStart, setQuietStart] = useState(hhmm(st.quiet_start_minute));
+  const [quietEnd, setQuietEnd] = useState(hhmm(st.quiet_end_minute));
+  function save(e: Event) {
+    e.preventDefault();
+    const quiet = quietStart && quietEnd ? {quiet_start_minute: minuteOf(quietStart), quiet_end_minute: minuteOf(quietEnd)}
+                                         : {quiet_start_minute: -1};
+    void store.saveSettings({allow_search: allowSearch, message_policy: policy as "everyone", push_enabled: push, ...quiet});
+  }
+  return (
+    <>
+      <h3>Privacy and notifications</h3>
+      <form id="settings-form" onSubmit={save}>
+        <label class="check"><input type="checkbox" id="allow-search" checked={allowSearch} onChange={(e) => setAllowSearch((e.currentTarget as HTMLInputElement).checked)} /> Others can find me by name</label>
+        <label for="message-policy">Who may message me</label>
+        <select id="message-policy" value={policy} onChange={(e) => setPolicy((e.currentTarget as HTMLSelectElement).value as "everyone")}>
+          <option value="everyone">Everyone</option>
+          <option value="friends_only">Friends only</option>
+        </select>
+        <label class="check"><input type="checkbox" id="push-enabled" checked={push} onChange={(e) => setPush((e.currentTarget as HTMLInputElement).checked)} /> Push notifications</label>
+        <fieldset>
+          <legend>Quiet hours (no pushes)</legend>
+          <label for="quiet-start">From</label>
+          <input id="quiet-start" type="time" value={quietStart} onInput={(e) => setQuietStart((e.currentTarget as HTMLInputElement).value)} />
+          <label for="quiet-end">To</label>
+          <input id="quiet-end" type="time" value={quietEnd} onInput={(e) => setQuietEnd((e.currentTarget as HTMLInputElement).value)} />
+        </fieldset>
+        <button type="submit" class="primary" id="settings-save">Save settings</button>
+      </form>
+    </>
+  );
+}
+
+// ---- a group's members and settings -----------------------------------------------------------
+
+function GroupPanel({store, id}: P & {id: string}) {
+  const info = store.groupInfo;
+  const gid = Number(id.slice("group_".length));
+  const myRole = info?.members.find((m) => m.user_id === store.myId)?.role;
+  const manager = myRole === "owner" || myRole === "admin";
+  return (
+    <section class="panel" aria-labelledby="gp-title">
+      <button type="button" class="back" aria-label="Back to the conversation" onClick={() => store.setView("chats")}>‹</button>
+      <h2 id="gp-title">{info ? info.group.name : store.title(id)}</h2>
+      <button type="button" class="link" onClick={() => store.setView("chats")}>Back to the conversation</button>
+      {!info && <p>Loading…</p>}
+      {info && <>
+        {info.group.description && <p>{info.group.description}</p>}
+        <p class="sub">{info.members.length} members · {info.group.join_policy === "public" ? "anyone may join" : "members are added by the owner or an admin"}</p>
+        {manager && (
+          <label class="check">
+            <input type="checkbox" id="group-public" checked={info.group.join_policy === "public"}
+                   onChange={(e) => store.groupAction(id, () => store.rest.changeGroupSettings(gid, {join_policy: (e.currentTarget as HTMLInputElement).checked ? "public" : "private"}))} />
+            {" "}Public: anyone may join
+          </label>
+        )}
+        <h3>Members</h3>
+        <ul class="people" id="members">
+          {info.members.map((m) => (
+            <li data-user={m.user_id}>
+              <span class="avatar-wrap"><Avatar store={store} id={m.user_id} name={store.name(m.user_id)} size="s" /><Dot store={store} id={m.user_id} /></span>
+              <span class="name">{m.user_id === store.myId ? "You" : store.name(m.user_id)}</span>
+              <span class="sub role">{m.role}</span>
+              {myRole === "owner" && m.user_id !== store.myId && (
+                <button type="button" onClick={() => store.groupAction(id, () => store.rest.changeRole(gid, m.user_id!, m.role === "admin" ? "member" : "admin"))}>
+                  {m.role === "admin" ? "Make member" : "Make admin"}
+                </button>
+              )}
+              {manager && m.user_id !== store.myId && m.role !== "owner" && (myRole === "owner" || m.role !== "admin") && (
+                <button type="button" onClick={() => store.groupAction(id, () => store.rest.removeMember(gid, m.user_id!))}>Remove</button>
+              )}
+            </li>
+          ))}
+        </ul>
+        {myRole !== "owner" && (
+          <button type="button" id="leave-group" onClick={() => store.leaveGroup(id)}>Leave group</button>
+        )}
+      </>}
     </section>
   );
 }

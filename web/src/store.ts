@@ -6,7 +6,7 @@
 // kept by its client_msg_id until the ack gives it one.
 
 import {createClient, ImlogError, WebStorageTokenStore, type Conversation, type ConnectionState, type Friend,
-        type Me, type Message, type RestClient, type RealtimeClient, type User} from "@imlog/sdk";
+        type Group, type Me, type Member, type Message, type RestClient, type RealtimeClient, type User} from "@imlog/sdk";
 
 export type SendState = "pending" | "acked" | "failed";
 export interface UiMessage extends Message {
@@ -21,7 +21,8 @@ export interface Thread {
   loaded: boolean;
 }
 export interface PresenceInfo { status: string; last_seen: number }
-export type View = "chats" | "friends" | "new-group" | "settings";
+export type View = "chats" | "friends" | "new-group" | "settings" | "group-info";
+export interface GroupInfo { group: Group; members: Member[] }
 
 const kPage = 50;
 
@@ -56,9 +57,15 @@ export class ChatStore {
     realtime.on("message-recalled", (r) => this.onRecalled(r.conversation_id, r.message_id));
     realtime.on("read-marked", (r) => this.setRead(r.conversation_id, r.seq_id));
     realtime.on("presence", (p) => { this.presence.set(p.user_id, {status: p.status, last_seen: p.last_seen}); this.changed(); });
-    for (const t of ["friend-request", "friend-accepted", "friend-rejected", "friend-removed"] as const) {
-      realtime.on(t, () => { void this.loadFriends(); void this.loadConversations(); });
-    }
+    // Friendship pushes are applied as they come: the friends list (a read model) may not have
+    // caught up with the event yet, so reloading it here could show the state before it.
+    realtime.on("friend-request", (e) => {
+      if (e.to === this.myId) this.setFriend(e.from, "incoming", e.note);
+      else this.setFriend(e.to, "outgoing");
+    });
+    realtime.on("friend-accepted", (e) => this.setFriend(e.by === this.myId ? e.requester : e.by, "friends"));
+    realtime.on("friend-rejected", (e) => this.setFriend(e.by === this.myId ? e.requester : e.by, null));
+    realtime.on("friend-removed", (e) => this.setFriend(e.by === this.myId ? e.other : e.by, null));
     realtime.on("group-created", () => void this.loadConversations());
     realtime.on("member-joined", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_joined", user_id: e.user_id, invited_by: e.invited_by}));
     realtime.on("member-left", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_left", user_id: e.user_id}));
@@ -136,15 +143,26 @@ export class ChatStore {
       this.changed();
     } catch (e) { this.fail(e); }
   }
+  /** Applies a friendship change the server confirmed (null: no relation any more). */
+  private setFriend(id: number, status: "friends" | "incoming" | "outgoing" | null, note?: string) {
+    this.friends = this.friends.filter((f) => f.user_id !== id);
+    if (status) this.friends.push({user_id: id, status, note, since: Date.now()});
+    this.want(id);
+    if (status === "friends") {
+      this.rest.presence([id]).then((r) => {
+        for (const p of r.presence ?? []) this.presence.set(p.user_id, {status: p.status, last_seen: p.last_seen});
+        this.changed();
+      }, () => undefined);
+    }
+    this.changed();
+  }
   async friendAction(action: "request" | "accept" | "reject" | "remove" | "block", id: number) {
     try {
-      if (action === "request") await this.rest.requestFriend(id);
-      else if (action === "accept") await this.rest.acceptFriend(id);
-      else if (action === "reject") await this.rest.rejectFriend(id);
-      else if (action === "remove") await this.rest.removeFriend(id);
-      else await this.rest.block(id);
-      await this.loadFriends();
-      await this.loadConversations();
+      if (action === "request") { await this.rest.requestFriend(id); this.setFriend(id, "outgoing"); }
+      else if (action === "accept") { await this.rest.acceptFriend(id); this.setFriend(id, "friends"); }
+      else if (action === "reject") { await this.rest.rejectFriend(id); this.setFriend(id, null); }
+      else if (action === "remove") { await this.rest.removeFriend(id); this.setFriend(id, null); }
+      else { await this.rest.block(id); this.say(`${this.name(id)} is blocked`); }
     } catch (e) { this.fail(e); }
   }
 
@@ -322,6 +340,37 @@ export class ChatStore {
   }
   async addMember(conv: string, user: number) {
     try { await this.rest.addMember(Number(conv.slice("group_".length)), user); } catch (e) { this.fail(e); }
+    if (this.view === "group-info") await this.loadGroup(conv);
+  }
+
+  /** The open group's profile and members (members only), for the group panel. */
+  groupInfo: GroupInfo | null = null;
+  async loadGroup(conv: string) {
+    const id = Number(conv.slice("group_".length));
+    try {
+      const [group, m] = await Promise.all([this.rest.group(id), this.rest.members(id)]);
+      for (const x of m.members ?? []) this.want(x.user_id!);
+      this.groupInfo = {group, members: m.members ?? []};
+      this.changed();
+    } catch (e) { this.fail(e); }
+  }
+  async showGroup(conv: string) {
+    this.groupInfo = null;
+    this.view = "group-info";
+    this.changed();
+    await this.loadGroup(conv);
+  }
+  async leaveGroup(conv: string) {
+    try {
+      await this.rest.leaveGroup(Number(conv.slice("group_".length)));
+      this.current = null;
+      this.view = "chats";
+      await this.loadConversations();
+    } catch (e) { this.fail(e); }
+  }
+  async groupAction(conv: string, action: () => Promise<unknown>) {
+    try { await action(); } catch (e) { this.fail(e); }
+    await this.loadGroup(conv);
   }
 
   // ---- presence and settings -----------------------------------------------------------------
@@ -331,6 +380,12 @@ export class ChatStore {
       this.presence.set(this.myId, {status: p.status, last_seen: p.last_seen});
       this.changed();
     } catch (e) { this.fail(e); }
+  }
+  async saveSettings(body: Parameters<RestClient["updateSettings"]>[0]) {
+    try { await this.rest.updateSettings(body); await this.loadMe(); this.say("Settings saved"); } catch (e) { this.fail(e); }
+  }
+  async uploadAvatar(file: File) {
+    try { await this.rest.uploadAvatar(file, file.type || "application/octet-stream"); await this.loadMe(); this.say("Picture updated"); } catch (e) { this.fail(e); }
   }
   async saveProfile(nickname: string, signature: string) {
     try { await this.rest.updateProfile({nickname, signature}); await this.loadMe(); this.say("Profile saved"); } catch (e) { this.fail(e); }

@@ -199,6 +199,36 @@ test("a group of three: create with members, everyone sees it, names on messages
   await send(alice, "Yes!");
   await until(carol, "alice's reply", () => [...document.querySelectorAll("#messages .msg .text")].some((e) => e.textContent === "Yes!"));
   await shot(carol, "05-group");
+
+  // The owner's member list: three members with roles; she makes Bob an admin.
+  await alice.page.click("#group-info");
+  await alice.page.waitForSelector(`#members li[data-user="${bob.id}"]`);
+  assert.equal(await alice.page.$$eval("#members li", (e) => e.length), 3);
+  assert.equal(await text(alice.page, `#members li[data-user="${alice.id}"] .role`), "owner");
+  await alice.page.evaluate((id) => [...document.querySelectorAll(`#members li[data-user="${id}"] button`)].find((b) => b.textContent === "Make admin").click(), bob.id);
+  await until(alice, "bob an admin", (id) => document.querySelector(`#members li[data-user="${id}"] .role`)?.textContent === "admin", bob.id);
+  await shot(alice, "10-group-members");
+  await axeCheck(alice, "the group's members");
+});
+
+test("settings: privacy and quiet hours are saved to the server", async () => {
+  const {carol} = people;
+  await openTab(carol, "settings");
+  await carol.page.select("#message-policy", "friends_only");
+  await carol.page.click("#allow-search");
+  await carol.page.click("#settings-save");
+  await until(carol, "saved", () => document.getElementById("notice")?.textContent.includes("Settings saved"));
+  const settings = await carol.page.evaluate(async () => {
+    const t = JSON.parse(localStorage.getItem("imlog.session"));
+    return (await (await fetch("/api/v1/users/me", {headers: {Authorization: `Bearer ${t.access_token}`}})).json()).settings;
+  });
+  assert.equal(settings.message_policy, "friends_only");
+  assert.equal(settings.allow_search, false);
+  await shot(carol, "11-settings");
+  await axeCheck(carol, "the settings");
+  await carol.page.click("#notice button");
+  await openTab(carol, "chats");
+  await openConversation(carol, "Weekend plans");
 });
 
 test("one goes offline and comes back: what was sent meanwhile arrives once, in order", async () => {

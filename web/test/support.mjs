@@ -46,6 +46,8 @@ export class ImlogServer {
       "  password_ops_limit: 1",      // cheap hashing: sign-ups take no time
       "  password_mem_limit: 8KiB",
       "  read_model_wait: 5s",
+      // A bundle from `node build.mjs --out DIR --dev` instead of the compiled-in one (no relink).
+      ...(process.env.IMLOG_WEB_DIR ? [`  web_dir: ${JSON.stringify(process.env.IMLOG_WEB_DIR)}`] : []),
     ].join("\n") + "\n");
   }
   get url() { return `http://127.0.0.1:${this.port}`; }
