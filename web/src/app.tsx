@@ -503,7 +503,10 @@ function GroupPanel({store, id}: P & {id: string}) {
         {manager && (
           <label class="check">
             <input type="checkbox" id="group-public" checked={info.group.join_policy === "public"}
-                   onChange={(e) => store.groupAction(id, () => store.rest.changeGroupSettings(gid, {join_policy: (e.currentTarget as HTMLInputElement).checked ? "public" : "private"}))} />
+                   onChange={(e) => {
+                     const join_policy = (e.currentTarget as HTMLInputElement).checked ? "public" : "private";
+                     void store.groupAction(() => store.rest.changeGroupSettings(gid, {join_policy}), (g) => { g.group.join_policy = join_policy; });
+                   }} />
             {" "}Public: anyone may join
           </label>
         )}
@@ -515,12 +518,16 @@ function GroupPanel({store, id}: P & {id: string}) {
               <span class="name">{m.user_id === store.myId ? "You" : store.name(m.user_id)}</span>
               <span class="sub role">{m.role}</span>
               {myRole === "owner" && m.user_id !== store.myId && (
-                <button type="button" onClick={() => store.groupAction(id, () => store.rest.changeRole(gid, m.user_id!, m.role === "admin" ? "member" : "admin"))}>
+                <button type="button" onClick={() => {
+                  const role = m.role === "admin" ? "member" : "admin";
+                  void store.groupAction(() => store.rest.changeRole(gid, m.user_id!, role), () => { m.role = role; });
+                }}>
                   {m.role === "admin" ? "Make member" : "Make admin"}
                 </button>
               )}
               {manager && m.user_id !== store.myId && m.role !== "owner" && (myRole === "owner" || m.role !== "admin") && (
-                <button type="button" onClick={() => store.groupAction(id, () => store.rest.removeMember(gid, m.user_id!))}>Remove</button>
+                <button type="button" onClick={() => store.groupAction(() => store.rest.removeMember(gid, m.user_id!),
+                                                               (g) => { g.members = g.members.filter((x) => x.user_id !== m.user_id); })}>Remove</button>
               )}
             </li>
           ))}

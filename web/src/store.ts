@@ -66,11 +66,31 @@ export class ChatStore {
     realtime.on("friend-accepted", (e) => this.setFriend(e.by === this.myId ? e.requester : e.by, "friends"));
     realtime.on("friend-rejected", (e) => this.setFriend(e.by === this.myId ? e.requester : e.by, null));
     realtime.on("friend-removed", (e) => this.setFriend(e.by === this.myId ? e.other : e.by, null));
-    realtime.on("group-created", () => void this.loadConversations());
+    realtime.on("group-created", (e) => {
+      const c = this.conversation(e.conversation_id) ?? this.provisional(e.conversation_id, e.created_at, e.name);
+      c.title = e.name;
+      c.last_seq = Math.max(c.last_seq, e.seq_id);
+      c.read_seq = Math.max(c.read_seq, e.seq_id);
+      this.changed();
+      void this.loadConversations();
+    });
     realtime.on("member-joined", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_joined", user_id: e.user_id, invited_by: e.invited_by}));
     realtime.on("member-left", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_left", user_id: e.user_id}));
     realtime.on("member-removed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "member_removed", user_id: e.user_id, by: e.removed_by}));
     realtime.on("role-changed", (e) => this.onGroupEvent(e.conversation_id, e.seq_id, e.created_at, {event: "role_changed", user_id: e.user_id, role: e.role, by: e.changed_by}));
+    realtime.on("role-changed", (e) => this.onGroupPush(e.conversation_id, (g) => {
+      for (const m of g.members) if (m.user_id === e.user_id) m.role = e.role;
+    }));
+    realtime.on("member-joined", (e) => this.onGroupPush(e.conversation_id, (g) => {
+      if (!g.members.some((m) => m.user_id === e.user_id)) g.members.push({user_id: e.user_id, role: "member", joined_at: e.created_at});
+    }));
+    for (const t of ["member-left", "member-removed"] as const) {
+      realtime.on(t, (e) => this.onGroupPush(e.conversation_id, (g) => { g.members = g.members.filter((m) => m.user_id !== e.user_id); }));
+    }
+    realtime.on("group-settings-changed", (e) => this.onGroupPush(e.conversation_id, (g) => {
+      if (e.join_policy) g.group.join_policy = e.join_policy;
+      if (e.history) g.group.history = e.history;
+    }));
     realtime.on("profile-updated", () => void this.loadMe());
     realtime.on("hello", () => { void this.loadConversations(); void this.loadFriends(); });
     // The browser knows before TCP does: drop on `offline` (pushes would be lost silently), and
@@ -169,10 +189,21 @@ export class ChatStore {
   // ---- conversations -------------------------------------------------------------------------
   async loadConversations() {
     try {
-      this.conversations = (await this.rest.conversations()).conversations;
+      const fresh = (await this.rest.conversations()).conversations;
+      // The list is a read model that may lag a push by a moment: keep rows a push just made.
+      const recent = Date.now() - 60_000;
+      const kept = this.conversations.filter((c) => c.updated_at > recent && !fresh.some((f) => f.conversation_id === c.conversation_id));
+      this.conversations = [...kept, ...fresh].sort((a, b) => b.updated_at - a.updated_at);
       for (const c of this.conversations) if (c.peer_id) this.want(c.peer_id);
       this.changed();
     } catch (e) { this.fail(e); }
+  }
+  /** A row for a conversation a push told of before the list has it. */
+  private provisional(id: string, at: number, title?: string): Conversation {
+    const c: Conversation = {conversation_id: id, type: id.startsWith("group_") ? "group" : id === "world" ? "world" : "single",
+                             last_seq: 0, read_seq: 0, unread: 0, last_message: null, updated_at: at, title, peer_id: this.peerOf(id)};
+    this.conversations.unshift(c);
+    return c;
   }
   conversation(id: string): Conversation | undefined { return this.conversations.find((c) => c.conversation_id === id); }
   title(id: string): string {
@@ -256,8 +287,11 @@ export class ChatStore {
       t.outgoing = t.outgoing.filter((o) => o.client_msg_id !== m.client_msg_id || m.sender_id !== this.myId);
       this.put(m.conversation_id, {...m, state: "acked"});
     }
-    const c = this.conversation(m.conversation_id);
-    if (!c) { void this.loadConversations(); return; }
+    let c = this.conversation(m.conversation_id);
+    if (!c) {
+      c = this.provisional(m.conversation_id, m.created_at);
+      void this.loadConversations();
+    }
     if (!c.last_message || c.last_message.seq_id <= m.seq_id) {
       c.last_message = m;
       c.updated_at = m.created_at;
@@ -334,13 +368,14 @@ export class ChatStore {
   async createGroup(name: string, members: number[]) {
     try {
       const g = await this.rest.createGroup({name, members});
+      if (!this.conversation(g.conversation_id)) this.provisional(g.conversation_id, Date.now(), name);
       await this.loadConversations();
       await this.open(g.conversation_id);
     } catch (e) { this.fail(e); }
   }
   async addMember(conv: string, user: number) {
     try { await this.rest.addMember(Number(conv.slice("group_".length)), user); } catch (e) { this.fail(e); }
-    if (this.view === "group-info") await this.loadGroup(conv);
+    // The member-joined push adds them to the panel.
   }
 
   /** The open group's profile and members (members only), for the group panel. */
@@ -368,9 +403,19 @@ export class ChatStore {
       await this.loadConversations();
     } catch (e) { this.fail(e); }
   }
-  async groupAction(conv: string, action: () => Promise<unknown>) {
-    try { await action(); } catch (e) { this.fail(e); }
-    await this.loadGroup(conv);
+  /**
+   * Runs a group change; on success applies it to the panel at once (`local`). The member list is
+   * a read model that may not have the event yet, so it is not reloaded here; the pushes that
+   * follow (role-changed, member-removed, ...) keep the panel right.
+   */
+  async groupAction(action: () => Promise<unknown>, local: (info: GroupInfo) => void) {
+    try {
+      await action();
+      if (this.groupInfo) { local(this.groupInfo); this.changed(); }
+    } catch (e) { this.fail(e); }
+  }
+  private onGroupPush(conv: string, apply: (info: GroupInfo) => void) {
+    if (this.groupInfo && this.groupInfo.group.conversation_id === conv) { apply(this.groupInfo); this.changed(); }
   }
 
   // ---- presence and settings -----------------------------------------------------------------
