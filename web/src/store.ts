@@ -168,13 +168,24 @@ export class ChatStore {
     this.friends = this.friends.filter((f) => f.user_id !== id);
     if (status) this.friends.push({user_id: id, status, note, since: Date.now()});
     this.want(id);
-    if (status === "friends") {
-      this.rest.presence([id]).then((r) => {
-        for (const p of r.presence ?? []) this.presence.set(p.user_id, {status: p.status, last_seen: p.last_seen});
-        this.changed();
-      }, () => undefined);
-    }
+    if (status === "friends") this.fetchPresence(id, 0);
     this.changed();
+  }
+  /**
+   * A new friend's presence. Just after the acceptance the server may not count them as a friend
+   * yet (its friends list is a read model) and answers `unknown`: ask again a few times.
+   */
+  private fetchPresence(id: number, attempt: number) {
+    this.rest.presence([id]).then((r) => {
+      const p = r.presence?.[0];
+      if (!p) return;
+      if (p.status === "unknown" && attempt < 6) {
+        setTimeout(() => this.fetchPresence(id, attempt + 1), 250 * 2 ** attempt);
+        return;
+      }
+      this.presence.set(p.user_id, {status: p.status, last_seen: p.last_seen});
+      this.changed();
+    }, () => undefined);
   }
   async friendAction(action: "request" | "accept" | "reject" | "remove" | "block", id: number) {
     try {
