@@ -19,7 +19,7 @@ constexpr flatbuffers::uoffset_t kMaxTables = 4096;
 
 // This thread's parser of the schema. FlatBuffers' JSON printer writes scalars equal to their
 // default too (so `has_more: false` and `seq_id: 0` are not lost) and, for an absent optional
-// scalar, `null` (dropped by drop_nulls below).
+// scalar, `null` (dropped by tidy() below).
 flatbuffers::Parser& parser() {
   thread_local std::unique_ptr<flatbuffers::Parser> p = [] {
     flatbuffers::IDLOptions o;
@@ -69,9 +69,11 @@ std::string type_of(std::string_view member) {
   return out;
 }
 
-// Drops the `"name": null` members the printer writes for absent optional scalars. Safe on the
-// printer's output: a `"` inside a string is always escaped, so `{"` and `,"` only start members.
-std::string drop_nulls(std::string_view in) {
+// The printer's JSON as the JSON form writes it: members `"name":value` (the printer writes a
+// space after the colon) and no `"name": null` (what it writes for an absent optional scalar).
+// Safe on the printer's output: a `"` inside a string is always escaped, so `{"` and `,"` only
+// start members.
+std::string tidy(std::string_view in) {
   std::string out;
   out.reserve(in.size());
   size_t i = 0;
@@ -80,12 +82,19 @@ std::string drop_nulls(std::string_view in) {
     if ((c == ',' || c == '{') && i + 1 < in.size() && in[i + 1] == '"') {
       size_t end = i + 2;
       while (end < in.size() && is_name_char(in[end])) ++end;
-      constexpr std::string_view kNull = "\": null";
+      constexpr std::string_view kNull = "\": null", kColon = "\": ";
       if (in.substr(end, kNull.size()) == kNull) {
         size_t next = end + kNull.size();
-        out += c == '{' ? "{" : "";
-        if (c == '{' && next < in.size() && in[next] == ',') ++next;  // {"a": null,"b": 1} → {"b": 1}
+        if (c == '{') {
+          out += '{';
+          if (next < in.size() && in[next] == ',') ++next;  // {"a": null,"b": 1} → {"b":1}
+        }
         i = next;
+        continue;
+      }
+      if (in.substr(end, kColon.size()) == kColon) {
+        out.append(in.substr(i, end + 2 - i));  // ,"name":
+        i = end + kColon.size();
         continue;
       }
     }
@@ -164,7 +173,7 @@ bool ws_frame_from_binary(std::string_view bytes, std::string& json, WsBinaryErr
     return invalid("the FlatBuffers printer wrote an unexpected shape");  // never: the printer's format is fixed
   }
   json = "{\"type\":\"" + type_of(std::string_view(text).substr(kHead.size(), member_end - kHead.size())) +
-         "\",\"data\":" + drop_nulls(std::string_view(text).substr(member_end + kData.size()));
+         "\",\"data\":" + tidy(std::string_view(text).substr(member_end + kData.size()));
   return true;
 }
 
