@@ -7,6 +7,9 @@
 
 #include "client_frames.h"
 #include "imlog/gateway/websocket_generated.h"
+#include "push.h"
+#include "ws_frames.h"
+#include "ws_protocol.h"
 
 namespace imlog::gw {
 namespace {
@@ -45,6 +48,57 @@ TEST(WsBinary, TheDecodedTextIsTheJsonFormsOwn) {
   const std::string json =
       R"({"type":"new-message","data":{"message_id":"9","conversation_id":"single_1_2","seq_id":42,"sender_id":1,"content":"a \"b\"\n","message_type":"text","client_msg_id":"c-1","created_at":5}})";
   EXPECT_EQ(round_trip(json), json);
+}
+
+// Every push the server renders, with every optional field it may carry, has its binary frame:
+// a field or type missing from websocket.fbs would fail here rather than on a client.
+template <class T>
+std::string pushed(T event, const std::string& stream = "group_7") {
+  fb::EventEnvelopeT e;
+  e.stream = stream;
+  e.seq = 3;
+  e.event_id = 42;
+  e.timestamp_ms = 1'700'000'000'000;
+  e.actor = 1;
+  e.event.Set(std::move(event));
+  std::string bytes = encode_event(e);
+  auto read = read_event(bytes);
+  EXPECT_TRUE(read) << read.error().to_string();
+  auto push = read ? render_push(**read) : std::nullopt;
+  EXPECT_TRUE(push.has_value()) << fb::EnumNameEvent(e.event.type);
+  return push ? *push->frame : std::string();
+}
+
+TEST(WsBinary, EveryServerFrameHasItsBinaryForm) {
+  fb::MessageAppendedT appended;
+  appended.content = "hi";
+  fb::GroupCreatedT created;
+  created.members = {2, 3};
+  fb::MemberJoinedT joined;
+  joined.invited_by = 2;
+  fb::GroupSettingsChangedT settings;
+  settings.join_policy = fb::JoinPolicy::Public;
+  settings.history = fb::HistoryRule::FromJoin;
+  fb::ProfileUpdatedT profile;
+  profile.nickname = "n";
+  profile.avatar_url = "a";
+  profile.signature = "s";
+  std::vector<std::string> frames = {
+      pushed(appended, "single_1_2"), pushed(fb::MessageRecalledT{}), pushed(fb::ReadMarkedT{}), pushed(created),
+      pushed(joined), pushed(fb::MemberLeftT{}), pushed(fb::MemberRemovedT{}), pushed(fb::MemberUnbannedT{}),
+      pushed(settings), pushed(fb::GroupSettingsChangedT{}), pushed(fb::RoleChangedT{}),
+      pushed(fb::FriendRequestedT{}, "single_1_2"), pushed(fb::FriendAcceptedT{}, "single_1_2"),
+      pushed(fb::FriendRejectedT{}, "single_1_2"), pushed(fb::FriendRemovedT{}, "single_1_2"),
+      pushed(fb::UserBlockedT{}, "single_1_2"), pushed(fb::UserUnblockedT{}, "single_1_2"),
+      pushed(profile, "user_1"), pushed(fb::ProfileUpdatedT{}, "user_1"), pushed(fb::SettingsUpdatedT{}, "user_1"),
+      pushed(fb::FriendGroupSetT{}, "user_1"),
+      *hello_frame("imlog.v1", 1, 2),
+      *error_frame("overloaded", "m", "c-1", "send-message", std::chrono::milliseconds(100)),
+  };
+  for (const auto& json : frames) {
+    std::string bytes, why;
+    EXPECT_TRUE(ws_frame_to_binary(json, bytes, why)) << why;
+  }
 }
 
 TEST(WsBinary, AbsentOptionalFieldsStayAbsent) {
