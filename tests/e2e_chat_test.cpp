@@ -22,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "imlog/gateway/websocket_generated.h"
 #include "imlog/testing/client.h"
 #include "imlog/testing/imlog_server.h"
 #include "imlog/testing/support.h"
@@ -30,6 +31,7 @@ namespace imlog::testing {
 namespace {
 
 using namespace std::chrono_literals;
+namespace wire = imlog::ws;  // the binary form's generated code (docs/api/websocket.fbs)
 
 constexpr auto kFrameWait = 10s;
 
@@ -114,11 +116,20 @@ User make_user(const Server& s, std::string_view base) {
   return u;
 }
 
-std::unique_ptr<WsClient> connect_ws(const Server& s, const User& u) {
+// A WebSocket of `u` speaking `subprotocol` (kWsJson or kWsBinary).
+std::unique_ptr<WsClient> connect_ws(const Server& s, const User& u, const std::string& subprotocol) {
   std::string error;
-  auto ws = WsClient::connect("127.0.0.1", s.port(), "/ws?token=" + u.token, {}, nullptr, &error);
+  auto ws = WsClient::connect("127.0.0.1", s.port(), "/ws?token=" + u.token, {}, nullptr, &error, true, subprotocol);
   EXPECT_TRUE(ws) << error;
+  if (ws) {
+    EXPECT_EQ(ws->subprotocol(), subprotocol);
+  }
   return ws;
+}
+
+// "json" or "binary": the name of a test's subprotocol parameter.
+std::string form_name(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param == kWsBinary ? "binary" : "json";
 }
 
 void send_message(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
@@ -223,6 +234,10 @@ class E2eChat : public ::testing::Test {
 TempDir* E2eChat::dir_ = nullptr;
 Server* E2eChat::server_ = nullptr;
 
+// The chat scenarios, each over both subprotocols: JSON text (imlog.v1.json) and binary (imlog.v1).
+class E2eChatWs : public E2eChat, public ::testing::WithParamInterface<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Forms, E2eChatWs, ::testing::Values(kWsJson, kWsBinary), form_name);
+
 TEST_F(E2eChat, HealthReadinessAndMetrics) {
   EXPECT_EQ(s().http().get("/healthz").status, 200);
   EXPECT_EQ(s().http().get("/readyz").status, 200);
@@ -248,9 +263,9 @@ TEST_F(E2eChat, RegisterTwiceIsAConflictAndBadLoginIsUnauthorized) {
   EXPECT_EQ(weak.status, 400);
 }
 
-TEST_F(E2eChat, OneToOneBothWaysWithAcks) {
+TEST_P(E2eChatWs, OneToOneBothWaysWithAcks) {
   User alice = make_user(s(), "alice"), bob = make_user(s(), "bob");
-  auto wa = connect_ws(s(), alice), wb = connect_ws(s(), bob);
+  auto wa = connect_ws(s(), alice, GetParam()), wb = connect_ws(s(), bob, GetParam());
   ASSERT_TRUE(wa && wb);
   std::string c = single(alice.id, bob.id);
 
@@ -293,7 +308,7 @@ TEST_F(E2eChat, OneToOneBothWaysWithAcks) {
   EXPECT_EQ(again.json()["message_id"], rj["message_id"]);
 }
 
-TEST_F(E2eChat, GroupOfThreeFansOutToAll) {
+TEST_P(E2eChatWs, GroupOfThreeFansOutToAll) {
   User a = make_user(s(), "ga"), b = make_user(s(), "gb"), c = make_user(s(), "gc");
   auto g = s().http().post("/api/v1/groups",
                            fmt::format(R"({{"name":"trio","description":"test","members":[{},{}]}})", b.id, c.id), a.token);
@@ -304,7 +319,7 @@ TEST_F(E2eChat, GroupOfThreeFansOutToAll) {
   std::string conv = gj["conversation_id"].GetString();
   EXPECT_EQ(conv, fmt::format("group_{}", gid));
 
-  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b), wc = connect_ws(s(), c);
+  auto wa = connect_ws(s(), a, GetParam()), wb = connect_ws(s(), b, GetParam()), wc = connect_ws(s(), c, GetParam());
   ASSERT_TRUE(wa && wb && wc);
   send_message(*wa, conv, "g1", "hello all");
   auto ack = ack_of(*wa, "g1");
@@ -330,9 +345,9 @@ TEST_F(E2eChat, GroupOfThreeFansOutToAll) {
   EXPECT_STREQ(info.json()["name"].GetString(), "trio");
 }
 
-TEST_F(E2eChat, SendersSecondDeviceReceivesItsOwnMessage) {
+TEST_P(E2eChatWs, SendersSecondDeviceReceivesItsOwnMessage) {
   User a = make_user(s(), "dev"), b = make_user(s(), "peer");
-  auto phone = connect_ws(s(), a), laptop = connect_ws(s(), a);
+  auto phone = connect_ws(s(), a, GetParam()), laptop = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(phone && laptop);
   std::string c = single(a.id, b.id);
   send_message(*phone, c, "d1", "from my phone");
@@ -344,9 +359,9 @@ TEST_F(E2eChat, SendersSecondDeviceReceivesItsOwnMessage) {
   EXPECT_EQ(echo->u64("sender_id"), a.id);
 }
 
-TEST_F(E2eChat, RetriedSendGetsTheSameIdsAndNoSecondDelivery) {
+TEST_P(E2eChatWs, RetriedSendGetsTheSameIdsAndNoSecondDelivery) {
   User a = make_user(s(), "retry"), b = make_user(s(), "recv");
-  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  auto wa = connect_ws(s(), a, GetParam()), wb = connect_ws(s(), b, GetParam());
   ASSERT_TRUE(wa && wb);
   std::string c = single(a.id, b.id);
   send_message(*wa, c, "same-id", "once");
@@ -369,9 +384,9 @@ TEST_F(E2eChat, RetriedSendGetsTheSameIdsAndNoSecondDelivery) {
   }
 }
 
-TEST_F(E2eChat, HistoryPagesBySeq) {
+TEST_P(E2eChatWs, HistoryPagesBySeq) {
   User a = make_user(s(), "hist"), b = make_user(s(), "hist2");
-  auto wa = connect_ws(s(), a);
+  auto wa = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(wa);
   std::string c = single(a.id, b.id);
   for (int i = 1; i <= 25; ++i) send_message(*wa, c, fmt::format("h{}", i), fmt::format("message {}", i));
@@ -447,9 +462,9 @@ TEST_F(E2eChat, HistoryPagesBySeq) {
             std::pair(std::vector<uint64_t>{23, 24, 25}, true));
 }
 
-TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
+TEST_P(E2eChatWs, UnreadCountsAndReadMarkers) {
   User a = make_user(s(), "unr"), b = make_user(s(), "unr2");
-  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  auto wa = connect_ws(s(), a, GetParam()), wb = connect_ws(s(), b, GetParam());
   ASSERT_TRUE(wa && wb);
   std::string c = single(a.id, b.id);
   for (int i = 1; i <= 3; ++i) send_message(*wa, c, fmt::format("u{}", i), "unread?");
@@ -496,13 +511,13 @@ TEST_F(E2eChat, UnreadCountsAndReadMarkers) {
   EXPECT_EQ(std::get<0>(*conversation_of(b)), 1u) << "the group's creation is not unread";
 }
 
-TEST_F(E2eChat, LeavingAGroupRefusesTheNextSend) {
+TEST_P(E2eChatWs, LeavingAGroupRefusesTheNextSend) {
   User a = make_user(s(), "own"), b = make_user(s(), "mem");
   auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"leavers","members":[{}]}})", b.id), a.token);
   ASSERT_EQ(g.status, 201) << g.body;
   std::string conv = g.json()["conversation_id"].GetString();
   uint64_t gid = g.json()["group_id"].GetUint64();
-  auto wb = connect_ws(s(), b);
+  auto wb = connect_ws(s(), b, GetParam());
   ASSERT_TRUE(wb);
   send_message(*wb, conv, "before", "still here");
   ASSERT_TRUE(ack_of(*wb, "before"));
@@ -569,7 +584,7 @@ TEST_F(E2eChat, AcksErrorsAndRestRepliesNameTheirTraceId) {
 // removed member is banned — cannot rejoin, cannot be added back, cannot read — until the ban is
 // lifted; a member of a from_join group (the private default) reads from their join on every read
 // path; a public group takes anyone.
-TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
+TEST_P(E2eChatWs, GroupJoinPolicyBansAndTheHistoryRule) {
   User a = make_user(s(), "gown"), b = make_user(s(), "gmem"), d = make_user(s(), "gdee"), e = make_user(s(), "gstr"),
        f = make_user(s(), "glate");
   auto g = s().http().post("/api/v1/groups", fmt::format(R"({{"name":"crew","members":[{},{}]}})", b.id, d.id),
@@ -595,7 +610,7 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
     }
     return out;
   };
-  auto wb = connect_ws(s(), b);
+  auto wb = connect_ws(s(), b, GetParam());
   ASSERT_TRUE(wb);
   for (int i = 1; i <= 3; ++i) {
     auto m = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv),
@@ -632,7 +647,7 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
   EXPECT_EQ(code(add_back), "banned");
   EXPECT_TRUE(wait_until([&] { return history(d, "limit=50").status == 403; }, 20s)) << "d still reads the history";
   EXPECT_EQ(history(d, "after_seq=0").status, 403);
-  auto wd = connect_ws(s(), d);
+  auto wd = connect_ws(s(), d, GetParam());
   ASSERT_TRUE(wd);
   wd->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", json_quote(conv)));
   auto refused = wd->wait_for("error", kFrameWait);
@@ -665,7 +680,7 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
   EXPECT_TRUE(newest.json()["has_more"].GetBool());
   EXPECT_FALSE(history(f, "limit=2").json()["has_more"].GetBool()) << "nothing f may read is older than the join";
   EXPECT_EQ(seqs(history(a, "after_seq=0&limit=3")), (std::vector<uint64_t>{1, 2, 3})) << "the owner reads it all";
-  auto wf = connect_ws(s(), f);
+  auto wf = connect_ws(s(), f, GetParam());
   ASSERT_TRUE(wf);
   wf->send("sync", fmt::format(R"({{"conversation_id":{},"after_seq":0}})", json_quote(conv)));
   auto sync = wf->wait_for("sync-result", kFrameWait);
@@ -727,14 +742,16 @@ TEST_F(E2eChat, GroupJoinPolicyBansAndTheHistoryRule) {
 }
 
 // docs/api/websocket.md "Protocol versions": imlog.v1.json by name or by default, the legacy name
-// still selected, an unknown one refused before the upgrade; `hello` first on every connection.
+// still selected, the binary imlog.v1, an unknown one refused before the upgrade; `hello` first on
+// every connection, naming the form the connection speaks.
 TEST_F(E2eChat, SubprotocolIsNegotiatedAndHelloAnnouncesTheVersion) {
   User a = make_user(s(), "proto");
-  auto hello_of = [&](WsClient& ws) {
+  auto hello_of = [&](WsClient& ws, const std::string& protocol) {
     auto hello = ws.wait_for("hello", kFrameWait);
     EXPECT_TRUE(hello) << "no hello frame";
     if (!hello) return;
-    EXPECT_EQ(hello->str("protocol"), "imlog.v1.json");
+    EXPECT_EQ(hello->binary, protocol == kWsBinary);
+    EXPECT_EQ(hello->str("protocol"), protocol);
     EXPECT_EQ(hello->u64("version"), 1u);
     EXPECT_EQ(hello->u64("user_id"), a.id);
     EXPECT_GT(hello->u64("server_time"), 0u);
@@ -742,14 +759,21 @@ TEST_F(E2eChat, SubprotocolIsNegotiatedAndHelloAnnouncesTheVersion) {
     ASSERT_TRUE(versions.IsArray() && versions.Size() == 1);
     EXPECT_EQ(versions[0].GetUint64(), 1u);
   };
-  for (std::string offer : {"imlog.v1.json", "imlog.v2.cbor, imlog.v1.json", "imlog.json", ""}) {
-    SCOPED_TRACE("Sec-WebSocket-Protocol: " + offer);
+  struct Offer {
+    std::string asked, selected, protocol;
+  };
+  for (const Offer& offer : {Offer{"imlog.v1.json", "imlog.v1.json", kWsJson},
+                             Offer{"imlog.v2.cbor, imlog.v1.json", "imlog.v1.json", kWsJson},
+                             Offer{"imlog.json", "imlog.json", kWsJson}, Offer{"", "", kWsJson},
+                             Offer{"imlog.v1", "imlog.v1", kWsBinary},
+                             Offer{"imlog.v2, imlog.v1, imlog.v1.json", "imlog.v1", kWsBinary}}) {
+    SCOPED_TRACE("Sec-WebSocket-Protocol: " + offer.asked);
     std::string error;
-    auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws", a.token, nullptr, &error, true, offer);
+    auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws", a.token, nullptr, &error, true, offer.asked);
     ASSERT_TRUE(ws) << error;
     // The server names the one it picked, and nothing when the client asked for none.
-    EXPECT_EQ(ws->subprotocol(), offer == "imlog.v2.cbor, imlog.v1.json" ? "imlog.v1.json" : offer);
-    hello_of(*ws);
+    EXPECT_EQ(ws->subprotocol(), offer.selected);
+    hello_of(*ws, offer.protocol);
     ws->send("ping", "{}");
     EXPECT_TRUE(ws->wait_for("pong", kFrameWait));
   }
@@ -760,12 +784,13 @@ TEST_F(E2eChat, SubprotocolIsNegotiatedAndHelloAnnouncesTheVersion) {
   EXPECT_EQ(status, 400) << error;
   EXPECT_NE(error.find(R"("code":"unsupported_protocol")"), std::string::npos) << error;
   EXPECT_NE(error.find("imlog.v1.json"), std::string::npos) << "the refusal names what the server speaks: " << error;
+  EXPECT_NE(error.find("imlog.v1 (binary)"), std::string::npos) << "both forms: " << error;
   EXPECT_NE(error.find("imlog.v9.json"), std::string::npos) << "and what was asked for: " << error;
 }
 
 TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
   User a = make_user(s(), "bad"), b = make_user(s(), "bad2");
-  auto ws = connect_ws(s(), a);
+  auto ws = connect_ws(s(), a, kWsJson);
   ASSERT_TRUE(ws);
   ws->send_text("{not json");
   auto e1 = ws->wait_for("error", kFrameWait);
@@ -817,6 +842,80 @@ TEST_F(E2eChat, BadFramesGetErrorsAndTheConnectionSurvives) {
   auto code = ws->wait_closed(kFrameWait);
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 1009);
+  EXPECT_EQ(s().http().get("/healthz").status, 200) << "the server survived";
+}
+
+// The binary form's hostile input: bytes that are no Frame, a frame type the server does not take,
+// the JSON form's field rules, a text frame; each gets an error naming what is wrong, and the
+// connection survives all but the oversized message.
+TEST_F(E2eChat, BadBinaryFramesGetErrorsAndTheConnectionSurvives) {
+  User a = make_user(s(), "badbin");
+  auto ws = connect_ws(s(), a, kWsBinary);
+  ASSERT_TRUE(ws);
+  auto error_for = [&](const std::string& what) {
+    auto e = ws->wait_for("error", kFrameWait);
+    EXPECT_TRUE(e) << "no error frame for " << what;
+    if (e) {
+      EXPECT_TRUE(e->binary) << what;
+    }
+    return e ? std::pair(e->str("code"), e->str("message")) : std::pair(std::string(), std::string());
+  };
+  auto frame = [](const std::function<flatbuffers::Offset<wire::Frame>(flatbuffers::FlatBufferBuilder&)>& make) {
+    flatbuffers::FlatBufferBuilder b;
+    wire::FinishFrameBuffer(b, make(b));
+    return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  };
+
+  ws->send_binary("\x01\x02");
+  auto [code, message] = error_for("2 bytes");
+  EXPECT_EQ(code, "invalid_binary");
+  EXPECT_NE(message.find("shorter than"), std::string::npos) << message;
+  ws->send_binary(std::string("\x0c\0\0\0JSON\0\0\0\0\0\0\0\0", 16));
+  std::tie(code, message) = error_for("a wrong file identifier");
+  EXPECT_EQ(code, "invalid_binary");
+  EXPECT_NE(message.find("file identifier"), std::string::npos) << message;
+  std::string truncated = frame([](auto& b) {
+    return wire::CreateFrame(b, wire::Data::SendMessage,
+                               wire::CreateSendMessageDirect(b, "world", "t1", "hello").Union());
+  });
+  truncated.resize(truncated.size() - 8);
+  ws->send_binary(truncated);
+  std::tie(code, message) = error_for("a truncated frame");
+  EXPECT_EQ(code, "invalid_binary");
+  EXPECT_NE(message.find("verification"), std::string::npos) << message;
+  ws->send_binary(frame([](auto& b) {
+    return wire::CreateFrame(b, static_cast<wire::Data>(200), wire::CreatePing(b).Union());
+  }));
+  EXPECT_EQ(error_for("frame type 200").first, "unknown_type");
+  ws->send("hello", R"({"protocol":"imlog.v1","version":1,"versions":[1],"user_id":1,"server_time":1})");
+  EXPECT_EQ(error_for("a server frame").first, "unknown_type");
+  ws->send_binary(frame([](auto& b) {
+    return wire::CreateFrame(b, wire::Data::SendMessage,
+                               wire::CreateSendMessageDirect(b, "world", "u1", "\xff\xfe").Union());
+  }));
+  EXPECT_EQ(error_for("invalid UTF-8").first, "invalid_utf8");
+  ws->send("send-message", R"({"conversation_id":"nowhere","client_msg_id":"x1","content":"hi"})");
+  auto e = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->str("code"), "invalid");
+  EXPECT_EQ(e->str("client_msg_id"), "x1");
+  ws->send("sync", R"({"conversation_id":"world","limit":500})");
+  std::tie(code, message) = error_for("limit 500");
+  EXPECT_EQ(code, "invalid");
+  EXPECT_NE(message.find("from 1 to 200, got 500"), std::string::npos) << message;
+  ws->send_text(R"({"type":"ping","data":{}})");
+  EXPECT_EQ(error_for("a text frame").first, "text_unsupported");
+
+  ws->send("ping", "{}");
+  auto pong = ws->wait_for("pong", kFrameWait);
+  ASSERT_TRUE(pong) << "the connection survived every bad frame";
+  EXPECT_TRUE(pong->binary);
+
+  ws->send_binary(std::string(100 * 1024, 'x'));
+  EXPECT_EQ(error_for("an oversized message").first, "frame_too_large");
+  auto closed = ws->wait_closed(kFrameWait);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(*closed, 1009);
   EXPECT_EQ(s().http().get("/healthz").status, 200) << "the server survived";
 }
 
@@ -966,9 +1065,9 @@ TEST_F(E2eChat, RefreshRotatesAndLogoutRevokes) {
   EXPECT_EQ(access_as_refresh.status, 401);
 }
 
-TEST_F(E2eChat, FastSendersAreRateLimited) {
+TEST_P(E2eChatWs, FastSendersAreRateLimited) {
   User a = make_user(s(), "fast");
-  auto ws = connect_ws(s(), a);
+  auto ws = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(ws);
   // The burst is 800 frames: 1000 at once must run out of tokens.
   for (int i = 0; i < 1000; ++i) ws->send("sync", R"({"conversation_id":"world","after_seq":0,"limit":1})");
@@ -997,14 +1096,14 @@ TEST_F(E2eChat, SilentPeersAreClosedAfterTheHeartbeatTimeout) {
   ASSERT_TRUE(wait_until([&] { return open_sessions() == 1; }, 10s));
   EXPECT_TRUE(wait_until([&] { return open_sessions() == 0; }, 15s)) << "the silent peer was not closed";
   // A client that reads answers the pings and stays.
-  auto alive = connect_ws(s(), a);
+  auto alive = connect_ws(s(), a, kWsJson);
   ASSERT_TRUE(alive);
   EXPECT_FALSE(alive->wait_closed(5s)) << "a peer that answers pings must stay connected";
   alive->send("ping", "{}");
   EXPECT_TRUE(alive->wait_for("pong", kFrameWait));
 }
 
-TEST_F(E2eChat, AClientTooSlowToReadIsDisconnected) {
+TEST_P(E2eChatWs, AClientTooSlowToReadIsDisconnected) {
   User a = make_user(s(), "pusher"), b = make_user(s(), "sloth");
   auto counter = [&](std::string_view name) {
     auto m = s().http().get("/metrics");
@@ -1014,7 +1113,7 @@ TEST_F(E2eChat, AClientTooSlowToReadIsDisconnected) {
   };
   auto sloth = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + b.token, {}, nullptr, nullptr, /*read=*/false);
   ASSERT_TRUE(sloth);
-  auto wa = connect_ws(s(), a);
+  auto wa = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(wa);
   // 300 messages of 30 KB pushed to a client that never reads: far more than the socket buffers
   // and the 256 KiB write queue hold.
@@ -1031,9 +1130,9 @@ TEST_F(E2eChat, AClientTooSlowToReadIsDisconnected) {
 // control frames (pongs) on the same socket: the two must never interleave. A client that pings
 // all along while a flood of pushes comes in gets every push and every pong over a stream its
 // (strict) Beast client accepts: it would fail the connection on one malformed frame.
-TEST_F(E2eChat, PongsAndCoalescedPushesNeverInterleave) {
+TEST_P(E2eChatWs, PongsAndCoalescedPushesNeverInterleave) {
   User a = make_user(s(), "flooder"), b = make_user(s(), "pinger");
-  auto wa = connect_ws(s(), a), wb = connect_ws(s(), b);
+  auto wa = connect_ws(s(), a, GetParam()), wb = connect_ws(s(), b, GetParam());
   ASSERT_TRUE(wa && wb);
   std::string c = single(a.id, b.id);
   constexpr int kMessages = 300;
@@ -1057,13 +1156,16 @@ TEST_F(E2eChat, PongsAndCoalescedPushesNeverInterleave) {
   EXPECT_NE(m.body.find("imlog_gateway_ws_writes_total"), std::string::npos);
 }
 
-TEST(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
+class E2eShutdown : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Forms, E2eShutdown, ::testing::Values(kWsJson, kWsBinary), form_name);
+
+TEST_P(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
   ASSERT_GE(sodium_init(), 0);
   TempDir dir("imlog-e2e-stop");
   Server server(dir.str());
   ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
   User a = make_user(server, "stopper");
-  auto ws = connect_ws(server, a);
+  auto ws = connect_ws(server, a, GetParam());
   ASSERT_TRUE(ws);
   ws->send("ping", "{}");
   ASSERT_TRUE(ws->wait_for("pong", kFrameWait));
@@ -1076,14 +1178,17 @@ TEST(E2eShutdown, SigtermClosesWebSocketsWithGoingAwayAndExitsZero) {
 
 // ---- crash -------------------------------------------------------------------------------------
 
-TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp) {
+class E2eCrash : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Forms, E2eCrash, ::testing::Values(kWsJson, kWsBinary), form_name);
+
+TEST_P(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp) {
   ASSERT_GE(sodium_init(), 0);
   TempDir dir("imlog-e2e-crash");
   Server server(dir.str());
   ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
   User a = make_user(server, "crash_a"), b = make_user(server, "crash_b");
   std::string c = single(a.id, b.id);
-  auto wa = connect_ws(server, a), wb = connect_ws(server, b);
+  auto wa = connect_ws(server, a, GetParam()), wb = connect_ws(server, b, GetParam());
   ASSERT_TRUE(wa && wb);
 
   constexpr int kFirst = 60;
@@ -1121,7 +1226,7 @@ TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp
   auto login_b = server.http().post("/api/v1/auth/login", fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(b.name)));
   ASSERT_EQ(login_b.status, 200);
   b.token = login_b.json()["access_token"].GetString();
-  auto wa2 = connect_ws(server, a);
+  auto wa2 = connect_ws(server, a, GetParam());
   ASSERT_TRUE(wa2);
   for (int i = 0; i < kMessages; ++i) send_message(*wa2, c, id_of(i), fmt::format("payload {}", i));
   std::map<std::string, std::pair<uint64_t, std::string>> final_ids;
@@ -1149,7 +1254,7 @@ TEST(E2eCrash, KillNineMidStreamThenEveryAckedMessageIsThereOnceAndSyncCatchesUp
   }
 
   // Bob reconnects and syncs from the last seq he saw: exactly what he missed.
-  auto wb2 = connect_ws(server, b);
+  auto wb2 = connect_ws(server, b, GetParam());
   ASSERT_TRUE(wb2);
   std::vector<uint64_t> missed;
   uint64_t after = bob_last;

@@ -202,6 +202,26 @@ TEST_F(E2eHostile, DeeplyNestedJsonFrameGetsAnErrorAndTheConnectionSurvives) {
   EXPECT_TRUE(ws->wait_for("pong", kFrameWait)) << "the connection survived";
 }
 
+// The binary form (imlog.v1): a message of max_frame_bytes that is no FlatBuffer, and one whose
+// root offset points far outside it, are answered and the connection stays.
+TEST_F(E2eHostile, BinaryMessagesThatAreNoFrameGetAnErrorAndTheConnectionSurvives) {
+  User a = make_user(s(), "garbagebin");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token, {}, nullptr, nullptr, true, kWsBinary);
+  ASSERT_TRUE(ws);
+  ws->send_binary(std::string(128 * 1024, '\xff'));  // exactly max_frame_bytes
+  auto e = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e) << "no answer: the server is " << (s().http().get("/healthz").status == 200 ? "up" : "down");
+  EXPECT_EQ(e->str("code"), "invalid_binary") << e->raw;
+  EXPECT_NE(e->str("message").find("131072 bytes"), std::string::npos) << e->raw;
+  ws->send_binary(std::string("\xf0\xff\xff\x7fIMW1\0\0\0\0", 12));  // root table at +2 GiB
+  e = ws->wait_for("error", kFrameWait);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->str("code"), "invalid_binary") << e->raw;
+  EXPECT_NE(e->str("message").find("verification"), std::string::npos) << e->raw;
+  ws->send("ping", "{}");
+  EXPECT_TRUE(ws->wait_for("pong", kFrameWait)) << "the connection survived";
+}
+
 // ---- UTF-8 ----------------------------------------------------------------------------------------
 
 TEST_F(E2eHostile, LoneSurrogateEscapesAreRefusedNamingTheField) {
@@ -389,6 +409,20 @@ TEST_F(E2eHostile, AFloodOfMalformedFramesIsRateLimited) {
   size_t answered = 0;
   for (const auto& f : parsed) answered += f.str("code") == "invalid_json";
   EXPECT_LE(answered, 10u + 5u) << "more frames were parsed than the burst (10) and a second's refill allow";
+}
+
+TEST_F(E2eHostile, AFloodOfMalformedBinaryFramesIsRateLimited) {
+  User a = make_user(s(), "floodimlogv1");
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token, {}, nullptr, nullptr, true, kWsBinary);
+  ASSERT_TRUE(ws);
+  for (int i = 0; i < 30; ++i) ws->send_binary("\x01\x02");
+  auto limited = ws->wait_for("error", kFrameWait, [](const Frame& f) { return f.str("code") == "rate_limited"; });
+  EXPECT_TRUE(limited) << "malformed binary frames were never rate limited";
+  auto decoded = ws->take_all("error");
+  size_t answered = 0;
+  for (const auto& f : decoded) answered += f.str("code") == "invalid_binary";
+  EXPECT_GE(answered, 1u);
+  EXPECT_LE(answered, 10u + 5u) << "more frames were decoded than the burst (10) and a second's refill allow";
 }
 
 TEST_F(E2eHostile, AFloodOfBinaryFramesIsRateLimitedThenClosedWithPolicyViolation) {

@@ -59,6 +59,7 @@ std::atomic<pid_t> spawned_server{0};
 
 Server::Server(const Common& c) {
   target_.sources = c.sources;
+  target_.subprotocol = c.subprotocol;
   if (c.port != 0) {
     target_.port = static_cast<uint16_t>(c.port);
     pid_ = c.server_pid;

@@ -29,6 +29,7 @@ struct Common {
   std::string data_dir;     // the spawned server's data dir (default: a fresh temp dir, removed)
   std::string server_bin;   // the imlog executable to start (default: the one built beside this)
   int http_parallel = 64;   // keep-alive connections for set-up
+  std::string subprotocol = "imlog.v1.json";  // WebSocket: imlog.v1.json (JSON text) or imlog.v1 (binary)
 };
 
 // The server under test: a spawned `imlog serve` (stdout and stderr to <dir>/server.log) or one

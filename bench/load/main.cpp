@@ -31,6 +31,9 @@ void add_common(CLI::App* app, Common& c) {
   app->add_option("--server-bin", c.server_bin,
                   "the imlog executable to start (default: the one built beside this; another build to compare)");
   app->add_option("--http-parallel", c.http_parallel, "keep-alive HTTP connections for set-up (default 64)");
+  app->add_option("--subprotocol", c.subprotocol,
+                  "WebSocket subprotocol: imlog.v1.json (JSON text, the default) or imlog.v1 (binary FlatBuffers)")
+      ->check(CLI::IsMember({"imlog.v1.json", "imlog.v1"}));
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdio>
+
+#include "imlog/gateway/ws_binary.h"
 
 namespace imlog::bench {
 
@@ -81,13 +84,15 @@ net::awaitable<HttpReply> HttpConn::try_request(const http::request<http::string
 net::awaitable<beast::error_code> WsConn::open(const Target& t, size_t n, const std::string& token) {
   beast::error_code ec = co_await connect_from(beast::get_lowest_layer(ws_).socket(), t, n);
   if (ec) co_return ec;
-  ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+  ws_.set_option(websocket::stream_base::decorator([sp = t.subprotocol](websocket::request_type& req) {
     req.set(http::field::user_agent, "imlog-bench-load");
+    req.set(http::field::sec_websocket_protocol, sp);
   }));
+  binary_ = t.subprotocol == "imlog.v1";
   ws_.auto_fragment(false);
   co_await ws_.async_handshake(t.host + ":" + std::to_string(t.port), "/ws?token=" + token,
                                net::redirect_error(use_awaitable, ec));
-  if (!ec) ws_.text(true);
+  if (!ec) ws_.text(!binary_);
   co_return ec;
 }
 
@@ -102,7 +107,14 @@ net::awaitable<void> WsConn::read_loop(FrameHandler on_frame) {
     co_await ws_.async_read(buffer, net::redirect_error(use_awaitable, ec));
     if (ec) break;
     auto data = buffer.data();
-    on_frame(*this, std::string_view(static_cast<const char*>(data.data()), data.size()));
+    std::string_view frame(static_cast<const char*>(data.data()), data.size());
+    std::string json;
+    imlog::gw::WsBinaryError error;
+    if (binary_ && !imlog::gw::ws_frame_from_binary(frame, json, error)) {
+      std::fprintf(stderr, "a binary frame does not decode: %s\n", error.message.c_str());
+      break;
+    }
+    on_frame(*this, binary_ ? std::string_view(json) : frame);
     buffer.consume(buffer.size());
   }
   closed_ = true;
@@ -110,6 +122,14 @@ net::awaitable<void> WsConn::read_loop(FrameHandler on_frame) {
 
 void WsConn::send(std::string frame) {
   if (closed_) return;
+  if (binary_) {
+    std::string bytes, why;
+    if (!imlog::gw::ws_frame_to_binary(frame, bytes, why)) {
+      std::fprintf(stderr, "cannot encode a frame for imlog.v1: %s\n", why.c_str());
+      return;
+    }
+    frame = std::move(bytes);
+  }
   out_.push_back(std::move(frame));
   if (writing_) return;
   writing_ = true;

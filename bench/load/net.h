@@ -28,6 +28,7 @@ struct Target {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
   int sources = 1;  // 127.0.0.1 .. 127.0.0.<sources>
+  std::string subprotocol = "imlog.v1.json";  // or imlog.v1: binary frames (WsConn encodes and decodes)
 };
 
 // Microseconds on the steady clock (CLOCK_MONOTONIC: the same in every process of this machine,
@@ -60,7 +61,10 @@ class HttpConn {
 };
 
 // One WebSocket connection. Frames received go to `on_frame`; send() queues a text frame and
-// writes the queue in order. `closed` is set when reading fails (the server closed it).
+// writes the queue in order. `closed` is set when reading fails (the server closed it). On an
+// imlog.v1 connection the frames on the wire are binary: send() encodes the JSON frame it is given
+// and each binary frame received is decoded to JSON before `on_frame` (the generator's CPU, not
+// the server's), so the scenarios read and write JSON whichever form is measured.
 class WsConn {
  public:
   using FrameHandler = std::function<void(WsConn&, std::string_view)>;
@@ -85,6 +89,7 @@ class WsConn {
   std::deque<std::string> out_;
   bool writing_ = false;
   bool closed_ = false;
+  bool binary_ = false;  // imlog.v1
 };
 
 // `{"type":T,"data":{...}}` helpers for the few fields the scenarios read, without a full parse:

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "imlog/engine/streams.h"
+#include "imlog/gateway/ws_binary.h"
 #include "json.h"
 
 namespace imlog::gw {
@@ -90,6 +91,13 @@ ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes)
   if (type == "set-status") return decode_set_status(data, body.error());
   return FrameError{"unknown_type",
                     "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type};
+}
+
+ClientFrame decode_binary_client_frame(std::string_view bytes, size_t max_content_bytes) {
+  std::string json;
+  WsBinaryError error;
+  if (!ws_frame_from_binary(bytes, json, error)) return FrameError{error.code, error.message, {}, {}};
+  return decode_client_frame(json, max_content_bytes);
 }
 
 bool parse_message_type(std::string_view name, fb::MessageType& out) {

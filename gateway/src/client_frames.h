@@ -1,8 +1,9 @@
 #pragma once
 // What a client's WebSocket text message asks for, decoded without a socket or a service: the
-// pure half of handle_text_message (ws_frames.h), so tests and fuzzers can drive it alone.
+// pure half of handle_message (ws_frames.h), so tests and fuzzers can drive it alone.
 //
-//   decode_client_frame(text) → a request frame, or the error frame's fields
+//   decode_client_frame(text)          → a request frame, or the error frame's fields
+//   decode_binary_client_frame(bytes)  → the same, from the binary form
 //
 // Also the checks every client-named conversation and message type goes through (WebSocket and
 // REST alike). Pure functions.
@@ -54,6 +55,11 @@ using ClientFrame = std::variant<FrameError, PingFrame, SendMessageFrame, SyncFr
 
 // Decodes one complete text message. `max_content_bytes` bounds send-message content.
 ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes);
+
+// Decodes one complete binary message (imlog.v1, docs/api/websocket.fbs): verified, turned into
+// the JSON frame it stands for (imlog/gateway/ws_binary.h), and decoded as that, so both forms
+// keep the same rules and errors. Bytes that are not a Frame get `invalid_binary`.
+ClientFrame decode_binary_client_frame(std::string_view bytes, size_t max_content_bytes);
 
 // A client's message_type ("text" when empty, "image", "file"); false for anything else.
 bool parse_message_type(std::string_view name, fb::MessageType& out);

@@ -2,8 +2,8 @@
 
 namespace imlog::gw {
 
-size_t text_frame_header(uint64_t size, std::array<unsigned char, 10>& out) {
-  out[0] = 0x81;  // FIN, opcode 1 (text)
+size_t data_frame_header(bool binary, uint64_t size, std::array<unsigned char, 10>& out) {
+  out[0] = binary ? 0x82 : 0x81;  // FIN, opcode 2 (binary) or 1 (text)
   if (size < 126) {
     out[1] = static_cast<unsigned char>(size);
     return 2;

@@ -42,9 +42,9 @@
 
 namespace imlog::gw {
 
-// The RFC 6455 header of an unmasked, final text frame of `size` payload bytes, into `out`;
-// returns its length (2, 4 or 10).
-size_t text_frame_header(uint64_t size, std::array<unsigned char, 10>& out);
+// The RFC 6455 header of an unmasked, final text (or binary) frame of `size` payload bytes, into
+// `out`; returns its length (2, 4 or 10).
+size_t data_frame_header(bool binary, uint64_t size, std::array<unsigned char, 10>& out);
 
 template <class Next>
 class FrameLayer {
@@ -115,16 +115,17 @@ class FrameLayer {
 
   // ---- the session's writes (data frames) ----------------------------------------------------
 
-  // Writes `payloads` as text frames, in order, in as few socket writes as the kernel allows
-  // (normally one). The payloads must stay alive until `handler(ec, bytes)` runs. One call at a
-  // time.
+  // Writes `payloads` as text frames (binary ones when `binary`), in order, in as few socket
+  // writes as the kernel allows (normally one). The payloads must stay alive until
+  // `handler(ec, bytes)` runs. One call at a time.
   template <class Handler>
-  void async_write_frames(const std::vector<std::shared_ptr<const std::string>>& payloads, Handler&& handler) {
+  void async_write_frames(const std::vector<std::shared_ptr<const std::string>>& payloads, bool binary,
+                          Handler&& handler) {
     headers_.resize(payloads.size());
     buffers_.clear();
     buffers_.reserve(payloads.size() * 2);
     for (size_t i = 0; i < payloads.size(); ++i) {
-      size_t n = text_frame_header(payloads[i]->size(), headers_[i]);
+      size_t n = data_frame_header(binary, payloads[i]->size(), headers_[i]);
       buffers_.emplace_back(headers_[i].data(), n);
       buffers_.emplace_back(payloads[i]->data(), payloads[i]->size());
     }

@@ -206,8 +206,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     if (subprotocol.refused()) {
       svc_.metrics.error("unsupported_protocol");
       return write_reply(error_reply(400, "unsupported_protocol",
-                                     "this server speaks WebSocket subprotocol " + std::string(kWsProtocolV1Json) +
-                                         " (or none, which is the same); asked for: " + subprotocol.offered));
+                                     "this server speaks WebSocket subprotocols " + std::string(kWsProtocolV1Json) +
+                                         " (or none, which is the same) and " + std::string(kWsProtocolV1Binary) +
+                                         " (binary); asked for: " + subprotocol.offered));
     }
     start_ws_session(svc_, std::move(stream_), parser_->release(), claims->user_id, std::move(subprotocol.selected));
   }

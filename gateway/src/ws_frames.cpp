@@ -131,8 +131,9 @@ std::shared_ptr<const std::string> error_frame(std::string_view code, std::strin
   return shared(j.take());
 }
 
-void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text) {
-  ClientFrame frame = decode_client_frame(text, svc.config.max_frame_bytes);
+void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary) {
+  ClientFrame frame = binary ? decode_binary_client_frame(bytes, svc.config.max_frame_bytes)
+                             : decode_client_frame(bytes, svc.config.max_frame_bytes);
   if (auto* e = std::get_if<FrameError>(&frame)) {
     return send_error(svc, *conn, e->code, e->message, e->client_msg_id, e->request_type);
   }

@@ -1,6 +1,7 @@
 #pragma once
-// The WebSocket protocol of docs/api/websocket.md, apart from the socket: one complete text
-// message in, frames out through FrameConnection. Kept free of Beast so it compiles quickly and
+// The WebSocket protocol of docs/api/websocket.md, apart from the socket: one complete message
+// (text, or binary on an imlog.v1 connection) in, frames out through FrameConnection (always
+// rendered as JSON; the session encodes them for a binary connection). Kept free of Beast so it compiles quickly and
 // reads as the protocol.
 //
 //   send-message → message-ack | error{code, message, client_msg_id}
@@ -36,10 +37,10 @@ class FrameConnection {
   virtual void answer(std::shared_ptr<const std::string> frame) = 0;
 };
 
-// Handles one complete client text message, which already took its token from the connection's
-// send-rate bucket (WsSession). Runs on the session's strand; answers arrive later through
-// conn->send(), or conn->answer() for commands.
-void handle_text_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view text);
+// Handles one complete client message — a JSON text frame, or a binary frame (`binary`) — which
+// already took its token from the connection's send-rate bucket (WsSession). Runs on the
+// session's strand; answers arrive later through conn->send(), or conn->answer() for commands.
+void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary);
 
 // {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]
 // [,"trace_id"]}}: trace_id names the command an error answers (its log lines in every role).

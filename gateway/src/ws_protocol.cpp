@@ -13,7 +13,7 @@ Subprotocol negotiate_subprotocol(std::string_view offered) {
     auto p = offered.substr(i, j - i);
     while (!p.empty() && (p.front() == ' ' || p.front() == '\t')) p.remove_prefix(1);
     while (!p.empty() && (p.back() == ' ' || p.back() == '\t')) p.remove_suffix(1);
-    if (p == kWsProtocolV1Json || p == kWsProtocolLegacyJson) {
+    if (p == kWsProtocolV1Json || p == kWsProtocolLegacyJson || p == kWsProtocolV1Binary) {
       out.selected = std::string(p);
       return out;
     }
@@ -24,10 +24,10 @@ Subprotocol negotiate_subprotocol(std::string_view offered) {
   return out;
 }
 
-std::shared_ptr<const std::string> hello_frame(uint64_t user_id, int64_t now_ms) {
+std::shared_ptr<const std::string> hello_frame(std::string_view selected, uint64_t user_id, int64_t now_ms) {
   JsonOut j;
   j.begin_object().field("type", "hello").key("data").begin_object();
-  j.field("protocol", kWsProtocolV1Json).field("version", kWsProtocolVersion);
+  j.field("protocol", is_binary_protocol(selected) ? kWsProtocolV1Binary : kWsProtocolV1Json).field("version", kWsProtocolVersion);
   j.key("versions").begin_array().u64(kWsProtocolVersion).end_array();
   j.field("user_id", user_id).field("server_time", now_ms);
   j.end_object().end_object();

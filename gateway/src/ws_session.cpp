@@ -16,6 +16,7 @@
 
 #include "imlog/core/logging.h"
 #include "imlog/gateway/command_bus.h"
+#include "imlog/gateway/ws_binary.h"
 #include "imlog/tasks/sessions.h"
 #include "presence.h"
 #include "frame_layer.h"
@@ -66,6 +67,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
         ws_(std::move(stream)),
         upgrade_(std::move(upgrade)),
         subprotocol_(std::move(subprotocol)),
+        binary_(is_binary_protocol(subprotocol_)),
         user_(user_id),
         id_(svc.next_connection_id++),
         bucket_(svc.config.ws_rate, svc.config.ws_burst),
@@ -157,7 +159,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       if (svc.sessions.devices(user) == 1) announce_presence(svc, user);  // the first device: online
     });
     if (svc_.stopping.load()) return close(1001, "server shutting down");
-    enqueue(hello_frame(user_, svc_.clock.now_ms()));  // the protocol version, first on every connection
+    enqueue(hello_frame(subprotocol_, user_, svc_.clock.now_ms()));  // the protocol version, first on every connection
     // A pong answers the server's keep-alive ping: the peer is alive even when it sends nothing.
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::pong) on_alive();
@@ -192,13 +194,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     ws_.next_layer().scanner().take_message_kind(was_text);
     if (!bucket_.take()) {
       refuse_over_rate();
-    } else if (!was_text) {
-      svc_.metrics.error("binary_unsupported");
-      enqueue(error_frame("binary_unsupported", "binary frames are not supported: send JSON text frames"));
+    } else if (was_text == binary_) {
+      refuse_other_form();
     } else {
       auto data = in_.data();
-      handle_text_message(svc_, shared_from_this(),
-                          std::string_view(static_cast<const char*>(data.data()), data.size()));
+      handle_message(svc_, shared_from_this(), std::string_view(static_cast<const char*>(data.data()), data.size()),
+                     binary_);
     }
     in_.consume(in_.size());
     if (in_.capacity() > 4096) in_.shrink_to_fit();  // idle sessions stay small
@@ -232,8 +233,25 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     close(static_cast<uint16_t>(websocket::close_code::policy_error), "rate limit exceeded");
   }
 
+  // A connection speaks one form, the one its subprotocol names: a message of the other is
+  // answered, unread, and the connection stays open.
+  void refuse_other_form() {
+    if (binary_) {
+      svc_.metrics.error("text_unsupported");
+      return enqueue(error_frame("text_unsupported",
+                                 "this connection speaks imlog.v1, binary frames of docs/api/websocket.fbs: send "
+                                 "binary frames (JSON text frames need subprotocol imlog.v1.json)"));
+    }
+    svc_.metrics.error("binary_unsupported");
+    enqueue(error_frame("binary_unsupported",
+                        "this connection speaks imlog.v1.json: send JSON text frames (binary frames need "
+                        "subprotocol imlog.v1)"));
+  }
+
+  // Frames are rendered as JSON; a binary connection's are encoded here, on its strand.
   void enqueue(std::shared_ptr<const std::string> frame) {
     if (state_ != State::open) return;
+    if (binary_) frame = to_binary(*frame);
     if (queue_.size() >= svc_.config.max_queued_frames || queued_bytes_ + frame->size() > svc_.config.max_queued_bytes) {
       // Too slow to read: drop the connection rather than grow without bound. The client
       // reconnects and syncs what it missed.
@@ -247,6 +265,19 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (!writing_) do_write();
   }
 
+  // The binary frame of a JSON frame. A frame the schema lacks is a server bug: logged, and the
+  // client gets an `internal` error in its place rather than nothing.
+  std::shared_ptr<const std::string> to_binary(const std::string& json) {
+    std::string out, why;
+    if (ws_frame_to_binary(json, out, why)) return std::make_shared<const std::string>(std::move(out));
+    svc_.metrics.error("internal");
+    logger("gateway")->error("cannot encode a frame for imlog.v1 (user {}): {}; the frame: {}", user_, why,
+                             json.substr(0, 200));
+    auto error = error_frame("internal", "the server could not encode a frame in imlog.v1; it was dropped: " + why);
+    ws_frame_to_binary(*error, out, why);
+    return std::make_shared<const std::string>(std::move(out));
+  }
+
   // Every queued frame, up to kMaxWriteBytes, in one socket write (frame_layer.h).
   void do_write() {
     writing_ = true;
@@ -257,7 +288,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       batch_.push_back(f);
       bytes += f->size();
     }
-    ws_.next_layer().async_write_frames(batch_, beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
+    ws_.next_layer().async_write_frames(batch_, binary_, beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -357,6 +388,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   websocket::stream<FrameLayer<beast::tcp_stream>, /*deflateSupported=*/false> ws_;
   http::request<http::string_body> upgrade_;
   std::string subprotocol_;
+  const bool binary_;  // imlog.v1: binary frames both ways
   const uint64_t user_;
   const uint64_t id_;
   beast::flat_buffer in_;

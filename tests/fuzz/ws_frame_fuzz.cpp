@@ -4,6 +4,9 @@
 //    1..16 bytes: both must rewrite the same bytes and see the same message kinds.
 // 2. The input as one complete text message (decode_client_frame): a request whose fields keep
 //    the protocol's limits, or an error whose frame is valid UTF-8 JSON.
+// 3. The input as one complete binary message of imlog.v1 (decode_binary_client_frame: verify,
+//    turn into JSON, decode): the same promises. The seeds in the corpus that are FlatBuffers
+//    (*.fb, made with `flatc --binary docs/api/websocket.fbs seed.json`) start it at real frames.
 
 #include <cstddef>
 #include <cstdint>
@@ -54,8 +57,7 @@ void check_error_frame(const FrameError& e) {
   IMLOG_FUZZ_CHECK(parse_client_json(out, doc, error));
 }
 
-void decode(std::string_view text) {
-  ClientFrame frame = decode_client_frame(text, kMaxContent);
+void check(const ClientFrame& frame) {
   std::string why;
   if (auto* e = std::get_if<FrameError>(&frame)) return check_error_frame(*e);
   if (auto* m = std::get_if<SendMessageFrame>(&frame)) {
@@ -76,6 +78,8 @@ void decode(std::string_view text) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   scan(data, size);
-  decode(std::string_view(reinterpret_cast<const char*>(data), size));
+  std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  check(decode_client_frame(bytes, kMaxContent));
+  check(decode_binary_client_frame(bytes, kMaxContent));
   return 0;
 }

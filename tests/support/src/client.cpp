@@ -18,6 +18,8 @@
 #include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
 
+#include "imlog/gateway/ws_binary.h"
+
 namespace imlog::testing {
 
 namespace beast = boost::beast;
@@ -206,7 +208,21 @@ struct WsClient::Impl {
   std::string close_error;
   std::atomic<uint64_t> pongs{0};
   std::string subprotocol;  // set before the I/O thread starts, never after
+  bool binary = false;        // imlog.v1: frames are FlatBuffers of docs/api/websocket.fbs
   bool check_frames = false;  // an imlog connection (/ws), not another server's (Chromium's DevTools)
+
+  // A binary frame of an imlog.v1 connection → the JSON frame it stands for. A frame that does
+  // not verify against docs/api/websocket.fbs is a test failure (and stays as received).
+  void decode_binary(Frame& f) {
+    std::string json;
+    gw::WsBinaryError error;
+    if (!gw::ws_frame_from_binary(f.raw, json, error)) {
+      ADD_FAILURE() << "the server sent a binary frame outside docs/api/websocket.fbs: " << error.code << ": "
+                    << error.message;
+      return;
+    }
+    f.raw = std::move(json);
+  }
 
   void do_read() {
     ws.async_read(in, [this](beast::error_code ec, std::size_t) {
@@ -220,10 +236,13 @@ struct WsClient::Impl {
       }
       Frame f;
       f.raw = beast::buffers_to_string(in.data());
+      f.binary = ws.got_binary();
       in.consume(in.size());
+      if (check_frames && binary && f.binary) decode_binary(f);
+      if (check_frames && binary && !f.binary) ADD_FAILURE() << "the server sent a text frame on an imlog.v1 connection";
       // Every frame the server sends must be one of the protocol's schema (docs/api/
-      // websocket.schema.json), in every test that uses this client.
-      if (check_frames && ws.got_text()) {
+      // websocket.schema.json), in every test that uses this client; a binary one, decoded, too.
+      if (check_frames && (ws.got_text() || binary)) {
         if (auto why = FrameSchema::get().check(f.raw); !why.empty()) {
           ADD_FAILURE() << "the server sent a frame outside docs/api/websocket.schema.json: " << why << "\n  "
                         << f.raw.substr(0, 2000);
@@ -316,6 +335,7 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
   tcp_layer.expires_never();
   impl->subprotocol = std::string(res[http::field::sec_websocket_protocol]);
   impl->check_frames = target == "/ws" || target.rfind("/ws?", 0) == 0;
+  impl->binary = impl->subprotocol == "imlog.v1";
   auto* p = impl.get();
   p->ws.control_callback([p](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::pong) p->pongs++;
@@ -333,8 +353,16 @@ std::string WsClient::subprotocol() const { return impl_->subprotocol; }
 
 void WsClient::send(std::string_view type, std::string_view data_json) {
   std::string f = "{\"type\":\"" + std::string(type) + "\",\"data\":" + std::string(data_json.empty() ? "{}" : data_json) + "}";
-  send_text(std::move(f));
+  if (!impl_->binary) return send_text(std::move(f));
+  std::string bytes, why;
+  if (!gw::ws_frame_to_binary(f, bytes, why)) {
+    ADD_FAILURE() << "cannot send this frame as imlog.v1 (docs/api/websocket.fbs): " << why << "\n  " << f;
+    return;
+  }
+  send_binary(std::move(bytes));
 }
+
+bool WsClient::binary() const { return impl_->binary; }
 
 std::optional<Frame> WsClient::wait_for(std::string_view type, std::chrono::milliseconds timeout,
                                         const std::function<bool(const Frame&)>& pred) {

@@ -6,7 +6,11 @@
 // thread; received messages queue up and tests take them with wait_for(type, deadline). Both are
 // thread-compatible (one test thread drives each). Every text message a WsClient connected to
 // imlog's /ws receives is checked against docs/api/websocket.schema.json: one that is not a server
-// frame of the schema is a test failure (ADD_FAILURE) in whichever test received it.
+// frame of the schema is a test failure (ADD_FAILURE) in whichever test received it. On a
+// connection that negotiated the binary subprotocol (imlog.v1), every binary message must verify
+// against docs/api/websocket.fbs; it is turned into the JSON frame it stands for (and checked
+// against the JSON schema too), and send() encodes frames the same way, so a test reads and
+// writes JSON whichever form is on the wire.
 
 #include <chrono>
 #include <condition_variable>
@@ -64,9 +68,14 @@ class HttpClient {
   std::vector<std::pair<std::string, std::string>> headers_;
 };
 
+// The subprotocols every chat scenario runs over: JSON text, and binary FlatBuffers.
+inline constexpr const char* kWsJson = "imlog.v1.json";
+inline constexpr const char* kWsBinary = "imlog.v1";
+
 // One received WebSocket message.
 struct Frame {
-  std::string raw;
+  std::string raw;               // the JSON text (a binary frame's decoded form on an imlog.v1 connection)
+  bool binary = false;           // it came as a binary message
   std::string type;              // "" when not a {type, data} JSON object
   rapidjson::Document doc;
   [[nodiscard]] const rapidjson::Value& data() const;
@@ -94,8 +103,10 @@ class WsClient {
   // A ping control frame (payload at most 125 bytes); the server's pongs are counted.
   void send_ping(std::string payload);
   [[nodiscard]] uint64_t pongs() const;
-  // {"type": type, "data": data_json}
+  // {"type": type, "data": data_json}; on an imlog.v1 connection, that frame's binary form.
   void send(std::string_view type, std::string_view data_json);
+  // Does this connection speak the binary subprotocol (imlog.v1)?
+  [[nodiscard]] bool binary() const;
 
   // The oldest queued message of `type` that satisfies `pred`, waiting up to `timeout`. Other
   // messages stay queued in order.
