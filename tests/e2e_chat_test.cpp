@@ -542,10 +542,10 @@ TEST_P(E2eChatWs, LeavingAGroupRefusesTheNextSend) {
 
 // Trace ids: a WebSocket ack and a refusal name the command's trace (16 hex digits, one per
 // command); every REST reply names its request's in X-Request-Id, the client's own when valid.
-TEST_F(E2eChat, AcksErrorsAndRestRepliesNameTheirTraceId) {
+TEST_P(E2eChatWs, AcksErrorsAndRestRepliesNameTheirTraceId) {
   const std::regex hex16("^[0-9a-f]{16}$");
   User a = make_user(s(), "tracer"), b = make_user(s(), "traced"), stranger = make_user(s(), "stranger");
-  auto wa = connect_ws(s(), a);
+  auto wa = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(wa);
   send_message(*wa, single(a.id, b.id), "t1", "one");
   send_message(*wa, single(a.id, b.id), "t2", "two");
