@@ -902,16 +902,16 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_FALSE(by_id(*model_->conversations(u.bob)).contains(log().group2));
 
   // Search.
-  auto s = model_->search_messages(u.bob, "HELLO", 10);
+  auto s = model_->search_messages(SearchRequest{u.bob, "HELLO", "", 0, 10});
   ASSERT_OK(s);
   std::set<std::string> contents;
-  for (const auto& m : *s) contents.insert(m.content);
+  for (const auto& m : s->messages) contents.insert(m.content);
   EXPECT_TRUE(contents.contains("hello bob"));
   EXPECT_TRUE(contents.contains("hello world"));
   EXPECT_TRUE(contents.contains("hello"));  // cyd's, in group 1 which bob is in
-  auto s2 = model_->search_messages(u.cyd, "hello bob", 10);
+  auto s2 = model_->search_messages(SearchRequest{u.cyd, "hello bob", "", 0, 10});
   ASSERT_OK(s2);
-  EXPECT_TRUE(s2->empty()) << "cyd is not in ann and bob's conversation";
+  EXPECT_TRUE(s2->messages.empty()) << "cyd is not in ann and bob's conversation";
 }
 
 TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
@@ -934,10 +934,10 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   bool seen = false;
   for (const auto& m : world->messages) seen = seen || m.content == kNastyContent;
   EXPECT_TRUE(seen);
-  auto s = model_->search_messages(u.ann, "DROP TABLE messages; --", 10);
+  auto s = model_->search_messages(SearchRequest{u.ann, "DROP TABLE messages; --", "", 0, 10});
   ASSERT_OK(s);
-  ASSERT_EQ(s->size(), 1u);
-  EXPECT_EQ((*s)[0].content, kNastyContent);
+  ASSERT_EQ(s->messages.size(), 1u);
+  EXPECT_EQ(s->messages[0].content, kNastyContent);
   EXPECT_EQ((*model_->group(1))->name, kGroupName);
   // The tables are all still there.
   auto conn = t::raw_mysql(config_);
