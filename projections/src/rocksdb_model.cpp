@@ -26,6 +26,7 @@
 //   b|<user>|<other>          {blocked: 1|0}
 //   fg|<user>|<friend>        {group: friend group name}
 //   p|<partition>             next offset, token (16 bytes); not part of dump()
+//   v|search                  the search index's layout version; not part of dump()
 //
 // A conversation's last seq, time and last message are its last m| row; unread counts are
 // computed when asked (no counters anywhere).
@@ -58,6 +59,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <deque>
 #include <map>
 #include <charconv>
 #include <cstring>
@@ -516,6 +518,12 @@ void key_user_conv(std::string& k, char kind, uint64_t user, std::string_view co
 // highest (search_messages stops exactly there), and skips a block whose lowest id is past its
 // cursor without decoding it.
 constexpr size_t kTokenBlockSuffix = 1 + 16 + 1 + 16;  // "|<max id>|<min id>"
+
+// The layout of the search index, in its own row (not part of dump()). Version 1 (no row: every
+// build before it) keyed blocks by their first id and indexed single CJK characters and unfolded
+// words; opening such a model re-indexes its messages (upgrade_search_index()).
+constexpr std::string_view kSearchVersionKey = "v|search";
+constexpr std::string_view kSearchIndexVersion = "2";
 void key_token_block(std::string& k, std::string_view token, uint64_t max_id, uint64_t min_id) {
   k.assign("t|");
   k.append(token);
@@ -785,8 +793,16 @@ class RocksDbModelImpl final : public RocksDbModel {
   void set_membership(uint64_t group, std::string_view conv, uint64_t user, uint64_t version, bool in,
                       std::string_view role, int64_t ts);
   void participate(uint64_t user, std::string_view conv, uint64_t version);
+  void index_tokens(std::string_view conv, uint64_t seq, uint64_t event_id, std::string_view content);
   void write_token_blocks();
   void write_id_blocks();
+
+ public:
+  // Re-indexes every message when the model's search index is not kSearchIndexVersion (an older
+  // build wrote it, or the model is new). Called once by open_rocksdb_model().
+  Status upgrade_search_index();
+
+ private:
 
   // ---- reads ----
   Result<std::optional<std::string>> get(const std::string& key);
@@ -846,6 +862,70 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   auto s = db_->Write(write_options_, &wb_);
   wb_.Clear();
   if (!s.ok()) return status_error(s, "writing a batch");
+  return {};
+}
+
+void RocksDbModelImpl::index_tokens(std::string_view conv, uint64_t seq, uint64_t event_id, std::string_view content) {
+  tokenize(content, tokens_, kMaxTokensPerMessage);
+  for (std::string_view t : tokens_.tokens) {
+    auto [id, fresh] = batch_tokens_.intern(t);
+    if (fresh) {
+      if (postings_.size() <= id) postings_.emplace_back();
+      postings_[id].clear();
+      if (id_ranges_.size() <= id) id_ranges_.resize(id + 1);
+      id_ranges_[id] = {event_id, event_id};
+    }
+    auto& [max_id, min_id] = id_ranges_[id];
+    max_id = std::max(max_id, event_id);
+    min_id = std::min(min_id, event_id);
+    postings_[id].push_back(Posting{conv, seq});
+  }
+}
+
+Status RocksDbModelImpl::upgrade_search_index() {
+  constexpr size_t kRowsPerWrite = 4096;
+  std::lock_guard lk(apply_mu_);
+  auto version = get(std::string(kSearchVersionKey));
+  IMLOG_TRY(version);
+  if (*version && **version == kSearchIndexVersion) return {};
+  auto s = db_->DeleteRange(write_options_, db_->DefaultColumnFamily(), "t|", "t}");
+  if (!s.ok()) return status_error(s, "removing the search index of an older build");
+  std::string lower = "m|", upper = prefix_end(lower);  // mr| rows sort before m|: not in range
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::deque<std::string> convs;  // the chunk's postings point into these
+  size_t indexed = 0;
+  auto write_chunk = [&]() -> Status {
+    write_token_blocks();
+    auto w = db_->Write(write_options_, &wb_);
+    wb_.Clear();
+    batch_tokens_.clear();
+    convs.clear();
+    if (!w.ok()) return status_error(w, "re-indexing messages for search");
+    return {};
+  };
+  wb_.Clear();
+  batch_tokens_.clear();
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = as_sv(it->key());
+    StoredRow row;
+    uint64_t seq = 0;
+    if (key.size() < 2 + 17 || !parse_hex(key.substr(key.size() - 16), seq) || !decode_row(as_sv(it->value()), row) ||
+        is_system(row)) {
+      continue;
+    }
+    convs.emplace_back(key.substr(2, key.size() - 2 - 17));
+    index_tokens(convs.back(), seq, row.event_id, row.content);
+    if (++indexed % kRowsPerWrite == 0) IMLOG_TRY(write_chunk());
+  }
+  if (!it->status().ok()) return status_error(it->status(), "re-indexing messages for search");
+  IMLOG_TRY(write_chunk());
+  s = db_->Put(write_options_, std::string(kSearchVersionKey), std::string(kSearchIndexVersion));
+  if (!s.ok()) return status_error(s, "recording the search index version");
+  if (indexed > 0) {
+    logger("projections")->info("re-indexed {} messages of the model at {} for search (index version {})", indexed,
+                                config_.dir, kSearchIndexVersion);
+  }
   return {};
 }
 
@@ -984,22 +1064,7 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     encode_row(value_, e.actor(), static_cast<uint8_t>(m->message_type()), e.event_id(), e.timestamp_ms(),
                sv(e.client_msg_id()), sv(m->content()));
     wb_.Put(key_, value_);
-    if (m->message_type() != fb::MessageType::System) {
-      tokenize(sv(m->content()), tokens_, kMaxTokensPerMessage);
-      for (std::string_view t : tokens_.tokens) {
-        auto [id, fresh] = batch_tokens_.intern(t);
-        if (fresh) {
-          if (postings_.size() <= id) postings_.emplace_back();
-          postings_[id].clear();
-          if (id_ranges_.size() <= id) id_ranges_.resize(id + 1);
-          id_ranges_[id] = {e.event_id(), e.event_id()};
-        }
-        auto& [max_id, min_id] = id_ranges_[id];
-        max_id = std::max(max_id, e.event_id());
-        min_id = std::min(min_id, e.event_id());
-        postings_[id].push_back(Posting{conv, seq});
-      }
-    }
+    if (m->message_type() != fb::MessageType::System) index_tokens(conv, seq, e.event_id(), sv(m->content()));
   } else {
     std::string content = timeline::system_content(e);
     encode_row(value_, e.actor(), static_cast<uint8_t>(fb::MessageType::System), e.event_id(), e.timestamp_ms(),
@@ -1223,7 +1288,7 @@ Status RocksDbModelImpl::dump(const RowVisitor& visit) {
   it->SeekToFirst();
   while (it->Valid()) {
     auto key = as_sv(it->key());
-    if (key.starts_with("p|")) {
+    if (key.starts_with("p|") || key.starts_with("v|")) {
       it->Next();
       continue;
     }
@@ -1901,7 +1966,9 @@ Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfi
     return model_fail(ModelErrc::io_error, "cannot open the RocksDB model at " + config.dir + ": " + s.ToString() + hint,
                       false);
   }
-  return std::unique_ptr<RocksDbModel>(new RocksDbModelImpl(std::unique_ptr<rocksdb::DB>(raw), config));
+  auto model = std::make_unique<RocksDbModelImpl>(std::unique_ptr<rocksdb::DB>(raw), config);
+  IMLOG_TRY(model->upgrade_search_index());
+  return std::unique_ptr<RocksDbModel>(std::move(model));
 }
 
 }  // namespace imlog

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
+#include <rocksdb/db.h>
 
 #include <map>
 #include <set>
@@ -148,6 +149,33 @@ TEST(MessageSearch, PagesNewestFirstWithinOneConversationAndNeverShowsRecalls) {
   EXPECT_EQ(seen, (V{"tea number 6", "tea number 5", "tea number 4", "tea number 2", "tea number 1", "tea number 0"}));
   EXPECT_EQ(c.search(c.ann, "tea").results.size(), 7u);
   EXPECT_TRUE(c.search(c.bob, "tea", 0, 20, ac).results.empty()) << "not bob's conversation";
+}
+
+TEST(MessageSearch, AModelIndexedByAnOlderBuildIsReindexedWhenOpened) {
+  Corpus c;
+  c.f.builder->message(single_stream(c.ann, c.bob), c.ann, "Café 我们去攀岩");
+  c.project();
+  const auto rows = testing::rows_of(*c.model);
+  ASSERT_TRUE(c.model->flush());  // the raw DB below has no merge operator to recover a WAL with
+  c.model.reset();
+  {
+    // What an older build left: no version row, blocks keyed by one id, words as written.
+    rocksdb::Options o;
+    o.disable_auto_compactions = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, (c.f.dir.path() / "model").string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions w;
+    ASSERT_TRUE(db->Delete(w, "v|search").ok());
+    ASSERT_TRUE(db->DeleteRange(w, db->DefaultColumnFamily(), "t|", "t}").ok());
+    ASSERT_TRUE(db->Put(w, "t|Café|0000000000000001", std::string("\x0bsingle_1_2\x01\x01")).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  c.model = c.f.model();
+  ASSERT_NE(c.model, nullptr);
+  EXPECT_EQ(testing::rows_of(*c.model), rows);
+  EXPECT_EQ(c.search(c.bob, "cafe").results.size(), 1u);
+  EXPECT_EQ(c.search(c.bob, "攀岩").results.size(), 1u);
 }
 
 // ---- the property: every result is right, and nothing is missed ------------------------------
