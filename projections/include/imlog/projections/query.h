@@ -148,6 +148,10 @@ struct SearchPage {
   uint64_t next_before_id = 0;  // 0: nothing more; else the next page's before_id
 };
 
+// Does `text` have anything to search for: a word of two or more characters, or two or more
+// CJK characters together (text_index.h)? A query without is refused before it is run.
+bool is_searchable(std::string_view text);
+
 // One piece of a result's snippet: text as written, and whether the query matched it.
 struct SnippetPart {
   std::string text;
