@@ -13,11 +13,16 @@
 // 2. Times a rebuild of the RocksDB model into a fresh DIR/model.bench (no WAL, as replay does),
 //    through the Projector — the code path of `replay` — including the final flush.
 //    --live also builds DIR/model as the server's projector would (WAL on), for replay --verify.
+// 3. --search N: N message searches on the rebuilt model through QueryService (history rule,
+//    snippets), as GET /api/v1/search/messages runs them: a random user, a query taken from a
+//    message of a random conversation of theirs (one or two of its words, or two adjacent Chinese
+//    characters), 20 results a page; prints p50/p99/max latency and the results per query.
 //
 // Prints a human line and one "RESULT {json}" line.
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -26,6 +31,7 @@
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
 #include "imlog/projections/projector.h"
+#include "imlog/projections/query.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/testing/event_log_builder.h"
 
@@ -44,6 +50,7 @@ struct Options {
   bool reuse = false;
   uint64_t batch = 65536;  // replay's default
   bool live = false;
+  uint64_t search = 0;
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -201,6 +208,75 @@ int rebuild(const Options& o, EventLog& log, const std::string& dir, bool disabl
   return 0;
 }
 
+// A query from a message's text: two adjacent characters of a Chinese one (the generator writes
+// those without spaces), else one word (70%) or two.
+std::string query_from(const std::string& content, std::mt19937_64& rng) {
+  if (!content.empty() && static_cast<unsigned char>(content[0]) >= 0xe0) {
+    size_t chars = content.size() / 3;
+    size_t at = chars > 2 ? rng() % (chars - 1) : 0;
+    return content.substr(3 * at, 6);
+  }
+  std::vector<std::string> words;
+  for (size_t i = 0; i < content.size();) {
+    size_t j = content.find(' ', i);
+    if (j == std::string::npos) j = content.size();
+    if (j > i + 1) words.push_back(content.substr(i, j - i));
+    i = j + 1;
+  }
+  if (words.empty()) return content;
+  std::string q = words[rng() % words.size()];
+  if (rng() % 10 >= 7) q += " " + words[rng() % words.size()];
+  return q;
+}
+
+int search_bench(const Options& o, const std::string& dir) {
+  RocksDbModelConfig mc;
+  mc.dir = dir;
+  auto model = open_rocksdb_model(mc);
+  if (!model) {
+    std::fprintf(stderr, "%s\n", model.error().to_string().c_str());
+    return 1;
+  }
+  QueryService query(**model);
+  std::mt19937_64 rng(7);
+  std::vector<double> ms;
+  uint64_t results = 0, full_pages = 0;
+  for (uint64_t attempt = 0; ms.size() < o.search && attempt < o.search * 20; ++attempt) {
+    auto cred = (*model)->credentials("user" + std::to_string(rng() % o.users));
+    if (!cred || !*cred) continue;
+    uint64_t user = (**cred).user_id;
+    auto convs = (*model)->conversations(user);
+    if (!convs || convs->empty()) continue;
+    const auto& conv = (*convs)[rng() % convs->size()];
+    auto page = (*model)->history(conv.conversation_id, HistoryRange{0, 0, false, 50});
+    if (!page || page->messages.empty()) continue;
+    const auto& m = page->messages[rng() % page->messages.size()];
+    if (m.message_type == "system" || m.recalled) continue;
+    std::string q = query_from(m.content, rng);
+    auto t = Clock::now();
+    auto r = query.search_messages(SearchRequest{user, q, "", 0, 20});
+    ms.push_back(seconds_since(t) * 1000);
+    if (!r) {
+      std::fprintf(stderr, "search failed: %s\n", r.error().to_string().c_str());
+      return 1;
+    }
+    results += r->results.size();
+    if (r->results.size() == 20) ++full_pages;
+  }
+  if (ms.empty()) {
+    std::fprintf(stderr, "no query could be made from the model at %s\n", dir.c_str());
+    return 1;
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<size_t>(p * static_cast<double>(ms.size())))]; };
+  std::printf("search: %zu queries, p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.1f results a query, %llu full pages\n",
+              ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<double>(results) / static_cast<double>(ms.size()),
+              static_cast<unsigned long long>(full_pages));
+  std::printf("RESULT {\"bench\":\"search\",\"queries\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
+              ms.size(), pct(0.5), pct(0.99), ms.back());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -215,6 +291,7 @@ int main(int argc, char** argv) {
   app.add_flag("--reuse", o.reuse, "use the log already in DIR/log");
   app.add_option("--batch", o.batch, "events per projector batch (default 65536, as replay)");
   app.add_flag("--live", o.live, "also build DIR/model with the WAL on, as the server's projector does");
+  app.add_option("--search", o.search, "then time N message searches on the rebuilt model (default 0)");
   CLI11_PARSE(app, argc, argv);
 
   if (!o.reuse) std::filesystem::remove_all(o.dir);
@@ -231,6 +308,9 @@ int main(int argc, char** argv) {
   }
   if (o.generate_only) return 0;
   if (int rc = rebuild(o, **log, o.dir + "/model.bench", true, "rocksdb rebuild (no WAL)"); rc != 0) return rc;
-  if (o.live) return rebuild(o, **log, o.dir + "/model", false, "rocksdb live build (WAL)");
+  if (o.live) {
+    if (int rc = rebuild(o, **log, o.dir + "/model", false, "rocksdb live build (WAL)"); rc != 0) return rc;
+  }
+  if (o.search > 0) return search_bench(o, o.dir + "/model.bench");
   return 0;
 }

@@ -343,6 +343,11 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("sendMessage", 413, {{"conversation_id", ab}}, too_big, a.token);
   eventually("getHistory", 200, {{"conversation_id", ab}}, b.token, "after_seq=0",
              [&](const HttpResult& r) { return r.body.find(message_id) != std::string::npos; });
+  eventually("searchMessages", 200, {}, b.token, "q=HELLO&limit=5",
+             [&](const HttpResult& r) { return r.body.find(message_id) != std::string::npos; });
+  call("searchMessages", 400, {}, {}, b.token, "q=a");
+  call("searchMessages", 403, {}, {}, b.token, "q=hello&conversation_id=" + cd);
+  call("searchMessages", 401, {}, {}, {}, "q=hello");
   call("getHistory", 400, {{"conversation_id", ab}}, {}, b.token, "limit=500");
   call("getHistory", 403, {{"conversation_id", cd}}, {}, b.token);
   call("getHistory", 401, {{"conversation_id", ab}});

@@ -902,16 +902,39 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_FALSE(by_id(*model_->conversations(u.bob)).contains(log().group2));
 
   // Search.
-  auto s = model_->search_messages(u.bob, "HELLO", 10);
+  auto s = model_->search_messages(SearchRequest{u.bob, "HELLO", "", 0, 10});
   ASSERT_OK(s);
   std::set<std::string> contents;
-  for (const auto& m : *s) contents.insert(m.content);
+  for (const auto& m : s->messages) contents.insert(m.content);
   EXPECT_TRUE(contents.contains("hello bob"));
   EXPECT_TRUE(contents.contains("hello world"));
   EXPECT_TRUE(contents.contains("hello"));  // cyd's, in group 1 which bob is in
-  auto s2 = model_->search_messages(u.cyd, "hello bob", 10);
+  auto s2 = model_->search_messages(SearchRequest{u.cyd, "hello bob", "", 0, 10});
   ASSERT_OK(s2);
-  EXPECT_TRUE(s2->empty()) << "cyd is not in ann and bob's conversation";
+  EXPECT_TRUE(s2->messages.empty()) << "cyd is not in ann and bob's conversation";
+  // Accent-folded words, through message_tokens.
+  auto folded = model_->search_messages(SearchRequest{u.bob, "UNICODE", "world", 0, 10});
+  ASSERT_OK(folded);
+  ASSERT_EQ(folded->messages.size(), 1u);
+  EXPECT_EQ(folded->messages[0].content, kNastyContent);
+  auto gone = model_->search_messages(SearchRequest{u.bob, "recalled", "", 0, 10});
+  ASSERT_OK(gone);
+  EXPECT_TRUE(gone->messages.empty()) << "a recalled message never matches";
+  // Pages of 7 through the 320 bulk messages of group 2, newest first, none twice or missed.
+  std::set<uint64_t> seen;
+  uint64_t before = 0, last = UINT64_MAX;
+  for (int page = 0; page < 100; ++page) {
+    auto p = model_->search_messages(SearchRequest{u.ann, "bulk", "", before, 7});
+    ASSERT_OK(p);
+    for (const auto& m : p->messages) {
+      EXPECT_LT(m.message_id, last);
+      last = m.message_id;
+      seen.insert(m.message_id);
+    }
+    if (p->next_before_id == 0) break;
+    before = p->next_before_id;
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kBigGroupMessages));
 }
 
 TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
@@ -934,10 +957,10 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   bool seen = false;
   for (const auto& m : world->messages) seen = seen || m.content == kNastyContent;
   EXPECT_TRUE(seen);
-  auto s = model_->search_messages(u.ann, "DROP TABLE messages; --", 10);
+  auto s = model_->search_messages(SearchRequest{u.ann, "DROP TABLE messages; --", "", 0, 10});
   ASSERT_OK(s);
-  ASSERT_EQ(s->size(), 1u);
-  EXPECT_EQ((*s)[0].content, kNastyContent);
+  ASSERT_EQ(s->messages.size(), 1u);
+  EXPECT_EQ(s->messages[0].content, kNastyContent);
   EXPECT_EQ((*model_->group(1))->name, kGroupName);
   // The tables are all still there.
   auto conn = t::raw_mysql(config_);
@@ -945,7 +968,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
       "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"));
   ASSERT_TRUE(rs->next());
-  EXPECT_EQ(rs->getInt(1), 11);  // 10 tables and schema_migrations
+  EXPECT_EQ(rs->getInt(1), 12);  // 11 tables and schema_migrations
 }
 
 TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
@@ -1030,7 +1053,8 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SELECT version, name FROM schema_migrations ORDER BY version"));
   std::vector<std::string> names;
   while (rs->next()) names.push_back(rs->getString(2).asStdString());
-  EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings",
+                                             "004_message_search"}));
   // A model is usable after drop(): the next use re-creates the database.
   ASSERT_OK(model_->drop());
   ASSERT_OK(apply_all(*model_, log().events, 10, 5));

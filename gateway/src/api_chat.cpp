@@ -9,6 +9,7 @@
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
 #include "push.h"
+#include "search.h"
 
 namespace imlog::gw {
 namespace {
@@ -143,6 +144,33 @@ void on_recall(Services& svc, ApiRequest& req, Respond respond) {
   cmd.Set(fb::RecallMessageT{{}, message_id});
   submit_and_respond(svc, std::move(respond), conversation, req.user_id, "recall:" + std::to_string(message_id),
                      std::move(cmd), [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+// GET /search/messages?q=&conversation_id=&before=&limit=: the messages the caller may read that
+// match q, newest first, a page at a time (search.h).
+void on_search_messages(Services& svc, ApiRequest& req, Respond respond) {
+  SearchRequest request;
+  request.user_id = req.user_id;
+  request.text = query_param(req.query, "q").value_or("");
+  request.conversation = query_param(req.query, "conversation_id").value_or("");
+  uint64_t before = 0, limit = 20;
+  std::string error;
+  if (!check_search_text(request.text, error) ||
+      (!request.conversation.empty() && !check_conversation(request.conversation, error)) ||
+      !query_u64(req.query, "before", before, error, {1, UINT64_MAX}) ||
+      !query_u64(req.query, "limit", limit, error, {1, kMaxSearchPage})) {
+    return respond(invalid(svc, error));
+  }
+  request.before_id = before;
+  request.limit = static_cast<uint32_t>(limit);
+  find_messages(svc, std::move(request), [&svc, respond](SearchAnswer a) {
+    if (a.status != 200) return respond(counted_error(svc, a.status, a.code, a.message));
+    JsonOut j;
+    j.begin_object();
+    write_search_results(j, a.results);
+    j.end_object();
+    respond(json_reply(200, j.take()));
+  });
 }
 
 // ---- groups -----------------------------------------------------------------------------------
@@ -409,6 +437,7 @@ void add_chat_routes(ApiRouter& r) {
   r.add(Method::post, "/api/v1/conversations/{}/messages", A::access, on_send);
   r.add(Method::post, "/api/v1/conversations/{}/read", A::access, on_mark_read);
   r.add(Method::post, "/api/v1/conversations/{}/messages/{}/recall", A::access, on_recall);
+  r.add(Method::get, "/api/v1/search/messages", A::access, on_search_messages);
   r.add(Method::post, "/api/v1/groups", A::access, on_create_group);
   r.add(Method::get, "/api/v1/groups/{}", A::access, on_get_group);
   r.add(Method::patch, "/api/v1/groups/{}", A::access, on_change_settings);

@@ -4,6 +4,7 @@
 
 #include "imlog/engine/streams.h"
 #include "imlog/gateway/ws_binary.h"
+#include "imlog/projections/query.h"
 #include "json.h"
 
 namespace imlog::gw {
@@ -69,6 +70,25 @@ ClientFrame decode_set_status(JsonFields& data, const std::string& error) {
   return s;
 }
 
+ClientFrame decode_search(JsonFields& data, const std::string& error) {
+  SearchFrame s;
+  uint64_t limit = s.limit;
+  if (!data.str("q", s.text, true, kMaxSearchText) || !data.str("conversation_id", s.conversation, false, 256) ||
+      !data.id("before", s.before_id, false) || !data.u64("limit", limit, false)) {
+    return invalid("search: " + error, {}, "search");
+  }
+  std::string why;
+  if (!check_search_text(s.text, why)) return invalid("search: " + why, {}, "search");
+  if (!s.conversation.empty() && !check_conversation(s.conversation, why)) return invalid(why, {}, "search");
+  if (limit < 1 || limit > kMaxSearchPage) {
+    return invalid("search: limit must be an integer from 1 to " + std::to_string(kMaxSearchPage) + ", got " +
+                       std::to_string(limit),
+                   {}, "search");
+  }
+  s.limit = static_cast<uint32_t>(limit);
+  return s;
+}
+
 }  // namespace
 
 ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes) {
@@ -89,8 +109,10 @@ ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes)
   if (type == "sync") return decode_sync(data, body.error());
   if (type == "read") return decode_read(data, body.error());
   if (type == "set-status") return decode_set_status(data, body.error());
+  if (type == "search") return decode_search(data, body.error());
   return FrameError{"unknown_type",
-                    "unknown frame type `" + type + "`: use send-message, sync, read, set-status or ping", {}, type};
+                    "unknown frame type `" + type + "`: use send-message, sync, read, set-status, search or ping", {},
+                    type};
 }
 
 ClientFrame decode_binary_client_frame(std::string_view bytes, size_t max_content_bytes) {
@@ -105,6 +127,19 @@ bool parse_message_type(std::string_view name, fb::MessageType& out) {
   else if (name == "image") out = fb::MessageType::Image;
   else if (name == "file") out = fb::MessageType::File;
   else return false;
+  return true;
+}
+
+bool check_search_text(std::string_view text, std::string& error) {
+  if (text.empty() || text.size() > kMaxSearchText) {
+    error = "q must be 1 to " + std::to_string(kMaxSearchText) + " bytes of text to find";
+    return false;
+  }
+  if (!is_searchable(text)) {
+    error = "q has nothing to search for: give a word of two or more letters or digits, or two or more "
+            "Chinese, Japanese or Korean characters together";
+    return false;
+  }
   return true;
 }
 

@@ -43,6 +43,14 @@ struct SetStatusFrame {
 
 struct PingFrame {};
 
+// search {q, conversation_id?, before?, limit?}: as GET /api/v1/search/messages.
+struct SearchFrame {
+  std::string text;
+  std::string conversation;  // "" : every conversation of the user
+  uint64_t before_id = 0;    // 0: from the newest
+  uint32_t limit = 20;       // 1..50
+};
+
 // The fields of the error frame a bad message is answered with.
 struct FrameError {
   std::string code;
@@ -51,7 +59,8 @@ struct FrameError {
   std::string request_type;
 };
 
-using ClientFrame = std::variant<FrameError, PingFrame, SendMessageFrame, SyncFrame, ReadFrame, SetStatusFrame>;
+using ClientFrame =
+    std::variant<FrameError, PingFrame, SendMessageFrame, SyncFrame, ReadFrame, SetStatusFrame, SearchFrame>;
 
 // Decodes one complete text message. `max_content_bytes` bounds send-message content.
 ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes);
@@ -63,6 +72,11 @@ ClientFrame decode_binary_client_frame(std::string_view bytes, size_t max_conten
 
 // A client's message_type ("text" when empty, "image", "file"); false for anything else.
 bool parse_message_type(std::string_view name, fb::MessageType& out);
+
+// Is `text` a message search's query: 1 to kMaxSearchText bytes with something to search for
+// (is_searchable)? If not, `error` says why.
+inline constexpr size_t kMaxSearchText = 512;
+bool check_search_text(std::string_view text, std::string& error);
 
 // Is `conversation` a conversation id (single_<lo>_<hi>, group_<id>, world)? If not, `error` says why.
 bool check_conversation(std::string_view conversation, std::string& error);

@@ -52,6 +52,30 @@ TEST(ClientFrames, ErrorsNameTheRequest) {
   EXPECT_EQ(big.code, "invalid") << "content over max_content_bytes";
 }
 
+TEST(ClientFrames, SearchTakesAQueryWithSomethingToFindAndAMessageIdCursor) {
+  auto search = decode_client_frame(
+      R"({"type":"search","data":{"q":"攀岩 café","conversation_id":"group_7","before":"912181524521025536","limit":50}})",
+      1024);
+  ASSERT_TRUE(std::holds_alternative<SearchFrame>(search));
+  const auto& s = std::get<SearchFrame>(search);
+  EXPECT_EQ(s.text, "攀岩 café");
+  EXPECT_EQ(s.conversation, "group_7");
+  EXPECT_EQ(s.before_id, 912181524521025536u);
+  EXPECT_EQ(s.limit, 50u);
+  auto plain = decode_client_frame(R"({"type":"search","data":{"q":"tea"}})", 1024);
+  ASSERT_TRUE(std::holds_alternative<SearchFrame>(plain));
+  EXPECT_EQ(std::get<SearchFrame>(plain).limit, 20u);
+  EXPECT_EQ(std::get<SearchFrame>(plain).before_id, 0u);
+  for (const char* bad : {R"({"type":"search","data":{}})", R"({"type":"search","data":{"q":"a 好"}})",
+                          R"({"type":"search","data":{"q":"tea","limit":51}})",
+                          R"({"type":"search","data":{"q":"tea","conversation_id":"user_1"}})",
+                          R"({"type":"search","data":{"q":"tea","before":"x"}})"}) {
+    auto e = error_of(bad);
+    EXPECT_EQ(e.code, "invalid") << bad;
+    EXPECT_EQ(e.request_type, "search") << bad;
+  }
+}
+
 // Each request refuses what it cannot use, with the code `invalid`, and names itself (and the
 // client_msg_id when it has one) so the client can match the error to what it sent.
 TEST(ClientFrames, EachRequestRefusesAFieldItCannotUse) {

@@ -8,6 +8,7 @@
 #include "json.h"
 #include "presence.h"
 #include "push.h"
+#include "search.h"
 
 namespace imlog::gw {
 namespace {
@@ -115,6 +116,30 @@ void on_set_status(Services& svc, const std::shared_ptr<FrameConnection>& conn, 
   });
 }
 
+// search {q, conversation_id?, before?, limit?} → search-result {q, conversation_id?, results,
+// next_before}; the same rules as GET /search/messages, on the user's query thread.
+void on_search(Services& svc, const std::shared_ptr<FrameConnection>& conn, SearchFrame s) {
+  SearchRequest request{conn->user_id(), std::move(s.text), std::move(s.conversation), s.before_id, s.limit};
+  bool queued = svc.queries.post(conn->user_id(), [&svc, conn, request = std::move(request)]() mutable {
+    std::string text = request.text, conversation = request.conversation;
+    find_messages(svc, std::move(request), [&svc, conn, text, conversation](SearchAnswer a) {
+      if (a.status != 200) return send_error(svc, *conn, a.code, a.message, {}, "search");
+      JsonOut j;
+      j.begin_object().field("type", "search-result").key("data").begin_object();
+      j.field("q", text);
+      if (!conversation.empty()) j.field("conversation_id", conversation);
+      write_search_results(j, a.results);
+      j.end_object().end_object();
+      conn->send(shared(j.take()));
+    });
+  });
+  if (!queued) {
+    svc.metrics.error("overloaded");
+    conn->send(error_frame("overloaded", "the server has too many requests queued; retry shortly", {}, "search",
+                           kOverloadedRetry));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> error_frame(std::string_view code, std::string_view message,
@@ -145,6 +170,7 @@ void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn,
   if (auto* m = std::get_if<SendMessageFrame>(&frame)) return on_send_message(svc, conn, std::move(*m));
   if (auto* s = std::get_if<SyncFrame>(&frame)) return on_sync(svc, conn, *s);
   if (auto* s = std::get_if<SetStatusFrame>(&frame)) return on_set_status(svc, conn, *s);
+  if (auto* s = std::get_if<SearchFrame>(&frame)) return on_search(svc, conn, std::move(*s));
   on_read(svc, conn, std::get<ReadFrame>(frame));
 }
 

@@ -8,6 +8,7 @@
 //   sync         → sync-result | error
 //   read         → read-ack    | error
 //   set-status   → status-ack  | error   (online, away or busy; as PUT /users/me/status)
+//   search       → search-result | error (as GET /api/v1/search/messages)
 //   ping         → pong
 //   anything else, malformed JSON, a frame without type → error; the connection stays open.
 

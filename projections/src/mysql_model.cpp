@@ -48,6 +48,7 @@
 
 #include "imlog/engine/streams.h"
 #include "mysql_connection.h"
+#include "text_index.h"
 #include "timeline.h"
 
 namespace imlog {
@@ -293,6 +294,11 @@ const TableSpec kMessages{"messages",
                            {"created_at", Kind::i64},
                            {"recalled", Kind::i64}},
                           /*insert_only=*/true};
+// The search index (text_index.h): one row per token of a message, written with the message.
+const TableSpec kMessageTokens{"message_tokens",
+                               {{"message_id", Kind::u64}, {"token", Kind::str}},
+                               {},
+                               /*insert_only=*/true};
 const TableSpec kReadPointers{"read_pointers",
                               {{"user_id", Kind::u64}, {"conversation_id", Kind::str}},
                               {{"updated_at", Kind::i64, Merge::follow, rp_col::read_seq},
@@ -305,9 +311,9 @@ const TableSpec kPositions{"projection_offsets",
 
 // Every table, in the order a batch writes them: messages first, so a recall in the same batch
 // finds its row; positions last.
-const std::vector<const TableSpec*> kWriteOrder = {&kMessages,    &kUsers,   &kProfiles,      &kConvSettings,
-                                                   &kFriendships, &kGroups,  &kMembers,       &kConversations,
-                                                   &kReadPointers, &kPositions};
+const std::vector<const TableSpec*> kWriteOrder = {&kMessages,      &kMessageTokens, &kUsers,   &kProfiles,
+                                                   &kConvSettings, &kFriendships,   &kGroups,  &kMembers,
+                                                   &kConversations, &kReadPointers, &kPositions};
 
 std::string quoted(std::string_view name) { return "`" + std::string(name) + "`"; }
 
@@ -504,16 +510,20 @@ class BatchWriter {
         members(kMembers),
         conversations(kConversations),
         messages(kMessages),
+        message_tokens(kMessageTokens),
         read_pointers(kReadPointers),
         positions(kPositions) {}
 
   PendingTable users, profiles, conv_settings, friendships, groups, members, conversations, messages,
-      read_pointers, positions;
+      message_tokens, read_pointers, positions;
+  TokenList tokens;  // scratch for the message being indexed
   std::vector<uint64_t> recalls;  // message ids to empty, after the messages are written
 
   void flush(Conn& conn) {
     flush_table(conn, messages);
     messages.clear();
+    flush_table(conn, message_tokens);
+    message_tokens.clear();
     for (size_t done = 0; done < recalls.size();) {
       size_t n = chunk_rows(recalls.size() - done);
       auto& st = conn.prepare("recall#" + std::to_string(n), [&] {
@@ -879,31 +889,51 @@ class MysqlModelImpl final : public MysqlModel {
     });
   }
 
-  Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text, uint32_t limit) override {
-    std::vector<std::string> words;
-    for (size_t i = 0; i < text.size();) {
-      while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
-      size_t j = i;
-      while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
-      if (j > i) words.emplace_back(text.substr(i, j - i));
-      i = j;
-    }
-    if (words.empty()) return std::vector<MessageView>{};
-    if (words.size() > 16) words.resize(16);
-    return query<std::vector<MessageView>>("searching messages of user " + std::to_string(user_id), [&](Conn& c) {
-      std::string sql = std::string("SELECT ") + kMessageCols + " FROM messages WHERE conversation_id IN (" +
-                        kUserConversations + ") AND recalled = 0 AND message_type <> 'system'";
-      for (size_t i = 0; i < words.size(); ++i) sql += " AND content LIKE ?";
-      sql += " ORDER BY created_at DESC, message_id DESC LIMIT ?";
+  // The message_tokens rows of every query token, joined on the message (kMessageCols' first
+  // column, message_id, is the only one both tables have: "m." qualifies it), read from the newest
+  // message down (the index (token, message_id) backwards); each row found is then checked with
+  // matches() (a CJK run must appear as written) in chunks of limit + 1 rows until the page is
+  // full, the rows run out, or kMaxChunks chunks were read (the page then ends where reading did).
+  Result<SearchPage> search_messages(const SearchRequest& request) override {
+    constexpr int kMaxChunks = 20;
+    const uint32_t limit = std::clamp<uint32_t>(request.limit, 1, kMaxSearchPage);
+    SearchQuery q = parse_search_query(request.text);
+    if (!q.searchable()) return SearchPage{};
+    return query<SearchPage>("searching messages of user " + std::to_string(request.user_id), [&](Conn& c) {
+      std::string sql = std::string("SELECT m.") + kMessageCols + " FROM message_tokens t0 JOIN messages m ON m.message_id = t0.message_id";
+      for (size_t i = 1; i < q.tokens.size(); ++i) {
+        std::string t = "t" + std::to_string(i);
+        sql += " JOIN message_tokens " + t + " ON " + t + ".message_id = t0.message_id AND " + t + ".token = ?";
+      }
+      sql += " WHERE t0.token = ? AND t0.message_id < ? AND m.recalled = 0 AND m.conversation_id IN (" +
+             std::string(kUserConversations) + ")";
+      if (!request.conversation.empty()) sql += " AND m.conversation_id = ?";
+      sql += " ORDER BY t0.message_id DESC LIMIT ?";
       auto& st = c.prepare(sql);
-      unsigned idx = 1;
-      for (int i = 0; i < 4; ++i) st.setUInt64(idx++, user_id);
-      for (const auto& w : words) st.setString(idx++, sql::SQLString("%" + like_escape(w) + "%"));
-      st.setUInt64(idx, limit);
-      std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
-      std::vector<MessageView> out;
-      while (rs->next()) out.push_back(read_message(*rs, 1));
-      return out;
+      std::vector<MessageView> found;
+      TokenList content_tokens;
+      uint64_t before = request.before_id == 0 ? UINT64_MAX : request.before_id;
+      for (int chunk = 0; chunk < kMaxChunks; ++chunk) {
+        unsigned idx = 1;
+        for (size_t i = 1; i < q.tokens.size(); ++i) st.setString(idx++, sql::SQLString(q.tokens[i]));
+        st.setString(idx++, sql::SQLString(q.tokens[0]));
+        st.setUInt64(idx++, before);
+        for (int i = 0; i < 4; ++i) st.setUInt64(idx++, request.user_id);
+        if (!request.conversation.empty()) st.setString(idx++, sql::SQLString(request.conversation));
+        st.setUInt64(idx, limit + 1);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        size_t rows = 0;
+        while (rs->next()) {
+          ++rows;
+          MessageView m = read_message(*rs, 1);
+          before = m.message_id;
+          tokenize(m.content, content_tokens, kMaxTokensPerMessage);
+          if (matches(q, content_tokens, m.content)) found.push_back(std::move(m));
+        }
+        if (rows < limit + 1) return search_page(std::move(found), limit, 0, true);
+        if (found.size() > limit) return search_page(std::move(found), limit, 0, false);
+      }
+      return search_page(std::move(found), limit, before - 1, false);
     });
   }
 
@@ -1150,6 +1180,10 @@ class MysqlModelImpl final : public MysqlModel {
     timeline::Row row;
     if (timeline::row_of(e, row)) {
       using namespace msg_col;
+      if (row.type != "system") {
+        tokenize(row.content, w.tokens, kMaxTokensPerMessage);
+        for (std::string_view t : w.tokens.tokens) w.message_tokens.patch({u64(row.message_id), str(t)}, {});
+      }
       w.messages.patch({u64(row.message_id)}, {{conversation_id, str(row.conversation)},
                                                {seq_id, u64(row.seq)},
                                                {sender_id, u64(row.sender)},
@@ -1390,36 +1424,47 @@ Status MysqlModelImpl::dump(const RowVisitor& visit) {
         order += (order.empty() ? "" : ",") + quoted(k.name);
       }
       for (const auto& col : t->cols) cols += "," + quoted(col.name);
-      const bool paged = t == &kMessages;  // big: read in key order, page by page
+      // Big tables are read in key order, page by page, by their first key column (a u64, so
+      // SQL's order is the dump's). A full page holds back the rows of its last first-key value,
+      // which the next page reads whole: a message's tokens never straddle two pages.
+      const bool paged = t == &kMessages || t == &kMessageTokens;
+      constexpr size_t kPage = 10000;
       std::string sql = "SELECT " + cols + " FROM " + quoted(t->name);
       if (paged) sql += " WHERE " + quoted(t->key[0].name) + " > ?";
       sql += " ORDER BY " + order;
-      if (paged) sql += " LIMIT 10000";
+      if (paged) sql += " LIMIT " + std::to_string(kPage);
       auto& ps = c.prepare(sql);
       std::vector<std::pair<std::string, std::string>> rows;
+      std::vector<uint64_t> firsts;  // paged: each row's first key column
       uint64_t after = 0;
       for (bool more = true; more;) {
         more = false;
         if (paged) ps.setUInt64(1, after);
         std::unique_ptr<sql::ResultSet> rs(ps.executeQuery());
-        size_t n = 0;
         while (rs->next()) {
-          ++n;
           std::string key = t->name;
           uint32_t col = 1;
           for (const auto& k : t->key) append_key_part(key, k.kind, *rs, col++);
           std::string value;
           for (const auto& cs : t->cols) append_value(value, cs, *rs, col++);
           value += '}';
-          if (paged) {
-            after = rs->getUInt64(1);
-            if (!visit(key, value)) return true;
-          } else {
-            rows.emplace_back(std::move(key), std::move(value));
-          }
+          if (paged) firsts.push_back(rs->getUInt64(1));
+          rows.emplace_back(std::move(key), std::move(value));
         }
-        more = paged && n == 10000;
+        if (!paged) break;
+        size_t emit = rows.size();
+        if (rows.size() == kPage && firsts.front() != firsts.back()) {
+          more = true;
+          while (firsts[emit - 1] == firsts.back()) --emit;
+          after = firsts.back() - 1;
+        }
+        for (size_t i = 0; i < emit; ++i) {
+          if (!visit(rows[i].first, rows[i].second)) return true;
+        }
+        rows.clear();
+        firsts.clear();
       }
+      if (paged) continue;
       // Key order is byte order, which for string keys is not SQL's order: sort.
       std::sort(rows.begin(), rows.end());
       for (const auto& [k, v] : rows) {

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "text_index.h"
 
 namespace imlog {
 
@@ -55,22 +56,91 @@ Result<HistoryPage> QueryService::history(std::string_view conversation, uint64_
   return primary_.history(conversation, range);
 }
 
-Result<std::vector<MessageView>> QueryService::search_messages(uint64_t user_id, std::string_view text,
-                                                               uint32_t limit) {
-  auto found = primary_.search_messages(user_id, text, limit);
-  IMLOG_TRY(found);
-  std::map<std::string, uint64_t, std::less<>> first;  // per conversation of the results
-  for (const auto& m : *found) {
-    if (first.contains(m.conversation_id)) continue;
-    auto from = readable_from(m.conversation_id, user_id);
-    IMLOG_TRY(from);
-    first.emplace(m.conversation_id, *from);
+namespace {
+
+constexpr size_t kSnippetLead = 24;   // characters shown before the first match
+constexpr size_t kSnippetChars = 120;  // characters shown in all (more when the first match is longer)
+
+bool continuation_byte(char c) { return (static_cast<unsigned char>(c) & 0xc0) == 0x80; }
+
+size_t back_chars(std::string_view s, size_t at, size_t n) {
+  while (n-- > 0 && at > 0) {
+    --at;
+    while (at > 0 && continuation_byte(s[at])) --at;
   }
-  std::erase_if(*found, [&](const MessageView& m) {
-    uint64_t from = first.find(m.conversation_id)->second;
-    return from == 0 || m.seq_id < from;
-  });
-  return found;
+  return at;
+}
+
+size_t forward_chars(std::string_view s, size_t at, size_t n) {
+  while (n-- > 0 && at < s.size()) {
+    ++at;
+    while (at < s.size() && continuation_byte(s[at])) ++at;
+  }
+  return at;
+}
+
+// The content around its first hit, the hits marked, "…" where it was cut.
+std::vector<SnippetPart> snippet_of(std::string_view content, const std::vector<std::pair<size_t, size_t>>& hits) {
+  size_t begin = hits.empty() ? 0 : back_chars(content, hits.front().first, kSnippetLead);
+  size_t end = forward_chars(content, begin, kSnippetChars);
+  if (!hits.empty()) end = std::max(end, hits.front().second);
+  std::vector<SnippetPart> parts;
+  auto plain = [&](std::string_view text) {
+    if (text.empty()) return;
+    if (!parts.empty() && !parts.back().hit) parts.back().text.append(text);
+    else parts.push_back(SnippetPart{std::string(text), false});
+  };
+  if (begin > 0) plain("…");
+  size_t at = begin;
+  for (auto [from, to] : hits) {
+    if (from >= end) break;
+    plain(content.substr(at, from - at));
+    to = std::min(to, end);
+    parts.push_back(SnippetPart{std::string(content.substr(from, to - from)), true});
+    at = to;
+  }
+  plain(content.substr(at, end - at));
+  if (end < content.size()) plain("…");
+  return parts;
+}
+
+}  // namespace
+
+bool is_searchable(std::string_view text) { return parse_search_query(text).searchable(); }
+
+Result<SearchResults> QueryService::search_messages(const SearchRequest& request) {
+  SearchResults out;
+  SearchQuery query = parse_search_query(request.text);
+  if (!query.searchable()) return out;
+  const uint32_t limit = std::clamp<uint32_t>(request.limit, 1, kMaxSearchPage);
+  std::map<std::string, uint64_t, std::less<>> first;  // the first readable seq per conversation seen
+  SearchRequest ask = request;
+  ask.limit = limit;
+  for (int round = 0; round < kSearchRounds; ++round) {
+    auto page = primary_.search_messages(ask);
+    IMLOG_TRY(page);
+    for (auto& m : page->messages) {
+      auto known = first.find(m.conversation_id);
+      if (known == first.end()) {
+        auto from = readable_from(m.conversation_id, request.user_id);
+        IMLOG_TRY(from);
+        known = first.emplace(m.conversation_id, *from).first;
+      }
+      if (known->second == 0 || m.seq_id < known->second) continue;
+      if (out.results.size() == limit) {
+        // A readable result past the page: the page ends at its last result.
+        out.next_before_id = out.results.back().message.message_id;
+        return out;
+      }
+      auto snippet = snippet_of(m.content, find_hits(query, m.content));
+      out.results.push_back(SearchResult{std::move(m), std::move(snippet)});
+    }
+    out.next_before_id = page->next_before_id;
+    if (page->next_before_id == 0) return out;
+    if (out.results.size() == limit) return out;
+    ask.before_id = page->next_before_id;
+  }
+  return out;
 }
 
 }  // namespace imlog

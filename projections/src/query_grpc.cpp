@@ -191,8 +191,10 @@ class Service final : public pb::Query::Service {
     });
   }
   grpc::Status SearchMessages(Ctx*, const pb::SearchMessagesRequest* q, pb::MessagesReply* r) override {
-    return answer(m_.search_messages(q->user_id(), q->text(), q->limit()), [&](const std::vector<MessageView>& ms) {
-      for (const auto& m : ms) to_pb(m, r->add_messages());
+    SearchRequest request{q->user_id(), q->text(), q->conversation_id(), q->before_id(), q->limit()};
+    return answer(m_.search_messages(request), [&](const SearchPage& page) {
+      for (const auto& m : page.messages) to_pb(m, r->add_messages());
+      r->set_next_before_id(page.next_before_id);
     });
   }
   grpc::Status Friends(Ctx*, const pb::UserIdRequest* q, pb::FriendsReply* r) override {
@@ -326,15 +328,18 @@ class RemoteReadModel final : public ReadModel {
       return ReadAccess{r.allowed(), r.history().empty() ? "all" : r.history(), r.joined_seq()};
     });
   }
-  Result<std::vector<MessageView>> search_messages(uint64_t user, std::string_view text, uint32_t limit) override {
+  Result<SearchPage> search_messages(const SearchRequest& request) override {
     pb::SearchMessagesRequest q;
-    q.set_user_id(user);
-    q.set_text(std::string(text));
-    q.set_limit(limit);
+    q.set_user_id(request.user_id);
+    q.set_text(request.text);
+    q.set_limit(request.limit);
+    q.set_conversation_id(request.conversation);
+    q.set_before_id(request.before_id);
     return call<pb::MessagesReply>(&pb::Query::Stub::SearchMessages, q, [](const pb::MessagesReply& r) {
-      std::vector<MessageView> out;
-      for (const auto& m : r.messages()) out.push_back(from_pb(m));
-      return out;
+      SearchPage page;
+      for (const auto& m : r.messages()) page.messages.push_back(from_pb(m));
+      page.next_before_id = r.next_before_id();
+      return page;
     });
   }
   Result<std::vector<FriendView>> friends(uint64_t user) override {

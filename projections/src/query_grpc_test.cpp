@@ -77,8 +77,9 @@ class FixedModel final : public ReadModel {
     if (conv == "world") return ReadAccess{true, "all", 0};
     return ReadAccess{user == 42, "from_join", user == 42 ? 17u : 0u};
   }
-  Result<std::vector<MessageView>> search_messages(uint64_t, std::string_view, uint32_t) override {
-    return std::vector<MessageView>{msg(2, "the word")};
+  Result<SearchPage> search_messages(const SearchRequest& r) override {
+    // Echoes the request's fields, so the test sees each of them cross the wire.
+    return SearchPage{{msg(2, r.text + " in " + r.conversation)}, r.before_id + r.limit};
   }
   Result<std::vector<FriendView>> friends(uint64_t) override {
     return std::vector<FriendView>{{43, "friends", "hi", "work", 9}};
@@ -129,7 +130,10 @@ TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
   EXPECT_EQ(remote_->read_access("world", 1).value(), (ReadAccess{true, "all", 0}));
   EXPECT_EQ(remote_->read_access("group_7", 42).value(), (ReadAccess{true, "from_join", 17}));
   EXPECT_FALSE(remote_->read_access("group_7", 1).value().allowed);
-  EXPECT_EQ(remote_->search_messages(42, "word", 10).value().at(0).content, "the word");
+  auto found = remote_->search_messages(SearchRequest{42, "word", "group_7", 1000, 10});
+  ASSERT_TRUE(found) << found.error().to_string();
+  EXPECT_EQ(found->messages.at(0).content, "word in group_7");
+  EXPECT_EQ(found->next_before_id, 1010u);
   EXPECT_EQ(remote_->friends(42).value().at(0).group_name, "work");
   EXPECT_EQ(remote_->blocked(42).value(), (std::vector<uint64_t>{44, 45}));
   EXPECT_EQ(remote_->friend_groups(42).value(), std::vector<std::string>{"work"});

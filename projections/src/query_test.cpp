@@ -369,11 +369,11 @@ struct SearchFixture {
     EXPECT_TRUE(r) << r.error().to_string();
   }
   std::vector<std::string> search(uint64_t user, std::string_view text, uint32_t limit = 20) {
-    auto r = model->search_messages(user, text, limit);
+    auto r = model->search_messages(SearchRequest{user, std::string(text), "", 0, limit});
     EXPECT_TRUE(r) << r.error().to_string();
     std::vector<std::string> out;
     if (r) {
-      for (const auto& m : *r) out.push_back(m.content);
+      for (const auto& m : r->messages) out.push_back(m.content);
     }
     return out;
   }
@@ -401,7 +401,7 @@ TEST(Search, FindsNothingForAWordNeverSentOrRecalled) {
   EXPECT_TRUE(s.search(s.bob, "secret").empty());
 }
 
-TEST(Search, CjkCharactersAreTokensAndQueryRunsMustBeContiguous) {
+TEST(Search, CjkTextIsFoundByItsBigramsAndQueryRunsMustBeContiguous) {
   SearchFixture s;
   EXPECT_EQ(s.search(s.bob, "攀岩"), std::vector<std::string>{"我们今天去攀岩吧"});
   EXPECT_EQ(s.search(s.bob, "今天 攀岩"), std::vector<std::string>{"我们今天去攀岩吧"});
@@ -574,18 +574,30 @@ TEST(HistoryRule, SearchFindsOnlyWhatTheReaderMayRead) {
   r.f.builder->message(r.g, r.ann, "granite");
   r.project();
   QueryService q(*r.model);
-  auto before = r.model->search_messages(r.cat, "before", 20);
+  auto before = r.model->search_messages(SearchRequest{r.cat, "before", "", 0, 20});
   IMLOG_ASSERT_OK(before);
-  EXPECT_EQ(before->size(), 5u) << "the model's search alone finds the rows before cat's join";
-  auto hidden = q.search_messages(r.cat, "before", 20);
+  EXPECT_EQ(before->messages.size(), 5u) << "the model's search alone finds the rows before cat's join";
+  auto hidden = q.search_messages(SearchRequest{r.cat, "before", "", 0, 20});
   IMLOG_ASSERT_OK(hidden);
-  EXPECT_TRUE(hidden->empty());
-  auto seen = q.search_messages(r.cat, "granite", 20);
+  EXPECT_TRUE(hidden->results.empty());
+  EXPECT_EQ(hidden->next_before_id, 0u);
+  auto seen = q.search_messages(SearchRequest{r.cat, "granite", "", 0, 20});
   IMLOG_ASSERT_OK(seen);
-  EXPECT_EQ(seen->size(), 2u);
-  auto anns = q.search_messages(r.ann, "before", 20);
+  EXPECT_EQ(seen->results.size(), 2u);
+  auto anns = q.search_messages(SearchRequest{r.ann, "before", "", 0, 20});
   IMLOG_ASSERT_OK(anns);
-  EXPECT_EQ(anns->size(), 5u);
+  EXPECT_EQ(anns->results.size(), 5u);
+  // One at a time: a page of cat's holds only what cat may read, the rows before the join
+  // are passed over (the query service reads on below them), and the pages end.
+  auto first = q.search_messages(SearchRequest{r.cat, "granite", "", 0, 1});
+  IMLOG_ASSERT_OK(first);
+  ASSERT_EQ(first->results.size(), 1u);
+  EXPECT_EQ(first->results[0].message.content, "granite");
+  ASSERT_NE(first->next_before_id, 0u);
+  auto second = q.search_messages(SearchRequest{r.cat, "granite", "", first->next_before_id, 1});
+  IMLOG_ASSERT_OK(second);
+  ASSERT_EQ(second->results.size(), 1u);
+  EXPECT_EQ(second->results[0].message.content, "granite after cat");
 }
 
 TEST(Bans, ARemovalThatBansIsListedUntilLifted) {
@@ -705,9 +717,9 @@ TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
   IMLOG_ASSERT_OK(cred);
   ASSERT_TRUE(cred->has_value());
   EXPECT_EQ((*cred)->user_id, bob);
-  auto found = (*model)->search_messages(bob, "hello", 10);
+  auto found = (*model)->search_messages(SearchRequest{bob, "hello", "", 0, 10});
   IMLOG_ASSERT_OK(found);
-  EXPECT_EQ(found->size(), 2u);
+  EXPECT_EQ(found->messages.size(), 2u);
   (*node)->stop();
 }
 

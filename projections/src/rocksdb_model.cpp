@@ -8,8 +8,9 @@
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
-//   t|<token>|<event id>      block: the (conv, seq) postings of one token written by one batch
-//                             (merged: set union); the search index, see text_index.h
+//   t|<token>|<max id>|<min id>   block: the (conv, seq) postings of one token written by one
+//                             batch, keyed by the highest and lowest event id among them (merged:
+//                             set union); the search index, see text_index.h
 //   x|<user>|<conv>           {in: 1|0 @seq of the join/leave}: the user's conversations
 //   r|<user>|<conv>           {read: "" @read seq}: the highest ReadMarked
 //   u|<user>                  {username, password_hash, created_at @0; nickname, email @0 from the
@@ -25,6 +26,7 @@
 //   b|<user>|<other>          {blocked: 1|0}
 //   fg|<user>|<friend>        {group: friend group name}
 //   p|<partition>             next offset, token (16 bytes); not part of dump()
+//   v|search                  the search index's layout version; not part of dump()
 //
 // A conversation's last seq, time and last message are its last m| row; unread counts are
 // computed when asked (no counters anywhere).
@@ -57,6 +59,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <deque>
+#include <map>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -508,13 +512,30 @@ void key_user_conv(std::string& k, char kind, uint64_t user, std::string_view co
   k.push_back('|');
   k.append(conv);
 }
-// A block of the search index: the postings of one token written by one batch, keyed by the id
-// of the batch's first event with that token (unique per batch; blocks sort roughly oldest first).
-void key_token_block(std::string& k, std::string_view token, uint64_t first_event_id) {
+// A block of the search index: the postings of one token written by one batch, keyed by the
+// highest and the lowest event id among them. Blocks sort by their highest id, so a search reading
+// them backwards knows that every block it has not read holds only ids up to the next key's
+// highest (search_messages stops exactly there), and skips a block whose lowest id is past its
+// cursor without decoding it.
+constexpr size_t kTokenBlockSuffix = 1 + 16 + 1 + 16;  // "|<max id>|<min id>"
+
+// The layout of the search index, in its own row (not part of dump()). Version 1 (no row: every
+// build before it) keyed blocks by their first id and indexed single CJK characters and unfolded
+// words; opening such a model re-indexes its messages (upgrade_search_index()).
+constexpr std::string_view kSearchVersionKey = "v|search";
+constexpr std::string_view kSearchIndexVersion = "2";
+void key_token_block(std::string& k, std::string_view token, uint64_t max_id, uint64_t min_id) {
   k.assign("t|");
   k.append(token);
   k.push_back('|');
-  put_hex(k, first_event_id);
+  put_hex(k, max_id);
+  k.push_back('|');
+  put_hex(k, min_id);
+}
+// The (highest, lowest) event id of a t| block's key; false for a key of another shape.
+bool token_block_ids(std::string_view key, size_t prefix_size, uint64_t& max_id, uint64_t& min_id) {
+  return key.size() == prefix_size + kTokenBlockSuffix - 1 && key[prefix_size + 16] == '|' &&
+         parse_hex(key.substr(prefix_size, 16), max_id) && parse_hex(key.substr(prefix_size + 17, 16), min_id);
 }
 void key_id1(std::string& k, std::string_view prefix, uint64_t a) {
   k.assign(prefix);
@@ -748,8 +769,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   Result<std::vector<MemberView>> members(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override;
   Result<std::vector<BanView>> bans(uint64_t group_id, uint64_t after_user_id, uint32_t limit) override;
   Result<ReadAccess> read_access(std::string_view conversation, uint64_t user_id) override;
-  Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
-                                                   uint32_t limit) override;
+  Result<SearchPage> search_messages(const SearchRequest& request) override;
   Result<std::vector<FriendView>> friends(uint64_t user_id) override;
   Result<std::vector<uint64_t>> blocked(uint64_t user_id) override;
   Result<std::vector<std::string>> friend_groups(uint64_t user_id) override;
@@ -773,8 +793,16 @@ class RocksDbModelImpl final : public RocksDbModel {
   void set_membership(uint64_t group, std::string_view conv, uint64_t user, uint64_t version, bool in,
                       std::string_view role, int64_t ts);
   void participate(uint64_t user, std::string_view conv, uint64_t version);
+  void index_tokens(std::string_view conv, uint64_t seq, uint64_t event_id, std::string_view content);
   void write_token_blocks();
   void write_id_blocks();
+
+ public:
+  // Re-indexes every message when the model's search index is not kSearchIndexVersion (an older
+  // build wrote it, or the model is new). Called once by open_rocksdb_model().
+  Status upgrade_search_index();
+
+ private:
 
   // ---- reads ----
   Result<std::optional<std::string>> get(const std::string& key);
@@ -800,7 +828,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   // The batch's search postings, written as one block per token at the end of the batch.
   TokenTable batch_tokens_;
   std::vector<std::vector<Posting>> postings_;   // index → its postings in this batch
-  std::vector<uint64_t> first_ids_;              // index → the id of its first event in the batch
+  std::vector<std::pair<uint64_t, uint64_t>> id_ranges_;  // index → its (highest, lowest) event id in the batch
   std::unordered_map<uint32_t, std::vector<IdEntry>> ids_;  // id partition → this batch's rows
 };
 
@@ -837,9 +865,73 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   return {};
 }
 
+void RocksDbModelImpl::index_tokens(std::string_view conv, uint64_t seq, uint64_t event_id, std::string_view content) {
+  tokenize(content, tokens_, kMaxTokensPerMessage);
+  for (std::string_view t : tokens_.tokens) {
+    auto [id, fresh] = batch_tokens_.intern(t);
+    if (fresh) {
+      if (postings_.size() <= id) postings_.emplace_back();
+      postings_[id].clear();
+      if (id_ranges_.size() <= id) id_ranges_.resize(id + 1);
+      id_ranges_[id] = {event_id, event_id};
+    }
+    auto& [max_id, min_id] = id_ranges_[id];
+    max_id = std::max(max_id, event_id);
+    min_id = std::min(min_id, event_id);
+    postings_[id].push_back(Posting{conv, seq});
+  }
+}
+
+Status RocksDbModelImpl::upgrade_search_index() {
+  constexpr size_t kRowsPerWrite = 4096;
+  std::lock_guard lk(apply_mu_);
+  auto version = get(std::string(kSearchVersionKey));
+  IMLOG_TRY(version);
+  if (*version && **version == kSearchIndexVersion) return {};
+  auto s = db_->DeleteRange(write_options_, db_->DefaultColumnFamily(), "t|", "t}");
+  if (!s.ok()) return status_error(s, "removing the search index of an older build");
+  std::string lower = "m|", upper = prefix_end(lower);  // mr| rows sort before m|: not in range
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  std::deque<std::string> convs;  // the chunk's postings point into these
+  size_t indexed = 0;
+  auto write_chunk = [&]() -> Status {
+    write_token_blocks();
+    auto w = db_->Write(write_options_, &wb_);
+    wb_.Clear();
+    batch_tokens_.clear();
+    convs.clear();
+    if (!w.ok()) return status_error(w, "re-indexing messages for search");
+    return {};
+  };
+  wb_.Clear();
+  batch_tokens_.clear();
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = as_sv(it->key());
+    StoredRow row;
+    uint64_t seq = 0;
+    if (key.size() < 2 + 17 || !parse_hex(key.substr(key.size() - 16), seq) || !decode_row(as_sv(it->value()), row) ||
+        is_system(row)) {
+      continue;
+    }
+    convs.emplace_back(key.substr(2, key.size() - 2 - 17));
+    index_tokens(convs.back(), seq, row.event_id, row.content);
+    if (++indexed % kRowsPerWrite == 0) IMLOG_TRY(write_chunk());
+  }
+  if (!it->status().ok()) return status_error(it->status(), "re-indexing messages for search");
+  IMLOG_TRY(write_chunk());
+  s = db_->Put(write_options_, std::string(kSearchVersionKey), std::string(kSearchIndexVersion));
+  if (!s.ok()) return status_error(s, "recording the search index version");
+  if (indexed > 0) {
+    logger("projections")->info("re-indexed {} messages of the model at {} for search (index version {})", indexed,
+                                config_.dir, kSearchIndexVersion);
+  }
+  return {};
+}
+
 void RocksDbModelImpl::write_token_blocks() {
   for (uint32_t t = 0; t < batch_tokens_.size(); ++t) {
-    key_token_block(key_, batch_tokens_.token(t), first_ids_[t]);
+    key_token_block(key_, batch_tokens_.token(t), id_ranges_[t].first, id_ranges_[t].second);
     value_.clear();
     encode_postings_unsorted(postings_[t], value_);
     wb_.Merge(key_, value_);
@@ -972,19 +1064,7 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     encode_row(value_, e.actor(), static_cast<uint8_t>(m->message_type()), e.event_id(), e.timestamp_ms(),
                sv(e.client_msg_id()), sv(m->content()));
     wb_.Put(key_, value_);
-    if (m->message_type() != fb::MessageType::System) {
-      tokenize(sv(m->content()), tokens_, kMaxTokensPerMessage);
-      for (std::string_view t : tokens_.tokens) {
-        auto [id, fresh] = batch_tokens_.intern(t);
-        if (fresh) {
-          if (postings_.size() <= id) postings_.emplace_back();
-          postings_[id].clear();
-          if (first_ids_.size() <= id) first_ids_.resize(id + 1);
-          first_ids_[id] = e.event_id();
-        }
-        postings_[id].push_back(Posting{conv, seq});
-      }
-    }
+    if (m->message_type() != fb::MessageType::System) index_tokens(conv, seq, e.event_id(), sv(m->content()));
   } else {
     std::string content = timeline::system_content(e);
     encode_row(value_, e.actor(), static_cast<uint8_t>(fb::MessageType::System), e.event_id(), e.timestamp_ms(),
@@ -1208,7 +1288,7 @@ Status RocksDbModelImpl::dump(const RowVisitor& visit) {
   it->SeekToFirst();
   while (it->Valid()) {
     auto key = as_sv(it->key());
-    if (key.starts_with("p|")) {
+    if (key.starts_with("p|") || key.starts_with("v|")) {
       it->Next();
       continue;
     }
@@ -1244,7 +1324,7 @@ Status RocksDbModelImpl::dump(const RowVisitor& visit) {
     }
     // The search index is stored in blocks that depend on how events were batched; its rows
     // are the postings, one row t|<token>|<conv>|<seq> each, whatever the batching.
-    token_prefix.assign(key.substr(0, key.rfind('|') + 1));
+    token_prefix.assign(key.substr(0, key.size() >= kTokenBlockSuffix ? key.size() - kTokenBlockSuffix + 1 : 0));
     block_values.clear();
     for (; it->Valid() && as_sv(it->key()).starts_with(token_prefix); it->Next()) {
       block_values.emplace_back(as_sv(it->value()));
@@ -1720,28 +1800,28 @@ Result<ReadAccess> RocksDbModelImpl::read_access(std::string_view conversation, 
   return access;
 }
 
-Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user_id, std::string_view text,
-                                                                   uint32_t limit) {
-  // Bounds on one search: the messages fetched and checked, and the postings read. A word in
-  // a large share of all messages, searched by a user with few conversations, stops at the
-  // newest postings rather than reading the whole index.
-  constexpr size_t kMaxCandidates = 50000;
-  constexpr size_t kMaxPostings = 2'000'000;
-  limit = std::clamp<uint32_t>(limit, 1, 200);
-  TokenList query;
-  tokenize(text, query, kMaxTokensPerMessage);
-  if (query.tokens.empty()) return std::vector<MessageView>();
-  auto runs = cjk_runs(text);
-  // Scan the rarest-looking token: the longest.
+// Reads the blocks of the query's longest token backwards (highest event id first), checks each
+// posting of a searched conversation against its row (matches(): every token, every CJK run, not
+// recalled), and stops once `limit` results are above every id a block not yet read can hold:
+// the page is then exact, and the next one starts below its last result. A search that reads
+// kMaxPostings postings first ends its page where its reading ended, with a cursor to go on.
+Result<SearchPage> RocksDbModelImpl::search_messages(const SearchRequest& request) {
+  constexpr size_t kMaxPostings = 200'000;
+  const uint32_t limit = std::clamp<uint32_t>(request.limit, 1, kMaxSearchPage);
+  SearchQuery query = parse_search_query(request.text);
+  if (!query.searchable()) return SearchPage{};
   std::string_view lead = *std::max_element(query.tokens.begin(), query.tokens.end(),
                                             [](std::string_view a, std::string_view b) { return a.size() < b.size(); });
-  auto convs = memberships(user_id);
+  auto convs = memberships(request.user_id);
   IMLOG_TRY(convs);
-  std::unordered_set<std::string_view> mine;
-  for (const auto& c : *convs) mine.insert(c.first);
-  if (mine.empty()) return std::vector<MessageView>();
+  std::unordered_set<std::string_view> searched;
+  for (const auto& c : *convs) {
+    if (request.conversation.empty() || c.first == request.conversation) searched.insert(c.first);
+  }
+  if (searched.empty()) return SearchPage{};
+  const uint64_t before = request.before_id == 0 ? UINT64_MAX : request.before_id;
 
-  std::vector<MessageView> found;
+  std::map<uint64_t, MessageView, std::greater<>> found;  // by id, highest first
   std::set<std::pair<std::string, uint64_t>> seen;
   TokenList content_tokens;
   std::string lower = "t|" + std::string(lead) + "|", upper = prefix_end(lower);
@@ -1749,14 +1829,22 @@ Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user
   auto it = iterator(lower, upper, lo, hi);
   std::vector<Posting> postings;
   std::string block;
-  size_t examined = 0, blocks_after_limit = 0, postings_read = 0;
-  // Newest blocks first. Blocks are ordered by their oldest event, so one more block is read
-  // after the limit is reached, for messages of a lagging partition.
-  for (it->SeekToLast();
-       it->Valid() && examined < kMaxCandidates && postings_read < kMaxPostings && blocks_after_limit < 2;
-       it->Prev()) {
-    if (as_sv(it->key()).size() != lower.size() + 16) continue;  // a longer token sharing the prefix
-    if (found.size() >= limit) ++blocks_after_limit;
+  size_t postings_read = 0;
+  uint64_t unread_max = 0;  // read stopped at the bound: ids up to this one were not all read
+  bool exhausted = true;    // every block was read
+  for (it->SeekToLast(); it->Valid(); it->Prev()) {
+    uint64_t max_id = 0, min_id = 0;
+    if (!token_block_ids(as_sv(it->key()), lower.size(), max_id, min_id)) continue;  // a longer token
+    if (found.size() >= limit && std::next(found.begin(), limit - 1)->first > max_id) {
+      exhausted = false;  // the page is complete: what is left cannot enter it
+      break;
+    }
+    if (postings_read >= kMaxPostings) {
+      exhausted = false;
+      unread_max = max_id;
+      break;
+    }
+    if (min_id >= before) continue;
     block.assign(as_sv(it->value()));
     postings.clear();
     if (!parse_postings(block, postings)) {
@@ -1765,27 +1853,19 @@ Result<std::vector<MessageView>> RocksDbModelImpl::search_messages(uint64_t user
     }
     postings_read += postings.size();
     for (const Posting& p : postings) {
-      if (!mine.contains(p.conv) || !seen.emplace(std::string(p.conv), p.seq).second) continue;
-      ++examined;
+      if (!searched.contains(p.conv) || !seen.emplace(std::string(p.conv), p.seq).second) continue;
       auto m = row_at(p.conv, p.seq);
       IMLOG_TRY(m);
-      if (!*m || (*m)->recalled) continue;
+      if (!*m || (*m)->recalled || (*m)->message_id >= before) continue;
       tokenize((*m)->content, content_tokens, kMaxTokensPerMessage);
-      bool all = std::all_of(query.tokens.begin(), query.tokens.end(), [&](std::string_view t) {
-        return std::find(content_tokens.tokens.begin(), content_tokens.tokens.end(), t) != content_tokens.tokens.end();
-      });
-      all = all && std::all_of(runs.begin(), runs.end(),
-                               [&](const std::string& r) { return (*m)->content.find(r) != std::string::npos; });
-      if (all) found.push_back(std::move(**m));
+      if (matches(query, content_tokens, (*m)->content)) found.emplace((*m)->message_id, std::move(**m));
     }
   }
   if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "searching").error());
-  std::sort(found.begin(), found.end(), [](const MessageView& a, const MessageView& b) {
-    if (a.created_at != b.created_at) return a.created_at > b.created_at;
-    return a.message_id > b.message_id;
-  });
-  if (found.size() > limit) found.resize(limit);
-  return found;
+  std::vector<MessageView> newest_first;
+  newest_first.reserve(found.size());
+  for (auto& [id, m] : found) newest_first.push_back(std::move(m));
+  return search_page(std::move(newest_first), limit, unread_max, exhausted);
 }
 
 Status RocksDbModelImpl::scan_user_rows(std::string_view prefix, uint64_t user_id, std::string_view what,
@@ -1886,7 +1966,9 @@ Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfi
     return model_fail(ModelErrc::io_error, "cannot open the RocksDB model at " + config.dir + ": " + s.ToString() + hint,
                       false);
   }
-  return std::unique_ptr<RocksDbModel>(new RocksDbModelImpl(std::unique_ptr<rocksdb::DB>(raw), config));
+  auto model = std::make_unique<RocksDbModelImpl>(std::unique_ptr<rocksdb::DB>(raw), config);
+  IMLOG_TRY(model->upgrade_search_index());
+  return std::unique_ptr<RocksDbModel>(std::move(model));
 }
 
 }  // namespace imlog

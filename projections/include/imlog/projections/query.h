@@ -132,6 +132,43 @@ struct ReadAccess {
 // rule in force is the group's current one: changing it changes what members read from then on.
 uint64_t first_readable_seq(const ReadAccess& access);
 
+// Message search as a client asks for it (GET /search/messages, the WebSocket `search` frame).
+struct SearchRequest {
+  uint64_t user_id = 0;
+  std::string text;          // the query: its words and CJK runs must all match (text_index.h)
+  std::string conversation;  // "" : every conversation of the user
+  uint64_t before_id = 0;    // 0: from the newest; else only messages with a smaller message id
+  uint32_t limit = 20;       // clamped to [1, kMaxSearchPage]
+};
+inline constexpr uint32_t kMaxSearchPage = 50;
+
+// What a read model's search finds: matching messages, highest message id (newest) first.
+struct SearchPage {
+  std::vector<MessageView> messages;
+  uint64_t next_before_id = 0;  // 0: nothing more; else the next page's before_id
+};
+
+// Does `text` have anything to search for: a word of two or more characters, or two or more
+// CJK characters together (text_index.h)? A query without is refused before it is run.
+bool is_searchable(std::string_view text);
+
+// One piece of a result's snippet: text as written, and whether the query matched it.
+struct SnippetPart {
+  std::string text;
+  bool hit = false;
+  bool operator==(const SnippetPart&) const = default;
+};
+
+struct SearchResult {
+  MessageView message;
+  std::vector<SnippetPart> snippet;  // the content around the first match, matches marked
+};
+
+struct SearchResults {
+  std::vector<SearchResult> results;  // newest first
+  uint64_t next_before_id = 0;        // 0: nothing more
+};
+
 struct MemberView {
   uint64_t user_id = 0;
   std::string role;  // owner, admin, member
@@ -167,10 +204,11 @@ class ReadModel {
   // The facts of `user_id`'s access to `conversation` (ReadAccess; allowed is false for anything
   // that is not a conversation).
   virtual Result<ReadAccess> read_access(std::string_view conversation, uint64_t user_id) = 0;
-  // Messages containing every word of `text`, in the user's conversations, newest first. Not
-  // limited by the history rule: ask QueryService::search_messages.
-  virtual Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text,
-                                                           uint32_t limit) = 0;
+  // The messages of the user's conversations (only `request.conversation` when given) that
+  // match `request.text` (text_index.h), neither recalled nor system rows, below
+  // `request.before_id`, newest first. Not limited by the history rule: ask
+  // QueryService::search_messages.
+  virtual Result<SearchPage> search_messages(const SearchRequest& request) = 0;
   virtual Result<std::vector<FriendView>> friends(uint64_t user_id) = 0;
   virtual Result<std::vector<uint64_t>> blocked(uint64_t user_id) = 0;
   virtual Result<std::vector<std::string>> friend_groups(uint64_t user_id) = 0;
@@ -195,8 +233,12 @@ class QueryService {
   // History as `request` asks (HistoryRequest), of the rows from `first_seq` on — readable_from's
   // answer for the reader; 0 reads nothing.
   Result<HistoryPage> history(std::string_view conversation, uint64_t first_seq, const HistoryRequest& request);
-  // The model's search, less what the history rule hides from `user_id`.
-  Result<std::vector<MessageView>> search_messages(uint64_t user_id, std::string_view text, uint32_t limit);
+  // The model's search less what the history rule hides from the user, each result with its
+  // snippet. A page holds at most `limit` results, possibly fewer with a next page still to come
+  // (next_before_id): pages are read from the model until `limit` readable results are found or
+  // kSearchRounds model pages were read.
+  Result<SearchResults> search_messages(const SearchRequest& request);
+  static constexpr int kSearchRounds = 8;
   ReadModel& model() { return primary_; }
 
  private:
