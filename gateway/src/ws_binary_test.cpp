@@ -37,6 +37,8 @@ TEST(WsBinary, ServerFramesSurviveTheRoundTripFieldForField) {
            R"({"type":"member-removed","data":{"conversation_id":"group_7","group_id":7,"seq_id":3,"created_at":5,"user_id":2,"removed_by":1,"banned":false}})",
            R"({"type":"status-ack","data":{"user_id":60,"status":"away","last_seen":1}})",
            R"({"type":"user-unblocked","data":{"user_id":6,"created_at":1}})",
+           R"({"type":"message-ack","data":{"client_msg_id":"c-1","conversation_id":"single_1_2","message_id":"9","seq_id":4,"trace_id":"00ab12cd34ef5678"}})",
+           R"({"type":"search-result","data":{"q":"café 你好","conversation_id":"group_7","results":[{"message":{"message_id":"9","conversation_id":"group_7","seq_id":4,"sender_id":1,"content":"le café 你好吗","message_type":"text","client_msg_id":"c-1","created_at":5},"snippet":[{"text":"le ","hit":false},{"text":"café","hit":true}]}],"next_before":"9"}})",
        }) {
     EXPECT_EQ(parse(round_trip(json)), parse(json)) << json << "\n → " << round_trip(json);
   }
