@@ -80,14 +80,18 @@ namespace t = imlog::testing;
 
 // ---- the generated log --------------------------------------------------------------------------
 
-// One valid event as the projector hands it to a sink, with the EpochFilter token after it.
+// One valid event as the projector hands it to a sink, with the EpochFilter state after it.
 struct LogEvent {
   int32_t partition = 0;
   int64_t offset = 0;
   const fb::EventEnvelope* event = nullptr;
-  uint64_t token = 0;
+  EpochFilter::State after;
   int64_t timestamp = 0;
 };
+
+PartitionPosition position_after(const LogEvent& e) {
+  return PartitionPosition{e.partition, e.offset + 1, e.after.token, e.after.link};
+}
 
 // The hand-encoded partition: after the engine's two.
 constexpr int32_t kSyntheticPartition = 2;
@@ -130,7 +134,7 @@ class GeneratedLog {
   // The positions after the first `n` events.
   [[nodiscard]] std::vector<PartitionPosition> positions_after(size_t n) const {
     std::map<int32_t, PartitionPosition> pos;
-    for (size_t i = 0; i < n; ++i) pos[events[i].partition] = {events[i].partition, events[i].offset + 1, events[i].token};
+    for (size_t i = 0; i < n; ++i) pos[events[i].partition] = position_after(events[i]);
     std::vector<PartitionPosition> out;
     for (auto& [p, v] : pos) out.push_back(v);
     return out;
@@ -143,7 +147,7 @@ EventBatch make_batch(const std::vector<LogEvent>& events, size_t begin, size_t 
   for (size_t i = begin; i < end; ++i) {
     const auto& e = events[i];
     b.events.push_back({e.partition, e.offset, e.event});
-    pos[e.partition] = {e.partition, e.offset + 1, e.token};
+    pos[e.partition] = position_after(e);
   }
   for (auto& [p, v] : pos) b.positions.push_back(v);
   return b;
@@ -417,7 +421,7 @@ class LogBuilder {
       auto ev = read_event(out_.bytes.back());
       IMLOG_TRY(ev);
       if (!filter.accept(r.partition, **ev)) continue;
-      out_.partition_major.push_back({r.partition, r.offset, *ev, filter.token(r.partition), (*ev)->timestamp_ms()});
+      out_.partition_major.push_back({r.partition, r.offset, *ev, filter.state(r.partition), (*ev)->timestamp_ms()});
     }
     return {};
   }
@@ -443,7 +447,7 @@ class LogBuilder {
     for (auto* e : {&epoch, &reg}) {
       out_.bytes.push_back(encode(*e));
       auto ev = read_event(out_.bytes.back());
-      out_.partition_major.push_back({kSyntheticPartition, offset++, *ev, kSyntheticToken, e->timestamp_ms});
+      out_.partition_major.push_back({kSyntheticPartition, offset++, *ev, {kSyntheticToken, e->event_id}, e->timestamp_ms});
     }
     out_.events = out_.partition_major;
     std::stable_sort(out_.events.begin(), out_.events.end(),
@@ -1054,7 +1058,7 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   std::vector<std::string> names;
   while (rs->next()) names.push_back(rs->getString(2).asStdString());
   EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings",
-                                             "004_message_search"}));
+                                             "004_message_search", "005_epoch_links"}));
   // A model is usable after drop(): the next use re-creates the database.
   ASSERT_OK(model_->drop());
   ASSERT_OK(apply_all(*model_, log().events, 10, 5));

@@ -145,6 +145,57 @@ TEST_F(SequencerCommands, AnEpochMarkerTheLogRefusesStopsTheEngineBeforeItDecide
   EXPECT_EQ(holding_->appends_to(std::string(kEventsTopic)), 1u) << "nothing was appended after the marker";
 }
 
+// The log loses batch A but stores batch B, appended after it while A was in flight. B's events
+// link past the hole, so no reader takes them (validity.h); the engine, told A failed, answers
+// both batches `unavailable`, retakes the partition under a new epoch and decides their commands
+// again: every message has exactly one valid event and the seqs have no gap. The failure comes
+// as each way an append fails: back-pressure, a broker's time-out, an unreachable log.
+class SequencerLostBatch : public SequencerCommands, public ::testing::WithParamInterface<LogErrc> {};
+
+TEST_P(SequencerLostBatch, ALostBatchFollowedByAStoredOneLeavesNoSeqGap) {
+  start_engine();
+  ASSERT_TRUE(node_->wait_for_partitions(1));
+  const std::string world(kWorldStream);
+  holding_->hold(true);
+  auto submit_three = [&](const std::string& prefix, uint64_t first_request) {
+    std::vector<fb::CommandEnvelopeT> commands;
+    for (uint64_t i = 0; i < 3; ++i) {
+      commands.push_back(testing::send_message(world, 1, prefix + std::to_string(i), "hi", kGateway, first_request + i));
+    }
+    ASSERT_TRUE(testing::submit(*log_, commands).has_value());
+  };
+  submit_three("a", 1);
+  ASSERT_TRUE(testing::wait_until([&] { return node_->sequencer().stats().commands.load() == 3 && holding_->held() >= 1; }, 30s));
+  submit_three("b", 4);
+  ASSERT_TRUE(testing::wait_until([&] { return node_->sequencer().stats().commands.load() == 6 && holding_->held() >= 2; }, 30s));
+  ASSERT_EQ(holding_->held(), 2u) << "the two submissions are two batches in flight";
+  holding_->hold(false);
+  holding_->fail_first_release_rest(GetParam());
+
+  for (uint64_t request = 1; request <= 6; ++request) {
+    auto ok = tail_->wait_for([&] { return tail_->event_for_request(request) != nullptr; }, 30s);
+    ASSERT_TRUE(ok && *ok) << "request " << request << " has no valid event after the retake";
+    ASSERT_FALSE(tail_->replies_for(request).empty());
+    EXPECT_EQ(tail_->replies_for(request).front()->code, "unavailable")
+        << "request " << request << ": its batch, or one before it, was not durable";
+  }
+  ASSERT_TRUE(tail_->read_to_end().has_value());
+  EXPECT_EQ(testing::check_log_invariants(tail_->valid()), std::vector<std::string>{});
+  EXPECT_EQ(tail_->valid().size(), 6u) << "one valid event per message";
+  EXPECT_EQ(tail_->rejected().size(), 3u) << "batch B as first written links past the lost batch";
+  EXPECT_EQ(node_->sequencer().failure(), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Failures, SequencerLostBatch,
+                         ::testing::Values(LogErrc::queue_full, LogErrc::timed_out, LogErrc::unavailable),
+                         [](const ::testing::TestParamInfo<LogErrc>& info) {
+                           switch (info.param) {
+                             case LogErrc::queue_full: return std::string("QueueFull");
+                             case LogErrc::timed_out: return std::string("TimedOut");
+                             default: return std::string("Unavailable");
+                           }
+                         });
+
 TEST_F(SequencerCommands, AnUndecodableEventInTheLogStopsTheEngineNamingWhereItIs) {
   // Decided on a state that skipped an event, the engine would give its seqs out again: it must
   // refuse to own the partition instead.

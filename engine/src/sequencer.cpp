@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -56,6 +57,9 @@ struct PartitionCtx {
   int64_t verified_offset = 0;
   uint64_t unverified_events = 0;
   uint64_t last_event_id = 0;
+  // The event id of the last record this engine appended to the partition (its marker, then each
+  // event): the next event links to it (prev_event_id; validity.h).
+  uint64_t link = 0;
   MessageIdGenerator ids;
   std::unordered_map<std::string, StreamState> streams;
   std::unordered_set<std::string> dirty;
@@ -235,9 +239,10 @@ class Sequencer::Loop final : public RebalanceListener {
     if (!pos) return fail(pos.error().with_context("writing the epoch marker of partition " + std::to_string(p)));
     int64_t marker_offset = pos->at(0).offset;
 
-    auto caught = catch_up(*ctx, cp->next_event_offset, cp->token, marker_offset);
+    auto caught = catch_up(*ctx, cp->next_event_offset, EpochFilter::State{cp->token, cp->link}, marker_offset);
     IMLOG_TRY(caught);
     ctx->token = token;
+    ctx->link = marker.event_id;
     ctx->acked_event_offset = marker_offset + 1;
     ctx->verified_offset = marker_offset + 1;
     logger_->info("took partition {}: epoch {:x}, caught up {} events from offset {} to {}", p, token,
@@ -249,10 +254,10 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // Applies the valid events of partition p in [from, through] to ctx; returns how many.
-  Result<uint64_t> catch_up(PartitionCtx& ctx, int64_t from, uint64_t token, int64_t through) {
+  Result<uint64_t> catch_up(PartitionCtx& ctx, int64_t from, EpochFilter::State resume, int64_t through) {
     int32_t p = ctx.partition;
     EpochFilter filter;
-    filter.restore(p, token);
+    filter.restore(p, resume);
     ConsumerOptions opts;
     opts.max_batch = 4096;
     auto reader = log_.consumer(opts);
@@ -464,6 +469,7 @@ class Sequencer::Loop final : public RebalanceListener {
     e.timestamp_ms = now;
     e.actor = c.actor();
     e.epoch = ctx.token;
+    e.prev_event_id = std::exchange(ctx.link, e.event_id);
     if (c.reply_to()) {
       e.reply_to = std::make_unique<fb::ReplyToT>();
       c.reply_to()->UnPackTo(e.reply_to.get());
@@ -741,7 +747,7 @@ class Sequencer::Loop final : public RebalanceListener {
       for (const auto& stream : ctx->dirty) batch.states.emplace_back(stream, &ctx->streams.at(stream));
       for (auto& kv : ctx->pending_dedupe) batch.dedupe.emplace_back(kv.first, kv.second);
       for (auto& kv : ctx->pending_names) batch.names.emplace_back(kv.first, kv.second);
-      batch.checkpoints.emplace_back(p, Checkpoint{ctx->acked_event_offset, ctx->token, ctx->last_event_id});
+      batch.checkpoints.emplace_back(p, Checkpoint{ctx->acked_event_offset, ctx->token, ctx->last_event_id, ctx->link});
       if (ctx->acked_command_offset >= 0) {
         offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
       }

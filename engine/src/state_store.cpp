@@ -68,8 +68,11 @@ Result<Checkpoint> RocksStateStore::checkpoint(int32_t partition) {
   auto s = db_->Get(rocksdb::ReadOptions(), partition_key(partition), &v);
   if (s.IsNotFound()) return Checkpoint{};
   if (!s.ok()) return fail(store_error(s, "reading checkpoint"));
-  if (v.size() != 24) return Checkpoint{};  // unreadable: rebuild from the start of the log
-  return Checkpoint{static_cast<int64_t>(get_u64(v, 0)), get_u64(v, 8), get_u64(v, 16)};
+  // 24 bytes: written before epoch links were stored (the link is then not known). Anything else
+  // is unreadable: rebuild from the start of the log.
+  if (v.size() != 24 && v.size() != 32) return Checkpoint{};
+  uint64_t link = v.size() == 32 ? get_u64(v, 24) : 0;
+  return Checkpoint{static_cast<int64_t>(get_u64(v, 0)), get_u64(v, 8), get_u64(v, 16), link};
 }
 
 Result<bool> RocksStateStore::load(std::string_view stream, StreamState& out) {
@@ -140,6 +143,7 @@ Status RocksStateStore::write(const StoreBatch& batch) {
     put_u64(value, static_cast<uint64_t>(c.next_event_offset));
     put_u64(value, c.token);
     put_u64(value, c.last_event_id);
+    put_u64(value, c.link);
     wb.Put(partition_key(p), value);
   }
   rocksdb::WriteOptions wo;

@@ -30,6 +30,7 @@ struct Checkpoint {
   int64_t next_event_offset = 0;  // first im.events offset not reflected in the store
   uint64_t token = 0;             // epoch token current at that offset
   uint64_t last_event_id = 0;     // highest event id of the partition so far
+  uint64_t link = 0;              // EpochFilter link at that offset (0: not stored, take the next)
 };
 
 struct DedupeEntry {

@@ -7,15 +7,23 @@ namespace imlog {
 bool EpochFilter::accept(int32_t partition, const fb::EventEnvelope& event) {
   PartitionState& p = partitions_[partition];
   if (event.event_type() == fb::Event::EpochStarted) {
+    uint64_t token = event.event_as_EpochStarted()->token();
+    if (token == p.token && token != 0) return true;  // a second copy of the current marker
     // A new owner writes its marker before it has read its predecessor's last events, so a
     // marker's id need not exceed theirs; the events of its epoch will (it catches up first).
-    p.token = event.event_as_EpochStarted()->token();
+    p.token = token;
+    p.link = event.event_id();
     p.last_id = std::max(p.last_id, event.event_id());
     return true;
   }
-  if (p.last_id != 0 && event.event_id() <= p.last_id) return false;  // a second copy
   if (p.token == 0 || event.epoch() != p.token) return false;
-  p.last_id = event.event_id();
+  if (event.prev_event_id() != 0) {
+    if (p.link != 0 && event.prev_event_id() != p.link) return false;  // after a lost record, or a copy
+  } else if (p.last_id != 0 && event.event_id() <= p.last_id) {
+    return false;  // unlinked (written before links): a second copy
+  }
+  p.link = event.event_id();
+  p.last_id = std::max(p.last_id, event.event_id());
   return true;
 }
 
@@ -24,6 +32,13 @@ uint64_t EpochFilter::token(int32_t partition) const {
   return it == partitions_.end() ? 0 : it->second.token;
 }
 
-void EpochFilter::restore(int32_t partition, uint64_t token) { partitions_[partition] = PartitionState{token, 0}; }
+EpochFilter::State EpochFilter::state(int32_t partition) const {
+  auto it = partitions_.find(partition);
+  return it == partitions_.end() ? State{} : State{it->second.token, it->second.link};
+}
+
+void EpochFilter::restore(int32_t partition, State state) {
+  partitions_[partition] = PartitionState{state.token, state.link, state.link};
+}
 
 }  // namespace imlog

@@ -1,5 +1,6 @@
 // Unit tests of the validity rule (validity.h; docs/architecture.md, "Epochs and fencing"): an
-// event is valid iff its epoch is the token of the latest EpochStarted before it in its partition.
+// event is valid iff its epoch is the token of the latest EpochStarted before it in its partition
+// and it links to the partition's last valid record.
 
 #include "imlog/engine/validity.h"
 
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <vector>
 
 #include "imlog/schema/codec.h"
 
@@ -40,6 +42,19 @@ class Events {
     e.event.Set(std::move(ep));
     return add(e);
   }
+  // A message linked to the record whose id is `prev`, as the sequencer writes them.
+  const fb::EventEnvelope& linked(uint64_t epoch, uint64_t prev) {
+    fb::EventEnvelopeT e;
+    e.stream = "world";
+    e.seq = ++seq_;
+    e.event_id = ++ids_;
+    e.actor = 1;
+    e.epoch = epoch;
+    e.prev_event_id = prev;
+    e.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "hi"});
+    return add(e);
+  }
+  // An unlinked message (prev_event_id 0), as written before links existed.
   const fb::EventEnvelope& message(uint64_t epoch) {
     fb::EventEnvelopeT e;
     e.stream = "world";
@@ -119,7 +134,7 @@ TEST(Validity, PartitionsAreIndependent) {
 TEST(Validity, RestoreResumesAtAStoredToken) {
   Events ev;
   EpochFilter f;
-  f.restore(3, kB);
+  f.restore(3, {kB, 0});
   EXPECT_EQ(f.token(3), kB);
   EXPECT_TRUE(f.accept(3, ev.message(kB)));
   EXPECT_FALSE(f.accept(3, ev.message(kA)));
@@ -128,7 +143,7 @@ TEST(Validity, RestoreResumesAtAStoredToken) {
   ASSERT_TRUE(f.accept(3, ev.marker(kA, 3)));
   EXPECT_FALSE(f.accept(3, ev.message(kB)));
   // Restoring "no epoch yet" makes everything but a marker invalid again.
-  f.restore(3, 0);
+  f.restore(3, {});
   EXPECT_EQ(f.token(3), 0u);
   EXPECT_FALSE(f.accept(3, ev.message(kA)));
   EXPECT_FALSE(f.accept(3, ev.message(0)));
@@ -149,9 +164,8 @@ TEST(Validity, TwoReadersOfTheSameLogAgree) {
   log.push_back({&ev.message(kB), 1});
   for (size_t resume = 0; resume <= log.size(); ++resume) {
     EpochFilter from_start;
-    uint64_t stored = 0;
     for (size_t i = 0; i < resume; ++i) from_start.accept(0, *log[i].first);
-    stored = from_start.token(0);
+    EpochFilter::State stored = from_start.state(0);
     EpochFilter resumed;
     resumed.restore(0, stored);
     for (size_t i = resume; i < log.size(); ++i) {
@@ -185,6 +199,102 @@ TEST(Validity, AMarkerWithALowerIdStillOpensItsEpoch) {
   EXPECT_EQ(f.token(0), kB);
   EXPECT_FALSE(f.accept(0, ev.message(kA)));  // the zombie, whatever its id
   EXPECT_TRUE(f.accept(0, ev.message(kB)));
+}
+
+TEST(Validity, ALostRecordMakesTheRestOfItsEpochInvalid) {
+  // The log lost one batch of epoch A (its append failed) but stored the next, already in
+  // flight: that batch and everything A writes after it link past the hole, so no reader applies
+  // them, and A's seqs stay gapless. A new epoch starts a fresh chain at its marker.
+  Events ev;
+  EpochFilter f;
+  const auto& a = ev.marker(kA, 0);
+  ASSERT_TRUE(f.accept(0, a));
+  const auto& e1 = ev.linked(kA, a.event_id());
+  EXPECT_TRUE(f.accept(0, e1));
+  const auto& lost = ev.linked(kA, e1.event_id());  // never stored: not fed to the filter
+  const auto& e3 = ev.linked(kA, lost.event_id());
+  EXPECT_FALSE(f.accept(0, e3)) << "it follows a record no reader has";
+  const auto& e4 = ev.linked(kA, e3.event_id());
+  EXPECT_FALSE(f.accept(0, e4)) << "the rest of the broken epoch is invalid too";
+  EXPECT_EQ(f.state(0), (EpochFilter::State{kA, e1.event_id()})) << "the link stays at the last valid record";
+  const auto& b = ev.marker(kB, 0);
+  ASSERT_TRUE(f.accept(0, b));
+  EXPECT_TRUE(f.accept(0, ev.linked(kB, b.event_id())));
+  EXPECT_FALSE(f.accept(0, ev.linked(kA, e4.event_id()))) << "A is fenced as well";
+}
+
+TEST(Validity, ASecondCopyOfALinkedEventIsInvalid) {
+  Events ev;
+  EpochFilter f;
+  const auto& a = ev.marker(kA, 0);
+  ASSERT_TRUE(f.accept(0, a));
+  const auto& e1 = ev.linked(kA, a.event_id());
+  EXPECT_TRUE(f.accept(0, e1));
+  EXPECT_FALSE(f.accept(0, e1)) << "the copy links to the marker, which is no longer the last record";
+  EXPECT_TRUE(f.accept(0, ev.linked(kA, e1.event_id())));
+}
+
+TEST(Validity, ASecondCopyOfTheCurrentMarkerChangesNothing) {
+  Events ev;
+  EpochFilter f;
+  const auto& a = ev.marker(kA, 0);
+  ASSERT_TRUE(f.accept(0, a));
+  const auto& e1 = ev.linked(kA, a.event_id());
+  ASSERT_TRUE(f.accept(0, e1));
+  EXPECT_TRUE(f.accept(0, a)) << "a marker is valid";
+  EXPECT_EQ(f.state(0), (EpochFilter::State{kA, e1.event_id()})) << "but the copy does not restart the chain";
+  EXPECT_TRUE(f.accept(0, ev.linked(kA, e1.event_id())));
+}
+
+TEST(Validity, ARestoredStateKeepsCheckingLinks) {
+  Events ev;
+  EpochFilter f;
+  const auto& a = ev.marker(kA, 0);
+  const auto& e1 = ev.linked(kA, a.event_id());
+  f.restore(0, {kA, e1.event_id()});
+  EXPECT_FALSE(f.accept(0, e1)) << "a copy of the record before the resume point";
+  EXPECT_FALSE(f.accept(0, ev.linked(kA, a.event_id())));
+  EXPECT_TRUE(f.accept(0, ev.linked(kA, e1.event_id())));
+  // A position stored without a link (an older version) takes the next event of its epoch.
+  EpochFilter older;
+  older.restore(0, {kA, 0});
+  const auto& any = ev.linked(kA, 12345);
+  EXPECT_TRUE(older.accept(0, any));
+  EXPECT_FALSE(older.accept(0, ev.linked(kA, 12345))) << "and checks links from there";
+  EXPECT_TRUE(older.accept(0, ev.linked(kA, any.event_id())));
+}
+
+TEST(Validity, ReadersResumingAnywhereAgreeOnABrokenEpoch) {
+  Events ev;
+  std::vector<std::pair<const fb::EventEnvelope*, int>> log;  // event, expected verdict
+  const auto& a = ev.marker(kA, 0);
+  log.push_back({&a, 1});
+  const auto& e1 = ev.linked(kA, a.event_id());
+  log.push_back({&e1, 1});
+  const auto& lost = ev.linked(kA, e1.event_id());
+  const auto& e3 = ev.linked(kA, lost.event_id());
+  log.push_back({&e3, 0});
+  const auto& e4 = ev.linked(kA, e3.event_id());
+  log.push_back({&e4, 0});
+  const auto& b = ev.marker(kB, 0);
+  log.push_back({&b, 1});
+  const auto& f1 = ev.linked(kB, b.event_id());
+  log.push_back({&f1, 1});
+  log.push_back({&ev.linked(kA, e4.event_id()), 0});
+  log.push_back({&f1, 0});
+  log.push_back({&ev.linked(kB, f1.event_id()), 1});
+  for (size_t resume = 0; resume <= log.size(); ++resume) {
+    EpochFilter from_start;
+    for (size_t i = 0; i < resume; ++i) from_start.accept(0, *log[i].first);
+    EpochFilter resumed;
+    resumed.restore(0, from_start.state(0));
+    for (size_t i = resume; i < log.size(); ++i) {
+      bool x = from_start.accept(0, *log[i].first);
+      bool y = resumed.accept(0, *log[i].first);
+      EXPECT_EQ(x, log[i].second == 1) << "event " << i;
+      EXPECT_EQ(x, y) << "event " << i << " resuming at " << resume;
+    }
+  }
 }
 
 }  // namespace

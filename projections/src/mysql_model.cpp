@@ -220,7 +220,7 @@ namespace msg_col {
 enum { conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled };
 }
 namespace rp_col { enum { updated_at, read_seq }; }
-namespace pos_col { enum { next_offset, token }; }
+namespace pos_col { enum { next_offset, token, link }; }
 
 const TableSpec kUsers{"users",
                        {{"user_id", Kind::u64}},
@@ -305,7 +305,7 @@ const TableSpec kReadPointers{"read_pointers",
                                {"read_seq", Kind::u64, Merge::max}}};
 const TableSpec kPositions{"projection_offsets",
                            {{"partition_id", Kind::i64}},
-                           {{"next_offset", Kind::i64}, {"token", Kind::u64}},
+                           {{"next_offset", Kind::i64}, {"token", Kind::u64}, {"link", Kind::u64}},
                            false,
                            /*dumped=*/false};
 
@@ -646,10 +646,10 @@ class MysqlModelImpl final : public MysqlModel {
     std::lock_guard lock(writer_mu_);
     return with_writer<std::vector<PartitionPosition>>("reading projection_offsets", [&](Conn& c) {
       std::vector<PartitionPosition> out;
-      auto& st = c.prepare("SELECT partition_id, next_offset, token FROM projection_offsets ORDER BY partition_id");
+      auto& st = c.prepare("SELECT partition_id, next_offset, token, link FROM projection_offsets ORDER BY partition_id");
       std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
       while (rs->next()) {
-        out.push_back(PartitionPosition{rs->getInt(1), rs->getInt64(2), rs->getUInt64(3)});
+        out.push_back(PartitionPosition{rs->getInt(1), rs->getInt64(2), rs->getUInt64(3), rs->getUInt64(4)});
       }
       c.c->commit();  // end the read's snapshot
       return out;
@@ -666,7 +666,7 @@ class MysqlModelImpl final : public MysqlModel {
         if (item.event) add_event(c, w, *item.event, moves);
       }
       for (const auto& p : batch.positions) {
-        w.positions.patch({i64(p.partition)}, {{pos_col::next_offset, i64(p.next_offset)}, {pos_col::token, u64(p.token)}});
+        w.positions.patch({i64(p.partition)}, {{pos_col::next_offset, i64(p.next_offset)}, {pos_col::token, u64(p.token)}, {pos_col::link, u64(p.link)}});
       }
       w.flush(c);
       c.c->commit();

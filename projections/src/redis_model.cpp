@@ -103,6 +103,17 @@ bool parse_num(std::string_view s, T& out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
+// A stored position: "<offset>:<token>:<link>", or "<offset>:<token>" as written before epoch links
+// were stored (the link is then 0, not known).
+bool parse_position(std::string_view v, PartitionPosition& p) {
+  auto first = v.find(':');
+  if (first == std::string_view::npos || !parse_num(v.substr(0, first), p.next_offset)) return false;
+  std::string_view rest = v.substr(first + 1);
+  auto second = rest.find(':');
+  if (second == std::string_view::npos) return parse_num(rest, p.token);
+  return parse_num(rest.substr(0, second), p.token) && parse_num(rest.substr(second + 1), p.link);
+}
+
 // One conversation's part of a batch.
 struct ConvBatch {
   struct Row {
@@ -254,12 +265,10 @@ class RedisModelImpl final : public RedisModel {
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
       std::string_view f = reply_string(rep->element[i]), v = reply_string(rep->element[i + 1]);
       PartitionPosition p;
-      auto colon = v.find(':');
-      if (!parse_num(f, p.partition) || colon == std::string_view::npos ||
-          !parse_num(v.substr(0, colon), p.next_offset) || !parse_num(v.substr(colon + 1), p.token)) {
+      if (!parse_num(f, p.partition) || !parse_position(v, p)) {
         return fail(RedisErrc::bad_reply, "Redis " + writer_.endpoint() + ": " + key(kPositionsKey) + " field `" +
                                               std::string(f) + "` = `" + std::string(v) +
-                                              "` is not <partition> = <offset>:<token>; drop the model and replay");
+                                              "` is not <partition> = <offset>:<token>:<link>; drop the model and replay");
       }
       out.push_back(p);
     }
@@ -554,7 +563,7 @@ class RedisModelImpl final : public RedisModel {
       w.arg(positions_key);
       for (const auto& p : batch.positions) {
         w.arg(static_cast<uint64_t>(p.partition));
-        w.arg(std::to_string(p.next_offset) + ":" + std::to_string(p.token));
+        w.arg(std::to_string(p.next_offset) + ":" + std::to_string(p.token) + ":" + std::to_string(p.link));
       }
     }
     const size_t ncmds = w.commands() - 1;

@@ -857,6 +857,7 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
     value_.clear();
     put_be64(value_, static_cast<uint64_t>(p.next_offset));
     put_be64(value_, p.token);
+    put_be64(value_, p.link);
     put(key_, value_);
   }
   auto s = db_->Write(write_options_, &wb_);
@@ -1266,12 +1267,13 @@ Result<std::vector<PartitionPosition>> RocksDbModelImpl::positions() {
     uint64_t p = 0;
     auto k = as_sv(it->key()).substr(2);
     auto v = it->value();
-    if (!parse_hex(k, p) || v.size() != 16) {
+    // 16 bytes: written before epoch links were stored (the link is then 0, not known).
+    if (!parse_hex(k, p) || (v.size() != 16 && v.size() != 24)) {
       return model_fail(ModelErrc::corrupt_row, "the position row `" + std::string(as_sv(it->key())) +
                                                     "` of the model at " + config_.dir + " does not decode");
     }
     out.push_back(PartitionPosition{static_cast<int32_t>(p), static_cast<int64_t>(get_be64(v.data())),
-                                    get_be64(v.data() + 8)});
+                                    get_be64(v.data() + 8), v.size() == 24 ? get_be64(v.data() + 16) : 0});
   }
   if (!it->status().ok()) return tl::unexpected(status_error(it->status(), "reading positions").error());
   return out;

@@ -182,12 +182,26 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v3_commands() {
   return out;
 }
 
+// Version 4 added the epoch link: prev_event_id on the envelope.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v4_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  fb::MessageAppendedT m;
+  m.message_type = fb::MessageType::Text;
+  m.content = "linked";
+  auto e = envelope("single_42_43", 9, as_event(m));
+  e.prev_event_id = e.event_id - 1;
+  e.schema_version = 4;
+  out.emplace_back("message_appended_linked", std::move(e));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
   if (version == 1) return v1_events();
   if (version == 2) return v2_events();
   if (version == 3) return v3_events();
+  if (version == 4) return v4_events();
   return {};
 }
 

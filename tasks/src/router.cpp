@@ -217,7 +217,7 @@ struct Router::Loop {
   // state as of the position deliveries resume from.
   Status rebuild(int32_t p, int64_t until) {
     groups[p].clear();
-    filter.restore(p, 0);  // the partition is read again from its first record
+    filter.restore(p, {});  // the partition is read again from its first record
     if (until == 0) return {};
     ConsumerOptions opts;
     opts.max_batch = config.max_batch;

@@ -28,7 +28,10 @@ namespace imlog {
 struct PartitionPosition {
   int32_t partition = 0;
   int64_t next_offset = 0;  // first offset not yet applied
-  uint64_t token = 0;       // the epoch token current at next_offset (EpochFilter state)
+  // The EpochFilter state at next_offset (validity.h): the epoch token current there, and the
+  // event id of the last valid record before it (0: not stored, as by an older version).
+  uint64_t token = 0;
+  uint64_t link = 0;
   bool operator==(const PartitionPosition&) const = default;
 };
 

@@ -9,7 +9,7 @@
 //   unread:<user>         HASH, field = conversation, value = unread count: the messages of
 //                         msg_seqs above the read seq (recomputed, never incremented, so
 //                         re-applying an event is harmless)
-//   projection:positions  HASH, field = partition, value = "<next_offset>:<token>"
+//   projection:positions  HASH, field = partition, value = "<next_offset>:<token>:<link>"
 // Every key starts with the configured prefix (default none), so replay can build a second model
 // in the same server. A batch is one MULTI/EXEC including the positions (redis_model.cpp says how
 // reads, idempotence and failures are handled).

@@ -41,6 +41,17 @@ class HoldingLog final : public EventLog {
       h.done(fail(LogErrc::unavailable, "append to im.events failed by the test", true));
     }
   }
+  // The first held append fails (never written), the later ones are written in order: a log that
+  // lost one batch but stored the next, already in flight (a Kafka message timing out in the
+  // producer's queue while a later one is sent; librdkafka does not promise otherwise).
+  void fail_first_release_rest(LogErrc why = LogErrc::unavailable) {
+    auto held = take_held();
+    if (held.empty()) return;
+    held.front().done(fail(why, "append to im.events failed by the test", true));
+    for (size_t i = 1; i < held.size(); ++i) {
+      inner_.append(kEventsTopic, std::move(held[i].records), std::move(held[i].done));
+    }
+  }
 
   Status create_topic(const TopicSpec& spec) override { return inner_.create_topic(spec); }
   Result<int32_t> partition_count(std::string_view topic) override { return inner_.partition_count(topic); }
