@@ -430,6 +430,11 @@ TEST_P(E2ePeopleWs, PresenceOnlineAwayOfflineWithPushesToFriends) {
 
   auto wa = connect_ws(s(), a, GetParam());
   ASSERT_TRUE(wa);
+  // hello comes once the session is registered: from then on, with no wait, a is online to a friend.
+  ASSERT_TRUE(wa->wait_for("hello", kFrameWait, [](const Frame&) { return true; }));
+  auto at_hello = s().http().get(fmt::format("/api/v1/users/presence?ids={}", a.id), b.token);
+  ASSERT_EQ(at_hello.status, 200) << at_hello.body;
+  EXPECT_STREQ(at_hello.json()["presence"][0]["status"].GetString(), "online") << at_hello.body;
   ASSERT_TRUE(presence_of(*wb, a.id, "online")) << "a friend hears a's first device connect";
   auto batch = s().http().get(fmt::format("/api/v1/users/presence?ids={},{}", a.id, c.id), b.token);
   ASSERT_EQ(batch.status, 200) << batch.body;

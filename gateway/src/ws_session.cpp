@@ -1,5 +1,6 @@
 #include "ws_session.h"
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <unordered_set>
@@ -154,12 +155,30 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     svc_.metrics.ws_accepted++;
     svc_.hub.add(user_, id_, std::weak_ptr<PushTarget>(shared_from_this()));
     last_heartbeat_ = std::chrono::steady_clock::now();
-    registry_work("connect", [&svc = svc_, user = user_, id = id_] {
+    if (svc_.stopping.load()) return close(1001, "server shutting down");
+    // `hello` goes out once the session is in the registry: a client that has heard it is one
+    // every router finds, so what is sent to it from then on is pushed, not left to its next sync.
+    // The task holds the session: until greet() starts its reads and writes, nothing else does.
+    bool queued = svc_.registry.post(user_, [&svc = svc_, user = user_, id = id_, self = shared_from_this()] {
       svc.sessions.connected(user, svc.gateway_id, id);
       if (svc.sessions.devices(user) == 1) announce_presence(svc, user);  // the first device: online
+      net::post(self->ws_.get_executor(), [self] { self->greet(); });
     });
-    if (svc_.stopping.load()) return close(1001, "server shutting down");
-    enqueue(hello_frame(subprotocol_, user_, svc_.clock.now_ms()));  // the protocol version, first on every connection
+    if (!queued) {
+      registry_work_dropped("connect");
+      greet();  // the TTL and the next heartbeat register it
+    }
+  }
+
+  // The protocol version, first on every connection; then the session starts writing and reading.
+  void greet() {
+    if (state_ != State::open) return;
+    enqueue(hello_frame(subprotocol_, user_, svc_.clock.now_ms()));
+    if (state_ != State::open) return;
+    // Pushes that came while the registry took the session waited in the queue: hello goes first.
+    std::rotate(queue_.rbegin(), queue_.rbegin() + 1, queue_.rend());
+    greeted_ = true;
+    if (!writing_) do_write();
     // A pong answers the server's keep-alive ping: the peer is alive even when it sends nothing.
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::pong) on_alive();
@@ -262,7 +281,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     queued_bytes_ += frame->size();
     queue_.push_back(std::move(frame));
-    if (!writing_) do_write();
+    if (!writing_ && greeted_) do_write();
   }
 
   // The binary frame of a JSON frame. A frame the schema lacks is a server bug: logged, and the
@@ -349,7 +368,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // order posted (connect, heartbeats, disconnect). Fire and forget: dropped when the worker's
   // queue is full (the registry is stalled); the session's TTL and its next heartbeat heal it.
   void registry_work(const char* what, std::function<void()> fn) {
-    if (svc_.registry.post(user_, std::move(fn))) return;
+    if (!svc_.registry.post(user_, std::move(fn))) registry_work_dropped(what);
+  }
+
+  void registry_work_dropped(const char* what) const {
     static std::atomic<uint64_t> dropped{0};
     if (dropped.fetch_add(1) % 1000 == 0) {
       logger("gateway")->warn("session registry queue full: dropped a {} of user {} ({} dropped so far)", what,
@@ -399,6 +421,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool writing_ = false;
   bool close_pending_ = false;
   bool accepted_ = false;
+  bool greeted_ = false;  // hello is queued first: writes may start
   bool finished_ = false;
   State state_ = State::handshake;
   uint16_t close_code_ = 1000;

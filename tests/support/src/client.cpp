@@ -1,5 +1,6 @@
 #include "imlog/testing/client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -342,6 +343,12 @@ std::unique_ptr<WsClient> WsClient::connect(const std::string& host, int port, c
   });
   if (read) p->do_read();
   p->thread = std::thread([p] { p->ioc.run(); });
+  if (read && p->check_frames) {
+    std::unique_lock lock(p->mu);
+    p->cv.wait_for(lock, std::chrono::seconds(30), [p] {
+      return p->closed || std::any_of(p->inbox.begin(), p->inbox.end(), [](const Frame& f) { return f.type == "hello"; });
+    });
+  }
   return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
 }
 

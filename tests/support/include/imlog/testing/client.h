@@ -90,6 +90,9 @@ class WsClient {
   // `error` ends with the refusal's body.
   // `read` false: never read (so never answer pings): a silent peer. `subprotocols`, when not
   // empty, goes in Sec-WebSocket-Protocol as is ("imlog.v1.json", "a, b").
+  // On an imlog connection (/ws) that reads, returns once the server's `hello` came (it stays
+  // queued) or the connection closed: hello means the session is registered, so what is sent to
+  // the user from then on is pushed to it (docs/api/websocket.md).
   static std::unique_ptr<WsClient> connect(const std::string& host, int port, const std::string& target,
                                            const std::string& bearer = {}, int* http_status = nullptr,
                                            std::string* error = nullptr, bool read = true,
