@@ -368,7 +368,7 @@ TEST_F(E2eHostile, CorsAnswersPreflightsOnlyForTheListedOrigins) {
   EXPECT_TRUE(listed.starts_with("http/1.1 204")) << listed;
   EXPECT_NE(listed.find("access-control-allow-origin: http://app.example\r\n"), std::string::npos) << listed;
   EXPECT_NE(listed.find("access-control-allow-methods: get\r\n"), std::string::npos) << listed;
-  EXPECT_NE(listed.find("access-control-allow-headers: authorization, content-type\r\n"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("access-control-allow-headers: authorization, content-type, x-request-id\r\n"), std::string::npos) << listed;
   EXPECT_NE(listed.find("vary: origin\r\n"), std::string::npos) << listed;
   EXPECT_EQ(listed.find("access-control-allow-credentials"), std::string::npos) << listed;
   EXPECT_EQ(listed.find("*"), std::string::npos) << "never a wildcard: " << listed;
@@ -392,7 +392,7 @@ TEST_F(E2eHostile, CorsAnswersPreflightsOnlyForTheListedOrigins) {
                               .received);
   EXPECT_TRUE(denied.starts_with("http/1.1 401")) << denied;
   EXPECT_NE(denied.find("access-control-allow-origin: http://app.example\r\n"), std::string::npos) << denied;
-  EXPECT_NE(denied.find("access-control-expose-headers: retry-after, www-authenticate\r\n"), std::string::npos)
+  EXPECT_NE(denied.find("access-control-expose-headers: retry-after, www-authenticate, x-request-id\r\n"), std::string::npos)
       << denied;
 }
 

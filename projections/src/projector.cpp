@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -37,7 +38,7 @@ class Pass {
     IMLOG_TRY(n);
     partitions_ = *n;
     positions_.clear();
-    for (int32_t p = 0; p < partitions_; ++p) positions_.push_back(PartitionPosition{p, 0, 0});
+    for (int32_t p = 0; p < partitions_; ++p) positions_.push_back(PartitionPosition{p, 0, 0, 0});
     auto stored = sink_.positions();
     if (!stored) return tl::unexpected(stored.error().with_context("reading the " + std::string(sink_.name()) + " model's positions"));
     for (const auto& s : *stored) {
@@ -49,7 +50,7 @@ class Pass {
       }
       positions_[static_cast<size_t>(s.partition)] = s;
     }
-    for (const auto& p : positions_) filter_.restore(p.partition, p.token);
+    for (const auto& p : positions_) filter_.restore(p.partition, EpochFilter::State{p.token, p.link});
     if (ends != nullptr) {
       if (ends->size() != static_cast<size_t>(partitions_)) {
         return fail(LogErrc::bad_argument, "run_until: " + std::to_string(ends->size()) + " end offsets for " +
@@ -117,7 +118,9 @@ class Pass {
       const fb::EventEnvelope& e = **ev;
       bool valid = filter_.accept(r.partition, e);
       pos.next_offset = r.offset + 1;
-      pos.token = filter_.token(r.partition);
+      auto state = filter_.state(r.partition);
+      pos.token = state.token;
+      pos.link = state.link;
       touched_[static_cast<size_t>(r.partition)] = true;
       ++c.consumed;
       if (valid && e.event_type() != fb::Event::EpochStarted) {
@@ -366,6 +369,32 @@ void Projector::stop() {
   std::lock_guard lk(loop.mu);
   if (loop.active == loop.pass.get()) loop.active = nullptr;
   loop.pass.reset();
+}
+
+bool Projector::drain(std::chrono::milliseconds timeout) {
+  auto count = log_.partition_count(kEventsTopic);
+  if (!count) return false;
+  std::vector<int64_t> ends;
+  for (int32_t p = 0; p < *count; ++p) {
+    auto end = log_.end_offset({std::string(kEventsTopic), p});
+    if (!end) return false;
+    ends.push_back(*end);
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (failure()) return false;
+    auto stored = sink_.positions();
+    if (!stored) return false;
+    std::vector<int64_t> at(ends.size(), 0);
+    for (const auto& pos : *stored) {
+      if (pos.partition >= 0 && static_cast<size_t>(pos.partition) < at.size()) at[static_cast<size_t>(pos.partition)] = pos.next_offset;
+    }
+    bool caught_up = true;
+    for (size_t p = 0; p < ends.size(); ++p) caught_up = caught_up && at[p] >= ends[p];
+    if (caught_up) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 std::optional<Error> Projector::failure() const {

@@ -583,8 +583,15 @@ void Node::stop() {
   if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
   if (p.router) p.router->stop();
   if (p.fanout) p.fanout->stop();
-  for (auto& projector : p.projectors) projector->stop();
   if (p.sequencer) p.sequencer->stop();
+  // What the sequencer wrote last reaches the read models before they stop (bounded).
+  for (auto& projector : p.projectors) {
+    if (!projector->drain(p.config.gateway.drain_timeout)) {
+      logger("server")->warn("the {} projection stops {} records short of the log's end; it takes them at its next start",
+                             projector->model(), projector->lag());
+    }
+    projector->stop();
+  }
   if (p.directory) p.directory->stop();
   if (p.log) (void)p.log->flush(std::chrono::seconds(10));
   p.gateway.reset();

@@ -42,6 +42,10 @@ class Projector {
   // Follows the log on a new thread until stop().
   Status start();
   void stop();
+  // Waits, up to `timeout`, until the sink's stored positions reach the end the log has now: a
+  // node stopping on a signal lets its projections take what its sequencer wrote last. Returns
+  // whether they did (false also when the loop failed or the positions cannot be read).
+  bool drain(std::chrono::milliseconds timeout);
   // The error that stopped the loop, if any.
   [[nodiscard]] std::optional<Error> failure() const;
 
