@@ -339,7 +339,15 @@ class LogBuilder {
       m.muted = {g1};
       m.message_policy = fb::MessagePolicy::FriendsOnly;
       m.quiet_start_minute = 1320;
+      m.time_zone = "Asia/Shanghai";
       c.push_back(with(cmd(user_stream(u.bob), u.bob), std::move(m)));
+      // Push devices: two registered, one removed, one registered again under a new id (kept).
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 501, fb::PushPlatform::Webhook, "https://hooks.example/ann", "app.x"}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::RegisterDeviceT{{}, 502, fb::PushPlatform::Fcm, "fcm:ann", ""}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::RemoveDeviceT{{}, 502}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 503, fb::PushPlatform::Webhook, "https://hooks.example/ann", ""}));
       c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::SetFriendGroupT{{}, u.bob, "work"}));
     }
     // A block.
@@ -764,6 +772,14 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ((*bob)->quiet_start_minute, 1320);
   EXPECT_EQ((*bob)->quiet_end_minute, -1);
   EXPECT_EQ((*bob)->muted, std::vector<std::string>{g1});
+  EXPECT_EQ((*bob)->time_zone, "Asia/Shanghai");
+  EXPECT_TRUE((*bob)->devices.empty());
+  ASSERT_EQ((*ann)->devices.size(), 1u) << "502 removed; 503 was the same token as 501";
+  EXPECT_EQ((*ann)->devices[0].device_id, 501u);
+  EXPECT_EQ((*ann)->devices[0].platform, "webhook");
+  EXPECT_EQ((*ann)->devices[0].token, "https://hooks.example/ann");
+  EXPECT_EQ((*ann)->devices[0].app_id, "") << "the later registration's app_id";
+  EXPECT_GT((*ann)->devices[0].created_at, 0);
   auto cred = model_->credentials("bob");
   ASSERT_OK(cred);
   ASSERT_TRUE(cred->has_value());
