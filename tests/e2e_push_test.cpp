@@ -39,6 +39,7 @@ push:
   preview_chars: 8
   first_backoff: 50ms
   max_backoff: 200ms
+  webhook_private_addresses: true  # the test's receiver is on loopback
 )";
 
 struct User {

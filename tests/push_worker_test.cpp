@@ -283,7 +283,7 @@ TEST_F(PushLocal, ARestartedWorkerResumesWhereItCommitted) {
 
 TEST(PushWebhook, PostsTheJsonWithItsIdempotencyKey) {
   t::HttpReceiver receiver;
-  auto provider = make_webhook_provider(2s);
+  auto provider = make_webhook_provider(2s, /*allow_private=*/true);
   PushNotification n;
   n.user_id = 2;
   n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook/2", "", 0};
@@ -304,10 +304,30 @@ TEST(PushWebhook, PostsTheJsonWithItsIdempotencyKey) {
 
 TEST(PushWebhook, ANobodyListeningIsRetryable) {
   int port = t::free_port();
-  auto provider = make_webhook_provider(1s);
+  auto provider = make_webhook_provider(1s, /*allow_private=*/true);
   PushNotification n;
   n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(port) + "/", "", 0};
   EXPECT_EQ(provider->send(n).outcome, SendOutcome::retry);
+}
+
+// A URL is the user's to choose: by default it must not reach loopback or private addresses, also
+// when a name resolves to one.
+TEST(PushWebhook, PrivateAddressesAreRefusedUnlessAllowed) {
+  t::HttpReceiver receiver;
+  auto provider = make_webhook_provider(2s);
+  PushNotification n;
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    n.device = DeviceView{20, "webhook", "http://" + host + ":" + std::to_string(receiver.port()) + "/x", "", 0};
+    auto r = provider->send(n);
+    EXPECT_EQ(r.outcome, SendOutcome::failed) << host << ": " << r.detail;
+    EXPECT_NE(r.detail.find("private or loopback"), std::string::npos) << r.detail;
+  }
+  for (std::string url : {"http://10.1.2.3/x", "http://192.168.0.1/x", "http://169.254.169.254/latest", "http://[::1]/x",
+                          "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x"}) {
+    n.device.token = url;
+    EXPECT_EQ(provider->send(n).outcome, SendOutcome::failed) << url;
+  }
+  EXPECT_TRUE(receiver.requests().empty());
 }
 
 TEST(PushKafka, AnOfflineUsersDevicesGetOneNotificationPerWindow) {

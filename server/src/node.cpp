@@ -529,7 +529,7 @@ struct Node::Parts {
   // The offline push worker (imlog/tasks/push.h), on the read model the gateway reads.
   Status start_push() {
     IMLOG_TRY(open_query());
-    webhook = make_webhook_provider(config.push.timeout);
+    webhook = make_webhook_provider(config.push.timeout, config.push.webhook_private_addresses);
     push = std::make_unique<PushWorker>(*log, *sessions, query->model(), PushProviders{nullptr, nullptr, webhook.get()},
                                         config.push);
     IMLOG_TRY(push->start());

@@ -242,6 +242,7 @@ void read_push(ConfigSection s, PushConfig& c) {
   }
   s.read("timeout", c.timeout);
   if (c.timeout.count() < 100 || c.timeout > std::chrono::minutes(1)) s.fail("timeout", "must be between 100ms and 1m");
+  s.read("webhook_private_addresses", c.webhook_private_addresses);
   s.read("group", c.group);
   if (c.group.empty()) s.fail("group", "is empty: name the push workers' consumer group");
   s.read("commit_interval", c.commit_interval);

@@ -201,9 +201,10 @@ TEST(ServerConfig, PushSection) {
   EXPECT_EQ(d.push.collapse_window, std::chrono::seconds(2));
   EXPECT_EQ(d.push.preview_chars, 100u);
   EXPECT_EQ(d.push.group, "imlog-push");
+  EXPECT_FALSE(d.push.webhook_private_addresses) << "webhooks reach public addresses only";
   ServerConfig c = load_server_config(write_config(R"(
 push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2, first_backoff: 20ms,
-       max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms}
+       max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms, webhook_private_addresses: true}
 )"), "");
   EXPECT_TRUE(c.push.enabled);
   EXPECT_EQ(c.push.collapse_window, std::chrono::milliseconds(500));
@@ -214,6 +215,7 @@ push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2,
   EXPECT_EQ(c.push.timeout, std::chrono::seconds(2));
   EXPECT_EQ(c.push.group, "p2");
   EXPECT_EQ(c.push.commit_interval, std::chrono::milliseconds(100));
+  EXPECT_TRUE(c.push.webhook_private_addresses);
   EXPECT_THAT(error_of("push: {collapse_window: 11m}"), HasSubstr("`push.collapse_window`"));
   EXPECT_THAT(error_of("push: {preview_chars: 1001}"), HasSubstr("`push.preview_chars`"));
   EXPECT_THAT(error_of("push: {max_attempts: 0}"), HasSubstr("`push.max_attempts`"));

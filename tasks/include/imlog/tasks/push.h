@@ -51,6 +51,7 @@ struct PushConfig {
   std::chrono::milliseconds first_backoff{500};     // push.first_backoff, doubling
   std::chrono::milliseconds max_backoff{30000};     // push.max_backoff
   std::chrono::milliseconds timeout{5000};          // push.timeout: one webhook request
+  bool webhook_private_addresses = false;           // push.webhook_private_addresses: allow them
   std::string group = "imlog-push";                 // the consumer group of its committed offsets
   std::chrono::milliseconds commit_interval{1000};
   uint64_t max_batch = 1024;
@@ -103,8 +104,9 @@ class PushProvider {
 
 // POSTs push_payload_json() to the device's token (its URL) with headers Content-Type
 // application/json and Idempotency-Key: the key. 2xx sent; 408, 429, 5xx, a time-out or a
-// connection failure retry; any other status failed.
-std::unique_ptr<PushProvider> make_webhook_provider(std::chrono::milliseconds timeout);
+// connection failure retry; any other status failed. Unless `allow_private`, an address that is
+// loopback, private, link-local or otherwise internal (checked after DNS) is refused: failed.
+std::unique_ptr<PushProvider> make_webhook_provider(std::chrono::milliseconds timeout, bool allow_private = false);
 
 // A stand-in for APNs or FCM in tests: records every notification and answers from a script
 // (each call takes the next outcome; sent once the script is used up).
