@@ -62,11 +62,14 @@ class HttpReceiver {
           need = head + 4 + body;
         }
       }
+      {
+        // Recorded before the answer: a sender that got its 200 finds its request here.
+        std::lock_guard lock(mu_);
+        requests_.push_back(req);
+      }
       std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       (void)::write(c, answer.data(), answer.size());
       ::close(c);
-      std::lock_guard lock(mu_);
-      requests_.push_back(std::move(req));
     }
   }
   int fd_ = -1;
