@@ -445,6 +445,22 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("updateSettings", 400, {}, R"({"message_policy":"nobody"})", a.token);
   call("updateSettings", 401, {}, R"({"allow_search":true})");
   call("updateSettings", 413, {}, too_big, a.token);
+  call("updateSettings", 204, {}, R"({"time_zone":"Europe/Paris"})", a.token);
+  call("updateSettings", 400, {}, R"({"time_zone":"Nowhere/Atlantis"})", a.token);
+
+  // --- push devices -------------------------------------------------------------------------
+  auto device = call("registerDevice", 201, {}, R"({"platform":"webhook","token":"http://127.0.0.1:9/hook"})", a.token);
+  ASSERT_EQ(device.status, 201);
+  std::string device_id = id(device.json()["device_id"].GetUint64());
+  call("registerDevice", 400, {}, R"({"platform":"pager","token":"x"})", a.token);
+  call("registerDevice", 401, {}, R"({"platform":"fcm","token":"x"})");
+  call("registerDevice", 413, {}, too_big, a.token);
+  eventually("listDevices", 200, {}, a.token, {}, [&](const HttpResult& r) { return r.body.find(device_id) != std::string::npos; });
+  call("listDevices", 401);
+  call("removeDevice", 404, {{"device_id", device_id}}, {}, b.token);
+  call("removeDevice", 204, {{"device_id", device_id}}, {}, a.token);
+  call("removeDevice", 404, {{"device_id", device_id}}, {}, a.token);
+  call("removeDevice", 401, {{"device_id", device_id}});
   eventually("searchUsers", 200, {}, b.token, "q=conf_a", [&](const HttpResult& r) { return r.body.find(id(a.id)) != std::string::npos; });
   call("searchUsers", 400, {}, {}, b.token, "q=conf_a&limit=0");
   call("searchUsers", 401, {}, {}, {}, "q=conf_a");

@@ -112,8 +112,11 @@ TEST(Cli, DlqListsShowsAndReplaysDeadLetters) {
     ASSERT_TRUE(log) << log.error().to_string();
     Record good{std::string(kTasksTopic), 1, 17, 0, "group_7/0", task_bytes};
     Record bad{std::string(kTasksTopic), 1, 18, 0, "junk", "not a task"};
+    // A push notification's dead letter names the message in im.events; its value is the JSON.
+    Record push{std::string(kEventsTopic), 0, 5, 0, "2/single_1_2/1/20", R"({"key":"2/single_1_2/1/20"})"};
     auto r = (*log)->append_wait(kDeadLetterTopic, {dead_letter(good, "delivery to im.deliver.gw-1 failed after 5 attempts", 5, 1764756000000),
-                                                    dead_letter(bad, "corrupt task: x", 0, 1764756001000)});
+                                                    dead_letter(bad, "corrupt task: x", 0, 1764756001000),
+                                                    dead_letter(push, "push to webhook device 20 failed after 5 attempts: HTTP 500", 5, 1764756002000)});
     ASSERT_TRUE(r) << r.error().to_string();
   }
   auto list = imlog({"dlq", "--data-dir", data, "list"});
@@ -121,7 +124,7 @@ TEST(Cli, DlqListsShowsAndReplaysDeadLetters) {
   EXPECT_THAT(list.output, HasSubstr("im.tasks 1:17  attempts 5  trace_id=5f0c2a9e41d7b803  delivery to im.deliver.gw-1"));
   EXPECT_THAT(list.output, HasSubstr("2025-12-03T10:00:00Z"));
   EXPECT_THAT(list.output, HasSubstr("im.tasks 1:18  attempts 0  trace_id=  corrupt task: x"));
-  EXPECT_THAT(list.output, HasSubstr("2 dead letters in im.dlq"));
+  EXPECT_THAT(list.output, HasSubstr("3 dead letters in im.dlq"));
   // Where the first one is: the start of its line.
   auto at = list.output.find("  2025-12-03T10:00:00Z");
   ASSERT_NE(at, std::string::npos);
@@ -135,6 +138,14 @@ TEST(Cli, DlqListsShowsAndReplaysDeadLetters) {
   auto missing = imlog({"dlq", "--data-dir", data, "show", "0:999"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.output, HasSubstr("no dead letter at `0:999` in im.dlq"));
+
+  // A push's dead letter is never appended to im.events again.
+  auto push_at = list.output.find("  2025-12-03T10:00:02Z");
+  ASSERT_NE(push_at, std::string::npos) << list.output;
+  auto push_line = list.output.substr(list.output.rfind('\n', push_at) == std::string::npos ? 0 : list.output.rfind('\n', push_at) + 1);
+  auto refused = imlog({"dlq", "--data-dir", data, "replay", push_line.substr(0, push_line.find(' '))});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("came from im.events, not im.tasks; only fan-out tasks are replayed"));
 
   auto replay = imlog({"dlq", "--data-dir", data, "replay", where});
   ASSERT_EQ(replay.exit_code, 0) << replay.output;

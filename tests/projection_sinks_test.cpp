@@ -343,7 +343,15 @@ class LogBuilder {
       m.muted = {g1};
       m.message_policy = fb::MessagePolicy::FriendsOnly;
       m.quiet_start_minute = 1320;
+      m.time_zone = "Asia/Shanghai";
       c.push_back(with(cmd(user_stream(u.bob), u.bob), std::move(m)));
+      // Push devices: two registered, one removed, one registered again under a new id (kept).
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 501, fb::PushPlatform::Webhook, "https://hooks.example/ann", "app.x"}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::RegisterDeviceT{{}, 502, fb::PushPlatform::Fcm, "fcm:ann", ""}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::RemoveDeviceT{{}, 502}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 503, fb::PushPlatform::Webhook, "https://hooks.example/ann", ""}));
       c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::SetFriendGroupT{{}, u.bob, "work"}));
     }
     // A block.
@@ -768,6 +776,14 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ((*bob)->quiet_start_minute, 1320);
   EXPECT_EQ((*bob)->quiet_end_minute, -1);
   EXPECT_EQ((*bob)->muted, std::vector<std::string>{g1});
+  EXPECT_EQ((*bob)->time_zone, "Asia/Shanghai");
+  EXPECT_TRUE((*bob)->devices.empty());
+  ASSERT_EQ((*ann)->devices.size(), 1u) << "502 removed; 503 was the same token as 501";
+  EXPECT_EQ((*ann)->devices[0].device_id, 501u);
+  EXPECT_EQ((*ann)->devices[0].platform, "webhook");
+  EXPECT_EQ((*ann)->devices[0].token, "https://hooks.example/ann");
+  EXPECT_EQ((*ann)->devices[0].app_id, "") << "the later registration's app_id";
+  EXPECT_GT((*ann)->devices[0].created_at, 0);
   auto cred = model_->credentials("bob");
   ASSERT_OK(cred);
   ASSERT_TRUE(cred->has_value());
@@ -972,7 +988,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
       "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"));
   ASSERT_TRUE(rs->next());
-  EXPECT_EQ(rs->getInt(1), 12);  // 11 tables and schema_migrations
+  EXPECT_EQ(rs->getInt(1), 13);  // 12 tables and schema_migrations
 }
 
 TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
@@ -1058,7 +1074,7 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   std::vector<std::string> names;
   while (rs->next()) names.push_back(rs->getString(2).asStdString());
   EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings",
-                                             "004_message_search", "005_epoch_links"}));
+                                             "004_message_search", "005_push_devices", "006_epoch_links"}));
   // A model is usable after drop(): the next use re-creates the database.
   ASSERT_OK(model_->drop());
   ASSERT_OK(apply_all(*model_, log().events, 10, 5));

@@ -316,6 +316,8 @@ class Sequencer::Loop final : public RebalanceListener {
       ctx.pending_names[std::string(sv(reg->username()))] = reg->user_id();
     } else if (auto* gc = e.event_as_GroupCreated()) {
       result_id = gc->group_id();
+    } else if (auto* dr = e.event_as_DeviceRegistered()) {
+      result_id = dr->device_id();
     }
     if (e.client_msg_id() && e.client_msg_id()->size() > 0) {
       ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
@@ -492,10 +494,11 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // What an accepted command created, for its ack: the user id of a registration, the group id
-  // of a creation; 0 otherwise.
+  // of a creation, the device id of a device registration; 0 otherwise.
   static uint64_t result_id_of(const fb::EventEnvelopeT& e) {
     if (auto* reg = e.event.AsUserRegistered()) return reg->user_id;
     if (auto* gc = e.event.AsGroupCreated()) return gc->group_id;
+    if (auto* dr = e.event.AsDeviceRegistered()) return dr->device_id;
     return 0;
   }
 

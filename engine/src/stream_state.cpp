@@ -1,6 +1,7 @@
 #include "imlog/engine/stream_state.h"
 
 #include <algorithm>
+#include <cctype>
 #include <optional>
 
 #include "imlog/core/utf8.h"
@@ -90,7 +91,60 @@ Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::Comm
 
 // ---- user_<id> --------------------------------------------------------------------------------
 
-Decision decide_user(const StreamRef& ref, const StreamState&, const fb::CommandEnvelope& c,
+// An IANA name's shape ("Europe/Paris", "America/Argentina/Buenos_Aires", "UTC", "Etc/GMT+5");
+// whether the zone exists is the gateway's check (it reads the zone database; decide does no I/O).
+bool time_zone_shaped(std::string_view name) {
+  if (name.empty() || name.size() > kMaxTimeZoneBytes || name.starts_with('/') || name.find("..") != std::string_view::npos) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '/' ||
+           c == '-' || c == '+';
+  });
+}
+
+bool app_id_shaped(std::string_view id) {
+  return id.size() <= kMaxAppIdBytes && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '.' || c == '-';
+         });
+}
+
+// The device of `state` with this platform and token, or 0.
+uint64_t device_with_token(const StreamState& state, fb::PushPlatform platform, std::string_view token) {
+  for (const auto& [id, d] : state.devices) {
+    if (d.platform == platform && d.token == token) return id;
+  }
+  return 0;
+}
+
+Decision decide_register_device(const StreamRef& ref, const StreamState& state, const fb::RegisterDevice& cmd,
+                                const EngineLimits& lim) {
+  auto platform = cmd.platform();
+  if (platform < fb::PushPlatform::MIN || platform > fb::PushPlatform::MAX) {
+    return Decision::refuse(Refusal::invalid, "platform must be apns, fcm or webhook");
+  }
+  if (auto why = check_device_token(platform, sv(cmd.token())); !why.empty()) {
+    return Decision::refuse(Refusal::invalid, std::move(why));
+  }
+  if (!app_id_shaped(sv(cmd.app_id()))) {
+    return Decision::refuse(Refusal::invalid, "app_id is at most 255 characters of [A-Za-z0-9._-]");
+  }
+  uint64_t id = device_with_token(state, platform, sv(cmd.token()));
+  if (id == 0) {
+    if (cmd.device_id() == 0) return Decision::refuse(Refusal::invalid, "device_id must be non-zero");
+    if (state.devices.contains(cmd.device_id())) return Decision::refuse(Refusal::already_exists, "device id in use");
+    if (state.devices.size() >= lim.max_devices) {
+      return Decision::refuse(Refusal::too_large, "a user has at most " + std::to_string(lim.max_devices) +
+                                                      " devices; remove one first");
+    }
+    id = cmd.device_id();
+  }
+  auto d = accept(fb::DeviceRegisteredT{{}, ref.a, id, platform, std::string(sv(cmd.token())),
+                                        std::string(sv(cmd.app_id()))});
+  d.result_id = id;
+  return d;
+}
+
+Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::CommandEnvelope& c,
                      const DecideContext& ctx) {
   if (c.actor() != ref.a) {
     return Decision::refuse(Refusal::forbidden,
@@ -139,7 +193,20 @@ Decision decide_user(const StreamRef& ref, const StreamState&, const fb::Command
         for (auto* m : *cmd->muted()) ev.muted.emplace_back(sv(m));
       if (cmd->unmuted())
         for (auto* m : *cmd->unmuted()) ev.unmuted.emplace_back(sv(m));
+      if (cmd->time_zone()) {
+        if (!time_zone_shaped(sv(cmd->time_zone()))) {
+          return Decision::refuse(Refusal::invalid, "time_zone must be an IANA time zone name such as Europe/Paris");
+        }
+        ev.time_zone = sv(cmd->time_zone());
+      }
       return accept(std::move(ev));
+    }
+    case fb::Command::RegisterDevice:
+      return decide_register_device(ref, state, *c.command_as_RegisterDevice(), lim);
+    case fb::Command::RemoveDevice: {
+      uint64_t id = c.command_as_RemoveDevice()->device_id();
+      if (!state.devices.contains(id)) return Decision::refuse(Refusal::not_found, "no device " + id_str(id));
+      return accept(fb::DeviceRemovedT{{}, ref.a, id});
     }
     case fb::Command::SetFriendGroup: {
       auto* cmd = c.command_as_SetFriendGroup();
@@ -641,7 +708,36 @@ void apply_messages(StreamState& s, const fb::EventEnvelope& e, const EngineLimi
   }
 }
 
+void apply_user(StreamState& s, const fb::EventEnvelope& e) {
+  if (auto* d = e.event_as_DeviceRegistered()) {
+    s.devices[d->device_id()] = DeviceEntry{d->platform(), std::string(sv(d->token()))};
+  } else if (auto* r = e.event_as_DeviceRemoved()) {
+    s.devices.erase(r->device_id());
+  }
+}
+
 }  // namespace
+
+std::string check_device_token(fb::PushPlatform platform, std::string_view token) {
+  auto all = [&](auto ok) { return std::all_of(token.begin(), token.end(), ok); };
+  switch (platform) {
+    case fb::PushPlatform::Apns:
+      if (token.size() < 64 || token.size() > 200 || !all([](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+        return "an apns token is 64 to 200 hex digits";
+      return {};
+    case fb::PushPlatform::Fcm:
+      if (token.empty() || token.size() > kMaxDeviceTokenBytes ||
+          !all([](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':' || c == '-' || c == '.'; }))
+        return "an fcm token is 1 to 4096 characters of [A-Za-z0-9_:.-]";
+      return {};
+    case fb::PushPlatform::Webhook:
+      if (token.size() > kMaxWebhookUrlBytes || !(token.starts_with("http://") || token.starts_with("https://")) ||
+          token.size() <= 8 || !all([](char c) { return c > ' ' && c < 127; }))
+        return "a webhook token is an http:// or https:// URL of at most 2048 printable characters";
+      return {};
+  }
+  return "platform must be apns, fcm or webhook";
+}
 
 void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
   if (e.seq() != 0) s.last_seq = e.seq();
@@ -652,6 +748,9 @@ void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, con
       break;
     case K::single:
       apply_single(ref, s, e);
+      break;
+    case K::user:
+      apply_user(s, e);
       break;
     default:
       break;
@@ -683,7 +782,8 @@ struct Reader {
 };
 
 // 1: the first. 2: the public_group flag, and the banned users after the recent messages.
-constexpr uint64_t kStateVersion = 2;
+// 3: the push devices after the banned users.
+constexpr uint64_t kStateVersion = 3;
 constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8;
 
 }  // namespace
@@ -713,6 +813,13 @@ std::string encode_state(const StreamState& s) {
   }
   put_u64(out, s.banned.size());
   for (uint64_t id : s.banned) put_u64(out, id);
+  put_u64(out, s.devices.size());
+  for (const auto& [id, d] : s.devices) {
+    put_u64(out, id);
+    put_u64(out, static_cast<uint64_t>(d.platform));
+    put_u64(out, d.token.size());
+    out.append(d.token);
+  }
   return out;
 }
 
@@ -720,7 +827,7 @@ bool decode_state(std::string_view bytes, StreamState& s) {
   Reader r{bytes};
   s = StreamState{};
   const uint64_t version = r.u64();
-  if (version != 1 && version != kStateVersion) return false;
+  if (version < 1 || version > kStateVersion) return false;
   s.last_seq = r.u64();
   s.last_event_ms = static_cast<int64_t>(r.u64());
   uint64_t flags = r.u64();
@@ -752,6 +859,17 @@ bool decode_state(std::string_view bytes, StreamState& s) {
   if (version >= 2) {
     n = r.u64();
     for (uint64_t i = 0; r.ok && i < n; ++i) s.banned.insert(r.u64());
+  }
+  if (version >= 3) {
+    n = r.u64();
+    for (uint64_t i = 0; r.ok && i < n; ++i) {
+      uint64_t id = r.u64();
+      auto platform = static_cast<fb::PushPlatform>(r.u64());
+      uint64_t size = r.u64();
+      if (!r.ok || r.in.size() < size) return false;
+      s.devices[id] = DeviceEntry{platform, std::string(r.in.substr(0, size))};
+      r.in.remove_prefix(size);
+    }
   }
   return r.ok && r.in.empty();
 }

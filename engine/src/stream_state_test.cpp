@@ -194,6 +194,7 @@ class Stream {
   if (x.banned != y.banned) return differ("banned") << ": " << x.banned.size() << " vs " << y.banned.size() << " users";
   if (x.lo_blocks_hi != y.lo_blocks_hi) return differ("lo_blocks_hi");
   if (x.hi_blocks_lo != y.hi_blocks_lo) return differ("hi_blocks_lo");
+  if (x.devices != y.devices) return differ("devices") << ": " << x.devices.size() << " vs " << y.devices.size();
   if (x.recent.size() != y.recent.size())
     return differ("recent") << ": " << x.recent.size() << " vs " << y.recent.size() << " messages";
   for (size_t i = 0; i < x.recent.size(); ++i) {
@@ -550,6 +551,84 @@ TEST(StreamStateUser, RefreshTokenRevocationsNeedAnIdOfAtMost128Bytes) {
   EXPECT_EQ(ev->user_id(), 5u);
   EXPECT_EQ(sv(ev->token_id()), std::string(128, 't'));
   EXPECT_EQ(ev->expires_at_ms(), kStartMs + 86'400'000);
+}
+
+fb::RegisterDeviceT device(uint64_t id, fb::PushPlatform platform, std::string token, std::string app_id = "") {
+  return fb::RegisterDeviceT{{}, id, platform, std::move(token), std::move(app_id)};
+}
+
+TEST(StreamStateUser, DevicesAreRegisteredWithTheirIdAndRemoved) {
+  MapDirectory dir{5, 6};
+  Stream s(user_stream(5), dir);
+  EXPECT_TRUE(Refused(s.run(6, device(7, fb::PushPlatform::Webhook, "https://a.example/x")), Refusal::forbidden));
+  auto d = s.run(5, device(7, fb::PushPlatform::Webhook, "https://a.example/x", "app.one"));
+  ASSERT_TRUE(Accepted(d));
+  EXPECT_EQ(d.result_id, 7u);
+  ASSERT_EQ(s.last()->event_type(), fb::Event::DeviceRegistered);
+  auto* ev = s.last()->event_as_DeviceRegistered();
+  EXPECT_EQ(ev->user_id(), 5u);
+  EXPECT_EQ(ev->platform(), fb::PushPlatform::Webhook);
+  EXPECT_EQ(sv(ev->app_id()), "app.one");
+  // The same token again keeps its id, whatever id the gateway picked this time.
+  d = s.run(5, device(8, fb::PushPlatform::Webhook, "https://a.example/x"));
+  ASSERT_TRUE(Accepted(d));
+  EXPECT_EQ(d.result_id, 7u);
+  EXPECT_TRUE(Refused(s.run(5, device(7, fb::PushPlatform::Fcm, "other")), Refusal::already_exists));
+  EXPECT_TRUE(Refused(s.run(5, fb::RemoveDeviceT{{}, 99}), Refusal::not_found));
+  ASSERT_TRUE(Accepted(s.run(5, fb::RemoveDeviceT{{}, 7})));
+  EXPECT_EQ(s.last()->event_type(), fb::Event::DeviceRemoved);
+  EXPECT_TRUE(Refused(s.run(5, fb::RemoveDeviceT{{}, 7}), Refusal::not_found)) << "gone";
+  EXPECT_TRUE(Refused(s.run(6, fb::RemoveDeviceT{{}, 7}), Refusal::forbidden));
+}
+
+TEST(StreamStateUser, DeviceTokensAreCheckedPerPlatform) {
+  MapDirectory dir{5};
+  Stream s(user_stream(5), dir);
+  using P = fb::PushPlatform;
+  EXPECT_TRUE(Refused(s.run(5, device(1, P::Apns, std::string(63, 'a'))), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(1, P::Apns, std::string(64, 'g'))), Refusal::invalid));
+  EXPECT_TRUE(Accepted(s.run(5, device(1, P::Apns, std::string(64, 'a')))));
+  EXPECT_TRUE(Refused(s.run(5, device(2, P::Fcm, "")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(2, P::Fcm, "has space")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(2, P::Fcm, std::string(4097, 'f'))), Refusal::invalid));
+  EXPECT_TRUE(Accepted(s.run(5, device(2, P::Fcm, "abc:DEF-1_2.3"))));
+  EXPECT_TRUE(Refused(s.run(5, device(3, P::Webhook, "ftp://a.example/x")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(3, P::Webhook, "https://a.example/ x")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(3, P::Webhook, "https://" + std::string(2041, 'a'))), Refusal::invalid));
+  EXPECT_TRUE(Accepted(s.run(5, device(3, P::Webhook, "https://" + std::string(2040, 'a')))));
+  EXPECT_TRUE(Refused(s.run(5, device(4, static_cast<P>(9), "x")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(4, P::Fcm, "x", "bad app id")), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, device(0, P::Fcm, "x")), Refusal::invalid)) << "no id";
+}
+
+TEST(StreamStateUser, AUserHasAtMostMaxDevices) {
+  MapDirectory dir{5};
+  Stream s(user_stream(5), dir);
+  for (uint64_t i = 1; i <= EngineLimits{}.max_devices; ++i) {
+    ASSERT_TRUE(Accepted(s.run(5, device(i, fb::PushPlatform::Fcm, "t" + std::to_string(i)))));
+  }
+  EXPECT_TRUE(Refused(s.run(5, device(100, fb::PushPlatform::Fcm, "one-more")), Refusal::too_large));
+  EXPECT_TRUE(Accepted(s.run(5, device(100, fb::PushPlatform::Fcm, "t1")))) << "a known token is no new device";
+  ASSERT_TRUE(Accepted(s.run(5, fb::RemoveDeviceT{{}, 1})));
+  EXPECT_TRUE(Accepted(s.run(5, device(100, fb::PushPlatform::Fcm, "one-more"))));
+}
+
+TEST(StreamStateUser, TimeZoneIsAnIanaShapedName) {
+  MapDirectory dir{5};
+  Stream s(user_stream(5), dir);
+  auto zone = [](std::string z) {
+    fb::UpdateSettingsT c;
+    c.time_zone = std::move(z);
+    return c;
+  };
+  for (const char* bad : {"Europe/Paris; DROP", "../etc/passwd", "/etc/localtime", "Zone With Space"}) {
+    EXPECT_TRUE(Refused(s.run(5, zone(bad)), Refusal::invalid)) << bad;
+  }
+  EXPECT_TRUE(Refused(s.run(5, zone(std::string(65, 'a'))), Refusal::invalid));
+  ASSERT_TRUE(Accepted(s.run(5, zone("America/Argentina/Buenos_Aires"))));
+  EXPECT_EQ(sv(s.last()->event_as_SettingsUpdated()->time_zone()), "America/Argentina/Buenos_Aires");
+  ASSERT_TRUE(Accepted(s.run(5, quiet_hours(0, 60))));
+  EXPECT_EQ(s.last()->event_as_SettingsUpdated()->time_zone(), nullptr) << "absent: unchanged";
 }
 
 TEST(StreamStateUser, RefusesConversationCommands) {
@@ -1262,6 +1341,8 @@ StreamState rich_state() {
   s.recent.push_back(RecentMessage{77, 9, 4242, kStartMs + 17, true});
   s.public_group = true;
   s.banned = {3, 1ull << 52};
+  s.devices = {{7, DeviceEntry{fb::PushPlatform::Webhook, "https://hooks.example/u/5"}},
+               {1ull << 52, DeviceEntry{fb::PushPlatform::Fcm, "fcm:token"}}};
   return s;
 }
 
@@ -1308,14 +1389,28 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
   StreamState in = rich_state();
   in.public_group = false;
   in.banned.clear();
-  std::string v2 = encode_state(in);
-  std::string v1 = v2.substr(0, v2.size() - 8);  // no banned list
+  in.devices.clear();
+  std::string v3 = encode_state(in);
+  std::string v1 = v3.substr(0, v3.size() - 16);  // no banned list, no devices
   v1[0] = 1;
   StreamState out;
   ASSERT_TRUE(decode_state(v1, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(encode_state(out), v2) << "written back as version 2";
-  EXPECT_FALSE(decode_state(v2.substr(0, v2.size() - 8), out)) << "version 2 needs its banned list";
+  EXPECT_EQ(encode_state(out), v3) << "written back as version 3";
+  EXPECT_FALSE(decode_state(v3.substr(0, v3.size() - 16), out)) << "version 3 needs its banned list and devices";
+}
+
+// The build before devices wrote version 2 states: they decode with no devices.
+TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDevices) {
+  StreamState in = rich_state();
+  in.devices.clear();
+  std::string v3 = encode_state(in);
+  std::string v2 = v3.substr(0, v3.size() - 8);  // no device list
+  v2[0] = 2;
+  StreamState out;
+  ASSERT_TRUE(decode_state(v2, out));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_EQ(encode_state(out), v3);
 }
 
 TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
@@ -1327,7 +1422,7 @@ TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   StreamState out;
   EXPECT_FALSE(decode_state(bytes + '\0', out)) << "trailing byte";
   std::string other_version = bytes;
-  other_version[0] = 3;
+  other_version[0] = 4;
   EXPECT_FALSE(decode_state(other_version, out)) << "unknown version";
   // A member count far past the bytes present fails instead of looping or allocating.
   std::string huge = encode_state(StreamState{});

@@ -11,6 +11,8 @@
 #include "avatar.h"
 #include "handlers.h"
 #include "presence.h"
+#include "imlog/core/time_zone.h"
+#include "imlog/engine/stream_state.h"
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
 
@@ -123,14 +125,19 @@ void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_body(svc, req, respond, body)) return;
   auto f = body.fields();
   std::optional<bool> allow_search, push_enabled;
-  std::optional<std::string> policy;
+  std::optional<std::string> policy, time_zone;
   std::optional<int64_t> quiet_start, quiet_end;
   fb::UpdateSettingsT s;
   if (!f.opt_bool("allow_search", allow_search) || !f.opt_bool("push_enabled", push_enabled) ||
       !f.opt_str("message_policy", policy, 32) || !f.opt_i64("quiet_start_minute", quiet_start) ||
-      !f.opt_i64("quiet_end_minute", quiet_end)) {
+      !f.opt_i64("quiet_end_minute", quiet_end) || !f.opt_str("time_zone", time_zone, kMaxTimeZoneBytes)) {
     return respond(invalid(svc, body.error()));
   }
+  // A zone of the system's zone database; a user who never set one is in UTC (set "UTC" to go back).
+  if (time_zone && !known_time_zone(*time_zone)) {
+    return respond(invalid(svc, "time_zone `" + *time_zone + "` is not an IANA time zone name (e.g. Europe/Paris or UTC)"));
+  }
+  if (time_zone) s.time_zone = *time_zone;
   std::string list_error;
   if (!conversation_list(f, "muted", s.muted, list_error) || !conversation_list(f, "unmuted", s.unmuted, list_error)) {
     return respond(invalid(svc, list_error.empty() ? body.error() : list_error));
@@ -153,6 +160,59 @@ void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(std::move(s));
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT&) { return no_content(); });
+}
+
+// ---- push devices: commands on the user's own stream, read back from the read model ------------
+
+void on_register_device(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  std::string platform;
+  fb::RegisterDeviceT d;
+  if (!f.str("platform", platform, true, 16) || !f.str("token", d.token, true, kMaxDeviceTokenBytes) ||
+      !f.str("app_id", d.app_id, false, kMaxAppIdBytes)) {
+    return respond(invalid(svc, body.error()));
+  }
+  if (!parse_push_platform(platform, d.platform)) return respond(invalid(svc, "platform must be apns, fcm or webhook"));
+  if (auto why = check_device_token(d.platform, d.token); !why.empty()) return respond(invalid(svc, why));
+  d.device_id = new_group_id();  // a random 53-bit id, as a group's; the engine keeps an existing token's id
+  uint64_t me = req.user_id;
+  fb::CommandUnion cmd;
+  cmd.Set(std::move(d));
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+                     [](const fb::CommandReplyT& r) {
+                       JsonOut j;
+                       j.begin_object().field("device_id", r.result_id).end_object();
+                       return json_reply(201, j.take());
+                     });
+}
+
+// The caller's devices as the read model has them (eventually consistent: a device registered a
+// moment ago may not be listed yet).
+void on_devices(Services& svc, ApiRequest& req, Respond respond) {
+  auto user = svc.query.model().user(req.user_id);
+  if (!user) return respond(counted_error(svc, 503, "unavailable", user.error().message()));
+  JsonOut j;
+  j.begin_object().key("devices").begin_array();
+  if (*user) {
+    for (const auto& d : (*user)->devices) write_device(j, d);
+  }
+  j.end_array().end_object();
+  respond(json_reply(200, j.take()));
+}
+
+// Only the caller's own devices are on their stream: another user's device id is not found (404).
+void on_remove_device(Services& svc, ApiRequest& req, Respond respond) {
+  uint64_t id = 0;
+  if (!parse_id(req.params.at(0), id)) {
+    return respond(counted_error(svc, 404, "not_found", "`" + req.params.at(0) + "` is not a device id"));
+  }
+  uint64_t me = req.user_id;
+  fb::CommandUnion cmd;
+  cmd.Set(fb::RemoveDeviceT{{}, id});
   submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
@@ -416,6 +476,9 @@ void add_user_routes(ApiRouter& r) {
   r.add(Method::post, "/api/v1/friends/requests/{}/reject", A::access, on_reject_friend);
   r.add(Method::del, "/api/v1/friends/{}", A::access, on_remove_friend);
   r.add(Method::put, "/api/v1/friends/{}/group", A::access, on_set_friend_group);
+  r.add(Method::post, "/api/v1/devices", A::access, on_register_device);
+  r.add(Method::get, "/api/v1/devices", A::access, on_devices);
+  r.add(Method::del, "/api/v1/devices/{}", A::access, on_remove_device);
   r.add(Method::get, "/api/v1/blocks", A::access, on_blocks);
   r.add(Method::post, "/api/v1/blocks", A::access, on_block);
   r.add(Method::del, "/api/v1/blocks/{}", A::access, on_unblock);

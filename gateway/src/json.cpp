@@ -333,8 +333,19 @@ void write_user(JsonOut& j, const UserView& u, bool self, const Presence* presen
     j.key("muted").begin_array();
     for (const auto& m : u.muted) j.str(m);
     j.end_array();
+    j.field("time_zone", u.time_zone);
     j.end_object();
   }
+  j.end_object();
+}
+
+void write_device(JsonOut& j, const DeviceView& d) {
+  j.begin_object();
+  j.field("device_id", d.device_id);
+  j.field("platform", d.platform);
+  j.field("token", d.token);
+  j.field("app_id", d.app_id);
+  j.field("created_at", d.created_at);
   j.end_object();
 }
 

@@ -123,6 +123,7 @@ void write_history(JsonOut& j, const HistoryPage& page);  // messages: [...], ha
 // `self`: include email and settings (the user's own profile). `presence`: add status and last_seen.
 void write_user(JsonOut& j, const UserView& u, bool self, const Presence* presence = nullptr);
 void write_group(JsonOut& j, const GroupView& g);
+void write_device(JsonOut& j, const DeviceView& d);  // the owner's view: token included
 void write_member(JsonOut& j, const MemberView& m);
 void write_friend(JsonOut& j, const FriendView& f);
 

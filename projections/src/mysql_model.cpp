@@ -207,9 +207,10 @@ Value i64(int64_t v) { return Value(v); }
 namespace users_col { enum { username, password_hash, nickname, email, created_at }; }
 namespace profile_col {
 enum { nickname, email, avatar_url, signature, allow_search, message_policy, push_enabled, quiet_start_minute,
-       quiet_end_minute, status, last_seen, updated_at };
+       quiet_end_minute, status, last_seen, updated_at, time_zone };
 }
 namespace ucs_col { enum { muted, updated_at }; }
+namespace device_col { enum { platform, token, app_id, created_at, removed }; }
 namespace friend_col { enum { status, note, status_at, group_name, blocked, created_at, updated_at }; }
 namespace group_col { enum { name, description, owner_id, created_at, join_policy, history }; }
 namespace member_col {
@@ -242,7 +243,17 @@ const TableSpec kProfiles{"users_profile",
                            {"quiet_end_minute", Kind::i64},
                            {"status", Kind::str, Merge::none},
                            {"last_seen", Kind::i64, Merge::none},
-                           {"updated_at", Kind::i64, Merge::max}}};
+                           {"updated_at", Kind::i64, Merge::max},
+                           {"time_zone", Kind::str}}};
+// Push devices (DeviceRegistered, DeviceRemoved): a removed device keeps its row, removed = 1, so
+// a rebuild writes the same rows whatever its batches.
+const TableSpec kDevices{"user_devices",
+                         {{"user_id", Kind::u64}, {"device_id", Kind::u64}},
+                         {{"platform", Kind::str},
+                          {"token", Kind::str},
+                          {"app_id", Kind::str},
+                          {"created_at", Kind::i64},
+                          {"removed", Kind::i64}}};
 const TableSpec kConvSettings{"user_conversation_settings",
                               {{"user_id", Kind::u64}, {"conversation_id", Kind::str}},
                               {{"muted", Kind::i64}, {"updated_at", Kind::i64, Merge::max}}};
@@ -312,8 +323,8 @@ const TableSpec kPositions{"projection_offsets",
 // Every table, in the order a batch writes them: messages first, so a recall in the same batch
 // finds its row; positions last.
 const std::vector<const TableSpec*> kWriteOrder = {&kMessages,      &kMessageTokens, &kUsers,   &kProfiles,
-                                                   &kConvSettings, &kFriendships,   &kGroups,  &kMembers,
-                                                   &kConversations, &kReadPointers, &kPositions};
+                                                   &kConvSettings, &kDevices,       &kFriendships, &kGroups,
+                                                   &kMembers,       &kConversations, &kReadPointers, &kPositions};
 
 std::string quoted(std::string_view name) { return "`" + std::string(name) + "`"; }
 
@@ -505,6 +516,7 @@ class BatchWriter {
       : users(kUsers),
         profiles(kProfiles),
         conv_settings(kConvSettings),
+        devices(kDevices),
         friendships(kFriendships),
         groups(kGroups),
         members(kMembers),
@@ -514,7 +526,7 @@ class BatchWriter {
         read_pointers(kReadPointers),
         positions(kPositions) {}
 
-  PendingTable users, profiles, conv_settings, friendships, groups, members, conversations, messages,
+  PendingTable users, profiles, conv_settings, devices, friendships, groups, members, conversations, messages,
       message_tokens, read_pointers, positions;
   TokenList tokens;  // scratch for the message being indexed
   std::vector<uint64_t> recalls;  // message ids to empty, after the messages are written
@@ -536,7 +548,7 @@ class BatchWriter {
       done += n;
     }
     recalls.clear();
-    for (PendingTable* t : {&users, &profiles, &conv_settings, &friendships, &groups, &members, &conversations,
+    for (PendingTable* t : {&users, &profiles, &conv_settings, &devices, &friendships, &groups, &members, &conversations,
                             &read_pointers, &positions}) {
       flush_table(conn, *t);
       t->clear();
@@ -784,6 +796,14 @@ class MysqlModelImpl final : public MysqlModel {
       mt.setUInt64(1, user_id);
       std::unique_ptr<sql::ResultSet> ms(mt.executeQuery());
       while (ms->next()) out->muted.push_back(get_str(*ms, 1));
+      auto& dt = c.prepare(
+          "SELECT device_id, platform, token, app_id, created_at FROM user_devices WHERE user_id = ? AND removed = 0 "
+          "ORDER BY device_id");
+      dt.setUInt64(1, user_id);
+      std::unique_ptr<sql::ResultSet> ds(dt.executeQuery());
+      while (ds->next()) {
+        out->devices.push_back(DeviceView{ds->getUInt64(1), get_str(*ds, 2), get_str(*ds, 3), get_str(*ds, 4), ds->getInt64(5)});
+      }
       return out;
     });
   }
@@ -983,7 +1003,8 @@ class MysqlModelImpl final : public MysqlModel {
       "SELECT u.user_id, u.username, COALESCE(p.nickname, u.nickname), COALESCE(p.avatar_url, ''), "
       "COALESCE(p.signature, ''), COALESCE(p.email, u.email), COALESCE(p.allow_search, 1), "
       "COALESCE(p.message_policy, 'everyone'), COALESCE(p.push_enabled, 1), COALESCE(p.quiet_start_minute, -1), "
-      "COALESCE(p.quiet_end_minute, -1), u.created_at FROM users u LEFT JOIN users_profile p ON p.user_id = u.user_id";
+      "COALESCE(p.quiet_end_minute, -1), u.created_at, COALESCE(p.time_zone, '') FROM users u "
+      "LEFT JOIN users_profile p ON p.user_id = u.user_id";
 
   static UserView read_user(const sql::ResultSet& rs) {
     UserView u;
@@ -999,6 +1020,7 @@ class MysqlModelImpl final : public MysqlModel {
     u.quiet_start_minute = rs.getInt(10);
     u.quiet_end_minute = rs.getInt(11);
     u.created_at = rs.getInt64(12);
+    u.time_zone = get_str(rs, 13);
     return u;
   }
 
@@ -1040,6 +1062,7 @@ class MysqlModelImpl final : public MysqlModel {
         if (auto v = p->push_enabled(); v.has_value()) w.profiles.patch(key, {{push_enabled, i64(v.value() ? 1 : 0)}});
         if (auto v = p->quiet_start_minute(); v.has_value()) w.profiles.patch(key, {{quiet_start_minute, i64(v.value())}});
         if (auto v = p->quiet_end_minute(); v.has_value()) w.profiles.patch(key, {{quiet_end_minute, i64(v.value())}});
+        if (p->time_zone()) w.profiles.patch(key, {{profile_col::time_zone, str(sv(p->time_zone()))}});
         w.profiles.patch(key, {{updated_at, i64(ts)}});
         for (auto [list, flag] : {std::pair{p->muted(), 1}, std::pair{p->unmuted(), 0}}) {
           if (!list) continue;
@@ -1048,6 +1071,22 @@ class MysqlModelImpl final : public MysqlModel {
                                   {{ucs_col::muted, i64(flag)}, {ucs_col::updated_at, i64(ts)}});
           }
         }
+        break;
+      }
+      case fb::Event::DeviceRegistered: {
+        auto* p = e.event_as_DeviceRegistered();
+        using namespace device_col;
+        w.devices.patch({u64(p->user_id()), u64(p->device_id())},
+                        {{platform, str(push_platform_name(p->platform()))},
+                         {token, str(sv(p->token()))},
+                         {app_id, str(sv(p->app_id()))},
+                         {created_at, i64(ts)},
+                         {removed, i64(0)}});
+        break;
+      }
+      case fb::Event::DeviceRemoved: {
+        auto* p = e.event_as_DeviceRemoved();
+        w.devices.patch({u64(p->user_id()), u64(p->device_id())}, {{device_col::removed, i64(1)}});
         break;
       }
       case fb::Event::FriendRequested: {

@@ -42,6 +42,15 @@ void to_pb(const UserView& v, pb::User* u) {
   u->set_quiet_end_minute(v.quiet_end_minute);
   for (const auto& m : v.muted) u->add_muted(m);
   u->set_created_at(v.created_at);
+  u->set_time_zone(v.time_zone);
+  for (const auto& d : v.devices) {
+    auto* out = u->add_devices();
+    out->set_device_id(d.device_id);
+    out->set_platform(d.platform);
+    out->set_token(d.token);
+    out->set_app_id(d.app_id);
+    out->set_created_at(d.created_at);
+  }
 }
 
 UserView from_pb(const pb::User& u) {
@@ -59,6 +68,10 @@ UserView from_pb(const pb::User& u) {
   v.quiet_end_minute = u.quiet_end_minute();
   v.muted.assign(u.muted().begin(), u.muted().end());
   v.created_at = u.created_at();
+  v.time_zone = u.time_zone();
+  for (const auto& d : u.devices()) {
+    v.devices.push_back(DeviceView{d.device_id(), d.platform(), d.token(), d.app_id(), d.created_at()});
+  }
   return v;
 }
 

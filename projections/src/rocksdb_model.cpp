@@ -15,7 +15,8 @@
 //   r|<user>|<conv>           {read: "" @read seq}: the highest ReadMarked
 //   u|<user>                  {username, password_hash, created_at @0; nickname, email @0 from the
 //                             registration, then @seq of the user stream; avatar_url, signature,
-//                             allow_search, message_policy, push_enabled, quiet_*, mute:<conv>}
+//                             allow_search, message_policy, push_enabled, quiet_*, mute:<conv>,
+//                             time_zone, device:<id> (a push device; "" once removed)}
 //   n|<username>              user id (decimal)
 //   su|<lower username>|<user>, sk|<lower nickname>|<user>    "" : user search by prefix
 //   g|<group>                 {name, description, owner, created_at, join_policy, history}; the
@@ -570,6 +571,29 @@ std::string lower_ascii(std::string_view s) {
   return out;
 }
 
+// A push device is the field device:<decimal id> of u|<user>: "<platform>\t<token>\t<app_id>\t<ms>"
+// (none of them holds a tab: decide() checks their characters); "" once removed.
+std::string device_field(uint64_t device_id) { return "device:" + std::to_string(device_id); }
+
+std::string encode_device(std::string_view platform, std::string_view token, std::string_view app_id, int64_t at) {
+  std::string out;
+  out.append(platform).append("\t").append(token).append("\t").append(app_id).append("\t").append(std::to_string(at));
+  return out;
+}
+
+DeviceView decode_device(std::string_view id, std::string_view value) {
+  DeviceView d;
+  d.device_id = to_u64(id);
+  std::string* parts[] = {&d.platform, &d.token, &d.app_id};
+  for (auto* part : parts) {
+    auto tab = value.find('\t');
+    *part = value.substr(0, tab);
+    value = tab == std::string_view::npos ? std::string_view() : value.substr(tab + 1);
+  }
+  d.created_at = to_i64(value);
+  return d;
+}
+
 std::string_view role_name(fb::Role r) {
   switch (r) {
     case fb::Role::Owner: return "owner";
@@ -1021,7 +1045,25 @@ void RocksDbModelImpl::apply_user(const fb::EventEnvelope& e) {
       if (s->unmuted()) {
         for (auto* c : *s->unmuted()) w.set("mute:" + std::string(sv(c)), v, "0");
       }
+      if (s->time_zone()) w.set("time_zone", v, std::string(sv(s->time_zone())));
       key_id1(key_, "u|", s->user_id());
+      merge(key_, w);
+      break;
+    }
+    case fb::Event::DeviceRegistered: {
+      auto* d = e.event_as_DeviceRegistered();
+      FieldWriter w;
+      w.set(device_field(d->device_id()), v,
+            encode_device(push_platform_name(d->platform()), sv(d->token()), sv(d->app_id()), e.timestamp_ms()));
+      key_id1(key_, "u|", d->user_id());
+      merge(key_, w);
+      break;
+    }
+    case fb::Event::DeviceRemoved: {
+      auto* d = e.event_as_DeviceRemoved();
+      FieldWriter w;
+      w.set(device_field(d->device_id()), v, "");  // removed: an empty value, as an unmute is "0"
+      key_id1(key_, "u|", d->user_id());
       merge(key_, w);
       break;
     }
@@ -1625,7 +1667,10 @@ Result<std::optional<UserView>> RocksDbModelImpl::user(uint64_t user_id) {
   if (const Field* q = find_field(fields, "quiet_end_minute")) u.quiet_end_minute = static_cast<int32_t>(to_i64(q->value));
   for (const Field& x : fields) {
     if (x.name.starts_with("mute:") && x.value == "1") u.muted.emplace_back(x.name.substr(5));
+    if (x.name.starts_with("device:") && !x.value.empty()) u.devices.push_back(decode_device(x.name.substr(7), x.value));
   }
+  std::sort(u.devices.begin(), u.devices.end(), [](const auto& a, const auto& b) { return a.device_id < b.device_id; });
+  u.time_zone = field_value(fields, "time_zone");
   u.created_at = to_i64(field_value(fields, "created_at"));
   return std::optional<UserView>(std::move(u));
 }

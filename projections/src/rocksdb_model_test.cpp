@@ -137,6 +137,13 @@ TEST(RocksDbModel, UsersProfilesSettingsAndCredentials) {
   s2.unmuted = {"world"};
   b.settings(bob, s2);
   b.profile(bob, "Bobby");
+  fb::SettingsUpdatedT zone;
+  zone.time_zone = "Europe/Paris";
+  b.settings(bob, zone);
+  b.device(ann, 9, fb::PushPlatform::Webhook, "https://hooks.example/a", "app.a");
+  b.device(ann, 3, fb::PushPlatform::Fcm, "fcm:a");
+  b.device(bob, 4, fb::PushPlatform::Apns, std::string(64, 'b'));
+  b.remove_device(bob, 4);
   auto model = f.model();
   IMLOG_ASSERT_OK(f.project(*model));
 
@@ -159,6 +166,15 @@ TEST(RocksDbModel, UsersProfilesSettingsAndCredentials) {
   EXPECT_EQ((*bb)->quiet_start_minute, 60);
   EXPECT_EQ((*bb)->quiet_end_minute, -1);
   EXPECT_EQ((*bb)->muted, std::vector<std::string>{group_stream(9)});
+  EXPECT_EQ((*bb)->time_zone, "Europe/Paris");
+  EXPECT_TRUE((*bb)->devices.empty()) << "removed";
+  ASSERT_EQ((*a)->devices.size(), 2u);
+  EXPECT_EQ((*a)->devices[0].device_id, 3u) << "by device id";
+  EXPECT_EQ((*a)->devices[0].platform, "fcm");
+  EXPECT_EQ((*a)->devices[1].token, "https://hooks.example/a");
+  EXPECT_EQ((*a)->devices[1].app_id, "app.a");
+  EXPECT_GT((*a)->devices[1].created_at, 0);
+  EXPECT_EQ((*a)->time_zone, "");
 
   auto cred = model->credentials("Ann_1");
   IMLOG_ASSERT_OK(cred);

@@ -159,4 +159,23 @@ bool parse_history_rule(std::string_view name, fb::HistoryRule& out) {
   return false;
 }
 
+std::string_view push_platform_name(fb::PushPlatform platform) {
+  switch (platform) {
+    case fb::PushPlatform::Apns: return "apns";
+    case fb::PushPlatform::Fcm: return "fcm";
+    case fb::PushPlatform::Webhook: return "webhook";
+  }
+  return "";
+}
+
+bool parse_push_platform(std::string_view name, fb::PushPlatform& out) {
+  for (auto p : {fb::PushPlatform::Apns, fb::PushPlatform::Fcm, fb::PushPlatform::Webhook}) {
+    if (name == push_platform_name(p)) {
+      out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace imlog

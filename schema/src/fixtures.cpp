@@ -182,15 +182,58 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v3_commands() {
   return out;
 }
 
-// Version 4 added the epoch link: prev_event_id on the envelope.
+// Version 4 added devices for offline push and the time zone setting.
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> v4_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto add = [&](std::string name, uint64_t seq, fb::EventUnion u) {
+    auto e = envelope("user_42", seq, std::move(u));
+    e.schema_version = 4;
+    out.emplace_back(std::move(name), std::move(e));
+  };
+  add("device_registered", 1,
+      as_event(fb::DeviceRegisteredT{{}, 42, 77, fb::PushPlatform::Webhook, "https://push.example/u/42", "app.one"}));
+  add("device_removed", 2, as_event(fb::DeviceRemovedT{{}, 42, 77}));
+  fb::SettingsUpdatedT settings;
+  settings.user_id = 42;
+  settings.time_zone = "Asia/Shanghai";
+  add("settings_updated_with_time_zone", 3, as_event(settings));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v4_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  auto add = [&](std::string name, fb::CommandUnion u) {
+    fb::CommandEnvelopeT c;
+    c.stream = "user_42";
+    c.actor = 42;
+    c.client_msg_id = "d-" + name;
+    c.trace_id = "trace-4";
+    c.timestamp_ms = 1'763'000'002'000;
+    c.schema_version = 4;
+    c.command = std::move(u);
+    out.emplace_back(std::move(name), std::move(c));
+  };
+  fb::CommandUnion u;
+  u.Set(fb::RegisterDeviceT{{}, 77, fb::PushPlatform::Fcm, "fcm-token-1", "app.one"});
+  add("register_device", std::move(u));
+  u.Set(fb::RemoveDeviceT{{}, 77});
+  add("remove_device", std::move(u));
+  fb::UpdateSettingsT settings;
+  settings.time_zone = "Europe/Paris";
+  u.Set(std::move(settings));
+  add("update_settings_with_time_zone", std::move(u));
+  return out;
+}
+
+// Version 5 added the epoch link: prev_event_id on the envelope.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v5_events() {
   std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
   fb::MessageAppendedT m;
   m.message_type = fb::MessageType::Text;
   m.content = "linked";
   auto e = envelope("single_42_43", 9, as_event(m));
   e.prev_event_id = e.event_id - 1;
-  e.schema_version = 4;
+  e.schema_version = 5;
   out.emplace_back("message_appended_linked", std::move(e));
   return out;
 }
@@ -202,12 +245,14 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 2) return v2_events();
   if (version == 3) return v3_events();
   if (version == 4) return v4_events();
+  if (version == 5) return v5_events();
   return {};
 }
 
 std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int version) {
   if (version == 1) return v1_commands();
   if (version == 3) return v3_commands();
+  if (version == 4) return v4_commands();
   return {};
 }
 

@@ -163,6 +163,13 @@ int replay(EventLog& log, const std::vector<const Letter*>& chosen, std::ostream
       return 1;
     }
     std::string topic(sv((*d)->source_topic()));
+    // Only fan-out tasks are driven again this way: a push notification's dead letter names the
+    // message it came from in im.events, and its value is the notification, never an event.
+    if (topic != kTasksTopic) {
+      err << fmt::format("imlog dlq: {}:{} came from {}, not {}; only fan-out tasks are replayed\n", l->partition,
+                         l->offset, topic, kTasksTopic);
+      return 1;
+    }
     std::string value(reinterpret_cast<const char*>((*d)->value()->data()), (*d)->value()->size());
     auto r = log.append_wait(topic, {OutRecord{l->key, std::move(value), kByKey}});
     if (!r) {

@@ -28,6 +28,7 @@
 #include "imlog/projections/query.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/tasks/fanout.h"
+#include "imlog/tasks/push.h"
 #include "imlog/tasks/redis_login_throttle.h"
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
@@ -183,6 +184,9 @@ struct Node::Parts {
   std::unique_ptr<LoginThrottle> login_throttle;
   std::unique_ptr<Router> router;
   std::unique_ptr<FanoutWorker> fanout;
+  // Offline push (push.enabled): the webhook provider is real; APNs and FCM have none here.
+  std::unique_ptr<PushProvider> webhook;
+  std::unique_ptr<PushWorker> push;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<DependencyCheck> dependencies;
   std::unique_ptr<Gateway> gateway;
@@ -314,6 +318,34 @@ struct Node::Parts {
                                      d(st.dead_letters.load())));
       out.push_back(metrics::counter("imlog_fanout_corrupt_tasks_total", "Tasks that did not decode (dead-lettered).",
                                      d(st.corrupt.load())));
+    }));
+  }
+
+  void collect_push() {
+    PushWorker* p = push.get();
+    collectors.push_back(metrics::add_collector([p](std::vector<prometheus::MetricFamily>& out) {
+      const auto& st = p->stats();
+      auto d = [](uint64_t v) { return static_cast<double>(v); };
+      out.push_back(metrics::counter("imlog_push_messages_total", "Messages the push worker read.", d(st.events.load())));
+      out.push_back(metrics::counter("imlog_push_sent_total", "Notifications a push provider accepted.",
+                                     d(st.sent.load())));
+      out.push_back(metrics::counter("imlog_push_collapsed_total",
+                                     "Messages folded into a notification of an open collapse window.",
+                                     d(st.collapsed.load())));
+      out.push_back(metrics::counter("imlog_push_failed_total", "Push attempts that failed (each attempt).",
+                                     d(st.failed.load())));
+      out.push_back(metrics::counter("imlog_push_retried_total", "Push attempts tried again after a back-off.",
+                                     d(st.retried.load())));
+      out.push_back(metrics::counter("imlog_push_dead_letters_total", "Notifications given up on and sent to im.dlq.",
+                                     d(st.dead_lettered.load())));
+      out.push_back(metrics::counter("imlog_push_unsupported_total",
+                                     "Notifications not sent: no provider for the device's platform (APNs, FCM).",
+                                     d(st.unsupported.load())));
+      out.push_back(metrics::counter("imlog_push_skipped_total",
+                                     "Recipients not pushed: online, push off, quiet hours, muted, blocked, no device.",
+                                     d(st.skipped.load())));
+      out.push_back(metrics::gauge("imlog_push_lag_seconds", "Age of the latest message the push worker read, when read.",
+                                   static_cast<double>(st.lag_ms.load()) / 1000.0));
     }));
   }
 
@@ -491,6 +523,17 @@ struct Node::Parts {
     fanout = std::make_unique<FanoutWorker>(*log, *deliveries, *sessions, config.tasks);
     IMLOG_TRY(fanout->start());
     collect_fanout();
+    return config.push.enabled ? start_push() : Status{};
+  }
+
+  // The offline push worker (imlog/tasks/push.h), on the read model the gateway reads.
+  Status start_push() {
+    IMLOG_TRY(open_query());
+    webhook = make_webhook_provider(config.push.timeout, config.push.webhook_private_addresses);
+    push = std::make_unique<PushWorker>(*log, *sessions, query->model(), PushProviders{nullptr, nullptr, webhook.get()},
+                                        config.push);
+    IMLOG_TRY(push->start());
+    collect_push();
     return {};
   }
 
@@ -583,6 +626,7 @@ void Node::stop() {
   if (p.gateway) p.gateway->stop();  // first: stop taking requests, drain the connections
   if (p.router) p.router->stop();
   if (p.fanout) p.fanout->stop();
+  if (p.push) p.push->stop();
   if (p.sequencer) p.sequencer->stop();
   // What the sequencer wrote last reaches the read models before they stop (bounded).
   for (auto& projector : p.projectors) {
@@ -601,6 +645,8 @@ void Node::stop() {
   p.query.reset();
   p.router.reset();
   p.fanout.reset();
+  p.push.reset();
+  p.webhook.reset();
   p.projectors.clear();
   p.sequencer.reset();
   p.directory.reset();

@@ -226,6 +226,30 @@ void read_tasks(ConfigSection s, FanoutConfig& c) {
   s.finish();
 }
 
+// The `push:` section (imlog/tasks/push.h): the tasks role's offline push worker.
+void read_push(ConfigSection s, PushConfig& c) {
+  s.read("enabled", c.enabled);
+  s.read("collapse_window", c.collapse_window);
+  if (c.collapse_window.count() < 0 || c.collapse_window > std::chrono::minutes(10)) {
+    s.fail("collapse_window", "must be between 0ms and 10m");
+  }
+  read_u32(s, "preview_chars", c.preview_chars, 0, 1000);
+  read_u32(s, "max_attempts", c.max_attempts, 1, 100);
+  s.read("first_backoff", c.first_backoff);
+  s.read("max_backoff", c.max_backoff);
+  if (c.first_backoff.count() < 1 || c.max_backoff < c.first_backoff) {
+    s.fail("max_backoff", "must be at least first_backoff, and first_backoff at least 1ms");
+  }
+  s.read("timeout", c.timeout);
+  if (c.timeout.count() < 100 || c.timeout > std::chrono::minutes(1)) s.fail("timeout", "must be between 100ms and 1m");
+  s.read("webhook_private_addresses", c.webhook_private_addresses);
+  s.read("group", c.group);
+  if (c.group.empty()) s.fail("group", "is empty: name the push workers' consumer group");
+  s.read("commit_interval", c.commit_interval);
+  if (c.commit_interval.count() < 1) s.fail("commit_interval", "must be at least 1ms");
+  s.finish();
+}
+
 // The `sessions:` section; the connection defaults come from the `redis:` section when present.
 // `heartbeat_timeout` is the gateway's: a live session refreshes its entry at least that often
 // (pongs come at half of it), so a time-to-live below it would expire idle users who are online.
@@ -281,6 +305,7 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   read_gateway(root.section("gateway"), c.gateway);
   read_router(root.section("router"), c.router);
   read_tasks(root.section("tasks"), c.tasks);
+  read_push(root.section("push"), c.push);
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());

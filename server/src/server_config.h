@@ -17,6 +17,7 @@
 #include "imlog/projections/redis_model.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/tasks/fanout.h"
+#include "imlog/tasks/push.h"
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/router.h"
 
@@ -50,6 +51,8 @@ struct ServerConfig {
   // fan-out workers).
   RouterConfig router;
   FanoutConfig tasks;
+  // The `push:` section: the tasks role's offline push worker (off unless push.enabled).
+  PushConfig push;
   // The `model:` section: the RocksDB read model, always on. model.dir defaults to <data_dir>/model.
   RocksDbModelConfig model;
   // The `mysql:` and `redis:` sections: those read models are on when their section is present.

@@ -195,6 +195,37 @@ tasks: {group: fan, lookup_batch: 64, max_attempts: 3, first_backoff: 50ms, max_
   EXPECT_THAT(error_of("router: {commit_interval: 0ms}"), HasSubstr("`router.commit_interval`"));
 }
 
+TEST(ServerConfig, PushSection) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_FALSE(d.push.enabled) << "off unless asked for";
+  EXPECT_EQ(d.push.collapse_window, std::chrono::seconds(2));
+  EXPECT_EQ(d.push.preview_chars, 100u);
+  EXPECT_EQ(d.push.group, "imlog-push");
+  EXPECT_FALSE(d.push.webhook_private_addresses) << "webhooks reach public addresses only";
+  ServerConfig c = load_server_config(write_config(R"(
+push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2, first_backoff: 20ms,
+       max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms, webhook_private_addresses: true}
+)"), "");
+  EXPECT_TRUE(c.push.enabled);
+  EXPECT_EQ(c.push.collapse_window, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.push.preview_chars, 0u);
+  EXPECT_EQ(c.push.max_attempts, 2u);
+  EXPECT_EQ(c.push.first_backoff, std::chrono::milliseconds(20));
+  EXPECT_EQ(c.push.max_backoff, std::chrono::seconds(1));
+  EXPECT_EQ(c.push.timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c.push.group, "p2");
+  EXPECT_EQ(c.push.commit_interval, std::chrono::milliseconds(100));
+  EXPECT_TRUE(c.push.webhook_private_addresses);
+  EXPECT_THAT(error_of("push: {collapse_window: 11m}"), HasSubstr("`push.collapse_window`"));
+  EXPECT_THAT(error_of("push: {preview_chars: 1001}"), HasSubstr("`push.preview_chars`"));
+  EXPECT_THAT(error_of("push: {max_attempts: 0}"), HasSubstr("`push.max_attempts`"));
+  EXPECT_THAT(error_of("push: {first_backoff: 2s, max_backoff: 1s}"), HasSubstr("`push.max_backoff`"));
+  EXPECT_THAT(error_of("push: {timeout: 10ms}"), HasSubstr("`push.timeout`"));
+  EXPECT_THAT(error_of("push: {group: ''}"), HasSubstr("`push.group`"));
+  EXPECT_THAT(error_of("push: {enabled: maybe}"), HasSubstr("`push.enabled`"));
+  EXPECT_THAT(error_of("push: {collapse: 1s}"), HasSubstr("push.collapse"));
+}
+
 TEST(ServerConfig, AvatarsAndRegistryWorkers) {
   ServerConfig d = load_server_config("", "/srv/im");
   EXPECT_EQ(d.gateway.avatar_dir, "/srv/im/avatars");

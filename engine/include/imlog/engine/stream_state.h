@@ -59,6 +59,20 @@ struct EngineLimits {
   uint32_t max_group_members = 10000;         // Default 10,000.
   uint32_t max_name_bytes = 100;              // group names, nicknames, friend group names
   uint32_t max_text_bytes = 1000;             // descriptions, signatures, friend request notes
+  uint32_t max_devices = 10;                  // push devices per user. Default 10.
+};
+
+// The limits of a push device's token (checked by decide(); the gateway answers 400 on them).
+inline constexpr size_t kMaxDeviceTokenBytes = 4096;  // APNs and FCM tokens
+inline constexpr size_t kMaxWebhookUrlBytes = 2048;   // a webhook device's token is its URL
+inline constexpr size_t kMaxAppIdBytes = 255;
+inline constexpr size_t kMaxTimeZoneBytes = 64;       // the longest IANA name is 32
+
+// A push device as the user stream's state keeps it: enough to find a token again and to count.
+struct DeviceEntry {
+  fb::PushPlatform platform = fb::PushPlatform::Apns;
+  std::string token;
+  bool operator==(const DeviceEntry&) const = default;
 };
 
 enum class Link : uint8_t { none = 0, pending_from_lo, pending_from_hi, friends };
@@ -87,6 +101,8 @@ struct StreamState {
   bool hi_blocks_lo = false;
   // conversations: messages still inside the recall window, oldest first
   std::deque<RecentMessage> recent;
+  // user_<id>: the user's push devices by device id (ordered: encoding must be deterministic)
+  std::map<uint64_t, DeviceEntry> devices;
 
   bool operator==(const StreamState&) const = default;
 };
@@ -123,9 +139,14 @@ Decision decide(const StreamRef& stream, const StreamState& state,
 void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event,
            const EngineLimits& limits);
 
+// Is `token` acceptable for `platform`? Empty when it is, else what is wrong. APNs: 64 to 200
+// hex digits; FCM: 1 to kMaxDeviceTokenBytes of [A-Za-z0-9_:.-]; webhook: an http:// or https://
+// URL of at most kMaxWebhookUrlBytes printable ASCII without spaces.
+std::string check_device_token(fb::PushPlatform platform, std::string_view token);
+
 // Deterministic binary encoding of a state, for the state store. decode_state() also reads the
-// encoding of the build before group settings (version 1: every group private, no bans — which
-// is what the events that build wrote decode to).
+// encodings of the builds before group settings (version 1: every group private, no bans — which
+// is what the events that build wrote decode to) and before devices (version 2: none).
 std::string encode_state(const StreamState& state);
 bool decode_state(std::string_view bytes, StreamState& out);
 

@@ -77,6 +77,17 @@ struct ConversationView {
   uint64_t peer_id = 0;               // single: the other user
 };
 
+// A push device of a user (DeviceRegistered, until DeviceRemoved). Only its owner and the push
+// worker read these: never in another user's view of the profile.
+struct DeviceView {
+  uint64_t device_id = 0;
+  std::string platform;  // apns | fcm | webhook
+  std::string token;     // the webhook's URL for webhook
+  std::string app_id;
+  int64_t created_at = 0;  // Unix ms of the (latest) registration
+  bool operator==(const DeviceView&) const = default;
+};
+
 struct UserView {
   uint64_t user_id = 0;
   std::string username;
@@ -91,6 +102,8 @@ struct UserView {
   int32_t quiet_end_minute = -1;
   std::vector<std::string> muted;           // conversation ids
   int64_t created_at = 0;
+  std::string time_zone;                    // IANA name; "" : UTC
+  std::vector<DeviceView> devices;          // by device id
 };
 
 struct Credentials {

@@ -26,7 +26,7 @@ const std::error_category& schema_category();
 inline std::error_code make_error_code(SchemaErrc e) { return {static_cast<int>(e), schema_category()}; }
 
 // The schema version this build writes.
-inline constexpr uint16_t kSchemaVersion = 4;
+inline constexpr uint16_t kSchemaVersion = 5;
 
 // Verified zero-copy views. The error names what is wrong with the bytes.
 Result<const fb::EventEnvelope*> read_event(std::string_view bytes);
@@ -51,6 +51,9 @@ std::string_view history_rule_name(fb::HistoryRule rule);
 // The inverse; false for any other name.
 bool parse_join_policy(std::string_view name, fb::JoinPolicy& out);
 bool parse_history_rule(std::string_view name, fb::HistoryRule& out);
+// A push device's platform as text: "apns" | "fcm" | "webhook" ("" for an unknown value), and back.
+std::string_view push_platform_name(fb::PushPlatform platform);
+bool parse_push_platform(std::string_view name, fb::PushPlatform& out);
 
 // Is a vector of 8-byte ids in `buffer` at an offset aligned for them? The FlatBuffers 2.0.8
 // verifier checks a vector's 4-byte length prefix only, so a forged buffer can place [ulong]

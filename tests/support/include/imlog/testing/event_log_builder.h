@@ -65,6 +65,13 @@ class EventLogBuilder {
     s.user_id = user;
     emit(user_stream(user), user, std::move(s));
   }
+  void device(uint64_t user, uint64_t device_id, fb::PushPlatform platform, const std::string& token,
+              const std::string& app_id = "") {
+    emit(user_stream(user), user, fb::DeviceRegisteredT{{}, user, device_id, platform, token, app_id});
+  }
+  void remove_device(uint64_t user, uint64_t device_id) {
+    emit(user_stream(user), user, fb::DeviceRemovedT{{}, user, device_id});
+  }
 
   void friend_group(uint64_t user, uint64_t friend_id, const std::string& group) {
     emit(user_stream(user), user, fb::FriendGroupSetT{{}, user, friend_id, group});

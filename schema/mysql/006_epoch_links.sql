@@ -1,4 +1,4 @@
--- imlog MySQL read model, migration 5: the epoch link in the projection's positions.
+-- imlog MySQL read model, migration 6: the epoch link in the projection's positions.
 -- Conventions: see 001_identity.sql. Every statement can run again (a failed migration is
 -- repeated from its first statement).
 

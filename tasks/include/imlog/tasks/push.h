@@ -1,0 +1,160 @@
+#pragma once
+// Offline push (issue 17): the tasks role's PushWorker follows im.events and notifies the devices
+// of recipients who are offline (tasks/README.md, "Offline push").
+//
+// For each MessageAppended of a one-to-one or group conversation (not system rows, not `world`),
+// every recipient but the sender who has no online session (SessionRegistry) and whose settings
+// allow it (should_push: push on, not in quiet hours in their time zone, conversation not muted,
+// sender not blocked) gets one notification per device. Messages to one user within
+// collapse_window become one notification per device (the latest message's sender, preview,
+// conversation and seq, how many were collapsed, and the unread badge read from the read model
+// when the window closes).
+//
+// Providers (PushProvider): WebhookProvider POSTs JSON to the device's URL with libcurl. APNs and
+// FCM are NOT wired to Apple or Google: there is no credential handling; the tests use
+// FakePushProvider, and a worker without a provider for a platform counts those pushes as
+// `unsupported` and sends nothing.
+//
+// Failures: a retryable failure is tried again after first_backoff, doubling up to max_backoff,
+// max_attempts times in all; then the notification is written to im.dlq (task_records.h) with the
+// reason. At least once: the offset the worker commits (under PushConfig::group) never passes an
+// event whose notifications are still collapsing or retrying, so a killed worker notifies again
+// from there; each notification carries a stable idempotency key ("<user>/<stream>/<seq of the
+// window's first message>/<device>") receivers de-duplicate by. A partition never committed is
+// followed from its end at start (no pushes of old messages).
+//
+// Threading: one Worker, "push"; sends run on it (a webhook's time-out bounds each).
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imlog/core/clock.h"
+#include "imlog/core/result.h"
+#include "imlog/engine/event_log.h"
+#include "imlog/projections/query.h"
+#include "imlog/tasks/sessions.h"
+
+namespace imlog {
+
+struct PushConfig {
+  bool enabled = false;                             // push.enabled: start the worker at all
+  std::chrono::milliseconds collapse_window{2000};  // push.collapse_window
+  uint32_t preview_chars = 100;                     // push.preview_chars: 0 sends no preview
+  uint32_t max_attempts = 5;                        // push.max_attempts: sends before im.dlq
+  std::chrono::milliseconds first_backoff{500};     // push.first_backoff, doubling
+  std::chrono::milliseconds max_backoff{30000};     // push.max_backoff
+  std::chrono::milliseconds timeout{5000};          // push.timeout: one webhook request
+  bool webhook_private_addresses = false;           // push.webhook_private_addresses: allow them
+  std::string group = "imlog-push";                 // the consumer group of its committed offsets
+  std::chrono::milliseconds commit_interval{1000};
+  uint64_t max_batch = 1024;
+};
+
+// Why a recipient gets no push (none: they do).
+enum class PushSkip { none, online, disabled, quiet_hours, muted, blocked, no_devices };
+std::string_view push_skip_name(PushSkip s);
+
+// Is `minute` (of the local day) inside quiet hours [start, end)? A window with start > end runs
+// across midnight (22:00–07:00); start == end, or either -1, means no quiet hours.
+bool in_quiet_hours(int start_minute, int end_minute, int minute);
+
+// The decision for one recipient of a message from `sender` in `conversation` at `now_ms`:
+// `blocked` is who the recipient blocked.
+PushSkip should_push(const UserView& recipient, std::string_view conversation, uint64_t sender, bool online,
+                     const std::vector<uint64_t>& blocked, int64_t now_ms);
+
+// The first `chars` characters (UTF-8 code points) of `content`, with "…" when cut; "" for 0.
+std::string preview_of(std::string_view content, uint32_t chars);
+
+// One notification to one device.
+struct PushNotification {
+  uint64_t user_id = 0;
+  DeviceView device;
+  std::string key;            // the idempotency key (above)
+  std::string conversation_id;
+  uint64_t seq = 0;           // of the latest message collapsed into it
+  uint64_t sender_id = 0;
+  std::string sender_nickname;
+  std::string preview;        // "" when preview_chars is 0
+  uint64_t badge = 0;         // unread messages of the user over all conversations
+  uint32_t collapsed = 1;     // messages this notification stands for
+};
+
+// The JSON a webhook receives (docs/api/push.md).
+std::string push_payload_json(const PushNotification& n);
+
+enum class SendOutcome { sent, retry, failed };  // failed: not worth retrying (a 4xx)
+struct SendResult {
+  SendOutcome outcome = SendOutcome::sent;
+  std::string detail;  // why, for logs and the dead letter
+};
+
+class PushProvider {
+ public:
+  virtual ~PushProvider() = default;
+  virtual SendResult send(const PushNotification& n) = 0;
+};
+
+// POSTs push_payload_json() to the device's token (its URL) with headers Content-Type
+// application/json and Idempotency-Key: the key. 2xx sent; 408, 429, 5xx, a time-out or a
+// connection failure retry; any other status failed. Unless `allow_private`, an address that is
+// loopback, private, link-local or otherwise internal (checked after DNS) is refused: failed.
+std::unique_ptr<PushProvider> make_webhook_provider(std::chrono::milliseconds timeout, bool allow_private = false);
+
+// A stand-in for APNs or FCM in tests: records every notification and answers from a script
+// (each call takes the next outcome; sent once the script is used up).
+class FakePushProvider final : public PushProvider {
+ public:
+  SendResult send(const PushNotification& n) override;
+  void script(std::vector<SendOutcome> outcomes);
+  [[nodiscard]] std::vector<PushNotification> calls() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<SendOutcome> script_;
+  std::vector<PushNotification> calls_;
+};
+
+// The providers by platform; a null one leaves that platform's devices unsupported.
+struct PushProviders {
+  PushProvider* apns = nullptr;
+  PushProvider* fcm = nullptr;
+  PushProvider* webhook = nullptr;
+};
+
+struct PushStats {
+  std::atomic<uint64_t> events{0};        // messages read
+  std::atomic<uint64_t> sent{0};          // notifications a provider accepted
+  std::atomic<uint64_t> collapsed{0};     // messages folded into an earlier notification
+  std::atomic<uint64_t> retried{0};       // sends tried again
+  std::atomic<uint64_t> failed{0};        // sends that failed (each attempt)
+  std::atomic<uint64_t> dead_lettered{0};
+  std::atomic<uint64_t> unsupported{0};   // devices of a platform without a provider
+  std::atomic<uint64_t> skipped{0};       // recipients not pushed (online, settings, no device)
+  std::atomic<int64_t> lag_ms{0};         // age of the latest message read when it was read
+};
+
+class PushWorker {
+ public:
+  // Everything passed must outlive the worker. `model` is the read model the gateway reads
+  // (settings, devices, nicknames, members, unread counts).
+  PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers, PushConfig config,
+             const Clock& clock = SystemClock::instance());
+  ~PushWorker();
+  Status start();
+  void stop();
+  [[nodiscard]] const PushStats& stats() const;
+  struct Loop;  // private
+
+ private:
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace imlog

@@ -1,0 +1,530 @@
+#include "imlog/tasks/push.h"
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
+#include "imlog/core/time_zone.h"
+#include "imlog/core/worker.h"
+#include "imlog/engine/streams.h"
+#include "imlog/engine/validity.h"
+#include "imlog/schema/codec.h"
+#include "imlog/tasks/task_records.h"
+
+namespace imlog {
+
+std::string_view push_skip_name(PushSkip s) {
+  switch (s) {
+    case PushSkip::none: return "none";
+    case PushSkip::online: return "online";
+    case PushSkip::disabled: return "disabled";
+    case PushSkip::quiet_hours: return "quiet_hours";
+    case PushSkip::muted: return "muted";
+    case PushSkip::blocked: return "blocked";
+    case PushSkip::no_devices: return "no_devices";
+  }
+  return "unknown";
+}
+
+bool in_quiet_hours(int start_minute, int end_minute, int minute) {
+  if (start_minute < 0 || end_minute < 0 || start_minute == end_minute) return false;
+  if (start_minute < end_minute) return minute >= start_minute && minute < end_minute;
+  return minute >= start_minute || minute < end_minute;  // across midnight
+}
+
+PushSkip should_push(const UserView& recipient, std::string_view conversation, uint64_t sender, bool online,
+                     const std::vector<uint64_t>& blocked, int64_t now_ms) {
+  if (online) return PushSkip::online;
+  if (!recipient.push_enabled) return PushSkip::disabled;
+  if (std::find(recipient.muted.begin(), recipient.muted.end(), conversation) != recipient.muted.end()) {
+    return PushSkip::muted;
+  }
+  if (std::find(blocked.begin(), blocked.end(), sender) != blocked.end()) return PushSkip::blocked;
+  // A zone the database no longer has reads as UTC rather than silencing the user.
+  int minute = local_minute_of_day(recipient.time_zone, now_ms)
+                   .value_or(local_minute_of_day("", now_ms).value_or(0));
+  if (in_quiet_hours(recipient.quiet_start_minute, recipient.quiet_end_minute, minute)) return PushSkip::quiet_hours;
+  if (recipient.devices.empty()) return PushSkip::no_devices;
+  return PushSkip::none;
+}
+
+std::string preview_of(std::string_view content, uint32_t chars) {
+  if (chars == 0) return "";
+  size_t i = 0;
+  for (uint32_t n = 0; i < content.size() && n < chars; ++n) {
+    ++i;  // the lead byte, then its continuation bytes
+    while (i < content.size() && (static_cast<unsigned char>(content[i]) & 0xC0) == 0x80) ++i;
+  }
+  std::string out(content.substr(0, i));
+  if (i < content.size()) out += "\u2026";
+  return out;
+}
+
+namespace {
+
+void json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+}  // namespace
+
+std::string push_payload_json(const PushNotification& n) {
+  std::string out = "{\"key\":";
+  json_string(out, n.key);
+  out += ",\"user_id\":" + std::to_string(n.user_id);
+  out += ",\"device_id\":" + std::to_string(n.device.device_id);
+  out += ",\"conversation_id\":";
+  json_string(out, n.conversation_id);
+  out += ",\"seq\":" + std::to_string(n.seq);
+  out += ",\"sender_id\":" + std::to_string(n.sender_id);
+  out += ",\"sender_nickname\":";
+  json_string(out, n.sender_nickname);
+  out += ",\"preview\":";
+  json_string(out, n.preview);
+  out += ",\"badge\":" + std::to_string(n.badge);
+  out += ",\"collapsed\":" + std::to_string(n.collapsed);
+  out += "}";
+  return out;
+}
+
+SendResult FakePushProvider::send(const PushNotification& n) {
+  std::lock_guard lock(mu_);
+  calls_.push_back(n);
+  size_t i = calls_.size() - 1;
+  SendOutcome o = i < script_.size() ? script_[i] : SendOutcome::sent;
+  return {o, o == SendOutcome::sent ? "" : "scripted failure"};
+}
+
+void FakePushProvider::script(std::vector<SendOutcome> outcomes) {
+  std::lock_guard lock(mu_);
+  script_ = std::move(outcomes);
+}
+
+std::vector<PushNotification> FakePushProvider::calls() const {
+  std::lock_guard lock(mu_);
+  return calls_;
+}
+
+// ---- the worker -----------------------------------------------------------------------------
+
+namespace {
+
+// One user's collapse window: the messages since its first, until due_ms.
+struct Window {
+  int64_t due_ms = 0;
+  int32_t partition = 0;  // of the first message: holds the committed offset back
+  int64_t offset = 0;
+  std::string first_stream;
+  uint64_t first_seq = 0;
+  std::string conversation;  // of the latest message
+  uint64_t seq = 0;
+  uint64_t sender = 0;
+  std::string content;
+  uint32_t count = 0;
+};
+
+// One notification waiting for its (next) attempt.
+struct Outgoing {
+  PushNotification n;
+  int64_t due_ms = 0;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  uint32_t attempts = 0;
+};
+
+}  // namespace
+
+struct PushWorker::Loop {
+  Loop(EventLog& l, SessionRegistry& s, ReadModel& m, PushProviders p, PushConfig c, const Clock& k)
+      : log(l), sessions(s), model(m), providers(p), config(std::move(c)), clock(k), logger(imlog::logger("push")) {}
+
+  EventLog& log;
+  SessionRegistry& sessions;
+  ReadModel& model;
+  PushProviders providers;
+  PushConfig config;
+  const Clock& clock;
+  std::shared_ptr<spdlog::logger> logger;
+  PushStats stats;
+  std::unique_ptr<Consumer> reader;
+  EpochFilter filter;
+  std::vector<Record> batch;
+  std::unordered_map<uint64_t, Window> windows;  // by user
+  std::vector<Outgoing> outgoing;
+  std::map<int32_t, int64_t> next;       // per partition: the next offset to read
+  std::map<int32_t, int64_t> committed;  // per partition: what the group has stored (-1: nothing)
+  std::chrono::steady_clock::time_point last_commit;
+  Worker worker{"push", [this] { return step(); }};
+
+  // ---- who is told ------------------------------------------------------------------------------
+
+  Result<std::vector<uint64_t>> recipients(const StreamRef& ref, uint64_t sender) {
+    std::vector<uint64_t> out;
+    if (ref.kind == StreamKind::single) {
+      out.push_back(ref.a == sender ? ref.b : ref.a);
+      return out;
+    }
+    for (uint64_t after = 0;;) {
+      auto page = model.members(ref.a, after, 500);
+      IMLOG_TRY(page);
+      for (const auto& m : *page) {
+        if (m.user_id != sender) out.push_back(m.user_id);
+      }
+      if (page->size() < 500) return out;
+      after = page->back().user_id;
+    }
+  }
+
+  Result<std::unordered_set<uint64_t>> online_of(const std::vector<uint64_t>& users) {
+    std::vector<std::pair<uint64_t, std::string>> located;
+    IMLOG_TRY(sessions.try_locate(users, located));
+    std::unordered_set<uint64_t> out;
+    for (const auto& [user, gateway] : located) out.insert(user);
+    return out;
+  }
+
+  // Opens or extends the recipient's collapse window with this message.
+  void add_to_window(uint64_t user, const Record& r, const fb::EventEnvelope& e, std::string_view content) {
+    auto [it, fresh] = windows.try_emplace(user);
+    Window& w = it->second;
+    if (fresh) {
+      w.due_ms = clock.now_ms() + config.collapse_window.count();
+      w.partition = r.partition;
+      w.offset = r.offset;
+      w.first_stream = sv(e.stream());
+      w.first_seq = e.seq();
+    } else {
+      stats.collapsed++;
+    }
+    w.conversation = sv(e.stream());
+    w.seq = e.seq();
+    w.sender = e.actor();
+    w.content = content;
+    w.count++;
+  }
+
+  // One event of im.events: a message opens or extends its offline recipients' windows.
+  Status handle(const Record& r) {
+    auto ev = read_event(r.value);
+    if (!ev) return {};  // the router and projections log undecodable records
+    const fb::EventEnvelope& e = **ev;
+    if (!filter.accept(r.partition, e)) return {};
+    auto* m = e.event_as_MessageAppended();
+    if (!m || m->message_type() == fb::MessageType::System) return {};
+    auto ref = parse_stream(sv(e.stream()));
+    if (!ref || (ref->kind != StreamKind::single && ref->kind != StreamKind::group)) return {};
+    stats.events++;
+    stats.lag_ms = clock.now_ms() - e.timestamp_ms();
+    auto who = recipients(*ref, e.actor());
+    IMLOG_TRY(who);
+    auto online = online_of(*who);
+    IMLOG_TRY(online);
+    for (uint64_t user : *who) {
+      IMLOG_TRY(consider(user, online->contains(user), r, e, sv(m->content())));
+    }
+    return {};
+  }
+
+  Status consider(uint64_t user, bool online, const Record& r, const fb::EventEnvelope& e, std::string_view content) {
+    if (online) {
+      stats.skipped++;
+      return {};
+    }
+    auto view = model.user(user);
+    IMLOG_TRY(view);
+    if (!*view) return {};
+    auto blocked = model.blocked(user);
+    IMLOG_TRY(blocked);
+    PushSkip skip = should_push(**view, sv(e.stream()), e.actor(), false, *blocked, clock.now_ms());
+    if (skip != PushSkip::none) {
+      stats.skipped++;
+      logger->debug("no push to user {} for {}/{}: {}", user, sv(e.stream()), e.seq(), push_skip_name(skip));
+      return {};
+    }
+    add_to_window(user, r, e, content);
+    return {};
+  }
+
+  // ---- closing windows and sending ------------------------------------------------------------
+
+  Result<uint64_t> badge_of(uint64_t user) {
+    auto convs = model.conversations(user);
+    IMLOG_TRY(convs);
+    uint64_t n = 0;
+    for (const auto& c : *convs) n += c.unread;
+    return n;
+  }
+
+  // A window closed: one notification per device, unless the user came online meanwhile.
+  Status close_window(uint64_t user, const Window& w) {
+    auto online = online_of({user});
+    IMLOG_TRY(online);
+    if (!online->empty()) {
+      stats.skipped++;
+      return {};
+    }
+    auto view = model.user(user);
+    IMLOG_TRY(view);
+    auto sender = model.user(w.sender);
+    IMLOG_TRY(sender);
+    auto badge = badge_of(user);
+    IMLOG_TRY(badge);
+    if (!*view) return {};
+    for (const auto& d : (*view)->devices) {
+      Outgoing o;
+      o.n.user_id = user;
+      o.n.device = d;
+      o.n.key = std::to_string(user) + "/" + w.first_stream + "/" + std::to_string(w.first_seq) + "/" +
+                std::to_string(d.device_id);
+      o.n.conversation_id = w.conversation;
+      o.n.seq = w.seq;
+      o.n.sender_id = w.sender;
+      o.n.sender_nickname = *sender ? (*sender)->nickname : "";
+      o.n.preview = preview_of(w.content, config.preview_chars);
+      o.n.badge = *badge;
+      o.n.collapsed = w.count;
+      o.due_ms = clock.now_ms();
+      o.partition = w.partition;
+      o.offset = w.offset;
+      outgoing.push_back(std::move(o));
+    }
+    return {};
+  }
+
+  Status close_due_windows() {
+    int64_t now = clock.now_ms();
+    for (auto it = windows.begin(); it != windows.end();) {
+      if (it->second.due_ms > now) {
+        ++it;
+        continue;
+      }
+      IMLOG_TRY(close_window(it->first, it->second));  // kept on failure: closed again next step
+      it = windows.erase(it);
+    }
+    return {};
+  }
+
+  PushProvider* provider_for(std::string_view platform) const {
+    if (platform == "apns") return providers.apns;
+    if (platform == "fcm") return providers.fcm;
+    if (platform == "webhook") return providers.webhook;
+    return nullptr;
+  }
+
+  std::chrono::milliseconds backoff(uint32_t attempts) const {
+    auto d = config.first_backoff;
+    for (uint32_t i = 1; i < attempts && d < config.max_backoff; ++i) d *= 2;
+    return std::min(d, config.max_backoff);
+  }
+
+  // Writes the notification to im.dlq and waits for the log's answer; false if it failed.
+  bool dead_letter_of(const Outgoing& o, const std::string& reason) {
+    Record source{std::string(kEventsTopic), o.partition, o.offset, clock.now_ms(), o.n.key, push_payload_json(o.n)};
+    auto done = std::make_shared<std::promise<bool>>();
+    auto answer = done->get_future();
+    log.append(kDeadLetterTopic, {dead_letter(source, reason, o.attempts, clock.now_ms())},
+               [done](Result<std::vector<RecordPosition>> r) { done->set_value(r.has_value()); });
+    if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready || !answer.get()) {
+      logger->warn("push: writing a dead letter for {} failed; trying again later", o.n.key);
+      return false;
+    }
+    stats.dead_lettered++;
+    logger->warn("push to {} dead-lettered after {} attempts: {}", o.n.key, o.attempts, reason);
+    return true;
+  }
+
+  // Sends one due notification; true when it is done with (sent, dead-lettered, unsupported).
+  bool attempt(Outgoing& o) {
+    PushProvider* p = provider_for(o.n.device.platform);
+    if (!p) {
+      stats.unsupported++;
+      return true;
+    }
+    SendResult r = p->send(o.n);
+    o.attempts++;
+    if (r.outcome == SendOutcome::sent) {
+      stats.sent++;
+      return true;
+    }
+    stats.failed++;
+    if (r.outcome == SendOutcome::retry && o.attempts < config.max_attempts) {
+      stats.retried++;
+      o.due_ms = clock.now_ms() + backoff(o.attempts).count();
+      return false;
+    }
+    std::string reason = "push to " + o.n.device.platform + " device " + std::to_string(o.n.device.device_id) +
+                         " failed after " + std::to_string(o.attempts) + " attempts: " + r.detail;
+    if (dead_letter_of(o, reason)) return true;
+    o.due_ms = clock.now_ms() + config.max_backoff.count();
+    return false;
+  }
+
+  void send_due() {
+    for (auto it = outgoing.begin(); it != outgoing.end() && !worker.stopping();) {
+      if (it->due_ms <= clock.now_ms() && attempt(*it)) {
+        it = outgoing.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // ---- positions ------------------------------------------------------------------------------
+
+  // Where partition p is done up to: its next offset, held back by windows and sends still open.
+  int64_t done_up_to(int32_t p, int64_t read) const {
+    int64_t at = read;
+    for (const auto& [user, w] : windows) {
+      if (w.partition == p) at = std::min(at, w.offset);
+    }
+    for (const auto& o : outgoing) {
+      if (o.partition == p) at = std::min(at, o.offset);
+    }
+    return at;
+  }
+
+  void commit() {
+    last_commit = std::chrono::steady_clock::now();
+    std::vector<TopicPartitionOffset> offsets;
+    for (auto [p, read] : next) {
+      int64_t at = done_up_to(p, read);
+      if (committed[p] != at) offsets.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, at});
+    }
+    if (offsets.empty()) return;
+    if (auto s = reader->commit(offsets); !s) {
+      logger->warn("push: committing im.events offsets: {}", s.error().to_string());
+      return;
+    }
+    for (const auto& o : offsets) committed[o.partition] = o.offset;
+  }
+
+  // Feeds partition p's records before `until` to the validity filter only (the epoch in force
+  // where reading resumes), as the router does.
+  Status restore_filter(int32_t p, int64_t until) {
+    filter.restore(p, {});
+    if (until == 0) return {};
+    ConsumerOptions opts;
+    opts.max_batch = config.max_batch;
+    auto scan = log.consumer(opts);
+    IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, 0}}));
+    std::vector<Record> records;
+    for (int64_t at = 0; at < until;) {
+      if (worker.stopping()) return fail(LogErrc::closed, "push worker stopped while restoring epochs");
+      auto polled = scan->poll(records, std::chrono::milliseconds(1000));
+      if (!polled) return fail(polled.error().with_context("push worker reading partition " + std::to_string(p)));
+      for (const auto& r : records) {
+        if (r.offset >= until) break;
+        if (auto ev = read_event(r.value)) filter.accept(p, **ev);
+        at = r.offset + 1;
+      }
+    }
+    return {};
+  }
+
+  Result<int64_t> resume_point(int32_t p) {
+    auto stored = reader->committed(TopicPartition{std::string(kEventsTopic), p});
+    IMLOG_TRY(stored);
+    if (*stored) return **stored;
+    return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+  }
+
+  Status resume() {
+    auto count = log.partition_count(kEventsTopic);
+    IMLOG_TRY(count);
+    std::vector<TopicPartitionOffset> from;
+    for (int32_t p = 0; p < *count; ++p) {
+      auto at = resume_point(p);
+      IMLOG_TRY(at);
+      IMLOG_TRY(restore_filter(p, *at));
+      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
+      next[p] = *at;
+      committed[p] = -1;
+      logger->info("push worker resumes im.events partition {} at offset {}", p, *at);
+    }
+    return reader->assign(from);
+  }
+
+  // A record of the batch could not be handled (the read model or the registry failed): read
+  // again from it in its partition, and from the first unhandled record in each other one.
+  Status read_again_from(size_t i, const Error& why) {
+    std::map<int32_t, int64_t> from;
+    for (size_t j = i; j < batch.size(); ++j) from.try_emplace(batch[j].partition, batch[j].offset);
+    for (auto [p, offset] : from) {
+      IMLOG_TRY(reader->seek(TopicPartitionOffset{std::string(kEventsTopic), p, offset}));
+      next[p] = offset;
+    }
+    return fail(why.with_context("push worker (reading again from the message it could not handle)"));
+  }
+
+  Status step() {
+    auto polled = reader->poll(batch, std::chrono::milliseconds(100));
+    if (!polled) return fail(polled.error().with_context("push worker reading im.events"));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (auto s = handle(batch[i]); !s) return read_again_from(i, s.error());
+      next[batch[i].partition] = batch[i].offset + 1;
+    }
+    IMLOG_TRY(close_due_windows());
+    send_due();
+    if (std::chrono::steady_clock::now() - last_commit >= config.commit_interval) commit();
+    return {};
+  }
+
+  void finish() {
+    if (!reader) return;
+    commit();  // what is done; open windows and sends are read again by the next worker
+    reader->close();
+    reader.reset();
+  }
+};
+
+PushWorker::PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers,
+                       PushConfig config, const Clock& clock)
+    : loop_(std::make_unique<Loop>(log, sessions, model, providers, std::move(config), clock)) {}
+
+PushWorker::~PushWorker() { stop(); }
+
+Status PushWorker::start() {
+  auto& l = *loop_;
+  ConsumerOptions opts;
+  opts.group = l.config.group;
+  opts.max_batch = l.config.max_batch;
+  l.reader = l.log.consumer(opts);
+  IMLOG_TRY(l.resume());
+  l.last_commit = std::chrono::steady_clock::now();
+  l.worker.on_wake([&l] { l.reader->wakeup(); });
+  l.worker.start();
+  l.logger->info("push worker started; offsets committed as group {}", l.config.group);
+  return {};
+}
+
+void PushWorker::stop() {
+  loop_->worker.stop();
+  loop_->finish();
+}
+
+const PushStats& PushWorker::stats() const { return loop_->stats; }
+
+}  // namespace imlog

@@ -1,0 +1,211 @@
+// End to end, offline push (issue 17): over real sockets to the built `imlog serve` with
+// push.enabled, a user with a webhook device (REST /api/v1/devices) and no WebSocket gets a POST
+// at a loopback receiver after another user messages them; with a WebSocket open, or the
+// conversation muted, none. Devices: validation, listing, removal, and another user's device id
+// is not found. The time_zone setting: an IANA name, checked against the zone database.
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "imlog/testing/client.h"
+#include "imlog/testing/http_receiver.h"
+#include "imlog/testing/imlog_server.h"
+#include "imlog/testing/support.h"
+
+namespace imlog::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kWait = 20s;
+
+constexpr std::string_view kTestConfig = R"(
+log: {level: warn}
+gateway:
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  read_model_wait: 5s
+push:
+  enabled: true
+  collapse_window: 300ms
+  preview_chars: 8
+  first_backoff: 50ms
+  max_backoff: 200ms
+  webhook_private_addresses: true  # the test's receiver is on loopback
+)";
+
+struct User {
+  std::string name;
+  uint64_t id = 0;
+  std::string token;
+};
+
+User make_user(const ImlogServer& s, std::string_view base) {
+  static std::atomic<int> n{0};
+  User u;
+  u.name = fmt::format("{}_{}_{}", base, ::getpid() % 100000, n++);
+  auto body = fmt::format(R"({{"username":{},"password":"correct horse"}})", json_quote(u.name));
+  auto reg = s.http().post("/api/v1/auth/register", body);
+  EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
+  if (reg.status != 201) return u;
+  u.id = reg.json()["user_id"].GetUint64();
+  auto login = s.http().post("/api/v1/auth/login", body);
+  EXPECT_EQ(login.status, 200) << login.body;
+  if (login.status == 200) u.token = login.json()["access_token"].GetString();
+  return u;
+}
+
+std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
+
+class E2ePush : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("imlog-e2e-push");
+    server_ = new ImlogServer(dir_->str(), kTestConfig);
+    EXPECT_TRUE(server_->start()) << "imlog did not become ready on port " << server_->port();
+  }
+  static void TearDownTestSuite() {
+    if (server_ && server_->running()) {
+      auto st = server_->terminate();
+      EXPECT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "imlog did not stop cleanly on SIGTERM";
+    }
+    delete server_;
+    delete dir_;
+    server_ = nullptr;
+    dir_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(server_ && server_->running()) << "the server did not start"; }
+  static const ImlogServer& s() { return *server_; }
+
+  static void send(const User& from, const std::string& conv, std::string_view content) {
+    auto r = s().http().post(fmt::format("/api/v1/conversations/{}/messages", conv),
+                             fmt::format(R"({{"content":{}}})", json_quote(std::string(content))), from.token);
+    EXPECT_EQ(r.status, 201) << r.body;
+  }
+  static uint64_t add_device(const User& u, const std::string& url) {
+    auto r = s().http().post("/api/v1/devices", fmt::format(R"({{"platform":"webhook","token":{}}})", json_quote(url)),
+                             u.token);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.status == 201 ? r.json()["device_id"].GetUint64() : 0;
+  }
+  // The device ids GET /api/v1/devices lists.
+  static std::vector<uint64_t> devices(const User& u) {
+    std::vector<uint64_t> out;
+    auto r = s().http().get("/api/v1/devices", u.token);
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status != 200) return out;
+    for (const auto& d : r.json()["devices"].GetArray()) out.push_back(d["device_id"].GetUint64());
+    return out;
+  }
+
+  static TempDir* dir_;
+  static ImlogServer* server_;
+};
+TempDir* E2ePush::dir_ = nullptr;
+ImlogServer* E2ePush::server_ = nullptr;
+
+TEST_F(E2ePush, AnOfflineUsersWebhookIsCalledAndNotWhileOnlineOrMuted) {
+  HttpReceiver receiver;
+  User ann = make_user(s(), "ann"), bob = make_user(s(), "bob");
+  const std::string url = fmt::format("http://127.0.0.1:{}/bob", receiver.port());
+  uint64_t device = add_device(bob, url);
+  ASSERT_NE(device, 0u);
+  ASSERT_TRUE(wait_until([&] { return devices(bob) == std::vector<uint64_t>{device}; }, kWait)) << "listed";
+  const std::string ab = single(ann.id, bob.id);
+
+  // Offline: one POST, with the sender's nickname, the preview and the conversation.
+  send(ann, ab, "hello there bob");
+  ASSERT_TRUE(wait_until([&] { return receiver.requests().size() == 1; }, kWait)) << "no push while offline";
+  auto req = receiver.requests()[0];
+  EXPECT_TRUE(req.starts_with("POST /bob HTTP/1.1\r\n")) << req;
+  EXPECT_NE(req.find(fmt::format(R"("sender_nickname":"{}")", ann.name)), std::string::npos) << req;
+  EXPECT_NE(req.find(fmt::format(R"("conversation_id":"{}")", ab)), std::string::npos) << req;
+  EXPECT_NE(req.find(R"("preview":"hello th)"), std::string::npos) << req;
+  EXPECT_NE(req.find(fmt::format("Idempotency-Key: {}/{}/", bob.id, ab)), std::string::npos) << req;
+  // Counted where every role's figures are.
+  ASSERT_TRUE(wait_until([&] {
+    auto m = s().http().get("/metrics");
+    return m.status == 200 && m.body.find("\nimlog_push_sent_total 1\n") != std::string::npos;
+  }, kWait)) << s().http().get("/metrics").body.substr(0, 200);
+
+  // Online: none.
+  auto ws = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + bob.token);
+  ASSERT_TRUE(ws) << "bob's WebSocket";
+  std::this_thread::sleep_for(300ms);  // the session is registered on connect
+  send(ann, ab, "are you online");
+  ASSERT_TRUE(ws->wait_for("new-message", kWait)) << "bob's socket got the message";
+  std::this_thread::sleep_for(1500ms);  // past the collapse window and a send
+  EXPECT_EQ(receiver.requests().size(), 1u) << "pushed while online";
+  ws->close();
+
+  // Offline again but the conversation muted: none; unmuted: pushed again.
+  auto mute = s().http().request("PATCH", "/api/v1/users/me/settings", fmt::format(R"({{"muted":["{}"]}})", ab), bob.token);
+  ASSERT_EQ(mute.status, 204) << mute.body;
+  ASSERT_TRUE(wait_until([&] {
+    auto me = s().http().get("/api/v1/users/me", bob.token);
+    return me.status == 200 && me.body.find(ab) != std::string::npos;
+  }, kWait));
+  std::this_thread::sleep_for(500ms);  // the socket's close reaches the registry
+  send(ann, ab, "muted message");
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(receiver.requests().size(), 1u) << "pushed while muted";
+  auto unmute = s().http().request("PATCH", "/api/v1/users/me/settings", fmt::format(R"({{"unmuted":["{}"]}})", ab), bob.token);
+  ASSERT_EQ(unmute.status, 204) << unmute.body;
+  ASSERT_TRUE(wait_until([&] {
+    auto me = s().http().get("/api/v1/users/me", bob.token);
+    return me.status == 200 && me.body.find(ab) == std::string::npos;
+  }, kWait));
+  send(ann, ab, "unmuted now");
+  ASSERT_TRUE(wait_until([&] { return receiver.requests().size() == 2; }, kWait)) << "no push after unmuting";
+  EXPECT_NE(receiver.requests()[1].find(R"("preview":"unmuted )"), std::string::npos) << receiver.requests()[1];
+}
+
+TEST_F(E2ePush, DevicesAreValidatedListedAndRemovedByTheirOwnerOnly) {
+  User ann = make_user(s(), "ann"), bob = make_user(s(), "bob");
+  auto post = [&](const User& u, std::string body) { return s().http().post("/api/v1/devices", body, u.token); };
+  EXPECT_EQ(post(ann, R"({"platform":"pager","token":"x"})").status, 400);
+  EXPECT_EQ(post(ann, R"({"platform":"webhook","token":"ftp://example.com/x"})").status, 400);
+  EXPECT_EQ(post(ann, R"({"platform":"apns","token":"not hex"})").status, 400);
+  EXPECT_EQ(post(ann, R"({"platform":"fcm"})").status, 400);
+  auto fcm = post(ann, R"({"platform":"fcm","token":"fcm:abc-123","app_id":"com.example.chat"})");
+  ASSERT_EQ(fcm.status, 201) << fcm.body;
+  uint64_t id = fcm.json()["device_id"].GetUint64();
+  auto again = post(ann, R"({"platform":"fcm","token":"fcm:abc-123"})");
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(again.json()["device_id"].GetUint64(), id) << "the same token keeps its id";
+  ASSERT_TRUE(wait_until([&] { return devices(ann) == std::vector<uint64_t>{id}; }, kWait));
+  EXPECT_TRUE(devices(bob).empty());
+
+  EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/devices/{}", id), {}, bob.token).status, 404) << "not bob's";
+  EXPECT_EQ(s().http().request("DELETE", "/api/v1/devices/nope", {}, ann.token).status, 404);
+  EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/devices/{}", id), {}, ann.token).status, 204);
+  EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/devices/{}", id), {}, ann.token).status, 404) << "gone";
+  ASSERT_TRUE(wait_until([&] { return devices(ann).empty(); }, kWait));
+}
+
+TEST_F(E2ePush, TheTimeZoneIsAnIanaName) {
+  User ann = make_user(s(), "ann");
+  auto set = [&](std::string zone) {
+    return s().http().request("PATCH", "/api/v1/users/me/settings", fmt::format(R"({{"time_zone":{}}})", json_quote(zone)),
+                            ann.token);
+  };
+  EXPECT_EQ(set("Mars/Olympus_Mons").status, 400);
+  EXPECT_EQ(set("").status, 400);
+  EXPECT_EQ(set("../../etc/passwd").status, 400);
+  ASSERT_EQ(set("Asia/Tokyo").status, 204);
+  ASSERT_TRUE(wait_until([&] {
+    auto me = s().http().get("/api/v1/users/me", ann.token);
+    return me.status == 200 && me.json()["settings"]["time_zone"].GetString() == std::string("Asia/Tokyo");
+  }, kWait));
+}
+
+}  // namespace
+}  // namespace imlog::testing

@@ -1,0 +1,343 @@
+// Offline push (tasks/include/imlog/tasks/push.h): the PushWorker following im.events written by
+// EventLogBuilder, on the embedded log on disk and on the Kafka mock broker.
+//
+//   - an offline recipient's devices get one notification per collapse window, with the count,
+//     the latest message's seq and preview, the sender's nickname and the unread badge; an online
+//     member, the sender, a muted conversation and a zombie writer's message get none;
+//   - a provider that keeps failing is retried max_attempts times, then the notification lands
+//     in im.dlq with its reason, and the worker carries on;
+//   - a worker restarted with the same group resumes at its committed offset: nothing old again,
+//     the next message pushed;
+//   - the webhook provider POSTs the JSON to a real HTTP receiver on loopback, with its
+//     Idempotency-Key header.
+//
+// The read model is a small in-memory one (the worker only reads it); e2e_push_test runs the
+// whole server with the real models.
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "imlog/engine/kafka_log.h"
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/tasks/push.h"
+#include "imlog/tasks/sessions.h"
+#include "imlog/tasks/task_records.h"
+#include "imlog/testing/event_log_builder.h"
+#include "imlog/testing/http_receiver.h"
+#include "imlog/testing/kafka_mock.h"
+#include "imlog/testing/support.h"
+
+namespace imlog {
+namespace {
+
+using namespace std::chrono_literals;
+namespace t = imlog::testing;
+
+constexpr uint64_t kGroup = 42;
+
+// Users, group members and unread counts as the worker reads them. Thread-safe.
+class MapModel final : public ReadModel {
+ public:
+  void put(UserView u) {
+    std::lock_guard lock(mu_);
+    users_[u.user_id] = std::move(u);
+  }
+  void members_of_group(std::vector<uint64_t> users) {
+    std::lock_guard lock(mu_);
+    members_ = std::move(users);
+  }
+  void unread(uint64_t user, uint64_t n) {
+    std::lock_guard lock(mu_);
+    unread_[user] = n;
+  }
+
+  Result<std::optional<UserView>> user(uint64_t id) override {
+    std::lock_guard lock(mu_);
+    auto it = users_.find(id);
+    return it == users_.end() ? std::optional<UserView>() : std::optional<UserView>(it->second);
+  }
+  Result<std::vector<MemberView>> members(uint64_t group, uint64_t after, uint32_t limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<MemberView> out;
+    for (uint64_t u : members_) {
+      if (group == kGroup && u > after && out.size() < limit) out.push_back(MemberView{u, "member", 0});
+    }
+    return out;
+  }
+  Result<std::vector<ConversationView>> conversations(uint64_t user) override {
+    std::lock_guard lock(mu_);
+    ConversationView c;
+    c.conversation_id = "somewhere";
+    c.unread = unread_[user];
+    return std::vector<ConversationView>{c};
+  }
+  Result<std::vector<uint64_t>> blocked(uint64_t) override { return std::vector<uint64_t>{}; }
+
+  Result<HistoryPage> history(std::string_view, const HistoryRange&) override { return HistoryPage{}; }
+  Result<std::optional<MessageView>> message(uint64_t) override { return std::optional<MessageView>(); }
+  Result<std::optional<Credentials>> credentials(std::string_view) override { return std::optional<Credentials>(); }
+  Result<std::vector<UserView>> search_users(std::string_view, uint64_t, uint32_t) override {
+    return std::vector<UserView>{};
+  }
+  Result<std::optional<GroupView>> group(uint64_t) override { return std::optional<GroupView>(); }
+  Result<std::vector<BanView>> bans(uint64_t, uint64_t, uint32_t) override { return std::vector<BanView>{}; }
+  Result<ReadAccess> read_access(std::string_view, uint64_t) override { return ReadAccess{}; }
+  Result<SearchPage> search_messages(const SearchRequest&) override { return SearchPage{}; }
+  Result<std::vector<FriendView>> friends(uint64_t) override { return std::vector<FriendView>{}; }
+  Result<std::vector<std::string>> friend_groups(uint64_t) override { return std::vector<std::string>{}; }
+
+ private:
+  std::mutex mu_;
+  std::map<uint64_t, UserView> users_;
+  std::vector<uint64_t> members_;
+  std::map<uint64_t, uint64_t> unread_;
+};
+
+UserView user_with_devices(uint64_t id, std::string nickname, std::vector<DeviceView> devices) {
+  UserView u;
+  u.user_id = id;
+  u.nickname = std::move(nickname);
+  u.devices = std::move(devices);
+  return u;
+}
+
+DeviceView fcm(uint64_t id) { return DeviceView{id, "fcm", "fcm-token-" + std::to_string(id), "", 0}; }
+
+PushConfig quick_config(std::string group) {
+  PushConfig c;
+  c.enabled = true;
+  c.collapse_window = 300ms;
+  c.preview_chars = 5;
+  c.max_attempts = 3;
+  c.first_backoff = 10ms;
+  c.max_backoff = 40ms;
+  c.commit_interval = 20ms;
+  c.group = std::move(group);
+  return c;
+}
+
+// Users 1 (Ann, the sender), 2 (Bob: offline, two FCM devices), 3 (Cat: online), 4 (Dan:
+// offline, the group muted) with 1..4 in group kGroup.
+class PushWorld {
+ public:
+  void build(EventLog& log, int32_t partitions) {
+    log_ = &log;
+    ASSERT_TRUE(log.create_topic(TopicSpec{std::string(kDeadLetterTopic), 1, true}));
+    auto b = t::EventLogBuilder::open(log, partitions);
+    ASSERT_TRUE(b) << b.error().to_string();
+    builder = std::move(*b);
+    builder->create_group(kGroup, 1, {2, 3, 4});
+    ASSERT_TRUE(builder->flush());
+    model.put(user_with_devices(1, "Ann", {fcm(10)}));
+    model.put(user_with_devices(2, "Bob", {fcm(20), fcm(21)}));
+    model.put(user_with_devices(3, "Cat", {fcm(30)}));
+    auto dan = user_with_devices(4, "Dan", {fcm(40)});
+    dan.muted = {group_stream(kGroup)};
+    model.put(dan);
+    model.members_of_group({1, 2, 3, 4});
+    model.unread(2, 7);
+    sessions->connected(3, "gw-a", 1);
+  }
+
+  void send(const std::string& stream, uint64_t from, const std::string& text) {
+    builder->message(stream, from, text);
+    ASSERT_TRUE(builder->flush());
+  }
+
+  std::unique_ptr<t::EventLogBuilder> builder;
+  MapModel model;
+  std::unique_ptr<SessionRegistry> sessions = make_local_sessions();
+  FakePushProvider fake;
+  EventLog* log_ = nullptr;
+};
+
+std::vector<Record> dead_letters(EventLog& log) {
+  std::vector<Record> out;
+  auto end = log.end_offset({std::string(kDeadLetterTopic), 0});
+  if (!end || *end == 0) return out;
+  auto reader = log.consumer(ConsumerOptions{});
+  EXPECT_TRUE(reader->assign({{std::string(kDeadLetterTopic), 0, 0}}));
+  std::vector<Record> batch;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (static_cast<int64_t>(out.size()) < *end && std::chrono::steady_clock::now() < deadline) {
+    EXPECT_TRUE(reader->poll(batch, 200ms));
+    for (auto& r : batch) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// Who the fake provider was called for: user → the devices, in order.
+std::map<uint64_t, std::vector<uint64_t>> devices_called(const FakePushProvider& fake) {
+  std::map<uint64_t, std::vector<uint64_t>> out;
+  for (const auto& n : fake.calls()) out[n.user_id].push_back(n.device.device_id);
+  return out;
+}
+
+void collapses_and_skips(EventLog& log, int32_t partitions, const std::string& group) {
+  PushWorld w;
+  w.build(log, partitions);
+  PushWorker worker(log, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, quick_config(group));
+  ASSERT_TRUE(worker.start());
+  w.builder->zombie_message(group_stream(kGroup), 1, "a zombie's message");
+  w.send(group_stream(kGroup), 1, "first message");
+  w.send(group_stream(kGroup), 1, "second one");
+  w.send(group_stream(kGroup), 1, "third and last");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 2; }, 20s)) << worker.stats().sent;
+  std::this_thread::sleep_for(500ms);  // anything more would come now
+  auto calls = w.fake.calls();
+  ASSERT_EQ(calls.size(), 2u) << "one notification per device of the one offline, unmuted member";
+  EXPECT_EQ(devices_called(w.fake), (std::map<uint64_t, std::vector<uint64_t>>{{2, {20, 21}}}));
+  for (const auto& n : calls) {
+    EXPECT_EQ(n.collapsed, 3u);
+    EXPECT_EQ(n.conversation_id, group_stream(kGroup));
+    EXPECT_EQ(n.seq, w.builder->last_seq(group_stream(kGroup)));
+    EXPECT_EQ(n.sender_nickname, "Ann");
+    EXPECT_EQ(n.preview, "third\u2026");
+    EXPECT_EQ(n.badge, 7u);
+  }
+  EXPECT_NE(calls[0].key, calls[1].key);
+  EXPECT_TRUE(calls[0].key.starts_with("2/" + group_stream(kGroup) + "/")) << calls[0].key;
+  EXPECT_EQ(worker.stats().collapsed, 2u);
+  EXPECT_EQ(worker.stats().events, 3u) << "the zombie's message is not valid";
+
+  // A later message opens a new window: one more notification per device.
+  w.send(single_stream(1, 2), 1, "hello Bob");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 4; }, 20s));
+  auto later = w.fake.calls();
+  ASSERT_EQ(later.size(), 4u);
+  EXPECT_EQ(later[2].conversation_id, single_stream(1, 2));
+  EXPECT_EQ(later[2].collapsed, 1u);
+  worker.stop();
+}
+
+class PushLocal : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LocalLogConfig cfg;
+    cfg.dir = dir_.str() + "/log";
+    auto log = LocalLog::open(cfg);
+    ASSERT_TRUE(log) << log.error().to_string();
+    log_ = std::move(*log);
+  }
+  t::TempDir dir_{"imlog-push"};
+  std::unique_ptr<LocalLog> log_;
+};
+
+TEST_F(PushLocal, AnOfflineUsersDevicesGetOneNotificationPerWindow) { collapses_and_skips(*log_, 2, "push-local"); }
+
+TEST_F(PushLocal, AFailingProviderIsRetriedThenDeadLettered) {
+  PushWorld w;
+  w.build(*log_, 1);
+  w.model.put(user_with_devices(2, "Bob", {fcm(20)}));
+  w.fake.script({SendOutcome::retry, SendOutcome::retry, SendOutcome::retry});
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, quick_config("push-dlq"));
+  ASSERT_TRUE(worker.start());
+  w.send(single_stream(1, 2), 1, "are you there");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().dead_lettered >= 1; }, 20s));
+  EXPECT_EQ(w.fake.calls().size(), 3u) << "max_attempts sends";
+  EXPECT_EQ(worker.stats().retried, 2u);
+  EXPECT_EQ(worker.stats().failed, 3u);
+  EXPECT_EQ(worker.stats().sent, 0u);
+  auto letters = dead_letters(*log_);
+  ASSERT_EQ(letters.size(), 1u);
+  auto d = read_dead_letter(letters[0].value);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(sv((*d)->reason()).starts_with("push to fcm device 20 failed after 3 attempts")) << sv((*d)->reason());
+  EXPECT_EQ((*d)->attempts(), 3u);
+  EXPECT_EQ(sv((*d)->source_topic()), kEventsTopic);
+  // The worker carries on: the next message is pushed.
+  w.send(single_stream(1, 2), 1, "hello again");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 1; }, 20s));
+  worker.stop();
+}
+
+TEST_F(PushLocal, ARestartedWorkerResumesWhereItCommitted) {
+  PushWorld w;
+  w.build(*log_, 2);
+  auto config = quick_config("push-restart");
+  {
+    PushWorker first(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, config);
+    ASSERT_TRUE(first.start());
+    w.send(single_stream(1, 2), 1, "before the restart");
+    ASSERT_TRUE(t::wait_until([&] { return first.stats().sent >= 2; }, 20s));
+    first.stop();
+  }
+  // Sent while no worker runs: the restarted one must take it from its committed offset (a worker
+  // starting at the log's end would miss it), and nothing before it.
+  w.send(single_stream(1, 2), 1, "while it was down");
+  FakePushProvider second_fake;
+  PushWorker second(*log_, *w.sessions, w.model, PushProviders{nullptr, &second_fake, nullptr}, config);
+  ASSERT_TRUE(second.start());
+  ASSERT_TRUE(t::wait_until([&] { return second.stats().sent >= 2; }, 20s));
+  std::this_thread::sleep_for(500ms);
+  auto calls = second_fake.calls();
+  ASSERT_EQ(calls.size(), 2u) << "only the message sent while it was down";
+  EXPECT_EQ(calls[0].preview, "while\u2026");
+  EXPECT_EQ(second.stats().events, 1u);
+  second.stop();
+}
+
+TEST(PushWebhook, PostsTheJsonWithItsIdempotencyKey) {
+  t::HttpReceiver receiver;
+  auto provider = make_webhook_provider(2s, /*allow_private=*/true);
+  PushNotification n;
+  n.user_id = 2;
+  n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook/2", "", 0};
+  n.key = "2/single_1_2/1/20";
+  n.conversation_id = "single_1_2";
+  n.seq = 1;
+  n.sender_nickname = "Ann";
+  n.preview = "hi";
+  auto r = provider->send(n);
+  EXPECT_EQ(r.outcome, SendOutcome::sent) << r.detail;
+  auto reqs = receiver.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_TRUE(reqs[0].starts_with("POST /hook/2 HTTP/1.1\r\n")) << reqs[0];
+  EXPECT_NE(reqs[0].find("Idempotency-Key: 2/single_1_2/1/20\r\n"), std::string::npos) << reqs[0];
+  EXPECT_NE(reqs[0].find("Content-Type: application/json\r\n"), std::string::npos);
+  EXPECT_TRUE(reqs[0].ends_with(push_payload_json(n))) << reqs[0];
+}
+
+TEST(PushWebhook, ANobodyListeningIsRetryable) {
+  int port = t::free_port();
+  auto provider = make_webhook_provider(1s, /*allow_private=*/true);
+  PushNotification n;
+  n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(port) + "/", "", 0};
+  EXPECT_EQ(provider->send(n).outcome, SendOutcome::retry);
+}
+
+// A URL is the user's to choose: by default it must not reach loopback or private addresses, also
+// when a name resolves to one.
+TEST(PushWebhook, PrivateAddressesAreRefusedUnlessAllowed) {
+  t::HttpReceiver receiver;
+  auto provider = make_webhook_provider(2s);
+  PushNotification n;
+  for (std::string host : {"127.0.0.1", "localhost"}) {
+    n.device = DeviceView{20, "webhook", "http://" + host + ":" + std::to_string(receiver.port()) + "/x", "", 0};
+    auto r = provider->send(n);
+    EXPECT_EQ(r.outcome, SendOutcome::failed) << host << ": " << r.detail;
+    EXPECT_NE(r.detail.find("private or loopback"), std::string::npos) << r.detail;
+  }
+  for (std::string url : {"http://10.1.2.3/x", "http://192.168.0.1/x", "http://169.254.169.254/latest", "http://[::1]/x",
+                          "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x"}) {
+    n.device.token = url;
+    EXPECT_EQ(provider->send(n).outcome, SendOutcome::failed) << url;
+  }
+  EXPECT_TRUE(receiver.requests().empty());
+}
+
+TEST(PushKafka, AnOfflineUsersDevicesGetOneNotificationPerWindow) {
+  auto mock = t::KafkaMock::start_private();
+  mock->create_topic(std::string(kEventsTopic), 2);
+  mock->create_topic(std::string(kDeadLetterTopic), 1);
+  auto log = KafkaLog::open(mock->log_config());
+  ASSERT_TRUE(log) << log.error().to_string();
+  collapses_and_skips(**log, 2, t::KafkaMock::unique_name("push"));
+}
+
+}  // namespace
+}  // namespace imlog
