@@ -106,8 +106,6 @@ std::vector<SnippetPart> snippet_of(std::string_view content, const std::vector<
 
 }  // namespace
 
-bool is_searchable(std::string_view text) { return parse_search_query(text).searchable(); }
-
 Result<SearchResults> QueryService::search_messages(const SearchRequest& request) {
   SearchResults out;
   SearchQuery query = parse_search_query(request.text);
