@@ -15,6 +15,7 @@
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/task_records.h"
+#include "event_follow.h"
 
 namespace imlog {
 
@@ -425,30 +426,12 @@ struct PushWorker::Loop {
   // where reading resumes), as the router does.
   Status restore_filter(int32_t p, int64_t until) {
     filter.restore(p, {});
-    if (until == 0) return {};
-    ConsumerOptions opts;
-    opts.max_batch = config.max_batch;
-    auto scan = log.consumer(opts);
-    IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, 0}}));
-    std::vector<Record> records;
-    for (int64_t at = 0; at < until;) {
-      if (worker.stopping()) return fail(LogErrc::closed, "push worker stopped while restoring epochs");
-      auto polled = scan->poll(records, std::chrono::milliseconds(1000));
-      if (!polled) return fail(polled.error().with_context("push worker reading partition " + std::to_string(p)));
-      for (const auto& r : records) {
-        if (r.offset >= until) break;
-        if (auto ev = read_event(r.value)) filter.accept(p, **ev);
-        at = r.offset + 1;
-      }
-    }
-    return {};
-  }
-
-  Result<int64_t> resume_point(int32_t p) {
-    auto stored = reader->committed(TopicPartition{std::string(kEventsTopic), p});
-    IMLOG_TRY(stored);
-    if (*stored) return **stored;
-    return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+    return read_partition_until(
+        log, p, until, config.max_batch, [this] { return worker.stopping(); },
+        [this, p](const Record& r) {
+          if (auto ev = read_event(r.value)) filter.accept(p, **ev);
+        },
+        "push worker restoring epochs");
   }
 
   Status resume() {
@@ -456,7 +439,7 @@ struct PushWorker::Loop {
     IMLOG_TRY(count);
     std::vector<TopicPartitionOffset> from;
     for (int32_t p = 0; p < *count; ++p) {
-      auto at = resume_point(p);
+      auto at = resume_point(log, *reader, p);
       IMLOG_TRY(at);
       IMLOG_TRY(restore_filter(p, *at));
       from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});

@@ -18,6 +18,7 @@
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/task_records.h"
+#include "event_follow.h"
 
 namespace imlog {
 
@@ -218,42 +219,19 @@ struct Router::Loop {
   Status rebuild(int32_t p, int64_t until) {
     groups[p].clear();
     filter.restore(p, {});  // the partition is read again from its first record
-    if (until == 0) return {};
-    ConsumerOptions opts;
-    opts.max_batch = config.max_batch;
-    auto scan = log.consumer(opts);
-    IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, 0}}));
-    std::vector<Record> records;
-    for (int64_t next = 0; next < until;) {
-      if (worker.stopping()) return fail(LogErrc::closed, "router stopped while rebuilding membership");
-      auto polled = scan->poll(records, std::chrono::milliseconds(1000));
-      if (!polled) return fail(polled.error().with_context("router rebuilding membership of partition " + std::to_string(p)));
-      for (const auto& r : records) {
-        if (r.offset >= until) break;
-        route(r, false);
-        next = r.offset + 1;
-      }
-    }
-    return {};
+    return read_partition_until(
+        log, p, until, config.max_batch, [this] { return worker.stopping(); },
+        [this](const Record& r) { route(r, false); }, "router rebuilding membership");
   }
 
-  // Where deliveries of partition p resume: the group's committed offset, or, for a partition
-  // this group never committed, its end now (a new router does not push old messages; clients
-  // catch up with sync).
-  Result<int64_t> resume_point(int32_t p) {
-    auto stored = reader->committed(TopicPartition{std::string(kEventsTopic), p});
-    IMLOG_TRY(stored);
-    if (*stored) return **stored;
-    return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
-  }
-
-  // Reads every partition from its resume point on, with membership rebuilt up to it.
+  // Reads every partition from its resume point on (event_follow.h: a new router does not push
+  // old messages; clients catch up with sync), with membership rebuilt up to it.
   Status resume() {
     auto count = log.partition_count(kEventsTopic);
     IMLOG_TRY(count);
     std::vector<TopicPartitionOffset> from;
     for (int32_t p = 0; p < *count; ++p) {
-      auto at = resume_point(p);
+      auto at = resume_point(log, *reader, p);
       IMLOG_TRY(at);
       IMLOG_TRY(rebuild(p, *at));
       from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});

@@ -1,0 +1,28 @@
+#pragma once
+// What the tasks that follow im.events from their own committed position share — the router
+// (router.cpp) and the push worker (push.cpp): where a partition resumes, and a read of a
+// partition from its first record up to there, which rebuilds what they derive from the whole
+// log (the EpochFilter's state, the router's group membership).
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "imlog/core/result.h"
+#include "imlog/engine/event_log.h"
+
+namespace imlog {
+
+// Where a follower resumes partition p of im.events: its group's committed offset (`reader` is
+// its group consumer), or, for a partition the group never committed, the log's end now (a new
+// follower does not act on old events).
+Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p);
+
+// Hands each record of partition p of im.events before offset `until` to `each`, in offset
+// order, reading from offset 0 in polls of at most `max_batch` records. Fails `closed` when
+// `stopping()` turns true; `who` names the reader in errors.
+Status read_partition_until(EventLog& log, int32_t p, int64_t until, uint64_t max_batch,
+                            const std::function<bool()>& stopping, const std::function<void(const Record&)>& each,
+                            std::string_view who);
+
+}  // namespace imlog
