@@ -669,8 +669,11 @@ TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
       auto o = open_sink(GetParam(), target);  // create the database before the child races for it
       ASSERT_OK(o);
     }
-    int fds[2];
+    // fds: the child says a batch begins; go: the parent lets it apply it. Without the answer the
+    // child could begin more batches between the parent's read and its SIGKILL.
+    int fds[2], go[2];
     ASSERT_EQ(::pipe(fds), 0);
+    ASSERT_EQ(::pipe(go), 0);
     const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
@@ -678,27 +681,32 @@ TEST_P(SinkTest, KilledMidProjectionResumesWithoutLossOrDuplicates) {
       // The child: no gtest here, and _exit without destructors of the parent's objects.
       t::die_with_parent(parent);
       ::close(fds[0]);
+      ::close(go[1]);
       auto o = open_sink(GetParam(), target);
       if (!o) ::_exit(2);
       for (size_t i = 0; i < events.size(); i += 9) {
-        if (::write(fds[1], "b", 1) != 1) ::_exit(3);
+        char c;
+        if (::write(fds[1], "b", 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(3);
         if (!o->sink->apply(make_batch(events, i, std::min(events.size(), i + 9)))) ::_exit(4);
       }
       ::_exit(0);
     }
     ::close(fds[1]);
+    ::close(go[0]);
     int seen = 0;
     while (seen < batches_started) {
       pollfd p{fds[0], POLLIN, 0};
       ASSERT_EQ(::poll(&p, 1, 60'000), 1) << "the child stopped reporting";
       char c;
       if (::read(fds[0], &c, 1) != 1) break;  // the child finished
+      ASSERT_EQ(::write(go[1], "g", 1), 1);
       ++seen;
     }
     ::kill(pid, SIGKILL);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
     ::close(fds[0]);
+    ::close(go[1]);
     EXPECT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) << "status " << status;
 
     auto o = open_sink(GetParam(), target);
