@@ -298,7 +298,9 @@ test("a reload keeps the session and the conversation; older messages load on sc
   }, conv);
   await alice.page.reload();
   await alice.page.waitForSelector("#conn[data-state=open]", {timeout: 15_000});
-  assert.equal(await text(alice.page, "#me-name"), "Alice Liddell", "still signed in");
+  // The socket and the profile load side by side after a reload: either may land first.
+  await until(alice, "still signed in as Alice", () => document.getElementById("me-name")?.textContent === "Alice Liddell");
+  assert.equal(await alice.page.$("#auth-username"), null, "no sign-in form after the reload");
   await openConversation(alice, "Bob");
   await until(alice, "the latest page", () => [...document.querySelectorAll("#messages .msg .text")].some((e) => e.textContent === "bulk 60"));
   assert.ok(!(await messages(alice)).includes("hello bob"), "the first message is on an older page");
