@@ -8,6 +8,7 @@ export {RestClient, type RestOptions, type Reply, type Body, type Schemas, type 
 export {RealtimeClient, type RealtimeOptions, type RealtimeEvents, type ConnectionState, type PendingSend,
         type SocketLike, type SocketFactory, type Timers} from "./realtime.js";
 export {jsonCodec, type Codec, type WireData} from "./codec.js";
+export {binaryCodec, encodeBinaryFrame, decodeBinaryFrame} from "./binary.js";
 export type * as Frames from "./generated/frames.js";
 
 import {RestClient, type RestOptions} from "./rest.js";
