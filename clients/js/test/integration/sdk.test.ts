@@ -56,7 +56,7 @@ async function user(nickname: string) {
 }
 const single = (a: number, b: number) => `single_${Math.min(a, b)}_${Math.max(a, b)}`;
 
-test("two users chat in real time; the conversation list has names and unread counts", async () => {
+test("two users chat in real time; a read reaches the peer as a receipt; the list has names and unread counts", async () => {
   const alice = await user("Alice"), bob = await user("Bob");
   const before = {...received};
   alice.realtime.start();
@@ -75,13 +75,16 @@ test("two users chat in real time; the conversation list has names and unread co
   const row = (await bob.rest.conversations()).conversations.find((c) => c.conversation_id === conv)!;
   assert.equal(row.title, "Alice");
   assert.equal(row.peer_id, alice.id);
-  // A read over the socket is answered on it.
+  // A read over the socket is answered on it, and Alice gets it as a read receipt.
   const readAck = new Promise<{seq_id: number}>((res) => bob.realtime.on("read-ack", res));
+  const receipt = new Promise<{user_id: number; seq_id: number; conversation_id: string}>((res) => alice.realtime.on("read-marked", res));
   assert.ok(bob.realtime.read(conv, 1));
   assert.equal((await readAck).seq_id, 1);
-  // Every frame came in the subprotocol's form: hellos, the push, the ack, the read-ack.
+  assert.deepEqual(await receipt.then(({user_id, seq_id, conversation_id}) => ({user_id, seq_id, conversation_id})),
+                   {user_id: bob.id, seq_id: 1, conversation_id: conv});
+  // Every frame came in the subprotocol's form: hellos, the push, the ack, the read-ack, the receipt.
   const got = {text: received.text - before.text, binary: received.binary - before.binary};
-  assert.ok((proto.binary ? got.binary : got.text) >= 5, `frames of the expected form: ${JSON.stringify(got)}`);
+  assert.ok((proto.binary ? got.binary : got.text) >= 6, `frames of the expected form: ${JSON.stringify(got)}`);
   assert.equal(proto.binary ? got.text : got.binary, 0, `no frame of the other form: ${JSON.stringify(got)}`);
   alice.realtime.close();
   bob.realtime.close();
