@@ -1,6 +1,6 @@
 // The app's views. Each reads the ChatStore and calls its actions; `useStore` re-renders on change.
 import {useEffect, useLayoutEffect, useReducer, useRef, useState} from "preact/hooks";
-import type {ChatStore, UiMessage} from "./store.js";
+import {kProtocolKey, type ChatStore, type UiMessage} from "./store.js";
 import {dayKey, dayLabel, initials, lastSeen, preview, systemText, time} from "./format.js";
 
 type P = {store: ChatStore};
@@ -439,6 +439,7 @@ function SettingsPanel({store}: P) {
                onChange={(e) => { const f = (e.currentTarget as HTMLInputElement).files?.[0]; if (f) void store.uploadAvatar(f); }} />
       </form>
       <PrivacyForm store={store} />
+      <ConnectionForm store={store} />
     </section>
   );
 }
@@ -537,5 +538,25 @@ function GroupPanel({store, id}: P & {id: string}) {
         )}
       </>}
     </section>
+  );
+}
+
+// ---- the WebSocket form ------------------------------------------------------------------------
+
+function ConnectionForm({store}: P) {
+  const [choice, setChoice] = useState(localStorage.getItem(kProtocolKey) ?? "imlog.v1.json");
+  return (
+    <>
+      <h3>Connection</h3>
+      <form id="protocol-form" onSubmit={(e) => { e.preventDefault(); localStorage.setItem(kProtocolKey, choice); location.reload(); }}>
+        <label for="protocol">Message format on the live connection</label>
+        <select id="protocol" value={choice} onChange={(e) => setChoice((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="imlog.v1.json">Text (JSON, imlog.v1.json)</option>
+          <option value="imlog.v1">Binary (FlatBuffers, imlog.v1)</option>
+        </select>
+        <p class="sub" id="protocol-now">In use: {store.realtime.protocol}</p>
+        <button type="submit">Apply and reload</button>
+      </form>
+    </>
   );
 }

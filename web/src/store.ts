@@ -5,8 +5,9 @@
 // open conversation's messages are kept by seq; a send not yet acknowledged has no seq and is
 // kept by its client_msg_id until the ack gives it one.
 
-import {createClient, ImlogError, WebStorageTokenStore, type Conversation, type ConnectionState, type Friend,
-        type Group, type Me, type Member, type Message, type RestClient, type RealtimeClient, type User} from "@imlog/sdk";
+import {binaryCodec, createClient, ImlogError, jsonCodec, WebStorageTokenStore, type Codec, type Conversation,
+        type ConnectionState, type Friend, type Group, type Me, type Member, type Message, type RestClient,
+        type RealtimeClient, type User} from "@imlog/sdk";
 
 export type SendState = "pending" | "acked" | "failed";
 export interface UiMessage extends Message {
@@ -25,6 +26,13 @@ export type View = "chats" | "friends" | "new-group" | "settings" | "group-info"
 export interface GroupInfo { group: Group; members: Member[] }
 
 const kPage = 50;
+
+/** Where the page keeps the WebSocket form it asks for: `imlog.v1` (binary) or `imlog.v1.json`. */
+export const kProtocolKey = "imlog.protocol";
+/** The codecs to offer: binary first when chosen (falling back to JSON), else JSON alone. */
+export function codecsFor(choice: string | null): Codec[] {
+  return choice === binaryCodec.subprotocol ? [binaryCodec, jsonCodec] : [jsonCodec];
+}
 
 export class ChatStore {
   readonly rest: RestClient;
@@ -45,7 +53,7 @@ export class ChatStore {
   private readTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(storage: Storage = localStorage) {
-    const {rest, realtime} = createClient({store: new WebStorageTokenStore(storage)});
+    const {rest, realtime} = createClient({store: new WebStorageTokenStore(storage), codecs: codecsFor(storage.getItem(kProtocolKey))});
     this.rest = rest;
     this.realtime = realtime;
     this.signedIn = rest.session.tokens !== null;

@@ -4,6 +4,11 @@
 // mid-conversation; a reload keeps the session. Assertions are on what each person sees (the
 // DOM). Screenshots of the main screens are kept under $IMLOG_TEST_ARTIFACTS, and axe-core checks
 // each screen for serious or critical accessibility violations. Every wait has a deadline.
+//
+// The app speaks the WebSocket subprotocol $IMLOG_WEB_PROTOCOL asks for: `imlog.v1.json` (JSON
+// text frames, the default) or `imlog.v1` (binary FlatBuffers frames). ctest runs the whole suite
+// once for each (WebBrowser, WebBrowserBinary), and the last test checks, from the DevTools
+// protocol's view of the sockets, that every frame each page received was of that form.
 import {test, before, after} from "node:test";
 import assert from "node:assert/strict";
 import {readdirSync, readFileSync} from "node:fs";
@@ -17,6 +22,8 @@ let browser;
 const people = {};
 const password = "correct horse";
 const suffix = String(process.pid % 100000);
+const protocol = process.env.IMLOG_WEB_PROTOCOL || "imlog.v1.json";
+if (!["imlog.v1.json", "imlog.v1"].includes(protocol)) throw new Error(`IMLOG_WEB_PROTOCOL=${protocol}: imlog.v1.json or imlog.v1`);
 
 // Before the app's script runs: record every Content-Security-Policy violation.
 const watchViolations = () => {
@@ -37,10 +44,17 @@ async function newPerson(key, nickname) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   await page.evaluateOnNewDocument(watchViolations);
+  // The form the app asks for (web/src/store.ts reads it at start; Settings → Connection sets it).
+  await page.evaluateOnNewDocument((proto) => localStorage.setItem("imlog.protocol", proto), protocol);
+  // Every WebSocket frame the page receives, by opcode (1 text, 2 binary), as DevTools sees it.
+  const frames = {text: 0, binary: 0};
+  const cdp = await page.createCDPSession();
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketFrameReceived", ({response}) => { if (response.opcode === 1) ++frames.text; else if (response.opcode === 2) ++frames.binary; });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${server.url}/`);
-  const p = {key, nickname, username: `${key}${suffix}`, context, page, errors};
+  const p = {key, nickname, username: `${key}${suffix}`, context, page, errors, frames};
   people[key] = p;
   return p;
 }
@@ -323,6 +337,18 @@ test("a phone's width: one pane at a time, and still accessible", async () => {
   assert.equal(await carol.page.$("#messages"), null, "the list replaces the chat");
   await shot(carol, "09-phone-list");
   await axeCheck(carol, "the conversation list on a phone");
+});
+
+test(`every page spoke ${protocol}: each frame received was of its form`, async () => {
+  const want = protocol === "imlog.v1" ? "binary" : "text", other = want === "binary" ? "text" : "binary";
+  for (const p of Object.values(people)) {
+    assert.ok(p.frames[want] > 10, `${p.key}: ${JSON.stringify(p.frames)}`);
+    assert.equal(p.frames[other], 0, `${p.key}: ${JSON.stringify(p.frames)}`);
+  }
+  const {carol} = people;
+  await openTab(carol, "settings");
+  assert.equal(await text(carol.page, "#protocol-now"), `In use: ${protocol}`);
+  assert.equal(await carol.page.$eval("#protocol", (e) => e.value), protocol);
 });
 
 test("nothing broke the page's policy and no script error was thrown", async () => {
