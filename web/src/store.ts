@@ -46,8 +46,14 @@ export class ChatStore {
   friends: Friend[] = [];
   /** Users this user blocked (GET /blocks, then the user-blocked / user-unblocked pushes). */
   blocked: number[] = [];
-  /** One-to-one conversation → the highest seq the other participant has read (their read-marked pushes). */
+  /**
+   * One-to-one conversation → the highest seq the other participant has read (their read-marked
+   * pushes). The server pushes receipts but keeps none to ask for, so this page keeps what it saw
+   * in `storage` (per signed-in user): a reload still shows "Seen". A read marker only moves
+   * forward, so a kept value is never wrong, at most behind.
+   */
   peerRead = new Map<string, number>();
+  private readonly storage: Storage;
   current: string | null = null;
   view: View = "chats";
   connection: ConnectionState = "idle";
@@ -57,6 +63,7 @@ export class ChatStore {
   private readTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(storage: Storage = localStorage) {
+    this.storage = storage;
     const {rest, realtime} = createClient({store: new WebStorageTokenStore(storage), codecs: codecsFor(storage.getItem(kProtocolKey))});
     this.rest = rest;
     this.realtime = realtime;
@@ -70,7 +77,11 @@ export class ChatStore {
     // Our own marker (another device of ours), or in a one-to-one chat the peer's: a read receipt.
     realtime.on("read-marked", (r) => {
       if (r.user_id === this.myId) this.setRead(r.conversation_id, r.seq_id);
-      else if (r.seq_id > (this.peerRead.get(r.conversation_id) ?? 0)) { this.peerRead.set(r.conversation_id, r.seq_id); this.changed(); }
+      else if (r.seq_id > (this.peerRead.get(r.conversation_id) ?? 0)) {
+        this.peerRead.set(r.conversation_id, r.seq_id);
+        this.keepReceipts();
+        this.changed();
+      }
     });
     realtime.on("user-blocked", (e) => { if (!this.blocked.includes(e.user_id)) this.blocked = [...this.blocked, e.user_id]; this.want(e.user_id); this.changed(); });
     realtime.on("user-unblocked", (e) => { this.blocked = this.blocked.filter((id) => id !== e.user_id); this.changed(); });
@@ -146,8 +157,26 @@ export class ChatStore {
     this.realtime.close();
     try { await this.rest.logout(); } catch { /* the pair is forgotten anyway */ }
   }
+  /** The user whose receipts are kept (set at boot: at sign-out the session no longer names them). */
+  private receiptsUser = 0;
+  private get receiptsKey() { return `imlog.receipts.${this.receiptsUser}`; }
+  private keepReceipts() {
+    try { this.storage.setItem(this.receiptsKey, JSON.stringify([...this.peerRead])); } catch { /* full or unavailable: receipts stay in memory */ }
+  }
+  private loadReceipts() {
+    this.receiptsUser = this.myId;
+    try {
+      const kept = JSON.parse(this.storage.getItem(this.receiptsKey) ?? "[]") as Array<[string, number]>;
+      for (const [conv, seq] of kept) {
+        if (typeof conv === "string" && typeof seq === "number" && seq > (this.peerRead.get(conv) ?? 0)) this.peerRead.set(conv, seq);
+      }
+    } catch { /* nothing usable kept */ }
+  }
   private signedOut(why: string) {
     this.realtime.close();
+    // The receipts kept are this user's: another user signing in on this browser must not see them.
+    try { this.storage.removeItem(this.receiptsKey); } catch { /* unavailable */ }
+    this.peerRead.clear();
     this.signedIn = false;
     this.me = null;
     this.conversations = [];
@@ -157,6 +186,7 @@ export class ChatStore {
     this.changed();
   }
   private async boot() {
+    this.loadReceipts();
     this.realtime.start();
     this.changed();
     await Promise.all([this.loadMe(), this.loadConversations(), this.loadFriends(), this.loadBlocks()]);

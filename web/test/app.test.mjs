@@ -365,6 +365,9 @@ test("a reload keeps the session and the conversation; older messages load on sc
   const texts = await messages(alice);
   assert.equal(texts[0], "hello bob");
   assert.equal(new Set(texts).size, texts.length);
+  // Bob's receipts survive the reload (the page keeps them; the server pushes them only).
+  assert.equal(await alice.page.evaluate(() => [...document.querySelectorAll("#messages .msg.mine")]
+    .find((m) => m.querySelector(".text")?.textContent === "hello bob")?.dataset.seen), "true", "still seen after the reload");
 });
 
 test("a phone's width: one pane at a time, and still accessible", async () => {
