@@ -221,6 +221,31 @@ TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   EXPECT_EQ(seen_a[4].stream, "world");
 }
 
+// A read marker in a group stays with its reader's devices: a receipt to every member for every
+// member's read would multiply a group's pushes by its size (one-to-one receipts: above).
+TEST_P(RouterTest, AGroupsReadMarkerReachesOnlyTheReader) {
+  uint64_t owner = register_user("gowner");
+  uint64_t member = register_user("gmember");
+  sessions_->connected(owner, kGateway, 1);
+  sessions_->connected(member, kGateway, 2);
+  std::string g = group_of(owner, member);
+  ASSERT_TRUE(call(testing::send_message(g, owner, "gm-1", "hi all", "", 0)));
+  auto mark = testing::command_envelope(g, member, "gread-1", "", 0);
+  fb::MarkReadT read;
+  read.seq = 2;
+  mark.command.Set(std::move(read));
+  ASSERT_EQ(call(std::move(mark))->status, fb::ReplyStatus::Accepted);
+  // As above: once both have the world message, the router has routed what came before it.
+  ASSERT_TRUE(call(testing::send_message("world", owner, "gw-after", "x", "", 0)));
+  auto seen_owner = inbox_.pushes_of(owner, 3);    // the creation, the message, the world message
+  auto seen_member = inbox_.pushes_of(member, 4);  // and, before the world message, its read marker
+  ASSERT_EQ(seen_owner.size(), 3u);
+  ASSERT_EQ(seen_member.size(), 4u);
+  EXPECT_EQ(seen_member[2].type, fb::Event::ReadMarked);
+  EXPECT_EQ(seen_owner[2].stream, "world");
+  EXPECT_EQ(inbox_.count(owner), 3u);
+}
+
 // A router that was stopped picks up where its group committed: what was sent while no router
 // ran is pushed when one comes back (a restarted router used to resume at the log's end and
 // those pushes were lost until the clients' next sync).
