@@ -186,7 +186,7 @@ TEST_P(RouterTest, AcksComeOnceDurableAndPushesReachBothUsersOfASingleStream) {
 }
 
 // Whoever pushes a one-to-one event (the router, or the sequencer with its ack on the single
-// node), each participant gets it exactly once, and a read marker only its reader.
+// node), each participant gets it exactly once, a read marker included (the peer's read receipt).
 TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   uint64_t a = register_user("frank");
   uint64_t b = register_user("grace");
@@ -206,18 +206,44 @@ TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   // A world message goes through the router in every mode: once both have it, the router has
   // routed everything before it too.
   ASSERT_TRUE(call(testing::send_message("world", a, "w-after", "x", "", 0)));
-  ASSERT_EQ(inbox_.pushes_of(a, 4).size(), 4u);
+  ASSERT_EQ(inbox_.pushes_of(a, 5).size(), 5u);
   ASSERT_EQ(inbox_.pushes_of(b, 5).size(), 5u);
-  auto seen_a = inbox_.pushes_of(a, 4);
+  auto seen_a = inbox_.pushes_of(a, 5);
   auto seen_b = inbox_.pushes_of(b, 5);
-  EXPECT_EQ(inbox_.count(a), 4u);  // three messages, the world message
-  EXPECT_EQ(inbox_.count(b), 5u);  // and its own read marker
+  EXPECT_EQ(inbox_.count(a), 5u);  // three messages, b's read marker (a read receipt), the world message
+  EXPECT_EQ(inbox_.count(b), 5u);  // the same: its own read marker, for its other devices
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(seen_a[i].seq, i + 1);
     EXPECT_EQ(seen_b[i].seq, i + 1);
   }
+  EXPECT_EQ(seen_a[3].type, fb::Event::ReadMarked);
   EXPECT_EQ(seen_b[3].type, fb::Event::ReadMarked);
-  EXPECT_EQ(seen_a[3].stream, "world");
+  EXPECT_EQ(seen_a[4].stream, "world");
+}
+
+// A read marker in a group stays with its reader's devices: a receipt to every member for every
+// member's read would multiply a group's pushes by its size (one-to-one receipts: above).
+TEST_P(RouterTest, AGroupsReadMarkerReachesOnlyTheReader) {
+  uint64_t owner = register_user("gowner");
+  uint64_t member = register_user("gmember");
+  sessions_->connected(owner, kGateway, 1);
+  sessions_->connected(member, kGateway, 2);
+  std::string g = group_of(owner, member);
+  ASSERT_TRUE(call(testing::send_message(g, owner, "gm-1", "hi all", "", 0)));
+  auto mark = testing::command_envelope(g, member, "gread-1", "", 0);
+  fb::MarkReadT read;
+  read.seq = 2;
+  mark.command.Set(std::move(read));
+  ASSERT_EQ(call(std::move(mark))->status, fb::ReplyStatus::Accepted);
+  // As above: once both have the world message, the router has routed what came before it.
+  ASSERT_TRUE(call(testing::send_message("world", owner, "gw-after", "x", "", 0)));
+  auto seen_owner = inbox_.pushes_of(owner, 3);    // the creation, the message, the world message
+  auto seen_member = inbox_.pushes_of(member, 4);  // and, before the world message, its read marker
+  ASSERT_EQ(seen_owner.size(), 3u);
+  ASSERT_EQ(seen_member.size(), 4u);
+  EXPECT_EQ(seen_member[2].type, fb::Event::ReadMarked);
+  EXPECT_EQ(seen_owner[2].stream, "world");
+  EXPECT_EQ(inbox_.count(owner), 3u);
 }
 
 // A router that was stopped picks up where its group committed: what was sent while no router

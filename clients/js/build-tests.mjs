@@ -16,7 +16,8 @@ if (kind !== "unit" && kind !== "integration") {
   process.exit(2);
 }
 // The API types come from the build (clients/js/CMakeLists.txt); generate them when run by hand.
-if (!existsSync(join(here, "src/generated/openapi.ts")) || !existsSync(join(here, "src/generated/frames.ts"))) {
+if (!existsSync(join(here, "src/generated/openapi.ts")) || !existsSync(join(here, "src/generated/frames.ts")) ||
+    !existsSync(join(here, "src/generated/fbs/imlog/ws/frame.ts"))) {
   execFileSync("npm", ["run", "--silent", "generate"], {cwd: here, stdio: "inherit"});
 }
 const dir = join(here, "test", kind);

@@ -2,12 +2,13 @@
 
 namespace imlog {
 
-bool shown_to_actor_only(fb::Event type) {
-  return type == fb::Event::ReadMarked || type == fb::Event::UserBlocked || type == fb::Event::UserUnblocked;
+bool shown_to_actor_only(const StreamRef& ref, fb::Event type) {
+  if (type == fb::Event::UserBlocked || type == fb::Event::UserUnblocked) return true;
+  return type == fb::Event::ReadMarked && ref.kind != StreamKind::single;
 }
 
 std::vector<uint64_t> one_to_one_audience(const StreamRef& ref, const fb::EventEnvelope& e) {
-  if (shown_to_actor_only(e.event_type())) return {e.actor()};
+  if (shown_to_actor_only(ref, e.event_type())) return {e.actor()};
   return {ref.a, ref.b};
 }
 

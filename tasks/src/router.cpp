@@ -96,7 +96,7 @@ struct Router::Loop {
   // Who should see the event. For a group, members before and after it: a leaver sees their leave.
   void find_audience(int32_t partition, const StreamRef& ref, const fb::EventEnvelope& e, std::vector<uint64_t>& who) {
     who.clear();
-    if (shown_to_actor_only(e.event_type())) {
+    if (shown_to_actor_only(ref, e.event_type())) {
       who.push_back(e.actor());
       return;
     }

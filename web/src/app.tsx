@@ -1,6 +1,7 @@
 // The app's views. Each reads the ChatStore and calls its actions; `useStore` re-renders on change.
 import {useEffect, useLayoutEffect, useReducer, useRef, useState} from "preact/hooks";
-import type {ChatStore, UiMessage} from "./store.js";
+import type {Friend} from "@imlog/sdk";
+import {kProtocolKey, type ChatStore, type UiMessage} from "./store.js";
 import {dayKey, dayLabel, initials, lastSeen, preview, systemText, time} from "./format.js";
 
 type P = {store: ChatStore};
@@ -150,6 +151,7 @@ function ConversationList({store}: P) {
               <span class="avatar-wrap"><Avatar store={store} id={peer} name={title} /><Dot store={store} id={peer} /></span>
               <span class="conv-main">
                 <span class="conv-title">{title}</span>
+                {store.isMuted(c.conversation_id) && <span class="muted-mark" title="Muted"> (muted)</span>}
                 <span class="conv-preview">{preview(c.last_message, (id) => (id === store.myId ? "You" : store.name(id)), store.myId)}</span>
               </span>
               <span class="conv-side">
@@ -200,6 +202,7 @@ function ChatPane({store, id}: P & {id: string}) {
   }
 
   const rows: preact.JSX.Element[] = [];
+  const peerRead = store.peerRead.get(id) ?? 0;
   let day = "";
   for (const m of [...t.items, ...t.outgoing]) {
     const k = dayKey(m.created_at);
@@ -207,7 +210,8 @@ function ChatPane({store, id}: P & {id: string}) {
       day = k;
       rows.push(<li class="day" key={`day-${k}`}>{dayLabel(m.created_at)}</li>);
     }
-    rows.push(<MessageRow store={store} m={m} group={isGroup} key={m.seq_id ? `s${m.seq_id}` : `c${m.client_msg_id}`} />);
+    rows.push(<MessageRow store={store} m={m} group={isGroup} seen={!isGroup && m.seq_id > 0 && m.seq_id <= peerRead}
+                          key={m.seq_id ? `s${m.seq_id}` : `c${m.client_msg_id}`} />);
   }
   const p = peer ? store.presence.get(peer) : undefined;
   return (
@@ -220,6 +224,9 @@ function ChatPane({store, id}: P & {id: string}) {
           {p && p.status !== "unknown" && <span class="sub" id="chat-presence">{p.status === "offline" ? lastSeen(p.last_seen) : p.status}</span>}
         </div>
         {isGroup && <GroupTools store={store} id={id} />}
+        <button type="button" id="mute" aria-pressed={store.isMuted(id)}
+                title="Muted conversations send no push notifications"
+                onClick={() => store.setMuted(id, !store.isMuted(id))}>{store.isMuted(id) ? "Unmute" : "Mute"}</button>
         {isGroup && <button type="button" id="group-info" onClick={() => store.showGroup(id)}>Members</button>}
       </header>
       <div id="messages" class="log" ref={log} onScroll={onScroll} role="log" aria-live="polite" aria-label={`Messages with ${title}`} tabIndex={0}>
@@ -239,7 +246,7 @@ function ChatPane({store, id}: P & {id: string}) {
   );
 }
 
-function MessageRow({store, m, group}: {store: ChatStore; m: UiMessage; group: boolean}) {
+function MessageRow({store, m, group, seen}: {store: ChatStore; m: UiMessage; group: boolean; seen: boolean}) {
   if (m.message_type === "system") {
     const line = systemText(m.content, (id) => (id === store.myId ? "You" : store.name(id)));
     return line === null ? null : <li class="system" data-seq={m.seq_id}>{line}</li>;
@@ -248,13 +255,16 @@ function MessageRow({store, m, group}: {store: ChatStore; m: UiMessage; group: b
   const state = mine ? m.state : "acked";
   const canRecall = mine && state === "acked" && !m.recalled && Date.now() - m.created_at < kRecallWindowMs;
   return (
-    <li class={"msg" + (mine ? " mine" : "") + (m.recalled ? " recalled" : "")} data-seq={m.seq_id || undefined} data-state={state}>
+    <li class={"msg" + (mine ? " mine" : "") + (m.recalled ? " recalled" : "")} data-seq={m.seq_id || undefined} data-state={state}
+        data-seen={mine && seen ? "true" : undefined}>
       {group && !mine && <span class="sender">{store.name(m.sender_id)}</span>}
       <p class="text">{m.recalled ? (mine ? "You recalled a message" : "Message recalled") : m.content}</p>
       <span class="meta">
         <time>{time(m.created_at)}</time>
         {mine && state === "pending" && <span class="state">Sending…</span>}
-        {mine && state === "acked" && !m.recalled && <span class="state" aria-label="sent">✓</span>}
+        {mine && state === "acked" && !m.recalled && (seen
+          ? <span class="state seen" title="Seen">✓✓ Seen</span>
+          : <span class="state" title="Sent"><span aria-hidden="true">✓</span><span class="sr-only">Sent</span></span>)}
         {mine && state === "failed" && <>
           <span class="state failed">Not sent: {m.error}</span>
           <button type="button" class="link retry" onClick={() => store.send(m.conversation_id, m.content, m)}>Retry</button>
@@ -363,23 +373,67 @@ function FriendsPanel({store}: P) {
         </ul>
       </>}
       <h3>Your friends</h3>
-      <ul class="people" id="friends">
-        {by("friends").length === 0 && <li>No friends yet.</li>}
-        {by("friends").map((f) => {
-          const p = store.presence.get(f.user_id!);
-          return (
-            <li data-user={f.user_id}>
-              <span class="avatar-wrap"><Avatar store={store} id={f.user_id} name={store.name(f.user_id)} size="s" /><Dot store={store} id={f.user_id} /></span>
-              <span class="name">{store.name(f.user_id)}</span>
-              <span class="sub">{p ? (p.status === "offline" ? lastSeen(p.last_seen) : p.status) : ""}</span>
-              <button type="button" class="primary" onClick={() => store.open(store.singleWith(f.user_id!))}>Message</button>
-              <button type="button" onClick={() => store.friendAction("remove", f.user_id!)}>Remove</button>
-              <button type="button" onClick={() => store.friendAction("block", f.user_id!)}>Block</button>
-            </li>
-          );
-        })}
+      {by("friends").length === 0 && <p>No friends yet.</p>}
+      <div id="friends">
+        {friendGroups(by("friends")).map(([group, list]) => (
+          <section class="friend-group" data-group={group} aria-label={group ? `Friend group ${group}` : "Not in a group"}>
+            <h4>{group || "Not in a group"}</h4>
+            <ul class="people">
+              {list.map((f) => <FriendRow store={store} f={f} groups={[...new Set(by("friends").map((x) => x.group_name).filter(Boolean))] as string[]} />)}
+            </ul>
+          </section>
+        ))}
+      </div>
+      <h3>Blocked</h3>
+      <ul class="people" id="blocked" aria-label="Blocked people">
+        {store.blocked.length === 0 && <li>Nobody is blocked.</li>}
+        {store.blocked.map((id) => (
+          <li data-user={id}>
+            <Avatar store={store} id={id} name={store.name(id)} size="s" />
+            <span class="name">{store.name(id)}</span>
+            <button type="button" class="unblock" onClick={() => store.unblock(id)}>Unblock</button>
+          </li>
+        ))}
       </ul>
     </section>
+  );
+}
+
+/** Friends by friend group, named groups first (by name), then those in none. */
+function friendGroups(friends: Friend[]): Array<[string, Friend[]]> {
+  const by = new Map<string, Friend[]>();
+  for (const f of friends) {
+    const g = f.group_name ?? "";
+    if (!by.has(g)) by.set(g, []);
+    by.get(g)!.push(f);
+  }
+  return [...by.entries()].sort(([a], [b]) => (a === "" ? 1 : b === "" ? -1 : a.localeCompare(b)));
+}
+
+function FriendRow({store, f, groups}: {store: ChatStore; f: Friend; groups: string[]}) {
+  const [editing, setEditing] = useState(false);
+  const [group, setGroup] = useState(f.group_name ?? "");
+  const p = store.presence.get(f.user_id!);
+  const inputId = `friend-group-${f.user_id}`;
+  return (
+    <li data-user={f.user_id}>
+      <span class="avatar-wrap"><Avatar store={store} id={f.user_id} name={store.name(f.user_id)} size="s" /><Dot store={store} id={f.user_id} /></span>
+      <span class="name">{store.name(f.user_id)}</span>
+      <span class="sub">{p ? (p.status === "offline" ? lastSeen(p.last_seen) : p.status) : ""}</span>
+      <button type="button" class="primary" onClick={() => store.open(store.singleWith(f.user_id!))}>Message</button>
+      <button type="button" class="set-group" aria-expanded={editing} onClick={() => setEditing(!editing)}>Group</button>
+      <button type="button" onClick={() => store.friendAction("remove", f.user_id!)}>Remove</button>
+      <button type="button" onClick={() => store.friendAction("block", f.user_id!)}>Block</button>
+      {editing && (
+        <form class="row friend-group-form" onSubmit={(e) => { e.preventDefault(); setEditing(false); void store.setFriendGroup(f.user_id!, group.trim()); }}>
+          <label for={inputId}>Friend group for {store.name(f.user_id)}</label>
+          <input id={inputId} list="friend-group-names" value={group} maxLength={64} placeholder="e.g. Family"
+                 onInput={(e) => setGroup((e.currentTarget as HTMLInputElement).value)} />
+          <datalist id="friend-group-names">{groups.map((g) => <option value={g} />)}</datalist>
+          <button type="submit">Save</button>
+        </form>
+      )}
+    </li>
   );
 }
 
@@ -439,6 +493,7 @@ function SettingsPanel({store}: P) {
                onChange={(e) => { const f = (e.currentTarget as HTMLInputElement).files?.[0]; if (f) void store.uploadAvatar(f); }} />
       </form>
       <PrivacyForm store={store} />
+      <ConnectionForm store={store} />
     </section>
   );
 }
@@ -526,16 +581,56 @@ function GroupPanel({store, id}: P & {id: string}) {
                 </button>
               )}
               {manager && m.user_id !== store.myId && m.role !== "owner" && (myRole === "owner" || m.role !== "admin") && (
-                <button type="button" onClick={() => store.groupAction(() => store.rest.removeMember(gid, m.user_id!),
-                                                               (g) => { g.members = g.members.filter((x) => x.user_id !== m.user_id); })}>Remove</button>
+                <button type="button" class="remove" onClick={() => store.groupAction(() => store.rest.removeMember(gid, m.user_id!),
+                                                               (g) => {
+                                                                 g.members = g.members.filter((x) => x.user_id !== m.user_id);
+                                                                 if (!g.bans.some((b) => b.user_id === m.user_id)) {
+                                                                   g.bans.push({user_id: m.user_id, banned_by: store.myId, banned_at: Date.now()});
+                                                                 }
+                                                               })}>Remove and ban</button>
               )}
             </li>
           ))}
         </ul>
+        {manager && <>
+          <h3>Banned</h3>
+          <p class="sub">Removing a member bans them: they cannot join or be added again until unbanned.</p>
+          <ul class="people" id="bans" aria-label="Banned people">
+            {info.bans.length === 0 && <li>Nobody is banned.</li>}
+            {info.bans.map((b) => (
+              <li data-user={b.user_id}>
+                <span class="name">{store.name(b.user_id)}</span>
+                <span class="sub">removed by {b.banned_by === store.myId ? "you" : store.name(b.banned_by)}</span>
+                <button type="button" class="unban" onClick={() => store.groupAction(() => store.rest.unban(gid, b.user_id!),
+                                                                       (g) => { g.bans = g.bans.filter((x) => x.user_id !== b.user_id); })}>Unban</button>
+              </li>
+            ))}
+          </ul>
+        </>}
         {myRole !== "owner" && (
           <button type="button" id="leave-group" onClick={() => store.leaveGroup(id)}>Leave group</button>
         )}
       </>}
     </section>
+  );
+}
+
+// ---- the WebSocket form ------------------------------------------------------------------------
+
+function ConnectionForm({store}: P) {
+  const [choice, setChoice] = useState(localStorage.getItem(kProtocolKey) ?? "imlog.v1.json");
+  return (
+    <>
+      <h3>Connection</h3>
+      <form id="protocol-form" onSubmit={(e) => { e.preventDefault(); localStorage.setItem(kProtocolKey, choice); location.reload(); }}>
+        <label for="protocol">Message format on the live connection</label>
+        <select id="protocol" value={choice} onChange={(e) => setChoice((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="imlog.v1.json">Text (JSON, imlog.v1.json)</option>
+          <option value="imlog.v1">Binary (FlatBuffers, imlog.v1)</option>
+        </select>
+        <p class="sub" id="protocol-now">In use: {store.realtime.protocol}</p>
+        <button type="submit">Apply and reload</button>
+      </form>
+    </>
   );
 }

@@ -5,8 +5,9 @@
 // open conversation's messages are kept by seq; a send not yet acknowledged has no seq and is
 // kept by its client_msg_id until the ack gives it one.
 
-import {createClient, ImlogError, WebStorageTokenStore, type Conversation, type ConnectionState, type Friend,
-        type Group, type Me, type Member, type Message, type RestClient, type RealtimeClient, type User} from "@imlog/sdk";
+import {binaryCodec, createClient, ImlogError, jsonCodec, WebStorageTokenStore, type Ban, type Codec, type Conversation,
+        type ConnectionState, type Friend, type Group, type Me, type Member, type Message, type RestClient,
+        type RealtimeClient, type User} from "@imlog/sdk";
 
 export type SendState = "pending" | "acked" | "failed";
 export interface UiMessage extends Message {
@@ -22,9 +23,16 @@ export interface Thread {
 }
 export interface PresenceInfo { status: string; last_seen: number }
 export type View = "chats" | "friends" | "new-group" | "settings" | "group-info";
-export interface GroupInfo { group: Group; members: Member[] }
+export interface GroupInfo { group: Group; members: Member[]; bans: Ban[] }
 
 const kPage = 50;
+
+/** Where the page keeps the WebSocket form it asks for: `imlog.v1` (binary) or `imlog.v1.json`. */
+export const kProtocolKey = "imlog.protocol";
+/** The codecs to offer: binary first when chosen (falling back to JSON), else JSON alone. */
+export function codecsFor(choice: string | null): Codec[] {
+  return choice === binaryCodec.subprotocol ? [binaryCodec, jsonCodec] : [jsonCodec];
+}
 
 export class ChatStore {
   readonly rest: RestClient;
@@ -36,6 +44,16 @@ export class ChatStore {
   users = new Map<number, User>();
   presence = new Map<number, PresenceInfo>();
   friends: Friend[] = [];
+  /** Users this user blocked (GET /blocks, then the user-blocked / user-unblocked pushes). */
+  blocked: number[] = [];
+  /**
+   * One-to-one conversation → the highest seq the other participant has read (their read-marked
+   * pushes). The server pushes receipts but keeps none to ask for, so this page keeps what it saw
+   * in `storage` (per signed-in user): a reload still shows "Seen". A read marker only moves
+   * forward, so a kept value is never wrong, at most behind.
+   */
+  peerRead = new Map<string, number>();
+  private readonly storage: Storage;
   current: string | null = null;
   view: View = "chats";
   connection: ConnectionState = "idle";
@@ -45,7 +63,8 @@ export class ChatStore {
   private readTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(storage: Storage = localStorage) {
-    const {rest, realtime} = createClient({store: new WebStorageTokenStore(storage)});
+    this.storage = storage;
+    const {rest, realtime} = createClient({store: new WebStorageTokenStore(storage), codecs: codecsFor(storage.getItem(kProtocolKey))});
     this.rest = rest;
     this.realtime = realtime;
     this.signedIn = rest.session.tokens !== null;
@@ -55,7 +74,22 @@ export class ChatStore {
     realtime.on("send-acked", (a) => this.onAcked(a.conversation_id, a.client_msg_id, a.message_id, a.seq_id));
     realtime.on("send-failed", (f) => this.onFailed(f.conversation_id, f.client_msg_id, f.error));
     realtime.on("message-recalled", (r) => this.onRecalled(r.conversation_id, r.message_id));
-    realtime.on("read-marked", (r) => this.setRead(r.conversation_id, r.seq_id));
+    // Our own marker (another device of ours), or in a one-to-one chat the peer's: a read receipt.
+    realtime.on("read-marked", (r) => {
+      if (r.user_id === this.myId) this.setRead(r.conversation_id, r.seq_id);
+      else if (r.seq_id > (this.peerRead.get(r.conversation_id) ?? 0)) {
+        this.peerRead.set(r.conversation_id, r.seq_id);
+        this.keepReceipts();
+        this.changed();
+      }
+    });
+    realtime.on("user-blocked", (e) => { if (!this.blocked.includes(e.user_id)) this.blocked = [...this.blocked, e.user_id]; this.want(e.user_id); this.changed(); });
+    realtime.on("user-unblocked", (e) => { this.blocked = this.blocked.filter((id) => id !== e.user_id); this.changed(); });
+    realtime.on("friend-group-set", (e) => {
+      for (const f of this.friends) if (f.user_id === e.friend_id) f.group_name = e.group_name;
+      this.changed();
+    });
+    realtime.on("settings-updated", () => void this.loadMe());
     realtime.on("presence", (p) => { this.presence.set(p.user_id, {status: p.status, last_seen: p.last_seen}); this.changed(); });
     // Friendship pushes are applied as they come: the friends list (a read model) may not have
     // caught up with the event yet, so reloading it here could show the state before it.
@@ -87,6 +121,10 @@ export class ChatStore {
     for (const t of ["member-left", "member-removed"] as const) {
       realtime.on(t, (e) => this.onGroupPush(e.conversation_id, (g) => { g.members = g.members.filter((m) => m.user_id !== e.user_id); }));
     }
+    realtime.on("member-removed", (e) => this.onGroupPush(e.conversation_id, (g) => {
+      if (e.banned && !g.bans.some((b) => b.user_id === e.user_id)) g.bans.push({user_id: e.user_id, banned_by: e.removed_by, banned_at: e.created_at});
+    }));
+    realtime.on("member-unbanned", (e) => this.onGroupPush(e.conversation_id, (g) => { g.bans = g.bans.filter((b) => b.user_id !== e.user_id); }));
     realtime.on("group-settings-changed", (e) => this.onGroupPush(e.conversation_id, (g) => {
       if (e.join_policy) g.group.join_policy = e.join_policy;
       if (e.history) g.group.history = e.history;
@@ -119,8 +157,26 @@ export class ChatStore {
     this.realtime.close();
     try { await this.rest.logout(); } catch { /* the pair is forgotten anyway */ }
   }
+  /** The user whose receipts are kept (set at boot: at sign-out the session no longer names them). */
+  private receiptsUser = 0;
+  private get receiptsKey() { return `imlog.receipts.${this.receiptsUser}`; }
+  private keepReceipts() {
+    try { this.storage.setItem(this.receiptsKey, JSON.stringify([...this.peerRead])); } catch { /* full or unavailable: receipts stay in memory */ }
+  }
+  private loadReceipts() {
+    this.receiptsUser = this.myId;
+    try {
+      const kept = JSON.parse(this.storage.getItem(this.receiptsKey) ?? "[]") as Array<[string, number]>;
+      for (const [conv, seq] of kept) {
+        if (typeof conv === "string" && typeof seq === "number" && seq > (this.peerRead.get(conv) ?? 0)) this.peerRead.set(conv, seq);
+      }
+    } catch { /* nothing usable kept */ }
+  }
   private signedOut(why: string) {
     this.realtime.close();
+    // The receipts kept are this user's: another user signing in on this browser must not see them.
+    try { this.storage.removeItem(this.receiptsKey); } catch { /* unavailable */ }
+    this.peerRead.clear();
     this.signedIn = false;
     this.me = null;
     this.conversations = [];
@@ -130,9 +186,10 @@ export class ChatStore {
     this.changed();
   }
   private async boot() {
+    this.loadReceipts();
     this.realtime.start();
     this.changed();
-    await Promise.all([this.loadMe(), this.loadConversations(), this.loadFriends()]);
+    await Promise.all([this.loadMe(), this.loadConversations(), this.loadFriends(), this.loadBlocks()]);
   }
   async loadMe() {
     try { this.me = await this.rest.me(); this.remember(this.me); this.changed(); } catch (e) { this.fail(e); }
@@ -193,7 +250,47 @@ export class ChatStore {
       else if (action === "accept") { await this.rest.acceptFriend(id); this.setFriend(id, "friends"); }
       else if (action === "reject") { await this.rest.rejectFriend(id); this.setFriend(id, null); }
       else if (action === "remove") { await this.rest.removeFriend(id); this.setFriend(id, null); }
-      else { await this.rest.block(id); this.say(`${this.name(id)} is blocked`); }
+      else {
+        await this.rest.block(id);
+        if (!this.blocked.includes(id)) this.blocked = [...this.blocked, id];
+        this.say(`${this.name(id)} is blocked`);
+      }
+    } catch (e) { this.fail(e); }
+  }
+  async loadBlocks() {
+    try {
+      this.blocked = (await this.rest.blocks()).blocked ?? [];
+      for (const id of this.blocked) this.want(id);
+      this.changed();
+    } catch (e) { this.fail(e); }
+  }
+  async unblock(id: number) {
+    try {
+      await this.rest.unblock(id);
+      this.blocked = this.blocked.filter((x) => x !== id);
+      this.say(`${this.name(id)} is unblocked`);
+    } catch (e) { this.fail(e); }
+  }
+  /** Files a friend under a friend group ("" takes them out of any). */
+  async setFriendGroup(id: number, name: string) {
+    try {
+      await this.rest.setFriendGroup(id, name);
+      for (const f of this.friends) if (f.user_id === id) f.group_name = name;
+      this.changed();
+    } catch (e) { this.fail(e); }
+  }
+
+  // ---- mute ----------------------------------------------------------------------------------
+  isMuted(conv: string): boolean { return this.me?.settings?.muted?.includes(conv) ?? false; }
+  /** Mutes or unmutes a conversation's offline pushes (the user's settings). */
+  async setMuted(conv: string, muted: boolean) {
+    try {
+      await this.rest.updateSettings(muted ? {muted: [conv]} : {unmuted: [conv]});
+      if (this.me) {
+        const st = (this.me.settings ??= {});
+        st.muted = muted ? [...new Set([...(st.muted ?? []), conv])] : (st.muted ?? []).filter((c) => c !== conv);
+      }
+      this.changed();
     } catch (e) { this.fail(e); }
   }
 
@@ -235,7 +332,11 @@ export class ChatStore {
     const me = this.myId;
     return `single_${Math.min(me, peer)}_${Math.max(me, peer)}`;
   }
-  setView(v: View) { this.view = v; this.changed(); }
+  setView(v: View) {
+    this.view = v;
+    if (v === "chats" && this.current) this.markRead();  // back on screen: what arrived meanwhile is read now
+    this.changed();
+  }
 
   async open(id: string) {
     this.current = id;
@@ -309,7 +410,8 @@ export class ChatStore {
       c.last_seq = Math.max(c.last_seq, m.seq_id);
     }
     if (m.sender_id !== this.myId && m.message_type !== "system" && m.seq_id > c.read_seq) {
-      if (this.current === m.conversation_id && document.visibilityState === "visible") this.markRead();
+      // Read only while the conversation is on screen: not behind the friends or settings panel.
+      if (this.current === m.conversation_id && this.view === "chats" && document.visibilityState === "visible") this.markRead();
       else c.unread = Math.min(999, c.unread + 1);
     }
     this.conversations.sort((a, b) => b.updated_at - a.updated_at);
@@ -394,9 +496,9 @@ export class ChatStore {
   async loadGroup(conv: string) {
     const id = Number(conv.slice("group_".length));
     try {
-      const [group, m] = await Promise.all([this.rest.group(id), this.rest.members(id)]);
-      for (const x of m.members ?? []) this.want(x.user_id!);
-      this.groupInfo = {group, members: m.members ?? []};
+      const [group, m, b] = await Promise.all([this.rest.group(id), this.rest.members(id), this.rest.bans(id, {limit: 1000})]);
+      for (const x of [...(m.members ?? []), ...(b.bans ?? [])]) this.want(x.user_id!);
+      this.groupInfo = {group, members: m.members ?? [], bans: b.bans ?? []};
       this.changed();
     } catch (e) { this.fail(e); }
   }

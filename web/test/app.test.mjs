@@ -4,6 +4,11 @@
 // mid-conversation; a reload keeps the session. Assertions are on what each person sees (the
 // DOM). Screenshots of the main screens are kept under $IMLOG_TEST_ARTIFACTS, and axe-core checks
 // each screen for serious or critical accessibility violations. Every wait has a deadline.
+//
+// The app speaks the WebSocket subprotocol $IMLOG_WEB_PROTOCOL asks for: `imlog.v1.json` (JSON
+// text frames, the default) or `imlog.v1` (binary FlatBuffers frames). ctest runs the whole suite
+// once for each (WebBrowser, WebBrowserBinary), and the last test checks, from the DevTools
+// protocol's view of the sockets, that every frame each page received was of that form.
 import {test, before, after} from "node:test";
 import assert from "node:assert/strict";
 import {readdirSync, readFileSync} from "node:fs";
@@ -17,6 +22,8 @@ let browser;
 const people = {};
 const password = "correct horse";
 const suffix = String(process.pid % 100000);
+const protocol = process.env.IMLOG_WEB_PROTOCOL || "imlog.v1.json";
+if (!["imlog.v1.json", "imlog.v1"].includes(protocol)) throw new Error(`IMLOG_WEB_PROTOCOL=${protocol}: imlog.v1.json or imlog.v1`);
 
 // Before the app's script runs: record every Content-Security-Policy violation.
 const watchViolations = () => {
@@ -37,10 +44,17 @@ async function newPerson(key, nickname) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   await page.evaluateOnNewDocument(watchViolations);
+  // The form the app asks for (web/src/store.ts reads it at start; Settings → Connection sets it).
+  await page.evaluateOnNewDocument((proto) => localStorage.setItem("imlog.protocol", proto), protocol);
+  // Every WebSocket frame the page receives, by opcode (1 text, 2 binary), as DevTools sees it.
+  const frames = {text: 0, binary: 0};
+  const cdp = await page.createCDPSession();
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketFrameReceived", ({response}) => { if (response.opcode === 1) ++frames.text; else if (response.opcode === 2) ++frames.binary; });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${server.url}/`);
-  const p = {key, nickname, username: `${key}${suffix}`, context, page, errors};
+  const p = {key, nickname, username: `${key}${suffix}`, context, page, errors, frames};
   people[key] = p;
   return p;
 }
@@ -144,6 +158,29 @@ test("friends: search, request, accept; presence shows", async () => {
   await axeCheck(alice, "the friends panel");
 });
 
+test("friend groups: Alice files Bob under one, the list shows it, the server has it", async () => {
+  const {alice, bob, carol} = people;
+  await openTab(alice, "friends");
+  await alice.page.click(`#friends li[data-user="${bob.id}"] button.set-group`);
+  await alice.page.type(`#friend-group-${bob.id}`, "Work <i>mates</i>");
+  await alice.page.keyboard.press("Enter");
+  await alice.page.waitForSelector(`#friends section[data-group="Work <i>mates</i>"] li[data-user="${bob.id}"]`);
+  assert.equal(await text(alice.page, `#friends section[data-group="Work <i>mates</i>"] h4`), "Work <i>mates</i>", "a group name is text");
+  // Carol is in no group.
+  assert.ok(await alice.page.$(`#friends section[data-group=""] li[data-user="${carol.id}"]`), "the others under Not in a group");
+  const fromServer = await alice.page.evaluate(async () => {
+    const t = JSON.parse(localStorage.getItem("imlog.session"));
+    const h = {headers: {Authorization: `Bearer ${t.access_token}`}};
+    return {friends: (await (await fetch("/api/v1/friends?status=friends", h)).json()).friends,
+            groups: (await (await fetch("/api/v1/friends/groups", h)).json()).groups};
+  });
+  assert.equal(fromServer.friends.find((f) => f.user_id === bob.id)?.group_name, "Work <i>mates</i>");
+  assert.deepEqual(fromServer.groups, ["Work <i>mates</i>"]);
+  assert.equal(await alice.page.$$eval("#friends i", (e) => e.length), 0, "no markup from a group name");
+  await shot(alice, "12-friend-groups");
+  await axeCheck(alice, "the friends panel with friend groups");
+});
+
 test("two people chat: pending then sent, unread badge, names, no markup", async () => {
   const {alice, bob} = people;
   await alice.page.click(`#friends li[data-user="${bob.id}"] button.primary`);  // Message
@@ -168,8 +205,27 @@ test("two people chat: pending then sent, unread badge, names, no markup", async
   await openConversation(bob, "Alice");
   await until(bob, "the message", () => [...document.querySelectorAll("#messages .msg .text")].some((e) => e.textContent === "hello bob"));
   await until(bob, "the badge gone", () => !document.querySelector("#conversations .badge"));
+  // Bob read it: Alice's message shows as seen (his read marker, pushed to her as a receipt).
+  await until(alice, "her message seen", () => {
+    const m = [...document.querySelectorAll("#messages .msg.mine")].find((x) => x.querySelector(".text")?.textContent === "hello bob");
+    return m?.dataset.seen === "true" && m.querySelector(".state.seen")?.textContent.includes("Seen");
+  });
   await send(bob, "hi <img src=x> alice");
   await until(alice, "bob's answer", () => [...document.querySelectorAll("#messages .msg:not(.mine) .text")].some((e) => e.textContent === "hi <img src=x> alice"));
+  // A message Bob has not read yet is sent, not seen: Alice's next one, while Bob looks elsewhere.
+  await openTab(bob, "friends");
+  await send(alice, "are you there?");
+  await until(alice, "the new one acked", () => [...document.querySelectorAll("#messages .msg.mine[data-state=acked] .text")].some((e) => e.textContent === "are you there?"));
+  // Bob's list counts it unread (the chat is behind his friends panel, so not read), and a
+  // moment later (longer than the app's 150 ms read debounce) Alice still sees it unread.
+  await until(bob, "unread while the chat is hidden", () => document.querySelector("#conversations .badge")?.textContent === "1");
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(await alice.page.evaluate(() => [...document.querySelectorAll("#messages .msg.mine")].find((x) => x.querySelector(".text")?.textContent === "are you there?").dataset.seen),
+               undefined, "not seen while Bob has not opened it");
+  await openTab(bob, "chats");
+  await openConversation(bob, "Alice");
+  await until(alice, "seen once Bob opened the chat", () =>
+    [...document.querySelectorAll("#messages .msg.mine")].find((x) => x.querySelector(".text")?.textContent === "are you there?")?.dataset.seen === "true");
   assert.equal(await alice.page.$$eval("#messages img, #conversations img", (e) => e.length), 0, "markup in a message stays text");
   await shot(alice, "04-chat");
   await axeCheck(alice, "a conversation");
@@ -309,6 +365,9 @@ test("a reload keeps the session and the conversation; older messages load on sc
   const texts = await messages(alice);
   assert.equal(texts[0], "hello bob");
   assert.equal(new Set(texts).size, texts.length);
+  // Bob's receipts survive the reload (the page keeps them; the server pushes them only).
+  assert.equal(await alice.page.evaluate(() => [...document.querySelectorAll("#messages .msg.mine")]
+    .find((m) => m.querySelector(".text")?.textContent === "hello bob")?.dataset.seen), "true", "still seen after the reload");
 });
 
 test("a phone's width: one pane at a time, and still accessible", async () => {
@@ -323,6 +382,101 @@ test("a phone's width: one pane at a time, and still accessible", async () => {
   assert.equal(await carol.page.$("#messages"), null, "the list replaces the chat");
   await shot(carol, "09-phone-list");
   await axeCheck(carol, "the conversation list on a phone");
+});
+
+/** fetch() in p's page with its access token; answers {status, body}. */
+const api = (p, method, path, body) => p.page.evaluate(async (method, path, body) => {
+  const t = JSON.parse(localStorage.getItem("imlog.session"));
+  const r = await fetch(path, {method, headers: {Authorization: `Bearer ${t.access_token}`, "Content-Type": "application/json"},
+                               body: body === undefined ? undefined : JSON.stringify(body)});
+  const text = await r.text();
+  return {status: r.status, body: text ? JSON.parse(text) : null};
+}, method, path, body);
+
+test("group moderation: the owner removes (bans) a member, lists the ban, unbans, adds her back", async () => {
+  const {alice, carol} = people;
+  await carol.page.setViewport({width: 1100, height: 720});
+  await openTab(alice, "chats");
+  await openConversation(alice, "Weekend plans");
+  const conv = await alice.page.$eval("#conversations .conv[aria-current=true]", (e) => e.dataset.conv);
+  const gid = Number(conv.slice("group_".length));
+  await alice.page.click("#group-info");
+  await alice.page.waitForSelector(`#members li[data-user="${carol.id}"] button.remove`);
+  await alice.page.click(`#members li[data-user="${carol.id}"] button.remove`);
+  await until(alice, "carol gone from the members", (id) => !document.querySelector(`#members li[data-user="${id}"]`), carol.id);
+  await alice.page.waitForSelector(`#bans li[data-user="${carol.id}"] button.unban`);
+  assert.match(await text(alice.page, `#bans li[data-user="${carol.id}"]`), /Carol.*removed by you/);
+  // The server agrees: banned, and adding her back is refused while the ban stands.
+  await waitFor("the ban in the server's list", async () =>
+    JSON.stringify((await api(alice, "GET", `/api/v1/groups/${gid}/bans`)).body.bans.map((b) => b.user_id)) === JSON.stringify([carol.id]));
+  const refusedAdd = await api(alice, "POST", `/api/v1/groups/${gid}/members`, {user_id: carol.id});
+  assert.equal(refusedAdd.status, 403, `a banned user cannot be added: ${JSON.stringify(refusedAdd)}`);
+  assert.equal(refusedAdd.body.code, "banned");
+  // Carol's side: her send to the group is refused.
+  assert.equal((await api(carol, "POST", `/api/v1/conversations/${conv}/messages`, {content: "still here?"})).status, 403);
+  await shot(alice, "13-group-bans");
+  await axeCheck(alice, "the group's members and bans");
+
+  await alice.page.click(`#bans li[data-user="${carol.id}"] button.unban`);
+  await until(alice, "the ban lifted", (id) => !document.querySelector(`#bans li[data-user="${id}"]`), carol.id);
+  await waitFor("no ban in the server's list", async () => (await api(alice, "GET", `/api/v1/groups/${gid}/bans`)).body.bans.length === 0);
+  let last;
+  await waitFor("carol added back", async () => (last = await api(alice, "POST", `/api/v1/groups/${gid}/members`, {user_id: carol.id})).status === 200)
+    .catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(last)}`); });
+  await until(alice, "carol a member again (pushed)", (id) => Boolean(document.querySelector(`#members li[data-user="${id}"]`)), carol.id);
+});
+
+test("block and unblock: the blocked list, and sends refused only while blocked", async () => {
+  const {alice, carol} = people;
+  const conv = `single_${Math.min(alice.id, carol.id)}_${Math.max(alice.id, carol.id)}`;
+  await openTab(alice, "friends");
+  assert.equal(await text(alice.page, "#blocked li"), "Nobody is blocked.");
+  await alice.page.evaluate((id) => [...document.querySelectorAll(`#friends li[data-user="${id}"] button`)].find((b) => b.textContent === "Block").click(), carol.id);
+  await alice.page.waitForSelector(`#blocked li[data-user="${carol.id}"] button.unblock`);
+  assert.match(await text(alice.page, `#blocked li[data-user="${carol.id}"]`), /Carol/);
+  await waitFor("the block in the server's list", async () =>
+    JSON.stringify((await api(alice, "GET", "/api/v1/blocks")).body.blocked) === JSON.stringify([carol.id]));
+  const refused = await api(carol, "POST", `/api/v1/conversations/${conv}/messages`, {content: "let me in"});
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.code, "blocked");
+  await shot(alice, "14-blocked");
+  await axeCheck(alice, "the friends panel with a blocked person");
+  await alice.page.click(`#blocked li[data-user="${carol.id}"] button.unblock`);
+  await until(alice, "the blocked list empty", (id) => !document.querySelector(`#blocked li[data-user="${id}"]`), carol.id);
+  await waitFor("the server's block list empty", async () => ((await api(alice, "GET", "/api/v1/blocks")).body.blocked ?? []).length === 0);
+  // The engine applies the unblock as an event: the next send goes through.
+  await waitFor("carol's send accepted", async () => (await api(carol, "POST", `/api/v1/conversations/${conv}/messages`, {content: "thanks"})).status === 201);
+});
+
+test("mute: a conversation muted and unmuted, shown in the list, stored in the settings", async () => {
+  const {bob} = people;
+  await openTab(bob, "chats");
+  await openConversation(bob, "Alice");
+  const conv = await bob.page.$eval("#conversations .conv[aria-current=true]", (e) => e.dataset.conv);
+  assert.equal(await bob.page.$eval("#mute", (e) => e.getAttribute("aria-pressed")), "false");
+  await bob.page.click("#mute");
+  await bob.page.waitForSelector("#mute[aria-pressed=true]");
+  assert.equal(await text(bob.page, "#mute"), "Unmute");
+  assert.match(await text(bob.page, `.conv[data-conv="${conv}"]`), /\(muted\)/);
+  await waitFor("muted in the settings", async () =>
+    JSON.stringify((await api(bob, "GET", "/api/v1/users/me")).body.settings.muted) === JSON.stringify([conv]));
+  await axeCheck(bob, "a muted conversation");
+  await bob.page.click("#mute");
+  await bob.page.waitForSelector("#mute[aria-pressed=false]");
+  assert.doesNotMatch(await text(bob.page, `.conv[data-conv="${conv}"]`), /\(muted\)/);
+  await waitFor("unmuted in the settings", async () => ((await api(bob, "GET", "/api/v1/users/me")).body.settings.muted ?? []).length === 0);
+});
+
+test(`every page spoke ${protocol}: each frame received was of its form`, async () => {
+  const want = protocol === "imlog.v1" ? "binary" : "text", other = want === "binary" ? "text" : "binary";
+  for (const p of Object.values(people)) {
+    assert.ok(p.frames[want] > 10, `${p.key}: ${JSON.stringify(p.frames)}`);
+    assert.equal(p.frames[other], 0, `${p.key}: ${JSON.stringify(p.frames)}`);
+  }
+  const {carol} = people;
+  await openTab(carol, "settings");
+  assert.equal(await text(carol.page, "#protocol-now"), `In use: ${protocol}`);
+  assert.equal(await carol.page.$eval("#protocol", (e) => e.value), protocol);
 });
 
 test("nothing broke the page's policy and no script error was thrown", async () => {

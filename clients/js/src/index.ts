@@ -4,10 +4,11 @@
 export {ImlogError} from "./errors.js";
 export {Session, MemoryTokenStore, WebStorageTokenStore, type Tokens, type TokenStore} from "./auth.js";
 export {RestClient, type RestOptions, type Reply, type Body, type Schemas, type Message, type Conversation, type User,
-        type Me, type Friend, type Group, type Member, type Presence} from "./rest.js";
+        type Me, type Friend, type Group, type Member, type Presence, type Ban} from "./rest.js";
 export {RealtimeClient, type RealtimeOptions, type RealtimeEvents, type ConnectionState, type PendingSend,
         type SocketLike, type SocketFactory, type Timers} from "./realtime.js";
 export {jsonCodec, type Codec, type WireData} from "./codec.js";
+export {binaryCodec, encodeBinaryFrame, decodeBinaryFrame} from "./binary.js";
 export type * as Frames from "./generated/frames.js";
 
 import {RestClient, type RestOptions} from "./rest.js";

@@ -17,6 +17,7 @@ export type Friend = Schemas["Friend"];
 export type Group = Schemas["Group"];
 export type Member = Schemas["Member"];
 export type Presence = Schemas["Presence"];
+export type Ban = Schemas["Ban"];
 
 type Op = keyof operations;
 /** The JSON body of operation `O`'s answer with status `S`. */
@@ -134,6 +135,15 @@ export class RestClient {
   members(id: number) { return this.request<Reply<"listMembers", 200>>("GET", `${group(id)}/members`); }
   addMember(id: number, user_id: number) { return this.request<unknown>("POST", `${group(id)}/members`, {user_id}); }
   removeMember(id: number, user_id: number) { return this.request<unknown>("DELETE", `${group(id)}/members/${user_id}`); }
+  /** The group's bans (members only), a page by user id. */
+  bans(id: number, q: {after_user_id?: number; limit?: number} = {}) {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+    const qs = p.toString();
+    return this.request<Reply<"listBans", 200>>("GET", `${group(id)}/bans${qs ? "?" + qs : ""}`);
+  }
+  /** Lifts a ban (owner or admin): the user may join or be added again. */
+  unban(id: number, user_id: number) { return this.request<void>("DELETE", `${group(id)}/bans/${user_id}`); }
   changeRole(id: number, user_id: number, role: "member" | "admin" | "owner") {
     return this.request<unknown>("PUT", `${group(id)}/members/${user_id}/role`, {role});
   }
@@ -160,6 +170,12 @@ export class RestClient {
   acceptFriend(user_id: number) { return this.request<void>("POST", `/api/v1/friends/requests/${user_id}/accept`); }
   rejectFriend(user_id: number) { return this.request<void>("POST", `/api/v1/friends/requests/${user_id}/reject`); }
   removeFriend(user_id: number) { return this.request<void>("DELETE", `/api/v1/friends/${user_id}`); }
+  /** Files a friend under a friend group (a name of the caller's choosing; "" for none). */
+  setFriendGroup(user_id: number, group_name: string) {
+    return this.request<void>("PUT", `/api/v1/friends/${user_id}/group`, {group_name});
+  }
+  /** The friend group names in use. */
+  friendGroups() { return this.request<Reply<"listFriendGroups", 200>>("GET", "/api/v1/friends/groups"); }
   blocks() { return this.request<Reply<"listBlocks", 200>>("GET", "/api/v1/blocks"); }
   block(user_id: number) { return this.request<void>("POST", "/api/v1/blocks", {user_id}); }
   unblock(user_id: number) { return this.request<void>("DELETE", `/api/v1/blocks/${user_id}`); }

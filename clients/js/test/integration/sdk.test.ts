@@ -2,10 +2,13 @@
 // the generated types, real-time delivery between two users, the same client_msg_id resent after
 // a reconnect is one message, a gap left by a dropped connection is synced, token refresh (the
 // server's access tokens live 2 s here), and a server killed and restarted mid-conversation.
-import {test, before, after} from "node:test";
+// Every test runs over both subprotocols: JSON text frames (`imlog.v1.json`) and binary
+// FlatBuffers frames (`imlog.v1`, the SDK's binaryCodec), each checked to be what the socket
+// really carried.
+import {describe, test, before, after} from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import {createClient, type Message, type SocketFactory} from "../../src/index.js";
+import {binaryCodec, createClient, jsonCodec, type Codec, type Message, type SocketFactory} from "../../src/index.js";
 import {ImlogServer, waitFor} from "./server.js";
 
 const server = new ImlogServer(`
@@ -22,12 +25,26 @@ after(async () => {
   await server.dispose();
 });
 
-const socket: SocketFactory = (url, protocols) => new WebSocket(url, protocols) as never;
+const protocols: Array<{name: string; codecs: Codec[]; binary: boolean}> = [
+  {name: "imlog.v1.json", codecs: [jsonCodec], binary: false},
+  {name: "imlog.v1", codecs: [binaryCodec, jsonCodec], binary: true},
+];
 let n = 0;
 const uniq = (base: string) => `${base}${process.pid % 10000}x${++n}`;
 
+for (const proto of protocols) describe(`over ${proto.name}`, () => {
+
+/** How many text and binary messages the client's sockets received. */
+const received = {text: 0, binary: 0};
+const socket: SocketFactory = (url, offered) => {
+  const ws = new WebSocket(url, offered);
+  ws.addEventListener("message", (ev) => { if (typeof ev.data === "string") ++received.text; else ++received.binary; });
+  return ws as never;
+};
+
 async function user(nickname: string) {
-  const c = createClient({baseUrl: server.url, socket, backoffMinMs: 50, backoffMaxMs: 500, refreshMarginMs: 500});
+  const c = createClient({baseUrl: server.url, socket, codecs: proto.codecs, backoffMinMs: 50, backoffMaxMs: 500,
+                          refreshMarginMs: 500});
   const username = uniq(nickname.toLowerCase());
   const reg = await c.rest.register({username, password: "correct horse", nickname});
   const tokens = await c.rest.login(username, "correct horse");
@@ -39,13 +56,15 @@ async function user(nickname: string) {
 }
 const single = (a: number, b: number) => `single_${Math.min(a, b)}_${Math.max(a, b)}`;
 
-test("two users chat in real time over imlog.v1.json; the conversation list has names and unread counts", async () => {
+test("two users chat in real time; a read reaches the peer as a receipt; the list has names and unread counts", async () => {
   const alice = await user("Alice"), bob = await user("Bob");
+  const before = {...received};
   alice.realtime.start();
   bob.realtime.start();
   await waitFor("both open", () => alice.realtime.state === "open" && bob.realtime.state === "open");
-  assert.equal(alice.realtime.protocol, "imlog.v1.json");
+  assert.equal(alice.realtime.protocol, proto.name);
   assert.equal(alice.realtime.hello?.user_id, alice.id);
+  assert.equal(alice.realtime.hello?.protocol, proto.name, "the server's hello names the subprotocol");
   const conv = single(alice.id, bob.id);
   const ack = await alice.realtime.send(conv, "hello bob").acked;
   assert.equal(ack.seq_id, 1);
@@ -56,6 +75,17 @@ test("two users chat in real time over imlog.v1.json; the conversation list has 
   const row = (await bob.rest.conversations()).conversations.find((c) => c.conversation_id === conv)!;
   assert.equal(row.title, "Alice");
   assert.equal(row.peer_id, alice.id);
+  // A read over the socket is answered on it, and Alice gets it as a read receipt.
+  const readAck = new Promise<{seq_id: number}>((res) => bob.realtime.on("read-ack", res));
+  const receipt = new Promise<{user_id: number; seq_id: number; conversation_id: string}>((res) => alice.realtime.on("read-marked", res));
+  assert.ok(bob.realtime.read(conv, 1));
+  assert.equal((await readAck).seq_id, 1);
+  assert.deepEqual(await receipt.then(({user_id, seq_id, conversation_id}) => ({user_id, seq_id, conversation_id})),
+                   {user_id: bob.id, seq_id: 1, conversation_id: conv});
+  // Every frame came in the subprotocol's form: hellos, the push, the ack, the read-ack, the receipt.
+  const got = {text: received.text - before.text, binary: received.binary - before.binary};
+  assert.ok((proto.binary ? got.binary : got.text) >= 6, `frames of the expected form: ${JSON.stringify(got)}`);
+  assert.equal(proto.binary ? got.text : got.binary, 0, `no frame of the other form: ${JSON.stringify(got)}`);
   alice.realtime.close();
   bob.realtime.close();
 });
@@ -148,4 +178,6 @@ test("presence: a friend's going offline and coming back is pushed", async () =>
   const p = await alice.rest.presence([bob.id]);
   assert.equal(p.presence![0].status, "offline");
   alice.realtime.close();
+});
+
 });

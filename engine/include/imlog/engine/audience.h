@@ -11,8 +11,9 @@
 
 namespace imlog {
 
-// Read markers and blocks concern only the actor's own devices, whatever their stream.
-bool shown_to_actor_only(fb::Event type);
+// Blocks concern only the actor's own devices, whatever their stream; so do read markers, except
+// in a one-to-one conversation, where the other participant is shown them as read receipts.
+bool shown_to_actor_only(const StreamRef& ref, fb::Event type);
 
 // The users shown an event of a one-to-one conversation: both participants, or the actor alone
 // (shown_to_actor_only). `ref` must be a single stream.
