@@ -5,6 +5,7 @@
 //
 // Thread-compatible values.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -98,6 +99,10 @@ bool parse_client_json(std::string_view text, rapidjson::Document& doc, JsonErro
 
 class JsonBody {
  public:
+  JsonBody() = default;
+  JsonBody(const JsonBody&) = delete;  // the document points into this object's own buffer
+  JsonBody& operator=(const JsonBody&) = delete;
+
   // Parses `text` as one JSON object (parse_client_json). False with error() naming the problem
   // and its offset otherwise.
   bool parse(std::string_view text);
@@ -108,7 +113,14 @@ class JsonBody {
   [[nodiscard]] std::string_view parse_error_code() const { return too_deep_ ? "invalid" : "invalid_json"; }
 
  private:
-  rapidjson::Document doc_;
+  // A chat frame's values fit in kInlineBytes inside the object, so parsing one allocates no
+  // memory pool from the heap (RapidJSON's default pool starts with a 64 KiB chunk, one large
+  // malloc and free per frame); a bigger body spills into chunks of kChunkBytes.
+  static constexpr size_t kInlineBytes = 2048;
+  static constexpr size_t kChunkBytes = 8192;
+  alignas(std::max_align_t) char inline_[kInlineBytes];
+  rapidjson::MemoryPoolAllocator<> pool_{inline_, sizeof inline_, kChunkBytes};
+  rapidjson::Document doc_{&pool_, 256};
   std::string error_;
   bool too_deep_ = false;
 };
