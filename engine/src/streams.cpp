@@ -18,7 +18,7 @@ std::optional<uint64_t> parse_id(std::string_view s) {
 }  // namespace
 
 std::string delivery_topic(std::string_view gateway_id) {
-  return "im.deliver." + std::string(gateway_id);
+  return std::string(kDeliveryTopicPrefix) + std::string(gateway_id);
 }
 
 std::optional<StreamRef> parse_stream(std::string_view s) {

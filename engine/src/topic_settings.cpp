@@ -17,9 +17,31 @@ std::vector<TopicRequirement> required_settings(std::string_view topic) {
   };
 }
 
+namespace {
+
+constexpr std::string_view kHour = "3600000";
+constexpr std::string_view kDay = "86400000";
+constexpr std::string_view kTwoWeeks = "1209600000";
+
+// How long a transport topic keeps its records (retention.ms). Nothing on these topics is the
+// truth: each record matters only until its reader has taken it, so they are kept long enough to
+// ride out a reader's outage, not for ever.
+std::string_view transport_retention(std::string_view topic) {
+  if (topic == kCommandsTopic || topic == kTasksTopic) return kDay;  // engines or tasks workers down a day
+  if (topic == kDeadLetterTopic) return kTwoWeeks;                   // an operator looks within two weeks
+  if (topic.starts_with(kDeliveryTopicPrefix)) return kHour;         // a gateway's pushes; clients sync
+  return {};
+}
+
+}  // namespace
+
 TopicConfig creation_settings(std::string_view topic) {
   TopicConfig out;
   for (const auto& r : required_settings(topic)) out[r.key] = r.value;
+  if (auto ms = transport_retention(topic); !ms.empty()) {
+    out["retention.ms"] = std::string(ms);
+    out["cleanup.policy"] = "delete";
+  }
   return out;
 }
 

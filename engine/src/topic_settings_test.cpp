@@ -48,6 +48,19 @@ TEST(TopicSettings, TheEventsTopicAsImlogCreatesItPasses) {
   EXPECT_EQ(fake.asked, std::vector<std::string>{kEvents});
 }
 
+TEST(TopicSettings, TransportTopicsAreCreatedWithAFiniteRetentionAndTheEventsTopicWithNone) {
+  EXPECT_EQ(creation_settings(kEventsTopic).at("retention.ms"), "-1");
+  EXPECT_EQ(creation_settings(kCommandsTopic).at("retention.ms"), "86400000");
+  EXPECT_EQ(creation_settings(kTasksTopic).at("retention.ms"), "86400000");
+  EXPECT_EQ(creation_settings(kDeadLetterTopic).at("retention.ms"), "1209600000");
+  EXPECT_EQ(creation_settings(delivery_topic("gw-1")).at("retention.ms"), "3600000");
+  for (auto topic : {std::string(kCommandsTopic), std::string(kTasksTopic), delivery_topic("gw-1")}) {
+    EXPECT_EQ(creation_settings(topic).at("cleanup.policy"), "delete") << topic;
+    EXPECT_EQ(creation_settings(topic).count("retention.bytes"), 0u) << topic;
+  }
+  EXPECT_TRUE(creation_settings("some.other.topic").empty());
+}
+
 TEST(TopicSettings, TheBrokersSevenDayDefaultIsRefusedNamingTheSetting) {
   FakeTopicConfigs fake;
   fake.topics[kEvents] = broker_defaults();

@@ -22,6 +22,7 @@ inline constexpr std::string_view kEventsTopic = "im.events";
 inline constexpr std::string_view kTasksTopic = "im.tasks";
 inline constexpr std::string_view kDeadLetterTopic = "im.dlq";
 // Deliveries for one gateway: "im.deliver.<gateway_id>".
+inline constexpr std::string_view kDeliveryTopicPrefix = "im.deliver.";
 std::string delivery_topic(std::string_view gateway_id);
 
 // Buckets of the username registry. Fixed forever: it decides which stream claims a name, and

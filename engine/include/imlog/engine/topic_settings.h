@@ -42,7 +42,10 @@ struct TopicRequirement {
 // records are transport, see docs/architecture.md, "The write path").
 std::vector<TopicRequirement> required_settings(std::string_view topic);
 
-// The settings `topic` is created with (the requirements as name → value).
+// The settings `topic` is created with: the requirements as name → value for im.events; for the
+// transport topics a finite retention.ms (im.commands and im.tasks a day, im.dlq two weeks,
+// im.deliver.* an hour), so a broker does not keep what was read long ago. Nothing checks those
+// at start: an operator may change them.
 TopicConfig creation_settings(std::string_view topic);
 
 // The first requirement `config` breaks, as an error naming topic, setting, value found and the
