@@ -1,18 +1,22 @@
 // LogDirectory's follow loop on a log whose polls fail: a retryable error is retried with back-off
 // (no spinning, no log line per poll) and the directory recovers; one it cannot retry — a corrupt
-// record — fails its worker, named for /readyz, instead of being retried for ever.
+// record — fails its worker, named for /readyz, instead of being retried for ever. And its snapshot:
+// a restart reads only what came after it, and a snapshot it cannot trust is read past, not used.
 
 #include "imlog/engine/log_directory.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 
 #include "imlog/core/worker.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
+#include "imlog/testing/event_log_builder.h"
 #include "imlog/testing/support.h"
 
 namespace imlog {
@@ -131,6 +135,133 @@ TEST_F(LogDirectoryFollow, ACorruptRecordFailsTheDirectoryOnceAndNamesIt) {
   EXPECT_NE(failed.find("corrupt record in im.events[1]@7"), std::string::npos) << failed;
   directory_->stop();  // prompt, and the failure stays
   EXPECT_EQ(directory_worker()->state, WorkerState::failed);
+}
+
+// ---- the snapshot ------------------------------------------------------------------------------
+
+class LogDirectorySnapshot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LocalLogConfig c;
+    c.dir = dir_.str() + "/log";
+    auto l = LocalLog::open(c);
+    ASSERT_TRUE(l) << l.error().to_string();
+    log_ = std::move(*l);
+    auto b = testing::EventLogBuilder::open(*log_, 2);
+    ASSERT_TRUE(b) << b.error().to_string();
+    builder_ = std::move(*b);
+    for (int i = 0; i < 20; ++i) users_.push_back(builder_->register_user("user" + std::to_string(i)));
+    fb::SettingsUpdatedT s;
+    s.message_policy = fb::MessagePolicy::FriendsOnly;
+    s.allow_search = false;
+    builder_->settings(users_[3], s);
+    ASSERT_TRUE(builder_->flush());
+  }
+
+  std::unique_ptr<LogDirectory> started() {
+    auto d = std::make_unique<LogDirectory>(*log_, LogDirectoryOptions{snapshot_});
+    auto s = d->start();
+    EXPECT_TRUE(s) << s.error().to_string();
+    return d;
+  }
+
+  uint64_t records_in_log() {
+    uint64_t n = 0;
+    for (int32_t p = 0; p < 2; ++p) n += static_cast<uint64_t>(*log_->end_offset(TopicPartition{std::string(kEventsTopic), p}));
+    return n;
+  }
+
+  void expect_knows_everyone(const LogDirectory& d) {
+    for (uint64_t u : users_) EXPECT_TRUE(d.user(u).exists) << u;
+    EXPECT_EQ(d.user(users_[3]).message_policy, fb::MessagePolicy::FriendsOnly);
+    EXPECT_FALSE(d.user(users_[3]).allow_search);
+    EXPECT_EQ(d.user(users_[4]).message_policy, fb::MessagePolicy::Everyone);
+    EXPECT_FALSE(d.user(123456789).exists);
+  }
+
+  testing::TempDir dir_{"imlog-log-directory-snapshot-test"};
+  std::string snapshot_ = dir_.str() + "/directory.snapshot";
+  std::unique_ptr<LocalLog> log_;
+  std::unique_ptr<testing::EventLogBuilder> builder_;
+  std::vector<uint64_t> users_;
+};
+
+TEST_F(LogDirectorySnapshot, ARestartReadsOnlyWhatCameAfterTheSnapshot) {
+  auto first = started();
+  EXPECT_EQ(first->read_at_start(), records_in_log());
+  first->stop();
+  ASSERT_TRUE(std::filesystem::exists(snapshot_));
+
+  auto again = started();
+  EXPECT_EQ(again->read_at_start(), 0u) << "everything was in the snapshot";
+  expect_knows_everyone(*again);
+  again->stop();
+
+  users_.push_back(builder_->register_user("late"));
+  ASSERT_TRUE(builder_->flush());
+  auto third = started();
+  EXPECT_EQ(third->read_at_start(), 1u) << "only the registration after the snapshot";
+  expect_knows_everyone(*third);
+}
+
+TEST_F(LogDirectorySnapshot, AFollowingDirectoryWritesItsSnapshotWhileRunning) {
+  auto d = std::make_unique<LogDirectory>(*log_, LogDirectoryOptions{snapshot_, std::chrono::milliseconds(10)});
+  ASSERT_TRUE(d->start());
+  users_.push_back(builder_->register_user("while-running"));
+  ASSERT_TRUE(builder_->flush());
+  ASSERT_TRUE(testing::wait_until([&] { return d->user(users_.back()).exists; }));
+  // A later poll writes it (no stop(): a SIGKILL gives no chance to write one at the end).
+  auto written = [&] {
+    LogDirectory probe(*log_, LogDirectoryOptions{snapshot_});
+    return probe.start() && probe.read_at_start() == 0 && probe.user(users_.back()).exists;
+  };
+  EXPECT_TRUE(testing::wait_until(written));
+}
+
+TEST_F(LogDirectorySnapshot, ADamagedSnapshotIsReadPastNotTrusted) {
+  started()->stop();
+  {
+    std::fstream f(snapshot_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.put('\x7f');  // one byte of a user entry or offset: the checksum no longer matches
+  }
+  auto d = started();
+  EXPECT_EQ(d->read_at_start(), records_in_log()) << "read from offset 0";
+  expect_knows_everyone(*d);
+}
+
+TEST_F(LogDirectorySnapshot, ASnapshotAheadOfTheLogIsAnotherLogsAndIsNotUsed) {
+  started()->stop();
+  // The same data dir's engine state beside a fresh, shorter log (the log was replaced).
+  LocalLogConfig c;
+  c.dir = dir_.str() + "/other-log";
+  auto other = LocalLog::open(c);
+  ASSERT_TRUE(other);
+  auto b = testing::EventLogBuilder::open(**other, 2);
+  ASSERT_TRUE(b);
+  uint64_t only = (*b)->register_user("only-one");
+  ASSERT_TRUE((*b)->flush());
+  LogDirectory d(**other, LogDirectoryOptions{snapshot_});
+  ASSERT_TRUE(d.start());
+  EXPECT_TRUE(d.user(only).exists);
+  EXPECT_FALSE(d.user(users_[0]).exists) << "nothing of the other log's users";
+  EXPECT_EQ(d.size(), 1u);
+}
+
+TEST_F(LogDirectorySnapshot, ASnapshotOfAnotherPartitionCountIsNotUsed) {
+  started()->stop();
+  LocalLogConfig c;
+  c.dir = dir_.str() + "/four";
+  auto other = LocalLog::open(c);
+  ASSERT_TRUE(other);
+  auto b = testing::EventLogBuilder::open(**other, 4);
+  ASSERT_TRUE(b);
+  for (int i = 0; i < 30; ++i) (*b)->register_user("four" + std::to_string(i));
+  ASSERT_TRUE((*b)->flush());
+  LogDirectory d(**other, LogDirectoryOptions{snapshot_});
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(d.size(), 30u);
+  EXPECT_FALSE(d.user(users_[0]).exists);
 }
 
 }  // namespace

@@ -538,7 +538,13 @@ struct Node::Parts {
   }
 
   Status start_engine() {
-    directory = std::make_unique<LogDirectory>(*log);
+    std::error_code ec;
+    std::filesystem::create_directories(config.engine.state_dir, ec);
+    if (ec) {
+      return fail(std::errc::io_error, "cannot create the engine state directory `" + config.engine.state_dir +
+                                           "` (engine.state_dir): " + ec.message());
+    }
+    directory = std::make_unique<LogDirectory>(*log, LogDirectoryOptions{config.engine.state_dir + "/directory.snapshot"});
     IMLOG_TRY(directory->start());
     auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, SystemClock::instance(),
                                  config.engine);
