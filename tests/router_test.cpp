@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 
@@ -115,6 +117,7 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
     RouterConfig rc;
     rc.one_to_one_pushed_by_engine = one_to_one_pushed_by_engine_;
     rc.commit_interval = 50ms;
+    rc.snapshot_path = router_snapshot_;
     return rc;
   }
 
@@ -151,6 +154,7 @@ class RouterTest : public ::testing::TestWithParam<Transports> {
 
   testing::TempDir dir_{"imlog-router"};
   bool one_to_one_pushed_by_engine_ = false;
+  std::string router_snapshot_;  // empty: the router keeps no snapshot
   int groups_made_ = 0;
   std::unique_ptr<LocalLog> log_;
   std::unique_ptr<CommandTransport> commands_;
@@ -270,6 +274,70 @@ TEST_P(RouterTest, ARestartedRouterPushesWhatWasSentWhileItWasDown) {
   // Membership came back with the position: a message after the restart reaches the member too.
   ASSERT_TRUE(call(testing::send_message(group, a, "after", "back", "", 0)));
   EXPECT_EQ(inbox_.pushes_of(b, 5).size(), 5u);
+}
+
+// Records in every partition of im.events.
+uint64_t events_in(EventLog& log) {
+  uint64_t n = 0;
+  for (int32_t p = 0; p < *log.partition_count(kEventsTopic); ++p) {
+    n += static_cast<uint64_t>(*log.end_offset(TopicPartition{std::string(kEventsTopic), p}));
+  }
+  return n;
+}
+
+// With a snapshot, a restarted router rebuilds membership from it, reading only what came after
+// (here: the messages and the join sent while it was down), and its membership is the log's.
+TEST_P(RouterTest, ARestartedRouterRebuildsMembershipFromItsSnapshot) {
+  router_snapshot_ = dir_.str() + "/router.snapshot";
+  router_->stop();
+  start_router();  // now with the snapshot path
+  uint64_t a = register_user("kate");
+  uint64_t b = register_user("liam");
+  uint64_t c = register_user("mona");
+  for (uint64_t u : {a, b, c}) sessions_->connected(u, kGateway, u);
+  std::string group = group_of(a, b);
+  ASSERT_EQ(inbox_.pushes_of(b, 1).size(), 1u);
+  router_->stop();  // a clean stop commits and writes the snapshot
+  ASSERT_TRUE(std::filesystem::exists(router_snapshot_));
+  uint64_t before = events_in(*log_);
+  ASSERT_EQ(call(testing::join_group(1000 + static_cast<uint64_t>(groups_made_), c, "join-c", "", 0))->status,
+            fb::ReplyStatus::Accepted);
+  ASSERT_TRUE(call(testing::send_message(group, a, "down", "while down", "", 0)));
+  uint64_t after = events_in(*log_);
+  start_router();
+  EXPECT_EQ(router_->stats().rebuilt_from_log.load(), 0u) << "the snapshot holds up to the committed offsets";
+  // The join and the message were pushed (to a, b, c), and the member who joined while the router
+  // was down gets the next message: membership is the log's, not the snapshot's.
+  ASSERT_GE(inbox_.pushes_of(b, 3).size(), 3u);
+  ASSERT_TRUE(call(testing::send_message(group, a, "after", "back", "", 0)));
+  auto seen = inbox_.pushes_of(c, 3);
+  ASSERT_EQ(seen.size(), 3u) << "mona: her join, the message sent while down, and the one after";
+  EXPECT_EQ(seen[2].type, fb::Event::MessageAppended);
+  EXPECT_GT(after, before);
+}
+
+TEST_P(RouterTest, ADamagedRouterSnapshotIsReadPastAndMembershipRebuiltFromTheLog) {
+  router_snapshot_ = dir_.str() + "/router.snapshot";
+  router_->stop();
+  start_router();
+  uint64_t a = register_user("nina");
+  uint64_t b = register_user("omar");
+  for (uint64_t u : {a, b}) sessions_->connected(u, kGateway, u);
+  std::string group = group_of(a, b);
+  ASSERT_EQ(inbox_.pushes_of(b, 1).size(), 1u);
+  router_->stop();
+  {
+    std::fstream f(router_snapshot_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    char byte = 0;
+    f.read(&byte, 1);
+    f.seekp(20);
+    f.put(static_cast<char>(byte ^ 0x5a));  // an offset's byte: the checksum no longer holds
+  }
+  start_router();
+  EXPECT_GT(router_->stats().rebuilt_from_log.load(), 0u) << "read from offset 0, not from the damaged snapshot";
+  ASSERT_TRUE(call(testing::send_message(group, a, "after", "back", "", 0)));
+  EXPECT_EQ(inbox_.pushes_of(b, 2).size(), 2u);
 }
 
 // A client that registers and, on the ack, names the new user in its next command must not be

@@ -1,76 +1,24 @@
 #include "imlog/engine/log_directory.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <shared_mutex>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
-#include <xxhash.h>
 
 #include "imlog/core/logging.h"
 #include "imlog/core/worker.h"
+#include "imlog/engine/snapshot_file.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 
 namespace imlog {
 namespace {
 
-// The snapshot file (little-endian numbers):
-//
-//   "IMLDIR01"  partitions u32
-//   per partition: next offset i64, epoch token u64, link u64          (the EpochFilter's state)
-//   users u64, then per user: id u64, exists u8, message_policy u8, allow_search u8
-//   XXH64 of every byte before it, u64
-constexpr char kMagic[8] = {'I', 'M', 'L', 'D', 'I', 'R', '0', '1'};
-
-template <class T>
-void put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
-  template <class T>
-  bool get(T& v) {
-    if (bytes_.size() - pos_ < sizeof v) return false;
-    std::memcpy(&v, bytes_.data() + pos_, sizeof v);
-    pos_ += sizeof v;
-    return true;
-  }
-  [[nodiscard]] size_t left() const { return bytes_.size() - pos_; }
-
- private:
-  std::string_view bytes_;
-  size_t pos_ = 0;
-};
-
-// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a torn one.
-Status write_atomically(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail(std::errc::io_error, "cannot create " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  bool ok = done == bytes.size() && ::fdatasync(fd) == 0;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return fail(std::errc::io_error, "cannot write " + path + ": " + std::strerror(errno));
-  }
-  return {};
-}
+// The snapshot's fields (snapshot_file.h): partitions u32; per partition the next offset i64, the
+// epoch filter's token u64 and link u64; users u64, then per user id u64, exists u8,
+// message_policy u8, allow_search u8.
+constexpr std::string_view kMagic = "IMLDIR01";
+constexpr size_t kUserBytes = 11;
 
 }  // namespace
 
@@ -123,24 +71,23 @@ struct LogDirectory::State {
 
   // ---- the snapshot: a cache of what was read, so a restart reads only what came after it ------
 
-  [[nodiscard]] std::string encode() const {
-    std::string out(kMagic, sizeof kMagic);
-    put(out, static_cast<uint32_t>(next.size()));
+  [[nodiscard]] SnapshotWriter encode() const {
+    SnapshotWriter out(kMagic);
+    out.put(static_cast<uint32_t>(next.size()));
     for (size_t p = 0; p < next.size(); ++p) {
       auto s = filter.state(static_cast<int32_t>(p));
-      put(out, next[p]);
-      put(out, s.token);
-      put(out, s.link);
+      out.put(next[p]);
+      out.put(s.token);
+      out.put(s.link);
     }
     std::shared_lock lock(mu);
-    put(out, static_cast<uint64_t>(users.size()));
+    out.put(static_cast<uint64_t>(users.size()));
     for (const auto& [id, f] : users) {
-      put(out, id);
-      put(out, static_cast<uint8_t>(f.exists));
-      put(out, static_cast<uint8_t>(f.message_policy));
-      put(out, static_cast<uint8_t>(f.allow_search));
+      out.put(id);
+      out.put(static_cast<uint8_t>(f.exists));
+      out.put(static_cast<uint8_t>(f.message_policy));
+      out.put(static_cast<uint8_t>(f.allow_search));
     }
-    put(out, static_cast<uint64_t>(XXH64(out.data(), out.size(), 0)));
     return out;
   }
 
@@ -148,7 +95,7 @@ struct LogDirectory::State {
   void save() {
     saved_at = std::chrono::steady_clock::now();
     if (options.snapshot_path.empty() || unsaved == 0) return;
-    if (auto s = write_atomically(options.snapshot_path, encode()); !s) {
+    if (auto s = encode().write(options.snapshot_path); !s) {
       logger("engine")->warn("directory snapshot not written (the next start reads more of the log): {}",
                              s.error().to_string());
       return;
@@ -159,10 +106,11 @@ struct LogDirectory::State {
   // Restores a snapshot taken of this log, or leaves everything empty (read from offset 0): a
   // missing, damaged or foreign snapshot only costs a longer start.
   void load(const std::vector<int64_t>& ends) {
-    if (options.snapshot_path.empty() || !std::filesystem::exists(options.snapshot_path)) return;
-    std::ifstream in(options.snapshot_path, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (auto why = decode(bytes, ends); !why.empty()) {
+    if (options.snapshot_path.empty()) return;
+    auto snapshot = SnapshotReader::open(options.snapshot_path, kMagic);
+    if (!snapshot) return;
+    std::string why = snapshot->problem().empty() ? restore(*snapshot, ends) : snapshot->problem();
+    if (!why.empty()) {
       logger("engine")->warn("directory snapshot {} not used ({}): reading im.events from offset 0",
                              options.snapshot_path, why);
       users.clear();
@@ -171,15 +119,8 @@ struct LogDirectory::State {
     }
   }
 
-  // Empty when `bytes` was restored; else why not.
-  std::string decode(const std::string& bytes, const std::vector<int64_t>& ends) {
-    if (bytes.size() < sizeof kMagic + 8 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-      return "not a directory snapshot";
-    }
-    uint64_t sum = 0;
-    std::memcpy(&sum, bytes.data() + bytes.size() - 8, 8);
-    if (sum != XXH64(bytes.data(), bytes.size() - 8, 0)) return "checksum mismatch";
-    Reader r(std::string_view(bytes).substr(sizeof kMagic, bytes.size() - sizeof kMagic - 8));
+  // Empty when the snapshot was restored; else why not.
+  std::string restore(SnapshotReader& r, const std::vector<int64_t>& ends) {
     uint32_t partitions = 0;
     if (!r.get(partitions) || partitions != ends.size()) return "taken of a log with another partition count";
     for (uint32_t p = 0; p < partitions; ++p) {
@@ -189,7 +130,7 @@ struct LogDirectory::State {
       filter.restore(static_cast<int32_t>(p), s);
     }
     uint64_t count = 0;
-    if (!r.get(count) || r.left() != count * 11) return "truncated";
+    if (!r.get(count) || r.left() != count * kUserBytes) return "truncated";
     users.reserve(count);
     for (uint64_t i = 0; i < count; ++i) {
       uint64_t id = 0;

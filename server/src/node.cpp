@@ -510,7 +510,12 @@ struct Node::Parts {
 
   Status start_router() {
     IMLOG_TRY(open_sessions());
-    router = std::make_unique<Router>(*log, *deliveries, *sessions, config.router);
+    auto router_config = config.router;
+    std::error_code ec;
+    std::filesystem::create_directories(config.data_dir + "/router", ec);
+    if (ec) return fail(std::errc::io_error, "cannot create " + config.data_dir + "/router: " + ec.message());
+    router_config.snapshot_path = config.data_dir + "/router/membership.snapshot";
+    router = std::make_unique<Router>(*log, *deliveries, *sessions, router_config);
     IMLOG_TRY(router->start());
     collect_router();
     return {};

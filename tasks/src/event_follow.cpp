@@ -15,23 +15,23 @@ Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p) {
   return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
 }
 
-Status read_partition_until(EventLog& log, int32_t p, int64_t until, uint64_t max_batch,
+Status read_partition_until(EventLog& log, int32_t p, int64_t from, int64_t until, uint64_t max_batch,
                             const std::function<bool()>& stopping, const std::function<void(const Record&)>& each,
                             std::string_view who) {
-  if (until == 0) return {};
+  if (from >= until) return {};
   ConsumerOptions opts;
   opts.max_batch = max_batch;
   auto scan = log.consumer(opts);
-  IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, 0}}));
+  IMLOG_TRY(scan->assign({TopicPartitionOffset{std::string(kEventsTopic), p, from}}));
   std::vector<Record> records;
-  for (int64_t next = 0; next < until;) {
+  for (int64_t next = from; next < until;) {
     if (stopping()) {
       return fail(LogErrc::closed, std::string(who) + " stopped while reading im.events partition " + std::to_string(p));
     }
     auto polled = scan->poll(records, std::chrono::milliseconds(1000));
     if (!polled) {
       return fail(polled.error().with_context(std::string(who) + " reading im.events partition " + std::to_string(p) +
-                                              " from its start"));
+                                              " from offset " + std::to_string(from)));
     }
     for (const auto& r : records) {
       if (r.offset >= until) break;

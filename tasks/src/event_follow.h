@@ -18,10 +18,10 @@ namespace imlog {
 // follower does not act on old events).
 Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p);
 
-// Hands each record of partition p of im.events before offset `until` to `each`, in offset
-// order, reading from offset 0 in polls of at most `max_batch` records. Fails `closed` when
+// Hands each record of partition p of im.events from offset `from` to before offset `until` to
+// `each`, in offset order, in polls of at most `max_batch` records. Fails `closed` when
 // `stopping()` turns true; `who` names the reader in errors.
-Status read_partition_until(EventLog& log, int32_t p, int64_t until, uint64_t max_batch,
+Status read_partition_until(EventLog& log, int32_t p, int64_t from, int64_t until, uint64_t max_batch,
                             const std::function<bool()>& stopping, const std::function<void(const Record&)>& each,
                             std::string_view who);
 

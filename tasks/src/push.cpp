@@ -427,7 +427,7 @@ struct PushWorker::Loop {
   Status restore_filter(int32_t p, int64_t until) {
     filter.restore(p, {});
     return read_partition_until(
-        log, p, until, config.max_batch, [this] { return worker.stopping(); },
+        log, p, 0, until, config.max_batch, [this] { return worker.stopping(); },
         [this, p](const Record& r) {
           if (auto ev = read_event(r.value)) filter.accept(p, **ev);
         },

@@ -14,6 +14,7 @@
 #include "imlog/core/logging.h"
 #include "imlog/core/worker.h"
 #include "imlog/engine/audience.h"
+#include "imlog/engine/snapshot_file.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
@@ -65,6 +66,14 @@ struct Router::Loop {
   std::map<int32_t, int64_t> delivered;  // per partition: every event before this is out
   std::map<int32_t, int64_t> committed;  // per partition: what the group has stored (-1: nothing)
   std::chrono::steady_clock::time_point last_commit;
+  std::chrono::steady_clock::time_point last_snapshot;
+  // Read from the snapshot at start, per partition: where its membership holds up to.
+  struct Restored {
+    int64_t offset = 0;
+    EpochFilter::State filter;
+    Groups groups;
+  };
+  std::map<int32_t, Restored> restored;
   Worker worker{"router", [this] { return step(); }};
   bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
@@ -214,14 +223,100 @@ struct Router::Loop {
     if (!leaving && !pushed) deliver(r.partition, *ref, e, r.value);
   }
 
-  // Reads partition p of im.events from its start up to `until`, tracking membership only: the
-  // state as of the position deliveries resume from.
+  // Reads partition p of im.events up to `until`, tracking membership only: the state as of the
+  // position deliveries resume from. From the snapshot's offset with its membership when it holds
+  // up to no further than `until`; else from the partition's first record.
   Status rebuild(int32_t p, int64_t until) {
+    int64_t from = 0;
     groups[p].clear();
-    filter.restore(p, {});  // the partition is read again from its first record
+    filter.restore(p, {});
+    if (auto it = restored.find(p); it != restored.end() && it->second.offset <= until) {
+      from = it->second.offset;
+      groups[p] = it->second.groups;
+      filter.restore(p, it->second.filter);
+    } else if (it != restored.end()) {
+      logger->warn("router snapshot of partition {} is at offset {}, past the committed {}: rebuilding from offset 0",
+                   p, it->second.offset, until);
+    }
+    stats.rebuilt_from_log += static_cast<uint64_t>(until - std::min(from, until));
     return read_partition_until(
-        log, p, until, config.max_batch, [this] { return worker.stopping(); },
+        log, p, from, until, config.max_batch, [this] { return worker.stopping(); },
         [this](const Record& r) { route(r, false); }, "router rebuilding membership");
+  }
+
+  // ---- the snapshot (snapshot_file.h): partitions u32, then per partition: partition i32,
+  // offset i64, filter token u64 and link u64, groups u64, then per group: id u64, members u32,
+  // member ids u64 ----------------------------------------------------------------------------
+
+  static constexpr std::string_view kMagic = "IMLRTR01";
+
+  // Membership as of `delivered`: only when everything read is out (nothing in `sent`) and
+  // committed, so the groups and the filter are exactly those of the offsets written beside them,
+  // and a restart (which resumes at the committed offsets) never finds the snapshot ahead of it.
+  void save_snapshot() {
+    last_snapshot = std::chrono::steady_clock::now();
+    if (config.snapshot_path.empty() || !sent.empty()) return;
+    for (auto [p, offset] : delivered) {
+      if (committed[p] != offset) return;
+    }
+    SnapshotWriter out(kMagic);
+    out.put(static_cast<uint32_t>(delivered.size()));
+    for (auto [p, offset] : delivered) {
+      auto f = filter.state(p);
+      out.put(p);
+      out.put(offset);
+      out.put(f.token);
+      out.put(f.link);
+      const Groups& g = groups[p];
+      out.put(static_cast<uint64_t>(g.size()));
+      for (const auto& [id, members] : g) {
+        out.put(id);
+        out.put(static_cast<uint32_t>(members.size()));
+        for (uint64_t m : members) out.put(m);
+      }
+    }
+    if (auto s = out.write(config.snapshot_path); !s) {
+      logger->warn("router snapshot not written (the next start reads more of the log): {}", s.error().to_string());
+    }
+  }
+
+  void load_snapshot() {
+    if (config.snapshot_path.empty()) return;
+    auto snapshot = SnapshotReader::open(config.snapshot_path, kMagic);
+    if (!snapshot) return;
+    std::string why = snapshot->problem().empty() ? read_snapshot(*snapshot) : snapshot->problem();
+    if (!why.empty()) {
+      restored.clear();
+      logger->warn("router snapshot {} not used ({}): rebuilding membership from offset 0", config.snapshot_path, why);
+    }
+  }
+
+  // Empty when the snapshot was read whole; else why not.
+  std::string read_snapshot(SnapshotReader& r) {
+    uint32_t partitions = 0;
+    if (!r.get(partitions)) return "truncated";
+    for (uint32_t i = 0; i < partitions; ++i) {
+      int32_t p = 0;
+      Restored entry;
+      uint64_t count = 0;
+      if (!r.get(p) || !r.get(entry.offset) || !r.get(entry.filter.token) || !r.get(entry.filter.link) ||
+          !r.get(count)) {
+        return "truncated";
+      }
+      for (uint64_t g = 0; g < count; ++g) {
+        uint64_t id = 0;
+        uint32_t n = 0;
+        if (!r.get(id) || !r.get(n) || r.left() < n * sizeof(uint64_t)) return "truncated";
+        auto& members = entry.groups[id];
+        for (uint32_t m = 0; m < n; ++m) {
+          uint64_t member = 0;
+          r.get(member);
+          members.insert(member);
+        }
+      }
+      restored[p] = std::move(entry);
+    }
+    return r.left() == 0 ? "" : "trailing bytes";
   }
 
   // Reads every partition from its resume point on (event_follow.h: a new router does not push
@@ -277,6 +372,7 @@ struct Router::Loop {
       return;
     }
     for (const auto& o : offsets) committed[o.partition] = o.offset;
+    if (std::chrono::steady_clock::now() - last_snapshot >= config.snapshot_every) save_snapshot();
   }
 
   // A batch's deliveries failed: drop what is on its way and read every partition again from what
@@ -314,7 +410,10 @@ struct Router::Loop {
   // On a clean stop: waits for what is on its way (bounded) and commits it.
   void finish() {
     if (!reader) return;
-    if (!settle(std::chrono::seconds(5))) commit();
+    if (!settle(std::chrono::seconds(5))) {
+      commit();
+      save_snapshot();
+    }
     reader->close();
     reader.reset();
   }
@@ -336,8 +435,10 @@ Status Router::start() {
   opts.group = l.config.group;  // for its committed offsets; the router reads every partition
   opts.max_batch = l.config.max_batch;
   l.reader = l.log.consumer(opts);
+  l.load_snapshot();
   IMLOG_TRY(l.resume());
-  l.last_commit = std::chrono::steady_clock::now();
+  l.restored.clear();  // a later rebuild (after a failed delivery) reads from offset 0
+  l.last_commit = l.last_snapshot = std::chrono::steady_clock::now();
   l.worker.on_wake([&l] { l.reader->wakeup(); });
   l.worker.start();
   l.logger->info("router started; offsets committed as group {}", l.config.group);

@@ -55,6 +55,14 @@ struct RouterConfig {
   // How often what is out is committed: a killed router, restarted, pushes again at most this
   // much of the log. Default 1s.
   std::chrono::milliseconds commit_interval{1000};
+  // A file the router keeps group membership in, with the offsets it holds up to and the epoch
+  // filter's state (engine/include/imlog/engine/snapshot_file.h), so a restart rebuilds membership
+  // from there up to the committed offsets instead of from offset 0. Written after a commit that
+  // left nothing on its way, at most every `snapshot_every`, and at a clean stop. Empty: none
+  // (not a config key: the server puts it in <data_dir>/router/). A missing, damaged or foreign
+  // snapshot, or one past the committed offset, is ignored with a warning.
+  std::string snapshot_path;
+  std::chrono::milliseconds snapshot_every{30000};
   // Single node (not a config key; set with EngineConfig::push_one_to_one): events of one-to-one
   // conversations that answered a gateway's command were pushed with their ack; the router
   // delivers only those without one. Default off.
@@ -65,6 +73,8 @@ struct RouterStats {
   std::atomic<uint64_t> events{0};
   std::atomic<uint64_t> deliveries{0};   // recipient-gateway pushes
   std::atomic<uint64_t> tasks{0};        // fan-out tasks written to im.tasks
+  // Records read at start to rebuild membership: from the snapshot's offsets, or from offset 0.
+  std::atomic<uint64_t> rebuilt_from_log{0};
 };
 
 class Router {
