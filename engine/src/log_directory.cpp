@@ -24,7 +24,7 @@ struct LogDirectory::State {
   void consume(const std::vector<Record>& records) {
     for (const auto& r : records) {
       auto ev = read_event(r.value);
-      if (ev && filter.accept(r.partition, **ev)) apply(**ev);
+      if (ev && filter.accept(r.partition, **ev) && !is_control_record((*ev)->event_type())) apply(**ev);
     }
   }
 
