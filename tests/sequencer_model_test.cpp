@@ -31,6 +31,7 @@
 #include <rapidcheck/gtest.h>
 #include <rapidcheck/state.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <map>
@@ -549,6 +550,8 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
     problems.push_back("per-stream last seqs differ from the model's");
   }
 
+  RC_CLASSIFY(std::any_of(plan.expected.begin(), plan.expected.end(), [](const Expected& e) { return e.remembered; }),
+              "a remembered refusal answered again");
   if (!problems.empty()) {
     RC_FAIL("knobs: max_batch " + std::to_string(knobs.max_batch) + ", in-flight " +
             std::to_string(knobs.max_inflight) + ", submit chunk " +
@@ -594,8 +597,16 @@ TEST(SequencerModel, ValidEventsAndRepliesAreExactlyTheModels) {
     FAIL() << ss.str() << "\n(seed " << params.seed << "; rerun with RC_PARAMS=\"seed=" << params.seed
            << "\")";
   } else {
-    std::cout << "model cases passed: " << result.get<rc::detail::SuccessResult>().numSuccess
-              << std::endl;
+    const auto& success = result.get<rc::detail::SuccessResult>();
+    int remembered = 0;
+    for (const auto& [tags, n] : success.distribution) {
+      if (!tags.empty()) remembered += n;
+    }
+    std::cout << "model cases passed: " << success.numSuccess << ", " << remembered
+              << " of them answered a remembered refusal again" << std::endl;
+    if (std::getenv("RC_PARAMS") == nullptr) {
+      EXPECT_GT(remembered, 0) << "no case retried a refused command: the property did not exercise remembering";
+    }
   }
 }
 
