@@ -299,18 +299,25 @@ std::optional<Frame> new_message(WsClient& ws, const std::string& client_msg_id)
   return ws.wait_for("new-message", kFrameWait, [&](const Frame& f) { return f.str("client_msg_id") == client_msg_id; });
 }
 
-// Sends until acknowledged (a command whose engine went away times out; its retry with the same
-// client_msg_id is deduplicated), or gives up after `deadline`.
+// Sends until acknowledged and returns the ack, or gives up after `deadline`. A time-out while
+// partitions move is retried with the same client_msg_id (a retry of a command that took effect
+// gets the original ack). A refusal — an engine that does not know a just-registered user yet
+// (its directory is read from the log) — is worth another try too, but under a new id
+// (`<client_msg_id>~<n>`): the engine remembers a refusal, and a retry with the same id gets it
+// again (docs/api/websocket.md). The ack's client_msg_id says which id took.
 std::optional<Frame> send_acked(WsClient& ws, const std::string& conversation, const std::string& client_msg_id,
                                 std::chrono::milliseconds deadline = 120s) {
   auto until = std::chrono::steady_clock::now() + deadline;
+  std::string id = client_msg_id;
+  int refusals = 0;
   while (std::chrono::steady_clock::now() < until) {
-    // A refusal because an engine does not know a just-registered user yet (its directory is
-    // read from the log) or a time-out while partitions move are both worth a retry; a retry of
-    // a command that took effect gets the original ack.
-    send_message(ws, conversation, client_msg_id, "content of " + client_msg_id);
-    if (auto ack = ack_of(ws, client_msg_id, 5s)) return ack;
-    ws.take_all("error");
+    send_message(ws, conversation, id, "content of " + client_msg_id);
+    if (auto ack = ack_of(ws, id, 5s)) return ack;
+    for (auto& e : ws.take_all("error")) {
+      auto code = e.str("code");
+      bool retry_same = code == "timeout" || code == "unavailable" || code == "overloaded" || code == "rate_limited";
+      if (e.str("client_msg_id") == id && !retry_same) id = client_msg_id + "~" + std::to_string(++refusals);
+    }
   }
   return std::nullopt;
 }
@@ -427,7 +434,7 @@ void settle_and_check(const Cluster& c, std::vector<Lane>& lanes) {
     for (const auto& id : std::set<std::string>(l.unacked)) {
       auto ack = send_acked(*l.ws, l.conversation, id);
       ASSERT_TRUE(ack) << "never acknowledged: " << id;
-      l.acked[id] = {ack->str("message_id"), ack->u64("seq_id")};
+      l.acked[ack->str("client_msg_id")] = {ack->str("message_id"), ack->u64("seq_id")};
       l.unacked.erase(id);
     }
   }
@@ -569,23 +576,25 @@ TEST_F(Distributed, ChatAcrossGatewaysAndDevices) {
   auto ack = send_acked(*wa, ab, "a1");
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->u64("seq_id"), 1u);
-  auto got = new_message(*wb, "a1");
+  auto got = new_message(*wb, ack->str("client_msg_id"));
   ASSERT_TRUE(got) << "gateway B never pushed A's message";
   EXPECT_EQ(got->str("message_id"), ack->str("message_id"));
   EXPECT_EQ(got->u64("sender_id"), a.id);
   auto back = send_acked(*wb, ab, "b1");
   ASSERT_TRUE(back);
   EXPECT_EQ(back->u64("seq_id"), 2u);
-  ASSERT_TRUE(new_message(*wa, "b1")) << "gateway A never pushed B's reply";
+  ASSERT_TRUE(new_message(*wa, back->str("client_msg_id"))) << "gateway A never pushed B's reply";
 
   // A user with a device on each gateway receives on both, and sees their own sends on the other.
   std::string am = single_stream(a.id, m.id);
-  ASSERT_TRUE(send_acked(*wa, am, "to-m"));
-  ASSERT_TRUE(new_message(*m_phone, "to-m")) << "device on gateway A";
-  ASSERT_TRUE(new_message(*m_laptop, "to-m")) << "device on gateway B";
-  ASSERT_TRUE(send_acked(*m_laptop, am, "from-m"));
-  ASSERT_TRUE(new_message(*wa, "from-m"));
-  ASSERT_TRUE(new_message(*m_phone, "from-m")) << "the sender's other device, on the other gateway";
+  auto to_m = send_acked(*wa, am, "to-m");
+  ASSERT_TRUE(to_m);
+  ASSERT_TRUE(new_message(*m_phone, to_m->str("client_msg_id"))) << "device on gateway A";
+  ASSERT_TRUE(new_message(*m_laptop, to_m->str("client_msg_id"))) << "device on gateway B";
+  auto from_m = send_acked(*m_laptop, am, "from-m");
+  ASSERT_TRUE(from_m);
+  ASSERT_TRUE(new_message(*wa, from_m->str("client_msg_id")));
+  ASSERT_TRUE(new_message(*m_phone, from_m->str("client_msg_id"))) << "the sender's other device, on the other gateway";
   // Nothing twice.
   for (auto* ws : {wa.get(), wb.get(), m_phone.get(), m_laptop.get()}) {
     for (auto& f : ws->take_all("new-message")) ADD_FAILURE() << "delivered twice: " << f.raw;
@@ -619,8 +628,9 @@ TEST_F(Distributed, EveryRoleServesItsMetricsAndTheyMove) {
   User a = make_user(c().http("gw-a"), "metric_a"), b = make_user(c().http("gw-b"), "metric_b");
   auto wa = connect_ws(c(), "gw-a", a), wb = connect_ws(c(), "gw-b", b);
   ASSERT_TRUE(wa && wb);
-  ASSERT_TRUE(send_acked(*wa, single_stream(a.id, b.id), "m1"));
-  ASSERT_TRUE(new_message(*wb, "m1"));
+  auto m1 = send_acked(*wa, single_stream(a.id, b.id), "m1");
+  ASSERT_TRUE(m1);
+  ASSERT_TRUE(new_message(*wb, m1->str("client_msg_id")));
 
   EXPECT_TRUE(wait_until([&] { return engines() > engines0; }, 30s)) << "sequencer commands did not move";
   EXPECT_TRUE(wait_until([&] { return applied() > applied0; }, 30s)) << "the projector applied nothing";
@@ -701,16 +711,21 @@ TEST_F(Distributed, LargeGroupGoesThroughTasksAndReachesEveryOnlineMemberOnce) {
   uint64_t tasks_before = tasks_written(c());
   // Member 0 sends (its own sending connection gets the ack, not a push); every other online
   // member, on either gateway, gets each message.
-  const std::vector<std::string> ids = {"big-1", "big-2", "big-3"};
-  for (const auto& id : ids) ASSERT_TRUE(send_acked(*online[0], conv, id)) << id;
+  std::vector<std::string> ids;
+  for (const char* id : {"big-1", "big-2", "big-3"}) {
+    auto ack = send_acked(*online[0], conv, id);
+    ASSERT_TRUE(ack) << id;
+    ids.push_back(ack->str("client_msg_id"));
+  }
   for (int i = 1; i < kOnline; ++i) {
     for (const auto& id : ids) ASSERT_TRUE(new_message(*online[i], id)) << "member " << i << " never got " << id;
   }
   // A last message from member 1, then nothing of the first three may arrive again.
-  ASSERT_TRUE(send_acked(*online[1], conv, "big-last"));
+  auto last = send_acked(*online[1], conv, "big-last");
+  ASSERT_TRUE(last);
   for (int i = 0; i < kOnline; ++i) {
     if (i != 1) {
-      ASSERT_TRUE(new_message(*online[i], "big-last")) << "member " << i;
+      ASSERT_TRUE(new_message(*online[i], last->str("client_msg_id"))) << "member " << i;
     }
     for (auto& f : online[i]->take_all("new-message")) ADD_FAILURE() << "member " << i << " got twice: " << f.raw;
   }

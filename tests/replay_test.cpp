@@ -64,6 +64,7 @@ void make_data_dir(const std::filesystem::path& data, int messages) {
     if (i % 9 == 0) builder.read(stream, to, builder.last_seq(stream));
     if (i % 4000 == 0) builder.new_epoch(builder.partition_of(stream));
     if (i % 3000 == 0) builder.zombie_message(stream, from, "ignored");
+    if (i % 700 == 0) builder.refusal(stream, to, "not_friends", "user " + std::to_string(from) + " accepts messages from friends only");
   }
   auto ends = builder.ends();
   ASSERT_OK(ends);

@@ -403,6 +403,52 @@ TEST_P(RouterTest, GroupFanOutFollowsMembershipFromTheLog) {
   EXPECT_EQ(refused->code, "not_member");
 }
 
+// A refusal that depends on state is remembered on the log (a CommandRefused record): the router
+// pushes it to no one — its sender heard it as the answer — and the sender's retry with the same
+// client_msg_id gets the same refusal after the state changed, in process as over the log.
+TEST_P(RouterTest, ARefusalIsPushedToNoOneAndItsRetryGetsItAgain) {
+  uint64_t a = register_user("jack");
+  uint64_t b = register_user("kate");
+  sessions_->connected(a, kGateway, 1);
+  sessions_->connected(b, kGateway, 2);
+  std::string conv = single_stream(a, b);
+  auto on_conv = [&](const std::string& cmid, auto command) {
+    auto c = testing::command_envelope(conv, a, cmid, "", 0);
+    c.command.Set(std::move(command));
+    return c;
+  };
+  ASSERT_EQ(call(on_conv("blk", fb::BlockUserT{{}, b}))->status, fb::ReplyStatus::Accepted);
+  auto refused = call(testing::send_message(conv, b, "m1", "hello?", "", 0));
+  ASSERT_TRUE(refused) << refused.error().to_string();
+  ASSERT_EQ(refused->status, fb::ReplyStatus::Refused);
+  ASSERT_EQ(refused->code, "blocked");
+  ASSERT_EQ(call(on_conv("unblk", fb::UnblockUserT{{}, b}))->status, fb::ReplyStatus::Accepted);
+  auto again = call(testing::send_message(conv, b, "m1", "hello?", "", 0));
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(again->status, fb::ReplyStatus::Refused) << "the retry after the unblock: " << again->code;
+  EXPECT_EQ(again->code, refused->code);
+  EXPECT_EQ(again->message, refused->message);
+  auto fresh = call(testing::send_message(conv, b, "m2", "hello!", "", 0));
+  ASSERT_TRUE(fresh) << fresh.error().to_string();
+  EXPECT_EQ(fresh->status, fb::ReplyStatus::Accepted) << fresh->code;
+  // A world message after everything: once both have it, the router has routed all before it.
+  ASSERT_TRUE(call(testing::send_message("world", a, "w-after", "x", "", 0)));
+  ASSERT_TRUE(testing::wait_until([&] {
+    auto pa = inbox_.pushes_of(a, 1, 0ms), pb = inbox_.pushes_of(b, 1, 0ms);
+    auto world = [](const Inbox::Seen& s) { return s.stream == "world"; };
+    return std::any_of(pa.begin(), pa.end(), world) && std::any_of(pb.begin(), pb.end(), world);
+  }));
+  for (uint64_t u : {a, b}) {
+    for (const auto& s : inbox_.pushes_of(u, 0, 0ms)) {
+      EXPECT_NE(s.type, fb::Event::CommandRefused) << "user " << u << " was pushed a refusal record";
+    }
+  }
+  auto seen_a = inbox_.pushes_of(a, 0, 0ms);
+  EXPECT_TRUE(std::any_of(seen_a.begin(), seen_a.end(), [&](const Inbox::Seen& s) {
+    return s.type == fb::Event::MessageAppended && s.stream == conv;
+  })) << "the message accepted after the unblock reached its recipient";
+}
+
 TEST_P(RouterTest, OfflineUsersGetNoPushAndMalformedStreamsAreRefused) {
   uint64_t a = register_user("dave");
   ASSERT_TRUE(call(testing::send_message("world", a, "w1", "nobody online", "", 0)));

@@ -1,8 +1,9 @@
 // sequencer_crash_child: one engine process under a steady command load of its own, for the crash
 // test (tests/sequencer_crash_test.cpp), which SIGKILLs it at random moments and restarts it.
 //
-//   sequencer_crash_child (--log-dir DIR | --bootstrap HOST:PORT,...) --state-dir DIR --count M
-//                         [--from N] [--gateway GW] [--partitions P] [--window W]
+//   sequencer_crash_child (--log-dir DIR | --bootstrap HOST:PORT,...) --state-dir DIR
+//                         (--count M [--from N] [--window W] | --script FILE)
+//                         [--gateway GW] [--partitions P] [--checkpoint-ms MS]
 //                         [--parent-pid PID]   (dies with PID, the test, even on its SIGKILL)
 //
 // It runs a LogDirectory and a Sequencer on the log (the distributed mode's transports), and acts
@@ -26,6 +27,13 @@
 //   done                                      every command 0..M-1 is acked; exits 0 after a
 //                                             graceful stop
 // Exit codes: 0 done, 1 bad arguments or start-up failure, 2 sequencer failure.
+//
+// --script FILE: no load of its own. FILE holds commands, one hex-encoded CommandEnvelope a line
+// (the test builds them); the child sends them, in order, as one append, once the engine runs, and
+// reports every answer its gateway gets from then on (replies already in the topic are not read):
+//   reply <request_id> <Accepted|Duplicate|Refused> <cmid> <seq> <event_id> <code or -> <message...>
+// It runs until it is killed: the refusal test (sequencer_crash_test.cpp) kills it once the
+// answers it waits for came, with --checkpoint-ms long enough that no checkpoint was written.
 
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -35,6 +43,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -102,17 +111,84 @@ class Acks {
   uint64_t low_ = 0;
 };
 
+// The commands of a --script file, or an error naming the line.
+Result<std::vector<fb::CommandEnvelopeT>> read_script(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail(std::errc::no_such_file_or_directory, "cannot read " + path);
+  std::vector<fb::CommandEnvelopeT> out;
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.empty()) continue;
+    std::string bytes;
+    for (size_t i = 0; i + 1 < line.size(); i += 2) {
+      bytes.push_back(static_cast<char>(std::stoi(line.substr(i, 2), nullptr, 16)));
+    }
+    auto c = read_command(bytes);
+    if (!c) return fail(c.error().with_context(path + " line " + std::to_string(n)));
+    fb::CommandEnvelopeT t;
+    (*c)->UnPackTo(&t);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// --script: sends the script, then reports its gateway's answers until killed. Returns only on a
+// failure.
+int run_script(EventLog& log, testing::EngineNode& node, const std::string& gateway,
+               const std::vector<fb::CommandEnvelopeT>& script, Out& out) {
+  auto end = log.end_offset({delivery_topic(gateway), 0});
+  if (!end) {
+    out.line("failure reading replies: " + end.error().to_string());
+    return 1;
+  }
+  ConsumerOptions o;
+  auto c = log.consumer(o);
+  if (auto s = c->assign({{delivery_topic(gateway), 0, *end}}); !s) {
+    out.line("failure reading replies: " + s.error().to_string());
+    return 1;
+  }
+  out.line("started");
+  for (auto s = testing::submit(log, script); !s; s = testing::submit(log, script)) {
+    std::fprintf(stderr, "sending the script: %s (sending again)\n", s.error().to_string().c_str());
+  }
+  std::vector<Record> records;
+  while (true) {
+    if (auto f = node.sequencer().failure(); !f.empty()) {
+      out.line("failure " + f);
+      return 2;
+    }
+    if (auto s = c->poll(records, 200ms); !s) {
+      if (s.error().retryable()) continue;
+      out.line("failure reading replies: " + s.error().to_string());
+      return 1;
+    }
+    for (const auto& r : records) {
+      auto d = read_delivery(r.value);
+      if (!d || (*d)->reply() == nullptr) continue;
+      const fb::CommandReply& reply = *(*d)->reply();
+      std::string code(sv(reply.code()));
+      out.line("reply " + std::to_string(reply.request_id()) + " " + fb::EnumNameReplyStatus(reply.status()) + " " +
+               std::string(sv(reply.client_msg_id())) + " " + std::to_string(reply.seq()) + " " +
+               std::to_string(reply.event_id()) + " " + (code.empty() ? "-" : code) + " " +
+               std::string(sv(reply.message())));
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"engine process for the sequencer crash test"};
-  std::string log_dir, bootstrap, state_dir, gateway = "gw-crash", log_level = "warn";
-  uint64_t from = 0, count = 0, window = 32;
+  std::string log_dir, bootstrap, state_dir, gateway = "gw-crash", log_level = "warn", script_file;
+  uint64_t from = 0, count = 0, window = 32, checkpoint_ms = 200;
   int32_t partitions = 4;
   auto* local = app.add_option("--log-dir", log_dir, "LocalLog directory");
   app.add_option("--bootstrap", bootstrap, "Kafka bootstrap list")->excludes(local);
   app.add_option("--state-dir", state_dir, "the sequencer's state store")->required();
-  app.add_option("--count", count, "commands 0..count-1")->required();
+  auto* load = app.add_option("--count", count, "commands 0..count-1");
+  app.add_option("--script", script_file, "send these commands instead (hex CommandEnvelopes)")->excludes(load);
+  app.add_option("--checkpoint-ms", checkpoint_ms, "the engine's checkpoint interval");
   app.add_option("--from", from, "first command this run sends");
   app.add_option("--gateway", gateway, "gateway id of the replies");
   app.add_option("--partitions", partitions, "partitions of im.commands / im.events");
@@ -128,6 +204,19 @@ int main(int argc, char** argv) {
   if (log_dir.empty() == bootstrap.empty()) {
     std::fprintf(stderr, "give exactly one of --log-dir and --bootstrap\n");
     return 1;
+  }
+  if (script_file.empty() && count == 0) {
+    std::fprintf(stderr, "give --count or --script\n");
+    return 1;
+  }
+  std::vector<fb::CommandEnvelopeT> script;
+  if (!script_file.empty()) {
+    auto s = read_script(script_file);
+    if (!s) {
+      std::fprintf(stderr, "%s\n", s.error().to_string().c_str());
+      return 1;
+    }
+    script = std::move(*s);
   }
   setup_logging(LogConfig{log_level, "text"});
 
@@ -164,7 +253,7 @@ int main(int argc, char** argv) {
   EngineConfig ec;
   ec.state_dir = state_dir;
   ec.instance_id = "crash-child-" + std::to_string(::getpid());
-  ec.checkpoint_interval = 200ms;  // several checkpoints between kills
+  ec.checkpoint_interval = std::chrono::milliseconds(checkpoint_ms);  // default: several between kills
   auto node = testing::EngineNode::start(*log, ec);
   if (!node) {
     std::fprintf(stderr, "engine: %s\n", node.error().to_string().c_str());
@@ -172,6 +261,7 @@ int main(int argc, char** argv) {
   }
 
   Out out;
+  if (!script_file.empty()) return run_script(*log, **node, gateway, script, out);
   Acks acks(count);
   std::atomic<bool> stopping{false};
   std::atomic<bool> reader_failed{false};

@@ -38,6 +38,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <algorithm>
+#include <fstream>
+#include <set>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -399,6 +401,181 @@ INSTANTIATE_TEST_SUITE_P(Backends, SequencerCrash, ::testing::Values(Backend::lo
                            return p.param == Backend::local ? "Local" : "Kafka";
                          });
 
+// ---- a refusal survives a crash --------------------------------------------------------------
+//
+// SequencerRefusalCrash/<Local|Kafka>: a refused command is remembered (a CommandRefused record on
+// im.events), so when it is read again after a crash — its command offset was never committed —
+// it gets the same refusal, even though the state it would now be decided on accepts it. The child
+// runs a --script: user 1 creates the private group_1, user 2 asks to join it (refused
+// `forbidden`: only its owner or an admin adds members), user 1 makes it public. Once the three
+// are answered the child is SIGKILLed; with a checkpoint interval of an hour no checkpoint was
+// written, so no command offset was committed. The restarted engine rebuilds group_1 from the log
+// (public now) and reads the three commands again: the join must be refused again with the same
+// code and message — decided again, it would be accepted. Its client's retry (same
+// client_msg_id, new request id) gets the same refusal too, while user 3's join with a new
+// client_msg_id is accepted: the state did change. The log then holds the three accepted events,
+// dense, and exactly one refusal record.
+
+struct ReplyLine {
+  uint64_t request_id = 0;
+  std::string status;
+  std::string cmid;
+  uint64_t seq = 0;
+  uint64_t event_id = 0;
+  std::string code;
+  std::string message;
+};
+
+// "reply <request_id> <status> <cmid> <seq> <event_id> <code or -> <message...>" (the child's --script output).
+std::optional<ReplyLine> parse_reply(const std::string& line) {
+  std::istringstream in(line);
+  std::string word;
+  ReplyLine r;
+  in >> word >> r.request_id >> r.status >> r.cmid >> r.seq >> r.event_id >> r.code;
+  if (!in || word != "reply") return std::nullopt;
+  if (r.code == "-") r.code.clear();
+  std::getline(in, r.message);
+  if (!r.message.empty() && r.message.front() == ' ') r.message.erase(0, 1);
+  return r;
+}
+
+std::string show(const ReplyLine& r) {
+  return r.status + " " + (r.code.empty() ? "" : "`" + r.code + "` (" + r.message + ") ") + "seq " +
+         std::to_string(r.seq) + " event " + std::to_string(r.event_id);
+}
+
+// Writes commands as the child's --script file: one hex-encoded CommandEnvelope a line.
+void write_script(const std::string& path, const std::vector<fb::CommandEnvelopeT>& commands) {
+  std::ofstream out(path);
+  for (const auto& c : commands) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned char b : encode_command(c)) out << kHex[b >> 4] << kHex[b & 15];
+    out << "\n";
+  }
+}
+
+class SequencerRefusalCrash : public ::testing::TestWithParam<Backend> {};
+
+TEST_P(SequencerRefusalCrash, ARefusedCommandReadAgainAfterAKillGetsTheSameRefusal) {
+  const Backend backend = GetParam();
+  TempDir dir("imlog-seq-refusal");
+  std::unique_ptr<CrashBackend> log_backend;
+  if (backend == Backend::local) {
+    log_backend = std::make_unique<LocalCrashBackend>(dir);
+  } else {
+    log_backend = std::make_unique<KafkaCrashBackend>();
+  }
+  const std::string state_dir = dir.str() + "/engine";
+  // Each run: the child on its script until the answers to `wanted` request ids came; then killed.
+  auto run = [&](const std::string& name, const std::vector<fb::CommandEnvelopeT>& script,
+                 std::set<uint64_t> wanted) {
+    std::string file = dir.str() + "/" + name + ".script";
+    write_script(file, script);
+    std::vector<std::string> argv = {(testing::binary_dir() / "sequencer_crash_child").string(),
+                                     "--state-dir", state_dir,
+                                     "--script", file,
+                                     "--checkpoint-ms", "3600000",  // no checkpoint before the kill
+                                     "--gateway", kGateway,
+                                     "--partitions", std::to_string(kPartitions),
+                                     "--parent-pid", std::to_string(::getpid())};
+    for (auto& a : log_backend->log_args()) argv.push_back(a);
+    Subprocess child = Subprocess::start(argv);
+    std::map<uint64_t, std::vector<ReplyLine>> replies;
+    std::vector<std::string> other;
+    auto deadline = std::chrono::steady_clock::now() + 90s;
+    auto all_answered = [&] {
+      return std::all_of(wanted.begin(), wanted.end(), [&](uint64_t rid) { return replies.contains(rid); });
+    };
+    while (!all_answered() && std::chrono::steady_clock::now() < deadline) {
+      auto line = child.read_line(1s);
+      if (!line) {
+        if (child.wait(0ms)) break;
+        continue;
+      }
+      if (auto r = parse_reply(*line)) {
+        replies[r->request_id].push_back(*r);
+      } else if (*line != "started") {
+        other.push_back(*line);
+      }
+    }
+    child.kill();
+    EXPECT_TRUE(all_answered()) << name << ": not every command was answered within 90 s; the child said:"
+                                << join(other);
+    return replies;
+  };
+
+  const uint64_t owner = 1, joiner = 2, newcomer = 3;
+  auto create = testing::create_group(1, owner, {}, "g-create", kGateway, 1, fb::JoinPolicy::Private);
+  auto join_cmd = testing::join_group(1, joiner, "g-join", kGateway, 2);
+  auto go_public = testing::command_envelope(group_stream(1), owner, "g-public", kGateway, 3);
+  fb::ChangeGroupSettingsT settings;
+  settings.join_policy = fb::JoinPolicy::Public;
+  go_public.command.Set(std::move(settings));
+
+  auto first = run("first", {create, join_cmd, go_public}, {1, 2, 3});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(first[1].front().status, "Accepted") << show(first[1].front());
+  ASSERT_EQ(first[2].front().status, "Refused") << show(first[2].front());
+  ASSERT_EQ(first[2].front().code, "forbidden") << show(first[2].front());
+  ASSERT_EQ(first[3].front().status, "Accepted") << show(first[3].front());
+  const ReplyLine refusal = first[2].front();
+
+  // The restarted engine reads create, join and go_public again (nothing was committed), then the
+  // client's retry of the join and a newcomer's join.
+  auto retry = testing::join_group(1, joiner, "g-join", kGateway, 4);
+  auto newcomer_joins = testing::join_group(1, newcomer, "g-join-3", kGateway, 5);
+  auto second = run("second", {retry, newcomer_joins}, {1, 2, 3, 4, 5});
+  ASSERT_FALSE(HasFailure());
+  for (uint64_t rid : {2, 4}) {
+    for (const auto& r : second[rid]) {
+      EXPECT_EQ(r.status, "Refused") << "request " << rid << " (the join, " << (rid == 2 ? "read again" : "retried")
+                                     << ") is now " << show(r) << "; it was " << show(refusal);
+      EXPECT_EQ(r.code, refusal.code) << "request " << rid;
+      EXPECT_EQ(r.message, refusal.message) << "request " << rid;
+      EXPECT_EQ(r.seq, 0u) << "request " << rid;
+    }
+  }
+  for (uint64_t rid : {1, 3}) {
+    for (const auto& r : second[rid]) {
+      EXPECT_EQ(r.status, "Duplicate") << "request " << rid << " read again: " << show(r);
+      EXPECT_EQ(r.seq, first[rid].front().seq) << "request " << rid;
+      EXPECT_EQ(r.event_id, first[rid].front().event_id) << "request " << rid;
+    }
+  }
+  ASSERT_EQ(second[5].size(), 1u);
+  EXPECT_EQ(second[5].front().status, "Accepted") << "the newcomer's join (the group is public now): "
+                                                  << show(second[5].front());
+  EXPECT_EQ(second[5].front().seq, 3u);
+
+  // The log: create, go_public and the newcomer's join, dense; one refusal record, the join's.
+  auto log = log_backend->open();
+  ASSERT_TRUE(log) << log.error().to_string();
+  auto tail = LogTail::open(**log, kGateway);
+  ASSERT_TRUE(tail) << tail.error().to_string();
+  auto read = (*tail)->read_to_end(60s);
+  ASSERT_TRUE(read) << read.error().to_string();
+  const LogTail& t = **tail;
+  EXPECT_TRUE(t.problems().empty()) << join(t.problems());
+  auto broken = testing::check_log_invariants(t.valid(), t.refusals());
+  EXPECT_TRUE(broken.empty()) << join(broken);
+  std::vector<std::string> valid;
+  for (const auto& e : t.valid()) valid.push_back(e.client_msg_id + " seq " + std::to_string(e.seq));
+  EXPECT_EQ(valid, (std::vector<std::string>{"g-create seq 1", "g-public seq 2", "g-join-3 seq 3"}));
+  ASSERT_EQ(t.refusals().size(), 1u);
+  const auto& rec = t.refusals().front();
+  EXPECT_EQ(rec.stream, group_stream(1));
+  EXPECT_EQ(rec.actor, joiner);
+  EXPECT_EQ(rec.client_msg_id, "g-join");
+  EXPECT_EQ(rec.code, refusal.code);
+  EXPECT_EQ(rec.message, refusal.message);
+  EXPECT_EQ(rec.seq, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SequencerRefusalCrash, ::testing::Values(Backend::local, Backend::kafka),
+                         [](const ::testing::TestParamInfo<Backend>& p) {
+                           return p.param == Backend::local ? "Local" : "Kafka";
+                         });
+
 // ---- rebuild from the log --------------------------------------------------------------------
 
 constexpr const char* kRebuildGateway = "gw-rebuild";
@@ -605,6 +782,69 @@ TEST_F(SequencerRebuild, StaleStateStoreCatchesUpFromItsCheckpoint) {
   fs::rename(dir_.str() + "/engine-old", state_dir());
   start_node();
   expect_state_matches_log(h, "b-");
+}
+
+// A refusal that depends on state is remembered by a graceful restart (the state store keeps it),
+// and by a restart whose store was deleted (the log does: its CommandRefused record); a refusal
+// decided on the command alone writes nothing.
+TEST_F(SequencerRebuild, ARefusalIsRememberedByTheStoreAndByTheLog) {
+  uint64_t ann = users_[0], bob = users_[1], cyd = users_[2];
+  auto settings = [&](fb::JoinPolicy policy, const std::string& cmid) {
+    auto c = testing::command_envelope(group_stream(8), ann, cmid, kRebuildGateway, next_rid_++);
+    fb::ChangeGroupSettingsT s;
+    s.join_policy = policy;
+    c.command.Set(std::move(s));
+    return c;
+  };
+  auto bob_joins = [&] { return testing::join_group(8, bob, "p-join", kRebuildGateway, next_rid_++); };
+  auto created = run({testing::create_group(8, ann, {}, "p-create", kRebuildGateway, next_rid_++,
+                                            fb::JoinPolicy::Private)});
+  ASSERT_TRUE(created[0].has_value());
+  auto first_join = bob_joins();
+  EXPECT_FALSE(run({first_join})[0].has_value());
+  auto refused = reply_to(first_join);
+  ASSERT_TRUE(refused.has_value());
+  ASSERT_EQ(refused->status, fb::ReplyStatus::Refused);
+  ASSERT_EQ(refused->code, "forbidden") << refused->message;
+  // A stateless refusal (empty content): answered, not recorded.
+  auto empty = msg("group_8", ann, "p-empty");
+  empty.command.AsSendMessage()->content = "";
+  EXPECT_FALSE(run({empty})[0].has_value());
+  ASSERT_TRUE(reply_to(empty).has_value());
+  EXPECT_EQ(reply_to(empty)->code, "invalid");
+  ASSERT_TRUE(run({settings(fb::JoinPolicy::Public, "p-public")})[0].has_value());
+
+  auto expect_same_refusal = [&](const char* when) {
+    auto again = bob_joins();
+    EXPECT_FALSE(run({again})[0].has_value()) << when << ": the retried join was accepted";
+    auto r = reply_to(again);
+    ASSERT_TRUE(r.has_value()) << when;
+    EXPECT_EQ(r->status, fb::ReplyStatus::Refused) << when;
+    EXPECT_EQ(r->code, refused->code) << when;
+    EXPECT_EQ(r->message, refused->message) << when;
+    EXPECT_EQ(r->seq, 0u) << when;
+    EXPECT_EQ(r->event_id, 0u) << when;
+  };
+  expect_same_refusal("live");
+  stop_node();
+  start_node();
+  expect_same_refusal("after a restart on the store");
+  stop_node();
+  ASSERT_GT(fs::remove_all(state_dir()), 0u);
+  start_node();
+  expect_same_refusal("after a restart with the store deleted");
+  // The group is public now: a join with a new client_msg_id is accepted.
+  auto cyd_joins = run({testing::join_group(8, cyd, "p-join-cyd", kRebuildGateway, next_rid_++)});
+  ASSERT_TRUE(cyd_joins[0].has_value());
+  EXPECT_EQ(cyd_joins[0]->seq, 3u);
+  stop_node();
+  ASSERT_TRUE(tail_->read_to_end().has_value());
+  auto broken = testing::check_log_invariants(tail_->valid(), tail_->refusals());
+  EXPECT_TRUE(broken.empty()) << join(broken);
+  ASSERT_EQ(tail_->refusals().size(), 1u) << "one refusal record: the join's (not the empty message's)";
+  EXPECT_EQ(tail_->refusals()[0].client_msg_id, "p-join");
+  EXPECT_EQ(tail_->refusals()[0].actor, bob);
+  EXPECT_TRUE(tail_->rejected().empty());
 }
 
 // ---- appends held back or failed -------------------------------------------------------------

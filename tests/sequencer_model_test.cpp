@@ -13,7 +13,11 @@
 //     stream, seq, actor, client_msg_id, type and content; per stream seq is 1, 2, 3, ...;
 //   - a duplicate never yields a second event; its reply (Duplicate) carries the original's seq,
 //     event id and result id;
-//   - a refusal writes nothing; its reply (Refused) carries the model's reason code;
+//   - a refusal writes no event; its reply (Refused) carries the model's reason code. A refusal that
+//     depends on state is remembered (one CommandRefused record on the log, no seq): any later
+//     command with the same (stream, actor, client_msg_id) — a retry, or another command reusing
+//     the id — gets the same refusal, code and message, whatever the state has become since; one
+//     decided on the command alone (not_participant here) writes nothing and is not remembered;
 //   - an accepted command gets exactly one answer, an ack (Accepted) naming its event; every
 //     other command gets exactly one reply.
 // The sequence is an rc::state command sequence, so a failure shrinks to a short one. The
@@ -27,6 +31,7 @@
 #include <rapidcheck/gtest.h>
 #include <rapidcheck/state.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <map>
@@ -81,8 +86,10 @@ struct Expected {
   std::string stream;
   uint64_t seq = 0;            // accepted
   fb::Event type = fb::Event::NONE;
-  size_t original = 0;         // duplicate: index of the command whose event it repeats
+  size_t original = 0;         // duplicate: index of the command whose event it repeats;
+                               // remembered refusal: index of the command first refused
   std::string code;            // refused
+  bool remembered = false;     // refused: the answer of an earlier command with the same key
 };
 
 struct Model {
@@ -96,6 +103,8 @@ struct Model {
   std::map<int, Group> groups;
   // (stream, actor, client_msg_id) of every accepted command → its index
   std::map<std::tuple<std::string, uint64_t, std::string>, size_t> accepted;
+  // ... and of every command refused on state (remembered): its index and code
+  std::map<std::tuple<std::string, uint64_t, std::string>, std::pair<size_t, std::string>> refused;
   std::vector<OpSpec> history;  // for generating retries
   size_t ops = 0;
 };
@@ -106,6 +115,10 @@ std::string stream_of(const Model& m, const OpSpec& op) {
   return single_stream(m.ids[static_cast<size_t>(op.lo)], m.ids[static_cast<size_t>(op.hi)]);
 }
 
+// Whether a refusal is decided on the command alone (Decision::stateless), so not remembered: of
+// the refusals this test provokes, writing to a one-to-one stream of two other users.
+bool stateless(const std::string& code) { return code == "not_participant"; }
+
 // The rules, as docs/architecture.md ("The engine") states them, for the commands this test sends.
 Expected expect(const Model& m, const OpSpec& op) {
   Expected e;
@@ -114,6 +127,13 @@ Expected expect(const Model& m, const OpSpec& op) {
   if (auto it = m.accepted.find({e.stream, actor, op.client_msg_id}); it != m.accepted.end()) {
     e.kind = Expected::Kind::duplicate;
     e.original = it->second;
+    return e;
+  }
+  if (auto it = m.refused.find({e.stream, actor, op.client_msg_id}); it != m.refused.end()) {
+    e.kind = Expected::Kind::refused;
+    e.code = it->second.second;
+    e.original = it->second.first;
+    e.remembered = true;
     return e;
   }
   auto refuse = [&](std::string code) {
@@ -175,8 +195,11 @@ struct Op final : OpBase {
     Expected e = expect(m, spec);
     m.history.push_back(spec);
     size_t index = m.ops++;
-    if (e.kind != Expected::Kind::accepted) return;
     uint64_t actor = m.ids[static_cast<size_t>(spec.actor)];
+    if (e.kind == Expected::Kind::refused && !e.remembered && !stateless(e.code)) {
+      m.refused[{e.stream, actor, spec.client_msg_id}] = {index, e.code};
+    }
+    if (e.kind != Expected::Kind::accepted) return;
     m.last_seq[e.stream] = e.seq;
     m.accepted[{e.stream, actor, spec.client_msg_id}] = index;
     Model::Group& g = m.groups[spec.group];
@@ -231,6 +254,7 @@ struct Op final : OpBase {
     os << " → stream " << e.stream << ": "
        << (e.kind == Expected::Kind::accepted    ? "accepted seq " + std::to_string(e.seq)
            : e.kind == Expected::Kind::duplicate ? "duplicate of #" + std::to_string(e.original)
+           : e.remembered                        ? "refused " + e.code + " again, as #" + std::to_string(e.original)
                                                  : "refused " + e.code);
     plan.shown.push_back(os.str());
   }
@@ -420,7 +444,7 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
   const LogTail& t = **tail;
 
   for (const auto& p : t.problems()) problems.push_back("undecodable: " + p);
-  for (const auto& v : testing::check_log_invariants(t.valid())) problems.push_back(v);
+  for (const auto& v : testing::check_log_invariants(t.valid(), t.refusals())) problems.push_back(v);
   if (!t.rejected().empty()) {
     problems.push_back(std::to_string(t.rejected().size()) +
                        " events were rejected by the EpochFilter with one sequencer running");
@@ -482,6 +506,12 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
                            " `" + r.code + "` (" + r.message + ")");
       }
       if (r.seq != 0 || r.event_id != 0) problems.push_back(what + ": a refusal carries ids");
+      if (e.remembered) {
+        auto first = t.replies_for(request_id_of(e.original));
+        if (!first.empty() && first[0]->message != r.message) {
+          problems.push_back(what + ": refused `" + r.message + "`; the first refusal said `" + first[0]->message + "`");
+        }
+      }
       continue;
     }
     const testing::SeenEvent* orig = t.event_for_request(request_id_of(e.original));
@@ -507,10 +537,21 @@ void run_case(const Knobs& knobs, const rc::state::Commands<OpBase>& ops) {
   }
   Model final_model = model;
   rc::state::applyAll(ops, final_model);
+  // One refusal record per refusal remembered, naming its command's key and code.
+  std::map<std::tuple<std::string, uint64_t, std::string>, std::string> recorded;
+  for (const auto& r : t.refusals()) recorded[{r.stream, r.actor, r.client_msg_id}] = r.code;
+  std::map<std::tuple<std::string, uint64_t, std::string>, std::string> remembered;
+  for (const auto& [key, first] : final_model.refused) remembered[key] = first.second;
+  if (t.refusals().size() != final_model.refused.size() || recorded != remembered) {
+    problems.push_back(std::to_string(t.refusals().size()) + " refusal records; the model remembers " +
+                       std::to_string(final_model.refused.size()) + " refusals");
+  }
   if (testing::last_seqs(t.valid()) != final_model.last_seq) {
     problems.push_back("per-stream last seqs differ from the model's");
   }
 
+  RC_CLASSIFY(std::any_of(plan.expected.begin(), plan.expected.end(), [](const Expected& e) { return e.remembered; }),
+              "a remembered refusal answered again");
   if (!problems.empty()) {
     RC_FAIL("knobs: max_batch " + std::to_string(knobs.max_batch) + ", in-flight " +
             std::to_string(knobs.max_inflight) + ", submit chunk " +
@@ -556,8 +597,16 @@ TEST(SequencerModel, ValidEventsAndRepliesAreExactlyTheModels) {
     FAIL() << ss.str() << "\n(seed " << params.seed << "; rerun with RC_PARAMS=\"seed=" << params.seed
            << "\")";
   } else {
-    std::cout << "model cases passed: " << result.get<rc::detail::SuccessResult>().numSuccess
-              << std::endl;
+    const auto& success = result.get<rc::detail::SuccessResult>();
+    int remembered = 0;
+    for (const auto& [tags, n] : success.distribution) {
+      if (!tags.empty()) remembered += n;
+    }
+    std::cout << "model cases passed: " << success.numSuccess << ", " << remembered
+              << " of them answered a remembered refusal again" << std::endl;
+    if (std::getenv("RC_PARAMS") == nullptr) {
+      EXPECT_GT(remembered, 0) << "no case retried a refused command: the property did not exercise remembering";
+    }
   }
 }
 

@@ -41,7 +41,7 @@ struct LogDirectory::State {
     for (const auto& r : records) {
       next[static_cast<size_t>(r.partition)] = r.offset + 1;
       auto ev = read_event(r.value);
-      if (ev && filter.accept(r.partition, **ev)) apply(**ev);
+      if (ev && filter.accept(r.partition, **ev) && !is_control_record((*ev)->event_type())) apply(**ev);
     }
     unsaved += records.size();
   }

@@ -77,7 +77,8 @@ struct Inflight {
   std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
   std::vector<Reply> replies;                  // sent once the batch and all before it are durable
   std::vector<std::pair<int32_t, uint64_t>> registered;  // (partition, user) it registers: RecentUsers
-  size_t events = 0;
+  size_t events = 0;    // records appended: events and CommandRefused records
+  size_t refusals = 0;  // of them, CommandRefused records
   // The append's outcome, once its callback came. Batches are finished in order (complete()).
   std::optional<Result<std::vector<RecordPosition>>> result;
 };
@@ -300,8 +301,18 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // Folds one valid event into the partition's derived state: the live path and catch-up share it.
+  // A CommandRefused record changes no stream state: it only puts its refusal in the dedupe index,
+  // so the same (stream, actor, client_msg_id) gets it again (handle_command()).
   Status record_event(PartitionCtx& ctx, const fb::EventEnvelope& e) {
     std::string stream(sv(e.stream()));
+    if (const auto* refused = e.event_as_CommandRefused()) {
+      ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
+      if (e.client_msg_id() && e.client_msg_id()->size() > 0 && refused->code() && refused->code()->size() > 0) {
+        ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
+            DedupeEntry{0, e.event_id(), 0, std::string(sv(refused->code())), std::string(sv(refused->message()))};
+      }
+      return {};
+    }
     auto ref = parse_stream(stream);
     if (!ref) return {};
     auto state = state_of(ctx, stream);
@@ -321,7 +332,7 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     if (e.client_msg_id() && e.client_msg_id()->size() > 0) {
       ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
-          DedupeEntry{e.seq(), e.event_id(), result_id};
+          DedupeEntry{e.seq(), e.event_id(), result_id, {}, {}};
     }
     return {};
   }
@@ -418,7 +429,8 @@ class Sequencer::Loop final : public RebalanceListener {
   void queue_unavailable(const Record& r, Inflight& batch) {
     auto parsed = read_command(r.value);
     if (!parsed) return;
-    queue_reply(batch, r.partition, **parsed, fb::ReplyStatus::Refused, Refusal::invalid, "", DedupeEntry{});
+    queue_reply(batch, r.partition, **parsed, fb::ReplyStatus::Refused, refusal_code(Refusal::invalid), "",
+                DedupeEntry{});
   }
 
   // Dedupes, decides and (if accepted) sequences one command into the batch. An error means the
@@ -434,10 +446,13 @@ class Sequencer::Loop final : public RebalanceListener {
     const fb::CommandEnvelope& c = **parsed;
     std::string stream(sv(c.stream()));
     auto ref = parse_stream(stream);
+    // A refusal that is only answered, not remembered: one decided on the command alone, which
+    // every retry gets again (Decision::stateless), and the checks below that come before there is
+    // a dedupe key.
     auto refuse = [&](Refusal why, std::string message) -> Status {
       stats.refused++;
       stats.refused_by[static_cast<size_t>(why)]++;
-      queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, why, std::move(message),
+      queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, refusal_code(why), std::move(message),
                   DedupeEntry{});
       return {};
     };
@@ -451,7 +466,13 @@ class Sequencer::Loop final : public RebalanceListener {
     IMLOG_TRY(dup);
     if (*dup) {
       stats.duplicates++;
-      queue_reply(batch, r.partition, c, fb::ReplyStatus::Duplicate, Refusal::invalid, "", **dup);
+      const DedupeEntry& original = **dup;
+      if (original.refused()) {
+        // A refusal remembered (CommandRefused): the same answer, never a decision on today's state.
+        queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, original.code, original.message, DedupeEntry{});
+      } else {
+        queue_reply(batch, r.partition, c, fb::ReplyStatus::Duplicate, "", "", original);
+      }
       return {};
     }
     auto loaded = state_of(ctx, stream);
@@ -461,7 +482,8 @@ class Sequencer::Loop final : public RebalanceListener {
     int64_t now = clock_.now_ms();
     Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names});
     if (names.error) return fail(*names.error);
-    if (d.kind == Decision::Kind::refuse) return refuse(d.refusal, std::move(d.message));
+    if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
+    if (d.kind == Decision::Kind::refuse) return remember_refusal(ctx, r, c, d, batch, events);
 
     fb::EventEnvelopeT e;
     e.schema_version = kSchemaVersion;
@@ -486,10 +508,47 @@ class Sequencer::Loop final : public RebalanceListener {
     if (config_.push_one_to_one && ref->kind == StreamKind::single) {
       push = PushWithAck{bytes, one_to_one_audience(*ref, event)};
     }
-    queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, Refusal::invalid, "",
-                DedupeEntry{e.seq, e.event_id, result_id_of(e)}, std::move(push));
+    queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, "", "",
+                DedupeEntry{e.seq, e.event_id, result_id_of(e), {}, {}}, std::move(push));
     if (const auto* reg = event.event_as_UserRegistered()) batch.registered.emplace_back(ctx.partition, reg->user_id());
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
+    return {};
+  }
+
+  // A refusal that depends on the stream's state: appended as a CommandRefused record (seq 0, the
+  // command's envelope, linked like any record of the epoch) and put in the dedupe index, so the
+  // command redelivered after a crash, or retried with the same client_msg_id, gets this same
+  // refusal — never a decision on a later state that might accept it. Its answer leaves with the
+  // batch, once the record is durable and the epoch still ours, as an ack does.
+  Status remember_refusal(PartitionCtx& ctx, const Record& r, const fb::CommandEnvelope& c, Decision& d,
+                          Inflight& batch, std::vector<OutRecord>& events) {
+    stats.refused++;
+    stats.refused_by[static_cast<size_t>(d.refusal)]++;
+    fb::EventEnvelopeT e;
+    e.schema_version = kSchemaVersion;
+    e.stream = sv(c.stream());
+    e.seq = 0;
+    e.event_id = ctx.ids.next();
+    e.timestamp_ms = clock_.now_ms();
+    e.actor = c.actor();
+    e.epoch = ctx.token;
+    e.prev_event_id = std::exchange(ctx.link, e.event_id);
+    if (c.reply_to()) {
+      e.reply_to = std::make_unique<fb::ReplyToT>();
+      c.reply_to()->UnPackTo(e.reply_to.get());
+    }
+    e.trace_id = sv(c.trace_id());
+    e.client_msg_id = sv(c.client_msg_id());
+    fb::CommandRefusedT refused;
+    refused.code = refusal_code(d.refusal);
+    refused.message = d.message;
+    e.event.Set(std::move(refused));
+    std::string bytes = encode_event(e);
+    IMLOG_TRY(record_event(ctx, *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data())));
+    queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, refusal_code(d.refusal), std::move(d.message),
+                DedupeEntry{});
+    ++batch.refusals;
+    events.push_back(OutRecord{std::string(sv(c.stream())), std::move(bytes), ctx.partition});
     return {};
   }
 
@@ -508,21 +567,20 @@ class Sequencer::Loop final : public RebalanceListener {
     std::vector<uint64_t> recipients;
   };
 
+  // `code`: the refusal's reason code (status Refused), else empty.
   void queue_reply(Inflight& batch, int32_t partition, const fb::CommandEnvelope& c,
-                   fb::ReplyStatus status, Refusal why, std::string message,
+                   fb::ReplyStatus status, std::string_view code, std::string message,
                    const DedupeEntry& original, PushWithAck push = {}) {
     logger_->debug("command {} on {} from user {}: {}{}{} seq {} trace_id={}", fb::EnumNameCommand(c.command_type()),
-                   sv(c.stream()), c.actor(), fb::EnumNameReplyStatus(status),
-                   status == fb::ReplyStatus::Refused ? " " : "",
-                   status == fb::ReplyStatus::Refused ? refusal_code(why) : std::string_view(), original.seq,
-                   sv(c.trace_id()));
+                   sv(c.stream()), c.actor(), fb::EnumNameReplyStatus(status), code.empty() ? "" : " ", code,
+                   original.seq, sv(c.trace_id()));
     if (!c.reply_to() || !c.reply_to()->gateway() || c.reply_to()->gateway()->size() == 0) return;
     fb::DeliveryT d;
     d.reply = std::make_unique<fb::CommandReplyT>();
     auto& r = *d.reply;
     r.request_id = c.reply_to()->request_id();
     r.status = status;
-    if (status == fb::ReplyStatus::Refused) r.code = refusal_code(why);
+    if (status == fb::ReplyStatus::Refused) r.code = code;
     r.message = std::move(message);
     r.stream = sv(c.stream());
     r.seq = original.seq;
@@ -579,7 +637,8 @@ class Sequencer::Loop final : public RebalanceListener {
       answer_unavailable(batch, result.error());
       return;
     }
-    stats.events += result->size();
+    stats.events += result->size() - std::min(result->size(), batch.refusals);
+    stats.refusals_recorded += batch.refusals;
     std::map<int32_t, std::pair<int64_t, uint64_t>> written;  // partition → (end, events)
     for (const auto& pos : *result) {
       auto& w = written[pos.partition];

@@ -1,5 +1,7 @@
 #include "state_store.h"
 
+#include <algorithm>
+
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
@@ -105,8 +107,18 @@ Result<std::optional<DedupeEntry>> RocksStateStore::dedupe(std::string_view key)
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.data(), key.size()), &v);
   if (s.IsNotFound()) return std::optional<DedupeEntry>();
-  if (!s.ok() || v.size() != 24) return fail(store_error(s, "reading the dedupe index"));
-  return std::optional<DedupeEntry>(DedupeEntry{get_u64(v, 0), get_u64(v, 8), get_u64(v, 16)});
+  if (!s.ok()) return fail(store_error(s, "reading the dedupe index"));
+  if (v.size() < 24) return fail(store_error(rocksdb::Status::Corruption("short dedupe entry"), "reading the dedupe index"));
+  DedupeEntry e{get_u64(v, 0), get_u64(v, 8), get_u64(v, 16), {}, {}};
+  if (v.size() > 24) {  // a remembered refusal: code length, code, message
+    size_t code_size = static_cast<unsigned char>(v[24]);
+    if (code_size == 0 || v.size() < 25 + code_size) {
+      return fail(store_error(rocksdb::Status::Corruption("malformed refusal entry"), "reading the dedupe index"));
+    }
+    e.code = v.substr(25, code_size);
+    e.message = v.substr(25 + code_size);
+  }
+  return std::optional<DedupeEntry>(std::move(e));
 }
 
 Result<bool> RocksStateStore::name_taken(std::string_view username) {
@@ -131,6 +143,12 @@ Status RocksStateStore::write(const StoreBatch& batch) {
     put_u64(value, e.seq);
     put_u64(value, e.event_id);
     put_u64(value, e.result_id);
+    if (e.refused()) {
+      // Codes are short names (refusal_code()); one byte holds their length.
+      value.push_back(static_cast<char>(std::min<size_t>(e.code.size(), 255)));
+      value.append(e.code, 0, 255);
+      value += e.message;
+    }
     wb.Put(k, value);
   }
   for (const auto& [name, id] : batch.names) {

@@ -7,7 +7,9 @@
 // Layout (one column family; the first byte names the kind):
 //   'c' partition(4 BE)                         → Checkpoint
 //   's' stream                                  → encode_state(StreamState)
-//   'd' stream 0x00 actor(8 BE) client_msg_id   → DedupeEntry
+//   'd' stream 0x00 actor(8 BE) client_msg_id   → DedupeEntry: seq, event id, result id (8 LE
+//                                                  each); a remembered refusal adds its code's
+//                                                  length (1 byte), the code and the message
 //   'n' username                                → user id (8 LE)
 //
 // Writes are unsynced: the store is a cache, and a lost write only means a longer catch-up.
@@ -33,10 +35,16 @@ struct Checkpoint {
   uint64_t link = 0;              // EpochFilter link at that offset (0: not stored, take the next)
 };
 
+// What a (stream, actor, client_msg_id) got: the event it was accepted with, or a refusal the
+// sequencer remembers (a CommandRefused record: code non-empty, seq and result id 0, event_id the
+// record's).
 struct DedupeEntry {
   uint64_t seq = 0;
   uint64_t event_id = 0;
   uint64_t result_id = 0;
+  std::string code;     // the refusal's reason code; empty for an accepted command
+  std::string message;  // the refusal's text
+  [[nodiscard]] bool refused() const { return !code.empty(); }
 };
 
 // One atomic write: everything the sequencer learned since the last one.

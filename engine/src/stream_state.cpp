@@ -25,11 +25,11 @@ bool valid_username(std::string_view name) {
 // Checks a free-text field: at most `max` bytes (too_large) of valid UTF-8 (invalid). nullopt: fine.
 std::optional<Decision> check_text(std::string_view field, std::string_view value, uint64_t max) {
   if (value.size() > max) {
-    return Decision::refuse(Refusal::too_large, std::string(field) + " is " + std::to_string(value.size()) +
+    return Decision::refuse_stateless(Refusal::too_large, std::string(field) + " is " + std::to_string(value.size()) +
                                                     " bytes; the limit is " + std::to_string(max));
   }
   if (!valid_utf8(value))
-    return Decision::refuse(Refusal::invalid, std::string(field) + " is not valid UTF-8");
+    return Decision::refuse_stateless(Refusal::invalid, std::string(field) + " is not valid UTF-8");
   return std::nullopt;
 }
 
@@ -62,17 +62,17 @@ bool known(fb::HistoryRule r) { return r >= fb::HistoryRule::MIN && r <= fb::His
 Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                       const DecideContext& ctx) {
   auto* cmd = c.command_as_RegisterUser();
-  if (!cmd) return Decision::refuse(Refusal::wrong_stream, "a names_ stream takes only RegisterUser");
+  if (!cmd) return Decision::refuse_stateless(Refusal::wrong_stream, "a names_ stream takes only RegisterUser");
   auto name = sv(cmd->username());
   if (!valid_username(name)) {
-    return Decision::refuse(Refusal::invalid,
+    return Decision::refuse_stateless(Refusal::invalid,
                             "username must be 3 to 32 characters of letters, digits, _ . -");
   }
   if (name_bucket(name) != ref.a) {
-    return Decision::refuse(Refusal::wrong_stream,
+    return Decision::refuse_stateless(Refusal::wrong_stream,
                             "username `" + std::string(name) + "` belongs to " + names_stream(name));
   }
-  if (sv(cmd->password_hash()).empty()) return Decision::refuse(Refusal::invalid, "password hash is empty");
+  if (sv(cmd->password_hash()).empty()) return Decision::refuse_stateless(Refusal::invalid, "password hash is empty");
   if (auto bad = check_text("nickname", sv(cmd->nickname()), ctx.limits.max_name_bytes))
     return std::move(*bad);
   if (ctx.names && ctx.names->taken(name)) {
@@ -120,13 +120,13 @@ Decision decide_register_device(const StreamRef& ref, const StreamState& state, 
                                 const EngineLimits& lim) {
   auto platform = cmd.platform();
   if (platform < fb::PushPlatform::MIN || platform > fb::PushPlatform::MAX) {
-    return Decision::refuse(Refusal::invalid, "platform must be apns, fcm or webhook");
+    return Decision::refuse_stateless(Refusal::invalid, "platform must be apns, fcm or webhook");
   }
   if (auto why = check_device_token(platform, sv(cmd.token())); !why.empty()) {
-    return Decision::refuse(Refusal::invalid, std::move(why));
+    return Decision::refuse_stateless(Refusal::invalid, std::move(why));
   }
   if (!app_id_shaped(sv(cmd.app_id()))) {
-    return Decision::refuse(Refusal::invalid, "app_id is at most 255 characters of [A-Za-z0-9._-]");
+    return Decision::refuse_stateless(Refusal::invalid, "app_id is at most 255 characters of [A-Za-z0-9._-]");
   }
   uint64_t id = device_with_token(state, platform, sv(cmd.token()));
   if (id == 0) {
@@ -147,7 +147,7 @@ Decision decide_register_device(const StreamRef& ref, const StreamState& state, 
 Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::CommandEnvelope& c,
                      const DecideContext& ctx) {
   if (c.actor() != ref.a) {
-    return Decision::refuse(Refusal::forbidden,
+    return Decision::refuse_stateless(Refusal::forbidden,
                             "only user " + id_str(ref.a) + " writes user_" + id_str(ref.a));
   }
   const auto& lim = ctx.limits;
@@ -162,7 +162,7 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
         if (auto bad = check_text(field, value, max)) return std::move(*bad);
       }
       if (cmd->nickname() && cmd->nickname()->size() == 0) {
-        return Decision::refuse(Refusal::invalid, "nickname cannot be empty");
+        return Decision::refuse_stateless(Refusal::invalid, "nickname cannot be empty");
       }
       fb::ProfileUpdatedT ev;
       ev.user_id = ref.a;
@@ -179,14 +179,14 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
       ev.allow_search = cmd->allow_search();
       ev.message_policy = cmd->message_policy();
       if (auto p = ev.message_policy; p && (*p < fb::MessagePolicy::MIN || *p > fb::MessagePolicy::MAX)) {
-        return Decision::refuse(Refusal::invalid, "message_policy must be everyone or friends_only");
+        return Decision::refuse_stateless(Refusal::invalid, "message_policy must be everyone or friends_only");
       }
       ev.push_enabled = cmd->push_enabled();
       ev.quiet_start_minute = cmd->quiet_start_minute();
       ev.quiet_end_minute = cmd->quiet_end_minute();
       for (auto m : {ev.quiet_start_minute, ev.quiet_end_minute}) {
         if (m.has_value() && (*m < -1 || *m >= 24 * 60)) {
-          return Decision::refuse(Refusal::invalid, "quiet hours are minutes in [0, 1440), or -1 to clear");
+          return Decision::refuse_stateless(Refusal::invalid, "quiet hours are minutes in [0, 1440), or -1 to clear");
         }
       }
       if (cmd->muted())
@@ -195,7 +195,7 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
         for (auto* m : *cmd->unmuted()) ev.unmuted.emplace_back(sv(m));
       if (cmd->time_zone()) {
         if (!time_zone_shaped(sv(cmd->time_zone()))) {
-          return Decision::refuse(Refusal::invalid, "time_zone must be an IANA time zone name such as Europe/Paris");
+          return Decision::refuse_stateless(Refusal::invalid, "time_zone must be an IANA time zone name such as Europe/Paris");
         }
         ev.time_zone = sv(cmd->time_zone());
       }
@@ -211,7 +211,7 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
     case fb::Command::SetFriendGroup: {
       auto* cmd = c.command_as_SetFriendGroup();
       if (cmd->friend_id() == 0 || cmd->friend_id() == ref.a) {
-        return Decision::refuse(Refusal::invalid, "friend_id must be another user");
+        return Decision::refuse_stateless(Refusal::invalid, "friend_id must be another user");
       }
       if (auto bad = check_text("group_name", sv(cmd->group_name()), lim.max_name_bytes))
         return std::move(*bad);
@@ -221,11 +221,11 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
       auto* cmd = c.command_as_RevokeRefreshToken();
       auto id = sv(cmd->token_id());
       if (id.empty() || id.size() > 128)
-        return Decision::refuse(Refusal::invalid, "token_id must be 1 to 128 bytes");
+        return Decision::refuse_stateless(Refusal::invalid, "token_id must be 1 to 128 bytes");
       return accept(fb::RefreshTokenRevokedT{{}, ref.a, std::string(id), cmd->expires_at_ms()});
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+      return Decision::refuse_stateless(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
                                                          " does not belong on a user stream");
   }
 }
@@ -244,7 +244,7 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
     case fb::Command::RequestFriend: {
       auto* cmd = c.command_as_RequestFriend();
       if (!target_is_other(cmd->to()))
-        return Decision::refuse(Refusal::invalid, "`to` must be the other user of the stream");
+        return Decision::refuse_stateless(Refusal::invalid, "`to` must be the other user of the stream");
       if (!ctx.directory.user(other).exists)
         return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " does not exist");
       if (other_blocked_actor)
@@ -266,7 +266,7 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
       uint64_t requester =
           accepting ? c.command_as_AcceptFriend()->requester() : c.command_as_RejectFriend()->requester();
       if (!target_is_other(requester))
-        return Decision::refuse(Refusal::invalid, "`requester` must be the other user of the stream");
+        return Decision::refuse_stateless(Refusal::invalid, "`requester` must be the other user of the stream");
       if (s.link != pending_from_other) {
         return Decision::refuse(Refusal::no_pending_request, "no pending request from user " + id_str(other));
       }
@@ -275,27 +275,27 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
     }
     case fb::Command::RemoveFriend: {
       if (!target_is_other(c.command_as_RemoveFriend()->other()))
-        return Decision::refuse(Refusal::invalid, "`other` must be the other user of the stream");
+        return Decision::refuse_stateless(Refusal::invalid, "`other` must be the other user of the stream");
       if (s.link != Link::friends)
         return Decision::refuse(Refusal::not_friends, "not friends with user " + id_str(other));
       return accept(fb::FriendRemovedT{{}, actor, other});
     }
     case fb::Command::BlockUser: {
       if (!target_is_other(c.command_as_BlockUser()->target()))
-        return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+        return Decision::refuse_stateless(Refusal::invalid, "`target` must be the other user of the stream");
       if (actor_blocked_other)
         return Decision::refuse(Refusal::you_blocked, "user " + id_str(other) + " is already blocked");
       return accept(fb::UserBlockedT{{}, actor, other});
     }
     case fb::Command::UnblockUser: {
       if (!target_is_other(c.command_as_UnblockUser()->target()))
-        return Decision::refuse(Refusal::invalid, "`target` must be the other user of the stream");
+        return Decision::refuse_stateless(Refusal::invalid, "`target` must be the other user of the stream");
       if (!actor_blocked_other)
         return Decision::refuse(Refusal::not_found, "user " + id_str(other) + " is not blocked");
       return accept(fb::UserUnblockedT{{}, actor, other});
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+      return Decision::refuse_stateless(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
                                                          " does not belong on a one-to-one stream");
   }
 }
@@ -319,10 +319,10 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
     case fb::Command::SendMessage: {
       auto* cmd = c.command_as_SendMessage();
       auto content = sv(cmd->content());
-      if (content.empty()) return Decision::refuse(Refusal::invalid, "content is empty");
+      if (content.empty()) return Decision::refuse_stateless(Refusal::invalid, "content is empty");
       if (auto bad = check_text("content", content, ctx.limits.max_content_bytes)) return std::move(*bad);
       if (cmd->message_type() < fb::MessageType::MIN || cmd->message_type() > fb::MessageType::MAX)
-        return Decision::refuse(Refusal::invalid, "unknown message_type");
+        return Decision::refuse_stateless(Refusal::invalid, "unknown message_type");
       return accept(fb::MessageAppendedT{{}, cmd->message_type(), std::string(content)});
     }
     case fb::Command::RecallMessage: {
@@ -350,7 +350,7 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
       return accept(fb::ReadMarkedT{{}, c.actor(), seq}, /*timeline=*/false);
     }
     default:
-      return Decision::refuse(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+      return Decision::refuse_stateless(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
                                                          " does not belong on a conversation");
   }
 }
@@ -363,7 +363,7 @@ Decision decide_single(const StreamRef& ref, const StreamState& s, const fb::Com
                        const DecideContext& ctx) {
   uint64_t actor = c.actor();
   if (actor != ref.a && actor != ref.b) {
-    return Decision::refuse(Refusal::not_participant,
+    return Decision::refuse_stateless(Refusal::not_participant,
                             "user " + id_str(actor) + " is not part of this conversation");
   }
   uint64_t other = actor == ref.a ? ref.b : ref.a;
@@ -421,9 +421,9 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     if (s.created || s.last_seq > 0)
       return Decision::refuse(Refusal::already_exists, "group " + id_str(ref.a) + " exists");
     if (cmd->group_id() != ref.a)
-      return Decision::refuse(Refusal::invalid, "group_id does not match the stream");
+      return Decision::refuse_stateless(Refusal::invalid, "group_id does not match the stream");
     if (!cmd->name() || cmd->name()->size() == 0)
-      return Decision::refuse(Refusal::invalid, "a group needs a name");
+      return Decision::refuse_stateless(Refusal::invalid, "a group needs a name");
     if (auto bad = check_text("name", sv(cmd->name()), lim.max_name_bytes)) return std::move(*bad);
     if (auto bad = check_text("description", sv(cmd->description()), lim.max_text_bytes))
       return std::move(*bad);
@@ -434,10 +434,10 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
     ev.description = sv(cmd->description());
     // The event always says both, so no reader needs this build's defaults.
     auto policy = cmd->join_policy().value_or(fb::JoinPolicy::Private);
-    if (!known(policy)) return Decision::refuse(Refusal::invalid, "join_policy must be private or public");
+    if (!known(policy)) return Decision::refuse_stateless(Refusal::invalid, "join_policy must be private or public");
     auto history = cmd->history().value_or(policy == fb::JoinPolicy::Public ? fb::HistoryRule::All
                                                                             : fb::HistoryRule::FromJoin);
-    if (!known(history)) return Decision::refuse(Refusal::invalid, "history must be all or from_join");
+    if (!known(history)) return Decision::refuse_stateless(Refusal::invalid, "history must be all or from_join");
     ev.join_policy = policy;
     ev.history = history;
     if (cmd->members()) {
@@ -449,7 +449,7 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
       }
     }
     if (ev.members.size() + 1 > lim.max_group_members) {
-      return Decision::refuse(Refusal::group_full,
+      return Decision::refuse_stateless(Refusal::group_full,
                               "a group holds at most " + std::to_string(lim.max_group_members) + " members");
     }
     return accept(std::move(ev));
@@ -525,7 +525,7 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
       break;
   }
   if (!is_message_command(c.command_type())) {
-    return Decision::refuse(Refusal::wrong_stream,
+    return Decision::refuse_stateless(Refusal::wrong_stream,
                             std::string(command_type_name(c.command_type())) + " does not belong on a group");
   }
   if (!is_member(s, actor))
@@ -591,10 +591,16 @@ Decision Decision::refuse(Refusal r, std::string message) {
   return d;
 }
 
+Decision Decision::refuse_stateless(Refusal r, std::string message) {
+  Decision d = refuse(r, std::move(message));
+  d.stateless = true;
+  return d;
+}
+
 Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                 const DecideContext& ctx) {
   if (ref.kind != K::names && c.actor() == 0)
-    return Decision::refuse(Refusal::invalid, "the command has no actor");
+    return Decision::refuse_stateless(Refusal::invalid, "the command has no actor");
   switch (ref.kind) {
     case K::names:
       return decide_names(ref, s, c, ctx);
@@ -606,11 +612,11 @@ Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnv
       return decide_group(ref, s, c, ctx);
     case K::world:
       if (!is_message_command(c.command_type())) {
-        return Decision::refuse(Refusal::wrong_stream, "world takes only messages and read markers");
+        return Decision::refuse_stateless(Refusal::wrong_stream, "world takes only messages and read markers");
       }
       return decide_message(s, c, ctx);
   }
-  return Decision::refuse(Refusal::invalid, "unknown stream kind");
+  return Decision::refuse_stateless(Refusal::invalid, "unknown stream kind");
 }
 
 namespace {
@@ -740,6 +746,7 @@ std::string check_device_token(fb::PushPlatform platform, std::string_view token
 }
 
 void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
+  if (is_control_record(e.event_type())) return;  // not history: no state, no time, no seq
   if (e.seq() != 0) s.last_seq = e.seq();
   s.last_event_ms = e.timestamp_ms();
   switch (ref.kind) {

@@ -103,7 +103,10 @@ class Stream {
     const fb::CommandEnvelope& command = **command_view;
     DecideContext ctx{directory_, limits_, now_ms_, names_};
     Decision d = decide(ref_, state_, command, ctx);
-    if (d.kind != Decision::Kind::accept) return d;
+    if (d.kind != Decision::Kind::accept) {
+      if (d.stateless) stateless_.push_back(command_bytes);
+      return d;
+    }
 
     fb::EventEnvelopeT ev;
     ev.stream = id_;
@@ -137,6 +140,14 @@ class Stream {
   [[nodiscard]] const std::deque<std::string>& events() const { return events_; }
   [[nodiscard]] int64_t now_ms() const { return now_ms_; }
   void advance_ms(int64_t d) { now_ms_ += d; }
+  // The commands refused as decided on the command alone (Decision::stateless), encoded.
+  [[nodiscard]] const std::vector<std::string>& stateless_refusals() const { return stateless_; }
+  // decide() of an encoded command on another state of this stream, now.
+  [[nodiscard]] Decision decide_on(const StreamState& state, const std::string& command_bytes) const {
+    auto command = read_command(command_bytes);
+    if (!command) return Decision::refuse(Refusal::invalid, "test: unreadable command");
+    return decide(ref_, state, **command, DecideContext{directory_, limits_, now_ms_, names_});
+  }
 
  private:
   std::string id_;
@@ -150,6 +161,7 @@ class Stream {
   int64_t now_ms_ = kStartMs;
   uint64_t next_event_id_ = 1000;
   uint64_t commands_ = 0;
+  std::vector<std::string> stateless_;
 };
 
 ::testing::AssertionResult Accepted(const Decision& d) {
@@ -1455,6 +1467,7 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
                length, rc::gen::tuple(rc::gen::inRange(0, 14), rc::gen::inRange(1, 7), rc::gen::inRange(1, 7),
                                       rc::gen::inRange(0, 1 << 20))));
   std::set<fb::Event> seen;
+  std::vector<StreamState> states{StreamState{}, g.state()};  // every state the stream went through
   for (auto [kind, actor_i, target_i, extra] : steps) {
     auto actor = static_cast<uint64_t>(actor_i);
     auto target = static_cast<uint64_t>(target_i);
@@ -1524,7 +1537,23 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
     for (const auto& [user, role] : g.state().members) {
       if (role == fb::Role::Owner) RC_ASSERT(user == g.state().owner);
     }
+    if (d.kind == Decision::Kind::accept) states.push_back(g.state());
   }
+
+  // A refusal decided on the command alone (not remembered by the sequencer) is a refusal on every
+  // state: no retry of that command can be accepted, whatever happened since. (A refusal that is
+  // not stateless is remembered, so misjudging one that way only costs a record.)
+  for (const auto& command : g.stateless_refusals()) {
+    for (const auto& state : states) {
+      Decision again = g.decide_on(state, command);
+      if (again.kind == Decision::Kind::accept) {
+        auto c = read_command(command);
+        RC_FAIL(std::string("a stateless refusal of ") + std::string(command_type_name((*c)->command_type())) +
+                " is accepted on another state of the stream");
+      }
+    }
+  }
+  RC_CLASSIFY(!g.stateless_refusals().empty(), "stateless refusals");
 
   StreamState rebuilt;
   uint64_t expected_seq = 0;
@@ -1552,6 +1581,60 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
   RC_CLASSIFY(seen.contains(fb::Event::MessageRecalled), "recalls");
   RC_CLASSIFY(seen.contains(fb::Event::MemberUnbanned) && seen.contains(fb::Event::GroupSettingsChanged),
               "bans lifted and settings changed");
+}
+
+// The same on a one-to-one stream, where most refusals of messages are (blocks, friends-only):
+// a stateless refusal is refused again on every state the stream goes through.
+RC_GTEST_PROP(StreamStateProperty, AStatelessRefusalOfAOneToOneStreamIsRefusedOnEveryState, ()) {
+  MapDirectory dir;
+  dir.add(kLo);
+  dir.add(kHi, fb::MessagePolicy::FriendsOnly);
+  dir.add(kThird);
+  EngineLimits limits;
+  limits.max_content_bytes = 8;
+  limits.max_text_bytes = 8;
+  Stream s(single_stream(kLo, kHi), dir, limits);
+  constexpr uint64_t kActors[] = {kLo, kHi, kLo, kHi, kThird, 0};
+  constexpr uint64_t kTargets[] = {kLo, kHi, kLo, kHi, kThird, kGhost};
+  const auto steps = *rc::gen::resize(
+      100, rc::gen::container<std::vector<Step>>(
+               *rc::gen::resize(100, rc::gen::inRange<size_t>(0, 200)),
+               rc::gen::tuple(rc::gen::inRange(0, 11), rc::gen::inRange(0, 6), rc::gen::inRange(0, 6),
+                              rc::gen::inRange(0, 1 << 20))));
+  std::vector<StreamState> states{StreamState{}};
+  for (auto [kind, actor_i, target_i, extra] : steps) {
+    uint64_t actor = kActors[actor_i];
+    uint64_t target = kTargets[target_i];
+    // The other participant mostly, so that requests, blocks and friendship happen.
+    if (extra % 3 != 0 && (actor == kLo || actor == kHi)) target = actor == kLo ? kHi : kLo;
+    std::string text(static_cast<size_t>(extra % 11), 'x');  // empty, within or over the limit of 8
+    s.advance_ms(extra % 60'000);
+    Decision d;
+    switch (kind) {
+      case 0: d = s.run(actor, send(text)); break;
+      case 1: d = s.run(actor, request_friend(target, text)); break;
+      case 2: d = s.run(actor, accept_friend(target)); break;
+      case 3: d = s.run(actor, reject_friend(target)); break;
+      case 4: d = s.run(actor, remove_friend(target)); break;
+      case 5: d = s.run(actor, block(target)); break;
+      case 6: d = s.run(actor, unblock(target)); break;
+      case 7: d = s.run(actor, mark_read(static_cast<uint64_t>(extra) % (s.state().last_seq + 2))); break;
+      case 8: d = s.run(actor, recall(s.last_event_id() + static_cast<uint64_t>(extra % 2))); break;
+      case 9: d = s.run(actor, join()); break;
+      default: d = s.run(actor, send("hi")); break;
+    }
+    if (d.kind == Decision::Kind::accept) states.push_back(s.state());
+  }
+  for (const auto& command : s.stateless_refusals()) {
+    for (const auto& state : states) {
+      if (s.decide_on(state, command).kind == Decision::Kind::accept) {
+        auto c = read_command(command);
+        RC_FAIL(std::string("a stateless refusal of ") + std::string(command_type_name((*c)->command_type())) +
+                " by user " + std::to_string((*c)->actor()) + " is accepted on another state of the stream");
+      }
+    }
+  }
+  RC_CLASSIFY(states.size() > 5, "more than 5 states");
 }
 
 }  // namespace

@@ -4,6 +4,10 @@
 
 namespace imlog {
 
+// A CommandRefused record (a refusal the sequencer remembers; schema 6) is checked like an event:
+// its writer's token, linked to the record before it, and the next record linked to it. So every
+// reader feeds it to accept() and skips it only afterwards (is_control_record()): a reader that
+// dropped it first would take the next event for one after a lost record.
 bool EpochFilter::accept(int32_t partition, const fb::EventEnvelope& event) {
   PartitionState& p = partitions_[partition];
   if (event.event_type() == fb::Event::EpochStarted) {

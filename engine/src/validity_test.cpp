@@ -54,6 +54,19 @@ class Events {
     e.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "hi"});
     return add(e);
   }
+  // A remembered refusal (CommandRefused, a control record) linked to `prev`, as the sequencer
+  // writes them: seq 0.
+  const fb::EventEnvelope& refusal(uint64_t epoch, uint64_t prev) {
+    fb::EventEnvelopeT e;
+    e.stream = "group_7";
+    e.event_id = ++ids_;
+    e.actor = 2;
+    e.epoch = epoch;
+    e.prev_event_id = prev;
+    e.client_msg_id = "c-refused";
+    e.event.Set(fb::CommandRefusedT{{}, "not_member", "not a member of group 7"});
+    return add(e);
+  }
   // An unlinked message (prev_event_id 0), as written before links existed.
   const fb::EventEnvelope& message(uint64_t epoch) {
     fb::EventEnvelopeT e;
@@ -295,6 +308,38 @@ TEST(Validity, ReadersResumingAnywhereAgreeOnABrokenEpoch) {
       EXPECT_EQ(x, y) << "event " << i << " resuming at " << resume;
     }
   }
+}
+
+// A refusal record is a record of its epoch: the filter takes it like an event, the next event
+// links to it, and a reader that dropped it before its filter would lose the rest of the epoch;
+// a zombie's refusal is invalid like its events.
+TEST(EpochFilter, TheLinkRunsThroughRefusalRecords) {
+  Events ev;
+  EpochFilter f;
+  const auto& m = ev.marker(kA, 0);
+  ASSERT_TRUE(f.accept(0, m));
+  const auto& first = ev.linked(kA, m.event_id());
+  ASSERT_TRUE(f.accept(0, first));
+  const auto& refused = ev.refusal(kA, first.event_id());
+  EXPECT_TRUE(f.accept(0, refused));
+  EXPECT_TRUE(is_control_record(refused.event_type()));
+  const auto& next = ev.linked(kA, refused.event_id());
+  EXPECT_TRUE(f.accept(0, next));
+  EXPECT_EQ(f.state(0).link, next.event_id());
+
+  // Skipping the refusal before the filter breaks the chain: the next event is unlinked to it.
+  EpochFilter skipping;
+  ASSERT_TRUE(skipping.accept(0, m));
+  ASSERT_TRUE(skipping.accept(0, first));
+  EXPECT_FALSE(skipping.accept(0, next));
+
+  // A zombie's refusal (an older epoch's token) is invalid, as its events are.
+  const auto& b = ev.marker(kB, 0);
+  ASSERT_TRUE(f.accept(0, b));
+  EXPECT_FALSE(f.accept(0, ev.refusal(kA, next.event_id())));
+  // ... and one linked to a record the reader never had (a lost batch) too.
+  EXPECT_FALSE(f.accept(0, ev.refusal(kB, 424242)));
+  EXPECT_TRUE(f.accept(0, ev.refusal(kB, b.event_id())));
 }
 
 }  // namespace

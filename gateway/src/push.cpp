@@ -260,7 +260,7 @@ std::optional<RenderedPush> render_push(const fb::EventEnvelope& e) {
       return out;
     }
     default:
-      return std::nullopt;  // UserRegistered, RefreshTokenRevoked, EpochStarted, unknown
+      return std::nullopt;  // UserRegistered, RefreshTokenRevoked, control records, unknown
   }
 }
 

@@ -123,7 +123,8 @@ class Pass {
       pos.link = state.link;
       touched_[static_cast<size_t>(r.partition)] = true;
       ++c.consumed;
-      if (valid && e.event_type() != fb::Event::EpochStarted) {
+      // Control records (epoch markers, remembered refusals) count for validity and positions only.
+      if (valid && !is_control_record(e.event_type())) {
         c.batch.events.push_back(EventBatch::Item{r.partition, r.offset, &e});
       }
     }

@@ -92,6 +92,29 @@ TEST(Projector, PassesOnlyValidEventsAndStoresPositionsWithTokens) {
   EXPECT_EQ(p.lag(), 0);
 }
 
+// A remembered refusal (CommandRefused) is a control record: it advances the positions, never
+// reaches a sink, and the events after it still pass.
+TEST(Projector, RefusalRecordsAdvancePositionsButNeverReachTheSink) {
+  LogFixture f(1);
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann");
+  b.refusal(std::string(kWorldStream), ann, "blocked", "user 9 has blocked you");
+  b.message(std::string(kWorldStream), ann, "after");
+  b.refusal(std::string(kWorldStream), ann, "not_member", "not a member");
+  auto ends = b.ends();
+  IMLOG_ASSERT_OK(ends);
+  ASSERT_EQ((*ends)[0], 5);  // marker, registration, refusal, message, refusal
+
+  RecordingSink sink;
+  Projector p(*f.log, sink, ProjectorConfig{2});
+  IMLOG_ASSERT_OK(p.run_until(*ends, [](const ProjectorProgress&) {}));
+  EXPECT_EQ(sink.types, (std::vector<fb::Event>{fb::Event::UserRegistered, fb::Event::MessageAppended}));
+  EXPECT_EQ(sink.contents, (std::vector<std::string>{"", "after"}));
+  ASSERT_EQ(sink.positions_.size(), 1u);
+  EXPECT_EQ(sink.positions_[0].next_offset, 5);
+  EXPECT_EQ(p.applied(), 2u);
+}
+
 TEST(Projector, ResumesWithTheEpochFilterRestoredFromThePositions) {
   LogFixture f(1);
   auto& b = *f.builder;

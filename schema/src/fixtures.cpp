@@ -238,6 +238,18 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> v5_events() {
   return out;
 }
 
+// Version 6 added the remembered refusal: CommandRefused, a control record on the command's stream.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v6_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto e = envelope("single_42_43", 0, as_event(fb::CommandRefusedT{{}, "blocked", "user 43 has blocked you"}));
+  e.event_id = 0x0123456789abcdefULL + 10;
+  e.client_msg_id = "c-refused";
+  e.prev_event_id = e.event_id - 1;
+  e.schema_version = 6;
+  out.emplace_back("command_refused", std::move(e));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
@@ -246,6 +258,7 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 3) return v3_events();
   if (version == 4) return v4_events();
   if (version == 5) return v5_events();
+  if (version == 6) return v6_events();
   return {};
 }
 

@@ -237,6 +237,9 @@ struct Node::Parts {
       out.push_back(std::move(refusals));
       out.push_back(metrics::counter("imlog_sequencer_duplicates_total",
                                      "Retried commands answered with their original outcome.", d(st.duplicates.load())));
+      out.push_back(metrics::counter("imlog_sequencer_refusals_recorded_total",
+                                     "Refusals remembered on im.events (CommandRefused records) and acknowledged.",
+                                     d(st.refusals_recorded.load())));
       out.push_back(metrics::counter("imlog_sequencer_malformed_commands_total",
                                      "Commands that did not decode (dropped, logged).", d(st.malformed.load())));
       out.push_back(metrics::counter("imlog_sequencer_partitions_taken_total",

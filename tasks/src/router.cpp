@@ -208,7 +208,9 @@ struct Router::Loop {
       return;
     }
     const fb::EventEnvelope& e = **ev;
-    if (!filter.accept(r.partition, e) || e.event_type() == fb::Event::EpochStarted) return;
+    // Control records (epoch markers, remembered refusals) go to the filter only: no one is shown
+    // them; a refusal was answered by the sequencer, to its sender alone.
+    if (!filter.accept(r.partition, e) || is_control_record(e.event_type())) return;
     auto ref = parse_stream(sv(e.stream()));
     if (!ref) return;
     // A leaver must see their own leave: find the audience before the membership changes.

@@ -194,8 +194,14 @@ void LogTail::take_event(const Record& r) {
     s.writer = sv(m->writer());
   }
   bool valid = filter_.accept(r.partition, e);
+  if (auto* refused = e.event_as_CommandRefused()) {
+    s.code = sv(refused->code());
+    s.message = sv(refused->message());
+  }
   if (e.event_type() == fb::Event::EpochStarted) {
     markers_.push_back(std::move(s));
+  } else if (valid && e.event_type() == fb::Event::CommandRefused) {
+    refusals_.push_back(std::move(s));
   } else if (valid) {
     if (!gateway_.empty() && s.gateway == gateway_) by_request_[s.request_id] = valid_.size();
     valid_.push_back(std::move(s));
@@ -293,7 +299,8 @@ bool LogTail::answered(uint64_t request_id) const {
 
 // ---- invariants -------------------------------------------------------------------------------
 
-std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& valid) {
+std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& valid,
+                                              const std::vector<SeenEvent>& refusals) {
   std::vector<std::string> out;
   std::map<std::string, uint64_t> last;
   std::set<std::tuple<std::string, uint64_t, std::string>> commands;
@@ -317,6 +324,17 @@ std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& vali
     }
     if (!ids.insert(e.event_id).second) {
       out.push_back("event id " + std::to_string(e.event_id) + " appears twice " + where(e));
+    }
+  }
+  for (const auto& r : refusals) {
+    if (r.seq != 0) out.push_back("stream " + r.stream + ": a refusal record has seq " + std::to_string(r.seq) + " " + where(r));
+    if (r.code.empty()) out.push_back("stream " + r.stream + ": a refusal record without a code " + where(r));
+    if (!commands.emplace(r.stream, r.actor, r.client_msg_id).second) {
+      out.push_back("stream " + r.stream + ": actor " + std::to_string(r.actor) + " client_msg_id " + r.client_msg_id +
+                    " was refused (" + r.code + ") and has another valid event or refusal " + where(r));
+    }
+    if (!ids.insert(r.event_id).second) {
+      out.push_back("event id " + std::to_string(r.event_id) + " appears twice " + where(r));
     }
   }
   return out;

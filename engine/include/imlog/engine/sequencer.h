@@ -78,9 +78,10 @@ class StateStore;  // engine-internal: engine/src/state_store.h
 struct SequencerStats {
   std::atomic<uint64_t> commands{0};    // commands read
   std::atomic<uint64_t> events{0};      // events appended and acknowledged
-  std::atomic<uint64_t> refused{0};
+  std::atomic<uint64_t> refused{0};     // refusals decided (a remembered one answered again is a duplicate)
   std::array<std::atomic<uint64_t>, kRefusalCount> refused_by{};  // by Refusal
-  std::atomic<uint64_t> duplicates{0};
+  std::atomic<uint64_t> refusals_recorded{0};  // CommandRefused records appended and acknowledged
+  std::atomic<uint64_t> duplicates{0};  // retries answered from the dedupe index: acks and refusals
   std::atomic<uint64_t> malformed{0};   // commands that did not decode (dropped, logged)
   std::atomic<uint64_t> epochs{0};      // partitions taken (epoch markers written)
   std::atomic<uint64_t> stood_down{0};  // partitions given up: a newer epoch fenced this sequencer

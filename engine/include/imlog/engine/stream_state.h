@@ -128,8 +128,17 @@ struct Decision {
   uint64_t result_id = 0;    // accept: the id the command created (user id of a registration)
   Refusal refusal = Refusal::invalid;
   std::string message;       // refuse: names what is wrong
+  // refuse: the command is refused whatever the state of its stream, the directory and the clock
+  // — its own fields, its stream or its actor decide it (malformed, over a configured limit, on
+  // the wrong stream, someone else's user stream). The sequencer does not remember such a refusal
+  // (every retry is refused again). Otherwise (the default, and the safe side when in doubt) the
+  // refusal depends on state, and the sequencer records it on the log (CommandRefused) so a
+  // redelivery or a retry gets it again instead of a decision on a later state.
+  bool stateless = false;
 
   static Decision refuse(Refusal r, std::string message);
+  // A refusal decided on the command alone (stateless).
+  static Decision refuse_stateless(Refusal r, std::string message);
 };
 
 Decision decide(const StreamRef& stream, const StreamState& state,

@@ -26,7 +26,7 @@ const std::error_category& schema_category();
 inline std::error_code make_error_code(SchemaErrc e) { return {static_cast<int>(e), schema_category()}; }
 
 // The schema version this build writes.
-inline constexpr uint16_t kSchemaVersion = 5;
+inline constexpr uint16_t kSchemaVersion = 6;
 
 // Verified zero-copy views. The error names what is wrong with the bytes.
 Result<const fb::EventEnvelope*> read_event(std::string_view bytes);
@@ -39,6 +39,14 @@ std::string encode_delivery(const fb::DeliveryT& delivery);
 // of the envelope).
 std::string encode_event(const fb::EventEnvelopeT& event);
 std::string encode_command(const fb::CommandEnvelopeT& command);
+
+// Whether a record of im.events is a control record rather than history: an epoch marker
+// (EpochStarted) or a refusal the sequencer remembers (CommandRefused, since schema 6). A reader
+// feeds every record to its EpochFilter — the epoch link runs through control records too — and
+// then skips these: no read model, delivery, push or stream state holds them.
+inline bool is_control_record(fb::Event type) {
+  return type == fb::Event::EpochStarted || type == fb::Event::CommandRefused;
+}
 
 // "MessageAppended", "GroupCreated", ... for logs and errors.
 std::string_view event_type_name(fb::Event type);

@@ -91,11 +91,13 @@ struct SeenEvent {
   uint64_t result_id = 0;   // UserRegistered: user id; GroupCreated: group id
   uint64_t token = 0;       // EpochStarted
   std::string writer;       // EpochStarted
+  std::string code;         // CommandRefused: the refusal's reason code
+  std::string message;      // CommandRefused: its text
 };
 
 // Reads im.events (every partition, from offset 0) and im.deliver.<gateway> as they grow, and
 // sorts what it reads with the EpochFilter: valid events, rejected (zombie) events, epoch markers,
-// and the replies to commands.
+// valid refusal records (CommandRefused), and the replies to commands.
 class LogTail {
  public:
   // `gateway` empty: im.events only.
@@ -110,8 +112,11 @@ class LogTail {
   // Polls until the tail has read to the ends the log reports now.
   Status read_to_end(std::chrono::milliseconds deadline = std::chrono::seconds(30));
 
-  // Valid events other than epoch markers, in the order read (offset order per partition).
+  // Valid events other than control records (epoch markers, refusal records), in the order read
+  // (offset order per partition): the history every reader sees.
   [[nodiscard]] const std::vector<SeenEvent>& valid() const { return valid_; }
+  // Valid CommandRefused records: the refusals the sequencer remembers.
+  [[nodiscard]] const std::vector<SeenEvent>& refusals() const { return refusals_; }
   // Events the EpochFilter rejected.
   [[nodiscard]] const std::vector<SeenEvent>& rejected() const { return rejected_; }
   [[nodiscard]] const std::vector<SeenEvent>& markers() const { return markers_; }
@@ -140,7 +145,7 @@ class LogTail {
   std::vector<int64_t> next_event_offset_;
   int64_t next_delivery_offset_ = 0;
   EpochFilter filter_;  // the one validity rule (validity.h), as every production reader applies it
-  std::vector<SeenEvent> valid_, rejected_, markers_;
+  std::vector<SeenEvent> valid_, rejected_, markers_, refusals_;
   std::vector<fb::CommandReplyT> replies_;
   std::vector<std::string> problems_;
   std::map<uint64_t, size_t> by_request_;  // request id → index in valid_ (this gateway's)
@@ -150,8 +155,12 @@ class LogTail {
 // it (empty: all hold).
 //   - per stream, the timeline events (seq != 0) have seq 1, 2, 3, ... in log order;
 //   - no (stream, actor, client_msg_id) appears twice;
-//   - no event id appears twice.
-std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& valid);
+//   - no event id appears twice;
+// and, given the valid refusal records (LogTail::refusals()), a refused command stays refused:
+//   - no (stream, actor, client_msg_id) has two refusal records, or a refusal record and an event;
+//   - a refusal record takes no seq and names a reason code.
+std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& valid,
+                                              const std::vector<SeenEvent>& refusals = {});
 
 // Per stream, the highest seq among valid events.
 std::map<std::string, uint64_t> last_seqs(const std::vector<SeenEvent>& valid);

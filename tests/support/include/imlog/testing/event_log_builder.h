@@ -162,6 +162,12 @@ class EventLogBuilder {
     push(p, stream, e);
   }
 
+  // A refusal the sequencer remembers (CommandRefused, a control record: seq 0). Every reader must
+  // take it through its EpochFilter and then skip it.
+  void refusal(const std::string& stream, uint64_t actor, const std::string& code, const std::string& message) {
+    emit(stream, actor, fb::CommandRefusedT{{}, code, message}, /*timeline=*/false);
+  }
+
   // A new writer takes the partition: EpochStarted with a fresh token.
   void new_epoch(int32_t partition) {
     fb::EventEnvelopeT e;
