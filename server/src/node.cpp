@@ -346,6 +346,22 @@ struct Node::Parts {
                                      d(st.skipped.load())));
       out.push_back(metrics::gauge("imlog_push_lag_seconds", "Age of the latest message the push worker read, when read.",
                                    static_cast<double>(st.lag_ms.load()) / 1000.0));
+      auto failures = metrics::family("imlog_push_failures_total", "Push attempts that failed, by reason.",
+                                      prometheus::MetricType::Counter);
+      for (size_t i = 1; i < st.failures.size(); ++i) {
+        metrics::sample(failures, {{"reason", std::string(push_failure_name(static_cast<PushFailure>(i)))}},
+                        d(st.failures[i].load()));
+      }
+      out.push_back(std::move(failures));
+      out.push_back(metrics::counter("imlog_push_devices_removed_total",
+                                     "Devices removed (RemoveDevice submitted) because a provider said the token is invalid.",
+                                     d(st.devices_removed.load())));
+      out.push_back(metrics::gauge("imlog_push_in_flight", "Sends a push provider is working on now.",
+                                   d(st.in_flight.load())));
+      out.push_back(metrics::histogram("imlog_push_latency_seconds",
+                                       "From a collapse window's first message (its event time) to the provider's "
+                                       "answer that the notification was sent.",
+                                       st.latency));
     }));
   }
 
@@ -529,9 +545,13 @@ struct Node::Parts {
   // The offline push worker (imlog/tasks/push.h), on the read model the gateway reads.
   Status start_push() {
     IMLOG_TRY(open_query());
-    webhook = make_webhook_provider(config.push.timeout, config.push.webhook_private_addresses);
+    auto hook = make_webhook_provider(
+        WebhookOptions{config.push.timeout, config.push.webhook_private_addresses, config.push.webhook_secret});
+    IMLOG_TRY(hook);
+    webhook = std::move(*hook);
+    // Invalid tokens are removed by RemoveDevice commands, the way the gateway removes a device.
     push = std::make_unique<PushWorker>(*log, *sessions, query->model(), PushProviders{nullptr, nullptr, webhook.get()},
-                                        config.push);
+                                        config.push, commands.get());
     IMLOG_TRY(push->start());
     collect_push();
     return {};

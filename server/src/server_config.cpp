@@ -243,6 +243,12 @@ void read_push(ConfigSection s, PushConfig& c) {
   s.read("timeout", c.timeout);
   if (c.timeout.count() < 100 || c.timeout > std::chrono::minutes(1)) s.fail("timeout", "must be between 100ms and 1m");
   s.read("webhook_private_addresses", c.webhook_private_addresses);
+  s.read("webhook_secret", c.webhook_secret);
+  if (c.enabled && c.webhook_secret.size() < kMinWebhookSecretBytes) {
+    s.fail("webhook_secret", "must have at least " + std::to_string(kMinWebhookSecretBytes) +
+                                 " bytes when push is enabled: webhook requests are signed with it");
+  }
+  read_u32(s, "max_in_flight", c.max_in_flight, 1, 256);
   s.read("group", c.group);
   if (c.group.empty()) s.fail("group", "is empty: name the push workers' consumer group");
   s.read("commit_interval", c.commit_interval);

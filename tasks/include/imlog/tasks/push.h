@@ -10,21 +10,26 @@
 // conversation and seq, how many were collapsed, and the unread badge read from the read model
 // when the window closes).
 //
-// Providers (PushProvider): WebhookProvider POSTs JSON to the device's URL with libcurl. APNs and
-// FCM are NOT wired to Apple or Google: there is no credential handling; the tests use
-// FakePushProvider, and a worker without a provider for a platform counts those pushes as
-// `unsupported` and sends nothing.
+// Providers (PushProvider): WebhookProvider POSTs JSON to the device's URL with libcurl, signed
+// with an HMAC-SHA256 header (webhook_signature). APNs and FCM are NOT wired to Apple or Google:
+// there is no credential handling; the tests use FakePushProvider, and a worker without a
+// provider for a platform counts those pushes as `unsupported` and sends nothing.
 //
 // Failures: a retryable failure is tried again after first_backoff, doubling up to max_backoff,
 // max_attempts times in all; then the notification is written to im.dlq (task_records.h) with the
-// reason. At least once: the offset the worker commits (under PushConfig::group) never passes an
+// reason. A provider's answer that the token is invalid (invalid_token) removes the device: the
+// worker submits RemoveDevice on the user's stream through the command path (the engine writes
+// DeviceRemoved to the log, as for DELETE /api/v1/devices/{id}), and sends nothing more to it. At least once: the offset the worker commits (under PushConfig::group) never passes an
 // event whose notifications are still collapsing or retrying, so a killed worker notifies again
 // from there; each notification carries a stable idempotency key ("<user>/<stream>/<seq of the
 // window's first message>/<device>") receivers de-duplicate by. A partition never committed is
 // followed from its end at start (no pushes of old messages).
 //
-// Threading: one Worker, "push"; sends run on it (a webhook's time-out bounds each).
+// Threading: one Worker, "push", reads and decides; sends run on a pool of max_in_flight threads
+// (one notification per thread, at most one send per device at a time), so a slow receiver holds
+// one of them and not the others' pushes. Providers must be thread-safe.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -36,8 +41,10 @@
 #include <vector>
 
 #include "imlog/core/clock.h"
+#include "imlog/core/metrics.h"
 #include "imlog/core/result.h"
 #include "imlog/engine/event_log.h"
+#include "imlog/engine/transport.h"
 #include "imlog/projections/query.h"
 #include "imlog/tasks/sessions.h"
 
@@ -52,9 +59,11 @@ struct PushConfig {
   std::chrono::milliseconds max_backoff{30000};     // push.max_backoff
   std::chrono::milliseconds timeout{5000};          // push.timeout: one webhook request
   bool webhook_private_addresses = false;           // push.webhook_private_addresses: allow them
+  std::string webhook_secret;                       // push.webhook_secret: the HMAC key (16+ bytes)
   std::string group = "imlog-push";                 // the consumer group of its committed offsets
   std::chrono::milliseconds commit_interval{1000};
   uint64_t max_batch = 1024;
+  uint32_t max_in_flight = 16;                      // push.max_in_flight: sends at once (threads)
 };
 
 // Why a recipient gets no push (none: they do).
@@ -90,10 +99,28 @@ struct PushNotification {
 // The JSON a webhook receives (docs/api/push.md).
 std::string push_payload_json(const PushNotification& n);
 
-enum class SendOutcome { sent, retry, failed };  // failed: not worth retrying (a 4xx)
+// failed: not worth retrying (a 4xx); invalid_token: the provider says the device's token is no
+// longer valid (the device is removed).
+enum class SendOutcome { sent, retry, failed, invalid_token };
+
+// Why a send failed, for imlog_push_failures_total{reason}.
+enum class PushFailure : uint8_t {
+  none,
+  timeout,          // no answer within push.timeout
+  network,          // no connection (refused, DNS, TLS)
+  throttled,        // 408 or 429
+  server_error,     // 5xx
+  rejected,         // another 4xx (or 3xx): the request is wrong, not worth retrying
+  invalid_token,    // the token is not (or no longer) valid: the device is removed
+  address_refused,  // the webhook's address is private or loopback
+  count_            // the number of reasons
+};
+std::string_view push_failure_name(PushFailure f);
+
 struct SendResult {
   SendOutcome outcome = SendOutcome::sent;
   std::string detail;  // why, for logs and the dead letter
+  PushFailure reason = PushFailure::none;
 };
 
 class PushProvider {
@@ -102,11 +129,27 @@ class PushProvider {
   virtual SendResult send(const PushNotification& n) = 0;
 };
 
+// The webhook's signature header value: "v1=" and the lowercase hex HMAC-SHA256, keyed by
+// `secret`, of the decimal `timestamp_s`, a ".", and the body (docs/api/push.md).
+std::string webhook_signature(std::string_view secret, int64_t timestamp_s, std::string_view body);
+
+inline constexpr size_t kMinWebhookSecretBytes = 16;
+
+struct WebhookOptions {
+  std::chrono::milliseconds timeout{5000};
+  bool allow_private = false;  // reach loopback and private addresses (tests, a relay inside)
+  std::string secret;          // the HMAC key; at least kMinWebhookSecretBytes
+};
+
 // POSTs push_payload_json() to the device's token (its URL) with headers Content-Type
-// application/json and Idempotency-Key: the key. 2xx sent; 408, 429, 5xx, a time-out or a
-// connection failure retry; any other status failed. Unless `allow_private`, an address that is
-// loopback, private, link-local or otherwise internal (checked after DNS) is refused: failed.
-std::unique_ptr<PushProvider> make_webhook_provider(std::chrono::milliseconds timeout, bool allow_private = false);
+// application/json, Idempotency-Key: the key, X-Imlog-Timestamp: the Unix time in seconds of this
+// attempt, and X-Imlog-Signature: webhook_signature(secret, that time, body). 2xx sent; 410 Gone
+// invalid_token (the receiver says the device is gone); 408, 429, 5xx, a time-out or a connection
+// failure retry; any other status failed. Unless `allow_private`, an address that is loopback,
+// private, link-local or otherwise internal (checked after DNS) is refused: failed. Fails (an
+// invalid_argument error) when the secret is shorter than kMinWebhookSecretBytes. Thread-safe.
+Result<std::unique_ptr<PushProvider>> make_webhook_provider(WebhookOptions options,
+                                                            const Clock& clock = SystemClock::instance());
 
 // A stand-in for APNs or FCM in tests: records every notification and answers from a script
 // (each call takes the next outcome; sent once the script is used up).
@@ -139,14 +182,23 @@ struct PushStats {
   std::atomic<uint64_t> unsupported{0};   // devices of a platform without a provider
   std::atomic<uint64_t> skipped{0};       // recipients not pushed (online, settings, no device)
   std::atomic<int64_t> lag_ms{0};         // age of the latest message read when it was read
+  std::atomic<uint64_t> devices_removed{0};  // RemoveDevice commands submitted for invalid tokens
+  std::atomic<uint64_t> in_flight{0};     // sends a provider is working on now
+  // Failed attempts by reason (PushFailure, indexed by its value; none unused).
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(PushFailure::count_)> failures{};
+  // From the window's first message (its event time in im.events) to the provider's answer that
+  // it was sent: the collapse window, the worker's lag and the provider's time together.
+  metrics::Histogram latency{metrics::Histogram::latency_bounds()};
 };
 
 class PushWorker {
  public:
   // Everything passed must outlive the worker. `model` is the read model the gateway reads
-  // (settings, devices, nicknames, members, unread counts).
+  // (settings, devices, nicknames, members, unread counts). `commands`, when set, takes the
+  // RemoveDevice commands of invalid tokens (without it such a device is only skipped by this
+  // worker until it restarts, and a warning logged).
   PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers, PushConfig config,
-             const Clock& clock = SystemClock::instance());
+             CommandTransport* commands = nullptr, const Clock& clock = SystemClock::instance());
   ~PushWorker();
   Status start();
   void stop();
