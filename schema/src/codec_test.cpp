@@ -178,6 +178,12 @@ TEST(Codec, CommittedFixturesOfEveryVersionStillDecode) {
   int versions_seen = 0;
   for (int v = 1; v <= kSchemaVersion; ++v) {
     std::filesystem::path dir = std::filesystem::path(IMLOG_FIXTURE_DIR) / ("v" + std::to_string(v));
+    // A version number reserved for a change not merged here has no fixtures and no directory.
+    if (schema_fixtures::fixture_events(v).empty() && schema_fixtures::fixture_commands(v).empty() &&
+        !std::filesystem::exists(dir)) {
+      ++versions_seen;
+      continue;
+    }
     ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir << " is missing: run imlog-schema-fixtures";
     std::set<std::string> on_disk;
     for (auto& f : std::filesystem::directory_iterator(dir)) on_disk.insert(f.path().filename());
