@@ -397,6 +397,49 @@ TEST_F(PushLocal, ASlowSendDoesNotHoldTheOthers) {
   worker.stop();
 }
 
+// The single-worker rule: a second worker with push enabled refuses to start, naming the setting
+// and the holder, while the first runs and renews its lease; once the first stops (releasing it),
+// or is killed (its lease expires), another starts.
+TEST_F(PushLocal, ASecondWorkerRefusesToStartWhileOneRuns) {
+  PushWorld w;
+  w.build(*log_, 1);
+  auto leases = make_local_leases();
+  auto config = quick_config("push-one");
+  config.lease_ttl = 300ms;
+  auto worker = [&](FakePushProvider& p) {
+    return std::make_unique<PushWorker>(*log_, *w.sessions, w.model, PushProviders{nullptr, &p, nullptr}, config,
+                                        nullptr, leases.get());
+  };
+  FakePushProvider a, b;
+  auto first = worker(a);
+  ASSERT_TRUE(first->start());
+  std::this_thread::sleep_for(600ms);  // two lease times: the first renews it
+  auto second = worker(b);
+  auto started = std::chrono::steady_clock::now();
+  auto refused = second->start();
+  ASSERT_FALSE(refused) << "two push workers";
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms) << "it waited for a lease a dead worker would free";
+  EXPECT_NE(refused.error().message().find("push.enabled"), std::string::npos) << refused.error().message();
+  EXPECT_NE(refused.error().message().find(":"), std::string::npos) << "names the holder: " << refused.error().message();
+  w.send(single_stream(1, 2), 1, "only once");
+  ASSERT_TRUE(t::wait_until([&] { return first->stats().sent >= 2; }, 20s));
+  EXPECT_TRUE(b.calls().empty());
+  first->stop();
+  first.reset();
+  auto third = worker(b);
+  ASSERT_TRUE(third->start()) << "the stopped worker released its lease";
+  third->stop();
+
+  // A killed worker never releases: its lease runs out.
+  auto killed = leases->acquire("push", "killed-host:1:0", 300ms);
+  ASSERT_TRUE(killed && killed->empty());
+  auto fourth = worker(b);
+  started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(fourth->start());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+  fourth->stop();
+}
+
 constexpr std::string_view kSecret = "a-secret-of-16+bytes";
 
 std::unique_ptr<PushProvider> webhook(std::chrono::milliseconds timeout, bool allow_private,

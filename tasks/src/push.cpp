@@ -21,6 +21,7 @@
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/task_records.h"
 #include "event_follow.h"
+#include "provider_http.h"
 
 namespace imlog {
 
@@ -34,6 +35,7 @@ std::string_view push_failure_name(PushFailure f) {
     case PushFailure::rejected: return "rejected";
     case PushFailure::invalid_token: return "invalid_token";
     case PushFailure::address_refused: return "address_refused";
+    case PushFailure::auth: return "auth";
     case PushFailure::count_: break;
   }
   return "unknown";
@@ -86,31 +88,9 @@ std::string preview_of(std::string_view content, uint32_t chars) {
   return out;
 }
 
-namespace {
+// A JSON string literal, as the FCM and APNs bodies write theirs.
+void json_string(std::string& out, std::string_view s) { out += push_http::json_quote(s); }
 
-void json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
-}  // namespace
 
 std::string push_payload_json(const PushNotification& n) {
   std::string out = "{\"key\":";
@@ -158,6 +138,8 @@ std::vector<PushNotification> FakePushProvider::calls() const {
 // ---- the worker -----------------------------------------------------------------------------
 
 namespace {
+
+constexpr std::string_view kPushLease = "push";
 
 // One user's collapse window: the messages since its first, until due_ms.
 struct Window {
@@ -242,8 +224,8 @@ class SendPool {
 
 struct PushWorker::Loop {
   Loop(EventLog& l, SessionRegistry& s, ReadModel& m, PushProviders p, PushConfig c, CommandTransport* cmds,
-       const Clock& k)
-      : log(l), sessions(s), model(m), providers(p), config(std::move(c)), commands(cmds), clock(k),
+       LeaseStore* ls, const Clock& k)
+      : log(l), sessions(s), model(m), providers(p), config(std::move(c)), commands(cmds), leases(ls), clock(k),
         logger(imlog::logger("push")) {}
 
   EventLog& log;
@@ -252,6 +234,9 @@ struct PushWorker::Loop {
   PushProviders providers;
   PushConfig config;
   CommandTransport* commands;
+  LeaseStore* leases;
+  std::string holder = lease_holder_name();
+  std::chrono::steady_clock::time_point last_renewal;
   const Clock& clock;
   std::shared_ptr<spdlog::logger> logger;
   PushStats stats;
@@ -598,20 +583,13 @@ struct PushWorker::Loop {
         "push worker restoring epochs");
   }
 
-  Status resume() {
-    auto count = log.partition_count(kEventsTopic);
-    IMLOG_TRY(count);
-    std::vector<TopicPartitionOffset> from;
-    for (int32_t p = 0; p < *count; ++p) {
-      auto at = resume_point(log, *reader, p);
-      IMLOG_TRY(at);
-      IMLOG_TRY(restore_filter(p, *at));
-      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
-      next[p] = *at;
-      committed[p] = -1;
-      logger->info("push worker resumes im.events partition {} at offset {}", p, *at);
-    }
-    return reader->assign(from);
+  // Partition p resumes at `at` (event_follow.h), with the validity filter restored up to it.
+  Status resume(int32_t p, int64_t at) {
+    IMLOG_TRY(restore_filter(p, at));
+    next[p] = at;
+    committed[p] = -1;
+    logger->info("push worker resumes im.events partition {} at offset {}", p, at);
+    return {};
   }
 
   // A record of the batch could not be handled (the read model or the registry failed): read
@@ -626,7 +604,42 @@ struct PushWorker::Loop {
     return fail(why.with_context("push worker (reading again from the message it could not handle)"));
   }
 
+  // The single-worker rule (push.h): another holder is a failure for good, the store away a
+  // retryable one (no sends meanwhile; another process cannot take the lease either).
+  Status renew_lease() {
+    if (!leases || std::chrono::steady_clock::now() - last_renewal < config.lease_ttl / 3) return {};
+    auto other = leases->acquire(kPushLease, holder, config.lease_ttl);
+    if (!other) return fail(other.error().with_context("push worker renewing its lease"));
+    if (!other->empty()) {
+      return fail(std::errc::device_or_resource_busy,
+                  "push worker lost its lease to " + *other + ": push.enabled must be on in one process only");
+    }
+    last_renewal = std::chrono::steady_clock::now();
+    return {};
+  }
+
+  // Takes the lease at start, waiting up to lease_ttl for one a stopped or killed worker left.
+  Status take_lease() {
+    if (!leases) return {};
+    auto deadline = std::chrono::steady_clock::now() + config.lease_ttl + std::chrono::seconds(1);
+    for (;;) {
+      auto other = leases->acquire(kPushLease, holder, config.lease_ttl);
+      IMLOG_TRY(other);
+      if (other->empty()) {
+        last_renewal = std::chrono::steady_clock::now();
+        return {};
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return fail(std::errc::device_or_resource_busy,
+                    "another push worker is running (" + *other + " holds the lease `" + std::string(kPushLease) +
+                        "`): set push.enabled in one process only (docs/configuration.md)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+
   Status step() {
+    IMLOG_TRY(renew_lease());
     auto polled = reader->poll(batch, std::chrono::milliseconds(100));
     if (!polled) return fail(polled.error().with_context("push worker reading im.events"));
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -650,18 +663,21 @@ struct PushWorker::Loop {
 };
 
 PushWorker::PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers,
-                       PushConfig config, CommandTransport* commands, const Clock& clock)
-    : loop_(std::make_unique<Loop>(log, sessions, model, providers, std::move(config), commands, clock)) {}
+                       PushConfig config, CommandTransport* commands, LeaseStore* leases, const Clock& clock)
+    : loop_(std::make_unique<Loop>(log, sessions, model, providers, std::move(config), commands, leases, clock)) {}
 
 PushWorker::~PushWorker() { stop(); }
 
 Status PushWorker::start() {
   auto& l = *loop_;
-  ConsumerOptions opts;
-  opts.group = l.config.group;
-  opts.max_batch = l.config.max_batch;
-  l.reader = l.log.consumer(opts);
-  IMLOG_TRY(l.resume());
+  IMLOG_TRY(l.take_lease());
+  auto reader = follow_events(l.log, l.config.group, l.config.max_batch,
+                              [&l](int32_t p, int64_t at) { return l.resume(p, at); });
+  if (!reader) {
+    if (l.leases) l.leases->release(kPushLease, l.holder);
+    return fail(reader.error());
+  }
+  l.reader = std::move(*reader);
   l.pool = std::make_unique<SendPool>(l.config.max_in_flight);
   l.last_commit = std::chrono::steady_clock::now();
   l.worker.on_wake([&l] { l.reader->wakeup(); });
@@ -673,7 +689,9 @@ Status PushWorker::start() {
 void PushWorker::stop() {
   loop_->worker.stop();
   if (loop_->pool) loop_->pool->stop();  // the sends under way end (each within its time-out)
+  bool started = loop_->reader != nullptr;
   loop_->finish();
+  if (started && loop_->leases) loop_->leases->release(kPushLease, loop_->holder);
 }
 
 const PushStats& PushWorker::stats() const { return loop_->stats; }

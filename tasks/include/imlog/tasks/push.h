@@ -46,6 +46,7 @@
 #include "imlog/engine/event_log.h"
 #include "imlog/engine/transport.h"
 #include "imlog/projections/query.h"
+#include "imlog/tasks/lease.h"
 #include "imlog/tasks/sessions.h"
 
 namespace imlog {
@@ -64,6 +65,7 @@ struct PushConfig {
   std::chrono::milliseconds commit_interval{1000};
   uint64_t max_batch = 1024;
   uint32_t max_in_flight = 16;                      // push.max_in_flight: sends at once (threads)
+  std::chrono::milliseconds lease_ttl{10000};       // push.lease_ttl: the single-worker lease
 };
 
 // Why a recipient gets no push (none: they do).
@@ -113,6 +115,7 @@ enum class PushFailure : uint8_t {
   rejected,         // another 4xx (or 3xx): the request is wrong, not worth retrying
   invalid_token,    // the token is not (or no longer) valid: the device is removed
   address_refused,  // the webhook's address is private or loopback
+  auth,             // the provider refused our credentials (FCM's OAuth2, APNs' provider token)
   count_            // the number of reasons
 };
 std::string_view push_failure_name(PushFailure f);
@@ -150,6 +153,53 @@ struct WebhookOptions {
 // invalid_argument error) when the secret is shorter than kMinWebhookSecretBytes. Thread-safe.
 Result<std::unique_ptr<PushProvider>> make_webhook_provider(WebhookOptions options,
                                                             const Clock& clock = SystemClock::instance());
+
+// FCM HTTP v1 (https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages/send):
+// an OAuth2 access token for the scope firebase.messaging, taken from the service account's token
+// endpoint with an RS256 JWT assertion signed by its private key (libjwt) and kept until a minute
+// before it expires; then POST <endpoint>/v1/projects/<project_id>/messages:send with
+// fcm_message_json(). 2xx sent; 404, 400 naming the registration token (UNREGISTERED, not a
+// valid token) or 403 SENDER_ID_MISMATCH invalid_token; 401 retry (a new access token next time);
+// 408, 429, 5xx, a time-out retry; any other status failed. Thread-safe.
+struct FcmOptions {
+  std::string service_account_file;                 // Google's JSON key of the service account
+  std::string endpoint = "https://fcm.googleapis.com";
+  std::string token_uri;                            // "" : the key file's token_uri
+  std::chrono::milliseconds timeout{5000};
+};
+// Fails naming the file and the field when the key file cannot be read, lacks client_email,
+// private_key, project_id or token_uri, or its private_key cannot sign RS256.
+Result<std::unique_ptr<PushProvider>> make_fcm_provider(FcmOptions options, const Clock& clock = SystemClock::instance());
+// {"message":{token, notification{title: the sender's nickname, body: the preview}, data (every
+// field of push_payload_json as a string, `key` included), android{collapse_key: the key,
+// notification{notification_count: the badge}}, apns{payload{aps{badge}}}}}.
+std::string fcm_message_json(const PushNotification& n);
+
+// APNs (https://developer.apple.com/documentation/usernotifications): HTTP/2 POST
+// <endpoint>/3/device/<token> (libcurl through nghttp2) with `authorization: bearer` an ES256 JWT
+// {header kid: key_id; iss: team_id, iat} signed by the .p8 key (libjwt) and reused for 40
+// minutes, apns-topic (the device's app_id, else `topic`), apns-push-type alert, apns-priority 10,
+// apns-collapse-id (apns_collapse_id of the key), apns-id (apns_id of the key) and
+// apns_payload_json(). 200 sent; 410, 400 BadDeviceToken or DeviceTokenNotForTopic invalid_token;
+// 403 Expired/InvalidProviderToken retry with a new token; 429, 5xx, a time-out retry; any other
+// status failed. Thread-safe.
+struct ApnsOptions {
+  std::string key_file;  // the .p8 key (PKCS#8 PEM, P-256)
+  std::string key_id;    // its 10-character key id
+  std::string team_id;   // the developer team id
+  std::string topic;     // the app's bundle id, for devices registered without app_id
+  std::string endpoint = "https://api.push.apple.com";  // sandbox: https://api.sandbox.push.apple.com
+  bool prior_knowledge = false;  // cleartext HTTP/2 (h2c) without TLS: local test endpoints only
+  std::chrono::milliseconds timeout{5000};
+};
+Result<std::unique_ptr<PushProvider>> make_apns_provider(ApnsOptions options, const Clock& clock = SystemClock::instance());
+// {"aps":{"alert":{"title","body"},"badge","sound":"default","thread-id": the conversation},
+//  "imlog": push_payload_json()}.
+std::string apns_payload_json(const PushNotification& n);
+// The key when it fits APNs' 64 bytes, else "h:" and 62 hex digits of its SHA-256: stable either way.
+std::string apns_collapse_id(std::string_view key);
+// A UUID made of the key's SHA-256: the same notification keeps its apns-id across retries.
+std::string apns_id(std::string_view key);
 
 // A stand-in for APNs or FCM in tests: records every notification and answers from a script
 // (each call takes the next outcome; sent once the script is used up).
@@ -196,9 +246,13 @@ class PushWorker {
   // Everything passed must outlive the worker. `model` is the read model the gateway reads
   // (settings, devices, nicknames, members, unread counts). `commands`, when set, takes the
   // RemoveDevice commands of invalid tokens (without it such a device is only skipped by this
-  // worker until it restarts, and a warning logged).
+  // worker until it restarts, and a warning logged). `leases`, when set, enforces one worker per
+  // deployment: start() takes the lease "push" (waiting up to lease_ttl for one a stopped or
+  // killed worker left) and fails naming push.enabled and the holder when another process has
+  // it; the worker renews it every lease_ttl / 3 and fails, sending nothing more, if it was lost.
   PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers, PushConfig config,
-             CommandTransport* commands = nullptr, const Clock& clock = SystemClock::instance());
+             CommandTransport* commands = nullptr, LeaseStore* leases = nullptr,
+             const Clock& clock = SystemClock::instance());
   ~PushWorker();
   Status start();
   void stop();
