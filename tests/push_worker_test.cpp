@@ -207,6 +207,11 @@ void collapses_and_skips(EventLog& log, int32_t partitions, const std::string& g
   EXPECT_TRUE(calls[0].key.starts_with("2/" + group_stream(kGroup) + "/")) << calls[0].key;
   EXPECT_EQ(worker.stats().collapsed, 2u);
   EXPECT_EQ(worker.stats().events, 3u) << "the zombie's message is not valid";
+  // One latency observation per notification sent, each at least the collapse window (the
+  // builder stamps events with its own clock, so the figure itself is not checked here).
+  auto latency = worker.stats().latency.snapshot();
+  EXPECT_EQ(latency.sample_count, 2u);
+  EXPECT_GE(latency.sample_sum, 2 * 0.3 - 0.05);
 
   // A later message opens a new window: one more notification per device.
   w.send(single_stream(1, 2), 1, "hello Bob");
