@@ -352,6 +352,13 @@ class LogBuilder {
       c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::RemoveDeviceT{{}, 502}));
       c.push_back(with(cmd(user_stream(u.ann), u.ann),
                        fb::RegisterDeviceT{{}, 503, fb::PushPlatform::Webhook, "https://hooks.example/ann", ""}));
+      // A logout (schema 7): the devices of the ended session go (504), another session's stay (505).
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 504, fb::PushPlatform::Fcm, "fcm:ann-phone", "", "sess-phone"}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RegisterDeviceT{{}, 505, fb::PushPlatform::Fcm, "fcm:ann-tablet", "", "sess-tablet"}));
+      c.push_back(with(cmd(user_stream(u.ann), u.ann),
+                       fb::RevokeRefreshTokenT{{}, "jti-ann-phone", 1'900'000'000'000, "sess-phone"}));
       c.push_back(with(cmd(user_stream(u.ann), u.ann), fb::SetFriendGroupT{{}, u.bob, "work"}));
     }
     // A block.
@@ -786,7 +793,8 @@ TEST_F(ProjectionSinksMysql, AnswersTheQueriesOfTheGeneratedLog) {
   EXPECT_EQ((*bob)->muted, std::vector<std::string>{g1});
   EXPECT_EQ((*bob)->time_zone, "Asia/Shanghai");
   EXPECT_TRUE((*bob)->devices.empty());
-  ASSERT_EQ((*ann)->devices.size(), 1u) << "502 removed; 503 was the same token as 501";
+  ASSERT_EQ((*ann)->devices.size(), 2u) << "502 removed; 503 was the same token as 501; 504 logged out";
+  EXPECT_EQ((*ann)->devices[1].device_id, 505u) << "another session's device stays";
   EXPECT_EQ((*ann)->devices[0].device_id, 501u);
   EXPECT_EQ((*ann)->devices[0].platform, "webhook");
   EXPECT_EQ((*ann)->devices[0].token, "https://hooks.example/ann");

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -23,6 +25,8 @@
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
+#include "imlog/engine/transport.h"
+#include "imlog/schema/codec.h"
 #include "imlog/tasks/push.h"
 #include "imlog/tasks/sessions.h"
 #include "imlog/tasks/task_records.h"
@@ -203,6 +207,11 @@ void collapses_and_skips(EventLog& log, int32_t partitions, const std::string& g
   EXPECT_TRUE(calls[0].key.starts_with("2/" + group_stream(kGroup) + "/")) << calls[0].key;
   EXPECT_EQ(worker.stats().collapsed, 2u);
   EXPECT_EQ(worker.stats().events, 3u) << "the zombie's message is not valid";
+  // One latency observation per notification sent, each at least the collapse window (the
+  // builder stamps events with its own clock, so the figure itself is not checked here).
+  auto latency = worker.stats().latency.snapshot();
+  EXPECT_EQ(latency.sample_count, 2u);
+  EXPECT_GE(latency.sample_sum, 2 * 0.3 - 0.05);
 
   // A later message opens a new window: one more notification per device.
   w.send(single_stream(1, 2), 1, "hello Bob");
@@ -281,45 +290,276 @@ TEST_F(PushLocal, ARestartedWorkerResumesWhereItCommitted) {
   second.stop();
 }
 
-TEST(PushWebhook, PostsTheJsonWithItsIdempotencyKey) {
-  t::HttpReceiver receiver;
-  auto provider = make_webhook_provider(2s, /*allow_private=*/true);
+// A provider answering per device: `answers` (sent when not named), and device `slow` held until
+// release(). Records each notification. Thread-safe.
+class ByDeviceProvider final : public PushProvider {
+ public:
+  std::map<uint64_t, SendOutcome> answers;
+  uint64_t slow = 0;
+
+  SendResult send(const PushNotification& n) override {
+    std::unique_lock lock(mu_);
+    calls_.push_back(n);
+    if (n.device.device_id == slow) cv_.wait_for(lock, 20s, [this] { return released_; });
+    auto it = answers.find(n.device.device_id);
+    SendOutcome o = it == answers.end() ? SendOutcome::sent : it->second;
+    if (o == SendOutcome::invalid_token) return {o, "unregistered", PushFailure::invalid_token};
+    return {o, "", PushFailure::none};
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+  std::vector<uint64_t> devices_called() {
+    std::lock_guard lock(mu_);
+    std::vector<uint64_t> out;
+    for (const auto& n : calls_) out.push_back(n.device.device_id);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+  std::vector<PushNotification> calls_;
+};
+
+// The commands a worker handed to the in-process transport within `wait`.
+std::vector<fb::CommandEnvelopeT> commands_of(CommandTransport& commands, size_t want, std::chrono::milliseconds wait) {
+  std::vector<fb::CommandEnvelopeT> out;
+  auto reader = commands.reader(ConsumerOptions{});
+  std::vector<Record> batch;
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) {
+    EXPECT_TRUE(reader->poll(batch, 100ms));
+    for (const auto& r : batch) {
+      auto c = read_command(r.value);
+      EXPECT_TRUE(c) << "an undecodable command";
+      if (c) out.emplace_back(*(*c)->UnPack());
+    }
+  }
+  return out;
+}
+
+// A provider's invalid-token answer removes the device the way DELETE /api/v1/devices/{id} does: a
+// RemoveDevice command on the user's stream, with a dedupe key of the device's, so the engine
+// writes DeviceRemoved once. The worker sends nothing more to it meanwhile (the read model lags).
+TEST_F(PushLocal, AnInvalidTokenRemovesTheDeviceByACommand) {
+  PushWorld w;
+  w.build(*log_, 1);
+  auto commands = in_process_commands(1);
+  ByDeviceProvider provider;
+  provider.answers[20] = SendOutcome::invalid_token;
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &provider, nullptr}, quick_config("push-gone"),
+                    commands.get());
+  ASSERT_TRUE(worker.start());
+  w.send(single_stream(1, 2), 1, "hello Bob");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().devices_removed >= 1 && worker.stats().sent >= 1; }, 20s));
+  auto sent = commands_of(*commands, 1, 5s);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].stream, user_stream(2));
+  EXPECT_EQ(sent[0].actor, 2u);
+  EXPECT_EQ(sent[0].client_msg_id, "push-invalid-token:20");
+  ASSERT_EQ(sent[0].command.type, fb::Command::RemoveDevice);
+  EXPECT_EQ(sent[0].command.AsRemoveDevice()->device_id, 20u);
+  EXPECT_FALSE(sent[0].reply_to) << "nobody waits for the answer";
+  EXPECT_EQ(worker.stats().failures[static_cast<size_t>(PushFailure::invalid_token)], 1u);
+  EXPECT_EQ(worker.stats().dead_lettered, 0u) << "a removed device is not a dead letter";
+
+  // The model still lists device 20 (the engine's DeviceRemoved has not reached it): not sent to.
+  w.send(single_stream(1, 2), 1, "again");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 2; }, 20s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(provider.devices_called(), (std::vector<uint64_t>{20, 21, 21})) << "device 20 once, 21 twice";
+  EXPECT_TRUE(commands_of(*commands, 1, 300ms).empty()) << "removed once";
+  worker.stop();
+}
+
+// Sends run on a pool: a device whose receiver does not answer holds one send, not Bob's other
+// device nor another user's.
+TEST_F(PushLocal, ASlowSendDoesNotHoldTheOthers) {
+  PushWorld w;
+  w.build(*log_, 2);
+  w.model.put(user_with_devices(5, "Eve", {fcm(50)}));
+  ByDeviceProvider provider;
+  provider.slow = 20;
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &provider, nullptr}, quick_config("push-slow"));
+  ASSERT_TRUE(worker.start());
+  w.send(single_stream(1, 2), 1, "to Bob");
+  w.send(single_stream(1, 5), 1, "to Eve");
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 2; }, 20s))
+      << "device 21 and Eve's 50 were held by device 20: sent " << worker.stats().sent;
+  EXPECT_EQ(worker.stats().in_flight, 1u) << "device 20 still sending";
+  provider.release();
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 3; }, 20s));
+  EXPECT_EQ(worker.stats().in_flight, 0u);
+  auto called = provider.devices_called();
+  std::sort(called.begin(), called.end());
+  EXPECT_EQ(called, (std::vector<uint64_t>{20, 21, 50}));
+  worker.stop();
+}
+
+// The single-worker rule: a second worker with push enabled refuses to start, naming the setting
+// and the holder, while the first runs and renews its lease; once the first stops (releasing it),
+// or is killed (its lease expires), another starts.
+TEST_F(PushLocal, ASecondWorkerRefusesToStartWhileOneRuns) {
+  PushWorld w;
+  w.build(*log_, 1);
+  auto leases = make_local_leases();
+  auto config = quick_config("push-one");
+  config.lease_ttl = 300ms;
+  auto worker = [&](FakePushProvider& p) {
+    return std::make_unique<PushWorker>(*log_, *w.sessions, w.model, PushProviders{nullptr, &p, nullptr}, config,
+                                        nullptr, leases.get());
+  };
+  FakePushProvider a, b;
+  auto first = worker(a);
+  ASSERT_TRUE(first->start());
+  std::this_thread::sleep_for(600ms);  // two lease times: the first renews it
+  auto second = worker(b);
+  auto started = std::chrono::steady_clock::now();
+  auto refused = second->start();
+  ASSERT_FALSE(refused) << "two push workers";
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms) << "it waited for a lease a dead worker would free";
+  EXPECT_NE(refused.error().message().find("push.enabled"), std::string::npos) << refused.error().message();
+  EXPECT_NE(refused.error().message().find(":"), std::string::npos) << "names the holder: " << refused.error().message();
+  w.send(single_stream(1, 2), 1, "only once");
+  ASSERT_TRUE(t::wait_until([&] { return first->stats().sent >= 2; }, 20s));
+  EXPECT_TRUE(b.calls().empty());
+  first->stop();
+  first.reset();
+  auto third = worker(b);
+  ASSERT_TRUE(third->start()) << "the stopped worker released its lease";
+  third->stop();
+
+  // A killed worker never releases: its lease runs out.
+  auto killed = leases->acquire("push", "killed-host:1:0", 300ms);
+  ASSERT_TRUE(killed && killed->empty());
+  auto fourth = worker(b);
+  started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(fourth->start());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+  fourth->stop();
+}
+
+constexpr std::string_view kSecret = "a-secret-of-16+bytes";
+
+std::unique_ptr<PushProvider> webhook(std::chrono::milliseconds timeout, bool allow_private,
+                                      const Clock& clock = SystemClock::instance()) {
+  auto p = make_webhook_provider(WebhookOptions{timeout, allow_private, std::string(kSecret)}, clock);
+  EXPECT_TRUE(p) << p.error().to_string();
+  return p ? std::move(*p) : nullptr;
+}
+
+PushNotification to_webhook(int port, std::string path) {
   PushNotification n;
   n.user_id = 2;
-  n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hook/2", "", 0};
+  n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(port) + path, "", 0};
   n.key = "2/single_1_2/1/20";
   n.conversation_id = "single_1_2";
   n.seq = 1;
   n.sender_nickname = "Ann";
   n.preview = "hi";
+  return n;
+}
+
+// A known answer, computed apart from the code under test:
+//   printf '%s' '1764756000.{"key":"k"}' | openssl dgst -sha256 -hmac 'a-secret-of-16+bytes'
+TEST(PushWebhook, TheSignatureIsHmacSha256OfTheTimestampAndBody) {
+  EXPECT_EQ(webhook_signature(kSecret, 1764756000, R"({"key":"k"})"),
+            "v1=6e8c45b61619477c7d5cc8a270d5821c21f1e4b0e1e99ee41d26ff151d85f1fa");
+  EXPECT_NE(webhook_signature("another-secret-of-16", 1764756000, R"({"key":"k"})"),
+            webhook_signature(kSecret, 1764756000, R"({"key":"k"})"));
+  EXPECT_NE(webhook_signature(kSecret, 1764756001, R"({"key":"k"})"),
+            webhook_signature(kSecret, 1764756000, R"({"key":"k"})"));
+}
+
+TEST(PushWebhook, AShortSecretIsRefused) {
+  auto p = make_webhook_provider(WebhookOptions{2s, true, "short"});
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().message().find("push.webhook_secret"), std::string::npos) << p.error().message();
+}
+
+TEST(PushWebhook, PostsTheSignedJsonWithItsIdempotencyKey) {
+  t::HttpReceiver receiver;
+  ManualClock clock(1764756000123);
+  auto provider = webhook(2s, /*allow_private=*/true, clock);
+  auto n = to_webhook(receiver.port(), "/hook/2");
   auto r = provider->send(n);
   EXPECT_EQ(r.outcome, SendOutcome::sent) << r.detail;
+  // The same notification again (a retry): the same key, a signature of its own time.
+  clock.advance_ms(5000);
+  EXPECT_EQ(provider->send(n).outcome, SendOutcome::sent);
   auto reqs = receiver.requests();
-  ASSERT_EQ(reqs.size(), 1u);
+  ASSERT_EQ(reqs.size(), 2u);
   EXPECT_TRUE(reqs[0].starts_with("POST /hook/2 HTTP/1.1\r\n")) << reqs[0];
-  EXPECT_NE(reqs[0].find("Idempotency-Key: 2/single_1_2/1/20\r\n"), std::string::npos) << reqs[0];
-  EXPECT_NE(reqs[0].find("Content-Type: application/json\r\n"), std::string::npos);
-  EXPECT_TRUE(reqs[0].ends_with(push_payload_json(n))) << reqs[0];
+  EXPECT_EQ(t::HttpReceiver::header(reqs[0], "Content-Type"), "application/json");
+  EXPECT_EQ(t::HttpReceiver::body(reqs[0]), push_payload_json(n));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(t::HttpReceiver::header(reqs[i], "Idempotency-Key"), "2/single_1_2/1/20");
+    int64_t ts = 1764756000 + 5 * i;
+    EXPECT_EQ(t::HttpReceiver::header(reqs[i], "X-Imlog-Timestamp"), std::to_string(ts));
+    EXPECT_EQ(t::HttpReceiver::header(reqs[i], "X-Imlog-Signature"),
+              webhook_signature(kSecret, ts, t::HttpReceiver::body(reqs[i])));
+  }
+}
+
+// Each answer of the receiver and what it means: 2xx sent, 410 the device is gone, 5xx and 429
+// tried again, another 4xx not worth retrying, no answer within the time-out tried again.
+TEST(PushWebhook, EachAnswerHasItsOutcomeAndReason) {
+  t::HttpReceiver receiver([](const std::string& req) {
+    std::string path = req.substr(5, req.find(' ', 5) - 5);
+    if (path == "/ok") return t::HttpAnswer{204};
+    if (path == "/gone") return t::HttpAnswer{410};
+    if (path == "/busy") return t::HttpAnswer{503};
+    if (path == "/slow-down") return t::HttpAnswer{429};
+    if (path == "/bad") return t::HttpAnswer{400};
+    if (path == "/hang") return t::HttpAnswer{200, "", 5s};
+    return t::HttpAnswer{404};
+  });
+  auto provider = webhook(500ms, /*allow_private=*/true);
+  struct Case {
+    std::string path;
+    SendOutcome outcome;
+    PushFailure reason;
+  };
+  for (const auto& c : std::vector<Case>{{"/ok", SendOutcome::sent, PushFailure::none},
+                                         {"/gone", SendOutcome::invalid_token, PushFailure::invalid_token},
+                                         {"/busy", SendOutcome::retry, PushFailure::server_error},
+                                         {"/slow-down", SendOutcome::retry, PushFailure::throttled},
+                                         {"/bad", SendOutcome::failed, PushFailure::rejected},
+                                         {"/hang", SendOutcome::retry, PushFailure::timeout}}) {
+    auto started = std::chrono::steady_clock::now();
+    auto r = provider->send(to_webhook(receiver.port(), c.path));
+    EXPECT_EQ(r.outcome, c.outcome) << c.path << ": " << r.detail;
+    EXPECT_EQ(r.reason, c.reason) << c.path << ": " << push_failure_name(r.reason);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << c.path << ": the time-out bounds a send";
+  }
+  EXPECT_EQ(receiver.requests().size(), 6u);
 }
 
 TEST(PushWebhook, ANobodyListeningIsRetryable) {
   int port = t::free_port();
-  auto provider = make_webhook_provider(1s, /*allow_private=*/true);
-  PushNotification n;
-  n.device = DeviceView{20, "webhook", "http://127.0.0.1:" + std::to_string(port) + "/", "", 0};
-  EXPECT_EQ(provider->send(n).outcome, SendOutcome::retry);
+  auto provider = webhook(1s, /*allow_private=*/true);
+  auto r = provider->send(to_webhook(port, "/"));
+  EXPECT_EQ(r.outcome, SendOutcome::retry);
+  EXPECT_EQ(r.reason, PushFailure::network) << r.detail;
 }
 
 // A URL is the user's to choose: by default it must not reach loopback or private addresses, also
 // when a name resolves to one.
 TEST(PushWebhook, PrivateAddressesAreRefusedUnlessAllowed) {
   t::HttpReceiver receiver;
-  auto provider = make_webhook_provider(2s);
+  auto provider = webhook(2s, /*allow_private=*/false);
   PushNotification n;
   for (std::string host : {"127.0.0.1", "localhost"}) {
     n.device = DeviceView{20, "webhook", "http://" + host + ":" + std::to_string(receiver.port()) + "/x", "", 0};
     auto r = provider->send(n);
     EXPECT_EQ(r.outcome, SendOutcome::failed) << host << ": " << r.detail;
+    EXPECT_EQ(r.reason, PushFailure::address_refused);
     EXPECT_NE(r.detail.find("private or loopback"), std::string::npos) << r.detail;
   }
   for (std::string url : {"http://10.1.2.3/x", "http://192.168.0.1/x", "http://169.254.169.254/latest", "http://[::1]/x",

@@ -22,8 +22,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "imlog/tasks/lease.h"
 #include "imlog/tasks/redis_sessions.h"
 #include "imlog/tasks/sessions.h"
 #include "imlog/testing/servers.h"
@@ -467,6 +469,51 @@ TEST(RedisSessionRegistry, BadConfigAndAnUnreachableServerAreNamed) {
   EXPECT_TRUE(r.error().retryable());
   EXPECT_NE(r.error().message().find("127.0.0.1:" + std::to_string(down.port)), std::string::npos)
       << r.error().message();
+}
+
+// ---- leases (lease.h): the push worker's single-worker rule ---------------------------------------
+
+// One holder at a time; renewals by the holder; a release or the time-to-live frees it. The
+// in-process store runs on a manual clock, the Redis one on Redis's own expiry.
+void lease_behaviour(LeaseStore& a, LeaseStore& b, const std::function<void(std::chrono::milliseconds)>& pass) {
+  auto acquire = [](LeaseStore& s, std::string holder, std::chrono::milliseconds ttl) {
+    auto r = s.acquire("push", holder, ttl);
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? *r : std::string("error");
+  };
+  EXPECT_EQ(acquire(a, "host-a:1", 400ms), "");
+  EXPECT_EQ(acquire(b, "host-b:2", 400ms), "host-a:1") << "held by a: b is told who holds it";
+  EXPECT_EQ(acquire(a, "host-a:1", 400ms), "") << "a renewal";
+  auto other = a.acquire("other", "host-b:2", 400ms);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(*other, "") << "another name is another lease";
+  b.release("push", "host-b:2");  // not b's: nothing happens
+  EXPECT_EQ(acquire(b, "host-b:2", 400ms), "host-a:1");
+  a.release("push", "host-a:1");
+  EXPECT_EQ(acquire(b, "host-b:2", 400ms), "") << "released";
+  // A holder that stops renewing (a killed worker) loses it after its ttl.
+  pass(600ms);
+  EXPECT_EQ(acquire(a, "host-a:3", 400ms), "") << "expired";
+}
+
+TEST(Leases, InProcess) {
+  ManualClock clock;
+  auto leases = make_local_leases(clock);
+  lease_behaviour(*leases, *leases, [&](std::chrono::milliseconds d) { clock.advance_ms(d.count()); });
+}
+
+TEST(Leases, InRedisSharedByTwoProcesses) {
+  REQUIRE_REDIS();
+  auto config = redis_config();
+  auto a = open_redis_leases(config), b = open_redis_leases(config);
+  ASSERT_TRUE(a && b);
+  lease_behaviour(**a, **b, [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); });
+  EXPECT_NE(lease_holder_name(), lease_holder_name()) << "unique per call";
+  RedisSessionsConfig down;
+  down.port = t::free_port();
+  auto r = open_redis_leases(down);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().retryable());
 }
 
 }  // namespace

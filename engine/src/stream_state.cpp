@@ -138,8 +138,11 @@ Decision decide_register_device(const StreamRef& ref, const StreamState& state, 
     }
     id = cmd.device_id();
   }
+  if (sv(cmd.session_id()).size() > kMaxSessionIdBytes) {
+    return Decision::refuse(Refusal::invalid, "session_id is at most " + std::to_string(kMaxSessionIdBytes) + " bytes");
+  }
   auto d = accept(fb::DeviceRegisteredT{{}, ref.a, id, platform, std::string(sv(cmd.token())),
-                                        std::string(sv(cmd.app_id()))});
+                                        std::string(sv(cmd.app_id())), std::string(sv(cmd.session_id()))});
   d.result_id = id;
   return d;
 }
@@ -222,7 +225,18 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
       auto id = sv(cmd->token_id());
       if (id.empty() || id.size() > 128)
         return Decision::refuse_stateless(Refusal::invalid, "token_id must be 1 to 128 bytes");
-      return accept(fb::RefreshTokenRevokedT{{}, ref.a, std::string(id), cmd->expires_at_ms()});
+      if (sv(cmd->ended_session()).size() > kMaxSessionIdBytes) {
+        return Decision::refuse_stateless(Refusal::invalid,
+                                "ended_session is at most " + std::to_string(kMaxSessionIdBytes) + " bytes");
+      }
+      fb::RefreshTokenRevokedT revoked{{}, ref.a, std::string(id), cmd->expires_at_ms(),
+                                       std::string(sv(cmd->ended_session())), {}};
+      if (!revoked.ended_session.empty()) {  // a logout: the session's devices go with it
+        for (const auto& [device, d] : state.devices) {
+          if (d.session == revoked.ended_session) revoked.removed_devices.push_back(device);
+        }
+      }
+      return accept(std::move(revoked));
     }
     default:
       return Decision::refuse_stateless(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
@@ -716,9 +730,11 @@ void apply_messages(StreamState& s, const fb::EventEnvelope& e, const EngineLimi
 
 void apply_user(StreamState& s, const fb::EventEnvelope& e) {
   if (auto* d = e.event_as_DeviceRegistered()) {
-    s.devices[d->device_id()] = DeviceEntry{d->platform(), std::string(sv(d->token()))};
+    s.devices[d->device_id()] = DeviceEntry{d->platform(), std::string(sv(d->token())), std::string(sv(d->session_id()))};
   } else if (auto* r = e.event_as_DeviceRemoved()) {
     s.devices.erase(r->device_id());
+  } else if (auto* t = e.event_as_RefreshTokenRevoked(); t && t->removed_devices()) {
+    for (uint64_t id : *t->removed_devices()) s.devices.erase(id);
   }
 }
 
@@ -789,8 +805,8 @@ struct Reader {
 };
 
 // 1: the first. 2: the public_group flag, and the banned users after the recent messages.
-// 3: the push devices after the banned users.
-constexpr uint64_t kStateVersion = 3;
+// 3: the push devices after the banned users. 4: each device's login session after the devices.
+constexpr uint64_t kStateVersion = 4;
 constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8;
 
 }  // namespace
@@ -826,6 +842,10 @@ std::string encode_state(const StreamState& s) {
     put_u64(out, static_cast<uint64_t>(d.platform));
     put_u64(out, d.token.size());
     out.append(d.token);
+  }
+  for (const auto& [id, d] : s.devices) {  // 4: in the same order
+    put_u64(out, d.session.size());
+    out.append(d.session);
   }
   return out;
 }
@@ -874,7 +894,15 @@ bool decode_state(std::string_view bytes, StreamState& s) {
       auto platform = static_cast<fb::PushPlatform>(r.u64());
       uint64_t size = r.u64();
       if (!r.ok || r.in.size() < size) return false;
-      s.devices[id] = DeviceEntry{platform, std::string(r.in.substr(0, size))};
+      s.devices[id] = DeviceEntry{platform, std::string(r.in.substr(0, size)), ""};
+      r.in.remove_prefix(size);
+    }
+  }
+  if (version >= 4) {
+    for (auto& [id, d] : s.devices) {
+      uint64_t size = r.u64();
+      if (!r.ok || r.in.size() < size) return false;
+      d.session = std::string(r.in.substr(0, size));
       r.in.remove_prefix(size);
     }
   }

@@ -593,6 +593,53 @@ TEST(StreamStateUser, DevicesAreRegisteredWithTheirIdAndRemoved) {
   EXPECT_TRUE(Refused(s.run(6, fb::RemoveDeviceT{{}, 7}), Refusal::forbidden));
 }
 
+// A logout (RevokeRefreshToken with ended_session) removes the devices its login session
+// registered, and only those; a rotation (no ended_session) removes none.
+TEST(StreamStateUser, ALogoutRemovesTheDevicesOfItsSession) {
+  MapDirectory dir{5};
+  Stream s(user_stream(5), dir);
+  auto in_session = [](uint64_t id, std::string token, std::string session) {
+    auto d = device(id, fb::PushPlatform::Fcm, std::move(token));
+    d.session_id = std::move(session);
+    return d;
+  };
+  auto revoke = [](std::string jti, std::string ended) {
+    fb::RevokeRefreshTokenT c;
+    c.token_id = std::move(jti);
+    c.expires_at_ms = kStartMs + 1000;
+    c.ended_session = std::move(ended);
+    return c;
+  };
+  ASSERT_TRUE(Accepted(s.run(5, in_session(1, "phone", "sess-a"))));
+  EXPECT_EQ(sv(s.last()->event_as_DeviceRegistered()->session_id()), "sess-a");
+  ASSERT_TRUE(Accepted(s.run(5, in_session(2, "tablet", "sess-b"))));
+  ASSERT_TRUE(Accepted(s.run(5, in_session(3, "watch", "sess-a"))));
+  ASSERT_TRUE(Accepted(s.run(5, in_session(4, "old", ""))));
+  EXPECT_TRUE(Refused(s.run(5, in_session(5, "long", std::string(65, 's'))), Refusal::invalid));
+  EXPECT_TRUE(Refused(s.run(5, revoke("j0", std::string(65, 's'))), Refusal::invalid));
+
+  ASSERT_TRUE(Accepted(s.run(5, revoke("j1", ""))));
+  EXPECT_EQ(s.last()->event_as_RefreshTokenRevoked()->removed_devices(), nullptr);
+  EXPECT_EQ(s.state().devices.size(), 4u) << "a rotation ends no session";
+  ASSERT_TRUE(Accepted(s.run(5, revoke("j2", "sess-a"))));
+  auto* ended = s.last()->event_as_RefreshTokenRevoked();
+  EXPECT_EQ(sv(ended->ended_session()), "sess-a");
+  ASSERT_NE(ended->removed_devices(), nullptr);
+  EXPECT_EQ(std::vector<uint64_t>(ended->removed_devices()->begin(), ended->removed_devices()->end()),
+            (std::vector<uint64_t>{1, 3})) << "the event names what it removes";
+  std::vector<uint64_t> left;
+  for (const auto& [id, d] : s.state().devices) left.push_back(id);
+  EXPECT_EQ(left, (std::vector<uint64_t>{2, 4}));
+  EXPECT_TRUE(Refused(s.run(5, fb::RemoveDeviceT{{}, 1}), Refusal::not_found)) << "gone with the session";
+  // The same token registered again in a new session is a new device of that session.
+  ASSERT_TRUE(Accepted(s.run(5, in_session(6, "phone", "sess-c"))));
+  EXPECT_EQ(s.state().devices.at(6).session, "sess-c");
+  // Re-registering a known token moves it to the session that registered it last.
+  ASSERT_TRUE(Accepted(s.run(5, in_session(7, "tablet", "sess-c"))));
+  ASSERT_TRUE(Accepted(s.run(5, revoke("j3", "sess-b"))));
+  EXPECT_TRUE(s.state().devices.contains(2)) << "tablet now belongs to sess-c";
+}
+
 TEST(StreamStateUser, DeviceTokensAreCheckedPerPlatform) {
   MapDirectory dir{5};
   Stream s(user_stream(5), dir);
@@ -1353,8 +1400,8 @@ StreamState rich_state() {
   s.recent.push_back(RecentMessage{77, 9, 4242, kStartMs + 17, true});
   s.public_group = true;
   s.banned = {3, 1ull << 52};
-  s.devices = {{7, DeviceEntry{fb::PushPlatform::Webhook, "https://hooks.example/u/5"}},
-               {1ull << 52, DeviceEntry{fb::PushPlatform::Fcm, "fcm:token"}}};
+  s.devices = {{7, DeviceEntry{fb::PushPlatform::Webhook, "https://hooks.example/u/5", "sess-a"}},
+               {1ull << 52, DeviceEntry{fb::PushPlatform::Fcm, "fcm:token", ""}}};
   return s;
 }
 
@@ -1425,6 +1472,20 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDevices) {
   EXPECT_EQ(encode_state(out), v3);
 }
 
+// The build before login sessions wrote version 3 states: their devices decode with no session.
+TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDeviceSessions) {
+  StreamState in = rich_state();
+  for (auto& [id, d] : in.devices) d.session.clear();
+  std::string v4 = encode_state(in);
+  std::string v3 = v4.substr(0, v4.size() - 8 * in.devices.size());  // no session per device
+  v3[0] = 3;
+  StreamState out;
+  ASSERT_TRUE(decode_state(v3, out));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_EQ(encode_state(out), v4);
+  EXPECT_FALSE(decode_state(v4.substr(0, v4.size() - 8), out)) << "version 4 needs a session per device";
+}
+
 TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   std::string bytes = encode_state(rich_state());
   for (size_t n = 0; n < bytes.size(); ++n) {
@@ -1434,7 +1495,7 @@ TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   StreamState out;
   EXPECT_FALSE(decode_state(bytes + '\0', out)) << "trailing byte";
   std::string other_version = bytes;
-  other_version[0] = 4;
+  other_version[0] = 5;
   EXPECT_FALSE(decode_state(other_version, out)) << "unknown version";
   // A member count far past the bytes present fails instead of looping or allocating.
   std::string huge = encode_state(StreamState{});

@@ -34,6 +34,7 @@ struct ApiRequest {
                                //   as the trace id when valid_request_id(), else makes a new one
   std::vector<std::string> params;  // the {} segments of the matched route, percent-decoded
   uint64_t user_id = 0;        // the authenticated user (routes that require a token)
+  std::string session_id;      // their login session, the access token's `sid` ("" : none)
 };
 
 struct ApiReply {

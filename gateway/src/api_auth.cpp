@@ -15,9 +15,10 @@ namespace {
 constexpr size_t kMinPassword = 8;
 constexpr size_t kMaxPassword = 1024;
 
-std::string token_pair_json(Services& svc, uint64_t user_id) {
-  auto access = svc.tokens.issue_access(user_id);
-  auto refresh = svc.tokens.issue_refresh(user_id);
+// `sid`: the login session the tokens belong to (a login starts one, a refresh keeps it).
+std::string token_pair_json(Services& svc, uint64_t user_id, const std::string& sid) {
+  auto access = svc.tokens.issue_access(user_id, sid);
+  auto refresh = svc.tokens.issue_refresh(user_id, sid);
   int64_t now = svc.clock.now_ms();
   JsonOut j;
   j.begin_object();
@@ -182,7 +183,7 @@ void verify_login(Services& svc, std::shared_ptr<Attempt> at, const std::string&
     return respond(counted_error(svc, 401, "unauthorized", "wrong username or password"));
   }
   settle(svc, at, Outcome::succeeded);
-  respond(json_reply(200, token_pair_json(svc, found->user_id)));
+  respond(json_reply(200, token_pair_json(svc, found->user_id, TokenService::new_session_id())));
 }
 
 void on_login(Services& svc, ApiRequest& req, Respond respond) {
@@ -209,10 +210,11 @@ void on_login(Services& svc, ApiRequest& req, Respond respond) {
 }
 
 // Revokes the refresh token by its jti through the engine (auth.h says why that is exactly once):
-// `done(true)` when this call revoked it, `done(false)` when it was revoked before.
-void revoke(Services& svc, const TokenClaims& claims, Respond respond, std::function<void(bool first)> done) {
+// `done(true)` when this call revoked it, `done(false)` when it was revoked before. A logout also
+// ends the token's login session: the engine removes the devices registered in it.
+void revoke(Services& svc, const TokenClaims& claims, bool logout, Respond respond, std::function<void(bool first)> done) {
   fb::CommandUnion cmd;
-  cmd.Set(fb::RevokeRefreshTokenT{{}, claims.jti, claims.expires_at_s * 1000});
+  cmd.Set(fb::RevokeRefreshTokenT{{}, claims.jti, claims.expires_at_s * 1000, logout ? claims.sid : std::string()});
   std::string trace = respond.trace_id();
   submit_command(svc, std::move(trace), user_stream(claims.user_id), claims.user_id, "rt:" + claims.jti, std::move(cmd),
                  [&svc, claims, respond = std::move(respond), done = std::move(done)](Reply r) {
@@ -238,9 +240,11 @@ void on_refresh(Services& svc, ApiRequest& req, Respond respond) {
   };
   if (svc.revoked.contains(claims->jti)) return respond(refused());
   uint64_t user = claims->user_id;
-  revoke(svc, *claims, respond, [&svc, respond, user, refused](bool first) {
+  // The same login session goes on (a token from before sessions starts one).
+  std::string sid = claims->sid.empty() ? TokenService::new_session_id() : claims->sid;
+  revoke(svc, *claims, false, respond, [&svc, respond, user, refused, sid](bool first) {
     if (!first) return respond(refused());
-    respond(json_reply(200, token_pair_json(svc, user)));
+    respond(json_reply(200, token_pair_json(svc, user, sid)));
   });
 }
 
@@ -255,7 +259,7 @@ void on_logout(Services& svc, ApiRequest& req, Respond respond) {
     return respond(counted_error(svc, 401, "unauthorized", claims.error().message()));
   }
   if (svc.revoked.contains(claims->jti)) return respond(no_content());
-  revoke(svc, *claims, respond, [respond](bool) { respond(no_content()); });
+  revoke(svc, *claims, true, respond, [respond](bool) { respond(no_content()); });
 }
 
 }  // namespace

@@ -129,6 +129,7 @@ void ApiRouter::run(Services& svc, const Route& r, ApiRequest&& request, std::ve
       return respond(std::move(reply));
     }
     request.user_id = claims->user_id;
+    request.session_id = claims->sid;
   }
   request.params = std::move(params);
   if (r.auth == Auth::none) return r.handler(svc, request, respond);

@@ -179,6 +179,7 @@ void on_register_device(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_push_platform(platform, d.platform)) return respond(invalid(svc, "platform must be apns, fcm or webhook"));
   if (auto why = check_device_token(d.platform, d.token); !why.empty()) return respond(invalid(svc, why));
   d.device_id = new_group_id();  // a random 53-bit id, as a group's; the engine keeps an existing token's id
+  d.session_id = req.session_id;  // its logout removes the device
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(std::move(d));

@@ -92,15 +92,18 @@ TokenService::TokenService(std::string secret, const Clock& clock, int64_t acces
   ensure_sodium();
 }
 
-TokenService::Issued TokenService::issue_access(uint64_t user_id) const {
-  return issue(user_id, "access", access_ttl_s_, false);
+TokenService::Issued TokenService::issue_access(uint64_t user_id, std::string_view sid) const {
+  return issue(user_id, "access", access_ttl_s_, false, sid);
 }
 
-TokenService::Issued TokenService::issue_refresh(uint64_t user_id) const {
-  return issue(user_id, "refresh", refresh_ttl_s_, true);
+TokenService::Issued TokenService::issue_refresh(uint64_t user_id, std::string_view sid) const {
+  return issue(user_id, "refresh", refresh_ttl_s_, true, sid);
 }
 
-TokenService::Issued TokenService::issue(uint64_t user_id, std::string_view type, int64_t ttl_s, bool with_jti) const {
+std::string TokenService::new_session_id() { return random_hex(16); }
+
+TokenService::Issued TokenService::issue(uint64_t user_id, std::string_view type, int64_t ttl_s, bool with_jti,
+                                         std::string_view sid) const {
   jwt_t* raw = nullptr;
   if (jwt_new(&raw) != 0) std::abort();  // only fails when out of memory
   JwtPtr j(raw);
@@ -115,6 +118,7 @@ TokenService::Issued TokenService::issue(uint64_t user_id, std::string_view type
     out.jti = random_hex(16);
     jwt_add_grant(j.get(), "jti", out.jti.c_str());
   }
+  if (!sid.empty()) jwt_add_grant(j.get(), "sid", std::string(sid).c_str());
   jwt_set_alg(j.get(), JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret_.data()),
               static_cast<int>(secret_.size()));
   char* s = jwt_encode_str(j.get());
@@ -157,6 +161,8 @@ Result<TokenClaims> TokenService::verify(std::string_view token, std::string_vie
   errno = 0;
   if (const char* t = jwt_get_grant(j.get(), "type")) c.type = t;
   if (const char* jti = jwt_get_grant(j.get(), "jti")) c.jti = jti;
+  if (const char* sid = jwt_get_grant(j.get(), "sid")) c.sid = sid;
+  if (c.sid.size() > 64) return fail(AuthErrc::malformed, "the token's `sid` is longer than 64 bytes");
   if (clock_.now_ms() / 1000 >= c.expires_at_s) {
     return fail(AuthErrc::expired, "token expired at " + std::to_string(c.expires_at_s) + " (Unix s): " +
                                        (type == "access" ? "refresh it at /api/v1/auth/refresh" : "log in again"));

@@ -2,8 +2,12 @@
 // Authentication pieces of the gateway (gateway/README.md, "Auth"): JWTs (HS256 via libjwt) and
 // password hashes (Argon2id via libsodium).
 //
-//   access token   {sub: "<user id>", type: "access",  iat, exp}            — every API call, /ws
-//   refresh token  {sub: "<user id>", type: "refresh", iat, exp, jti}       — /auth/refresh, /logout
+//   access token   {sub: "<user id>", type: "access",  iat, exp, sid}       — every API call, /ws
+//   refresh token  {sub: "<user id>", type: "refresh", iat, exp, jti, sid}  — /auth/refresh, /logout
+//
+// `sid` names the login session: a login (or registration) starts one, a refresh keeps it, a
+// logout ends it — and with it the push devices registered with its access tokens (schema 7,
+// RefreshTokenRevoked.ended_session). Tokens issued before sessions have none.
 //
 // Refresh tokens rotate: a refresh revokes the presented token by submitting RevokeRefreshToken on
 // user_<id> with client_msg_id "rt:<jti>". The engine's dedupe index makes that exactly-once and
@@ -42,6 +46,7 @@ struct TokenClaims {
   uint64_t user_id = 0;
   std::string type;   // access | refresh
   std::string jti;    // refresh tokens only
+  std::string sid;    // the login session ("" for a token issued before sessions)
   int64_t issued_at_s = 0;
   int64_t expires_at_s = 0;
 };
@@ -55,8 +60,10 @@ class TokenService {
     std::string jti;         // refresh tokens
     int64_t expires_at_ms = 0;
   };
-  [[nodiscard]] Issued issue_access(uint64_t user_id) const;
-  [[nodiscard]] Issued issue_refresh(uint64_t user_id) const;
+  [[nodiscard]] Issued issue_access(uint64_t user_id, std::string_view sid = {}) const;
+  [[nodiscard]] Issued issue_refresh(uint64_t user_id, std::string_view sid = {}) const;
+  // A new login session's id: 32 random hex digits.
+  [[nodiscard]] static std::string new_session_id();
   [[nodiscard]] int64_t access_ttl_s() const { return access_ttl_s_; }
 
   // Verifies signature, algorithm, expiry and type ("access" or "refresh"). The error's message
@@ -64,7 +71,8 @@ class TokenService {
   [[nodiscard]] Result<TokenClaims> verify(std::string_view token, std::string_view type) const;
 
  private:
-  [[nodiscard]] Issued issue(uint64_t user_id, std::string_view type, int64_t ttl_s, bool with_jti) const;
+  [[nodiscard]] Issued issue(uint64_t user_id, std::string_view type, int64_t ttl_s, bool with_jti,
+                             std::string_view sid) const;
   std::string secret_;
   const Clock& clock_;
   int64_t access_ttl_s_;

@@ -38,6 +38,26 @@ TEST(Tokens, RefreshTokenHasAUniqueJti) {
   EXPECT_EQ(c->jti, a.jti);
 }
 
+// Both tokens of a pair carry the login session; a token issued without one reads as none.
+TEST(Tokens, TokensCarryTheirLoginSession) {
+  ManualClock clock;
+  TokenService t("0123456789abcdef0123456789abcdef", clock, 900, 86400);
+  std::string sid = TokenService::new_session_id();
+  EXPECT_EQ(sid.size(), 32u);
+  EXPECT_NE(sid, TokenService::new_session_id());
+  auto access = t.verify(t.issue_access(7, sid).token, "access");
+  auto refresh = t.verify(t.issue_refresh(7, sid).token, "refresh");
+  ASSERT_TRUE(access && refresh);
+  EXPECT_EQ(access->sid, sid);
+  EXPECT_EQ(refresh->sid, sid);
+  auto none = t.verify(t.issue_access(7).token, "access");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->sid, "");
+  auto too_long = t.verify(t.issue_access(7, std::string(65, 's')).token, "access");
+  ASSERT_FALSE(too_long);
+  EXPECT_EQ(too_long.error().code(), make_error_code(AuthErrc::malformed));
+}
+
 TEST(Tokens, ExpiredIsRefusedNamingExpiry) {
   ManualClock clock;
   TokenService t("0123456789abcdef0123456789abcdef", clock, 900, 86400);

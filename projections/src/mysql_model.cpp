@@ -1089,6 +1089,15 @@ class MysqlModelImpl final : public MysqlModel {
         w.devices.patch({u64(p->user_id()), u64(p->device_id())}, {{device_col::removed, i64(1)}});
         break;
       }
+      case fb::Event::RefreshTokenRevoked: {  // a logout removes the devices of its session (schema 7)
+        auto* p = e.event_as_RefreshTokenRevoked();
+        if (p->removed_devices()) {
+          for (uint64_t device : *p->removed_devices()) {
+            w.devices.patch({u64(p->user_id()), u64(device)}, {{device_col::removed, i64(1)}});
+          }
+        }
+        break;
+      }
       case fb::Event::FriendRequested: {
         auto* p = e.event_as_FriendRequested();
         friend_status(w, p->from(), p->to(), "pending_out", "pending_in", sv(p->note()), ts);

@@ -16,7 +16,8 @@
 //   u|<user>                  {username, password_hash, created_at @0; nickname, email @0 from the
 //                             registration, then @seq of the user stream; avatar_url, signature,
 //                             allow_search, message_policy, push_enabled, quiet_*, mute:<conv>,
-//                             time_zone, device:<id> (a push device; "" once removed)}
+//                             time_zone, device:<id> (a push device; "" once removed, by
+//                             DeviceRemoved or a logout's RefreshTokenRevoked)}
 //   n|<username>              user id (decimal)
 //   su|<lower username>|<user>, sk|<lower nickname>|<user>    "" : user search by prefix
 //   g|<group>                 {name, description, owner, created_at, join_policy, history}; the
@@ -1064,6 +1065,15 @@ void RocksDbModelImpl::apply_user(const fb::EventEnvelope& e) {
       FieldWriter w;
       w.set(device_field(d->device_id()), v, "");  // removed: an empty value, as an unmute is "0"
       key_id1(key_, "u|", d->user_id());
+      merge(key_, w);
+      break;
+    }
+    case fb::Event::RefreshTokenRevoked: {  // a logout removes the devices of its session (schema 7)
+      auto* t = e.event_as_RefreshTokenRevoked();
+      if (!t->removed_devices() || t->removed_devices()->size() == 0) break;
+      FieldWriter w;
+      for (uint64_t device : *t->removed_devices()) w.set(device_field(device), v, "");
+      key_id1(key_, "u|", t->user_id());
       merge(key_, w);
       break;
     }

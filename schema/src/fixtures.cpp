@@ -250,6 +250,44 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> v6_events() {
   return out;
 }
 
+// Version 7 added login sessions to devices: a device's session_id, and a logout's ended_session
+// and removed_devices.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v7_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto add = [&](std::string name, uint64_t seq, fb::EventUnion u) {
+    auto e = envelope("user_42", seq, std::move(u));
+    e.prev_event_id = e.event_id - 1;
+    e.schema_version = 7;
+    out.emplace_back(std::move(name), std::move(e));
+  };
+  add("device_registered_in_session", 4,
+      as_event(fb::DeviceRegisteredT{{}, 42, 78, fb::PushPlatform::Fcm, "fcm-token-2", "app.one", "5e55101d"}));
+  add("refresh_token_revoked_by_logout", 5,
+      as_event(fb::RefreshTokenRevokedT{{}, 42, "jti-7", 1'763'000'900'000, "5e55101d", {78, 79}}));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v7_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  auto add = [&](std::string name, fb::CommandUnion u) {
+    fb::CommandEnvelopeT c;
+    c.stream = "user_42";
+    c.actor = 42;
+    c.client_msg_id = "d7-" + name;
+    c.trace_id = "trace-7";
+    c.timestamp_ms = 1'763'000'007'000;
+    c.schema_version = 7;
+    c.command = std::move(u);
+    out.emplace_back(std::move(name), std::move(c));
+  };
+  fb::CommandUnion u;
+  u.Set(fb::RegisterDeviceT{{}, 78, fb::PushPlatform::Fcm, "fcm-token-2", "app.one", "5e55101d"});
+  add("register_device_in_session", std::move(u));
+  u.Set(fb::RevokeRefreshTokenT{{}, "jti-7", 1'763'000'900'000, "5e55101d"});
+  add("revoke_refresh_token_by_logout", std::move(u));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
@@ -259,6 +297,7 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 4) return v4_events();
   if (version == 5) return v5_events();
   if (version == 6) return v6_events();
+  if (version == 7) return v7_events();
   return {};
 }
 
@@ -266,6 +305,7 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int v
   if (version == 1) return v1_commands();
   if (version == 3) return v3_commands();
   if (version == 4) return v4_commands();
+  if (version == 7) return v7_commands();
   return {};
 }
 

@@ -186,6 +186,9 @@ struct Node::Parts {
   std::unique_ptr<FanoutWorker> fanout;
   // Offline push (push.enabled): the webhook provider is real; APNs and FCM have none here.
   std::unique_ptr<PushProvider> webhook;
+  std::unique_ptr<PushProvider> fcm;
+  std::unique_ptr<PushProvider> apns;
+  std::unique_ptr<LeaseStore> push_leases;
   std::unique_ptr<PushWorker> push;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<DependencyCheck> dependencies;
@@ -349,6 +352,22 @@ struct Node::Parts {
                                      d(st.skipped.load())));
       out.push_back(metrics::gauge("imlog_push_lag_seconds", "Age of the latest message the push worker read, when read.",
                                    static_cast<double>(st.lag_ms.load()) / 1000.0));
+      auto failures = metrics::family("imlog_push_failures_total", "Push attempts that failed, by reason.",
+                                      prometheus::MetricType::Counter);
+      for (size_t i = 1; i < st.failures.size(); ++i) {
+        metrics::sample(failures, {{"reason", std::string(push_failure_name(static_cast<PushFailure>(i)))}},
+                        d(st.failures[i].load()));
+      }
+      out.push_back(std::move(failures));
+      out.push_back(metrics::counter("imlog_push_devices_removed_total",
+                                     "Devices removed (RemoveDevice submitted) because a provider said the token is invalid.",
+                                     d(st.devices_removed.load())));
+      out.push_back(metrics::gauge("imlog_push_in_flight", "Sends a push provider is working on now.",
+                                   d(st.in_flight.load())));
+      out.push_back(metrics::histogram("imlog_push_latency_seconds",
+                                       "From a collapse window's first message (its event time) to the provider's "
+                                       "answer that the notification was sent.",
+                                       st.latency));
     }));
   }
 
@@ -537,9 +556,37 @@ struct Node::Parts {
   // The offline push worker (imlog/tasks/push.h), on the read model the gateway reads.
   Status start_push() {
     IMLOG_TRY(open_query());
-    webhook = make_webhook_provider(config.push.timeout, config.push.webhook_private_addresses);
-    push = std::make_unique<PushWorker>(*log, *sessions, query->model(), PushProviders{nullptr, nullptr, webhook.get()},
-                                        config.push);
+    auto hook = make_webhook_provider(
+        WebhookOptions{config.push.timeout, config.push.webhook_private_addresses, config.push.webhook_secret});
+    IMLOG_TRY(hook);
+    webhook = std::move(*hook);
+    if (config.fcm) {
+      auto f = make_fcm_provider(*config.fcm);
+      if (!f) return fail(f.error().with_context("push.fcm"));
+      fcm = std::move(*f);
+    }
+    if (config.apns) {
+      auto a = make_apns_provider(*config.apns);
+      if (!a) return fail(a.error().with_context("push.apns"));
+      apns = std::move(*a);
+    }
+    // One push worker per deployment (push.h): the lease is in the session registry's Redis when
+    // there is one; the single node's embedded log admits one process anyway.
+    if (config.sessions) {
+      auto l = open_redis_leases(*config.sessions);
+      IMLOG_TRY(l);
+      push_leases = std::move(*l);
+    } else if (config.event_log.backend == "kafka") {
+      return fail(std::errc::invalid_argument,
+                  "push.enabled on the Kafka log needs the `sessions:` Redis section: the push worker's "
+                  "single-process lease is kept there");
+    } else {
+      push_leases = make_local_leases();
+    }
+    // Invalid tokens are removed by RemoveDevice commands, the way the gateway removes a device.
+    push = std::make_unique<PushWorker>(*log, *sessions, query->model(),
+                                        PushProviders{apns.get(), fcm.get(), webhook.get()}, config.push,
+                                        commands.get(), push_leases.get());
     IMLOG_TRY(push->start());
     collect_push();
     return {};
@@ -661,6 +708,9 @@ void Node::stop() {
   p.fanout.reset();
   p.push.reset();
   p.webhook.reset();
+  p.fcm.reset();
+  p.apns.reset();
+  p.push_leases.reset();
   p.projectors.clear();
   p.sequencer.reset();
   p.directory.reset();

@@ -227,7 +227,29 @@ void read_tasks(ConfigSection s, FanoutConfig& c) {
 }
 
 // The `push:` section (imlog/tasks/push.h): the tasks role's offline push worker.
-void read_push(ConfigSection s, PushConfig& c) {
+void read_fcm(ConfigSection s, FcmOptions& f) {
+  s.read("service_account_file", f.service_account_file);
+  if (f.service_account_file.empty()) s.fail("service_account_file", "is empty: name the service account's JSON key file");
+  s.read("endpoint", f.endpoint);
+  s.read("token_uri", f.token_uri);
+  s.finish();
+}
+
+void read_apns(ConfigSection s, ApnsOptions& a) {
+  s.read("key_file", a.key_file);
+  s.read("key_id", a.key_id);
+  s.read("team_id", a.team_id);
+  s.read("topic", a.topic);
+  s.read("endpoint", a.endpoint);
+  s.read("prior_knowledge", a.prior_knowledge);
+  for (auto [key, value] : {std::pair<const char*, std::string*>{"key_file", &a.key_file}, {"key_id", &a.key_id},
+                            {"team_id", &a.team_id}, {"topic", &a.topic}}) {
+    if (value->empty()) s.fail(key, "is empty: APNs needs key_file, key_id, team_id and topic");
+  }
+  s.finish();
+}
+
+void read_push(ConfigSection s, PushConfig& c, std::optional<FcmOptions>& fcm, std::optional<ApnsOptions>& apns) {
   s.read("enabled", c.enabled);
   s.read("collapse_window", c.collapse_window);
   if (c.collapse_window.count() < 0 || c.collapse_window > std::chrono::minutes(10)) {
@@ -243,6 +265,24 @@ void read_push(ConfigSection s, PushConfig& c) {
   s.read("timeout", c.timeout);
   if (c.timeout.count() < 100 || c.timeout > std::chrono::minutes(1)) s.fail("timeout", "must be between 100ms and 1m");
   s.read("webhook_private_addresses", c.webhook_private_addresses);
+  s.read("webhook_secret", c.webhook_secret);
+  if (c.enabled && c.webhook_secret.size() < kMinWebhookSecretBytes) {
+    s.fail("webhook_secret", "must have at least " + std::to_string(kMinWebhookSecretBytes) +
+                                 " bytes when push is enabled: webhook requests are signed with it");
+  }
+  read_u32(s, "max_in_flight", c.max_in_flight, 1, 256);
+  s.read("lease_ttl", c.lease_ttl);
+  if (c.lease_ttl < std::chrono::seconds(1) || c.lease_ttl > std::chrono::minutes(5)) {
+    s.fail("lease_ttl", "must be between 1s and 5m");
+  }
+  if (s.has("fcm")) {
+    read_fcm(s.section("fcm"), fcm.emplace());
+    fcm->timeout = c.timeout;
+  }
+  if (s.has("apns")) {
+    read_apns(s.section("apns"), apns.emplace());
+    apns->timeout = c.timeout;
+  }
   s.read("group", c.group);
   if (c.group.empty()) s.fail("group", "is empty: name the push workers' consumer group");
   s.read("commit_interval", c.commit_interval);
@@ -305,7 +345,7 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   read_gateway(root.section("gateway"), c.gateway);
   read_router(root.section("router"), c.router);
   read_tasks(root.section("tasks"), c.tasks);
-  read_push(root.section("push"), c.push);
+  read_push(root.section("push"), c.push, c.fcm, c.apns);
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());

@@ -53,6 +53,10 @@ struct ServerConfig {
   FanoutConfig tasks;
   // The `push:` section: the tasks role's offline push worker (off unless push.enabled).
   PushConfig push;
+  // push.fcm and push.apns: the providers of those platforms, when configured (else their devices
+  // are counted unsupported).
+  std::optional<FcmOptions> fcm;
+  std::optional<ApnsOptions> apns;
   // The `model:` section: the RocksDB read model, always on. model.dir defaults to <data_dir>/model.
   RocksDbModelConfig model;
   // The `mysql:` and `redis:` sections: those read models are on when their section is present.

@@ -204,7 +204,8 @@ TEST(ServerConfig, PushSection) {
   EXPECT_FALSE(d.push.webhook_private_addresses) << "webhooks reach public addresses only";
   ServerConfig c = load_server_config(write_config(R"(
 push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2, first_backoff: 20ms,
-       max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms, webhook_private_addresses: true}
+       max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms, webhook_private_addresses: true,
+       webhook_secret: 0123456789abcdef, max_in_flight: 4}
 )"), "");
   EXPECT_TRUE(c.push.enabled);
   EXPECT_EQ(c.push.collapse_window, std::chrono::milliseconds(500));
@@ -216,6 +217,35 @@ push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2,
   EXPECT_EQ(c.push.group, "p2");
   EXPECT_EQ(c.push.commit_interval, std::chrono::milliseconds(100));
   EXPECT_TRUE(c.push.webhook_private_addresses);
+  EXPECT_EQ(c.push.webhook_secret, "0123456789abcdef");
+  EXPECT_EQ(c.push.max_in_flight, 4u);
+  EXPECT_EQ(d.push.max_in_flight, 16u);
+  EXPECT_THAT(error_of("push: {enabled: true}"), HasSubstr("`push.webhook_secret`"));
+  EXPECT_THAT(error_of("push: {enabled: true, webhook_secret: fifteen-bytes!!}"), HasSubstr("`push.webhook_secret`"));
+  EXPECT_THAT(error_of("push: {max_in_flight: 0}"), HasSubstr("`push.max_in_flight`"));
+  EXPECT_EQ(d.push.lease_ttl, std::chrono::seconds(10));
+  EXPECT_THAT(error_of("push: {lease_ttl: 500ms}"), HasSubstr("`push.lease_ttl`"));
+  EXPECT_FALSE(d.fcm) << "no FCM unless configured";
+  EXPECT_FALSE(d.apns);
+  ServerConfig p = load_server_config(write_config(R"(
+push:
+  timeout: 3s
+  fcm: {service_account_file: /etc/imlog/fcm.json}
+  apns: {key_file: /etc/imlog/AuthKey.p8, key_id: KEY1234567, team_id: TEAM123456, topic: com.example.chat,
+         endpoint: https://api.sandbox.push.apple.com}
+)"), "");
+  ASSERT_TRUE(p.fcm);
+  EXPECT_EQ(p.fcm->service_account_file, "/etc/imlog/fcm.json");
+  EXPECT_EQ(p.fcm->endpoint, "https://fcm.googleapis.com");
+  EXPECT_EQ(p.fcm->timeout, std::chrono::seconds(3)) << "push.timeout bounds every provider";
+  ASSERT_TRUE(p.apns);
+  EXPECT_EQ(p.apns->team_id, "TEAM123456");
+  EXPECT_EQ(p.apns->endpoint, "https://api.sandbox.push.apple.com");
+  EXPECT_FALSE(p.apns->prior_knowledge);
+  EXPECT_THAT(error_of("push: {fcm: {endpoint: x}}"), HasSubstr("`push.fcm.service_account_file`"));
+  EXPECT_THAT(error_of("push: {apns: {key_file: k, key_id: K, topic: t}}"), HasSubstr("`push.apns.team_id`"));
+  EXPECT_THAT(error_of("push: {apns: {key_file: k, key_id: K, team_id: T, topic: t, colour: red}}"),
+              HasSubstr("colour"));
   EXPECT_THAT(error_of("push: {collapse_window: 11m}"), HasSubstr("`push.collapse_window`"));
   EXPECT_THAT(error_of("push: {preview_chars: 1001}"), HasSubstr("`push.preview_chars`"));
   EXPECT_THAT(error_of("push: {max_attempts: 0}"), HasSubstr("`push.max_attempts`"));

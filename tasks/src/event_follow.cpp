@@ -15,6 +15,25 @@ Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p) {
   return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
 }
 
+Result<std::unique_ptr<Consumer>> follow_events(EventLog& log, const std::string& group, uint64_t max_batch,
+                                                const std::function<Status(int32_t p, int64_t at)>& resumed) {
+  ConsumerOptions opts;
+  opts.group = group;  // for its committed offsets; the follower reads every partition
+  opts.max_batch = max_batch;
+  auto reader = log.consumer(opts);
+  auto count = log.partition_count(kEventsTopic);
+  IMLOG_TRY(count);
+  std::vector<TopicPartitionOffset> from;
+  for (int32_t p = 0; p < *count; ++p) {
+    auto at = resume_point(log, *reader, p);
+    IMLOG_TRY(at);
+    IMLOG_TRY(resumed(p, *at));
+    from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
+  }
+  IMLOG_TRY(reader->assign(from));
+  return reader;
+}
+
 Status read_partition_until(EventLog& log, int32_t p, int64_t from, int64_t until, uint64_t max_batch,
                             const std::function<bool()>& stopping, const std::function<void(const Record&)>& each,
                             std::string_view who) {

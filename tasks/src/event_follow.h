@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <string_view>
 
 #include "imlog/core/result.h"
@@ -17,6 +19,13 @@ namespace imlog {
 // its group consumer), or, for a partition the group never committed, the log's end now (a new
 // follower does not act on old events).
 Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p);
+
+// Opens the reader of a follower of every partition of im.events whose position is committed under
+// `group`, and assigns each partition at its resume point (resume_point) once `resumed(p, at)` has
+// rebuilt what the follower derives from the partition before `at` (read_partition_until) and
+// recorded `at`. The router's and the push worker's start.
+Result<std::unique_ptr<Consumer>> follow_events(EventLog& log, const std::string& group, uint64_t max_batch,
+                                                const std::function<Status(int32_t p, int64_t at)>& resumed);
 
 // Hands each record of partition p of im.events from offset `from` to before offset `until` to
 // `each`, in offset order, in polls of at most `max_batch` records. Fails `closed` when

@@ -1,8 +1,13 @@
 #include "imlog/tasks/push.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <future>
 #include <map>
+#include <random>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -16,8 +21,25 @@
 #include "imlog/schema/codec.h"
 #include "imlog/tasks/task_records.h"
 #include "event_follow.h"
+#include "provider_http.h"
 
 namespace imlog {
+
+std::string_view push_failure_name(PushFailure f) {
+  switch (f) {
+    case PushFailure::none: return "none";
+    case PushFailure::timeout: return "timeout";
+    case PushFailure::network: return "network";
+    case PushFailure::throttled: return "throttled";
+    case PushFailure::server_error: return "server_error";
+    case PushFailure::rejected: return "rejected";
+    case PushFailure::invalid_token: return "invalid_token";
+    case PushFailure::address_refused: return "address_refused";
+    case PushFailure::auth: return "auth";
+    case PushFailure::count_: break;
+  }
+  return "unknown";
+}
 
 std::string_view push_skip_name(PushSkip s) {
   switch (s) {
@@ -66,31 +88,9 @@ std::string preview_of(std::string_view content, uint32_t chars) {
   return out;
 }
 
-namespace {
+// A JSON string literal, as the FCM and APNs bodies write theirs.
+void json_string(std::string& out, std::string_view s) { out += push_http::json_quote(s); }
 
-void json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
-}  // namespace
 
 std::string push_payload_json(const PushNotification& n) {
   std::string out = "{\"key\":";
@@ -116,7 +116,13 @@ SendResult FakePushProvider::send(const PushNotification& n) {
   calls_.push_back(n);
   size_t i = calls_.size() - 1;
   SendOutcome o = i < script_.size() ? script_[i] : SendOutcome::sent;
-  return {o, o == SendOutcome::sent ? "" : "scripted failure"};
+  switch (o) {
+    case SendOutcome::sent: return {o, "", PushFailure::none};
+    case SendOutcome::retry: return {o, "scripted failure", PushFailure::server_error};
+    case SendOutcome::failed: return {o, "scripted failure", PushFailure::rejected};
+    case SendOutcome::invalid_token: return {o, "scripted invalid token", PushFailure::invalid_token};
+  }
+  return {o, "", PushFailure::none};
 }
 
 void FakePushProvider::script(std::vector<SendOutcome> outcomes) {
@@ -133,6 +139,8 @@ std::vector<PushNotification> FakePushProvider::calls() const {
 
 namespace {
 
+constexpr std::string_view kPushLease = "push";
+
 // One user's collapse window: the messages since its first, until due_ms.
 struct Window {
   int64_t due_ms = 0;
@@ -140,6 +148,7 @@ struct Window {
   int64_t offset = 0;
   std::string first_stream;
   uint64_t first_seq = 0;
+  int64_t event_ms = 0;  // of the first message
   std::string conversation;  // of the latest message
   uint64_t seq = 0;
   uint64_t sender = 0;
@@ -154,19 +163,80 @@ struct Outgoing {
   int32_t partition = 0;
   int64_t offset = 0;
   uint32_t attempts = 0;
+  int64_t event_ms = 0;    // the window's first message's event time (the latency histogram)
+  bool in_flight = false;  // a pool thread is sending it
+};
+
+// A provider's answer to one send, handed back to the worker's thread.
+struct Answer {
+  uint64_t id = 0;  // of the Outgoing
+  SendResult result;
+};
+
+// A fixed set of threads running sends, so a slow receiver holds one of them and not the rest.
+class SendPool {
+ public:
+  explicit SendPool(uint32_t threads) {
+    for (uint32_t i = 0; i < std::max<uint32_t>(threads, 1); ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~SendPool() { stop(); }
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+  // Runs what was posted, then joins. Idempotent.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace
 
 struct PushWorker::Loop {
-  Loop(EventLog& l, SessionRegistry& s, ReadModel& m, PushProviders p, PushConfig c, const Clock& k)
-      : log(l), sessions(s), model(m), providers(p), config(std::move(c)), clock(k), logger(imlog::logger("push")) {}
+  Loop(EventLog& l, SessionRegistry& s, ReadModel& m, PushProviders p, PushConfig c, CommandTransport* cmds,
+       LeaseStore* ls, const Clock& k)
+      : log(l), sessions(s), model(m), providers(p), config(std::move(c)), commands(cmds), leases(ls), clock(k),
+        logger(imlog::logger("push")) {}
 
   EventLog& log;
   SessionRegistry& sessions;
   ReadModel& model;
   PushProviders providers;
   PushConfig config;
+  CommandTransport* commands;
+  LeaseStore* leases;
+  std::string holder = lease_holder_name();
+  std::chrono::steady_clock::time_point last_renewal;
   const Clock& clock;
   std::shared_ptr<spdlog::logger> logger;
   PushStats stats;
@@ -174,7 +244,14 @@ struct PushWorker::Loop {
   EpochFilter filter;
   std::vector<Record> batch;
   std::unordered_map<uint64_t, Window> windows;  // by user
-  std::vector<Outgoing> outgoing;
+  std::map<uint64_t, Outgoing> outgoing;  // by id, in the order queued
+  uint64_t next_outgoing = 1;
+  uint32_t in_flight = 0;
+  std::unordered_set<uint64_t> sending_to;      // devices with a send in flight
+  std::unordered_set<uint64_t> removed_devices;  // invalid tokens: RemoveDevice submitted
+  std::mutex answers_mu;
+  std::vector<Answer> answers;  // from the pool, under answers_mu
+  std::unique_ptr<SendPool> pool;
   std::map<int32_t, int64_t> next;       // per partition: the next offset to read
   std::map<int32_t, int64_t> committed;  // per partition: what the group has stored (-1: nothing)
   std::chrono::steady_clock::time_point last_commit;
@@ -217,6 +294,7 @@ struct PushWorker::Loop {
       w.offset = r.offset;
       w.first_stream = sv(e.stream());
       w.first_seq = e.seq();
+      w.event_ms = e.timestamp_ms();
     } else {
       stats.collapsed++;
     }
@@ -295,6 +373,7 @@ struct PushWorker::Loop {
     IMLOG_TRY(badge);
     if (!*view) return {};
     for (const auto& d : (*view)->devices) {
+      if (removed_devices.contains(d.device_id)) continue;  // its token is invalid; the model lags
       Outgoing o;
       o.n.user_id = user;
       o.n.device = d;
@@ -310,7 +389,8 @@ struct PushWorker::Loop {
       o.due_ms = clock.now_ms();
       o.partition = w.partition;
       o.offset = w.offset;
-      outgoing.push_back(std::move(o));
+      o.event_ms = w.event_ms;
+      outgoing.emplace(next_outgoing++, std::move(o));
     }
     return {};
   }
@@ -357,20 +437,98 @@ struct PushWorker::Loop {
     return true;
   }
 
-  // Sends one due notification; true when it is done with (sent, dead-lettered, unsupported).
-  bool attempt(Outgoing& o) {
-    PushProvider* p = provider_for(o.n.device.platform);
-    if (!p) {
-      stats.unsupported++;
-      return true;
+  // The provider says the device's token is invalid: remove the device the way DELETE
+  // /api/v1/devices/{id} does, by a command on the user's stream (the engine writes DeviceRemoved,
+  // so replay and every read model agree). The dedupe key makes a repeat (another window's send, a
+  // restarted worker) a duplicate, not a second removal.
+  void remove_device(const PushNotification& n, const std::string& why) {
+    removed_devices.insert(n.device.device_id);
+    if (!commands) {
+      logger->warn("push: device {} of user {} has an invalid token ({}); no command path to remove it",
+                   n.device.device_id, n.user_id, why);
+      return;
     }
-    SendResult r = p->send(o.n);
+    fb::CommandEnvelopeT c;
+    c.stream = user_stream(n.user_id);
+    c.actor = n.user_id;
+    c.client_msg_id = "push-invalid-token:" + std::to_string(n.device.device_id);
+    c.timestamp_ms = clock.now_ms();
+    c.trace_id = "push:" + n.key;
+    c.command.Set(fb::RemoveDeviceT{{}, n.device.device_id});
+    std::string stream = c.stream;
+    auto log_failure = [logger = logger, device = n.device.device_id](const Error& e) {
+      logger->warn("push: submitting the removal of device {} failed: {} (tried again at its next send)", device,
+                   e.to_string());
+    };
+    commands->send(std::move(stream), encode_command(c), log_failure);
+    stats.devices_removed++;
+    logger->info("push: device {} of user {} removed: its token is invalid ({})", n.device.device_id, n.user_id, why);
+  }
+
+  // Hands due notifications to the pool, at most max_in_flight at once and one per device.
+  void send_due() {
+    int64_t now = clock.now_ms();
+    for (auto it = outgoing.begin(); it != outgoing.end() && in_flight < config.max_in_flight;) {
+      Outgoing& o = it->second;
+      if (o.in_flight || o.due_ms > now || sending_to.contains(o.n.device.device_id)) {
+        ++it;
+        continue;
+      }
+      PushProvider* p = provider_for(o.n.device.platform);
+      if (!p || removed_devices.contains(o.n.device.device_id)) {
+        if (!p) stats.unsupported++;
+        it = outgoing.erase(it);
+        continue;
+      }
+      o.in_flight = true;
+      in_flight++;
+      stats.in_flight = in_flight;
+      sending_to.insert(o.n.device.device_id);
+      pool->post([this, id = it->first, p, n = o.n] {
+        SendResult r = p->send(n);
+        {
+          std::lock_guard lock(answers_mu);
+          answers.push_back(Answer{id, std::move(r)});
+        }
+        reader->wakeup();  // the worker's poll returns to take the answer
+      });
+      ++it;
+    }
+  }
+
+  // Takes the pool's answers: sent, retried later, dead-lettered, or the device removed.
+  void take_answers() {
+    std::vector<Answer> got;
+    {
+      std::lock_guard lock(answers_mu);
+      got.swap(answers);
+    }
+    for (auto& a : got) {
+      auto it = outgoing.find(a.id);
+      if (it == outgoing.end()) continue;
+      Outgoing& o = it->second;
+      o.in_flight = false;
+      in_flight--;
+      stats.in_flight = in_flight;
+      sending_to.erase(o.n.device.device_id);
+      if (done_with(o, a.result)) outgoing.erase(it);
+    }
+  }
+
+  // One answer to one attempt; true when the notification is done with.
+  bool done_with(Outgoing& o, const SendResult& r) {
     o.attempts++;
     if (r.outcome == SendOutcome::sent) {
       stats.sent++;
+      stats.latency.observe(std::max<int64_t>(clock.now_ms() - o.event_ms, 0) / 1000.0);
       return true;
     }
     stats.failed++;
+    stats.failures[static_cast<size_t>(r.reason == PushFailure::none ? PushFailure::rejected : r.reason)]++;
+    if (r.outcome == SendOutcome::invalid_token) {
+      remove_device(o.n, r.detail);
+      return true;
+    }
     if (r.outcome == SendOutcome::retry && o.attempts < config.max_attempts) {
       stats.retried++;
       o.due_ms = clock.now_ms() + backoff(o.attempts).count();
@@ -379,18 +537,9 @@ struct PushWorker::Loop {
     std::string reason = "push to " + o.n.device.platform + " device " + std::to_string(o.n.device.device_id) +
                          " failed after " + std::to_string(o.attempts) + " attempts: " + r.detail;
     if (dead_letter_of(o, reason)) return true;
+    o.attempts--;  // the log did not take it: sent once more later, the count staying at its limit
     o.due_ms = clock.now_ms() + config.max_backoff.count();
     return false;
-  }
-
-  void send_due() {
-    for (auto it = outgoing.begin(); it != outgoing.end() && !worker.stopping();) {
-      if (it->due_ms <= clock.now_ms() && attempt(*it)) {
-        it = outgoing.erase(it);
-      } else {
-        ++it;
-      }
-    }
   }
 
   // ---- positions ------------------------------------------------------------------------------
@@ -401,7 +550,7 @@ struct PushWorker::Loop {
     for (const auto& [user, w] : windows) {
       if (w.partition == p) at = std::min(at, w.offset);
     }
-    for (const auto& o : outgoing) {
+    for (const auto& [id, o] : outgoing) {
       if (o.partition == p) at = std::min(at, o.offset);
     }
     return at;
@@ -434,20 +583,13 @@ struct PushWorker::Loop {
         "push worker restoring epochs");
   }
 
-  Status resume() {
-    auto count = log.partition_count(kEventsTopic);
-    IMLOG_TRY(count);
-    std::vector<TopicPartitionOffset> from;
-    for (int32_t p = 0; p < *count; ++p) {
-      auto at = resume_point(log, *reader, p);
-      IMLOG_TRY(at);
-      IMLOG_TRY(restore_filter(p, *at));
-      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
-      next[p] = *at;
-      committed[p] = -1;
-      logger->info("push worker resumes im.events partition {} at offset {}", p, *at);
-    }
-    return reader->assign(from);
+  // Partition p resumes at `at` (event_follow.h), with the validity filter restored up to it.
+  Status resume(int32_t p, int64_t at) {
+    IMLOG_TRY(restore_filter(p, at));
+    next[p] = at;
+    committed[p] = -1;
+    logger->info("push worker resumes im.events partition {} at offset {}", p, at);
+    return {};
   }
 
   // A record of the batch could not be handled (the read model or the registry failed): read
@@ -462,13 +604,49 @@ struct PushWorker::Loop {
     return fail(why.with_context("push worker (reading again from the message it could not handle)"));
   }
 
+  // The single-worker rule (push.h): another holder is a failure for good, the store away a
+  // retryable one (no sends meanwhile; another process cannot take the lease either).
+  Status renew_lease() {
+    if (!leases || std::chrono::steady_clock::now() - last_renewal < config.lease_ttl / 3) return {};
+    auto other = leases->acquire(kPushLease, holder, config.lease_ttl);
+    if (!other) return fail(other.error().with_context("push worker renewing its lease"));
+    if (!other->empty()) {
+      return fail(std::errc::device_or_resource_busy,
+                  "push worker lost its lease to " + *other + ": push.enabled must be on in one process only");
+    }
+    last_renewal = std::chrono::steady_clock::now();
+    return {};
+  }
+
+  // Takes the lease at start, waiting up to lease_ttl for one a stopped or killed worker left.
+  Status take_lease() {
+    if (!leases) return {};
+    auto deadline = std::chrono::steady_clock::now() + config.lease_ttl + std::chrono::seconds(1);
+    for (;;) {
+      auto other = leases->acquire(kPushLease, holder, config.lease_ttl);
+      IMLOG_TRY(other);
+      if (other->empty()) {
+        last_renewal = std::chrono::steady_clock::now();
+        return {};
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return fail(std::errc::device_or_resource_busy,
+                    "another push worker is running (" + *other + " holds the lease `" + std::string(kPushLease) +
+                        "`): set push.enabled in one process only (docs/configuration.md)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+
   Status step() {
+    IMLOG_TRY(renew_lease());
     auto polled = reader->poll(batch, std::chrono::milliseconds(100));
     if (!polled) return fail(polled.error().with_context("push worker reading im.events"));
     for (size_t i = 0; i < batch.size(); ++i) {
       if (auto s = handle(batch[i]); !s) return read_again_from(i, s.error());
       next[batch[i].partition] = batch[i].offset + 1;
     }
+    take_answers();
     IMLOG_TRY(close_due_windows());
     send_due();
     if (std::chrono::steady_clock::now() - last_commit >= config.commit_interval) commit();
@@ -477,6 +655,7 @@ struct PushWorker::Loop {
 
   void finish() {
     if (!reader) return;
+    take_answers();  // the sends that ended after the last step
     commit();  // what is done; open windows and sends are read again by the next worker
     reader->close();
     reader.reset();
@@ -484,18 +663,22 @@ struct PushWorker::Loop {
 };
 
 PushWorker::PushWorker(EventLog& log, SessionRegistry& sessions, ReadModel& model, PushProviders providers,
-                       PushConfig config, const Clock& clock)
-    : loop_(std::make_unique<Loop>(log, sessions, model, providers, std::move(config), clock)) {}
+                       PushConfig config, CommandTransport* commands, LeaseStore* leases, const Clock& clock)
+    : loop_(std::make_unique<Loop>(log, sessions, model, providers, std::move(config), commands, leases, clock)) {}
 
 PushWorker::~PushWorker() { stop(); }
 
 Status PushWorker::start() {
   auto& l = *loop_;
-  ConsumerOptions opts;
-  opts.group = l.config.group;
-  opts.max_batch = l.config.max_batch;
-  l.reader = l.log.consumer(opts);
-  IMLOG_TRY(l.resume());
+  IMLOG_TRY(l.take_lease());
+  auto reader = follow_events(l.log, l.config.group, l.config.max_batch,
+                              [&l](int32_t p, int64_t at) { return l.resume(p, at); });
+  if (!reader) {
+    if (l.leases) l.leases->release(kPushLease, l.holder);
+    return fail(reader.error());
+  }
+  l.reader = std::move(*reader);
+  l.pool = std::make_unique<SendPool>(l.config.max_in_flight);
   l.last_commit = std::chrono::steady_clock::now();
   l.worker.on_wake([&l] { l.reader->wakeup(); });
   l.worker.start();
@@ -505,7 +688,10 @@ Status PushWorker::start() {
 
 void PushWorker::stop() {
   loop_->worker.stop();
+  if (loop_->pool) loop_->pool->stop();  // the sends under way end (each within its time-out)
+  bool started = loop_->reader != nullptr;
   loop_->finish();
+  if (started && loop_->leases) loop_->leases->release(kPushLease, loop_->holder);
 }
 
 const PushStats& PushWorker::stats() const { return loop_->stats; }

@@ -321,22 +321,14 @@ struct Router::Loop {
     return r.left() == 0 ? "" : "trailing bytes";
   }
 
-  // Reads every partition from its resume point on (event_follow.h: a new router does not push
-  // old messages; clients catch up with sync), with membership rebuilt up to it.
-  Status resume() {
-    auto count = log.partition_count(kEventsTopic);
-    IMLOG_TRY(count);
-    std::vector<TopicPartitionOffset> from;
-    for (int32_t p = 0; p < *count; ++p) {
-      auto at = resume_point(log, *reader, p);
-      IMLOG_TRY(at);
-      IMLOG_TRY(rebuild(p, *at));
-      from.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *at});
-      delivered[p] = *at;
-      committed[p] = -1;  // commit `at` at the next commit
-      logger->info("router resumes im.events partition {} at offset {} ({} groups)", p, *at, groups[p].size());
-    }
-    return reader->assign(from);
+  // Partition p resumes at `at` (event_follow.h: a new router does not push old messages;
+  // clients catch up with sync), with membership rebuilt up to it.
+  Status resume(int32_t p, int64_t at) {
+    IMLOG_TRY(rebuild(p, at));
+    delivered[p] = at;
+    committed[p] = -1;  // commit `at` at the next commit
+    logger->info("router resumes im.events partition {} at offset {} ({} groups)", p, at, groups[p].size());
+    return {};
   }
 
   // Takes the finished batches off the front of `sent`, oldest first, waiting up to `wait` for
@@ -433,12 +425,11 @@ Status Router::start() {
     l.logger->warn("router: {} does not exist; groups over {} members are delivered by the router itself",
                    kTasksTopic, l.config.large_group_threshold);
   }
-  ConsumerOptions opts;
-  opts.group = l.config.group;  // for its committed offsets; the router reads every partition
-  opts.max_batch = l.config.max_batch;
-  l.reader = l.log.consumer(opts);
   l.load_snapshot();
-  IMLOG_TRY(l.resume());
+  auto reader = follow_events(l.log, l.config.group, l.config.max_batch,
+                              [&l](int32_t p, int64_t at) { return l.resume(p, at); });
+  IMLOG_TRY(reader);
+  l.reader = std::move(*reader);
   l.restored.clear();  // a later rebuild (after a failed delivery) reads from offset 0
   l.last_commit = l.last_snapshot = std::chrono::steady_clock::now();
   l.worker.on_wake([&l] { l.reader->wakeup(); });

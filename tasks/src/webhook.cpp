@@ -2,6 +2,8 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -56,8 +58,7 @@ curl_socket_t open_checked(void* policy, curlsocktype, curl_sockaddr* address) {
 
 class WebhookProvider final : public PushProvider {
  public:
-  WebhookProvider(std::chrono::milliseconds timeout, bool allow_private)
-      : timeout_(timeout), allow_private_(allow_private) {
+  WebhookProvider(WebhookOptions options, const Clock& clock) : options_(std::move(options)), clock_(clock) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   }
@@ -67,8 +68,13 @@ class WebhookProvider final : public PushProvider {
     if (!curl) return {SendOutcome::retry, "curl_easy_init failed"};
     std::string body = push_payload_json(n);
     std::string key_header = "Idempotency-Key: " + n.key;
+    int64_t now_s = clock_.now_ms() / 1000;
+    std::string time_header = "X-Imlog-Timestamp: " + std::to_string(now_s);
+    std::string signature_header = "X-Imlog-Signature: " + webhook_signature(options_.secret, now_s, body);
     curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     headers = curl_slist_append(headers, key_header.c_str());
+    headers = curl_slist_append(headers, time_header.c_str());
+    headers = curl_slist_append(headers, signature_header.c_str());
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(headers, curl_slist_free_all);
     CURL* c = curl.get();
     curl_easy_setopt(c, CURLOPT_URL, n.device.token.c_str());
@@ -77,33 +83,61 @@ class WebhookProvider final : public PushProvider {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_.count()));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    AddressPolicy policy{allow_private_};
+    AddressPolicy policy{options_.allow_private};
     curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_checked);
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &policy);
     CURLcode rc = curl_easy_perform(c);
-    if (policy.refused) return {SendOutcome::failed, "the URL's address is private or loopback (push.webhook_private_addresses)"};
-    if (rc != CURLE_OK) return {SendOutcome::retry, curl_easy_strerror(rc)};
+    if (policy.refused) {
+      return {SendOutcome::failed, "the URL's address is private or loopback (push.webhook_private_addresses)",
+              PushFailure::address_refused};
+    }
+    if (rc == CURLE_OPERATION_TIMEDOUT) return {SendOutcome::retry, curl_easy_strerror(rc), PushFailure::timeout};
+    if (rc != CURLE_OK) return {SendOutcome::retry, curl_easy_strerror(rc), PushFailure::network};
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (status >= 200 && status < 300) return {SendOutcome::sent, ""};
+    if (status >= 200 && status < 300) return {SendOutcome::sent, "", PushFailure::none};
     std::string detail = "HTTP " + std::to_string(status);
-    if (status == 408 || status == 429 || status >= 500) return {SendOutcome::retry, detail};
-    return {SendOutcome::failed, detail};
+    if (status == 410) return {SendOutcome::invalid_token, detail + " (the receiver says the device is gone)",
+                               PushFailure::invalid_token};
+    if (status == 408 || status == 429) return {SendOutcome::retry, detail, PushFailure::throttled};
+    if (status >= 500) return {SendOutcome::retry, detail, PushFailure::server_error};
+    return {SendOutcome::failed, detail, PushFailure::rejected};
   }
 
  private:
-  std::chrono::milliseconds timeout_;
-  bool allow_private_;
+  WebhookOptions options_;
+  const Clock& clock_;
 };
 
 }  // namespace
 
-std::unique_ptr<PushProvider> make_webhook_provider(std::chrono::milliseconds timeout, bool allow_private) {
-  return std::make_unique<WebhookProvider>(timeout, allow_private);
+std::string webhook_signature(std::string_view secret, int64_t timestamp_s, std::string_view body) {
+  std::string signed_text = std::to_string(timestamp_s);
+  signed_text.push_back('.');
+  signed_text.append(body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac, &len);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "v1=";
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[mac[i] >> 4]);
+    out.push_back(hex[mac[i] & 0xf]);
+  }
+  return out;
+}
+
+Result<std::unique_ptr<PushProvider>> make_webhook_provider(WebhookOptions options, const Clock& clock) {
+  if (options.secret.size() < kMinWebhookSecretBytes) {
+    return fail(std::errc::invalid_argument, "the webhook secret (push.webhook_secret) must have at least " +
+                                                 std::to_string(kMinWebhookSecretBytes) + " bytes");
+  }
+  return std::unique_ptr<PushProvider>(std::make_unique<WebhookProvider>(std::move(options), clock));
 }
 
 }  // namespace imlog

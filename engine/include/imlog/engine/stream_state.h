@@ -65,6 +65,7 @@ struct EngineLimits {
 // The limits of a push device's token (checked by decide(); the gateway answers 400 on them).
 inline constexpr size_t kMaxDeviceTokenBytes = 4096;  // APNs and FCM tokens
 inline constexpr size_t kMaxWebhookUrlBytes = 2048;   // a webhook device's token is its URL
+inline constexpr size_t kMaxSessionIdBytes = 64;      // a login session's id (the tokens' `sid`)
 inline constexpr size_t kMaxAppIdBytes = 255;
 inline constexpr size_t kMaxTimeZoneBytes = 64;       // the longest IANA name is 32
 
@@ -72,6 +73,7 @@ inline constexpr size_t kMaxTimeZoneBytes = 64;       // the longest IANA name i
 struct DeviceEntry {
   fb::PushPlatform platform = fb::PushPlatform::Apns;
   std::string token;
+  std::string session;  // the login session that registered it ("" : none); its logout removes it
   bool operator==(const DeviceEntry&) const = default;
 };
 
