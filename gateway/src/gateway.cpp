@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -82,47 +81,10 @@ tl::expected<tcp::endpoint, std::string> parse_listen(const std::string& listen)
   return tcp::endpoint(addr, static_cast<unsigned short>(port));
 }
 
-// The gateway's I/O threads: one io_context each, run by that thread alone. A connection lives
-// on one of them for its whole life (chosen round robin at accept), so its handlers never wait on
-// a lock shared with the other I/O threads, and a post from the session to itself stays in the
-// thread's private queue. Other threads (the bus's deliveries, the query and registry workers)
-// post to a session's strand as before.
-class IoContexts {
- public:
-  explicit IoContexts(uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-      contexts_.push_back(std::make_unique<net::io_context>(1));  // concurrency hint: one thread
-      work_.emplace_back(contexts_.back()->get_executor());
-    }
-  }
-  net::io_context& first() { return *contexts_.front(); }
-  net::io_context& next() { return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()]; }
-  // One thread per io_context, named `gw-io`.
-  void run(std::vector<std::thread>& threads) {
-    for (auto& ioc : contexts_) {
-      threads.emplace_back([ioc = ioc.get()] {
-        name_this_thread("gw-io");
-        ioc->run();
-      });
-    }
-  }
-  void stop() {
-    work_.clear();
-    for (auto& ioc : contexts_) ioc->stop();
-  }
-
- private:
-  std::vector<std::unique_ptr<net::io_context>> contexts_;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
-  std::atomic<size_t> next_{0};
-};
-
-// Accepts connections on the first I/O thread; each connection gets its own strand on the next
-// I/O thread in turn.
+// Accepts connections, each on its own strand. Runs on the io_context.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(IoContexts& iocs, gw::Services& svc)
-      : iocs_(iocs), svc_(svc), acceptor_(net::make_strand(iocs.first())), retry_(iocs.first()) {}
+  Listener(net::io_context& ioc, gw::Services& svc) : ioc_(ioc), svc_(svc), acceptor_(net::make_strand(ioc)), retry_(ioc) {}
 
   Status open(const tcp::endpoint& ep, const std::string& listen) {
     boost::system::error_code ec;
@@ -152,7 +114,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(net::make_strand(iocs_.next()), [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
+    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
       self->on_accept(ec, std::move(s));
     });
   }
@@ -174,7 +136,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     do_accept();
   }
 
-  IoContexts& iocs_;
+  net::io_context& ioc_;
   gw::Services& svc_;
   tcp::acceptor acceptor_;
   net::steady_timer retry_;
@@ -187,8 +149,6 @@ struct Gateway::Impl {
   Impl(GatewayConfig config, GatewayDeps deps)
       : bus(std::move(deps.bus)),
         svc(std::move(config), deps, *bus, bus->gateway_id()),
-        iocs(svc.config.threads),
-        deliveries(net::make_strand(iocs.first())),
         blocking(std::max<uint32_t>(1, svc.config.password_threads)) {
     collector = metrics::add_collector([this](std::vector<prometheus::MetricFamily>& out) {
       svc.metrics.collect(out);
@@ -208,11 +168,12 @@ struct Gateway::Impl {
   std::unique_ptr<CommandBus> bus;
   gw::Services svc;  // outlives the io_context and the handlers it destroys
   metrics::CollectorHandle collector;  // reads svc: unregistered before it goes
-  IoContexts iocs;
+  net::io_context ioc;
   // Delivery batches from the bus run here, in order: one wake-up per batch, then every answer and
   // push is posted to its session from an I/O thread.
-  net::strand<net::io_context::executor_type> deliveries;
+  net::strand<net::io_context::executor_type> deliveries{net::make_strand(ioc)};
   net::thread_pool blocking;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   std::shared_ptr<Listener> listener;
   tcp::endpoint endpoint;
@@ -313,7 +274,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
   Impl* raw = impl.get();
   svc.run_blocking = [raw](std::function<void()> fn) { net::post(raw->blocking, std::move(fn)); };
   svc.run_after = [raw](std::chrono::milliseconds d, std::function<void()> fn) {
-    auto t = std::make_shared<net::steady_timer>(raw->iocs.first(), d);
+    auto t = std::make_shared<net::steady_timer>(raw->ioc, d);
     t->async_wait([t, fn = std::move(fn)](boost::system::error_code) { fn(); });
   };
   return std::unique_ptr<Gateway>(new Gateway(std::move(impl)));
@@ -322,12 +283,18 @@ Result<std::unique_ptr<Gateway>> Gateway::create(GatewayConfig config, GatewayDe
 Status Gateway::start() {
   auto& p = *impl_;
   if (p.started) return {};
-  p.listener = std::make_shared<Listener>(p.iocs, p.svc);
+  p.listener = std::make_shared<Listener>(p.ioc, p.svc);
   IMLOG_TRY(p.listener->open(p.endpoint, p.svc.config.listen));
   IMLOG_TRY(p.svc.bus.start([raw = impl_.get()](std::vector<Push>&& pushes) { raw->on_pushes(std::move(pushes)); },
                             [strand = p.deliveries](std::function<void()> task) { net::post(strand, std::move(task)); }));
+  p.work.emplace(p.ioc.get_executor());
   p.listener->start();
-  p.iocs.run(p.threads);
+  for (uint32_t i = 0; i < p.svc.config.threads; ++i) {
+    p.threads.emplace_back([&p] {
+      name_this_thread("gw-io");
+      p.ioc.run();
+    });
+  }
   p.started = true;
   logger("gateway")->info("gateway {} listening on http://{}:{} ({} threads)", p.svc.gateway_id,
                           p.endpoint.address().to_string(), p.listener->port(), p.svc.config.threads);
@@ -350,7 +317,8 @@ void Gateway::stop() {
   p.svc.registry.stop();  // the closed sessions' disconnects and announcements, while the bus still runs
   p.svc.bus.stop();
   p.svc.bus_stopped = true;  // sessions released later (by ~Impl's io_context) announce nothing
-  p.iocs.stop();
+  p.work.reset();
+  p.ioc.stop();
   for (auto& t : p.threads) t.join();
   p.threads.clear();
   p.blocking.join();

@@ -1,6 +1,6 @@
 #pragma once
 // The gateway (docs/architecture.md, "The gateway"): HTTP/1.1 REST under /api/v1 and WebSocket at
-// /ws on one port, over N I/O threads each running its own io_context, with a strand per connection (Boost.Beast,
+// /ws on one port, over one io_context run by N threads, with a strand per connection (Boost.Beast,
 // the shape of Beast's advanced server). Writes become commands on the CommandBus and are answered
 // after the engine's answer; reads go to the QueryService; pushes from the bus go to the connected
 // sessions of their recipients.
