@@ -485,21 +485,7 @@ class Sequencer::Loop final : public RebalanceListener {
     if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
     if (d.kind == Decision::Kind::refuse) return remember_refusal(ctx, r, c, d, batch, events);
 
-    fb::EventEnvelopeT e;
-    e.schema_version = kSchemaVersion;
-    e.stream = stream;
-    e.seq = d.timeline ? state.last_seq + 1 : 0;
-    e.event_id = ctx.ids.next();
-    e.timestamp_ms = now;
-    e.actor = c.actor();
-    e.epoch = ctx.token;
-    e.prev_event_id = std::exchange(ctx.link, e.event_id);
-    if (c.reply_to()) {
-      e.reply_to = std::make_unique<fb::ReplyToT>();
-      c.reply_to()->UnPackTo(e.reply_to.get());
-    }
-    e.trace_id = sv(c.trace_id());
-    e.client_msg_id = cmid;
+    fb::EventEnvelopeT e = envelope_of(ctx, c, d.timeline ? state.last_seq + 1 : 0, now);
     e.event = std::move(d.event);
     std::string bytes = encode_event(e);
     const auto& event = *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data());
@@ -515,21 +501,16 @@ class Sequencer::Loop final : public RebalanceListener {
     return {};
   }
 
-  // A refusal that depends on the stream's state: appended as a CommandRefused record (seq 0, the
-  // command's envelope, linked like any record of the epoch) and put in the dedupe index, so the
-  // command redelivered after a crash, or retried with the same client_msg_id, gets this same
-  // refusal — never a decision on a later state that might accept it. Its answer leaves with the
-  // batch, once the record is durable and the epoch still ours, as an ack does.
-  Status remember_refusal(PartitionCtx& ctx, const Record& r, const fb::CommandEnvelope& c, Decision& d,
-                          Inflight& batch, std::vector<OutRecord>& events) {
-    stats.refused++;
-    stats.refused_by[static_cast<size_t>(d.refusal)]++;
+  // The envelope of the next record of the partition for command `c`: the command's stream, actor,
+  // reply address, trace and client_msg_id, the next event id, the epoch's token, and the link to
+  // the partition's last record (which it becomes).
+  fb::EventEnvelopeT envelope_of(PartitionCtx& ctx, const fb::CommandEnvelope& c, uint64_t seq, int64_t now) {
     fb::EventEnvelopeT e;
     e.schema_version = kSchemaVersion;
     e.stream = sv(c.stream());
-    e.seq = 0;
+    e.seq = seq;
     e.event_id = ctx.ids.next();
-    e.timestamp_ms = clock_.now_ms();
+    e.timestamp_ms = now;
     e.actor = c.actor();
     e.epoch = ctx.token;
     e.prev_event_id = std::exchange(ctx.link, e.event_id);
@@ -539,6 +520,19 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     e.trace_id = sv(c.trace_id());
     e.client_msg_id = sv(c.client_msg_id());
+    return e;
+  }
+
+  // A refusal that depends on the stream's state: appended as a CommandRefused record (seq 0, the
+  // command's envelope, linked like any record of the epoch) and put in the dedupe index, so the
+  // command redelivered after a crash, or retried with the same client_msg_id, gets this same
+  // refusal — never a decision on a later state that might accept it. Its answer leaves with the
+  // batch, once the record is durable and the epoch still ours, as an ack does.
+  Status remember_refusal(PartitionCtx& ctx, const Record& r, const fb::CommandEnvelope& c, Decision& d,
+                          Inflight& batch, std::vector<OutRecord>& events) {
+    stats.refused++;
+    stats.refused_by[static_cast<size_t>(d.refusal)]++;
+    fb::EventEnvelopeT e = envelope_of(ctx, c, 0, clock_.now_ms());
     fb::CommandRefusedT refused;
     refused.code = refusal_code(d.refusal);
     refused.message = d.message;
