@@ -154,7 +154,10 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
     const ws = this.ws;
     this.ws = null;
     if (ws) {
-      ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+      ws.onclose = ws.onmessage = ws.onopen = null;
+      // Closing a socket still connecting fails it with an error event (Node's `ws` emits one,
+      // and throws it as uncaught when nobody listens): keep a listener that ignores it.
+      ws.onerror = () => { /* closed on purpose */ };
       try { ws.close(1000, "client closed"); } catch { /* already closed */ }
     }
   }

@@ -43,6 +43,20 @@ test("connects with the token and the JSON subprotocol, and is open after hello"
   assert.deepEqual(states, ["connecting", "open"]);
 });
 
+test("closing while the socket still connects leaves a listener for the error that close raises", async () => {
+  const {client, last} = setup();
+  client.start();
+  await flush();
+  const connecting = last();
+  assert.equal(connecting.readyState, 0);
+  client.close();
+  // Node's `ws` fails a socket closed mid-handshake with an error event, and throws it as an
+  // uncaught exception when no listener is left: the client must still be listening.
+  assert.ok(connecting.onerror, "an error listener stays after close()");
+  assert.doesNotThrow(() => connecting.onerror?.(new Error("WebSocket was closed before the connection was established")));
+  assert.equal(client.state, "closed");
+});
+
 test("a send is acked by client_msg_id, shown once, and resent with the same id after a reconnect", async () => {
   const {client, last, sockets, timers, messages} = setup();
   client.start();
