@@ -89,14 +89,20 @@ std::optional<WorkerReport> directory_worker() {
   return std::nullopt;
 }
 
+// A LocalLog in `dir`; null (and the test failed) when it cannot be opened.
+std::unique_ptr<LocalLog> open_log(const std::string& dir) {
+  LocalLogConfig c;
+  c.dir = dir;
+  auto l = LocalLog::open(c);
+  EXPECT_TRUE(l) << l.error().to_string();
+  return l ? std::move(*l) : nullptr;
+}
+
 class LogDirectoryFollow : public ::testing::Test {
  protected:
   void SetUp() override {
-    LocalLogConfig c;
-    c.dir = dir_.str() + "/log";
-    auto l = LocalLog::open(c);
-    ASSERT_TRUE(l) << l.error().to_string();
-    log_ = std::move(*l);
+    log_ = open_log(dir_.str() + "/log");
+    ASSERT_TRUE(log_);
     ASSERT_TRUE(log_->create_topic(TopicSpec{std::string(kEventsTopic), 2}));
     failing_ = std::make_unique<FailingPolls>(*log_);
     directory_ = std::make_unique<LogDirectory>(*failing_);
@@ -150,11 +156,8 @@ uint64_t records_in(EventLog& log, int32_t partitions) {
 class LogDirectorySnapshot : public ::testing::Test {
  protected:
   void SetUp() override {
-    LocalLogConfig c;
-    c.dir = dir_.str() + "/log";
-    auto l = LocalLog::open(c);
-    ASSERT_TRUE(l) << l.error().to_string();
-    log_ = std::move(*l);
+    log_ = open_log(dir_.str() + "/log");
+    ASSERT_TRUE(log_);
     auto b = testing::EventLogBuilder::open(*log_, 2);
     ASSERT_TRUE(b) << b.error().to_string();
     builder_ = std::move(*b);
@@ -241,12 +244,8 @@ struct OtherLog {
 };
 OtherLog other_log(const std::string& dir, int32_t partitions, int users) {
   OtherLog o;
-  LocalLogConfig c;
-  c.dir = dir;
-  auto l = LocalLog::open(c);
-  EXPECT_TRUE(l);
-  if (!l) return o;
-  o.log = std::move(*l);
+  o.log = open_log(dir);
+  if (!o.log) return o;
   auto b = testing::EventLogBuilder::open(*o.log, partitions);
   EXPECT_TRUE(b);
   if (!b) return o;

@@ -234,13 +234,13 @@ struct Router::Loop {
     filter.restore(p, {});
     if (auto it = restored.find(p); it != restored.end() && it->second.offset <= until) {
       from = it->second.offset;
-      groups[p] = it->second.groups;
+      groups[p] = std::move(it->second.groups);  // read once: `restored` is cleared after the start
       filter.restore(p, it->second.filter);
     } else if (it != restored.end()) {
       logger->warn("router snapshot of partition {} is at offset {}, past the committed {}: rebuilding from offset 0",
                    p, it->second.offset, until);
     }
-    stats.rebuilt_from_log += static_cast<uint64_t>(until - std::min(from, until));
+    stats.rebuilt_from_log += static_cast<uint64_t>(until - from);
     return read_partition_until(
         log, p, from, until, config.max_batch, [this] { return worker.stopping(); },
         [this](const Record& r) { route(r, false); }, "router rebuilding membership");
@@ -255,12 +255,13 @@ struct Router::Loop {
   // Membership as of `delivered`: only when everything read is out (nothing in `sent`) and
   // committed, so the groups and the filter are exactly those of the offsets written beside them,
   // and a restart (which resumes at the committed offsets) never finds the snapshot ahead of it.
+  // Until it can be written, each commit tries again.
   void save_snapshot() {
-    last_snapshot = std::chrono::steady_clock::now();
     if (config.snapshot_path.empty() || !sent.empty()) return;
     for (auto [p, offset] : delivered) {
       if (committed[p] != offset) return;
     }
+    last_snapshot = std::chrono::steady_clock::now();
     SnapshotWriter out(kMagic);
     out.put(static_cast<uint32_t>(delivered.size()));
     for (auto [p, offset] : delivered) {
