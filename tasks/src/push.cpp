@@ -166,11 +166,9 @@ struct Window {
   std::set<Member> members;
 };
 
-// A message of a conversation as the badge needs it (badge_as_of).
+// A message of a conversation the worker read: is the read model past it yet (badge_as_of)?
 struct Seen {
   int64_t time = 0;
-  uint64_t sender = 0;
-  bool system = false;
 };
 
 // One notification waiting for its (next) attempt.
@@ -349,8 +347,7 @@ struct PushWorker::Loop {
     if (!filter.accept(r.partition, e)) return {};
     auto* m = e.event_as_MessageAppended();
     if (!m) return {};
-    seen[std::string(sv(e.stream()))][e.seq()] =
-        Seen{e.timestamp_ms(), e.actor(), m->message_type() == fb::MessageType::System};
+    seen[std::string(sv(e.stream()))][e.seq()] = Seen{e.timestamp_ms()};
     if (m->message_type() == fb::MessageType::System) return {};
     auto ref = parse_stream(sv(e.stream()));
     if (!ref || (ref->kind != StreamKind::single && ref->kind != StreamKind::group)) return {};
@@ -431,25 +428,42 @@ struct PushWorker::Loop {
     return {};
   }
 
-  // The user's unread badge as it was at `end` (tasks/README.md): the read model's unread count of
-  // each conversation, less the messages of it after `end` the read model already counts. Nothing
-  // while the read model has not yet reached `end` in a conversation the worker read.
+  // The messages of conversation c at or after `end` that c's unread count of `user` holds (from
+  // others, not system rows, above the read seq), read back from the newest.
+  Result<uint64_t> unread_after(uint64_t user, const ConversationView& c, int64_t end) {
+    if (c.last_message && c.last_message->created_at < end) return uint64_t{0};
+    uint64_t n = 0;
+    HistoryRange range;
+    range.before_seq = c.last_seq + 1;
+    range.limit = 200;
+    for (;;) {
+      auto page = model.history(c.conversation_id, range);
+      IMLOG_TRY(page);
+      for (auto m = page->messages.rbegin(); m != page->messages.rend(); ++m) {
+        if (m->created_at < end || m->seq_id <= c.read_seq) return n;
+        if (m->sender_id != user && m->message_type != "system") n++;
+      }
+      if (!page->has_more || page->messages.empty()) return n;
+      range.before_seq = page->messages.front().seq_id;
+    }
+  }
+
+  // The user's unread badge as it was at `end` (tasks/README.md): each conversation's unread count
+  // in the read model less its messages at or after `end`. Nothing while the read model has not
+  // yet reached `end` in a conversation the worker read.
   Result<std::optional<uint64_t>> badge_as_of(uint64_t user, int64_t end) {
     auto convs = model.conversations(user);
     IMLOG_TRY(convs);
     uint64_t n = 0;
     for (const auto& c : *convs) {
-      uint64_t later = 0;
       if (auto it = seen.find(c.conversation_id); it != seen.end()) {
-        for (const auto& [seq, m] : it->second) {
-          if (m.time < end) {
-            if (seq > c.last_seq) return std::optional<uint64_t>();  // the read model is behind
-            continue;
-          }
-          if (seq <= c.last_seq && seq > c.read_seq && m.sender != user && !m.system) later++;
+        for (auto m = it->second.upper_bound(c.last_seq); m != it->second.end(); ++m) {
+          if (m->second.time < end) return std::optional<uint64_t>();  // the read model is behind
         }
       }
-      n += c.unread > later ? c.unread - later : 0;
+      auto later = unread_after(user, c, end);
+      IMLOG_TRY(later);
+      n += c.unread > *later ? c.unread - *later : 0;
     }
     return std::optional<uint64_t>(n);
   }
