@@ -166,11 +166,6 @@ struct Window {
   std::set<Member> members;
 };
 
-// A message of a conversation the worker read: is the read model past it yet (badge_as_of)?
-struct Seen {
-  int64_t time = 0;
-};
-
 // One notification waiting for its (next) attempt.
 struct Outgoing {
   PushNotification n;
@@ -272,8 +267,9 @@ struct PushWorker::Loop {
   std::map<int32_t, int64_t> read_time;
   std::map<int32_t, std::map<int64_t, int64_t>> first_at;
   std::map<int32_t, int64_t> end_offset;  // per partition: its end when last asked
-  // The messages of every conversation read since the cut, by stream and seq (badge_as_of).
-  std::unordered_map<std::string, std::map<uint64_t, Seen>> seen;
+  // The event times of the messages read since the cut, by stream and seq: is the read model past
+  // them yet (badge_as_of)?
+  std::unordered_map<std::string, std::map<uint64_t, int64_t>> seen;
   std::map<uint64_t, Outgoing> outgoing;  // by id, in the order queued
   uint64_t next_outgoing = 1;
   uint32_t in_flight = 0;
@@ -347,7 +343,7 @@ struct PushWorker::Loop {
     if (!filter.accept(r.partition, e)) return {};
     auto* m = e.event_as_MessageAppended();
     if (!m) return {};
-    seen[std::string(sv(e.stream()))][e.seq()] = Seen{e.timestamp_ms()};
+    seen[std::string(sv(e.stream()))][e.seq()] = e.timestamp_ms();
     if (m->message_type() == fb::MessageType::System) return {};
     auto ref = parse_stream(sv(e.stream()));
     if (!ref || (ref->kind != StreamKind::single && ref->kind != StreamKind::group)) return {};
@@ -458,7 +454,7 @@ struct PushWorker::Loop {
     for (const auto& c : *convs) {
       if (auto it = seen.find(c.conversation_id); it != seen.end()) {
         for (auto m = it->second.upper_bound(c.last_seq); m != it->second.end(); ++m) {
-          if (m->second.time < end) return std::optional<uint64_t>();  // the read model is behind
+          if (m->second < end) return std::optional<uint64_t>();  // the read model is behind
         }
       }
       auto later = unread_after(user, c, end);
@@ -694,13 +690,14 @@ struct PushWorker::Loop {
   // and the log's progress (a message read later is not older than the progress, unless late, and
   // a late one joins a window after its user's last).
   void prune(int64_t cut_at) {
-    int64_t before = cut_at;
-    for (const auto& [p, t] : read_time) before = std::min(before, t);
+    auto mark = watermark();
+    if (!mark) return;  // the log did not answer: next time
+    int64_t before = std::min(cut_at, *mark);
     for (auto& [p, times] : first_at) times.erase(times.begin(), times.lower_bound(before));
     std::erase_if(done_spans, [before](const auto& span) { return span.second <= before; });
     std::erase_if(chain_end, [before](const auto& user_end) { return user_end.second <= before; });
     for (auto it = seen.begin(); it != seen.end();) {
-      std::erase_if(it->second, [before](const auto& m) { return m.second.time < before; });
+      std::erase_if(it->second, [before](const auto& m) { return m.second < before; });
       it = it->second.empty() ? seen.erase(it) : std::next(it);
     }
   }
