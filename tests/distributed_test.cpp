@@ -38,6 +38,7 @@
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
 #include "imlog/testing/client.h"
+#include "imlog/testing/http_receiver.h"
 #include "imlog/testing/kafka_mock.h"
 #include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
@@ -1079,6 +1080,237 @@ TEST(DistributedReadiness, ReadyzFollowsKafkaMysqlAndRedisAndRecoversByItself) {
   EXPECT_NE(readyz().body.find("Kafka"), std::string::npos) << readyz().body;
   for (int b = 1; b <= 3; ++b) c.mock().broker_up(b);
   EXPECT_TRUE(wait_until([&] { return readyz().status == 200; }, 60s)) << "not ready again: " << readyz().body;
+}
+
+
+// ---- offline push across SIGKILLs of the push worker (issue 17) ------------------------------
+// Its own deployment: one process with the gateway, engine, projector and router roles, and the
+// tasks role (the push worker, webhook provider) in a process of its own, so the worker can be
+// killed while the gateway keeps its users online. Lanes send to offline users under load; the
+// tasks process is killed with SIGKILL three times and restarted. Every collapse window the log
+// defines (tasks/README.md, "Offline push": members by event time, [first, first + window)) must
+// reach each of the user's devices at least once, every key always with the same payload, and
+// nothing may go to a muted conversation or an online user.
+
+struct LoggedMessage {
+  std::string stream;
+  uint64_t seq = 0;
+  int64_t time = 0;
+  bool operator<(const LoggedMessage& o) const { return std::tie(time, stream, seq) < std::tie(o.time, o.stream, o.seq); }
+};
+
+// Every message (not system rows) of im.events, read through a KafkaLog of the test's own.
+std::vector<LoggedMessage> messages_in_log(Cluster& c) {
+  std::vector<LoggedMessage> out;
+  auto log = KafkaLog::open(c.mock().log_config());
+  EXPECT_TRUE(log.has_value());
+  if (!log) return out;
+  auto parts = (*log)->partition_count(kEventsTopic);
+  EXPECT_TRUE(parts.has_value());
+  std::vector<TopicPartitionOffset> from;
+  std::map<int32_t, int64_t> end;
+  for (int32_t p = 0; parts && p < *parts; ++p) {
+    from.push_back({std::string(kEventsTopic), p, 0});
+    auto e = (*log)->end_offset(TopicPartition{std::string(kEventsTopic), p});
+    if (e && *e > 0) end[p] = *e;
+  }
+  auto consumer = (*log)->consumer(ConsumerOptions{});
+  EXPECT_TRUE(consumer->assign(from).has_value());
+  std::vector<Record> batch;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!end.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (!consumer->poll(batch, 500ms)) break;
+    for (const auto& r : batch) {
+      auto ev = read_event(r.value);
+      if (ev) {
+        auto* m = (*ev)->event_as_MessageAppended();
+        if (m && m->message_type() != fb::MessageType::System) {
+          out.push_back(LoggedMessage{std::string(sv((*ev)->stream())), (*ev)->seq(), (*ev)->timestamp_ms()});
+        }
+      }
+      if (auto it = end.find(r.partition); it != end.end() && r.offset + 1 >= it->second) end.erase(it);
+    }
+  }
+  EXPECT_TRUE(end.empty()) << "im.events was not read to its end";
+  return out;
+}
+
+// One notification the log says a device gets: the window's size and latest message.
+struct ExpectedPush {
+  uint64_t collapsed = 0;
+  uint64_t seq = 0;
+  std::string conversation;
+};
+
+TEST(DistributedPush, WorkerKilledUnderLoadSendsEveryWindowWithOnePayload) {
+  constexpr auto kWindow = 300ms;
+  ClusterOptions options;
+  options.extra_yaml = fmt::format(R"(push:
+  enabled: true
+  collapse_window: {}ms
+  close_delay: 2s
+  preview_chars: 40
+  first_backoff: 50ms
+  max_backoff: 500ms
+  commit_interval: 200ms
+  lease_ttl: 2s
+  webhook_private_addresses: true
+  webhook_secret: distributed-push-secret-0123
+)", kWindow.count());
+  Cluster c("push", std::nullopt, std::nullopt, options);
+  ASSERT_NO_FATAL_FAILURE(c.init());
+  ASSERT_NO_FATAL_FAILURE(c.start("gw-b", "gateway,engine,projector,router"));
+  ASSERT_NO_FATAL_FAILURE(c.start("tasks", "tasks"));
+  const HttpClient gw = c.http("gw-b");
+
+  HttpReceiver receiver;
+  std::vector<User> senders;
+  for (int i = 0; i < 3; ++i) senders.push_back(make_user(gw, "psend"));
+  User r1 = make_user(gw, "r1"), r2 = make_user(gw, "r2"), muted = make_user(gw, "muted"), online = make_user(gw, "online");
+  for (const auto& u : {r1, r2, muted, online}) ASSERT_FALSE(u.token.empty());
+  const std::string muted_conv = single_stream(senders[0].id, muted.id);
+  auto patch = gw.request("PATCH", "/api/v1/users/me/settings", fmt::format(R"({{"muted":["{}"]}})", muted_conv), muted.token);
+  ASSERT_EQ(patch.status, 204) << patch.body;
+  std::map<uint64_t, std::vector<uint64_t>> devices;  // user → device ids
+  auto add_device = [&](const User& u, int n) {
+    auto r = gw.post("/api/v1/devices",
+                     fmt::format(R"({{"platform":"webhook","token":"http://127.0.0.1:{}/{}/{}"}})", receiver.port(), u.id, n),
+                     u.token);
+    ASSERT_EQ(r.status, 201) << r.body;
+    devices[u.id].push_back(r.json()["device_id"].GetUint64());
+  };
+  ASSERT_NO_FATAL_FAILURE(add_device(r1, 1));
+  ASSERT_NO_FATAL_FAILURE(add_device(r1, 2));
+  ASSERT_NO_FATAL_FAILURE(add_device(r2, 1));
+  ASSERT_NO_FATAL_FAILURE(add_device(muted, 1));  // after the mute: its user stream orders them
+  ASSERT_NO_FATAL_FAILURE(add_device(online, 1));
+  auto online_ws = connect_ws(c, "gw-b", online);
+  ASSERT_TRUE(online_ws);
+
+  // The lanes: every sender to r1 and r2, and one each to the muted conversation and the online user.
+  std::vector<Lane> lanes;
+  auto lane = [&](const User& from, const User& to) {
+    Lane l;
+    l.sender = from;
+    l.peer = to;
+    l.conversation = single_stream(from.id, to.id);
+    l.ws = connect_ws(c, "gw-b", from);
+    lanes.push_back(std::move(l));
+  };
+  for (const auto& s : senders) {
+    lane(s, r1);
+    lane(s, r2);
+  }
+  lane(senders[0], muted);
+  lane(senders[0], online);
+  for (const auto& l : lanes) ASSERT_TRUE(l.ws);
+
+  // A first message to each offline user (to the muted one in a conversation not muted) is pushed
+  // to each of their devices: the worker's read model has their devices and settings.
+  auto keys_of = [&](uint64_t device) {
+    std::set<std::string> out;
+    for (const auto& req : receiver.requests()) {
+      rapidjson::Document d;
+      d.Parse(HttpReceiver::body(req).c_str());
+      if (d.IsObject() && d["device_id"].GetUint64() == device) out.insert(d["key"].GetString());
+    }
+    return out;
+  };
+  auto probe_ws = connect_ws(c, "gw-b", senders[1]);
+  for (const auto* to : {&r1, &r2, &muted}) {
+    ASSERT_TRUE(send_acked(*probe_ws, single_stream(senders[1].id, to->id), fmt::format("probe-{}", to->id)));
+  }
+  for (const auto* to : {&r1, &r2, &muted}) {
+    for (uint64_t d : devices[to->id]) {
+      ASSERT_TRUE(wait_until([&] { return !keys_of(d).empty(); }, 60s)) << "no push to device " << d << " of " << to->name;
+    }
+  }
+
+  {
+    Load load(lanes);
+    ASSERT_TRUE(wait_until([&] { return load.acks() >= 100; }, 90s)) << "no load got through before the kills";
+    for (int kill = 0; kill < 3; ++kill) {
+      size_t pushed = receiver.requests().size();
+      ASSERT_TRUE(wait_until([&] { return receiver.requests().size() >= pushed + 10; }, 60s)) << "no pushes before kill " << kill;
+      ASSERT_NO_FATAL_FAILURE(c.kill9("tasks"));
+      uint64_t at_kill = load.acks();
+      EXPECT_TRUE(wait_until([&] { return load.acks() >= at_kill + 50; }, 60s)) << "acks stalled after kill " << kill;
+      ASSERT_NO_FATAL_FAILURE(c.start("tasks", "tasks"));
+    }
+    size_t pushed = receiver.requests().size();
+    EXPECT_TRUE(wait_until([&] { return receiver.requests().size() >= pushed + 10; }, 60s)) << "no pushes after the last restart";
+    load.stop();
+  }
+  ASSERT_NO_FATAL_FAILURE(settle_and_check(c, lanes));
+
+  // The windows the log defines, per pushed user, and the notification each device gets.
+  std::map<std::string, ExpectedPush> expected;  // key → payload
+  std::map<uint64_t, std::vector<LoggedMessage>> members;
+  for (const auto& m : messages_in_log(c)) {
+    if (!m.stream.starts_with("single_") || m.stream == muted_conv) continue;
+    auto ids = m.stream.substr(7);
+    uint64_t a = std::stoull(ids.substr(0, ids.find('_'))), b = std::stoull(ids.substr(ids.find('_') + 1));
+    for (const auto* to : {&r1, &r2, &muted}) {
+      if (a == to->id || b == to->id) members[to->id].push_back(m);
+    }
+  }
+  for (auto& [user, ms] : members) {
+    std::sort(ms.begin(), ms.end());
+    for (size_t i = 0; i < ms.size();) {
+      size_t j = i;
+      while (j < ms.size() && ms[j].time < ms[i].time + kWindow.count()) ++j;
+      for (uint64_t d : devices[user]) {
+        expected[fmt::format("{}/{}/{}/{}", user, ms[i].stream, ms[i].seq, d)] =
+            ExpectedPush{j - i, ms[j - 1].seq, ms[j - 1].stream};
+      }
+      i = j;
+    }
+  }
+  ASSERT_GT(expected.size(), 50u) << "too little load to judge";
+
+  // Every expected key arrives; then nothing more comes.
+  auto arrived = [&] {
+    std::map<std::string, std::set<std::string>> bodies;  // key → the distinct bodies it came with
+    for (const auto& req : receiver.requests()) {
+      bodies[HttpReceiver::header(req, "Idempotency-Key")].insert(HttpReceiver::body(req));
+    }
+    return bodies;
+  };
+  std::vector<std::string> missing;
+  EXPECT_TRUE(wait_until([&] {
+    auto got = arrived();
+    missing.clear();
+    for (const auto& [key, e] : expected) {
+      if (!got.count(key)) missing.push_back(key);
+    }
+    return missing.empty();
+  }, 90s)) << missing.size() << " of " << expected.size() << " windows never pushed, e.g. " << missing.front();
+  std::this_thread::sleep_for(3s);
+  size_t unexpected = 0, repeated = 0;
+  for (const auto& [key, bodies] : arrived()) {
+    auto e = expected.find(key);
+    if (e == expected.end()) {
+      if (++unexpected <= 5) ADD_FAILURE() << "a key the log does not define: " << key << " " << *bodies.begin();
+      continue;
+    }
+    EXPECT_EQ(bodies.size(), 1u) << key << " came with " << bodies.size() << " payloads, e.g.\n"
+                                 << *bodies.begin() << "\n" << *bodies.rbegin();
+    rapidjson::Document d;
+    d.Parse(bodies.begin()->c_str());
+    ASSERT_TRUE(d.IsObject()) << *bodies.begin();
+    EXPECT_EQ(d["collapsed"].GetUint64(), e->second.collapsed) << key;
+    EXPECT_EQ(d["seq"].GetUint64(), e->second.seq) << key;
+    EXPECT_EQ(std::string(d["conversation_id"].GetString()), e->second.conversation) << key;
+  }
+  EXPECT_EQ(unexpected, 0u);
+  for (const auto& req : receiver.requests()) {
+    auto body = HttpReceiver::body(req);
+    if (body.find(fmt::format(R"("user_id":{},)", online.id)) != std::string::npos) ++repeated;
+    EXPECT_EQ(body.find(muted_conv), std::string::npos) << "pushed for a muted conversation: " << body;
+  }
+  EXPECT_EQ(repeated, 0u) << "pushed to the online user";
+  std::cout << "[ note ] " << expected.size() << " (window, device) keys, " << receiver.requests().size()
+            << " requests in all\n";
 }
 
 }  // namespace

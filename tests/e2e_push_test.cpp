@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <iostream>
 #include <set>
 #include <string>
@@ -41,6 +42,7 @@ gateway:
 push:
   enabled: true
   collapse_window: 300ms
+  close_delay: 500ms
   preview_chars: 8
   max_attempts: 3
   first_backoff: 50ms
@@ -331,6 +333,54 @@ TEST_F(E2ePush, DevicesAreValidatedListedAndRemovedByTheirOwnerOnly) {
   EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/devices/{}", id), {}, ann.token).status, 204);
   EXPECT_EQ(s().http().request("DELETE", fmt::format("/api/v1/devices/{}", id), {}, ann.token).status, 404) << "gone";
   ASSERT_TRUE(wait_until([&] { return devices(ann).empty(); }, kWait));
+}
+
+// A fixed-offset zone (Etc/GMT-N is N hours east of UTC) in which it is now about `local_hour`
+// o'clock, so the test means the same at any hour it runs.
+std::string zone_where_it_is(int local_hour) {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  int offset = ((local_hour - utc.tm_hour) % 24 + 24) % 24;
+  if (offset > 14) offset -= 24;
+  if (offset == 0) return "Etc/GMT";
+  return offset > 0 ? fmt::format("Etc/GMT-{}", offset) : fmt::format("Etc/GMT+{}", -offset);
+}
+
+// Quiet hours 10:00–14:00 are read in the user's time zone: where it is noon now, nothing; where it
+// is midnight, the notification, with the badge counting both unread messages.
+TEST_F(E2ePush, QuietHoursAreReadInTheUsersTimeZone) {
+  HttpReceiver receiver;
+  User ann = make_user(s(), "ann"), dee = make_user(s(), "dee");
+  ASSERT_NE(add_device(dee, fmt::format("http://127.0.0.1:{}/dee", receiver.port())), 0u);
+  ASSERT_TRUE(wait_until([&] { return devices(dee).size() == 1; }, kWait));
+  auto settle_zone = [&](const std::string& zone) {
+    auto r = s().http().request(
+        "PATCH", "/api/v1/users/me/settings",
+        fmt::format(R"({{"quiet_start_minute":600,"quiet_end_minute":840,"time_zone":{}}})", json_quote(zone)), dee.token);
+    ASSERT_EQ(r.status, 204) << r.body;
+    ASSERT_TRUE(wait_until([&] {
+      auto me = s().http().get("/api/v1/users/me", dee.token);
+      return me.status == 200 && me.json()["settings"]["time_zone"].GetString() == zone;
+    }, kWait)) << zone;
+  };
+  const std::string ad = single(ann.id, dee.id);
+  ASSERT_NO_FATAL_FAILURE(settle_zone(zone_where_it_is(12)));
+  send(ann, ad, "during quiet hours");
+  std::this_thread::sleep_for(2000ms);  // past the window, close_delay and a send
+  EXPECT_TRUE(receiver.requests().empty()) << "pushed in quiet hours: " << receiver.requests()[0];
+
+  ASSERT_NO_FATAL_FAILURE(settle_zone(zone_where_it_is(0)));
+  send(ann, ad, "after quiet hours");
+  ASSERT_TRUE(wait_until([&] { return receiver.requests().size() == 1; }, kWait)) << "no push outside quiet hours";
+  std::this_thread::sleep_for(1000ms);
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  rapidjson::Document d;
+  d.Parse(HttpReceiver::body(receiver.requests()[0]).c_str());
+  ASSERT_TRUE(d.IsObject()) << receiver.requests()[0];
+  EXPECT_EQ(d["collapsed"].GetUint64(), 1u) << "the quiet hours' message is not in it";
+  EXPECT_EQ(std::string(d["preview"].GetString()), "after qu\u2026");
+  EXPECT_EQ(d["badge"].GetUint64(), 2u) << "both messages are unread";
 }
 
 TEST_F(E2ePush, TheTimeZoneIsAnIanaName) {

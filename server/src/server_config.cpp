@@ -255,6 +255,10 @@ void read_push(ConfigSection s, PushConfig& c, std::optional<FcmOptions>& fcm, s
   if (c.collapse_window.count() < 0 || c.collapse_window > std::chrono::minutes(10)) {
     s.fail("collapse_window", "must be between 0ms and 10m");
   }
+  s.read("close_delay", c.close_delay);
+  if (c.close_delay.count() < 0 || c.close_delay > std::chrono::minutes(1)) {
+    s.fail("close_delay", "must be between 0ms and 1m");
+  }
   read_u32(s, "preview_chars", c.preview_chars, 0, 1000);
   read_u32(s, "max_attempts", c.max_attempts, 1, 100);
   s.read("first_backoff", c.first_backoff);

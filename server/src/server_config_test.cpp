@@ -199,16 +199,18 @@ TEST(ServerConfig, PushSection) {
   ServerConfig d = load_server_config("", "");
   EXPECT_FALSE(d.push.enabled) << "off unless asked for";
   EXPECT_EQ(d.push.collapse_window, std::chrono::seconds(2));
+  EXPECT_EQ(d.push.close_delay, std::chrono::seconds(1));
   EXPECT_EQ(d.push.preview_chars, 100u);
   EXPECT_EQ(d.push.group, "imlog-push");
   EXPECT_FALSE(d.push.webhook_private_addresses) << "webhooks reach public addresses only";
   ServerConfig c = load_server_config(write_config(R"(
-push: {enabled: true, collapse_window: 500ms, preview_chars: 0, max_attempts: 2, first_backoff: 20ms,
+push: {enabled: true, collapse_window: 500ms, close_delay: 250ms, preview_chars: 0, max_attempts: 2, first_backoff: 20ms,
        max_backoff: 1s, timeout: 2s, group: p2, commit_interval: 100ms, webhook_private_addresses: true,
        webhook_secret: 0123456789abcdef, max_in_flight: 4}
 )"), "");
   EXPECT_TRUE(c.push.enabled);
   EXPECT_EQ(c.push.collapse_window, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.push.close_delay, std::chrono::milliseconds(250));
   EXPECT_EQ(c.push.preview_chars, 0u);
   EXPECT_EQ(c.push.max_attempts, 2u);
   EXPECT_EQ(c.push.first_backoff, std::chrono::milliseconds(20));
@@ -247,6 +249,7 @@ push:
   EXPECT_THAT(error_of("push: {apns: {key_file: k, key_id: K, team_id: T, topic: t, colour: red}}"),
               HasSubstr("colour"));
   EXPECT_THAT(error_of("push: {collapse_window: 11m}"), HasSubstr("`push.collapse_window`"));
+  EXPECT_THAT(error_of("push: {close_delay: 2m}"), HasSubstr("`push.close_delay`"));
   EXPECT_THAT(error_of("push: {preview_chars: 1001}"), HasSubstr("`push.preview_chars`"));
   EXPECT_THAT(error_of("push: {max_attempts: 0}"), HasSubstr("`push.max_attempts`"));
   EXPECT_THAT(error_of("push: {first_backoff: 2s, max_backoff: 1s}"), HasSubstr("`push.max_backoff`"));

@@ -5,8 +5,11 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <limits>
 #include <map>
 #include <random>
+#include <set>
+#include <tuple>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -141,26 +144,35 @@ namespace {
 
 constexpr std::string_view kPushLease = "push";
 
-// One user's collapse window: the messages since its first, until due_ms.
-struct Window {
-  int64_t due_ms = 0;
-  int32_t partition = 0;  // of the first message: holds the committed offset back
-  int64_t offset = 0;
-  std::string first_stream;
-  uint64_t first_seq = 0;
-  int64_t event_ms = 0;  // of the first message
-  std::string conversation;  // of the latest message
+// One message to one recipient, as a collapse window holds it. Ordered by (time, stream, seq):
+// a function of the log, whatever order the partitions were read in.
+struct Member {
+  int64_t time = 0;  // its event time (a late message's: the end of the user's last window)
+  std::string stream;
   uint64_t seq = 0;
   uint64_t sender = 0;
-  std::string content;
-  uint32_t count = 0;
+  std::shared_ptr<const std::string> content;
+  int32_t partition = 0;  // where it is in im.events (the dead letter's source)
+  int64_t offset = 0;
+  bool operator<(const Member& o) const { return std::tie(time, stream, seq) < std::tie(o.time, o.stream, o.seq); }
+};
+
+// A user's collapse window: the members with event time in [start, start + collapse_window),
+// start being its first member's (tasks/README.md, "Offline push").
+struct Window {
+  uint64_t user = 0;
+  int64_t start = 0;
+  int64_t end = 0;
+  std::set<Member> members;
 };
 
 // One notification waiting for its (next) attempt.
 struct Outgoing {
   PushNotification n;
   int64_t due_ms = 0;
-  int32_t partition = 0;
+  int64_t window_start = 0;  // holds the committed offsets back (cut())
+  int64_t window_end = 0;
+  int32_t partition = 0;     // of the window's first message
   int64_t offset = 0;
   uint32_t attempts = 0;
   int64_t event_ms = 0;    // the window's first message's event time (the latency histogram)
@@ -243,7 +255,21 @@ struct PushWorker::Loop {
   std::unique_ptr<Consumer> reader;
   EpochFilter filter;
   std::vector<Record> batch;
-  std::unordered_map<uint64_t, Window> windows;  // by user
+  // Collapsing (tasks/README.md, "Offline push"): members not yet cut into a window, by user; the
+  // end of each user's last window cut; windows cut and waiting for the read model; the spans of
+  // windows done with, while a later cut may fall inside them.
+  std::unordered_map<uint64_t, std::set<Member>> waiting;
+  std::unordered_map<uint64_t, int64_t> chain_end;
+  std::vector<Window> closing;
+  std::multiset<std::pair<int64_t, int64_t>> done_spans;
+  // The log's progress: per partition, the latest event time read, and the first offset read of
+  // each event time (the committed offset is the first one at or after the cut).
+  std::map<int32_t, int64_t> read_time;
+  std::map<int32_t, std::map<int64_t, int64_t>> first_at;
+  std::map<int32_t, int64_t> end_offset;  // per partition: its end when last asked
+  // The event times of the messages read since the cut, by stream and seq: is the read model past
+  // them yet (badge_as_of)?
+  std::unordered_map<std::string, std::map<uint64_t, int64_t>> seen;
   std::map<uint64_t, Outgoing> outgoing;  // by id, in the order queued
   uint64_t next_outgoing = 1;
   uint32_t in_flight = 0;
@@ -284,126 +310,214 @@ struct PushWorker::Loop {
     return out;
   }
 
-  // Opens or extends the recipient's collapse window with this message.
-  void add_to_window(uint64_t user, const Record& r, const fb::EventEnvelope& e, std::string_view content) {
-    auto [it, fresh] = windows.try_emplace(user);
-    Window& w = it->second;
-    if (fresh) {
-      w.due_ms = clock.now_ms() + config.collapse_window.count();
-      w.partition = r.partition;
-      w.offset = r.offset;
-      w.first_stream = sv(e.stream());
-      w.first_seq = e.seq();
-      w.event_ms = e.timestamp_ms();
-    } else {
-      stats.collapsed++;
-    }
-    w.conversation = sv(e.stream());
-    w.seq = e.seq();
-    w.sender = e.actor();
-    w.content = content;
-    w.count++;
+  int64_t window_ms() const { return std::max<int64_t>(config.collapse_window.count(), 1); }
+
+  // Partition p's record at `offset` has event time `time`: the log's progress, and where the
+  // committed offset may stop.
+  void note_position(int32_t p, int64_t offset, int64_t time) {
+    auto& at = read_time.try_emplace(p, std::numeric_limits<int64_t>::min()).first->second;
+    at = std::max(at, time);
+    auto [it, fresh] = first_at[p].try_emplace(time, offset);
+    if (!fresh) it->second = std::min(it->second, offset);
   }
 
-  // One event of im.events: a message opens or extends its offline recipients' windows.
+  // Adds the message to the recipient's members. A message older than the end of the user's last
+  // window cut (it reached the worker more than close_delay late) joins the next window instead.
+  void add_member(uint64_t user, const Record& r, const fb::EventEnvelope& e,
+                  const std::shared_ptr<const std::string>& content) {
+    Member m{e.timestamp_ms(), std::string(sv(e.stream())), e.seq(), e.actor(), content, r.partition, r.offset};
+    if (auto it = chain_end.find(user); it != chain_end.end() && m.time < it->second) {
+      logger->debug("push: message {}/{} to user {} came after its window closed", m.stream, m.seq, user);
+      m.time = it->second;
+      note_position(r.partition, r.offset, m.time);  // held back with the window it joins
+    }
+    waiting[user].insert(std::move(m));
+  }
+
+  // One event of im.events: a message adds itself to its recipients' collapse windows.
   Status handle(const Record& r) {
     auto ev = read_event(r.value);
     if (!ev) return {};  // the router and projections log undecodable records
     const fb::EventEnvelope& e = **ev;
+    note_position(r.partition, r.offset, e.timestamp_ms());
     if (!filter.accept(r.partition, e)) return {};
     auto* m = e.event_as_MessageAppended();
-    if (!m || m->message_type() == fb::MessageType::System) return {};
+    if (!m) return {};
+    seen[std::string(sv(e.stream()))][e.seq()] = e.timestamp_ms();
+    if (m->message_type() == fb::MessageType::System) return {};
     auto ref = parse_stream(sv(e.stream()));
     if (!ref || (ref->kind != StreamKind::single && ref->kind != StreamKind::group)) return {};
     stats.events++;
     stats.lag_ms = clock.now_ms() - e.timestamp_ms();
     auto who = recipients(*ref, e.actor());
     IMLOG_TRY(who);
-    auto online = online_of(*who);
-    IMLOG_TRY(online);
-    for (uint64_t user : *who) {
-      IMLOG_TRY(consider(user, online->contains(user), r, e, sv(m->content())));
-    }
+    auto content = std::make_shared<const std::string>(sv(m->content()));
+    for (uint64_t user : *who) IMLOG_TRY(consider(user, r, e, content));
     return {};
   }
 
-  Status consider(uint64_t user, bool online, const Record& r, const fb::EventEnvelope& e, std::string_view content) {
-    if (online) {
-      stats.skipped++;
-      return {};
-    }
+  // The recipient's settings decide, at the message's event time (quiet hours), whether it is one
+  // to push; whether they are online is asked when its window closes.
+  Status consider(uint64_t user, const Record& r, const fb::EventEnvelope& e,
+                  const std::shared_ptr<const std::string>& content) {
     auto view = model.user(user);
     IMLOG_TRY(view);
     if (!*view) return {};
     auto blocked = model.blocked(user);
     IMLOG_TRY(blocked);
-    PushSkip skip = should_push(**view, sv(e.stream()), e.actor(), false, *blocked, clock.now_ms());
+    PushSkip skip = should_push(**view, sv(e.stream()), e.actor(), false, *blocked, e.timestamp_ms());
     if (skip != PushSkip::none) {
       stats.skipped++;
       logger->debug("no push to user {} for {}/{}: {}", user, sv(e.stream()), e.seq(), push_skip_name(skip));
       return {};
     }
-    add_to_window(user, r, e, content);
+    add_member(user, r, e, content);
     return {};
   }
 
   // ---- closing windows and sending ------------------------------------------------------------
 
-  Result<uint64_t> badge_of(uint64_t user) {
-    auto convs = model.conversations(user);
-    IMLOG_TRY(convs);
-    uint64_t n = 0;
-    for (const auto& c : *convs) n += c.unread;
-    return n;
+  // Is partition p read to its end? Asks the log only when what it last said is reached.
+  Result<bool> caught_up(int32_t p, int64_t read) {
+    auto& end = end_offset.try_emplace(p, 0).first->second;
+    if (read < end) return false;
+    auto now_end = log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+    IMLOG_TRY(now_end);
+    end = *now_end;
+    return read >= end;
   }
 
-  // A window closed: one notification per device, unless the user came online meanwhile.
-  Status close_window(uint64_t user, const Window& w) {
-    auto online = online_of({user});
-    IMLOG_TRY(online);
-    if (!online->empty()) {
-      stats.skipped++;
-      return {};
+  // How far in event time the log has been read: the least, over the partitions, of the latest
+  // event time read, or of now less close_delay for a partition read to its end (its next message,
+  // not yet written or on its way, is not older than that).
+  Result<int64_t> watermark() {
+    int64_t now = clock.now_ms(), at = std::numeric_limits<int64_t>::max();
+    for (auto [p, read] : next) {
+      auto it = read_time.find(p);
+      int64_t t = it == read_time.end() ? std::numeric_limits<int64_t>::min() : it->second;
+      auto done = caught_up(p, read);
+      IMLOG_TRY(done);
+      if (*done) t = std::max(t, now - config.close_delay.count());
+      at = std::min(at, t);
     }
-    auto view = model.user(user);
-    IMLOG_TRY(view);
-    auto sender = model.user(w.sender);
-    IMLOG_TRY(sender);
-    auto badge = badge_of(user);
-    IMLOG_TRY(badge);
-    if (!*view) return {};
-    for (const auto& d : (*view)->devices) {
-      if (removed_devices.contains(d.device_id)) continue;  // its token is invalid; the model lags
-      Outgoing o;
-      o.n.user_id = user;
-      o.n.device = d;
-      o.n.key = std::to_string(user) + "/" + w.first_stream + "/" + std::to_string(w.first_seq) + "/" +
-                std::to_string(d.device_id);
-      o.n.conversation_id = w.conversation;
-      o.n.seq = w.seq;
-      o.n.sender_id = w.sender;
-      o.n.sender_nickname = *sender ? (*sender)->nickname : "";
-      o.n.preview = preview_of(w.content, config.preview_chars);
-      o.n.badge = *badge;
-      o.n.collapsed = w.count;
-      o.due_ms = clock.now_ms();
-      o.partition = w.partition;
-      o.offset = w.offset;
-      o.event_ms = w.event_ms;
-      outgoing.emplace(next_outgoing++, std::move(o));
+    return at;
+  }
+
+  // Cuts each user's members into windows whose end the log's progress has passed: no message of
+  // them can come any more, so each window is the same whenever, and by whichever worker, it is cut.
+  Status cut_windows() {
+    if (waiting.empty()) return {};
+    auto mark = watermark();
+    IMLOG_TRY(mark);
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      auto& members = it->second;
+      while (!members.empty() && members.begin()->time + window_ms() <= *mark) {
+        Window w{it->first, members.begin()->time, members.begin()->time + window_ms(), {}};
+        while (!members.empty() && members.begin()->time < w.end) {
+          w.members.insert(members.extract(members.begin()));
+        }
+        chain_end[w.user] = w.end;
+        closing.push_back(std::move(w));
+      }
+      it = members.empty() ? waiting.erase(it) : std::next(it);
     }
     return {};
   }
 
-  Status close_due_windows() {
-    int64_t now = clock.now_ms();
-    for (auto it = windows.begin(); it != windows.end();) {
-      if (it->second.due_ms > now) {
-        ++it;
-        continue;
+  // The messages of conversation c at or after `end` that c's unread count of `user` holds (from
+  // others, not system rows, above the read seq), read back from the newest.
+  Result<uint64_t> unread_after(uint64_t user, const ConversationView& c, int64_t end) {
+    if (c.last_message && c.last_message->created_at < end) return uint64_t{0};
+    uint64_t n = 0;
+    HistoryRange range;
+    range.before_seq = c.last_seq + 1;
+    range.limit = 200;
+    for (;;) {
+      auto page = model.history(c.conversation_id, range);
+      IMLOG_TRY(page);
+      for (auto m = page->messages.rbegin(); m != page->messages.rend(); ++m) {
+        if (m->created_at < end || m->seq_id <= c.read_seq) return n;
+        if (m->sender_id != user && m->message_type != "system") n++;
       }
-      IMLOG_TRY(close_window(it->first, it->second));  // kept on failure: closed again next step
-      it = windows.erase(it);
+      if (!page->has_more || page->messages.empty()) return n;
+      range.before_seq = page->messages.front().seq_id;
+    }
+  }
+
+  // The user's unread badge as it was at `end` (tasks/README.md): each conversation's unread count
+  // in the read model less its messages at or after `end`. Nothing while the read model has not
+  // yet reached `end` in a conversation the worker read.
+  Result<std::optional<uint64_t>> badge_as_of(uint64_t user, int64_t end) {
+    auto convs = model.conversations(user);
+    IMLOG_TRY(convs);
+    uint64_t n = 0;
+    for (const auto& c : *convs) {
+      if (auto it = seen.find(c.conversation_id); it != seen.end()) {
+        for (auto m = it->second.upper_bound(c.last_seq); m != it->second.end(); ++m) {
+          if (m->second < end) return std::optional<uint64_t>();  // the read model is behind
+        }
+      }
+      auto later = unread_after(user, c, end);
+      IMLOG_TRY(later);
+      n += c.unread > *later ? c.unread - *later : 0;
+    }
+    return std::optional<uint64_t>(n);
+  }
+
+  // A window closed: one notification per device, unless the user came online meanwhile. False
+  // while the read model has not reached the window's end (tried again next step).
+  Result<bool> close_window(const Window& w) {
+    auto online = online_of({w.user});
+    IMLOG_TRY(online);
+    if (!online->empty()) {
+      stats.skipped++;
+      done_spans.emplace(w.start, w.end);
+      return true;
+    }
+    auto badge = badge_as_of(w.user, w.end);
+    IMLOG_TRY(badge);
+    if (!*badge) return false;
+    auto view = model.user(w.user);
+    IMLOG_TRY(view);
+    const Member& first = *w.members.begin();
+    const Member& latest = *w.members.rbegin();
+    auto sender = model.user(latest.sender);
+    IMLOG_TRY(sender);
+    bool queued = false;
+    for (const auto& d : *view ? (*view)->devices : std::vector<DeviceView>{}) {
+      if (removed_devices.contains(d.device_id)) continue;  // its token is invalid; the model lags
+      Outgoing o;
+      o.n.user_id = w.user;
+      o.n.device = d;
+      o.n.key = std::to_string(w.user) + "/" + first.stream + "/" + std::to_string(first.seq) + "/" +
+                std::to_string(d.device_id);
+      o.n.conversation_id = latest.stream;
+      o.n.seq = latest.seq;
+      o.n.sender_id = latest.sender;
+      o.n.sender_nickname = *sender ? (*sender)->nickname : "";
+      o.n.preview = preview_of(*latest.content, config.preview_chars);
+      o.n.badge = **badge;
+      o.n.collapsed = static_cast<uint32_t>(w.members.size());
+      o.due_ms = clock.now_ms();
+      o.window_start = w.start;
+      o.window_end = w.end;
+      o.partition = first.partition;
+      o.offset = first.offset;
+      o.event_ms = first.time;
+      outgoing.emplace(next_outgoing++, std::move(o));
+      queued = true;
+    }
+    if (queued) stats.collapsed += w.members.size() - 1;
+    else done_spans.emplace(w.start, w.end);
+    return true;
+  }
+
+  Status close_due_windows() {
+    IMLOG_TRY(cut_windows());
+    for (auto it = closing.begin(); it != closing.end();) {
+      auto closed = close_window(*it);
+      IMLOG_TRY(closed);  // kept on failure: closed again next step
+      it = *closed ? closing.erase(it) : std::next(it);
     }
     return {};
   }
@@ -465,6 +579,12 @@ struct PushWorker::Loop {
     logger->info("push: device {} of user {} removed: its token is invalid ({})", n.device.device_id, n.user_id, why);
   }
 
+  // A notification done with: its window's span is kept while a cut may fall inside it (cut()).
+  std::map<uint64_t, Outgoing>::iterator forget(std::map<uint64_t, Outgoing>::iterator it) {
+    done_spans.emplace(it->second.window_start, it->second.window_end);
+    return outgoing.erase(it);
+  }
+
   // Hands due notifications to the pool, at most max_in_flight at once and one per device.
   void send_due() {
     int64_t now = clock.now_ms();
@@ -477,7 +597,7 @@ struct PushWorker::Loop {
       PushProvider* p = provider_for(o.n.device.platform);
       if (!p || removed_devices.contains(o.n.device.device_id)) {
         if (!p) stats.unsupported++;
-        it = outgoing.erase(it);
+        it = forget(it);
         continue;
       }
       o.in_flight = true;
@@ -511,7 +631,7 @@ struct PushWorker::Loop {
       in_flight--;
       stats.in_flight = in_flight;
       sending_to.erase(o.n.device.device_id);
-      if (done_with(o, a.result)) outgoing.erase(it);
+      if (done_with(o, a.result)) forget(it);
     }
   }
 
@@ -544,25 +664,62 @@ struct PushWorker::Loop {
 
   // ---- positions ------------------------------------------------------------------------------
 
-  // Where partition p is done up to: its next offset, held back by windows and sends still open.
-  int64_t done_up_to(int32_t p, int64_t read) const {
-    int64_t at = read;
-    for (const auto& [user, w] : windows) {
-      if (w.partition == p) at = std::min(at, w.offset);
+  // The cut: the event time from which a restarted worker must read everything again. The first
+  // member of every window not done with (waiting, closing or sending) is at or after it, and no
+  // window done with straddles it — so a restarted worker forms exactly the same windows from the
+  // messages at or after it, and a window done with is either read again whole (sent again, the
+  // same) or not at all. int64 max when nothing is open.
+  int64_t cut() const {
+    int64_t at = std::numeric_limits<int64_t>::max();
+    for (const auto& [user, members] : waiting) at = std::min(at, members.begin()->time);
+    for (const auto& w : closing) at = std::min(at, w.start);
+    for (const auto& [id, o] : outgoing) at = std::min(at, o.window_start);
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (auto [start, end] : done_spans) {
+        if (start < at && at < end) {
+          at = start;
+          moved = true;
+        }
+      }
     }
-    for (const auto& [id, o] : outgoing) {
-      if (o.partition == p) at = std::min(at, o.offset);
+    return at;
+  }
+
+  // Forgets what no later cut can need: positions, spans and seen messages before both the cut
+  // and the log's progress (a message read later is not older than the progress, unless late, and
+  // a late one joins a window after its user's last).
+  void prune(int64_t cut_at) {
+    auto mark = watermark();
+    if (!mark) return;  // the log did not answer: next time
+    int64_t before = std::min(cut_at, *mark);
+    for (auto& [p, times] : first_at) times.erase(times.begin(), times.lower_bound(before));
+    std::erase_if(done_spans, [before](const auto& span) { return span.second <= before; });
+    std::erase_if(chain_end, [before](const auto& user_end) { return user_end.second <= before; });
+    for (auto it = seen.begin(); it != seen.end();) {
+      std::erase_if(it->second, [before](const auto& m) { return m.second < before; });
+      it = it->second.empty() ? seen.erase(it) : std::next(it);
+    }
+  }
+
+  // Where partition p is done up to: the first offset read at or after the cut, else all it read.
+  int64_t done_up_to(int32_t p, int64_t read, int64_t cut_at) const {
+    int64_t at = read;
+    if (auto it = first_at.find(p); it != first_at.end()) {
+      for (auto t = it->second.lower_bound(cut_at); t != it->second.end(); ++t) at = std::min(at, t->second);
     }
     return at;
   }
 
   void commit() {
     last_commit = std::chrono::steady_clock::now();
+    int64_t cut_at = cut();
     std::vector<TopicPartitionOffset> offsets;
     for (auto [p, read] : next) {
-      int64_t at = done_up_to(p, read);
+      int64_t at = done_up_to(p, read, cut_at);
       if (committed[p] != at) offsets.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, at});
     }
+    prune(cut_at);
     if (offsets.empty()) return;
     if (auto s = reader->commit(offsets); !s) {
       logger->warn("push: committing im.events offsets: {}", s.error().to_string());

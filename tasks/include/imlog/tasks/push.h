@@ -5,24 +5,27 @@
 // For each MessageAppended of a one-to-one or group conversation (not system rows, not `world`),
 // every recipient but the sender who has no online session (SessionRegistry) and whose settings
 // allow it (should_push: push on, not in quiet hours in their time zone, conversation not muted,
-// sender not blocked) gets one notification per device. Messages to one user within
-// collapse_window become one notification per device (the latest message's sender, preview,
-// conversation and seq, how many were collapsed, and the unread badge read from the read model
-// when the window closes).
+// sender not blocked, quiet hours at the message's event time) gets one notification per device
+// per collapse window. A window is a function of the log: the user's messages with event times in
+// [first, first + collapse_window), cut once every partition is read past its end (a partition
+// at its end counting as read to now - close_delay); its notification names the latest message
+// (sender, preview, conversation, seq), how many it stands for, and the unread badge as of the
+// window's end (tasks/README.md, "Offline push").
 //
-// Providers (PushProvider): WebhookProvider POSTs JSON to the device's URL with libcurl, signed
-// with an HMAC-SHA256 header (webhook_signature). APNs and FCM are NOT wired to Apple or Google:
-// there is no credential handling; the tests use FakePushProvider, and a worker without a
+// Providers (PushProvider): the webhook POSTs JSON to the device's URL with libcurl, signed with
+// an HMAC-SHA256 header (webhook_signature); FCM HTTP v1 and APNs below. A worker without a
 // provider for a platform counts those pushes as `unsupported` and sends nothing.
 //
 // Failures: a retryable failure is tried again after first_backoff, doubling up to max_backoff,
 // max_attempts times in all; then the notification is written to im.dlq (task_records.h) with the
 // reason. A provider's answer that the token is invalid (invalid_token) removes the device: the
 // worker submits RemoveDevice on the user's stream through the command path (the engine writes
-// DeviceRemoved to the log, as for DELETE /api/v1/devices/{id}), and sends nothing more to it. At least once: the offset the worker commits (under PushConfig::group) never passes an
-// event whose notifications are still collapsing or retrying, so a killed worker notifies again
+// DeviceRemoved to the log, as for DELETE /api/v1/devices/{id}), and sends nothing more to it. At
+// least once: the offset the worker commits (under PushConfig::group) is each partition's first at
+// or after the cut (the earliest first message of a window not done with, moved back to the start
+// of a done one straddling it), so a killed worker forms the same windows again and notifies again
 // from there; each notification carries a stable idempotency key ("<user>/<stream>/<seq of the
-// window's first message>/<device>") receivers de-duplicate by. A partition never committed is
+// window's first message>/<device>"), always with the same payload, receivers de-duplicate by. A partition never committed is
 // followed from its end at start (no pushes of old messages).
 //
 // Threading: one Worker, "push", reads and decides; sends run on a pool of max_in_flight threads
@@ -54,6 +57,7 @@ namespace imlog {
 struct PushConfig {
   bool enabled = false;                             // push.enabled: start the worker at all
   std::chrono::milliseconds collapse_window{2000};  // push.collapse_window
+  std::chrono::milliseconds close_delay{1000};      // push.close_delay: wait for messages on their way
   uint32_t preview_chars = 100;                     // push.preview_chars: 0 sends no preview
   uint32_t max_attempts = 5;                        // push.max_attempts: sends before im.dlq
   std::chrono::milliseconds first_backoff{500};     // push.first_backoff, doubling
