@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/options.h>
@@ -42,6 +43,11 @@
 //   'T' <topic name>                              -> <topic id u32 BE> <partitions u32 BE> <durable u8>
 //   'R' <topic id u32 BE> <partition u32 BE> <offset u64 BE>              -> record frame
 //   'C' <topic id u32 BE> <partition u32 BE> <group bytes>                -> <next offset u64 BE>
+//   'B' <topic id u32 BE> <partition u32 BE>                              -> <first kept offset u64 BE>
+//
+// A 'B' key exists once a partition was trimmed: its records below that offset were range-deleted
+// in the same WriteBatch that wrote it, so a crash keeps both or neither. The partition's end is
+// then at least that offset, also when every record was trimmed.
 //
 // Big-endian numbers make one partition a contiguous range ordered by offset, so reading is a
 // seek plus Next() calls, and a partition's end is found by one SeekForPrev on open.
@@ -133,6 +139,7 @@ class Crc32c {
 constexpr char kTopicPrefix = 'T';
 constexpr char kRecordPrefix = 'R';
 constexpr char kCommitPrefix = 'C';
+constexpr char kBeginPrefix = 'B';
 constexpr size_t kRecordKeySize = 17;
 constexpr size_t kPartitionPrefixSize = 9;  // 'R' + topic id + partition
 constexpr size_t kFrameHeaderSize = 16;     // crc + timestamp + key length
@@ -169,13 +176,18 @@ struct RecordKey {
   [[nodiscard]] rocksdb::Slice slice() const { return {bytes, kRecordKeySize}; }
 };
 
-// The exclusive upper bound of a partition's key range: the prefix of the next partition.
-std::string partition_upper_bound(uint32_t topic_id, int32_t partition) {
+// 'R' topic partition: below every record key of the partition.
+std::string partition_prefix(uint32_t topic_id, uint32_t partition) {
   std::string s(kPartitionPrefixSize, '\0');
   s[0] = kRecordPrefix;
   put_be32(s.data() + 1, topic_id);
-  put_be32(s.data() + 5, static_cast<uint32_t>(partition) + 1);
+  put_be32(s.data() + 5, partition);
   return s;
+}
+
+// The exclusive upper bound of a partition's key range: the prefix of the next partition.
+std::string partition_upper_bound(uint32_t topic_id, int32_t partition) {
+  return partition_prefix(topic_id, static_cast<uint32_t>(partition) + 1);
 }
 
 std::string commit_key(uint32_t topic_id, int32_t partition, std::string_view group) {
@@ -184,6 +196,14 @@ std::string commit_key(uint32_t topic_id, int32_t partition, std::string_view gr
   put_be32(k.data() + 1, topic_id);
   put_be32(k.data() + 5, static_cast<uint32_t>(partition));
   k.append(group);
+  return k;
+}
+
+std::string begin_key(uint32_t topic_id, int32_t partition) {
+  std::string k(kPartitionPrefixSize, '\0');
+  k[0] = kBeginPrefix;
+  put_be32(k.data() + 1, topic_id);
+  put_be32(k.data() + 5, static_cast<uint32_t>(partition));
   return k;
 }
 
@@ -223,6 +243,8 @@ struct TopicInfo {
   // Published end offset of each partition: stored by the writer after RocksDB accepted the
   // write (release), read by anyone (acquire). Everything below it is readable.
   std::unique_ptr<std::atomic<int64_t>[]> end;
+  // First offset still stored (trimming moves it; trimmer thread writes, anyone reads).
+  std::unique_ptr<std::atomic<int64_t>[]> begin;
   // Writer thread only: offsets handed out in the batch being built, and a per-batch mark.
   std::vector<int64_t> next;
   std::vector<uint8_t> touched;
@@ -232,9 +254,13 @@ struct TopicInfo {
 
   TopicInfo(std::string n, uint32_t i, int32_t p, bool d)
       : name(std::move(n)), id(i), partitions(p), durable(d),
-        end(new std::atomic<int64_t>[static_cast<size_t>(p)]), next(static_cast<size_t>(p), 0),
+        end(new std::atomic<int64_t>[static_cast<size_t>(p)]),
+        begin(new std::atomic<int64_t>[static_cast<size_t>(p)]), next(static_cast<size_t>(p), 0),
         touched(static_cast<size_t>(p), 0) {
-    for (int32_t k = 0; k < p; ++k) end[k].store(0, std::memory_order_relaxed);
+    for (int32_t k = 0; k < p; ++k) {
+      end[k].store(0, std::memory_order_relaxed);
+      begin[k].store(0, std::memory_order_relaxed);
+    }
   }
 };
 
@@ -287,6 +313,15 @@ struct Group {
   std::vector<GroupMember*> members;  // join order
   std::map<PartitionRef, GroupMember*> owners;
 };
+
+// A read below a partition's first kept record: as Kafka with auto.offset.reset=error answers.
+Error trimmed_error(const TopicInfo& t, int32_t partition, int64_t offset) {
+  return Error(make_error_code(LogErrc::offset_out_of_range),
+               "offset " + std::to_string(offset) + " of topic `" + t.name + "` partition " +
+                   std::to_string(partition) + " was trimmed: the partition holds " +
+                   std::to_string(t.begin[partition].load(std::memory_order_acquire)) + ".." +
+                   std::to_string(t.end[partition].load(std::memory_order_acquire)));
+}
 
 Error io_error(const std::string& dir, std::string_view what, const rocksdb::Status& s) {
   return Error(make_error_code(LogErrc::io_error),
@@ -344,6 +379,14 @@ struct LocalLog::State {
 
   std::atomic<int64_t> live_consumers{0};
 
+  // The trimmer: one pass at a time (trim_mu), a thread waking every trim_interval.
+  std::mutex trim_mu;
+  std::mutex trimmer_mu;
+  std::condition_variable trimmer_cv;
+  bool trimmer_stopping = false;  // guarded by trimmer_mu
+  std::thread trimmer;
+  std::atomic<uint64_t> stat_trimmed{0};
+
   std::atomic<uint64_t> stat_commits{0};
   std::atomic<uint64_t> stat_records{0};
   std::atomic<uint64_t> stat_bytes{0};
@@ -358,7 +401,14 @@ struct LocalLog::State {
   Result<TopicInfo*> topic_or_error(std::string_view name) const;
   Result<TopicInfo*> checked_partition(const TopicPartition& tp) const;
   Status load_topics();
+  Status load_begin(TopicInfo& t, int32_t partition);
   Status load_commits();
+
+  // --- trimming
+  Result<uint64_t> trim();
+  Result<uint64_t> trim_partition(TopicInfo& t, int32_t partition);
+  std::optional<int64_t> lowest_commit(const TopicInfo& t, int32_t partition);
+  void run_trimmer();
 
   // --- writing
   Status validate(std::string_view topic, std::vector<OutRecord>& records, TopicInfo*& info,
@@ -459,10 +509,27 @@ Status LocalLog::State::load_topics() {
         return tl::unexpected(io_error(config.dir, "finding the end of topic `" + name + "`",
                                        it->status()));
       }
+      IMLOG_TRY(load_begin(*t, p));
+      end = std::max(end, t->begin[p].load(std::memory_order_relaxed));
       t->end[p].store(end, std::memory_order_relaxed);
       t->next[static_cast<size_t>(p)] = end;
     }
   }
+  return {};
+}
+
+Status LocalLog::State::load_begin(TopicInfo& t, int32_t partition) {
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), begin_key(t.id, partition), &v);
+  if (s.IsNotFound()) return {};
+  if (!s.ok()) {
+    return tl::unexpected(io_error(config.dir, "reading the first offset of topic `" + t.name + "`", s));
+  }
+  if (v.size() != 8) {
+    return fail(LogErrc::corrupt_record, "log in `" + config.dir + "`: the first offset of topic `" + t.name +
+                                             "` partition " + std::to_string(partition) + " is damaged");
+  }
+  t.begin[partition].store(static_cast<int64_t>(get_be64(v.data())), std::memory_order_relaxed);
   return {};
 }
 
@@ -792,6 +859,91 @@ void LocalLog::State::rebalance(Group& g) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Trimming (header comment of local_log.h): per partition, up to the lowest offset any group has
+// committed, less trim_keep_records.
+
+// The lowest next offset any group committed on the partition, or nullopt if none did.
+std::optional<int64_t> LocalLog::State::lowest_commit(const TopicInfo& t, int32_t partition) {
+  const std::string prefix = commit_key(t.id, partition, "");
+  std::optional<int64_t> lowest;
+  std::lock_guard lk(committed_mu);
+  for (const auto& [key, offset] : committed) {
+    if (key.size() < prefix.size() || key.compare(0, prefix.size(), prefix) != 0) continue;
+    lowest = std::min(lowest.value_or(offset), offset);
+  }
+  return lowest;
+}
+
+Result<uint64_t> LocalLog::State::trim_partition(TopicInfo& t, int32_t partition) {
+  const std::optional<int64_t> committed_at = lowest_commit(t, partition);
+  if (!committed_at) return 0;  // nobody consumes it yet: nothing is known to be done with
+  const int64_t end = t.end[partition].load(std::memory_order_acquire);
+  const int64_t consumed = std::min(*committed_at, end);  // a commit may be past the end
+  const int64_t keep = static_cast<int64_t>(std::min<uint64_t>(config.trim_keep_records, INT64_MAX));
+  const int64_t begin = t.begin[partition].load(std::memory_order_relaxed);
+  const int64_t target = consumed > keep ? consumed - keep : 0;
+  if (target <= begin) return 0;
+
+  // From the bare partition prefix (below every record of it; see RecordPartitionPrefix).
+  const std::string from = partition_prefix(t.id, static_cast<uint32_t>(partition));
+  const RecordKey to(t.id, partition, target);
+  rocksdb::WriteBatch batch;
+  char v[8];
+  put_be64(v, static_cast<uint64_t>(target));
+  rocksdb::Status s = batch.DeleteRange(from, to.slice());
+  if (s.ok()) s = batch.Put(begin_key(t.id, partition), rocksdb::Slice(v, 8));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (s.ok()) s = db->Write(wo, &batch);
+  if (!s.ok()) return tl::unexpected(io_error(config.dir, "trimming " + where(t.name, partition, target), s));
+  t.begin[partition].store(target, std::memory_order_release);
+
+  // The range tombstone hides the records at once; these give their disk space back. Whole SST
+  // files in the range go first (cheap), the compaction rewrites the edges.
+  const rocksdb::Slice lo = from, hi = to.slice();
+  // include_end=false: the record at `target` is kept, and a file may end with it.
+  s = rocksdb::DeleteFilesInRange(db.get(), db->DefaultColumnFamily(), &lo, &hi, /*include_end=*/false);
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  if (s.ok()) s = db->CompactRange(co, &lo, &hi);
+  if (!s.ok()) {
+    logger("engine")->warn("log in `{}`: trimmed {} below {}, but giving the space back failed: {}",
+                           config.dir, where(t.name, partition, begin), target, s.ToString());
+  }
+  return static_cast<uint64_t>(target - begin);
+}
+
+Result<uint64_t> LocalLog::State::trim() {
+  std::lock_guard pass(trim_mu);
+  uint64_t removed = 0;
+  for (const auto& name : config.trimmed_topics) {
+    TopicInfo* t = find_topic(name);
+    if (t == nullptr) continue;  // not created (yet)
+    for (int32_t p = 0; p < t->partitions; ++p) {
+      auto n = trim_partition(*t, p);
+      if (!n) return n;
+      removed += *n;
+    }
+  }
+  stat_trimmed.fetch_add(removed, std::memory_order_relaxed);
+  return removed;
+}
+
+void LocalLog::State::run_trimmer() {
+  std::unique_lock lk(trimmer_mu);
+  while (!trimmer_cv.wait_for(lk, config.trim_interval, [&] { return trimmer_stopping; })) {
+    lk.unlock();
+    if (auto r = trim(); !r) {
+      logger("engine")->warn("log in `{}`: trimming failed (retried in {} ms): {}", config.dir,
+                             config.trim_interval.count(), r.error().to_string());
+    } else if (*r > 0) {
+      logger("engine")->debug("log in `{}`: trimmed {} consumed records", config.dir, *r);
+    }
+    lk.lock();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Consumer.
 
 namespace {
@@ -937,7 +1089,7 @@ void LocalConsumer::sync_group() {
   for (const PartitionRef& r : gain) {
     auto stored = state_.committed_offset(commit_key(r.topic->id, r.partition, options_.group));
     int64_t start = options_.start_at_beginning
-                        ? 0
+                        ? r.topic->begin[r.partition].load(std::memory_order_acquire)
                         : r.topic->end[r.partition].load(std::memory_order_acquire);
     add_cursor(r, stored.value_or(start));
   }
@@ -1019,7 +1171,12 @@ Status LocalConsumer::read_available(std::vector<Record>& out, size_t& count) {
     Cursor& c = *cursors_[(first_cursor_ + k) % n];
     const int64_t end = c.ref.topic->end[c.ref.partition].load(std::memory_order_acquire);
     if (c.next >= end) continue;
-    if (auto r = read_cursor(c, end, out, count); !r) {
+    Status r = read_cursor(c, end, out, count);
+    // The trimmer may have removed the records under this position: that is no damage.
+    if (!r && c.next < c.ref.topic->begin[c.ref.partition].load(std::memory_order_acquire)) {
+      r = tl::unexpected(trimmed_error(*c.ref.topic, c.ref.partition, c.next));
+    }
+    if (!r) {
       if (count > 0) return {};
       first_cursor_ = (first_cursor_ + k) % n;
       return r;
@@ -1124,6 +1281,9 @@ Result<TopicInfo*> LocalConsumer::checked_position(const TopicPartitionOffset& p
                                            std::to_string(p.partition) + " is negative");
   }
   const int64_t end = (*t)->end[p.partition].load(std::memory_order_acquire);
+  if (!allow_past_end && p.offset < (*t)->begin[p.partition].load(std::memory_order_acquire)) {
+    return tl::unexpected(trimmed_error(**t, p.partition, p.offset));
+  }
   if (!allow_past_end && p.offset > end) {
     return fail(LogErrc::offset_out_of_range,
                 "offset " + std::to_string(p.offset) + " is past the end (" +
@@ -1251,6 +1411,21 @@ void LocalConsumer::close() {
 
 namespace {
 
+// The hint prefix: a record key's partition. Only record keys are in its domain: RocksDB keeps one
+// hint per prefix for both of a memtable's skiplists, so a range tombstone sharing a prefix with
+// records would hand one skiplist a node of the other. A trim's tombstones start at the 9-byte
+// partition prefix, which is outside the domain.
+class RecordPartitionPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "imlog.RecordPartitionPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return {key.data(), kPartitionPrefixSize};
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() == kRecordKeySize && key[0] == kRecordPrefix;
+  }
+};
+
 rocksdb::Options make_options(std::shared_ptr<rocksdb::Statistics> statistics) {
   rocksdb::Options o;
   o.statistics = std::move(statistics);
@@ -1269,8 +1444,7 @@ rocksdb::Options make_options(std::shared_ptr<rocksdb::Statistics> statistics) {
   // Within a partition, offsets arrive in order: a per-partition insert hint turns each memtable
   // insert from a skiplist search into an append after the previous key (the hint is kept only
   // for a single writer, which the writer thread is).
-  o.memtable_insert_with_hint_prefix_extractor.reset(
-      rocksdb::NewFixedPrefixTransform(kPartitionPrefixSize));
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<RecordPartitionPrefix>();
   o.allow_concurrent_memtable_write = false;
   o.max_background_jobs = 2;
   o.write_buffer_size = 64 << 20;
@@ -1292,6 +1466,12 @@ Result<std::unique_ptr<LocalLog>> LocalLog::open(const LocalLogConfig& config) {
   }
   if (config.max_batch_records == 0) {
     return fail(LogErrc::bad_argument, "LocalLogConfig::max_batch_records is 0: it must be > 0");
+  }
+  for (const auto& topic : config.trimmed_topics) {
+    if (topic == kEventsTopic) {
+      return fail(LogErrc::bad_argument, "LocalLogConfig::trimmed_topics names " + topic +
+                                             ": the events are the truth and are never trimmed");
+    }
   }
   std::error_code ec;
   std::filesystem::create_directories(config.dir, ec);
@@ -1319,6 +1499,12 @@ Result<std::unique_ptr<LocalLog>> LocalLog::open(const LocalLogConfig& config) {
     std::lock_guard lk(state->queue_mu);
     state->writer_id = state->writer.get_id();
   }
+  if (!config.trimmed_topics.empty() && config.trim_interval.count() > 0) {
+    state->trimmer = std::thread([st] {
+      name_this_thread("log-trimmer");
+      st->run_trimmer();
+    });
+  }
   return std::unique_ptr<LocalLog>(new LocalLog(std::move(state)));
 }
 
@@ -1333,6 +1519,12 @@ LocalLog::~LocalLog() {
                  s.config.dir.c_str(), static_cast<long long>(alive));
     std::abort();
   }
+  {
+    std::lock_guard lk(s.trimmer_mu);
+    s.trimmer_stopping = true;
+  }
+  s.trimmer_cv.notify_all();
+  if (s.trimmer.joinable()) s.trimmer.join();
   {
     std::lock_guard lk(s.queue_mu);
     s.stopping = true;
@@ -1411,7 +1603,24 @@ Result<int64_t> LocalLog::end_offset(const TopicPartition& partition) {
 Result<int64_t> LocalLog::begin_offset(const TopicPartition& partition) {
   auto t = state_->checked_partition(partition);
   if (!t) return tl::unexpected(t.error());
-  return 0;  // no retention yet
+  return (*t)->begin[partition.partition].load(std::memory_order_acquire);
+}
+
+Result<uint64_t> LocalLog::trim() { return state_->trim(); }
+
+Result<uint64_t> LocalLog::approximate_bytes(std::string_view topic) {
+  auto t = state_->topic_or_error(topic);
+  if (!t) return tl::unexpected(t.error());
+  const RecordKey from((*t)->id, 0, 0);
+  const std::string to = partition_upper_bound((*t)->id, (*t)->partitions - 1);
+  const rocksdb::Range range(from.slice(), to);
+  uint64_t bytes = 0;
+  rocksdb::SizeApproximationOptions o;
+  o.include_memtables = true;
+  o.include_files = true;
+  auto s = state_->db->GetApproximateSizes(o, state_->db->DefaultColumnFamily(), &range, 1, &bytes);
+  if (!s.ok()) return tl::unexpected(io_error(state_->config.dir, "sizing topic `" + std::string(topic) + "`", s));
+  return bytes;
 }
 
 std::unique_ptr<Consumer> LocalLog::consumer(const ConsumerOptions& options) {
@@ -1439,7 +1648,8 @@ LocalLogStats LocalLog::stats() const {
   return {state_->stat_commits.load(std::memory_order_relaxed),
           state_->statistics->getTickerCount(rocksdb::WAL_FILE_SYNCED),
           state_->stat_records.load(std::memory_order_relaxed),
-          state_->stat_bytes.load(std::memory_order_relaxed)};
+          state_->stat_bytes.load(std::memory_order_relaxed),
+          state_->stat_trimmed.load(std::memory_order_relaxed)};
 }
 
 const metrics::Histogram& LocalLog::synced_write_seconds() const { return state_->stat_synced_write_seconds; }

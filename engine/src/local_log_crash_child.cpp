@@ -2,7 +2,11 @@
 // as fast as it can until it is killed with SIGKILL, and reports every acknowledged record on
 // stdout as "A <topic index> <partition> <offset> <fnv1a64 of the value, hex>".
 //
-// Usage: local_log_crash_child DIR
+// Usage: local_log_crash_child DIR [trim]
+//
+// With `trim`, the durable topic is trimmed every few milliseconds (keeping 16 records below the
+// commit), and a third thread commits, for group "g", each partition of it up to what was
+// acknowledged, printing "C <partition> <offset>" once each commit returned.
 //
 // Two producer threads, one per topic (index 0 is durable, 1 is not), pipeline batches of 1–32
 // records to explicit partitions. Each thread is the only writer of its topic and the log assigns
@@ -14,6 +18,9 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -60,6 +67,9 @@ uint64_t fnv1a(const std::string& s) {
   std::_Exit(3);
 }
 
+// Per partition of the durable topic: one past its highest acknowledged offset.
+std::array<std::atomic<int64_t>, kPartitions> durable_acked{};
+
 void produce(imlog::LocalLog& log, int topic) {
   std::vector<int64_t> next(kPartitions);
   for (int32_t p = 0; p < kPartitions; ++p) {
@@ -84,6 +94,7 @@ void produce(imlog::LocalLog& log, int topic) {
                [topic, p, first, n](imlog::Result<std::vector<imlog::RecordPosition>> r) {
                  if (!r) die(r.error().to_string());
                  if (r->size() != static_cast<size_t>(n)) die("wrong number of positions");
+                 if (topic == 0) durable_acked[static_cast<size_t>(p)].store(first + n);
                  std::string lines;
                  for (int64_t i = 0; i < n; ++i) {
                    const auto& pos = (*r)[static_cast<size_t>(i)];
@@ -105,15 +116,48 @@ void produce(imlog::LocalLog& log, int topic) {
   }
 }
 
+void commit_acknowledged(imlog::LocalLog& log) {
+  imlog::ConsumerOptions o;
+  o.group = "g";
+  auto consumer = log.consumer(o);
+  // Commits only move forward: what this run acknowledged starts below the last run's commits.
+  std::array<int64_t, kPartitions> last{};
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    auto c = consumer->committed({kTopics[0], p});
+    if (!c) die(c.error().to_string());
+    last[static_cast<size_t>(p)] = c->value_or(0);
+  }
+  while (true) {
+    for (int32_t p = 0; p < kPartitions; ++p) {
+      const int64_t at = durable_acked[static_cast<size_t>(p)].load();
+      if (at <= last[static_cast<size_t>(p)]) continue;
+      last[static_cast<size_t>(p)] = at;
+      auto r = consumer->commit({{kTopics[0], p, at}});
+      if (!r) die(r.error().to_string());
+      char line[64];
+      const int n = std::snprintf(line, sizeof line, "C %d %" PRId64 "\n", p, at);
+      if (::write(STDOUT_FILENO, line, static_cast<size_t>(n)) != n) std::_Exit(4);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+  const bool trim = argc == 3 && std::string(argv[2]) == "trim";
+  if (argc != 2 && !trim) {
+    std::fprintf(stderr, "usage: %s DIR [trim]\n", argv[0]);
     return 2;
   }
   imlog::LocalLogConfig config;
   config.dir = argv[1];
+  config.trimmed_topics = {};
+  if (trim) {
+    config.trimmed_topics = {kTopics[0]};
+    config.trim_keep_records = 16;
+    config.trim_interval = std::chrono::milliseconds(2);
+  }
   config.max_pending_bytes = 256 << 10;  // keep appends blocking, so kills land mid-write
   auto log = imlog::LocalLog::open(config);
   if (!log) die(log.error().to_string());
@@ -122,5 +166,6 @@ int main(int argc, char** argv) {
     if (!created) die(created.error().to_string());
   }
   std::thread durable([&] { produce(**log, 0); });
+  if (trim) std::thread([&] { commit_acknowledged(**log); }).detach();
   produce(**log, 1);  // never returns: the test kills the process
 }

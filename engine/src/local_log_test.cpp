@@ -631,6 +631,270 @@ TEST(LocalLog, ClosingDrainsQueuedAppends) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Trimming: transport topics lose what every group has consumed, less a margin; im.events never.
+
+LocalLogConfig trim_config(const TempDir& dir, uint64_t keep) {
+  LocalLogConfig c = config_in(dir);
+  c.trimmed_topics = {"tr"};
+  c.trim_keep_records = keep;
+  c.trim_interval = 0ms;  // trim() only: each test decides when
+  return c;
+}
+
+void append_numbered(LocalLog& log, const std::string& topic, int32_t partition, int from, int n) {
+  std::vector<OutRecord> records;
+  for (int i = from; i < from + n; ++i) records.push_back({"k", "v" + std::to_string(i), partition});
+  ASSERT_OK(log.append_wait(topic, std::move(records)));
+}
+
+void commit_as(LocalLog& log, const std::string& group, const TopicPartitionOffset& at) {
+  ConsumerOptions o;
+  o.group = group;
+  auto c = log.consumer(o);
+  ASSERT_OK(c->commit({at}));
+}
+
+// Reads [from, end) of a partition; every record's value must be "v<offset>".
+void expect_readable(LocalLog& log, const std::string& topic, int32_t partition, int64_t from) {
+  const int64_t end = log.end_offset({topic, partition}).value();
+  auto c = log.consumer({});
+  ASSERT_OK(c->assign({{topic, partition, from}}));
+  std::vector<Record> out;
+  int64_t next = from;
+  for (int polls = 0; next < end && polls < 1000; ++polls) {
+    ASSERT_OK(c->poll(out, 5s));
+    for (const auto& r : out) {
+      ASSERT_EQ(r.offset, next);
+      ASSERT_EQ(r.value, "v" + std::to_string(next));
+      ++next;
+    }
+  }
+  EXPECT_EQ(next, end);
+}
+
+TEST(LocalLogTrim, TrimsWhatEveryGroupCommittedLessTheMargin) {
+  TempDir dir("imlog-trim");
+  auto config = trim_config(dir, 10);
+  {
+    auto log = open_log(config);
+    ASSERT_OK(log->create_topic({"tr", 2, true}));
+    append_numbered(*log, "tr", 0, 0, 100);
+    append_numbered(*log, "tr", 1, 0, 100);
+    // Nobody committed: nothing is known to be consumed.
+    EXPECT_EQ(log->trim().value(), 0u);
+    EXPECT_EQ(log->begin_offset({"tr", 0}).value(), 0);
+
+    commit_as(*log, "fast", {"tr", 0, 90});
+    commit_as(*log, "slow", {"tr", 0, 50});
+    EXPECT_EQ(log->trim().value(), 40u) << "the slower group's 50, less 10 kept";
+    EXPECT_EQ(log->begin_offset({"tr", 0}).value(), 40);
+    EXPECT_EQ(log->begin_offset({"tr", 1}).value(), 0) << "no group committed partition 1";
+    EXPECT_EQ(log->stats().trimmed_records, 40u);
+    expect_readable(*log, "tr", 0, 40);
+
+    // A read below the first kept record is refused, naming what is left, as Kafka does with
+    // auto.offset.reset=error.
+    auto c = log->consumer({});
+    auto below = c->assign({{"tr", 0, 39}});
+    ASSERT_FALSE(below);
+    EXPECT_EQ(below.error().code(), LogErrc::offset_out_of_range);
+    EXPECT_NE(below.error().message().find("holds 40..100"), std::string::npos) << below.error().message();
+
+    // A new group starting at the beginning starts at the first kept record.
+    ConsumerOptions o;
+    o.group = "new";
+    o.topics = {"tr"};
+    auto member = log->consumer(o);
+    std::vector<Record> out;
+    ASSERT_OK(member->poll(out, 5s));
+    ASSERT_FALSE(out.empty());
+    for (const auto& r : out) {
+      if (r.partition == 0) {
+        EXPECT_GE(r.offset, 40);
+      }
+    }
+  }
+  // The first offset survives a reopen.
+  auto log = open_log(config);
+  EXPECT_EQ(log->begin_offset({"tr", 0}).value(), 40);
+  EXPECT_EQ(log->end_offset({"tr", 0}).value(), 100);
+  expect_readable(*log, "tr", 0, 40);
+}
+
+TEST(LocalLogTrim, AReaderOvertakenByTheTrimmerGetsOffsetOutOfRange) {
+  TempDir dir("imlog-trim");
+  auto log = open_log(trim_config(dir, 0));
+  ASSERT_OK(log->create_topic({"tr", 1, true}));
+  append_numbered(*log, "tr", 0, 0, 20);
+  auto reader = log->consumer({});
+  ASSERT_OK(reader->assign({{"tr", 0, 5}}));
+  commit_as(*log, "g", {"tr", 0, 10});
+  ASSERT_EQ(log->trim().value(), 10u);
+  std::vector<Record> out;
+  auto r = reader->poll(out, 1s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), LogErrc::offset_out_of_range) << r.error().to_string();
+  ASSERT_OK(reader->seek({"tr", 0, 10}));
+  ASSERT_OK(reader->poll(out, 5s));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.front().offset, 10);
+}
+
+TEST(LocalLogTrim, AFullyTrimmedPartitionKeepsItsOffsetsAcrossReopen) {
+  TempDir dir("imlog-trim");
+  auto config = trim_config(dir, 0);
+  {
+    auto log = open_log(config);
+    ASSERT_OK(log->create_topic({"tr", 1, true}));
+    append_numbered(*log, "tr", 0, 0, 30);
+    commit_as(*log, "g", {"tr", 0, 30});
+    EXPECT_EQ(log->trim().value(), 30u);
+  }
+  auto log = open_log(config);
+  EXPECT_EQ(log->begin_offset({"tr", 0}).value(), 30);
+  EXPECT_EQ(log->end_offset({"tr", 0}).value(), 30) << "no record left, and the offsets go on";
+  auto at = log->append_wait("tr", {{"k", "v30", 0}});
+  ASSERT_OK(at);
+  EXPECT_EQ(at->front().offset, 30);
+  expect_readable(*log, "tr", 0, 30);
+}
+
+TEST(LocalLogTrim, EventsAreNeverTrimmed) {
+  TempDir dir("imlog-trim");
+  LocalLogConfig refused = config_in(dir);
+  refused.trimmed_topics = {"im.tasks", "im.events"};
+  auto bad = LocalLog::open(refused);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), LogErrc::bad_argument);
+  EXPECT_NE(bad.error().message().find("im.events"), std::string::npos) << bad.error().message();
+
+  // The defaults trim the transport topics: im.tasks goes, im.events stays whole, though every
+  // group committed both to their ends.
+  LocalLogConfig config = config_in(dir);
+  config.trim_keep_records = 0;
+  config.trim_interval = 0ms;
+  auto log = open_log(config);
+  for (const char* t : {"im.events", "im.tasks", "im.commands"}) ASSERT_OK(log->create_topic({t, 1, true}));
+  append_numbered(*log, "im.events", 0, 0, 50);
+  append_numbered(*log, "im.tasks", 0, 0, 50);
+  for (const char* g : {"router", "tasks", "projector"}) {
+    commit_as(*log, g, {"im.events", 0, 50});
+    commit_as(*log, g, {"im.tasks", 0, 50});
+  }
+  EXPECT_EQ(log->trim().value(), 50u);
+  EXPECT_EQ(log->begin_offset({"im.tasks", 0}).value(), 50);
+  EXPECT_EQ(log->begin_offset({"im.events", 0}).value(), 0);
+  expect_readable(*log, "im.events", 0, 0);
+}
+
+// The figure of docs/benchmarks.md ("Storage: the embedded log's transport topics"): the bytes
+// on disk of im.tasks before and after trimming, for 20,000 fan-out-task-sized records.
+TEST(LocalLogTrim, TrimmingGivesTheDiskSpaceBack) {
+  TempDir dir("imlog-trim");
+  LocalLogConfig config = config_in(dir);
+  config.trim_keep_records = 1000;
+  config.trim_interval = 0ms;
+  auto log = open_log(config);
+  ASSERT_OK(log->create_topic({"im.tasks", 4, true}));
+  const std::string task(8000, 't');  // a page of 1000 recipients is about 8 KB
+  for (int batch = 0; batch < 200; ++batch) {
+    std::vector<OutRecord> records;
+    for (int i = 0; i < 100; ++i) records.push_back({"group_7/" + std::to_string(batch * 100 + i), task, kByKey});
+    ASSERT_OK(log->append_wait("im.tasks", std::move(records)));
+  }
+  ASSERT_OK(log->flush(30s));
+  for (int32_t p = 0; p < 4; ++p) {
+    commit_as(*log, "tasks", {"im.tasks", p, log->end_offset({"im.tasks", p}).value()});
+  }
+  const uint64_t before = log->approximate_bytes("im.tasks").value();
+  const uint64_t removed = log->trim().value();
+  const uint64_t after = log->approximate_bytes("im.tasks").value();
+  std::cout << "[ figure   ] im.tasks: 20000 records of 8000 bytes, 4 partitions, 1000 kept per partition: "
+            << before << " bytes before trimming, " << after << " after (" << removed << " records removed)\n";
+  EXPECT_EQ(removed, 16000u);
+  EXPECT_LT(after, before / 3);
+}
+
+// Property: over any interleaving of appends, commits by several groups (forward or back), trims
+// and reopens, a trim removes only records below every group's commit less the margin, and every
+// record from the first kept one to the end reads back as written.
+RC_GTEST_PROP(LocalLogTrimModel, NothingUncommittedIsEverRemoved, ()) {
+  const auto keep = *rc::gen::inRange<uint64_t>(0, 4);
+  TempDir dir("imlog-trim-model");
+  auto config = trim_config(dir, keep);
+  auto log = open_log(config);
+  RC_ASSERT(log != nullptr);
+  RC_ASSERT(log->create_topic({"tr", 2, /*durable=*/false}).has_value());
+  std::array<int64_t, 2> end{0, 0}, begin{0, 0};
+  std::map<std::pair<int, int32_t>, int64_t> committed;  // (group, partition) → offset
+  const auto steps = *rc::gen::inRange(1, 40);
+  for (int step = 0; step < steps; ++step) {
+    const int op = *rc::gen::inRange(0, 10);
+    const auto p = *rc::gen::inRange<int32_t>(0, 2);
+    const auto pi = static_cast<size_t>(p);
+    if (op < 4) {
+      const int n = *rc::gen::inRange(1, 8);
+      std::vector<OutRecord> records;
+      for (int i = 0; i < n; ++i) records.push_back({"k", "v" + std::to_string(end[pi] + i), p});
+      RC_ASSERT(log->append_wait("tr", std::move(records)).has_value());
+      end[pi] += n;
+    } else if (op < 7) {
+      const int group = *rc::gen::inRange(0, 3);
+      const int64_t at = *rc::gen::inRange<int64_t>(0, end[pi] + 1);
+      ConsumerOptions o;
+      o.group = "g" + std::to_string(group);
+      RC_ASSERT(log->consumer(o)->commit({{"tr", p, at}}).has_value());
+      committed[{group, p}] = at;
+    } else if (op < 9) {
+      RC_ASSERT(log->trim().has_value());
+      for (int32_t q = 0; q < 2; ++q) {
+        std::optional<int64_t> lowest;
+        for (const auto& [gp, at] : committed) {
+          if (gp.second == q) lowest = std::min(lowest.value_or(at), at);
+        }
+        const auto qi = static_cast<size_t>(q);
+        const int64_t got = log->begin_offset({"tr", q}).value();
+        // Nothing a group has not committed: a trim moves the start only up to the lowest commit
+        // (a group may commit below the start afterwards, and then nothing moves).
+        if (got != begin[qi]) RC_ASSERT(lowest && got <= *lowest);
+        if (lowest) {
+          const int64_t target = std::min(*lowest, end[qi]) - static_cast<int64_t>(keep);
+          begin[qi] = std::max(begin[qi], target);
+        }
+        RC_ASSERT(got == begin[qi]);
+      }
+    } else {
+      log.reset();
+      log = open_log(config);
+      RC_ASSERT(log != nullptr);
+    }
+    for (int32_t q = 0; q < 2; ++q) {
+      const auto qi = static_cast<size_t>(q);
+      RC_ASSERT(log->begin_offset({"tr", q}).value() == begin[qi]);
+      RC_ASSERT(log->end_offset({"tr", q}).value() == end[qi]);
+      auto c = log->consumer({});
+      RC_ASSERT(c->assign({{"tr", q, begin[qi]}}).has_value());
+      std::vector<Record> out;
+      int64_t next = begin[qi];
+      for (int polls = 0; next < end[qi] && polls < 100; ++polls) {
+        RC_ASSERT(c->poll(out, 5s).has_value());
+        for (const auto& r : out) {
+          RC_ASSERT(r.offset == next);
+          RC_ASSERT(r.value == "v" + std::to_string(next));
+          ++next;
+        }
+      }
+      RC_ASSERT(next == end[qi]);
+      if (begin[qi] > 0) {
+        auto below = c->assign({{"tr", q, begin[qi] - 1}});
+        RC_ASSERT(!below.has_value());
+        RC_ASSERT(below.error().code() == make_error_code(LogErrc::offset_out_of_range));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Model-based property: random appends, reads, commits and reopens; the log always equals a
 // vector of records per partition, and the group resumes from its last commit after a reopen.
 
@@ -849,10 +1113,50 @@ void parse_ack(const std::string& line, Acked& acked) {
   acked[static_cast<size_t>(topic)][static_cast<size_t>(partition)][offset] = sum;
 }
 
-// Reopens the log and checks it against everything acknowledged so far; returns records seen.
-int64_t verify_after_crash(const LocalLogConfig& config, const Acked& acked, int kill) {
+// The last "C <partition> <offset>" the trimming child printed, per partition of its durable topic.
+using Commits = std::array<int64_t, kCrashPartitions>;
+
+bool parse_line(const std::string& line, Acked& acked, Commits& commits) {
+  int partition = -1;
+  int64_t offset = -1;
+  if (std::sscanf(line.c_str(), "C %d %" SCNd64, &partition, &offset) == 2) {
+    EXPECT_TRUE(partition >= 0 && partition < kCrashPartitions) << line;
+    if (partition < 0 || partition >= kCrashPartitions) return false;
+    commits[static_cast<size_t>(partition)] = offset;
+    return true;
+  }
+  parse_ack(line, acked);
+  return !::testing::Test::HasFatalFailure();
+}
+
+// With trimming: the group's commit is at least the last one the child printed, and the first
+// kept record is at most that commit (nothing uncommitted was trimmed).
+void verify_trim_bounds(LocalLog& log, const Commits& printed, int kill) {
+  if (!log.partition_count(kCrashTopics[0])) {  // killed before it created the topics
+    EXPECT_EQ(printed, Commits{});
+    return;
+  }
+  ConsumerOptions o;
+  o.group = "g";
+  auto c = log.consumer(o);
+  for (int32_t p = 0; p < kCrashPartitions; ++p) {
+    auto committed = c->committed({kCrashTopics[0], p});
+    ASSERT_TRUE(committed) << committed.error().to_string();
+    const int64_t at = committed->value_or(0);
+    EXPECT_GE(at, printed[static_cast<size_t>(p)]) << "after kill " << kill << ": a commit was lost";
+    EXPECT_LE(log.begin_offset({kCrashTopics[0], p}).value(), at)
+        << "after kill " << kill << ": records the group had not committed were trimmed";
+  }
+}
+
+// Reopens the log and checks it against everything acknowledged so far, from each partition's
+// first kept record; returns records seen. `printed` (the trimming child's commits) also checks
+// the trim bounds.
+int64_t verify_after_crash(const LocalLogConfig& config, const Acked& acked, int kill,
+                           const Commits* printed = nullptr, int64_t* trimmed = nullptr) {
   auto log = open_log(config);
   if (!log) return -1;
+  if (printed != nullptr) verify_trim_bounds(*log, *printed, kill);
   int64_t total = 0;
   for (int t = 0; t < 2; ++t) {
     for (int32_t p = 0; p < kCrashPartitions; ++p) {
@@ -868,10 +1172,15 @@ int64_t verify_after_crash(const LocalLogConfig& config, const Acked& acked, int
             << "after kill " << kill << ": acknowledged record " << kCrashTopics[t] << "/" << p
             << "@" << acks.rbegin()->first << " is lost";
       }
+      const int64_t begin = log->begin_offset({kCrashTopics[t], p}).value();
+      if (trimmed != nullptr) *trimmed += begin;
+      if (!acks.empty() && acks.rbegin()->first < begin) {
+        EXPECT_TRUE(printed != nullptr) << "a topic that is not trimmed starts at " << begin;
+      }
       auto c = log->consumer({});
-      EXPECT_TRUE(c->assign({{kCrashTopics[t], p, 0}}));
+      EXPECT_TRUE(c->assign({{kCrashTopics[t], p, begin}}));
       std::vector<Record> out;
-      int64_t next = 0;
+      int64_t next = begin;
       while (next < *end) {
         auto r = c->poll(out, 5s);
         if (!r) {
@@ -900,7 +1209,7 @@ int64_t verify_after_crash(const LocalLogConfig& config, const Acked& acked, int
           ++next;
         }
       }
-      total += next;
+      total += next - begin;
     }
   }
   return total;
@@ -940,6 +1249,40 @@ TEST(LocalLogCrash, AcknowledgedRecordsSurviveSigkill) {
   RecordProperty("kills", kills);
   EXPECT_GE(kills, 20);
   EXPECT_GT(acks, 1000);
+}
+
+// The same, with the durable topic trimmed every 2 ms behind a group committing what was
+// acknowledged: a kill during a trim (its range delete, its file deletion, its compaction) loses
+// no record at or above the first kept one, no commit, and never trims past the commit.
+TEST(LocalLogCrash, AKillWhileTrimmingLosesNothingUncommitted) {
+  TempDir dir("imlog-crash-trim");
+  auto config = config_in(dir);
+  config.trimmed_topics = {kCrashTopics[0]};
+  config.trim_interval = 0ms;
+  const unsigned seed = std::random_device{}();
+  std::mt19937 rng(seed);
+  std::cout << "[ crash    ] seed " << seed << "\n";
+  Acked acked;
+  Commits commits{};
+  int kills = 0;
+  int64_t trimmed = 0;
+  for (int round = 0; round < 16; ++round) {
+    auto child = testing::Subprocess::start({IMLOG_LOCAL_LOG_CRASH_CHILD, config.dir, "trim"});
+    const int wait_for = round % 6 == 0 ? 0 : static_cast<int>(rng() % 3000);
+    for (int i = 0; i < wait_for; ++i) {
+      auto line = child.read_line(30s);
+      ASSERT_TRUE(line) << "the child stopped acknowledging (round " << round << ")";
+      ASSERT_TRUE(parse_line(*line, acked, commits));
+    }
+    child.kill();
+    ++kills;
+    while (auto line = child.read_line(5s)) ASSERT_TRUE(parse_line(*line, acked, commits));
+    trimmed = 0;
+    ASSERT_GE(verify_after_crash(config, acked, kills, &commits, &trimmed), 0) << "round " << round;
+  }
+  std::cout << "[ crash    ] " << kills << " SIGKILLs while trimming; " << trimmed
+            << " records trimmed by the end\n";
+  EXPECT_GT(trimmed, 0) << "the child never trimmed: the test proved nothing";
 }
 
 // ---------------------------------------------------------------------------------------------

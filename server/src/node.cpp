@@ -216,6 +216,9 @@ struct Node::Parts {
       out.push_back(metrics::counter("imlog_log_written_bytes_total",
                                      "Bytes written to the embedded log (records with their framing, offsets).",
                                      static_cast<double>(st.bytes)));
+      out.push_back(metrics::counter("imlog_log_trimmed_records_total",
+                                     "Records of transport topics trimmed once every consumer group committed them.",
+                                     static_cast<double>(st.trimmed_records)));
       out.push_back(metrics::histogram("imlog_log_fsync_seconds",
                                        "Time of each synced group commit of the embedded log: its WAL write and fsync.",
                                        local->synced_write_seconds()));

@@ -15,6 +15,9 @@ void read_local(ConfigSection s, LocalLogConfig& c) {
   s.read("append_block_timeout", c.append_block_timeout);
   s.read_size("max_record_bytes", c.max_record_bytes);
   s.read("max_batch_records", c.max_batch_records);
+  s.read("trim_keep_records", c.trim_keep_records);
+  s.read("trim_interval", c.trim_interval);
+  if (c.trim_interval.count() < 0) s.fail("trim_interval", "must not be negative (0: never)");
   s.finish();
 }
 

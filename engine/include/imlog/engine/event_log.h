@@ -184,7 +184,9 @@ class EventLog {
   // The offset the next record appended to the partition will get (its end).
   virtual Result<int64_t> end_offset(const TopicPartition& partition) = 0;
 
-  // The first offset still readable (0 unless retention dropped records).
+  // The first offset still readable (0 unless retention dropped records: Kafka's retention, the
+  // LocalLog's trimming of transport topics). Reading below it fails with offset_out_of_range; a
+  // group member with no commit and start_at_beginning starts at it.
   virtual Result<int64_t> begin_offset(const TopicPartition& partition) = 0;
 
   virtual std::unique_ptr<Consumer> consumer(const ConsumerOptions& options) = 0;

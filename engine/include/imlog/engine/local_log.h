@@ -18,14 +18,26 @@
 // the LocalLog that made them; destroying it with consumers alive aborts, naming the directory.
 // Lifecycle: open() → use → destroy (drains queued appends, fails anything appended after with
 // `closed`, flushes the memtable to an SST so the next open replays no WAL).
+//
+// Trimming (docs/architecture.md, "Topics and keys"): the transport topics named in
+// LocalLogConfig::trimmed_topics lose the records every consumer group has consumed. A partition
+// is trimmed up to the lowest offset committed on it by any group, less trim_keep_records; one
+// with no commit is never trimmed, and im.events never is (open() refuses to name it). A trim is
+// one synced WriteBatch — a range delete of the records and the partition's new first offset —
+// followed by DeleteFilesInRange and a compaction of that range. begin_offset() reports the first
+// record kept; reading below it fails with offset_out_of_range (Kafka's auto.offset.reset=error),
+// and a group member with no commit that starts at the beginning starts there.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "imlog/core/metrics.h"
 #include "imlog/engine/event_log.h"
+#include "imlog/engine/streams.h"
 
 namespace imlog {
 
@@ -41,6 +53,14 @@ struct LocalLogConfig {
   uint64_t max_record_bytes = 1ull << 20;
   // Most records written by one group commit. Default 16384.
   uint64_t max_batch_records = 16384;
+  // Topics trimmed once consumed (see the header comment). Never im.events. Default im.tasks and
+  // im.commands (which the single node creates but carries nothing on).
+  std::vector<std::string> trimmed_topics = {std::string(kTasksTopic), std::string(kCommandsTopic)};
+  // Records kept per partition below the lowest committed offset, for an operator to look at
+  // what was just consumed. Default 10000.
+  uint64_t trim_keep_records = 10000;
+  // How often a background thread trims. 0: only trim() calls do. Default 60 s.
+  std::chrono::milliseconds trim_interval{60000};
 };
 
 // Counters of the writer, for metrics and benchmarks ("records per group commit"). Monotonic since
@@ -52,6 +72,7 @@ struct LocalLogStats {
   uint64_t wal_syncs = 0;
   uint64_t records = 0;         // records written
   uint64_t bytes = 0;           // bytes of the RocksDB writes (records with their framing, offsets)
+  uint64_t trimmed_records = 0; // records removed by trimming
 };
 
 class LocalLog final : public EventLog {
@@ -69,6 +90,13 @@ class LocalLog final : public EventLog {
   std::unique_ptr<Consumer> consumer(const ConsumerOptions& options) override;
   Status flush(std::chrono::milliseconds timeout) override;
   [[nodiscard]] std::string describe() const override;
+
+  // One trimming pass over trimmed_topics (the background thread calls it every trim_interval).
+  // Returns how many records it removed. Thread-safe; passes do not overlap.
+  Result<uint64_t> trim();
+
+  // RocksDB's estimate of the bytes on disk (SST files) and in memtables of a topic's records.
+  Result<uint64_t> approximate_bytes(std::string_view topic);
 
   [[nodiscard]] LocalLogStats stats() const;
   // How long each synced group commit's write took: the WAL append and its fsync.
