@@ -458,7 +458,8 @@ void settle_and_check(const Cluster& c, std::vector<Lane>& lanes) {
   for (auto& l : lanes) {
     for (const auto& id : std::set<std::string>(l.unacked)) {
       auto ack = send_acked(*l.ws, l.conversation, id);
-      ASSERT_TRUE(ack) << "never acknowledged: " << id;
+      ASSERT_TRUE(ack) << "never acknowledged: " << id
+                       << (l.ws->closed() ? " (the server closed its connection: " + l.ws->close_error() + ")" : "");
       l.acked[ack->str("client_msg_id")] = {ack->str("message_id"), ack->u64("seq_id")};
       l.unacked.erase(id);
     }

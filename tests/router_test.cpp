@@ -217,13 +217,16 @@ TEST_P(RouterTest, OneToOneEventsArePushedOnceToEachParticipant) {
   auto seen_b = inbox_.pushes_of(b, 5);
   EXPECT_EQ(inbox_.count(a), 5u);  // three messages, b's read marker (a read receipt), the world message
   EXPECT_EQ(inbox_.count(b), 5u);  // the same: its own read marker, for its other devices
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(seen_a[i].seq, i + 1);
-    EXPECT_EQ(seen_b[i].seq, i + 1);
+  // In the conversation's order (the world message, on another partition, may come first).
+  for (const auto* seen : {&seen_a, &seen_b}) {
+    std::vector<Inbox::Seen> in_conv;
+    for (const auto& p : *seen) {
+      if (p.stream == conv) in_conv.push_back(p);
+    }
+    ASSERT_EQ(in_conv.size(), 4u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(in_conv[i].seq, i + 1);
+    EXPECT_EQ(in_conv[3].type, fb::Event::ReadMarked);
   }
-  EXPECT_EQ(seen_a[3].type, fb::Event::ReadMarked);
-  EXPECT_EQ(seen_b[3].type, fb::Event::ReadMarked);
-  EXPECT_EQ(seen_a[4].stream, "world");
 }
 
 // A read marker in a group stays with its reader's devices: a receipt to every member for every
@@ -240,14 +243,16 @@ TEST_P(RouterTest, AGroupsReadMarkerReachesOnlyTheReader) {
   read.seq = 2;
   mark.command.Set(std::move(read));
   ASSERT_EQ(call(std::move(mark))->status, fb::ReplyStatus::Accepted);
-  // As above: once both have the world message, the router has routed what came before it.
-  ASSERT_TRUE(call(testing::send_message("world", owner, "gw-after", "x", "", 0)));
-  auto seen_owner = inbox_.pushes_of(owner, 3);    // the creation, the message, the world message
-  auto seen_member = inbox_.pushes_of(member, 4);  // and, before the world message, its read marker
+  // Once both have the group's next message, the router has routed the marker: it is on the same
+  // partition, before it. (Not a message to another stream: another partition's event may be
+  // routed first.)
+  ASSERT_TRUE(call(testing::send_message(g, owner, "gm-2", "again", "", 0)));
+  auto seen_owner = inbox_.pushes_of(owner, 3);    // the creation and the two messages
+  auto seen_member = inbox_.pushes_of(member, 4);  // and, before the second message, its read marker
   ASSERT_EQ(seen_owner.size(), 3u);
   ASSERT_EQ(seen_member.size(), 4u);
   EXPECT_EQ(seen_member[2].type, fb::Event::ReadMarked);
-  EXPECT_EQ(seen_owner[2].stream, "world");
+  for (const auto& seen : seen_owner) EXPECT_NE(seen.type, fb::Event::ReadMarked);
   EXPECT_EQ(inbox_.count(owner), 3u);
 }
 
