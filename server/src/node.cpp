@@ -308,6 +308,20 @@ struct Node::Parts {
                                      static_cast<double>(st.deliveries.load())));
       out.push_back(metrics::counter("imlog_router_tasks_total", "Fan-out tasks of large groups written to im.tasks.",
                                      static_cast<double>(st.tasks.load())));
+      out.push_back(metrics::gauge("imlog_router_partitions_owned", "Partitions of im.events this router owns.",
+                                   static_cast<double>(st.partitions.load())));
+      out.push_back(metrics::counter("imlog_router_partitions_taken_total",
+                                     "Partitions of im.events taken from the routers' group (start, rebalances).",
+                                     static_cast<double>(st.taken.load())));
+      out.push_back(metrics::counter("imlog_router_partitions_released_total",
+                                     "Partitions of im.events handed back to the routers' group.",
+                                     static_cast<double>(st.released.load())));
+      out.push_back(metrics::counter("imlog_router_rebuilt_events_total",
+                                     "Events read to rebuild membership when taking partitions.",
+                                     static_cast<double>(st.rebuilt_from_log.load())));
+      out.push_back(metrics::gauge("imlog_router_lag_events",
+                                   "Events of the owned partitions not pushed yet (measured at each commit).",
+                                   static_cast<double>(st.lag.load())));
     }));
   }
 

@@ -15,6 +15,24 @@ Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p) {
   return log.end_offset(TopicPartition{std::string(kEventsTopic), p});
 }
 
+Status commit_unseen_ends(EventLog& log, const std::string& group) {
+  ConsumerOptions opts;
+  opts.group = group;
+  auto reader = log.consumer(opts);
+  auto count = log.partition_count(kEventsTopic);
+  IMLOG_TRY(count);
+  std::vector<TopicPartitionOffset> ends;
+  for (int32_t p = 0; p < *count; ++p) {
+    auto stored = reader->committed(TopicPartition{std::string(kEventsTopic), p});
+    IMLOG_TRY(stored);
+    if (*stored) continue;
+    auto end = log.end_offset(TopicPartition{std::string(kEventsTopic), p});
+    IMLOG_TRY(end);
+    ends.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, *end});
+  }
+  return reader->commit(ends);
+}
+
 Result<std::unique_ptr<Consumer>> follow_events(EventLog& log, const std::string& group, uint64_t max_batch,
                                                 const std::function<Status(int32_t p, int64_t at)>& resumed) {
   ConsumerOptions opts;

@@ -20,6 +20,13 @@ namespace imlog {
 // follower does not act on old events).
 Result<int64_t> resume_point(EventLog& log, Consumer& reader, int32_t p);
 
+// For every partition of im.events that `group` never committed, commits the log's end now: a new
+// group starts there, not where its first member is later assigned the partition (a Kafka group's
+// first join takes seconds, and what is appended meanwhile would be skipped). Through a plain
+// reader of the group, so it is refused (and returns the error) once the group has members: they
+// hold those partitions and start them at the end themselves. The routers' start.
+Status commit_unseen_ends(EventLog& log, const std::string& group);
+
 // Opens the reader of a follower of every partition of im.events whose position is committed under
 // `group`, and assigns each partition at its resume point (resume_point) once `resumed(p, at)` has
 // rebuilt what the follower derives from the partition before `at` (read_partition_until) and

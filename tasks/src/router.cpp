@@ -6,6 +6,7 @@
 #include <optional>
 #include <thread>
 #include <map>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -47,7 +48,10 @@ struct SentBatch {
   std::shared_ptr<BatchOutcome> outcome;
 };
 
-struct Router::Loop {
+// The router's loop. Its partitions of im.events come from its consumer group (RebalanceListener,
+// inside reader->poll() on the loop's thread): it holds state — membership, the epoch filter, what
+// is out — only for the partitions it owns.
+struct Router::Loop final : public RebalanceListener {
   Loop(EventLog& l, DeliveryTransport& d, SessionRegistry& s, RouterConfig c)
       : log(l), deliveries(d), sessions(s), config(c), logger(imlog::logger("router")) {}
 
@@ -63,18 +67,23 @@ struct Router::Loop {
   std::map<int32_t, Groups> groups;  // per partition of im.events (a group lives in one)
   std::vector<Record> batch;
   std::deque<SentBatch> sent;            // oldest first
-  std::map<int32_t, int64_t> delivered;  // per partition: every event before this is out
-  std::map<int32_t, int64_t> committed;  // per partition: what the group has stored (-1: nothing)
+  // Per owned partition (the keys are the partitions this router owns and has taken):
+  std::map<int32_t, int64_t> delivered;  // every event before this is out
+  std::map<int32_t, int64_t> committed;  // what the group has stored from us (-1: nothing yet)
+  std::set<int32_t> untaken;  // assigned, but their state could not be loaded yet: taken in step()
   std::chrono::steady_clock::time_point last_commit;
   std::chrono::steady_clock::time_point last_snapshot;
-  // Read from the snapshot at start, per partition: where its membership holds up to.
+  // The state of a partition as of an offset this router committed: membership and the epoch
+  // filter there. Held for the partitions it does not own (read from the snapshot file, or kept
+  // when one was revoked), so taking one again reads only the log after that offset.
   struct Restored {
     int64_t offset = 0;
     EpochFilter::State filter;
     Groups groups;
   };
-  std::map<int32_t, Restored> restored;
-  Worker worker{"router", [this] { return step(); }};
+  using RestoredMap = std::map<int32_t, Restored>;
+  RestoredMap restored;
+  Worker worker{"router", [this] { return step(std::chrono::milliseconds(200)); }};
   bool tasks_topic = false;  // im.tasks exists: large groups go to the tasks workers
 
   // Output of one batch: deliveries per gateway, and fan-out tasks.
@@ -226,20 +235,22 @@ struct Router::Loop {
   }
 
   // Reads partition p of im.events up to `until`, tracking membership only: the state as of the
-  // position deliveries resume from. From the snapshot's offset with its membership when it holds
-  // up to no further than `until`; else from the partition's first record.
+  // position deliveries resume from. From the partition's restored state when it holds up to no
+  // further than `until`; else from the partition's first record. Reads partition p alone (a
+  // group's membership lives in its own stream's partition).
   Status rebuild(int32_t p, int64_t until) {
     int64_t from = 0;
     groups[p].clear();
     filter.restore(p, {});
     if (auto it = restored.find(p); it != restored.end() && it->second.offset <= until) {
       from = it->second.offset;
-      groups[p] = std::move(it->second.groups);  // read once: `restored` is cleared after the start
+      groups[p] = std::move(it->second.groups);
       filter.restore(p, it->second.filter);
     } else if (it != restored.end()) {
-      logger->warn("router snapshot of partition {} is at offset {}, past the committed {}: rebuilding from offset 0",
-                   p, it->second.offset, until);
+      logger->warn("router state of partition {} is at offset {}, past the committed {}: rebuilding from offset 0", p,
+                   it->second.offset, until);
     }
+    restored.erase(p);  // an owned partition's state is the live one
     stats.rebuilt_from_log += static_cast<uint64_t>(until - from);
     return read_partition_until(
         log, p, from, until, config.max_batch, [this] { return worker.stopping(); },
@@ -252,10 +263,25 @@ struct Router::Loop {
 
   static constexpr std::string_view kMagic = "IMLRTR01";
 
-  // Membership as of `delivered`: only when everything read is out (nothing in `sent`) and
-  // committed, so the groups and the filter are exactly those of the offsets written beside them,
-  // and a restart (which resumes at the committed offsets) never finds the snapshot ahead of it.
-  // Until it can be written, each commit tries again.
+  static void put_partition(SnapshotWriter& out, int32_t p, int64_t offset, const EpochFilter::State& f,
+                            const Groups& g) {
+    out.put(p);
+    out.put(offset);
+    out.put(f.token);
+    out.put(f.link);
+    out.put(static_cast<uint64_t>(g.size()));
+    for (const auto& [id, members] : g) {
+      out.put(id);
+      out.put(static_cast<uint32_t>(members.size()));
+      for (uint64_t m : members) out.put(m);
+    }
+  }
+
+  // The owned partitions' membership as of `delivered`, only when everything read is out (nothing
+  // in `sent`) and committed, so the groups and the filter are exactly those of the offsets
+  // written beside them; and the restored state of the partitions not owned, each as of an offset
+  // committed then. A restart (which resumes at the committed offsets) never finds the snapshot
+  // ahead of them. Until it can be written, each commit tries again.
   void save_snapshot() {
     if (config.snapshot_path.empty() || !sent.empty()) return;
     for (auto [p, offset] : delivered) {
@@ -263,39 +289,31 @@ struct Router::Loop {
     }
     last_snapshot = std::chrono::steady_clock::now();
     SnapshotWriter out(kMagic);
-    out.put(static_cast<uint32_t>(delivered.size()));
-    for (auto [p, offset] : delivered) {
-      auto f = filter.state(p);
-      out.put(p);
-      out.put(offset);
-      out.put(f.token);
-      out.put(f.link);
-      const Groups& g = groups[p];
-      out.put(static_cast<uint64_t>(g.size()));
-      for (const auto& [id, members] : g) {
-        out.put(id);
-        out.put(static_cast<uint32_t>(members.size()));
-        for (uint64_t m : members) out.put(m);
-      }
-    }
+    out.put(static_cast<uint32_t>(delivered.size() + restored.size()));
+    for (auto [p, offset] : delivered) put_partition(out, p, offset, filter.state(p), groups[p]);
+    for (const auto& [p, r] : restored) put_partition(out, p, r.offset, r.filter, r.groups);
     if (auto s = out.write(config.snapshot_path); !s) {
       logger->warn("router snapshot not written (the next start reads more of the log): {}", s.error().to_string());
     }
   }
 
-  void load_snapshot() {
-    if (config.snapshot_path.empty()) return;
+  // Every partition's state in the snapshot file; nothing (with a warning) if it is damaged or
+  // foreign.
+  RestoredMap read_snapshot_file() {
+    RestoredMap entries;
+    if (config.snapshot_path.empty()) return entries;
     auto snapshot = SnapshotReader::open(config.snapshot_path, kMagic);
-    if (!snapshot) return;
-    std::string why = snapshot->problem().empty() ? read_snapshot(*snapshot) : snapshot->problem();
+    if (!snapshot) return entries;
+    std::string why = snapshot->problem().empty() ? read_snapshot(*snapshot, entries) : snapshot->problem();
     if (!why.empty()) {
-      restored.clear();
+      entries.clear();
       logger->warn("router snapshot {} not used ({}): rebuilding membership from offset 0", config.snapshot_path, why);
     }
+    return entries;
   }
 
   // Empty when the snapshot was read whole; else why not.
-  std::string read_snapshot(SnapshotReader& r) {
+  static std::string read_snapshot(SnapshotReader& r, RestoredMap& entries) {
     uint32_t partitions = 0;
     if (!r.get(partitions)) return "truncated";
     for (uint32_t i = 0; i < partitions; ++i) {
@@ -317,20 +335,75 @@ struct Router::Loop {
           members.insert(member);
         }
       }
-      restored[p] = std::move(entry);
+      entries[p] = std::move(entry);
     }
     return r.left() == 0 ? "" : "trailing bytes";
   }
 
-  // Partition p resumes at `at` (event_follow.h: a new router does not push old messages;
-  // clients catch up with sync), with membership rebuilt up to it.
-  Status resume(int32_t p, int64_t at) {
-    IMLOG_TRY(rebuild(p, at));
-    delivered[p] = at;
+  // ---- partitions from the group (RebalanceListener: inside reader->poll(), on the loop's thread)
+
+  // Takes partition p: its state as of the group's committed position (event_follow.h: the log's
+  // end now if the group never committed it; a new router does not push old messages, clients
+  // catch up with sync), and its reading from there.
+  Status take(int32_t p) {
+    auto at = resume_point(log, *reader, p);
+    IMLOG_TRY(at);
+    IMLOG_TRY(rebuild(p, *at));
+    IMLOG_TRY(reader->seek(TopicPartitionOffset{std::string(kEventsTopic), p, *at}));
+    delivered[p] = *at;
     committed[p] = -1;  // commit `at` at the next commit
-    logger->info("router resumes im.events partition {} at offset {} ({} groups)", p, at, groups[p].size());
+    untaken.erase(p);
+    stats.taken++;
+    stats.partitions = static_cast<int32_t>(delivered.size());
+    logger->info("router takes im.events partition {} at offset {} ({} groups)", p, *at, groups[p].size());
     return {};
   }
+
+  void on_assigned(const std::vector<TopicPartition>& parts) override {
+    for (const auto& tp : parts) {
+      if (auto s = take(tp.partition); !s) {
+        untaken.insert(tp.partition);  // its records are skipped until step() takes it
+        logger->warn("router could not take im.events partition {} yet: {}", tp.partition, s.error().to_string());
+      }
+    }
+    commit();  // a partition the group never committed starts where this router took it
+  }
+
+  // Hands partitions over: waits (bounded) for what is on its way, commits what is out, and keeps
+  // each one's state as of that committed offset, to take it again cheaply. When the commit is
+  // refused (a Kafka group refuses commits while it rebalances) or something is still on its
+  // way, the next owner resumes at the last committed offset and pushes the events since then
+  // again (at least once), and this router keeps the partition's state from its snapshot file.
+  void on_revoked(const std::vector<TopicPartition>& parts) override {
+    bool failed = settle(kHandOverWait).has_value();
+    bool out = !failed && sent.empty() && commit();
+    std::vector<int32_t> released;
+    for (const auto& tp : parts) {
+      untaken.erase(tp.partition);
+      for (auto& b : sent) b.next.erase(tp.partition);  // no longer ours to account for
+      if (delivered.contains(tp.partition)) released.push_back(tp.partition);
+    }
+    RestoredMap on_disk = out ? RestoredMap{} : read_snapshot_file();
+    for (int32_t p : released) {
+      if (out) {
+        restored[p] = Restored{delivered[p], filter.state(p), std::move(groups[p])};
+      } else if (auto it = on_disk.find(p); it != on_disk.end()) {
+        restored[p] = std::move(it->second);
+      }
+      groups.erase(p);
+      filter.restore(p, {});
+      delivered.erase(p);
+      committed.erase(p);
+      stats.released++;
+      logger->info("router releases im.events partition {}{}", p,
+                   out ? "" : " (what was pushed since its last commit is pushed again by its next owner)");
+    }
+    stats.partitions = static_cast<int32_t>(delivered.size());
+  }
+
+  static constexpr std::chrono::seconds kHandOverWait{5};
+
+  // ---- the loop, continued --------------------------------------------------------------------
 
   // Takes the finished batches off the front of `sent`, oldest first, waiting up to `wait` for
   // them. A failed batch is returned: its events must be routed again.
@@ -353,21 +426,32 @@ struct Router::Loop {
     return std::nullopt;
   }
 
-  // Stores, under the router's group, where each partition's deliveries are out up to.
-  void commit() {
+  // Stores, under the router's group, where each owned partition's deliveries are out up to;
+  // false if the group refused.
+  bool commit() {
     std::vector<TopicPartitionOffset> offsets;
     for (auto [p, next] : delivered) {
       if (committed[p] != next) offsets.push_back(TopicPartitionOffset{std::string(kEventsTopic), p, next});
     }
     last_commit = std::chrono::steady_clock::now();
-    if (offsets.empty()) return;
+    if (offsets.empty()) return true;
     // A failed commit is retried at the next one; a crash before then pushes some events again.
     if (auto s = reader->commit(offsets); !s) {
       logger->warn("committing im.events offsets: {}", s.error().to_string());
-      return;
+      return false;
     }
     for (const auto& o : offsets) committed[o.partition] = o.offset;
     if (std::chrono::steady_clock::now() - last_snapshot >= config.snapshot_every) save_snapshot();
+    return true;
+  }
+
+  // Events of the owned partitions not out yet (for /metrics): one end-offset look-up per partition.
+  void measure_lag() {
+    int64_t lag = 0;
+    for (auto [p, next] : delivered) {
+      if (auto end = log.end_offset(TopicPartition{std::string(kEventsTopic), p})) lag += std::max<int64_t>(0, *end - next);
+    }
+    stats.lag = lag;
   }
 
   // A batch's deliveries failed: drop what is on its way and read every partition again from what
@@ -384,13 +468,15 @@ struct Router::Loop {
   // One poll of im.events, routed; its outputs leave without waiting, and what is out is committed
   // every commit_interval. A poll error goes to the worker: retried with back-off, or the router
   // fails visibly (/readyz, /metrics) instead of leaving its thread silently.
-  Status step() {
-    auto polled = reader->poll(batch, std::chrono::milliseconds(200));
+  Status step(std::chrono::milliseconds wait) {
+    for (int32_t p : std::set<int32_t>(untaken)) IMLOG_TRY(take(p));
+    auto polled = reader->poll(batch, wait);
     if (!polled) return fail(polled.error().with_context("router reading im.events"));
     if (!batch.empty()) {
       auto outcome = std::make_shared<BatchOutcome>();
       SentBatch b{{}, outcome};
       for (const auto& r : batch) {
+        if (!delivered.contains(r.partition)) continue;  // not taken yet: read again from its position
         route(r, true);
         b.next[r.partition] = r.offset + 1;
       }
@@ -398,18 +484,21 @@ struct Router::Loop {
       sent.push_back(std::move(b));
     }
     if (auto failed = settle(std::chrono::milliseconds(0))) return resume_after(*failed);
-    if (std::chrono::steady_clock::now() - last_commit >= config.commit_interval) commit();
+    if (std::chrono::steady_clock::now() - last_commit >= config.commit_interval) {
+      commit();
+      measure_lag();
+    }
     return {};
   }
 
-  // On a clean stop: waits for what is on its way (bounded) and commits it.
+  // On a clean stop: waits for what is on its way (bounded), commits it, and leaves the group.
   void finish() {
     if (!reader) return;
     if (!settle(std::chrono::seconds(5))) {
       commit();
       save_snapshot();
     }
-    reader->close();
+    reader->close();  // on_revoked hands the partitions over
     reader.reset();
   }
 };
@@ -426,16 +515,25 @@ Status Router::start() {
     l.logger->warn("router: {} does not exist; groups over {} members are delivered by the router itself",
                    kTasksTopic, l.config.large_group_threshold);
   }
-  l.load_snapshot();
-  auto reader = follow_events(l.log, l.config.group, l.config.max_batch,
-                              [&l](int32_t p, int64_t at) { return l.resume(p, at); });
-  IMLOG_TRY(reader);
-  l.reader = std::move(*reader);
-  l.restored.clear();  // a later rebuild (after a failed delivery) reads from offset 0
+  l.restored = l.read_snapshot_file();
+  if (auto s = commit_unseen_ends(l.log, l.config.group); !s) {
+    l.logger->debug("router group {} has members: they hold its positions ({})", l.config.group, s.error().to_string());
+  }
+  ConsumerOptions opts;
+  opts.group = l.config.group;
+  opts.topics = {std::string(kEventsTopic)};
+  opts.start_at_beginning = false;
+  opts.max_batch = l.config.max_batch;
+  opts.listener = &l;
+  l.reader = l.log.consumer(opts);
   l.last_commit = l.last_snapshot = std::chrono::steady_clock::now();
+  // The embedded log hands a group's partitions over at the first poll: take them before start()
+  // returns, so every event appended after it is routed. A Kafka group's join completes later, in
+  // the loop (its positions are committed above for a new group).
+  IMLOG_TRY(l.step(std::chrono::milliseconds(0)));
   l.worker.on_wake([&l] { l.reader->wakeup(); });
   l.worker.start();
-  l.logger->info("router started; offsets committed as group {}", l.config.group);
+  l.logger->info("router started; partitions of im.events shared by the consumer group {}", l.config.group);
   return {};
 }
 

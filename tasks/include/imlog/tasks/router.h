@@ -13,15 +13,20 @@
 // sessions; it writes the exact audience at that seq, in pages of task_page users, as FanoutTasks
 // to im.tasks (task_records.h), and FanoutWorkers deliver them. The ack is still the sequencer's.
 //
-// One router per deployment reads every partition. Pushes are at least once: the offset it
-// commits for a partition (under RouterConfig::group) is the position up to which every push and
-// task is out (delivered in process, or acknowledged by the log); it is committed every
-// commit_interval and on a clean stop. On start, and after a failed delivery, the router rebuilds
-// each partition's membership from its first record up to that offset without delivering, then
+// Routers scale out like the engines: every router joins the consumer group RouterConfig::group
+// over im.events, and the group shares the partitions among them (a group's membership lives in
+// its stream's partition, so a partition's state is its own). Pushes are at least once: the
+// offset a router commits for a partition it owns is the position up to which every push and task
+// is out (delivered in process, or acknowledged by the log); it is committed every
+// commit_interval, when the partition is taken, when it is handed over, and on a clean stop. A
+// router taking a partition — at start, at a rebalance, after another router died (even by
+// SIGKILL) — loads the partition's state (membership, the epoch filter) as of the group's
+// committed offset, from what it kept of the partition or from its snapshot when they hold up to
+// no further, else by reading that partition from its first record, without delivering; then it
 // delivers from there: what was pushed after the last commit is pushed again (clients drop a seq
-// they already have), and nothing is skipped — also after a SIGKILL. A partition never committed
-// is delivered from its end at start: a new router does not push old messages (clients catch up
-// with sync).
+// they already have), and nothing is skipped. A partition the group never committed starts at
+// the log's end when the group is new: a new router does not push old messages (clients catch up
+// with sync). After a failed delivery it reads its partitions again from what is out.
 //
 // Threading: one Worker, "router" (core/include/imlog/core/worker.h): a poll error is retried with
 // back-off, or fails the router visibly (/readyz, /metrics). Deliveries leave without waiting for
@@ -49,15 +54,16 @@ struct RouterConfig {
   uint32_t large_group_threshold = 500;
   // Members per task (one page of the audience). Default 1000.
   uint32_t task_page = 1000;
-  // The consumer group the router commits its im.events offsets under (it reads every
-  // partition; the group holds its position across restarts). Default "imlog-router".
+  // The consumer group of the routers: it shares the partitions of im.events among them and holds
+  // their committed positions across restarts and hand-overs. Default "imlog-router".
   std::string group = "imlog-router";
   // How often what is out is committed: a killed router, restarted, pushes again at most this
   // much of the log. Default 1s.
   std::chrono::milliseconds commit_interval{1000};
   // A file the router keeps group membership in, with the offsets it holds up to and the epoch
-  // filter's state (engine/include/imlog/engine/snapshot_file.h), so a restart rebuilds membership
-  // from there up to the committed offsets instead of from offset 0. Written after a commit that
+  // filter's state (engine/include/imlog/engine/snapshot_file.h), per partition, so taking a
+  // partition rebuilds membership from there up to the committed offset instead of from offset 0.
+  // It holds the partitions the router owns and the state it kept of those it handed over. Written after a commit that
   // left nothing on its way, at most every `snapshot_every`, and at a clean stop. Empty: none
   // (not a config key: the server puts it in <data_dir>/router/). A missing, damaged or foreign
   // snapshot, or one past the committed offset, is ignored with a warning.
@@ -73,8 +79,14 @@ struct RouterStats {
   std::atomic<uint64_t> events{0};
   std::atomic<uint64_t> deliveries{0};   // recipient-gateway pushes
   std::atomic<uint64_t> tasks{0};        // fan-out tasks written to im.tasks
-  // Records read at start to rebuild membership: from the snapshot's offsets, or from offset 0.
+  // Records read to rebuild membership when taking a partition: from the state it kept or its
+  // snapshot, or from offset 0.
   std::atomic<uint64_t> rebuilt_from_log{0};
+  std::atomic<int32_t> partitions{0};  // partitions of im.events owned now
+  std::atomic<uint64_t> taken{0};      // partitions taken from the group (start and rebalances)
+  std::atomic<uint64_t> released{0};   // partitions handed back to the group
+  // Events of the owned partitions not yet out, measured at each commit.
+  std::atomic<int64_t> lag{0};
 };
 
 class Router {
