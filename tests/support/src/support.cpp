@@ -10,8 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -149,18 +152,52 @@ bool in_ci() {
   return ci != nullptr && std::string_view(ci) == "true";
 }
 
-int free_port() {
+namespace {
+
+// The lowest port the kernel hands out to outgoing connections (ip_local_port_range).
+int ephemeral_low() {
+  int low = 32768;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
+    std::fclose(f);
+  }
+  return low;
+}
+
+bool bindable(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // as the servers bind
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return port;
+  return ok;
+}
+
+}  // namespace
+
+// A random port below the ephemeral range: a port the kernel gave out (bind to port 0) is free
+// only until the next outgoing connection of any process takes it as its local port, and the
+// tests' Kafka, MySQL and Redis clients open many. Random, so that tests running in parallel
+// rarely pick the same one; never the same one twice in a process.
+int free_port() {
+  static std::mutex mu;
+  static std::set<int> given;
+  static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  const int high = ephemeral_low() - 1, low = std::min(20000, high / 2);
+  std::lock_guard lk(mu);
+  std::uniform_int_distribution<int> pick(low, high);
+  for (int i = 0; i < 1000; ++i) {
+    int port = pick(rng);
+    if (given.contains(port) || !bindable(port)) continue;
+    given.insert(port);
+    return port;
+  }
+  throw std::runtime_error("free_port: no free port found below the ephemeral range");
 }
 
 }  // namespace imlog::testing

@@ -75,7 +75,8 @@ std::filesystem::path binary_dir();
 // True when running under CI (CI=true): a missing server is then a failure, never a skip.
 bool in_ci();
 
-// A free TCP port on 127.0.0.1 at the time of the call.
+// A free TCP port on 127.0.0.1 at the time of the call, below the kernel's ephemeral range (so no
+// outgoing connection takes it before the test's server binds it).
 int free_port();
 
 }  // namespace imlog::testing
