@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -577,16 +578,13 @@ uint64_t tasks_written(Cluster& c) {
   return n;
 }
 
-// The writer (an engine's instance id, "<host>-<pid>" by default) of the latest EpochStarted
-// marker in each partition of im.events: the engine that owns the partition now.
-std::map<int32_t, std::string> epoch_writers(Cluster& c) {
-  std::map<int32_t, std::string> writers;
+// Every record of im.events, from offset 0 to the end it had when called, through a KafkaLog of
+// the test's own; each decoded event (or nullptr when a record does not decode) to `fn`.
+void for_each_event(Cluster& c, const std::function<void(const Record&, const fb::EventEnvelope*)>& fn) {
   auto log = KafkaLog::open(c.mock().log_config());
-  EXPECT_TRUE(log.has_value());
-  if (!log) return writers;
+  ASSERT_TRUE(log.has_value());
   auto parts = (*log)->partition_count(kEventsTopic);
-  EXPECT_TRUE(parts.has_value());
-  if (!parts) return writers;
+  ASSERT_TRUE(parts.has_value());
   std::vector<TopicPartitionOffset> from;
   std::map<int32_t, int64_t> end;
   for (int32_t p = 0; p < *parts; ++p) {
@@ -602,13 +600,23 @@ std::map<int32_t, std::string> epoch_writers(Cluster& c) {
   while (!end.empty() && std::chrono::steady_clock::now() < deadline) {
     if (!consumer->poll(batch, 500ms)) break;
     for (const auto& r : batch) {
-      if (auto ev = read_event(r.value); ev && (*ev)->event_type() == fb::Event::EpochStarted) {
-        writers[r.partition] = std::string(sv((*ev)->event_as_EpochStarted()->writer()));
-      }
+      auto ev = read_event(r.value);
+      fn(r, ev ? *ev : nullptr);
       if (auto it = end.find(r.partition); it != end.end() && r.offset + 1 >= it->second) end.erase(it);
     }
   }
   EXPECT_TRUE(end.empty()) << "im.events was not read to its end";
+}
+
+// The writer (an engine's instance id, "<host>-<pid>" by default) of the latest EpochStarted
+// marker in each partition of im.events: the engine that owns the partition now.
+std::map<int32_t, std::string> epoch_writers(Cluster& c) {
+  std::map<int32_t, std::string> writers;
+  for_each_event(c, [&](const Record& r, const fb::EventEnvelope* ev) {
+    if (ev && ev->event_type() == fb::Event::EpochStarted) {
+      writers[r.partition] = std::string(sv(ev->event_as_EpochStarted()->writer()));
+    }
+  });
   return writers;
 }
 
@@ -1249,39 +1257,15 @@ struct LoggedMessage {
   bool operator<(const LoggedMessage& o) const { return std::tie(time, stream, seq) < std::tie(o.time, o.stream, o.seq); }
 };
 
-// Every message (not system rows) of im.events, read through a KafkaLog of the test's own.
+// Every message (not system rows) of im.events.
 std::vector<LoggedMessage> messages_in_log(Cluster& c) {
   std::vector<LoggedMessage> out;
-  auto log = KafkaLog::open(c.mock().log_config());
-  EXPECT_TRUE(log.has_value());
-  if (!log) return out;
-  auto parts = (*log)->partition_count(kEventsTopic);
-  EXPECT_TRUE(parts.has_value());
-  std::vector<TopicPartitionOffset> from;
-  std::map<int32_t, int64_t> end;
-  for (int32_t p = 0; parts && p < *parts; ++p) {
-    from.push_back({std::string(kEventsTopic), p, 0});
-    auto e = (*log)->end_offset(TopicPartition{std::string(kEventsTopic), p});
-    if (e && *e > 0) end[p] = *e;
-  }
-  auto consumer = (*log)->consumer(ConsumerOptions{});
-  EXPECT_TRUE(consumer->assign(from).has_value());
-  std::vector<Record> batch;
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!end.empty() && std::chrono::steady_clock::now() < deadline) {
-    if (!consumer->poll(batch, 500ms)) break;
-    for (const auto& r : batch) {
-      auto ev = read_event(r.value);
-      if (ev) {
-        auto* m = (*ev)->event_as_MessageAppended();
-        if (m && m->message_type() != fb::MessageType::System) {
-          out.push_back(LoggedMessage{std::string(sv((*ev)->stream())), (*ev)->seq(), (*ev)->timestamp_ms()});
-        }
-      }
-      if (auto it = end.find(r.partition); it != end.end() && r.offset + 1 >= it->second) end.erase(it);
+  for_each_event(c, [&](const Record&, const fb::EventEnvelope* ev) {
+    auto* m = ev ? ev->event_as_MessageAppended() : nullptr;
+    if (m && m->message_type() != fb::MessageType::System) {
+      out.push_back(LoggedMessage{std::string(sv(ev->stream())), ev->seq(), ev->timestamp_ms()});
     }
-  }
-  EXPECT_TRUE(end.empty()) << "im.events was not read to its end";
+  });
   return out;
 }
 
