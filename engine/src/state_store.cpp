@@ -154,7 +154,8 @@ Result<int64_t> RocksStateStore::dedupe_horizon() {
 }
 
 // Puts into wb the removal of every dedupe entry sent in [from, cutoff) and of its time index
-// entry: one scan of the time index over that range.
+// entry: one scan of the time index over that range. Point deletes, not a range delete: a
+// checkpoint evicts every second or so, and as many range tombstones would slow every read.
 Status RocksStateStore::evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb) {
   std::string begin = time_key(std::max<int64_t>(from, 0), {});
   std::string end = time_key(cutoff, {});
@@ -165,9 +166,9 @@ Status RocksStateStore::evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch&
   for (it->Seek(begin); it->Valid(); it->Next()) {
     auto k = it->key();
     wb.Delete(rocksdb::Slice(k.data() + 9, k.size() - 9));  // the entry the time index names
+    wb.Delete(k);
   }
   if (!it->status().ok()) return fail(store_error(it->status(), "scanning the dedupe time index"));
-  wb.DeleteRange(begin, end);
   return {};
 }
 
