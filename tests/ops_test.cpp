@@ -30,10 +30,15 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// Push on, so its metrics are in the scrape the dashboard and the alerts are checked against; no
+// device is ever registered, so nothing is sent.
 constexpr const char* kConfig = R"(
 gateway:
   password_ops_limit: 1
   password_mem_limit: 8KiB
+push:
+  enabled: true
+  webhook_secret: ops-test-secret-of-32-bytes-long
 )";
 
 const std::string kSource = IMLOG_SOURCE_DIR;

@@ -20,13 +20,17 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/transport.h"
 #include "imlog/schema/codec.h"
+#include "imlog/tasks/lease.h"
 #include "imlog/tasks/push.h"
 #include "imlog/tasks/sessions.h"
 #include "imlog/tasks/task_records.h"
@@ -288,6 +292,183 @@ TEST_F(PushLocal, ARestartedWorkerResumesWhereItCommitted) {
   ASSERT_EQ(calls.size(), 2u) << "only the message sent while it was down";
   EXPECT_EQ(calls[0].preview, "while\u2026");
   EXPECT_EQ(second.stats().events, 1u);
+  second.stop();
+}
+
+// ---- the committed position and the progress across a restart ------------------------------------
+
+// A message of im.events as the worker reads it.
+struct Sent {
+  std::string stream;
+  uint64_t sender = 0;
+  uint64_t seq = 0;
+  int64_t time = 0;
+  int64_t offset = 0;
+};
+
+// Ann's messages to Bob, Eve and Fay, in log order.
+std::vector<Sent> messages_in(EventLog& log) {
+  std::vector<Sent> out;
+  auto end = log.end_offset({std::string(kEventsTopic), 0});
+  EXPECT_TRUE(end);
+  auto reader = log.consumer(ConsumerOptions{});
+  EXPECT_TRUE(reader->assign({{std::string(kEventsTopic), 0, 0}}));
+  std::vector<Record> batch;
+  for (int64_t read = 0; end && read < *end;) {
+    EXPECT_TRUE(reader->poll(batch, 200ms));
+    for (const auto& r : batch) {
+      read = r.offset + 1;
+      auto e = read_event(r.value);
+      if (!e) continue;
+      std::string_view stream = sv((*e)->stream());
+      bool to_them = stream == single_stream(1, 2) || stream == single_stream(1, 5) || stream == single_stream(1, 6);
+      if (to_them && (*e)->event_as_MessageAppended() && (*e)->actor() == 1) {
+        out.push_back(Sent{std::string(stream), (*e)->actor(), (*e)->seq(), (*e)->timestamp_ms(), r.offset});
+      }
+    }
+  }
+  return out;
+}
+
+// Bob (2, two devices), Eve (5) and Fay (6), all offline, get a message from Ann in turn, 0.7 s
+// apart (each every 2.1 s), stamped ahead of the clock (so the log's progress alone closes
+// windows): their 3 s collapse windows overlap one another in one unbroken chain.
+class PushChain : public PushLocal {
+ protected:
+  static constexpr uint64_t kTo[] = {2, 5, 6};
+  void build() {
+    world.build(*log_, 1);
+    world.model.put(user_with_devices(5, "Eve", {fcm(50)}));
+    world.model.put(user_with_devices(6, "Fay", {fcm(60)}));
+  }
+  PushConfig config(std::string group) {
+    auto c = quick_config(std::move(group));
+    c.collapse_window = 3s;
+    return c;
+  }
+  void send(int n) {
+    for (int i = 0; i < n; ++i, ++sent_) {
+      world.builder->advance_ms(700);
+      world.send(single_stream(1, kTo[sent_ % 3]), 1, "m" + std::to_string(sent_));
+    }
+  }
+  // The same three, in an order and at gaps (100 ms to 1 s) drawn from a fixed seed.
+  void send_irregular(int n) {
+    for (int i = 0; i < n; ++i, ++sent_) {
+      world.builder->advance_ms(std::uniform_int_distribution<int64_t>(100, 1000)(random_));
+      uint64_t to = kTo[std::uniform_int_distribution<size_t>(0, 2)(random_)];
+      world.send(single_stream(1, to), 1, "m" + std::to_string(sent_));
+    }
+  }
+  // Every window of theirs closes: Bob answers Ann, far ahead of the rest.
+  void close_all() {
+    world.builder->advance_ms(60'000);
+    world.send(single_stream(1, 2), 2, "much later");
+  }
+  // The notifications their devices should get, keyed as the worker keys them, with
+  // (collapsed, seq), from the messages in the log.
+  std::map<std::string, std::pair<uint32_t, uint64_t>> expected(int64_t window_ms) {
+    std::map<uint64_t, std::vector<Sent>> to;
+    for (auto& m : messages_in(*log_)) {
+      for (uint64_t u : kTo) {
+        if (m.stream == single_stream(1, u)) to[u].push_back(m);
+      }
+    }
+    std::map<uint64_t, std::vector<uint64_t>> devices{{2, {20, 21}}, {5, {50}}, {6, {60}}};
+    std::map<std::string, std::pair<uint32_t, uint64_t>> out;
+    for (auto& [user, ms] : to) {
+      for (size_t i = 0; i < ms.size();) {
+        size_t j = i;
+        while (j < ms.size() && ms[j].time < ms[i].time + window_ms) ++j;
+        for (uint64_t d : devices[user]) {
+          out[fmt::format("{}/{}/{}/{}", user, ms[i].stream, ms[i].seq, d)] = {static_cast<uint32_t>(j - i), ms[j - 1].seq};
+        }
+        i = j;
+      }
+    }
+    return out;
+  }
+  static void add_calls(const FakePushProvider& fake, std::map<std::string, std::pair<uint32_t, uint64_t>>& got,
+                        int& repeated) {
+    for (const auto& n : fake.calls()) {
+      if (n.user_id == 1) continue;  // Ann: her window stays open
+      auto [it, fresh] = got.try_emplace(n.key, n.collapsed, n.seq);
+      if (fresh) continue;
+      repeated++;
+      EXPECT_EQ(it->second, std::make_pair(n.collapsed, n.seq)) << n.key << " sent again with another payload";
+    }
+  }
+
+  PushWorld world;
+  int sent_ = 0;
+  std::mt19937 random_{1};  // a seed whose restart falls inside windows already sent
+};
+
+TEST_F(PushChain, TheCommittedPositionKeepsUpWhileWindowsOverlap) {
+  build();
+  auto leases = make_local_leases();
+  PushWorker worker(*log_, *world.sessions, world.model, PushProviders{nullptr, &world.fake, nullptr},
+                    config("push-chain"), nullptr, leases.get());
+  ASSERT_TRUE(worker.start());
+  send(30);
+  auto messages = messages_in(*log_);
+  ASSERT_EQ(messages.size(), 30u);
+  // Only the last windows are open (about the last three messages): the position is past the rest.
+  int64_t past = messages[25].offset;
+  ConsumerOptions group;
+  group.group = "push-chain";
+  auto reader = log_->consumer(group);
+  auto at = [&] {
+    auto c = reader->committed({std::string(kEventsTopic), 0});
+    return c && *c ? **c : -1;
+  };
+  EXPECT_TRUE(t::wait_until([&] { return at() >= past; }, 10s))
+      << "committed " << at() << ", expected at least " << past << " (" << worker.stats().sent << " sent)";
+  worker.stop();
+}
+
+// Stopped mid-chain and started again (as after a kill, from the committed position and the saved
+// progress): every window is notified under its key with the same payload, none formed anew from
+// a part of one already sent.
+TEST_F(PushChain, ARestartMidChainFormsTheSameWindows) {
+  build();
+  auto leases = make_local_leases();
+  auto c = config("push-chain-restart");
+  FakePushProvider first_fake, second_fake;
+  {
+    PushWorker first(*log_, *world.sessions, world.model, PushProviders{nullptr, &first_fake, nullptr}, c, nullptr,
+                     leases.get());
+    ASSERT_TRUE(first.start());
+    send_irregular(40);
+    ASSERT_TRUE(t::wait_until([&] { return first.stats().events >= 40; }, 20s)) << first.stats().events;
+    std::this_thread::sleep_for(300ms);  // the windows the log's progress closed are sent
+    first.stop();
+  }
+  send_irregular(40);
+  close_all();
+  PushWorker second(*log_, *world.sessions, world.model, PushProviders{nullptr, &second_fake, nullptr}, c, nullptr,
+                    leases.get());
+  ASSERT_TRUE(second.start());
+  auto want = expected(c.collapse_window.count());
+  std::map<std::string, std::pair<uint32_t, uint64_t>> got;
+  int repeated = 0;
+  ASSERT_TRUE(t::wait_until(
+      [&] {
+        got.clear();
+        repeated = 0;
+        add_calls(first_fake, got, repeated);
+        add_calls(second_fake, got, repeated);
+        return got.size() >= want.size();
+      },
+      20s))
+      << got.size() << " of " << want.size();
+  std::this_thread::sleep_for(300ms);  // anything more would come now
+  got.clear();
+  repeated = 0;
+  add_calls(first_fake, got, repeated);
+  add_calls(second_fake, got, repeated);
+  EXPECT_EQ(got, want);
+  EXPECT_GT(second_fake.calls().size(), 0u);
   second.stop();
 }
 

@@ -494,12 +494,44 @@ void lease_behaviour(LeaseStore& a, LeaseStore& b, const std::function<void(std:
   // A holder that stops renewing (a killed worker) loses it after its ttl.
   pass(600ms);
   EXPECT_EQ(acquire(a, "host-a:3", 400ms), "") << "expired";
+
+  // The holder's state: saved by the holder only, read by anyone, kept across a release.
+  auto none = b.load_state("push");
+  ASSERT_TRUE(none) << none.error().to_string();
+  EXPECT_EQ(*none, "");
+  const std::string bytes("progress\0with a NUL", 20);
+  auto saved = a.save_state("push", "host-a:3", bytes);
+  ASSERT_TRUE(saved) << saved.error().to_string();
+  auto theirs = b.save_state("push", "host-b:2", "a stale worker's");
+  ASSERT_FALSE(theirs) << "only the holder saves";
+  EXPECT_EQ(theirs.error().code(), std::errc::device_or_resource_busy);
+  a.release("push", "host-a:3");
+  auto read = b.load_state("push");
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_EQ(*read, bytes) << "kept across a release, for the next holder";
 }
 
 TEST(Leases, InProcess) {
   ManualClock clock;
   auto leases = make_local_leases(clock);
   lease_behaviour(*leases, *leases, [&](std::chrono::milliseconds d) { clock.advance_ms(d.count()); });
+}
+
+TEST(Leases, TheSingleNodesStateIsAFileThatOutlivesTheProcess) {
+  t::TempDir dir("imlog-lease-state");
+  ManualClock clock;
+  {
+    auto leases = make_local_leases(clock, dir.str());
+    ASSERT_EQ(*leases->acquire("push", "host-a:1", 1s), "");
+    ASSERT_TRUE(leases->save_state("push", "host-a:1", "one"));
+    ASSERT_TRUE(leases->save_state("push", "host-a:1", "two"));
+  }
+  auto next = make_local_leases(clock, dir.str());  // a restarted process
+  auto read = next->load_state("push");
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_EQ(*read, "two");
+  EXPECT_FALSE(next->save_state("push", "host-b:2", "three")) << "not holding it";
+  EXPECT_EQ(*next->load_state("push"), "two");
 }
 
 TEST(Leases, InRedisSharedByTwoProcesses) {

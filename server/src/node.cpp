@@ -587,8 +587,9 @@ struct Node::Parts {
       if (!a) return fail(a.error().with_context("push.apns"));
       apns = std::move(*a);
     }
-    // One push worker per deployment (push.h): the lease is in the session registry's Redis when
-    // there is one; the single node's embedded log admits one process anyway.
+    // One push worker per deployment (push.h): the lease, and the worker's progress kept with it,
+    // are in the session registry's Redis when there is one; the single node's embedded log admits
+    // one process anyway.
     if (config.sessions) {
       auto l = open_redis_leases(*config.sessions);
       IMLOG_TRY(l);
@@ -598,7 +599,11 @@ struct Node::Parts {
                   "push.enabled on the Kafka log needs the `sessions:` Redis section: the push worker's "
                   "single-process lease is kept there");
     } else {
-      push_leases = make_local_leases();
+      // The worker's progress (push.cpp) is kept beside the data, like the router's snapshot.
+      std::error_code ec;
+      std::filesystem::create_directories(config.data_dir + "/push", ec);
+      if (ec) return fail(std::errc::io_error, "cannot create " + config.data_dir + "/push: " + ec.message());
+      push_leases = make_local_leases(SystemClock::instance(), config.data_dir + "/push");
     }
     // Invalid tokens are removed by RemoveDevice commands, the way the gateway removes a device.
     push = std::make_unique<PushWorker>(*log, *sessions, query->model(),

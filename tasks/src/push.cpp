@@ -19,6 +19,7 @@
 #include "imlog/core/logging.h"
 #include "imlog/core/time_zone.h"
 #include "imlog/core/worker.h"
+#include "imlog/engine/snapshot_file.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/schema/codec.h"
@@ -143,6 +144,7 @@ std::vector<PushNotification> FakePushProvider::calls() const {
 namespace {
 
 constexpr std::string_view kPushLease = "push";
+constexpr std::string_view kProgressMagic = "imlogPP1";
 
 // One message to one recipient, as a collapse window holds it. Ordered by (time, stream, seq):
 // a function of the log, whatever order the partitions were read in.
@@ -170,7 +172,7 @@ struct Window {
 struct Outgoing {
   PushNotification n;
   int64_t due_ms = 0;
-  int64_t window_start = 0;  // holds the committed offsets back (cut())
+  int64_t window_start = 0;  // holds the committed offsets back (cut_of())
   int64_t window_end = 0;
   int32_t partition = 0;     // of the window's first message
   int64_t offset = 0;
@@ -256,12 +258,20 @@ struct PushWorker::Loop {
   EpochFilter filter;
   std::vector<Record> batch;
   // Collapsing (tasks/README.md, "Offline push"): members not yet cut into a window, by user; the
-  // end of each user's last window cut; windows cut and waiting for the read model; the spans of
-  // windows done with, while a later cut may fall inside them.
+  // end of each user's last window cut; windows cut and waiting for the read model.
   std::unordered_map<uint64_t, std::set<Member>> waiting;
   std::unordered_map<uint64_t, int64_t> chain_end;
   std::vector<Window> closing;
-  std::multiset<std::pair<int64_t, int64_t>> done_spans;
+  // The progress kept with the lease (save_progress()), so that a restarted worker forms the same
+  // windows: per user, the end of the latest window done with (sent, given up, or not to send);
+  // each late member and the time it was moved to, by (user, stream, seq).
+  std::unordered_map<uint64_t, int64_t> done_end;
+  std::map<std::tuple<uint64_t, std::string, uint64_t>, int64_t> late;
+  // The predecessor's progress (load_progress()): its read positions, and per user the end of its
+  // windows done with. A member it read (below its position) and before that end was handled.
+  std::map<int32_t, int64_t> handed_next;
+  std::unordered_map<uint64_t, int64_t> handed_done;
+  std::string saved_progress;  // the bytes last saved
   // The log's progress: per partition, the latest event time read, and the first offset read of
   // each event time (the committed offset is the first one at or after the cut).
   std::map<int32_t, int64_t> read_time;
@@ -322,16 +332,34 @@ struct PushWorker::Loop {
   }
 
   // Adds the message to the recipient's members. A message older than the end of the user's last
-  // window cut (it reached the worker more than close_delay late) joins the next window instead.
+  // window cut (it reached the worker more than close_delay late) joins the next window instead,
+  // and keeps that time when read again (late). One the predecessor handled is left out.
   void add_member(uint64_t user, const Record& r, const fb::EventEnvelope& e,
                   const std::shared_ptr<const std::string>& content) {
     Member m{e.timestamp_ms(), std::string(sv(e.stream())), e.seq(), e.actor(), content, r.partition, r.offset};
-    if (auto it = chain_end.find(user); it != chain_end.end() && m.time < it->second) {
+    auto moved = late.empty() ? late.end() : late.find({user, m.stream, m.seq});
+    if (moved != late.end()) m.time = moved->second;
+    if (handled_before(user, r, m.time)) return;
+    if (auto it = chain_end.find(user); moved == late.end() && it != chain_end.end() && m.time < it->second) {
       logger->debug("push: message {}/{} to user {} came after its window closed", m.stream, m.seq, user);
       m.time = it->second;
-      note_position(r.partition, r.offset, m.time);  // held back with the window it joins
+      late[{user, m.stream, m.seq}] = m.time;
     }
+    if (m.time != e.timestamp_ms()) note_position(r.partition, r.offset, m.time);  // held with its window
     waiting[user].insert(std::move(m));
+  }
+
+  // Did the predecessor handle this member: read it, and finish the user's windows past its time?
+  bool handled_before(uint64_t user, const Record& r, int64_t time) const {
+    auto p = handed_next.find(r.partition);
+    if (p == handed_next.end() || r.offset >= p->second) return false;
+    auto d = handed_done.find(user);
+    return d != handed_done.end() && time < d->second;
+  }
+
+  void note_done(uint64_t user, int64_t end) {
+    auto& at = done_end[user];
+    at = std::max(at, end);
   }
 
   // One event of im.events: a message adds itself to its recipients' collapse windows.
@@ -471,7 +499,7 @@ struct PushWorker::Loop {
     IMLOG_TRY(online);
     if (!online->empty()) {
       stats.skipped++;
-      done_spans.emplace(w.start, w.end);
+      note_done(w.user, w.end);
       return true;
     }
     auto badge = badge_as_of(w.user, w.end);
@@ -508,7 +536,7 @@ struct PushWorker::Loop {
       queued = true;
     }
     if (queued) stats.collapsed += w.members.size() - 1;
-    else done_spans.emplace(w.start, w.end);
+    else note_done(w.user, w.end);
     return true;
   }
 
@@ -579,9 +607,9 @@ struct PushWorker::Loop {
     logger->info("push: device {} of user {} removed: its token is invalid ({})", n.device.device_id, n.user_id, why);
   }
 
-  // A notification done with: its window's span is kept while a cut may fall inside it (cut()).
+  // A notification done with.
   std::map<uint64_t, Outgoing>::iterator forget(std::map<uint64_t, Outgoing>::iterator it) {
-    done_spans.emplace(it->second.window_start, it->second.window_end);
+    note_done(it->second.n.user_id, it->second.window_end);
     return outgoing.erase(it);
   }
 
@@ -664,26 +692,119 @@ struct PushWorker::Loop {
 
   // ---- positions ------------------------------------------------------------------------------
 
-  // The cut: the event time from which a restarted worker must read everything again. The first
-  // member of every window not done with (waiting, closing or sending) is at or after it, and no
-  // window done with straddles it — so a restarted worker forms exactly the same windows from the
-  // messages at or after it, and a window done with is either read again whole (sent again, the
-  // same) or not at all. int64 max when nothing is open.
-  int64_t cut() const {
+  // The earliest start of each user's windows not done with (waiting, closing or sending).
+  std::unordered_map<uint64_t, int64_t> open_starts() const {
+    std::unordered_map<uint64_t, int64_t> out;
+    auto note = [&out](uint64_t user, int64_t start) {
+      auto [it, fresh] = out.try_emplace(user, start);
+      if (!fresh) it->second = std::min(it->second, start);
+    };
+    for (const auto& [user, members] : waiting) note(user, members.begin()->time);
+    for (const auto& w : closing) note(w.user, w.start);
+    for (const auto& [id, o] : outgoing) note(o.n.user_id, o.window_start);
+    return out;
+  }
+
+  // The cut: the event time from which a restarted worker must read everything again — the first
+  // member of every window not done with is at or after it. Windows done with may straddle it: the
+  // saved progress tells the restarted worker which members it reads again were handled, so it
+  // forms exactly the same windows, and sends again only whole ones. int64 max when nothing is open.
+  static int64_t cut_of(const std::unordered_map<uint64_t, int64_t>& open) {
     int64_t at = std::numeric_limits<int64_t>::max();
-    for (const auto& [user, members] : waiting) at = std::min(at, members.begin()->time);
-    for (const auto& w : closing) at = std::min(at, w.start);
-    for (const auto& [id, o] : outgoing) at = std::min(at, o.window_start);
-    for (bool moved = true; moved;) {
-      moved = false;
-      for (auto [start, end] : done_spans) {
-        if (start < at && at < end) {
-          at = start;
-          moved = true;
-        }
-      }
-    }
+    for (const auto& [user, start] : open) at = std::min(at, start);
     return at;
+  }
+
+  // The progress a restarted worker needs (the members above): read positions; per user, where the
+  // windows done with end, up to the user's first window not done with, when that is past the cut;
+  // the late members at or after the cut.
+  std::string encode_progress(const std::unordered_map<uint64_t, int64_t>& open, int64_t cut_at) const {
+    SnapshotWriter out(kProgressMagic);
+    out.put(static_cast<uint32_t>(next.size()));
+    for (auto [p, at] : next) {
+      out.put(p);
+      out.put(at);
+    }
+    std::vector<std::pair<uint64_t, int64_t>> done;
+    for (auto [user, end] : done_end) {
+      auto o = open.find(user);
+      int64_t until = o == open.end() ? end : std::min(end, o->second);
+      if (until > cut_at) done.emplace_back(user, until);
+    }
+    out.put(static_cast<uint32_t>(done.size()));
+    for (auto [user, until] : done) {
+      out.put(user);
+      out.put(until);
+    }
+    auto kept = std::count_if(late.begin(), late.end(), [cut_at](const auto& l) { return l.second >= cut_at; });
+    out.put(static_cast<uint32_t>(kept));
+    for (const auto& [key, time] : late) {
+      if (time < cut_at) continue;
+      out.put(std::get<0>(key));
+      out.put_bytes(std::get<1>(key));
+      out.put(std::get<2>(key));
+      out.put(time);
+    }
+    return out.finish();
+  }
+
+  // Saves the progress with the lease (only its holder may), unless it is what was saved last.
+  Status save_progress(const std::unordered_map<uint64_t, int64_t>& open, int64_t cut_at) {
+    if (!leases) return {};
+    std::string bytes = encode_progress(open, cut_at);
+    if (bytes == saved_progress) return {};
+    IMLOG_TRY(leases->save_state(kPushLease, holder, bytes));
+    saved_progress = std::move(bytes);
+    return {};
+  }
+
+  // The predecessor's progress. A damaged one is left aside with a warning: windows it finished
+  // across the committed position may then be notified again in part, never left out.
+  Status load_progress() {
+    if (!leases) return {};
+    auto bytes = leases->load_state(kPushLease);
+    IMLOG_TRY(bytes);
+    if (bytes->empty()) return {};
+    auto in = SnapshotReader::parse(std::move(*bytes), kProgressMagic);
+    if (!in.problem().empty() || !decode_progress(in)) {
+      logger->warn("push: the saved progress is unusable ({}); windows across the committed position may be "
+                   "notified again in part",
+                   in.problem().empty() ? "truncated" : in.problem());
+      handed_next.clear();
+      handed_done.clear();
+      late.clear();
+      return {};
+    }
+    done_end = handed_done;  // kept, and saved again, while a cut may need them
+    logger->info("push: resuming with the saved progress of {} users", handed_done.size());
+    return {};
+  }
+
+  bool decode_progress(SnapshotReader& in) {
+    uint32_t n = 0;
+    if (!in.get(n)) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      int32_t p = 0;
+      int64_t at = 0;
+      if (!in.get(p) || !in.get(at)) return false;
+      handed_next[p] = at;
+    }
+    if (!in.get(n)) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t user = 0;
+      int64_t until = 0;
+      if (!in.get(user) || !in.get(until)) return false;
+      handed_done[user] = until;
+    }
+    if (!in.get(n)) return false;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t user = 0, seq = 0;
+      std::string stream;
+      int64_t time = 0;
+      if (!in.get(user) || !in.get_bytes(stream) || !in.get(seq) || !in.get(time)) return false;
+      late[{user, std::move(stream), seq}] = time;
+    }
+    return in.left() == 0;
   }
 
   // Forgets what no later cut can need: positions, spans and seen messages before both the cut
@@ -694,8 +815,17 @@ struct PushWorker::Loop {
     if (!mark) return;  // the log did not answer: next time
     int64_t before = std::min(cut_at, *mark);
     for (auto& [p, times] : first_at) times.erase(times.begin(), times.lower_bound(before));
-    std::erase_if(done_spans, [before](const auto& span) { return span.second <= before; });
+    std::erase_if(done_end, [before](const auto& user_end) { return user_end.second <= before; });
     std::erase_if(chain_end, [before](const auto& user_end) { return user_end.second <= before; });
+    std::erase_if(late, [before](const auto& moved) { return moved.second < before; });
+    bool past_handed = std::all_of(handed_next.begin(), handed_next.end(), [this](const auto& pn) {
+      auto it = next.find(pn.first);
+      return it != next.end() && it->second >= pn.second;
+    });
+    if (past_handed) {
+      handed_next.clear();
+      handed_done.clear();
+    }
     for (auto it = seen.begin(); it != seen.end();) {
       std::erase_if(it->second, [before](const auto& m) { return m.second < before; });
       it = it->second.empty() ? seen.erase(it) : std::next(it);
@@ -713,7 +843,8 @@ struct PushWorker::Loop {
 
   void commit() {
     last_commit = std::chrono::steady_clock::now();
-    int64_t cut_at = cut();
+    auto open = open_starts();
+    int64_t cut_at = cut_of(open);
     std::vector<TopicPartitionOffset> offsets;
     for (auto [p, read] : next) {
       int64_t at = done_up_to(p, read, cut_at);
@@ -721,6 +852,13 @@ struct PushWorker::Loop {
     }
     prune(cut_at);
     if (offsets.empty()) return;
+    // The progress first: offsets committed past it would leave the next worker without it.
+    auto saved = renew_lease(true);
+    if (saved) saved = save_progress(open, cut_at);
+    if (!saved) {
+      logger->warn("push: saving the progress: {} (offsets not committed)", saved.error().to_string());
+      return;
+    }
     if (auto s = reader->commit(offsets); !s) {
       logger->warn("push: committing im.events offsets: {}", s.error().to_string());
       return;
@@ -763,8 +901,10 @@ struct PushWorker::Loop {
 
   // The single-worker rule (push.h): another holder is a failure for good, the store away a
   // retryable one (no sends meanwhile; another process cannot take the lease either).
-  Status renew_lease() {
-    if (!leases || std::chrono::steady_clock::now() - last_renewal < config.lease_ttl / 3) return {};
+  // `now`: renew whenever it was last renewed (before saving the progress, which only the holder
+  // may: a step slower than the lease's time-to-live lets it lapse).
+  Status renew_lease(bool now = false) {
+    if (!leases || (!now && std::chrono::steady_clock::now() - last_renewal < config.lease_ttl / 3)) return {};
     auto other = leases->acquire(kPushLease, holder, config.lease_ttl);
     if (!other) return fail(other.error().with_context("push worker renewing its lease"));
     if (!other->empty()) {
@@ -828,6 +968,10 @@ PushWorker::~PushWorker() { stop(); }
 Status PushWorker::start() {
   auto& l = *loop_;
   IMLOG_TRY(l.take_lease());
+  if (auto s = l.load_progress(); !s) {
+    l.leases->release(kPushLease, l.holder);
+    return fail(s.error().with_context("push worker reading its saved progress"));
+  }
   auto reader = follow_events(l.log, l.config.group, l.config.max_batch,
                               [&l](int32_t p, int64_t at) { return l.resume(p, at); });
   if (!reader) {

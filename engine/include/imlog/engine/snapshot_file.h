@@ -5,7 +5,11 @@
 // a wrong state — so it carries a kind (8 bytes of magic) and a checksum (XXH64 of every byte
 // before it), and is replaced atomically (written beside, fdatasync'd, renamed).
 //
-// Layout: magic (8 bytes), the caller's fields (fixed-width little-endian numbers), XXH64 (u64).
+// write_file_atomically() is the replacement alone, for bytes made elsewhere.
+//
+// Layout: magic (8 bytes), the caller's fields (fixed-width little-endian numbers, and byte strings
+// as a u32 length and the bytes), XXH64 (u64). The same bytes can be kept elsewhere than in a file
+// (finish() and parse(): the push worker keeps its progress in Redis in the distributed mode).
 // Threading: none; one writer or reader per object.
 
 #include <cstdint>
@@ -19,6 +23,9 @@
 
 namespace imlog {
 
+// Replaces `path` with `bytes`: written beside it, fdatasync'd, renamed. Fails naming the path.
+Status write_file_atomically(const std::string& path, std::string_view bytes);
+
 class SnapshotWriter {
  public:
   explicit SnapshotWriter(std::string_view magic) : bytes_(magic) {}
@@ -27,7 +34,13 @@ class SnapshotWriter {
     static_assert(std::is_arithmetic_v<T>);
     bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
   }
-  // Appends the checksum and replaces `path` with the snapshot. Fails naming the path.
+  void put_bytes(std::string_view b) {
+    put(static_cast<uint32_t>(b.size()));
+    bytes_.append(b);
+  }
+  // Appends the checksum and returns the snapshot's bytes; the writer is spent.
+  std::string finish();
+  // finish(), then replaces `path` with the snapshot. Fails naming the path.
   Status write(const std::string& path);
 
  private:
@@ -39,6 +52,8 @@ class SnapshotReader {
   // Reads `path`. std::nullopt when there is none; else a reader, whose problem() says why it
   // cannot be used (empty when the magic and checksum hold).
   static std::optional<SnapshotReader> open(const std::string& path, std::string_view magic);
+  // A reader of bytes finish() made (kept elsewhere than in a file).
+  static SnapshotReader parse(std::string bytes, std::string_view magic);
 
   [[nodiscard]] const std::string& problem() const { return problem_; }
   // False once the fields run out (the snapshot is truncated).
@@ -48,6 +63,14 @@ class SnapshotReader {
     if (end_ - pos_ < sizeof v) return false;
     std::memcpy(&v, bytes_.data() + pos_, sizeof v);
     pos_ += sizeof v;
+    return true;
+  }
+  // False when the length or the bytes run past the end.
+  bool get_bytes(std::string& b) {
+    uint32_t n = 0;
+    if (!get(n) || end_ - pos_ < n) return false;
+    b.assign(bytes_, pos_, n);
+    pos_ += n;
     return true;
   }
   [[nodiscard]] size_t left() const { return end_ - pos_; }

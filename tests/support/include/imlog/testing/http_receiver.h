@@ -112,6 +112,10 @@ class HttpReceiver {
         need = head + 4 + body;
       }
     }
+    if (req.size() < need || need == std::string::npos) {
+      ::close(c);  // the sender went away mid-request (a killed worker): nothing was received
+      return;
+    }
     {
       // Recorded before the answer: a sender that got its answer finds its request here.
       std::lock_guard lock(mu_);
