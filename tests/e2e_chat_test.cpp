@@ -384,6 +384,43 @@ TEST_P(E2eChatWs, RetriedSendGetsTheSameIdsAndNoSecondDelivery) {
   }
 }
 
+// sent_at (the dedupe window, docs/api/websocket.md): a retry that carries its first send's time
+// gets the same ack as before, on both forms of the protocol; one past the window is refused.
+TEST_P(E2eChatWs, RetriedSendWithSentAtGetsTheSameAck) {
+  User a = make_user(s(), "timed"), b = make_user(s(), "timedrecv");
+  auto wa = connect_ws(s(), a, GetParam());
+  ASSERT_TRUE(wa);
+  std::string c = single(a.id, b.id);
+  auto send_at = [&](const std::string& id, int64_t sent_at) {
+    wa->send("send-message", fmt::format(R"({{"conversation_id":{},"client_msg_id":{},"content":"x","sent_at":{}}})",
+                                         json_quote(c), json_quote(id), sent_at));
+  };
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  send_at("timed-1", now);
+  auto first = ack_of(*wa, "timed-1");
+  ASSERT_TRUE(first);
+  send_at("timed-1", now);
+  auto second = ack_of(*wa, "timed-1");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->str("message_id"), first->str("message_id"));
+  EXPECT_EQ(second->u64("seq_id"), first->u64("seq_id"));
+  // 1970 is past any window: once the engine's first checkpoint has set its horizon, a send of
+  // then is refused, whatever its client_msg_id, and written nowhere.
+  int n = 0;
+  std::optional<Frame> refused;
+  ASSERT_TRUE(wait_until([&] {
+    std::string id = "old-" + std::to_string(++n);
+    send_at(id, 1000);
+    auto of_id = [&](const Frame& f) { return f.str("client_msg_id") == id; };
+    if (wa->wait_for("message-ack", 2s, of_id)) return false;  // before the first checkpoint
+    refused = wa->wait_for("error", kFrameWait, of_id);
+    return refused.has_value();
+  }, 20s));
+  EXPECT_EQ(refused->str("code"), "retry_window_expired") << refused->raw;
+  EXPECT_EQ(refused->str("request_type"), "send-message");
+}
+
 TEST_P(E2eChatWs, HistoryPagesBySeq) {
   User a = make_user(s(), "hist"), b = make_user(s(), "hist2");
   auto wa = connect_ws(s(), a, GetParam());
@@ -944,6 +981,27 @@ TEST_F(E2eChat, RestErrorsHaveCodesAndStatuses) {
     auto r = s().http().get(fmt::format("/api/v1/users/{}", a.id), a.token);
     return r.status == 200 && std::string(r.json()["nickname"].GetString()) == "Renamed";
   }, 20s));
+}
+
+TEST_F(E2eChat, RestSendTakesSentAtAndRefusesOneItCannotUse) {
+  User a = make_user(s(), "restime"), b = make_user(s(), "restimeb");
+  std::string path = fmt::format("/api/v1/conversations/{}/messages", single(a.id, b.id));
+  for (const char* bad : {R"("soon")", "0", "-1", "1.5", "253402300800000"}) {
+    auto r = s().http().post(path, fmt::format(R"({{"client_msg_id":"rt","content":"x","sent_at":{}}})", bad), a.token);
+    EXPECT_EQ(r.status, 400) << bad << ": " << r.body;
+    EXPECT_NE(r.body.find("sent_at"), std::string::npos) << bad << ": " << r.body;
+  }
+  auto ok = s().http().post(path, R"({"client_msg_id":"rt","content":"x","sent_at":253402300799999})", a.token);
+  EXPECT_EQ(ok.status, 201) << ok.body;
+  // Past the window (after the engine's first checkpoint): 409 retry_window_expired.
+  int n = 0;
+  HttpResult last;
+  ASSERT_TRUE(wait_until([&] {
+    last = s().http().post(path, fmt::format(R"({{"client_msg_id":"rt-old-{}","content":"x","sent_at":1000}})", ++n),
+                           a.token);
+    return last.status == 409;
+  }, 20s)) << last.status << " " << last.body;
+  EXPECT_STREQ(last.json()["code"].GetString(), "retry_window_expired");
 }
 
 TEST_F(E2eChat, ContractStatusesOfRecallRoleAndWrongMethod) {

@@ -105,6 +105,7 @@ class FaultStateStore final : public StateStore {
     IMLOG_TRY(faults_->read(StoreFaults::Read::name, username));
     return base_->name_taken(username);
   }
+  Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
   Status write(const StoreBatch& batch) override { return base_->write(batch); }
 
  private:

@@ -124,6 +124,9 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   Status start() {
+    auto horizon = store_->dedupe_horizon();
+    IMLOG_TRY(horizon);
+    dedupe_horizon_ = *horizon;
     ConsumerOptions opts;
     opts.group = config_.group;
     opts.max_batch = config_.max_batch;
@@ -309,7 +312,8 @@ class Sequencer::Loop final : public RebalanceListener {
       ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
       if (e.client_msg_id() && e.client_msg_id()->size() > 0 && refused->code() && refused->code()->size() > 0) {
         ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
-            DedupeEntry{0, e.event_id(), 0, std::string(sv(refused->code())), std::string(sv(refused->message()))};
+            DedupeEntry{0, e.event_id(), 0, std::string(sv(refused->code())), std::string(sv(refused->message())),
+                        e.client_sent_at()};
       }
       return {};
     }
@@ -332,7 +336,7 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     if (e.client_msg_id() && e.client_msg_id()->size() > 0) {
       ctx.pending_dedupe[StateStore::dedupe_key(stream, e.actor(), sv(e.client_msg_id()))] =
-          DedupeEntry{e.seq(), e.event_id(), result_id, {}, {}};
+          DedupeEntry{e.seq(), e.event_id(), result_id, {}, {}, e.client_sent_at()};
     }
     return {};
   }
@@ -464,6 +468,13 @@ class Sequencer::Loop final : public RebalanceListener {
     std::string key = StateStore::dedupe_key(stream, c.actor(), cmid);
     auto dup = find_duplicate(ctx, key);
     IMLOG_TRY(dup);
+    if (!*dup && past_window(c.client_sent_at())) {
+      return refuse(Refusal::retry_window_expired,
+                    "sent_at " + std::to_string(c.client_sent_at()) + " is older than the dedupe window (entries " +
+                        "sent before " + std::to_string(dedupe_horizon_) + " are forgotten): this may be a " +
+                        "retry of a command already written, so it is not written again; send it as a new " +
+                        "command (a new client_msg_id and sent_at) if it is not");
+    }
     if (*dup) {
       stats.duplicates++;
       const DedupeEntry& original = **dup;
@@ -501,6 +512,19 @@ class Sequencer::Loop final : public RebalanceListener {
     return {};
   }
 
+  // Whether a command not found in the dedupe index was sent before the horizon, so its entry,
+  // had it been written, may have been evicted: it cannot be told from a retry.
+  bool past_window(int64_t client_sent_at) const {
+    return client_sent_at > 0 && client_sent_at < dedupe_horizon_;
+  }
+
+  // The dedupe cut-off of a checkpoint at the engine's time now: entries sent before it are
+  // evicted. Never below the horizon, so a clock stepped back evicts nothing and lets nothing in.
+  int64_t dedupe_cutoff(int64_t now) const {
+    int64_t cut = now - config_.dedupe_window.count() - config_.clock_skew.count();
+    return std::max(cut, dedupe_horizon_);
+  }
+
   // The envelope of the next record of the partition for command `c`: the command's stream, actor,
   // reply address, trace and client_msg_id, the next event id, the epoch's token, and the link to
   // the partition's last record (which it becomes).
@@ -520,6 +544,7 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     e.trace_id = sv(c.trace_id());
     e.client_msg_id = sv(c.client_msg_id());
+    e.client_sent_at = c.client_sent_at();
     return e;
   }
 
@@ -808,7 +833,9 @@ class Sequencer::Loop final : public RebalanceListener {
         offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
       }
     }
+    batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
+    dedupe_horizon_ = batch.dedupe_cutoff;
     for (auto& [p, ctx] : partitions_) {
       ctx->dirty.clear();
       ctx->pending_dedupe.clear();
@@ -830,6 +857,9 @@ class Sequencer::Loop final : public RebalanceListener {
   const Clock& clock_;
   EngineConfig config_;
   std::unique_ptr<StateStore> store_;
+  // The highest dedupe cut-off applied to the store (state_store.h): a command sent before it
+  // and not in the index is refused retry_window_expired. Never goes down.
+  int64_t dedupe_horizon_ = 0;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<Consumer> commands_;
   std::thread thread_;

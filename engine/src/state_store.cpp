@@ -26,6 +26,16 @@ std::string partition_key(int32_t p) {
   return k;
 }
 
+constexpr char kHorizonKey[] = "h";
+
+// 't' client_sent_at (8 BE) dedupe key: ordered by time, so eviction is one range scan.
+std::string time_key(int64_t sent_at, std::string_view dedupe_key) {
+  std::string k = "t";
+  for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>(static_cast<uint64_t>(sent_at) >> (8 * i)));
+  k += dedupe_key;
+  return k;
+}
+
 Error store_error(const rocksdb::Status& s, std::string_view what) {
   return Error(std::make_error_code(std::errc::io_error),
                "engine state store: " + std::string(what) + ": " + s.ToString(), false);
@@ -41,9 +51,12 @@ class RocksStateStore final : public StateStore {
   Result<bool> load(std::string_view stream, StreamState& out) override;
   Result<std::optional<DedupeEntry>> dedupe(std::string_view key) override;
   Result<bool> name_taken(std::string_view username) override;
+  Result<int64_t> dedupe_horizon() override;
   Status write(const StoreBatch& batch) override;
 
  private:
+  Status evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb);
+
   std::unique_ptr<rocksdb::DB> db_;
 };
 
@@ -131,14 +144,54 @@ Result<bool> RocksStateStore::name_taken(std::string_view username) {
   return true;
 }
 
+Result<int64_t> RocksStateStore::dedupe_horizon() {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), kHorizonKey, &v);
+  if (s.IsNotFound()) return int64_t{0};
+  if (!s.ok()) return fail(store_error(s, "reading the dedupe horizon"));
+  if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed dedupe horizon"), "reading the dedupe horizon"));
+  return static_cast<int64_t>(get_u64(v, 0));
+}
+
+// Puts into wb the removal of every dedupe entry sent in [from, cutoff) and of its time index
+// entry: one scan of the time index over that range. Point deletes, not a range delete: a
+// checkpoint evicts every second or so, and as many range tombstones would slow every read.
+Status RocksStateStore::evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb) {
+  std::string begin = time_key(std::max<int64_t>(from, 0), {});
+  std::string end = time_key(cutoff, {});
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    auto k = it->key();
+    wb.Delete(rocksdb::Slice(k.data() + 9, k.size() - 9));  // the entry the time index names
+    wb.Delete(k);
+  }
+  if (!it->status().ok()) return fail(store_error(it->status(), "scanning the dedupe time index"));
+  return {};
+}
+
 Status RocksStateStore::write(const StoreBatch& batch) {
   rocksdb::WriteBatch wb;
   std::string key, value;
+  auto stored = dedupe_horizon();
+  IMLOG_TRY(stored);
+  int64_t horizon = *stored;
+  if (batch.dedupe_cutoff > horizon) {
+    IMLOG_TRY(evict(horizon, batch.dedupe_cutoff, wb));
+    horizon = batch.dedupe_cutoff;
+    value.clear();
+    put_u64(value, static_cast<uint64_t>(horizon));
+    wb.Put(kHorizonKey, value);
+  }
   for (const auto& [stream, state] : batch.states) {
     key = "s" + stream;
     wb.Put(key, encode_state(*state));
   }
   for (const auto& [k, e] : batch.dedupe) {
+    // Sent before the horizon: evicted already (or now), and a retry of it is refused.
+    if (e.client_sent_at > 0 && e.client_sent_at < horizon) continue;
     value.clear();
     put_u64(value, e.seq);
     put_u64(value, e.event_id);
@@ -150,6 +203,7 @@ Status RocksStateStore::write(const StoreBatch& batch) {
       value += e.message;
     }
     wb.Put(k, value);
+    if (e.client_sent_at > 0) wb.Put(time_key(e.client_sent_at, k), rocksdb::Slice());
   }
   for (const auto& [name, id] : batch.names) {
     value.clear();

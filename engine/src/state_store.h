@@ -11,6 +11,15 @@
 //                                                  each); a remembered refusal adds its code's
 //                                                  length (1 byte), the code and the message
 //   'n' username                                → user id (8 LE)
+//   't' client_sent_at(8 BE) dedupe key         → (empty) the time index of the dedupe entries
+//                                                  whose command carried a client_sent_at
+//   'h'                                         → the dedupe horizon H (8 LE, Unix ms)
+//
+// The dedupe window (engine/README.md, "The dedupe window"): a write with a dedupe_cutoff
+// removes every entry whose client_sent_at is below it — a range scan of the time index, from
+// the old horizon to the cut-off — and stores the cut-off as the new horizon in the same atomic
+// write, so the store never holds a horizon below an eviction it made. Entries without a
+// client_sent_at (0) have no time index entry and are kept for ever.
 //
 // Writes are unsynced: the store is a cache, and a lost write only means a longer catch-up.
 // Each write() is atomic, so a checkpoint is always consistent with the states written with it.
@@ -44,6 +53,7 @@ struct DedupeEntry {
   uint64_t result_id = 0;
   std::string code;     // the refusal's reason code; empty for an accepted command
   std::string message;  // the refusal's text
+  int64_t client_sent_at = 0;  // the command's (schema 8); 0: none, the entry is kept for ever
   [[nodiscard]] bool refused() const { return !code.empty(); }
 };
 
@@ -53,6 +63,9 @@ struct StoreBatch {
   std::vector<std::pair<std::string, DedupeEntry>> dedupe;  // key from dedupe_key()
   std::vector<std::pair<std::string, uint64_t>> names;
   std::vector<std::pair<int32_t, Checkpoint>> checkpoints;
+  // Above the stored horizon: evict the entries sent before it (and leave out those of `dedupe`)
+  // and make it the horizon. 0 or at most the horizon: evict nothing.
+  int64_t dedupe_cutoff = 0;
 };
 
 // The interface is the seam tests wrap (a fault-injecting store, sequencer_store_fault_test.cpp);
@@ -68,6 +81,8 @@ class StateStore {
   virtual Result<bool> load(std::string_view stream, StreamState& out) = 0;
   virtual Result<std::optional<DedupeEntry>> dedupe(std::string_view key) = 0;
   virtual Result<bool> name_taken(std::string_view username) = 0;
+  // The highest dedupe cut-off ever applied (0: none): every entry sent before it may be gone.
+  virtual Result<int64_t> dedupe_horizon() = 0;
   virtual Status write(const StoreBatch& batch) = 0;
 
   static std::string dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id);

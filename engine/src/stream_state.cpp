@@ -593,6 +593,8 @@ std::string_view refusal_code(Refusal r) {
       return "rate_limited";
     case Refusal::banned:
       return "banned";
+    case Refusal::retry_window_expired:
+      return "retry_window_expired";
   }
   return "invalid";
 }

@@ -357,6 +357,7 @@ TEST(StreamStateRefusals, CodesAreDistinctAndNamedLikeTheEnum) {
       {Refusal::owner_must_transfer, "owner_must_transfer"},
       {Refusal::rate_limited, "rate_limited"},
       {Refusal::banned, "banned"},
+      {Refusal::retry_window_expired, "retry_window_expired"},
   };
   std::set<std::string_view> seen;
   for (auto [r, code] : all) {

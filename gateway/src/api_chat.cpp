@@ -96,10 +96,13 @@ void on_send(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_body(svc, req, respond, body)) return;
   auto f = body.fields();
   std::string client_msg_id, content, type_name;
+  uint64_t sent_at = 0;
   if (!f.str("client_msg_id", client_msg_id, false, 128) || !f.str("content", content, true, svc.config.max_body_bytes) ||
-      !f.str("message_type", type_name, false, 32)) {
+      !f.str("message_type", type_name, false, 32) || !f.u64("sent_at", sent_at, false)) {
     return respond(invalid(svc, body.error()));
   }
+  std::string bad_time;
+  if (!check_sent_at(f.has("sent_at"), sent_at, bad_time)) return respond(invalid(svc, bad_time));
   fb::MessageType type;
   if (!parse_message_type(type_name, type)) return respond(invalid(svc, "message_type must be text, image or file"));
   if (client_msg_id.empty()) client_msg_id = new_client_msg_id();
@@ -116,7 +119,8 @@ void on_send(Services& svc, ApiRequest& req, Respond respond) {
                        j.field("client_msg_id", client_msg_id);
                        j.end_object();
                        return json_reply(201, j.take());
-                     });
+                     },
+                     static_cast<int64_t>(sent_at));
 }
 
 void on_mark_read(Services& svc, ApiRequest& req, Respond respond) {

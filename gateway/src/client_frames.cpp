@@ -21,11 +21,18 @@ FrameError invalid(std::string message, std::string client_msg_id, std::string t
 ClientFrame decode_send_message(JsonFields& data, const std::string& error, size_t max_content_bytes) {
   SendMessageFrame m;
   std::string type_name;
+  uint64_t sent_at = 0;
   bool ok = data.str("client_msg_id", m.client_msg_id, true, kMaxClientMsgId);
   ok = ok && data.str("conversation_id", m.conversation, true, 256) &&
-       data.str("content", m.content, true, max_content_bytes) && data.str("message_type", type_name, false, 32);
+       data.str("content", m.content, true, max_content_bytes) && data.str("message_type", type_name, false, 32) &&
+       data.u64("sent_at", sent_at, false);
   if (!ok) return invalid("send-message: " + error, m.client_msg_id, "send-message");
   if (m.client_msg_id.empty()) return invalid("send-message: client_msg_id is empty", {}, "send-message");
+  std::string bad_time;
+  if (!check_sent_at(data.has("sent_at"), sent_at, bad_time)) {
+    return invalid("send-message: " + bad_time, m.client_msg_id, "send-message");
+  }
+  m.sent_at = static_cast<int64_t>(sent_at);
   if (!parse_message_type(type_name, m.type)) {
     return invalid("send-message: message_type must be text, image or file", m.client_msg_id, "send-message");
   }
@@ -90,6 +97,14 @@ ClientFrame decode_search(JsonFields& data, const std::string& error) {
 }
 
 }  // namespace
+
+bool check_sent_at(bool present, uint64_t value, std::string& error) {
+  if (!present) return true;
+  if (value >= 1 && value <= kMaxSentAt) return true;
+  error = "sent_at must be the first send's Unix time in milliseconds, an integer from 1 to " +
+          std::to_string(kMaxSentAt) + ", got " + std::to_string(value);
+  return false;
+}
 
 ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes) {
   if (!valid_utf8(text)) {

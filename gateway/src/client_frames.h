@@ -24,6 +24,7 @@ struct SendMessageFrame {
   std::string conversation;
   std::string content;
   fb::MessageType type = fb::MessageType::Text;
+  int64_t sent_at = 0;  // the client's first send, Unix ms; 0: not given (the dedupe window)
 };
 
 struct SyncFrame {
@@ -69,6 +70,11 @@ ClientFrame decode_client_frame(std::string_view text, size_t max_content_bytes)
 // the JSON frame it stands for (imlog/gateway/ws_binary.h), and decoded as that, so both forms
 // keep the same rules and errors. Bytes that are not a Frame get `invalid_binary`.
 ClientFrame decode_binary_client_frame(std::string_view bytes, size_t max_content_bytes);
+
+// A send's optional `sent_at` (WebSocket and REST alike): when present, a Unix time in ms from 1 to
+// kMaxSentAt; absent: 0. `error` names the field when it is neither.
+inline constexpr uint64_t kMaxSentAt = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+bool check_sent_at(bool present, uint64_t value, std::string& error);
 
 // A client's message_type ("text" when empty, "image", "file"); false for anything else.
 bool parse_message_type(std::string_view name, fb::MessageType& out);

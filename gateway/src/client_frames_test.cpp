@@ -21,6 +21,12 @@ TEST(ClientFrames, DecodesEachRequest) {
   ASSERT_TRUE(std::holds_alternative<SendMessageFrame>(send));
   EXPECT_EQ(std::get<SendMessageFrame>(send).content, "hi");
   EXPECT_EQ(std::get<SendMessageFrame>(send).type, fb::MessageType::Image);
+  EXPECT_EQ(std::get<SendMessageFrame>(send).sent_at, 0) << "no sent_at: 0, remembered for ever";
+  auto timed = decode_client_frame(
+      R"({"type":"send-message","data":{"client_msg_id":"m1","conversation_id":"world","content":"hi","sent_at":1763781813000}})",
+      1024);
+  ASSERT_TRUE(std::holds_alternative<SendMessageFrame>(timed));
+  EXPECT_EQ(std::get<SendMessageFrame>(timed).sent_at, 1763781813000);
 
   auto sync = decode_client_frame(R"({"type":"sync","data":{"conversation_id":"group_7","after_seq":0,"limit":200}})", 1024);
   ASSERT_TRUE(std::holds_alternative<SyncFrame>(sync));
@@ -95,6 +101,16 @@ TEST(ClientFrames, EachRequestRefusesAFieldItCannotUse) {
       {R"({"type":"send-message","data":{"client_msg_id":")" + std::string(129, 'k') +
            R"(","conversation_id":"world","content":"x"}})",
        "send-message", "", "client_msg_id"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m4","conversation_id":"world","content":"x","sent_at":"now"}})",
+       "send-message", "m4", "sent_at"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m5","conversation_id":"world","content":"x","sent_at":-5}})",
+       "send-message", "m5", "sent_at"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m6","conversation_id":"world","content":"x","sent_at":0}})",
+       "send-message", "m6", "sent_at"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m7","conversation_id":"world","content":"x","sent_at":1.5}})",
+       "send-message", "m7", "sent_at"},
+      {R"({"type":"send-message","data":{"client_msg_id":"m8","conversation_id":"world","content":"x","sent_at":253402300800000}})",
+       "send-message", "m8", "sent_at"},
       {R"({"type":"sync","data":{"conversation_id":"world","after_seq":"3"}})", "sync", "", "after_seq"},
       {R"({"type":"sync","data":{"conversation_id":"world","limit":-1}})", "sync", "", "limit"},
       {R"({"type":"sync","data":{"conversation_id":"names_3"}})", "sync", "", "not a conversation id"},

@@ -14,8 +14,10 @@
 namespace imlog::gw {
 
 void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor,
-                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done) {
+                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done,
+                    int64_t client_sent_at) {
   fb::CommandEnvelopeT c;
+  c.client_sent_at = client_sent_at;
   c.stream = std::move(stream);
   c.actor = actor;
   c.client_msg_id = std::move(client_msg_id);
@@ -56,6 +58,7 @@ unsigned status_for_code(std::string_view code, bool body_content) {
       code == "recall_window_passed") {
     return 409;
   }
+  if (code == "retry_window_expired") return 409;  // the command's sent_at is past the dedupe window
   if (code == "too_large") return body_content ? 413 : 400;
   if (code == "invalid") return 400;
   if (code == "rate_limited") return 429;
@@ -91,7 +94,7 @@ void add_retry_after(ApiReply& reply, std::chrono::milliseconds after) {
 
 void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
                         std::string client_msg_id, fb::CommandUnion command,
-                        std::function<ApiReply(const fb::CommandReplyT&)> on_success) {
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success, int64_t client_sent_at) {
   std::string trace = respond.trace_id();
   submit_command(svc, std::move(trace), std::move(stream), actor, std::move(client_msg_id), std::move(command),
                  [&svc, respond = std::move(respond), on_success = std::move(on_success)](Reply r) {
@@ -101,7 +104,8 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                    auto reply = error_reply(f.status, f.code, f.message);
                    add_retry_after(reply, f.retry_after);
                    respond(std::move(reply));
-                 });
+                 },
+                 client_sent_at);
 }
 
 std::string new_client_msg_id() { return "r-" + random_hex(16); }

@@ -25,8 +25,11 @@ using Reply = Result<fb::CommandReplyT>;
 // Submits a command and calls `done` once with the answer (on the bus's thread: don't block).
 // Measures the latency. `trace_id` names the command in every role's log lines, its event and its
 // reply; empty: a new one (new_trace_id).
+// `client_sent_at`: the client's `sent_at` (Unix ms), which bounds how long the engine remembers
+// the command for dedupe; 0: none given, remembered for ever.
 void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor,
-                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done);
+                    std::string client_msg_id, fb::CommandUnion command, std::function<void(Reply)> done,
+                    int64_t client_sent_at = 0);
 
 // Accepted or Duplicate (both: the event is durable and valid).
 bool succeeded(const Reply& r);
@@ -51,7 +54,7 @@ unsigned status_for_code(std::string_view code, bool body_content);
 // mapped error.
 void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor,
                         std::string client_msg_id, fb::CommandUnion command,
-                        std::function<ApiReply(const fb::CommandReplyT&)> on_success);
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success, int64_t client_sent_at = 0);
 
 // "r-<32 hex>": for writes whose client sent no client_msg_id.
 std::string new_client_msg_id();

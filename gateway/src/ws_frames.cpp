@@ -50,7 +50,8 @@ void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn
                      return conn->answer(shared(j.take()));
                    }
                    answer_failure(svc, *conn, failure_of(r), client_msg_id, "send-message", trace);
-                 });
+                 },
+                 m.sent_at);
 }
 
 void on_sync(Services& svc, const std::shared_ptr<FrameConnection>& conn, const SyncFrame& sync) {

@@ -288,6 +288,39 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v7_commands() {
   return out;
 }
 
+// Version 8 added the client's send time to commands and events: client_sent_at, which bounds the
+// dedupe index.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v8_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  fb::MessageAppendedT m;
+  m.message_type = fb::MessageType::Text;
+  m.content = "sent at";
+  auto e = envelope("single_42_43", 11, as_event(m));
+  e.prev_event_id = e.event_id - 1;
+  e.client_sent_at = 1'763'000'010'500;
+  e.schema_version = 8;
+  out.emplace_back("message_appended_with_client_sent_at", std::move(e));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v8_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  fb::CommandEnvelopeT c;
+  c.stream = "single_42_43";
+  c.actor = 42;
+  c.client_msg_id = "d8-send";
+  c.trace_id = "trace-8";
+  c.timestamp_ms = 1'763'000'011'000;
+  c.client_sent_at = 1'763'000'010'500;
+  c.schema_version = 8;
+  fb::SendMessageT m;
+  m.message_type = fb::MessageType::Text;
+  m.content = "sent at";
+  c.command.Set(std::move(m));
+  out.emplace_back("send_message_with_client_sent_at", std::move(c));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
@@ -298,6 +331,7 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 5) return v5_events();
   if (version == 6) return v6_events();
   if (version == 7) return v7_events();
+  if (version == 8) return v8_events();
   return {};
 }
 
@@ -306,6 +340,7 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int v
   if (version == 3) return v3_commands();
   if (version == 4) return v4_commands();
   if (version == 7) return v7_commands();
+  if (version == 8) return v8_commands();
   return {};
 }
 

@@ -63,6 +63,14 @@ void read_engine(ConfigSection s, EngineConfig& c) {
   c.max_inflight_batches = static_cast<uint32_t>(inflight);
   s.read("checkpoint_interval", c.checkpoint_interval);
   s.read("max_cached_streams", c.max_cached_streams);
+  s.read("dedupe_window", c.dedupe_window);
+  if (c.dedupe_window < std::chrono::hours(1) || c.dedupe_window > std::chrono::hours(24 * 366)) {
+    s.fail("dedupe_window", "must be between 1h and 8784h (366 days)");
+  }
+  s.read("clock_skew", c.clock_skew);
+  if (c.clock_skew.count() < 0 || c.clock_skew > std::chrono::hours(24)) {
+    s.fail("clock_skew", "must be between 0ms and 24h");
+  }
   uint64_t queue = c.command_queue;
   s.read("command_queue", queue);
   if (queue < 16 || queue > 10'000'000) s.fail("command_queue", "must be between 16 and 10000000");

@@ -75,6 +75,19 @@ engine:
   EXPECT_EQ(c.engine.state_dir, "/var/lib/imlog/engine");
 }
 
+TEST(ServerConfig, DedupeWindowAndClockSkew) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_EQ(d.engine.dedupe_window, std::chrono::hours(168)) << "7 days";
+  EXPECT_EQ(d.engine.clock_skew, std::chrono::minutes(10));
+  ServerConfig c = load_server_config(write_config("engine: {dedupe_window: 720h, clock_skew: 2m}\n"), "");
+  EXPECT_EQ(c.engine.dedupe_window, std::chrono::hours(720));
+  EXPECT_EQ(c.engine.clock_skew, std::chrono::minutes(2));
+  EXPECT_THAT(error_of("engine: {dedupe_window: 10m}"), HasSubstr("`engine.dedupe_window`"));
+  EXPECT_THAT(error_of("engine: {dedupe_window: 9000h}"), HasSubstr("`engine.dedupe_window`"));
+  EXPECT_THAT(error_of("engine: {clock_skew: 25h}"), HasSubstr("`engine.clock_skew`"));
+  EXPECT_THAT(error_of("engine: {clock_skew: often}"), HasSubstr("`engine.clock_skew`"));
+}
+
 TEST(ServerConfig, GatewayDefaultsAndSection) {
   ServerConfig d = load_server_config("", "");
   EXPECT_EQ(d.gateway.listen, "127.0.0.1:8080");

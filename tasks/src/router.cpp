@@ -456,9 +456,13 @@ struct Router::Loop final : public RebalanceListener {
 
   // A batch's deliveries failed: drop what is on its way and read every partition again from what
   // is out, so each event after it is routed again (at least once; clients drop a seq they have).
+  // Each partition's state as of that position comes from the snapshot file when it has it (it is
+  // written only with nothing on its way, so at or below what is out), else from offset 0.
   Status resume_after(const Error& failure) {
     sent.clear();
+    RestoredMap on_disk = read_snapshot_file();
     for (const auto& [p, from] : delivered) {
+      if (auto it = on_disk.find(p); it != on_disk.end()) restored[p] = std::move(it->second);
       IMLOG_TRY(rebuild(p, from));
       IMLOG_TRY(reader->seek(TopicPartitionOffset{std::string(kEventsTopic), p, from}));
     }

@@ -101,8 +101,15 @@ export function encodeBinaryFrame(frame: ClientFrame): Uint8Array {
   switch (frame.type) {
     case "send-message": {
       const d = frame.data;
-      data = SendMessage.createSendMessage(b, str(d.conversation_id), str(d.client_msg_id), str(d.content),
-                                           str(d.message_type));
+      const conversation = str(d.conversation_id), id = str(d.client_msg_id), content = str(d.content);
+      const type = str(d.message_type);
+      SendMessage.startSendMessage(b);
+      SendMessage.addConversationId(b, conversation);
+      SendMessage.addClientMsgId(b, id);
+      SendMessage.addContent(b, content);
+      SendMessage.addMessageType(b, type);
+      optional(b, SendMessage.addSentAt, big(d.sent_at));
+      data = SendMessage.endSendMessage(b);
       break;
     }
     case "sync": {

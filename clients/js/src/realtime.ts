@@ -52,6 +52,11 @@ export interface PendingSend {
   conversation_id: string;
   content: string;
   message_type: "text" | "image" | "file";
+  /**
+   * When it was first sent (Unix ms, this client's clock): `sent_at`, the same on every resend,
+   * so the server's dedupe of it stays exact and its storage bounded (docs/api/websocket.md).
+   */
+  sent_at: number;
   /** How many times it went out on a socket. */
   attempts: number;
 }
@@ -93,7 +98,8 @@ interface OutboxEntry extends PendingSend {
 }
 
 const publicPart = (e: OutboxEntry): PendingSend => ({client_msg_id: e.client_msg_id, conversation_id: e.conversation_id,
-                                                       content: e.content, message_type: e.message_type, attempts: e.attempts});
+                                                       content: e.content, message_type: e.message_type, sent_at: e.sent_at,
+                                                       attempts: e.attempts});
 
 const kRetryable = new Set(["timeout", "unavailable", "overloaded", "rate_limited"]);
 
@@ -201,15 +207,18 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
    * Sends a message; resolves with its ack once durable, whatever reconnects happen meanwhile
    * (the same client_msg_id is resent after each). Rejects only on a refusal (`not_member`,
    * `blocked`, `too_large`, ...): those are not retried. A caller may pass its own
-   * `client_msg_id` (say, one kept from before a reload) to resend a message safely.
+   * `client_msg_id` (say, one kept from before a reload) to resend a message safely, with the
+   * `sent_at` it had (the pending send's): a resend past the server's dedupe window (7 days by
+   * default) is then refused `retry_window_expired` rather than written twice.
    */
-  send(conversation_id: string, content: string, opt: {message_type?: "text" | "image" | "file"; client_msg_id?: string} = {}): {client_msg_id: string; acked: Promise<F.MessageAck>} {
+  send(conversation_id: string, content: string, opt: {message_type?: "text" | "image" | "file"; client_msg_id?: string; sent_at?: number} = {}): {client_msg_id: string; acked: Promise<F.MessageAck>} {
     const client_msg_id = opt.client_msg_id ?? this.newClientMsgId();
+    const sent_at = opt.sent_at ?? this.opts.now();
     const existing = this.outbox.get(client_msg_id);
     if (existing) return {client_msg_id, acked: existing.acked};
     let entry!: OutboxEntry;
     const acked = new Promise<F.MessageAck>((resolve, reject) => {
-      entry = {client_msg_id, conversation_id, content, message_type: opt.message_type ?? "text", attempts: 0, resolve, reject,
+      entry = {client_msg_id, conversation_id, content, message_type: opt.message_type ?? "text", sent_at, attempts: 0, resolve, reject,
                retryTimer: null, acked: undefined as unknown as Promise<F.MessageAck>};
     });
     entry.acked = acked;
@@ -308,7 +317,8 @@ export class RealtimeClient extends Emitter<RealtimeEvents> {
   }
 
   private transmit(e: OutboxEntry) {
-    if (this.write({type: "send-message", data: {conversation_id: e.conversation_id, client_msg_id: e.client_msg_id, content: e.content, message_type: e.message_type}})) {
+    if (this.write({type: "send-message", data: {conversation_id: e.conversation_id, client_msg_id: e.client_msg_id, content: e.content,
+                                                  message_type: e.message_type, sent_at: e.sent_at > 0 ? e.sent_at : undefined}})) {
       ++e.attempts;
     }
   }

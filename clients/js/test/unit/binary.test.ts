@@ -33,6 +33,8 @@ test("every client frame encodes to what flatc reads back as the same frame", ()
   const cases: Array<[ClientFrame, unknown]> = [
     [{type: "send-message", data: {conversation_id: "single_3_9", client_msg_id: "c-1", content: "héllo <b>", message_type: "text"}},
      {data_type: "SendMessage", data: {conversation_id: "single_3_9", client_msg_id: "c-1", content: "héllo <b>", message_type: "text"}}],
+    [{type: "send-message", data: {conversation_id: "world", client_msg_id: "c-2", content: "x", sent_at: 1763781813000}},
+     {data_type: "SendMessage", data: {conversation_id: "world", client_msg_id: "c-2", content: "x", sent_at: 1763781813000}}],
     // after_seq 0 ("from the start") must stay present: absent means "the latest".
     [{type: "sync", data: {conversation_id: "world", after_seq: 0, limit: 200}},
      {data_type: "Sync", data: {conversation_id: "world", after_seq: 0, limit: 200}}],

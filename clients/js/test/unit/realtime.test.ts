@@ -68,6 +68,7 @@ test("a send is acked by client_msg_id, shown once, and resent with the same id 
   assert.equal(first.length, 1);
   assert.equal(first[0].data.client_msg_id, client_msg_id);
   assert.equal(first[0].data.content, "hello");
+  assert.equal(first[0].data.sent_at, timers.now, "sent_at: when it was first sent");
   assert.equal(client.pending.length, 1);
 
   // The connection drops before the ack: the client reconnects and sends it again, same id.
@@ -81,6 +82,7 @@ test("a send is acked by client_msg_id, shown once, and resent with the same id 
   const again = last().sentOfType("send-message");
   assert.equal(again.length, 1);
   assert.equal(again[0].data.client_msg_id, client_msg_id);
+  assert.equal(again[0].data.sent_at, first[0].data.sent_at, "a resend keeps the first send's sent_at");
 
   const acks: string[] = [];
   client.on("send-acked", (a) => acks.push(a.message_id));

@@ -62,6 +62,13 @@ struct EngineConfig {
   // Stream states kept in memory; beyond this, clean ones are dropped at a checkpoint.
   // Default 1,000,000.
   uint64_t max_cached_streams = 1'000'000;
+  // The dedupe window (engine/README.md, "The dedupe window"): a command that carries a
+  // client_sent_at has its dedupe entry kept until the engine's clock passes client_sent_at +
+  // dedupe_window + clock_skew; a checkpoint evicts it then. A command sent before the highest
+  // cut-off ever applied, and not found in the index, is refused `retry_window_expired`.
+  // Commands without a client_sent_at are remembered for ever. Defaults 168h (7 days) and 10m.
+  std::chrono::milliseconds dedupe_window{std::chrono::hours(168)};
+  std::chrono::milliseconds clock_skew{std::chrono::minutes(10)};
   // Single node (not a config key; the node sets it with RouterConfig::one_to_one_pushed_by_engine):
   // the ack of an accepted event of a one-to-one conversation also carries the event and its
   // audience (audience.h), so the sender's gateway, which is every recipient's too, pushes it

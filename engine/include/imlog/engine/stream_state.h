@@ -47,9 +47,12 @@ enum class Refusal {
   owner_must_transfer,   // the owner cannot leave a group that still has members
   rate_limited,
   banned,                // removed from the group: no joining (or being added) until unbanned
+  // the command's sent_at is older than the dedupe window: its dedupe entry may be gone, so it
+  // cannot be told from a retry of a command already appended (the sequencer; never decide())
+  retry_window_expired,
 };
 // How many Refusals there are (the metrics count each).
-inline constexpr size_t kRefusalCount = static_cast<size_t>(Refusal::banned) + 1;
+inline constexpr size_t kRefusalCount = static_cast<size_t>(Refusal::retry_window_expired) + 1;
 std::string_view refusal_code(Refusal r);
 
 // Limits the sequencer enforces; part of EngineConfig.
