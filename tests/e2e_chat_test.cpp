@@ -464,7 +464,8 @@ TEST_P(E2eChatWs, HistoryPagesBySeq) {
       s().http().get(fmt::format("/api/v1/conversations/{}/messages?after_seq=3&before_seq=4", c), a.token);
   EXPECT_EQ(empty_window.status, 400) << empty_window.body;
   // The message objects carry the wire contract's fields.
-  const auto& m = latest.json()["messages"][0];
+  auto latest_doc = latest.json();  // kept: a member of a temporary document would dangle
+  const auto& m = latest_doc["messages"][0];
   for (const char* k : {"message_id", "conversation_id", "seq_id", "sender_id", "content", "message_type",
                         "client_msg_id", "created_at"}) {
     EXPECT_TRUE(m.HasMember(k)) << k;

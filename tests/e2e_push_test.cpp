@@ -123,7 +123,8 @@ class E2ePush : public ::testing::Test {
     auto r = s().http().get("/api/v1/devices", u.token);
     EXPECT_EQ(r.status, 200) << r.body;
     if (r.status != 200) return out;
-    for (const auto& d : r.json()["devices"].GetArray()) out.push_back(d["device_id"].GetUint64());
+    auto doc = r.json();  // kept: ranging over a member of a temporary would dangle
+    for (const auto& d : doc["devices"].GetArray()) out.push_back(d["device_id"].GetUint64());
     return out;
   }
 

@@ -520,7 +520,7 @@ std::vector<fb::CommandEnvelopeT> commands_of(CommandTransport& commands, size_t
     for (const auto& r : batch) {
       auto c = read_command(r.value);
       EXPECT_TRUE(c) << "an undecodable command";
-      if (c) out.emplace_back(*(*c)->UnPack());
+      if (c) out.emplace_back(std::move(*std::unique_ptr<fb::CommandEnvelopeT>((*c)->UnPack())));
     }
   }
   return out;
