@@ -55,10 +55,9 @@ unsigned status_for_code(std::string_view code, bool body_content) {
   if (code == "not_found" || code == "no_pending_request") return 404;
   if (code == "already_exists" || code == "already_member" || code == "already_friends" ||
       code == "already_requested" || code == "owner_must_transfer" || code == "group_full" ||
-      code == "recall_window_passed") {
+      code == "recall_window_passed" || code == "retry_window_expired") {
     return 409;
   }
-  if (code == "retry_window_expired") return 409;  // the command's sent_at is past the dedupe window
   if (code == "too_large") return body_content ? 413 : 400;
   if (code == "invalid") return 400;
   if (code == "rate_limited") return 429;

@@ -266,7 +266,8 @@ struct PushWorker::Loop {
   // windows: per user, the end of the latest window done with (sent, given up, or not to send);
   // each late member and the time it was moved to, by (user, stream, seq).
   std::unordered_map<uint64_t, int64_t> done_end;
-  std::map<std::tuple<uint64_t, std::string, uint64_t>, int64_t> late;
+  using LateKey = std::tuple<uint64_t, std::string, uint64_t>;  // (user, stream, seq)
+  std::map<LateKey, int64_t> late;
   // The predecessor's progress (load_progress()): its read positions, and per user the end of its
   // windows done with. A member it read (below its position) and before that end was handled.
   std::map<int32_t, int64_t> handed_next;
@@ -736,13 +737,15 @@ struct PushWorker::Loop {
       out.put(user);
       out.put(until);
     }
-    auto kept = std::count_if(late.begin(), late.end(), [cut_at](const auto& l) { return l.second >= cut_at; });
-    out.put(static_cast<uint32_t>(kept));
+    std::vector<std::pair<const LateKey*, int64_t>> kept;
     for (const auto& [key, time] : late) {
-      if (time < cut_at) continue;
-      out.put(std::get<0>(key));
-      out.put_bytes(std::get<1>(key));
-      out.put(std::get<2>(key));
+      if (time >= cut_at) kept.emplace_back(&key, time);
+    }
+    out.put(static_cast<uint32_t>(kept.size()));
+    for (auto [key, time] : kept) {
+      out.put(std::get<0>(*key));
+      out.put_bytes(std::get<1>(*key));
+      out.put(std::get<2>(*key));
       out.put(time);
     }
     return out.finish();
