@@ -2,13 +2,20 @@
 // one worker made to fail (IMLOG_FAULT_WORKER, core/include/imlog/core/worker.h). /readyz must
 // answer 503 naming the worker, /metrics must count it, and commands must be answered at once
 // with an error instead of waiting for a time-out.
+//
+// And a first start on a long log (issue 15): /readyz answers 503 while the engine catches its
+// partitions up from offset 0, and once it answers 200 a command is answered at once.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <string>
+#include <vector>
 
+#include "imlog/engine/local_log.h"
+#include "imlog/engine/streams.h"
+#include "imlog/testing/event_log_builder.h"
 #include "imlog/testing/imlog_server.h"
 #include "imlog/testing/support.h"
 
@@ -74,6 +81,51 @@ TEST_F(Readiness, AFailedRouterMakesTheGatewayNotReady) {
   auto metrics = server_.http().get("/metrics");
   EXPECT_THAT(metrics.body, HasSubstr("imlog_worker_failed{worker=\"router\"} 1"));
   EXPECT_THAT(metrics.body, HasSubstr("imlog_worker_failed{worker=\"command-bus\"} 0"));
+}
+
+// An embedded log of `messages` one-to-one messages among 100 users in the node's data directory,
+// with no engine state and no read model: the node's first start on it is a rebuild.
+void write_log(const std::string& data_dir, int messages) {
+  LocalLogConfig lc;
+  lc.dir = data_dir + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_TRUE(log) << log.error().to_string();
+  auto b = EventLogBuilder::open(**log, 4);
+  ASSERT_TRUE(b) << b.error().to_string();
+  std::vector<uint64_t> users;
+  for (int i = 0; i < 100; ++i) users.push_back((*b)->register_user("catch" + std::to_string(i)));
+  for (int i = 0; i < messages; ++i) {
+    uint64_t from = users[static_cast<size_t>(i) % users.size()];
+    uint64_t to = users[static_cast<size_t>(i * 7 + 1) % users.size()];
+    if (from == to) to = users[(static_cast<size_t>(i) + 1) % users.size()];
+    (*b)->message(single_stream(from, to), from, "message " + std::to_string(i));
+  }
+  auto ends = (*b)->ends();
+  ASSERT_TRUE(ends) << ends.error().to_string();
+}
+
+TEST_F(Readiness, TheEngineCatchingUpALongLogIsNotReady) {
+  write_log(server_.data_dir(), 200'000);
+  server_.spawn();
+  HttpResult ready;
+  std::string catching;  // the first /readyz body that said so
+  bool up = wait_until([&] {
+    ready = server_.http().get("/readyz");
+    if (ready.status == 503 && catching.empty() && ready.body.find("catching up partition") != std::string::npos) {
+      catching = ready.body;
+    }
+    return ready.status == 200;
+  }, 240s);
+  ASSERT_TRUE(up) << "last /readyz: " << ready.status << " " << ready.body << ready.error;
+  EXPECT_THAT(catching, HasSubstr("of im.events from the log: offset "))
+      << "no /readyz answer said the engine was catching up";
+
+  // Ready means the engine answers: a registration is not left waiting for the catch-up.
+  auto started = std::chrono::steady_clock::now();
+  auto reg = server_.http().post("/api/v1/auth/register",
+                                 R"({"username":"after_catch_up","password":"correct horse","nickname":"a"})");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, kPromptly);
+  EXPECT_EQ(reg.status, 201) << reg.body << reg.error;
 }
 
 }  // namespace

@@ -128,16 +128,21 @@ bool Server::wait_ready(double timeout_s) {
   return false;
 }
 
-void Server::stop() {
-  if (!spawned_) return;
+double Server::stop() {
+  if (!spawned_) return -1;
   spawned_ = false;
+  auto t0 = std::chrono::steady_clock::now();
   ::kill(pid_, SIGTERM);
-  for (int i = 0; i < 300; ++i) {
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 30'000; ++i) {
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  std::fprintf(stderr, "the server did not stop within 300 s of SIGTERM: killed\n");
   ::kill(pid_, SIGKILL);
   ::waitpid(pid_, nullptr, 0);
+  return -1;
 }
 
 long Server::rss_kib() const {

@@ -43,7 +43,9 @@ class Server {
   Server& operator=(const Server&) = delete;
   // Waits for /readyz (200); false after `timeout_s`.
   bool wait_ready(double timeout_s);
-  void stop();  // SIGTERM and wait (spawned only)
+  // SIGTERM and wait (spawned only); SIGKILL after 300 s. The seconds from SIGTERM to exit (-1:
+  // not spawned, or killed).
+  double stop();
   [[nodiscard]] Target target() const { return target_; }
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }

@@ -151,6 +151,16 @@ class Sequencer::Loop final : public RebalanceListener {
     return failure_;
   }
 
+  std::string not_ready() const {
+    if (int32_t p = catching_up_.load(); p >= 0) {
+      return "the engine is catching up partition " + std::to_string(p) + " of " + std::string(kEventsTopic) +
+             " from the log: offset " + std::to_string(catch_up_next_.load()) + " of " +
+             std::to_string(catch_up_through_.load());
+    }
+    if (!assigned_.load()) return "the engine is starting";
+    return {};
+  }
+
   SequencerStats stats;
 
   // ---- RebalanceListener: runs inside commands_->poll(), on the loop thread ----------------------
@@ -159,6 +169,7 @@ class Sequencer::Loop final : public RebalanceListener {
     for (const auto& tp : parts) {
       if (auto s = take_partition(tp.partition); !s) fail_loop(s.error());
     }
+    assigned_ = true;
   }
 
   void on_revoked(const std::vector<TopicPartition>& parts) override {
@@ -195,6 +206,7 @@ class Sequencer::Loop final : public RebalanceListener {
         next_checkpoint = std::chrono::steady_clock::now() + config_.checkpoint_interval;
       }
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
+      assigned_ = true;  // a group member may own nothing yet: it is still up
       if (!polled) {
         if (polled.error().retryable()) continue;
         fail_loop(polled.error().with_context("reading im.commands"));
@@ -257,7 +269,10 @@ class Sequencer::Loop final : public RebalanceListener {
     return {};
   }
 
-  // Applies the valid events of partition p in [from, through] to ctx; returns how many.
+  // Applies the valid events of partition p in [from, through] to ctx; returns how many. What it
+  // has applied is written to the store with a checkpoint every checkpoint_interval, as the live
+  // loop does: a rebuild of a long log neither holds every dedupe entry of the log in memory nor
+  // writes them all in one batch at its end, and a crash part-way resumes from the last one.
   Result<uint64_t> catch_up(PartitionCtx& ctx, int64_t from, EpochFilter::State resume, int64_t through) {
     int32_t p = ctx.partition;
     EpochFilter filter;
@@ -266,10 +281,13 @@ class Sequencer::Loop final : public RebalanceListener {
     opts.max_batch = 4096;
     auto reader = log_.consumer(opts);
     IMLOG_TRY(reader->assign({TopicPartitionOffset{std::string(kEventsTopic), p, from}}));
+    CatchUpProgress progress(*this, p, from, through);
     std::vector<Record> records;
     uint64_t applied = 0;
     int64_t next = from;
     while (next <= through) {
+      if (progress.due(next)) IMLOG_TRY(save_catch_up(ctx, next, filter.state(p)));
+      progress.at(next);
       auto polled = reader->poll(records, std::chrono::milliseconds(1000));
       if (!polled) return fail(polled.error().with_context("catching up partition " + std::to_string(p)));
       for (const auto& r : records) {
@@ -289,6 +307,58 @@ class Sequencer::Loop final : public RebalanceListener {
       }
     }
     return applied;
+  }
+
+  // What not_ready() says while a partition is caught up, and a log line now and then for a long
+  // one. Sequencer thread; the atomics are read by not_ready() on any thread.
+  class CatchUpProgress {
+   public:
+    CatchUpProgress(Loop& loop, int32_t p, int64_t from, int64_t through)
+        : loop_(loop), from_(from), started_(std::chrono::steady_clock::now()), last_save_(started_),
+          last_log_(started_) {
+      loop_.catch_up_through_ = through;
+      loop_.catch_up_next_ = from;
+      loop_.catching_up_ = p;
+    }
+    ~CatchUpProgress() { loop_.catching_up_ = -1; }
+    CatchUpProgress(const CatchUpProgress&) = delete;
+    CatchUpProgress& operator=(const CatchUpProgress&) = delete;
+
+    // Whether a save is due at `next` (never before anything is applied); if so, counts it done.
+    bool due(int64_t next) {
+      if (next == from_) return false;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_save_ < loop_.config_.checkpoint_interval) return false;
+      last_save_ = now;
+      return true;
+    }
+    void at(int64_t next) {
+      loop_.catch_up_next_ = next;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_log_ < std::chrono::seconds(10)) return;
+      last_log_ = now;
+      loop_.logger_->info("catching up partition {}: offset {} of {} ({} records in {} s)", loop_.catching_up_.load(),
+                          next, loop_.catch_up_through_.load(), next - from_,
+                          std::chrono::duration_cast<std::chrono::seconds>(now - started_).count());
+    }
+
+   private:
+    Loop& loop_;
+    int64_t from_;
+    std::chrono::steady_clock::time_point started_, last_save_, last_log_;
+  };
+
+  // Writes what a catch-up applied so far, with the partition's checkpoint at `next` (the first
+  // offset not applied) and the epoch filter's state there.
+  Status save_catch_up(PartitionCtx& ctx, int64_t next, EpochFilter::State at) {
+    StoreBatch batch;
+    add_unwritten(batch, ctx);
+    batch.checkpoints.emplace_back(ctx.partition, Checkpoint{next, at.token, ctx.last_event_id, at.link});
+    batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
+    IMLOG_TRY(store_->write(batch));
+    dedupe_horizon_ = batch.dedupe_cutoff;
+    written(ctx);
+    return {};
   }
 
   // ---- derived state ------------------------------------------------------------------------------
@@ -818,6 +888,22 @@ class Sequencer::Loop final : public RebalanceListener {
 
   // ---- checkpoints --------------------------------------------------------------------------------
 
+  // What the partition derived and the store does not hold yet, into `batch`.
+  static void add_unwritten(StoreBatch& batch, PartitionCtx& ctx) {
+    for (const auto& stream : ctx.dirty) batch.states.emplace_back(stream, &ctx.streams.at(stream));
+    for (auto& kv : ctx.pending_dedupe) batch.dedupe.emplace_back(kv.first, kv.second);
+    for (auto& kv : ctx.pending_names) batch.names.emplace_back(kv.first, kv.second);
+  }
+
+  // After a write of add_unwritten()'s batch: nothing is pending, and a cache past its bound is
+  // dropped (the states are in the store).
+  void written(PartitionCtx& ctx) const {
+    ctx.dirty.clear();
+    ctx.pending_dedupe.clear();
+    ctx.pending_names.clear();
+    if (ctx.streams.size() > config_.max_cached_streams) ctx.streams.clear();
+  }
+
   // Precondition: quiesce()d. Writes derived state and checkpoints atomically, then commits the
   // command offsets whose events are durable.
   void checkpoint() {
@@ -825,9 +911,7 @@ class Sequencer::Loop final : public RebalanceListener {
     StoreBatch batch;
     std::vector<TopicPartitionOffset> offsets;
     for (auto& [p, ctx] : partitions_) {
-      for (const auto& stream : ctx->dirty) batch.states.emplace_back(stream, &ctx->streams.at(stream));
-      for (auto& kv : ctx->pending_dedupe) batch.dedupe.emplace_back(kv.first, kv.second);
-      for (auto& kv : ctx->pending_names) batch.names.emplace_back(kv.first, kv.second);
+      add_unwritten(batch, *ctx);
       batch.checkpoints.emplace_back(p, Checkpoint{ctx->acked_event_offset, ctx->token, ctx->last_event_id, ctx->link});
       if (ctx->acked_command_offset >= 0) {
         offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
@@ -836,12 +920,7 @@ class Sequencer::Loop final : public RebalanceListener {
     batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     dedupe_horizon_ = batch.dedupe_cutoff;
-    for (auto& [p, ctx] : partitions_) {
-      ctx->dirty.clear();
-      ctx->pending_dedupe.clear();
-      ctx->pending_names.clear();
-      if (ctx->streams.size() > config_.max_cached_streams) ctx->streams.clear();
-    }
+    for (auto& [p, ctx] : partitions_) written(*ctx);
     if (!offsets.empty()) {
       if (auto s = commands_->commit(offsets); !s) {
         // Not fatal: the commands come again after a restart and are deduplicated.
@@ -864,6 +943,13 @@ class Sequencer::Loop final : public RebalanceListener {
   std::unique_ptr<Consumer> commands_;
   std::thread thread_;
   std::atomic<bool> running_{true};
+
+  // For not_ready(): whether the reader has polled or been assigned once, and the partition being
+  // caught up (-1: none), with the next offset and the last one of its catch-up.
+  std::atomic<bool> assigned_{false};
+  std::atomic<int32_t> catching_up_{-1};
+  std::atomic<int64_t> catch_up_next_{0};
+  std::atomic<int64_t> catch_up_through_{0};
 
   std::map<int32_t, std::unique_ptr<PartitionCtx>> partitions_;
   std::set<int32_t> retake_;  // owned partitions dropped after a failed append, to take again
@@ -918,6 +1004,7 @@ Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTra
 Status Sequencer::start() { return loop_->start(); }
 void Sequencer::stop() { loop_->stop(); }
 std::string Sequencer::failure() const { return loop_->failure(); }
+std::string Sequencer::not_ready() const { return loop_->not_ready(); }
 const SequencerStats& Sequencer::stats() const { return loop_->stats; }
 
 }  // namespace imlog

@@ -770,8 +770,10 @@ class RocksDbModelImpl final : public RocksDbModel {
       : db_(std::move(db)), config_(std::move(config)) {
     write_options_.disableWAL = config_.disable_wal;
   }
+  // Flushed on close, WAL or not: unflushed writes are lost without a WAL, and with one the next
+  // open would replay it.
   ~RocksDbModelImpl() override {
-    if (config_.disable_wal) (void)flush();
+    (void)flush();
     if (auto s = db_->Close(); !s.ok()) {
       logger("projections")->warn("closing the model at {}: {}", config_.dir, s.ToString());
     }

@@ -634,13 +634,17 @@ struct Node::Parts {
 
   // Why /readyz fails: empty when ready. A gateway cannot serve while anything it needs failed:
   // the in-process sequencer, a projector, or any worker of this process (the router, the
-  // directory, the bus's own) — the worker is named.
+  // directory, the bus's own) — the worker is named — nor while the sequencer of this process
+  // catches its partitions up from the log (a first start, or a lost state store).
   [[nodiscard]] std::string not_ready() const {
     // Nothing else is read before the roles are up (the ops listener answers from its own thread
     // while they start).
     if (!started.load()) return "the node is starting";
     if (auto f = failure_text(); !f.empty()) return f;
     if (auto f = failed_workers(); !f.empty()) return "failed: " + f;
+    if (sequencer) {
+      if (auto why = sequencer->not_ready(); !why.empty()) return why;
+    }
     return dependencies ? dependencies->down() : std::string();
   }
 

@@ -127,6 +127,10 @@ class Sequencer {
   // Whether the loop stopped on an error it cannot recover from (a corrupt event, a state store it
   // cannot read); the message.
   [[nodiscard]] std::string failure() const;
+  // Why the sequencer cannot answer commands yet, for /readyz; empty once it can. It cannot while
+  // it has not heard which partitions it owns, and while it catches a partition up from the log
+  // (the message names the partition and how far it is).
+  [[nodiscard]] std::string not_ready() const;
 
   [[nodiscard]] const SequencerStats& stats() const;
 
