@@ -63,13 +63,24 @@ class MapModel final : public ReadModel {
     unread_[user] = n;
   }
 
+  // How often the worker asked: user(), blocked(), pages of members().
+  struct Reads {
+    uint64_t users = 0, blocked = 0, member_pages = 0;
+  };
+  Reads reads() {
+    std::lock_guard lock(mu_);
+    return reads_;
+  }
+
   Result<std::optional<UserView>> user(uint64_t id) override {
     std::lock_guard lock(mu_);
+    ++reads_.users;
     auto it = users_.find(id);
     return it == users_.end() ? std::optional<UserView>() : std::optional<UserView>(it->second);
   }
   Result<std::vector<MemberView>> members(uint64_t group, uint64_t after, uint32_t limit) override {
     std::lock_guard lock(mu_);
+    ++reads_.member_pages;
     std::vector<MemberView> out;
     for (uint64_t u : members_) {
       if (group == kGroup && u > after && out.size() < limit) out.push_back(MemberView{u, "member", 0});
@@ -83,7 +94,11 @@ class MapModel final : public ReadModel {
     c.unread = unread_[user];
     return std::vector<ConversationView>{c};
   }
-  Result<std::vector<uint64_t>> blocked(uint64_t) override { return std::vector<uint64_t>{}; }
+  Result<std::vector<uint64_t>> blocked(uint64_t) override {
+    std::lock_guard lock(mu_);
+    ++reads_.blocked;
+    return std::vector<uint64_t>{};
+  }
 
   Result<HistoryPage> history(std::string_view, const HistoryRange&) override { return HistoryPage{}; }
   Result<std::optional<MessageView>> message(uint64_t) override { return std::optional<MessageView>(); }
@@ -103,6 +118,7 @@ class MapModel final : public ReadModel {
   std::map<uint64_t, UserView> users_;
   std::vector<uint64_t> members_;
   std::map<uint64_t, uint64_t> unread_;
+  Reads reads_;
 };
 
 UserView user_with_devices(uint64_t id, std::string nickname, std::vector<DeviceView> devices) {
@@ -242,6 +258,36 @@ class PushLocal : public ::testing::Test {
 };
 
 TEST_F(PushLocal, AnOfflineUsersDevicesGetOneNotificationPerWindow) { collapses_and_skips(*log_, 2, "push-local"); }
+
+// Each recipient's settings are read once per step of the worker, not once per message: 40
+// messages to a group of 200 offline members, appended at once, would otherwise cost 40 × 199
+// reads of each kind. Everyone still gets their one notification.
+TEST_F(PushLocal, AGroupsMembersAreReadOncePerStepNotPerMessage) {
+  constexpr uint64_t kMembers = 200, kMessages = 40;
+  PushWorld w;
+  w.build(*log_, 2);
+  std::vector<uint64_t> members;
+  for (uint64_t u = 100; u < 100 + kMembers; ++u) {
+    members.push_back(u);
+    w.model.put(user_with_devices(u, "m" + std::to_string(u), {fcm(u * 10)}));
+  }
+  w.model.members_of_group(members);
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, quick_config("push-reads"));
+  ASSERT_TRUE(worker.start());  // a new worker starts at the log's end: the messages come after
+  for (uint64_t i = 0; i < kMessages; ++i) w.builder->message(group_stream(kGroup), 100, "news " + std::to_string(i));
+  ASSERT_TRUE(w.builder->flush());  // one append
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= kMembers - 1; }, 30s)) << worker.stats().sent;
+  std::this_thread::sleep_for(500ms);  // anything more would come now
+  worker.stop();
+  auto called = devices_called(w.fake);
+  EXPECT_EQ(called.size(), kMembers - 1) << "every member but the sender";
+  for (const auto& [user, devices] : called) EXPECT_EQ(devices.size(), 1u) << "user " << user;
+  auto reads = w.model.reads();
+  // The messages come in a step or a few: a few reads per member, never one per message.
+  EXPECT_LE(reads.blocked, 4 * kMembers) << "blocked() read per message, not per step";
+  EXPECT_LE(reads.member_pages, 8u) << "the group's members paged per message, not per step";
+  EXPECT_LE(reads.users, 8 * kMembers);
+}
 
 TEST_F(PushLocal, AFailingProviderIsRetriedThenDeadLettered) {
   PushWorld w;
