@@ -87,10 +87,23 @@ class MapModel final : public ReadModel {
     }
     return out;
   }
+  // The model's conversation list ends at `last_seq` in `stream` (0: somewhere else, never behind).
+  void conversation_at(std::string stream, uint64_t last_seq) {
+    std::lock_guard lock(mu_);
+    conversation_ = std::move(stream);
+    last_seq_ = last_seq;
+  }
+  uint64_t conversation_reads(uint64_t user) {
+    std::lock_guard lock(mu_);
+    return conversation_reads_[user];
+  }
+
   Result<std::vector<ConversationView>> conversations(uint64_t user) override {
     std::lock_guard lock(mu_);
+    ++conversation_reads_[user];
     ConversationView c;
-    c.conversation_id = "somewhere";
+    c.conversation_id = conversation_;
+    c.last_seq = last_seq_;
     c.unread = unread_[user];
     return std::vector<ConversationView>{c};
   }
@@ -119,6 +132,9 @@ class MapModel final : public ReadModel {
   std::vector<uint64_t> members_;
   std::map<uint64_t, uint64_t> unread_;
   Reads reads_;
+  std::string conversation_ = "somewhere";
+  uint64_t last_seq_ = 0;
+  std::map<uint64_t, uint64_t> conversation_reads_;
 };
 
 UserView user_with_devices(uint64_t id, std::string nickname, std::vector<DeviceView> devices) {
@@ -287,6 +303,31 @@ TEST_F(PushLocal, AGroupsMembersAreReadOncePerStepNotPerMessage) {
   EXPECT_LE(reads.blocked, 4 * kMembers) << "blocked() read per message, not per step";
   EXPECT_LE(reads.member_pages, 8u) << "the group's members paged per message, not per step";
   EXPECT_LE(reads.users, 8 * kMembers);
+}
+
+// While the read model has not reached a window's end, the window is asked about again after
+// waits that double (100 ms up to 2 s), not at every step; once the model catches up it is sent.
+TEST_F(PushLocal, AWindowWaitingForALaggingModelBacksOff) {
+  PushWorld w;
+  w.build(*log_, 2);
+  w.model.conversation_at(group_stream(kGroup), 0);  // the model has none of the group's messages
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, quick_config("push-lag"));
+  ASSERT_TRUE(worker.start());
+  w.send(group_stream(kGroup), 1, "while the model lags");
+  ASSERT_TRUE(t::wait_until([&] { return w.model.conversation_reads(2) > 0; }, 20s)) << "Bob's window never closed";
+  auto first = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(3s);
+  // Asked at about 0, 0.1, 0.3, 0.7, 1.5 and 3.1 s: at every step (each 100 ms) it would be ~30.
+  uint64_t asked = w.model.conversation_reads(2);
+  EXPECT_LE(asked, 10u) << "asked the lagging model at every step";
+  EXPECT_GE(asked, 3u) << "stopped asking";
+  EXPECT_TRUE(w.fake.calls().empty()) << "sent before the model had the message";
+
+  w.model.conversation_at(group_stream(kGroup), w.builder->last_seq(group_stream(kGroup)));
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 2; }, 10s)) << worker.stats().sent;
+  EXPECT_LT(std::chrono::steady_clock::now() - first, 3s + 2500ms) << "waited past the longest wait";
+  EXPECT_EQ(devices_called(w.fake), (std::map<uint64_t, std::vector<uint64_t>>{{2, {20, 21}}}));
+  worker.stop();
 }
 
 TEST_F(PushLocal, AFailingProviderIsRetriedThenDeadLettered) {

@@ -167,7 +167,15 @@ struct Window {
   int64_t start = 0;
   int64_t end = 0;
   std::set<Member> members;
+  // While the read model has not reached `end`: when to ask again, and the wait before that.
+  int64_t retry_at_ms = 0;
+  int64_t wait_ms = 0;
 };
+
+// The waits of a window whose read model lags: doubling from the first to the last, so a lagging
+// model (MySQL in the distributed mode) is not asked for every waiting window at every step.
+constexpr int64_t kFirstModelWaitMs = 100;
+constexpr int64_t kLastModelWaitMs = 2000;
 
 // One notification waiting for its (next) attempt.
 struct Outgoing {
@@ -577,10 +585,21 @@ struct PushWorker::Loop {
 
   Status close_due_windows() {
     IMLOG_TRY(cut_windows());
+    int64_t now = clock.now_ms();
     for (auto it = closing.begin(); it != closing.end();) {
+      if (it->retry_at_ms > now) {
+        ++it;
+        continue;
+      }
       auto closed = close_window(*it);
       IMLOG_TRY(closed);  // kept on failure: closed again next step
-      it = *closed ? closing.erase(it) : std::next(it);
+      if (*closed) {
+        it = closing.erase(it);
+        continue;
+      }
+      it->wait_ms = std::clamp(it->wait_ms * 2, kFirstModelWaitMs, kLastModelWaitMs);
+      it->retry_at_ms = now + it->wait_ms;
+      ++it;
     }
     return {};
   }
