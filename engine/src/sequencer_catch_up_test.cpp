@@ -160,6 +160,17 @@ class SequencerCatchUp : public ::testing::Test {
     ASSERT_TRUE((*node)->sequencer().failure().empty()) << (*node)->sequencer().failure();
   }
 
+  // Retries an early and a late message (request ids first, first + 1): each must be answered as
+  // the duplicate it is, with its original seq, by a sequencer whose state was rebuilt.
+  void expect_retries_are_duplicates(uint64_t first) {
+    auto early = retry(5, first);
+    auto late = retry(kMessages - 5, first + 1);
+    EXPECT_EQ(early.status, fb::ReplyStatus::Duplicate) << early.code << ": " << early.message;
+    EXPECT_EQ(early.seq, 6u);
+    EXPECT_EQ(late.status, fb::ReplyStatus::Duplicate) << late.code << ": " << late.message;
+    EXPECT_EQ(late.seq, kMessages - 4);
+  }
+
   // Retries message i as request `request_id` and returns the answer.
   fb::CommandReplyT retry(uint64_t i, uint64_t request_id) {
     auto c = testing::send_message(std::string(kWorldStream), ann_, cmid(i), "hello", kGateway, request_id);
@@ -191,14 +202,8 @@ TEST_F(SequencerCatchUp, ARebuildWritesAsItGoesAndIsNotReadyUntilDone) {
   ASSERT_TRUE(testing::wait_until([&] { return r->sequencer->not_ready().empty(); }, 120s))
       << r->sequencer->not_ready();
   ASSERT_TRUE(r->sequencer->failure().empty()) << r->sequencer->failure();
-  auto early = retry(5, 50'001);
-  auto late = retry(kMessages - 5, 50'002);
+  expect_retries_are_duplicates(50'001);
   r->stop();
-
-  EXPECT_EQ(early.status, fb::ReplyStatus::Duplicate) << early.code << ": " << early.message;
-  EXPECT_EQ(early.seq, 6u);
-  EXPECT_EQ(late.status, fb::ReplyStatus::Duplicate) << late.code << ": " << late.message;
-  EXPECT_EQ(late.seq, kMessages - 4);
 
   auto during = catch_up_writes(r->store->writes());
   ASSERT_GE(during.size(), 2u) << "the rebuild wrote nothing before its end";
@@ -232,13 +237,8 @@ TEST_F(SequencerCatchUp, ARebuildEndedPartWayResumesFromItsLastWrite) {
       << second->sequencer->not_ready();
   ASSERT_FALSE(second->store->started_from().empty());
   EXPECT_EQ(second->store->started_from().front(), resumed_at);
-  auto early = retry(5, 60'001);
-  auto late = retry(kMessages - 5, 60'002);
+  expect_retries_are_duplicates(60'001);
   second->stop();
-  EXPECT_EQ(early.status, fb::ReplyStatus::Duplicate) << early.code << ": " << early.message;
-  EXPECT_EQ(early.seq, 6u);
-  EXPECT_EQ(late.status, fb::ReplyStatus::Duplicate) << late.code << ": " << late.message;
-  EXPECT_EQ(late.seq, kMessages - 4);
 }
 
 }  // namespace
