@@ -599,26 +599,6 @@ Decision decide_expire(const StreamRef& ref, const StreamState& s, const fb::Com
   return accept(fb::MessagesExpiredT{{}, through}, /*timeline=*/false);
 }
 
-void apply_retention(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
-  if (auto* r = e.event_as_RetentionSet()) {
-    int64_t keep = r->keep_days() ? static_cast<int64_t>(*r->keep_days()) : kNoOverride;
-    (ref.kind == K::single && r->by() == ref.b ? s.keep_b : s.keep_a) = keep;
-  } else if (auto* x = e.event_as_MessagesExpired()) {
-    s.expired_through = std::max(s.expired_through, x->through_seq());
-    while (!s.day_marks.empty() && s.day_marks.front().last_seq <= s.expired_through) s.day_marks.pop_front();
-    while (!s.recent.empty() && s.recent.front().seq <= s.expired_through) s.recent.pop_front();
-  }
-  if (e.seq() == 0) return;
-  // A timeline event: its day's mark. A clock that went back stays in the later day's mark.
-  int64_t day = e.timestamp_ms() / kDayMs;
-  if (!s.day_marks.empty() && s.day_marks.back().day >= day) {
-    s.day_marks.back().last_seq = e.seq();
-  } else {
-    s.day_marks.push_back(DayMark{day, e.seq()});
-  }
-  if (s.day_marks.size() > kMaxDayMarks) s.day_marks.pop_front();  // its seqs join the next day's
-}
-
 }  // namespace
 
 uint32_t effective_keep_days(const StreamRef& ref, const StreamState& s, uint32_t default_keep_days) {
@@ -641,6 +621,27 @@ uint64_t expirable_through(const StreamState& s, uint32_t keep_days, int64_t now
   }
   return through;
 }
+
+void apply_retention(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
+  if (auto* r = e.event_as_RetentionSet()) {
+    int64_t keep = r->keep_days() ? static_cast<int64_t>(*r->keep_days()) : kNoOverride;
+    (ref.kind == K::single && r->by() == ref.b ? s.keep_b : s.keep_a) = keep;
+  } else if (auto* x = e.event_as_MessagesExpired()) {
+    s.expired_through = std::max(s.expired_through, x->through_seq());
+    while (!s.day_marks.empty() && s.day_marks.front().last_seq <= s.expired_through) s.day_marks.pop_front();
+    while (!s.recent.empty() && s.recent.front().seq <= s.expired_through) s.recent.pop_front();
+  }
+  if (e.seq() == 0) return;
+  // A timeline event: its day's mark. A clock that went back stays in the later day's mark.
+  int64_t day = e.timestamp_ms() / kDayMs;
+  if (!s.day_marks.empty() && s.day_marks.back().day >= day) {
+    s.day_marks.back().last_seq = e.seq();
+  } else {
+    s.day_marks.push_back(DayMark{day, e.seq()});
+  }
+  if (s.day_marks.size() > kMaxDayMarks) s.day_marks.pop_front();  // its seqs join the next day's
+}
+
 
 std::string_view refusal_code(Refusal r) {
   switch (r) {
@@ -1020,9 +1021,9 @@ bool decode_state(std::string_view bytes, StreamState& s) {
       r.in.remove_prefix(size);
     }
   }
-  // Before 5 no retention event existed: no override, nothing expired. The day marks of a state
-  // stored before 5 are missing, so its older rows expire only once the engine rebuilds that
-  // stream from the log (engine/README.md, "Message retention").
+  // Before 5 no retention event existed: no override, nothing expired. A state stored before 5
+  // has no day marks for its older rows: they expire with the first day marked after it (later,
+  // never earlier), or with their own days once the stream is rebuilt from the log.
   if (version >= 5) {
     s.keep_a = static_cast<int64_t>(r.u64());
     s.keep_b = static_cast<int64_t>(r.u64());

@@ -186,6 +186,11 @@ uint32_t effective_keep_days(const StreamRef& stream, const StreamState& state, 
 // below state.expired_through. keep_days 0: state.expired_through.
 uint64_t expirable_through(const StreamState& state, uint32_t keep_days, int64_t now_ms);
 
+// The retention part of apply() (which calls it for every conversation event): the overrides,
+// expired_through and the day marks. All the retention task (imlog/tasks/retention.h) keeps of a
+// conversation, so it judges what may expire as the engine will. Not for control records.
+void apply_retention(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event);
+
 // Is `token` acceptable for `platform`? Empty when it is, else what is wrong. APNs: 64 to 200
 // hex digits; FCM: 1 to kMaxDeviceTokenBytes of [A-Za-z0-9_:.-]; webhook: an http:// or https://
 // URL of at most kMaxWebhookUrlBytes printable ASCII without spaces.
