@@ -634,7 +634,7 @@ struct Node::Parts {
       IMLOG_TRY(l);
       retention_leases = std::move(*l);
     } else if (config.event_log.backend != "kafka") {
-      retention_leases = make_local_leases(node_clock());
+      retention_leases = make_local_leases();
     } else {
       logger("server")->info("retention: no `sessions:` Redis for its lease; every tasks process runs a retention worker");
     }

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -42,7 +43,8 @@ struct RetentionWorker::Loop {
   std::string holder = lease_holder_name();
   std::shared_ptr<spdlog::logger> logger = imlog::logger("retention");
   RetentionStats stats;
-  std::unique_ptr<Consumer> reader;
+  std::unique_ptr<Consumer> reader;  // set and reset on the worker's thread, under reader_mu
+  std::mutex reader_mu;              // so stop()'s wake-up never sees it half replaced
   EpochFilter filter;
   std::vector<int64_t> start_ends;  // each partition's end when the worker started
   std::vector<int64_t> next;        // each partition's next offset to read
@@ -50,14 +52,20 @@ struct RetentionWorker::Loop {
   std::vector<Record> batch;
   std::chrono::steady_clock::time_point last_scan{};
   std::chrono::steady_clock::time_point last_renewal{};
+  bool holding = false;  // this worker holds the lease (or needs none)
   Worker worker{"retention", [this] { return step(); }};
 
   Status open_reader() {
+    drop_reader();
     auto n = log.partition_count(kEventsTopic);
     IMLOG_TRY(n);
     ConsumerOptions opts;
     opts.max_batch = config.max_batch;
-    reader = log.consumer(opts);
+    auto opened = log.consumer(opts);
+    {
+      std::lock_guard lock(reader_mu);
+      reader = std::move(opened);
+    }
     std::vector<TopicPartitionOffset> from;
     for (int32_t p = 0; p < *n; ++p) {
       auto end = log.end_offset({std::string(kEventsTopic), p});
@@ -129,37 +137,54 @@ struct RetentionWorker::Loop {
     stats.scans++;
   }
 
-  Status renew_lease(bool now = false) {
-    if (!leases || (!now && std::chrono::steady_clock::now() - last_renewal < config.lease_ttl / 3)) return {};
-    auto other = leases->acquire(kRetentionLease, holder, config.lease_ttl);
-    if (!other) return fail(other.error().with_context("retention worker renewing its lease"));
-    if (!other->empty()) {
-      return fail(std::errc::device_or_resource_busy, "retention worker lost its lease to " + *other);
+  // The single-worker rule: without the lease the worker stands by, asking for it every third of
+  // its time-to-live; with it, it renews it as often. Losing it (a pause longer than the
+  // time-to-live) drops what it read and stands by again: the new holder reads the log itself.
+  Status hold_lease() {
+    if (!leases) {
+      holding = true;
+      return {};
     }
-    last_renewal = std::chrono::steady_clock::now();
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_renewal < config.lease_ttl / 3) return {};
+    auto other = leases->acquire(kRetentionLease, holder, config.lease_ttl);
+    if (!other) return fail(other.error().with_context("retention worker asking for its lease"));
+    last_renewal = now;
+    if (other->empty()) {
+      if (!holding) logger->info("retention: this process holds the lease `{}`", kRetentionLease);
+      holding = true;
+      return {};
+    }
+    if (holding) {
+      logger->warn("retention: lost the lease `{}` to {}; standing by", kRetentionLease, *other);
+      drop_reader();
+    }
+    holding = false;
     return {};
   }
 
-  Status take_lease() {
-    if (!leases) return {};
-    auto deadline = std::chrono::steady_clock::now() + config.lease_ttl + std::chrono::seconds(1);
-    for (;;) {
-      auto other = leases->acquire(kRetentionLease, holder, config.lease_ttl);
-      IMLOG_TRY(other);
-      if (other->empty()) {
-        last_renewal = std::chrono::steady_clock::now();
-        return {};
-      }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return fail(std::errc::device_or_resource_busy, "another retention worker is running (" + *other +
-                                                            " holds the lease `" + std::string(kRetentionLease) + "`)");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  void drop_reader() {
+    std::unique_ptr<Consumer> old;
+    {
+      std::lock_guard lock(reader_mu);
+      old = std::move(reader);
     }
+    if (old) old->close();
+    filter = EpochFilter{};
+    start_ends.clear();
+    next.clear();
+    conversations.clear();
+    stats.conversations = 0;
+    stats.caught_up = false;
   }
 
   Status step() {
-    IMLOG_TRY(renew_lease());
+    IMLOG_TRY(hold_lease());
+    if (!holding) {
+      worker.wait_for(config.lease_ttl / 3);
+      return {};
+    }
+    if (!reader) IMLOG_TRY(open_reader());
     batch.clear();
     auto polled = reader->poll(batch, std::chrono::milliseconds(100));
     if (!polled) return fail(polled.error().with_context("retention worker reading im.events"));
@@ -188,12 +213,10 @@ RetentionWorker::~RetentionWorker() { stop(); }
 
 Status RetentionWorker::start() {
   auto& l = *loop_;
-  IMLOG_TRY(l.take_lease());
-  if (auto s = l.open_reader(); !s) {
-    if (l.leases) l.leases->release(kRetentionLease, l.holder);
-    return fail(s.error().with_context("retention worker opening im.events"));
-  }
-  l.worker.on_wake([&l] { l.reader->wakeup(); });
+  l.worker.on_wake([&l] {
+    std::lock_guard lock(l.reader_mu);
+    if (l.reader) l.reader->wakeup();
+  });
   l.worker.start();
   l.logger->info("retention worker started: default policy {}, a pass every {} ms",
                  l.config.default_keep_days == 0 ? std::string("keep for ever")
@@ -204,10 +227,10 @@ Status RetentionWorker::start() {
 
 void RetentionWorker::stop() {
   loop_->worker.stop();
-  if (!loop_->reader) return;
-  loop_->reader->close();
-  loop_->reader.reset();
-  if (loop_->leases) loop_->leases->release(kRetentionLease, loop_->holder);
+  bool held = loop_->holding && loop_->leases;
+  loop_->drop_reader();
+  if (held) loop_->leases->release(kRetentionLease, loop_->holder);
+  loop_->holding = false;
 }
 
 const RetentionStats& RetentionWorker::stats() const { return loop_->stats; }

@@ -13,9 +13,12 @@
 // state and clock, and writes MessagesExpired, which every read model applies; the worker reads
 // it back like any event. A command lost on its way is sent again at the next interval.
 //
-// One worker per deployment: a lease ("retention") when a LeaseStore is given. Two workers would
-// do no harm, only work twice: a command's client_msg_id is "expire:<through_seq>:<hour>", so the
-// same expiry sent twice within the hour is a Duplicate for the engine, not a second event.
+// One worker per deployment works: with a LeaseStore, only the holder of the lease "retention"
+// reads and sends; every other stands by, asking for the lease every third of its time-to-live,
+// and takes over (reading the log itself) once the holder is gone. A holder that lost it drops
+// what it read and stands by. Two working at once would do no harm, only work twice: a
+// command's client_msg_id is "expire:<through_seq>:<hour>", so the same expiry sent twice within
+// the hour is a Duplicate for the engine, not a second event.
 //
 // Threading: one Worker, "retention".
 
@@ -52,10 +55,9 @@ struct RetentionStats {
 
 class RetentionWorker {
  public:
-  // Everything passed must outlive the worker. `leases`, when set: start() takes the lease
-  // "retention" (waiting up to lease_ttl for one a stopped or killed worker left) and fails naming
-  // the holder when another process has it; the worker renews it every lease_ttl / 3 and fails,
-  // sending nothing more, once it was lost. `clock` decides what is old enough to send.
+  // Everything passed must outlive the worker. `leases`: the single-worker lease (above); none:
+  // this worker always works. `clock` decides what is old enough to send. start() only starts the
+  // worker's thread; stop() gives the lease back.
   RetentionWorker(EventLog& log, CommandTransport& commands, RetentionConfig config, LeaseStore* leases = nullptr,
                   const Clock& clock = SystemClock::instance());
   ~RetentionWorker();
