@@ -385,6 +385,15 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("changeGroupSettings", 400, {{"group_id", g}}, R"({"join_policy":"sometimes"})", a.token);
   call("changeGroupSettings", 401, {{"group_id", g}}, R"({"history":"all"})");
   call("changeGroupSettings", 413, {{"group_id", g}}, too_big, a.token);
+  const std::string gc = "group_" + g;
+  call("setRetention", 200, {{"conversation_id", gc}}, R"({"keep_days":30})", a.token);
+  call("setRetention", 200, {{"conversation_id", ab}}, R"({"keep":"forever"})", b.token);
+  call("setRetention", 403, {{"conversation_id", gc}}, R"({"keep_days":30})", b.token);  // a member, not an admin
+  call("setRetention", 404, {{"conversation_id", "group_999999999"}}, R"({"keep":"default"})", a.token);
+  call("setRetention", 400, {{"conversation_id", gc}}, R"({"keep_days":0})", a.token);
+  call("setRetention", 400, {{"conversation_id", "nowhere"}}, R"({"keep_days":3})", a.token);
+  call("setRetention", 401, {{"conversation_id", gc}}, R"({"keep_days":3})");
+  call("setRetention", 413, {{"conversation_id", gc}}, too_big, a.token);
   call("joinGroup", 200, {{"group_id", g}}, {}, c.token);
   call("joinGroup", 409, {{"group_id", g}}, {}, c.token);
   call("joinGroup", 404, {{"group_id", "999999999"}}, {}, c.token);

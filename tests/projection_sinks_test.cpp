@@ -63,11 +63,13 @@
 
 #include "imlog/core/logging.h"
 #include "imlog/engine/local_log.h"
+#include "imlog/engine/stream_state.h"
 #include "imlog/engine/streams.h"
 #include "imlog/engine/validity.h"
 #include "imlog/projections/mysql_model.h"
 #include "imlog/projections/projector.h"
 #include "imlog/projections/redis_model.h"
+#include "imlog/projections/rocksdb_model.h"
 #include "imlog/testing/engine_harness.h"
 #include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
@@ -107,10 +109,21 @@ struct Users {
   uint64_t ann = 0, bob = 0, cyd = 0, dee = 0;
 };
 
+// The system clock moved on by `offset_ms` (the script's retention part skips days).
+class OffsetClock final : public Clock {
+ public:
+  [[nodiscard]] int64_t now_ms() const override { return SystemClock::instance().now_ms() + offset_.load(); }
+  void skip_ms(int64_t d) { offset_ += d; }
+
+ private:
+  std::atomic<int64_t> offset_{0};
+};
+
 class GeneratedLog {
  public:
   Users users;
   std::string single_ab, single_cd, group1, group2, group3;
+  std::string group4;  // retention: keeps 1 day; its rows 1..4 expired three days later
   uint64_t recalled_message_id = 0;
   uint64_t synthetic_user_id = 0;
   std::deque<std::string> bytes;   // owns every event's bytes; never modified once decoded
@@ -206,7 +219,7 @@ class LogBuilder {
       ec.state_dir = dir.str() + "/engine";
       ec.instance_id = "sinks-test";
       ec.checkpoint_interval = 50ms;
-      auto node = t::EngineNode::start(log, ec);
+      auto node = t::EngineNode::start(log, ec, clock_);
       IMLOG_TRY(node);
       if (!(*node)->wait_for_partitions(2)) return fail(LogErrc::timed_out, "the sequencer did not take both partitions");
       auto tail = t::LogTail::open(log, kGateway);
@@ -399,7 +412,31 @@ class LogBuilder {
     d.push_back(with(cmd(g3, u.ann), fb::UnbanMemberT{{}, u.bob}));
     d.push_back(t::join_group(3, u.bob, "c" + std::to_string(++client_), kGateway, 0));  // 11
     d.push_back(send(g3, u.bob, "g3 bob is back"));
-    return run(std::move(d));
+    IMLOG_TRY(run(std::move(d)));
+    return retention_script();
+  }
+
+  // Group 4 keeps messages 1 day (ann, its owner, sets it at 4). Three days later ann writes 5 and
+  // 6, and the retention task's ExpireMessages (asking for more) expires 1..4: bob, who read none,
+  // has 2 unread instead of 4; "expiring" is found nowhere; 5 and 6 keep their seqs.
+  Status retention_script() {
+    const Users& u = out_.users;
+    out_.group4 = group_stream(4);
+    const auto& g4 = out_.group4;
+    std::vector<fb::CommandEnvelopeT> e;
+    e.push_back(t::create_group(4, u.ann, {u.bob}, "c" + std::to_string(++client_), kGateway, 0));
+    e.push_back(send(g4, u.ann, "expiring alpha"));
+    e.push_back(send(g4, u.ann, "expiring beta"));
+    e.push_back(with(cmd(g4, u.ann), fb::SetRetentionT{{}, 1}));
+    IMLOG_TRY(run(std::move(e)));
+    clock_.skip_ms(3 * kDayMs);
+    std::vector<fb::CommandEnvelopeT> f;
+    f.push_back(send(g4, u.ann, "kept gamma"));
+    f.push_back(send(g4, u.ann, "kept delta"));
+    IMLOG_TRY(run(std::move(f)));
+    std::vector<fb::CommandEnvelopeT> x;
+    x.push_back(with(cmd(g4, 0), fb::ExpireMessagesT{{}, 99}));
+    return run(std::move(x));
   }
 
   Status collect(LocalLog& log) {
@@ -484,6 +521,7 @@ class LogBuilder {
   t::EngineNode* node_ = nullptr;
   EventLog* log_ = nullptr;
   uint64_t request_ = 0;
+  OffsetClock clock_;
   uint64_t client_ = 0;
   std::vector<uint64_t> last_ids_;
 };
@@ -1274,6 +1312,73 @@ TEST(ProjectionSinks, GiveTheSameHistoryAndUnreadCounts) {
     }
     EXPECT_EQ(from_redis, from_mysql) << "user " << user;
   }
+  (void)(*mysql)->drop();
+  (void)(*redis)->drop();
+}
+
+// Expiry is an event (schema 9): every model drops group 4's rows 1..4 at the same seq — history,
+// search, the hot cache and unread counts — and rows 5 and 6 keep their seqs.
+TEST(ProjectionSinks, ExpiredRowsAreGoneFromEveryModelAtTheSameSeq) {
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
+  const auto& log = generated_log();
+  ASSERT_TRUE(log.problem.empty()) << log.problem;
+  const Users& u = log.users;
+  auto mysql = open_mysql_model(t::fresh_mysql("e"));
+  ASSERT_OK(mysql);
+  auto redis = open_redis_model(t::fresh_redis("e"));
+  ASSERT_OK(redis);
+  t::TempDir dir("imlog-sinks-expiry");
+  RocksDbModelConfig rc;
+  rc.dir = dir.str() + "/model";
+  auto rocks = open_rocksdb_model(rc);
+  ASSERT_OK(rocks);
+  ASSERT_OK(apply_all(**mysql, log.events, log.events.size(), 16));
+  ASSERT_OK(apply_all(**redis, log.events, log.events.size(), 5));
+  ASSERT_OK(apply_all(**rocks, log.events, log.events.size(), 64));
+
+  for (ReadModel* m : std::initializer_list<ReadModel*>{mysql->get(), rocks->get()}) {
+    SCOPED_TRACE(m == mysql->get() ? "mysql" : "rocksdb");
+    auto h = m->history(log.group4, HistoryRange{0, 0, true, 50});
+    ASSERT_OK(h);
+    ASSERT_EQ(h->messages.size(), 2u);
+    EXPECT_EQ(h->messages[0].seq_id, 5u);
+    EXPECT_EQ(h->messages[0].content, "kept gamma");
+    EXPECT_EQ(h->messages[1].seq_id, 6u);
+    auto convs = m->conversations(u.bob);
+    ASSERT_OK(convs);
+    auto by = by_id(*convs);
+    ASSERT_TRUE(by.contains(log.group4));
+    EXPECT_EQ(by[log.group4].unread, 2u) << "5 and 6; 2 and 3 expired";
+    auto gone = m->search_messages(SearchRequest{u.bob, "expiring", "", 0, 10});
+    ASSERT_OK(gone);
+    EXPECT_TRUE(gone->messages.empty()) << "expired rows are never found";
+    auto kept = m->search_messages(SearchRequest{u.bob, "kept", log.group4, 0, 10});
+    ASSERT_OK(kept);
+    EXPECT_EQ(kept->messages.size(), 2u);
+  }
+  // The hot cache: holds exactly 5 and 6, answers from 4 on, and declines a range reaching below.
+  auto hot = (*redis)->history(log.group4, HistoryRange{4, 0, true, 50});
+  ASSERT_OK(hot);
+  ASSERT_TRUE(hot->has_value());
+  ASSERT_EQ((*hot)->messages.size(), 2u);
+  EXPECT_EQ((*hot)->messages[0].seq_id, 5u);
+  auto below = (*redis)->history(log.group4, HistoryRange{0, 0, true, 50});
+  ASSERT_OK(below);
+  EXPECT_FALSE(below->has_value()) << "rows 1..4 are not in the cache: the read model answers";
+  auto rows = dump_of(**redis);
+  ASSERT_OK(rows);
+  bool found_unread = false;
+  for (const auto& [k, v] : *rows) {
+    if (k == "unread:" + std::to_string(u.bob)) {
+      found_unread = true;
+      EXPECT_NE(v.find(log.group4 + "=2"), std::string::npos) << v;
+    }
+    if (k.find(log.group4) != std::string::npos) {
+      EXPECT_EQ(v.find("expiring"), std::string::npos) << k << " = " << v;
+    }
+  }
+  EXPECT_TRUE(found_unread);
   (void)(*mysql)->drop();
   (void)(*redis)->drop();
 }

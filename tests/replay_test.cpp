@@ -66,6 +66,12 @@ void make_data_dir(const std::filesystem::path& data, int messages) {
     if (i % 3000 == 0) builder.zombie_message(stream, from, "ignored");
     if (i % 700 == 0) builder.refusal(stream, to, "not_friends", "user " + std::to_string(from) + " accepts messages from friends only");
   }
+  // Retention: a policy on group 1 and an expiry of most of it (rows, recalls, read markers and
+  // search tokens below the cut), then more messages after it.
+  builder.retention(group_stream(1), users[1], 30);
+  builder.expire(group_stream(1), builder.last_seq(group_stream(1)) - 3);
+  builder.message(group_stream(1), users[2], "after the expiry");
+  builder.expire(group_stream(2), builder.last_seq(group_stream(2)));  // all of it
   auto ends = builder.ends();
   ASSERT_OK(ends);
   RocksDbModelConfig mc;
@@ -123,6 +129,33 @@ TEST(Replay, RebuildsTheRocksDbModelAndVerifiesItEqualToTheLiveOne) {
   };
   EXPECT_EQ(digest(r), digest(again));
   EXPECT_FALSE(digest(r).empty());
+}
+
+// Expiry is an event: the live model and the rebuilt one both lose the expired rows at the same
+// seq (and verify equal), later rows keep their seqs, a conversation expired whole has no rows.
+TEST(Replay, ExpiredRowsAreGoneAtTheSameSeqFromTheLiveAndTheRebuiltModel) {
+  TempDir dir("imlog-replay-expiry");
+  auto data = dir.path() / "data";
+  ASSERT_NO_FATAL_FAILURE(make_data_dir(data, 500));
+  ReplayRun r = run_replay({"--projection", "rocksdb", "--data-dir", data.string(), "--verify"});
+  ASSERT_EQ(r.status, 0) << r.text();
+  EXPECT_TRUE(r.has("verify: equal:")) << r.text();
+  for (const char* model : {"model", "model.replay"}) {
+    SCOPED_TRACE(model);
+    RocksDbModelConfig mc;
+    mc.dir = (data / model).string();
+    auto m = open_rocksdb_model(mc);
+    ASSERT_OK(m);
+    auto all = (*m)->history(group_stream(1), HistoryRange{0, 0, true, 200});
+    ASSERT_OK(all);
+    ASSERT_EQ(all->messages.size(), 4u) << "the 3 rows above the cut and the one after the expiry";
+    uint64_t last = all->messages.back().seq_id;
+    for (size_t i = 0; i < 4; ++i) EXPECT_EQ(all->messages[i].seq_id, last - 3 + i) << "seqs unchanged";
+    EXPECT_EQ(all->messages.back().content, "after the expiry");
+    auto none = (*m)->history(group_stream(2), HistoryRange{0, 0, true, 200});
+    ASSERT_OK(none);
+    EXPECT_TRUE(none->messages.empty());
+  }
 }
 
 TEST(Replay, AReplayKilledMidwayResumesFromItsCheckpointAndStillVerifiesEqual) {

@@ -547,7 +547,101 @@ Decision decide_group(const StreamRef& ref, const StreamState& s, const fb::Comm
   return decide_message(s, c, ctx);
 }
 
+// ---- retention (schema 9) ------------------------------------------------------------------------
+
+std::string keep_text(uint32_t days) { return days == 0 ? "for ever" : std::to_string(days) + " days"; }
+
+// SetRetention: a group's owner or an admin sets the group's policy; in a one-to-one either user
+// sets their own preference. world follows the deployment default.
+Decision decide_set_retention(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c) {
+  auto keep = c.command_as_SetRetention()->keep_days();
+  if (keep && *keep > kMaxKeepDays) {
+    return Decision::refuse_stateless(Refusal::invalid, "keep_days must be 1 to " + std::to_string(kMaxKeepDays) +
+                                                            ", or forever");
+  }
+  uint64_t actor = c.actor();
+  switch (ref.kind) {
+    case K::single:
+      if (actor != ref.a && actor != ref.b) {
+        return Decision::refuse_stateless(Refusal::not_participant,
+                                          "user " + id_str(actor) + " is not part of this conversation");
+      }
+      break;
+    case K::group:
+      if (!s.created) return Decision::refuse(Refusal::not_found, "group " + id_str(ref.a) + " does not exist");
+      if (!is_manager(s, actor))
+        return Decision::refuse(Refusal::forbidden, "only the owner or an admin sets the group's retention");
+      break;
+    default:
+      return Decision::refuse_stateless(Refusal::forbidden, "world keeps messages as the deployment's default says");
+  }
+  fb::RetentionSetT ev;
+  ev.by = actor;
+  ev.keep_days = keep;
+  return accept(std::move(ev));
+}
+
+// ExpireMessages: the retention task's (actor 0; gateways never build it). Expires through at most
+// the command's through_seq, as far as the policy allows on the engine's clock judged by the
+// events' own days, never backwards and never past the head.
+Decision decide_expire(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
+                       const DecideContext& ctx) {
+  if (c.actor() != 0) return Decision::refuse_stateless(Refusal::forbidden, "only the retention task expires messages");
+  uint64_t asked = c.command_as_ExpireMessages()->through_seq();
+  if (asked == 0) return Decision::refuse_stateless(Refusal::invalid, "through_seq must be at least 1");
+  uint32_t keep = effective_keep_days(ref, s, ctx.limits.default_keep_days);
+  uint64_t through = std::min({asked, s.last_seq, expirable_through(s, keep, ctx.now_ms)});
+  if (through <= s.expired_through) {
+    return Decision::refuse(Refusal::not_found, "nothing to expire: expired through " +
+                                                    std::to_string(s.expired_through) + ", policy " +
+                                                    keep_text(keep));
+  }
+  return accept(fb::MessagesExpiredT{{}, through}, /*timeline=*/false);
+}
+
 }  // namespace
+
+uint32_t effective_keep_days(const StreamRef& ref, const StreamState& s, uint32_t default_keep_days) {
+  auto days = [&](int64_t keep) { return keep == kNoOverride ? default_keep_days : static_cast<uint32_t>(keep); };
+  uint32_t a = days(s.keep_a);
+  if (ref.kind != K::single) return a;
+  uint32_t b = days(s.keep_b);
+  if (a == 0) return b;  // 0 is for ever: the other, finite one is shorter
+  if (b == 0) return a;
+  return std::min(a, b);
+}
+
+uint64_t expirable_through(const StreamState& s, uint32_t keep_days, int64_t now_ms) {
+  uint64_t through = s.expired_through;
+  if (keep_days == 0) return through;
+  int64_t cutoff = now_ms - static_cast<int64_t>(keep_days) * kDayMs;
+  for (const auto& m : s.day_marks) {
+    if ((m.day + 1) * kDayMs > cutoff) break;
+    through = std::max(through, m.last_seq);
+  }
+  return through;
+}
+
+void apply_retention(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
+  if (auto* r = e.event_as_RetentionSet()) {
+    int64_t keep = r->keep_days() ? static_cast<int64_t>(*r->keep_days()) : kNoOverride;
+    (ref.kind == K::single && r->by() == ref.b ? s.keep_b : s.keep_a) = keep;
+  } else if (auto* x = e.event_as_MessagesExpired()) {
+    s.expired_through = std::max(s.expired_through, x->through_seq());
+    while (!s.day_marks.empty() && s.day_marks.front().last_seq <= s.expired_through) s.day_marks.pop_front();
+    while (!s.recent.empty() && s.recent.front().seq <= s.expired_through) s.recent.pop_front();
+  }
+  if (e.seq() == 0) return;
+  // A timeline event: its day's mark. A clock that went back stays in the later day's mark.
+  int64_t day = e.timestamp_ms() / kDayMs;
+  if (!s.day_marks.empty() && s.day_marks.back().day >= day) {
+    s.day_marks.back().last_seq = e.seq();
+  } else {
+    s.day_marks.push_back(DayMark{day, e.seq()});
+  }
+  if (s.day_marks.size() > kMaxDayMarks) s.day_marks.pop_front();  // its seqs join the next day's
+}
+
 
 std::string_view refusal_code(Refusal r) {
   switch (r) {
@@ -615,8 +709,15 @@ Decision Decision::refuse_stateless(Refusal r, std::string message) {
 
 Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                 const DecideContext& ctx) {
+  bool retention = c.command_type() == fb::Command::SetRetention || c.command_type() == fb::Command::ExpireMessages;
+  if (retention && !is_conversation(ref.kind)) {
+    return Decision::refuse_stateless(Refusal::wrong_stream, std::string(command_type_name(c.command_type())) +
+                                                                 " belongs on a conversation");
+  }
+  if (c.command_type() == fb::Command::ExpireMessages) return decide_expire(ref, s, c, ctx);
   if (ref.kind != K::names && c.actor() == 0)
     return Decision::refuse_stateless(Refusal::invalid, "the command has no actor");
+  if (c.command_type() == fb::Command::SetRetention) return decide_set_retention(ref, s, c);
   switch (ref.kind) {
     case K::names:
       return decide_names(ref, s, c, ctx);
@@ -780,7 +881,10 @@ void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, con
     default:
       break;
   }
-  if (is_conversation(ref.kind)) apply_messages(s, e, limits);
+  if (is_conversation(ref.kind)) {
+    apply_messages(s, e, limits);
+    apply_retention(ref, s, e);
+  }
 }
 
 // ---- state encoding: little-endian fixed fields, versioned -------------------------------------
@@ -808,7 +912,8 @@ struct Reader {
 
 // 1: the first. 2: the public_group flag, and the banned users after the recent messages.
 // 3: the push devices after the banned users. 4: each device's login session after the devices.
-constexpr uint64_t kStateVersion = 4;
+// 5: retention after the sessions: keep_a, keep_b, expired_through and the day marks.
+constexpr uint64_t kStateVersion = 5;
 constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8;
 
 }  // namespace
@@ -848,6 +953,14 @@ std::string encode_state(const StreamState& s) {
   for (const auto& [id, d] : s.devices) {  // 4: in the same order
     put_u64(out, d.session.size());
     out.append(d.session);
+  }
+  put_u64(out, static_cast<uint64_t>(s.keep_a));  // 5
+  put_u64(out, static_cast<uint64_t>(s.keep_b));
+  put_u64(out, s.expired_through);
+  put_u64(out, s.day_marks.size());
+  for (const auto& m : s.day_marks) {
+    put_u64(out, static_cast<uint64_t>(m.day));
+    put_u64(out, m.last_seq);
   }
   return out;
 }
@@ -906,6 +1019,21 @@ bool decode_state(std::string_view bytes, StreamState& s) {
       if (!r.ok || r.in.size() < size) return false;
       d.session = std::string(r.in.substr(0, size));
       r.in.remove_prefix(size);
+    }
+  }
+  // Before 5 no retention event existed: no override, nothing expired. A state stored before 5
+  // has no day marks for its older rows: they expire with the first day marked after it (later,
+  // never earlier), or with their own days once the stream is rebuilt from the log.
+  if (version >= 5) {
+    s.keep_a = static_cast<int64_t>(r.u64());
+    s.keep_b = static_cast<int64_t>(r.u64());
+    s.expired_through = r.u64();
+    n = r.u64();
+    for (uint64_t i = 0; r.ok && i < n; ++i) {
+      DayMark m;
+      m.day = static_cast<int64_t>(r.u64());
+      m.last_seq = r.u64();
+      s.day_marks.push_back(m);
     }
   }
   return r.ok && r.in.empty();

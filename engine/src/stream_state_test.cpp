@@ -207,6 +207,12 @@ class Stream {
   if (x.lo_blocks_hi != y.lo_blocks_hi) return differ("lo_blocks_hi");
   if (x.hi_blocks_lo != y.hi_blocks_lo) return differ("hi_blocks_lo");
   if (x.devices != y.devices) return differ("devices") << ": " << x.devices.size() << " vs " << y.devices.size();
+  if (x.keep_a != y.keep_a || x.keep_b != y.keep_b)
+    return differ("keep") << ": " << x.keep_a << "/" << x.keep_b << " vs " << y.keep_a << "/" << y.keep_b;
+  if (x.expired_through != y.expired_through)
+    return differ("expired_through") << ": " << x.expired_through << " vs " << y.expired_through;
+  if (x.day_marks != y.day_marks)
+    return differ("day_marks") << ": " << x.day_marks.size() << " vs " << y.day_marks.size() << " days";
   if (x.recent.size() != y.recent.size())
     return differ("recent") << ": " << x.recent.size() << " vs " << y.recent.size() << " messages";
   for (size_t i = 0; i < x.recent.size(); ++i) {
@@ -329,6 +335,16 @@ fb::RecallMessageT recall(uint64_t message_id) {
 fb::MarkReadT mark_read(uint64_t seq) {
   fb::MarkReadT c;
   c.seq = seq;
+  return c;
+}
+fb::SetRetentionT keep(std::optional<uint32_t> days) {
+  fb::SetRetentionT c;
+  c.keep_days = days;
+  return c;
+}
+fb::ExpireMessagesT expire(uint64_t through_seq) {
+  fb::ExpireMessagesT c;
+  c.through_seq = through_seq;
   return c;
 }
 
@@ -1127,6 +1143,107 @@ TEST_F(StreamStateGroup, TheOwnerOrAnAdminChangesTheSettings) {
   EXPECT_TRUE(Refused(g.run(kOther, join()), Refusal::forbidden));
 }
 
+// ---- retention (schema 9) -----------------------------------------------------------------------
+
+TEST_F(StreamStateGroup, TheOwnerOrAnAdminSetsTheRetention) {
+  standard_group();
+  EXPECT_TRUE(Refused(g.run(kMember, keep(30)), Refusal::forbidden));
+  EXPECT_TRUE(Refused(g.run(kOutsider, keep(30)), Refusal::forbidden));
+  auto over = g.run(kAdmin, keep(kMaxKeepDays + 1));
+  EXPECT_TRUE(Refused(over, Refusal::invalid));
+  EXPECT_TRUE(over.stateless);
+  uint64_t before = g.state().last_seq;
+  ASSERT_TRUE(Accepted(g.run(kAdmin, keep(30))));
+  auto* ev = g.last()->event_as_RetentionSet();
+  ASSERT_NE(ev, nullptr);
+  EXPECT_EQ(ev->by(), kAdmin);
+  EXPECT_EQ(ev->keep_days(), 30u);
+  EXPECT_EQ(g.last()->seq(), before + 1) << "a timeline event";
+  EXPECT_EQ(effective_keep_days(g.ref(), g.state(), 0), 30u);
+  ASSERT_TRUE(Accepted(g.run(kOwner, keep(0))));
+  EXPECT_EQ(effective_keep_days(g.ref(), g.state(), 90), 0u) << "for ever overrides the default";
+  ASSERT_TRUE(Accepted(g.run(kOwner, keep(std::nullopt))));
+  EXPECT_FALSE(g.last()->event_as_RetentionSet()->keep_days().has_value());
+  EXPECT_EQ(effective_keep_days(g.ref(), g.state(), 90), 90u) << "cleared: the default";
+}
+
+TEST_F(StreamStateSingle, EachParticipantSetsTheirOwnRetentionAndTheShorterWins) {
+  EXPECT_TRUE(Refused(s.run(kThird, keep(1)), Refusal::not_participant));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 0), 0u);
+  ASSERT_TRUE(Accepted(s.run(kLo, keep(30))));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 0), 30u) << "for ever (the default) vs 30";
+  ASSERT_TRUE(Accepted(s.run(kHi, keep(7))));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 0), 7u);
+  ASSERT_TRUE(Accepted(s.run(kHi, keep(0))));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 0), 30u) << "hi keeps for ever; lo's 30 is shorter";
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 10), 30u) << "both set: the default plays no part";
+  ASSERT_TRUE(Accepted(s.run(kLo, keep(std::nullopt))));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 10), 10u) << "lo back on the default, hi for ever";
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 0), 0u);
+  ASSERT_TRUE(Accepted(s.run(kHi, keep(60))));
+  EXPECT_EQ(effective_keep_days(s.ref(), s.state(), 10), 10u) << "the default is lo's and shorter";
+}
+
+TEST(StreamStateWorld, RetentionIsTheDeploymentDefault) {
+  MapDirectory dir{1};
+  Stream w("world", dir);
+  auto d = w.run(1, keep(5));
+  EXPECT_TRUE(Refused(d, Refusal::forbidden));
+  EXPECT_TRUE(d.stateless);
+}
+
+// Sends `n` messages from `sender`, one per `step_ms`.
+void send_many(Stream& st, uint64_t sender, int n, int64_t step_ms = 1000) {
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(Accepted(st.run(sender, send("m" + std::to_string(i)))));
+    st.advance_ms(step_ms);
+  }
+}
+
+TEST_F(StreamStateSingle, ExpiryFollowsThePolicyOnTheEventsOwnDays) {
+  s.advance_ms(kDayMs - s.now_ms() % kDayMs);  // midnight
+  send_many(s, kLo, 3);                          // seqs 1..3 on day D
+  s.advance_ms(kDayMs);
+  send_many(s, kHi, 2);                          // seqs 4..5 on day D+1
+  EXPECT_TRUE(Refused(s.run(kLo, expire(5)), Refusal::forbidden)) << "only the task (actor 0)";
+  EXPECT_TRUE(Refused(s.run(0, expire(5)), Refusal::not_found)) << "kept for ever: nothing expires";
+  ASSERT_TRUE(Accepted(s.run(kLo, keep(1))));    // seq 6, day D+1
+  EXPECT_TRUE(Refused(s.run(0, expire(6)), Refusal::not_found)) << "day D ended less than a day ago";
+  s.advance_ms(kDayMs);                          // day D+2: day D ended a day ago
+  EXPECT_TRUE(Refused(s.run(0, expire(0)), Refusal::invalid));
+  ASSERT_TRUE(Accepted(s.run(0, expire(2))));
+  EXPECT_EQ(s.last()->event_as_MessagesExpired()->through_seq(), 2u) << "no further than asked";
+  EXPECT_EQ(s.last()->seq(), 0u) << "not a timeline event";
+  ASSERT_TRUE(Accepted(s.run(0, expire(99))));
+  EXPECT_EQ(s.last()->event_as_MessagesExpired()->through_seq(), 3u) << "only day D's rows";
+  EXPECT_TRUE(Refused(s.run(0, expire(2)), Refusal::not_found)) << "never backwards";
+  EXPECT_TRUE(Refused(s.run(0, expire(3)), Refusal::not_found)) << "nor again";
+  EXPECT_EQ(s.state().expired_through, 3u);
+  s.advance_ms(kDayMs);
+  ASSERT_TRUE(Accepted(s.run(0, expire(99))));
+  EXPECT_EQ(s.last()->event_as_MessagesExpired()->through_seq(), 6u) << "never past the head";
+  ASSERT_TRUE(Accepted(s.run(kHi, send("after"))));
+  EXPECT_EQ(s.last()->seq(), 7u) << "later seqs do not change";
+  EXPECT_TRUE(s.state().day_marks.size() == 1 && s.state().day_marks.front().last_seq == 7);
+}
+
+TEST_F(StreamStateGroup, TheDeploymentDefaultExpiresAndAnExpiredMessageCannotBeRecalled) {
+  EngineLimits lim;
+  lim.default_keep_days = 2;
+  lim.recall_window_ms = 10 * kDayMs;
+  Stream h(group_stream(kGroup), dir, lim);
+  ASSERT_TRUE(Accepted(h.run(kOwner, create_group(kGroup, {kMember}))));
+  ASSERT_TRUE(Accepted(h.run(kMember, send("old"))));
+  uint64_t old_id = h.last_event_id();
+  h.advance_ms(3 * kDayMs + 1);
+  ASSERT_TRUE(Accepted(h.run(0, expire(2))));
+  EXPECT_EQ(h.run(kMember, recall(old_id)).kind, Decision::Kind::refuse) << "no longer held";
+  EXPECT_TRUE(h.state().day_marks.empty());
+  StreamState out;
+  ASSERT_TRUE(decode_state(encode_state(h.state()), out));
+  EXPECT_TRUE(SameState(out, h.state()));
+}
+
 TEST_F(StreamStateGroup, OnlyTheOwnerChangesRoles) {
   standard_group();
   EXPECT_EQ(g.state().members.at(kAdmin), fb::Role::Admin);
@@ -1406,6 +1523,10 @@ StreamState rich_state() {
   return s;
 }
 
+// An encoding of the current version less its retention fields (a state without any: keep_a,
+// keep_b, expired_through and a zero count of day marks), still marked as the current version.
+std::string without_retention(const std::string& bytes) { return bytes.substr(0, bytes.size() - 32); }
+
 TEST(StreamStateEncoding, RoundTrips) {
   for (const StreamState& in : {StreamState{}, rich_state()}) {
     std::string bytes = encode_state(in);
@@ -1450,13 +1571,13 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
   in.public_group = false;
   in.banned.clear();
   in.devices.clear();
-  std::string v3 = encode_state(in);
+  std::string v3 = without_retention(encode_state(in));
   std::string v1 = v3.substr(0, v3.size() - 16);  // no banned list, no devices
   v1[0] = 1;
   StreamState out;
   ASSERT_TRUE(decode_state(v1, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(encode_state(out), v3) << "written back as version 3";
+  EXPECT_EQ(without_retention(encode_state(out)), v3) << "written back as the current version";
   EXPECT_FALSE(decode_state(v3.substr(0, v3.size() - 16), out)) << "version 3 needs its banned list and devices";
 }
 
@@ -1464,27 +1585,47 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
 TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDevices) {
   StreamState in = rich_state();
   in.devices.clear();
-  std::string v3 = encode_state(in);
+  std::string v3 = without_retention(encode_state(in));
   std::string v2 = v3.substr(0, v3.size() - 8);  // no device list
   v2[0] = 2;
   StreamState out;
   ASSERT_TRUE(decode_state(v2, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(encode_state(out), v3);
+  EXPECT_EQ(without_retention(encode_state(out)), v3);
 }
 
 // The build before login sessions wrote version 3 states: their devices decode with no session.
 TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDeviceSessions) {
   StreamState in = rich_state();
   for (auto& [id, d] : in.devices) d.session.clear();
-  std::string v4 = encode_state(in);
+  std::string v4 = without_retention(encode_state(in));
   std::string v3 = v4.substr(0, v4.size() - 8 * in.devices.size());  // no session per device
   v3[0] = 3;
   StreamState out;
   ASSERT_TRUE(decode_state(v3, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(encode_state(out), v4);
+  EXPECT_EQ(without_retention(encode_state(out)), v4);
+  v4[0] = 4;
   EXPECT_FALSE(decode_state(v4.substr(0, v4.size() - 8), out)) << "version 4 needs a session per device";
+}
+
+// The build before retention wrote version 4 states: no override, nothing expired, no day marks.
+TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeRetention) {
+  StreamState in = rich_state();
+  std::string v5 = encode_state(in);
+  std::string v4 = without_retention(v5);
+  v4[0] = 4;
+  StreamState out;
+  ASSERT_TRUE(decode_state(v4, out));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_EQ(encode_state(out), v5);
+  in.keep_a = 30;
+  in.keep_b = 0;
+  in.expired_through = 4;
+  in.day_marks = {{19000, 5}, {19002, 9}};
+  ASSERT_TRUE(decode_state(encode_state(in), out));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_FALSE(decode_state(encode_state(in).substr(0, encode_state(in).size() - 16), out)) << "a mark short";
 }
 
 TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
@@ -1496,7 +1637,7 @@ TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   StreamState out;
   EXPECT_FALSE(decode_state(bytes + '\0', out)) << "trailing byte";
   std::string other_version = bytes;
-  other_version[0] = 5;
+  other_version[0] = 6;
   EXPECT_FALSE(decode_state(other_version, out)) << "unknown version";
   // A member count far past the bytes present fails instead of looping or allocating.
   std::string huge = encode_state(StreamState{});

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "handlers.h"
+#include "imlog/engine/stream_state.h"
 #include "imlog/engine/streams.h"
 #include "imlog/projections/query.h"
 #include "push.h"
@@ -175,6 +176,60 @@ void on_search_messages(Services& svc, ApiRequest& req, Respond respond) {
     j.end_object();
     respond(json_reply(200, j.take()));
   });
+}
+
+// ---- retention ------------------------------------------------------------------------------------
+
+// A retention body: {"keep": "forever" | "default"} or {"keep_days": N}, N in 1..kMaxKeepDays.
+// `out` is the command's keep_days: 0 for ever, N days, nullopt back to the deployment default.
+bool read_retention(JsonFields& f, std::string& error, std::optional<uint32_t>& out) {
+  std::optional<std::string> keep;
+  std::optional<int64_t> days;
+  if (!f.opt_str("keep", keep, 16) || !f.opt_i64("keep_days", days)) return false;
+  if (keep.has_value() == days.has_value()) {
+    error = "give either keep (\"forever\" or \"default\") or keep_days (1 to " + std::to_string(kMaxKeepDays) + ")";
+    return false;
+  }
+  if (days) {
+    if (*days < 1 || *days > kMaxKeepDays) {
+      error = "keep_days must be 1 to " + std::to_string(kMaxKeepDays) + " (or keep: \"forever\"), not " + std::to_string(*days);
+      return false;
+    }
+    out = static_cast<uint32_t>(*days);
+  } else if (*keep == "forever") {
+    out = 0;
+  } else if (*keep == "default") {
+    out = std::nullopt;
+  } else {
+    error = "keep must be forever or default, not `" + *keep + "`";
+    return false;
+  }
+  return true;
+}
+
+// PUT /conversations/{id}/retention: a group's owner or an admin sets the group's policy; in a
+// one-to-one either user sets their own preference (the shorter of the two applies).
+void on_set_retention(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  auto f = body.fields();
+  std::optional<uint32_t> keep;
+  std::string error;
+  if (!read_retention(f, error, keep)) return respond(invalid(svc, error.empty() ? body.error() : error));
+  fb::CommandUnion cmd;
+  cmd.Set(fb::SetRetentionT{{}, keep});
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, new_client_msg_id(), std::move(cmd),
+                     [conversation, keep](const fb::CommandReplyT& r) {
+                       JsonOut j;
+                       j.begin_object().field("conversation_id", conversation).field("seq_id", r.seq);
+                       if (!keep) j.field("keep", "default");
+                       else if (*keep == 0) j.field("keep", "forever");
+                       else j.field("keep_days", static_cast<uint64_t>(*keep));
+                       j.end_object();
+                       return json_reply(200, j.take());
+                     });
 }
 
 // ---- groups -----------------------------------------------------------------------------------
@@ -441,6 +496,7 @@ void add_chat_routes(ApiRouter& r) {
   r.add(Method::post, "/api/v1/conversations/{}/messages", A::access, on_send);
   r.add(Method::post, "/api/v1/conversations/{}/read", A::access, on_mark_read);
   r.add(Method::post, "/api/v1/conversations/{}/messages/{}/recall", A::access, on_recall);
+  r.add(Method::put, "/api/v1/conversations/{}/retention", A::access, on_set_retention);
   r.add(Method::get, "/api/v1/search/messages", A::access, on_search_messages);
   r.add(Method::post, "/api/v1/groups", A::access, on_create_group);
   r.add(Method::get, "/api/v1/groups/{}", A::access, on_get_group);

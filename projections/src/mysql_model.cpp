@@ -10,7 +10,8 @@
 //   INSERT ... ON DUPLICATE KEY UPDATE through prepared statements, grouped by the set of columns
 //   present, in chunks of 1024, 512, ..., 1 rows (so a table needs at most eleven statement shapes
 //   per column set, prepared once per connection). messages rows are insert-only (a message never
-//   changes except by a recall, an UPDATE). Everything, the positions included, is one
+//   changes except by a recall, an UPDATE, or an expiry, a DELETE of the conversation's rows up to
+//   a seq with their message_tokens). Everything, the positions included, is one
 //   transaction. Rare events that need the current state (RoleChanged to owner demotes the old
 //   owner) or update part of a row an upsert could not insert (GroupSettingsChanged) flush what
 //   is pending and run their statements in order inside the same transaction.
@@ -1222,6 +1223,23 @@ class MysqlModelImpl final : public MysqlModel {
       case fb::Event::MessageRecalled:
         w.recalls.push_back(e.event_as_MessageRecalled()->message_id());
         break;
+      case fb::Event::MessagesExpired: {
+        // Expiry (schema 9): the conversation's rows at or below through_seq go, with their
+        // search tokens, after what is pending (rows of this batch included), in this transaction.
+        if (!ref || !is_conversation(ref->kind)) break;
+        w.flush(c);
+        const uint64_t through = e.event_as_MessagesExpired()->through_seq();
+        auto& tokens = c.prepare(
+            "DELETE t FROM message_tokens t JOIN messages m ON m.message_id = t.message_id "
+            "WHERE m.conversation_id = ? AND m.seq_id <= ?");
+        auto& rows = c.prepare("DELETE FROM messages WHERE conversation_id = ? AND seq_id <= ?");
+        for (sql::PreparedStatement* st : {&tokens, &rows}) {
+          st->setString(1, std::string(sv(e.stream())));
+          st->setUInt64(2, through);
+          st->executeUpdate();
+        }
+        break;
+      }
       default: break;
     }
     if (!ref || !is_conversation(ref->kind)) return;

@@ -7,6 +7,8 @@
 //   read_seq:<conv>       HASH user → read seq, one field per participant (timeline.h rules)
 //   msg_seqs:<conv>       ZSET score = member = seq of each message row (system rows are never
 //                         unread); the same newest `hot_messages` seqs and TTL as hot_messages
+//   (a MessagesExpired removes every seq at or below its through_seq from both ZSETs, and the
+//   unread counts of the conversation's participants are recomputed without them)
 //   unread:<user>         HASH conversation → unread count = the msg_seqs above the read seq
 //   projection:positions  HASH partition → "<next_offset>:<token>"
 //
@@ -124,6 +126,7 @@ struct ConvBatch {
   uint64_t last_seq = 0;
   std::vector<Row> rows;          // sorted by seq once the batch is grouped
   std::vector<uint64_t> recalls;
+  uint64_t expired = 0;           // the highest MessagesExpired through_seq of the batch
   // Pointer ops coalesced per user, in order of first appearance.
   struct Op {
     uint64_t user = 0;
@@ -153,10 +156,10 @@ struct ConvBatch {
 };
 
 // The seq at and below which a conversation's rows are trimmed once the batch is applied: only
-// the newest `hot` seqs are kept, of hot_messages and msg_seqs alike.
+// the newest `hot` seqs are kept, of hot_messages and msg_seqs alike, and none the batch expired.
 uint64_t window_floor(const ConvBatch& cb, uint64_t old_last, uint64_t hot) {
   uint64_t last = std::max(old_last, cb.last_seq);
-  return last > hot ? last - hot : 0;
+  return std::max(last > hot ? last - hot : 0, cb.expired);
 }
 
 // The lowest read seq a participant may have once the batch is applied (read seqs only grow,
@@ -301,6 +304,8 @@ class RedisModelImpl final : public RedisModel {
       if (auto* rc = e.event_as_MessageRecalled()) {
         cb.recalls.push_back(rc->recalled_seq());  // marks a row of this batch, or rewrites a stored one
       }
+      // Rows of the batch it expires are never added; stored ones are removed in step 3.
+      cb.expired = std::max(cb.expired, timeline::expired_through(e));
       moves.clear();
       timeline::pointer_moves(e, *ref, moves);
       for (const auto& m : moves) cb.move(m);
@@ -483,6 +488,15 @@ class RedisModelImpl final : public RedisModel {
           w.arg(seq);
         }
       }
+      if (cb.expired > 0) {  // expiry: every row at or below it goes, of both sets
+        for (const std::string* z : {&hot, &msgs}) {
+          w.command(4);
+          w.arg("ZREMRANGEBYSCORE");
+          w.arg(*z);
+          w.arg("-inf");
+          w.arg(cb.expired);
+        }
+      }
       if (touched_hot) {
         for (const std::string* z : {&hot, &msgs}) {
           if (last > config_.hot_messages) {
@@ -529,7 +543,7 @@ class RedisModelImpl final : public RedisModel {
         w.arg(rkey);
         for (auto a : *cmd) w.arg(a);
       }
-      if (cb.last_seq > 0 || !cb.ops.empty()) {
+      if (cb.last_seq > 0 || !cb.ops.empty() || cb.expired > 0) {
         for (const auto& [user, read] : rs) {
           uint64_t floor = std::max(read, keep_above);
           unread_by_user[user].emplace_back(cb.conv, count_above(stored_msgs[i], floor) + count_above(new_msgs, floor));

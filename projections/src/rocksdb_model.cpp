@@ -6,6 +6,9 @@
 //   m|<conv>|<seq>            a history row: sender, type, message id, time, client_msg_id,
 //                             content (system rows: timeline::system_content's JSON)
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
+//   me|<conv>                 {through @through}: the conversation's rows up to `through` were
+//                             expired (MessagesExpired, schema 9): their m| and mr| rows are
+//                             deleted (one range delete each); later seqs are unchanged
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
 //   t|<token>|<max id>|<min id>   block: the (conv, seq) postings of one token written by one
@@ -840,6 +843,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   Result<std::vector<std::pair<std::string, uint64_t>>> memberships(uint64_t user_id);
   Result<std::optional<MessageView>> row_at(std::string_view conv, uint64_t seq);
   Status mark_recalled(std::string_view conv, std::vector<MessageView>& messages);
+  void expire(std::string_view conv, uint64_t through);
 
   std::unique_ptr<rocksdb::DB> db_;
   RocksDbModelConfig config_;
@@ -1091,6 +1095,25 @@ void RocksDbModelImpl::apply_user(const fb::EventEnvelope& e) {
   }
 }
 
+// Expiry (MessagesExpired): the rows and recall marks at or below `through` go, by range deletes
+// in this batch's write, after any Put of the same batch (a WriteBatch applies in order). The
+// search postings and the id index of those rows stay (search and message() find no row behind
+// them and skip them); docs/data-lifecycle.md, "Message retention", says so.
+void RocksDbModelImpl::expire(std::string_view conv, uint64_t through) {
+  std::string upper;
+  key_row(key_, conv, 0);
+  key_row(upper, conv, through + 1);
+  wb_.DeleteRange(key_, upper);
+  key_recall(key_, conv, 0);
+  key_recall(upper, conv, through + 1);
+  wb_.DeleteRange(key_, upper);
+  key_.assign("me|");
+  key_.append(conv);
+  FieldWriter w;
+  w.set("through", through, decimal(through));
+  merge(key_, w);
+}
+
 void RocksDbModelImpl::participate(uint64_t user, std::string_view conv, uint64_t version) {
   if (user == 0) return;
   key_user_conv(key_, 'x', user, conv);
@@ -1103,6 +1126,7 @@ void RocksDbModelImpl::participate(uint64_t user, std::string_view conv, uint64_
 void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e) {
   const uint64_t seq = e.seq();
   if (seq == 0) {
+    if (uint64_t through = timeline::expired_through(e)) expire(conv, through);
     if (auto* r = e.event_as_ReadMarked()) {
       key_user_conv(key_, 'r', r->user_id(), conv);
       FieldWriter w;

@@ -225,10 +225,21 @@ std::string system_content(const fb::EventEnvelope& e) {
       auto* p = e.event_as_MessageRecalled();
       return j.id_string("message_id", p->message_id()).num("recalled_seq", p->recalled_seq()).done();
     }
+    case fb::Event::RetentionSet: {
+      auto* p = e.event_as_RetentionSet();
+      j.num("by", p->by());
+      if (auto keep = p->keep_days()) j.num("keep_days", *keep);  // absent: back to the default
+      return j.done();
+    }
     default:
       // A timeline event this build does not describe (a newer schema): its type only.
       return j.done();
   }
+}
+
+uint64_t expired_through(const fb::EventEnvelope& e) {
+  auto* x = e.event_as_MessagesExpired();
+  return x ? x->through_seq() : 0;
 }
 
 bool row_of(const fb::EventEnvelope& e, Row& out) {

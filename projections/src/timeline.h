@@ -14,8 +14,12 @@
 //     {"event":"member_joined","user_id":7,"invited_by":0}. Fields a later schema version added
 //     appear only when the event carries them (a set join_policy or history, a removal's
 //     "ban":true), so the rows of older events read as they always did;
-//   - MessageRecalled also empties the recalled message's content and marks it recalled.
-// ReadMarked (seq 0) is not a row.
+//   - MessageRecalled also empties the recalled message's content and marks it recalled;
+//   - RetentionSet (schema 9) is a system row {"event":"retention_set","by":7,"keep_days":30}
+//     ("keep_days" absent: back to the deployment default; 0: for ever).
+// ReadMarked (seq 0) is not a row. MessagesExpired (seq 0, schema 9) is not a row either: it
+// removes every row of its conversation with seq <= through_seq (expired_through()), its search
+// tokens with it; later rows keep their seqs. Unread counts count only rows that remain.
 //
 // Read pointers. A user's read seq in a conversation only grows. It is raised by ReadMarked, by
 // every timeline event the user is the actor of (their own messages included), and on joining
@@ -52,6 +56,9 @@ struct Row {
 
 // The history row of an event of a conversation stream; false when it makes none (seq 0).
 bool row_of(const fb::EventEnvelope& event, Row& out);
+
+// The through_seq of a MessagesExpired (every row at or below it is gone); 0 for any other event.
+uint64_t expired_through(const fb::EventEnvelope& event);
 
 // "text", "image", "file", "system"; "type_<n>" for a value this build does not know.
 std::string message_type_name(fb::MessageType type);

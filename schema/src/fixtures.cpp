@@ -321,6 +321,50 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v8_commands() {
   return out;
 }
 
+// Version 9 added message retention: RetentionSet / SetRetention (a policy, and its absence: the
+// default again) and MessagesExpired / ExpireMessages.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v9_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  auto add = [&](std::string name, std::string stream, uint64_t seq, fb::EventUnion u) {
+    auto e = envelope(std::move(stream), seq, std::move(u));
+    e.prev_event_id = e.event_id - 1;
+    e.schema_version = 9;
+    out.emplace_back(std::move(name), std::move(e));
+  };
+  add("retention_set_days", "group_7", 12, as_event(fb::RetentionSetT{{}, 42, 30}));
+  add("retention_set_forever", "single_42_43", 12, as_event(fb::RetentionSetT{{}, 43, 0}));
+  add("retention_set_default", "single_42_43", 13, as_event(fb::RetentionSetT{{}, 43, std::nullopt}));
+  auto expired = envelope("group_7", 0, as_event(fb::MessagesExpiredT{{}, 11}));
+  expired.actor = 0;
+  expired.prev_event_id = expired.event_id - 1;
+  expired.schema_version = 9;
+  out.emplace_back("messages_expired", std::move(expired));
+  return out;
+}
+
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v9_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  auto add = [&](std::string name, uint64_t actor, fb::CommandUnion u) {
+    fb::CommandEnvelopeT c;
+    c.stream = "group_7";
+    c.actor = actor;
+    c.client_msg_id = "d9-" + name;
+    c.trace_id = "trace-9";
+    c.timestamp_ms = 1'763'000'012'000;
+    c.schema_version = 9;
+    c.command = std::move(u);
+    out.emplace_back(std::move(name), std::move(c));
+  };
+  fb::CommandUnion u;
+  u.Set(fb::SetRetentionT{{}, 30});
+  add("set_retention_days", 42, std::move(u));
+  u.Set(fb::SetRetentionT{{}, std::nullopt});
+  add("set_retention_default", 42, std::move(u));
+  u.Set(fb::ExpireMessagesT{{}, 11});
+  add("expire_messages", 0, std::move(u));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
@@ -332,6 +376,7 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 6) return v6_events();
   if (version == 7) return v7_events();
   if (version == 8) return v8_events();
+  if (version == 9) return v9_events();
   return {};
 }
 
@@ -341,6 +386,7 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int v
   if (version == 4) return v4_commands();
   if (version == 7) return v7_commands();
   if (version == 8) return v8_commands();
+  if (version == 9) return v9_commands();
   return {};
 }
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "imlog/tasks/push.h"
 #include "imlog/tasks/redis_login_throttle.h"
 #include "imlog/tasks/redis_sessions.h"
+#include "imlog/tasks/retention.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
 #include "ops_server.h"
@@ -104,6 +106,41 @@ Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
 // Checks, off the request path, that the servers a gateway process depends on answer, and keeps
 // the name of the first one that does not (for /readyz). One Worker, "dependency-check";
 // down() is thread-safe.
+// Tests only: with IMLOG_TEST_CLOCK_FILE set, the node's clock is the system's plus the
+// milliseconds that file holds (read again at most every 50 ms; missing or unreadable: 0), so an
+// end-to-end test moves the engine's and the retention worker's time forward by days at once
+// (tests/e2e_retention_test.cpp). Never set in production: a clock that jumps ahead makes new
+// message ids and event times jump with it.
+class FileSkewedClock final : public Clock {
+ public:
+  explicit FileSkewedClock(std::string path) : path_(std::move(path)) {}
+  [[nodiscard]] int64_t now_ms() const override {
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto due = next_read_.load(std::memory_order_relaxed);
+    if (now >= due && next_read_.compare_exchange_strong(due, now + 50'000'000)) {  // 50 ms in ns
+      std::ifstream in(path_);
+      int64_t skew = 0;
+      if (in >> skew) skew_.store(skew, std::memory_order_relaxed);
+    }
+    return SystemClock::instance().now_ms() + skew_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::string path_;
+  mutable std::atomic<int64_t> next_read_{0};
+  mutable std::atomic<int64_t> skew_{0};
+};
+
+const Clock& node_clock() {
+  static const Clock* clock = [] () -> const Clock* {
+    const char* file = std::getenv("IMLOG_TEST_CLOCK_FILE");
+    if (file == nullptr || *file == '\0') return &SystemClock::instance();
+    logger("server")->warn("IMLOG_TEST_CLOCK_FILE is set: the clock is skewed by {} (tests only)", file);
+    return new FileSkewedClock(file);
+  }();
+  return *clock;
+}
+
 class DependencyCheck {
  public:
   // `brokers` empty: not on Kafka.
@@ -190,6 +227,8 @@ struct Node::Parts {
   std::unique_ptr<PushProvider> apns;
   std::unique_ptr<LeaseStore> push_leases;
   std::unique_ptr<PushWorker> push;
+  std::unique_ptr<LeaseStore> retention_leases;
+  std::unique_ptr<RetentionWorker> retention;
   std::unique_ptr<QueryService> query;
   std::unique_ptr<DependencyCheck> dependencies;
   std::unique_ptr<Gateway> gateway;
@@ -341,6 +380,20 @@ struct Node::Parts {
                                      d(st.dead_letters.load())));
       out.push_back(metrics::counter("imlog_fanout_corrupt_tasks_total", "Tasks that did not decode (dead-lettered).",
                                      d(st.corrupt.load())));
+    }));
+  }
+
+  void collect_retention() {
+    RetentionWorker* r = retention.get();
+    collectors.push_back(metrics::add_collector([r](std::vector<prometheus::MetricFamily>& out) {
+      const auto& st = r->stats();
+      auto d = [](uint64_t v) { return static_cast<double>(v); };
+      out.push_back(metrics::counter("imlog_retention_expiries_sent_total",
+                                     "ExpireMessages commands the retention worker sent.", d(st.expiries_sent.load())));
+      out.push_back(metrics::counter("imlog_retention_expired_total", "MessagesExpired events the retention worker read.",
+                                     d(st.expired.load())));
+      out.push_back(metrics::gauge("imlog_retention_conversations", "Conversations the retention worker follows.",
+                                   d(st.conversations.load())));
     }));
   }
 
@@ -525,8 +578,8 @@ struct Node::Parts {
       IMLOG_TRY(t);
       login_throttle = std::move(*t);
     }
-    auto bus = std::make_unique<CommandBus>(*commands, *deliveries, gc.gateway_id, SystemClock::instance());
-    auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, SystemClock::instance(),
+    auto bus = std::make_unique<CommandBus>(*commands, *deliveries, gc.gateway_id, node_clock());
+    auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, node_clock(),
                                                          [this] { return not_ready(); }, login_throttle.get()});
     IMLOG_TRY(gw);
     gateway = std::move(*gw);
@@ -567,7 +620,28 @@ struct Node::Parts {
     fanout = std::make_unique<FanoutWorker>(*log, *deliveries, *sessions, config.tasks);
     IMLOG_TRY(fanout->start());
     collect_fanout();
+    IMLOG_TRY(start_retention());
     return config.push.enabled ? start_push() : Status{};
+  }
+
+  // The retention worker (imlog/tasks/retention.h): one per deployment by a lease in the
+  // registry's Redis when there is one; on the single node its own process's. On Kafka without
+  // `sessions:` each tasks process runs one: harmless (the engine answers a repeated expiry as a
+  // duplicate), only repeated work.
+  Status start_retention() {
+    if (config.sessions) {
+      auto l = open_redis_leases(*config.sessions);
+      IMLOG_TRY(l);
+      retention_leases = std::move(*l);
+    } else if (config.event_log.backend != "kafka") {
+      retention_leases = make_local_leases();
+    } else {
+      logger("server")->info("retention: no `sessions:` Redis for its lease; every tasks process runs a retention worker");
+    }
+    retention = std::make_unique<RetentionWorker>(*log, *commands, config.retention, retention_leases.get(), node_clock());
+    IMLOG_TRY(retention->start());
+    collect_retention();
+    return {};
   }
 
   // The offline push worker (imlog/tasks/push.h), on the read model the gateway reads.
@@ -623,7 +697,7 @@ struct Node::Parts {
     }
     directory = std::make_unique<LogDirectory>(*log, LogDirectoryOptions{config.engine.state_dir + "/directory.snapshot"});
     IMLOG_TRY(directory->start());
-    auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, SystemClock::instance(),
+    auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, node_clock(),
                                  config.engine);
     IMLOG_TRY(seq);
     sequencer = std::move(*seq);
@@ -714,6 +788,7 @@ void Node::stop() {
   if (p.router) p.router->stop();
   if (p.fanout) p.fanout->stop();
   if (p.push) p.push->stop();
+  if (p.retention) p.retention->stop();
   if (p.sequencer) p.sequencer->stop();
   // What the sequencer wrote last reaches the read models before they stop (bounded).
   for (auto& projector : p.projectors) {
@@ -733,6 +808,8 @@ void Node::stop() {
   p.router.reset();
   p.fanout.reset();
   p.push.reset();
+  p.retention.reset();
+  p.retention_leases.reset();
   p.webhook.reset();
   p.fcm.reset();
   p.apns.reset();

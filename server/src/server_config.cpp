@@ -337,6 +337,16 @@ void read_sessions(ConfigSection s, const std::optional<RedisConfig>& redis, std
   s.finish();
 }
 
+// retention: (imlog/tasks/retention.h); the engine enforces the same default.
+void read_retention(ConfigSection s, RetentionConfig& c) {
+  read_u32(s, "default_keep_days", c.default_keep_days, 0, kMaxKeepDays);
+  s.read("interval", c.interval);
+  if (c.interval < std::chrono::milliseconds(100) || c.interval > std::chrono::hours(24)) {
+    s.fail("interval", "must be between 100ms and 24h");
+  }
+  s.finish();
+}
+
 }  // namespace
 
 ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir_override) {
@@ -361,6 +371,8 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   read_router(root.section("router"), c.router);
   read_tasks(root.section("tasks"), c.tasks);
   read_push(root.section("push"), c.push, c.fcm, c.apns);
+  read_retention(root.section("retention"), c.retention);
+  c.engine.limits.default_keep_days = c.retention.default_keep_days;
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());

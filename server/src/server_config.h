@@ -19,6 +19,7 @@
 #include "imlog/tasks/fanout.h"
 #include "imlog/tasks/push.h"
 #include "imlog/tasks/redis_sessions.h"
+#include "imlog/tasks/retention.h"
 #include "imlog/tasks/router.h"
 
 namespace imlog {
@@ -53,6 +54,9 @@ struct ServerConfig {
   FanoutConfig tasks;
   // The `push:` section: the tasks role's offline push worker (off unless push.enabled).
   PushConfig push;
+  // The `retention:` section: the deployment's default policy (also the engine's:
+  // engine.limits.default_keep_days follows it) and the tasks role's retention worker.
+  RetentionConfig retention;
   // push.fcm and push.apns: the providers of those platforms, when configured (else their devices
   // are counted unsupported).
   std::optional<FcmOptions> fcm;

@@ -88,6 +88,21 @@ TEST(ServerConfig, DedupeWindowAndClockSkew) {
   EXPECT_THAT(error_of("engine: {clock_skew: often}"), HasSubstr("`engine.clock_skew`"));
 }
 
+TEST(ServerConfig, RetentionDefaultIsTheEnginesToo) {
+  ServerConfig d = load_server_config("", "");
+  EXPECT_EQ(d.retention.default_keep_days, 0u) << "for ever";
+  EXPECT_EQ(d.engine.limits.default_keep_days, 0u);
+  EXPECT_EQ(d.retention.interval, std::chrono::minutes(10));
+  ServerConfig c = load_server_config(write_config("retention: {default_keep_days: 90, interval: 1h}\n"), "");
+  EXPECT_EQ(c.retention.default_keep_days, 90u);
+  EXPECT_EQ(c.engine.limits.default_keep_days, 90u) << "the engine enforces the same default";
+  EXPECT_EQ(c.retention.interval, std::chrono::hours(1));
+  EXPECT_THAT(error_of("retention: {default_keep_days: 36501}"), HasSubstr("`retention.default_keep_days`"));
+  EXPECT_THAT(error_of("retention: {default_keep_days: -1}"), HasSubstr("`retention.default_keep_days`"));
+  EXPECT_THAT(error_of("retention: {interval: 10ms}"), HasSubstr("`retention.interval`"));
+  EXPECT_THAT(error_of("retention: {keep: forever}"), HasSubstr("retention.keep"));
+}
+
 TEST(ServerConfig, GatewayDefaultsAndSection) {
   ServerConfig d = load_server_config("", "");
   EXPECT_EQ(d.gateway.listen, "127.0.0.1:8080");

@@ -32,7 +32,7 @@ export function lastSeen(ms: number, now = Date.now()): string {
  */
 export function systemText(content: string, name: (id: number | undefined) => string): string | null {
   let e: {event?: string; user_id?: number; invited_by?: number; by?: number; role?: string; name?: string; from?: number;
-          requester?: number; other?: number; blocked?: number; unblocked?: number; owner?: number};
+          requester?: number; other?: number; blocked?: number; unblocked?: number; owner?: number; keep_days?: number};
   try { e = JSON.parse(content); } catch { return "The conversation changed"; }
   switch (e.event) {
     case "message_recalled": return null;
@@ -52,6 +52,10 @@ export function systemText(content: string, name: (id: number | undefined) => st
     case "member_unbanned": return `${name(e.by)} let ${name(e.user_id)} join again`;
     case "role_changed": return `${name(e.by)} made ${name(e.user_id)} ${e.role === "member" ? "a member" : `the ${e.role ?? "member"}`}`;
     case "group_settings_changed": return `${name(e.by)} changed the group's settings`;
+    case "retention_set":
+      if (e.keep_days === undefined) return `${name(e.by)} set messages to be kept as the server's default says`;
+      if (e.keep_days === 0) return `${name(e.by)} set messages to be kept for ever`;
+      return `${name(e.by)} set messages to disappear after ${e.keep_days} day${e.keep_days === 1 ? "" : "s"}`;
     default: return "The conversation changed";
   }
 }

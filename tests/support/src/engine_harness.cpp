@@ -189,6 +189,7 @@ void LogTail::take_event(const Record& r) {
   if (auto* m = e.event_as_MessageAppended()) s.content = sv(m->content());
   if (auto* u = e.event_as_UserRegistered()) s.result_id = u->user_id();
   if (auto* g = e.event_as_GroupCreated()) s.result_id = g->group_id();
+  if (auto* x = e.event_as_MessagesExpired()) s.through_seq = x->through_seq();
   if (auto* m = e.event_as_EpochStarted()) {
     s.token = m->token();
     s.writer = sv(m->writer());

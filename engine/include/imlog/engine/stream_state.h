@@ -63,6 +63,22 @@ struct EngineLimits {
   uint32_t max_name_bytes = 100;              // group names, nicknames, friend group names
   uint32_t max_text_bytes = 1000;             // descriptions, signatures, friend request notes
   uint32_t max_devices = 10;                  // push devices per user. Default 10.
+  // Message retention: the deployment default (retention.default_keep_days) for a conversation
+  // with no override; 0 keeps messages for ever. Default 0.
+  uint32_t default_keep_days = 0;
+};
+
+// Message retention (docs/data-lifecycle.md, "Message retention").
+inline constexpr uint32_t kMaxKeepDays = 36500;        // a policy is 1 to 36,500 days, or for ever (0)
+inline constexpr int64_t kDayMs = 24LL * 3600 * 1000;  // the granularity of the engine's age check
+inline constexpr size_t kMaxDayMarks = 4096;           // past it, the oldest marks merge (expiry gets later, never earlier)
+inline constexpr int64_t kNoOverride = -1;             // a keep_* with no override: the default applies
+
+// The last seq of one UTC day's timeline events (day = timestamp_ms / kDayMs).
+struct DayMark {
+  int64_t day = 0;
+  uint64_t last_seq = 0;
+  bool operator==(const DayMark&) const = default;
 };
 
 // The limits of a push device's token (checked by decide(); the gateway answers 400 on them).
@@ -108,6 +124,14 @@ struct StreamState {
   std::deque<RecentMessage> recent;
   // user_<id>: the user's push devices by device id (ordered: encoding must be deterministic)
   std::map<uint64_t, DeviceEntry> devices;
+  // conversations, retention (schema 9): the override in days (0: for ever; kNoOverride: none) of
+  // a group or world in keep_a; of a one-to-one's lower user id in keep_a, the higher in keep_b.
+  int64_t keep_a = kNoOverride;
+  int64_t keep_b = kNoOverride;
+  uint64_t expired_through = 0;  // every timeline row with seq <= it is expired
+  // The days of the timeline events above expired_through, oldest first: what lets the engine
+  // check an expiry against the events' own times.
+  std::deque<DayMark> day_marks;
 
   bool operator==(const StreamState&) const = default;
 };
@@ -152,6 +176,20 @@ Decision decide(const StreamRef& stream, const StreamState& state,
 // Applies a valid event of this stream. Precondition: event.stream() names `stream`.
 void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event,
            const EngineLimits& limits);
+
+// The retention a conversation has: its days, 0 for ever. A group's or world's override, else the
+// default; in a one-to-one the shorter of its two users' (each their override, else the default).
+uint32_t effective_keep_days(const StreamRef& stream, const StreamState& state, uint32_t default_keep_days);
+
+// The highest seq the policy lets expire at `now_ms`: the last seq of the last day that ended at
+// least keep_days before now (so a row goes within a day after its age passes the policy); never
+// below state.expired_through. keep_days 0: state.expired_through.
+uint64_t expirable_through(const StreamState& state, uint32_t keep_days, int64_t now_ms);
+
+// The retention part of apply() (which calls it for every conversation event): the overrides,
+// expired_through and the day marks. All the retention task (imlog/tasks/retention.h) keeps of a
+// conversation, so it judges what may expire as the engine will. Not for control records.
+void apply_retention(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event);
 
 // Is `token` acceptable for `platform`? Empty when it is, else what is wrong. APNs: 64 to 200
 // hex digits; FCM: 1 to kMaxDeviceTokenBytes of [A-Za-z0-9_:.-]; webhook: an http:// or https://

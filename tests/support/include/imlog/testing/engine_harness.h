@@ -89,6 +89,7 @@ struct SeenEvent {
   uint64_t request_id = 0;  // reply_to.request_id
   std::string content;      // MessageAppended
   uint64_t result_id = 0;   // UserRegistered: user id; GroupCreated: group id
+  uint64_t through_seq = 0; // MessagesExpired
   uint64_t token = 0;       // EpochStarted
   std::string writer;       // EpochStarted
   std::string code;         // CommandRefused: the refusal's reason code

@@ -149,6 +149,15 @@ class EventLogBuilder {
   void read(const std::string& stream, uint64_t user, uint64_t seq) {
     emit(stream, user, fb::ReadMarkedT{{}, user, seq}, /*timeline=*/false);
   }
+  // Retention (schema 9): a policy (keep_days: 0 for ever, nullopt the default), and an expiry
+  // of every row through `through_seq` as the retention task's command makes the engine write it
+  // (actor 0, off the timeline).
+  void retention(const std::string& stream, uint64_t by, std::optional<uint32_t> keep_days) {
+    emit(stream, by, fb::RetentionSetT{{}, by, keep_days});
+  }
+  void expire(const std::string& stream, uint64_t through_seq) {
+    emit(stream, 0, fb::MessagesExpiredT{{}, through_seq}, /*timeline=*/false);
+  }
 
   // ---- what readers must ignore, and epochs ----------------------------------------------------
 
