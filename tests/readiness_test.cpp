@@ -105,7 +105,7 @@ void write_log(const std::string& data_dir, int messages) {
 }
 
 TEST_F(Readiness, TheEngineCatchingUpALongLogIsNotReady) {
-  write_log(server_.data_dir(), 200'000);
+  write_log(server_.data_dir(), 400'000);  // a catch-up that outlasts the node's start by far
   server_.spawn();
   HttpResult ready;
   std::string catching;  // the first /readyz body that said so

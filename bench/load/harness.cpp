@@ -134,7 +134,12 @@ double Server::stop() {
   auto t0 = std::chrono::steady_clock::now();
   ::kill(pid_, SIGTERM);
   for (int i = 0; i < 30'000; ++i) {
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::fprintf(stderr, "the server did not exit cleanly on SIGTERM (wait status %d)\n", status);
+        return -1;
+      }
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

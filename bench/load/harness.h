@@ -44,7 +44,7 @@ class Server {
   // Waits for /readyz (200); false after `timeout_s`.
   bool wait_ready(double timeout_s);
   // SIGTERM and wait (spawned only); SIGKILL after 300 s. The seconds from SIGTERM to exit (-1:
-  // not spawned, or killed).
+  // not spawned, killed, or not a clean exit).
   double stop();
   [[nodiscard]] Target target() const { return target_; }
   [[nodiscard]] pid_t pid() const { return pid_; }

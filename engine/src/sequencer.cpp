@@ -157,6 +157,7 @@ class Sequencer::Loop final : public RebalanceListener {
              " from the log: offset " + std::to_string(catch_up_next_.load()) + " of " +
              std::to_string(catch_up_through_.load());
     }
+    if (taking_.load()) return "the engine is taking its partitions of " + std::string(kEventsTopic);
     if (!assigned_.load()) return "the engine is starting";
     return {};
   }
@@ -166,9 +167,11 @@ class Sequencer::Loop final : public RebalanceListener {
   // ---- RebalanceListener: runs inside commands_->poll(), on the loop thread ----------------------
 
   void on_assigned(const std::vector<TopicPartition>& parts) override {
+    taking_ = true;
     for (const auto& tp : parts) {
       if (auto s = take_partition(tp.partition); !s) fail_loop(s.error());
     }
+    taking_ = false;
     assigned_ = true;
   }
 
@@ -206,7 +209,7 @@ class Sequencer::Loop final : public RebalanceListener {
         next_checkpoint = std::chrono::steady_clock::now() + config_.checkpoint_interval;
       }
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
-      assigned_ = true;  // a group member may own nothing yet: it is still up
+      assigned_ = true;  // a group member may own nothing yet, or for good (a standby): it is up
       if (!polled) {
         if (polled.error().retryable()) continue;
         fail_loop(polled.error().with_context("reading im.commands"));
@@ -865,7 +868,9 @@ class Sequencer::Loop final : public RebalanceListener {
     quiesce();
     auto parts = std::move(retake_);
     retake_.clear();
+    taking_ = true;
     for (int32_t p : parts) retake_partition(p);
+    taking_ = false;
   }
 
   void retake_partition(int32_t p) {
@@ -947,6 +952,7 @@ class Sequencer::Loop final : public RebalanceListener {
   // For not_ready(): whether the reader has polled or been assigned once, and the partition being
   // caught up (-1: none), with the next offset and the last one of its catch-up.
   std::atomic<bool> assigned_{false};
+  std::atomic<bool> taking_{false};  // inside on_assigned() or retake_partitions()
   std::atomic<int32_t> catching_up_{-1};
   std::atomic<int64_t> catch_up_next_{0};
   std::atomic<int64_t> catch_up_through_{0};

@@ -54,6 +54,7 @@ class RocksStateStore final : public StateStore {
   ~RocksStateStore() override {
     rocksdb::FlushOptions fo;
     fo.wait = true;
+    fo.allow_write_stall = true;  // never wait for a stall to clear: a stop must end
     if (auto s = db_->Flush(fo); !s.ok()) logger("engine")->warn("flushing the engine state store: {}", s.ToString());
     if (auto s = db_->Close(); !s.ok()) logger("engine")->warn("closing the engine state store: {}", s.ToString());
   }

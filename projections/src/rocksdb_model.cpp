@@ -1433,6 +1433,7 @@ Status RocksDbModelImpl::dump(const RowVisitor& visit) {
 Status RocksDbModelImpl::flush() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
+  fo.allow_write_stall = true;  // never wait for a stall to clear: a stop must end
   auto s = db_->Flush(fo);
   if (!s.ok()) return status_error(s, "flushing");
   return {};

@@ -127,9 +127,12 @@ class Sequencer {
   // Whether the loop stopped on an error it cannot recover from (a corrupt event, a state store it
   // cannot read); the message.
   [[nodiscard]] std::string failure() const;
-  // Why the sequencer cannot answer commands yet, for /readyz; empty once it can. It cannot while
-  // it has not heard which partitions it owns, and while it catches a partition up from the log
-  // (the message names the partition and how far it is).
+  // Why the sequencer cannot answer commands yet, for /readyz; empty once it can. It cannot before
+  // its first poll of the commands, and while it takes partitions: writing their epoch markers and
+  // catching them up from the log (the message names the partition and how far it is). A member
+  // of a Kafka consumer group is ready after its first poll even if the group has not given it a
+  // partition yet (a standby never gets one); a partition it is given later makes it not ready
+  // until that partition is caught up.
   [[nodiscard]] std::string not_ready() const;
 
   [[nodiscard]] const SequencerStats& stats() const;
