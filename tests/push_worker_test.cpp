@@ -330,6 +330,31 @@ TEST_F(PushLocal, AWindowWaitingForALaggingModelBacksOff) {
   worker.stop();
 }
 
+// A user's later window waits behind an earlier one that waits for the model: the notifications
+// leave in the order of the windows, never the newer first.
+TEST_F(PushLocal, ALaterWindowWaitsBehindOneWaitingForTheModel) {
+  PushWorld w;
+  w.build(*log_, 2);
+  w.model.conversation_at(group_stream(kGroup), 0);  // the model lags on the group
+  auto config = quick_config("push-order");
+  config.close_delay = 50ms;
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, config);
+  ASSERT_TRUE(worker.start());
+  w.send(group_stream(kGroup), 1, "older, in the group");
+  // Bob's group window has been asked about five times (at about 0, 0.1, 0.3, 0.7 and 1.5 s); the
+  // next ask is 1.6 s away.
+  ASSERT_TRUE(t::wait_until([&] { return w.model.conversation_reads(2) >= 5; }, 20s));
+  w.model.conversation_at(group_stream(kGroup), w.builder->last_seq(group_stream(kGroup)));
+  w.send(single_stream(1, 2), 1, "newer, one to one");  // its window is due in about 0.4 s
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 4; }, 20s)) << worker.stats().sent;
+  worker.stop();
+  std::map<uint64_t, std::vector<std::string>> per_device;  // a device's sends are one at a time
+  for (const auto& n : w.fake.calls()) per_device[n.device.device_id].push_back(n.conversation_id);
+  std::vector<std::string> in_order{group_stream(kGroup), single_stream(1, 2)};
+  EXPECT_EQ(per_device, (std::map<uint64_t, std::vector<std::string>>{{20, in_order}, {21, in_order}}))
+      << "the newer window was sent first";
+}
+
 TEST_F(PushLocal, AFailingProviderIsRetriedThenDeadLettered) {
   PushWorld w;
   w.build(*log_, 1);

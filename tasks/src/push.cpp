@@ -167,15 +167,16 @@ struct Window {
   int64_t start = 0;
   int64_t end = 0;
   std::set<Member> members;
-  // While the read model has not reached `end`: when to ask again, and the wait before that.
-  int64_t retry_at_ms = 0;
-  int64_t wait_ms = 0;
+  // While the read model has not reached `end`: when to ask again (steady time, never the
+  // injectable clock, which may step), and the wait before that.
+  std::chrono::steady_clock::time_point retry_at{};
+  std::chrono::milliseconds wait{0};
 };
 
 // The waits of a window whose read model lags: doubling from the first to the last, so a lagging
 // model (MySQL in the distributed mode) is not asked for every waiting window at every step.
-constexpr int64_t kFirstModelWaitMs = 100;
-constexpr int64_t kLastModelWaitMs = 2000;
+constexpr std::chrono::milliseconds kFirstModelWait{100};
+constexpr std::chrono::milliseconds kLastModelWait{2000};
 
 // One notification waiting for its (next) attempt.
 struct Outgoing {
@@ -585,23 +586,30 @@ struct PushWorker::Loop {
 
   Status close_due_windows() {
     IMLOG_TRY(cut_windows());
-    int64_t now = clock.now_ms();
-    for (auto it = closing.begin(); it != closing.end();) {
-      if (it->retry_at_ms > now) {
-        ++it;
-        continue;
+    auto now = std::chrono::steady_clock::now();
+    // A user's windows close in order: one waiting for the model holds the user's later ones (in
+    // `closing` in the order cut), so a device never gets an older preview and badge last. A
+    // failed read keeps its window and every one after it for the next step.
+    std::unordered_set<uint64_t> held;
+    std::vector<Window> kept;
+    Status status;  // the first failure, if any
+    for (auto& w : closing) {
+      if (status && !held.contains(w.user) && w.retry_at <= now) {
+        auto closed = close_window(w);
+        if (!closed) {
+          status = tl::unexpected(closed.error());
+        } else if (*closed) {
+          continue;
+        } else {
+          w.wait = std::clamp(w.wait * 2, kFirstModelWait, kLastModelWait);
+          w.retry_at = now + w.wait;
+        }
       }
-      auto closed = close_window(*it);
-      IMLOG_TRY(closed);  // kept on failure: closed again next step
-      if (*closed) {
-        it = closing.erase(it);
-        continue;
-      }
-      it->wait_ms = std::clamp(it->wait_ms * 2, kFirstModelWaitMs, kLastModelWaitMs);
-      it->retry_at_ms = now + it->wait_ms;
-      ++it;
+      held.insert(w.user);
+      kept.push_back(std::move(w));
     }
-    return {};
+    closing = std::move(kept);
+    return status;
   }
 
   PushProvider* provider_for(std::string_view platform) const {
