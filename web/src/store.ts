@@ -298,10 +298,16 @@ export class ChatStore {
   async loadConversations() {
     try {
       const fresh = (await this.rest.conversations()).conversations;
-      // The list is a read model that may lag a push by a moment: keep rows a push just made.
+      // The list is a read model that may lag a push by a moment: keep rows a push just made, and
+      // a row a push took further than the list has it (its last message, its unread count).
       const recent = Date.now() - 60_000;
+      const local = new Map(this.conversations.map((c) => [c.conversation_id, c]));
+      const merged = fresh.map((f) => {
+        const mine = local.get(f.conversation_id);
+        return mine && mine.last_seq > f.last_seq ? mine : f;
+      });
       const kept = this.conversations.filter((c) => c.updated_at > recent && !fresh.some((f) => f.conversation_id === c.conversation_id));
-      this.conversations = [...kept, ...fresh].sort((a, b) => b.updated_at - a.updated_at);
+      this.conversations = [...kept, ...merged].sort((a, b) => b.updated_at - a.updated_at);
       for (const c of this.conversations) if (c.peer_id) this.want(c.peer_id);
       this.changed();
     } catch (e) { this.fail(e); }
