@@ -103,9 +103,6 @@ Result<std::unique_ptr<EventLog>> open_event_log(const EventLogSettings& s) {
   return std::unique_ptr<EventLog>(std::move(*log));
 }
 
-// Checks, off the request path, that the servers a gateway process depends on answer, and keeps
-// the name of the first one that does not (for /readyz). One Worker, "dependency-check";
-// down() is thread-safe.
 // Tests only: with IMLOG_TEST_CLOCK_FILE set, the node's clock is the system's plus the
 // milliseconds that file holds (read again at most every 50 ms; missing or unreadable: 0), so an
 // end-to-end test moves the engine's and the retention worker's time forward by days at once
@@ -141,6 +138,9 @@ const Clock& node_clock() {
   return *clock;
 }
 
+// Checks, off the request path, that the servers a gateway process depends on answer, and keeps
+// the name of the first one that does not (for /readyz). One Worker, "dependency-check";
+// down() is thread-safe.
 class DependencyCheck {
  public:
   // `brokers` empty: not on Kafka.
