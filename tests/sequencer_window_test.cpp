@@ -12,9 +12,11 @@
 //     was ever shown, less dedupe_window and clock_skew — gets the original's ack (Duplicate, the
 //     original seq and event id);
 //   - past it a retry gets the original's ack or `retry_window_expired`, never a second event;
-//   - a command without client_sent_at is never refused for its age.
-// The case mixes new commands (client clocks within the skew, some far behind, some without
-// sent_at), retries at any later time, clock jumps forward past the window and back, checkpoints
+//   - a command without client_sent_at is never refused for its age;
+//   - a new command whose sent_at is ahead of the engine's clock by more than dedupe_window +
+//     clock_skew is refused (`invalid`), never appended: its entry would outlive the window.
+// The case mixes new commands (client clocks within the skew, some far behind, some far ahead,
+// some without sent_at), retries at any later time, clock jumps forward past the window and back, checkpoints
 // (every few ms), restarts (a checkpoint, then catch-up from it) and restarts on a deleted state
 // store (a rebuild from the log with no horizon).
 //
@@ -80,6 +82,7 @@ StepSpec gen_step() {
     int clock = pick_in(0, 10);
     if (clock < 6) s.amount = pick_in(-static_cast<int>(kSkew), static_cast<int>(kSkew) + 1);  // within the skew
     else if (clock < 8) s.amount = -2 * kWindow - pick_in(0, 10'000);                          // far behind
+    else if (clock < 9) s.amount = kWindow + kSkew + 1 + pick_in(0, 10'000);                   // far ahead
     else s.amount = kNoSentAt;
   } else if (what < 13) {
     s.step = Step::retry;
@@ -208,6 +211,7 @@ class Case {
     }
     RC_CLASSIFY(expired_ > 0, "a command refused retry_window_expired");
     RC_CLASSIFY(old_duplicates_ > 0, "a retry past the window answered with its original ack");
+    RC_CLASSIFY(ahead_ > 0, "a command refused for a sent_at ahead of the clock");
     if (!problems.empty()) {
       std::string text = "steps:";
       for (size_t i = 0; i < shown.size(); ++i) text += "\n  " + std::to_string(i) + ": " + shown[i];
@@ -219,6 +223,7 @@ class Case {
 
   int expired_ = 0;
   int old_duplicates_ = 0;
+  int ahead_ = 0;
 
  private:
   void set_clock(int64_t t) {
@@ -248,10 +253,12 @@ class Case {
     const testing::SeenEvent* ev = tail_->event_for_request(rid);
     auto& original = appended_[sent.client_msg_id];  // the event of this key, once appended
     bool may_expire = sent.sent_at > 0 && sent.sent_at < guaranteed_from();
+    bool ahead = sent.sent_at > clock_.now_ms() + kWindow + kSkew;  // of the engine's clock, past both
     if (ev != nullptr) {
       shown.back() += ": accepted";
       if (original) problems_.push_back(what + ": appended a second time (first as event " +
                                         std::to_string(original->event_id) + ")");
+      if (ahead) problems_.push_back(what + ": appended though its sent_at is ahead of the clock past the window");
       original = *ev;
       return;
     }
@@ -267,6 +274,12 @@ class Case {
         problems_.push_back(what + ": refused retry_window_expired within the window (guaranteed from " +
                             std::to_string(guaranteed_from()) + ")");
       }
+      return;
+    }
+    if (r.status == fb::ReplyStatus::Refused && r.code == "invalid" && r.message.find("ahead of the server") != std::string::npos) {
+      shown.back() += ": sent_at ahead";
+      ++ahead_;
+      if (!ahead) problems_.push_back(what + ": refused as ahead of the clock within the bound (" + r.message + ")");
       return;
     }
     if (r.status == fb::ReplyStatus::Duplicate) {
@@ -326,18 +339,21 @@ TEST(SequencerWindow, NoCommandIsAppendedTwiceAcrossTheWindow) {
     return;
   }
   const auto& success = result.get<rc::detail::SuccessResult>();
-  int expired = 0, old = 0;
+  int expired = 0, old = 0, ahead = 0;
   for (const auto& [tags, n] : success.distribution) {
     for (const auto& t : tags) {
       if (t.find("retry_window_expired") != std::string::npos) expired += n;
       if (t.find("original ack") != std::string::npos) old += n;
+      if (t.find("ahead of the clock") != std::string::npos) ahead += n;
     }
   }
   std::cout << "window cases passed: " << success.numSuccess << "; " << expired
             << " refused a command retry_window_expired, " << old
-            << " answered a retry past the window from the index" << std::endl;
+            << " answered a retry past the window from the index, " << ahead
+            << " refused a sent_at ahead of the clock" << std::endl;
   if (std::getenv("RC_PARAMS") == nullptr) {
     EXPECT_GT(expired, 0) << "no case crossed the window: the property did not exercise eviction";
+    EXPECT_GT(ahead, 0) << "no case sent a sent_at ahead of the clock past the skew";
   }
 }
 

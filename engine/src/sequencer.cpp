@@ -559,11 +559,17 @@ class Sequencer::Loop final : public RebalanceListener {
       }
       return {};
     }
+    int64_t now = clock_.now_ms();
+    if (too_far_ahead(c.client_sent_at(), now)) {
+      return refuse(Refusal::invalid, "sent_at " + std::to_string(c.client_sent_at()) + " is more than " +
+                                          std::to_string(max_ahead_ms()) + " ms (the dedupe window and the clock " +
+                                          "skew) ahead of the server's clock (" + std::to_string(now) +
+                                          "): check the device's clock");
+    }
     auto loaded = state_of(ctx, stream);
     IMLOG_TRY(loaded);
     StreamState& state = **loaded;
     Names names(ctx, *store_);
-    int64_t now = clock_.now_ms();
     Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names});
     if (names.error) return fail(*names.error);
     if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
@@ -590,6 +596,14 @@ class Sequencer::Loop final : public RebalanceListener {
   bool past_window(int64_t client_sent_at) const {
     return client_sent_at > 0 && client_sent_at < dedupe_horizon_;
   }
+
+  // Whether a new command's sent_at is further ahead of the engine's clock than the window and the
+  // skew: its dedupe entry would outlive the window by as much, so a client could keep the engine's
+  // state growing with far-future values. Refused, not written (a retry of a command already
+  // written was answered from the index before). The bound is wide so that a device whose clock
+  // is minutes or hours fast still sends; an entry then lives at most twice the window and skew.
+  int64_t max_ahead_ms() const { return config_.dedupe_window.count() + config_.clock_skew.count(); }
+  bool too_far_ahead(int64_t client_sent_at, int64_t now) const { return client_sent_at > now + max_ahead_ms(); }
 
   // The dedupe cut-off of a checkpoint at the engine's time now: entries sent before it are
   // evicted. Never below the horizon, so a clock stepped back evicts nothing and lets nothing in.
