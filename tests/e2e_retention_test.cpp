@@ -26,6 +26,7 @@
 #include <fstream>
 #include <thread>
 
+#include "imlog/engine/streams.h"
 #include "imlog/testing/client.h"
 #include "imlog/testing/imlog_server.h"
 #include "imlog/testing/servers.h"
@@ -41,24 +42,6 @@ struct User {
   uint64_t id = 0;
   std::string token;
 };
-
-struct CommandRun {
-  int status = -1;
-  std::string out;
-};
-
-CommandRun run_command(const std::vector<std::string>& argv) {
-  std::string cmd = "exec";
-  for (const auto& a : argv) cmd += " '" + a + "'";
-  auto p = Subprocess::start({"/bin/sh", "-c", cmd + " 2>&1"});
-  CommandRun r;
-  while (auto line = p.read_line(300s)) r.out += *line + "\n";
-  auto st = p.wait(60s);
-  if (st && WIFEXITED(*st)) r.status = WEXITSTATUS(*st);
-  return r;
-}
-
-std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
 
 class E2eRetention : public ::testing::Test {
  protected:
@@ -200,7 +183,7 @@ TEST_F(E2eRetention, ExpiredMessagesLeaveEveryModelAtTheSameSeqAndReplayStaysEqu
   const std::string group = g.json()["conversation_id"].GetString();
   send(b, group, "bob was here");
   for (int i = 0; i < 5; ++i) send(a, group, fmt::format("old message {} about limestone", i));
-  const std::string ab = single(a.id, b.id);
+  const std::string ab = single_stream(a.id, b.id);
   send(a, ab, "old single about limestone");
   send(b, ab, "old reply about limestone");
 

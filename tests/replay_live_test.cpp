@@ -34,9 +34,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct ReplayRun {
-  int status = -1;
-  std::string out;
+// A `replay` run (run_command(), support.h) and what the tests read in its output.
+struct ReplayRun : CommandRun {
   [[nodiscard]] bool has(std::string_view s) const { return out.find(s) != std::string::npos; }
   // The `verify: equal: …` line, or "".
   [[nodiscard]] std::string equal_line() const {
@@ -44,21 +43,6 @@ struct ReplayRun {
     return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
   }
 };
-
-ReplayRun run_command(const std::vector<std::string>& argv) {
-  std::string cmd = "exec";
-  for (const auto& a : argv) cmd += " '" + a + "'";
-  auto p = Subprocess::start({"/bin/sh", "-c", cmd + " 2>&1"});
-  ReplayRun r;
-  while (auto line = p.read_line(300s)) r.out += *line + "\n";
-  auto st = p.wait(60s);
-  if (st && WIFEXITED(*st)) {
-    r.status = WEXITSTATUS(*st);
-  } else {
-    r.out += st ? "(ended by signal " + std::to_string(WTERMSIG(*st)) + ")\n" : "(did not end)\n";
-  }
-  return r;
-}
 
 struct User {
   uint64_t id = 0;
@@ -148,7 +132,7 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
     // The Redis target defaults to the prefix `replay:`; a test's own keeps runs apart.
     if (projection == "redis") extra.insert(extra.end(), {"--target", redis_.key_prefix + "replay:"});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return run_command(argv);
+    return ReplayRun{run_command(argv)};
   }
 
   // Runs `imlog serve` over the workload, then stops it with SIGTERM.

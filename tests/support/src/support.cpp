@@ -200,4 +200,19 @@ int free_port() {
   throw std::runtime_error("free_port: no free port found below the ephemeral range");
 }
 
+CommandRun run_command(const std::vector<std::string>& argv) {
+  std::string cmd = "exec";
+  for (const auto& a : argv) cmd += " '" + a + "'";
+  auto p = Subprocess::start({"/bin/sh", "-c", cmd + " 2>&1"});
+  CommandRun r;
+  while (auto line = p.read_line(std::chrono::seconds(300))) r.out += *line + "\n";
+  auto st = p.wait(std::chrono::seconds(60));
+  if (st && WIFEXITED(*st)) {
+    r.status = WEXITSTATUS(*st);
+  } else {
+    r.out += st ? "(ended by signal " + std::to_string(WTERMSIG(*st)) + ")\n" : "(did not end)\n";
+  }
+  return r;
+}
+
 }  // namespace imlog::testing

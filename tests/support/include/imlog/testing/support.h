@@ -69,6 +69,16 @@ class Subprocess {
   bool reaped_ = false;
 };
 
+// A command run to its end: its exit status (-1 if it did not exit normally) and its output,
+// stdout and stderr together (a note is added when a signal ended it or it did not end).
+struct CommandRun {
+  int status = -1;
+  std::string out;
+};
+// Runs argv (quoted for /bin/sh) and reads all it prints: up to 300 s between lines, then up to
+// 60 s for it to exit.
+CommandRun run_command(const std::vector<std::string>& argv);
+
 // The directory holding the built executables (imlog, imlog-kafka-mock), from the build system.
 std::filesystem::path binary_dir();
 
