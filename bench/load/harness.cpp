@@ -150,6 +150,13 @@ double Server::stop() {
   return -1;
 }
 
+void Server::kill_now() {
+  if (!spawned_) return;
+  spawned_ = false;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+}
+
 long Server::rss_kib() const {
   return pid_ > 0 ? status_kib("/proc/" + std::to_string(pid_) + "/status", "VmRSS:") : -1;
 }
@@ -281,9 +288,10 @@ size_t connect_all(Workers& w, const Target& t, std::vector<std::unique_ptr<WsCo
   std::string first_error;
   std::mutex mu;
   std::vector<std::atomic<size_t>> next(w.size());
-  std::atomic<size_t> running{std::max<size_t>(parallel, w.size())};
+  const size_t connectors = std::max<size_t>(parallel, w.size());
+  std::atomic<size_t> running{connectors};  // counts down as connectors finish, maybe before all start
   std::promise<void> done;
-  for (size_t k = 0; k < running.load(); ++k) {
+  for (size_t k = 0; k < connectors; ++k) {
     size_t worker = k % w.size();
     net::co_spawn(w.io(worker), [&, worker]() -> net::awaitable<void> {
       for (size_t j = next[worker]++; worker + j * w.size() < n; j = next[worker]++) {

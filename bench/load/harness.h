@@ -46,6 +46,8 @@ class Server {
   // SIGTERM and wait (spawned only); SIGKILL after 300 s. The seconds from SIGTERM to exit (-1:
   // not spawned, killed, or not a clean exit).
   double stop();
+  // SIGKILL and reap (spawned only): a crash, so the next start on its directory is a recovery.
+  void kill_now();
   [[nodiscard]] Target target() const { return target_; }
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }

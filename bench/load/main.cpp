@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   cold_cmd->add_option("--messages", cold.messages, "messages in the generated log (default 1000000)");
   cold_cmd->add_option("--reuse", cold.reuse, "a data dir made by an earlier run (skips generating)");
   cold_cmd->add_option("--restarts", cold.restarts, "restarts after the first start (default 1)");
+  cold_cmd->add_flag("--kill", cold.kill, "end each start with SIGKILL instead of SIGTERM (restarts recover from a crash)");
 
   auto* replay_cmd = app.add_subcommand("replay", "the RocksDB model's replay: runs imlog-bench-replay with the rest of the line");
   replay_cmd->allow_extras();

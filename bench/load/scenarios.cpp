@@ -519,8 +519,9 @@ int run_rest(const Common& c, const RestOptions& o) {
 namespace {
 
 // Time from spawning the server to /readyz, to the first message delivered between two new users
-// (register, login, connect, send, receive), and from SIGTERM to its exit.
-void one_start(const Common& c, const std::string& label, size_t messages) {
+// (register, login, connect, send, receive), and from SIGTERM to its exit; with `kill`, the start
+// ends with SIGKILL instead (stop_s -1), so the next one recovers from a crash.
+void one_start(const Common& c, const std::string& label, size_t messages, bool kill) {
   auto t0 = Clock::now();
   Server server(c);
   if (!server.wait_ready(600)) {
@@ -543,7 +544,12 @@ void one_start(const Common& c, const std::string& label, size_t messages) {
   long rss = server.rss_kib();
   w.stop();
   for (auto& conn : conns) conn->close();  // the server's drain then has no connection to wait for
-  double stop_s = server.stop();  // SIGTERM: the final checkpoints and drains
+  double stop_s = -1;
+  if (kill) {
+    server.kill_now();
+  } else {
+    stop_s = server.stop();  // SIGTERM: the final checkpoints and drains
+  }
   Report r("coldstart");
   r.add("start", label).add("log_messages", static_cast<double>(messages));
   r.add("ready_s", ready_s, 3).add("first_message_s", first_s, 3).add("stop_s", stop_s, 3);
@@ -573,8 +579,8 @@ int run_coldstart(const Common& c, const ColdstartOptions& o) {
     if (std::system(gen.c_str()) != 0) return std::fprintf(stderr, "generating the log failed (see %s/generate.log)\n", dir.c_str()), 1;
   }
   cc.data_dir = dir;
-  one_start(cc, o.reuse.empty() ? "first (no engine state, no read model)" : "given data dir", o.messages);
-  for (int i = 0; i < o.restarts; ++i) one_start(cc, "restart", o.messages);
+  one_start(cc, o.reuse.empty() ? "first (no engine state, no read model)" : "given data dir", o.messages, o.kill);
+  for (int i = 0; i < o.restarts; ++i) one_start(cc, o.kill ? "restart after SIGKILL" : "restart", o.messages, o.kill);
   if (remove) std::filesystem::remove_all(dir);
   return 0;
 }

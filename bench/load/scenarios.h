@@ -39,6 +39,7 @@ struct ColdstartOptions {
   size_t messages = 1000000;
   std::string reuse;
   int restarts = 1;
+  bool kill = false;  // end each start with SIGKILL, not SIGTERM: every restart is a recovery
 };
 
 int run_idle(const Common& c, const IdleOptions& o);
