@@ -1,0 +1,100 @@
+#pragma once
+// Per-user data keys and sealed fields (docs/data-lifecycle.md, "Sealed content and data keys").
+//
+// Personal content is written to im.events sealed with a data key of the user it belongs to (a
+// message's sender): XChaCha20-Poly1305 (libsodium's IETF AEAD), the associated data binding the
+// ciphertext to its event and field, so a sealed field cannot be moved to another event or
+// field. The keys live outside the log, in a KeyStore; destroying a user's key makes every copy of
+// their sealed fields in the log unreadable (crypto-shredding) while the log itself stays
+// immutable.
+//
+// A sealed field: one version byte (1), the 24-byte nonce, then the ciphertext with its 16-byte
+// tag. Nonces are a random 16-byte prefix per thread and a 64-bit counter: unique without a
+// system call per seal.
+//
+// A KeyStore hands out a user's key (making and storing it durably first when the user has none,
+// so no event is ever sealed with a key that a crash could lose) and destroys it for good: a
+// destroyed key is remembered as destroyed and never made again. The stores: open_rocksdb_key_store
+// (the single node, beside its data), MySQL (projections/mysql_keys.h, the distributed mode).
+// CachedKeyStore keeps the keys read in memory for `ttl`.
+//
+// Threading: every KeyStore here is thread-safe.
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "imlog/core/result.h"
+
+namespace imlog {
+
+inline constexpr size_t kDataKeyBytes = 32;
+using DataKey = std::array<unsigned char, kDataKeyBytes>;
+
+enum class KeyErrc {
+  erased = 1,   // the user's key was destroyed: nothing is sealed for them again
+  corrupt,      // a sealed field or a stored key does not open or decode
+  unavailable,  // the store cannot be reached or failed (retryable)
+};
+const std::error_category& key_category();
+inline std::error_code make_error_code(KeyErrc e) { return {static_cast<int>(e), key_category()}; }
+
+}  // namespace imlog
+
+template <>
+struct std::is_error_code_enum<imlog::KeyErrc> : std::true_type {};
+
+namespace imlog {
+
+// What a sealed field is bound to: the event and the field's name within it.
+struct SealContext {
+  uint64_t event_id = 0;
+  std::string_view field;
+};
+
+// `plaintext` sealed with `key` (the format above).
+std::string seal(const DataKey& key, std::string_view plaintext, SealContext ctx);
+// The plaintext of a sealed field; `corrupt` naming the field when it is not one sealed with this
+// key for this event and field.
+Result<std::string> unseal(const DataKey& key, std::string_view sealed, SealContext ctx);
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+  // The user's key; made, stored and synced first when they have none. Fails `erased` once the
+  // user's key was destroyed. Two callers asking at once for a new user's key get the same one.
+  virtual Result<DataKey> key_for_writing(uint64_t user_id) = 0;
+  // The user's key, or none: destroyed, or never made (nothing was sealed for them).
+  virtual Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) = 0;
+  // Destroys the user's key for good and remembers that it did. Idempotent.
+  virtual Status destroy(uint64_t user_id) = 0;
+};
+
+// The single node's store: a RocksDB database in `dir` (created if missing). Writes are synced.
+// destroy() also compacts the key's range, so the key's bytes leave the database's files.
+Result<std::unique_ptr<KeyStore>> open_rocksdb_key_store(const std::string& dir);
+
+// A cache in front of another store: keys found are kept for `ttl` (at most `capacity` users; past
+// it the cache starts over). destroy() forgets the key here before destroying it in the store;
+// another process's cache forgets it at the latest `ttl` later.
+class CachedKeyStore final : public KeyStore {
+ public:
+  CachedKeyStore(std::unique_ptr<KeyStore> store, std::chrono::milliseconds ttl, size_t capacity = 1 << 20);
+  ~CachedKeyStore() override;
+  Result<DataKey> key_for_writing(uint64_t user_id) override;
+  Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) override;
+  Status destroy(uint64_t user_id) override;
+
+  struct State;  // private
+
+ private:
+  std::unique_ptr<KeyStore> store_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace imlog

@@ -1,0 +1,279 @@
+#include "imlog/engine/data_keys.h"
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <sodium.h>
+
+namespace imlog {
+namespace {
+
+constexpr unsigned char kSealVersion = 1;
+constexpr size_t kNonceBytes = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kTagBytes = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+constexpr size_t kHeaderBytes = 1 + kNonceBytes;
+static_assert(kDataKeyBytes == crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+
+class KeyCategory final : public std::error_category {
+ public:
+  [[nodiscard]] const char* name() const noexcept override { return "keys"; }
+  [[nodiscard]] std::string message(int c) const override {
+    switch (static_cast<KeyErrc>(c)) {
+      case KeyErrc::erased: return "erased";
+      case KeyErrc::corrupt: return "corrupt";
+      case KeyErrc::unavailable: return "unavailable";
+    }
+    return "unknown";
+  }
+};
+
+void init_sodium() {
+  static const int ready = sodium_init();
+  if (ready < 0) std::abort();  // no random source: nothing can be sealed safely
+}
+
+// A per-thread nonce: a random 16-byte prefix drawn once, then a counter (XChaCha20's 24-byte
+// nonce leaves room for both; a repeat needs two threads drawing the same 128-bit prefix).
+struct NonceSource {
+  std::array<unsigned char, 16> prefix{};
+  uint64_t counter = 0;
+  NonceSource() {
+    init_sodium();
+    randombytes_buf(prefix.data(), prefix.size());
+  }
+  void next(unsigned char* out) {
+    std::memcpy(out, prefix.data(), prefix.size());
+    uint64_t c = counter++;
+    for (size_t i = 0; i < 8; ++i) out[16 + i] = static_cast<unsigned char>(c >> (8 * i));
+  }
+};
+
+// The associated data: the event id (8 bytes, little-endian) and the field's name.
+std::string associated_data(SealContext ctx) {
+  std::string ad(8, '\0');
+  for (size_t i = 0; i < 8; ++i) ad[i] = static_cast<char>(ctx.event_id >> (8 * i));
+  ad.append(ctx.field);
+  return ad;
+}
+
+std::string id_str(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+const std::error_category& key_category() {
+  static const KeyCategory c;
+  return c;
+}
+
+std::string seal(const DataKey& key, std::string_view plaintext, SealContext ctx) {
+  thread_local NonceSource nonces;
+  std::string out(kHeaderBytes + plaintext.size() + kTagBytes, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  p[0] = kSealVersion;
+  nonces.next(p + 1);
+  std::string ad = associated_data(ctx);
+  unsigned long long written = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(p + kHeaderBytes, &written,
+                                             reinterpret_cast<const unsigned char*>(plaintext.data()),
+                                             plaintext.size(), reinterpret_cast<const unsigned char*>(ad.data()),
+                                             ad.size(), nullptr, p + 1, key.data());
+  out.resize(kHeaderBytes + written);
+  return out;
+}
+
+Result<std::string> unseal(const DataKey& key, std::string_view sealed, SealContext ctx) {
+  auto corrupt = [&](std::string_view why) {
+    return fail(KeyErrc::corrupt, "sealed field `" + std::string(ctx.field) + "` of event " + id_str(ctx.event_id) +
+                                      " " + std::string(why));
+  };
+  if (sealed.size() < kHeaderBytes + kTagBytes) return corrupt("is too short (" + id_str(sealed.size()) + " bytes)");
+  const auto* p = reinterpret_cast<const unsigned char*>(sealed.data());
+  if (p[0] != kSealVersion) return corrupt("has unknown format version " + id_str(p[0]));
+  std::string ad = associated_data(ctx);
+  std::string out(sealed.size() - kHeaderBytes - kTagBytes, '\0');
+  unsigned long long n = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(out.data()), &n, nullptr,
+                                                 p + kHeaderBytes, sealed.size() - kHeaderBytes,
+                                                 reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), p + 1,
+                                                 key.data()) != 0) {
+    return corrupt("does not open with its user's key (damaged, or sealed for another event)");
+  }
+  out.resize(n);
+  return out;
+}
+
+// ---- RocksDB ------------------------------------------------------------------------------------
+
+namespace {
+
+// Layout: 'k' user_id (8 BE) → the 32-byte key; an empty value: destroyed.
+class RocksKeyStore final : public KeyStore {
+ public:
+  explicit RocksKeyStore(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) {}
+  ~RocksKeyStore() override {
+    if (db_) (void)db_->Close();
+  }
+
+  Result<DataKey> key_for_writing(uint64_t user_id) override {
+    std::lock_guard lock(write_mu_);  // one maker at a time: never two keys for one user
+    auto found = read(user_id);
+    IMLOG_TRY(found);
+    if (found->has_value()) {
+      if ((*found)->empty()) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
+      return to_key(user_id, **found);
+    }
+    init_sodium();
+    DataKey key;
+    crypto_aead_xchacha20poly1305_ietf_keygen(key.data());
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    auto s = db_->Put(w, key_of(user_id), rocksdb::Slice(reinterpret_cast<const char*>(key.data()), key.size()));
+    if (!s.ok()) return unavailable("storing the data key of user " + id_str(user_id), s);
+    return key;
+  }
+
+  Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) override {
+    auto found = read(user_id);
+    IMLOG_TRY(found);
+    if (!found->has_value() || (*found)->empty()) return std::optional<DataKey>{};
+    auto key = to_key(user_id, **found);
+    IMLOG_TRY(key);
+    return std::optional<DataKey>(*key);
+  }
+
+  Status destroy(uint64_t user_id) override {
+    std::lock_guard lock(write_mu_);
+    rocksdb::WriteOptions w;
+    w.sync = true;
+    std::string k = key_of(user_id);
+    auto s = db_->Put(w, k, rocksdb::Slice());
+    if (!s.ok()) return unavailable("destroying the data key of user " + id_str(user_id), s);
+    // The key's bytes are still in the memtable's write-ahead log and maybe an SST file: flush,
+    // then compact the key's range so only the empty value is left on disk.
+    s = db_->Flush(rocksdb::FlushOptions());
+    if (s.ok()) {
+      rocksdb::Slice k_slice(k);
+      rocksdb::CompactRangeOptions c;
+      c.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      s = db_->CompactRange(c, &k_slice, &k_slice);
+    }
+    if (!s.ok()) return unavailable("compacting away the data key of user " + id_str(user_id), s);
+    return {};
+  }
+
+ private:
+  static std::string key_of(uint64_t user_id) {
+    std::string k(9, 'k');
+    for (size_t i = 0; i < 8; ++i) k[1 + i] = static_cast<char>(user_id >> (8 * (7 - i)));
+    return k;
+  }
+
+  Result<std::optional<std::string>> read(uint64_t user_id) {
+    std::string value;
+    auto s = db_->Get(rocksdb::ReadOptions(), key_of(user_id), &value);
+    if (s.IsNotFound()) return std::optional<std::string>{};
+    if (!s.ok()) return unavailable("reading the data key of user " + id_str(user_id), s);
+    return std::optional<std::string>(std::move(value));
+  }
+
+  static Result<DataKey> to_key(uint64_t user_id, const std::string& value) {
+    if (value.size() != kDataKeyBytes) {
+      return fail(KeyErrc::corrupt, "the stored data key of user " + id_str(user_id) + " has " +
+                                        id_str(value.size()) + " bytes, not " + id_str(kDataKeyBytes));
+    }
+    DataKey key;
+    std::memcpy(key.data(), value.data(), key.size());
+    return key;
+  }
+
+  static tl::unexpected<Error> unavailable(const std::string& what, const rocksdb::Status& s) {
+    return fail(KeyErrc::unavailable, what + ": " + s.ToString(), true);
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::mutex write_mu_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KeyStore>> open_rocksdb_key_store(const std::string& dir) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.recycle_log_file_num = 0;  // an old write-ahead log is deleted, never reused with old bytes in it
+  o.WAL_ttl_seconds = 0;
+  o.WAL_size_limit_MB = 0;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(o, dir, &raw);
+  if (!s.ok()) return fail(KeyErrc::unavailable, "opening the key store in " + dir + ": " + s.ToString());
+  return std::unique_ptr<KeyStore>(new RocksKeyStore(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+// ---- the cache ----------------------------------------------------------------------------------
+
+struct CachedKeyStore::State {
+  struct Entry {
+    DataKey key;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::chrono::milliseconds ttl;
+  size_t capacity;
+  std::mutex mu;
+  std::unordered_map<uint64_t, Entry> keys;
+
+  std::optional<DataKey> find(uint64_t user_id) {
+    std::lock_guard lock(mu);
+    auto it = keys.find(user_id);
+    if (it == keys.end()) return std::nullopt;
+    if (it->second.until < std::chrono::steady_clock::now()) {
+      keys.erase(it);
+      return std::nullopt;
+    }
+    return it->second.key;
+  }
+  void keep(uint64_t user_id, const DataKey& key) {
+    std::lock_guard lock(mu);
+    if (keys.size() >= capacity) keys.clear();
+    keys[user_id] = Entry{key, std::chrono::steady_clock::now() + ttl};
+  }
+  void forget(uint64_t user_id) {
+    std::lock_guard lock(mu);
+    keys.erase(user_id);
+  }
+};
+
+CachedKeyStore::CachedKeyStore(std::unique_ptr<KeyStore> store, std::chrono::milliseconds ttl, size_t capacity)
+    : store_(std::move(store)), state_(std::make_unique<State>()) {
+  state_->ttl = ttl;
+  state_->capacity = std::max<size_t>(1, capacity);
+}
+
+CachedKeyStore::~CachedKeyStore() = default;
+
+Result<DataKey> CachedKeyStore::key_for_writing(uint64_t user_id) {
+  if (auto k = state_->find(user_id)) return *k;
+  auto key = store_->key_for_writing(user_id);
+  IMLOG_TRY(key);
+  state_->keep(user_id, *key);
+  return *key;
+}
+
+Result<std::optional<DataKey>> CachedKeyStore::key_for_reading(uint64_t user_id) {
+  if (auto k = state_->find(user_id)) return std::optional<DataKey>(*k);
+  auto key = store_->key_for_reading(user_id);
+  IMLOG_TRY(key);
+  if (key->has_value()) state_->keep(user_id, **key);
+  return *key;
+}
+
+Status CachedKeyStore::destroy(uint64_t user_id) {
+  state_->forget(user_id);
+  auto done = store_->destroy(user_id);
+  state_->forget(user_id);  // a reader that found it in the store meanwhile kept it again
+  return done;
+}
+
+}  // namespace imlog

@@ -1,0 +1,164 @@
+// Sealed fields and the RocksDB key store (data_keys.h): a sealed field opens only with its key,
+// event and field; a user's key is made once, survives a reopen, and once destroyed is never made
+// again and leaves no copy of its bytes in the store's files.
+
+#include "imlog/engine/data_keys.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include "imlog/testing/support.h"
+
+namespace imlog {
+namespace {
+
+DataKey key_of(unsigned char fill) {
+  DataKey k;
+  k.fill(fill);
+  return k;
+}
+
+TEST(Sealing, OpensWithItsKeyEventAndFieldOnly) {
+  DataKey key = key_of(1);
+  std::string sealed = seal(key, "hello there", {42, "content"});
+  EXPECT_EQ(sealed.find("hello"), std::string::npos);
+  auto opened = unseal(key, sealed, {42, "content"});
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  EXPECT_EQ(*opened, "hello there");
+
+  for (auto [k, ctx] : {std::pair{key_of(2), SealContext{42, "content"}}, std::pair{key, SealContext{43, "content"}},
+                        std::pair{key, SealContext{42, "nickname"}}}) {
+    auto wrong = unseal(k, sealed, ctx);
+    ASSERT_FALSE(wrong);
+    EXPECT_EQ(wrong.error().code(), make_error_code(KeyErrc::corrupt));
+    EXPECT_NE(wrong.error().message().find(std::string(ctx.field)), std::string::npos) << wrong.error().message();
+  }
+}
+
+TEST(Sealing, TwoSealsOfTheSameTextDiffer) {
+  DataKey key = key_of(3);
+  EXPECT_NE(seal(key, "same", {1, "content"}), seal(key, "same", {1, "content"}));
+}
+
+TEST(Sealing, ShortOrForeignBytesAreCorruptNotACrash) {
+  DataKey key = key_of(4);
+  for (std::string bad : {std::string(), std::string(10, 'x'), std::string(41, '\1'), std::string(200, '\2')}) {
+    auto r = unseal(key, bad, {1, "content"});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), make_error_code(KeyErrc::corrupt));
+  }
+  std::string sealed = seal(key, "x", {1, "content"});
+  sealed[0] = 9;
+  auto r = unseal(key, sealed, {1, "content"});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("version 9"), std::string::npos) << r.error().message();
+}
+
+RC_GTEST_PROP(Sealing, RoundTripsAndAnyFlippedByteFails, (const std::string& text, uint64_t event_id)) {
+  DataKey key = key_of(5);
+  std::string sealed = seal(key, text, {event_id, "content"});
+  auto opened = unseal(key, sealed, {event_id, "content"});
+  RC_ASSERT(opened.has_value());
+  RC_ASSERT(*opened == text);
+  size_t at = *rc::gen::inRange<size_t>(0, sealed.size());
+  sealed[at] = static_cast<char>(sealed[at] ^ (1 + *rc::gen::inRange(0, 255)));
+  RC_ASSERT_FALSE(unseal(key, sealed, {event_id, "content"}).has_value());
+}
+
+class RocksKeys : public ::testing::Test {
+ protected:
+  std::unique_ptr<KeyStore> open() {
+    auto s = open_rocksdb_key_store(dir_.str());
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? std::move(*s) : nullptr;
+  }
+  // Whether any file under the store's directory holds these bytes.
+  bool on_disk(const DataKey& key) {
+    std::string needle(reinterpret_cast<const char*>(key.data()), key.size());
+    for (const auto& f : std::filesystem::recursive_directory_iterator(dir_.path())) {
+      if (!f.is_regular_file()) continue;
+      std::ifstream in(f.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (bytes.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(RocksKeys, AKeyIsMadeOnceAndSurvivesAReopen) {
+  auto store = open();
+  auto none = store->key_for_reading(7);
+  ASSERT_TRUE(none) << none.error().to_string();
+  EXPECT_FALSE(none->has_value());
+  auto made = store->key_for_writing(7);
+  ASSERT_TRUE(made) << made.error().to_string();
+  auto again = store->key_for_writing(7);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*made, *again);
+  EXPECT_NE(*made, *store->key_for_writing(8));
+  store.reset();
+  store = open();
+  auto read = store->key_for_reading(7);
+  ASSERT_TRUE(read && read->has_value());
+  EXPECT_EQ(**read, *made);
+}
+
+TEST_F(RocksKeys, ADestroyedKeyIsGoneForGoodAndLeavesNoBytesOnDisk) {
+  auto store = open();
+  auto key = store->key_for_writing(7);
+  ASSERT_TRUE(key);
+  store.reset();  // closed: the key is in the write-ahead log or a table file
+  ASSERT_TRUE(on_disk(*key));
+  store = open();
+  auto destroyed = store->destroy(7);
+  ASSERT_TRUE(destroyed) << destroyed.error().to_string();
+  ASSERT_TRUE(store->destroy(7));  // idempotent
+  auto read = store->key_for_reading(7);
+  ASSERT_TRUE(read);
+  EXPECT_FALSE(read->has_value());
+  auto write = store->key_for_writing(7);
+  ASSERT_FALSE(write);
+  EXPECT_EQ(write.error().code(), make_error_code(KeyErrc::erased));
+  store.reset();
+  EXPECT_FALSE(on_disk(*key));
+  store = open();
+  EXPECT_FALSE(store->key_for_writing(7));  // still erased after a reopen
+}
+
+TEST_F(RocksKeys, ConcurrentWritersOfANewUserGetOneKey) {
+  auto store = open();
+  std::vector<DataKey> got(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < got.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto k = store->key_for_writing(99);
+      if (k) got[i] = *k;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& k : got) EXPECT_EQ(k, got[0]);
+}
+
+TEST_F(RocksKeys, TheCacheForgetsADestroyedKey) {
+  auto inner = open();
+  CachedKeyStore cached(std::move(inner), std::chrono::minutes(10));
+  auto key = cached.key_for_writing(3);
+  ASSERT_TRUE(key);
+  auto read = cached.key_for_reading(3);
+  ASSERT_TRUE(read && read->has_value());
+  ASSERT_TRUE(cached.destroy(3));
+  read = cached.key_for_reading(3);
+  ASSERT_TRUE(read);
+  EXPECT_FALSE(read->has_value());
+  EXPECT_FALSE(cached.key_for_writing(3));
+}
+
+}  // namespace
+}  // namespace imlog
