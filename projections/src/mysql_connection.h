@@ -40,8 +40,9 @@ namespace imlog::mysql {
 std::string endpoint(const MysqlConfig& config);
 
 // Checks the database name (it is an identifier in DDL, never a bound value): 1 to 64 of
-// [A-Za-z0-9_$].
+// [A-Za-z0-9_$]. The second form checks any database name; `config_key` names it in the error.
 Status check_database_name(const MysqlConfig& config);
+Status check_database_name(std::string_view name, std::string_view config_key);
 
 // A new connection, with utf8mb4 and timeouts set; with `use_database`, that database selected.
 // Fails with unavailable (retryable) naming host:port when the server cannot be reached.

@@ -83,13 +83,14 @@ namespace mysql {
 
 std::string endpoint(const MysqlConfig& config) { return config.host + ":" + std::to_string(config.port); }
 
-Status check_database_name(const MysqlConfig& config) {
-  const auto& n = config.database;
+Status check_database_name(const MysqlConfig& config) { return check_database_name(config.database, "mysql.database"); }
+
+Status check_database_name(std::string_view n, std::string_view config_key) {
   bool ok = !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
   });
   if (!ok) {
-    return fail(MysqlErrc::bad_config, "mysql.database `" + n +
+    return fail(MysqlErrc::bad_config, std::string(config_key) + " `" + std::string(n) +
                                            "` is not a plain identifier: use 1 to 64 letters, digits, _ or $");
   }
   return {};

@@ -187,6 +187,16 @@ void read_mysql(ConfigSection s, MysqlConfig& c) {
           std::string::npos) {
     s.fail("database", "`" + c.database + "` must be 1 to 48 letters, digits or _ (replay builds `<database>_replay`)");
   }
+  s.read("keys_database", c.keys_database);
+  if (c.keys_database.empty() || c.keys_database.size() > 64 ||
+      c.keys_database.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
+          std::string::npos) {
+    s.fail("keys_database", "`" + c.keys_database + "` must be 1 to 64 letters, digits or _");
+  }
+  if (c.keys_database == c.database || c.keys_database == c.database + "_replay") {
+    s.fail("keys_database",
+           "`" + c.keys_database + "` is a read model's database: the keys need their own (replay rebuilds it)");
+  }
   s.read("pool_size", c.pool_size);
   if (c.pool_size < 1 || c.pool_size > 256) s.fail("pool_size", "must be between 1 and 256");
   s.finish();

@@ -138,7 +138,8 @@ TEST(ServerConfig, ReadModelSections) {
   EXPECT_FALSE(d.redis.has_value());
   ServerConfig c = load_server_config(write_config(R"(
 model: {dir: /fast/model}
-mysql: {host: db1, port: 3307, user: im, password: pw, database: im_main, pool_size: 8}
+mysql: {host: db1, port: 3307, user: im, password: pw, database: im_main, pool_size: 8,
+        keys_database: im_keys}
 redis: {host: cache1, db: 2, key_prefix: "im:", hot_messages: 100, hot_ttl: 1h}
 )"), "");
   EXPECT_EQ(c.model.dir, "/fast/model");
@@ -147,6 +148,7 @@ redis: {host: cache1, db: 2, key_prefix: "im:", hot_messages: 100, hot_ttl: 1h}
   EXPECT_EQ(c.mysql->port, 3307);
   EXPECT_EQ(c.mysql->database, "im_main");
   EXPECT_EQ(c.mysql->pool_size, 8);
+  EXPECT_EQ(c.mysql->keys_database, "im_keys");
   ASSERT_TRUE(c.redis.has_value());
   EXPECT_EQ(c.redis->key_prefix, "im:");
   EXPECT_EQ(c.redis->hot_messages, 100u);
@@ -155,6 +157,11 @@ redis: {host: cache1, db: 2, key_prefix: "im:", hot_messages: 100, hot_ttl: 1h}
   EXPECT_TRUE(empty.mysql.has_value()) << "an empty section turns the model on with defaults";
   EXPECT_TRUE(empty.redis.has_value());
   EXPECT_THAT(error_of("mysql: {database: \"im-main\"}"), HasSubstr("`mysql.database`"));
+  EXPECT_EQ(empty.mysql->keys_database, "imlog_keys");
+  EXPECT_THAT(error_of("mysql: {keys_database: \"im keys\"}"), HasSubstr("`mysql.keys_database`"));
+  EXPECT_THAT(error_of("mysql: {keys_database: imlog}"), HasSubstr("`mysql.keys_database`"));
+  EXPECT_THAT(error_of("mysql: {database: im, keys_database: im_replay}"),
+              HasSubstr("`mysql.keys_database`"));
   EXPECT_THAT(error_of("mysql: {port: 0}"), HasSubstr("`mysql.port`"));
   EXPECT_THAT(error_of("mysql: {hots: x}"), HasSubstr("`mysql.hots`"));
   EXPECT_THAT(error_of("redis: {db: 16}"), HasSubstr("`redis.db`"));

@@ -24,8 +24,11 @@ struct MysqlConfig {
   std::string password;
   // Database (schema) of the read model; created if missing. Replay builds into another one.
   std::string database = "imlog";
-  // Connections for queries. Default 4.
+  // Connections for queries. Default 4. The key store (mysql_keys.h) keeps as many.
   int32_t pool_size = 4;
+  // Database of the per-user data keys (mysql_keys.h, table user_keys); created if missing. Never
+  // the read model's: replay rebuilds that one elsewhere, and must still find the keys here.
+  std::string keys_database = "imlog_keys";
 };
 
 // Runs the migrations of schema/mysql/ not yet applied (recorded in table schema_migrations);
