@@ -92,7 +92,13 @@ double run_case(EventLog& log, const std::string& state_dir, int partitions, int
   cfg.state_dir = state_dir;
   auto commands_in = log_commands(log);
   auto answers = log_deliveries(log);
-  auto seq = Sequencer::create(log, SequencerTransports{*commands_in, *answers}, directory, SystemClock::instance(), cfg);
+  auto keys = open_rocksdb_key_store(state_dir + "-keys");
+  if (!keys) {
+    std::fprintf(stderr, "%s\n", keys.error().to_string().c_str());
+    return -1;
+  }
+  auto seq = Sequencer::create(log, SequencerTransports{*commands_in, *answers}, directory, **keys,
+                               SystemClock::instance(), cfg);
   if (!seq) {
     std::fprintf(stderr, "%s\n", seq.error().to_string().c_str());
     return -1;

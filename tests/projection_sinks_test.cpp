@@ -89,6 +89,7 @@ struct LogEvent {
   const fb::EventEnvelope* event = nullptr;
   EpochFilter::State after;
   int64_t timestamp = 0;
+  std::string_view text;  // a message's opened text (EventBatch::Item::text)
 };
 
 PartitionPosition position_after(const LogEvent& e) {
@@ -127,6 +128,7 @@ class GeneratedLog {
   uint64_t recalled_message_id = 0;
   uint64_t synthetic_user_id = 0;
   std::deque<std::string> bytes;   // owns every event's bytes; never modified once decoded
+  std::deque<std::string> texts;   // owns the messages' opened texts
   std::vector<LogEvent> events;    // valid events, partitions interleaved by timestamp
   std::vector<LogEvent> partition_major;  // the same events, partition by partition
   std::string problem;             // why generation failed, if it did
@@ -159,7 +161,7 @@ EventBatch make_batch(const std::vector<LogEvent>& events, size_t begin, size_t 
   std::map<int32_t, PartitionPosition> pos;
   for (size_t i = begin; i < end; ++i) {
     const auto& e = events[i];
-    b.events.push_back({e.partition, e.offset, e.event});
+    b.events.push_back({e.partition, e.offset, e.event, e.text});
     pos[e.partition] = position_after(e);
   }
   for (auto& [p, v] : pos) b.positions.push_back(v);
@@ -473,7 +475,13 @@ class LogBuilder {
       auto ev = read_event(out_.bytes.back());
       IMLOG_TRY(ev);
       if (!filter.accept(r.partition, **ev)) continue;
-      out_.partition_major.push_back({r.partition, r.offset, *ev, filter.state(r.partition), (*ev)->timestamp_ms()});
+      std::string_view text;
+      if (const auto* m = (*ev)->event_as_MessageAppended()) {
+        auto opened = message_text(**ev, *m, t::test_keys());
+        IMLOG_TRY(opened);
+        text = out_.texts.emplace_back(std::move(*opened));
+      }
+      out_.partition_major.push_back({r.partition, r.offset, *ev, filter.state(r.partition), (*ev)->timestamp_ms(), text});
     }
     return {};
   }
@@ -499,7 +507,7 @@ class LogBuilder {
     for (auto* e : {&epoch, &reg}) {
       out_.bytes.push_back(encode(*e));
       auto ev = read_event(out_.bytes.back());
-      out_.partition_major.push_back({kSyntheticPartition, offset++, *ev, {kSyntheticToken, e->event_id}, e->timestamp_ms});
+      out_.partition_major.push_back({kSyntheticPartition, offset++, *ev, {kSyntheticToken, e->event_id}, e->timestamp_ms, {}});
     }
     out_.events = out_.partition_major;
     std::stable_sort(out_.events.begin(), out_.events.end(),
@@ -1071,7 +1079,7 @@ TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
   forged.event.Set(fb::MessageAppendedT{{}, fb::MessageType::Text, "impostor"});
   std::string bytes = encode(forged);
   EventBatch b;
-  b.events.push_back({kSyntheticPartition, 2, *read_event(bytes)});
+  b.events.push_back(plain_item(kSyntheticPartition, 2, **read_event(bytes)));
   b.positions.push_back({kSyntheticPartition, 3, kSyntheticToken});
   ASSERT_OK(model_->apply(b));
   auto after = model_->history("world", HistoryRange{0, 2, false, 1});
@@ -1099,7 +1107,7 @@ TEST_F(ProjectionSinksMysql, ABatchThatFailsHalfWayWritesNothing) {
   bad.event.Set(fb::UserRegisteredT{{}, 5'000'000'001, std::string(300, 'x'), "h", "n", ""});
   std::string bytes = encode(bad);
   EventBatch b = make_batch(events, half, events.size());
-  b.events.push_back({7, 0, *read_event(bytes)});
+  b.events.push_back(plain_item(7, 0, **read_event(bytes)));
   b.positions.push_back({7, 1, 5});
   auto r = model_->apply(b);
   ASSERT_FALSE(r.has_value()) << "a 300-byte username fit a VARCHAR(64)";
@@ -1458,6 +1466,7 @@ TEST(ProjectionSinks, TheProjectorOverTheLogBuildsTheSameModels) {
     {
       ProjectorConfig pc;
       pc.max_batch = 37;
+      pc.keys = &t::test_keys();
       Projector projector(**local, *a->sink, pc);
       ASSERT_OK(projector.run_until(ends));
     }

@@ -34,6 +34,7 @@
 #include "imlog/tasks/push.h"
 #include "imlog/tasks/sessions.h"
 #include "imlog/tasks/task_records.h"
+#include "imlog/testing/engine_harness.h"
 #include "imlog/testing/event_log_builder.h"
 #include "imlog/testing/http_receiver.h"
 #include "imlog/testing/kafka_mock.h"
@@ -157,6 +158,7 @@ PushConfig quick_config(std::string group) {
   c.max_backoff = 40ms;
   c.commit_interval = 20ms;
   c.group = std::move(group);
+  c.keys = &t::test_keys();
   return c;
 }
 

@@ -116,9 +116,9 @@ class RecentUsers final : public Directory {
 
 class Sequencer::Loop final : public RebalanceListener {
  public:
-  Loop(EventLog& log, SequencerTransports transports, const Directory& directory, const Clock& clock,
+  Loop(EventLog& log, SequencerTransports transports, const Directory& directory, KeyStore& keys, const Clock& clock,
        EngineConfig config, std::unique_ptr<StateStore> store)
-      : log_(log), transports_(transports), directory_(directory), clock_(clock), config_(std::move(config)),
+      : log_(log), transports_(transports), directory_(directory), keys_(keys), clock_(clock), config_(std::move(config)),
         store_(std::move(store)), logger_(logger("engine")) {
     if (config_.instance_id.empty()) config_.instance_id = default_instance_id();
   }
@@ -575,8 +575,15 @@ class Sequencer::Loop final : public RebalanceListener {
     if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
     if (d.kind == Decision::Kind::refuse) return remember_refusal(ctx, r, c, d, batch, events);
 
+    // The key before the envelope: a command refused or failed here must not take an event id.
+    auto sealing = sealing_key(d, c);
+    if (!sealing && sealing.error().code() == make_error_code(KeyErrc::erased)) {
+      return refuse(Refusal::not_found, sealing.error().message());
+    }
+    IMLOG_TRY(sealing);
     fb::EventEnvelopeT e = envelope_of(ctx, c, d.timeline ? state.last_seq + 1 : 0, now);
     e.event = std::move(d.event);
+    if (*sealing) seal_content(**sealing, e);
     std::string bytes = encode_event(e);
     const auto& event = *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data());
     IMLOG_TRY(record_event(ctx, event));
@@ -589,6 +596,26 @@ class Sequencer::Loop final : public RebalanceListener {
     if (const auto* reg = event.event_as_UserRegistered()) batch.registered.emplace_back(ctx.partition, reg->user_id());
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
     return {};
+  }
+
+  // The key an accepted event's personal fields are sealed with (data_keys.h): for a message, its
+  // sender's, made on their first one; none for other events. A key that cannot be had fails the
+  // batch (`unavailable`: the client retries); a destroyed one (`erased`) refuses the command.
+  Result<std::optional<DataKey>> sealing_key(const Decision& d, const fb::CommandEnvelope& c) {
+    if (d.event.type != fb::Event::MessageAppended) return std::optional<DataKey>{};
+    auto key = keys_.key_for_writing(c.actor());
+    if (!key && key.error().code() == make_error_code(KeyErrc::erased)) {
+      return fail(KeyErrc::erased, "user " + std::to_string(c.actor()) + " was erased");
+    }
+    IMLOG_TRY(key);
+    return std::optional<DataKey>(*key);
+  }
+
+  static void seal_content(const DataKey& key, fb::EventEnvelopeT& e) {
+    auto* m = e.event.AsMessageAppended();
+    std::string sealed = seal(key, m->content, {e.event_id, "content"});
+    m->sealed_content.assign(sealed.begin(), sealed.end());
+    m->content.clear();
   }
 
   // Whether a command not found in the dedupe index was sent before the horizon, so its entry,
@@ -952,6 +979,7 @@ class Sequencer::Loop final : public RebalanceListener {
   SequencerTransports transports_;
   const Directory& directory_;
   RecentUsers recent_users_{directory_};
+  KeyStore& keys_;
   const Clock& clock_;
   EngineConfig config_;
   std::unique_ptr<StateStore> store_;
@@ -1004,21 +1032,19 @@ Status check_topics(EventLog& log, SequencerTransports transports) {
 }  // namespace
 
 Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
-                                                     const Directory& directory, const Clock& clock,
+                                                     const Directory& directory, KeyStore& keys, const Clock& clock,
                                                      EngineConfig config) {
-  IMLOG_TRY(check_topics(log, transports));
   auto store = StateStore::open(config.state_dir);
   IMLOG_TRY(store);
-  return std::unique_ptr<Sequencer>(
-      new Sequencer(std::make_unique<Loop>(log, transports, directory, clock, std::move(config), std::move(*store))));
+  return create(log, transports, directory, keys, clock, std::move(config), std::move(*store));
 }
 
 Result<std::unique_ptr<Sequencer>> Sequencer::create(EventLog& log, SequencerTransports transports,
-                                                     const Directory& directory, const Clock& clock,
+                                                     const Directory& directory, KeyStore& keys, const Clock& clock,
                                                      EngineConfig config, std::unique_ptr<StateStore> store) {
   IMLOG_TRY(check_topics(log, transports));
-  return std::unique_ptr<Sequencer>(
-      new Sequencer(std::make_unique<Loop>(log, transports, directory, clock, std::move(config), std::move(store))));
+  return std::unique_ptr<Sequencer>(new Sequencer(
+      std::make_unique<Loop>(log, transports, directory, keys, clock, std::move(config), std::move(store))));
 }
 
 Status Sequencer::start() { return loop_->start(); }

@@ -111,7 +111,7 @@ std::unique_ptr<Rebuilder> rebuild(EventLog& log, const EngineConfig& config, ui
   auto store = std::make_unique<RecordingStore>(std::move(*base), fail_write);
   r->store = store.get();
   auto seq = Sequencer::create(log, SequencerTransports{*r->commands, *r->deliveries}, *r->directory,
-                               SystemClock::instance(), config, std::move(store));
+                               testing::test_keys(), SystemClock::instance(), config, std::move(store));
   EXPECT_TRUE(seq) << seq.error().to_string();
   r->sequencer = std::move(*seq);
   r->store->sequencer = r->sequencer.get();

@@ -202,7 +202,7 @@ Result<std::unique_ptr<Engine>> start_engine(EventLog& log, const EngineConfig& 
   auto store = StateStore::open(config.state_dir);
   IMLOG_TRY(store);
   auto seq = Sequencer::create(log, SequencerTransports{*e->commands, *e->deliveries}, *e->directory,
-                               SystemClock::instance(), config,
+                               testing::test_keys(), SystemClock::instance(), config,
                                std::make_unique<FaultStateStore>(std::move(*store), std::move(faults)));
   IMLOG_TRY(seq);
   e->sequencer = std::move(*seq);

@@ -205,7 +205,7 @@ struct Gateway::Impl {
     if (auto* r = ev.event_as_RefreshTokenRevoked()) {
       svc.revoked.add(std::string(sv(r->token_id())), r->expires_at_ms(), svc.clock.now_ms());
     }
-    auto rendered = gw::render_push(ev);
+    auto rendered = gw::render_push(ev, svc.keys);
     if (!rendered) return;
     for (uint64_t user : push.recipients) {
       if (rendered->only_user != 0 && user != rendered->only_user) continue;

@@ -1,5 +1,8 @@
 #include "push.h"
 
+#include <spdlog/spdlog.h>
+
+#include "imlog/core/logging.h"
 #include "imlog/engine/streams.h"
 #include "json.h"
 
@@ -52,18 +55,23 @@ void conversation_fields(JsonOut& j, const fb::EventEnvelope& e) {
 
 }  // namespace
 
-std::optional<RenderedPush> render_push(const fb::EventEnvelope& e) {
+std::optional<RenderedPush> render_push(const fb::EventEnvelope& e, KeyStore& keys) {
   RenderedPush out;
   out.info.actor = e.actor();
   switch (e.event_type()) {
     case fb::Event::MessageAppended: {
       auto* m = e.event_as_MessageAppended();
+      auto text = message_text(e, *m, keys);
+      if (!text) {
+        logger("gateway")->warn("not pushing message {}: {}", e.event_id(), text.error().to_string());
+        return std::nullopt;
+      }
       MessageView v;
       v.message_id = e.event_id();
       v.conversation_id = sv(e.stream());
       v.seq_id = e.seq();
       v.sender_id = e.actor();
-      v.content = sv(m->content());
+      v.content = std::move(*text);
       v.message_type = message_type_name(m->message_type());
       v.client_msg_id = sv(e.client_msg_id());
       v.created_at = e.timestamp_ms();

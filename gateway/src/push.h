@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "hub.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/schema/codec.h"
 
 namespace imlog::gw {
@@ -23,8 +24,9 @@ struct RenderedPush {
 };
 
 // nullopt for events clients never see: registrations (they carry a password hash), token
-// revocations, epoch markers.
-std::optional<RenderedPush> render_push(const fb::EventEnvelope& e);
+// revocations, epoch markers; and for a message whose sealed text cannot be opened with `keys`
+// (its sender erased, the key store away: logged), which the recipients read at their next sync.
+std::optional<RenderedPush> render_push(const fb::EventEnvelope& e, KeyStore& keys);
 
 std::string_view message_type_name(fb::MessageType t);
 std::string_view role_name(fb::Role r);

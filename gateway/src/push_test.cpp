@@ -6,6 +6,9 @@
 
 #include <string>
 
+#include "imlog/engine/data_keys.h"
+#include "imlog/testing/engine_harness.h"
+
 namespace imlog::gw {
 namespace {
 
@@ -14,7 +17,7 @@ std::optional<RenderedPush> render(fb::EventEnvelopeT e, std::string& bytes) {
   bytes = encode_event(e);
   auto read = read_event(bytes);
   EXPECT_TRUE(read) << read.error().to_string();
-  return read ? render_push(**read) : std::nullopt;
+  return read ? render_push(**read, testing::test_keys()) : std::nullopt;
 }
 
 fb::EventEnvelopeT envelope(std::string stream, uint64_t seq, uint64_t actor) {
@@ -32,6 +35,34 @@ rapidjson::Document parsed(const RenderedPush& p) {
   d.Parse(p.frame->data(), p.frame->size());
   EXPECT_FALSE(d.HasParseError()) << *p.frame;
   return d;
+}
+
+// A message as the engine writes it since schema 10: its text sealed with the sender's key.
+fb::EventEnvelopeT sealed_message(uint64_t sender, const std::string& text) {
+  auto e = envelope("single_3_4", 5, sender);
+  auto key = testing::test_keys().key_for_writing(sender);
+  EXPECT_TRUE(key) << key.error().to_string();
+  fb::MessageAppendedT m;
+  m.message_type = fb::MessageType::Text;
+  std::string sealed = key ? seal(*key, text, {e.event_id, "content"}) : std::string();
+  m.sealed_content.assign(sealed.begin(), sealed.end());
+  e.event.Set(std::move(m));
+  return e;
+}
+
+TEST(Push, ASealedMessageIsPushedWithItsOpenedText) {
+  std::string bytes;
+  auto p = render(sealed_message(3, "behind the seal"), bytes);
+  ASSERT_TRUE(p.has_value());
+  auto d = parsed(*p);
+  EXPECT_STREQ(d["data"]["content"].GetString(), "behind the seal");
+}
+
+TEST(Push, AMessageWhoseSendersKeyIsGoneIsNotPushed) {
+  auto e = sealed_message(913, "erased soon");
+  ASSERT_TRUE(testing::test_keys().destroy(913));
+  std::string bytes;
+  EXPECT_FALSE(render(std::move(e), bytes).has_value());
 }
 
 TEST(Push, ARecallNamesTheRecalledMessageAndItsOwnSeq) {

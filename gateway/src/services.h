@@ -31,6 +31,7 @@ struct Services {
         bus(bus_ref),
         query(deps.query),
         sessions(deps.sessions),
+        keys(deps.keys),
         clock(deps.clock),
         not_ready(std::move(deps.not_ready)),
         tokens(config.jwt_secret, clock, config.access_token_ttl.count() / 1000,
@@ -47,6 +48,7 @@ struct Services {
   CommandBus& bus;
   QueryService& query;
   SessionRegistry& sessions;
+  KeyStore& keys;
   const Clock& clock;
   std::function<std::string()> not_ready;
 

@@ -6,6 +6,7 @@
 #include <rapidjson/document.h>
 
 #include "client_frames.h"
+#include "imlog/testing/engine_harness.h"
 #include "imlog/gateway/websocket_generated.h"
 #include "push.h"
 #include "ws_frames.h"
@@ -66,7 +67,7 @@ std::string pushed(T event, const std::string& stream = "group_7") {
   std::string bytes = encode_event(e);
   auto read = read_event(bytes);
   EXPECT_TRUE(read) << read.error().to_string();
-  auto push = read ? render_push(**read) : std::nullopt;
+  auto push = read ? render_push(**read, testing::test_keys()) : std::nullopt;
   EXPECT_TRUE(push.has_value()) << fb::EnumNameEvent(e.event.type);
   return push ? *push->frame : std::string();
 }

@@ -677,7 +677,7 @@ class MysqlModelImpl final : public MysqlModel {
       BatchWriter w;
       std::vector<timeline::PointerMove> moves;
       for (const auto& item : batch.events) {
-        if (item.event) add_event(c, w, *item.event, moves);
+        if (item.event) add_event(c, w, *item.event, item.text, moves);
       }
       for (const auto& p : batch.positions) {
         w.positions.patch({i64(p.partition)}, {{pos_col::next_offset, i64(p.next_offset)}, {pos_col::token, u64(p.token)}, {pos_col::link, u64(p.link)}});
@@ -1027,7 +1027,9 @@ class MysqlModelImpl final : public MysqlModel {
   }
 
   // One event's rows. May flush `w` (events that need the current state).
-  void add_event(Conn& c, BatchWriter& w, const fb::EventEnvelope& e, std::vector<timeline::PointerMove>& moves) {
+  // `text`: a message's text (EventBatch::Item::text).
+  void add_event(Conn& c, BatchWriter& w, const fb::EventEnvelope& e, std::string_view text,
+                 std::vector<timeline::PointerMove>& moves) {
     const int64_t ts = e.timestamp_ms();
     auto ref = parse_stream(sv(e.stream()));
     switch (e.event_type()) {
@@ -1245,7 +1247,7 @@ class MysqlModelImpl final : public MysqlModel {
     }
     if (!ref || !is_conversation(ref->kind)) return;
     timeline::Row row;
-    if (timeline::row_of(e, row)) {
+    if (timeline::row_of(e, text, row)) {
       using namespace msg_col;
       if (row.type != "system") {
         tokenize(row.content, w.tokens, kMaxTokensPerMessage);

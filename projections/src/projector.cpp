@@ -103,6 +103,7 @@ class Pass {
     IMLOG_TRY(consumer_->poll(c.records, timeout));
     if (c.records.empty()) return int64_t{0};
     c.batch.events.clear();
+    c.batch.texts.clear();
     touched_.assign(static_cast<size_t>(partitions_), false);
     for (const Record& r : c.records) {
       if (r.partition < 0 || r.partition >= partitions_) continue;
@@ -125,7 +126,17 @@ class Pass {
       ++c.consumed;
       // Control records (epoch markers, remembered refusals) count for validity and positions only.
       if (valid && !is_control_record(e.event_type())) {
-        c.batch.events.push_back(EventBatch::Item{r.partition, r.offset, &e});
+        EventBatch::Item item{r.partition, r.offset, &e, {}};
+        if (const auto* m = e.event_as_MessageAppended()) {
+          auto text = open_text(e, *m);
+          if (!text) {
+            return tl::unexpected(text.error().with_context(std::string(kEventsTopic) + " partition " +
+                                                            std::to_string(r.partition) + " offset " +
+                                                            std::to_string(r.offset)));
+          }
+          item.text = c.batch.texts.emplace_back(std::move(*text));
+        }
+        c.batch.events.push_back(item);
       }
     }
     c.batch.positions.clear();
@@ -133,6 +144,26 @@ class Pass {
       if (touched_[static_cast<size_t>(p.partition)]) c.batch.positions.push_back(p);
     }
     return c.consumed;
+  }
+
+  // A message's text (data_keys.h). A key store that cannot be reached is waited for, with
+  // back-off, until it answers or the projector stops.
+  Result<std::string> open_text(const fb::EventEnvelope& e, const fb::MessageAppended& m) {
+    if (m.sealed_content() == nullptr) return std::string(sv(m.content()));
+    if (config_.keys == nullptr) {
+      return fail(KeyErrc::unavailable, "message " + std::to_string(e.event_id()) +
+                                            " is sealed and the projector was given no key store");
+    }
+    std::chrono::milliseconds backoff{50};
+    while (true) {
+      auto text = message_text(e, m, *config_.keys);
+      if (text || !text.error().retryable() || stopped_.load()) return text;
+      logger("projections")->warn("the key store did not answer, retrying in {} ms: {}", backoff.count(),
+                                  text.error().to_string());
+      std::unique_lock lk(wait_mu_);
+      wait_cv_.wait_for(lk, backoff, [&] { return stopped_.load(); });
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+    }
   }
 
   // Applies a chunk's batch. A retryable failure of the sink (its server away) is retried with
@@ -269,6 +300,7 @@ class Pass {
   }
 
   void notify_stop() {
+    stopped_ = true;
     { std::lock_guard lk(wait_mu_); }  // a waiter is either before its check or asleep
     wait_cv_.notify_all();
   }
@@ -287,6 +319,7 @@ class Pass {
   uint64_t applied_ = 0;
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
+  std::atomic<bool> stopped_{false};  // notify_stop() was called
 };
 
 }  // namespace
@@ -431,6 +464,12 @@ Status Projector::run_until(const std::vector<int64_t>& end_offsets,
     lag_ = p.target - consumed;
     if (progress) progress(p);
   });
+}
+
+EventBatch::Item plain_item(int32_t partition, int64_t offset, const fb::EventEnvelope& event) {
+  EventBatch::Item item{partition, offset, &event, {}};
+  if (const auto* m = event.event_as_MessageAppended()) item.text = sv(m->content());
+  return item;
 }
 
 }  // namespace imlog

@@ -695,7 +695,7 @@ TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
     IMLOG_ASSERT_OK(e);
     ends.push_back(*e);
   }
-  IMLOG_ASSERT_OK(Projector(**log, **model, {}).run_until(ends));
+  IMLOG_ASSERT_OK(Projector(**log, **model, ProjectorConfig{4096, &testing::test_keys()}).run_until(ends));
 
   QueryService q(**model);
   auto h = q.history(conv, 1, HistoryRequest{});

@@ -297,7 +297,7 @@ class RedisModelImpl final : public RedisModel {
       }
       ConvBatch& cb = convs[it->second];
       ConvBatch::Row row;
-      if (timeline::row_of(e, row.row)) {
+      if (timeline::row_of(e, item.text, row.row)) {
         cb.last_seq = std::max(cb.last_seq, row.row.seq);
         cb.rows.push_back(std::move(row));
       }

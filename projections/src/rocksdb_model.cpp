@@ -812,10 +812,11 @@ class RocksDbModelImpl final : public RocksDbModel {
                         const UserRowVisitor& visit);
 
   // ---- apply ----
-  void apply_event(const fb::EventEnvelope& e);
+  // `text`: a message's text (EventBatch::Item::text).
+  void apply_event(const fb::EventEnvelope& e, std::string_view text);
   void apply_names(const fb::EventEnvelope& e);
   void apply_user(const fb::EventEnvelope& e);
-  void apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
+  void apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e, std::string_view text);
   void apply_single(const StreamRef& ref, const fb::EventEnvelope& e);
   void apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
   void merge(const std::string& key, FieldWriter& w);
@@ -880,7 +881,7 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   participants_.clear();
   batch_tokens_.clear();
   for (auto& [p, v] : ids_) v.clear();
-  for (const auto& item : batch.events) apply_event(*item.event);
+  for (const auto& item : batch.events) apply_event(*item.event, item.text);
   write_token_blocks();
   write_id_blocks();
   for (const auto& p : batch.positions) {
@@ -982,14 +983,14 @@ void RocksDbModelImpl::write_id_blocks() {
   }
 }
 
-void RocksDbModelImpl::apply_event(const fb::EventEnvelope& e) {
+void RocksDbModelImpl::apply_event(const fb::EventEnvelope& e, std::string_view text) {
   std::string_view stream = sv(e.stream());
   auto ref = parse_stream(stream);
   if (!ref) return;  // control events and streams this build does not know
   switch (ref->kind) {
     case StreamKind::names: apply_names(e); break;
     case StreamKind::user: apply_user(e); break;
-    default: apply_conversation(*ref, stream, e); break;
+    default: apply_conversation(*ref, stream, e, text); break;
   }
 }
 
@@ -1123,7 +1124,8 @@ void RocksDbModelImpl::participate(uint64_t user, std::string_view conv, uint64_
   merge(key_, w);
 }
 
-void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e) {
+void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e,
+                                          std::string_view text) {
   const uint64_t seq = e.seq();
   if (seq == 0) {
     if (uint64_t through = timeline::expired_through(e)) expire(conv, through);
@@ -1141,9 +1143,9 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
   key_row(key_, conv, seq);
   if (auto* m = e.event_as_MessageAppended()) {
     encode_row(value_, e.actor(), static_cast<uint8_t>(m->message_type()), e.event_id(), e.timestamp_ms(),
-               sv(e.client_msg_id()), sv(m->content()));
+               sv(e.client_msg_id()), text);
     wb_.Put(key_, value_);
-    if (m->message_type() != fb::MessageType::System) index_tokens(conv, seq, e.event_id(), sv(m->content()));
+    if (m->message_type() != fb::MessageType::System) index_tokens(conv, seq, e.event_id(), text);
   } else {
     std::string content = timeline::system_content(e);
     encode_row(value_, e.actor(), static_cast<uint8_t>(fb::MessageType::System), e.event_id(), e.timestamp_ms(),

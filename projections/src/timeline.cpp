@@ -242,7 +242,7 @@ uint64_t expired_through(const fb::EventEnvelope& e) {
   return x ? x->through_seq() : 0;
 }
 
-bool row_of(const fb::EventEnvelope& e, Row& out) {
+bool row_of(const fb::EventEnvelope& e, std::string_view text, Row& out) {
   if (e.seq() == 0) return false;
   out.message_id = e.event_id();
   out.conversation = sv(e.stream());
@@ -252,7 +252,7 @@ bool row_of(const fb::EventEnvelope& e, Row& out) {
   out.created_at = e.timestamp_ms();
   if (auto* m = e.event_as_MessageAppended()) {
     out.type = message_type_name(m->message_type());
-    out.content.assign(sv(m->content()));
+    out.content.assign(text);
   } else {
     out.type = "system";
     out.content = system_content(e);

@@ -55,7 +55,8 @@ struct Row {
 };
 
 // The history row of an event of a conversation stream; false when it makes none (seq 0).
-bool row_of(const fb::EventEnvelope& event, Row& out);
+// `text`: a message's text (EventBatch::Item::text), its content.
+bool row_of(const fb::EventEnvelope& event, std::string_view text, Row& out);
 
 // The through_seq of a MessagesExpired (every row at or below it is gone); 0 for any other event.
 uint64_t expired_through(const fb::EventEnvelope& event);

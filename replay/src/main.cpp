@@ -41,6 +41,7 @@
 #include "imlog/projections/projector.h"
 #include "imlog/projections/redis_model.h"
 #include "imlog/projections/rocksdb_model.h"
+#include "key_store.h"
 #include "server_config.h"
 
 namespace imlog {
@@ -463,6 +464,9 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
     total += ends.back();
   }
 
+  // The data keys the messages' text is sealed with: a replay opens what the server sealed.
+  auto keys = open_key_store(config);
+  if (!keys) return fail_with(kExitError, describe(keys.error()));
   auto target = open_model(o, config, /*live=*/false);
   if (!target) return fail_with(kExitError, describe(target.error()));
   auto positions = target->sink->positions();
@@ -476,7 +480,7 @@ int run(const Options& o, const ServerConfig& config, SignalWatch& signals) {
                std::to_string(total) + " events in " + std::to_string(*partitions) + " partitions; " +
                (before > 0 ? "resuming at " + std::to_string(before) : std::string("starting at 0")));
 
-  Projector projector(**log, *target->sink, ProjectorConfig{o.batch});
+  Projector projector(**log, *target->sink, ProjectorConfig{o.batch, keys->get()});
   signals.watch(&projector);
   int64_t since_checkpoint = 0, last_consumed = 0;
   std::optional<Error> checkpoint_error;

@@ -365,6 +365,23 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v9_commands() {
   return out;
 }
 
+// Version 10 sealed message content: MessageAppended.sealed_content instead of content. The bytes
+// here are a fixed stand-in of the sealed form (version byte, nonce, ciphertext and tag), not a
+// seal of anything: decoding, not opening, is what a fixture checks.
+std::vector<std::pair<std::string, fb::EventEnvelopeT>> v10_events() {
+  std::vector<std::pair<std::string, fb::EventEnvelopeT>> out;
+  fb::MessageAppendedT m;
+  m.message_type = fb::MessageType::Text;
+  m.sealed_content.push_back(1);
+  for (int i = 0; i < 24 + 16 + 6; ++i) m.sealed_content.push_back(static_cast<uint8_t>(i * 37 + 11));
+  auto e = envelope("single_42_43", 14, as_event(m));
+  e.prev_event_id = e.event_id - 1;
+  e.client_sent_at = 1'763'000'013'500;
+  e.schema_version = 10;
+  out.emplace_back("message_appended_sealed", std::move(e));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int version) {
@@ -377,6 +394,7 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> fixture_events(int versi
   if (version == 7) return v7_events();
   if (version == 8) return v8_events();
   if (version == 9) return v9_events();
+  if (version == 10) return v10_events();
   return {};
 }
 

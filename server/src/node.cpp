@@ -35,6 +35,7 @@
 #include "imlog/tasks/retention.h"
 #include "imlog/tasks/router.h"
 #include "imlog/tasks/sessions.h"
+#include "key_store.h"
 #include "ops_server.h"
 #include "topics.h"
 
@@ -203,6 +204,9 @@ struct Node::Parts {
   // im.commands and im.deliver.<gateway> on Kafka (engine/include/imlog/engine/transport.h).
   std::unique_ptr<CommandTransport> commands;
   std::unique_ptr<DeliveryTransport> deliveries;
+  // The data keys messages are sealed with (data_keys.h): beside the data on the single node, in
+  // MySQL when the log is Kafka, so that every process opens what any engine sealed.
+  std::unique_ptr<KeyStore> keys;
   std::unique_ptr<LogDirectory> directory;
   std::unique_ptr<Sequencer> sequencer;
   // Read models, opened by whichever role needs them first: the projector writes them, the
@@ -474,6 +478,13 @@ struct Node::Parts {
     return {};
   }
 
+  Status open_keys() {
+    auto store = open_key_store(config);
+    IMLOG_TRY(store);
+    keys = std::make_unique<CachedKeyStore>(std::move(*store), kKeyCacheTtl);
+    return {};
+  }
+
   Status open_model() {
     if (model) return {};
     auto m = open_rocksdb_model(config.model);
@@ -579,7 +590,7 @@ struct Node::Parts {
       login_throttle = std::move(*t);
     }
     auto bus = std::make_unique<CommandBus>(*commands, *deliveries, gc.gateway_id, node_clock());
-    auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, node_clock(),
+    auto gw = Gateway::create(std::move(gc), GatewayDeps{std::move(bus), *query, *sessions, *keys, node_clock(),
                                                          [this] { return not_ready(); }, login_throttle.get()});
     IMLOG_TRY(gw);
     gateway = std::move(*gw);
@@ -592,9 +603,11 @@ struct Node::Parts {
     IMLOG_TRY(open_model());
     IMLOG_TRY(open_mysql());
     IMLOG_TRY(open_redis());
-    projectors.push_back(std::make_unique<Projector>(*log, *model));
-    if (mysql) projectors.push_back(std::make_unique<Projector>(*log, *mysql));
-    if (redis) projectors.push_back(std::make_unique<Projector>(*log, *redis));
+    ProjectorConfig pc;
+    pc.keys = keys.get();
+    projectors.push_back(std::make_unique<Projector>(*log, *model, pc));
+    if (mysql) projectors.push_back(std::make_unique<Projector>(*log, *mysql, pc));
+    if (redis) projectors.push_back(std::make_unique<Projector>(*log, *redis, pc));
     for (auto& p : projectors) IMLOG_TRY(p->start());
     collect_projectors();
     return {};
@@ -680,6 +693,7 @@ struct Node::Parts {
       push_leases = make_local_leases(SystemClock::instance(), config.data_dir + "/push");
     }
     // Invalid tokens are removed by RemoveDevice commands, the way the gateway removes a device.
+    config.push.keys = keys.get();
     push = std::make_unique<PushWorker>(*log, *sessions, query->model(),
                                         PushProviders{apns.get(), fcm.get(), webhook.get()}, config.push,
                                         commands.get(), push_leases.get());
@@ -697,8 +711,8 @@ struct Node::Parts {
     }
     directory = std::make_unique<LogDirectory>(*log, LogDirectoryOptions{config.engine.state_dir + "/directory.snapshot"});
     IMLOG_TRY(directory->start());
-    auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, node_clock(),
-                                 config.engine);
+    auto seq = Sequencer::create(*log, SequencerTransports{*commands, *deliveries}, *directory, *keys,
+                                 node_clock(), config.engine);
     IMLOG_TRY(seq);
     sequencer = std::move(*seq);
     IMLOG_TRY(sequencer->start());
@@ -766,6 +780,7 @@ Status Node::start() {
   // Every role reads or writes im.events: none runs on a topic that would delete it.
   IMLOG_TRY(verify_topic_settings(*p.log, p.config.event_log));
   IMLOG_TRY(p.open_transports());
+  IMLOG_TRY(p.open_keys());
   if (has_role(p.config, "engine")) IMLOG_TRY(p.start_engine());
   if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());
   if (has_role(p.config, "tasks")) IMLOG_TRY(p.start_tasks());
@@ -822,6 +837,7 @@ void Node::stop() {
   p.redis.reset();
   p.mysql.reset();
   p.model.reset();
+  p.keys.reset();
   p.deliveries.reset();
   p.commands.reset();
   p.log.reset();

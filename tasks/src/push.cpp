@@ -425,9 +425,26 @@ struct PushWorker::Loop {
     stats.lag_ms = clock.now_ms() - e.timestamp_ms();
     auto who = recipients(*ref, e.actor());
     IMLOG_TRY(who);
-    auto content = std::make_shared<const std::string>(sv(m->content()));
+    auto text = open_text(e, *m);
+    IMLOG_TRY(text);
+    if (!text->has_value()) return {};
+    auto content = std::make_shared<const std::string>(std::move(**text));
     for (uint64_t user : *who) IMLOG_TRY(consider(user, r, e, content));
     return {};
+  }
+
+  // A message's text for its preview; none (logged) when it cannot be opened: its sender erased,
+  // or no key store. A key store that does not answer fails the step, which is tried again.
+  Result<std::optional<std::string>> open_text(const fb::EventEnvelope& e, const fb::MessageAppended& m) {
+    if (config.keys == nullptr && m.sealed_content() != nullptr) {
+      logger->warn("push: message {} is sealed and the worker has no key store: not pushed", e.event_id());
+      return std::optional<std::string>{};
+    }
+    auto text = config.keys ? message_text(e, m, *config.keys) : Result<std::string>(std::string(sv(m.content())));
+    if (text) return std::optional<std::string>(std::move(*text));
+    if (text.error().retryable()) return tl::unexpected(text.error());
+    logger->warn("push: message {} is not pushed: {}", e.event_id(), text.error().to_string());
+    return std::optional<std::string>{};
   }
 
   // The recipient's settings decide, at the message's event time (quiet hours), whether it is one

@@ -1,7 +1,9 @@
 // A record read from the log, as bytes that may be corrupt: the FlatBuffers verifier (read_event,
 // read_command, read_delivery, read_task) must refuse what it cannot vouch for; what it accepts must unpack
 // into the object API, encode again to an event that verifies, and apply to a stream's state (the
-// sequencer's catch-up), whose state-store encoding must decode back to the same state. The bytes
+// sequencer's catch-up), whose state-store encoding must decode back to the same state. A
+// message's sealed text is opened with a fixed key (forged bytes must fail `corrupt`, never crash),
+// and a text sealed with that key must open to itself. The bytes
 // are also read as a state-store value (decode_state), which the engine reads from disk on start.
 
 #include <cstddef>
@@ -10,6 +12,7 @@
 #include <string_view>
 
 #include "check.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/engine/stream_state.h"
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
@@ -19,9 +22,33 @@ namespace {
 
 using namespace imlog;
 
+// A key store of one fixed key, for every user.
+class FixedKeys final : public KeyStore {
+ public:
+  FixedKeys() { key_.fill(0x5a); }
+  Result<DataKey> key_for_writing(uint64_t) override { return key_; }
+  Result<std::optional<DataKey>> key_for_reading(uint64_t) override { return std::optional<DataKey>(key_); }
+  Status destroy(uint64_t) override { return {}; }
+  DataKey key_;
+};
+
+void sealed_text(const fb::EventEnvelope& e) {
+  const auto* m = e.event_as_MessageAppended();
+  if (m == nullptr) return;
+  FixedKeys keys;
+  auto text = message_text(e, *m, keys);
+  if (m->sealed_content() != nullptr) {
+    IMLOG_FUZZ_CHECK(text.has_value() || text.error().code() == make_error_code(KeyErrc::corrupt));
+  }
+  std::string plain(sv(m->content()));
+  auto opened = unseal(keys.key_, seal(keys.key_, plain, {e.event_id(), "content"}), {e.event_id(), "content"});
+  IMLOG_FUZZ_CHECK(opened.has_value() && *opened == plain);
+}
+
 void event(std::string_view bytes) {
   auto ev = read_event(bytes);
   if (!ev) return;
+  sealed_text(**ev);
   fb::EventEnvelopeT unpacked;
   (*ev)->UnPackTo(&unpacked);
   IMLOG_FUZZ_CHECK(read_event(encode_event(unpacked)).has_value());

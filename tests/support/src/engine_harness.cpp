@@ -186,7 +186,11 @@ void LogTail::take_event(const Record& r) {
     s.gateway = sv(e.reply_to()->gateway());
     s.request_id = e.reply_to()->request_id();
   }
-  if (auto* m = e.event_as_MessageAppended()) s.content = sv(m->content());
+  if (auto* m = e.event_as_MessageAppended()) {
+    // Opened with this process's keys (every EngineNode seals with them).
+    auto text = message_text(e, *m, test_keys());
+    s.content = text ? std::move(*text) : "<does not open: " + text.error().to_string() + ">";
+  }
   if (auto* u = e.event_as_UserRegistered()) s.result_id = u->user_id();
   if (auto* g = e.event_as_GroupCreated()) s.result_id = g->group_id();
   if (auto* x = e.event_as_MessagesExpired()) s.through_seq = x->through_seq();
@@ -349,6 +353,18 @@ std::map<std::string, uint64_t> last_seqs(const std::vector<SeenEvent>& valid) {
   return out;
 }
 
+// ---- data keys --------------------------------------------------------------------------------
+
+KeyStore& test_keys() {
+  static TempDir dir("imlog-test-keys");
+  static std::unique_ptr<KeyStore> keys = [] {
+    auto opened = open_rocksdb_key_store(dir.str());
+    if (!opened) throw std::runtime_error("opening the test key store: " + opened.error().to_string());
+    return std::move(*opened);
+  }();
+  return *keys;
+}
+
 // ---- EngineNode -------------------------------------------------------------------------------
 
 Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfig config, const Clock& clock,
@@ -361,7 +377,7 @@ Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfi
   SequencerTransports use = transports ? *transports : SequencerTransports{*n->commands_, *n->deliveries_};
   n->directory_ = std::make_unique<LogDirectory>(log);
   IMLOG_TRY(n->directory_->start());
-  auto seq = Sequencer::create(log, use, *n->directory_, clock, std::move(config));
+  auto seq = Sequencer::create(log, use, *n->directory_, test_keys(), clock, std::move(config));
   IMLOG_TRY(seq);
   n->sequencer_ = std::move(*seq);
   IMLOG_TRY(n->sequencer_->start());

@@ -30,6 +30,7 @@
 #include <system_error>
 
 #include "imlog/core/result.h"
+#include "imlog/schema/codec.h"
 
 namespace imlog {
 
@@ -96,5 +97,12 @@ class CachedKeyStore final : public KeyStore {
   std::unique_ptr<KeyStore> store_;
   std::unique_ptr<State> state_;
 };
+
+// The text of a message event: its sealed_content opened with the sender's (the actor's) key,
+// or, written before schema 10, its content. Fails `corrupt` when the sealed bytes do not open,
+// `erased` (not retryable) when the sender's key is gone, and as the store does when it cannot
+// be read.
+Result<std::string> message_text(const fb::EventEnvelope& event, const fb::MessageAppended& message,
+                                 KeyStore& keys);
 
 }  // namespace imlog

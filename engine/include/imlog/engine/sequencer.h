@@ -36,6 +36,7 @@
 #include "imlog/core/clock.h"
 #include "imlog/core/metrics.h"
 #include "imlog/core/result.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/engine/directory.h"
 #include "imlog/engine/event_log.h"
 #include "imlog/engine/stream_state.h"
@@ -109,14 +110,15 @@ struct SequencerTransports {
 class Sequencer {
  public:
   // Opens the state store. The topics im.commands and im.events must exist with the same
-  // partition count.
+  // partition count. `keys` (not owned, must outlive the sequencer) holds the data keys a
+  // message's text is sealed with: the sender's, made on their first message.
   static Result<std::unique_ptr<Sequencer>> create(EventLog& log, SequencerTransports transports,
-                                                   const Directory& directory, const Clock& clock,
+                                                   const Directory& directory, KeyStore& keys, const Clock& clock,
                                                    EngineConfig config);
   // The same on a given state store instead of the one under config.state_dir: the seam tests use
   // to wrap the store (engine/src/sequencer_store_fault_test.cpp).
   static Result<std::unique_ptr<Sequencer>> create(EventLog& log, SequencerTransports transports,
-                                                   const Directory& directory, const Clock& clock,
+                                                   const Directory& directory, KeyStore& keys, const Clock& clock,
                                                    EngineConfig config, std::unique_ptr<StateStore> store);
   ~Sequencer();
 

@@ -30,6 +30,7 @@ namespace imlog {
 class CommandBus;
 class QueryService;
 class SessionRegistry;
+class KeyStore;
 
 struct GatewayConfig {
   // host:port to listen on ("0.0.0.0:8080" for every interface). Default 127.0.0.1:8080.
@@ -135,6 +136,8 @@ struct GatewayDeps {
   std::unique_ptr<CommandBus> bus;
   QueryService& query;
   SessionRegistry& sessions;
+  // The data keys that open a pushed message's sealed text (imlog/engine/data_keys.h).
+  KeyStore& keys;
   const Clock& clock;
   // /readyz answers 503 with this text while it returns a non-empty one (what is down: the engine,
   // the read model, Kafka, MySQL, Redis), else 200. Called on a gateway thread: must be cheap.

@@ -14,6 +14,7 @@
 // that differs, and a digest is a hash of the rows.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -41,10 +42,19 @@ struct EventBatch {
     int32_t partition = 0;
     int64_t offset = 0;
     const fb::EventEnvelope* event = nullptr;  // valid while the batch lives
+    // A message's text (MessageAppended only): its sealed content opened with the sender's key
+    // (engine/include/imlog/engine/data_keys.h), or the content of a message written before
+    // sealing. Sinks read a message's text here, never from the event. Valid while the batch lives.
+    std::string_view text;
   };
   std::vector<Item> events;
   std::vector<PartitionPosition> positions;
+  std::deque<std::string> texts;  // what the items' text views point into
 };
+
+// An item for `event`, its text taken from the event's plain `content` (a message written before
+// sealing; tests and benches that build batches by hand).
+EventBatch::Item plain_item(int32_t partition, int64_t offset, const fb::EventEnvelope& event);
 
 // Receives the rows of a model in canonical order. Returns false to stop early.
 using RowVisitor = std::function<bool(std::string_view key, std::string_view value)>;

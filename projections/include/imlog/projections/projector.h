@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "imlog/core/metrics.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/engine/event_log.h"
 #include "imlog/projections/projection.h"
 
@@ -26,6 +27,9 @@ namespace imlog {
 struct ProjectorConfig {
   // Most records read and applied as one batch. Default 4096.
   uint64_t max_batch = 4096;
+  // Where the data keys are that open the messages' sealed text (data_keys.h); not owned. Needed
+  // for any log with sealed messages: without it such a message fails the pass, naming it.
+  KeyStore* keys = nullptr;
 };
 
 struct ProjectorProgress {

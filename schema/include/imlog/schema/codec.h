@@ -26,7 +26,7 @@ const std::error_category& schema_category();
 inline std::error_code make_error_code(SchemaErrc e) { return {static_cast<int>(e), schema_category()}; }
 
 // The schema version this build writes.
-inline constexpr uint16_t kSchemaVersion = 9;
+inline constexpr uint16_t kSchemaVersion = 10;
 
 // Verified zero-copy views. The error names what is wrong with the bytes.
 Result<const fb::EventEnvelope*> read_event(std::string_view bytes);

@@ -46,6 +46,7 @@
 #include "imlog/core/clock.h"
 #include "imlog/core/metrics.h"
 #include "imlog/core/result.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/engine/event_log.h"
 #include "imlog/engine/transport.h"
 #include "imlog/projections/query.h"
@@ -70,6 +71,10 @@ struct PushConfig {
   uint64_t max_batch = 1024;
   uint32_t max_in_flight = 16;                      // push.max_in_flight: sends at once (threads)
   std::chrono::milliseconds lease_ttl{10000};       // push.lease_ttl: the single-worker lease
+  // Not a config key: the data keys that open a message's sealed text for its preview
+  // (imlog/engine/data_keys.h); not owned. A message it cannot open (the sender erased) is not
+  // pushed; without a store a sealed message is not pushed either (logged).
+  KeyStore* keys = nullptr;
 };
 
 // Why a recipient gets no push (none: they do).

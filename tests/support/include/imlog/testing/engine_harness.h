@@ -87,7 +87,7 @@ struct SeenEvent {
   std::string client_msg_id;
   std::string gateway;      // reply_to.gateway ("" when absent)
   uint64_t request_id = 0;  // reply_to.request_id
-  std::string content;      // MessageAppended
+  std::string content;      // MessageAppended: its text, opened with test_keys()
   uint64_t result_id = 0;   // UserRegistered: user id; GroupCreated: group id
   uint64_t through_seq = 0; // MessagesExpired
   uint64_t token = 0;       // EpochStarted
@@ -166,6 +166,13 @@ std::vector<std::string> check_log_invariants(const std::vector<SeenEvent>& vali
 // Per stream, the highest seq among valid events.
 std::map<std::string, uint64_t> last_seqs(const std::vector<SeenEvent>& valid);
 
+// ---- data keys --------------------------------------------------------------------------------
+
+// The data keys of this test process (data_keys.h): a RocksDB key store in a temporary directory
+// of its own, opened on first use and kept until the process exits. Every EngineNode seals with
+// it, so a test's projectors and readers open what any of its engines sealed.
+KeyStore& test_keys();
+
 // ---- an engine node ---------------------------------------------------------------------------
 
 // A LogDirectory and a Sequencer over one log, started together, stopped (sequencer first) on
@@ -175,6 +182,7 @@ class EngineNode {
   // `transports`: where the sequencer reads commands and answers (not owned; must outlive the
   // node). Null: the distributed mode's, over `log` (im.commands, im.deliver.<gateway>), so a test
   // submits with testing::submit() and reads answers with LogTail.
+  // The sequencer seals with test_keys().
   static Result<std::unique_ptr<EngineNode>> start(EventLog& log, EngineConfig config,
                                                    const Clock& clock = SystemClock::instance(),
                                                    const SequencerTransports* transports = nullptr);

@@ -1,0 +1,130 @@
+// Sealed message content end to end (issue 18; docs/data-lifecycle.md, "Sealed content and data
+// keys"): a real `imlog serve` on the embedded log.
+//
+//   - a message's text reaches its recipient's push and the history as sent, yet no file of the
+//     embedded log or of the engine's state holds it: the log has it sealed with the sender's key;
+//   - the key store (<data_dir>/keys) holds the sender's key, not the text;
+//   - `replay --verify` of the RocksDB model, which opens every message again with the keys, is
+//     equal to the live model.
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "imlog/engine/streams.h"
+#include "imlog/testing/client.h"
+#include "imlog/testing/imlog_server.h"
+#include "imlog/testing/support.h"
+
+namespace imlog::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct User {
+  uint64_t id = 0;
+  std::string token;
+};
+
+// The files under `dir` holding `needle`, by path.
+std::vector<std::string> files_holding(const std::filesystem::path& dir, const std::string& needle) {
+  std::vector<std::string> out;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!f.is_regular_file()) continue;
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.find(needle) != std::string::npos) out.push_back(f.path().string());
+  }
+  return out;
+}
+
+class E2eSealed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ImlogServer>(dir_.str(), R"(
+log: {level: warn}
+gateway:
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  read_model_wait: 5s
+)");
+  }
+
+  User join(const std::string& name) {
+    std::string creds = fmt::format(R"({{"username":"{}","password":"secret-{}"}})", name, name);
+    auto reg = server_->http().post("/api/v1/auth/register", creds);
+    EXPECT_EQ(reg.status, 201) << reg.body;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+      auto login = server_->http().post("/api/v1/auth/login", creds);
+      if (login.status == 200) {
+        auto j = login.json();
+        return User{j["user_id"].GetUint64(), j["access_token"].GetString()};
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "could not log in as " << name;
+    return {};
+  }
+
+  // Waits until the conversation's history holds `text` as seen by `u`.
+  bool history_holds(const std::string& conv, const User& u, const std::string& text) {
+    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+      auto r = server_->http().request("GET", "/api/v1/conversations/" + conv + "/messages?limit=50", "", u.token);
+      if (r.status == 200 && r.body.find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+
+  TempDir dir_{"imlog-e2e-sealed"};
+  std::unique_ptr<ImlogServer> server_;
+};
+
+TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
+  ASSERT_TRUE(server_->start()) << "imlog did not get ready";
+  User ann = join("seal_ann"), bob = join("seal_bob");
+  ASSERT_FALSE(HasFailure());
+  // A text found nowhere else: random, so no other bytes of the data directory match it by chance.
+  unsigned char r[12];
+  randombytes_buf(r, sizeof r);
+  std::string canary = "canary-";
+  for (unsigned char c : r) canary += fmt::format("{:02x}", c);
+
+  auto bob_ws = WsClient::connect("127.0.0.1", server_->port(), "/ws", bob.token);
+  ASSERT_TRUE(bob_ws) << "bob's WebSocket";
+  const std::string conv = single_stream(ann.id, bob.id);
+  auto sent = server_->http().request("POST", "/api/v1/conversations/" + conv + "/messages",
+                                      fmt::format(R"({{"client_msg_id":"s1","content":"{}"}})", canary), ann.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  auto pushed = bob_ws->wait_for("new-message", 10s);
+  ASSERT_TRUE(pushed.has_value()) << "bob got no push";
+  EXPECT_EQ(pushed->str("content"), canary) << pushed->raw;
+  EXPECT_TRUE(history_holds(conv, bob, canary)) << "the history does not show the text";
+  bob_ws->close();
+
+  auto status = server_->terminate();
+  ASSERT_TRUE(status.has_value());
+  const std::filesystem::path data = server_->data_dir();
+  ASSERT_TRUE(std::filesystem::is_directory(data / "log"));
+  ASSERT_TRUE(std::filesystem::is_directory(data / "keys"));
+  EXPECT_EQ(files_holding(data / "log", canary), std::vector<std::string>{}) << "the embedded log holds the text";
+  EXPECT_EQ(files_holding(data / "engine", canary), std::vector<std::string>{}) << "the engine state holds it";
+  EXPECT_EQ(files_holding(data / "keys", canary), std::vector<std::string>{});
+  // The read model keeps the opened text (until erasure reaches it, issue 18): the check above
+  // would pass on an empty log, this one shows the text did reach the disk in the open.
+  EXPECT_FALSE(files_holding(data / "model", canary).empty()) << "the read model does not hold the text";
+
+  auto replay = run_command({(binary_dir() / "replay").string(), "--projection", "rocksdb", "--config",
+                             server_->config_path(), "--data-dir", server_->data_dir(), "--verify"});
+  EXPECT_EQ(replay.status, 0) << replay.out;
+  EXPECT_NE(replay.out.find("verify: equal"), std::string::npos) << replay.out;
+}
+
+}  // namespace
+}  // namespace imlog::testing
