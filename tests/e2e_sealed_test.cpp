@@ -5,7 +5,11 @@
 //     embedded log or of the engine's state holds it: the log has it sealed with the sender's key;
 //   - the key store (<data_dir>/keys) holds the sender's key, not the text;
 //   - `replay --verify` of the RocksDB model, which opens every message again with the keys, is
-//     equal to the live model.
+//     equal to the live model;
+//   - every event of a command the gateway named itself (registration, a message sent without a
+//     client_msg_id) carries the gateway's time as its sent_at, so the engine's dedupe entry of
+//     it lasts the dedupe window, not for ever; one with the client's own id and no sent_at has
+//     none.
 
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -17,7 +21,9 @@
 #include <iterator>
 #include <thread>
 
+#include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
+#include "imlog/testing/engine_harness.h"
 #include "imlog/testing/client.h"
 #include "imlog/testing/imlog_server.h"
 #include "imlog/testing/support.h"
@@ -102,6 +108,9 @@ TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
   auto sent = server_->http().request("POST", "/api/v1/conversations/" + conv + "/messages",
                                       fmt::format(R"({{"client_msg_id":"s1","content":"{}"}})", canary), ann.token);
   ASSERT_EQ(sent.status, 201) << sent.body;
+  auto unnamed = server_->http().request("POST", "/api/v1/conversations/" + conv + "/messages",
+                                         R"({"content":"no id given"})", ann.token);
+  ASSERT_EQ(unnamed.status, 201) << unnamed.body;
   auto pushed = bob_ws->wait_for("new-message", 10s);
   ASSERT_TRUE(pushed.has_value()) << "bob got no push";
   EXPECT_EQ(pushed->str("content"), canary) << pushed->raw;
@@ -119,6 +128,26 @@ TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
   // The read model keeps the opened text (until erasure reaches it, issue 18): the check above
   // would pass on an empty log, this one shows the text did reach the disk in the open.
   EXPECT_FALSE(files_holding(data / "model", canary).empty()) << "the read model does not hold the text";
+
+  {
+    LocalLogConfig lc;
+    lc.dir = (data / "log").string();
+    auto log = LocalLog::open(lc);
+    ASSERT_TRUE(log) << log.error().to_string();
+    auto tail = LogTail::open(**log, "");
+    ASSERT_TRUE(tail) << tail.error().to_string();
+    ASSERT_TRUE((*tail)->read_to_end());
+    size_t named_by_gateway = 0;
+    for (const auto& e : (*tail)->valid()) {
+      if (e.client_msg_id == "s1") {
+        EXPECT_EQ(e.client_sent_at, 0) << "the client's own id without sent_at";
+        continue;
+      }
+      ++named_by_gateway;
+      EXPECT_GT(e.client_sent_at, 0) << fb::EnumNameEvent(e.type) << " " << e.stream << " " << e.client_msg_id;
+    }
+    EXPECT_GE(named_by_gateway, 3u);  // two registrations and the message without an id
+  }
 
   auto replay = run_command({(binary_dir() / "replay").string(), "--projection", "rocksdb", "--config",
                              server_->config_path(), "--data-dir", server_->data_dir(), "--verify"});

@@ -107,7 +107,7 @@ void register_user(Services& svc, std::shared_ptr<Attempt> at, Registration r, R
   cmd.Set(fb::RegisterUserT{{}, r.username, *hash, r.nickname, r.email});
   std::string stream = names_stream(r.username);
   std::string trace = respond.trace_id();
-  submit_command(svc, std::move(trace), std::move(stream), 0, new_client_msg_id(), std::move(cmd),
+  submit_command(svc, std::move(trace), std::move(stream), 0, std::move(cmd),
                  [&svc, at, respond = std::move(respond), username = r.username, hash = *hash](Reply reply) {
                    if (succeeded(reply)) {
                      settle(svc, at, Outcome::succeeded);

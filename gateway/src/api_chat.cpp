@@ -106,7 +106,10 @@ void on_send(Services& svc, ApiRequest& req, Respond respond) {
   if (!check_sent_at(f.has("sent_at"), sent_at, bad_time)) return respond(invalid(svc, bad_time));
   fb::MessageType type;
   if (!parse_message_type(type_name, type)) return respond(invalid(svc, "message_type must be text, image or file"));
-  if (client_msg_id.empty()) client_msg_id = new_client_msg_id();
+  if (client_msg_id.empty()) {  // an id the gateway makes is never retried: bound its dedupe entry
+    client_msg_id = new_client_msg_id();
+    if (sent_at == 0) sent_at = static_cast<uint64_t>(svc.clock.now_ms());
+  }
   fb::CommandUnion cmd;
   cmd.Set(fb::SendMessageT{{}, type, std::move(content)});
   submit_and_respond(svc, std::move(respond), conversation, req.user_id, client_msg_id, std::move(cmd),
@@ -133,7 +136,7 @@ void on_mark_read(Services& svc, ApiRequest& req, Respond respond) {
   if (!body.fields().u64("seq_id", seq, true)) return respond(invalid(svc, body.error()));
   fb::CommandUnion cmd;
   cmd.Set(fb::MarkReadT{{}, seq});
-  submit_and_respond(svc, std::move(respond), conversation, req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -220,7 +223,7 @@ void on_set_retention(Services& svc, ApiRequest& req, Respond respond) {
   if (!read_retention(f, error, keep)) return respond(invalid(svc, error.empty() ? body.error() : error));
   fb::CommandUnion cmd;
   cmd.Set(fb::SetRetentionT{{}, keep});
-  submit_and_respond(svc, std::move(respond), conversation, req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), conversation, req.user_id, std::move(cmd),
                      [conversation, keep](const fb::CommandReplyT& r) {
                        JsonOut j;
                        j.begin_object().field("conversation_id", conversation).field("seq_id", r.seq);
@@ -280,7 +283,7 @@ void create_group_attempt(Services& svc, std::shared_ptr<CreateGroupRequest> g, 
   fb::CommandUnion cmd;
   cmd.Set(std::move(create));
   std::string trace = respond.trace_id();
-  submit_command(svc, std::move(trace), group_stream(id), g->owner, new_client_msg_id(), std::move(cmd),
+  submit_command(svc, std::move(trace), group_stream(id), g->owner, std::move(cmd),
                  [&svc, g, id, attempt, respond = std::move(respond)](Reply r) mutable {
                    if (succeeded(r)) {
                      JsonOut j;
@@ -331,7 +334,7 @@ void on_change_settings(Services& svc, ApiRequest& req, Respond respond) {
   if (settings.history) change.history = *settings.history;
   fb::CommandUnion cmd;
   cmd.Set(std::move(change));
-  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, std::move(cmd),
                      [id](const fb::CommandReplyT& r) {
                        JsonOut j;
                        j.begin_object().field("group_id", id).field("conversation_id", group_stream(id));
@@ -363,7 +366,7 @@ void on_get_group(Services& svc, ApiRequest& req, Respond respond) {
 void join(Services& svc, uint64_t group, uint64_t actor, uint64_t user, Respond respond) {
   fb::CommandUnion cmd;
   cmd.Set(fb::JoinGroupT{{}, user});
-  submit_and_respond(svc, std::move(respond), group_stream(group), actor, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(group), actor, std::move(cmd),
                      [group, actor, user](const fb::CommandReplyT& r) {
                        JsonOut j;
                        j.begin_object().field("group_id", group).field("conversation_id", group_stream(group));
@@ -394,7 +397,7 @@ void on_leave(Services& svc, ApiRequest& req, Respond respond) {
   if (!group_param(svc, req, respond, id)) return;
   fb::CommandUnion cmd;
   cmd.Set(fb::LeaveGroupT{});
-  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -426,7 +429,7 @@ void on_remove_member(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
   fb::CommandUnion cmd;
   cmd.Set(fb::RemoveMemberT{{}, user});
-  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -464,7 +467,7 @@ void on_unban(Services& svc, ApiRequest& req, Respond respond) {
   if (!parse_id(req.params.at(1), user)) return respond(invalid(svc, "`" + req.params.at(1) + "` is not a user id"));
   fb::CommandUnion cmd;
   cmd.Set(fb::UnbanMemberT{{}, user});
-  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -483,7 +486,7 @@ void on_change_role(Services& svc, ApiRequest& req, Respond respond) {
   else return respond(invalid(svc, "role must be member, admin or owner"));
   fb::CommandUnion cmd;
   cmd.Set(fb::ChangeRoleT{{}, user, role});
-  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), group_stream(id), req.user_id, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 

@@ -66,7 +66,7 @@ void on_pair(Services& svc, uint64_t me, uint64_t other, Cmd command, Respond re
   if (other == me) return respond(invalid(svc, "that is you: name another user"));
   fb::CommandUnion cmd;
   cmd.Set(std::move(command));
-  submit_and_respond(svc, std::move(respond), single_stream(me, other), me, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), single_stream(me, other), me, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -92,7 +92,7 @@ void on_update_me(Services& svc, ApiRequest& req, Respond respond) {
   fb::CommandUnion cmd;
   cmd.Set(std::move(p));
   std::string trace = respond.trace_id();
-  submit_command(svc, std::move(trace), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  submit_command(svc, std::move(trace), user_stream(me), me, std::move(cmd),
                  [&svc, me, respond = std::move(respond)](Reply r) mutable {
                    if (!succeeded(r)) {
                      auto fl = failure_of(r);
@@ -160,7 +160,7 @@ void on_update_settings(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(std::move(s));
-  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -183,7 +183,7 @@ void on_register_device(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(std::move(d));
-  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, std::move(cmd),
                      [](const fb::CommandReplyT& r) {
                        JsonOut j;
                        j.begin_object().field("device_id", r.result_id).end_object();
@@ -214,7 +214,7 @@ void on_remove_device(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(fb::RemoveDeviceT{{}, id});
-  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -308,7 +308,7 @@ void on_set_friend_group(Services& svc, ApiRequest& req, Respond respond) {
   uint64_t me = req.user_id;
   fb::CommandUnion cmd;
   cmd.Set(fb::SetFriendGroupT{{}, other, std::move(group)});
-  submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+  submit_and_respond(svc, std::move(respond), user_stream(me), me, std::move(cmd),
                      [](const fb::CommandReplyT&) { return no_content(); });
 }
 
@@ -429,7 +429,7 @@ void on_upload_avatar(Services& svc, ApiRequest& req, Respond respond) {
     p.avatar_url = url;
     fb::CommandUnion cmd;
     cmd.Set(std::move(p));
-    submit_and_respond(svc, std::move(respond), user_stream(me), me, new_client_msg_id(), std::move(cmd),
+    submit_and_respond(svc, std::move(respond), user_stream(me), me, std::move(cmd),
                        [url](const fb::CommandReplyT&) {
                          JsonOut j;
                          j.begin_object().field("avatar_url", url).end_object();

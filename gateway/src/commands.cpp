@@ -107,6 +107,18 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                  client_sent_at);
 }
 
+void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor, fb::CommandUnion command,
+                    std::function<void(Reply)> done) {
+  submit_command(svc, std::move(trace_id), std::move(stream), actor, new_client_msg_id(), std::move(command),
+                 std::move(done), svc.clock.now_ms());
+}
+
+void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor, fb::CommandUnion command,
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success) {
+  submit_and_respond(svc, std::move(respond), std::move(stream), actor, new_client_msg_id(), std::move(command),
+                     std::move(on_success), svc.clock.now_ms());
+}
+
 std::string new_client_msg_id() { return "r-" + random_hex(16); }
 
 // Trace ids need to be unique enough to follow one command through the logs, not unpredictable:

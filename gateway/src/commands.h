@@ -56,6 +56,15 @@ void submit_and_respond(Services& svc, Respond respond, std::string stream, uint
                         std::string client_msg_id, fb::CommandUnion command,
                         std::function<ApiReply(const fb::CommandReplyT&)> on_success, int64_t client_sent_at = 0);
 
+// The same for a command the gateway names itself (the client sent no client_msg_id): a new id
+// (new_client_msg_id), and the gateway's clock as its sent_at, so that the engine keeps its dedupe
+// entry for the dedupe window only (engine/README.md, "The dedupe window") — nobody retries an id
+// the gateway made, and a redelivery comes within seconds.
+void submit_command(Services& svc, std::string trace_id, std::string stream, uint64_t actor, fb::CommandUnion command,
+                    std::function<void(Reply)> done);
+void submit_and_respond(Services& svc, Respond respond, std::string stream, uint64_t actor, fb::CommandUnion command,
+                        std::function<ApiReply(const fb::CommandReplyT&)> on_success);
+
 // "r-<32 hex>": for writes whose client sent no client_msg_id.
 std::string new_client_msg_id();
 // 16 hex digits naming one command in every log line that handles it.

@@ -93,7 +93,7 @@ void on_read(Services& svc, const std::shared_ptr<FrameConnection>& conn, const 
   fb::CommandUnion cmd;
   cmd.Set(fb::MarkReadT{{}, seq});
   std::string trace = new_trace_id();
-  submit_command(svc, trace, conversation, conn->user_id(), new_client_msg_id(), std::move(cmd),
+  submit_command(svc, trace, conversation, conn->user_id(), std::move(cmd),
                  [&svc, conn, conversation, seq, trace](Reply r) {
                    if (!succeeded(r)) return answer_failure(svc, *conn, failure_of(r), {}, "read", trace);
                    JsonOut j;

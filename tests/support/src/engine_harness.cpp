@@ -182,6 +182,7 @@ void LogTail::take_event(const Record& r) {
   s.actor = e.actor();
   s.epoch = e.epoch();
   s.client_msg_id = sv(e.client_msg_id());
+  s.client_sent_at = e.client_sent_at();
   if (e.reply_to()) {
     s.gateway = sv(e.reply_to()->gateway());
     s.request_id = e.reply_to()->request_id();

@@ -85,6 +85,7 @@ struct SeenEvent {
   uint64_t actor = 0;
   uint64_t epoch = 0;
   std::string client_msg_id;
+  int64_t client_sent_at = 0;
   std::string gateway;      // reply_to.gateway ("" when absent)
   uint64_t request_id = 0;  // reply_to.request_id
   std::string content;      // MessageAppended: its text, opened with test_keys()
