@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -201,7 +202,15 @@ struct RetentionWorker::Loop {
       scan();
       last_scan = std::chrono::steady_clock::now();
     }
+    // Caught up, the worker needs what came since only at its next pass: it reads in batches a
+    // pause apart instead of waking for every append (a thread's wake-up per group commit).
+    if (stats.caught_up && batch.size() < config.max_batch) worker.wait_for(follow_pause());
     return {};
+  }
+
+  [[nodiscard]] std::chrono::milliseconds follow_pause() const {
+    return std::clamp<std::chrono::milliseconds>(config.interval / 2, std::chrono::milliseconds(1),
+                                                  std::chrono::seconds(1));
   }
 };
 

@@ -11,7 +11,8 @@
 // conversation may be expired now, and for each that may go further sends ExpireMessages
 // {through_seq} (actor 0, no reply) through the command path. The engine decides again on its own
 // state and clock, and writes MessagesExpired, which every read model applies; the worker reads
-// it back like any event. A command lost on its way is sent again at the next interval.
+// it back like any event. A command lost on its way is sent again at the next interval. Once
+// caught up it reads in batches half an interval apart (at most 1 s), not at every append.
 //
 // One worker per deployment works: with a LeaseStore, only the holder of the lease "retention"
 // reads and sends; every other stands by, asking for the lease every third of its time-to-live,
