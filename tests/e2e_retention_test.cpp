@@ -38,10 +38,7 @@ namespace {
 using namespace std::chrono_literals;
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
 
-struct User {
-  uint64_t id = 0;
-  std::string token;
-};
+using User = SignedIn;
 
 class E2eRetention : public ::testing::Test {
  protected:
@@ -90,27 +87,10 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
     return server_->http().request(method, target, body, u.token);
   }
 
-  User join(const std::string& name) {
-    std::string creds = fmt::format(R"({{"username":"{}","password":"secret-{}"}})", name, name);
-    auto reg = server_->http().post("/api/v1/auth/register", creds);
-    EXPECT_EQ(reg.status, 201) << reg.body;
-    return login(name);
-  }
+  User join(const std::string& name) { return testing::join(server_->http(), name); }
 
   // A fresh access token (days later the old one has expired).
-  User login(const std::string& name) {
-    std::string creds = fmt::format(R"({{"username":"{}","password":"secret-{}"}})", name, name);
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      auto login = server_->http().post("/api/v1/auth/login", creds);
-      if (login.status == 200) {
-        auto j = login.json();
-        return User{j["user_id"].GetUint64(), j["access_token"].GetString()};
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ADD_FAILURE() << "could not log in as " << name;
-    return {};
-  }
+  User login(const std::string& name) { return log_in(server_->http(), name); }
 
   uint64_t send(const User& u, const std::string& conv, const std::string& text) {
     auto r = call("POST", "/api/v1/conversations/" + conv + "/messages",

@@ -33,11 +33,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct User {
-  uint64_t id = 0;
-  std::string token;
-};
-
 // The files under `dir` holding `needle`, by path.
 std::vector<std::string> files_holding(const std::filesystem::path& dir, const std::string& needle) {
   std::vector<std::string> out;
@@ -62,24 +57,8 @@ gateway:
 )");
   }
 
-  User join(const std::string& name) {
-    std::string creds = fmt::format(R"({{"username":"{}","password":"secret-{}"}})", name, name);
-    auto reg = server_->http().post("/api/v1/auth/register", creds);
-    EXPECT_EQ(reg.status, 201) << reg.body;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      auto login = server_->http().post("/api/v1/auth/login", creds);
-      if (login.status == 200) {
-        auto j = login.json();
-        return User{j["user_id"].GetUint64(), j["access_token"].GetString()};
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ADD_FAILURE() << "could not log in as " << name;
-    return {};
-  }
-
   // Waits until the conversation's history holds `text` as seen by `u`.
-  bool history_holds(const std::string& conv, const User& u, const std::string& text) {
+  bool history_holds(const std::string& conv, const SignedIn& u, const std::string& text) {
     for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
       auto r = server_->http().request("GET", "/api/v1/conversations/" + conv + "/messages?limit=50", "", u.token);
       if (r.status == 200 && r.body.find(text) != std::string::npos) return true;
@@ -94,7 +73,7 @@ gateway:
 
 TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
   ASSERT_TRUE(server_->start()) << "imlog did not get ready";
-  User ann = join("seal_ann"), bob = join("seal_bob");
+  SignedIn ann = join(server_->http(), "seal_ann"), bob = join(server_->http(), "seal_bob");
   ASSERT_FALSE(HasFailure());
   // A text found nowhere else: random, so no other bytes of the data directory match it by chance.
   unsigned char r[12];

@@ -44,31 +44,14 @@ struct ReplayRun : CommandRun {
   }
 };
 
-struct User {
-  uint64_t id = 0;
-  std::string token;
-};
+using User = SignedIn;
 
 // The REST client side of the workload.
 class Client {
  public:
   explicit Client(int port) : http_("127.0.0.1", port) {}
 
-  User join(const std::string& name) {
-    std::string creds = fmt::format(R"({{"username":"{}","password":"secret-{}"}})", name, name);
-    auto reg = http_.post("/api/v1/auth/register", creds);
-    EXPECT_EQ(reg.status, 201) << reg.body;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      auto login = http_.post("/api/v1/auth/login", creds);
-      if (login.status == 200) {
-        auto j = login.json();
-        return User{j["user_id"].GetUint64(), j["access_token"].GetString()};
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    ADD_FAILURE() << "could not log in as " << name;
-    return {};
-  }
+  User join(const std::string& name) { return testing::join(http_, name); }
 
   // Expects a 2xx answer; returns the body parsed.
   rapidjson::Document call(const char* method, const std::string& target, const std::string& body, const User& u) {

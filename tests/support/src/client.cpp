@@ -438,4 +438,26 @@ void WsClient::close() {
   });
 }
 
+SignedIn log_in(const HttpClient& http, const std::string& name) {
+  std::string creds = R"({"username":")" + name + R"(","password":"secret-)" + name + R"("})";
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       std::chrono::steady_clock::now() < deadline;) {
+    auto login = http.post("/api/v1/auth/login", creds);
+    if (login.status == 200) {
+      auto j = login.json();
+      return SignedIn{j["user_id"].GetUint64(), j["access_token"].GetString()};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ADD_FAILURE() << "could not log in as " << name;
+  return {};
+}
+
+SignedIn join(const HttpClient& http, const std::string& name) {
+  std::string creds = R"({"username":")" + name + R"(","password":"secret-)" + name + R"("})";
+  auto reg = http.post("/api/v1/auth/register", creds);
+  EXPECT_EQ(reg.status, 201) << reg.body;
+  return log_in(http, name);
+}
+
 }  // namespace imlog::testing

@@ -68,6 +68,18 @@ class HttpClient {
   std::vector<std::pair<std::string, std::string>> headers_;
 };
 
+// A signed-in test user: their id and access token.
+struct SignedIn {
+  uint64_t id = 0;
+  std::string token;
+};
+
+// Logs `name` in with the password "secret-<name>", trying again for up to 10 s while the read
+// model has not taken the registration yet; {} and a test failure when it cannot.
+SignedIn log_in(const HttpClient& http, const std::string& name);
+// Registers `name` (password "secret-<name>"; a failure unless 201), then log_in().
+SignedIn join(const HttpClient& http, const std::string& name);
+
 // The subprotocols every chat scenario runs over: JSON text, and binary FlatBuffers.
 inline constexpr const char* kWsJson = "imlog.v1.json";
 inline constexpr const char* kWsBinary = "imlog.v1";
