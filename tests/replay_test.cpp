@@ -228,6 +228,22 @@ TEST(Replay, VerifyNamesTheFirstRowThatDiffersFromTheLiveModel) {
   EXPECT_FALSE(r.has("verify: equal")) << r.text();
 }
 
+// The key store opens every sealed message: a replay never builds into it (--from-scratch would
+// delete it first).
+TEST(Replay, RefusesTheKeyStoreAsItsTarget) {
+  TempDir dir("imlog-replay-keys");
+  auto data = dir.path() / "data";
+  ASSERT_NO_FATAL_FAILURE(make_data_dir(data, 10));
+  ReplayRun first = run_replay({"--projection", "rocksdb", "--data-dir", data.string()});
+  ASSERT_EQ(first.status, 0) << first.text();
+  ASSERT_TRUE(std::filesystem::exists(data / "keys" / "CURRENT"));
+  ReplayRun r = run_replay({"--projection", "rocksdb", "--data-dir", data.string(), "--target",
+                            (data / "keys").string(), "--from-scratch"});
+  EXPECT_NE(r.status, 0) << r.text();
+  EXPECT_TRUE(r.has("is the key store")) << r.text();
+  EXPECT_TRUE(std::filesystem::exists(data / "keys" / "CURRENT")) << "the key store was removed";
+}
+
 TEST(Replay, RefusesALogThatAnotherProcessHasOpenAndAMissingLog) {
   TempDir dir("imlog-replay-busy");
   auto data = dir.path() / "data";

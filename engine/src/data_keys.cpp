@@ -55,7 +55,8 @@ class RocksKeyStore final : public KeyStore {
   Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) override {
     auto found = read(user_id);
     IMLOG_TRY(found);
-    if (!found->has_value() || (*found)->empty()) return std::optional<DataKey>{};
+    if (!found->has_value()) return std::optional<DataKey>{};
+    if ((*found)->empty()) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
     auto key = to_key(user_id, **found);
     IMLOG_TRY(key);
     return std::optional<DataKey>(*key);

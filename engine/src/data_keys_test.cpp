@@ -121,8 +121,8 @@ TEST_F(RocksKeys, ADestroyedKeyIsGoneForGoodAndLeavesNoBytesOnDisk) {
   ASSERT_TRUE(destroyed) << destroyed.error().to_string();
   ASSERT_TRUE(store->destroy(7));  // idempotent
   auto read = store->key_for_reading(7);
-  ASSERT_TRUE(read);
-  EXPECT_FALSE(read->has_value());
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error().code(), make_error_code(KeyErrc::erased));
   auto write = store->key_for_writing(7);
   ASSERT_FALSE(write);
   EXPECT_EQ(write.error().code(), make_error_code(KeyErrc::erased));
@@ -130,6 +130,31 @@ TEST_F(RocksKeys, ADestroyedKeyIsGoneForGoodAndLeavesNoBytesOnDisk) {
   EXPECT_FALSE(on_disk(*key));
   store = open();
   EXPECT_FALSE(store->key_for_writing(7));  // still erased after a reopen
+}
+
+// A sealed message read with a store that never had its sender's key (a data directory restored
+// without its keys) fails `missing`, not `erased`: nobody erased anyone.
+TEST_F(RocksKeys, AMessageWhoseKeyTheStoreNeverHadIsMissingNotErased) {
+  auto store = open();
+  fb::EventEnvelopeT e;
+  e.stream = "single_1_2";
+  e.seq = 1;
+  e.event_id = 77;
+  e.actor = 1;
+  fb::MessageAppendedT m;
+  std::string sealed = seal(key_of(9), "hello", {77, "content"});
+  m.sealed_content.assign(sealed.begin(), sealed.end());
+  e.event.Set(std::move(m));
+  std::string bytes = encode_event(e);
+  auto read = read_event(bytes);
+  ASSERT_TRUE(read);
+  auto text = message_text(**read, *(*read)->event_as_MessageAppended(), *store);
+  ASSERT_FALSE(text);
+  EXPECT_EQ(text.error().code(), make_error_code(KeyErrc::missing)) << text.error().to_string();
+  ASSERT_TRUE(store->destroy(1));
+  text = message_text(**read, *(*read)->event_as_MessageAppended(), *store);
+  ASSERT_FALSE(text);
+  EXPECT_EQ(text.error().code(), make_error_code(KeyErrc::erased)) << text.error().to_string();
 }
 
 TEST_F(RocksKeys, ConcurrentWritersOfANewUserGetOneKey) {
@@ -155,8 +180,8 @@ TEST_F(RocksKeys, TheCacheForgetsADestroyedKey) {
   ASSERT_TRUE(read && read->has_value());
   ASSERT_TRUE(cached.destroy(3));
   read = cached.key_for_reading(3);
-  ASSERT_TRUE(read);
-  EXPECT_FALSE(read->has_value());
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error().code(), make_error_code(KeyErrc::erased));
   EXPECT_FALSE(cached.key_for_writing(3));
 }
 

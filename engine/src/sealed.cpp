@@ -26,6 +26,7 @@ class KeyCategory final : public std::error_category {
       case KeyErrc::erased: return "erased";
       case KeyErrc::corrupt: return "corrupt";
       case KeyErrc::unavailable: return "unavailable";
+      case KeyErrc::missing: return "missing";
     }
     return "unknown";
   }
@@ -113,8 +114,9 @@ Result<std::string> message_text(const fb::EventEnvelope& event, const fb::Messa
   auto key = keys.key_for_reading(event.actor());
   IMLOG_TRY(key);
   if (!key->has_value()) {
-    return fail(KeyErrc::erased, "the data key of user " + id_str(event.actor()) + ", who sent message " +
-                                     id_str(event.event_id()) + ", is gone");
+    return fail(KeyErrc::missing, "the key store has no data key of user " + id_str(event.actor()) +
+                                      ", who sent message " + id_str(event.event_id()) +
+                                      ": it is not the store this log was sealed with (restored without its keys?)");
   }
   std::string_view bytes(reinterpret_cast<const char*>(sealed->data()), sealed->size());
   return unseal(**key, bytes, {event.event_id(), "content"});

@@ -575,12 +575,21 @@ class Sequencer::Loop final : public RebalanceListener {
     if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
     if (d.kind == Decision::Kind::refuse) return remember_refusal(ctx, r, c, d, batch, events);
 
-    // The key before the envelope: a command refused or failed here must not take an event id.
+    // The key before the envelope: a command refused here takes no event id. Without its key the
+    // command alone is answered (the loop and the rest of the batch go on): a destroyed key
+    // refuses it for good, any other failure (the store away, a damaged key) asks for a retry.
     auto sealing = sealing_key(d, c);
-    if (!sealing && sealing.error().code() == make_error_code(KeyErrc::erased)) {
-      return refuse(Refusal::not_found, sealing.error().message());
+    if (!sealing) {
+      if (sealing.error().code() == make_error_code(KeyErrc::erased)) {
+        return refuse(Refusal::not_found, sealing.error().message());
+      }
+      logger_->warn("answering a command on {} `unavailable`: {}", stream, sealing.error().to_string());
+      queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, "unavailable",
+                  "the data key this message is sealed with could not be had (" + sealing.error().message() +
+                      "); retry with the same client_msg_id",
+                  DedupeEntry{});
+      return {};
     }
-    IMLOG_TRY(sealing);
     fb::EventEnvelopeT e = envelope_of(ctx, c, d.timeline ? state.last_seq + 1 : 0, now);
     e.event = std::move(d.event);
     if (*sealing) seal_content(**sealing, e);
@@ -599,8 +608,7 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // The key an accepted event's personal fields are sealed with (data_keys.h): for a message, its
-  // sender's, made on their first one; none for other events. A key that cannot be had fails the
-  // batch (`unavailable`: the client retries); a destroyed one (`erased`) refuses the command.
+  // sender's, made on their first one; none for other events.
   Result<std::optional<DataKey>> sealing_key(const Decision& d, const fb::CommandEnvelope& c) {
     if (d.event.type != fb::Event::MessageAppended) return std::optional<DataKey>{};
     auto key = keys_.key_for_writing(c.actor());

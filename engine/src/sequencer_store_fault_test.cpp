@@ -193,7 +193,8 @@ struct Engine {
 };
 
 Result<std::unique_ptr<Engine>> start_engine(EventLog& log, const EngineConfig& config,
-                                             std::shared_ptr<StoreFaults> faults) {
+                                             std::shared_ptr<StoreFaults> faults,
+                                             KeyStore& keys = testing::test_keys()) {
   auto e = std::make_unique<Engine>();
   e->commands = log_commands(log);
   e->deliveries = log_deliveries(log);
@@ -201,13 +202,71 @@ Result<std::unique_ptr<Engine>> start_engine(EventLog& log, const EngineConfig& 
   IMLOG_TRY(e->directory->start());
   auto store = StateStore::open(config.state_dir);
   IMLOG_TRY(store);
-  auto seq = Sequencer::create(log, SequencerTransports{*e->commands, *e->deliveries}, *e->directory,
-                               testing::test_keys(), SystemClock::instance(), config,
+  auto seq = Sequencer::create(log, SequencerTransports{*e->commands, *e->deliveries}, *e->directory, keys,
+                               SystemClock::instance(), config,
                                std::make_unique<FaultStateStore>(std::move(*store), std::move(faults)));
   IMLOG_TRY(seq);
   e->sequencer = std::move(*seq);
   IMLOG_TRY(e->sequencer->start());
   return e;
+}
+
+// The data key store failing while `down` (a MySQL key store away): the test process's keys
+// otherwise.
+class FlakyKeys final : public KeyStore {
+ public:
+  std::atomic<bool> down{false};
+  Result<DataKey> key_for_writing(uint64_t user) override {
+    if (down) return fail(KeyErrc::unavailable, "the key store is down (injected)", true);
+    return testing::test_keys().key_for_writing(user);
+  }
+  Result<std::optional<DataKey>> key_for_reading(uint64_t user) override {
+    if (down) return fail(KeyErrc::unavailable, "the key store is down (injected)", true);
+    return testing::test_keys().key_for_reading(user);
+  }
+  Status destroy(uint64_t user) override { return testing::test_keys().destroy(user); }
+};
+
+// A message whose sender's key cannot be had is answered `unavailable`, takes no seq or event id,
+// and leaves the engine running; the client's retry, once the store is back, is appended.
+TEST(SequencerKeys, AKeyStoreThatFailsAnswersUnavailableAndTheEngineGoesOn) {
+  testing::TempDir dir("imlog-seq-keys");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_TRUE(log) << log.error().to_string();
+  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
+  auto tail = LogTail::open(**log, kGateway);
+  ASSERT_TRUE(tail) << tail.error().to_string();
+  EngineConfig ec;
+  ec.state_dir = dir.str() + "/engine";
+  ec.instance_id = "keys";
+  FlakyKeys keys;
+  keys.down = true;
+  auto engine = start_engine(**log, ec, std::make_shared<StoreFaults>(), keys);
+  ASSERT_TRUE(engine) << engine.error().to_string();
+
+  auto send = [&](uint64_t request) {
+    auto c = testing::send_message(std::string(kWorldStream), 4101, "k-1", "sealed later", kGateway, request);
+    ASSERT_TRUE(testing::submit(**log, {c}));
+    auto done = (*tail)->wait_for([&] { return (*tail)->answered(request); }, 30s);
+    ASSERT_TRUE(done && *done) << "no answer to request " << request;
+  };
+  send(1);
+  auto first = (*tail)->replies_for(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0]->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(first[0]->code, "unavailable") << first[0]->message;
+  EXPECT_EQ((*tail)->event_for_request(1), nullptr);
+  EXPECT_EQ((*engine)->sequencer->failure(), "");
+
+  keys.down = false;
+  send(2);
+  const auto* event = (*tail)->event_for_request(2);
+  ASSERT_NE(event, nullptr) << "the retry was not appended";
+  EXPECT_EQ(event->seq, 1u) << "the refused try took a seq";
+  EXPECT_EQ(event->content, "sealed later");
+  EXPECT_EQ((*engine)->sequencer->failure(), "");
 }
 
 uint64_t g_injected = 0;  // over all cases: the property must have exercised some faults

@@ -115,7 +115,8 @@ class MysqlKeyStore final : public KeyStore {
     using Found = std::optional<DataKey>;
     return run<Found>("reading the data key of user " + id_str(user_id), [&](Conn& c) -> Result<Found> {
       Stored s = c.read(user_id);
-      if (s.state != Stored::key) return Found{};
+      if (s.state == Stored::none) return Found{};
+      if (s.state == Stored::destroyed) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
       auto key = to_key(user_id, s.bytes);
       IMLOG_TRY(key);
       return Found(*key);

@@ -118,8 +118,13 @@ Result<Model> open_model(const Options& o, const ServerConfig& c, bool live) {
     RocksDbModelConfig rc = c.model;
     if (!live) {
       rc.dir = o.target.empty() ? c.data_dir + "/model.replay" : o.target;
-      if (std::filesystem::weakly_canonical(rc.dir) == std::filesystem::weakly_canonical(c.model.dir)) {
+      auto target = std::filesystem::weakly_canonical(rc.dir);
+      if (target == std::filesystem::weakly_canonical(c.model.dir)) {
         return fail(std::errc::invalid_argument, "the target " + rc.dir + " is the live model: choose another --target");
+      }
+      if (target == std::filesystem::weakly_canonical(c.data_dir + "/keys")) {
+        return fail(std::errc::invalid_argument, "the target " + rc.dir + " is the key store, without which no " +
+                                                     "message can be read: choose another --target");
       }
       rc.disable_wal = true;  // a crash costs at most the work since the last checkpoint
       rc.bulk_load = true;    // nobody reads the target while it is built
@@ -141,6 +146,11 @@ Result<Model> open_model(const Options& o, const ServerConfig& c, bool live) {
       mc.database = o.target.empty() ? c.mysql->database + "_replay" : o.target;
       if (mc.database == c.mysql->database) {
         return fail(std::errc::invalid_argument, "the target database `" + mc.database + "` is the live one: choose another --target");
+      }
+      if (mc.database == c.mysql->keys_database) {
+        return fail(std::errc::invalid_argument, "the target database `" + mc.database + "` holds the data keys " +
+                                                     "(mysql.keys_database), without which no message can be read: " +
+                                                     "choose another --target");
       }
       if (o.from_scratch) {
         auto old = open_mysql_model(mc);

@@ -780,7 +780,11 @@ Status Node::start() {
   // Every role reads or writes im.events: none runs on a topic that would delete it.
   IMLOG_TRY(verify_topic_settings(*p.log, p.config.event_log));
   IMLOG_TRY(p.open_transports());
-  IMLOG_TRY(p.open_keys());
+  // The roles that seal or open message text; a router alone never does.
+  if (has_role(p.config, "engine") || has_role(p.config, "projector") || has_role(p.config, "gateway") ||
+      has_role(p.config, "tasks")) {
+    IMLOG_TRY(p.open_keys());
+  }
   if (has_role(p.config, "engine")) IMLOG_TRY(p.start_engine());
   if (has_role(p.config, "projector")) IMLOG_TRY(p.start_projectors());
   if (has_role(p.config, "tasks")) IMLOG_TRY(p.start_tasks());

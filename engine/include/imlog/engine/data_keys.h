@@ -41,6 +41,7 @@ enum class KeyErrc {
   erased = 1,   // the user's key was destroyed: nothing is sealed for them again
   corrupt,      // a sealed field or a stored key does not open or decode
   unavailable,  // the store cannot be reached or failed (retryable)
+  missing,      // a sealed field's key was never in this store (a store not the log's own)
 };
 const std::error_category& key_category();
 inline std::error_code make_error_code(KeyErrc e) { return {static_cast<int>(e), key_category()}; }
@@ -70,7 +71,8 @@ class KeyStore {
   // The user's key; made, stored and synced first when they have none. Fails `erased` once the
   // user's key was destroyed. Two callers asking at once for a new user's key get the same one.
   virtual Result<DataKey> key_for_writing(uint64_t user_id) = 0;
-  // The user's key, or none: destroyed, or never made (nothing was sealed for them).
+  // The user's key; none when it was never made (nothing was sealed for them with this store);
+  // fails `erased` when it was destroyed.
   virtual Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) = 0;
   // Destroys the user's key for good and remembers that it did. Idempotent.
   virtual Status destroy(uint64_t user_id) = 0;
@@ -100,8 +102,9 @@ class CachedKeyStore final : public KeyStore {
 
 // The text of a message event: its sealed_content opened with the sender's (the actor's) key,
 // or, written before schema 10, its content. Fails `corrupt` when the sealed bytes do not open,
-// `erased` (not retryable) when the sender's key is gone, and as the store does when it cannot
-// be read.
+// `erased` when the sender's key was destroyed, `missing` when the store never had it (it is not
+// the store this log was sealed with: restored without its keys?), none of them retryable; and as
+// the store does when it cannot be read.
 Result<std::string> message_text(const fb::EventEnvelope& event, const fb::MessageAppended& message,
                                  KeyStore& keys);
 
