@@ -1,7 +1,6 @@
 #include "imlog/engine/data_keys.h"
 
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -40,7 +39,7 @@ class RocksKeyStore final : public KeyStore {
     IMLOG_TRY(found);
     if (found->has_value()) {
       if ((*found)->empty()) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
-      return to_key(user_id, **found);
+      return stored_key(user_id, **found);
     }
     init_sodium();
     DataKey key;
@@ -57,7 +56,7 @@ class RocksKeyStore final : public KeyStore {
     IMLOG_TRY(found);
     if (!found->has_value()) return std::optional<DataKey>{};
     if ((*found)->empty()) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
-    auto key = to_key(user_id, **found);
+    auto key = stored_key(user_id, **found);
     IMLOG_TRY(key);
     return std::optional<DataKey>(*key);
   }
@@ -95,16 +94,6 @@ class RocksKeyStore final : public KeyStore {
     if (s.IsNotFound()) return std::optional<std::string>{};
     if (!s.ok()) return unavailable("reading the data key of user " + id_str(user_id), s);
     return std::optional<std::string>(std::move(value));
-  }
-
-  static Result<DataKey> to_key(uint64_t user_id, const std::string& value) {
-    if (value.size() != kDataKeyBytes) {
-      return fail(KeyErrc::corrupt, "the stored data key of user " + id_str(user_id) + " has " +
-                                        id_str(value.size()) + " bytes, not " + id_str(kDataKeyBytes));
-    }
-    DataKey key;
-    std::memcpy(key.data(), value.data(), key.size());
-    return key;
   }
 
   static tl::unexpected<Error> unavailable(const std::string& what, const rocksdb::Status& s) {

@@ -107,6 +107,16 @@ Result<std::string> unseal(const DataKey& key, std::string_view sealed, SealCont
   return out;
 }
 
+Result<DataKey> stored_key(uint64_t user_id, std::string_view bytes) {
+  if (bytes.size() != kDataKeyBytes) {
+    return fail(KeyErrc::corrupt, "the stored data key of user " + id_str(user_id) + " has " +
+                                      id_str(bytes.size()) + " bytes, not " + id_str(kDataKeyBytes));
+  }
+  DataKey key;
+  std::memcpy(key.data(), bytes.data(), key.size());
+  return key;
+}
+
 Result<std::string> message_text(const fb::EventEnvelope& event, const fb::MessageAppended& message,
                                  KeyStore& keys) {
   const auto* sealed = message.sealed_content();

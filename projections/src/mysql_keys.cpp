@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -72,16 +71,6 @@ struct Conn {
   }
 };
 
-Result<DataKey> to_key(uint64_t user_id, const std::string& bytes) {
-  if (bytes.size() != kDataKeyBytes) {
-    return fail(KeyErrc::corrupt, "the stored data key of user " + id_str(user_id) + " has " +
-                                      id_str(bytes.size()) + " bytes, not " + id_str(kDataKeyBytes));
-  }
-  DataKey key;
-  std::memcpy(key.data(), bytes.data(), key.size());
-  return key;
-}
-
 class MysqlKeyStore final : public KeyStore {
  public:
   // `config.database` is the keys database here.
@@ -107,7 +96,7 @@ class MysqlKeyStore final : public KeyStore {
                     "the data key of user " + id_str(user_id) + " was gone right after it was stored; retry",
                     true);
       }
-      return to_key(user_id, s.bytes);
+      return stored_key(user_id, s.bytes);
     });
   }
 
@@ -117,7 +106,7 @@ class MysqlKeyStore final : public KeyStore {
       Stored s = c.read(user_id);
       if (s.state == Stored::none) return Found{};
       if (s.state == Stored::destroyed) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
-      auto key = to_key(user_id, s.bytes);
+      auto key = stored_key(user_id, s.bytes);
       IMLOG_TRY(key);
       return Found(*key);
     });

@@ -65,6 +65,9 @@ std::string seal(const DataKey& key, std::string_view plaintext, SealContext ctx
 // key for this event and field.
 Result<std::string> unseal(const DataKey& key, std::string_view sealed, SealContext ctx);
 
+// A key as a store keeps it: its 32 bytes; `corrupt` naming the user when there are not 32.
+Result<DataKey> stored_key(uint64_t user_id, std::string_view bytes);
+
 class KeyStore {
  public:
   virtual ~KeyStore() = default;
