@@ -611,10 +611,7 @@ class Sequencer::Loop final : public RebalanceListener {
   // sender's, made on their first one; none for other events.
   Result<std::optional<DataKey>> sealing_key(const Decision& d, const fb::CommandEnvelope& c) {
     if (d.event.type != fb::Event::MessageAppended) return std::optional<DataKey>{};
-    auto key = keys_.key_for_writing(c.actor());
-    if (!key && key.error().code() == make_error_code(KeyErrc::erased)) {
-      return fail(KeyErrc::erased, "user " + std::to_string(c.actor()) + " was erased");
-    }
+    auto key = keys_.key_for_writing(c.actor());  // a destroyed key fails `erased`, naming the user
     IMLOG_TRY(key);
     return std::optional<DataKey>(*key);
   }

@@ -436,11 +436,12 @@ struct PushWorker::Loop {
   // A message's text for its preview; none (logged) when it cannot be opened: its sender erased,
   // or no key store. A key store that does not answer fails the step, which is tried again.
   Result<std::optional<std::string>> open_text(const fb::EventEnvelope& e, const fb::MessageAppended& m) {
-    if (config.keys == nullptr && m.sealed_content() != nullptr) {
+    if (config.keys == nullptr) {
+      if (m.sealed_content() == nullptr) return std::optional<std::string>(std::string(sv(m.content())));
       logger->warn("push: message {} is sealed and the worker has no key store: not pushed", e.event_id());
       return std::optional<std::string>{};
     }
-    auto text = config.keys ? message_text(e, m, *config.keys) : Result<std::string>(std::string(sv(m.content())));
+    auto text = message_text(e, m, *config.keys);
     if (text) return std::optional<std::string>(std::move(*text));
     if (text.error().retryable()) return tl::unexpected(text.error());
     logger->warn("push: message {} is not pushed: {}", e.event_id(), text.error().to_string());
