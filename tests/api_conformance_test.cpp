@@ -450,6 +450,14 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("updateProfile", 413, {}, too_big, a.token);
   eventually("getMe", 200, {}, a.token, {}, [](const HttpResult& r) { return r.body.find("Conformant") != std::string::npos; });
   call("getMe", 401);
+  {  // erasure, of a user of its own
+    User e = make_user("conf_erased");
+    call("eraseMe", 400, {}, junk, e.token);
+    call("eraseMe", 401, {}, R"({"password":"not the password"})", e.token);
+    call("eraseMe", 401, {}, R"({"password":"correct horse"})");
+    call("eraseMe", 204, {}, R"({"password":"correct horse"})", e.token);
+    call("eraseMe", 401, {}, R"({"password":"correct horse"})", e.token);  // erased: its token is refused
+  }
   call("updateSettings", 204, {}, R"({"allow_search":true,"message_policy":"everyone"})", a.token);
   call("updateSettings", 400, {}, R"({"message_policy":"nobody"})", a.token);
   call("updateSettings", 401, {}, R"({"allow_search":true})");

@@ -1040,10 +1040,10 @@ TEST_F(E2eChat, ContractStatusesOfRecallRoleAndWrongMethod) {
   EXPECT_STREQ(bad_role.json()["code"].GetString(), "invalid") << bad_role.body;
 
   // /users/me and /users/{id} are both GET routes of this path: Allow names GET once.
-  auto wrong = s().http().request("DELETE", "/api/v1/users/me", {}, a.token);
+  auto wrong = s().http().request("PUT", "/api/v1/users/me", "{}", a.token);
   EXPECT_EQ(wrong.status, 405) << wrong.body;
   EXPECT_STREQ(wrong.json()["code"].GetString(), "method_not_allowed") << wrong.body;
-  EXPECT_EQ(wrong.header("Allow"), "GET, PATCH");
+  EXPECT_EQ(wrong.header("Allow"), "GET, PATCH, DELETE");
 }
 
 TEST_F(E2eChat, QueryParametersOutsideTheirDocumentedRangesAre400) {

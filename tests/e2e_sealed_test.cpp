@@ -9,7 +9,12 @@
 //   - every event of a command the gateway named itself (registration, a message sent without a
 //     client_msg_id) carries the gateway's time as its sent_at, so the engine's dedupe entry of
 //     it lasts the dedupe window, not for ever; one with the client's own id and no sent_at has
-//     none.
+//     none;
+//   - erasure (DELETE /api/v1/users/me): a wrong password changes nothing; then the user's message
+//     keeps its seq, erased and empty, in the other user's history; their profile, login, token
+//     and search hits are gone; after a clean stop no file of the data directory — log, engine
+//     state, keys, read model — holds their message text or their nickname; `replay --verify`
+//     rebuilds the same scrubbed model from the log.
 
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -67,6 +72,15 @@ gateway:
     return false;
   }
 
+  // A text found nowhere else: random, so no other bytes of the data directory match it by chance.
+  static std::string canary(std::string_view prefix) {
+    unsigned char r[12];
+    randombytes_buf(r, sizeof r);
+    std::string out(prefix);
+    for (unsigned char c : r) out += fmt::format("{:02x}", c);
+    return out;
+  }
+
   TempDir dir_{"imlog-e2e-sealed"};
   std::unique_ptr<ImlogServer> server_;
 };
@@ -75,11 +89,7 @@ TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
   ASSERT_TRUE(server_->start()) << "imlog did not get ready";
   SignedIn ann = join(server_->http(), "seal_ann"), bob = join(server_->http(), "seal_bob");
   ASSERT_FALSE(HasFailure());
-  // A text found nowhere else: random, so no other bytes of the data directory match it by chance.
-  unsigned char r[12];
-  randombytes_buf(r, sizeof r);
-  std::string canary = "canary-";
-  for (unsigned char c : r) canary += fmt::format("{:02x}", c);
+  const std::string canary = E2eSealed::canary("canary-");
 
   auto bob_ws = WsClient::connect("127.0.0.1", server_->port(), "/ws", bob.token);
   ASSERT_TRUE(bob_ws) << "bob's WebSocket";
@@ -126,6 +136,65 @@ TEST_F(E2eSealed, TheLogHoldsNoMessageTextYetEveryReaderOpensIt) {
       EXPECT_GT(e.client_sent_at, 0) << fb::EnumNameEvent(e.type) << " " << e.stream << " " << e.client_msg_id;
     }
     EXPECT_GE(named_by_gateway, 3u);  // two registrations and the message without an id
+  }
+
+  auto replay = run_command({(binary_dir() / "replay").string(), "--projection", "rocksdb", "--config",
+                             server_->config_path(), "--data-dir", server_->data_dir(), "--verify"});
+  EXPECT_EQ(replay.status, 0) << replay.out;
+  EXPECT_NE(replay.out.find("verify: equal"), std::string::npos) << replay.out;
+}
+
+TEST_F(E2eSealed, AnErasedUserLeavesNothingReadableAndReplayAgrees) {
+  ASSERT_TRUE(server_->start()) << "imlog did not get ready";
+  SignedIn ann = join(server_->http(), "gone_ann"), bob = join(server_->http(), "gone_bob");
+  ASSERT_FALSE(HasFailure());
+  const std::string text = canary("word"), nickname = canary("nick");
+  auto& http = server_->http();
+  auto named = http.request("PATCH", "/api/v1/users/me", fmt::format(R"({{"nickname":"{}"}})", nickname), ann.token);
+  ASSERT_EQ(named.status, 204) << named.body;
+  const std::string conv = single_stream(ann.id, bob.id);
+  auto sent = http.request("POST", "/api/v1/conversations/" + conv + "/messages",
+                           fmt::format(R"({{"client_msg_id":"g1","content":"hello {}"}})", text), ann.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  auto reply = http.request("POST", "/api/v1/conversations/" + conv + "/messages",
+                            R"({"client_msg_id":"g2","content":"bob stays"})", bob.token);
+  ASSERT_EQ(reply.status, 201) << reply.body;
+  ASSERT_TRUE(history_holds(conv, bob, text)) << "the message did not reach the model";
+  const std::string search = "/api/v1/search/messages?q=" + text;
+  EXPECT_NE(http.request("GET", search, "", bob.token).body.find(text), std::string::npos) << "search did not find it";
+
+  auto wrong = http.request("DELETE", "/api/v1/users/me", R"({"password":"not-it"})", ann.token);
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
+  EXPECT_EQ(http.request("GET", "/api/v1/users/me", "", ann.token).status, 200) << "a wrong password erased";
+  auto erased = http.request("DELETE", "/api/v1/users/me", R"({"password":"secret-gone_ann"})", ann.token);
+  ASSERT_EQ(erased.status, 204) << erased.body;
+
+  // The row stays (the seq), erased and empty; bob's own message is untouched.
+  bool scrubbed = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; !scrubbed && std::chrono::steady_clock::now() < deadline;) {
+    auto h = http.request("GET", "/api/v1/conversations/" + conv + "/messages?limit=50", "", bob.token);
+    scrubbed = h.status == 200 && h.body.find(text) == std::string::npos && h.body.find(R"("erased":true)") != std::string::npos;
+    if (scrubbed) {
+      EXPECT_NE(h.body.find("bob stays"), std::string::npos) << h.body;
+    } else {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_TRUE(scrubbed) << "bob's history still shows the erased user's text";
+  EXPECT_EQ(http.request("GET", search, "", bob.token).body.find(text), std::string::npos) << "search still finds it";
+  EXPECT_EQ(http.request("GET", "/api/v1/users/" + std::to_string(ann.id), "", bob.token).status, 404);
+  EXPECT_EQ(http.request("GET", "/api/v1/users/me", "", ann.token).status, 401) << "the erased user's token works";
+  auto login = http.request("POST", "/api/v1/auth/login", R"({"username":"gone_ann","password":"secret-gone_ann"})");
+  EXPECT_EQ(login.status, 401) << login.body;
+  auto again = http.request("POST", "/api/v1/conversations/" + conv + "/messages",
+                            R"({"client_msg_id":"g3","content":"from beyond"})", ann.token);
+  EXPECT_EQ(again.status, 401) << again.body;
+
+  auto status = server_->terminate();
+  ASSERT_TRUE(status.has_value());
+  const std::filesystem::path data = server_->data_dir();
+  for (const auto& needle : {text, nickname}) {
+    EXPECT_EQ(files_holding(data, needle), std::vector<std::string>{}) << needle << " is still on disk";
   }
 
   auto replay = run_command({(binary_dir() / "replay").string(), "--projection", "rocksdb", "--config",

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -129,7 +130,14 @@ struct CachedKeyStore::State {
   size_t capacity;
   std::mutex mu;
   std::unordered_map<uint64_t, Entry> keys;
+  // Users whose key this process destroyed: never cached again, so a reader that fetched the key
+  // from the store just before the destroy cannot put it back (erasures are rare: a few ids).
+  std::unordered_set<uint64_t> destroyed;
 
+  bool is_destroyed(uint64_t user_id) {
+    std::lock_guard lock(mu);
+    return destroyed.contains(user_id);
+  }
   std::optional<DataKey> find(uint64_t user_id) {
     std::lock_guard lock(mu);
     auto it = keys.find(user_id);
@@ -142,12 +150,14 @@ struct CachedKeyStore::State {
   }
   void keep(uint64_t user_id, const DataKey& key) {
     std::lock_guard lock(mu);
+    if (destroyed.contains(user_id)) return;
     if (keys.size() >= capacity) keys.clear();
     keys[user_id] = Entry{key, std::chrono::steady_clock::now() + ttl};
   }
-  void forget(uint64_t user_id) {
+  void forget_for_good(uint64_t user_id) {
     std::lock_guard lock(mu);
     keys.erase(user_id);
+    destroyed.insert(user_id);
   }
 };
 
@@ -160,6 +170,7 @@ CachedKeyStore::CachedKeyStore(std::unique_ptr<KeyStore> store, std::chrono::mil
 CachedKeyStore::~CachedKeyStore() = default;
 
 Result<DataKey> CachedKeyStore::key_for_writing(uint64_t user_id) {
+  if (state_->is_destroyed(user_id)) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
   if (auto k = state_->find(user_id)) return *k;
   auto key = store_->key_for_writing(user_id);
   IMLOG_TRY(key);
@@ -168,6 +179,7 @@ Result<DataKey> CachedKeyStore::key_for_writing(uint64_t user_id) {
 }
 
 Result<std::optional<DataKey>> CachedKeyStore::key_for_reading(uint64_t user_id) {
+  if (state_->is_destroyed(user_id)) return fail(KeyErrc::erased, "user " + id_str(user_id) + " was erased");
   if (auto k = state_->find(user_id)) return std::optional<DataKey>(*k);
   auto key = store_->key_for_reading(user_id);
   IMLOG_TRY(key);
@@ -175,11 +187,11 @@ Result<std::optional<DataKey>> CachedKeyStore::key_for_reading(uint64_t user_id)
   return *key;
 }
 
+// Forgotten for good first: from here on this process treats the key as destroyed, even while
+// the store's destroy is under way or failed (the caller retries it).
 Status CachedKeyStore::destroy(uint64_t user_id) {
-  state_->forget(user_id);
-  auto done = store_->destroy(user_id);
-  state_->forget(user_id);  // a reader that found it in the store meanwhile kept it again
-  return done;
+  state_->forget_for_good(user_id);
+  return store_->destroy(user_id);
 }
 
 }  // namespace imlog

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -157,6 +159,60 @@ TEST_F(RocksKeys, AMessageWhoseKeyTheStoreNeverHadIsMissingNotErased) {
   EXPECT_EQ(text.error().code(), make_error_code(KeyErrc::erased)) << text.error().to_string();
 }
 
+// A registration's and a profile update's personal fields are sealed together (SealedProfile):
+// the encoded event holds none of them, open_profile() gives the event back with them (absent
+// fields still absent), and once the user's key is destroyed it fails `erased`.
+TEST_F(RocksKeys, ProfileFieldsAreSealedAndOpenUntilTheKeyIsDestroyed) {
+  auto store = open();
+  auto key = store->key_for_writing(9);
+  ASSERT_TRUE(key) << key.error().to_string();
+  fb::EventEnvelopeT reg;
+  reg.event_id = 100;
+  reg.stream = "names_3";
+  reg.event.Set(fb::UserRegisteredT{{}, 9, "nine", "$argon2id$hash", "Nina Nickname", "nina@example.org", {}});
+  fb::ProfileUpdatedT update;
+  update.user_id = 9;
+  update.signature = "a signature";
+  fb::EventEnvelopeT upd;
+  upd.event_id = 101;
+  upd.stream = "user_9";
+  upd.event.Set(update);
+  EXPECT_EQ(sealing_owner(reg.event, 0), 9u) << "the new user, not the (absent) actor";
+  EXPECT_EQ(sealing_owner(upd.event, 9), 9u);
+  seal_fields(*key, reg);
+  seal_fields(*key, upd);
+  std::string reg_bytes = encode_event(reg), upd_bytes = encode_event(upd);
+  for (const char* secret : {"Nina", "nina@", "argon2id", "a signature"}) {
+    EXPECT_EQ(reg_bytes.find(secret), std::string::npos) << secret;
+    EXPECT_EQ(upd_bytes.find(secret), std::string::npos) << secret;
+  }
+  EXPECT_NE(reg_bytes.find("nine"), std::string::npos) << "the username stays plain (the engine's name index)";
+
+  auto opened = open_profile(**read_event(reg_bytes), *store);
+  ASSERT_TRUE(opened) << opened.error().to_string();
+  ASSERT_TRUE(opened->has_value());
+  auto* r = (**read_event(**opened)).event_as_UserRegistered();
+  EXPECT_EQ(sv(r->nickname()), "Nina Nickname");
+  EXPECT_EQ(sv(r->email()), "nina@example.org");
+  EXPECT_EQ(sv(r->password_hash()), "$argon2id$hash");
+  EXPECT_EQ(r->sealed_profile(), nullptr);
+  auto opened_update = open_profile(**read_event(upd_bytes), *store);
+  ASSERT_TRUE(opened_update && opened_update->has_value());
+  auto* u = (**read_event(**opened_update)).event_as_ProfileUpdated();
+  EXPECT_EQ(sv(u->signature()), "a signature");
+  EXPECT_EQ(u->nickname(), nullptr) << "an absent field stays absent: unchanged";
+
+  ASSERT_TRUE(store->destroy(9));
+  auto gone = open_profile(**read_event(reg_bytes), *store);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), make_error_code(KeyErrc::erased));
+  fb::EventEnvelopeT plain;
+  plain.event.Set(fb::UserRegisteredT{{}, 10, "ten", "h", "n", "e", {}});
+  auto unsealed = open_profile(**read_event(encode_event(plain)), *store);
+  ASSERT_TRUE(unsealed);
+  EXPECT_FALSE(unsealed->has_value()) << "an event written before 10 is plain already";
+}
+
 TEST_F(RocksKeys, ConcurrentWritersOfANewUserGetOneKey) {
   auto store = open();
   std::vector<DataKey> got(8);
@@ -183,6 +239,56 @@ TEST_F(RocksKeys, TheCacheForgetsADestroyedKey) {
   ASSERT_FALSE(read);
   EXPECT_EQ(read.error().code(), make_error_code(KeyErrc::erased));
   EXPECT_FALSE(cached.key_for_writing(3));
+}
+
+
+// A store whose reads can be held after they found the key, as a reader on another thread is
+// when a destroy comes in between its store read and its cache write.
+class HeldReads final : public KeyStore {
+ public:
+  explicit HeldReads(std::unique_ptr<KeyStore> inner) : inner_(std::move(inner)) {}
+  Result<DataKey> key_for_writing(uint64_t user_id) override { return inner_->key_for_writing(user_id); }
+  Result<std::optional<DataKey>> key_for_reading(uint64_t user_id) override {
+    auto key = inner_->key_for_reading(user_id);
+    std::unique_lock lock(mu_);
+    read_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !hold_; });
+    return key;
+  }
+  Status destroy(uint64_t user_id) override { return inner_->destroy(user_id); }
+  void hold() { hold_ = true; }
+  void wait_read() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return read_; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    hold_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::unique_ptr<KeyStore> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false, read_ = false;
+};
+
+TEST_F(RocksKeys, AReaderRacingADestroyCannotCacheTheKeyAgain) {
+  auto held = std::make_unique<HeldReads>(open());
+  HeldReads& store = *held;
+  ASSERT_TRUE(store.key_for_writing(4));  // in the store, not in the cache
+  CachedKeyStore cached(std::move(held), std::chrono::minutes(10));
+  store.hold();
+  std::thread reader([&] { (void)cached.key_for_reading(4); });
+  store.wait_read();  // the reader has the key from the store, not yet in the cache
+  ASSERT_TRUE(cached.destroy(4));
+  store.release();
+  reader.join();
+  auto after = cached.key_for_reading(4);
+  ASSERT_FALSE(after) << "the racing reader put the destroyed key back in the cache";
+  EXPECT_EQ(after.error().code(), make_error_code(KeyErrc::erased));
 }
 
 }  // namespace

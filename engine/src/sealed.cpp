@@ -1,9 +1,12 @@
-// Sealed fields (data_keys.h): seal(), unseal(), and message_text() for the readers of messages.
+// Sealed fields (data_keys.h): seal(), unseal(), seal_fields() for the sequencer, and
+// message_text() and open_profile() for the readers of messages and profiles.
 // Apart from the stores (data_keys.cpp), so that what reads untrusted sealed bytes can be built
 // and fuzzed without RocksDB.
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include <sodium.h>
 
@@ -117,19 +120,103 @@ Result<DataKey> stored_key(uint64_t user_id, std::string_view bytes) {
   return key;
 }
 
+namespace {
+
+// `sealed`, a field of `event` owned by `user`, opened with their key.
+Result<std::string> open_field(const fb::EventEnvelope& event, uint64_t user, const flatbuffers::Vector<uint8_t>& sealed,
+                               std::string_view field, KeyStore& keys) {
+  auto key = keys.key_for_reading(user);
+  IMLOG_TRY(key);
+  if (!key->has_value()) {
+    return fail(KeyErrc::missing, "the key store has no data key of user " + id_str(user) + ", whose event " +
+                                      id_str(event.event_id()) +
+                                      " it sealed: it is not the store this log was sealed with (restored without its keys?)");
+  }
+  std::string_view bytes(reinterpret_cast<const char*>(sealed.data()), sealed.size());
+  return unseal(**key, bytes, {event.event_id(), field});
+}
+
+std::string encode_profile(const fb::SealedProfileT& profile) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  fbb.Finish(fb::SealedProfile::Pack(fbb, &profile));
+  return {reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()};
+}
+
+Result<fb::SealedProfileT> decode_profile(std::string_view bytes, uint64_t event_id) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (!v.VerifyBuffer<fb::SealedProfile>(nullptr)) {
+    return fail(KeyErrc::corrupt, "the sealed profile of event " + id_str(event_id) + " opens but does not decode");
+  }
+  fb::SealedProfileT out;
+  flatbuffers::GetRoot<fb::SealedProfile>(bytes.data())->UnPackTo(&out);
+  return out;
+}
+
+template <class T>
+std::vector<uint8_t> as_bytes(const T& s) {
+  return {s.begin(), s.end()};
+}
+
+}  // namespace
+
 Result<std::string> message_text(const fb::EventEnvelope& event, const fb::MessageAppended& message,
                                  KeyStore& keys) {
   const auto* sealed = message.sealed_content();
   if (sealed == nullptr) return std::string(sv(message.content()));
-  auto key = keys.key_for_reading(event.actor());
-  IMLOG_TRY(key);
-  if (!key->has_value()) {
-    return fail(KeyErrc::missing, "the key store has no data key of user " + id_str(event.actor()) +
-                                      ", who sent message " + id_str(event.event_id()) +
-                                      ": it is not the store this log was sealed with (restored without its keys?)");
+  return open_field(event, event.actor(), *sealed, "content", keys);
+}
+
+uint64_t sealing_owner(const fb::EventUnion& event, uint64_t actor) {
+  if (event.type == fb::Event::MessageAppended) return actor;
+  if (const auto* r = event.AsUserRegistered()) return r->user_id;
+  if (const auto* p = event.AsProfileUpdated()) return p->user_id;
+  return 0;
+}
+
+void seal_fields(const DataKey& key, fb::EventEnvelopeT& e) {
+  if (auto* m = e.event.AsMessageAppended()) {
+    m->sealed_content = as_bytes(seal(key, m->content, {e.event_id, "content"}));
+    m->content.clear();
+  } else if (auto* r = e.event.AsUserRegistered()) {
+    fb::SealedProfileT p;
+    p.nickname = std::exchange(r->nickname, {});
+    p.email = std::exchange(r->email, {});
+    p.password_hash = std::exchange(r->password_hash, {});
+    r->sealed_profile = as_bytes(seal(key, encode_profile(p), {e.event_id, "profile"}));
+  } else if (auto* u = e.event.AsProfileUpdated()) {
+    fb::SealedProfileT p;
+    p.nickname = std::exchange(u->nickname, {});
+    p.avatar_url = std::exchange(u->avatar_url, {});
+    p.signature = std::exchange(u->signature, {});
+    p.email = std::exchange(u->email, {});
+    u->sealed_profile = as_bytes(seal(key, encode_profile(p), {e.event_id, "profile"}));
   }
-  std::string_view bytes(reinterpret_cast<const char*>(sealed->data()), sealed->size());
-  return unseal(**key, bytes, {event.event_id(), "content"});
+}
+
+Result<std::optional<std::string>> open_profile(const fb::EventEnvelope& event, KeyStore& keys) {
+  const auto* r = event.event_as_UserRegistered();
+  const auto* u = event.event_as_ProfileUpdated();
+  const auto* sealed = r ? r->sealed_profile() : u ? u->sealed_profile() : nullptr;
+  if (sealed == nullptr) return std::optional<std::string>{};
+  auto bytes = open_field(event, r ? r->user_id() : u->user_id(), *sealed, "profile", keys);
+  IMLOG_TRY(bytes);
+  auto profile = decode_profile(*bytes, event.event_id());
+  IMLOG_TRY(profile);
+  fb::EventEnvelopeT e;
+  event.UnPackTo(&e);
+  if (auto* reg = e.event.AsUserRegistered()) {
+    reg->nickname = std::move(profile->nickname);
+    reg->email = std::move(profile->email);
+    reg->password_hash = std::move(profile->password_hash);
+    reg->sealed_profile.clear();
+  } else if (auto* upd = e.event.AsProfileUpdated()) {
+    upd->nickname = std::move(profile->nickname);
+    upd->avatar_url = std::move(profile->avatar_url);
+    upd->signature = std::move(profile->signature);
+    upd->email = std::move(profile->email);
+    upd->sealed_profile.clear();
+  }
+  return std::optional<std::string>(encode_event(e));
 }
 
 }  // namespace imlog

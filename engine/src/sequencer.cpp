@@ -77,6 +77,7 @@ struct Inflight {
   std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
   std::vector<Reply> replies;                  // sent once the batch and all before it are durable
   std::vector<std::pair<int32_t, uint64_t>> registered;  // (partition, user) it registers: RecentUsers
+  std::vector<std::pair<int32_t, uint64_t>> erased;      // (partition, user) it erases: their key goes
   size_t events = 0;    // records appended: events and CommandRefused records
   size_t refusals = 0;  // of them, CommandRefused records
   // The append's outcome, once its callback came. Batches are finished in order (complete()).
@@ -106,6 +107,7 @@ class RecentUsers final : public Directory {
     return facts;
   }
   void add(uint64_t user_id) { recent_.insert(user_id); }
+  void forget(uint64_t user_id) { recent_.erase(user_id); }
 
  private:
   const Directory& directory_;
@@ -585,14 +587,14 @@ class Sequencer::Loop final : public RebalanceListener {
       }
       logger_->warn("answering a command on {} `unavailable`: {}", stream, sealing.error().to_string());
       queue_reply(batch, r.partition, c, fb::ReplyStatus::Refused, "unavailable",
-                  "the data key this message is sealed with could not be had (" + sealing.error().message() +
+                  "the data key this event is sealed with could not be had (" + sealing.error().message() +
                       "); retry with the same client_msg_id",
                   DedupeEntry{});
       return {};
     }
     fb::EventEnvelopeT e = envelope_of(ctx, c, d.timeline ? state.last_seq + 1 : 0, now);
     e.event = std::move(d.event);
-    if (*sealing) seal_content(**sealing, e);
+    if (*sealing) seal_fields(**sealing, e);
     std::string bytes = encode_event(e);
     const auto& event = *flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data());
     IMLOG_TRY(record_event(ctx, event));
@@ -603,24 +605,33 @@ class Sequencer::Loop final : public RebalanceListener {
     queue_reply(batch, r.partition, c, fb::ReplyStatus::Accepted, "", "",
                 DedupeEntry{e.seq, e.event_id, result_id_of(e), {}, {}}, std::move(push));
     if (const auto* reg = event.event_as_UserRegistered()) batch.registered.emplace_back(ctx.partition, reg->user_id());
+    if (const auto* gone = event.event_as_UserErased()) batch.erased.emplace_back(ctx.partition, gone->user_id());
     events.push_back(OutRecord{stream, std::move(bytes), ctx.partition});
     return {};
   }
 
-  // The key an accepted event's personal fields are sealed with (data_keys.h): for a message, its
-  // sender's, made on their first one; none for other events.
+  // The key an accepted event's personal fields are sealed with (data_keys.h): its owner's (a
+  // message's sender, a registration's new user, a profile's user), made on first use; none for
+  // events without personal fields.
   Result<std::optional<DataKey>> sealing_key(const Decision& d, const fb::CommandEnvelope& c) {
-    if (d.event.type != fb::Event::MessageAppended) return std::optional<DataKey>{};
-    auto key = keys_.key_for_writing(c.actor());  // a destroyed key fails `erased`, naming the user
+    uint64_t owner = sealing_owner(d.event, c.actor());
+    if (owner == 0) return std::optional<DataKey>{};
+    auto key = keys_.key_for_writing(owner);  // a destroyed key fails `erased`, naming the user
     IMLOG_TRY(key);
     return std::optional<DataKey>(*key);
   }
 
-  static void seal_content(const DataKey& key, fb::EventEnvelopeT& e) {
-    auto* m = e.event.AsMessageAppended();
-    std::string sealed = seal(key, m->content, {e.event_id, "content"});
-    m->sealed_content.assign(sealed.begin(), sealed.end());
-    m->content.clear();
+  // An erasure is durable: the user's data key goes before the erasure is acked, so that no reader
+  // opens their sealed fields again (data_keys.h). A store that fails here is not fatal: every
+  // projector destroys the key again when it applies the UserErased, and until a key is gone the
+  // engine seals nothing more for the user (their user stream takes no command after it).
+  void destroy_key(uint64_t user) {
+    recent_users_.forget(user);
+    if (auto gone = keys_.destroy(user); !gone) {
+      logger_->warn("the data key of erased user {} was not destroyed yet (the projectors will): {}", user,
+                    gone.error().to_string());
+      stats.key_destroy_failures++;
+    }
   }
 
   // Whether a command not found in the dedupe index was sent before the horizon, so its entry,
@@ -801,6 +812,9 @@ class Sequencer::Loop final : public RebalanceListener {
     // Registrations on a partition we still own are valid to every reader from now on.
     for (auto [p, user] : batch.registered) {
       if (partitions_.contains(p)) recent_users_.add(user);
+    }
+    for (auto [p, user] : batch.erased) {
+      if (partitions_.contains(p)) destroy_key(user);
     }
     // A partition we stood down from (or dropped after a failed append) was decided on a state no
     // reader shares: its commands are not acked but told to retry.

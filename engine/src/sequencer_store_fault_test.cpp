@@ -224,7 +224,11 @@ class FlakyKeys final : public KeyStore {
     if (down) return fail(KeyErrc::unavailable, "the key store is down (injected)", true);
     return testing::test_keys().key_for_reading(user);
   }
-  Status destroy(uint64_t user) override { return testing::test_keys().destroy(user); }
+  Status destroy(uint64_t user) override {
+    if (destroy_down) return fail(KeyErrc::unavailable, "the key store is down (injected)", true);
+    return testing::test_keys().destroy(user);
+  }
+  std::atomic<bool> destroy_down{false};
 };
 
 // A message whose sender's key cannot be had is answered `unavailable`, takes no seq or event id,
@@ -266,6 +270,65 @@ TEST(SequencerKeys, AKeyStoreThatFailsAnswersUnavailableAndTheEngineGoesOn) {
   ASSERT_NE(event, nullptr) << "the retry was not appended";
   EXPECT_EQ(event->seq, 1u) << "the refused try took a seq";
   EXPECT_EQ(event->content, "sealed later");
+  EXPECT_EQ((*engine)->sequencer->failure(), "");
+}
+
+// An erasure (EraseUser → UserErased) is acked once the user's key is destroyed: their later
+// messages are refused `not_found`, and nothing opens what they sealed. A key store that fails the
+// destroy does not hold the ack (every projector destroys the key again); the failure is counted.
+TEST(SequencerKeys, AnErasureDestroysTheKeyBeforeItsAck) {
+  testing::TempDir dir("imlog-seq-erase");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_TRUE(log) << log.error().to_string();
+  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
+  auto tail = LogTail::open(**log, kGateway);
+  ASSERT_TRUE(tail) << tail.error().to_string();
+  EngineConfig ec;
+  ec.state_dir = dir.str() + "/engine";
+  ec.instance_id = "erase";
+  FlakyKeys keys;
+  auto engine = start_engine(**log, ec, std::make_shared<StoreFaults>(), keys);
+  ASSERT_TRUE(engine) << engine.error().to_string();
+  uint64_t request = 0;
+  // "accepted" (acked, its event read), else the answer's code ("duplicate" for a Duplicate).
+  auto run = [&](fb::CommandEnvelopeT c) -> std::string {
+    c.reply_to->request_id = ++request;
+    EXPECT_TRUE(testing::submit(**log, {c}));
+    uint64_t id = request;
+    // The reply itself (the event can be read before the engine acks it).
+    auto done = (*tail)->wait_for([&] { return !(*tail)->replies_for(id).empty(); }, 30s);
+    EXPECT_TRUE(done && *done) << "no answer to request " << id;
+    for (const auto* r : (*tail)->replies_for(id)) {
+      if (r->status == fb::ReplyStatus::Duplicate) return "duplicate";
+      if (r->status == fb::ReplyStatus::Refused) return r->code;
+    }
+    auto read = (*tail)->wait_for([&] { return (*tail)->event_for_request(id) != nullptr; }, 30s);
+    return read && *read ? "accepted" : "acked, no event";
+  };
+  auto erase = [&](uint64_t user) {
+    auto c = testing::command_envelope(user_stream(user), user, "erase-" + std::to_string(user), kGateway, 0);
+    c.command.Set(fb::EraseUserT{});
+    return run(std::move(c));
+  };
+  constexpr uint64_t kGone = 4'200'001, kStuck = 4'200'002;
+  for (uint64_t user : {kGone, kStuck}) {
+    EXPECT_EQ(run(testing::send_message(std::string(kWorldStream), user, "m-" + std::to_string(user), "before",
+                                        kGateway, 0)),
+              "accepted");
+  }
+
+  EXPECT_EQ(erase(kGone), "accepted");
+  auto gone = testing::test_keys().key_for_reading(kGone);
+  ASSERT_FALSE(gone) << "acked before the key was destroyed";
+  EXPECT_EQ(gone.error().code(), make_error_code(KeyErrc::erased));
+  EXPECT_EQ(run(testing::send_message(std::string(kWorldStream), kGone, "m-after", "after", kGateway, 0)), "not_found");
+  EXPECT_EQ(erase(kGone), "duplicate") << "the same erasure retried: its first answer";
+
+  keys.destroy_down = true;
+  EXPECT_EQ(erase(kStuck), "accepted");
+  EXPECT_EQ((*engine)->sequencer->stats().key_destroy_failures.load(), 1u);
   EXPECT_EQ((*engine)->sequencer->failure(), "");
 }
 

@@ -153,8 +153,11 @@ Decision decide_user(const StreamRef& ref, const StreamState& state, const fb::C
     return Decision::refuse_stateless(Refusal::forbidden,
                             "only user " + id_str(ref.a) + " writes user_" + id_str(ref.a));
   }
+  if (state.erased) return Decision::refuse(Refusal::not_found, "user " + id_str(ref.a) + " was erased");
   const auto& lim = ctx.limits;
   switch (c.command_type()) {
+    case fb::Command::EraseUser:
+      return accept(fb::UserErasedT{{}, ref.a});
     case fb::Command::UpdateProfile: {
       auto* cmd = c.command_as_UpdateProfile();
       for (auto [field, value, max] :
@@ -838,6 +841,9 @@ void apply_user(StreamState& s, const fb::EventEnvelope& e) {
     s.devices.erase(r->device_id());
   } else if (auto* t = e.event_as_RefreshTokenRevoked(); t && t->removed_devices()) {
     for (uint64_t id : *t->removed_devices()) s.devices.erase(id);
+  } else if (e.event_type() == fb::Event::UserErased) {
+    s.erased = true;
+    s.devices.clear();
   }
 }
 
@@ -914,7 +920,8 @@ struct Reader {
 // 3: the push devices after the banned users. 4: each device's login session after the devices.
 // 5: retention after the sessions: keep_a, keep_b, expired_through and the day marks.
 constexpr uint64_t kStateVersion = 5;
-constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8;
+// The flags word grew kFlagErased (schema 10) without a version: older states never set it.
+constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8, kFlagErased = 16;
 
 }  // namespace
 
@@ -926,6 +933,7 @@ std::string encode_state(const StreamState& s) {
   put_u64(out, static_cast<uint64_t>(s.last_event_ms));
   put_u64(out, (s.created ? kFlagCreated : 0) | (s.lo_blocks_hi ? kFlagLoBlocksHi : 0) |
                    (s.hi_blocks_lo ? kFlagHiBlocksLo : 0) | (s.public_group ? kFlagPublic : 0) |
+                   (s.erased ? kFlagErased : 0) |
                    (static_cast<uint64_t>(s.link) << 8));
   put_u64(out, s.owner);
   put_u64(out, s.members.size());
@@ -977,6 +985,7 @@ bool decode_state(std::string_view bytes, StreamState& s) {
   s.lo_blocks_hi = flags & kFlagLoBlocksHi;
   s.hi_blocks_lo = flags & kFlagHiBlocksLo;
   s.public_group = flags & kFlagPublic;
+  s.erased = flags & kFlagErased;
   s.link = static_cast<Link>((flags >> 8) & 0xff);
   s.owner = r.u64();
   uint64_t n = r.u64();

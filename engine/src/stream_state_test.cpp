@@ -586,6 +586,30 @@ fb::RegisterDeviceT device(uint64_t id, fb::PushPlatform platform, std::string t
   return fb::RegisterDeviceT{{}, id, platform, std::move(token), std::move(app_id)};
 }
 
+// Erasure (schema 10): only the user erases themselves; UserErased is a timeline event of their
+// stream, its last: every later command there is refused, the erasure itself included, and the
+// devices go with it. The state keeps it across the encoding.
+TEST(StreamStateUser, AnErasedUserStreamTakesNoMoreCommands) {
+  MapDirectory dir{5, 6};
+  Stream s(user_stream(5), dir);
+  ASSERT_TRUE(Accepted(s.run(5, device(7, fb::PushPlatform::Webhook, "https://a.example/x"))));
+  EXPECT_TRUE(Refused(s.run(6, fb::EraseUserT{}), Refusal::forbidden));
+  auto d = s.run(5, fb::EraseUserT{});
+  ASSERT_TRUE(Accepted(d));
+  ASSERT_EQ(s.last()->event_type(), fb::Event::UserErased);
+  EXPECT_EQ(s.last()->event_as_UserErased()->user_id(), 5u);
+  EXPECT_EQ(s.last()->seq(), 2u);
+  EXPECT_TRUE(s.state().erased);
+  EXPECT_TRUE(s.state().devices.empty());
+  EXPECT_TRUE(Refused(s.run(5, fb::EraseUserT{}), Refusal::not_found));
+  EXPECT_TRUE(Refused(s.run(5, update_nickname("back")), Refusal::not_found));
+  EXPECT_TRUE(Refused(s.run(5, device(8, fb::PushPlatform::Webhook, "https://a.example/y")), Refusal::not_found));
+  StreamState out;
+  ASSERT_TRUE(decode_state(encode_state(s.state()), out));
+  EXPECT_TRUE(out.erased);
+  EXPECT_EQ(out, s.state());
+}
+
 TEST(StreamStateUser, DevicesAreRegisteredWithTheirIdAndRemoved) {
   MapDirectory dir{5, 6};
   Stream s(user_stream(5), dir);

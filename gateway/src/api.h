@@ -128,6 +128,9 @@ class ApiRouter {
 
 // Route registration, one per API area.
 void add_auth_routes(ApiRouter& r);
+// DELETE /api/v1/users/me: in api_auth.cpp (it checks the password as a login does), routed with
+// the other /users/me methods by add_user_routes.
+void on_erase_me(Services& svc, ApiRequest& req, Respond respond);
 void add_chat_routes(ApiRouter& r);
 void add_user_routes(ApiRouter& r);
 void add_ops_routes(ApiRouter& r);

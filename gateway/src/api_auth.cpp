@@ -1,4 +1,5 @@
-// /api/v1/auth: register, login, refresh, logout (the gateway README, "Auth"; docs/api/openapi.yaml).
+// /api/v1/auth: register, login, refresh, logout, and DELETE /api/v1/users/me, the erasure of an
+// account behind its password (the gateway README, "Auth"; docs/api/openapi.yaml).
 
 #include <algorithm>
 #include <functional>
@@ -155,7 +156,9 @@ void on_register(Services& svc, ApiRequest& req, Respond respond) {
 Result<std::optional<Credentials>> find_credentials(Services& svc, const std::string& username) {
   uint64_t id = 0;
   std::string hash;
-  if (svc.recent_registrations.find(username, svc.clock.now_ms(), id, hash)) return Credentials{id, std::move(hash)};
+  if (svc.recent_registrations.find(username, svc.clock.now_ms(), id, hash) && !svc.erased.contains(id)) {
+    return Credentials{id, std::move(hash)};
+  }
   if (!valid_username(username)) return std::nullopt;  // cannot exist
   return svc.query.model().credentials(username);
 }
@@ -262,7 +265,59 @@ void on_logout(Services& svc, ApiRequest& req, Respond respond) {
   revoke(svc, *claims, true, respond, [respond](bool) { respond(no_content()); });
 }
 
+// ---- erasure -------------------------------------------------------------------------------------
+
+// On a password thread: verifies the caller's password, then submits EraseUser on their stream
+// (docs/data-lifecycle.md, "Erasure"). A wrong password counts as a failed login of the username.
+void erase_user(Services& svc, std::shared_ptr<Attempt> at, uint64_t user, const std::string& password,
+                const Credentials& cred, const std::string& trace, const Respond& respond) {
+  if (!svc.passwords.verify(cred.password_hash, password)) {
+    settle(svc, at, Outcome::failed);
+    return respond(counted_error(svc, 401, "unauthorized", "wrong password"));
+  }
+  settle(svc, at, Outcome::succeeded);
+  fb::CommandUnion cmd;
+  cmd.Set(fb::EraseUserT{});
+  submit_command(svc, trace, user_stream(user), user, "erase:" + std::to_string(user), std::move(cmd),
+                 [&svc, user, respond](Reply r) {
+                   if (!succeeded(r)) {
+                     auto fl = failure_of(r);
+                     return respond(counted_error(svc, fl.status, fl.code, fl.message));
+                   }
+                   svc.erased.add(user);
+                   respond(no_content());
+                 });
+}
+
 }  // namespace
+
+// DELETE /users/me {password} → 204 once the erasure is durable and the user's data key destroyed;
+// 401 on a wrong password; 404 when the account was erased before.
+void on_erase_me(Services& svc, ApiRequest& req, Respond respond) {
+  JsonBody body;
+  if (!parse_body(svc, req, respond, body)) return;
+  std::string password;
+  if (!body.fields().str("password", password, true, kMaxPassword)) return respond(invalid(svc, body.error()));
+  uint64_t user = req.user_id;
+  auto profile = svc.query.model().user(user);
+  if (!profile) return respond(counted_error(svc, 503, "unavailable", profile.error().message()));
+  if (!*profile) return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
+  std::string username = (*profile)->username;
+  auto at = attempt_of(svc, req, username);
+  std::string trace = respond.trace_id();
+  admit_then(svc, at, respond, [&svc, at, respond, user, username, trace, password = std::move(password)] {
+    auto found = svc.query.model().credentials(username);
+    if (!found || !*found || (*found)->user_id != user) {
+      settle(svc, at, Outcome::abandoned);
+      if (!found) return respond(counted_error(svc, 503, "unavailable", found.error().message()));
+      return respond(counted_error(svc, 404, "not_found", "user " + std::to_string(user) + " does not exist"));
+    }
+    bool queued = run_password_work(svc, respond, [&svc, at, respond, user, password, trace, cred = std::move(**found)] {
+      erase_user(svc, at, user, password, cred, trace, respond);
+    });
+    if (!queued) settle(svc, at, Outcome::abandoned);
+  });
+}
 
 void add_auth_routes(ApiRouter& r) {
   using A = ApiRouter::Auth;

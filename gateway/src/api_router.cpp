@@ -122,6 +122,7 @@ void ApiRouter::run(Services& svc, const Route& r, ApiRequest&& request, std::ve
                     const Respond& respond) {
   if (r.auth == Auth::access) {
     auto claims = svc.tokens.verify(bearer_token(request.authorization), "access");
+    if (claims && svc.erased.contains(claims->user_id)) claims = erased_account(claims->user_id);
     if (!claims) {
       svc.metrics.error("unauthorized");
       auto reply = error_reply(401, "unauthorized", claims.error().message());

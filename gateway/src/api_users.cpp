@@ -463,6 +463,7 @@ void add_user_routes(ApiRouter& r) {
   using A = ApiRouter::Auth;
   r.add(Method::get, "/api/v1/users/me", A::access, on_me);
   r.add(Method::patch, "/api/v1/users/me", A::access, on_update_me);
+  r.add(Method::del, "/api/v1/users/me", A::access, on_erase_me);
   r.add(Method::patch, "/api/v1/users/me/settings", A::access, on_update_settings);
   r.add(Method::get, "/api/v1/users/search", A::access, on_search);
   r.add(Method::get, "/api/v1/users/presence", A::access, on_presence);

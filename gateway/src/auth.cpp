@@ -24,6 +24,7 @@ class AuthCategory final : public std::error_category {
       case AuthErrc::expired: return "token expired";
       case AuthErrc::wrong_type: return "wrong token type";
       case AuthErrc::missing: return "no token";
+      case AuthErrc::erased: return "account erased";
     }
     return "auth error";
   }
@@ -239,6 +240,22 @@ void RevokedTokens::add(std::string jti, int64_t expires_at_ms, int64_t now_ms) 
 bool RevokedTokens::contains(std::string_view jti) const {
   std::lock_guard lock(mu_);
   return ids_.contains(std::string(jti));
+}
+
+// ---- ErasedUsers --------------------------------------------------------------------------------
+
+tl::unexpected<Error> erased_account(uint64_t user_id) {
+  return fail(AuthErrc::erased, "user " + std::to_string(user_id) + " erased their account");
+}
+
+void ErasedUsers::add(uint64_t user_id) {
+  std::lock_guard lock(mu_);
+  users_.insert(user_id);
+}
+
+bool ErasedUsers::contains(uint64_t user_id) const {
+  std::lock_guard lock(mu_);
+  return users_.contains(user_id);
 }
 
 // ---- RecentRegistrations ------------------------------------------------------------------------

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "imlog/core/clock.h"
 #include "imlog/core/result.h"
@@ -38,6 +39,7 @@ enum class AuthErrc {
   expired,
   wrong_type,      // a refresh token where an access token belongs, or the reverse
   missing,         // no token presented
+  erased,          // the token's user erased their account
 };
 const std::error_category& auth_category();
 inline std::error_code make_error_code(AuthErrc e) { return {static_cast<int>(e), auth_category()}; }
@@ -115,6 +117,23 @@ class RevokedTokens {
   mutable std::mutex mu_;
   std::unordered_map<std::string, int64_t> ids_;  // jti → expires_at_ms
   size_t prune_at_ = 4096;
+};
+
+// Users this gateway saw erased (their UserErased pushed here, or erased through it): their access
+// tokens are refused here from then on, though still unexpired. Another gateway that never saw it
+// refuses them once they expire (auth.access_ttl); every write of an erased user is refused by
+// the engine (their user stream takes no command, their data key is gone). Not persisted.
+// The error for a token of an erased user.
+tl::unexpected<Error> erased_account(uint64_t user_id);
+
+class ErasedUsers {
+ public:
+  void add(uint64_t user_id);
+  [[nodiscard]] bool contains(uint64_t user_id) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_set<uint64_t> users_;
 };
 
 // Registrations this gateway saw accepted in the last few minutes, so a login right after a

@@ -204,6 +204,8 @@ struct Gateway::Impl {
     const fb::EventEnvelope& ev = **e;
     if (auto* r = ev.event_as_RefreshTokenRevoked()) {
       svc.revoked.add(std::string(sv(r->token_id())), r->expires_at_ms(), svc.clock.now_ms());
+    } else if (auto* gone = ev.event_as_UserErased()) {
+      svc.erased.add(gone->user_id());
     }
     auto rendered = gw::render_push(ev, svc.keys);
     if (!rendered) return;

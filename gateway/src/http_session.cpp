@@ -196,6 +196,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>, publ
     std::string token(bearer_token(std::string_view(req[http::field::authorization])));
     if (token.empty()) token = query_param(query, "token").value_or("");
     auto claims = svc_.tokens.verify(token, "access");
+    if (claims && svc_.erased.contains(claims->user_id)) claims = erased_account(claims->user_id);
     if (!claims) {
       svc_.metrics.error("unauthorized");
       auto reply = error_reply(401, "unauthorized", claims.error().message());

@@ -281,6 +281,7 @@ void write_message(JsonOut& j, const MessageView& m) {
   j.field("client_msg_id", m.client_msg_id);
   j.field("created_at", m.created_at);
   if (m.recalled) j.field("recalled", true);
+  if (m.erased) j.field("erased", true);
   j.end_object();
 }
 

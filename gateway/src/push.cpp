@@ -237,7 +237,12 @@ std::optional<RenderedPush> render_push(const fb::EventEnvelope& e, KeyStore& ke
       return out;
     }
     case fb::Event::ProfileUpdated: {
-      auto* p = e.event_as_ProfileUpdated();
+      auto opened = open_profile(e, keys);  // sealed since 10
+      if (!opened) {
+        logger("gateway")->warn("not pushing profile update {}: {}", e.event_id(), opened.error().to_string());
+        return std::nullopt;
+      }
+      const auto* p = (*opened ? flatbuffers::GetRoot<fb::EventEnvelope>((*opened)->data()) : &e)->event_as_ProfileUpdated();
       out.frame = frame("profile-updated", [&](JsonOut& j) {
         j.field("user_id", p->user_id());
         if (p->nickname()) j.field("nickname", sv(p->nickname()));

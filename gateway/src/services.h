@@ -56,6 +56,7 @@ struct Services {
   TokenService tokens;
   PasswordHasher passwords;
   RevokedTokens revoked;
+  ErasedUsers erased;
   RecentRegistrations recent_registrations;
   SessionHub hub;
   ConnectionSet connections;

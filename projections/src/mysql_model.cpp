@@ -220,7 +220,7 @@ enum { role, status, invited_by, joined_at, updated_at, joined_seq, banned, bann
 }
 namespace conv_col { enum { type, user_lo, user_hi, group_id, updated_at, last_seq, created_at }; }
 namespace msg_col {
-enum { conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled };
+enum { conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled, erased };
 }
 namespace rp_col { enum { updated_at, read_seq }; }
 namespace pos_col { enum { next_offset, token, link }; }
@@ -305,7 +305,8 @@ const TableSpec kMessages{"messages",
                            {"message_type", Kind::str},
                            {"client_msg_id", Kind::str},
                            {"created_at", Kind::i64},
-                           {"recalled", Kind::i64}},
+                           {"recalled", Kind::i64},
+                           {"erased", Kind::i64}},
                           /*insert_only=*/true};
 // The search index (text_index.h): one row per token of a message, written with the message.
 const TableSpec kMessageTokens{"message_tokens",
@@ -593,7 +594,7 @@ void friend_flag(BatchWriter& w, uint64_t a, uint64_t b, int col, Value v, int64
 // ---- reading helpers --------------------------------------------------------------------------
 
 constexpr const char* kMessageCols =
-    "message_id, conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled";
+    "message_id, conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled, erased";
 
 std::string get_str(const sql::ResultSet& rs, uint32_t i) { return rs.getString(i).asStdString(); }
 
@@ -608,6 +609,7 @@ MessageView read_message(const sql::ResultSet& rs, uint32_t first) {
   m.client_msg_id = get_str(rs, first + 6);
   m.created_at = rs.getInt64(first + 7);
   m.recalled = rs.getInt(first + 8) != 0;
+  m.erased = rs.getInt(first + 9) != 0;
   return m;
 }
 
@@ -677,7 +679,7 @@ class MysqlModelImpl final : public MysqlModel {
       BatchWriter w;
       std::vector<timeline::PointerMove> moves;
       for (const auto& item : batch.events) {
-        if (item.event) add_event(c, w, *item.event, item.text, moves);
+        if (item.event) add_event(c, w, item, moves);
       }
       for (const auto& p : batch.positions) {
         w.positions.patch({i64(p.partition)}, {{pos_col::next_offset, i64(p.next_offset)}, {pos_col::token, u64(p.token)}, {pos_col::link, u64(p.link)}});
@@ -746,7 +748,7 @@ class MysqlModelImpl final : public MysqlModel {
           std::string("SELECT c.conversation_id, c.type, c.last_seq, COALESCE(r.read_seq, 0), c.updated_at, "
                       "c.user_lo, c.user_hi, g.name, COALESCE(pp.nickname, pu.nickname, ''), m.message_id, "
                       "m.conversation_id, m.seq_id, m.sender_id, m.content, m.message_type, m.client_msg_id, "
-                      "m.created_at, m.recalled, "
+                      "m.created_at, m.recalled, m.erased, "
                       // Unread: messages above the read seq, not system rows (timeline.h).
                       "(SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.conversation_id "
                       "AND u.seq_id > COALESCE(r.read_seq, 0) AND u.message_type <> 'system') "
@@ -767,7 +769,7 @@ class MysqlModelImpl final : public MysqlModel {
         v.type = get_str(*rs, 2);
         v.last_seq = rs->getUInt64(3);
         v.read_seq = rs->getUInt64(4);
-        v.unread = rs->getUInt64(19);
+        v.unread = rs->getUInt64(20);
         v.updated_at = rs->getInt64(5);
         if (v.type == "single") {
           uint64_t lo = rs->getUInt64(6), hi = rs->getUInt64(7);
@@ -1026,13 +1028,42 @@ class MysqlModelImpl final : public MysqlModel {
     return u;
   }
 
-  // One event's rows. May flush `w` (events that need the current state).
-  // `text`: a message's text (EventBatch::Item::text).
-  void add_event(Conn& c, BatchWriter& w, const fb::EventEnvelope& e, std::string_view text,
-                 std::vector<timeline::PointerMove>& moves) {
+  // UserErased (schema 10), after what is pending, in the batch's transaction: the user's
+  // profile, settings, devices and friend group names go; their messages keep their rows, emptied
+  // and marked erased, without search tokens (timeline.h). A rebuild after the erasure writes the
+  // same rows: it cannot open what the user sealed.
+  static void erase_user(Conn& c, uint64_t user) {
+    static constexpr const char* kStatements[] = {
+        "DELETE t FROM message_tokens t JOIN messages m ON m.message_id = t.message_id "
+        "WHERE m.sender_id = ? AND m.message_type <> 'system'",
+        "UPDATE messages SET content = '', erased = 1 WHERE sender_id = ? AND message_type <> 'system'",
+        "DELETE FROM users WHERE user_id = ?",
+        "DELETE FROM users_profile WHERE user_id = ?",
+        "DELETE FROM user_conversation_settings WHERE user_id = ?",
+        "DELETE FROM user_devices WHERE user_id = ?",
+        "UPDATE friendships SET group_name = '' WHERE user_id = ?",
+    };
+    for (const char* sql : kStatements) {
+      auto& st = c.prepare(sql);
+      st.setUInt64(1, user);
+      st.executeUpdate();
+    }
+  }
+
+  // One event's rows. May flush `w` (events that need the current state). An erased owner's
+  // registration or profile update writes nothing (projection.h), so a rebuild after the erasure
+  // equals the live model that deleted them.
+  void add_event(Conn& c, BatchWriter& w, const EventBatch::Item& item, std::vector<timeline::PointerMove>& moves) {
+    const fb::EventEnvelope& e = *item.event;
     const int64_t ts = e.timestamp_ms();
     auto ref = parse_stream(sv(e.stream()));
+    bool profile = e.event_type() == fb::Event::UserRegistered || e.event_type() == fb::Event::ProfileUpdated;
+    if (item.erased && profile) return;
     switch (e.event_type()) {
+      case fb::Event::UserErased:
+        w.flush(c);
+        erase_user(c, e.event_as_UserErased()->user_id());
+        break;
       case fb::Event::UserRegistered: {
         auto* p = e.event_as_UserRegistered();
         using namespace users_col;
@@ -1247,9 +1278,9 @@ class MysqlModelImpl final : public MysqlModel {
     }
     if (!ref || !is_conversation(ref->kind)) return;
     timeline::Row row;
-    if (timeline::row_of(e, text, row)) {
+    if (timeline::row_of(e, item.text, item.erased, row)) {
       using namespace msg_col;
-      if (row.type != "system") {
+      if (row.type != "system" && !row.erased) {
         tokenize(row.content, w.tokens, kMaxTokensPerMessage);
         for (std::string_view t : w.tokens.tokens) w.message_tokens.patch({u64(row.message_id), str(t)}, {});
       }
@@ -1260,7 +1291,8 @@ class MysqlModelImpl final : public MysqlModel {
                                                {message_type, Value(std::move(row.type))},
                                                {client_msg_id, str(row.client_msg_id)},
                                                {msg_col::created_at, i64(row.created_at)},
-                                               {recalled, i64(0)}});
+                                               {recalled, i64(0)},
+                                               {erased, i64(row.erased ? 1 : 0)}});
       const char* type = ref->kind == StreamKind::single ? "single" : ref->kind == StreamKind::group ? "group" : "world";
       w.conversations.patch({str(row.conversation)},
                             {{conv_col::type, str(type)},

@@ -127,14 +127,10 @@ class Pass {
       // Control records (epoch markers, remembered refusals) count for validity and positions only.
       if (valid && !is_control_record(e.event_type())) {
         EventBatch::Item item{r.partition, r.offset, &e, {}};
-        if (const auto* m = e.event_as_MessageAppended()) {
-          auto text = open_text(e, *m);
-          if (!text) {
-            return tl::unexpected(text.error().with_context(std::string(kEventsTopic) + " partition " +
+        if (auto opened = open_sealed(c.batch, item); !opened) {
+          return tl::unexpected(opened.error().with_context(std::string(kEventsTopic) + " partition " +
                                                             std::to_string(r.partition) + " offset " +
                                                             std::to_string(r.offset)));
-          }
-          item.text = c.batch.texts.emplace_back(std::move(*text));
         }
         c.batch.events.push_back(item);
       }
@@ -146,20 +142,15 @@ class Pass {
     return c.consumed;
   }
 
-  // A message's text (data_keys.h). A key store that cannot be reached is waited for, with
-  // back-off, until it answers or the projector stops.
-  Result<std::string> open_text(const fb::EventEnvelope& e, const fb::MessageAppended& m) {
-    if (m.sealed_content() == nullptr) return std::string(sv(m.content()));
-    if (config_.keys == nullptr) {
-      return fail(KeyErrc::unavailable, "message " + std::to_string(e.event_id()) +
-                                            " is sealed and the projector was given no key store");
-    }
+  // open_item() with a key store that cannot be reached waited for, with back-off, until it
+  // answers or the projector stops.
+  Status open_sealed(EventBatch& batch, EventBatch::Item& item) {
     std::chrono::milliseconds backoff{50};
     while (true) {
-      auto text = message_text(e, m, *config_.keys);
-      if (text || !text.error().retryable() || stopped_.load()) return text;
+      auto opened = open_item(item, batch.texts, config_.keys);
+      if (opened || !opened.error().retryable() || stopped_.load()) return opened;
       logger("projections")->warn("the key store did not answer, retrying in {} ms: {}", backoff.count(),
-                                  text.error().to_string());
+                                  opened.error().to_string());
       std::unique_lock lk(wait_mu_);
       wait_cv_.wait_for(lk, backoff, [&] { return stopped_.load(); });
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
@@ -464,6 +455,45 @@ Status Projector::run_until(const std::vector<int64_t>& end_offsets,
     lag_ = p.target - consumed;
     if (progress) progress(p);
   });
+}
+
+namespace {
+
+// An owner whose key was destroyed marks the item erased; any other failure is the error.
+Status erased_or(const Error& error, EventBatch::Item& item) {
+  if (error.code() != make_error_code(KeyErrc::erased)) return tl::unexpected(error);
+  item.erased = true;
+  return {};
+}
+
+}  // namespace
+
+Status open_item(EventBatch::Item& item, std::deque<std::string>& storage, KeyStore* keys) {
+  const fb::EventEnvelope& e = *item.event;
+  const auto* m = e.event_as_MessageAppended();
+  const auto* reg = e.event_as_UserRegistered();
+  const auto* upd = e.event_as_ProfileUpdated();
+  const auto* gone = e.event_as_UserErased();
+  if (m != nullptr) item.text = sv(m->content());  // written before 10, or the default
+  bool sealed = (m != nullptr && m->sealed_content() != nullptr) || (reg != nullptr && reg->sealed_profile() != nullptr) ||
+                (upd != nullptr && upd->sealed_profile() != nullptr);
+  if (!sealed && gone == nullptr) return {};
+  if (keys == nullptr) {
+    if (gone != nullptr) return {};  // no store: no key to destroy
+    return fail(KeyErrc::unavailable, "event " + std::to_string(e.event_id()) + " is sealed and no key store was given");
+  }
+  if (gone != nullptr) return keys->destroy(gone->user_id());
+  if (m != nullptr) {
+    auto text = message_text(e, *m, *keys);
+    if (!text) return erased_or(text.error(), item);
+    item.text = storage.emplace_back(std::move(*text));
+    return {};
+  }
+  auto opened = open_profile(e, *keys);
+  if (!opened) return erased_or(opened.error(), item);
+  const std::string& bytes = storage.emplace_back(std::move(**opened));
+  item.event = flatbuffers::GetRoot<fb::EventEnvelope>(bytes.data());
+  return {};
 }
 
 EventBatch::Item plain_item(int32_t partition, int64_t offset, const fb::EventEnvelope& event) {

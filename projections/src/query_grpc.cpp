@@ -21,11 +21,12 @@ void to_pb(const MessageView& v, pb::Message* m) {
   m->set_client_msg_id(v.client_msg_id);
   m->set_created_at(v.created_at);
   m->set_recalled(v.recalled);
+  m->set_erased(v.erased);
 }
 
 MessageView from_pb(const pb::Message& m) {
   return MessageView{m.message_id(), m.conversation_id(), m.seq_id(),       m.sender_id(), m.content(),
-                     m.message_type(), m.client_msg_id(),  m.created_at(), m.recalled()};
+                     m.message_type(), m.client_msg_id(),  m.created_at(), m.recalled(), m.erased()};
 }
 
 void to_pb(const UserView& v, pb::User* u) {

@@ -70,12 +70,39 @@ namespace imlog {
 
 namespace {
 
+// A stored message JSON's flags: its tail from ,"content": holds ,"recalled":true or
+// ,"erased":true only past an emptied content (a quote inside content is escaped, so the
+// patterns cannot match there).
+bool has_flag(std::string_view tail, std::string_view flag) { return tail.find(flag) != std::string_view::npos; }
+
 // The recalled form of a stored message JSON (timeline::message_json): its prefix up to
-// ,"content": then ,"content":"","recalled":true}. Already recalled → unchanged.
+// ,"content": then ,"content":"","recalled":true, its erased flag if it had one, and }. Already
+// recalled → unchanged.
 std::string recalled_form(std::string_view m) {
   auto at = m.find(",\"content\":");
   if (at == std::string_view::npos) return std::string(m);
-  return std::string(m.substr(0, at)) + ",\"content\":\"\",\"recalled\":true}";
+  bool erased = has_flag(m.substr(at), ",\"erased\":true");
+  return std::string(m.substr(0, at)) + ",\"content\":\"\",\"recalled\":true" + (erased ? ",\"erased\":true" : "") + "}";
+}
+
+// The erased form of a stored message JSON (timeline::message_json): its prefix up to ,"content":
+// then ,"content":"", its recalled flag if it had one, and ,"erased":true}.
+std::string erased_form(std::string_view m) {
+  auto at = m.find(",\"content\":");
+  if (at == std::string_view::npos) return std::string(m);
+  bool recalled = has_flag(m.substr(at), ",\"recalled\":true");
+  return std::string(m.substr(0, at)) + ",\"content\":\"\"" + (recalled ? ",\"recalled\":true" : "") + ",\"erased\":true}";
+}
+
+// Whether a stored message JSON is a message (not a system row) sent by `user`.
+bool is_message_of(std::string_view m, uint64_t user) {
+  rapidjson::Document d;
+  d.Parse(m.data(), m.size());
+  if (d.HasParseError() || !d.IsObject()) return false;
+  auto sender = d.FindMember("sender_id");
+  auto type = d.FindMember("message_type");
+  return sender != d.MemberEnd() && sender->value.IsUint64() && sender->value.GetUint64() == user &&
+         type != d.MemberEnd() && type->value.IsString() && std::string_view(type->value.GetString()) != "system";
 }
 
 // The key families of the model (dump and drop touch nothing else under the prefix).
@@ -196,6 +223,8 @@ MessageView parse_message(const rapidjson::Value& v) {
   m.created_at = it != v.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : 0;
   auto rc = v.FindMember("recalled");
   m.recalled = rc != v.MemberEnd() && rc->value.IsBool() && rc->value.GetBool();
+  auto er = v.FindMember("erased");
+  m.erased = er != v.MemberEnd() && er->value.IsBool() && er->value.GetBool();
   return m;
 }
 
@@ -279,7 +308,60 @@ class RedisModelImpl final : public RedisModel {
     return out;
   }
 
+  // A batch with erasures (UserErased) is applied in parts: the events before each erasure (with
+  // no positions), the erasure, and the rest with the batch's positions. A crash between parts
+  // leaves the positions before the batch, and every part is idempotent, so the batch is simply
+  // applied again.
   Status apply(const EventBatch& batch) override {
+    EventBatch part;
+    for (const auto& item : batch.events) {
+      const auto* gone = item.event ? item.event->event_as_UserErased() : nullptr;
+      if (gone == nullptr) {
+        part.events.push_back(item);
+        continue;
+      }
+      IMLOG_TRY(apply_part(part));
+      part.events.clear();
+      IMLOG_TRY(erase_user(gone->user_id()));
+    }
+    if (part.events.size() == batch.events.size()) return apply_part(batch);
+    part.positions = batch.positions;
+    return apply_part(part);
+  }
+
+  // UserErased (schema 10): every stored message of the user, in every conversation's hot rows,
+  // is rewritten to its erased form (timeline::message_json: empty content, "erased":true) — the
+  // form a rebuild writes, as it cannot open their text. Scans the hot_messages keys: an erasure
+  // is rare, and which conversations hold the user's newest messages is not kept.
+  Status erase_user(uint64_t user) {
+    std::lock_guard lock(writer_mu_);
+    IMLOG_TRY(ensure(writer_));
+    RedisConnection& c = writer_;
+    auto keys = scan_keys(c, false);
+    IMLOG_TRY(keys);
+    const std::string what = "erasing the messages of user " + std::to_string(user);
+    for (const auto& k : *keys) {
+      if (!std::string_view(k).substr(config_.key_prefix.size()).starts_with("hot_messages:")) continue;
+      auto r = c.command({"ZRANGE", k, "0", "-1", "WITHSCORES"}, what);
+      IMLOG_TRY(r);
+      const redisReply* rep = r->get();
+      for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        std::string_view member = reply_string(rep->element[i]);
+        if (!is_message_of(member, user)) continue;
+        std::string erased = erased_form(member);
+        if (erased == member) continue;
+        std::string score(reply_string(rep->element[i + 1]));
+        IMLOG_TRY(c.command({"MULTI"}, what));
+        c.append({"ZREM", k, member});
+        c.append({"ZADD", k, score, erased});
+        c.append({"EXEC"});
+        for (int n = 0; n < 3; ++n) IMLOG_TRY(c.read(what));
+      }
+    }
+    return {};
+  }
+
+  Status apply_part(const EventBatch& batch) {
     // Group by conversation, in order of first appearance.
     std::vector<ConvBatch> convs;
     std::unordered_map<std::string_view, size_t> conv_index;
@@ -297,7 +379,7 @@ class RedisModelImpl final : public RedisModel {
       }
       ConvBatch& cb = convs[it->second];
       ConvBatch::Row row;
-      if (timeline::row_of(e, item.text, row.row)) {
+      if (timeline::row_of(e, item.text, item.erased, row.row)) {
         cb.last_seq = std::max(cb.last_seq, row.row.seq);
         cb.rows.push_back(std::move(row));
       }
@@ -451,7 +533,8 @@ class RedisModelImpl final : public RedisModel {
           w.arg(r.row.seq);
           json.clear();
           timeline::append_message_json(json, r.row.message_id, r.row.conversation, r.row.seq, r.row.sender,
-                                        r.row.type, r.row.client_msg_id, r.row.created_at, r.row.content, r.recalled);
+                                        r.row.type, r.row.client_msg_id, r.row.created_at, r.row.content,
+                                        {r.recalled, r.row.erased});
           w.arg(json);
         }
       }

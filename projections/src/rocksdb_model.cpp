@@ -4,7 +4,8 @@
 // numeric order and dump() prints keys as they are):
 //
 //   m|<conv>|<seq>            a history row: sender, type, message id, time, client_msg_id,
-//                             content (system rows: timeline::system_content's JSON)
+//                             content (system rows: timeline::system_content's JSON); the type's
+//                             high bit marks a message whose sender was erased (empty content)
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
 //   me|<conv>                 {through @through}: the conversation's rows up to `through` were
 //                             expired (MessagesExpired, schema 9): their m| and mr| rows are
@@ -439,9 +440,13 @@ std::string_view field_value(const std::vector<Field>& fields, std::string_view 
 // bytes(client_msg_id), then the content to the end — a function of its event alone, written
 // with Put. A recall is its own row (mr|<conv>|<seq>), so re-applying the message cannot undo it.
 
+// The high bit of a row's type byte: its sender was erased (schema 10), its content is empty.
+constexpr uint8_t kErasedRow = 0x80;
+
 struct StoredRow {
   uint64_t sender = 0;
   uint8_t type = 0;
+  bool erased = false;  // the sender was erased: no content
   uint64_t event_id = 0;
   int64_t created_at = 0;
   std::string_view client_msg_id;
@@ -465,7 +470,8 @@ void encode_row(std::string& out, uint64_t sender, uint8_t type, uint64_t event_
 bool decode_row(std::string_view in, StoredRow& row) {
   uint64_t created = 0;
   if (!get_varint(in, row.sender) || in.empty()) return false;
-  row.type = static_cast<uint8_t>(in.front());
+  row.type = static_cast<uint8_t>(in.front()) & ~kErasedRow;
+  row.erased = (static_cast<uint8_t>(in.front()) & kErasedRow) != 0;
   in.remove_prefix(1);
   if (!get_varint(in, row.event_id) || !get_varint(in, created) || !get_bytes(in, row.client_msg_id)) return false;
   row.created_at = static_cast<int64_t>(created);
@@ -481,6 +487,7 @@ MessageView view_of(std::string_view conversation, uint64_t seq, const StoredRow
   v.seq_id = seq;
   v.sender_id = row.sender;
   v.recalled = row.recalled;
+  v.erased = row.erased;
   if (!row.recalled) v.content = row.content;
   v.message_type = timeline::message_type_name(static_cast<fb::MessageType>(row.type));
   v.client_msg_id = row.client_msg_id;
@@ -812,11 +819,21 @@ class RocksDbModelImpl final : public RocksDbModel {
                         const UserRowVisitor& visit);
 
   // ---- apply ----
-  // `text`: a message's text (EventBatch::Item::text).
-  void apply_event(const fb::EventEnvelope& e, std::string_view text);
+  // An event of the batch (its text and erased flag: EventBatch::Item). An erased owner's
+  // registration or profile update writes nothing (projection.h).
+  void apply_event(const EventBatch::Item& item);
+  // Writes what the batch has pending (its rows and blocks so far; not the positions).
+  Status write_pending();
+  // UserErased: see the definition.
+  Status erase_user(uint64_t user);
+  Status erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
+  Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
+  Status remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
+                         uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact);
   void apply_names(const fb::EventEnvelope& e);
   void apply_user(const fb::EventEnvelope& e);
-  void apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e, std::string_view text);
+  void apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e, std::string_view text,
+                          bool erased);
   void apply_single(const StreamRef& ref, const fb::EventEnvelope& e);
   void apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
   void merge(const std::string& key, FieldWriter& w);
@@ -881,7 +898,17 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   participants_.clear();
   batch_tokens_.clear();
   for (auto& [p, v] : ids_) v.clear();
-  for (const auto& item : batch.events) apply_event(*item.event, item.text);
+  for (const auto& item : batch.events) {
+    const auto* gone = item.event->event_as_UserErased();
+    if (gone == nullptr) {
+      apply_event(item);
+      continue;
+    }
+    // What came before is written first, then the erasure reads and rewrites it; a crash before
+    // the positions are written re-applies the batch, which every step allows.
+    IMLOG_TRY(write_pending());
+    IMLOG_TRY(erase_user(gone->user_id()));
+  }
   write_token_blocks();
   write_id_blocks();
   for (const auto& p : batch.positions) {
@@ -983,15 +1010,162 @@ void RocksDbModelImpl::write_id_blocks() {
   }
 }
 
-void RocksDbModelImpl::apply_event(const fb::EventEnvelope& e, std::string_view text) {
+void RocksDbModelImpl::apply_event(const EventBatch::Item& item) {
+  const fb::EventEnvelope& e = *item.event;
   std::string_view stream = sv(e.stream());
   auto ref = parse_stream(stream);
   if (!ref) return;  // control events and streams this build does not know
+  bool profile = e.event_type() == fb::Event::UserRegistered || e.event_type() == fb::Event::ProfileUpdated;
+  if (item.erased && profile) return;
   switch (ref->kind) {
     case StreamKind::names: apply_names(e); break;
     case StreamKind::user: apply_user(e); break;
-    default: apply_conversation(*ref, stream, e, text); break;
+    default: apply_conversation(*ref, stream, e, item.text, item.erased); break;
   }
+}
+
+Status RocksDbModelImpl::write_pending() {
+  write_token_blocks();
+  write_id_blocks();
+  auto s = db_->Write(write_options_, &wb_);
+  wb_.Clear();
+  batch_tokens_.clear();
+  for (auto& [p, v] : ids_) v.clear();
+  participants_.clear();
+  if (!s.ok()) return status_error(s, "writing a batch");
+  return {};
+}
+
+// ---- erasure ----------------------------------------------------------------------------------
+
+// UserErased (schema 10): the user's profile rows (u|, n|, su|, every sk| of theirs, fg|) go; each
+// of their messages, in every conversation they ever took part in (x|), keeps its m| row with its
+// type marked erased and no content — the row a rebuild writes, as it cannot open the text — and
+// loses its search postings. The ranges that held the plaintext are then flushed and compacted
+// (bottommost level forced) so it leaves the model's files, not only its newest version.
+Status RocksDbModelImpl::erase_user(uint64_t user) {
+  std::vector<std::pair<std::string, std::string>> compact;  // [begin, end) ranges
+  IMLOG_TRY(erase_profile(user, compact));
+  IMLOG_TRY(erase_messages(user, compact));
+  auto s = db_->Write(write_options_, &wb_);
+  wb_.Clear();
+  if (!s.ok()) return status_error(s, "erasing user " + std::to_string(user));
+  IMLOG_TRY(flush());
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (const auto& [begin, end] : compact) {
+    rocksdb::Slice b(begin), e(end);
+    s = db_->CompactRange(co, &b, &e);
+    if (!s.ok()) return status_error(s, "compacting what erased user " + std::to_string(user) + " left");
+  }
+  return {};
+}
+
+Status RocksDbModelImpl::erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact) {
+  std::string k, storage;
+  key_id1(k, "u|", user);
+  auto fields = get_fields(k, storage);
+  IMLOG_TRY(fields);
+  wb_.Delete(k);
+  compact.emplace_back(k, k + '\0');
+  if (*fields) {
+    if (const Field* name = find_field(**fields, "username")) {
+      k.assign("n|");
+      k.append(name->value);
+      wb_.Delete(k);
+      compact.emplace_back(k, k + '\0');
+      key_text_id(k, "su|", lower_ascii(name->value), user);
+      wb_.Delete(k);
+      compact.emplace_back(k, k + '\0');
+    }
+  }
+  // Every nickname the user ever had left an sk| key: found by their id at the key's end.
+  std::string suffix = "|";
+  put_hex(suffix, user);
+  std::string lower = "sk|", upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = as_sv(it->key());
+    if (!key.ends_with(suffix)) continue;
+    wb_.Delete(it->key());
+    compact.emplace_back(std::string(key), std::string(key) + '\0');
+  }
+  if (!it->status().ok()) return status_error(it->status(), "finding the nicknames of an erased user");
+  key_id1(lower, "fg|", user);
+  lower.push_back('|');
+  wb_.DeleteRange(lower, prefix_end(lower));
+  compact.emplace_back(lower, prefix_end(lower));
+  return {};
+}
+
+Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact) {
+  std::vector<std::string> convs;  // every conversation the user took part in, left ones too
+  std::string lower;
+  key_user_conv(lower, 'x', user, "");
+  {
+    std::string upper = prefix_end(lower);
+    rocksdb::Slice lo, hi;
+    auto it = iterator(lower, upper, lo, hi);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) convs.emplace_back(as_sv(it->key()).substr(lower.size()));
+    if (!it->status().ok()) return status_error(it->status(), "reading an erased user's conversations");
+  }
+  std::map<std::string, std::set<std::pair<std::string, uint64_t>>> postings;  // token → (conv, seq)
+  uint64_t min_id = UINT64_MAX;
+  TokenList tokens;
+  for (const auto& conv : convs) {
+    std::string begin = "m|" + conv + "|", end = prefix_end(begin);
+    rocksdb::Slice lo, hi;
+    auto it = iterator(begin, end, lo, hi);
+    bool touched = false;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      StoredRow row;
+      uint64_t seq = 0;
+      auto key = as_sv(it->key());
+      if (!parse_hex(key.substr(begin.size()), seq) || !decode_row(as_sv(it->value()), row)) continue;
+      if (row.sender != user || is_system(row) || row.erased) continue;
+      tokenize(row.content, tokens, kMaxTokensPerMessage);
+      for (std::string_view t : tokens.tokens) postings[std::string(t)].emplace(conv, seq);
+      min_id = std::min(min_id, row.event_id);
+      std::string erased;
+      encode_row(erased, row.sender, static_cast<uint8_t>(row.type | kErasedRow), row.event_id, row.created_at,
+                 row.client_msg_id, "");
+      wb_.Put(it->key(), erased);
+      touched = true;
+    }
+    if (!it->status().ok()) return status_error(it->status(), "reading the messages of an erased user");
+    if (touched) compact.emplace_back(std::move(begin), std::move(end));
+  }
+  return remove_postings(postings, min_id, compact);
+}
+
+// Takes the erased messages' postings out of their tokens' t| blocks (rewritten, or deleted when
+// nothing is left): a block can hold them only if its highest id is at least the lowest erased id.
+Status RocksDbModelImpl::remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
+                                         uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact) {
+  for (const auto& [token, gone] : postings) {
+    std::string prefix = "t|" + token + "|", lower = prefix, upper = prefix_end(prefix);
+    put_hex(lower, min_id);
+    rocksdb::Slice lo, hi;
+    auto it = iterator(lower, upper, lo, hi);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::vector<Posting> kept;
+      if (!parse_postings(as_sv(it->value()), kept)) continue;
+      size_t before = kept.size();
+      std::erase_if(kept, [&](const Posting& p) { return gone.contains({std::string(p.conv), p.seq}); });
+      if (kept.size() == before) continue;
+      if (kept.empty()) {
+        wb_.Delete(it->key());
+      } else {
+        std::string value;
+        encode_postings(kept, value);
+        wb_.Put(it->key(), value);
+      }
+    }
+    if (!it->status().ok()) return status_error(it->status(), "removing an erased user's search postings");
+    compact.emplace_back(std::move(prefix), std::move(upper));
+  }
+  return {};
 }
 
 void RocksDbModelImpl::apply_names(const fb::EventEnvelope& e) {
@@ -1125,7 +1299,7 @@ void RocksDbModelImpl::participate(uint64_t user, std::string_view conv, uint64_
 }
 
 void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e,
-                                          std::string_view text) {
+                                          std::string_view text, bool erased) {
   const uint64_t seq = e.seq();
   if (seq == 0) {
     if (uint64_t through = timeline::expired_through(e)) expire(conv, through);
@@ -1142,10 +1316,10 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
   // The history row.
   key_row(key_, conv, seq);
   if (auto* m = e.event_as_MessageAppended()) {
-    encode_row(value_, e.actor(), static_cast<uint8_t>(m->message_type()), e.event_id(), e.timestamp_ms(),
-               sv(e.client_msg_id()), text);
+    auto type = static_cast<uint8_t>(static_cast<uint8_t>(m->message_type()) | (erased ? kErasedRow : 0));
+    encode_row(value_, e.actor(), type, e.event_id(), e.timestamp_ms(), sv(e.client_msg_id()), erased ? "" : text);
     wb_.Put(key_, value_);
-    if (m->message_type() != fb::MessageType::System) index_tokens(conv, seq, e.event_id(), text);
+    if (m->message_type() != fb::MessageType::System && !erased) index_tokens(conv, seq, e.event_id(), text);
   } else {
     std::string content = timeline::system_content(e);
     encode_row(value_, e.actor(), static_cast<uint8_t>(fb::MessageType::System), e.event_id(), e.timestamp_ms(),

@@ -242,7 +242,7 @@ uint64_t expired_through(const fb::EventEnvelope& e) {
   return x ? x->through_seq() : 0;
 }
 
-bool row_of(const fb::EventEnvelope& e, std::string_view text, Row& out) {
+bool row_of(const fb::EventEnvelope& e, std::string_view text, bool erased, Row& out) {
   if (e.seq() == 0) return false;
   out.message_id = e.event_id();
   out.conversation = sv(e.stream());
@@ -252,7 +252,8 @@ bool row_of(const fb::EventEnvelope& e, std::string_view text, Row& out) {
   out.created_at = e.timestamp_ms();
   if (auto* m = e.event_as_MessageAppended()) {
     out.type = message_type_name(m->message_type());
-    out.content.assign(text);
+    out.erased = erased;
+    out.content.assign(erased ? std::string_view() : text);
   } else {
     out.type = "system";
     out.content = system_content(e);
@@ -296,7 +297,7 @@ void pointer_moves(const fb::EventEnvelope& e, const StreamRef& ref, std::vector
 
 void append_message_json(std::string& out, uint64_t message_id, std::string_view conversation, uint64_t seq,
                          uint64_t sender, std::string_view type, std::string_view client_msg_id, int64_t created_at,
-                         std::string_view content, bool recalled) {
+                         std::string_view content, MessageFlags flags) {
   out.reserve(out.size() + 160 + conversation.size() + client_msg_id.size() + content.size());
   out += "{\"message_id\":\"";
   out += std::to_string(message_id);
@@ -312,8 +313,11 @@ void append_message_json(std::string& out, uint64_t message_id, std::string_view
   append_json_string(out, client_msg_id);
   out += ",\"created_at\":";
   out += std::to_string(created_at);
-  if (recalled) {
-    out += ",\"content\":\"\",\"recalled\":true}";
+  if (flags.recalled || flags.erased) {
+    out += ",\"content\":\"\"";
+    if (flags.recalled) out += ",\"recalled\":true";
+    if (flags.erased) out += ",\"erased\":true";
+    out += '}';
   } else {
     out += ",\"content\":";
     append_json_string(out, content);
@@ -323,9 +327,9 @@ void append_message_json(std::string& out, uint64_t message_id, std::string_view
 
 std::string message_json(uint64_t message_id, std::string_view conversation, uint64_t seq, uint64_t sender,
                          std::string_view type, std::string_view client_msg_id, int64_t created_at,
-                         std::string_view content, bool recalled) {
+                         std::string_view content, MessageFlags flags) {
   std::string out;
-  append_message_json(out, message_id, conversation, seq, sender, type, client_msg_id, created_at, content, recalled);
+  append_message_json(out, message_id, conversation, seq, sender, type, client_msg_id, created_at, content, flags);
   return out;
 }
 

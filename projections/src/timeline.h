@@ -15,6 +15,9 @@
 //     appear only when the event carries them (a set join_policy or history, a removal's
 //     "ban":true), so the rows of older events read as they always did;
 //   - MessageRecalled also empties the recalled message's content and marks it recalled;
+//   - a message whose sender was erased (schema 10: their key destroyed, UserErased) has empty
+//     content and is marked erased — written so when its text cannot be opened any more (a
+//     replay after the erasure), and rewritten so by UserErased (a live model), so both agree;
 //   - RetentionSet (schema 9) is a system row {"event":"retention_set","by":7,"keep_days":30}
 //     ("keep_days" absent: back to the deployment default; 0: for ever).
 // ReadMarked (seq 0) is not a row. MessagesExpired (seq 0, schema 9) is not a row either: it
@@ -52,11 +55,13 @@ struct Row {
   std::string type;  // text, image, file, system
   std::string_view client_msg_id;
   int64_t created_at = 0;
+  bool erased = false;  // the sender was erased: content is empty
 };
 
 // The history row of an event of a conversation stream; false when it makes none (seq 0).
-// `text`: a message's text (EventBatch::Item::text), its content.
-bool row_of(const fb::EventEnvelope& event, std::string_view text, Row& out);
+// `text`: a message's text (EventBatch::Item::text), its content; `erased`: its sender was erased
+// (EventBatch::Item::erased), the row is marked so.
+bool row_of(const fb::EventEnvelope& event, std::string_view text, bool erased, Row& out);
 
 // The through_seq of a MessagesExpired (every row at or below it is gone); 0 for any other event.
 uint64_t expired_through(const fb::EventEnvelope& event);
@@ -88,17 +93,21 @@ void pointer_moves(const fb::EventEnvelope& event, const StreamRef& stream, std:
 void append_json_string(std::string& out, std::string_view s);
 
 // The wire contract's message object (`Message` in docs/api/openapi.yaml) with content last and,
-// only when recalled, "recalled":true after it:
+// only when recalled, "recalled":true after it, and only when erased, "erased":true last:
 //   {"message_id":"<id>","conversation_id":"..","seq_id":N,"sender_id":N,"message_type":"..",
 //    "client_msg_id":"..","created_at":N,"content":".."}
-// A recalled message's JSON is its prefix up to ,"content": followed by ,"content":"","recalled":true}
-// — the Redis model rewrites stored members that way.
+// A recalled or erased message's JSON is its prefix up to ,"content": followed by
+// ,"content":"" and the flags — the Redis model rewrites stored members that way.
+struct MessageFlags {
+  bool recalled = false;
+  bool erased = false;
+};
 std::string message_json(uint64_t message_id, std::string_view conversation, uint64_t seq, uint64_t sender,
                          std::string_view type, std::string_view client_msg_id, int64_t created_at,
-                         std::string_view content, bool recalled);
+                         std::string_view content, MessageFlags flags);
 // The same, appended to `out`.
 void append_message_json(std::string& out, uint64_t message_id, std::string_view conversation, uint64_t seq,
                          uint64_t sender, std::string_view type, std::string_view client_msg_id, int64_t created_at,
-                         std::string_view content, bool recalled);
+                         std::string_view content, MessageFlags flags);
 
 }  // namespace imlog::timeline

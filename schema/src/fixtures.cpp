@@ -379,6 +379,41 @@ std::vector<std::pair<std::string, fb::EventEnvelopeT>> v10_events() {
   e.client_sent_at = 1'763'000'013'500;
   e.schema_version = 10;
   out.emplace_back("message_appended_sealed", std::move(e));
+
+  std::vector<uint8_t> sealed_profile{1};
+  for (int i = 0; i < 24 + 16 + 40; ++i) sealed_profile.push_back(static_cast<uint8_t>(i * 29 + 5));
+  fb::UserRegisteredT reg;
+  reg.user_id = 42;
+  reg.username = "alice";
+  reg.sealed_profile = sealed_profile;
+  auto registered = envelope("names_12", 3, as_event(reg));
+  registered.schema_version = 10;
+  out.emplace_back("user_registered_sealed", std::move(registered));
+  fb::ProfileUpdatedT prof;
+  prof.user_id = 42;
+  prof.sealed_profile = sealed_profile;
+  auto updated = envelope("user_42", 4, as_event(prof));
+  updated.schema_version = 10;
+  out.emplace_back("profile_updated_sealed", std::move(updated));
+  auto erased = envelope("user_42", 5, as_event(fb::UserErasedT{{}, 42}));
+  erased.schema_version = 10;
+  out.emplace_back("user_erased", std::move(erased));
+  return out;
+}
+
+// Version 10 erasure: EraseUser.
+std::vector<std::pair<std::string, fb::CommandEnvelopeT>> v10_commands() {
+  std::vector<std::pair<std::string, fb::CommandEnvelopeT>> out;
+  fb::CommandEnvelopeT c;
+  c.stream = "user_42";
+  c.actor = 42;
+  c.client_msg_id = "d10-erase";
+  c.trace_id = "trace-10";
+  c.timestamp_ms = 1'763'000'014'000;
+  c.client_sent_at = 1'763'000'013'900;
+  c.schema_version = 10;
+  c.command.Set(fb::EraseUserT{});
+  out.emplace_back("erase_user", std::move(c));
   return out;
 }
 
@@ -405,6 +440,7 @@ std::vector<std::pair<std::string, fb::CommandEnvelopeT>> fixture_commands(int v
   if (version == 7) return v7_commands();
   if (version == 8) return v8_commands();
   if (version == 9) return v9_commands();
+  if (version == 10) return v10_commands();
   return {};
 }
 

@@ -300,6 +300,9 @@ struct Node::Parts {
       out.push_back(metrics::counter("imlog_sequencer_append_failures_total",
                                      "Event batches the log did not take (their commands answered unavailable).",
                                      d(st.append_failures.load())));
+      out.push_back(metrics::counter("imlog_sequencer_key_destroy_failures_total",
+                                     "Erasures whose data key the key store did not destroy at once (the projectors do).",
+                                     d(st.key_destroy_failures.load())));
       out.push_back(metrics::counter("imlog_sequencer_appended_bytes_total",
                                      "Key and value bytes of the events appended to im.events.",
                                      d(st.appended_bytes.load())));

@@ -3,7 +3,9 @@
 // into the object API, encode again to an event that verifies, and apply to a stream's state (the
 // sequencer's catch-up), whose state-store encoding must decode back to the same state. A
 // message's sealed text is opened with a fixed key (forged bytes must fail `corrupt`, never crash),
-// and a text sealed with that key must open to itself. The bytes
+// and a text sealed with that key must open to itself. A sealed profile (schema 10) opens the
+// same way, and the input sealed as a profile's plaintext (bytes that are not a SealedProfile, yet
+// authentic) must open or fail `corrupt`, never crash. The bytes
 // are also read as a state-store value (decode_state), which the engine reads from disk on start.
 
 #include <cstddef>
@@ -45,10 +47,38 @@ void sealed_text(const fb::EventEnvelope& e) {
   IMLOG_FUZZ_CHECK(opened.has_value() && *opened == plain);
 }
 
+bool opens_or_is_corrupt(const Result<std::optional<std::string>>& opened) {
+  if (!opened) return opened.error().code() == make_error_code(KeyErrc::corrupt);
+  return !opened->has_value() || read_event(**opened).has_value();
+}
+
+void sealed_profile(const fb::EventEnvelope& e) {
+  FixedKeys keys;
+  IMLOG_FUZZ_CHECK(opens_or_is_corrupt(open_profile(e, keys)));
+}
+
+// `plaintext` as the sealed profile of a registration: authentic bytes that need not decode.
+void forged_profile(std::string_view plaintext) {
+  FixedKeys keys;
+  fb::EventEnvelopeT e;
+  e.event_id = 7;
+  e.stream = "names_1";
+  fb::UserRegisteredT reg;
+  reg.user_id = 1;
+  reg.username = "someone";
+  std::string sealed = seal(keys.key_, plaintext, {e.event_id, "profile"});
+  reg.sealed_profile.assign(sealed.begin(), sealed.end());
+  e.event.Set(std::move(reg));
+  auto ev = read_event(encode_event(e));
+  IMLOG_FUZZ_CHECK(ev.has_value());
+  IMLOG_FUZZ_CHECK(opens_or_is_corrupt(open_profile(**ev, keys)));
+}
+
 void event(std::string_view bytes) {
   auto ev = read_event(bytes);
   if (!ev) return;
   sealed_text(**ev);
+  sealed_profile(**ev);
   fb::EventEnvelopeT unpacked;
   (*ev)->UnPackTo(&unpacked);
   IMLOG_FUZZ_CHECK(read_event(encode_event(unpacked)).has_value());
@@ -90,5 +120,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
   event(bytes);
   others(bytes);
+  forged_profile(bytes);
   return 0;
 }

@@ -369,7 +369,7 @@ KeyStore& test_keys() {
 // ---- EngineNode -------------------------------------------------------------------------------
 
 Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfig config, const Clock& clock,
-                                                      const SequencerTransports* transports) {
+                                                      const SequencerTransports* transports, KeyStore* keys) {
   std::unique_ptr<EngineNode> n(new EngineNode());
   if (!transports) {
     n->commands_ = log_commands(log);
@@ -378,7 +378,7 @@ Result<std::unique_ptr<EngineNode>> EngineNode::start(EventLog& log, EngineConfi
   SequencerTransports use = transports ? *transports : SequencerTransports{*n->commands_, *n->deliveries_};
   n->directory_ = std::make_unique<LogDirectory>(log);
   IMLOG_TRY(n->directory_->start());
-  auto seq = Sequencer::create(log, use, *n->directory_, test_keys(), clock, std::move(config));
+  auto seq = Sequencer::create(log, use, *n->directory_, keys ? *keys : test_keys(), clock, std::move(config));
   IMLOG_TRY(seq);
   n->sequencer_ = std::move(*seq);
   IMLOG_TRY(n->sequencer_->start());

@@ -86,8 +86,9 @@ class KeyStore {
 Result<std::unique_ptr<KeyStore>> open_rocksdb_key_store(const std::string& dir);
 
 // A cache in front of another store: keys found are kept for `ttl` (at most `capacity` users; past
-// it the cache starts over). destroy() forgets the key here before destroying it in the store;
-// another process's cache forgets it at the latest `ttl` later.
+// it the cache starts over). destroy() forgets the key here for good before destroying it in the
+// store (a reader that fetched it just before cannot cache it again); another process's cache
+// forgets it at the latest `ttl` later.
 class CachedKeyStore final : public KeyStore {
  public:
   CachedKeyStore(std::unique_ptr<KeyStore> store, std::chrono::milliseconds ttl, size_t capacity = 1 << 20);
@@ -110,5 +111,20 @@ class CachedKeyStore final : public KeyStore {
 // the store does when it cannot be read.
 Result<std::string> message_text(const fb::EventEnvelope& event, const fb::MessageAppended& message,
                                  KeyStore& keys);
+
+// The user whose data key seals an event's personal fields: a message's sender (the actor), a
+// registration's new user, a profile update's user; 0 for an event that has none.
+uint64_t sealing_owner(const fb::EventUnion& event, uint64_t actor);
+
+// Seals an event's personal fields with its owner's key, in place (the sequencer, before it
+// encodes the event; event_id set): a message's content into sealed_content; a registration's
+// password_hash, nickname and email, and a profile update's fields, into sealed_profile (a
+// SealedProfile). The plain fields are left empty. Other events are unchanged.
+void seal_fields(const DataKey& key, fb::EventEnvelopeT& event);
+
+// A UserRegistered or ProfileUpdated whose sealed_profile is opened with its user's key: the event
+// re-encoded with the profile's fields in its plain fields and no sealed_profile. None for any
+// other event, or one written before 10 (its fields are plain already). Fails as message_text().
+Result<std::optional<std::string>> open_profile(const fb::EventEnvelope& event, KeyStore& keys);
 
 }  // namespace imlog

@@ -94,6 +94,7 @@ struct SequencerStats {
   std::atomic<uint64_t> epochs{0};      // partitions taken (epoch markers written)
   std::atomic<uint64_t> stood_down{0};  // partitions given up: a newer epoch fenced this sequencer
   std::atomic<uint64_t> append_failures{0};  // event batches the log did not take
+  std::atomic<uint64_t> key_destroy_failures{0};  // erasures whose key the store did not destroy at once
   std::atomic<uint64_t> appended_bytes{0};   // key + value bytes of the events appended
   std::atomic<int32_t> partitions{0};   // partitions owned now
   metrics::Histogram batch_commands{metrics::Histogram::size_bounds()};  // commands per batch

@@ -124,6 +124,7 @@ struct StreamState {
   std::deque<RecentMessage> recent;
   // user_<id>: the user's push devices by device id (ordered: encoding must be deterministic)
   std::map<uint64_t, DeviceEntry> devices;
+  bool erased = false;  // user_<id>: the user erased their account (UserErased); no command after it
   // conversations, retention (schema 9): the override in days (0: for ever; kNoOverride: none) of
   // a group or world in keep_a; of a one-to-one's lower user id in keep_a, the higher in keep_b.
   int64_t keep_a = kNoOverride;

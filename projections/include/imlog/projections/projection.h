@@ -25,6 +25,8 @@
 
 namespace imlog {
 
+class KeyStore;
+
 // How far a sink has consumed one partition of im.events.
 struct PartitionPosition {
   int32_t partition = 0;
@@ -41,16 +43,29 @@ struct EventBatch {
   struct Item {
     int32_t partition = 0;
     int64_t offset = 0;
-    const fb::EventEnvelope* event = nullptr;  // valid while the batch lives
+    const fb::EventEnvelope* event = nullptr;  // valid while the batch lives (open_item() may re-point it)
     // A message's text (MessageAppended only): its sealed content opened with the sender's key
     // (engine/include/imlog/engine/data_keys.h), or the content of a message written before
     // sealing. Sinks read a message's text here, never from the event. Valid while the batch lives.
     std::string_view text;
+    // The event's owner was erased (schema 10): their data key is destroyed, so its sealed fields
+    // cannot be opened. A MessageAppended's text is then empty and its row is written erased
+    // (timeline.h); a UserRegistered or ProfileUpdated writes nothing.
+    bool erased = false;
   };
   std::vector<Item> events;
   std::vector<PartitionPosition> positions;
   std::deque<std::string> texts;  // what the items' text views point into
 };
+
+// Opens what `item`'s event sealed (engine/include/imlog/engine/data_keys.h), keeping what it
+// opens in `storage`: a message's text into item.text; a registration's or profile update's
+// fields into a re-encoded copy of the event, which item.event then points to. An owner whose key
+// was destroyed marks the item erased instead. On a UserErased it destroys the user's key (again:
+// the engine did once the erasure was durable, unless its store failed then). `keys` null: a
+// sealed event fails `unavailable`, a UserErased destroys nothing. One attempt: a store that does
+// not answer fails retryable.
+Status open_item(EventBatch::Item& item, std::deque<std::string>& storage, KeyStore* keys);
 
 // An item for `event`, its text taken from the event's plain `content` (a message written before
 // sealing; tests and benches that build batches by hand).

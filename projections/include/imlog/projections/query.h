@@ -30,11 +30,12 @@ struct MessageView {
   std::string conversation_id;
   uint64_t seq_id = 0;
   uint64_t sender_id = 0;
-  std::string content;        // empty once recalled
+  std::string content;        // empty once recalled or erased
   std::string message_type;   // text, image, file, system
   std::string client_msg_id;
   int64_t created_at = 0;     // Unix ms
   bool recalled = false;
+  bool erased = false;        // its sender erased their account (schema 10)
   bool operator==(const MessageView&) const = default;
 };
 

@@ -183,10 +183,12 @@ class EngineNode {
   // `transports`: where the sequencer reads commands and answers (not owned; must outlive the
   // node). Null: the distributed mode's, over `log` (im.commands, im.deliver.<gateway>), so a test
   // submits with testing::submit() and reads answers with LogTail.
-  // The sequencer seals with test_keys().
+  // `keys`: what the sequencer seals with (not owned); null: test_keys(). A test that erases a
+  // user gives its own, as user ids repeat across the logs of one process.
   static Result<std::unique_ptr<EngineNode>> start(EventLog& log, EngineConfig config,
                                                    const Clock& clock = SystemClock::instance(),
-                                                   const SequencerTransports* transports = nullptr);
+                                                   const SequencerTransports* transports = nullptr,
+                                                   KeyStore* keys = nullptr);
   ~EngineNode();
 
   [[nodiscard]] Sequencer& sequencer() { return *sequencer_; }
