@@ -255,10 +255,11 @@ function MessageRow({store, m, group, seen}: {store: ChatStore; m: UiMessage; gr
   const state = mine ? m.state : "acked";
   const canRecall = mine && state === "acked" && !m.recalled && Date.now() - m.created_at < kRecallWindowMs;
   return (
-    <li class={"msg" + (mine ? " mine" : "") + (m.recalled ? " recalled" : "")} data-seq={m.seq_id || undefined} data-state={state}
+    <li class={"msg" + (mine ? " mine" : "") + (m.recalled ? " recalled" : "") + (m.erased ? " erased" : "")} data-seq={m.seq_id || undefined} data-state={state}
         data-seen={mine && seen ? "true" : undefined}>
       {group && !mine && <span class="sender">{store.name(m.sender_id)}</span>}
-      <p class="text">{m.recalled ? (mine ? "You recalled a message" : "Message recalled") : m.content}</p>
+      <p class="text">{m.recalled ? (mine ? "You recalled a message" : "Message recalled")
+        : m.erased ? "Its sender erased their account" : m.content}</p>
       <span class="meta">
         <time>{time(m.created_at)}</time>
         {mine && state === "pending" && <span class="state">Sending…</span>}

@@ -63,6 +63,7 @@ export function systemText(content: string, name: (id: number | undefined) => st
 export function preview(m: Message | null | undefined, name: (id: number | undefined) => string, me: number): string {
   if (!m) return "No messages yet";
   if (m.recalled) return "Message recalled";
+  if (m.erased) return "Message of an erased account";
   if (m.message_type === "system") return systemText(m.content, name) ?? "Message recalled";
   const who = m.sender_id === me ? "You: " : "";
   return who + m.content.replace(/\s+/g, " ").slice(0, 80);
