@@ -9,7 +9,8 @@
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
 //   me|<conv>                 {through @through}: the conversation's rows up to `through` were
 //                             expired (MessagesExpired, schema 9): their m| and mr| rows are
-//                             deleted (one range delete each); later seqs are unchanged
+//                             deleted (one range delete each), their t| postings removed; later
+//                             seqs are unchanged
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
 //   t|<token>|<max id>|<min id>   block: the (conv, seq) postings of one token written by one
@@ -828,6 +829,8 @@ class RocksDbModelImpl final : public RocksDbModel {
   Status erase_user(uint64_t user);
   Status erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
   Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
+  // MessagesExpired: the search postings of the rows it expires (its range delete takes the rows).
+  Status expire_postings(std::string_view conv, uint64_t through);
   Status remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
                          uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact);
   void apply_names(const fb::EventEnvelope& e);
@@ -901,6 +904,10 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   for (const auto& item : batch.events) {
     const auto* gone = item.event->event_as_UserErased();
     if (gone == nullptr) {
+      if (uint64_t through = timeline::expired_through(*item.event)) {  // the rows' postings go first
+        IMLOG_TRY(write_pending());
+        IMLOG_TRY(expire_postings(sv(item.event->stream()), through));
+      }
       apply_event(item);
       continue;
     }
@@ -1053,7 +1060,17 @@ Status RocksDbModelImpl::erase_user(uint64_t user) {
   IMLOG_TRY(flush());
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-  for (const auto& [begin, end] : compact) {
+  // One range per key family (the text before the first '|'), spanning all of the family's:
+  // a compaction per token or conversation would be thousands of calls for a prolific user.
+  std::map<std::string, std::pair<std::string, std::string>> families;
+  for (auto& [begin, end] : compact) {
+    auto [it, fresh] = families.try_emplace(begin.substr(0, begin.find('|')), begin, end);
+    if (fresh) continue;
+    it->second.first = std::min(it->second.first, begin);
+    it->second.second = std::max(it->second.second, end);
+  }
+  for (const auto& [family, range] : families) {
+    const auto& [begin, end] = range;
     rocksdb::Slice b(begin), e(end);
     s = db_->CompactRange(co, &b, &e);
     if (!s.ok()) return status_error(s, "compacting what erased user " + std::to_string(user) + " left");
@@ -1113,12 +1130,13 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
   std::map<std::string, std::set<std::pair<std::string, uint64_t>>> postings;  // token → (conv, seq)
   uint64_t min_id = UINT64_MAX;
   TokenList tokens;
+  std::string rows = "m|", rows_end = prefix_end(rows);  // one iterator for all (see remove_postings)
+  rocksdb::Slice lo, hi;
+  auto it = iterator(rows, rows_end, lo, hi);
   for (const auto& conv : convs) {
     std::string begin = "m|" + conv + "|", end = prefix_end(begin);
-    rocksdb::Slice lo, hi;
-    auto it = iterator(begin, end, lo, hi);
     bool touched = false;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    for (it->Seek(begin); it->Valid() && as_sv(it->key()).starts_with(begin); it->Next()) {
       StoredRow row;
       uint64_t seq = 0;
       auto key = as_sv(it->key());
@@ -1139,16 +1157,42 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
   return remove_postings(postings, min_id, compact);
 }
 
-// Takes the erased messages' postings out of their tokens' t| blocks (rewritten, or deleted when
-// nothing is left): a block can hold them only if its highest id is at least the lowest erased id.
+Status RocksDbModelImpl::expire_postings(std::string_view conv, uint64_t through) {
+  std::map<std::string, std::set<std::pair<std::string, uint64_t>>> postings;  // token → (conv, seq)
+  uint64_t min_id = UINT64_MAX;
+  TokenList tokens;
+  std::string begin, end;
+  key_row(begin, conv, 0);
+  key_row(end, conv, through + 1);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(begin, end, lo, hi);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    StoredRow row;
+    if (!decode_row(as_sv(it->value()), row) || is_system(row) || row.erased) continue;
+    uint64_t seq = 0;
+    if (!parse_hex(as_sv(it->key()).substr(as_sv(it->key()).size() - 16), seq)) continue;
+    tokenize(row.content, tokens, kMaxTokensPerMessage);
+    for (std::string_view t : tokens.tokens) postings[std::string(t)].emplace(conv, seq);
+    min_id = std::min(min_id, row.event_id);
+  }
+  if (!it->status().ok()) return status_error(it->status(), "reading the rows an expiry removes");
+  std::vector<std::pair<std::string, std::string>> ranges;  // retention is not erasure: no forced compaction
+  return remove_postings(postings, min_id, ranges);
+}
+
+// Takes the postings of erased or expired messages out of their tokens' t| blocks (rewritten, or
+// deleted when nothing is left): a block can hold them only if its highest id is at least the
+// lowest id among the messages.
 Status RocksDbModelImpl::remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
                                          uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact) {
+  // One iterator for every token: making one costs a sort of the memtable in a bulk load's model.
+  std::string lower = "t|", upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
   for (const auto& [token, gone] : postings) {
-    std::string prefix = "t|" + token + "|", lower = prefix, upper = prefix_end(prefix);
-    put_hex(lower, min_id);
-    rocksdb::Slice lo, hi;
-    auto it = iterator(lower, upper, lo, hi);
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string prefix = "t|" + token + "|", first = prefix;
+    put_hex(first, min_id);
+    for (it->Seek(first); it->Valid() && as_sv(it->key()).starts_with(prefix); it->Next()) {
       std::vector<Posting> kept;
       if (!parse_postings(as_sv(it->value()), kept)) continue;
       size_t before = kept.size();
@@ -1162,8 +1206,8 @@ Status RocksDbModelImpl::remove_postings(const std::map<std::string, std::set<st
         wb_.Put(it->key(), value);
       }
     }
-    if (!it->status().ok()) return status_error(it->status(), "removing an erased user's search postings");
-    compact.emplace_back(std::move(prefix), std::move(upper));
+    if (!it->status().ok()) return status_error(it->status(), "removing search postings");
+    compact.emplace_back(prefix, prefix_end(prefix));
   }
   return {};
 }

@@ -69,7 +69,8 @@ void forged_profile(std::string_view plaintext) {
   std::string sealed = seal(keys.key_, plaintext, {e.event_id, "profile"});
   reg.sealed_profile.assign(sealed.begin(), sealed.end());
   e.event.Set(std::move(reg));
-  auto ev = read_event(encode_event(e));
+  const std::string bytes = encode_event(e);
+  auto ev = read_event(bytes);
   IMLOG_FUZZ_CHECK(ev.has_value());
   IMLOG_FUZZ_CHECK(opens_or_is_corrupt(open_profile(**ev, keys)));
 }
