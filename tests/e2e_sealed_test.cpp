@@ -14,7 +14,9 @@
 //     keeps its seq, erased and empty, in the other user's history; their profile, login, token
 //     and search hits are gone; after a clean stop no file of the data directory — log, engine
 //     state, keys, read model — holds their message text or their nickname; `replay --verify`
-//     rebuilds the same scrubbed model from the log.
+//     rebuilds the same scrubbed model from the log;
+//   - the erased user's username stays claimed for engine.username_grace, then goes to whoever
+//     registers it next, as a new user.
 
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -201,6 +203,47 @@ TEST_F(E2eSealed, AnErasedUserLeavesNothingReadableAndReplayAgrees) {
                              server_->config_path(), "--data-dir", server_->data_dir(), "--verify"});
   EXPECT_EQ(replay.status, 0) << replay.out;
   EXPECT_NE(replay.out.find("verify: equal"), std::string::npos) << replay.out;
+}
+
+
+TEST(E2eErasedName, IsFreeAfterTheGracePeriodForANewUser) {
+  TempDir dir("imlog-e2e-erased-name");
+  ImlogServer server(dir.str(), R"(
+log: {level: warn}
+engine: {username_grace: 2s}
+gateway:
+  password_ops_limit: 1
+  password_mem_limit: 8KiB
+  read_model_wait: 5s
+)");
+  ASSERT_TRUE(server.start()) << "imlog did not get ready";
+  auto& http = server.http();
+  SignedIn old = join(http, "reborn");
+  ASSERT_FALSE(HasFailure());
+  auto erased = http.request("DELETE", "/api/v1/users/me", R"({"password":"secret-reborn"})", old.token);
+  ASSERT_EQ(erased.status, 204) << erased.body;
+  const std::string again = R"({"username":"reborn","password":"another-password"})";
+  auto early = http.request("POST", "/api/v1/auth/register", again);
+  EXPECT_EQ(early.status, 409) << "claimed during the grace period: " << early.body;
+
+  std::this_thread::sleep_for(2s);  // the grace period (each early try counts as a failed registration)
+  HttpResult reg;
+  for (auto deadline = std::chrono::steady_clock::now() + 15s; std::chrono::steady_clock::now() < deadline;) {
+    reg = http.request("POST", "/api/v1/auth/register", again);
+    if (reg.status == 201) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(reg.status, 201) << reg.body;
+  EXPECT_NE(reg.json()["user_id"].GetUint64(), old.id) << "a new user, not the erased one";
+  HttpResult login;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    login = http.request("POST", "/api/v1/auth/login", again);
+    if (login.status == 200) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(login.status, 200) << login.body;
+  EXPECT_EQ(login.json()["user_id"].GetUint64(), reg.json()["user_id"].GetUint64());
+  EXPECT_EQ(http.request("GET", "/api/v1/users/me", "", old.token).status, 401) << "the erased user's token";
 }
 
 }  // namespace

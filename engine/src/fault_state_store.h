@@ -4,7 +4,7 @@
 // fail; the store, owned by the sequencer, consults them on every read:
 //   - fail_nth(n, kind): the n-th read from now (1-based), of any kind or only of `kind`, fails once;
 //   - fail_key(key): every read of that key fails until clear() — a stream id (load), a dedupe key
-//     (StateStore::dedupe_key), a username (name_taken) or checkpoint_key(p) (checkpoint).
+//     (StateStore::dedupe_key), a username (name_holder) or checkpoint_key(p) (checkpoint).
 // A failed read returns an io_error naming the fault and leaves the real store untouched; writes
 // always pass through.
 //
@@ -101,9 +101,9 @@ class FaultStateStore final : public StateStore {
     IMLOG_TRY(faults_->read(StoreFaults::Read::dedupe, key));
     return base_->dedupe(key);
   }
-  Result<bool> name_taken(std::string_view username) override {
+  Result<std::optional<uint64_t>> name_holder(std::string_view username) override {
     IMLOG_TRY(faults_->read(StoreFaults::Read::name, username));
-    return base_->name_taken(username);
+    return base_->name_holder(username);
   }
   Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
   Status write(const StoreBatch& batch) override { return base_->write(batch); }

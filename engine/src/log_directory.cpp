@@ -1,8 +1,8 @@
 #include "imlog/engine/log_directory.h"
 
 #include <shared_mutex>
+#include <algorithm>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -16,11 +16,11 @@ namespace imlog {
 namespace {
 
 // The snapshot's fields (snapshot_file.h): partitions u32; per partition the next offset i64, the
-// epoch filter's token u64 and link u64; users u64, then per user id u64, exists u8 (0 no, 1 yes,
-// 2 erased), message_policy u8, allow_search u8.
-constexpr std::string_view kMagic = "IMLDIR01";
-constexpr size_t kUserBytes = 11;
-constexpr uint8_t kErased = 2;
+// epoch filter's token u64 and link u64; users u64, then per user id u64, exists u8,
+// message_policy u8, allow_search u8, erased_at i64 (0: not erased). Version 02 added erased_at
+// (schema 10); a version 01 snapshot is not used: the directory reads the log from offset 0.
+constexpr std::string_view kMagic = "IMLDIR02";
+constexpr size_t kUserBytes = 19;
 
 }  // namespace
 
@@ -30,9 +30,6 @@ struct LogDirectory::State {
   const LogDirectoryOptions options;
   mutable std::shared_mutex mu;
   std::unordered_map<uint64_t, UserFacts> users;
-  // Users erased (UserErased): they exist no more, whichever of their registration and their
-  // erasure was read first (the two are on different partitions).
-  std::unordered_set<uint64_t> erased;
   std::unique_ptr<Consumer> reader;
   EpochFilter filter;
   std::vector<int64_t> next;  // per partition: the offset after the last record read
@@ -64,12 +61,16 @@ struct LogDirectory::State {
 
   void apply(const fb::EventEnvelope& e) {
     if (auto* reg = e.event_as_UserRegistered()) {
+      // An erased user exists no more, whichever of their registration and their erasure was read
+      // first (the two are on different partitions).
       std::unique_lock lock(mu);
-      users[reg->user_id()].exists = !erased.contains(reg->user_id());
+      UserFacts& f = users[reg->user_id()];
+      f.exists = f.erased_at_ms == 0;
     } else if (auto* gone = e.event_as_UserErased()) {
       std::unique_lock lock(mu);
-      erased.insert(gone->user_id());
-      users[gone->user_id()].exists = false;
+      UserFacts& f = users[gone->user_id()];
+      f.exists = false;
+      f.erased_at_ms = std::max<int64_t>(1, e.timestamp_ms());
     } else if (auto* set = e.event_as_SettingsUpdated()) {
       std::unique_lock lock(mu);
       UserFacts& f = users[set->user_id()];
@@ -93,9 +94,10 @@ struct LogDirectory::State {
     out.put(static_cast<uint64_t>(users.size()));
     for (const auto& [id, f] : users) {
       out.put(id);
-      out.put(erased.contains(id) ? kErased : static_cast<uint8_t>(f.exists));
+      out.put(static_cast<uint8_t>(f.exists));
       out.put(static_cast<uint8_t>(f.message_policy));
       out.put(static_cast<uint8_t>(f.allow_search));
+      out.put(f.erased_at_ms);
     }
     return out;
   }
@@ -123,7 +125,6 @@ struct LogDirectory::State {
       logger("engine")->warn("directory snapshot {} not used ({}): reading im.events from offset 0",
                              options.snapshot_path, why);
       users.clear();
-      erased.clear();
       filter = EpochFilter();
       next.assign(ends.size(), 0);
     }
@@ -145,10 +146,10 @@ struct LogDirectory::State {
     for (uint64_t i = 0; i < count; ++i) {
       uint64_t id = 0;
       uint8_t exists = 0, policy = 0, search = 0;
-      r.get(id), r.get(exists), r.get(policy), r.get(search);
+      int64_t erased_at = 0;
+      r.get(id), r.get(exists), r.get(policy), r.get(search), r.get(erased_at);
       if (policy > static_cast<uint8_t>(fb::MessagePolicy::MAX)) return "an unknown message policy";
-      if (exists == kErased) erased.insert(id);
-      users[id] = UserFacts{exists == 1, static_cast<fb::MessagePolicy>(policy), search != 0};
+      users[id] = UserFacts{exists != 0, static_cast<fb::MessagePolicy>(policy), search != 0, erased_at};
     }
     return {};
   }

@@ -429,15 +429,17 @@ class Sequencer::Loop final : public RebalanceListener {
   class Names final : public NameIndex {
    public:
     Names(PartitionCtx& ctx, StateStore& store) : ctx_(ctx), store_(store) {}
-    bool taken(std::string_view name) const override {
-      if (ctx_.pending_names.contains(std::string(name))) return true;
-      auto t = store_.name_taken(name);
-      if (!t) {
-        if (!error) error = t.error();
-        return true;
+    std::optional<uint64_t> holder(std::string_view name) const override {
+      if (auto it = ctx_.pending_names.find(std::string(name)); it != ctx_.pending_names.end()) return it->second;
+      auto h = store_.name_holder(name);
+      if (!h) {
+        if (!error) error = h.error();
+        return kUnknownHolder;
       }
-      return *t;
+      return *h;
     }
+    // Held by nobody who could be released: the answer while the store cannot be read.
+    static constexpr uint64_t kUnknownHolder = 0;
     mutable std::optional<Error> error;
 
    private:

@@ -57,7 +57,9 @@ class RecordingStore final : public StateStore {
   }
   Result<bool> load(std::string_view stream, StreamState& out) override { return base_->load(stream, out); }
   Result<std::optional<DedupeEntry>> dedupe(std::string_view key) override { return base_->dedupe(key); }
-  Result<bool> name_taken(std::string_view username) override { return base_->name_taken(username); }
+  Result<std::optional<uint64_t>> name_holder(std::string_view username) override {
+    return base_->name_holder(username);
+  }
   Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
   Status write(const StoreBatch& batch) override {
     SeenWrite w;

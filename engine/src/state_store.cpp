@@ -62,7 +62,7 @@ class RocksStateStore final : public StateStore {
   Result<Checkpoint> checkpoint(int32_t partition) override;
   Result<bool> load(std::string_view stream, StreamState& out) override;
   Result<std::optional<DedupeEntry>> dedupe(std::string_view key) override;
-  Result<bool> name_taken(std::string_view username) override;
+  Result<std::optional<uint64_t>> name_holder(std::string_view username) override;
   Result<int64_t> dedupe_horizon() override;
   Status write(const StoreBatch& batch) override;
 
@@ -146,14 +146,15 @@ Result<std::optional<DedupeEntry>> RocksStateStore::dedupe(std::string_view key)
   return std::optional<DedupeEntry>(std::move(e));
 }
 
-Result<bool> RocksStateStore::name_taken(std::string_view username) {
+Result<std::optional<uint64_t>> RocksStateStore::name_holder(std::string_view username) {
   std::string key = "n";
   key += username;
   std::string v;
   auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
-  if (s.IsNotFound()) return false;
+  if (s.IsNotFound()) return std::optional<uint64_t>{};
   if (!s.ok()) return fail(store_error(s, "reading the name index"));
-  return true;
+  if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed name entry"), "reading the name index"));
+  return std::optional<uint64_t>(get_u64(v, 0));
 }
 
 Result<int64_t> RocksStateStore::dedupe_horizon() {

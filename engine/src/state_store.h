@@ -80,7 +80,8 @@ class StateStore {
   // False when the stream has no stored state.
   virtual Result<bool> load(std::string_view stream, StreamState& out) = 0;
   virtual Result<std::optional<DedupeEntry>> dedupe(std::string_view key) = 0;
-  virtual Result<bool> name_taken(std::string_view username) = 0;
+  // The user a username is claimed by; none when it is free.
+  virtual Result<std::optional<uint64_t>> name_holder(std::string_view username) = 0;
   // The highest dedupe cut-off ever applied (0: none): every entry sent before it may be gone.
   virtual Result<int64_t> dedupe_horizon() = 0;
   virtual Status write(const StoreBatch& batch) = 0;

@@ -59,6 +59,13 @@ bool known(fb::HistoryRule r) { return r >= fb::HistoryRule::MIN && r <= fb::His
 
 // ---- names_<bucket> ---------------------------------------------------------------------------
 
+// Whether the name `holder` claimed is free again: they erased their account at least the grace
+// period ago (docs/data-lifecycle.md, "Erasure").
+bool released(uint64_t holder, const DecideContext& ctx) {
+  int64_t erased_at = ctx.directory.user(holder).erased_at_ms;
+  return erased_at > 0 && ctx.now_ms - erased_at >= ctx.limits.username_grace_ms;
+}
+
 Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::CommandEnvelope& c,
                       const DecideContext& ctx) {
   auto* cmd = c.command_as_RegisterUser();
@@ -75,7 +82,7 @@ Decision decide_names(const StreamRef& ref, const StreamState& s, const fb::Comm
   if (sv(cmd->password_hash()).empty()) return Decision::refuse_stateless(Refusal::invalid, "password hash is empty");
   if (auto bad = check_text("nickname", sv(cmd->nickname()), ctx.limits.max_name_bytes))
     return std::move(*bad);
-  if (ctx.names && ctx.names->taken(name)) {
+  if (auto holder = ctx.names ? ctx.names->holder(name) : std::nullopt; holder && !released(*holder, ctx)) {
     return Decision::refuse(Refusal::already_exists, "username `" + std::string(name) + "` is taken");
   }
   fb::UserRegisteredT ev;

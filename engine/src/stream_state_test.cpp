@@ -48,8 +48,9 @@ class MapDirectory final : public Directory {
     for (uint64_t u : users) add(u);
   }
   void add(uint64_t user, fb::MessagePolicy policy = fb::MessagePolicy::Everyone) {
-    users_[user] = UserFacts{true, policy, true};
+    users_[user] = UserFacts{true, policy, true, 0};
   }
+  void erase(uint64_t user, int64_t at_ms) { users_[user] = UserFacts{false, fb::MessagePolicy::Everyone, true, at_ms}; }
   [[nodiscard]] UserFacts user(uint64_t user_id) const override {
     auto it = users_.find(user_id);
     return it == users_.end() ? UserFacts{} : it->second;
@@ -62,13 +63,15 @@ class MapDirectory final : public Directory {
 // Test double for the sequencer's index of claimed usernames.
 class SetNameIndex final : public NameIndex {
  public:
-  void claim(std::string_view name) { names_.emplace(name); }
-  [[nodiscard]] bool taken(std::string_view name) const override {
-    return names_.contains(std::string(name));
+  void claim(std::string_view name, uint64_t user) { names_[std::string(name)] = user; }
+  [[nodiscard]] std::optional<uint64_t> holder(std::string_view name) const override {
+    auto it = names_.find(std::string(name));
+    if (it == names_.end()) return std::nullopt;
+    return it->second;
   }
 
  private:
-  std::set<std::string> names_;
+  std::map<std::string, uint64_t> names_;
 };
 
 // One stream driven the way the sequencer drives it: decide, and on accept append the event
@@ -126,7 +129,7 @@ class Stream {
     last_ = *event_view;
     apply(ref_, state_, *last_, limits_);
     if (names_ && last_->event_type() == fb::Event::UserRegistered) {
-      names_->claim(sv(last_->event_as_UserRegistered()->username()));
+      names_->claim(sv(last_->event_as_UserRegistered()->username()), last_->event_as_UserRegistered()->user_id());
     }
     return d;
   }
@@ -431,6 +434,30 @@ TEST(StreamStateNames, RefusesATakenName) {
   ASSERT_TRUE(Accepted(s.run(0, register_user("alice"))));
   EXPECT_TRUE(Refused(s.run(0, register_user("alice")), Refusal::already_exists));
   EXPECT_EQ(s.state().last_seq, 1u);
+}
+
+// An erased user's username stays claimed for the grace period after the erasure (by the
+// directory's erasure time), then goes to whoever registers it next, as a new user.
+TEST(StreamStateNames, AnErasedUsersNameIsFreeAfterTheGracePeriod) {
+  MapDirectory dir;
+  SetNameIndex names;
+  EngineLimits limits;
+  limits.username_grace_ms = 1000;
+  Stream s(names_stream("alice"), dir, limits, &names);
+  auto first = s.run(0, register_user("alice"));
+  ASSERT_TRUE(Accepted(first));
+  dir.add(first.result_id);
+  EXPECT_TRUE(Refused(s.run(0, register_user("alice")), Refusal::already_exists)) << "not erased";
+  dir.erase(first.result_id, s.now_ms());
+  EXPECT_TRUE(Refused(s.run(0, register_user("alice")), Refusal::already_exists)) << "within the grace period";
+  s.advance_ms(999);
+  EXPECT_TRUE(Refused(s.run(0, register_user("alice")), Refusal::already_exists));
+  s.advance_ms(1);
+  auto second = s.run(0, register_user("alice"));
+  ASSERT_TRUE(Accepted(second));
+  EXPECT_NE(second.result_id, first.result_id) << "a new user, not the erased one back";
+  dir.add(second.result_id);
+  EXPECT_TRUE(Refused(s.run(0, register_user("alice")), Refusal::already_exists)) << "the new holder's";
 }
 
 TEST(StreamStateNames, RefusesInvalidUsernamesAndMissingPassword) {

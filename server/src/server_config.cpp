@@ -71,6 +71,10 @@ void read_engine(ConfigSection s, EngineConfig& c) {
   if (c.clock_skew.count() < 0 || c.clock_skew > std::chrono::hours(24)) {
     s.fail("clock_skew", "must be between 0ms and 24h");
   }
+  std::chrono::milliseconds grace(c.limits.username_grace_ms);
+  s.read("username_grace", grace);
+  if (grace.count() < 0 || grace > std::chrono::hours(24 * 3660)) s.fail("username_grace", "must be between 0s and 87840h");
+  c.limits.username_grace_ms = grace.count();
   uint64_t queue = c.command_queue;
   s.read("command_queue", queue);
   if (queue < 16 || queue > 10'000'000) s.fail("command_queue", "must be between 16 and 10000000");

@@ -17,6 +17,7 @@ struct UserFacts {
   bool exists = false;
   fb::MessagePolicy message_policy = fb::MessagePolicy::Everyone;
   bool allow_search = true;
+  int64_t erased_at_ms = 0;  // when the user erased their account (UserErased's time); 0: never
 };
 
 class Directory {

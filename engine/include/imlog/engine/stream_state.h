@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -66,6 +67,9 @@ struct EngineLimits {
   // Message retention: the deployment default (retention.default_keep_days) for a conversation
   // with no override; 0 keeps messages for ever. Default 0.
   uint32_t default_keep_days = 0;
+  // How long an erased user's username stays claimed after the erasure (engine's clock, from the
+  // UserErased's time as the directory reports it); then anyone may register it. Default 30 days.
+  int64_t username_grace_ms = 30LL * 24 * 3600 * 1000;
 };
 
 // Message retention (docs/data-lifecycle.md, "Message retention").
@@ -141,7 +145,8 @@ struct StreamState {
 class NameIndex {
  public:
   virtual ~NameIndex() = default;
-  [[nodiscard]] virtual bool taken(std::string_view username) const = 0;
+  // The user holding `username` (the latest to register it); none when it is free.
+  [[nodiscard]] virtual std::optional<uint64_t> holder(std::string_view username) const = 0;
 };
 
 struct DecideContext {
