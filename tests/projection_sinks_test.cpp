@@ -1518,13 +1518,13 @@ TEST(ProjectionSinks, UnreachableServersAreRetryableErrorsNamingTheAddress) {
 }
 
 
-// ---- erasure ------------------------------------------------------------------------------------
+// ---- a log of its own: erasure, storage -----------------------------------------------------------
 
 // Runs an engine over a log of its own with a key store of its own (user ids repeat across the
-// logs of one process, and this one destroys a key), so the test can grow the log step by step.
-class ErasureLog {
+// logs of one process, and erasure destroys a key), so a test can grow the log step by step.
+class OwnLog {
  public:
-  static constexpr const char* kGateway = "gw-erasure";
+  static constexpr const char* kGateway = "gw-own";
 
   Status start() {
     auto keys = open_rocksdb_key_store(dir_.str() + "/keys");
@@ -1538,7 +1538,7 @@ class ErasureLog {
     IMLOG_TRY(t::create_engine_topics(*log_, 2, kGateway));
     EngineConfig ec;
     ec.state_dir = dir_.str() + "/engine";
-    ec.instance_id = "erasure-test";
+    ec.instance_id = "own-log";
     auto node = t::EngineNode::start(*log_, ec, SystemClock::instance(), nullptr, keys_.get());
     IMLOG_TRY(node);
     node_ = std::move(*node);
@@ -1608,10 +1608,11 @@ class ErasureLog {
 
   t::EngineNode& node() { return *node_; }
   KeyStore& keys() { return *keys_; }
+  LocalLog& local() { return *log_; }
   t::TempDir& dir() { return dir_; }
 
  private:
-  t::TempDir dir_{"imlog-sinks-erasure"};
+  t::TempDir dir_{"imlog-sinks-own-log"};
   std::unique_ptr<KeyStore> keys_;
   std::unique_ptr<LocalLog> log_;
   std::unique_ptr<t::EngineNode> node_;
@@ -1626,11 +1627,11 @@ class ErasureLog {
 TEST(ProjectionSinks, AnErasureAppliedLiveEqualsARebuildAfterIt) {
   ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
   ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
-  ErasureLog log;
+  OwnLog log;
   ASSERT_OK(log.start());
-  auto reg_ann = t::register_user("era_ann", "r1", ErasureLog::kGateway, 0);
+  auto reg_ann = t::register_user("era_ann", "r1", OwnLog::kGateway, 0);
   reg_ann.command.AsRegisterUser()->nickname = "Ann Secretnick";
-  auto users = log.run({reg_ann, t::register_user("era_bob", "r2", ErasureLog::kGateway, 0)});
+  auto users = log.run({reg_ann, t::register_user("era_bob", "r2", OwnLog::kGateway, 0)});
   ASSERT_OK(users);
   const uint64_t ann = (*users)[0], bob = (*users)[1];
   ASSERT_TRUE(t::wait_until([&] { return log.node().directory().user(ann).exists && log.node().directory().user(bob).exists; }, 30s));
@@ -1639,7 +1640,7 @@ TEST(ProjectionSinks, AnErasureAppliedLiveEqualsARebuildAfterIt) {
   profile.signature = "sigsecret of ann";
   auto first = log.run({log.with(log.cmd(user_stream(ann), ann), profile), log.send(ab, ann, "annsecret one"),
                         log.send(ab, bob, "bob keeps this"), log.send(ab, ann, "annsecret recalled"),
-                        t::create_group(77, ann, {bob}, "g77", ErasureLog::kGateway, 0)});
+                        t::create_group(77, ann, {bob}, "g77", OwnLog::kGateway, 0)});
   ASSERT_OK(first);
   auto more = log.run({log.send(g, ann, "annsecret in the group"), log.send(g, bob, "bob in the group"),
                        log.with(log.cmd(ab, ann), fb::RecallMessageT{{}, (*first)[3]})});
@@ -1704,6 +1705,89 @@ TEST(ProjectionSinks, AnErasureAppliedLiveEqualsARebuildAfterIt) {
       if (o.mysql || o.redis) (void)o.drop();
     }
   }
+}
+
+
+// Bytes per message of the log and of each read model (docs/benchmarks.md, "Storage"): 20,000
+// one-to-one messages of 60 bytes of text, sealed, through a real sequencer; the log's im.events
+// (RocksDB's estimate), the RocksDB model's files after a clean close, MySQL's tables
+// (information_schema after ANALYZE) and the Redis keys' logical bytes (a bounded window per
+// conversation: it does not grow with the count of messages). A figure, printed; the bounds only
+// catch a format that grew by an order of magnitude.
+TEST(ProjectionSinks, StorageBytesPerMessage) {
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  ASSERT_TRUE(t::TestServers::get().redis_problem.empty()) << t::TestServers::get().redis_problem;
+  constexpr size_t kMessages = 20'000, kUsers = 20;
+  OwnLog log;
+  ASSERT_OK(log.start());
+  std::vector<fb::CommandEnvelopeT> regs;
+  for (size_t i = 0; i < kUsers; ++i) regs.push_back(t::register_user("size_" + std::to_string(i), "r" + std::to_string(i), OwnLog::kGateway, 0));
+  auto users = log.run(std::move(regs));
+  ASSERT_OK(users);
+  ASSERT_TRUE(t::wait_until([&] { return log.node().directory().user(users->back()).exists; }, 30s));
+  std::vector<fb::CommandEnvelopeT> batch;
+  for (size_t i = 0; i < kMessages; ++i) {
+    uint64_t from = (*users)[i % kUsers], to = (*users)[(i * 7 + 1) % kUsers];
+    if (from == to) to = (*users)[(i + 1) % kUsers];
+    std::string text = "message " + std::to_string(100000 + i) + ": see you at the station at seven, ok?!";
+    batch.push_back(log.send(single_stream(std::min(from, to), std::max(from, to)), from, text.substr(0, 60)));
+    if (batch.size() == 1000) {
+      ASSERT_OK(log.run(std::move(batch)));
+      batch.clear();
+    }
+  }
+  auto ends = log.ends();
+  ASSERT_OK(ends);
+  auto log_bytes = log.local().approximate_bytes(kEventsTopic);
+  ASSERT_OK(log_bytes);
+
+  RocksDbModelConfig rc;
+  rc.dir = log.dir().str() + "/model-size";
+  uint64_t rocks_bytes = 0;
+  {
+    auto rocks = open_rocksdb_model(rc);
+    ASSERT_OK(rocks);
+    ASSERT_OK(log.project(**rocks, *ends));
+  }  // closed: flushed
+  for (const auto& f : std::filesystem::recursive_directory_iterator(rc.dir)) {
+    if (f.is_regular_file() && f.path().extension() == ".sst") rocks_bytes += f.file_size();
+  }
+  auto mysql_config = t::fresh_mysql("size");
+  auto mysql = open_mysql_model(mysql_config);
+  ASSERT_OK(mysql);
+  ASSERT_OK(log.project(**mysql, *ends));
+  uint64_t mysql_bytes = 0;
+  {
+    auto conn = t::raw_mysql(mysql_config);
+    std::unique_ptr<sql::Statement> st(conn->createStatement());
+    for (const char* table : {"messages", "message_tokens", "conversations", "read_pointers"}) {
+      std::unique_ptr<sql::ResultSet>(st->executeQuery(std::string("ANALYZE TABLE ") + table));
+    }
+    std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
+        "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()"));
+    ASSERT_TRUE(rs->next());
+    mysql_bytes = rs->getUInt64(1);
+  }
+  auto redis = open_redis_model(t::fresh_redis("size"));
+  ASSERT_OK(redis);
+  ASSERT_OK(log.project(**redis, *ends));
+  auto redis_rows = dump_of(**redis);
+  ASSERT_OK(redis_rows);
+  uint64_t redis_bytes = 0;
+  for (const auto& [k, v] : *redis_rows) redis_bytes += k.size() + v.size();
+
+  auto per = [](uint64_t bytes) { return std::to_string(bytes / kMessages); };
+  std::cout << "[ figure   ] storage, " << kMessages << " sealed messages of 60 bytes in " << kUsers * (kUsers - 1) / 2
+            << " one-to-one conversations: log im.events " << *log_bytes << " bytes (" << per(*log_bytes)
+            << " per message); RocksDB model SST files " << rocks_bytes << " (" << per(rocks_bytes)
+            << "); MySQL data+index " << mysql_bytes << " (" << per(mysql_bytes) << "); Redis keys "
+            << redis_bytes << " (logical, a window of each conversation's newest rows)" << std::endl;
+  for (uint64_t bytes : {*log_bytes, rocks_bytes, mysql_bytes}) {
+    EXPECT_GT(bytes, kMessages * 20);
+    EXPECT_LT(bytes, kMessages * 4000);
+  }
+  (void)(*mysql)->drop();
+  (void)(*redis)->drop();
 }
 
 }  // namespace
