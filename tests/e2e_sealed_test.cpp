@@ -165,6 +165,8 @@ TEST_F(E2eSealed, AnErasedUserLeavesNothingReadableAndReplayAgrees) {
   const std::string search = "/api/v1/search/messages?q=" + text;
   EXPECT_NE(http.request("GET", search, "", bob.token).body.find(text), std::string::npos) << "search did not find it";
 
+  auto ann_ws = WsClient::connect("127.0.0.1", server_->port(), "/ws", ann.token);  // open across the erasure
+  ASSERT_TRUE(ann_ws) << "ann's WebSocket";
   auto wrong = http.request("DELETE", "/api/v1/users/me", R"({"password":"not-it"})", ann.token);
   EXPECT_EQ(wrong.status, 401) << wrong.body;
   EXPECT_EQ(http.request("GET", "/api/v1/users/me", "", ann.token).status, 200) << "a wrong password erased";
@@ -191,6 +193,11 @@ TEST_F(E2eSealed, AnErasedUserLeavesNothingReadableAndReplayAgrees) {
   auto again = http.request("POST", "/api/v1/conversations/" + conv + "/messages",
                             R"({"client_msg_id":"g3","content":"from beyond"})", ann.token);
   EXPECT_EQ(again.status, 401) << again.body;
+  ann_ws->send("sync", fmt::format(R"({{"conversation_id":"{}","after_seq":0}})", conv));
+  auto refused = ann_ws->wait_for("error", 10s);
+  ASSERT_TRUE(refused.has_value()) << "the erased user's open WebSocket still reads";
+  EXPECT_EQ(refused->str("code"), "unauthorized") << refused->raw;
+  ann_ws->close();
 
   auto status = server_->terminate();
   ASSERT_TRUE(status.has_value());

@@ -163,6 +163,12 @@ void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn,
   if (auto* e = std::get_if<FrameError>(&frame)) {
     return send_error(svc, *conn, e->code, e->message, e->client_msg_id, e->request_type);
   }
+  // A connection opened before its user erased their account reads and writes nothing more.
+  if (svc.erased.contains(conn->user_id())) {
+    const auto* send = std::get_if<SendMessageFrame>(&frame);
+    return send_error(svc, *conn, "unauthorized", "user " + std::to_string(conn->user_id()) + " erased their account",
+                      send ? std::string_view(send->client_msg_id) : std::string_view());
+  }
   if (std::holds_alternative<PingFrame>(frame)) {
     JsonOut j;
     j.begin_object().field("type", "pong").key("data").begin_object().field("ts", svc.clock.now_ms()).end_object().end_object();
