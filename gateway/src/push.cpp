@@ -272,6 +272,24 @@ std::optional<RenderedPush> render_push(const fb::EventEnvelope& e, KeyStore& ke
       });
       return out;
     }
+    case fb::Event::MessagesExpired: {  // retention: the rows up to through_seq are gone
+      auto* x = e.event_as_MessagesExpired();
+      out.frame = frame("messages-expired", [&](JsonOut& j) {
+        j.field("conversation_id", sv(e.stream()));
+        j.field("through_seq", x->through_seq());
+        j.field("created_at", e.timestamp_ms());
+      });
+      return out;
+    }
+    case fb::Event::UserErased: {  // the user's own devices: sign out, drop what they keep
+      auto* gone = e.event_as_UserErased();
+      out.only_user = gone->user_id();
+      out.frame = frame("account-erased", [&](JsonOut& j) {
+        j.field("user_id", gone->user_id());
+        j.field("created_at", e.timestamp_ms());
+      });
+      return out;
+    }
     default:
       return std::nullopt;  // UserRegistered, RefreshTokenRevoked, control records, unknown
   }

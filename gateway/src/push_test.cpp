@@ -86,6 +86,29 @@ TEST(Push, ARecallNamesTheRecalledMessageAndItsOwnSeq) {
   EXPECT_EQ(data["recalled_by"].GetUint64(), 3u);
 }
 
+TEST(Push, AnExpiryAndAnErasureArePushed) {
+  auto x = envelope("group_7", 0, 0);
+  x.event.Set(fb::MessagesExpiredT{{}, 41});
+  std::string bytes;
+  auto expired = render(std::move(x), bytes);
+  ASSERT_TRUE(expired.has_value());
+  EXPECT_EQ(expired->only_user, 0u) << "every member";
+  auto d = parsed(*expired);
+  EXPECT_STREQ(d["type"].GetString(), "messages-expired");
+  EXPECT_STREQ(d["data"]["conversation_id"].GetString(), "group_7");
+  EXPECT_EQ(d["data"]["through_seq"].GetUint64(), 41u);
+
+  auto g = envelope("user_5", 9, 5);
+  g.event.Set(fb::UserErasedT{{}, 5});
+  std::string gone_bytes;
+  auto erased = render(std::move(g), gone_bytes);
+  ASSERT_TRUE(erased.has_value());
+  EXPECT_EQ(erased->only_user, 5u) << "the user's own devices";
+  auto e = parsed(*erased);
+  EXPECT_STREQ(e["type"].GetString(), "account-erased");
+  EXPECT_EQ(e["data"]["user_id"].GetUint64(), 5u);
+}
+
 TEST(Push, ProfileAndSettingsChangesGoToTheUsersOwnDevicesOnly) {
   auto p = envelope("user_5", 2, 5);
   fb::ProfileUpdatedT profile;

@@ -94,7 +94,8 @@ TEST(WsBinary, EveryServerFrameHasItsBinaryForm) {
       pushed(fb::FriendRejectedT{}, "single_1_2"), pushed(fb::FriendRemovedT{}, "single_1_2"),
       pushed(fb::UserBlockedT{}, "single_1_2"), pushed(fb::UserUnblockedT{}, "single_1_2"),
       pushed(profile, "user_1"), pushed(fb::ProfileUpdatedT{}, "user_1"), pushed(fb::SettingsUpdatedT{}, "user_1"),
-      pushed(fb::FriendGroupSetT{}, "user_1"),
+      pushed(fb::FriendGroupSetT{}, "user_1"), pushed(fb::MessagesExpiredT{{}, 3}),
+      pushed(fb::UserErasedT{{}, 1}, "user_1"),
       *hello_frame("imlog.v1", 1, 2),
       *error_frame("overloaded", "m", "c-1", "send-message", std::chrono::milliseconds(100)),
   };

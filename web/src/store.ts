@@ -74,6 +74,8 @@ export class ChatStore {
     realtime.on("send-acked", (a) => this.onAcked(a.conversation_id, a.client_msg_id, a.message_id, a.seq_id));
     realtime.on("send-failed", (f) => this.onFailed(f.conversation_id, f.client_msg_id, f.error));
     realtime.on("message-recalled", (r) => this.onRecalled(r.conversation_id, r.message_id));
+    realtime.on("messages-expired", (x) => this.onExpired(x.conversation_id, x.through_seq));
+    realtime.on("account-erased", () => rest.session.end("this account was erased"));
     // Our own marker (another device of ours), or in a one-to-one chat the peer's: a read receipt.
     realtime.on("read-marked", (r) => {
       if (r.user_id === this.myId) this.setRead(r.conversation_id, r.seq_id);
@@ -440,6 +442,14 @@ export class ChatStore {
   private onFailed(conv: string, client_msg_id: string, error: ImlogError) {
     const o = this.threads.get(conv)?.outgoing.find((x) => x.client_msg_id === client_msg_id);
     if (o) { o.state = "failed"; o.error = error.message; }
+    this.changed();
+  }
+  /** Retention removed the conversation's rows up to `through` (later seqs are unchanged). */
+  private onExpired(conv: string, through: number) {
+    const t = this.threads.get(conv);
+    if (t) t.items = t.items.filter((m) => m.seq_id > through);
+    const c = this.conversation(conv);
+    if (c?.last_message && c.last_message.seq_id <= through) c.last_message = null;
     this.changed();
   }
   private onRecalled(conv: string, message_id: string) {
