@@ -99,7 +99,7 @@ class RecentUsers final : public Directory {
 
   [[nodiscard]] UserFacts user(uint64_t user_id) const override {
     UserFacts facts = directory_.user(user_id);
-    if (facts.exists) {
+    if (facts.exists || facts.erased_at_ms > 0) {
       recent_.erase(user_id);
     } else if (recent_.contains(user_id)) {
       facts.exists = true;  // a new user's settings are the defaults
@@ -401,6 +401,7 @@ class Sequencer::Loop final : public RebalanceListener {
     ctx.dirty.insert(stream);
     ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
     uint64_t result_id = 0;
+    if (auto* gone = e.event_as_UserErased()) erased_.insert(gone->user_id());
     if (auto* reg = e.event_as_UserRegistered()) {
       result_id = reg->user_id();
       ctx.pending_names[std::string(sv(reg->username()))] = reg->user_id();
@@ -569,6 +570,12 @@ class Sequencer::Loop final : public RebalanceListener {
                                           std::to_string(max_ahead_ms()) + " ms (the dedupe window and the clock " +
                                           "skew) ahead of the server's clock (" + std::to_string(now) +
                                           "): check the device's clock");
+    }
+    // An erased user's commands, on any stream, from the moment their erasure is decided (the
+    // directory learns of it later): nothing is sealed with their key again, nothing new of theirs
+    // is written.
+    if (c.actor() != 0 && erased_.contains(c.actor())) {
+      return refuse(Refusal::not_found, "user " + std::to_string(c.actor()) + " was erased");
     }
     auto loaded = state_of(ctx, stream);
     IMLOG_TRY(loaded);
@@ -1000,6 +1007,9 @@ class Sequencer::Loop final : public RebalanceListener {
   SequencerTransports transports_;
   const Directory& directory_;
   RecentUsers recent_users_{directory_};
+  // Users whose erasure this sequencer decided or read from its partitions (a few ids: erasures
+  // are rare). Their commands are refused at once, before the directory knows (decide() asks it).
+  std::unordered_set<uint64_t> erased_;
   KeyStore& keys_;
   const Clock& clock_;
   EngineConfig config_;

@@ -326,6 +326,22 @@ TEST(SequencerKeys, AnErasureDestroysTheKeyBeforeItsAck) {
   EXPECT_EQ(run(testing::send_message(std::string(kWorldStream), kGone, "m-after", "after", kGateway, 0)), "not_found");
   EXPECT_EQ(erase(kGone), "duplicate") << "the same erasure retried: its first answer";
 
+  // A send queued right behind the erasure, in the same batch, is refused too: the key goes only
+  // once the batch is durable, but nothing is decided for the user after their erasure.
+  constexpr uint64_t kQuick = 4'200'003;
+  EXPECT_EQ(run(testing::send_message(std::string(kWorldStream), kQuick, "q-1", "before", kGateway, 0)), "accepted");
+  auto quick_erase = testing::command_envelope(user_stream(kQuick), kQuick, "erase-quick", kGateway, 0);
+  quick_erase.command.Set(fb::EraseUserT{});
+  auto behind = testing::send_message(std::string(kWorldStream), kQuick, "q-2", "right behind", kGateway, 0);
+  quick_erase.reply_to->request_id = ++request;
+  behind.reply_to->request_id = ++request;
+  ASSERT_TRUE(testing::submit(**log, {quick_erase, behind}));
+  auto both = (*tail)->wait_for([&] { return !(*tail)->replies_for(request).empty(); }, 30s);
+  ASSERT_TRUE(both && *both);
+  auto refused = (*tail)->replies_for(request);
+  EXPECT_EQ(refused.front()->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(refused.front()->code, "not_found") << refused.front()->message;
+
   keys.destroy_down = true;
   EXPECT_EQ(erase(kStuck), "accepted");
   EXPECT_EQ((*engine)->sequencer->stats().key_destroy_failures.load(), 1u);

@@ -727,6 +727,9 @@ Decision decide(const StreamRef& ref, const StreamState& s, const fb::CommandEnv
   if (c.command_type() == fb::Command::ExpireMessages) return decide_expire(ref, s, c, ctx);
   if (ref.kind != K::names && c.actor() == 0)
     return Decision::refuse_stateless(Refusal::invalid, "the command has no actor");
+  if (c.actor() != 0 && ctx.directory.user(c.actor()).erased_at_ms > 0) {
+    return Decision::refuse(Refusal::not_found, "user " + id_str(c.actor()) + " was erased");
+  }
   if (c.command_type() == fb::Command::SetRetention) return decide_set_retention(ref, s, c);
   switch (ref.kind) {
     case K::names:

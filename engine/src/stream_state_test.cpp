@@ -637,6 +637,19 @@ TEST(StreamStateUser, AnErasedUserStreamTakesNoMoreCommands) {
   EXPECT_EQ(out, s.state());
 }
 
+// Once the directory knows a user erased their account, nothing of theirs is decided on any
+// stream: no message, friend request or membership.
+TEST(StreamStateUser, AnErasedActorIsRefusedEverywhere) {
+  MapDirectory dir{5, 6};
+  dir.erase(5, kStartMs);
+  Stream single(single_stream(5, 6), dir);
+  EXPECT_TRUE(Refused(single.run(5, request_friend(6, "hi")), Refusal::not_found));
+  EXPECT_FALSE(Accepted(single.run(6, request_friend(5, "hi")))) << "nor anything addressed to them";
+  Stream world(std::string(kWorldStream), dir);
+  EXPECT_TRUE(Refused(world.run(5, send("still here?")), Refusal::not_found));
+  EXPECT_TRUE(Accepted(world.run(6, send("hello"))));
+}
+
 TEST(StreamStateUser, DevicesAreRegisteredWithTheirIdAndRemoved) {
   MapDirectory dir{5, 6};
   Stream s(user_stream(5), dir);

@@ -181,6 +181,10 @@ void verify_login(Services& svc, std::shared_ptr<Attempt> at, const std::string&
       ok = svc.passwords.verify(found->password_hash, password);
     }
   }
+  if (ok && svc.erased.contains(found->user_id)) {  // the read model may lag the erasure
+    settle(svc, at, Outcome::abandoned);
+    return respond(counted_error(svc, 401, "unauthorized", "wrong username or password"));
+  }
   if (!ok) {
     settle(svc, at, Outcome::failed);
     return respond(counted_error(svc, 401, "unauthorized", "wrong username or password"));
@@ -223,6 +227,8 @@ void revoke(Services& svc, const TokenClaims& claims, bool logout, Respond respo
                  [&svc, claims, respond = std::move(respond), done = std::move(done)](Reply r) {
                    if (!succeeded(r)) {
                      auto fl = failure_of(r);
+                     // The user stream refuses everything once its user is erased.
+                     if (fl.code == "not_found") return respond(counted_error(svc, 401, "unauthorized", fl.message));
                      return respond(counted_error(svc, fl.status, fl.code, fl.message));
                    }
                    svc.revoked.add(claims.jti, claims.expires_at_s * 1000, svc.clock.now_ms());

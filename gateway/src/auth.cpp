@@ -251,9 +251,11 @@ tl::unexpected<Error> erased_account(uint64_t user_id) {
 void ErasedUsers::add(uint64_t user_id) {
   std::lock_guard lock(mu_);
   users_.insert(user_id);
+  any_.store(true, std::memory_order_release);
 }
 
 bool ErasedUsers::contains(uint64_t user_id) const {
+  if (!any_.load(std::memory_order_acquire)) return false;
   std::lock_guard lock(mu_);
   return users_.contains(user_id);
 }

@@ -134,6 +134,7 @@ class ErasedUsers {
  private:
   mutable std::mutex mu_;
   std::unordered_set<uint64_t> users_;
+  std::atomic<bool> any_{false};  // asked on every request and frame: no lock while none is known
 };
 
 // Registrations this gateway saw accepted in the last few minutes, so a login right after a

@@ -209,8 +209,10 @@ struct Gateway::Impl {
     }
     auto rendered = gw::render_push(ev, svc.keys);
     if (!rendered) return;
+    const bool erasure = ev.event_type() == fb::Event::UserErased;
     for (uint64_t user : push.recipients) {
       if (rendered->only_user != 0 && user != rendered->only_user) continue;
+      if (!erasure && svc.erased.contains(user)) continue;  // an erased user's open sessions get nothing more
       out.push_back(gw::UserPush{user, rendered->frame, rendered->info});
     }
   }

@@ -313,6 +313,10 @@ class RedisModelImpl final : public RedisModel {
   // leaves the positions before the batch, and every part is idempotent, so the batch is simply
   // applied again.
   Status apply(const EventBatch& batch) override {
+    bool erasure = std::any_of(batch.events.begin(), batch.events.end(), [](const EventBatch::Item& item) {
+      return item.event != nullptr && item.event->event_type() == fb::Event::UserErased;
+    });
+    if (!erasure) return apply_part(batch);
     EventBatch part;
     for (const auto& item : batch.events) {
       const auto* gone = item.event ? item.event->event_as_UserErased() : nullptr;
@@ -324,7 +328,6 @@ class RedisModelImpl final : public RedisModel {
       part.events.clear();
       IMLOG_TRY(erase_user(gone->user_id()));
     }
-    if (part.events.size() == batch.events.size()) return apply_part(batch);
     part.positions = batch.positions;
     return apply_part(part);
   }

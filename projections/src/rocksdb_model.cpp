@@ -1089,7 +1089,9 @@ Status RocksDbModelImpl::erase_profile(uint64_t user, std::vector<std::pair<std:
     if (const Field* name = find_field(**fields, "username")) {
       k.assign("n|");
       k.append(name->value);
-      wb_.Delete(k);
+      auto holder = get(k);  // a later user may hold the name already (the grace period passed)
+      IMLOG_TRY(holder);
+      if (*holder && **holder == decimal(user)) wb_.Delete(k);
       compact.emplace_back(k, k + '\0');
       key_text_id(k, "su|", lower_ascii(name->value), user);
       wb_.Delete(k);
