@@ -9,8 +9,9 @@
 //   mr|<conv>|<seq>           "" : that row was recalled (its content is not shown)
 //   me|<conv>                 {through @through}: the conversation's rows up to `through` were
 //                             expired (MessagesExpired, schema 9): their m| and mr| rows are
-//                             deleted (one range delete each), their t| postings removed; later
-//                             seqs are unchanged
+//                             deleted (one range delete each); later seqs are unchanged. Their
+//                             t| postings stay and lead nowhere (search skips them): taking them
+//                             out costs a walk of each token's blocks per conversation
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
 //   t|<token>|<max id>|<min id>   block: the (conv, seq) postings of one token written by one
@@ -829,8 +830,6 @@ class RocksDbModelImpl final : public RocksDbModel {
   Status erase_user(uint64_t user);
   Status erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
   Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
-  // MessagesExpired: the search postings of the rows it expires (its range delete takes the rows).
-  Status expire_postings(std::string_view conv, uint64_t through);
   Status remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
                          uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact);
   void apply_names(const fb::EventEnvelope& e);
@@ -904,10 +903,6 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
   for (const auto& item : batch.events) {
     const auto* gone = item.event->event_as_UserErased();
     if (gone == nullptr) {
-      if (uint64_t through = timeline::expired_through(*item.event)) {  // the rows' postings go first
-        IMLOG_TRY(write_pending());
-        IMLOG_TRY(expire_postings(sv(item.event->stream()), through));
-      }
       apply_event(item);
       continue;
     }
@@ -1159,30 +1154,7 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
   return remove_postings(postings, min_id, compact);
 }
 
-Status RocksDbModelImpl::expire_postings(std::string_view conv, uint64_t through) {
-  std::map<std::string, std::set<std::pair<std::string, uint64_t>>> postings;  // token → (conv, seq)
-  uint64_t min_id = UINT64_MAX;
-  TokenList tokens;
-  std::string begin, end;
-  key_row(begin, conv, 0);
-  key_row(end, conv, through + 1);
-  rocksdb::Slice lo, hi;
-  auto it = iterator(begin, end, lo, hi);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    StoredRow row;
-    if (!decode_row(as_sv(it->value()), row) || is_system(row) || row.erased) continue;
-    uint64_t seq = 0;
-    if (!parse_hex(as_sv(it->key()).substr(as_sv(it->key()).size() - 16), seq)) continue;
-    tokenize(row.content, tokens, kMaxTokensPerMessage);
-    for (std::string_view t : tokens.tokens) postings[std::string(t)].emplace(conv, seq);
-    min_id = std::min(min_id, row.event_id);
-  }
-  if (!it->status().ok()) return status_error(it->status(), "reading the rows an expiry removes");
-  std::vector<std::pair<std::string, std::string>> ranges;  // retention is not erasure: no forced compaction
-  return remove_postings(postings, min_id, ranges);
-}
-
-// Takes the postings of erased or expired messages out of their tokens' t| blocks (rewritten, or
+// Takes the postings of erased messages out of their tokens' t| blocks (rewritten, or
 // deleted when nothing is left): a block can hold them only if its highest id is at least the
 // lowest id among the messages.
 Status RocksDbModelImpl::remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
