@@ -6,10 +6,12 @@
 //     had something to expire, however often the worker sent the command (a repeat is a Duplicate);
 //   - the holder stopped, the other takes the lease over, reads the log from its first record and
 //     expires what became old since — again once;
-//   - the log keeps its invariants (dense seqs, no command twice).
+//   - the log keeps its invariants (dense seqs, no command twice);
+//   - a full engine queue delays an expiry within its pass instead of dropping it till the next.
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "imlog/engine/local_log.h"
@@ -35,6 +37,29 @@ namespace t = imlog::testing;
 
 constexpr const char* kGateway = "gw-retention";
 constexpr uint64_t kOwner = 1000;
+
+// A command path whose queue is full the first `full_times` sends (refused at once, as the single
+// node's in-process queue refuses), then passes commands on to the real one. A fake: a real full
+// queue would need an engine that stops reading.
+class FullAtFirst final : public CommandTransport {
+ public:
+  FullAtFirst(CommandTransport& real, int full_times) : real_(real), full_left_(full_times) {}
+  void send(std::string stream, std::string command, std::function<void(const Error&)> on_failure) override {
+    ++attempts;
+    if (full_left_-- > 0) {
+      return on_failure(Error(make_error_code(LogErrc::overloaded), "the engine has 1 command queued", true));
+    }
+    real_.send(std::move(stream), std::move(command), std::move(on_failure));
+  }
+  std::unique_ptr<Consumer> reader(const ConsumerOptions& o) override { return real_.reader(o); }
+  Result<int32_t> partitions() override { return real_.partitions(); }
+  [[nodiscard]] std::string describe() const override { return "full at first"; }
+  std::atomic<int> attempts{0};
+
+ private:
+  CommandTransport& real_;
+  std::atomic<int> full_left_;
+};
 
 class RetentionWorkerTest : public ::testing::Test {
  protected:
@@ -166,6 +191,30 @@ TEST_F(RetentionWorkerTest, OneWorkerExpiresWhatThePolicyAllowsOnceAndTheOtherTa
   EXPECT_TRUE(t::check_log_invariants(tail_->valid(), tail_->refusals()).empty());
   EXPECT_TRUE(tail_->problems().empty());
   for (const auto& r : tail_->refusals()) ADD_FAILURE() << "a refusal was recorded: " << r.code << " " << r.message;
+}
+
+TEST_F(RetentionWorkerTest, AFullQueueDelaysAnExpiryWithinItsPass) {
+  std::vector<fb::CommandEnvelopeT> day0;
+  day0.push_back(t::create_group(1, kOwner, {}, "g1", kGateway, 0));
+  day0.push_back(send("old one"));
+  auto keep = t::command_envelope(group_stream(1), kOwner, "keep", kGateway, 0);
+  keep.command.Set(fb::SetRetentionT{{}, 1});
+  day0.push_back(std::move(keep));
+  ASSERT_NO_FATAL_FAILURE(run(std::move(day0)));  // seqs 1..3 on day 0
+  clock_.advance_ms(2 * kDayMs + 1000);            // day 0 ended a day ago: its rows may go
+
+  FullAtFirst full(*commands_, 3);
+  RetentionConfig rc;
+  rc.interval = std::chrono::hours(1);  // one pass: the first, once caught up
+  RetentionWorker worker(*log_, full, rc, nullptr, clock_);
+  ASSERT_OK(worker.start());
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().expired.load() == 1; }, 10s))
+      << "the expiry refused three times was sent again in the same pass, not an hour later";
+  EXPECT_EQ(worker.stats().scans.load(), 1u);
+  EXPECT_EQ(worker.stats().expiries_sent.load(), 1u);
+  EXPECT_EQ(full.attempts.load(), 4);
+  EXPECT_EQ(expiries(1), (std::vector<uint64_t>{3}));
+  worker.stop();
 }
 
 }  // namespace

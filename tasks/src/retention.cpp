@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -54,6 +56,14 @@ struct RetentionWorker::Loop {
   std::chrono::steady_clock::time_point last_scan{};
   std::chrono::steady_clock::time_point last_renewal{};
   bool holding = false;  // this worker holds the lease (or needs none)
+  // Sends that failed since the last pass's report. Shared with the transport's callbacks, which
+  // may run after the worker is gone (Kafka answers later).
+  struct FailedSends {
+    std::mutex mu;
+    uint64_t count = 0;
+    std::string last;
+  };
+  std::shared_ptr<FailedSends> failed = std::make_shared<FailedSends>();
   Worker worker{"retention", [this] { return step(); }};
 
   Status open_reader() {
@@ -120,12 +130,41 @@ struct RetentionWorker::Loop {
     c.timestamp_ms = now;
     c.trace_id = "retention";
     c.command.Set(fb::ExpireMessagesT{{}, through});
-    auto log_failure = [logger = logger, stream](const Error& e) {
-      logger->warn("retention: expiring {} failed on its way to the engine: {} (sent again next time)", stream,
-                   e.to_string());
-    };
-    commands.send(stream, encode_command(c), log_failure);
+    std::string bytes = encode_command(c);
+    // A full engine queue refuses at once (in process): wait and send it again, the pause doubling
+    // from 10 ms to 1 s, so that a pass over many conversations neither floods the queue the
+    // clients' messages share nor leaves most of them for the next pass.
+    auto pause = std::chrono::milliseconds(10);
+    while (!send_once(stream, bytes)) {
+      if (!worker.wait_for(pause)) return;  // stopping
+      pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(1));
+    }
     stats.expiries_sent++;
+  }
+
+  // False when the transport refused the command as overloaded before returning. Any other
+  // failure, or one that comes later (Kafka), is counted for the pass's summary: that
+  // conversation is sent again at the next pass.
+  bool send_once(const std::string& stream, const std::string& bytes) {
+    enum : int { pending, overloaded, answered };
+    auto state = std::make_shared<std::atomic<int>>(pending);
+    commands.send(stream, bytes, [failed = failed, state](const Error& e) {
+      int expected = pending;
+      if (e.code() == make_error_code(LogErrc::overloaded) && state->compare_exchange_strong(expected, overloaded)) return;
+      std::lock_guard lock(failed->mu);
+      failed->count++;
+      failed->last = e.to_string();
+    });
+    return state->exchange(answered) != overloaded;
+  }
+
+  // One line per pass for the expiries that could not be sent, not one per conversation.
+  void report_failed_sends() {
+    std::lock_guard lock(failed->mu);
+    if (failed->count == 0) return;
+    logger->warn("retention: {} expiries failed on their way to the engine (the last: {}); they are sent again next "
+                 "pass", failed->count, failed->last);
+    failed->count = 0;
   }
 
   void scan() {
@@ -133,8 +172,10 @@ struct RetentionWorker::Loop {
     for (const auto& [stream, f] : conversations) {
       uint32_t keep = effective_keep_days(f.ref, f.state, config.default_keep_days);
       uint64_t through = expirable_through(f.state, keep, now);
+      if (worker.stopping()) return;
       if (through > f.state.expired_through) send_expiry(stream, through, now);
     }
+    report_failed_sends();
     stats.scans++;
   }
 
