@@ -393,7 +393,7 @@ int main(int argc, char** argv) {
   CLI::App app{"imlog storage growth and retention benchmark"};
   Options o;
   int32_t mysql_port = 0;
-  app.add_option("--dir", o.dir, "working directory, emptied first (default /tmp/imlog-bench-storage)");
+  app.add_option("--dir", o.dir, "working directory: new, or one this bench made (emptied first; default /tmp/imlog-bench-storage)");
   app.add_option("--messages", o.messages, "one-to-one messages (default 10000000)");
   app.add_option("--step", o.step, "measure sizes every N messages (default 1000000)")->check(CLI::PositiveNumber);
   app.add_option("--users", o.users, "users (default 10000)")->check(CLI::Range(2, 10'000'000));
@@ -411,8 +411,12 @@ int main(int argc, char** argv) {
     o.mysql.port = mysql_port;
     o.mysql.keys_database = o.mysql.database + "_keys";
   }
+  // Empty the directory of a previous run, never one this bench did not make.
   std::error_code ec;
-  fs::remove_all(o.dir, ec);
+  if (fs::exists(fs::path(o.dir) / ".imlog-bench-storage")) fs::remove_all(o.dir, ec);
+  if (fs::exists(o.dir) && !fs::is_empty(o.dir)) die(o.dir + " is not empty and not this bench's: give --dir a new path");
+  fs::create_directories(o.dir);
+  std::ofstream(fs::path(o.dir) / ".imlog-bench-storage") << "made by imlog-bench-storage\n";
 
   ManualClock clock(1'767'225'600'000);  // 2026-01-01T00:00:00Z
   std::unique_ptr<MysqlDisk> mysql_disk;
