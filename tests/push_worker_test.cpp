@@ -280,6 +280,25 @@ TEST_F(PushLocal, AnOfflineUsersDevicesGetOneNotificationPerWindow) { collapses_
 // Each recipient's settings are read once per step of the worker, not once per message: 40
 // messages to a group of 200 offline members, appended at once, would otherwise cost 40 × 199
 // reads of each kind. Everyone still gets their one notification.
+TEST_F(PushLocal, AnErasureBlanksItsSendersPreviewsNotSentYet) {
+  PushWorld w;
+  w.build(*log_, 2);
+  auto config = quick_config("push-erased");
+  config.collapse_window = 1s;  // the erasure is read while the window is open
+  PushWorker worker(*log_, *w.sessions, w.model, PushProviders{nullptr, &w.fake, nullptr}, config);
+  ASSERT_TRUE(worker.start());
+  w.send(single_stream(1, 2), 1, "a secret for Bob");
+  w.builder->erase_user(1);
+  ASSERT_TRUE(w.builder->flush());
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().sent >= 2; }, 20s)) << worker.stats().sent;
+  for (const auto& n : w.fake.calls()) {
+    EXPECT_EQ(n.conversation_id, single_stream(1, 2));
+    EXPECT_EQ(n.preview, "") << "the erased sender's text left the worker's memory before the window closed";
+    EXPECT_EQ(n.sender_nickname, "") << "the read model (a fake here) still names Ann";
+  }
+  worker.stop();
+}
+
 TEST_F(PushLocal, AGroupsMembersAreReadOncePerStepNotPerMessage) {
   constexpr uint64_t kMembers = 200, kMessages = 40;
   PushWorld w;

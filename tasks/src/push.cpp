@@ -154,7 +154,8 @@ struct Member {
   std::string stream;
   uint64_t seq = 0;
   uint64_t sender = 0;
-  std::shared_ptr<const std::string> content;
+  // Not part of the order: an erasure of the sender blanks it in place (forget_sender()).
+  mutable std::shared_ptr<const std::string> content;
   int32_t partition = 0;  // where it is in im.events (the dead letter's source)
   int64_t offset = 0;
   bool operator<(const Member& o) const { return std::tie(time, stream, seq) < std::tie(o.time, o.stream, o.seq); }
@@ -270,6 +271,7 @@ struct PushWorker::Loop {
   // Collapsing (tasks/README.md, "Offline push"): members not yet cut into a window, by user; the
   // end of each user's last window cut; windows cut and waiting for the read model.
   std::unordered_map<uint64_t, std::set<Member>> waiting;
+  std::unordered_set<uint64_t> erased;  // senders whose UserErased this worker read (rare)
   std::unordered_map<uint64_t, int64_t> chain_end;
   std::vector<Window> closing;
   // The progress kept with the lease (save_progress()), so that a restarted worker forms the same
@@ -395,6 +397,25 @@ struct PushWorker::Loop {
     waiting[user].insert(std::move(m));
   }
 
+  // An erased user's messages opened for windows not sent yet: their text goes from memory now, so
+  // a notification that leaves later carries no preview of it (nor the sender's nickname).
+  void forget_sender(uint64_t user) {
+    erased.insert(user);  // a read model that has not applied the erasure yet still names them
+    static const auto empty = std::make_shared<const std::string>();
+    auto blank = [&](const std::set<Member>& members) {
+      for (const Member& m : members) {
+        if (m.sender == user) m.content = empty;
+      }
+    };
+    for (const auto& [recipient, members] : waiting) blank(members);
+    for (const auto& w : closing) blank(w.members);
+    for (auto& [id, o] : outgoing) {
+      if (o.in_flight || o.n.sender_id != user) continue;
+      o.n.preview.clear();
+      o.n.sender_nickname.clear();
+    }
+  }
+
   // Did the predecessor handle this member: read it, and finish the user's windows past its time?
   bool handled_before(uint64_t user, const Record& r, int64_t time) const {
     auto p = handed_next.find(r.partition);
@@ -415,6 +436,10 @@ struct PushWorker::Loop {
     const fb::EventEnvelope& e = **ev;
     note_position(r.partition, r.offset, e.timestamp_ms());
     if (!filter.accept(r.partition, e)) return {};
+    if (const auto* gone = e.event_as_UserErased()) {
+      forget_sender(gone->user_id());
+      return {};
+    }
     auto* m = e.event_as_MessageAppended();
     if (!m) return {};
     seen[std::string(sv(e.stream()))][e.seq()] = e.timestamp_ms();
@@ -584,7 +609,7 @@ struct PushWorker::Loop {
       o.n.conversation_id = latest.stream;
       o.n.seq = latest.seq;
       o.n.sender_id = latest.sender;
-      o.n.sender_nickname = *sender ? (*sender)->nickname : "";
+      o.n.sender_nickname = *sender && !erased.contains(latest.sender) ? (*sender)->nickname : "";
       o.n.preview = preview_of(*latest.content, config.preview_chars);
       o.n.badge = **badge;
       o.n.collapsed = static_cast<uint32_t>(w.members.size());

@@ -72,6 +72,8 @@ class EventLogBuilder {
   void remove_device(uint64_t user, uint64_t device_id) {
     emit(user_stream(user), user, fb::DeviceRemovedT{{}, user, device_id});
   }
+  // The last event of the user's stream, as the engine writes it (its key is not destroyed here).
+  void erase_user(uint64_t user) { emit(user_stream(user), user, fb::UserErasedT{{}, user}); }
 
   void friend_group(uint64_t user, uint64_t friend_id, const std::string& group) {
     emit(user_stream(user), user, fb::FriendGroupSetT{{}, user, friend_id, group});
