@@ -126,6 +126,7 @@ class MapModel final : public ReadModel {
   Result<SearchPage> search_messages(const SearchRequest&) override { return SearchPage{}; }
   Result<std::vector<FriendView>> friends(uint64_t) override { return std::vector<FriendView>{}; }
   Result<std::vector<std::string>> friend_groups(uint64_t) override { return std::vector<std::string>{}; }
+  Result<RetentionOverrides> retention(std::string_view) override { return RetentionOverrides{}; }
 
  private:
   std::mutex mu_;
