@@ -394,6 +394,16 @@ TEST_F(Conformance, EveryOperationAnswersAsTheSpecSays) {
   call("setRetention", 400, {{"conversation_id", "nowhere"}}, R"({"keep_days":3})", a.token);
   call("setRetention", 401, {{"conversation_id", gc}}, R"({"keep_days":3})");
   call("setRetention", 413, {{"conversation_id", gc}}, too_big, a.token);
+  // Read by a member (b, not an admin) once the model shows the owner's 30; the one-to-one with
+  // b's "forever" and a's default; world; someone who may not read it; bad ids.
+  eventually("getRetention", 200, {{"conversation_id", gc}}, b.token, {},
+             [](const HttpResult& r) { return r.body.find(R"("source":"group")") != std::string::npos; });
+  eventually("getRetention", 200, {{"conversation_id", ab}}, a.token, {},
+             [](const HttpResult& r) { return r.body.find(R"("keep_days":0})") != std::string::npos; });
+  call("getRetention", 200, {{"conversation_id", "world"}}, {}, a.token);
+  call("getRetention", 403, {{"conversation_id", cd}}, {}, b.token);
+  call("getRetention", 400, {{"conversation_id", "nowhere"}}, {}, a.token);
+  call("getRetention", 401, {{"conversation_id", gc}});
   call("joinGroup", 200, {{"group_id", g}}, {}, c.token);
   call("joinGroup", 409, {{"group_id", g}}, {}, c.token);
   call("joinGroup", 404, {{"group_id", "999999999"}}, {}, c.token);

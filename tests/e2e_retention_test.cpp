@@ -11,7 +11,10 @@
 //     gone from history, search and unread counts, later rows keep their seqs, new messages take
 //     the next seq;
 //   - `replay --verify` of every model after the expiry finds it equal to the live one, and the
-//     live MySQL and Redis models hold none of the expired rows.
+//     live MySQL and Redis models hold none of the expired rows;
+//   - reading the policy (GET .../retention): members of a group and both users of a one-to-one
+//     read the policy in force and what sets it, through every change and back to the default; a
+//     stranger gets what a history read gives them; the override outlives its expired row.
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -24,6 +27,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <thread>
 
 #include "imlog/engine/streams.h"
@@ -51,19 +56,23 @@ class E2eRetention : public ::testing::Test {
     clock_file_ = dir_.str() + "/clock";
     skip_days(0);
     ::setenv("IMLOG_TEST_CLOCK_FILE", clock_file_.c_str(), 1);  // the server inherits it
-    server_ = std::make_unique<ImlogServer>(dir_.str(), fmt::format(R"(
+    server_ = std::make_unique<ImlogServer>(dir_.str(), config("interval: 200ms"));
+  }
+
+  // The node's config, with `retention` as the keys of its retention section.
+  std::string config(const std::string& retention) const {
+    return fmt::format(R"(
 log: {{level: warn}}
 gateway:
   password_ops_limit: 1
   password_mem_limit: 8KiB
   read_model_wait: 5s
-retention: {{interval: 200ms}}
+retention: {{{}}}
 mysql: {{host: "{}", port: {}, user: "{}", password: "{}", database: {}, pool_size: 2}}
 redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
 )",
-                                                                    mysql_.host, mysql_.port, mysql_.user,
-                                                                    mysql_.password, mysql_.database, redis_.host,
-                                                                    redis_.port, redis_.key_prefix));
+                       retention, mysql_.host, mysql_.port, mysql_.user, mysql_.password, mysql_.database,
+                       redis_.host, redis_.port, redis_.key_prefix);
   }
 
   void TearDown() override {
@@ -139,6 +148,30 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
     return false;
   }
 
+  // GET .../retention as `u`, again every 50 ms for up to 10 s until `done` holds of the answer
+  // (reads follow the log a moment behind a PUT); the last answer, a failure if it never held.
+  rapidjson::Document policy(const std::string& conv, const User& u,
+                             const std::function<bool(const rapidjson::Document&)>& done) {
+    HttpResult r;
+    rapidjson::Document j;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+      r = call("GET", "/api/v1/conversations/" + conv + "/retention", "", u);
+      j = r.json();
+      if (r.status == 200 && j.IsObject() && done(j)) return j;
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "the retention of " << conv << " as user " << u.id << " never became what was awaited: "
+                  << r.status << " " << r.body;
+    return j;
+  }
+
+  // The policy in force: awaits keep_days and source, then returns the whole answer.
+  rapidjson::Document policy_is(const std::string& conv, const User& u, uint64_t keep_days, const std::string& source) {
+    return policy(conv, u, [&](const rapidjson::Document& j) {
+      return j["keep_days"].GetUint64() == keep_days && j["source"].GetString() == source;
+    });
+  }
+
   CommandRun replay(const std::string& projection) {
     std::vector<std::string> argv{(binary_dir() / "replay").string(), "--projection", projection, "--config",
                                   server_->config_path(), "--data-dir", server_->data_dir(), "--verify"};
@@ -207,6 +240,8 @@ TEST_F(E2eRetention, ExpiredMessagesLeaveEveryModelAtTheSameSeqAndReplayStaysEqu
   EXPECT_EQ(found("limestone", b), 0u) << "expired rows are never found";
   EXPECT_EQ(found("fresh", b), 2u);
   EXPECT_EQ(unread(group, b), 2u) << "only the fresh messages are unread";
+  auto kept = policy_is(group, b, 1, "group");
+  EXPECT_EQ(kept["group"]["keep_days"].GetUint64(), 1u) << "the override outlives its expired retention_set row";
   EXPECT_EQ(send(b, group, "after it all"), fresh2 + 1);
 
   // Every model rebuilt from the log equals the live one.
@@ -233,6 +268,75 @@ TEST_F(E2eRetention, ExpiredMessagesLeaveEveryModelAtTheSameSeqAndReplayStaysEqu
   std::string hot = raw.run({"ZRANGE", redis_.key_prefix + "hot_messages:" + group, "0", "-1"});
   EXPECT_EQ(hot.find("limestone"), std::string::npos) << hot;
   EXPECT_NE(hot.find("fresh news"), std::string::npos) << hot;
+}
+
+// A deployment default of 90 days. A group: the default, then the owner's 30 as a member reads it,
+// then back to the default. A one-to-one: each user's own, the shorter applying; for ever counts as
+// the longest. A stranger is refused as a history read refuses them.
+TEST_F(E2eRetention, MembersReadThePolicyInForceAndWhatSetsIt) {
+  server_ = std::make_unique<ImlogServer>(dir_.str(), config("interval: 200ms, default_keep_days: 90"));
+  ASSERT_TRUE(server_->start()) << "imlog did not get ready";
+  User a = join("pol_ann"), b = join("pol_bob"), c = join("pol_cyd");
+  ASSERT_FALSE(HasFailure());
+  auto g = call("POST", "/api/v1/groups", fmt::format(R"({{"name":"policies","members":[{}]}})", b.id), a);
+  ASSERT_EQ(g.status, 201) << g.body;
+  const std::string group = g.json()["conversation_id"].GetString();
+  const std::string set_group = "/api/v1/conversations/" + group + "/retention";
+
+  auto before = policy_is(group, b, 90, "default");
+  EXPECT_EQ(before["conversation_id"].GetString(), group);
+  EXPECT_EQ(before["default_keep_days"].GetUint64(), 90u);
+  EXPECT_FALSE(before["group"].HasMember("keep_days")) << "no override";
+  EXPECT_FALSE(before.HasMember("users"));
+  ASSERT_EQ(call("PUT", set_group, R"({"keep_days":30})", a).status, 200);
+  auto set = policy_is(group, b, 30, "group");
+  EXPECT_EQ(set["group"]["keep_days"].GetUint64(), 30u);
+  EXPECT_EQ(set["default_keep_days"].GetUint64(), 90u);
+
+  // Not a member: what GET .../messages answers them.
+  auto history = call("GET", "/api/v1/conversations/" + group + "/messages", "", c);
+  auto refused = call("GET", set_group, "", c);
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.status, history.status);
+  EXPECT_EQ(refused.json()["code"].GetString(), std::string("forbidden"));
+
+  // One-to-one: ann 30, bob 7: both read 7, set by a user, and each one's preference.
+  const std::string ab = single_stream(a.id, b.id), set_ab = "/api/v1/conversations/" + ab + "/retention";
+  ASSERT_EQ(call("PUT", set_ab, R"({"keep_days":30})", a).status, 200);
+  ASSERT_EQ(call("PUT", set_ab, R"({"keep_days":7})", b).status, 200);
+  for (const User* u : {&a, &b}) {
+    auto p = policy_is(ab, *u, 7, "user");
+    ASSERT_TRUE(p.HasMember("users") && p["users"].Size() == 2) << "user " << u->id;
+    std::map<uint64_t, uint64_t> prefs;
+    for (const auto& x : p["users"].GetArray()) prefs[x["user_id"].GetUint64()] = x["keep_days"].GetUint64();
+    EXPECT_EQ(prefs, (std::map<uint64_t, uint64_t>{{a.id, 30}, {b.id, 7}})) << "user " << u->id;
+    EXPECT_LT(p["users"][0]["user_id"].GetUint64(), p["users"][1]["user_id"].GetUint64());
+    EXPECT_FALSE(p.HasMember("group"));
+  }
+  EXPECT_EQ(call("GET", set_ab, "", c).status, 403) << "not one of the two";
+  EXPECT_EQ(call("GET", "/api/v1/conversations/nowhere/retention", "", a).status, 400);
+
+  // Back to the default: the group's is gone; bob's default (90) is longer than ann's 30.
+  ASSERT_EQ(call("PUT", set_group, R"({"keep":"default"})", a).status, 200);
+  auto cleared = policy_is(group, b, 90, "default");
+  EXPECT_FALSE(cleared["group"].HasMember("keep_days"));
+  ASSERT_EQ(call("PUT", set_ab, R"({"keep":"default"})", b).status, 200);
+  auto bob_default = policy_is(ab, a, 30, "user");
+  for (const auto& x : bob_default["users"].GetArray()) {
+    EXPECT_EQ(x.HasMember("keep_days"), x["user_id"].GetUint64() == a.id) << "only ann's preference is set";
+  }
+  // Ann keeps for ever, the longest: bob's default applies.
+  ASSERT_EQ(call("PUT", set_ab, R"({"keep":"forever"})", a).status, 200);
+  auto forever = policy(ab, b, [&](const rapidjson::Document& j) {
+    for (const auto& x : j["users"].GetArray()) {
+      if (x["user_id"].GetUint64() == a.id) return x.HasMember("keep_days") && x["keep_days"].GetUint64() == 0;
+    }
+    return false;
+  });
+  EXPECT_EQ(forever["keep_days"].GetUint64(), 90u);
+  EXPECT_EQ(forever["source"].GetString(), std::string("default"));
+  auto world = policy_is("world", c, 90, "default");
+  EXPECT_FALSE(world.HasMember("group") || world.HasMember("users"));
 }
 
 }  // namespace

@@ -72,6 +72,7 @@
 #include "imlog/projections/redis_model.h"
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/testing/engine_harness.h"
+#include "imlog/testing/event_log_builder.h"
 #include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
@@ -1049,7 +1050,7 @@ TEST_F(ProjectionSinksMysql, StoresInjectionAttemptsVerbatim) {
   std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
       "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"));
   ASSERT_TRUE(rs->next());
-  EXPECT_EQ(rs->getInt(1), 13);  // 12 tables and schema_migrations
+  EXPECT_EQ(rs->getInt(1), 14);  // 13 tables and schema_migrations
 }
 
 TEST_F(ProjectionSinksMysql, MessagesHaveAUniqueConversationSeq) {
@@ -1135,7 +1136,8 @@ TEST_F(ProjectionSinksMysql, MigrationsAreIdempotent) {
   std::vector<std::string> names;
   while (rs->next()) names.push_back(rs->getString(2).asStdString());
   EXPECT_EQ(names, (std::vector<std::string>{"001_identity", "002_conversations", "003_group_settings",
-                                             "004_message_search", "005_push_devices", "006_epoch_links", "007_erasure"}));
+                                             "004_message_search", "005_push_devices", "006_epoch_links", "007_erasure",
+                                             "008_retention"}));
   // A model is usable after drop(): the next use re-creates the database.
   ASSERT_OK(model_->drop());
   ASSERT_OK(apply_all(*model_, log().events, 10, 5));
@@ -1158,6 +1160,112 @@ TEST_F(ProjectionSinksMysql, Migration3FillsInTheJoinSeqsOfRowsProjectedBeforeIt
   auto migrated = dump_of(*model_);
   ASSERT_OK(migrated);
   EXPECT_EQ(diff(*projected, *migrated), "");
+}
+
+// A sink that remembers nothing of where it got to, so a projector re-applies from offset 0.
+class Forgetful final : public ProjectionSink {
+ public:
+  explicit Forgetful(ProjectionSink& inner) : inner_(inner) {}
+  std::string_view name() const override { return inner_.name(); }
+  Result<std::vector<PartitionPosition>> positions() override { return std::vector<PartitionPosition>(); }
+  Status apply(const EventBatch& batch) override { return inner_.apply(batch); }
+  Status dump(const RowVisitor& visit) override { return inner_.dump(visit); }
+
+ private:
+  ProjectionSink& inner_;
+};
+
+// RetentionSet (schema 9) in the MySQL model, beside the RocksDB one: after each step — set,
+// changed, for ever, back to the default; a group's own, each user's of a one-to-one — both answer
+// each side's latest override; the log applied twice, in other batches, equals it applied once;
+// migration 8 on a model projected before it fills in what its retention_set rows show, as a
+// projection from scratch writes it; expiry leaves the overrides.
+TEST(ProjectionSinks, RetentionOverridesOfAGroupAndAOneToOne) {
+  ASSERT_TRUE(t::TestServers::get().mysql_problem.empty()) << t::TestServers::get().mysql_problem;
+  t::TempDir dir("imlog-sinks-retention");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_OK(log);
+  auto builder = t::EventLogBuilder::open(**log, 2);
+  ASSERT_OK(builder);
+  auto& b = **builder;
+  const MysqlConfig mc = t::fresh_mysql("rt");
+  auto mysql = open_mysql_model(mc);
+  ASSERT_OK(mysql);
+  RocksDbModelConfig rc;
+  rc.dir = dir.str() + "/model";
+  auto rocks = open_rocksdb_model(rc);
+  ASSERT_OK(rocks);
+  auto project = [&](ProjectionSink& sink, uint64_t batch) -> Status {
+    auto ends = b.ends();
+    IMLOG_TRY(ends);
+    return Projector(**log, sink, ProjectorConfig{batch}).run_until(*ends);
+  };
+  // Projects what is new into both models; both must answer `want` for `conv`.
+  auto expect = [&](const std::string& conv, RetentionOverrides want, const std::string& what) {
+    SCOPED_TRACE(what);
+    ASSERT_OK(project(**mysql, 2));
+    ASSERT_OK(project(**rocks, 5));
+    for (ReadModel* m : std::initializer_list<ReadModel*>{mysql->get(), rocks->get()}) {
+      auto got = m->retention(conv);
+      ASSERT_OK(got);
+      EXPECT_EQ(got->a, want.a) << (m == mysql->get() ? "mysql" : "rocksdb");
+      EXPECT_EQ(got->b, want.b) << (m == mysql->get() ? "mysql" : "rocksdb");
+    }
+  };
+
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  const uint64_t lo = std::min(ann, bob), hi = std::max(ann, bob);
+  const std::string g = group_stream(7), one = single_stream(ann, bob);
+  b.create_group(7, ann, {bob});
+  b.message(one, ann, "hello");
+  expect(g, {}, "nothing set");
+  b.retention(g, ann, 30);
+  expect(g, {30, std::nullopt}, "the group keeps 30 days");
+  b.retention(g, ann, 7);
+  expect(g, {7, std::nullopt}, "changed to 7");
+  b.retention(g, ann, 0);
+  expect(g, {0, std::nullopt}, "for ever is 0, not none");
+  b.retention(g, ann, std::nullopt);
+  expect(g, {}, "back to the default");
+  b.retention(g, ann, 30);
+  b.retention(one, hi, 7);
+  expect(one, {std::nullopt, 7}, "the higher user's side only");
+  b.retention(one, lo, 30);
+  expect(one, {30, 7}, "each user their own side");
+  b.retention(one, hi, std::nullopt);
+  expect(one, {30, std::nullopt}, "one user back to the default");
+  expect(g, {30, std::nullopt}, "the group's untouched by the one-to-one");
+  expect(std::string(kWorldStream), {}, "world has none");
+
+  auto once = dump_of(**mysql);
+  ASSERT_OK(once);
+  EXPECT_TRUE(std::any_of(once->begin(), once->end(), [](const auto& r) {
+    return r.first.starts_with("conversation_retention|");
+  })) << "the overrides are part of the dump replay --verify compares";
+  Forgetful again(**mysql);
+  ASSERT_OK(project(again, 3));
+  auto twice = dump_of(**mysql);
+  ASSERT_OK(twice);
+  EXPECT_EQ(diff(*once, *twice), "") << "applied twice equals applied once";
+
+  {
+    auto conn = t::raw_mysql(mc);
+    std::unique_ptr<sql::Statement> st(conn->createStatement());
+    ASSERT_GT(st->executeUpdate("DELETE FROM conversation_retention"), 0);
+    st->execute("DELETE FROM schema_migrations WHERE version = 8");
+  }
+  ASSERT_OK(migrate_mysql(mc));
+  auto migrated = dump_of(**mysql);
+  ASSERT_OK(migrated);
+  EXPECT_EQ(diff(*once, *migrated), "") << "migration 8 fills in what a projection writes";
+
+  b.expire(g, b.last_seq(g));
+  b.expire(one, b.last_seq(one));
+  expect(g, {30, std::nullopt}, "expiry takes the rows, not the group's override");
+  expect(one, {30, std::nullopt}, "expiry takes the rows, not the users' preferences");
+  (void)(*mysql)->drop();
 }
 
 // ---- Redis specifics -----------------------------------------------------------------------------

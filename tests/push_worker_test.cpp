@@ -126,6 +126,7 @@ class MapModel final : public ReadModel {
   Result<SearchPage> search_messages(const SearchRequest&) override { return SearchPage{}; }
   Result<std::vector<FriendView>> friends(uint64_t) override { return std::vector<FriendView>{}; }
   Result<std::vector<std::string>> friend_groups(uint64_t) override { return std::vector<std::string>{}; }
+  Result<RetentionOverrides> retention(std::string_view) override { return RetentionOverrides{}; }
 
  private:
   std::mutex mu_;
@@ -214,10 +215,12 @@ std::vector<Record> dead_letters(EventLog& log) {
   return out;
 }
 
-// Who the fake provider was called for: user → the devices, in order.
+// Who the fake provider was called for: user → the devices, ascending (sends run on a pool, so
+// they come in no fixed order).
 std::map<uint64_t, std::vector<uint64_t>> devices_called(const FakePushProvider& fake) {
   std::map<uint64_t, std::vector<uint64_t>> out;
   for (const auto& n : fake.calls()) out[n.user_id].push_back(n.device.device_id);
+  for (auto& entry : out) std::sort(entry.second.begin(), entry.second.end());
   return out;
 }
 

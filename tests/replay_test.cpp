@@ -67,8 +67,13 @@ void make_data_dir(const std::filesystem::path& data, int messages) {
     if (i % 700 == 0) builder.refusal(stream, to, "not_friends", "user " + std::to_string(from) + " accepts messages from friends only");
   }
   // Retention: a policy on group 1 and an expiry of most of it (rows, recalls, read markers and
-  // search tokens below the cut), then more messages after it.
+  // search tokens below the cut, the retention_set row too; the override stays), then more
+  // messages after it; both users' preferences in a one-to-one, and a group back on the default.
   builder.retention(group_stream(1), users[1], 30);
+  builder.retention(single_stream(users[0], users[1]), users[0], 7);
+  builder.retention(single_stream(users[0], users[1]), users[1], 0);
+  builder.retention(group_stream(3), users[3], 14);
+  builder.retention(group_stream(3), users[3], std::nullopt);
   builder.expire(group_stream(1), builder.last_seq(group_stream(1)) - 3);
   builder.message(group_stream(1), users[2], "after the expiry");
   builder.expire(group_stream(2), builder.last_seq(group_stream(2)));  // all of it
@@ -155,6 +160,12 @@ TEST(Replay, ExpiredRowsAreGoneAtTheSameSeqFromTheLiveAndTheRebuiltModel) {
     auto none = (*m)->history(group_stream(2), HistoryRange{0, 0, true, 200});
     ASSERT_OK(none);
     EXPECT_TRUE(none->messages.empty());
+    auto kept = (*m)->retention(group_stream(1));
+    ASSERT_OK(kept);
+    EXPECT_EQ(kept->a, 30u) << "the override outlives its expired retention_set row";
+    auto back = (*m)->retention(group_stream(3));
+    ASSERT_OK(back);
+    EXPECT_EQ(*back, RetentionOverrides{}) << "set, then back to the default";
   }
 }
 

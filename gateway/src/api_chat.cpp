@@ -235,6 +235,44 @@ void on_set_retention(Services& svc, ApiRequest& req, Respond respond) {
                      });
 }
 
+// An override as GET .../retention shows it: "keep_days": N (0 for ever), nothing when none.
+void write_override(JsonOut& j, const std::optional<uint32_t>& keep) {
+  if (keep) j.field("keep_days", *keep);
+}
+
+void write_retention(JsonOut& j, std::string_view conversation, const RetentionPolicy& p) {
+  j.begin_object().field("conversation_id", conversation).field("keep_days", p.keep_days);
+  j.field("source", p.source).field("default_keep_days", p.default_keep_days);
+  auto ref = parse_stream(conversation);
+  if (ref && ref->kind == StreamKind::group) {
+    j.key("group").begin_object();
+    write_override(j, p.overrides.a);
+    j.end_object();
+  } else if (ref && ref->kind == StreamKind::single) {
+    j.key("users").begin_array();
+    j.begin_object().field("user_id", ref->a);
+    write_override(j, p.overrides.a);
+    j.end_object().begin_object().field("user_id", ref->b);
+    write_override(j, p.overrides.b);
+    j.end_object().end_array();
+  }
+  j.end_object();
+}
+
+// GET /conversations/{id}/retention: the policy in force and the overrides behind it, for those who
+// may read the conversation's history (the same answer as a history read for anyone else).
+void on_get_retention(Services& svc, ApiRequest& req, Respond respond) {
+  std::string conversation;
+  if (!conversation_param(svc, req, respond, conversation)) return;
+  with_read_access(svc, conversation, req.user_id, respond, [&svc, conversation, respond](uint64_t) {
+    auto policy = svc.query.retention(conversation, svc.config.default_keep_days);
+    if (!policy) return respond(counted_error(svc, 503, "unavailable", policy.error().message()));
+    JsonOut j;
+    write_retention(j, conversation, *policy);
+    respond(json_reply(200, j.take()));
+  });
+}
+
 // ---- groups -----------------------------------------------------------------------------------
 
 // A group's settings as a request body names them: `join_policy` (private | public) and
@@ -500,6 +538,7 @@ void add_chat_routes(ApiRouter& r) {
   r.add(Method::post, "/api/v1/conversations/{}/read", A::access, on_mark_read);
   r.add(Method::post, "/api/v1/conversations/{}/messages/{}/recall", A::access, on_recall);
   r.add(Method::put, "/api/v1/conversations/{}/retention", A::access, on_set_retention);
+  r.add(Method::get, "/api/v1/conversations/{}/retention", A::access, on_get_retention);
   r.add(Method::get, "/api/v1/search/messages", A::access, on_search_messages);
   r.add(Method::post, "/api/v1/groups", A::access, on_create_group);
   r.add(Method::get, "/api/v1/groups/{}", A::access, on_get_group);

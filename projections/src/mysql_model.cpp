@@ -223,6 +223,7 @@ namespace msg_col {
 enum { conversation_id, seq_id, sender_id, content, message_type, client_msg_id, created_at, recalled, erased };
 }
 namespace rp_col { enum { updated_at, read_seq }; }
+namespace retention_col { enum { keep_days, set_seq }; }
 namespace pos_col { enum { next_offset, token, link }; }
 
 const TableSpec kUsers{"users",
@@ -317,6 +318,13 @@ const TableSpec kReadPointers{"read_pointers",
                               {{"user_id", Kind::u64}, {"conversation_id", Kind::str}},
                               {{"updated_at", Kind::i64, Merge::follow, rp_col::read_seq},
                                {"read_seq", Kind::u64, Merge::max}}};
+// Retention overrides (RetentionSet, migration 8): each side's latest, keep_days NULL for none.
+// keep_days follows set_seq (listed before it: MariaDB assigns in order), so a replayed batch or an
+// older event leaves the latest.
+const TableSpec kRetention{"conversation_retention",
+                           {{"conversation_id", Kind::str}, {"user_id", Kind::u64}},
+                           {{"keep_days", Kind::u64, Merge::follow, retention_col::set_seq},
+                            {"set_seq", Kind::u64, Merge::max}}};
 const TableSpec kPositions{"projection_offsets",
                            {{"partition_id", Kind::i64}},
                            {{"next_offset", Kind::i64}, {"token", Kind::u64}, {"link", Kind::u64}},
@@ -327,7 +335,8 @@ const TableSpec kPositions{"projection_offsets",
 // finds its row; positions last.
 const std::vector<const TableSpec*> kWriteOrder = {&kMessages,      &kMessageTokens, &kUsers,   &kProfiles,
                                                    &kConvSettings, &kDevices,       &kFriendships, &kGroups,
-                                                   &kMembers,       &kConversations, &kReadPointers, &kPositions};
+                                                   &kMembers,       &kConversations, &kReadPointers, &kRetention,
+                                                   &kPositions};
 
 std::string quoted(std::string_view name) { return "`" + std::string(name) + "`"; }
 
@@ -527,10 +536,11 @@ class BatchWriter {
         messages(kMessages),
         message_tokens(kMessageTokens),
         read_pointers(kReadPointers),
+        retention(kRetention),
         positions(kPositions) {}
 
   PendingTable users, profiles, conv_settings, devices, friendships, groups, members, conversations, messages,
-      message_tokens, read_pointers, positions;
+      message_tokens, read_pointers, retention, positions;
   TokenList tokens;  // scratch for the message being indexed
   std::vector<uint64_t> recalls;  // message ids to empty, after the messages are written
 
@@ -552,7 +562,7 @@ class BatchWriter {
     }
     recalls.clear();
     for (PendingTable* t : {&users, &profiles, &conv_settings, &devices, &friendships, &groups, &members, &conversations,
-                            &read_pointers, &positions}) {
+                            &read_pointers, &retention, &positions}) {
       flush_table(conn, *t);
       t->clear();
     }
@@ -990,6 +1000,25 @@ class MysqlModelImpl final : public MysqlModel {
     });
   }
 
+  Result<RetentionOverrides> retention(std::string_view conversation) override {
+    RetentionOverrides out;
+    auto ref = parse_stream(conversation);
+    if (!ref || !is_conversation(ref->kind)) return out;
+    return query<RetentionOverrides>("reading the retention of " + std::string(conversation), [&](Conn& c) {
+      auto& st = c.prepare("SELECT user_id, keep_days FROM conversation_retention WHERE conversation_id = ?");
+      st.setString(1, sql::SQLString(std::string(conversation)));
+      std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+      while (rs->next()) {
+        if (rs->isNull(2)) continue;
+        auto days = static_cast<uint32_t>(rs->getUInt64(2));
+        uint64_t side = rs->getUInt64(1);
+        if (ref->kind == StreamKind::single && side == ref->b) out.b = days;
+        else out.a = days;
+      }
+      return out;
+    });
+  }
+
   Result<std::vector<std::string>> friend_groups(uint64_t user_id) override {
     return query<std::vector<std::string>>("listing the friend groups of user " + std::to_string(user_id), [&](Conn& c) {
       auto& st = c.prepare(
@@ -1257,6 +1286,17 @@ class MysqlModelImpl final : public MysqlModel {
       case fb::Event::MessageRecalled:
         w.recalls.push_back(e.event_as_MessageRecalled()->message_id());
         break;
+      case fb::Event::RetentionSet: {
+        // The side it names, as the engine's apply_retention picks it: a one-to-one's user, a
+        // group's own (user 0).
+        if (!ref || !is_conversation(ref->kind)) break;
+        auto* p = e.event_as_RetentionSet();
+        uint64_t side = ref->kind == StreamKind::single ? (p->by() == ref->b ? ref->b : ref->a) : 0;
+        Value keep = p->keep_days() ? u64(*p->keep_days()) : Value();
+        w.retention.patch({str(sv(e.stream())), u64(side)},
+                          {{retention_col::keep_days, std::move(keep)}, {retention_col::set_seq, u64(e.seq())}});
+        break;
+      }
       case fb::Event::MessagesExpired: {
         // Expiry (schema 9): the conversation's rows at or below through_seq go, with their
         // search tokens, after what is pending (rows of this batch included), in this transaction.

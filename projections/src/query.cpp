@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
+#include "imlog/engine/stream_state.h"
+#include "imlog/engine/streams.h"
 #include "text_index.h"
 
 namespace imlog {
@@ -39,6 +41,34 @@ Result<uint64_t> QueryService::readable_from(std::string_view conversation, uint
   auto access = primary_.read_access(conversation, user_id);
   IMLOG_TRY(access);
   return first_readable_seq(*access);
+}
+
+RetentionPolicy retention_policy(std::string_view conversation, const RetentionOverrides& overrides,
+                                 uint32_t default_keep_days) {
+  RetentionPolicy p;
+  p.default_keep_days = default_keep_days;
+  p.overrides = overrides;
+  auto ref = parse_stream(conversation);
+  if (!ref) {
+    p.keep_days = default_keep_days;
+    return p;
+  }
+  // The engine decides on its stream state: give it the overrides in that state's own fields.
+  StreamState state;
+  auto keep = [](const std::optional<uint32_t>& o) { return o ? static_cast<int64_t>(*o) : kNoOverride; };
+  state.keep_a = keep(overrides.a);
+  state.keep_b = ref->kind == StreamKind::single ? keep(overrides.b) : kNoOverride;
+  p.keep_days = effective_keep_days(*ref, state, default_keep_days);
+  auto sets = [&](const std::optional<uint32_t>& o) { return o && *o == p.keep_days; };
+  if (ref->kind == StreamKind::group && overrides.a) p.source = "group";
+  if (ref->kind == StreamKind::single && (sets(overrides.a) || sets(overrides.b))) p.source = "user";
+  return p;
+}
+
+Result<RetentionPolicy> QueryService::retention(std::string_view conversation, uint32_t default_keep_days) {
+  auto overrides = primary_.retention(conversation);
+  IMLOG_TRY(overrides);
+  return retention_policy(conversation, *overrides, default_keep_days);
 }
 
 Result<HistoryPage> QueryService::history(std::string_view conversation, uint64_t first_seq,

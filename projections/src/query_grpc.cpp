@@ -233,6 +233,12 @@ class Service final : public pb::Query::Service {
       for (const auto& n : names) r->add_names(n);
     });
   }
+  grpc::Status Retention(Ctx*, const pb::RetentionRequest* q, pb::RetentionReply* r) override {
+    return answer(m_.retention(q->conversation_id()), [&](const RetentionOverrides& o) {
+      if (o.a) r->set_keep_a(*o.a);
+      if (o.b) r->set_keep_b(*o.b);
+    });
+  }
 
  private:
   ReadModel& m_;
@@ -377,6 +383,16 @@ class RemoteReadModel final : public ReadModel {
     q.set_user_id(user);
     return call<pb::NamesReply>(&pb::Query::Stub::FriendGroups, q, [](const pb::NamesReply& r) {
       return std::vector<std::string>(r.names().begin(), r.names().end());
+    });
+  }
+  Result<RetentionOverrides> retention(std::string_view conv) override {
+    pb::RetentionRequest q;
+    q.set_conversation_id(std::string(conv));
+    return call<pb::RetentionReply>(&pb::Query::Stub::Retention, q, [](const pb::RetentionReply& r) {
+      RetentionOverrides o;
+      if (r.has_keep_a()) o.a = r.keep_a();
+      if (r.has_keep_b()) o.b = r.keep_b();
+      return o;
     });
   }
 

@@ -86,6 +86,12 @@ class FixedModel final : public ReadModel {
   }
   Result<std::vector<uint64_t>> blocked(uint64_t) override { return std::vector<uint64_t>{44, 45}; }
   Result<std::vector<std::string>> friend_groups(uint64_t) override { return std::vector<std::string>{"work"}; }
+  // A one-to-one where only the higher user set a preference, for ever (0): an absent side and a
+  // 0 must both survive the wire.
+  Result<RetentionOverrides> retention(std::string_view conv) override {
+    if (conv == "group_7") return RetentionOverrides{30, std::nullopt};
+    return RetentionOverrides{std::nullopt, 0};
+  }
 };
 
 class QueryGrpcTest : public ::testing::Test {
@@ -138,6 +144,8 @@ TEST_F(QueryGrpcTest, EveryAnswerCrossesUnchanged) {
   EXPECT_EQ(remote_->blocked(42).value(), (std::vector<uint64_t>{44, 45}));
   EXPECT_EQ(remote_->friend_groups(42).value(), std::vector<std::string>{"work"});
   EXPECT_EQ(remote_->search_users("al", 0, 10).value().at(0).username, "alice");
+  EXPECT_EQ(remote_->retention("group_7").value(), (RetentionOverrides{30, std::nullopt}));
+  EXPECT_EQ(remote_->retention("single_1_2").value(), (RetentionOverrides{std::nullopt, 0}));
 }
 
 TEST_F(QueryGrpcTest, AStoreFailureArrivesAsARetryableError) {

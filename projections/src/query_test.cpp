@@ -636,6 +636,53 @@ TEST(Bans, ARemovalThatBansIsListedUntilLifted) {
 
 // From commands through the real sequencer to answers: the events the engine writes are the
 // events the model understands.
+// The policy in force comes from the engine's effective_keep_days; what the source says is ours.
+TEST(Retention, ThePolicyInForceAndWhatSetsIt) {
+  using O = RetentionOverrides;
+  const std::string g = group_stream(7), s = single_stream(3, 9);
+  auto policy = [](const std::string& conv, O o, uint32_t def) { return retention_policy(conv, o, def); };
+  EXPECT_EQ(policy(g, {}, 0).keep_days, 0u);
+  EXPECT_EQ(policy(g, {}, 0).source, "default");
+  EXPECT_EQ(policy(g, {}, 90).keep_days, 90u);
+  EXPECT_EQ(policy(g, {30, std::nullopt}, 90).keep_days, 30u);
+  EXPECT_EQ(policy(g, {30, std::nullopt}, 90).source, "group");
+  EXPECT_EQ(policy(g, {0, std::nullopt}, 90).keep_days, 0u) << "the group keeps for ever";
+  EXPECT_EQ(policy(g, {0, std::nullopt}, 90).source, "group");
+  EXPECT_EQ(policy("world", {}, 14).keep_days, 14u);
+  EXPECT_EQ(policy("world", {}, 14).source, "default");
+
+  // One-to-one: the shorter preference, for ever the longest; a user without one has the default.
+  EXPECT_EQ(policy(s, {}, 0).source, "default");
+  auto both = policy(s, {30, 7}, 0);
+  EXPECT_EQ(both.keep_days, 7u);
+  EXPECT_EQ(both.source, "user");
+  EXPECT_EQ(both.overrides, (O{30, 7}));
+  EXPECT_EQ(both.default_keep_days, 0u);
+  EXPECT_EQ(policy(s, {30, std::nullopt}, 0).keep_days, 30u) << "for ever (the default) vs 30";
+  EXPECT_EQ(policy(s, {30, std::nullopt}, 0).source, "user");
+  EXPECT_EQ(policy(s, {30, std::nullopt}, 10).keep_days, 10u) << "the other user's default is shorter";
+  EXPECT_EQ(policy(s, {30, std::nullopt}, 10).source, "default");
+  EXPECT_EQ(policy(s, {0, 0}, 10).keep_days, 0u);
+  EXPECT_EQ(policy(s, {0, 0}, 10).source, "user");
+  EXPECT_EQ(policy(s, {std::nullopt, 0}, 10).keep_days, 10u);
+}
+
+TEST(Retention, TheQueryServiceReadsTheModelsOverrides) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  b.create_group(7, ann, {bob});
+  b.retention(group_stream(7), ann, 30);
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  QueryService q(*model);
+  auto p = q.retention(group_stream(7), 90);
+  IMLOG_ASSERT_OK(p);
+  EXPECT_EQ(p->keep_days, 30u);
+  EXPECT_EQ(p->source, "group");
+  EXPECT_EQ(p->default_keep_days, 90u);
+}
+
 TEST(EndToEnd, CommandsThroughTheSequencerAreAnsweredByTheModel) {
   constexpr const char* kGateway = "gw-query";
   testing::TempDir dir("imlog-query-e2e");

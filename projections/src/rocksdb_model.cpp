@@ -12,6 +12,11 @@
 //                             deleted (one range delete each); later seqs are unchanged. Their
 //                             t| postings stay and lead nowhere (search skips them): taking them
 //                             out costs a walk of each token's blocks per conversation
+//   rt|<conv>                 {keep_a, keep_b @seq of the RetentionSet}: the retention overrides
+//                             (schema 9) in the engine's layout (StreamState::keep_a, keep_b):
+//                             days in decimal, 0 for ever, "" none; a one-to-one's lower user in
+//                             keep_a, its higher in keep_b, a group's own in keep_a. Not history:
+//                             expiry leaves it
 //   i|<id part>|<first id>    block: event id → (conv, seq) for the ids of one id partition
 //                             written by one batch (merged: set union)
 //   t|<token>|<max id>|<min id>   block: the (conv, seq) postings of one token written by one
@@ -35,6 +40,7 @@
 //   fg|<user>|<friend>        {group: friend group name}
 //   p|<partition>             next offset, token (16 bytes); not part of dump()
 //   v|search                  the search index's layout version; not part of dump()
+//   v|retention               present once the rt| rows are kept; not part of dump()
 //
 // A conversation's last seq, time and last message are its last m| row; unread counts are
 // computed when asked (no counters anywhere).
@@ -76,6 +82,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
 
 #include "imlog/core/logging.h"
@@ -538,6 +545,8 @@ constexpr size_t kTokenBlockSuffix = 1 + 16 + 1 + 16;  // "|<max id>|<min id>"
 // words; opening such a model re-indexes its messages (upgrade_search_index()).
 constexpr std::string_view kSearchVersionKey = "v|search";
 constexpr std::string_view kSearchIndexVersion = "2";
+// Present once the model keeps the retention overrides (rt| rows); not part of dump().
+constexpr std::string_view kRetentionVersionKey = "v|retention";
 void key_token_block(std::string& k, std::string_view token, uint64_t max_id, uint64_t min_id) {
   k.assign("t|");
   k.append(token);
@@ -812,6 +821,7 @@ class RocksDbModelImpl final : public RocksDbModel {
   Result<std::vector<FriendView>> friends(uint64_t user_id) override;
   Result<std::vector<uint64_t>> blocked(uint64_t user_id) override;
   Result<std::vector<std::string>> friend_groups(uint64_t user_id) override;
+  Result<RetentionOverrides> retention(std::string_view conversation) override;
 
  private:
   // Visits the rows `<prefix><user_id>|<other>` in key order, each with the other user's id and
@@ -838,6 +848,8 @@ class RocksDbModelImpl final : public RocksDbModel {
                           bool erased);
   void apply_single(const StreamRef& ref, const fb::EventEnvelope& e);
   void apply_group(const StreamRef& ref, std::string_view conv, const fb::EventEnvelope& e);
+  void set_retention(const StreamRef& ref, std::string_view conv, uint64_t by, std::optional<uint32_t> keep_days,
+                     uint64_t seq);
   void merge(const std::string& key, FieldWriter& w);
   void put(const std::string& key, std::string_view value);
   void set_membership(uint64_t group, std::string_view conv, uint64_t user, uint64_t version, bool in,
@@ -851,6 +863,9 @@ class RocksDbModelImpl final : public RocksDbModel {
   // Re-indexes every message when the model's search index is not kSearchIndexVersion (an older
   // build wrote it, or the model is new). Called once by open_rocksdb_model().
   Status upgrade_search_index();
+  // Fills in the rt| rows of a model an older build projected (no v|retention row) from the
+  // retention_set rows it still has. Called once by open_rocksdb_model().
+  Status upgrade_retention();
 
  private:
 
@@ -987,6 +1002,60 @@ Status RocksDbModelImpl::upgrade_search_index() {
   if (indexed > 0) {
     logger("projections")->info("re-indexed {} messages of the model at {} for search (index version {})", indexed,
                                 config_.dir, kSearchIndexVersion);
+  }
+  return {};
+}
+
+// A retention_set system row's content ({"event":"retention_set","by":7,"keep_days":30},
+// timeline.h): false for any other row.
+bool parse_retention_row(std::string_view content, uint64_t& by, std::optional<uint32_t>& keep_days) {
+  if (!content.starts_with(R"({"event":"retention_set")")) return false;
+  rapidjson::Document d;
+  d.Parse(content.data(), content.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("by") || !d["by"].IsUint64()) return false;
+  by = d["by"].GetUint64();
+  keep_days.reset();
+  if (d.HasMember("keep_days") && d["keep_days"].IsUint()) keep_days = d["keep_days"].GetUint();
+  return true;
+}
+
+// The rt| rows came with v|retention; a model projected before has none, though its history may
+// still show the retention_set rows that wrote them. Each is merged as apply() merges it (the
+// highest seq wins), so this equals a projection from scratch for every override whose row has
+// not expired yet; an expired one is gone with its row (a replay recovers it).
+Status RocksDbModelImpl::upgrade_retention() {
+  std::lock_guard lk(apply_mu_);
+  auto version = get(std::string(kRetentionVersionKey));
+  IMLOG_TRY(version);
+  if (*version) return {};
+  std::string lower = "m|", upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  wb_.Clear();
+  size_t found = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = as_sv(it->key());
+    StoredRow row;
+    uint64_t seq = 0, by = 0;
+    std::optional<uint32_t> keep;
+    if (key.size() < 2 + 17 || !parse_hex(key.substr(key.size() - 16), seq) || !decode_row(as_sv(it->value()), row) ||
+        !is_system(row) || !parse_retention_row(row.content, by, keep)) {
+      continue;
+    }
+    std::string conv(key.substr(2, key.size() - 2 - 17));
+    auto ref = parse_stream(conv);
+    if (!ref) continue;
+    set_retention(*ref, conv, by, keep, seq);
+    ++found;
+  }
+  if (!it->status().ok()) return status_error(it->status(), "reading the retention_set rows");
+  wb_.Put(std::string(kRetentionVersionKey), "1");
+  auto s = db_->Write(write_options_, &wb_);
+  wb_.Clear();
+  if (!s.ok()) return status_error(s, "writing the retention overrides of an older model");
+  if (found > 0) {
+    logger("projections")->info("filled in {} retention overrides of the model at {} from its history", found,
+                                config_.dir);
   }
   return {};
 }
@@ -1352,6 +1421,7 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     key_recall(key_, conv, r->recalled_seq());
     put(key_, "");
   }
+  if (auto* r = e.event_as_RetentionSet()) set_retention(ref, conv, r->by(), r->keep_days(), seq);
   switch (ref.kind) {
     case StreamKind::single:
       if (seq == 1) {
@@ -1364,6 +1434,18 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
     case StreamKind::world: participate(e.actor(), conv, 1); break;
     default: break;
   }
+}
+
+// RetentionSet: the override of the side it names (apply_retention in stream_state.cpp picks the
+// same), versioned by its seq so a replay or any batching leaves the latest.
+void RocksDbModelImpl::set_retention(const StreamRef& ref, std::string_view conv, uint64_t by,
+                                     std::optional<uint32_t> keep_days, uint64_t seq) {
+  const bool side_b = ref.kind == StreamKind::single && by == ref.b;
+  key_.assign("rt|");
+  key_.append(conv);
+  FieldWriter w;
+  w.set(side_b ? "keep_b" : "keep_a", seq, keep_days ? decimal(*keep_days) : std::string());
+  merge(key_, w);
 }
 
 void RocksDbModelImpl::apply_single(const StreamRef&, const fb::EventEnvelope& e) {
@@ -2206,6 +2288,34 @@ Result<std::vector<std::string>> RocksDbModelImpl::friend_groups(uint64_t user_i
   return out;
 }
 
+Result<RetentionOverrides> RocksDbModelImpl::retention(std::string_view conversation) {
+  std::string k = "rt|", storage;
+  k.append(conversation);
+  auto f = get_fields(k, storage);
+  IMLOG_TRY(f);
+  RetentionOverrides out;
+  if (!*f) return out;
+  auto days = [&](std::string_view name) -> Result<std::optional<uint32_t>> {
+    std::string_view v = field_value(**f, name);
+    if (v.empty()) return std::optional<uint32_t>();
+    uint32_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size()) {
+      return model_fail(ModelErrc::corrupt_row, "the retention row `" + k + "` of the model at " + config_.dir +
+                                                    " has " + std::string(name) + " `" + std::string(v) +
+                                                    "`, not a number of days");
+    }
+    return std::optional<uint32_t>(n);
+  };
+  auto a = days("keep_a");
+  IMLOG_TRY(a);
+  auto b = days("keep_b");
+  IMLOG_TRY(b);
+  out.a = *a;
+  out.b = *b;
+  return out;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfig& config) {
@@ -2246,6 +2356,7 @@ Result<std::unique_ptr<RocksDbModel>> open_rocksdb_model(const RocksDbModelConfi
   }
   auto model = std::make_unique<RocksDbModelImpl>(std::unique_ptr<rocksdb::DB>(raw), config);
   IMLOG_TRY(model->upgrade_search_index());
+  IMLOG_TRY(model->upgrade_retention());
   return std::unique_ptr<RocksDbModel>(std::move(model));
 }
 

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
+#include <rocksdb/db.h>
 
 #include <algorithm>
 #include <optional>
@@ -330,6 +331,112 @@ TEST(RocksDbModel, ReopenedModelKeepsRowsAndPositions) {
   }
 }
 
+// RetentionSet (schema 9): the latest override of each side, kept apart from history (expiry
+// leaves it), and applied twice it is what it was once.
+TEST(RocksDbModel, RetentionOverridesOfAGroupAndAOneToOne) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  const uint64_t lo = std::min(ann, bob), hi = std::max(ann, bob);
+  const std::string g = group_stream(7), s = single_stream(ann, bob);
+  b.create_group(7, ann, {bob});
+  b.message(s, ann, "hello");
+  auto model = f.model();
+  auto overrides = [&](const std::string& conv) {
+    auto o = model->retention(conv);
+    EXPECT_TRUE(o) << o.error().to_string();
+    return o ? *o : RetentionOverrides{};
+  };
+  auto step = [&] { IMLOG_ASSERT_OK(f.project(*model)); };
+  step();
+  EXPECT_EQ(overrides(g), RetentionOverrides{}) << "none set: the default";
+
+  b.retention(g, ann, 30);
+  step();
+  EXPECT_EQ(overrides(g), (RetentionOverrides{30, std::nullopt}));
+  b.retention(g, ann, 0);
+  step();
+  EXPECT_EQ(overrides(g), (RetentionOverrides{0, std::nullopt})) << "0 is for ever, not none";
+  b.retention(g, ann, std::nullopt);
+  step();
+  EXPECT_EQ(overrides(g), RetentionOverrides{}) << "back to the default";
+  b.retention(g, ann, 30);
+
+  // A one-to-one: each user their own side, whoever sets first.
+  b.retention(s, hi, 7);
+  step();
+  EXPECT_EQ(overrides(s), (RetentionOverrides{std::nullopt, 7}));
+  b.retention(s, lo, 30);
+  step();
+  EXPECT_EQ(overrides(s), (RetentionOverrides{30, 7}));
+  b.retention(s, hi, std::nullopt);
+  step();
+  EXPECT_EQ(overrides(s), (RetentionOverrides{30, std::nullopt}));
+  EXPECT_EQ(overrides(std::string(kWorldStream)), RetentionOverrides{});
+  EXPECT_EQ(overrides("not a conversation"), RetentionOverrides{});
+
+  // Expiry takes the retention_set rows, not the overrides.
+  b.expire(s, b.last_seq(s));
+  b.expire(g, b.last_seq(g));
+  step();
+  auto gone = model->history(s, testing::latest(10));
+  IMLOG_ASSERT_OK(gone);
+  EXPECT_TRUE(gone->messages.empty());
+  EXPECT_EQ(overrides(s), (RetentionOverrides{30, std::nullopt}));
+  EXPECT_EQ(overrides(g), (RetentionOverrides{30, std::nullopt}));
+
+  // Applied twice, from the start and in other batches: the same rows, the same overrides.
+  Rows once = rows_of(*model);
+  EXPECT_TRUE(std::any_of(once.begin(), once.end(), [&](const auto& r) { return r.first == "rt|" + g; }));
+  Forgetful again(*model);
+  IMLOG_ASSERT_OK(f.project(again, 3));
+  EXPECT_EQ(rows_of(*model), once);
+  EXPECT_EQ(overrides(s), (RetentionOverrides{30, std::nullopt}));
+  EXPECT_EQ(overrides(g), (RetentionOverrides{30, std::nullopt}));
+}
+
+// A model an older build projected has no rt| rows: opening it fills them in from the
+// retention_set rows its history still holds, as a projection from scratch writes them.
+TEST(RocksDbModel, AModelProjectedBeforeTheOverridesWereKeptGetsThemWhenOpened) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  const std::string g = group_stream(7), s = single_stream(ann, bob);
+  b.create_group(7, ann, {bob});
+  b.retention(g, ann, 30);
+  b.retention(g, ann, std::nullopt);
+  b.retention(g, ann, 5);
+  b.retention(s, ann, 0);
+  b.retention(s, bob, 9);
+  b.retention(s, bob, std::nullopt);
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  const Rows rows = rows_of(*model);
+  ASSERT_TRUE(model->flush());  // the raw DB below has no merge operator to recover a WAL with
+  model.reset();
+  {
+    rocksdb::Options o;
+    o.disable_auto_compactions = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, (f.dir.path() / "model").string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions w;
+    ASSERT_TRUE(db->Delete(w, "v|retention").ok());
+    ASSERT_TRUE(db->DeleteRange(w, db->DefaultColumnFamily(), "rt|", "rt}").ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  model = f.model();
+  ASSERT_NE(model, nullptr);
+  EXPECT_EQ(rows_of(*model), rows);
+  auto one = model->retention(s);
+  IMLOG_ASSERT_OK(one);
+  EXPECT_EQ(one->a.has_value() ? one->a : one->b, std::optional<uint32_t>(0)) << "ann's for ever";
+  EXPECT_EQ(one->a.has_value() + one->b.has_value(), 1) << "bob's back on the default";
+  auto group = model->retention(g);
+  IMLOG_ASSERT_OK(group);
+  EXPECT_EQ(*group, (RetentionOverrides{5, std::nullopt}));
+}
+
 // ---- the property: re-applying changes nothing ------------------------------------------------
 
 // One step of a generated log. Interpreted against a small world: five users, two groups, the
@@ -424,13 +531,20 @@ void play(const std::vector<Step>& steps, EventLogBuilder& b) {
       case 14: b.friend_group(user(s.b), user(s.c), "g" + std::to_string(s.a % 3)); break;
       case 15: b.zombie_message(st, user(s.b), "zombie"); break;
       case 16: b.new_epoch(s.a % b.partitions()); break;
+      case 19: {
+        // A policy of either side of `st` (world too: the engine would refuse it, the model must
+        // not care), for ever, some days or back to the default.
+        auto keep = s.c % 3 == 0 ? std::nullopt : std::optional<uint32_t>(static_cast<uint32_t>(s.c % 3 == 1 ? 0 : s.c));
+        b.retention(st, user(s.b), keep);
+        break;
+      }
     }
   }
 }
 
 rc::Gen<Step> gen_step() {
   return rc::gen::apply(
-      [](int kind, int a, int b, int c) { return Step{kind, a, b, c}; }, rc::gen::inRange(0, 19),
+      [](int kind, int a, int b, int c) { return Step{kind, a, b, c}; }, rc::gen::inRange(0, 20),
       rc::gen::inRange(0, 100), rc::gen::inRange(0, 100), rc::gen::inRange(0, 100));
 }
 

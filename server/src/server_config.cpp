@@ -387,6 +387,7 @@ ServerConfig read_server_config(ConfigSection& root, const std::string& data_dir
   read_push(root.section("push"), c.push, c.fcm, c.apns);
   read_retention(root.section("retention"), c.retention);
   c.engine.limits.default_keep_days = c.retention.default_keep_days;
+  c.gateway.default_keep_days = c.retention.default_keep_days;
   read_model(root.section("model"), c.model);
   if (root.has("mysql")) read_mysql(root.section("mysql"), c.mysql.emplace());
   if (root.has("redis")) read_redis(root.section("redis"), c.redis.emplace());

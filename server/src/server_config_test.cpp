@@ -96,6 +96,7 @@ TEST(ServerConfig, RetentionDefaultIsTheEnginesToo) {
   ServerConfig c = load_server_config(write_config("retention: {default_keep_days: 90, interval: 1h}\n"), "");
   EXPECT_EQ(c.retention.default_keep_days, 90u);
   EXPECT_EQ(c.engine.limits.default_keep_days, 90u) << "the engine enforces the same default";
+  EXPECT_EQ(c.gateway.default_keep_days, 90u) << "the gateway answers the same default";
   EXPECT_EQ(c.retention.interval, std::chrono::hours(1));
   EXPECT_THAT(error_of("retention: {default_keep_days: 36501}"), HasSubstr("`retention.default_keep_days`"));
   EXPECT_THAT(error_of("retention: {default_keep_days: -1}"), HasSubstr("`retention.default_keep_days`"));

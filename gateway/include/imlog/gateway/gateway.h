@@ -127,6 +127,10 @@ struct GatewayConfig {
   uint32_t query_queue = 1024;
   // Directory whose files are served at / (the demo client). Empty: the built-in page. Default empty.
   std::string web_dir;
+  // Not a `gateway:` key: retention.default_keep_days, which the server copies here once it read
+  // the config (as it does into the engine's limits), so GET .../retention answers the policy the
+  // engine enforces. Default 0 (for ever).
+  uint32_t default_keep_days = 0;
 };
 
 // What the gateway uses. It owns the bus (not started yet: start() starts it with the push

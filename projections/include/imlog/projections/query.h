@@ -146,6 +146,32 @@ struct ReadAccess {
 // rule in force is the group's current one: changing it changes what members read from then on.
 uint64_t first_readable_seq(const ReadAccess& access);
 
+// A conversation's retention overrides (RetentionSet, schema 9) as a read model keeps them, in the
+// engine's layout (StreamState::keep_a, keep_b): days, 0 for ever; none, no override (the
+// deployment default stands in). History rows expire, so the models keep these apart from them.
+struct RetentionOverrides {
+  std::optional<uint32_t> a;  // a group's own; in a one-to-one, the lower user id's preference
+  std::optional<uint32_t> b;  // in a one-to-one, the higher user id's preference
+  bool operator==(const RetentionOverrides&) const = default;
+};
+
+// A conversation's retention policy as GET /conversations/{id}/retention answers it.
+struct RetentionPolicy {
+  uint32_t keep_days = 0;          // the policy in force: days, 0 for ever
+  std::string source = "default";  // what sets keep_days: default | group | user
+  uint32_t default_keep_days = 0;  // retention.default_keep_days
+  RetentionOverrides overrides;
+  bool operator==(const RetentionPolicy&) const = default;
+};
+
+// The policy in force over `overrides`, by the engine's own rule (effective_keep_days in
+// imlog/engine/stream_state.h), and what sets it: `group`, the group's override; `user`, in a
+// one-to-one, a user's own preference (the shorter of the two, or both alike); `default`
+// otherwise (world, a group without an override, a one-to-one whose shorter side is a user who
+// set nothing).
+RetentionPolicy retention_policy(std::string_view conversation, const RetentionOverrides& overrides,
+                                 uint32_t default_keep_days);
+
 // Message search as a client asks for it (GET /search/messages, the WebSocket `search` frame).
 struct SearchRequest {
   uint64_t user_id = 0;
@@ -226,6 +252,8 @@ class ReadModel {
   virtual Result<std::vector<FriendView>> friends(uint64_t user_id) = 0;
   virtual Result<std::vector<uint64_t>> blocked(uint64_t user_id) = 0;
   virtual Result<std::vector<std::string>> friend_groups(uint64_t user_id) = 0;
+  // The retention overrides of `conversation` (none of either for anything that has none).
+  virtual Result<RetentionOverrides> retention(std::string_view conversation) = 0;
 };
 
 // Recent history only; nullopt when it cannot answer the whole range (then the ReadModel does).
@@ -253,6 +281,9 @@ class QueryService {
   // kSearchRounds model pages were read.
   Result<SearchResults> search_messages(const SearchRequest& request);
   static constexpr int kSearchRounds = 8;
+  // The retention policy of `conversation` (retention_policy()) under the deployment default.
+  // Not authorised here: ask readable_from() first.
+  Result<RetentionPolicy> retention(std::string_view conversation, uint32_t default_keep_days);
   ReadModel& model() { return primary_; }
 
  private:
