@@ -839,7 +839,10 @@ class RocksDbModelImpl final : public RocksDbModel {
   // UserErased: see the definition.
   Status erase_user(uint64_t user);
   Status erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
-  Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
+  Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact,
+                        std::map<std::string, uint64_t>& expired);
+  Status remove_expired_postings(const std::map<std::string, uint64_t>& expired,
+                                 std::vector<std::pair<std::string, std::string>>& compact);
   Status remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
                          uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact);
   void apply_names(const fb::EventEnvelope& e);
@@ -1117,10 +1120,17 @@ Status RocksDbModelImpl::write_pending() {
 Status RocksDbModelImpl::erase_user(uint64_t user) {
   std::vector<std::pair<std::string, std::string>> compact;  // [begin, end) ranges
   IMLOG_TRY(erase_profile(user, compact));
-  IMLOG_TRY(erase_messages(user, compact));
+  std::map<std::string, uint64_t> expired;  // the user's conversations with expired rows: conv → through
+  IMLOG_TRY(erase_messages(user, compact, expired));
   auto s = db_->Write(write_options_, &wb_);
   wb_.Clear();
   if (!s.ok()) return status_error(s, "erasing user " + std::to_string(user));
+  if (!expired.empty()) {  // after the write above: it rewrote some of the same blocks
+    IMLOG_TRY(remove_expired_postings(expired, compact));
+    s = db_->Write(write_options_, &wb_);
+    wb_.Clear();
+    if (!s.ok()) return status_error(s, "erasing user " + std::to_string(user));
+  }
   IMLOG_TRY(flush());
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -1182,7 +1192,8 @@ Status RocksDbModelImpl::erase_profile(uint64_t user, std::vector<std::pair<std:
   return {};
 }
 
-Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact) {
+Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact,
+                                        std::map<std::string, uint64_t>& expired) {
   std::vector<std::string> convs;  // every conversation the user took part in, left ones too
   std::string lower;
   key_user_conv(lower, 'x', user, "");
@@ -1200,6 +1211,10 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
   rocksdb::Slice lo, hi;
   auto it = iterator(rows, rows_end, lo, hi);
   for (const auto& conv : convs) {
+    std::string storage, mark = "me|" + conv;
+    auto me = get_fields(mark, storage);
+    IMLOG_TRY(me);
+    if (uint64_t through = *me ? to_u64(field_value(**me, "through")) : 0; through > 0) expired[conv] = through;
     std::string begin = "m|" + conv + "|", end = prefix_end(begin);
     bool touched = false;
     for (it->Seek(begin); it->Valid() && as_sv(it->key()).starts_with(begin); it->Next()) {
@@ -1221,6 +1236,41 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
     if (touched) compact.emplace_back(std::move(begin), std::move(end));
   }
   return remove_postings(postings, min_id, compact);
+}
+
+// The postings of an erased user's expired rows: their rows are gone, so which of a conversation's
+// expired postings were theirs is not known here; every posting at or below each conversation's
+// expiry goes. A rebuild, which cannot open the user's text, indexed none of theirs and applies
+// the same rule at the erasure, so the two stay equal. One walk of the whole index per erasure of
+// a user with expired rows.
+Status RocksDbModelImpl::remove_expired_postings(const std::map<std::string, uint64_t>& expired,
+                                                 std::vector<std::pair<std::string, std::string>>& compact) {
+  std::string lower = "t|", upper = prefix_end(lower);
+  rocksdb::Slice lo, hi;
+  auto it = iterator(lower, upper, lo, hi);
+  bool touched = false;
+  std::vector<Posting> kept;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    kept.clear();
+    if (!parse_postings(as_sv(it->value()), kept)) continue;
+    size_t before = kept.size();
+    std::erase_if(kept, [&](const Posting& p) {
+      auto e = expired.find(std::string(p.conv));
+      return e != expired.end() && p.seq <= e->second;
+    });
+    if (kept.size() == before) continue;
+    touched = true;
+    if (kept.empty()) {
+      wb_.Delete(it->key());
+    } else {
+      std::string value;
+      encode_postings(kept, value);
+      wb_.Put(it->key(), value);
+    }
+  }
+  if (!it->status().ok()) return status_error(it->status(), "removing the postings of expired rows");
+  if (touched) compact.emplace_back(lower, upper);
+  return {};
 }
 
 // Takes the postings of erased messages out of their tokens' t| blocks (rewritten, or

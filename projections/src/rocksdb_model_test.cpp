@@ -395,6 +395,38 @@ TEST(RocksDbModel, RetentionOverridesOfAGroupAndAOneToOne) {
   EXPECT_EQ(overrides(g), (RetentionOverrides{30, std::nullopt}));
 }
 
+// An erasure after an expiry: the erased user's rows that had expired are gone, so their search
+// postings cannot be found through them; the erasure takes out every posting at or below each of
+// the user's conversations' expiry, and no key or value of the model names the user's words.
+TEST(RocksDbModel, AnErasureTakesTheWordsOfRowsThatHadExpired) {
+  LogFixture f;
+  auto& b = *f.builder;
+  uint64_t ann = b.register_user("ann"), bob = b.register_user("bob");
+  const std::string s = single_stream(ann, bob);
+  b.message(s, ann, "annword alpha");
+  b.message(s, bob, "bobword beta");
+  b.message(s, ann, "annword gamma");
+  b.message(s, bob, "bobword delta");
+  b.expire(s, 2);
+  b.erase_user(ann);
+  auto model = f.model();
+  IMLOG_ASSERT_OK(f.project(*model));
+  Rows rows = rows_of(*model);
+  for (const auto& [k, v] : rows) {
+    EXPECT_EQ(k.find("annword"), std::string::npos) << k << " = " << v;
+    EXPECT_EQ(v.find("annword"), std::string::npos) << k << " = " << v;
+  }
+  auto hit = model->search_messages(SearchRequest{bob, "bobword", "", 0, 10});
+  IMLOG_ASSERT_OK(hit);
+  ASSERT_EQ(hit->messages.size(), 1u) << "bob's row above the expiry is still found";
+  EXPECT_EQ(hit->messages[0].content, "bobword delta");
+
+  // Applied again from the start in small batches: the same rows.
+  Forgetful again(*model);
+  IMLOG_ASSERT_OK(f.project(again, 2));
+  EXPECT_EQ(rows_of(*model), rows);
+}
+
 // A model an older build projected has no rt| rows: opening it fills them in from the
 // retention_set rows its history still holds, as a projection from scratch writes them.
 TEST(RocksDbModel, AModelProjectedBeforeTheOverridesWereKeptGetsThemWhenOpened) {
