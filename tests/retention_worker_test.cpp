@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 #include <thread>
 
 #include "imlog/engine/local_log.h"
@@ -46,6 +48,10 @@ class FullAtFirst final : public CommandTransport {
   FullAtFirst(CommandTransport& real, int full_times) : real_(real), full_left_(full_times) {}
   void send(std::string stream, std::string command, std::function<void(const Error&)> on_failure) override {
     ++attempts;
+    {
+      std::lock_guard lock(mu_);
+      sent_at.push_back(std::chrono::steady_clock::now());
+    }
     if (full_left_-- > 0) {
       return on_failure(Error(make_error_code(LogErrc::overloaded), "the engine has 1 command queued", true));
     }
@@ -55,6 +61,8 @@ class FullAtFirst final : public CommandTransport {
   Result<int32_t> partitions() override { return real_.partitions(); }
   [[nodiscard]] std::string describe() const override { return "full at first"; }
   std::atomic<int> attempts{0};
+  std::vector<std::chrono::steady_clock::time_point> sent_at;  // every attempt's, under mu_
+  std::mutex mu_;
 
  private:
   CommandTransport& real_;
@@ -214,6 +222,34 @@ TEST_F(RetentionWorkerTest, AFullQueueDelaysAnExpiryWithinItsPass) {
   EXPECT_EQ(worker.stats().expiries_sent.load(), 1u);
   EXPECT_EQ(full.attempts.load(), 4);
   EXPECT_EQ(expiries(1), (std::vector<uint64_t>{3}));
+  worker.stop();
+}
+
+TEST_F(RetentionWorkerTest, APassSendsInBurstsAndLeavesTheQueueToClients) {
+  constexpr uint64_t kGroups = 300;  // more than a burst (256)
+  std::vector<fb::CommandEnvelopeT> day0;
+  for (uint64_t g = 1; g <= kGroups; ++g) {
+    const std::string stream = group_stream(g);
+    day0.push_back(t::create_group(g, kOwner, {}, "g" + std::to_string(g), kGateway, 0));
+    day0.push_back(t::send_message(stream, kOwner, "m" + std::to_string(g), "old", kGateway, 0));
+    auto keep = t::command_envelope(stream, kOwner, "keep" + std::to_string(g), kGateway, 0);
+    keep.command.Set(fb::SetRetentionT{{}, 1});
+    day0.push_back(std::move(keep));
+  }
+  ASSERT_NO_FATAL_FAILURE(run(std::move(day0)));
+  clock_.advance_ms(2 * kDayMs + 1000);
+
+  FullAtFirst recording(*commands_, 0);
+  RetentionConfig rc;
+  rc.interval = std::chrono::hours(1);
+  RetentionWorker worker(*log_, recording, rc, nullptr, clock_);
+  ASSERT_OK(worker.start());
+  ASSERT_TRUE(t::wait_until([&] { return worker.stats().expired.load() == kGroups; }, 30s))
+      << worker.stats().expired.load() << " of " << kGroups << " expired";
+  EXPECT_EQ(worker.stats().scans.load(), 1u) << "all in one pass";
+  std::lock_guard lock(recording.mu_);
+  ASSERT_EQ(recording.sent_at.size(), kGroups);
+  EXPECT_GE(recording.sent_at[256] - recording.sent_at[255], 90ms) << "the next waits for the pause";
   worker.stop();
 }
 

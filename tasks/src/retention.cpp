@@ -25,6 +25,9 @@ namespace {
 
 constexpr std::string_view kRetentionLease = "retention";
 constexpr int64_t kHourMs = 3600 * 1000;
+// A pass's pace: at most this many expiries, then a pause (2,560 a second).
+constexpr uint32_t kSendBurst = 256;
+constexpr std::chrono::milliseconds kBurstPause{100};
 
 // What the worker keeps of one conversation: the engine's retention state of it.
 struct Followed {
@@ -167,16 +170,34 @@ struct RetentionWorker::Loop {
     failed->count = 0;
   }
 
+  // One pass. Expiries go in bursts of kSendBurst a kBurstPause apart, so a pass over many
+  // conversations takes at most a few hundred places of the engine's queue and leaves the rest to
+  // the clients' messages; the lease is renewed between bursts, and a pass stops if it is lost.
   void scan() {
     const int64_t now = clock.now_ms();
+    // Listed first: renewing the lease may drop what the worker read (conversations included).
+    std::vector<std::pair<std::string, uint64_t>> due;
     for (const auto& [stream, f] : conversations) {
       uint32_t keep = effective_keep_days(f.ref, f.state, config.default_keep_days);
       uint64_t through = expirable_through(f.state, keep, now);
+      if (through > f.state.expired_through) due.emplace_back(stream, through);
+    }
+    for (size_t i = 0; i < due.size(); ++i) {
+      if (i > 0 && i % kSendBurst == 0 && (!worker.wait_for(kBurstPause) || !still_holding())) return;
+      send_expiry(due[i].first, due[i].second, now);
       if (worker.stopping()) return;
-      if (through > f.state.expired_through) send_expiry(stream, through, now);
     }
     report_failed_sends();
     stats.scans++;
+  }
+
+  // Renews the lease in a long pass; false when it is gone (or cannot be asked for).
+  bool still_holding() {
+    if (auto s = hold_lease(); !s) {
+      logger->warn("retention: stopping a pass: {}", s.error().to_string());
+      return false;
+    }
+    return holding;
   }
 
   // The single-worker rule: without the lease the worker stands by, asking for it every third of
