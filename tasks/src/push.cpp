@@ -409,8 +409,8 @@ struct PushWorker::Loop {
     };
     for (const auto& [recipient, members] : waiting) blank(members);
     for (const auto& w : closing) blank(w.members);
-    for (auto& [id, o] : outgoing) {
-      if (o.in_flight || o.n.sender_id != user) continue;
+    for (auto& [id, o] : outgoing) {  // one in flight too: its send works on a copy, a retry on this
+      if (o.n.sender_id != user) continue;
       o.n.preview.clear();
       o.n.sender_nickname.clear();
     }
@@ -450,7 +450,9 @@ struct PushWorker::Loop {
     stats.lag_ms = clock.now_ms() - e.timestamp_ms();
     auto who = recipients(*ref, e.actor());
     IMLOG_TRY(who);
-    auto text = open_text(e, *m);
+    // A sender whose erasure this worker read first (partitions are read in any order) is not
+    // opened with a key another cache may still hold: notified, without a preview.
+    auto text = erased.contains(e.actor()) ? Result<std::optional<std::string>>(std::string()) : open_text(e, *m);
     IMLOG_TRY(text);
     if (!text->has_value()) return {};
     auto content = std::make_shared<const std::string>(std::move(**text));
