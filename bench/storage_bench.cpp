@@ -364,20 +364,25 @@ RetentionRun run_retention(const Options& o, Engine& engine, Models& models, con
   const auto& st = worker.stats();
   while (!st.caught_up.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   run.caught_up_s = seconds_since(started);
-  uint64_t settled_at_scan = 0;
+  // Done once a pass has ended with every expiry it sent read back and applied by the models,
+  // timed then; the next pass, which must send nothing more, only confirms it (not timed).
+  uint64_t timed_scans = 0, timed_sent = 0;
   for (;;) {
     uint64_t sent = st.expiries_sent.load(), scans = st.scans.load();
-    if (sent > 0 && st.expired.load() >= sent) {
-      if (settled_at_scan == 0) settled_at_scan = scans;
-      if (scans > settled_at_scan && st.expiries_sent.load() == sent) break;
-    } else {
-      settled_at_scan = 0;
+    if (timed_scans == 0 && scans > 0 && sent > 0 && st.expired.load() >= sent) {
+      models.catch_up();
+      run.done_s = seconds_since(started);
+      timed_scans = scans;
+      timed_sent = sent;
+    }
+    if (timed_scans != 0 && st.scans.load() > timed_scans) {
+      if (st.expiries_sent.load() == timed_sent) break;
+      timed_scans = 0;  // the pass after sent more: not done yet
     }
     if (seconds_since(started) > 3600) die("the retention run did not settle within an hour");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   models.catch_up();
-  run.done_s = seconds_since(started);
   run.events_read = st.events.load();
   run.conversations = st.conversations.load();
   run.expired = st.expired.load();
@@ -403,10 +408,14 @@ int main(int argc, char** argv) {
   app.add_option("--mysql-port", mysql_port, "also project into MySQL on 127.0.0.1:PORT");
   app.add_option("--mysql-user", o.mysql.user);
   app.add_option("--mysql-password", o.mysql.password);
-  app.add_option("--mysql-database", o.mysql.database, "created if missing; its tables dropped first");
+  app.add_option("--mysql-database", o.mysql.database, "with --mysql-port: created if missing, dropped first; not `imlog`");
   CLI11_PARSE(app, argc, argv);
   if (o.partners >= o.users) die("--partners must be less than --users");
   if (mysql_port != 0) {
+    // drop() below empties the database: only one named for the bench, never a node's default.
+    if (o.mysql.database.empty() || o.mysql.database == MysqlConfig{}.database) {
+      die("--mysql-port needs --mysql-database naming a database for the bench (its tables are dropped)");
+    }
     o.with_mysql = true;
     o.mysql.port = mysql_port;
     o.mysql.keys_database = o.mysql.database + "_keys";
@@ -433,11 +442,12 @@ int main(int argc, char** argv) {
   auto started = Steady::now();
   auto users = register_users(o, engine);
   std::printf("%" PRIu64 " users registered in %.1f s\n", users.size(), seconds_since(started));
-  const int64_t tick_ms = static_cast<int64_t>(o.days) * kDayMs / static_cast<int64_t>(std::max<uint64_t>(1, o.messages));
+  const int64_t span_ms = static_cast<int64_t>(o.days) * kDayMs;
+  const int64_t start_ms = clock.now_ms();
   std::string growth = "[";
   auto step_started = Steady::now();
   for (uint64_t i = 0; i < o.messages; ++i) {
-    clock.advance_ms(tick_ms);
+    clock.set_ms(start_ms + static_cast<int64_t>(static_cast<__int128>(span_ms) * (i + 1) / o.messages));
     engine.send(message(o, users, i, clock.now_ms()));
     if ((i + 1) % o.step != 0 && i + 1 != o.messages) continue;
     engine.wait_answered();
