@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS conversation_retention (
 -- latest, as a projection from scratch writes them.
 INSERT INTO conversation_retention (conversation_id, user_id, keep_days, set_seq)
   SELECT m.conversation_id,
-         IF(m.conversation_id LIKE 'single\_%', CAST(JSON_VALUE(m.content, '$.by') AS UNSIGNED), 0),
+         IF(m.conversation_id LIKE 'single!_%' ESCAPE '!', CAST(JSON_VALUE(m.content, '$.by') AS UNSIGNED), 0),
          CAST(JSON_VALUE(m.content, '$.keep_days') AS UNSIGNED),
          m.seq_id
   FROM messages m
