@@ -843,6 +843,8 @@ class RocksDbModelImpl final : public RocksDbModel {
                         std::map<std::string, uint64_t>& expired);
   Status remove_expired_postings(const std::map<std::string, uint64_t>& expired,
                                  std::vector<std::pair<std::string, std::string>>& compact);
+  template <class Pred>
+  bool drop_postings(const rocksdb::Slice& key, std::vector<Posting>& kept, Pred gone);
   Status remove_postings(const std::map<std::string, std::set<std::pair<std::string, uint64_t>>>& postings,
                          uint64_t min_id, std::vector<std::pair<std::string, std::string>>& compact);
   void apply_names(const fb::EventEnvelope& e);
@@ -1238,6 +1240,23 @@ Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std
   return remove_postings(postings, min_id, compact);
 }
 
+// Removes from the block at `key` (its postings in `kept`) those `gone` matches: the block is
+// rewritten, or deleted when nothing is left. Whether it changed.
+template <class Pred>
+bool RocksDbModelImpl::drop_postings(const rocksdb::Slice& key, std::vector<Posting>& kept, Pred gone) {
+  size_t before = kept.size();
+  std::erase_if(kept, gone);
+  if (kept.size() == before) return false;
+  if (kept.empty()) {
+    wb_.Delete(key);
+  } else {
+    std::string value;
+    encode_postings(kept, value);
+    wb_.Put(key, value);
+  }
+  return true;
+}
+
 // The postings of an erased user's expired rows: their rows are gone, so which of a conversation's
 // expired postings were theirs is not known here; every posting at or below each conversation's
 // expiry goes. A rebuild, which cannot open the user's text, indexed none of theirs and applies
@@ -1253,20 +1272,10 @@ Status RocksDbModelImpl::remove_expired_postings(const std::map<std::string, uin
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     kept.clear();
     if (!parse_postings(as_sv(it->value()), kept)) continue;
-    size_t before = kept.size();
-    std::erase_if(kept, [&](const Posting& p) {
+    touched |= drop_postings(it->key(), kept, [&](const Posting& p) {
       auto e = expired.find(std::string(p.conv));
       return e != expired.end() && p.seq <= e->second;
     });
-    if (kept.size() == before) continue;
-    touched = true;
-    if (kept.empty()) {
-      wb_.Delete(it->key());
-    } else {
-      std::string value;
-      encode_postings(kept, value);
-      wb_.Put(it->key(), value);
-    }
   }
   if (!it->status().ok()) return status_error(it->status(), "removing the postings of expired rows");
   if (touched) compact.emplace_back(lower, upper);
@@ -1288,16 +1297,7 @@ Status RocksDbModelImpl::remove_postings(const std::map<std::string, std::set<st
     for (it->Seek(first); it->Valid() && as_sv(it->key()).starts_with(prefix); it->Next()) {
       std::vector<Posting> kept;
       if (!parse_postings(as_sv(it->value()), kept)) continue;
-      size_t before = kept.size();
-      std::erase_if(kept, [&](const Posting& p) { return gone.contains({std::string(p.conv), p.seq}); });
-      if (kept.size() == before) continue;
-      if (kept.empty()) {
-        wb_.Delete(it->key());
-      } else {
-        std::string value;
-        encode_postings(kept, value);
-        wb_.Put(it->key(), value);
-      }
+      drop_postings(it->key(), kept, [&](const Posting& p) { return gone.contains({std::string(p.conv), p.seq}); });
     }
     if (!it->status().ok()) return status_error(it->status(), "removing search postings");
     compact.emplace_back(prefix, prefix_end(prefix));
