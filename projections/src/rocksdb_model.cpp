@@ -835,6 +835,8 @@ class RocksDbModelImpl final : public RocksDbModel {
   // registration or profile update writes nothing (projection.h).
   void apply_event(const EventBatch::Item& item);
   // Writes what the batch has pending (its rows and blocks so far; not the positions).
+  // Writes what wb_ holds (and clears it); `what` names the write in an error.
+  Status write_batch(std::string_view what);
   Status write_pending();
   // UserErased: see the definition.
   Status erase_user(uint64_t user);
@@ -931,8 +933,6 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
     IMLOG_TRY(write_pending());
     IMLOG_TRY(erase_user(gone->user_id()));
   }
-  write_token_blocks();
-  write_id_blocks();
   for (const auto& p : batch.positions) {
     key_id1(key_, "p|", static_cast<uint32_t>(p.partition));
     value_.clear();
@@ -941,10 +941,7 @@ Status RocksDbModelImpl::apply(const EventBatch& batch) {
     put_be64(value_, p.link);
     put(key_, value_);
   }
-  auto s = db_->Write(write_options_, &wb_);
-  wb_.Clear();
-  if (!s.ok()) return status_error(s, "writing a batch");
-  return {};
+  return write_pending();
 }
 
 void RocksDbModelImpl::index_tokens(std::string_view conv, uint64_t seq, uint64_t event_id, std::string_view content) {
@@ -979,12 +976,9 @@ Status RocksDbModelImpl::upgrade_search_index() {
   size_t indexed = 0;
   auto write_chunk = [&]() -> Status {
     write_token_blocks();
-    auto w = db_->Write(write_options_, &wb_);
-    wb_.Clear();
     batch_tokens_.clear();
     convs.clear();
-    if (!w.ok()) return status_error(w, "re-indexing messages for search");
-    return {};
+    return write_batch("re-indexing messages for search");
   };
   wb_.Clear();
   batch_tokens_.clear();
@@ -1055,9 +1049,7 @@ Status RocksDbModelImpl::upgrade_retention() {
   }
   if (!it->status().ok()) return status_error(it->status(), "reading the retention_set rows");
   wb_.Put(std::string(kRetentionVersionKey), "1");
-  auto s = db_->Write(write_options_, &wb_);
-  wb_.Clear();
-  if (!s.ok()) return status_error(s, "writing the retention overrides of an older model");
+  IMLOG_TRY(write_batch("writing the retention overrides of an older model"));
   if (found > 0) {
     logger("projections")->info("filled in {} retention overrides of the model at {} from its history", found,
                                 config_.dir);
@@ -1100,16 +1092,21 @@ void RocksDbModelImpl::apply_event(const EventBatch::Item& item) {
   }
 }
 
+Status RocksDbModelImpl::write_batch(std::string_view what) {
+  auto s = db_->Write(write_options_, &wb_);
+  wb_.Clear();
+  if (!s.ok()) return status_error(s, what);
+  return {};
+}
+
+// The batch so far, with the search and id blocks it gathered.
 Status RocksDbModelImpl::write_pending() {
   write_token_blocks();
   write_id_blocks();
-  auto s = db_->Write(write_options_, &wb_);
-  wb_.Clear();
   batch_tokens_.clear();
   for (auto& [p, v] : ids_) v.clear();
   participants_.clear();
-  if (!s.ok()) return status_error(s, "writing a batch");
-  return {};
+  return write_batch("writing a batch");
 }
 
 // ---- erasure ----------------------------------------------------------------------------------
@@ -1124,14 +1121,11 @@ Status RocksDbModelImpl::erase_user(uint64_t user) {
   IMLOG_TRY(erase_profile(user, compact));
   std::map<std::string, uint64_t> expired;  // the user's conversations with expired rows: conv → through
   IMLOG_TRY(erase_messages(user, compact, expired));
-  auto s = db_->Write(write_options_, &wb_);
-  wb_.Clear();
-  if (!s.ok()) return status_error(s, "erasing user " + std::to_string(user));
+  const std::string what = "erasing user " + std::to_string(user);
+  IMLOG_TRY(write_batch(what));
   if (!expired.empty()) {  // after the write above: it rewrote some of the same blocks
     IMLOG_TRY(remove_expired_postings(expired, compact));
-    s = db_->Write(write_options_, &wb_);
-    wb_.Clear();
-    if (!s.ok()) return status_error(s, "erasing user " + std::to_string(user));
+    IMLOG_TRY(write_batch(what));
   }
   IMLOG_TRY(flush());
   rocksdb::CompactRangeOptions co;
@@ -1148,7 +1142,7 @@ Status RocksDbModelImpl::erase_user(uint64_t user) {
   for (const auto& [family, range] : families) {
     const auto& [begin, end] = range;
     rocksdb::Slice b(begin), e(end);
-    s = db_->CompactRange(co, &b, &e);
+    auto s = db_->CompactRange(co, &b, &e);
     if (!s.ok()) return status_error(s, "compacting what erased user " + std::to_string(user) + " left");
   }
   return {};
