@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #ifndef IMLOG_BINARY_DIR
@@ -50,6 +52,17 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
     if (std::chrono::steady_clock::now() >= end) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+int sanitizer_slowdown() {
+  static const int factor = [] {
+    const char* set = std::getenv("IMLOG_SANITIZE");
+    std::string_view s = set ? set : "";
+    if (s.find("thread") != std::string_view::npos) return 10;
+    if (s.find("address") != std::string_view::npos || s.find("undefined") != std::string_view::npos) return 3;
+    return 1;
+  }();
+  return factor;
 }
 
 void die_with_parent(pid_t parent) {
