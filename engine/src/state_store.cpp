@@ -8,20 +8,11 @@
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
+#include "imlog/core/bytes.h"
 #include "imlog/core/logging.h"
 
 namespace imlog {
 namespace {
-
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-uint64_t get_u64(std::string_view in, size_t at) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
-  return v;
-}
 
 std::string partition_key(int32_t p) {
   std::string k = "c";
@@ -70,6 +61,10 @@ class RocksStateStore final : public StateStore {
   Status evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb);
 
   std::unique_ptr<rocksdb::DB> db_;
+  // Reused by every write(), so a checkpoint's megabytes of states land in memory already
+  // touched instead of fresh pages (faulted in one by one) each time.
+  rocksdb::WriteBatch batch_;
+  std::string scratch_;
 };
 
 Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& dir) {
@@ -98,8 +93,8 @@ Result<Checkpoint> RocksStateStore::checkpoint(int32_t partition) {
   // 24 bytes: written before epoch links were stored (the link is then not known). Anything else
   // is unreadable: rebuild from the start of the log.
   if (v.size() != 24 && v.size() != 32) return Checkpoint{};
-  uint64_t link = v.size() == 32 ? get_u64(v, 24) : 0;
-  return Checkpoint{static_cast<int64_t>(get_u64(v, 0)), get_u64(v, 8), get_u64(v, 16), link};
+  uint64_t link = v.size() == 32 ? get_u64_le(v, 24) : 0;
+  return Checkpoint{static_cast<int64_t>(get_u64_le(v, 0)), get_u64_le(v, 8), get_u64_le(v, 16), link};
 }
 
 Result<bool> RocksStateStore::load(std::string_view stream, StreamState& out) {
@@ -134,7 +129,7 @@ Result<std::optional<DedupeEntry>> RocksStateStore::dedupe(std::string_view key)
   if (s.IsNotFound()) return std::optional<DedupeEntry>();
   if (!s.ok()) return fail(store_error(s, "reading the dedupe index"));
   if (v.size() < 24) return fail(store_error(rocksdb::Status::Corruption("short dedupe entry"), "reading the dedupe index"));
-  DedupeEntry e{get_u64(v, 0), get_u64(v, 8), get_u64(v, 16), {}, {}};
+  DedupeEntry e{get_u64_le(v, 0), get_u64_le(v, 8), get_u64_le(v, 16), {}, {}};
   if (v.size() > 24) {  // a remembered refusal: code length, code, message
     size_t code_size = static_cast<unsigned char>(v[24]);
     if (code_size == 0 || v.size() < 25 + code_size) {
@@ -154,7 +149,7 @@ Result<std::optional<uint64_t>> RocksStateStore::name_holder(std::string_view us
   if (s.IsNotFound()) return std::optional<uint64_t>{};
   if (!s.ok()) return fail(store_error(s, "reading the name index"));
   if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed name entry"), "reading the name index"));
-  return std::optional<uint64_t>(get_u64(v, 0));
+  return std::optional<uint64_t>(get_u64_le(v, 0));
 }
 
 Result<int64_t> RocksStateStore::dedupe_horizon() {
@@ -163,7 +158,7 @@ Result<int64_t> RocksStateStore::dedupe_horizon() {
   if (s.IsNotFound()) return int64_t{0};
   if (!s.ok()) return fail(store_error(s, "reading the dedupe horizon"));
   if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed dedupe horizon"), "reading the dedupe horizon"));
-  return static_cast<int64_t>(get_u64(v, 0));
+  return static_cast<int64_t>(get_u64_le(v, 0));
 }
 
 // Puts into wb the removal of every dedupe entry sent in [from, cutoff) and of its time index
@@ -186,7 +181,8 @@ Status RocksStateStore::evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch&
 }
 
 Status RocksStateStore::write(const StoreBatch& batch) {
-  rocksdb::WriteBatch wb;
+  rocksdb::WriteBatch& wb = batch_;
+  wb.Clear();
   std::string key, value;
   auto stored = dedupe_horizon();
   IMLOG_TRY(stored);
@@ -195,20 +191,21 @@ Status RocksStateStore::write(const StoreBatch& batch) {
     IMLOG_TRY(evict(horizon, batch.dedupe_cutoff, wb));
     horizon = batch.dedupe_cutoff;
     value.clear();
-    put_u64(value, static_cast<uint64_t>(horizon));
+    put_u64_le(value, static_cast<uint64_t>(horizon));
     wb.Put(kHorizonKey, value);
   }
   for (const auto& [stream, state] : batch.states) {
     key = "s" + stream;
-    wb.Put(key, encode_state(*state));
+    encode_state(*state, scratch_);
+    wb.Put(key, scratch_);
   }
   for (const auto& [k, e] : batch.dedupe) {
     // Sent before the horizon: evicted already (or now), and a retry of it is refused.
     if (e.client_sent_at > 0 && e.client_sent_at < horizon) continue;
     value.clear();
-    put_u64(value, e.seq);
-    put_u64(value, e.event_id);
-    put_u64(value, e.result_id);
+    put_u64_le(value, e.seq);
+    put_u64_le(value, e.event_id);
+    put_u64_le(value, e.result_id);
     if (e.refused()) {
       // Codes are short names (refusal_code()); one byte holds their length.
       value.push_back(static_cast<char>(std::min<size_t>(e.code.size(), 255)));
@@ -220,15 +217,15 @@ Status RocksStateStore::write(const StoreBatch& batch) {
   }
   for (const auto& [name, id] : batch.names) {
     value.clear();
-    put_u64(value, id);
+    put_u64_le(value, id);
     wb.Put("n" + name, value);
   }
   for (const auto& [p, c] : batch.checkpoints) {
     value.clear();
-    put_u64(value, static_cast<uint64_t>(c.next_event_offset));
-    put_u64(value, c.token);
-    put_u64(value, c.last_event_id);
-    put_u64(value, c.link);
+    put_u64_le(value, static_cast<uint64_t>(c.next_event_offset));
+    put_u64_le(value, c.token);
+    put_u64_le(value, c.last_event_id);
+    put_u64_le(value, c.link);
     wb.Put(partition_key(p), value);
   }
   rocksdb::WriteOptions wo;

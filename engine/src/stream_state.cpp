@@ -4,6 +4,7 @@
 #include <cctype>
 #include <optional>
 
+#include "imlog/core/bytes.h"
 #include "imlog/core/utf8.h"
 #include "imlog/engine/message_ids.h"
 
@@ -907,10 +908,6 @@ void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, con
 
 namespace {
 
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
 struct Reader {
   std::string_view in;
   bool ok = true;
@@ -919,8 +916,7 @@ struct Reader {
       ok = false;
       return 0;
     }
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+    uint64_t v = get_u64_le(in, 0);
     in.remove_prefix(8);
     return v;
   }
@@ -937,50 +933,55 @@ constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, k
 
 std::string encode_state(const StreamState& s) {
   std::string out;
+  encode_state(s, out);
+  return out;
+}
+
+void encode_state(const StreamState& s, std::string& out) {
+  out.clear();
   out.reserve(72 + s.members.size() * 9 + s.recent.size() * 33 + s.banned.size() * 8);
-  put_u64(out, kStateVersion);
-  put_u64(out, s.last_seq);
-  put_u64(out, static_cast<uint64_t>(s.last_event_ms));
-  put_u64(out, (s.created ? kFlagCreated : 0) | (s.lo_blocks_hi ? kFlagLoBlocksHi : 0) |
+  put_u64_le(out, kStateVersion);
+  put_u64_le(out, s.last_seq);
+  put_u64_le(out, static_cast<uint64_t>(s.last_event_ms));
+  put_u64_le(out, (s.created ? kFlagCreated : 0) | (s.lo_blocks_hi ? kFlagLoBlocksHi : 0) |
                    (s.hi_blocks_lo ? kFlagHiBlocksLo : 0) | (s.public_group ? kFlagPublic : 0) |
                    (s.erased ? kFlagErased : 0) |
                    (static_cast<uint64_t>(s.link) << 8));
-  put_u64(out, s.owner);
-  put_u64(out, s.members.size());
+  put_u64_le(out, s.owner);
+  put_u64_le(out, s.members.size());
   for (auto [id, role] : s.members) {
-    put_u64(out, id);
+    put_u64_le(out, id);
     out.push_back(static_cast<char>(role));
   }
-  put_u64(out, s.recent.size());
+  put_u64_le(out, s.recent.size());
   for (const auto& m : s.recent) {
-    put_u64(out, m.message_id);
-    put_u64(out, m.sender);
-    put_u64(out, m.seq);
-    put_u64(out, static_cast<uint64_t>(m.timestamp_ms));
+    put_u64_le(out, m.message_id);
+    put_u64_le(out, m.sender);
+    put_u64_le(out, m.seq);
+    put_u64_le(out, static_cast<uint64_t>(m.timestamp_ms));
     out.push_back(m.recalled ? 1 : 0);
   }
-  put_u64(out, s.banned.size());
-  for (uint64_t id : s.banned) put_u64(out, id);
-  put_u64(out, s.devices.size());
+  put_u64_le(out, s.banned.size());
+  for (uint64_t id : s.banned) put_u64_le(out, id);
+  put_u64_le(out, s.devices.size());
   for (const auto& [id, d] : s.devices) {
-    put_u64(out, id);
-    put_u64(out, static_cast<uint64_t>(d.platform));
-    put_u64(out, d.token.size());
+    put_u64_le(out, id);
+    put_u64_le(out, static_cast<uint64_t>(d.platform));
+    put_u64_le(out, d.token.size());
     out.append(d.token);
   }
   for (const auto& [id, d] : s.devices) {  // 4: in the same order
-    put_u64(out, d.session.size());
+    put_u64_le(out, d.session.size());
     out.append(d.session);
   }
-  put_u64(out, static_cast<uint64_t>(s.keep_a));  // 5
-  put_u64(out, static_cast<uint64_t>(s.keep_b));
-  put_u64(out, s.expired_through);
-  put_u64(out, s.day_marks.size());
+  put_u64_le(out, static_cast<uint64_t>(s.keep_a));  // 5
+  put_u64_le(out, static_cast<uint64_t>(s.keep_b));
+  put_u64_le(out, s.expired_through);
+  put_u64_le(out, s.day_marks.size());
   for (const auto& m : s.day_marks) {
-    put_u64(out, static_cast<uint64_t>(m.day));
-    put_u64(out, m.last_seq);
+    put_u64_le(out, static_cast<uint64_t>(m.day));
+    put_u64_le(out, m.last_seq);
   }
-  return out;
 }
 
 bool decode_state(std::string_view bytes, StreamState& s) {

@@ -206,6 +206,8 @@ std::string check_device_token(fb::PushPlatform platform, std::string_view token
 // encodings of the builds before group settings (version 1: every group private, no bans — which
 // is what the events that build wrote decode to) and before devices (version 2: none).
 std::string encode_state(const StreamState& state);
+// The same into `out` (cleared first), whose capacity a caller encoding many states reuses.
+void encode_state(const StreamState& state, std::string& out);
 bool decode_state(std::string_view bytes, StreamState& out);
 
 }  // namespace imlog
