@@ -6,7 +6,7 @@
 //   - fail_key(key): every read of that key fails until clear() — a stream id (load), a dedupe key
 //     (StateStore::dedupe_key), a username (name_holder) or checkpoint_key(p) (checkpoint).
 // A failed read returns an io_error naming the fault and leaves the real store untouched; writes
-// always pass through.
+// always pass through, counted (dedupe_written_ahead()).
 //
 // Thread-safe: the test configures the Faults while the sequencer thread reads through them.
 
@@ -52,6 +52,17 @@ class StoreFaults {
     std::lock_guard lock(mu_);
     return injected_;
   }
+  // Dedupe entries written by writes that carry no checkpoint (written ahead of one).
+  [[nodiscard]] uint64_t dedupe_written_ahead() const {
+    std::lock_guard lock(mu_);
+    return written_ahead_;
+  }
+
+  // Counts one write.
+  void wrote(const StoreBatch& batch) {
+    std::lock_guard lock(mu_);
+    if (batch.checkpoints.empty()) written_ahead_ += batch.dedupe.size();
+  }
 
   // Counts one read; an error when it is to fail.
   Status read(Read kind, std::string_view key) {
@@ -82,6 +93,7 @@ class StoreFaults {
   std::set<std::string> keys_;
   uint64_t reads_ = 0;
   uint64_t injected_ = 0;
+  uint64_t written_ahead_ = 0;
 };
 
 class FaultStateStore final : public StateStore {
@@ -106,7 +118,10 @@ class FaultStateStore final : public StateStore {
     return base_->name_holder(username);
   }
   Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
-  Status write(const StoreBatch& batch) override { return base_->write(batch); }
+  Status write(const StoreBatch& batch) override {
+    faults_->wrote(batch);
+    return base_->write(batch);
+  }
 
  private:
   std::unique_ptr<StateStore> base_;

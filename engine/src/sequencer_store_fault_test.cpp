@@ -211,6 +211,50 @@ Result<std::unique_ptr<Engine>> start_engine(EventLog& log, const EngineConfig& 
   return e;
 }
 
+// A dedupe entry goes to the store once its event is durable, not a checkpoint later: a second of
+// them written at once held the loop for tens of milliseconds. The retry of a command whose entry
+// left memory that way is still answered with its original.
+TEST(SequencerDedupe, AnEntryIsWrittenOnceItsEventIsDurableNotAtTheCheckpoint) {
+  testing::TempDir dir("imlog-seq-ahead");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_TRUE(log) << log.error().to_string();
+  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
+  auto tail = LogTail::open(**log, kGateway);
+  ASSERT_TRUE(tail) << tail.error().to_string();
+  EngineConfig ec;
+  ec.state_dir = dir.str() + "/engine";
+  ec.instance_id = "ahead";
+  ec.checkpoint_interval = std::chrono::hours(1);  // none while the test runs
+  auto faults = std::make_shared<StoreFaults>();
+  auto engine = start_engine(**log, ec, faults);
+  ASSERT_TRUE(engine) << engine.error().to_string();
+
+  std::string world(kWorldStream);
+  for (uint64_t request = 1; request <= 3; ++request) {
+    auto c = testing::send_message(world, 4301, "ahead-" + std::to_string(request), "text", kGateway, request);
+    ASSERT_TRUE(testing::submit(**log, {c}));
+  }
+  auto answered = (*tail)->wait_for([&] { return (*tail)->answered(1) && (*tail)->answered(2) && (*tail)->answered(3); }, 30s);
+  ASSERT_TRUE(answered && *answered);
+  EXPECT_TRUE(testing::wait_until([&] { return faults->dedupe_written_ahead() >= 3; }, 10s))
+      << faults->dedupe_written_ahead() << " of 3 entries written without a checkpoint";
+
+  auto retry = testing::send_message(world, 4301, "ahead-1", "text, again", kGateway, 4);
+  ASSERT_TRUE(testing::submit(**log, {retry}));
+  auto done = (*tail)->wait_for([&] { return (*tail)->answered(4); }, 30s);
+  ASSERT_TRUE(done && *done);
+  const auto* original = (*tail)->event_for_request(1);
+  ASSERT_NE(original, nullptr);
+  auto replies = (*tail)->replies_for(4);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]->status, fb::ReplyStatus::Duplicate);
+  EXPECT_EQ(replies[0]->seq, original->seq);
+  EXPECT_EQ(replies[0]->event_id, original->event_id);
+  EXPECT_EQ((*engine)->sequencer->failure(), "");
+}
+
 // The data key store failing while `down` (a MySQL key store away): the test process's keys
 // otherwise.
 class FlakyKeys final : public KeyStore {

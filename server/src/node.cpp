@@ -313,6 +313,9 @@ struct Node::Parts {
       out.push_back(metrics::histogram("imlog_sequencer_append_seconds",
                                        "Time from appending a batch of events to the log saying it is durable.",
                                        st.append_seconds));
+      out.push_back(metrics::histogram("imlog_sequencer_checkpoint_seconds",
+                                       "Time a checkpoint held the sequencer: the appends in flight, then the state store write.",
+                                       st.checkpoint_seconds));
     }));
   }
 

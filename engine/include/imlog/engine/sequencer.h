@@ -99,6 +99,9 @@ struct SequencerStats {
   std::atomic<int32_t> partitions{0};   // partitions owned now
   metrics::Histogram batch_commands{metrics::Histogram::size_bounds()};  // commands per batch
   metrics::Histogram append_seconds;    // an event batch's append, until the log says it is durable
+  // A checkpoint (waiting out the appends in flight, then the store write): no command is decided
+  // meanwhile, so this is the loop's longest regular pause.
+  metrics::Histogram checkpoint_seconds;
 };
 
 // Where the sequencer reads commands and sends its answers (transport.h). Not owned; must outlive
