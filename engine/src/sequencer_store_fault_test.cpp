@@ -211,43 +211,62 @@ Result<std::unique_ptr<Engine>> start_engine(EventLog& log, const EngineConfig& 
   return e;
 }
 
+// A LocalLog with the engine's topics under a fresh directory, a tail of kGateway's answers, and an
+// engine config whose state store lives there too.
+class OneEngine : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LocalLogConfig lc;
+    lc.dir = dir_.str() + "/log";
+    auto log = LocalLog::open(lc);
+    ASSERT_TRUE(log) << log.error().to_string();
+    log_ = std::move(*log);
+    ASSERT_TRUE(testing::create_engine_topics(*log_, 2, kGateway));
+    auto tail = LogTail::open(*log_, kGateway);
+    ASSERT_TRUE(tail) << tail.error().to_string();
+    tail_ = std::move(*tail);
+  }
+  [[nodiscard]] EngineConfig config(std::string instance) const {
+    EngineConfig ec;
+    ec.state_dir = dir_.str() + "/engine";
+    ec.instance_id = std::move(instance);
+    return ec;
+  }
+
+  testing::TempDir dir_{"imlog-seq-one"};
+  std::unique_ptr<LocalLog> log_;
+  std::unique_ptr<LogTail> tail_;
+};
+class SequencerDedupe : public OneEngine {};
+class SequencerKeys : public OneEngine {};
+
 // A dedupe entry goes to the store once its event is durable, not a checkpoint later: a second of
 // them written at once held the loop for tens of milliseconds. The retry of a command whose entry
 // left memory that way is still answered with its original.
-TEST(SequencerDedupe, AnEntryIsWrittenOnceItsEventIsDurableNotAtTheCheckpoint) {
-  testing::TempDir dir("imlog-seq-ahead");
-  LocalLogConfig lc;
-  lc.dir = dir.str() + "/log";
-  auto log = LocalLog::open(lc);
-  ASSERT_TRUE(log) << log.error().to_string();
-  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
-  auto tail = LogTail::open(**log, kGateway);
-  ASSERT_TRUE(tail) << tail.error().to_string();
-  EngineConfig ec;
-  ec.state_dir = dir.str() + "/engine";
-  ec.instance_id = "ahead";
+TEST_F(SequencerDedupe, AnEntryIsWrittenOnceItsEventIsDurableNotAtTheCheckpoint) {
+  EngineConfig ec = config("ahead");
   ec.checkpoint_interval = std::chrono::hours(1);  // none while the test runs
   auto faults = std::make_shared<StoreFaults>();
-  auto engine = start_engine(**log, ec, faults);
+  auto engine = start_engine(*log_, ec, faults);
   ASSERT_TRUE(engine) << engine.error().to_string();
 
   std::string world(kWorldStream);
   for (uint64_t request = 1; request <= 3; ++request) {
     auto c = testing::send_message(world, 4301, "ahead-" + std::to_string(request), "text", kGateway, request);
-    ASSERT_TRUE(testing::submit(**log, {c}));
+    ASSERT_TRUE(testing::submit(*log_, {c}));
   }
-  auto answered = (*tail)->wait_for([&] { return (*tail)->answered(1) && (*tail)->answered(2) && (*tail)->answered(3); }, 30s);
+  auto answered = tail_->wait_for([&] { return tail_->answered(1) && tail_->answered(2) && tail_->answered(3); }, 30s);
   ASSERT_TRUE(answered && *answered);
   EXPECT_TRUE(testing::wait_until([&] { return faults->dedupe_written_ahead() >= 3; }, 10s))
       << faults->dedupe_written_ahead() << " of 3 entries written without a checkpoint";
 
   auto retry = testing::send_message(world, 4301, "ahead-1", "text, again", kGateway, 4);
-  ASSERT_TRUE(testing::submit(**log, {retry}));
-  auto done = (*tail)->wait_for([&] { return (*tail)->answered(4); }, 30s);
+  ASSERT_TRUE(testing::submit(*log_, {retry}));
+  auto done = tail_->wait_for([&] { return tail_->answered(4); }, 30s);
   ASSERT_TRUE(done && *done);
-  const auto* original = (*tail)->event_for_request(1);
+  const auto* original = tail_->event_for_request(1);
   ASSERT_NE(original, nullptr);
-  auto replies = (*tail)->replies_for(4);
+  auto replies = tail_->replies_for(4);
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0]->status, fb::ReplyStatus::Duplicate);
   EXPECT_EQ(replies[0]->seq, original->seq);
@@ -277,40 +296,30 @@ class FlakyKeys final : public KeyStore {
 
 // A message whose sender's key cannot be had is answered `unavailable`, takes no seq or event id,
 // and leaves the engine running; the client's retry, once the store is back, is appended.
-TEST(SequencerKeys, AKeyStoreThatFailsAnswersUnavailableAndTheEngineGoesOn) {
-  testing::TempDir dir("imlog-seq-keys");
-  LocalLogConfig lc;
-  lc.dir = dir.str() + "/log";
-  auto log = LocalLog::open(lc);
-  ASSERT_TRUE(log) << log.error().to_string();
-  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
-  auto tail = LogTail::open(**log, kGateway);
-  ASSERT_TRUE(tail) << tail.error().to_string();
-  EngineConfig ec;
-  ec.state_dir = dir.str() + "/engine";
-  ec.instance_id = "keys";
+TEST_F(SequencerKeys, AKeyStoreThatFailsAnswersUnavailableAndTheEngineGoesOn) {
+  EngineConfig ec = config("keys");
   FlakyKeys keys;
   keys.down = true;
-  auto engine = start_engine(**log, ec, std::make_shared<StoreFaults>(), keys);
+  auto engine = start_engine(*log_, ec, std::make_shared<StoreFaults>(), keys);
   ASSERT_TRUE(engine) << engine.error().to_string();
 
   auto send = [&](uint64_t request) {
     auto c = testing::send_message(std::string(kWorldStream), 4101, "k-1", "sealed later", kGateway, request);
-    ASSERT_TRUE(testing::submit(**log, {c}));
-    auto done = (*tail)->wait_for([&] { return (*tail)->answered(request); }, 30s);
+    ASSERT_TRUE(testing::submit(*log_, {c}));
+    auto done = tail_->wait_for([&] { return tail_->answered(request); }, 30s);
     ASSERT_TRUE(done && *done) << "no answer to request " << request;
   };
   send(1);
-  auto first = (*tail)->replies_for(1);
+  auto first = tail_->replies_for(1);
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0]->status, fb::ReplyStatus::Refused);
   EXPECT_EQ(first[0]->code, "unavailable") << first[0]->message;
-  EXPECT_EQ((*tail)->event_for_request(1), nullptr);
+  EXPECT_EQ(tail_->event_for_request(1), nullptr);
   EXPECT_EQ((*engine)->sequencer->failure(), "");
 
   keys.down = false;
   send(2);
-  const auto* event = (*tail)->event_for_request(2);
+  const auto* event = tail_->event_for_request(2);
   ASSERT_NE(event, nullptr) << "the retry was not appended";
   EXPECT_EQ(event->seq, 1u) << "the refused try took a seq";
   EXPECT_EQ(event->content, "sealed later");
@@ -320,35 +329,25 @@ TEST(SequencerKeys, AKeyStoreThatFailsAnswersUnavailableAndTheEngineGoesOn) {
 // An erasure (EraseUser → UserErased) is acked once the user's key is destroyed: their later
 // messages are refused `not_found`, and nothing opens what they sealed. A key store that fails the
 // destroy does not hold the ack (every projector destroys the key again); the failure is counted.
-TEST(SequencerKeys, AnErasureDestroysTheKeyBeforeItsAck) {
-  testing::TempDir dir("imlog-seq-erase");
-  LocalLogConfig lc;
-  lc.dir = dir.str() + "/log";
-  auto log = LocalLog::open(lc);
-  ASSERT_TRUE(log) << log.error().to_string();
-  ASSERT_TRUE(testing::create_engine_topics(**log, 2, kGateway));
-  auto tail = LogTail::open(**log, kGateway);
-  ASSERT_TRUE(tail) << tail.error().to_string();
-  EngineConfig ec;
-  ec.state_dir = dir.str() + "/engine";
-  ec.instance_id = "erase";
+TEST_F(SequencerKeys, AnErasureDestroysTheKeyBeforeItsAck) {
+  EngineConfig ec = config("erase");
   FlakyKeys keys;
-  auto engine = start_engine(**log, ec, std::make_shared<StoreFaults>(), keys);
+  auto engine = start_engine(*log_, ec, std::make_shared<StoreFaults>(), keys);
   ASSERT_TRUE(engine) << engine.error().to_string();
   uint64_t request = 0;
   // "accepted" (acked, its event read), else the answer's code ("duplicate" for a Duplicate).
   auto run = [&](fb::CommandEnvelopeT c) -> std::string {
     c.reply_to->request_id = ++request;
-    EXPECT_TRUE(testing::submit(**log, {c}));
+    EXPECT_TRUE(testing::submit(*log_, {c}));
     uint64_t id = request;
     // The reply itself (the event can be read before the engine acks it).
-    auto done = (*tail)->wait_for([&] { return !(*tail)->replies_for(id).empty(); }, 30s);
+    auto done = tail_->wait_for([&] { return !tail_->replies_for(id).empty(); }, 30s);
     EXPECT_TRUE(done && *done) << "no answer to request " << id;
-    for (const auto* r : (*tail)->replies_for(id)) {
+    for (const auto* r : tail_->replies_for(id)) {
       if (r->status == fb::ReplyStatus::Duplicate) return "duplicate";
       if (r->status == fb::ReplyStatus::Refused) return r->code;
     }
-    auto read = (*tail)->wait_for([&] { return (*tail)->event_for_request(id) != nullptr; }, 30s);
+    auto read = tail_->wait_for([&] { return tail_->event_for_request(id) != nullptr; }, 30s);
     return read && *read ? "accepted" : "acked, no event";
   };
   auto erase = [&](uint64_t user) {
@@ -379,10 +378,10 @@ TEST(SequencerKeys, AnErasureDestroysTheKeyBeforeItsAck) {
   auto behind = testing::send_message(std::string(kWorldStream), kQuick, "q-2", "right behind", kGateway, 0);
   quick_erase.reply_to->request_id = ++request;
   behind.reply_to->request_id = ++request;
-  ASSERT_TRUE(testing::submit(**log, {quick_erase, behind}));
-  auto both = (*tail)->wait_for([&] { return !(*tail)->replies_for(request).empty(); }, 30s);
+  ASSERT_TRUE(testing::submit(*log_, {quick_erase, behind}));
+  auto both = tail_->wait_for([&] { return !tail_->replies_for(request).empty(); }, 30s);
   ASSERT_TRUE(both && *both);
-  auto refused = (*tail)->replies_for(request);
+  auto refused = tail_->replies_for(request);
   EXPECT_EQ(refused.front()->status, fb::ReplyStatus::Refused);
   EXPECT_EQ(refused.front()->code, "not_found") << refused.front()->message;
 
