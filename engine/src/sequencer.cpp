@@ -76,12 +76,21 @@ struct Reply {
   std::string bytes;  // an encoded Delivery holding the CommandReply
 };
 
+// A dedupe entry a batch put in the index: its key and the event (or CommandRefused record) it
+// names, so a later entry under the same key (after the window evicted this one) is never taken for
+// it.
+struct DedupeRef {
+  int32_t partition;
+  std::string key;
+  uint64_t event_id;
+};
+
 struct Inflight {
   std::map<int32_t, int64_t> command_offsets;  // per partition: highest command offset in the batch
   std::vector<Reply> replies;                  // sent once the batch and all before it are durable
   std::vector<std::pair<int32_t, uint64_t>> registered;  // (partition, user) it registers: RecentUsers
   std::vector<std::pair<int32_t, uint64_t>> erased;      // (partition, user) it erases: their key goes
-  std::vector<std::pair<int32_t, std::string>> dedupe_keys;  // (partition, key) its events put in the index
+  std::vector<DedupeRef> dedupe_keys;  // the entries its events put in the index
   size_t events = 0;    // records appended: events and CommandRefused records
   size_t refusals = 0;  // of them, CommandRefused records
   // The append's outcome, once its callback came. Batches are finished in order (complete()).
@@ -479,7 +488,11 @@ class Sequencer::Loop final : public RebalanceListener {
     for (auto [p, off] : batch.command_offsets) {
       auto it = partitions_.find(p);
       if (it == partitions_.end()) continue;
-      for (auto& key : it->second->recorded_keys) batch.dedupe_keys.emplace_back(p, std::move(key));
+      for (auto& key : it->second->recorded_keys) {
+        auto entry = it->second->pending_dedupe.find(key);
+        if (entry == it->second->pending_dedupe.end()) continue;  // the checkpoint writes what it missed
+        batch.dedupe_keys.push_back(DedupeRef{p, std::move(key), entry->second.event_id});
+      }
       it->second->recorded_keys.clear();
     }
     uint64_t id = next_batch_++;
@@ -782,8 +795,8 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // Writes the dedupe entries of the batches finished so far, once kDedupeWriteEntries of them
-  // are waiting or kDedupeWriteEvery has passed, with every kEvictEvery the eviction of the
-  // entries past the window: small store writes between batches instead of one at the
+  // are waiting or kDedupeWriteEvery has passed, with at most every kEvictEvery the eviction of
+  // the entries past the window: small store writes between batches instead of one at the
   // checkpoint. Written all at once there, a second of entries (ten thousand at 10,000 messages
   // a second) held the loop for 50-130 ms every second: the tail of the ack's latency
   // (docs/benchmarks.md). Early is safe: an entry is written only once its event is durable and
@@ -792,19 +805,16 @@ class Sequencer::Loop final : public RebalanceListener {
   // the checkpoint writes (add_unwritten()).
   void write_durable_dedupe() {
     auto now = std::chrono::steady_clock::now();
-    bool evict = now - last_eviction_ >= kEvictEvery && !partitions_.empty();
     bool due = durable_dedupe_.size() >= kDedupeWriteEntries ||
                (!durable_dedupe_.empty() && now - last_dedupe_write_ >= kDedupeWriteEvery);
-    if (!due && !evict) return;
+    if (!due) return;
     last_dedupe_write_ = now;
     if (!failure().empty()) return durable_dedupe_.clear();  // the loop is stopping: the store failed
+    bool evict = now - last_eviction_ >= kEvictEvery;
     StoreBatch batch;
     batch.dedupe.reserve(durable_dedupe_.size());
-    for (const auto& [p, key] : durable_dedupe_) {
-      auto ctx = partitions_.find(p);
-      if (ctx == partitions_.end()) continue;
-      auto entry = ctx->second->pending_dedupe.find(key);
-      if (entry != ctx->second->pending_dedupe.end()) batch.dedupe.emplace_back(key, entry->second);
+    for (const auto& ref : durable_dedupe_) {
+      if (const DedupeEntry* entry = pending_entry(ref)) batch.dedupe.emplace_back(ref.key, *entry);
     }
     if (evict) {
       batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
@@ -812,10 +822,20 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     if (evict) dedupe_horizon_ = std::max(dedupe_horizon_, batch.dedupe_cutoff);
-    for (const auto& [p, key] : durable_dedupe_) {
-      if (auto ctx = partitions_.find(p); ctx != partitions_.end()) ctx->second->pending_dedupe.erase(key);
+    for (const auto& ref : durable_dedupe_) {
+      if (pending_entry(ref)) partitions_.at(ref.partition)->pending_dedupe.erase(ref.key);
     }
     durable_dedupe_.clear();
+  }
+
+  // The entry `ref` names, while it is still the one in memory under its key (not yet written by a
+  // checkpoint, its partition still owned, not replaced by a newer entry after an eviction).
+  const DedupeEntry* pending_entry(const DedupeRef& ref) const {
+    auto ctx = partitions_.find(ref.partition);
+    if (ctx == partitions_.end()) return nullptr;
+    auto entry = ctx->second->pending_dedupe.find(ref.key);
+    if (entry == ctx->second->pending_dedupe.end() || entry->second.event_id != ref.event_id) return nullptr;
+    return &entry->second;
   }
 
   // Batches finish in the order they were appended, whatever order their callbacks come in: a
@@ -872,8 +892,8 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     // Its dedupe entries may go to the store now (write_durable_dedupe()): their events are durable
     // and valid, as the acks say.
-    for (auto& [p, key] : batch.dedupe_keys) {
-      if (partitions_.contains(p)) durable_dedupe_.emplace_back(p, std::move(key));
+    for (auto& ref : batch.dedupe_keys) {
+      if (partitions_.contains(ref.partition)) durable_dedupe_.push_back(std::move(ref));
     }
     // Registrations on a partition we still own are valid to every reader from now on.
     for (auto [p, user] : batch.registered) {
@@ -1053,6 +1073,7 @@ class Sequencer::Loop final : public RebalanceListener {
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     dedupe_horizon_ = batch.dedupe_cutoff;
     for (auto& [p, ctx] : partitions_) written(*ctx);
+    durable_dedupe_.clear();  // every pending entry went with the checkpoint
     if (!offsets.empty()) {
       if (auto s = commands_->commit(offsets); !s) {
         // Not fatal: the commands come again after a restart and are deduplicated.
@@ -1092,7 +1113,7 @@ class Sequencer::Loop final : public RebalanceListener {
   std::set<int32_t> retake_;  // owned partitions dropped after a failed append, to take again
   std::map<uint64_t, Inflight> inflight_;
   // (partition, key) of the dedupe entries of finished batches, for write_durable_dedupe().
-  std::vector<std::pair<int32_t, std::string>> durable_dedupe_;
+  std::vector<DedupeRef> durable_dedupe_;
   static constexpr size_t kDedupeWriteEntries = 1024;
   static constexpr auto kDedupeWriteEvery = std::chrono::milliseconds(20);
   static constexpr auto kEvictEvery = std::chrono::milliseconds(100);
