@@ -534,11 +534,12 @@ class LogBuilder {
   std::vector<uint64_t> last_ids_;
 };
 
-// The log, generated once per process (a few seconds of engine time).
+// The log, generated once per process (a few seconds of engine time), and its directory removed
+// when the process ends.
 const GeneratedLog& generated_log() {
-  static GeneratedLog* log = [] {
+  static const std::unique_ptr<GeneratedLog> log = [] {
     setup_logging(LogConfig{"warn", "text"});
-    auto* g = new GeneratedLog();
+    auto g = std::make_unique<GeneratedLog>();
     if (auto r = LogBuilder(*g).build(); !r) g->problem = r.error().to_string();
     return g;
   }();

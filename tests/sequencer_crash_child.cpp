@@ -53,6 +53,7 @@
 #include <CLI/CLI.hpp>
 
 #include "imlog/core/logging.h"
+#include "imlog/engine/data_keys.h"
 #include "imlog/engine/kafka_log.h"
 #include "imlog/engine/local_log.h"
 #include "imlog/engine/streams.h"
@@ -254,7 +255,15 @@ int main(int argc, char** argv) {
   ec.state_dir = state_dir;
   ec.instance_id = "crash-child-" + std::to_string(::getpid());
   ec.checkpoint_interval = std::chrono::milliseconds(checkpoint_ms);  // default: several between kills
-  auto node = testing::EngineNode::start(*log, ec);
+  // The data keys live beside the state, in the test's directory: the same keys after a restart,
+  // and nothing left in /tmp by a child killed with SIGKILL (test_keys() makes a directory per
+  // process, removed only when the process exits).
+  auto keys = open_rocksdb_key_store(state_dir + "-keys");
+  if (!keys) {
+    std::fprintf(stderr, "keys: %s\n", keys.error().to_string().c_str());
+    return 1;
+  }
+  auto node = testing::EngineNode::start(*log, ec, SystemClock::instance(), nullptr, keys->get());
   if (!node) {
     std::fprintf(stderr, "engine: %s\n", node.error().to_string().c_str());
     return 1;

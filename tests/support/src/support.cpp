@@ -26,7 +26,7 @@
 
 namespace imlog::testing {
 
-TempDir::TempDir(std::string_view prefix) {
+TempDir::TempDir(std::string_view prefix) : owner_(::getpid()) {
   auto base = std::filesystem::temp_directory_path();
   std::random_device rd;
   for (int i = 0; i < 100; ++i) {
@@ -41,6 +41,7 @@ TempDir::TempDir(std::string_view prefix) {
 }
 
 TempDir::~TempDir() {
+  if (::getpid() != owner_) return;  // a forked child leaving: the directory is its parent's
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

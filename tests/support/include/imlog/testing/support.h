@@ -14,7 +14,8 @@
 
 namespace imlog::testing {
 
-// A fresh directory under $TMPDIR, removed with its contents on destruction.
+// A fresh directory under $TMPDIR, removed with its contents on destruction by the process that
+// made it (a forked child that exits leaves it to its parent).
 class TempDir {
  public:
   explicit TempDir(std::string_view prefix = "imlog-test");
@@ -25,6 +26,7 @@ class TempDir {
   [[nodiscard]] std::string str() const { return path_.string(); }
 
  private:
+  pid_t owner_;
   std::filesystem::path path_;
 };
 
