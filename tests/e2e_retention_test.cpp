@@ -98,6 +98,13 @@ redis: {{host: "{}", port: {}, key_prefix: "{}", hot_messages: 20}}
 
   User join(const std::string& name) { return testing::join(server_->http(), name); }
 
+  // A group `owner` creates with `member` in it: its conversation id (empty if refused).
+  std::string create_group(const User& owner, const std::string& name, const User& member) {
+    auto g = call("POST", "/api/v1/groups", fmt::format(R"({{"name":"{}","members":[{}]}})", name, member.id), owner);
+    EXPECT_EQ(g.status, 201) << g.body;
+    return g.status == 201 ? g.json()["conversation_id"].GetString() : "";
+  }
+
   // A fresh access token (days later the old one has expired).
   User login(const std::string& name) { return log_in(server_->http(), name); }
 
@@ -191,9 +198,8 @@ TEST_F(E2eRetention, ExpiredMessagesLeaveEveryModelAtTheSameSeqAndReplayStaysEqu
   ASSERT_TRUE(server_->start()) << "imlog did not get ready";
   User a = join("ret_ann"), b = join("ret_bob"), c = join("ret_cyd");
   ASSERT_FALSE(HasFailure());
-  auto g = call("POST", "/api/v1/groups", fmt::format(R"({{"name":"crag","members":[{}]}})", b.id), a);
-  ASSERT_EQ(g.status, 201) << g.body;
-  const std::string group = g.json()["conversation_id"].GetString();
+  const std::string group = create_group(a, "crag", b);
+  ASSERT_FALSE(group.empty());
   send(b, group, "bob was here");
   for (int i = 0; i < 5; ++i) send(a, group, fmt::format("old message {} about limestone", i));
   const std::string ab = single_stream(a.id, b.id);
@@ -278,9 +284,8 @@ TEST_F(E2eRetention, MembersReadThePolicyInForceAndWhatSetsIt) {
   ASSERT_TRUE(server_->start()) << "imlog did not get ready";
   User a = join("pol_ann"), b = join("pol_bob"), c = join("pol_cyd");
   ASSERT_FALSE(HasFailure());
-  auto g = call("POST", "/api/v1/groups", fmt::format(R"({{"name":"policies","members":[{}]}})", b.id), a);
-  ASSERT_EQ(g.status, 201) << g.body;
-  const std::string group = g.json()["conversation_id"].GetString();
+  const std::string group = create_group(a, "policies", b);
+  ASSERT_FALSE(group.empty());
   const std::string set_group = "/api/v1/conversations/" + group + "/retention";
 
   auto before = policy_is(group, b, 90, "default");

@@ -73,6 +73,7 @@
 #include "imlog/projections/rocksdb_model.h"
 #include "imlog/testing/engine_harness.h"
 #include "imlog/testing/event_log_builder.h"
+#include "imlog/testing/sinks.h"
 #include "imlog/testing/servers.h"
 #include "imlog/testing/support.h"
 
@@ -1163,19 +1164,6 @@ TEST_F(ProjectionSinksMysql, Migration3FillsInTheJoinSeqsOfRowsProjectedBeforeIt
   EXPECT_EQ(diff(*projected, *migrated), "");
 }
 
-// A sink that remembers nothing of where it got to, so a projector re-applies from offset 0.
-class Forgetful final : public ProjectionSink {
- public:
-  explicit Forgetful(ProjectionSink& inner) : inner_(inner) {}
-  std::string_view name() const override { return inner_.name(); }
-  Result<std::vector<PartitionPosition>> positions() override { return std::vector<PartitionPosition>(); }
-  Status apply(const EventBatch& batch) override { return inner_.apply(batch); }
-  Status dump(const RowVisitor& visit) override { return inner_.dump(visit); }
-
- private:
-  ProjectionSink& inner_;
-};
-
 // RetentionSet (schema 9) in the MySQL model, beside the RocksDB one: after each step — set,
 // changed, for ever, back to the default; a group's own, each user's of a one-to-one — both answer
 // each side's latest override; the log applied twice, in other batches, equals it applied once;
@@ -1245,7 +1233,7 @@ TEST(ProjectionSinks, RetentionOverridesOfAGroupAndAOneToOne) {
   EXPECT_TRUE(std::any_of(once->begin(), once->end(), [](const auto& r) {
     return r.first.starts_with("conversation_retention|");
   })) << "the overrides are part of the dump replay --verify compares";
-  Forgetful again(**mysql);
+  t::Forgetful again(**mysql);
   ASSERT_OK(project(again, 3));
   auto twice = dump_of(**mysql);
   ASSERT_OK(twice);

@@ -636,7 +636,7 @@ uint64_t expirable_through(const StreamState& s, uint32_t keep_days, int64_t now
 void apply_retention(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
   if (auto* r = e.event_as_RetentionSet()) {
     int64_t keep = r->keep_days() ? static_cast<int64_t>(*r->keep_days()) : kNoOverride;
-    (ref.kind == K::single && r->by() == ref.b ? s.keep_b : s.keep_a) = keep;
+    (retention_sets_second_side(ref, r->by()) ? s.keep_b : s.keep_a) = keep;
   } else if (auto* x = e.event_as_MessagesExpired()) {
     s.expired_through = std::max(s.expired_through, x->through_seq());
     while (!s.day_marks.empty() && s.day_marks.front().last_seq <= s.expired_through) s.day_marks.pop_front();

@@ -1287,11 +1287,11 @@ class MysqlModelImpl final : public MysqlModel {
         w.recalls.push_back(e.event_as_MessageRecalled()->message_id());
         break;
       case fb::Event::RetentionSet: {
-        // The side it names, as the engine's apply_retention picks it: a one-to-one's user, a
-        // group's own (user 0).
+        // The side it names (retention_sets_second_side()): a one-to-one's user, a group's own
+        // (user 0).
         if (!ref || !is_conversation(ref->kind)) break;
         auto* p = e.event_as_RetentionSet();
-        uint64_t side = ref->kind == StreamKind::single ? (p->by() == ref->b ? ref->b : ref->a) : 0;
+        uint64_t side = ref->kind == StreamKind::single ? (retention_sets_second_side(*ref, p->by()) ? ref->b : ref->a) : 0;
         Value keep = p->keep_days() ? u64(*p->keep_days()) : Value();
         w.retention.patch({str(sv(e.stream())), u64(side)},
                           {{retention_col::keep_days, std::move(keep)}, {retention_col::set_seq, u64(e.seq())}});

@@ -785,6 +785,10 @@ class TokenTable {
 
 constexpr uint32_t kUnreadCap = 999;
 
+// An erasure's conversations with expired rows, each with its expiry's through_seq; found by a
+// posting's conversation as it is (no string made per posting in a walk of the whole index).
+using ExpiredThrough = std::map<std::string, uint64_t, std::less<>>;
+
 class RocksDbModelImpl final : public RocksDbModel {
  public:
   RocksDbModelImpl(std::unique_ptr<rocksdb::DB> db, RocksDbModelConfig config)
@@ -834,16 +838,16 @@ class RocksDbModelImpl final : public RocksDbModel {
   // An event of the batch (its text and erased flag: EventBatch::Item). An erased owner's
   // registration or profile update writes nothing (projection.h).
   void apply_event(const EventBatch::Item& item);
-  // Writes what the batch has pending (its rows and blocks so far; not the positions).
   // Writes what wb_ holds (and clears it); `what` names the write in an error.
   Status write_batch(std::string_view what);
+  // Writes what the batch has pending (its rows and blocks so far; not the positions).
   Status write_pending();
   // UserErased: see the definition.
   Status erase_user(uint64_t user);
   Status erase_profile(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact);
   Status erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact,
-                        std::map<std::string, uint64_t>& expired);
-  Status remove_expired_postings(const std::map<std::string, uint64_t>& expired,
+                        ExpiredThrough& expired);
+  Status remove_expired_postings(const ExpiredThrough& expired,
                                  std::vector<std::pair<std::string, std::string>>& compact);
   template <class Pred>
   bool drop_postings(const rocksdb::Slice& key, std::vector<Posting>& kept, Pred gone);
@@ -1119,7 +1123,7 @@ Status RocksDbModelImpl::write_pending() {
 Status RocksDbModelImpl::erase_user(uint64_t user) {
   std::vector<std::pair<std::string, std::string>> compact;  // [begin, end) ranges
   IMLOG_TRY(erase_profile(user, compact));
-  std::map<std::string, uint64_t> expired;  // the user's conversations with expired rows: conv → through
+  ExpiredThrough expired;  // the user's conversations with expired rows: conv → through
   IMLOG_TRY(erase_messages(user, compact, expired));
   const std::string what = "erasing user " + std::to_string(user);
   IMLOG_TRY(write_batch(what));
@@ -1189,7 +1193,7 @@ Status RocksDbModelImpl::erase_profile(uint64_t user, std::vector<std::pair<std:
 }
 
 Status RocksDbModelImpl::erase_messages(uint64_t user, std::vector<std::pair<std::string, std::string>>& compact,
-                                        std::map<std::string, uint64_t>& expired) {
+                                        ExpiredThrough& expired) {
   std::vector<std::string> convs;  // every conversation the user took part in, left ones too
   std::string lower;
   key_user_conv(lower, 'x', user, "");
@@ -1256,7 +1260,7 @@ bool RocksDbModelImpl::drop_postings(const rocksdb::Slice& key, std::vector<Post
 // expiry goes. A rebuild, which cannot open the user's text, indexed none of theirs and applies
 // the same rule at the erasure, so the two stay equal. One walk of the whole index per erasure of
 // a user with expired rows.
-Status RocksDbModelImpl::remove_expired_postings(const std::map<std::string, uint64_t>& expired,
+Status RocksDbModelImpl::remove_expired_postings(const ExpiredThrough& expired,
                                                  std::vector<std::pair<std::string, std::string>>& compact) {
   std::string lower = "t|", upper = prefix_end(lower);
   rocksdb::Slice lo, hi;
@@ -1267,7 +1271,7 @@ Status RocksDbModelImpl::remove_expired_postings(const std::map<std::string, uin
     kept.clear();
     if (!parse_postings(as_sv(it->value()), kept)) continue;
     touched |= drop_postings(it->key(), kept, [&](const Posting& p) {
-      auto e = expired.find(std::string(p.conv));
+      auto e = expired.find(p.conv);
       return e != expired.end() && p.seq <= e->second;
     });
   }
@@ -1484,7 +1488,7 @@ void RocksDbModelImpl::apply_conversation(const StreamRef& ref, std::string_view
 // same), versioned by its seq so a replay or any batching leaves the latest.
 void RocksDbModelImpl::set_retention(const StreamRef& ref, std::string_view conv, uint64_t by,
                                      std::optional<uint32_t> keep_days, uint64_t seq) {
-  const bool side_b = ref.kind == StreamKind::single && by == ref.b;
+  const bool side_b = retention_sets_second_side(ref, by);
   key_.assign("rt|");
   key_.append(conv);
   FieldWriter w;

@@ -15,28 +15,17 @@
 #include <set>
 
 #include "imlog/engine/streams.h"
+#include "imlog/testing/sinks.h"
 #include "projection_test_util.h"
 
 namespace imlog {
 namespace {
 
 using testing::EventLogBuilder;
+using testing::Forgetful;
 using testing::LogFixture;
 using testing::Rows;
 using testing::rows_of;
-
-// A sink that remembers nothing of where it got to, so a projector re-applies from offset 0.
-class Forgetful final : public ProjectionSink {
- public:
-  explicit Forgetful(ProjectionSink& inner) : inner_(inner) {}
-  std::string_view name() const override { return inner_.name(); }
-  Result<std::vector<PartitionPosition>> positions() override { return std::vector<PartitionPosition>(); }
-  Status apply(const EventBatch& batch) override { return inner_.apply(batch); }
-  Status dump(const RowVisitor& visit) override { return inner_.dump(visit); }
-
- private:
-  ProjectionSink& inner_;
-};
 
 TEST(RocksDbModel, AConversationsHistoryHasEveryTimelineEventAndNoGaps) {
   LogFixture f;

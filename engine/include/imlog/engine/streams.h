@@ -41,6 +41,13 @@ struct StreamRef {
 // whose ids are not ascending and distinct, or an id of 0).
 std::optional<StreamRef> parse_stream(std::string_view stream);
 
+// Whose retention override a RetentionSet by `by` on `stream` sets: true for a one-to-one's higher
+// user (the second side, StreamState::keep_b); false for its lower user and for a group's own
+// (keep_a). The engine and every read model place an override by this one rule.
+inline bool retention_sets_second_side(const StreamRef& stream, uint64_t by) {
+  return stream.kind == StreamKind::single && by == stream.b;
+}
+
 std::string single_stream(uint64_t user_a, uint64_t user_b);  // order of arguments is free
 std::string group_stream(uint64_t group_id);
 std::string user_stream(uint64_t user_id);
