@@ -408,11 +408,11 @@ std::string describe(const StoreBytes& b, uint64_t messages) {
 
 // 20,000 messages to `world` (1,000 a second of the engine's clock), each with a client_msg_id of
 // the JS SDK's form (a UUID, 36 bytes) and sent_at, go through a real sequencer; its state store is
-// measured when it stops. Then the engine's clock passes the window, one more message comes (the
-// stream state keeps only the messages within the recall window, and drops the older ones at
-// its next event) and a checkpoint evicts: what is left does not grow with messages (the stream
-// state, the checkpoint, the registration's name and dedupe entry, which had no sent_at, the new
-// message's entry, and the horizon).
+// measured when it stops. Then the engine's clock passes the window, one more message comes and a
+// checkpoint evicts, from the dedupe index and from the recall index (which forgets the messages
+// past the recall window): what is left does not grow with messages (the stream state, the
+// checkpoint, the registration's name and dedupe entry, which had no sent_at, the new message's
+// dedupe and recall entries, and the horizons).
 TEST(SequencerWindow, StateStoreBytesPerMillionMessages) {
   setup_logging(LogConfig{"warn", "text"});
   constexpr uint64_t kMessages = 20'000;
@@ -475,6 +475,8 @@ TEST(SequencerWindow, StateStoreBytesPerMillionMessages) {
   StoreBytes after = measure_store(ec.state_dir);
   EXPECT_EQ(after.dedupe_entries, 2u) << "the registration's entry (no sent_at) and the last message's";
   EXPECT_LT(after.live['t'], 100u) << "one time index entry";
+  EXPECT_EQ(before.live['r'], kMessages * (1 + 8 + 5 + 25)) << "a recall entry per message: 'r', id, `world`, value";
+  EXPECT_LT(after.live['r'], 100u) << "the last message's recall entry";
   EXPECT_LT(after.total_live() * 100, before.total_live());
   std::cout << "[ figure   ] engine state, " << kMessages << " messages with sent_at, before the window passes: "
             << describe(before, kMessages) << std::endl;

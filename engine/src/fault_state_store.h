@@ -25,7 +25,7 @@ namespace imlog::testing {
 
 class StoreFaults {
  public:
-  enum class Read { checkpoint, load, dedupe, name };
+  enum class Read { checkpoint, load, dedupe, name, recall };
 
   static std::string checkpoint_key(int32_t partition) { return "checkpoint/" + std::to_string(partition); }
 
@@ -57,11 +57,26 @@ class StoreFaults {
     std::lock_guard lock(mu_);
     return written_ahead_;
   }
+  // Recall entries written by writes that carry no checkpoint.
+  [[nodiscard]] uint64_t recalls_written_ahead() const {
+    std::lock_guard lock(mu_);
+    return recalls_ahead_;
+  }
+  // Recall entries written with a checkpoint.
+  [[nodiscard]] uint64_t recalls_with_checkpoints() const {
+    std::lock_guard lock(mu_);
+    return recalls_with_checkpoints_;
+  }
 
   // Counts one write.
   void wrote(const StoreBatch& batch) {
     std::lock_guard lock(mu_);
-    if (batch.checkpoints.empty()) written_ahead_ += batch.dedupe.size();
+    if (batch.checkpoints.empty()) {
+      written_ahead_ += batch.dedupe.size();
+      recalls_ahead_ += batch.recalls.size();
+    } else {
+      recalls_with_checkpoints_ += batch.recalls.size();
+    }
   }
 
   // Counts one read; an error when it is to fail.
@@ -94,6 +109,8 @@ class StoreFaults {
   uint64_t reads_ = 0;
   uint64_t injected_ = 0;
   uint64_t written_ahead_ = 0;
+  uint64_t recalls_ahead_ = 0;
+  uint64_t recalls_with_checkpoints_ = 0;
 };
 
 class FaultStateStore final : public StateStore {
@@ -118,6 +135,10 @@ class FaultStateStore final : public StateStore {
     return base_->name_holder(username);
   }
   Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
+  Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) override {
+    IMLOG_TRY(faults_->read(StoreFaults::Read::recall, recall_key(stream, message_id)));
+    return base_->recall(stream, message_id);
+  }
   Status write(const StoreBatch& batch) override {
     faults_->wrote(batch);
     return base_->write(batch);

@@ -45,6 +45,12 @@ Result<uint64_t> new_token() {
   return t;
 }
 
+// A recall index entry not yet in the store, and the event that put it there.
+struct PendingRecall {
+  RecentMessage entry;
+  uint64_t event_id = 0;
+};
+
 // Everything the sequencer holds for one owned partition.
 struct PartitionCtx {
   PartitionCtx(const Clock& clock, int32_t p) : partition(p), ids(clock, p) {}
@@ -68,6 +74,10 @@ struct PartitionCtx {
   // hands them to the batch that carries their events (Inflight::dedupe_keys).
   std::vector<std::string> recorded_keys;
   std::unordered_map<std::string, uint64_t> pending_names;
+  // Recall index entries not yet in the store, by StateStore::recall_key(), with the event that
+  // put each; recorded_recalls as recorded_keys, for the batch that carries their events.
+  std::unordered_map<std::string, PendingRecall> pending_recalls;
+  std::vector<std::string> recorded_recalls;
 };
 
 struct Reply {
@@ -76,10 +86,10 @@ struct Reply {
   std::string bytes;  // an encoded Delivery holding the CommandReply
 };
 
-// A dedupe entry a batch put in the index: its key and the event (or CommandRefused record) it
-// names, so a later entry under the same key (after the window evicted this one) is never taken for
-// it.
-struct DedupeRef {
+// An entry a batch put in a pending map (the dedupe index's or the recall index's): its key and
+// the event (or CommandRefused record) that put it, so a later entry under the same key (after the
+// window evicted this one, or a recall of the message) is never taken for it.
+struct PendingRef {
   int32_t partition;
   std::string key;
   uint64_t event_id;
@@ -90,7 +100,8 @@ struct Inflight {
   std::vector<Reply> replies;                  // sent once the batch and all before it are durable
   std::vector<std::pair<int32_t, uint64_t>> registered;  // (partition, user) it registers: RecentUsers
   std::vector<std::pair<int32_t, uint64_t>> erased;      // (partition, user) it erases: their key goes
-  std::vector<DedupeRef> dedupe_keys;  // the entries its events put in the index
+  std::vector<PendingRef> dedupe_keys;  // the entries its events put in the dedupe index
+  std::vector<PendingRef> recall_keys;  // ... and in the recall index
   size_t events = 0;    // records appended: events and CommandRefused records
   size_t refusals = 0;  // of them, CommandRefused records
   // The append's outcome, once its callback came. Batches are finished in order (complete()).
@@ -413,8 +424,9 @@ class Sequencer::Loop final : public RebalanceListener {
     auto state = state_of(ctx, stream);
     IMLOG_TRY(state);
     StreamState& s = **state;
-    apply(*ref, s, e, config_.limits);
+    apply(*ref, s, e);
     ctx.dirty.insert(stream);
+    if (is_conversation(ref->kind)) record_recall(ctx, stream, e);
     ctx.last_event_id = std::max(ctx.last_event_id, e.event_id());
     uint64_t result_id = 0;
     if (auto* gone = e.event_as_UserErased()) erased_.insert(gone->user_id());
@@ -432,6 +444,17 @@ class Sequencer::Loop final : public RebalanceListener {
       ctx.recorded_keys.push_back(std::move(key));
     }
     return {};
+  }
+
+  // Puts the recall index entry a conversation's event makes (recall_entry_of()) among the pending
+  // ones. One already past the window (a catch-up of old events) is left out: the index would
+  // evict it, and decide() refuses its recall whether it is held or not.
+  void record_recall(PartitionCtx& ctx, std::string_view stream, const fb::EventEnvelope& e) {
+    auto entry = recall_entry_of(e);
+    if (!entry || entry->message_id < recall_cutoff(clock_.now_ms())) return;
+    auto key = StateStore::recall_key(stream, entry->message_id);
+    ctx.pending_recalls[key] = PendingRecall{*entry, e.event_id()};
+    ctx.recorded_recalls.push_back(std::move(key));
   }
 
   // The original of a retried command, if any. An unreadable index is an error, never "not a
@@ -465,6 +488,29 @@ class Sequencer::Loop final : public RebalanceListener {
     StateStore& store_;
   };
 
+  // decide() asks the recall index for a message, and likewise cannot take an error: an unreadable
+  // index says "not held" and keeps the error, which aborts the batch (handle_command()) instead
+  // of refusing the recall for good.
+  class Recalls final : public RecallIndex {
+   public:
+    Recalls(PartitionCtx& ctx, StateStore& store) : ctx_(ctx), store_(store) {}
+    std::optional<RecentMessage> find(std::string_view stream, uint64_t message_id) const override {
+      auto key = StateStore::recall_key(stream, message_id);
+      if (auto it = ctx_.pending_recalls.find(key); it != ctx_.pending_recalls.end()) return it->second.entry;
+      auto found = store_.recall(stream, message_id);
+      if (!found) {
+        if (!error) error = found.error();
+        return std::nullopt;
+      }
+      return *found;
+    }
+    mutable std::optional<Error> error;
+
+   private:
+    PartitionCtx& ctx_;
+    StateStore& store_;
+  };
+
   // ---- live commands ------------------------------------------------------------------------------
 
   void handle_batch(const std::vector<Record>& records) {
@@ -491,9 +537,15 @@ class Sequencer::Loop final : public RebalanceListener {
       for (auto& key : it->second->recorded_keys) {
         auto entry = it->second->pending_dedupe.find(key);
         if (entry == it->second->pending_dedupe.end()) continue;  // the checkpoint writes what it missed
-        batch.dedupe_keys.push_back(DedupeRef{p, std::move(key), entry->second.event_id});
+        batch.dedupe_keys.push_back(PendingRef{p, std::move(key), entry->second.event_id});
       }
       it->second->recorded_keys.clear();
+      for (auto& key : it->second->recorded_recalls) {
+        auto entry = it->second->pending_recalls.find(key);
+        if (entry == it->second->pending_recalls.end()) continue;
+        batch.recall_keys.push_back(PendingRef{p, std::move(key), entry->second.event_id});
+      }
+      it->second->recorded_recalls.clear();
     }
     uint64_t id = next_batch_++;
     if (!reads) {
@@ -608,8 +660,10 @@ class Sequencer::Loop final : public RebalanceListener {
     IMLOG_TRY(loaded);
     StreamState& state = **loaded;
     Names names(ctx, *store_);
-    Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names});
+    Recalls recalls(ctx, *store_);
+    Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names, &recalls});
     if (names.error) return fail(*names.error);
+    if (recalls.error) return fail(*recalls.error);
     if (d.kind == Decision::Kind::refuse && d.stateless) return refuse(d.refusal, std::move(d.message));
     if (d.kind == Decision::Kind::refuse) return remember_refusal(ctx, r, c, d, batch, events);
 
@@ -791,33 +845,45 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     for (auto& c : ready) complete(c.batch, std::move(c.result));
     flush_replies();
-    write_durable_dedupe();
+    write_durable_entries();
   }
 
-  // Writes the dedupe entries of the batches finished so far, once kDedupeWriteEntries of them
-  // are waiting or kDedupeWriteEvery has passed, with at most every kEvictEvery the eviction of
-  // the entries past the window: small store writes between batches instead of one at the
-  // checkpoint. Written all at once there, a second of entries (ten thousand at 10,000 messages
-  // a second) held the loop for 50-130 ms every second: the tail of the ack's latency
+  // Writes the dedupe and recall index entries of the batches finished so far, once
+  // kDurableWriteEntries of them are waiting or kDurableWriteEvery has passed, with at most every
+  // kEvictEvery the eviction of the entries past the dedupe and recall windows: small store writes
+  // between batches instead of one at the checkpoint. Written all at once there, a second of dedupe
+  // entries (ten thousand at 10,000 messages a second) held the loop for 50-130 ms every second,
+  // and recall entries held in the stream states made every checkpoint rewrite each busy
+  // conversation's last two minutes of messages: the tail of the ack's latency
   // (docs/benchmarks.md). Early is safe: an entry is written only once its event is durable and
   // valid, a replay from the stored checkpoint puts the same value again, and a stream's state —
   // which a replay would apply twice — still waits for the checkpoint. What is not written here
   // the checkpoint writes (add_unwritten()).
-  void write_durable_dedupe() {
+  void write_durable_entries() {
     auto now = std::chrono::steady_clock::now();
-    bool due = durable_dedupe_.size() >= kDedupeWriteEntries ||
-               (!durable_dedupe_.empty() && now - last_dedupe_write_ >= kDedupeWriteEvery);
+    size_t waiting = durable_dedupe_.size() + durable_recalls_.size();
+    bool due = waiting >= kDurableWriteEntries || (waiting > 0 && now - last_durable_write_ >= kDurableWriteEvery);
     if (!due) return;
-    last_dedupe_write_ = now;
-    if (!failure().empty()) return durable_dedupe_.clear();  // the loop is stopping: the store failed
+    last_durable_write_ = now;
+    if (!failure().empty()) {  // the loop is stopping: the store failed
+      durable_dedupe_.clear();
+      durable_recalls_.clear();
+      return;
+    }
     bool evict = now - last_eviction_ >= kEvictEvery;
     StoreBatch batch;
     batch.dedupe.reserve(durable_dedupe_.size());
     for (const auto& ref : durable_dedupe_) {
       if (const DedupeEntry* entry = pending_entry(ref)) batch.dedupe.emplace_back(ref.key, *entry);
     }
+    batch.recalls.reserve(durable_recalls_.size());
+    for (const auto& ref : durable_recalls_) {
+      if (const PendingRecall* entry = pending_recall(ref)) batch.recalls.emplace_back(ref.key, entry->entry);
+    }
     if (evict) {
-      batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
+      int64_t ms = clock_.now_ms();
+      batch.dedupe_cutoff = dedupe_cutoff(ms);
+      batch.recall_cutoff = recall_cutoff(ms);
       last_eviction_ = now;
     }
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
@@ -825,17 +891,42 @@ class Sequencer::Loop final : public RebalanceListener {
     for (const auto& ref : durable_dedupe_) {
       if (pending_entry(ref)) partitions_.at(ref.partition)->pending_dedupe.erase(ref.key);
     }
+    for (const auto& ref : durable_recalls_) {
+      if (pending_recall(ref)) partitions_.at(ref.partition)->pending_recalls.erase(ref.key);
+    }
     durable_dedupe_.clear();
+    durable_recalls_.clear();
   }
 
   // The entry `ref` names, while it is still the one in memory under its key (not yet written by a
   // checkpoint, its partition still owned, not replaced by a newer entry after an eviction).
-  const DedupeEntry* pending_entry(const DedupeRef& ref) const {
+  const DedupeEntry* pending_entry(const PendingRef& ref) const {
     auto ctx = partitions_.find(ref.partition);
     if (ctx == partitions_.end()) return nullptr;
     auto entry = ctx->second->pending_dedupe.find(ref.key);
     if (entry == ctx->second->pending_dedupe.end() || entry->second.event_id != ref.event_id) return nullptr;
     return &entry->second;
+  }
+
+  // The same for a recall index entry: not replaced by a later event (the message's recall, whose
+  // batch may not be durable yet).
+  const PendingRecall* pending_recall(const PendingRef& ref) const {
+    auto ctx = partitions_.find(ref.partition);
+    if (ctx == partitions_.end()) return nullptr;
+    auto entry = ctx->second->pending_recalls.find(ref.key);
+    if (entry == ctx->second->pending_recalls.end() || entry->second.event_id != ref.event_id) return nullptr;
+    return &entry->second;
+  }
+
+  // The recall cut-off at the engine's time now, as a message id: the messages made before it
+  // are past the recall window, so the index may forget them. No margin for skew is needed: an
+  // entry's time is its event's, at most its id's time (the id is made after the event's time is
+  // read), and decide() judges it against the same clock, so whatever is forgotten would be
+  // refused `recall_window_passed` anyway.
+  uint64_t recall_cutoff(int64_t now) const {
+    int64_t cut = now - config_.limits.recall_window_ms;
+    if (cut <= MessageIdGenerator::kEpochMs) return 0;
+    return static_cast<uint64_t>(cut - MessageIdGenerator::kEpochMs) << (MessageIdGenerator::kPartitionBits + MessageIdGenerator::kCounterBits);
   }
 
   // Batches finish in the order they were appended, whatever order their callbacks come in: a
@@ -890,10 +981,13 @@ class Sequencer::Loop final : public RebalanceListener {
         it->second->acked_command_offset = std::max(it->second->acked_command_offset, off);
       }
     }
-    // Its dedupe entries may go to the store now (write_durable_dedupe()): their events are durable
+    // Its dedupe and recall entries may go to the store now (write_durable_entries()): their events are durable
     // and valid, as the acks say.
     for (auto& ref : batch.dedupe_keys) {
       if (partitions_.contains(ref.partition)) durable_dedupe_.push_back(std::move(ref));
+    }
+    for (auto& ref : batch.recall_keys) {
+      if (partitions_.contains(ref.partition)) durable_recalls_.push_back(std::move(ref));
     }
     // Registrations on a partition we still own are valid to every reader from now on.
     for (auto [p, user] : batch.registered) {
@@ -1044,6 +1138,7 @@ class Sequencer::Loop final : public RebalanceListener {
     for (const auto& stream : ctx.dirty) batch.states.emplace_back(stream, &ctx.streams.at(stream));
     for (auto& kv : ctx.pending_dedupe) batch.dedupe.emplace_back(kv.first, kv.second);
     for (auto& kv : ctx.pending_names) batch.names.emplace_back(kv.first, kv.second);
+    for (auto& kv : ctx.pending_recalls) batch.recalls.emplace_back(kv.first, kv.second.entry);
   }
 
   // After a write of add_unwritten()'s batch: nothing is pending, and a cache past its bound is
@@ -1053,6 +1148,8 @@ class Sequencer::Loop final : public RebalanceListener {
     ctx.pending_dedupe.clear();
     ctx.recorded_keys.clear();
     ctx.pending_names.clear();
+    ctx.pending_recalls.clear();
+    ctx.recorded_recalls.clear();
     if (ctx.streams.size() > config_.max_cached_streams) ctx.streams.clear();
   }
 
@@ -1069,11 +1166,14 @@ class Sequencer::Loop final : public RebalanceListener {
         offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
       }
     }
-    batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
+    int64_t now = clock_.now_ms();
+    batch.dedupe_cutoff = dedupe_cutoff(now);
+    batch.recall_cutoff = recall_cutoff(now);
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     dedupe_horizon_ = batch.dedupe_cutoff;
     for (auto& [p, ctx] : partitions_) written(*ctx);
     durable_dedupe_.clear();  // every pending entry went with the checkpoint
+    durable_recalls_.clear();
     if (!offsets.empty()) {
       if (auto s = commands_->commit(offsets); !s) {
         // Not fatal: the commands come again after a restart and are deduplicated.
@@ -1112,12 +1212,14 @@ class Sequencer::Loop final : public RebalanceListener {
   std::map<int32_t, std::unique_ptr<PartitionCtx>> partitions_;
   std::set<int32_t> retake_;  // owned partitions dropped after a failed append, to take again
   std::map<uint64_t, Inflight> inflight_;
-  // (partition, key) of the dedupe entries of finished batches, for write_durable_dedupe().
-  std::vector<DedupeRef> durable_dedupe_;
-  static constexpr size_t kDedupeWriteEntries = 1024;
-  static constexpr auto kDedupeWriteEvery = std::chrono::milliseconds(20);
+  // (partition, key) of the dedupe and recall entries of finished batches, for
+  // write_durable_entries().
+  std::vector<PendingRef> durable_dedupe_;
+  std::vector<PendingRef> durable_recalls_;
+  static constexpr size_t kDurableWriteEntries = 1024;
+  static constexpr auto kDurableWriteEvery = std::chrono::milliseconds(20);
   static constexpr auto kEvictEvery = std::chrono::milliseconds(100);
-  std::chrono::steady_clock::time_point last_dedupe_write_{};
+  std::chrono::steady_clock::time_point last_durable_write_{};
   std::chrono::steady_clock::time_point last_eviction_{};
   std::map<std::string, std::vector<std::string>> outgoing_;  // gateway → answers not yet handed over
   uint64_t next_batch_ = 1;

@@ -61,6 +61,9 @@ class RecordingStore final : public StateStore {
     return base_->name_holder(username);
   }
   Result<int64_t> dedupe_horizon() override { return base_->dedupe_horizon(); }
+  Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) override {
+    return base_->recall(stream, message_id);
+  }
   Status write(const StoreBatch& batch) override {
     SeenWrite w;
     w.dedupe = batch.dedupe.size();

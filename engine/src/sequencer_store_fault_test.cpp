@@ -239,6 +239,7 @@ class OneEngine : public ::testing::Test {
 };
 class SequencerDedupe : public OneEngine {};
 class SequencerKeys : public OneEngine {};
+class SequencerRecall : public OneEngine {};
 
 // A dedupe entry goes to the store once its event is durable, not a checkpoint later: a second of
 // them written at once held the loop for tens of milliseconds. The retry of a command whose entry
@@ -272,6 +273,47 @@ TEST_F(SequencerDedupe, AnEntryIsWrittenOnceItsEventIsDurableNotAtTheCheckpoint)
   EXPECT_EQ(replies[0]->seq, original->seq);
   EXPECT_EQ(replies[0]->event_id, original->event_id);
   EXPECT_EQ((*engine)->sequencer->failure(), "");
+}
+
+// A message's recall index entry goes to the store once its event is durable, ahead of any
+// checkpoint, and a recall decided by the next engine finds it there (its pending entries are
+// gone with the first engine); a second recall, found among the pending entries, is refused.
+TEST_F(SequencerRecall, EntriesAreWrittenAheadAndARestartedEngineDecidesWithThem) {
+  EngineConfig ec = config("recall");
+  ec.checkpoint_interval = std::chrono::hours(1);  // none while the first engine runs
+  auto faults = std::make_shared<StoreFaults>();
+  auto engine = start_engine(*log_, ec, faults);
+  ASSERT_TRUE(engine) << engine.error().to_string();
+  std::string world(kWorldStream);
+  ASSERT_TRUE(testing::submit(*log_, {testing::send_message(world, 4301, "to-recall", "oops", kGateway, 1)}));
+  auto answered = tail_->wait_for([&] { return tail_->answered(1); }, 30s);
+  ASSERT_TRUE(answered && *answered);
+  const auto* message = tail_->event_for_request(1);
+  ASSERT_NE(message, nullptr);
+  const uint64_t message_id = message->event_id;
+  EXPECT_TRUE(testing::wait_until([&] { return faults->recalls_written_ahead() >= 1; }, 10s))
+      << "the message's entry was not written ahead of the checkpoint";
+  (*engine)->stop();
+  engine->reset();
+
+  auto second = start_engine(*log_, ec, faults);
+  ASSERT_TRUE(second) << second.error().to_string();
+  auto recall = [&](const std::string& cmid, uint64_t request) {
+    auto c = testing::command_envelope(world, 4301, cmid, kGateway, request);
+    c.command.Set(fb::RecallMessageT{{}, message_id});
+    return c;
+  };
+  ASSERT_TRUE(testing::submit(*log_, {recall("recall-1", 2), recall("recall-2", 3)}));
+  auto done = tail_->wait_for([&] { return tail_->answered(2) && tail_->answered(3); }, 30s);
+  ASSERT_TRUE(done && *done);
+  const auto* recalled = tail_->event_for_request(2);
+  ASSERT_NE(recalled, nullptr) << "the recall was not accepted";
+  EXPECT_EQ(recalled->type, fb::Event::MessageRecalled);
+  auto again = tail_->replies_for(3);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0]->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(again[0]->code, "not_found") << again[0]->message;
+  EXPECT_EQ((*second)->sequencer->failure(), "");
 }
 
 // The data key store failing while `down` (a MySQL key store away): the test process's keys

@@ -21,6 +21,19 @@ std::string partition_key(int32_t p) {
 }
 
 constexpr char kHorizonKey[] = "h";
+constexpr char kRecallHorizonKey[] = "g";
+
+void put_u64_be(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+void encode_recall(const RecentMessage& m, std::string& out) {
+  out.clear();
+  put_u64_le(out, m.sender);
+  put_u64_le(out, m.seq);
+  put_u64_le(out, static_cast<uint64_t>(m.timestamp_ms));
+  out.push_back(m.recalled ? 1 : 0);
+}
 
 // 't' client_sent_at (8 BE) dedupe key: ordered by time, so eviction is one range scan.
 std::string time_key(int64_t sent_at, std::string_view dedupe_key) {
@@ -55,10 +68,14 @@ class RocksStateStore final : public StateStore {
   Result<std::optional<DedupeEntry>> dedupe(std::string_view key) override;
   Result<std::optional<uint64_t>> name_holder(std::string_view username) override;
   Result<int64_t> dedupe_horizon() override;
+  Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) override;
   Status write(const StoreBatch& batch) override;
 
  private:
+  Result<uint64_t> read_u64(const char* key, std::string_view what);
   Status evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb);
+  Status evict_recalls(uint64_t from, uint64_t cutoff, rocksdb::WriteBatch& wb);
+  Status write_legacy_recent(std::string_view stream, const std::vector<RecentMessage>& recent);
 
   std::unique_ptr<rocksdb::DB> db_;
   // Reused by every write(), so a checkpoint's megabytes of states land in memory already
@@ -104,12 +121,51 @@ Result<bool> RocksStateStore::load(std::string_view stream, StreamState& out) {
   auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return fail(store_error(s, "reading stream " + std::string(stream)));
-  if (!decode_state(v, out)) {
+  std::vector<RecentMessage> legacy;
+  if (!decode_state(v, out, &legacy)) {
     return fail(Error(std::make_error_code(std::errc::io_error),
                       "engine state store: stream " + std::string(stream) +
                           " has an undecodable state; delete the state directory to rebuild it"));
   }
+  if (!legacy.empty()) IMLOG_TRY(write_legacy_recent(stream, legacy));
   return true;
+}
+
+// The recent messages a state of version 5 or older held, into the recall index. They are what
+// the stream's events up to the stored checkpoint put there; whatever the index holds of later
+// events is put again by the replay from that checkpoint, which always follows such a load.
+Status RocksStateStore::write_legacy_recent(std::string_view stream, const std::vector<RecentMessage>& recent) {
+  auto horizon = read_u64(kRecallHorizonKey, "the recall horizon");
+  IMLOG_TRY(horizon);
+  rocksdb::WriteBatch wb;
+  std::string value;
+  for (const auto& m : recent) {
+    if (m.message_id < *horizon) continue;
+    encode_recall(m, value);
+    wb.Put(recall_key(stream, m.message_id), value);
+  }
+  auto s = db_->Write(rocksdb::WriteOptions(), &wb);
+  if (!s.ok()) return fail(store_error(s, "moving the recent messages of " + std::string(stream) + " to the recall index"));
+  return {};
+}
+
+std::string StateStore::recall_key(std::string_view stream, uint64_t message_id) {
+  std::string k;
+  k.reserve(9 + stream.size());
+  k.push_back('r');
+  put_u64_be(k, message_id);
+  k += stream;
+  return k;
+}
+
+Result<std::optional<RecentMessage>> RocksStateStore::recall(std::string_view stream, uint64_t message_id) {
+  std::string v;
+  auto s = db_->Get(rocksdb::ReadOptions(), recall_key(stream, message_id), &v);
+  if (s.IsNotFound()) return std::optional<RecentMessage>();
+  if (!s.ok()) return fail(store_error(s, "reading the recall index"));
+  if (v.size() != 25) return fail(store_error(rocksdb::Status::Corruption("malformed recall entry"), "reading the recall index"));
+  return std::optional<RecentMessage>(RecentMessage{message_id, get_u64_le(v, 0), get_u64_le(v, 8),
+                                                    static_cast<int64_t>(get_u64_le(v, 16)), v[24] != 0});
 }
 
 std::string StateStore::dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id) {
@@ -152,13 +208,20 @@ Result<std::optional<uint64_t>> RocksStateStore::name_holder(std::string_view us
   return std::optional<uint64_t>(get_u64_le(v, 0));
 }
 
-Result<int64_t> RocksStateStore::dedupe_horizon() {
+// An 8-byte little-endian value; 0 when the key is absent.
+Result<uint64_t> RocksStateStore::read_u64(const char* key, std::string_view what) {
   std::string v;
-  auto s = db_->Get(rocksdb::ReadOptions(), kHorizonKey, &v);
-  if (s.IsNotFound()) return int64_t{0};
-  if (!s.ok()) return fail(store_error(s, "reading the dedupe horizon"));
-  if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed dedupe horizon"), "reading the dedupe horizon"));
-  return static_cast<int64_t>(get_u64_le(v, 0));
+  auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  if (!s.ok()) return fail(store_error(s, "reading " + std::string(what)));
+  if (v.size() != 8) return fail(store_error(rocksdb::Status::Corruption("malformed value"), "reading " + std::string(what)));
+  return get_u64_le(v, 0);
+}
+
+Result<int64_t> RocksStateStore::dedupe_horizon() {
+  auto h = read_u64(kHorizonKey, "the dedupe horizon");
+  IMLOG_TRY(h);
+  return static_cast<int64_t>(*h);
 }
 
 // Puts into wb the removal of every dedupe entry sent in [from, cutoff) and of its time index
@@ -177,6 +240,21 @@ Status RocksStateStore::evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch&
     wb.Delete(k);
   }
   if (!it->status().ok()) return fail(store_error(it->status(), "scanning the dedupe time index"));
+  return {};
+}
+
+// Puts into wb the removal of every recall entry of a message id in [from, cutoff): one scan of
+// the index over that range, point deletes for the same reason as evict()'s.
+Status RocksStateStore::evict_recalls(uint64_t from, uint64_t cutoff, rocksdb::WriteBatch& wb) {
+  std::string begin = "r", end = "r";
+  put_u64_be(begin, from);
+  put_u64_be(end, cutoff);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(begin); it->Valid(); it->Next()) wb.Delete(it->key());
+  if (!it->status().ok()) return fail(store_error(it->status(), "scanning the recall index"));
   return {};
 }
 
@@ -214,6 +292,24 @@ Status RocksStateStore::write(const StoreBatch& batch) {
     }
     wb.Put(k, value);
     if (e.client_sent_at > 0) wb.Put(time_key(e.client_sent_at, k), rocksdb::Slice());
+  }
+  uint64_t recall_horizon = 0;
+  if (!batch.recalls.empty() || batch.recall_cutoff > 0) {
+    auto h = read_u64(kRecallHorizonKey, "the recall horizon");
+    IMLOG_TRY(h);
+    recall_horizon = *h;
+  }
+  if (batch.recall_cutoff > recall_horizon) {
+    IMLOG_TRY(evict_recalls(recall_horizon, batch.recall_cutoff, wb));
+    recall_horizon = batch.recall_cutoff;
+    value.clear();
+    put_u64_le(value, recall_horizon);
+    wb.Put(kRecallHorizonKey, value);
+  }
+  for (const auto& [k, m] : batch.recalls) {
+    if (m.message_id < recall_horizon) continue;  // past the window: removed already (or now)
+    encode_recall(m, value);
+    wb.Put(k, value);
   }
   for (const auto& [name, id] : batch.names) {
     value.clear();

@@ -14,12 +14,23 @@
 //   't' client_sent_at(8 BE) dedupe key         → (empty) the time index of the dedupe entries
 //                                                  whose command carried a client_sent_at
 //   'h'                                         → the dedupe horizon H (8 LE, Unix ms)
+//   'r' message_id(8 BE) stream                 → the recall index's entry (stream_state.h,
+//                                                  RecallIndex): sender, seq, timestamp_ms (8 LE
+//                                                  each), recalled (1 byte)
+//   'g'                                         → the recall horizon (8 LE, a message id)
 //
 // The dedupe window (engine/README.md, "The dedupe window"): a write with a dedupe_cutoff
 // removes every entry whose client_sent_at is below it — a range scan of the time index, from
 // the old horizon to the cut-off — and stores the cut-off as the new horizon in the same atomic
 // write, so the store never holds a horizon below an eviction it made. Entries without a
 // client_sent_at (0) have no time index entry and are kept for ever.
+//
+// The recall index is ordered by message id, and so by time (message_ids.h): a write with a
+// recall_cutoff removes the entries below it (a range scan from the old recall horizon) and
+// stores it as the new horizon, as the dedupe window does. Its entries are written as the
+// events that make them become durable, ahead of the stream's state (a replay from the
+// checkpoint puts the same values again), so a checkpoint's states do not carry a conversation's
+// last minutes of messages.
 //
 // Writes are unsynced: the store is a cache, and a lost write only means a longer catch-up.
 // Each write() is atomic, so a checkpoint is always consistent with the states written with it.
@@ -62,10 +73,14 @@ struct StoreBatch {
   std::vector<std::pair<std::string, const StreamState*>> states;
   std::vector<std::pair<std::string, DedupeEntry>> dedupe;  // key from dedupe_key()
   std::vector<std::pair<std::string, uint64_t>> names;
+  std::vector<std::pair<std::string, RecentMessage>> recalls;  // key from recall_key()
   std::vector<std::pair<int32_t, Checkpoint>> checkpoints;
   // Above the stored horizon: evict the entries sent before it (and leave out those of `dedupe`)
   // and make it the horizon. 0 or at most the horizon: evict nothing.
   int64_t dedupe_cutoff = 0;
+  // Above the stored recall horizon: remove the recall entries of message ids below it (and leave
+  // out those of `recalls`) and make it the horizon. 0 or at most the horizon: remove nothing.
+  uint64_t recall_cutoff = 0;
 };
 
 // The interface is the seam tests wrap (a fault-injecting store, sequencer_store_fault_test.cpp);
@@ -77,16 +92,20 @@ class StateStore {
   virtual ~StateStore() = default;
 
   virtual Result<Checkpoint> checkpoint(int32_t partition) = 0;
-  // False when the stream has no stored state.
+  // False when the stream has no stored state. A state stored before the recall index (version
+  // 5 or older) has its recent messages moved into the index as it is read.
   virtual Result<bool> load(std::string_view stream, StreamState& out) = 0;
   virtual Result<std::optional<DedupeEntry>> dedupe(std::string_view key) = 0;
   // The user a username is claimed by; none when it is free.
   virtual Result<std::optional<uint64_t>> name_holder(std::string_view username) = 0;
   // The highest dedupe cut-off ever applied (0: none): every entry sent before it may be gone.
   virtual Result<int64_t> dedupe_horizon() = 0;
+  // The recall index's entry of a message of `stream`; none when the index does not hold it.
+  virtual Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) = 0;
   virtual Status write(const StoreBatch& batch) = 0;
 
   static std::string dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id);
+  static std::string recall_key(std::string_view stream, uint64_t message_id);
 };
 
 }  // namespace imlog

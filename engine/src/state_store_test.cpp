@@ -1,10 +1,14 @@
 // The state store's dedupe window (state_store.h): a write with a cut-off evicts the entries sent
 // before it through the time index, keeps those without a time, raises the horizon and never
-// lowers it, and leaves out a pending entry sent before the horizon.
+// lowers it, and leaves out a pending entry sent before the horizon. The recall index likewise,
+// by message id, and the recent messages of a state stored before it move into it on load.
 
 #include "state_store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include "imlog/core/bytes.h"
 
 #include "imlog/testing/support.h"
 
@@ -93,6 +97,89 @@ TEST_F(DedupeWindowStore, ARefusalKeepsItsCodeAndIsEvictedLikeAnyEntry) {
   EXPECT_EQ((*e)->message, "user 3 has blocked you");
   write({}, 1501);
   EXPECT_FALSE(has("r"));
+}
+
+class RecallIndexStore : public DedupeWindowStore {
+ protected:
+  // The id of a message made at `ms` after the id epoch (partition and counter 0).
+  static uint64_t id_at(int64_t ms) { return static_cast<uint64_t>(ms) << 22; }
+
+  void put(std::vector<RecentMessage> entries, uint64_t cutoff = 0, const std::string& stream = "world") {
+    StoreBatch b;
+    for (const auto& m : entries) b.recalls.emplace_back(StateStore::recall_key(stream, m.message_id), m);
+    b.recall_cutoff = cutoff;
+    auto s = store_->write(b);
+    ASSERT_TRUE(s) << s.error().to_string();
+  }
+
+  std::optional<RecentMessage> find(uint64_t id, const std::string& stream = "world") {
+    auto m = store_->recall(stream, id);
+    EXPECT_TRUE(m) << m.error().to_string();
+    return m ? *m : std::nullopt;
+  }
+};
+
+TEST_F(RecallIndexStore, AnEntryIsFoundByItsStreamAndMessageId) {
+  RecentMessage m{id_at(1000), 7, 42, 1'600'000'000'000, false};
+  put({m});
+  EXPECT_EQ(find(m.message_id), m);
+  EXPECT_FALSE(find(m.message_id, "group_5")) << "another conversation's message";
+  EXPECT_FALSE(find(m.message_id + 1));
+  m.recalled = true;
+  put({m});
+  EXPECT_EQ(find(m.message_id), m) << "a recall replaces the entry";
+}
+
+TEST_F(RecallIndexStore, ACutOffRemovesTheEarlierMessagesAndNeverGoesDown) {
+  put({{id_at(1000), 1, 1, 1, false}, {id_at(2000), 1, 2, 2, false}, {id_at(3000), 1, 3, 3, false}});
+  put({{id_at(2000), 1, 1, 1, false}}, 0, "group_9");
+  put({}, id_at(2500));
+  EXPECT_FALSE(find(id_at(1000)));
+  EXPECT_FALSE(find(id_at(2000)));
+  EXPECT_FALSE(find(id_at(2000), "group_9")) << "every stream's";
+  EXPECT_TRUE(find(id_at(3000)));
+  put({{id_at(2400), 1, 4, 4, false}, {id_at(2600), 1, 5, 5, false}}, id_at(1000));  // a clock stepped back
+  EXPECT_FALSE(find(id_at(2400))) << "below the horizon: a catch-up's old message is not written";
+  EXPECT_TRUE(find(id_at(2600)));
+  EXPECT_TRUE(find(id_at(3000))) << "a lower cut-off removes nothing";
+  put({}, id_at(3001));
+  EXPECT_FALSE(find(id_at(3000)));
+  EXPECT_TRUE(find(id_at(3000) + (1 << 22)) == std::nullopt);
+}
+
+// A state written by the build before the recall index (version 5) held the conversation's recent
+// messages: loading it puts them in the index, where a recall finds them after the upgrade.
+TEST_F(RecallIndexStore, TheRecentMessagesOfAStateStoredBeforeTheIndexMoveIntoIt) {
+  StreamState state;
+  state.last_seq = 9;
+  std::string v5 = encode_state(state);
+  std::string recent;
+  const std::vector<RecentMessage> held = {{id_at(5000), 3, 8, 50, false}, {id_at(6000), 4, 9, 60, true}};
+  put_u64_le(recent, held.size());
+  for (const auto& m : held) {
+    put_u64_le(recent, m.message_id);
+    put_u64_le(recent, m.sender);
+    put_u64_le(recent, m.seq);
+    put_u64_le(recent, static_cast<uint64_t>(m.timestamp_ms));
+    recent.push_back(m.recalled ? 1 : 0);
+  }
+  v5.insert(6 * 8, recent);  // after the (empty) members
+  v5[0] = 5;
+  store_.reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.str(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "sgroup_3", v5).ok());
+  }
+  SetUp();
+  EXPECT_FALSE(find(id_at(5000), "group_3")) << "not before the state is read";
+  StreamState out;
+  auto loaded = store_->load("group_3", out);
+  ASSERT_TRUE(loaded && *loaded);
+  EXPECT_EQ(out, state);
+  EXPECT_EQ(find(id_at(5000), "group_3"), held[0]);
+  EXPECT_EQ(find(id_at(6000), "group_3"), held[1]);
 }
 
 }  // namespace

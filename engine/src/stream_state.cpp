@@ -327,8 +327,8 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
 
 // ---- conversations: messages, recalls, read markers --------------------------------------------
 
-// A message the state does not hold. The state keeps only messages still within the recall
-// window, so it cannot tell an old message from no message at all; a message id carries its time
+// A message the recall index does not hold. The index may forget messages once the recall window
+// has passed, so it cannot tell an old message from no message at all; a message id carries its time
 // (message_ids.h): an id made within the window that is not held was never a message of this
 // conversation (404), an older one may have been (409, the window has passed).
 Decision refuse_unknown_recall(uint64_t id, const DecideContext& ctx) {
@@ -352,9 +352,11 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
     }
     case fb::Command::RecallMessage: {
       uint64_t id = c.command_as_RecallMessage()->message_id();
-      auto it = std::find_if(s.recent.begin(), s.recent.end(),
-                             [&](const RecentMessage& m) { return m.message_id == id; });
-      if (it == s.recent.end()) return refuse_unknown_recall(id, ctx);
+      if (!ctx.recalls) return Decision::refuse(Refusal::invalid, "no recall index to decide with");
+      auto found = ctx.recalls->find(sv(c.stream()), id);
+      // A message at or below expired_through is gone from history: as if it were not held.
+      if (!found || found->seq <= s.expired_through) return refuse_unknown_recall(id, ctx);
+      const RecentMessage* it = &*found;
       if (it->sender != c.actor())
         return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");
       if (it->recalled)
@@ -640,7 +642,6 @@ void apply_retention(const StreamRef& ref, StreamState& s, const fb::EventEnvelo
   } else if (auto* x = e.event_as_MessagesExpired()) {
     s.expired_through = std::max(s.expired_through, x->through_seq());
     while (!s.day_marks.empty() && s.day_marks.front().last_seq <= s.expired_through) s.day_marks.pop_front();
-    while (!s.recent.empty() && s.recent.front().seq <= s.expired_through) s.recent.pop_front();
   }
   if (e.seq() == 0) return;
   // A timeline event: its day's mark. A clock that went back stays in the later day's mark.
@@ -829,22 +830,6 @@ void apply_single(const StreamRef& ref, StreamState& s, const fb::EventEnvelope&
   }
 }
 
-void apply_messages(StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
-  if (e.event_type() == fb::Event::MessageAppended) {
-    s.recent.push_back(RecentMessage{e.event_id(), e.actor(), e.seq(), e.timestamp_ms(), false});
-  } else if (e.event_type() == fb::Event::MessageRecalled) {
-    uint64_t id = e.event_as_MessageRecalled()->message_id();
-    for (auto& m : s.recent) {
-      if (m.message_id == id) m.recalled = true;
-    }
-  }
-  // Keep only what can still be recalled; judged by event time so the state is a pure function
-  // of the log.
-  while (!s.recent.empty() && e.timestamp_ms() - s.recent.front().timestamp_ms > limits.recall_window_ms) {
-    s.recent.pop_front();
-  }
-}
-
 void apply_user(StreamState& s, const fb::EventEnvelope& e) {
   if (auto* d = e.event_as_DeviceRegistered()) {
     s.devices[d->device_id()] = DeviceEntry{d->platform(), std::string(sv(d->token())), std::string(sv(d->session_id()))};
@@ -859,6 +844,17 @@ void apply_user(StreamState& s, const fb::EventEnvelope& e) {
 }
 
 }  // namespace
+
+std::optional<RecentMessage> recall_entry_of(const fb::EventEnvelope& e) {
+  if (e.event_type() == fb::Event::MessageAppended) {
+    return RecentMessage{e.event_id(), e.actor(), e.seq(), e.timestamp_ms(), false};
+  }
+  if (const auto* r = e.event_as_MessageRecalled()) {
+    return RecentMessage{r->message_id(), e.actor(), r->recalled_seq(), MessageIdGenerator::time_of(r->message_id()),
+                         true};
+  }
+  return std::nullopt;
+}
 
 std::string check_device_token(fb::PushPlatform platform, std::string_view token) {
   auto all = [&](auto ok) { return std::all_of(token.begin(), token.end(), ok); };
@@ -881,7 +877,7 @@ std::string check_device_token(fb::PushPlatform platform, std::string_view token
   return "platform must be apns, fcm or webhook";
 }
 
-void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, const EngineLimits& limits) {
+void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e) {
   if (is_control_record(e.event_type())) return;  // not history: no state, no time, no seq
   if (e.seq() != 0) s.last_seq = e.seq();
   s.last_event_ms = e.timestamp_ms();
@@ -898,10 +894,7 @@ void apply(const StreamRef& ref, StreamState& s, const fb::EventEnvelope& e, con
     default:
       break;
   }
-  if (is_conversation(ref.kind)) {
-    apply_messages(s, e, limits);
-    apply_retention(ref, s, e);
-  }
+  if (is_conversation(ref.kind)) apply_retention(ref, s, e);
 }
 
 // ---- state encoding: little-endian fixed fields, versioned -------------------------------------
@@ -925,7 +918,8 @@ struct Reader {
 // 1: the first. 2: the public_group flag, and the banned users after the recent messages.
 // 3: the push devices after the banned users. 4: each device's login session after the devices.
 // 5: retention after the sessions: keep_a, keep_b, expired_through and the day marks.
-constexpr uint64_t kStateVersion = 5;
+// 6: no recent messages (they moved to the recall index, RecallIndex).
+constexpr uint64_t kStateVersion = 6;
 // The flags word grew kFlagErased (schema 10) without a version: older states never set it.
 constexpr uint64_t kFlagCreated = 1, kFlagLoBlocksHi = 2, kFlagHiBlocksLo = 4, kFlagPublic = 8, kFlagErased = 16;
 
@@ -939,7 +933,7 @@ std::string encode_state(const StreamState& s) {
 
 void encode_state(const StreamState& s, std::string& out) {
   out.clear();
-  out.reserve(72 + s.members.size() * 9 + s.recent.size() * 33 + s.banned.size() * 8);
+  out.reserve(96 + s.members.size() * 9 + s.banned.size() * 8 + s.day_marks.size() * 16);
   put_u64_le(out, kStateVersion);
   put_u64_le(out, s.last_seq);
   put_u64_le(out, static_cast<uint64_t>(s.last_event_ms));
@@ -952,14 +946,6 @@ void encode_state(const StreamState& s, std::string& out) {
   for (auto [id, role] : s.members) {
     put_u64_le(out, id);
     out.push_back(static_cast<char>(role));
-  }
-  put_u64_le(out, s.recent.size());
-  for (const auto& m : s.recent) {
-    put_u64_le(out, m.message_id);
-    put_u64_le(out, m.sender);
-    put_u64_le(out, m.seq);
-    put_u64_le(out, static_cast<uint64_t>(m.timestamp_ms));
-    out.push_back(m.recalled ? 1 : 0);
   }
   put_u64_le(out, s.banned.size());
   for (uint64_t id : s.banned) put_u64_le(out, id);
@@ -984,7 +970,7 @@ void encode_state(const StreamState& s, std::string& out) {
   }
 }
 
-bool decode_state(std::string_view bytes, StreamState& s) {
+bool decode_state(std::string_view bytes, StreamState& s, std::vector<RecentMessage>* legacy_recent) {
   Reader r{bytes};
   s = StreamState{};
   const uint64_t version = r.u64();
@@ -1006,7 +992,8 @@ bool decode_state(std::string_view bytes, StreamState& s) {
     s.members.emplace(id, static_cast<fb::Role>(r.in[0]));
     r.in.remove_prefix(1);
   }
-  n = r.u64();
+  if (legacy_recent) legacy_recent->clear();
+  n = version < 6 ? r.u64() : 0;
   for (uint64_t i = 0; r.ok && i < n; ++i) {
     RecentMessage m;
     m.message_id = r.u64();
@@ -1016,7 +1003,7 @@ bool decode_state(std::string_view bytes, StreamState& s) {
     if (r.in.empty()) return false;
     m.recalled = r.in[0] != 0;
     r.in.remove_prefix(1);
-    s.recent.push_back(m);
+    if (legacy_recent) legacy_recent->push_back(m);
   }
   if (version >= 2) {
     n = r.u64();

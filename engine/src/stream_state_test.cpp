@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "imlog/core/bytes.h"
 #include "imlog/engine/directory.h"
 #include "imlog/engine/message_ids.h"
 #include "imlog/engine/streams.h"
@@ -76,6 +77,25 @@ class SetNameIndex final : public NameIndex {
 
 // One stream driven the way the sequencer drives it: decide, and on accept append the event
 // (next seq for a timeline event, 0 otherwise) and apply it. Keeps every accepted event's bytes.
+// The recall index as the sequencer keeps it (its pending entries, then the state store's), in
+// memory: every entry recall_entry_of() gives, by (stream, message id).
+class MemoryRecalls final : public RecallIndex {
+ public:
+  void record(std::string_view stream, const fb::EventEnvelope& e) {
+    if (auto m = recall_entry_of(e)) entries_[{std::string(stream), m->message_id}] = *m;
+  }
+  [[nodiscard]] std::optional<RecentMessage> find(std::string_view stream, uint64_t message_id) const override {
+    auto it = entries_.find({std::string(stream), message_id});
+    if (it == entries_.end()) return std::nullopt;
+    return it->second;
+  }
+  [[nodiscard]] size_t size() const { return entries_.size(); }
+  [[nodiscard]] bool same_entries(const MemoryRecalls& other) const { return entries_ == other.entries_; }
+
+ private:
+  std::map<std::pair<std::string, uint64_t>, RecentMessage> entries_;
+};
+
 class Stream {
  public:
   Stream(std::string id, const Directory& directory, EngineLimits limits = {}, SetNameIndex* names = nullptr)
@@ -104,7 +124,7 @@ class Stream {
       return Decision::refuse(Refusal::invalid, "test: unreadable command");
     }
     const fb::CommandEnvelope& command = **command_view;
-    DecideContext ctx{directory_, limits_, now_ms_, names_};
+    DecideContext ctx{directory_, limits_, now_ms_, names_, &recalls_};
     Decision d = decide(ref_, state_, command, ctx);
     if (d.kind != Decision::Kind::accept) {
       if (d.stateless) stateless_.push_back(command_bytes);
@@ -127,7 +147,8 @@ class Stream {
       return d;
     }
     last_ = *event_view;
-    apply(ref_, state_, *last_, limits_);
+    apply(ref_, state_, *last_);
+    recalls_.record(id_, *last_);
     if (names_ && last_->event_type() == fb::Event::UserRegistered) {
       names_->claim(sv(last_->event_as_UserRegistered()->username()), last_->event_as_UserRegistered()->user_id());
     }
@@ -135,6 +156,8 @@ class Stream {
   }
 
   [[nodiscard]] const StreamState& state() const { return state_; }
+  [[nodiscard]] const MemoryRecalls& recalls() const { return recalls_; }
+  [[nodiscard]] const std::string& id() const { return id_; }
   [[nodiscard]] const StreamRef& ref() const { return ref_; }
   [[nodiscard]] const EngineLimits& limits() const { return limits_; }
   // The last accepted event (nullptr before any).
@@ -149,7 +172,7 @@ class Stream {
   [[nodiscard]] Decision decide_on(const StreamState& state, const std::string& command_bytes) const {
     auto command = read_command(command_bytes);
     if (!command) return Decision::refuse(Refusal::invalid, "test: unreadable command");
-    return decide(ref_, state, **command, DecideContext{directory_, limits_, now_ms_, names_});
+    return decide(ref_, state, **command, DecideContext{directory_, limits_, now_ms_, names_, &recalls_});
   }
 
  private:
@@ -159,6 +182,7 @@ class Stream {
   EngineLimits limits_;
   SetNameIndex* names_;
   StreamState state_;
+  MemoryRecalls recalls_;
   std::deque<std::string> events_;
   const fb::EventEnvelope* last_ = nullptr;
   int64_t now_ms_ = kStartMs;
@@ -216,19 +240,6 @@ class Stream {
     return differ("expired_through") << ": " << x.expired_through << " vs " << y.expired_through;
   if (x.day_marks != y.day_marks)
     return differ("day_marks") << ": " << x.day_marks.size() << " vs " << y.day_marks.size() << " days";
-  if (x.recent.size() != y.recent.size())
-    return differ("recent") << ": " << x.recent.size() << " vs " << y.recent.size() << " messages";
-  for (size_t i = 0; i < x.recent.size(); ++i) {
-    const auto& a = x.recent[i];
-    const auto& b = y.recent[i];
-    if (a.message_id != b.message_id || a.sender != b.sender || a.seq != b.seq ||
-        a.timestamp_ms != b.timestamp_ms || a.recalled != b.recalled) {
-      return differ("recent[" + std::to_string(i) + "]")
-             << ": id " << a.message_id << "/" << b.message_id << " sender " << a.sender << "/" << b.sender
-             << " seq " << a.seq << "/" << b.seq << " ts " << a.timestamp_ms << "/" << b.timestamp_ms
-             << " recalled " << a.recalled << "/" << b.recalled;
-    }
-  }
   return ::testing::AssertionSuccess();
 }
 
@@ -1052,7 +1063,7 @@ TEST_F(StreamStateGroup, AGroupCreatedWithoutSettingsIsPrivate) {
   ASSERT_FALSE((*view)->event_as_GroupCreated()->join_policy().has_value());
   StreamState s;
   EngineLimits limits;
-  apply(*parse_stream(group_stream(kGroup)), s, **view, limits);
+  apply(*parse_stream(group_stream(kGroup)), s, **view);
   EXPECT_TRUE(s.created);
   EXPECT_FALSE(s.public_group);
 
@@ -1176,7 +1187,7 @@ TEST_F(StreamStateGroup, ARemovalWithoutABanBansNobody) {
   auto view = read_event(bytes);
   ASSERT_TRUE(view);
   StreamState s = g.state();
-  apply(g.ref(), s, **view, g.limits());
+  apply(g.ref(), s, **view);
   EXPECT_FALSE(s.members.contains(kMember));
   EXPECT_TRUE(s.banned.empty());
 }
@@ -1437,18 +1448,20 @@ TEST_F(StreamStateRecall, TheSenderRecallsOnceWithinTheWindow) {
   EXPECT_EQ(g.last()->event_as_MessageRecalled()->message_id(), message_);
   EXPECT_EQ(g.last()->event_as_MessageRecalled()->recalled_seq(), seq_);
   EXPECT_EQ(g.last()->seq(), seq_ + 1) << "a recall is on the timeline";
-  ASSERT_FALSE(g.state().recent.empty());
-  EXPECT_TRUE(g.state().recent.front().recalled);
+  auto held = g.recalls().find(g.id(), message_);
+  ASSERT_TRUE(held);
+  EXPECT_TRUE(held->recalled);
+  EXPECT_EQ(held->seq, seq_);
   EXPECT_TRUE(Refused(g.run(kMember, recall(message_)), Refusal::not_found)) << "twice";
 }
 
 TEST_F(StreamStateRecall, NotAfterTheWindow) {
   g.advance_ms(g.limits().recall_window_ms + 1);
   EXPECT_TRUE(Refused(g.run(kMember, recall(message_)), Refusal::recall_window_passed));
-  // Once a later event passes the window the message leaves the state altogether.
+  // Still held by the index (the engine may forget it once the window has passed; not held, it
+  // gets the same answer: AnUnknownMessage... below).
   ASSERT_TRUE(Accepted(g.run(kOwner, send("later"))));
-  EXPECT_EQ(g.state().recent.size(), 1u);
-  EXPECT_EQ(g.state().recent.front().sender, kOwner);
+  EXPECT_TRUE(g.recalls().find(g.id(), message_));
   EXPECT_TRUE(Refused(g.run(kMember, recall(message_)), Refusal::recall_window_passed));
 }
 
@@ -1537,34 +1550,39 @@ TEST(StreamStateApply, SeqFollowsTimelineEventsOnly) {
   read.Set(fb::ReadMarkedT{{}, 1, 1});
 
   auto b1 = event_bytes("world", 1, 100, msg);
-  apply(ref, s, **read_event(b1), limits);
+  apply(ref, s, **read_event(b1));
   EXPECT_EQ(s.last_seq, 1u);
   EXPECT_EQ(s.last_event_ms, 100);
   auto b2 = event_bytes("world", 0, 150, read);
-  apply(ref, s, **read_event(b2), limits);
+  apply(ref, s, **read_event(b2));
   EXPECT_EQ(s.last_seq, 1u);
   EXPECT_EQ(s.last_event_ms, 150);
   auto b3 = event_bytes("world", 2, 200, msg);
-  apply(ref, s, **read_event(b3), limits);
+  apply(ref, s, **read_event(b3));
   EXPECT_EQ(s.last_seq, 2u);
-  EXPECT_EQ(s.recent.size(), 2u);
 }
 
-TEST(StreamStateApply, RecentMessagesAreThoseStillInsideTheRecallWindow) {
-  MapDirectory dir;
-  Stream w(std::string(kWorldStream), dir);
-  const int64_t window = w.limits().recall_window_ms;
-  ASSERT_TRUE(Accepted(w.run(1, send("a"))));
-  w.advance_ms(window / 2);
-  ASSERT_TRUE(Accepted(w.run(2, send("b"))));
-  w.advance_ms(window / 2);  // "a" is exactly at the edge: still recallable
-  ASSERT_TRUE(Accepted(w.run(3, send("c"))));
-  EXPECT_EQ(w.state().recent.size(), 3u);
-  w.advance_ms(1);
-  ASSERT_TRUE(Accepted(w.run(3, mark_read(1))));  // any event moves the window
-  ASSERT_EQ(w.state().recent.size(), 2u);
-  EXPECT_EQ(w.state().recent.front().sender, 2u);
-  EXPECT_EQ(w.state().recent.back().seq, 3u);
+TEST(StreamStateApply, MessagesAndRecallsMakeRecallEntriesAndNothingElseDoes) {
+  MapDirectory dir{kOwner, kMember};
+  Stream g(group_stream(kGroup), dir);
+  ASSERT_TRUE(Accepted(g.run(kOwner, create_group(kGroup, {kMember}))));
+  EXPECT_FALSE(recall_entry_of(*g.last())) << "a group's creation";
+  g.advance_ms(5);
+  ASSERT_TRUE(Accepted(g.run(kMember, send("a"))));
+  auto sent = recall_entry_of(*g.last());
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(*sent, (RecentMessage{g.last_event_id(), kMember, 2, g.now_ms(), false}));
+  const uint64_t message = g.last_event_id();
+  ASSERT_TRUE(Accepted(g.run(kMember, mark_read(2))));
+  EXPECT_FALSE(recall_entry_of(*g.last())) << "a read marker";
+  ASSERT_TRUE(Accepted(g.run(kMember, recall(message))));
+  auto recalled = recall_entry_of(*g.last());
+  ASSERT_TRUE(recalled);
+  EXPECT_EQ(recalled->message_id, message);
+  EXPECT_EQ(recalled->sender, kMember);
+  EXPECT_EQ(recalled->seq, 2u) << "the message's seq, not the recall's";
+  EXPECT_TRUE(recalled->recalled);
+  EXPECT_EQ(g.recalls().size(), 1u) << "one entry per message";
 }
 
 // ---- state encoding -----------------------------------------------------------------------------
@@ -1578,13 +1596,34 @@ StreamState rich_state() {
   s.members = {{1, fb::Role::Member}, {9, fb::Role::Owner}, {1ull << 52, fb::Role::Admin}};
   s.link = Link::pending_from_hi;
   s.lo_blocks_hi = true;
-  s.recent.push_back(RecentMessage{0xFFFF'FFFF'FFFF'FFFFull, 1, 4240, kStartMs, false});
-  s.recent.push_back(RecentMessage{77, 9, 4242, kStartMs + 17, true});
   s.public_group = true;
   s.banned = {3, 1ull << 52};
   s.devices = {{7, DeviceEntry{fb::PushPlatform::Webhook, "https://hooks.example/u/5", "sess-a"}},
                {1ull << 52, DeviceEntry{fb::PushPlatform::Fcm, "fcm:token", ""}}};
   return s;
+}
+
+// The recent messages a conversation's state held before version 6 (the recall index holds them
+// since).
+const std::vector<RecentMessage> kLegacyRecent = {{0xFFFF'FFFF'FFFF'FFFFull, 1, 4240, kStartMs, false},
+                                                  {77, 9, 4242, kStartMs + 17, true}};
+
+// `s` as version 5 wrote it: the current encoding with kLegacyRecent after the members. The
+// tests of older versions cut the fields those lacked from its end.
+std::string v5_encoding(const StreamState& s) {
+  std::string bytes = encode_state(s);
+  std::string recent;
+  put_u64_le(recent, kLegacyRecent.size());
+  for (const auto& m : kLegacyRecent) {
+    put_u64_le(recent, m.message_id);
+    put_u64_le(recent, m.sender);
+    put_u64_le(recent, m.seq);
+    put_u64_le(recent, static_cast<uint64_t>(m.timestamp_ms));
+    recent.push_back(m.recalled ? 1 : 0);
+  }
+  bytes.insert(6 * 8 + s.members.size() * 9, recent);  // version, 4 fields, member count, members
+  bytes[0] = 5;
+  return bytes;
 }
 
 // An encoding of the current version less its retention fields (a state without any: keep_a,
@@ -1623,7 +1662,6 @@ TEST(StreamStateEncoding, RoundTripsAStateBuiltFromEvents) {
   StreamState out;
   ASSERT_TRUE(decode_state(encode_state(g.state()), out));
   EXPECT_TRUE(SameState(out, g.state()));
-  EXPECT_EQ(out.recent.size(), 2u);
   EXPECT_TRUE(out.public_group);
   EXPECT_EQ(out.banned, std::set<uint64_t>{kMember});
 }
@@ -1635,13 +1673,15 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
   in.public_group = false;
   in.banned.clear();
   in.devices.clear();
-  std::string v3 = without_retention(encode_state(in));
+  std::string v3 = without_retention(v5_encoding(in));
   std::string v1 = v3.substr(0, v3.size() - 16);  // no banned list, no devices
   v1[0] = 1;
   StreamState out;
-  ASSERT_TRUE(decode_state(v1, out));
+  std::vector<RecentMessage> recent;
+  ASSERT_TRUE(decode_state(v1, out, &recent));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(without_retention(encode_state(out)), v3) << "written back as the current version";
+  EXPECT_EQ(recent, kLegacyRecent);
+  EXPECT_EQ(encode_state(out), encode_state(in)) << "written back as the current version";
   EXPECT_FALSE(decode_state(v3.substr(0, v3.size() - 16), out)) << "version 3 needs its banned list and devices";
 }
 
@@ -1649,26 +1689,26 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeGroupSettings) {
 TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDevices) {
   StreamState in = rich_state();
   in.devices.clear();
-  std::string v3 = without_retention(encode_state(in));
+  std::string v3 = without_retention(v5_encoding(in));
   std::string v2 = v3.substr(0, v3.size() - 8);  // no device list
   v2[0] = 2;
   StreamState out;
   ASSERT_TRUE(decode_state(v2, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(without_retention(encode_state(out)), v3);
+  EXPECT_EQ(encode_state(out), encode_state(in));
 }
 
 // The build before login sessions wrote version 3 states: their devices decode with no session.
 TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDeviceSessions) {
   StreamState in = rich_state();
   for (auto& [id, d] : in.devices) d.session.clear();
-  std::string v4 = without_retention(encode_state(in));
+  std::string v4 = without_retention(v5_encoding(in));
   std::string v3 = v4.substr(0, v4.size() - 8 * in.devices.size());  // no session per device
   v3[0] = 3;
   StreamState out;
   ASSERT_TRUE(decode_state(v3, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(without_retention(encode_state(out)), v4);
+  EXPECT_EQ(encode_state(out), encode_state(in));
   v4[0] = 4;
   EXPECT_FALSE(decode_state(v4.substr(0, v4.size() - 8), out)) << "version 4 needs a session per device";
 }
@@ -1676,13 +1716,12 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeDeviceSessions) {
 // The build before retention wrote version 4 states: no override, nothing expired, no day marks.
 TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeRetention) {
   StreamState in = rich_state();
-  std::string v5 = encode_state(in);
-  std::string v4 = without_retention(v5);
+  std::string v4 = without_retention(v5_encoding(in));
   v4[0] = 4;
   StreamState out;
   ASSERT_TRUE(decode_state(v4, out));
   EXPECT_TRUE(SameState(out, in));
-  EXPECT_EQ(encode_state(out), v5);
+  EXPECT_EQ(encode_state(out), encode_state(in));
   in.keep_a = 30;
   in.keep_b = 0;
   in.expired_through = 4;
@@ -1690,6 +1729,30 @@ TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeRetention) {
   ASSERT_TRUE(decode_state(encode_state(in), out));
   EXPECT_TRUE(SameState(out, in));
   EXPECT_FALSE(decode_state(encode_state(in).substr(0, encode_state(in).size() - 16), out)) << "a mark short";
+}
+
+// The build before the recall index wrote version 5 states, each conversation's holding its recent
+// messages: they decode to the same state, and the messages go to the caller (the state store,
+// which puts them in the index).
+TEST(StreamStateEncoding, DecodesTheStatesOfTheBuildBeforeTheRecallIndex) {
+  StreamState in = rich_state();
+  in.keep_a = 30;
+  in.expired_through = 4;
+  in.day_marks = {{19000, 5}, {19002, 9}};
+  std::string v5 = v5_encoding(in);
+  StreamState out;
+  std::vector<RecentMessage> recent{RecentMessage{1, 1, 1, 1, false}};
+  ASSERT_TRUE(decode_state(v5, out, &recent));
+  EXPECT_TRUE(SameState(out, in));
+  EXPECT_EQ(recent, kLegacyRecent) << "replaced, not appended to";
+  EXPECT_EQ(encode_state(out), encode_state(in));
+  EXPECT_LT(encode_state(out).size(), v5.size());
+  ASSERT_TRUE(decode_state(v5, out)) << "the recent messages may be skipped";
+  ASSERT_TRUE(decode_state(encode_state(in), out, &recent));
+  EXPECT_TRUE(recent.empty()) << "version 6 has none";
+  std::string v6_as_v5 = encode_state(in);
+  v6_as_v5[0] = 5;
+  EXPECT_FALSE(decode_state(v6_as_v5, out)) << "version 5 needs its recent messages";
 }
 
 TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
@@ -1701,7 +1764,7 @@ TEST(StreamStateEncoding, RejectsTruncatedOrPaddedBytes) {
   StreamState out;
   EXPECT_FALSE(decode_state(bytes + '\0', out)) << "trailing byte";
   std::string other_version = bytes;
-  other_version[0] = 6;
+  other_version[0] = 7;
   EXPECT_FALSE(decode_state(other_version, out)) << "unknown version";
   // A member count far past the bytes present fails instead of looping or allocating.
   std::string huge = encode_state(StreamState{});
@@ -1760,9 +1823,10 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
         d = g.run(actor, send(std::string(static_cast<size_t>(extra % 10), 'm')));
         break;
       case 6: {
-        const auto& recent = g.state().recent;
-        if (!recent.empty() && extra % 2 == 0) {  // its sender, or someone else, recalls a recent one
-          const auto& m = recent[static_cast<size_t>(extra / 2) % recent.size()];
+        auto recent = message_ids.empty() ? std::nullopt
+                                          : g.recalls().find(g.id(), message_ids[static_cast<size_t>(extra / 2) % message_ids.size()]);
+        if (recent && extra % 2 == 0) {  // its sender, or someone else, recalls a recent one
+          const auto& m = *recent;
           d = g.run(extra % 4 == 0 ? m.sender : actor, recall(m.message_id));
         } else {
           uint64_t id = message_ids.empty() || extra % 5 == 0 ? 42 : message_ids[extra % message_ids.size()];
@@ -1823,6 +1887,7 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
   RC_CLASSIFY(!g.stateless_refusals().empty(), "stateless refusals");
 
   StreamState rebuilt;
+  MemoryRecalls rebuilt_recalls;
   uint64_t expected_seq = 0;
   for (const auto& bytes : g.events()) {
     auto ev = read_event(bytes);
@@ -1832,10 +1897,12 @@ RC_GTEST_PROP(StreamStateProperty, ReplayingTheAcceptedEventsRebuildsTheLiveStat
     } else {
       RC_ASSERT((*ev)->seq() == ++expected_seq);  // 1, 2, 3, ... with no gap
     }
-    apply(g.ref(), rebuilt, **ev, limits);
+    apply(g.ref(), rebuilt, **ev);
+    rebuilt_recalls.record(g.id(), **ev);
   }
   if (auto same = SameState(rebuilt, g.state()); !same)
     RC_FAIL(std::string("replay differs from live: ") + same.message());
+  RC_ASSERT(rebuilt_recalls.same_entries(g.recalls()));
   RC_ASSERT(g.state().last_seq == expected_seq);
 
   StreamState decoded;

@@ -86,9 +86,9 @@ void event(std::string_view bytes) {
   auto stream = parse_stream(sv((*ev)->stream()));
   if (!stream) return;
   StreamState state;
-  EngineLimits limits;
-  apply(*stream, state, **ev, limits);
-  apply(*stream, state, **ev, limits);
+  (void)recall_entry_of(**ev);
+  apply(*stream, state, **ev);
+  apply(*stream, state, **ev);
   StreamState again;
   IMLOG_FUZZ_CHECK(decode_state(encode_state(state), again));
   IMLOG_FUZZ_CHECK(again == state);

@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "imlog/engine/directory.h"
 #include "imlog/engine/streams.h"
@@ -102,14 +103,32 @@ struct DeviceEntry {
 
 enum class Link : uint8_t { none = 0, pending_from_lo, pending_from_hi, friends };
 
+// A message as the recall index holds it: what decide() needs to judge a RecallMessage.
 struct RecentMessage {
   uint64_t message_id = 0;
   uint64_t sender = 0;
   uint64_t seq = 0;
-  int64_t timestamp_ms = 0;
+  int64_t timestamp_ms = 0;  // its event's
   bool recalled = false;
   bool operator==(const RecentMessage&) const = default;
 };
+
+// The messages of every conversation that may still be recalled, by (stream, message id): kept
+// by the sequencer beside the stream states (the state store's recall entries), from each event's
+// recall_entry_of(). Not part of a stream's state, so that a checkpoint writes a state whose size
+// does not grow with the recall window and the conversation's rate.
+class RecallIndex {
+ public:
+  virtual ~RecallIndex() = default;
+  // The message's entry, if `stream` holds it and the index still keeps it (it may forget a
+  // message once the recall window has passed).
+  [[nodiscard]] virtual std::optional<RecentMessage> find(std::string_view stream, uint64_t message_id) const = 0;
+};
+
+// The entry a valid event puts in the recall index: a MessageAppended's own (not recalled), a
+// MessageRecalled's for the message it recalls (recalled; its timestamp the message id's); none
+// for any other event.
+std::optional<RecentMessage> recall_entry_of(const fb::EventEnvelope& event);
 
 struct StreamState {
   uint64_t last_seq = 0;       // of the timeline: every event but read markers and epoch markers
@@ -124,8 +143,6 @@ struct StreamState {
   Link link = Link::none;
   bool lo_blocks_hi = false;
   bool hi_blocks_lo = false;
-  // conversations: messages still inside the recall window, oldest first
-  std::deque<RecentMessage> recent;
   // user_<id>: the user's push devices by device id (ordered: encoding must be deterministic)
   std::map<uint64_t, DeviceEntry> devices;
   bool erased = false;  // user_<id>: the user erased their account (UserErased); no command after it
@@ -154,6 +171,7 @@ struct DecideContext {
   const EngineLimits& limits;
   int64_t now_ms = 0;
   const NameIndex* names = nullptr;  // required for names_ streams
+  const RecallIndex* recalls = nullptr;  // required for RecallMessage
 };
 
 struct Decision {
@@ -180,8 +198,7 @@ Decision decide(const StreamRef& stream, const StreamState& state,
                 const fb::CommandEnvelope& command, const DecideContext& ctx);
 
 // Applies a valid event of this stream. Precondition: event.stream() names `stream`.
-void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event,
-           const EngineLimits& limits);
+void apply(const StreamRef& stream, StreamState& state, const fb::EventEnvelope& event);
 
 // The retention a conversation has: its days, 0 for ever. A group's or world's override, else the
 // default; in a one-to-one the shorter of its two users' (each their override, else the default).
@@ -208,6 +225,8 @@ std::string check_device_token(fb::PushPlatform platform, std::string_view token
 std::string encode_state(const StreamState& state);
 // The same into `out` (cleared first), whose capacity a caller encoding many states reuses.
 void encode_state(const StreamState& state, std::string& out);
-bool decode_state(std::string_view bytes, StreamState& out);
+// Before version 6 a conversation's state held its recent messages: they go to `legacy_recent`
+// (when given), for the store to move into the recall index.
+bool decode_state(std::string_view bytes, StreamState& out, std::vector<RecentMessage>* legacy_recent = nullptr);
 
 }  // namespace imlog
