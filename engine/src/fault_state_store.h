@@ -139,6 +139,7 @@ class FaultStateStore final : public StateStore {
     IMLOG_TRY(faults_->read(StoreFaults::Read::recall, recall_key(stream, message_id)));
     return base_->recall(stream, message_id);
   }
+  Result<uint64_t> recall_horizon() override { return base_->recall_horizon(); }
   Status write(const StoreBatch& batch) override {
     faults_->wrote(batch);
     return base_->write(batch);

@@ -153,6 +153,9 @@ class Sequencer::Loop final : public RebalanceListener {
     auto horizon = store_->dedupe_horizon();
     IMLOG_TRY(horizon);
     dedupe_horizon_ = *horizon;
+    auto recall_horizon = store_->recall_horizon();
+    IMLOG_TRY(recall_horizon);
+    recall_horizon_ = *recall_horizon;
     ConsumerOptions opts;
     opts.group = config_.group;
     opts.max_batch = config_.max_batch;
@@ -451,7 +454,7 @@ class Sequencer::Loop final : public RebalanceListener {
   // evict it, and decide() refuses its recall whether it is held or not.
   void record_recall(PartitionCtx& ctx, std::string_view stream, const fb::EventEnvelope& e) {
     auto entry = recall_entry_of(e);
-    if (!entry || entry->message_id < recall_cutoff(clock_.now_ms())) return;
+    if (!entry || entry->message_id < advance_recall_horizon()) return;
     auto key = StateStore::recall_key(stream, entry->message_id);
     ctx.pending_recalls[key] = PendingRecall{*entry, e.event_id()};
     ctx.recorded_recalls.push_back(std::move(key));
@@ -493,7 +496,7 @@ class Sequencer::Loop final : public RebalanceListener {
   // of refusing the recall for good.
   class Recalls final : public RecallIndex {
    public:
-    Recalls(PartitionCtx& ctx, StateStore& store) : ctx_(ctx), store_(store) {}
+    Recalls(PartitionCtx& ctx, StateStore& store, uint64_t horizon) : ctx_(ctx), store_(store), horizon_(horizon) {}
     std::optional<RecentMessage> find(std::string_view stream, uint64_t message_id) const override {
       auto key = StateStore::recall_key(stream, message_id);
       if (auto it = ctx_.pending_recalls.find(key); it != ctx_.pending_recalls.end()) return it->second.entry;
@@ -504,11 +507,13 @@ class Sequencer::Loop final : public RebalanceListener {
       }
       return *found;
     }
+    uint64_t horizon() const override { return horizon_; }
     mutable std::optional<Error> error;
 
    private:
     PartitionCtx& ctx_;
     StateStore& store_;
+    uint64_t horizon_;
   };
 
   // ---- live commands ------------------------------------------------------------------------------
@@ -660,7 +665,7 @@ class Sequencer::Loop final : public RebalanceListener {
     IMLOG_TRY(loaded);
     StreamState& state = **loaded;
     Names names(ctx, *store_);
-    Recalls recalls(ctx, *store_);
+    Recalls recalls(ctx, *store_, advance_recall_horizon());
     Decision d = decide(*ref, state, c, DecideContext{recent_users_, config_.limits, now, &names, &recalls});
     if (names.error) return fail(*names.error);
     if (recalls.error) return fail(*recalls.error);
@@ -881,9 +886,8 @@ class Sequencer::Loop final : public RebalanceListener {
       if (const PendingRecall* entry = pending_recall(ref)) batch.recalls.emplace_back(ref.key, entry->entry);
     }
     if (evict) {
-      int64_t ms = clock_.now_ms();
-      batch.dedupe_cutoff = dedupe_cutoff(ms);
-      batch.recall_cutoff = recall_cutoff(ms);
+      batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
+      batch.recall_cutoff = advance_recall_horizon();
       last_eviction_ = now;
     }
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
@@ -918,15 +922,20 @@ class Sequencer::Loop final : public RebalanceListener {
     return &entry->second;
   }
 
-  // The recall cut-off at the engine's time now, as a message id: the messages made before it
-  // are past the recall window, so the index may forget them. No margin for skew is needed: an
-  // entry's time is its event's, at most its id's time (the id is made after the event's time is
-  // read), and decide() judges it against the same clock, so whatever is forgotten would be
-  // refused `recall_window_passed` anyway.
-  uint64_t recall_cutoff(int64_t now) const {
-    int64_t cut = now - config_.limits.recall_window_ms;
-    if (cut <= MessageIdGenerator::kEpochMs) return 0;
-    return static_cast<uint64_t>(cut - MessageIdGenerator::kEpochMs) << (MessageIdGenerator::kPartitionBits + MessageIdGenerator::kCounterBits);
+  // Raises the recall horizon to the cut-off at the engine's time now (as a message id: the
+  // messages made before it are past the recall window) and returns it. It never goes down, so a
+  // clock stepped back makes nothing the index forgot (or left out) recallable again: decide()
+  // refuses every id below it `recall_window_passed` (RecallIndex::horizon()). An entry's time is
+  // its event's, at most its id's (the id is made after the event's time is read), so what the
+  // cut-off forgets decide() would refuse anyway.
+  uint64_t advance_recall_horizon() {
+    int64_t cut = clock_.now_ms() - config_.limits.recall_window_ms;
+    if (cut > MessageIdGenerator::kEpochMs) {
+      uint64_t id = static_cast<uint64_t>(cut - MessageIdGenerator::kEpochMs)
+                    << (MessageIdGenerator::kPartitionBits + MessageIdGenerator::kCounterBits);
+      recall_horizon_ = std::max(recall_horizon_, id);
+    }
+    return recall_horizon_;
   }
 
   // Batches finish in the order they were appended, whatever order their callbacks come in: a
@@ -973,7 +982,13 @@ class Sequencer::Loop final : public RebalanceListener {
       ctx.acked_event_offset = std::max(ctx.acked_event_offset, w.first);
       ctx.unverified_events += w.second;
       auto fenced = fenced_since_verified(ctx);
-      if (!fenced) return fail_loop(fenced.error());
+      if (!fenced) {
+        // Whether its events are valid is unknown: the stop's checkpoint must not store what they
+        // derived. Whoever takes the partition next rebuilds it from the log.
+        partitions_.erase(it);
+        stats.partitions = static_cast<int32_t>(partitions_.size());
+        return fail_loop(fenced.error());
+      }
       if (*fenced) stand_down(p);
     }
     for (auto [p, off] : batch.command_offsets) {
@@ -1166,9 +1181,8 @@ class Sequencer::Loop final : public RebalanceListener {
         offsets.push_back(TopicPartitionOffset{std::string(kCommandsTopic), p, ctx->acked_command_offset + 1});
       }
     }
-    int64_t now = clock_.now_ms();
-    batch.dedupe_cutoff = dedupe_cutoff(now);
-    batch.recall_cutoff = recall_cutoff(now);
+    batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
+    batch.recall_cutoff = advance_recall_horizon();
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     dedupe_horizon_ = batch.dedupe_cutoff;
     for (auto& [p, ctx] : partitions_) written(*ctx);
@@ -1196,6 +1210,8 @@ class Sequencer::Loop final : public RebalanceListener {
   // The highest dedupe cut-off applied to the store (state_store.h): a command sent before it
   // and not in the index is refused retry_window_expired. Never goes down.
   int64_t dedupe_horizon_ = 0;
+  // The recall horizon (advance_recall_horizon()): at or above the store's. Never goes down.
+  uint64_t recall_horizon_ = 0;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<Consumer> commands_;
   std::thread thread_;

@@ -64,6 +64,7 @@ class RecordingStore final : public StateStore {
   Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) override {
     return base_->recall(stream, message_id);
   }
+  Result<uint64_t> recall_horizon() override { return base_->recall_horizon(); }
   Status write(const StoreBatch& batch) override {
     SeenWrite w;
     w.dedupe = batch.dedupe.size();

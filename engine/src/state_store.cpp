@@ -69,13 +69,14 @@ class RocksStateStore final : public StateStore {
   Result<std::optional<uint64_t>> name_holder(std::string_view username) override;
   Result<int64_t> dedupe_horizon() override;
   Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) override;
+  Result<uint64_t> recall_horizon() override { return read_u64(kRecallHorizonKey, "the recall horizon"); }
   Status write(const StoreBatch& batch) override;
 
  private:
   Result<uint64_t> read_u64(const char* key, std::string_view what);
   Status evict(int64_t from, int64_t cutoff, rocksdb::WriteBatch& wb);
   Status evict_recalls(uint64_t from, uint64_t cutoff, rocksdb::WriteBatch& wb);
-  Status write_legacy_recent(std::string_view stream, const std::vector<RecentMessage>& recent);
+  Status migrate_legacy_state(std::string_view stream, const StreamState& state, const std::vector<RecentMessage>& recent);
 
   std::unique_ptr<rocksdb::DB> db_;
   // Reused by every write(), so a checkpoint's megabytes of states land in memory already
@@ -127,14 +128,18 @@ Result<bool> RocksStateStore::load(std::string_view stream, StreamState& out) {
                       "engine state store: stream " + std::string(stream) +
                           " has an undecodable state; delete the state directory to rebuild it"));
   }
-  if (!legacy.empty()) IMLOG_TRY(write_legacy_recent(stream, legacy));
+  if (get_u64_le(v, 0) < 6) IMLOG_TRY(migrate_legacy_state(stream, out, legacy));
   return true;
 }
 
-// The recent messages a state of version 5 or older held, into the recall index. They are what
-// the stream's events up to the stored checkpoint put there; whatever the index holds of later
-// events is put again by the replay from that checkpoint, which always follows such a load.
-Status RocksStateStore::write_legacy_recent(std::string_view stream, const std::vector<RecentMessage>& recent) {
+// A state of version 5 or older: its recent messages into the recall index and the state again as
+// the current version, in one write, so the next load reads it as it is. A stored state is the
+// one its partition's checkpoint holds, so the messages are what the stream's events up to there
+// put in the index: on the live path no later event of the stream exists (it would have kept the
+// state in the cache, dirty), and in a catch-up the replay from the checkpoint puts the later
+// ones again.
+Status RocksStateStore::migrate_legacy_state(std::string_view stream, const StreamState& state,
+                                             const std::vector<RecentMessage>& recent) {
   auto horizon = read_u64(kRecallHorizonKey, "the recall horizon");
   IMLOG_TRY(horizon);
   rocksdb::WriteBatch wb;
@@ -144,6 +149,8 @@ Status RocksStateStore::write_legacy_recent(std::string_view stream, const std::
     encode_recall(m, value);
     wb.Put(recall_key(stream, m.message_id), value);
   }
+  encode_state(state, value);
+  wb.Put("s" + std::string(stream), value);
   auto s = db_->Write(rocksdb::WriteOptions(), &wb);
   if (!s.ok()) return fail(store_error(s, "moving the recent messages of " + std::string(stream) + " to the recall index"));
   return {};

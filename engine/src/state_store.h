@@ -1,7 +1,7 @@
 #pragma once
 // The sequencer's local state store (docs/architecture.md, "Dedupe and seq assignment"): a RocksDB
-// cache of what the sequencer derived from im.events — stream states, the dedupe index, claimed
-// usernames — with, per partition, the checkpoint they are consistent with (next im.events offset,
+// cache of what the sequencer derived from im.events — stream states, the dedupe index, the recall
+// index, claimed usernames — with, per partition, the checkpoint they are consistent with (next im.events offset,
 // epoch token, highest event id). Deleting the directory costs only a rebuild from the log.
 //
 // Layout (one column family; the first byte names the kind):
@@ -93,7 +93,8 @@ class StateStore {
 
   virtual Result<Checkpoint> checkpoint(int32_t partition) = 0;
   // False when the stream has no stored state. A state stored before the recall index (version
-  // 5 or older) has its recent messages moved into the index as it is read.
+  // 5 or older) has its recent messages moved into the index as it is read, and is stored again
+  // as the current version in the same write.
   virtual Result<bool> load(std::string_view stream, StreamState& out) = 0;
   virtual Result<std::optional<DedupeEntry>> dedupe(std::string_view key) = 0;
   // The user a username is claimed by; none when it is free.
@@ -102,6 +103,8 @@ class StateStore {
   virtual Result<int64_t> dedupe_horizon() = 0;
   // The recall index's entry of a message of `stream`; none when the index does not hold it.
   virtual Result<std::optional<RecentMessage>> recall(std::string_view stream, uint64_t message_id) = 0;
+  // The highest recall cut-off ever applied (0: none): every entry below it is gone.
+  virtual Result<uint64_t> recall_horizon() = 0;
   virtual Status write(const StoreBatch& batch) = 0;
 
   static std::string dedupe_key(std::string_view stream, uint64_t actor, std::string_view client_msg_id);

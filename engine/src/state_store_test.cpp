@@ -142,9 +142,14 @@ TEST_F(RecallIndexStore, ACutOffRemovesTheEarlierMessagesAndNeverGoesDown) {
   EXPECT_FALSE(find(id_at(2400))) << "below the horizon: a catch-up's old message is not written";
   EXPECT_TRUE(find(id_at(2600)));
   EXPECT_TRUE(find(id_at(3000))) << "a lower cut-off removes nothing";
+  auto horizon = store_->recall_horizon();
+  ASSERT_TRUE(horizon);
+  EXPECT_EQ(*horizon, id_at(2500));
   put({}, id_at(3001));
   EXPECT_FALSE(find(id_at(3000)));
-  EXPECT_TRUE(find(id_at(3000) + (1 << 22)) == std::nullopt);
+  horizon = store_->recall_horizon();
+  ASSERT_TRUE(horizon);
+  EXPECT_EQ(*horizon, id_at(3001));
 }
 
 // A state written by the build before the recall index (version 5) held the conversation's recent
@@ -180,6 +185,16 @@ TEST_F(RecallIndexStore, TheRecentMessagesOfAStateStoredBeforeTheIndexMoveIntoIt
   EXPECT_EQ(out, state);
   EXPECT_EQ(find(id_at(5000), "group_3"), held[0]);
   EXPECT_EQ(find(id_at(6000), "group_3"), held[1]);
+  // ... and the state is stored again as the current version, so the move happens once.
+  store_.reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir_.str(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string stored;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), "sgroup_3", &stored).ok());
+    EXPECT_EQ(stored, encode_state(state));
+  }
 }
 
 }  // namespace

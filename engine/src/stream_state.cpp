@@ -327,16 +327,15 @@ Decision decide_relationship(const StreamRef& ref, const StreamState& s, const f
 
 // ---- conversations: messages, recalls, read markers --------------------------------------------
 
-// A message the recall index does not hold. The index may forget messages once the recall window
-// has passed, so it cannot tell an old message from no message at all; a message id carries its time
-// (message_ids.h): an id made within the window that is not held was never a message of this
-// conversation (404), an older one may have been (409, the window has passed).
-Decision refuse_unknown_recall(uint64_t id, const DecideContext& ctx) {
-  if (ctx.now_ms - MessageIdGenerator::time_of(id) > ctx.limits.recall_window_ms) {
-    return Decision::refuse(Refusal::recall_window_passed,
-                            "message " + id_str(id) + " is older than the recall window");
-  }
-  return Decision::refuse(Refusal::not_found, "no message " + id_str(id) + " in this conversation");
+// Whether a recall of message `id` comes too late, judged before the index is asked: a message id
+// carries its time (message_ids.h), at or after its event's, and the index forgets what is past
+// the window, so it cannot tell an old message from no message at all. An id older than the window
+// (or below the index's horizon) may have been a message here: 409, the window has passed; an id
+// within it that the index does not hold never was one (404). Judged this way first, the answer
+// does not depend on when the index forgets.
+bool recall_too_late(uint64_t id, const DecideContext& ctx) {
+  return ctx.now_ms - MessageIdGenerator::time_of(id) > ctx.limits.recall_window_ms ||
+         (ctx.recalls && id < ctx.recalls->horizon());
 }
 
 Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, const DecideContext& ctx) {
@@ -352,10 +351,16 @@ Decision decide_message(const StreamState& s, const fb::CommandEnvelope& c, cons
     }
     case fb::Command::RecallMessage: {
       uint64_t id = c.command_as_RecallMessage()->message_id();
+      if (recall_too_late(id, ctx)) {
+        return Decision::refuse(Refusal::recall_window_passed,
+                                "message " + id_str(id) + " is older than the recall window");
+      }
       if (!ctx.recalls) return Decision::refuse(Refusal::invalid, "no recall index to decide with");
       auto found = ctx.recalls->find(sv(c.stream()), id);
       // A message at or below expired_through is gone from history: as if it were not held.
-      if (!found || found->seq <= s.expired_through) return refuse_unknown_recall(id, ctx);
+      if (!found || found->seq <= s.expired_through) {
+        return Decision::refuse(Refusal::not_found, "no message " + id_str(id) + " in this conversation");
+      }
       const RecentMessage* it = &*found;
       if (it->sender != c.actor())
         return Decision::refuse(Refusal::not_sender, "only the sender recalls a message");

@@ -89,11 +89,14 @@ class MemoryRecalls final : public RecallIndex {
     if (it == entries_.end()) return std::nullopt;
     return it->second;
   }
+  [[nodiscard]] uint64_t horizon() const override { return horizon_; }
+  void forget_below(uint64_t id) { horizon_ = std::max(horizon_, id); }
   [[nodiscard]] size_t size() const { return entries_.size(); }
   [[nodiscard]] bool same_entries(const MemoryRecalls& other) const { return entries_ == other.entries_; }
 
  private:
   std::map<std::pair<std::string, uint64_t>, RecentMessage> entries_;
+  uint64_t horizon_ = 0;
 };
 
 class Stream {
@@ -134,7 +137,9 @@ class Stream {
     fb::EventEnvelopeT ev;
     ev.stream = id_;
     ev.seq = d.timeline ? state_.last_seq + 1 : 0;
-    ev.event_id = next_event_id_++;
+    // As MessageIdGenerator makes them: the time in the high bits, never at or below the last.
+    ev.event_id = std::max(last_event_id_ + 1, static_cast<uint64_t>(now_ms_ - MessageIdGenerator::kEpochMs) << 22);
+    last_event_id_ = ev.event_id;
     ev.timestamp_ms = now_ms_;
     ev.actor = command.actor();
     ev.epoch = kEpoch;
@@ -157,6 +162,7 @@ class Stream {
 
   [[nodiscard]] const StreamState& state() const { return state_; }
   [[nodiscard]] const MemoryRecalls& recalls() const { return recalls_; }
+  [[nodiscard]] MemoryRecalls& recalls() { return recalls_; }
   [[nodiscard]] const std::string& id() const { return id_; }
   [[nodiscard]] const StreamRef& ref() const { return ref_; }
   [[nodiscard]] const EngineLimits& limits() const { return limits_; }
@@ -186,7 +192,7 @@ class Stream {
   std::deque<std::string> events_;
   const fb::EventEnvelope* last_ = nullptr;
   int64_t now_ms_ = kStartMs;
-  uint64_t next_event_id_ = 1000;
+  uint64_t last_event_id_ = 0;
   uint64_t commands_ = 0;
   std::vector<std::string> stateless_;
 };
@@ -1480,6 +1486,15 @@ TEST_F(StreamStateRecall, AnUnknownMessageIsNotFoundUnlessOlderThanTheWindow) {
   EXPECT_TRUE(Refused(g.run(kMember, recall(id_made_at(g.now_ms() - g.limits().recall_window_ms - 1))),
                       Refusal::recall_window_passed));
   EXPECT_TRUE(Refused(g.run(kMember, recall(0)), Refusal::recall_window_passed));
+}
+
+// The engine's recall horizon only goes up: a message below it is past the window as judged
+// before, even when the clock stepped back since and the index still holds it.
+TEST_F(StreamStateRecall, BelowTheHorizonIsPastTheWindowWhateverTheClockSays) {
+  g.recalls().forget_below(message_ + 1);
+  EXPECT_TRUE(Refused(g.run(kMember, recall(message_)), Refusal::recall_window_passed));
+  EXPECT_TRUE(Refused(g.run(kOwner, recall(message_)), Refusal::recall_window_passed))
+      << "judged before the sender, so the answer does not depend on what the index still holds";
 }
 
 TEST(StreamStateConversation, MarkReadIsInRangeAndOffTheTimeline) {

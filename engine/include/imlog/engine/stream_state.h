@@ -120,9 +120,12 @@ struct RecentMessage {
 class RecallIndex {
  public:
   virtual ~RecallIndex() = default;
-  // The message's entry, if `stream` holds it and the index still keeps it (it may forget a
-  // message once the recall window has passed).
+  // The message's entry, if `stream` holds it and the index still keeps it (it forgets a message
+  // once the recall window has passed).
   [[nodiscard]] virtual std::optional<RecentMessage> find(std::string_view stream, uint64_t message_id) const = 0;
+  // Every message id below it is forgotten, as past the window when the engine judged it: a clock
+  // stepped back since must not make such a message look recallable, or unknown. Never goes down.
+  [[nodiscard]] virtual uint64_t horizon() const = 0;
 };
 
 // The entry a valid event puts in the recall index: a MessageAppended's own (not recalled), a
