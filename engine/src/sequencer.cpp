@@ -877,14 +877,9 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     bool evict = now - last_eviction_ >= kEvictEvery;
     StoreBatch batch;
-    batch.dedupe.reserve(durable_dedupe_.size());
-    for (const auto& ref : durable_dedupe_) {
-      if (const DedupeEntry* entry = pending_entry(ref)) batch.dedupe.emplace_back(ref.key, *entry);
-    }
-    batch.recalls.reserve(durable_recalls_.size());
-    for (const auto& ref : durable_recalls_) {
-      if (const PendingRecall* entry = pending_recall(ref)) batch.recalls.emplace_back(ref.key, entry->entry);
-    }
+    add_pending(&PartitionCtx::pending_dedupe, durable_dedupe_, batch.dedupe, [](const DedupeEntry& e) { return e; });
+    add_pending(&PartitionCtx::pending_recalls, durable_recalls_, batch.recalls,
+                [](const PendingRecall& p) { return p.entry; });
     if (evict) {
       batch.dedupe_cutoff = dedupe_cutoff(clock_.now_ms());
       batch.recall_cutoff = advance_recall_horizon();
@@ -892,34 +887,41 @@ class Sequencer::Loop final : public RebalanceListener {
     }
     if (auto s = store_->write(batch); !s) return fail_loop(s.error());
     if (evict) dedupe_horizon_ = std::max(dedupe_horizon_, batch.dedupe_cutoff);
-    for (const auto& ref : durable_dedupe_) {
-      if (pending_entry(ref)) partitions_.at(ref.partition)->pending_dedupe.erase(ref.key);
-    }
-    for (const auto& ref : durable_recalls_) {
-      if (pending_recall(ref)) partitions_.at(ref.partition)->pending_recalls.erase(ref.key);
-    }
-    durable_dedupe_.clear();
-    durable_recalls_.clear();
+    forget_written(&PartitionCtx::pending_dedupe, durable_dedupe_);
+    forget_written(&PartitionCtx::pending_recalls, durable_recalls_);
   }
 
-  // The entry `ref` names, while it is still the one in memory under its key (not yet written by a
-  // checkpoint, its partition still owned, not replaced by a newer entry after an eviction).
-  const DedupeEntry* pending_entry(const PendingRef& ref) const {
+  // The entry `ref` names in its partition's pending map (`pending_dedupe` or `pending_recalls`),
+  // while it is still the one in memory under its key: not yet written by a checkpoint, its
+  // partition still owned, not replaced by a later event's (after an eviction, or the message's
+  // recall, whose batch may not be durable yet).
+  template <class Entry>
+  const Entry* pending(std::unordered_map<std::string, Entry> PartitionCtx::*map, const PendingRef& ref) const {
     auto ctx = partitions_.find(ref.partition);
     if (ctx == partitions_.end()) return nullptr;
-    auto entry = ctx->second->pending_dedupe.find(ref.key);
-    if (entry == ctx->second->pending_dedupe.end() || entry->second.event_id != ref.event_id) return nullptr;
+    const auto& entries = (*ctx->second).*map;
+    auto entry = entries.find(ref.key);
+    if (entry == entries.end() || entry->second.event_id != ref.event_id) return nullptr;
     return &entry->second;
   }
 
-  // The same for a recall index entry: not replaced by a later event (the message's recall, whose
-  // batch may not be durable yet).
-  const PendingRecall* pending_recall(const PendingRef& ref) const {
-    auto ctx = partitions_.find(ref.partition);
-    if (ctx == partitions_.end()) return nullptr;
-    auto entry = ctx->second->pending_recalls.find(ref.key);
-    if (entry == ctx->second->pending_recalls.end() || entry->second.event_id != ref.event_id) return nullptr;
-    return &entry->second;
+  // The entries `refs` name that are still pending, as `value` of each, into `out`.
+  template <class Entry, class Out, class Value>
+  void add_pending(std::unordered_map<std::string, Entry> PartitionCtx::*map, const std::vector<PendingRef>& refs,
+                   Out& out, Value value) const {
+    out.reserve(refs.size());
+    for (const auto& ref : refs) {
+      if (const Entry* entry = pending(map, ref)) out.emplace_back(ref.key, value(*entry));
+    }
+  }
+
+  // After their write: the entries `refs` name leave memory (unless replaced meanwhile).
+  template <class Entry>
+  void forget_written(std::unordered_map<std::string, Entry> PartitionCtx::*map, std::vector<PendingRef>& refs) {
+    for (const auto& ref : refs) {
+      if (pending(map, ref)) (partitions_.at(ref.partition).get()->*map).erase(ref.key);
+    }
+    refs.clear();
   }
 
   // Raises the recall horizon to the cut-off at the engine's time now (as a message id: the

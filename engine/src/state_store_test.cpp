@@ -8,9 +8,9 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
-#include "imlog/core/bytes.h"
 
 #include "imlog/testing/support.h"
+#include "stream_state_test_util.h"
 
 namespace imlog {
 namespace {
@@ -157,19 +157,8 @@ TEST_F(RecallIndexStore, ACutOffRemovesTheEarlierMessagesAndNeverGoesDown) {
 TEST_F(RecallIndexStore, TheRecentMessagesOfAStateStoredBeforeTheIndexMoveIntoIt) {
   StreamState state;
   state.last_seq = 9;
-  std::string v5 = encode_state(state);
-  std::string recent;
   const std::vector<RecentMessage> held = {{id_at(5000), 3, 8, 50, false}, {id_at(6000), 4, 9, 60, true}};
-  put_u64_le(recent, held.size());
-  for (const auto& m : held) {
-    put_u64_le(recent, m.message_id);
-    put_u64_le(recent, m.sender);
-    put_u64_le(recent, m.seq);
-    put_u64_le(recent, static_cast<uint64_t>(m.timestamp_ms));
-    recent.push_back(m.recalled ? 1 : 0);
-  }
-  v5.insert(6 * 8, recent);  // after the (empty) members
-  v5[0] = 5;
+  std::string v5 = testing::v5_encoding(state, held);
   store_.reset();
   {
     rocksdb::DB* raw = nullptr;

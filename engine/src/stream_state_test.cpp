@@ -28,11 +28,11 @@
 #include <utility>
 #include <vector>
 
-#include "imlog/core/bytes.h"
 #include "imlog/engine/directory.h"
 #include "imlog/engine/message_ids.h"
 #include "imlog/engine/streams.h"
 #include "imlog/schema/codec.h"
+#include "stream_state_test_util.h"
 
 namespace imlog {
 namespace {
@@ -1623,23 +1623,8 @@ StreamState rich_state() {
 const std::vector<RecentMessage> kLegacyRecent = {{0xFFFF'FFFF'FFFF'FFFFull, 1, 4240, kStartMs, false},
                                                   {77, 9, 4242, kStartMs + 17, true}};
 
-// `s` as version 5 wrote it: the current encoding with kLegacyRecent after the members. The
-// tests of older versions cut the fields those lacked from its end.
-std::string v5_encoding(const StreamState& s) {
-  std::string bytes = encode_state(s);
-  std::string recent;
-  put_u64_le(recent, kLegacyRecent.size());
-  for (const auto& m : kLegacyRecent) {
-    put_u64_le(recent, m.message_id);
-    put_u64_le(recent, m.sender);
-    put_u64_le(recent, m.seq);
-    put_u64_le(recent, static_cast<uint64_t>(m.timestamp_ms));
-    recent.push_back(m.recalled ? 1 : 0);
-  }
-  bytes.insert(6 * 8 + s.members.size() * 9, recent);  // version, 4 fields, member count, members
-  bytes[0] = 5;
-  return bytes;
-}
+// `s` as version 5 wrote it, with kLegacyRecent.
+std::string v5_encoding(const StreamState& s) { return testing::v5_encoding(s, kLegacyRecent); }
 
 // An encoding of the current version less its retention fields (a state without any: keep_a,
 // keep_b, expired_through and a zero count of day marks), still marked as the current version.
