@@ -11,9 +11,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -175,6 +177,15 @@ class Chromium {
     if (!proc_) return;
     proc_->signal(SIGTERM);
     if (!proc_->wait(10s)) proc_->kill();
+    // Its helpers (zygote, renderers, the crash handler) may still write to the profile for a
+    // moment after the browser is gone, and a file made during TempDir's removal left the profile
+    // behind in /tmp: remove it here until it stays removed.
+    wait_until([&] {
+      std::error_code ec;
+      std::filesystem::remove_all(profile_.path(), ec);
+      std::this_thread::sleep_for(200ms);
+      return !std::filesystem::exists(profile_.path());
+    }, 10s);
   }
 
   // "port path" of the browser's DevTools endpoint, once Chromium wrote it; nullopt on time-out.
