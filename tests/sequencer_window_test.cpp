@@ -413,6 +413,63 @@ std::string describe(const StoreBytes& b, uint64_t messages) {
 // past the recall window): what is left does not grow with messages (the stream state, the
 // checkpoint, the registration's name and dedupe entry, which had no sent_at, the new message's
 // dedupe and recall entries, and the horizons).
+// The recall index forgets a message once the recall window has passed, and its horizon never
+// goes down: after the clock steps back (here across a restart, to a second after the message),
+// a recall of the forgotten message is refused `recall_window_passed` — never accepted, and never
+// `not_found`, which the engine would remember for good although the message was one.
+TEST(SequencerWindow, AForgottenMessageStaysPastTheRecallWindowWhenTheClockStepsBack) {
+  setup_logging(LogConfig{"warn", "text"});
+  testing::TempDir dir("imlog-seq-window-recall");
+  LocalLogConfig lc;
+  lc.dir = dir.str() + "/log";
+  auto log = LocalLog::open(lc);
+  ASSERT_TRUE(log) << log.error().to_string();
+  ASSERT_TRUE(testing::create_engine_topics(**log, 1, kGateway).has_value());
+  auto tail = LogTail::open(**log, kGateway);
+  ASSERT_TRUE(tail) << tail.error().to_string();
+  ManualClock clock;
+  EngineConfig ec;
+  ec.state_dir = dir.str() + "/engine";
+  ec.instance_id = "window-recall";
+  ec.checkpoint_interval = 50ms;
+  auto start = [&] {
+    auto n = EngineNode::start(**log, ec, clock);
+    EXPECT_TRUE(n) << n.error().to_string();
+    EXPECT_TRUE((*n)->wait_for_partitions(1));
+    return std::move(*n);
+  };
+  auto node = start();
+  uint64_t ann = user_id_for(name_bucket("ann"), 1);
+  ASSERT_TRUE(testing::submit(**log, {testing::register_user("ann", "reg", kGateway, 1)}).has_value());
+  ASSERT_TRUE(testing::wait_until([&] { return node->directory().user(ann).exists; }, 30s));
+  const std::string world(kWorldStream);
+  const int64_t sent_at = clock.now_ms();
+  ASSERT_TRUE(testing::submit(**log, {testing::send_message(world, ann, "oops", "oops", kGateway, 2)}).has_value());
+  auto sent = (*tail)->wait_for([&] { return (*tail)->answered(2); }, 30s);
+  ASSERT_TRUE(sent && *sent);
+  ASSERT_NE((*tail)->event_for_request(2), nullptr);
+  const uint64_t message = (*tail)->event_for_request(2)->event_id;
+
+  clock.advance_ms(ec.limits.recall_window_ms + 60'000);
+  node->stop();  // its last checkpoint evicts the message from the recall index
+  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
+  node.reset();
+  clock.set_ms(sent_at + 1'000);  // stepped back: by this clock the window has not passed
+  node = start();
+  auto recall = testing::command_envelope(world, ann, "recall-oops", kGateway, 3);
+  recall.command.Set(fb::RecallMessageT{{}, message});
+  ASSERT_TRUE(testing::submit(**log, {recall}).has_value());
+  auto answered = (*tail)->wait_for([&] { return (*tail)->answered(3); }, 30s);
+  ASSERT_TRUE(answered && *answered);
+  auto replies = (*tail)->replies_for(3);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(replies[0]->code, "recall_window_passed") << replies[0]->message;
+  EXPECT_EQ((*tail)->event_for_request(3), nullptr) << "the recall was accepted";
+  node->stop();
+  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
+}
+
 TEST(SequencerWindow, StateStoreBytesPerMillionMessages) {
   setup_logging(LogConfig{"warn", "text"});
   constexpr uint64_t kMessages = 20'000;
