@@ -406,6 +406,88 @@ std::string describe(const StoreBytes& b, uint64_t messages) {
   return os.str();
 }
 
+// One engine node's world for the tests below: a LocalLog with the engine's topics (one
+// partition) in a fresh directory, a tail of kGateway's answers, a ManualClock, and a config whose
+// state store lives there too; start() a node on them, again after a stop to restart it.
+struct WindowRig {
+  explicit WindowRig(const std::string& name) : dir("imlog-seq-window-" + name) {
+    setup_logging(LogConfig{"warn", "text"});
+    LocalLogConfig lc;
+    lc.dir = dir.str() + "/log";
+    auto opened = LocalLog::open(lc);
+    EXPECT_TRUE(opened) << opened.error().to_string();
+    if (!opened) return;
+    log = std::move(*opened);
+    EXPECT_TRUE(testing::create_engine_topics(*log, 1, kGateway).has_value());
+    auto answers = LogTail::open(*log, kGateway);
+    EXPECT_TRUE(answers) << answers.error().to_string();
+    if (answers) tail = std::move(*answers);
+    ec.state_dir = dir.str() + "/engine";
+    ec.instance_id = "window-" + name;
+    ec.checkpoint_interval = 50ms;  // the window's defaults: 168h and 10m
+  }
+  [[nodiscard]] bool ok() const { return log && tail; }
+  // Registers "ann" on a started node and waits until its directory knows her; her id, 0 if not.
+  uint64_t register_ann(EngineNode& node) {
+    uint64_t ann = user_id_for(name_bucket("ann"), 1);
+    EXPECT_TRUE(testing::submit(*log, {testing::register_user("ann", "reg", kGateway, 1)}).has_value());
+    return testing::wait_until([&] { return node.directory().user(ann).exists; }, 30s) ? ann : 0;
+  }
+  std::unique_ptr<EngineNode> start() {
+    auto n = EngineNode::start(*log, ec, clock);
+    EXPECT_TRUE(n) << n.error().to_string();
+    if (!n) return nullptr;
+    EXPECT_TRUE((*n)->wait_for_partitions(1));
+    return std::move(*n);
+  }
+
+  testing::TempDir dir;
+  std::unique_ptr<LocalLog> log;
+  std::unique_ptr<LogTail> tail;
+  ManualClock clock;
+  EngineConfig ec;
+};
+
+// The recall index forgets a message once the recall window has passed, and its horizon never
+// goes down: after the clock steps back (here across a restart, to a second after the message),
+// a recall of the forgotten message is refused `recall_window_passed` — never accepted, and never
+// `not_found`, which the engine would remember for good although the message was one.
+TEST(SequencerWindow, AForgottenMessageStaysPastTheRecallWindowWhenTheClockStepsBack) {
+  WindowRig rig("recall");
+  ASSERT_TRUE(rig.ok());
+  auto node = rig.start();
+  ASSERT_TRUE(node);
+  uint64_t ann = rig.register_ann(*node);
+  ASSERT_NE(ann, 0u);
+  const std::string world(kWorldStream);
+  const int64_t sent_at = rig.clock.now_ms();
+  ASSERT_TRUE(testing::submit(*rig.log, {testing::send_message(world, ann, "oops", "oops", kGateway, 2)}).has_value());
+  auto sent = rig.tail->wait_for([&] { return rig.tail->answered(2); }, 30s);
+  ASSERT_TRUE(sent && *sent);
+  ASSERT_NE(rig.tail->event_for_request(2), nullptr);
+  const uint64_t message = rig.tail->event_for_request(2)->event_id;
+
+  rig.clock.advance_ms(rig.ec.limits.recall_window_ms + 60'000);
+  node->stop();  // its last checkpoint evicts the message from the recall index
+  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
+  node.reset();
+  rig.clock.set_ms(sent_at + 1'000);  // stepped back: by this clock the window has not passed
+  node = rig.start();
+  ASSERT_TRUE(node);
+  auto recall = testing::command_envelope(world, ann, "recall-oops", kGateway, 3);
+  recall.command.Set(fb::RecallMessageT{{}, message});
+  ASSERT_TRUE(testing::submit(*rig.log, {recall}).has_value());
+  auto answered = rig.tail->wait_for([&] { return rig.tail->answered(3); }, 30s);
+  ASSERT_TRUE(answered && *answered);
+  auto replies = rig.tail->replies_for(3);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]->status, fb::ReplyStatus::Refused);
+  EXPECT_EQ(replies[0]->code, "recall_window_passed") << replies[0]->message;
+  EXPECT_EQ(rig.tail->event_for_request(3), nullptr) << "the recall was accepted";
+  node->stop();
+  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
+}
+
 // 20,000 messages to `world` (1,000 a second of the engine's clock), each with a client_msg_id of
 // the JS SDK's form (a UUID, 36 bytes) and sent_at, go through a real sequencer; its state store is
 // measured when it stops. Then the engine's clock passes the window, one more message comes and a
@@ -413,123 +495,49 @@ std::string describe(const StoreBytes& b, uint64_t messages) {
 // past the recall window): what is left does not grow with messages (the stream state, the
 // checkpoint, the registration's name and dedupe entry, which had no sent_at, the new message's
 // dedupe and recall entries, and the horizons).
-// The recall index forgets a message once the recall window has passed, and its horizon never
-// goes down: after the clock steps back (here across a restart, to a second after the message),
-// a recall of the forgotten message is refused `recall_window_passed` — never accepted, and never
-// `not_found`, which the engine would remember for good although the message was one.
-TEST(SequencerWindow, AForgottenMessageStaysPastTheRecallWindowWhenTheClockStepsBack) {
-  setup_logging(LogConfig{"warn", "text"});
-  testing::TempDir dir("imlog-seq-window-recall");
-  LocalLogConfig lc;
-  lc.dir = dir.str() + "/log";
-  auto log = LocalLog::open(lc);
-  ASSERT_TRUE(log) << log.error().to_string();
-  ASSERT_TRUE(testing::create_engine_topics(**log, 1, kGateway).has_value());
-  auto tail = LogTail::open(**log, kGateway);
-  ASSERT_TRUE(tail) << tail.error().to_string();
-  ManualClock clock;
-  EngineConfig ec;
-  ec.state_dir = dir.str() + "/engine";
-  ec.instance_id = "window-recall";
-  ec.checkpoint_interval = 50ms;
-  auto start = [&] {
-    auto n = EngineNode::start(**log, ec, clock);
-    EXPECT_TRUE(n) << n.error().to_string();
-    EXPECT_TRUE((*n)->wait_for_partitions(1));
-    return std::move(*n);
-  };
-  auto node = start();
-  uint64_t ann = user_id_for(name_bucket("ann"), 1);
-  ASSERT_TRUE(testing::submit(**log, {testing::register_user("ann", "reg", kGateway, 1)}).has_value());
-  ASSERT_TRUE(testing::wait_until([&] { return node->directory().user(ann).exists; }, 30s));
-  const std::string world(kWorldStream);
-  const int64_t sent_at = clock.now_ms();
-  ASSERT_TRUE(testing::submit(**log, {testing::send_message(world, ann, "oops", "oops", kGateway, 2)}).has_value());
-  auto sent = (*tail)->wait_for([&] { return (*tail)->answered(2); }, 30s);
-  ASSERT_TRUE(sent && *sent);
-  ASSERT_NE((*tail)->event_for_request(2), nullptr);
-  const uint64_t message = (*tail)->event_for_request(2)->event_id;
-
-  clock.advance_ms(ec.limits.recall_window_ms + 60'000);
-  node->stop();  // its last checkpoint evicts the message from the recall index
-  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
-  node.reset();
-  clock.set_ms(sent_at + 1'000);  // stepped back: by this clock the window has not passed
-  node = start();
-  auto recall = testing::command_envelope(world, ann, "recall-oops", kGateway, 3);
-  recall.command.Set(fb::RecallMessageT{{}, message});
-  ASSERT_TRUE(testing::submit(**log, {recall}).has_value());
-  auto answered = (*tail)->wait_for([&] { return (*tail)->answered(3); }, 30s);
-  ASSERT_TRUE(answered && *answered);
-  auto replies = (*tail)->replies_for(3);
-  ASSERT_EQ(replies.size(), 1u);
-  EXPECT_EQ(replies[0]->status, fb::ReplyStatus::Refused);
-  EXPECT_EQ(replies[0]->code, "recall_window_passed") << replies[0]->message;
-  EXPECT_EQ((*tail)->event_for_request(3), nullptr) << "the recall was accepted";
-  node->stop();
-  ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
-}
-
 TEST(SequencerWindow, StateStoreBytesPerMillionMessages) {
-  setup_logging(LogConfig{"warn", "text"});
   constexpr uint64_t kMessages = 20'000;
-  testing::TempDir dir("imlog-seq-window-bytes");
-  LocalLogConfig lc;
-  lc.dir = dir.str() + "/log";
-  auto log = LocalLog::open(lc);
-  ASSERT_TRUE(log) << log.error().to_string();
-  ASSERT_TRUE(testing::create_engine_topics(**log, 1, kGateway).has_value());
-  auto tail = LogTail::open(**log, kGateway);
-  ASSERT_TRUE(tail) << tail.error().to_string();
-  ManualClock clock;
-  EngineConfig ec;
-  ec.state_dir = dir.str() + "/engine";
-  ec.instance_id = "window-bytes";
-  ec.checkpoint_interval = 50ms;  // the defaults: 168h and 10m
-  auto start = [&] {
-    auto n = EngineNode::start(**log, ec, clock);
-    EXPECT_TRUE(n) << n.error().to_string();
-    EXPECT_TRUE((*n)->wait_for_partitions(1));
-    return std::move(*n);
-  };
-  auto node = start();
-  uint64_t ann = user_id_for(name_bucket("ann"), 1);
-  ASSERT_TRUE(testing::submit(**log, {testing::register_user("ann", "reg", kGateway, 1)}).has_value());
-  ASSERT_TRUE(testing::wait_until([&] { return node->directory().user(ann).exists; }, 30s));
+  WindowRig rig("bytes");
+  ASSERT_TRUE(rig.ok());
+  auto node = rig.start();
+  ASSERT_TRUE(node);
+  uint64_t ann = rig.register_ann(*node);
+  ASSERT_NE(ann, 0u);
   std::vector<fb::CommandEnvelopeT> batch;
   for (uint64_t i = 0; i < kMessages; ++i) {
     char cmid[40];
     std::snprintf(cmid, sizeof cmid, "%08llx-1f2e-4d3c-8b4a-%012llx", static_cast<unsigned long long>(i),
                   static_cast<unsigned long long>(i * 7919));
     auto c = testing::send_message(std::string(kWorldStream), ann, cmid, "hello", kGateway, 100 + i);
-    c.client_sent_at = clock.now_ms() - 1'000;
+    c.client_sent_at = rig.clock.now_ms() - 1'000;
     batch.push_back(std::move(c));
     if (batch.size() == 1000) {
-      ASSERT_TRUE(testing::submit(**log, batch).has_value());
+      ASSERT_TRUE(testing::submit(*rig.log, batch).has_value());
       batch.clear();
-      clock.advance_ms(1'000);
+      rig.clock.advance_ms(1'000);
     }
   }
-  auto all = (*tail)->wait_for([&] { return (*tail)->answered(100 + kMessages - 1); }, 300s);
+  auto all = rig.tail->wait_for([&] { return rig.tail->answered(100 + kMessages - 1); }, 300s);
   ASSERT_TRUE(all && *all);
   node->stop();
   ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
   node.reset();
-  StoreBytes before = measure_store(ec.state_dir);
+  StoreBytes before = measure_store(rig.ec.state_dir);
   EXPECT_EQ(before.dedupe_entries, kMessages + 1);
 
-  clock.advance_ms(std::chrono::duration_cast<std::chrono::milliseconds>(ec.dedupe_window + ec.clock_skew).count());
-  node = start();
+  rig.clock.advance_ms(std::chrono::duration_cast<std::chrono::milliseconds>(rig.ec.dedupe_window + rig.ec.clock_skew).count());
+  node = rig.start();
+  ASSERT_TRUE(node);
   ASSERT_TRUE(testing::wait_until([&] { return node->directory().user(ann).exists; }, 30s));
   auto last = testing::send_message(std::string(kWorldStream), ann, "after-the-window", "hello", kGateway, 99);
-  last.client_sent_at = clock.now_ms();
-  ASSERT_TRUE(testing::submit(**log, {last}).has_value());
-  auto answered = (*tail)->wait_for([&] { return (*tail)->answered(99); }, 30s);
+  last.client_sent_at = rig.clock.now_ms();
+  ASSERT_TRUE(testing::submit(*rig.log, {last}).has_value());
+  auto answered = rig.tail->wait_for([&] { return rig.tail->answered(99); }, 30s);
   ASSERT_TRUE(answered && *answered);
   node->stop();  // its last checkpoint evicts
   ASSERT_TRUE(node->sequencer().failure().empty()) << node->sequencer().failure();
   node.reset();
-  StoreBytes after = measure_store(ec.state_dir);
+  StoreBytes after = measure_store(rig.ec.state_dir);
   EXPECT_EQ(after.dedupe_entries, 2u) << "the registration's entry (no sent_at) and the last message's";
   EXPECT_LT(after.live['t'], 100u) << "one time index entry";
   EXPECT_EQ(before.live['r'], kMessages * (1 + 8 + 5 + 25)) << "a recall entry per message: 'r', id, `world`, value";
