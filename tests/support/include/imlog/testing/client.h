@@ -89,7 +89,11 @@ struct Frame {
   std::string raw;               // the JSON text (a binary frame's decoded form on an imlog.v1 connection)
   bool binary = false;           // it came as a binary message
   std::string type;              // "" when not a {type, data} JSON object
-  rapidjson::Document doc;
+  // The parse, in a pool of its own with small chunks: RapidJSON's default pool takes 64 KiB a
+  // document, and a client that leaves its pushes queued (tens of thousands in a load test) would
+  // hold gigabytes, past the mappings a sanitizer's allocator may make.
+  std::unique_ptr<rapidjson::MemoryPoolAllocator<>> pool = std::make_unique<rapidjson::MemoryPoolAllocator<>>(1024);
+  rapidjson::Document doc{pool.get()};
   [[nodiscard]] const rapidjson::Value& data() const;
   [[nodiscard]] std::string str(const char* field) const;    // data[field] as a string ("" if absent)
   [[nodiscard]] uint64_t u64(const char* field) const;       // data[field] as a number (0 if absent)
