@@ -38,8 +38,11 @@ constexpr auto kFrameWait = 10s;
 // Config of the servers under test: cheap password hashing (Argon2id at libsodium's minimum cost),
 // a send rate that a burst of test messages stays under, a short heartbeat: 3 s, longer in an
 // instrumented build, where a test takes longer to fill a silent client's queue than 3 s.
+// No bound on how long a message may wait in the gateway (max_frame_wait): the tests send bursts
+// (100 messages of 30 KB) that an instrumented server reads more slowly than the default 150 ms; the bound has
+// a test of its own (E2eLateFrames). `extra`: more `gateway:` lines.
 std::chrono::seconds heartbeat_timeout() { return scaled(3s); }
-std::string test_config() {
+std::string test_config(std::string_view extra = "  max_frame_wait: 0s\n") {
   return fmt::format(R"(
 log: {{level: warn}}
 gateway:
@@ -51,7 +54,7 @@ gateway:
   heartbeat_timeout: {}s
   read_model_wait: 5s
   max_queued_bytes: 256KiB
-)", heartbeat_timeout().count());
+{})", heartbeat_timeout().count(), extra);
 }
 
 std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
@@ -81,7 +84,7 @@ std::string hs256(std::string_view secret, std::string_view header_json, std::st
 // A real `imlog serve` with this file's test config.
 class Server : public ImlogServer {
  public:
-  explicit Server(const std::string& dir) : ImlogServer(dir, test_config()) {}
+  explicit Server(const std::string& dir, const std::string& config = test_config()) : ImlogServer(dir, config) {}
 };
 
 struct User {
@@ -1240,6 +1243,62 @@ TEST_P(E2eChatWs, PongsAndCoalescedPushesNeverInterleave) {
   EXPECT_TRUE(wait_until([&] { return wb->pongs() >= kMessages / 3; }, 10s)) << wb->pongs() << " pongs";
   auto m = s().http().get("/metrics");
   EXPECT_NE(m.body.find("imlog_gateway_ws_writes_total"), std::string::npos);
+}
+
+// A message that waited in the gateway past gateway.max_frame_wait is answered `overloaded`, with
+// its client_msg_id and a retry hint, and not handled. Here one command may be in flight at a time
+// (max_inflight_commands 1) and the bound is 1 ms: of 100 sends written at once, each waits in the
+// socket behind the engine round trips of those before it, so the later ones are refused. Every
+// send is answered once; the accepted ones are stored and the refused ones are not; a refused one
+// sent again alone is accepted; and a ping is answered however long it waited.
+class E2eLateFrames : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Forms, E2eLateFrames, ::testing::Values(kWsJson, kWsBinary), form_name);
+
+TEST_P(E2eLateFrames, AMessageThatWaitedPastTheBoundIsRefusedOverloadedAndNotStored) {
+  ASSERT_GE(sodium_init(), 0);
+  TempDir dir("imlog-e2e-late");
+  // 1 ms (10 ms in an instrumented build, whose own read of one message must stay under it).
+  Server server(dir.str(),
+                test_config(fmt::format("  max_frame_wait: {}ms\n  max_inflight_commands: 1\n", scaled(1ms).count())));
+  ASSERT_TRUE(server.start()) << "imlog did not become ready on port " << server.port();
+  User a = make_user(server, "late"), b = make_user(server, "reader");
+  auto ws = connect_ws(server, a, GetParam());
+  ASSERT_TRUE(ws);
+  std::string c = single(a.id, b.id);
+  constexpr int kSends = 100;
+  for (int i = 0; i < kSends; ++i) send_message(*ws, c, fmt::format("late{}", i), fmt::format("text {}", i));
+  ws->send("ping", "{}");
+
+  std::set<std::string> acked, refused;
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& f : ws->take_all("message-ack")) EXPECT_TRUE(acked.insert(f.str("client_msg_id")).second) << f.raw;
+    for (auto& e : ws->take_all("error")) {
+      EXPECT_EQ(e.str("code"), "overloaded") << e.raw;
+      EXPECT_EQ(e.str("request_type"), "send-message") << e.raw;
+      EXPECT_GT(e.u64("retry_after_ms"), 0u) << e.raw;
+      EXPECT_NE(e.str("message").find("waited"), std::string::npos) << e.raw;
+      EXPECT_TRUE(refused.insert(e.str("client_msg_id")).second) << e.raw;
+    }
+    return acked.size() + refused.size() >= static_cast<size_t>(kSends);
+  }, scaled(30s))) << acked.size() << " acked, " << refused.size() << " refused of " << kSends;
+  EXPECT_EQ(acked.size() + refused.size(), static_cast<size_t>(kSends));
+  EXPECT_GE(acked.size(), 1u) << "the first send waited for nothing";
+  EXPECT_GE(refused.size(), 1u) << "100 sends, one engine round trip at a time, all within 1 ms";
+  for (const auto& id : acked) EXPECT_FALSE(refused.count(id)) << id << " answered twice";
+  EXPECT_TRUE(ws->wait_for("pong", kFrameWait)) << "a ping is answered however long it waited";
+
+  ASSERT_TRUE(wait_history(server, a, c, acked.size()));
+  std::set<std::string> stored;
+  for (const auto& m : full_history(server, a, c)) stored.insert(m.client_msg_id);
+  EXPECT_EQ(stored, acked) << "the accepted sends are stored, the refused ones are not";
+
+  // The client retries a refused send, alone, with the same client_msg_id: it waits for nothing now.
+  const std::string retried = *refused.begin();
+  send_message(*ws, c, retried, "sent again");
+  EXPECT_TRUE(ack_of(*ws, retried));
+  auto m = server.http().get("/metrics");
+  EXPECT_NE(m.body.find("imlog_gateway_frame_wait_seconds_count"), std::string::npos);
+  EXPECT_NE(m.body.find("imlog_gateway_errors_total{code=\"overloaded\"}"), std::string::npos);
 }
 
 class E2eShutdown : public ::testing::TestWithParam<std::string> {};

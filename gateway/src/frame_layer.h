@@ -3,7 +3,9 @@
 // only by ws_session.cpp. Two jobs:
 //
 // Reads: every byte read runs through a FrameScanner (frame_scanner.h says why: text frames are
-// seen by Beast as binary, so the session validates UTF-8 itself and keeps the connection).
+// seen by Beast as binary, so the session validates UTF-8 itself and keeps the connection), and
+// every read leaves the scanner a mark of what had arrived by then: when a read fills its buffer,
+// the bytes the kernel still holds too (one FIONREAD, only then).
 //
 // Writes: the session writes its data frames itself, several queued frames framed (RFC 6455 §5.2,
 // server to client: unmasked) into one socket write — async_write_frames() — instead of one
@@ -77,6 +79,7 @@ class FrameLayer {
               b, boost::asio::bind_executor(ex, [this, b, h = std::move(h)](boost::beast::error_code ec,
                                                                               std::size_t n) mutable {
                 scan(b, n);
+                mark_arrival(boost::asio::buffer_size(b), n, ec);
                 std::move(h)(ec, n);
               }));
         },
@@ -87,12 +90,14 @@ class FrameLayer {
   std::size_t read_some(const MutableBuffers& buffers, boost::beast::error_code& ec) {
     std::size_t n = next_.read_some(buffers, ec);
     scan(buffers, n);
+    mark_arrival(boost::asio::buffer_size(buffers), n, ec);
     return n;
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
     std::size_t n = next_.read_some(buffers);
     scan(buffers, n);
+    mark_arrival(boost::asio::buffer_size(buffers), n, {});
     return n;
   }
 
@@ -142,6 +147,18 @@ class FrameLayer {
       scanner_.scan(static_cast<unsigned char*>(b.data()), k);
       n -= k;
     }
+  }
+
+  // A read that filled its buffer may have left more in the kernel: ask how much, so the scanner
+  // knows those bytes were there already. A read that did not took everything there was.
+  void mark_arrival(std::size_t asked, std::size_t got, const boost::beast::error_code& ec) {
+    if (ec || got == 0) return;
+    uint64_t more = 0;
+    if (got == asked) {
+      boost::beast::error_code ignored;
+      more = next_.socket().available(ignored);  // 0 on error: the mark only gets less precise
+    }
+    scanner_.arrived(more, FrameScanner::Clock::now());
   }
 
   template <class ConstBuffers, class Handler>

@@ -17,9 +17,9 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
       unsigned char opcode = data[i] & 0x0f;
       if (opcode == 0x1) {
         data[i] = static_cast<unsigned char>((data[i] & 0xf0) | 0x2);
-        kinds_.push_back(true);
+        messages_.push_back({true, scanned_ + i});
       } else if (opcode == 0x2) {
-        kinds_.push_back(false);
+        messages_.push_back({false, scanned_ + i});
       }
       header_need_ = 2;
     }
@@ -41,13 +41,25 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
       header_len_ = 0;
     }
   }
+  scanned_ += n;
 }
 
-bool FrameScanner::take_message_kind(bool& was_text) {
-  if (kinds_.empty()) return false;
-  was_text = kinds_.front();
-  kinds_.pop_front();
-  return true;
+void FrameScanner::arrived(uint64_t more, Clock::time_point at) {
+  uint64_t through = scanned_ + more;
+  if (!marks_.empty() && marks_.back().through >= through) return;  // an earlier mark says as much
+  if (marks_.size() >= kMaxMarks) return;
+  marks_.push_back({through, at});
+}
+
+std::optional<FrameScanner::Message> FrameScanner::take_message() {
+  if (messages_.empty()) return std::nullopt;
+  Started m = messages_.front();
+  messages_.pop_front();
+  // Marks that end at or before this message's first byte say nothing about it or any later one.
+  while (!marks_.empty() && marks_.front().through <= m.offset) marks_.pop_front();
+  Message out{m.text, std::nullopt};
+  if (!marks_.empty()) out.arrived = marks_.front().at;
+  return out;
 }
 
 }  // namespace imlog::gw

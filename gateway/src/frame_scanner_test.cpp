@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,13 @@ TEST(FrameScanner, RewritesTextToBinaryAndRemembersKinds) {
   EXPECT_EQ(all[0], 0x82);                       // text → binary, FIN kept
   EXPECT_EQ(all[a.size()], 0x82);                // binary untouched
   EXPECT_EQ(all[a.size() + b.size()], 0x89);     // ping untouched
-  bool text = false;
-  ASSERT_TRUE(s.take_message_kind(text));
-  EXPECT_TRUE(text);
-  ASSERT_TRUE(s.take_message_kind(text));
-  EXPECT_FALSE(text);
-  EXPECT_FALSE(s.take_message_kind(text));
+  auto first = s.take_message();
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->text);
+  auto second = s.take_message();
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->text);
+  EXPECT_FALSE(s.take_message()) << "a ping is not a message";
 }
 
 TEST(FrameScanner, FollowsHeadersSplitAcrossReadsAndLongLengths) {
@@ -57,6 +59,55 @@ TEST(FrameScanner, FollowsHeadersSplitAcrossReadsAndLongLengths) {
     EXPECT_EQ(all[f1.size() + f2.size()], 0x82) << len;
     EXPECT_EQ(s.pending_messages(), 2u) << len;              // a continuation starts no message
   }
+}
+
+// Each message had arrived by the first mark past its first byte: a read's own bytes by the time
+// of that read, and the bytes the kernel still held after a read that filled its buffer by then too.
+TEST(FrameScanner, AMessageHadArrivedByTheFirstMarkPastItsFirstByte) {
+  using Clock = FrameScanner::Clock;
+  const Clock::time_point t0{std::chrono::seconds(100)};
+  const auto ms = [&](int n) { return t0 + std::chrono::milliseconds(n); };
+  FrameScanner s;
+  auto a = frame(0x1, true, 20), b = frame(0x1, true, 20), c = frame(0x1, true, 20), d = frame(0x1, true, 20);
+  // Read 1 takes a and half of b, and the kernel holds the rest of b and all of c (FIONREAD).
+  size_t half = b.size() / 2;
+  s.scan(a.data(), a.size());
+  s.scan(b.data(), half);
+  s.arrived(b.size() - half + c.size(), ms(0));
+  // Read 2, 50 ms later, takes the rest of b and c; read 3 takes d.
+  s.scan(b.data() + half, b.size() - half);
+  s.scan(c.data(), c.size());
+  s.arrived(0, ms(50));
+  s.scan(d.data(), d.size());
+  s.arrived(0, ms(90));
+  std::vector<Clock::time_point> arrived;
+  while (auto m = s.take_message()) {
+    ASSERT_TRUE(m->arrived);
+    arrived.push_back(*m->arrived);
+  }
+  EXPECT_EQ(arrived, (std::vector<Clock::time_point>{ms(0), ms(0), ms(0), ms(90)}))
+      << "c was in the kernel when read 1 filled its buffer; d came after read 2 took everything";
+}
+
+TEST(FrameScanner, ALaterMarkThatSaysNoMoreIsDroppedAndAMessageWithoutOneHasNoArrival) {
+  using Clock = FrameScanner::Clock;
+  const Clock::time_point t0{std::chrono::seconds(5)};
+  FrameScanner s;
+  auto a = frame(0x2, true, 10), b = frame(0x2, true, 10);
+  s.scan(a.data(), a.size());
+  s.arrived(b.size(), t0);                                // b is known to be in the kernel
+  s.arrived(0, t0 + std::chrono::seconds(1));             // says less: dropped
+  s.scan(b.data(), b.size());
+  s.arrived(0, t0 + std::chrono::seconds(2));             // covers nothing new: dropped
+  auto ma = s.take_message(), mb = s.take_message();
+  ASSERT_TRUE(ma && mb);
+  EXPECT_EQ(ma->arrived, t0);
+  EXPECT_EQ(mb->arrived, t0);
+  auto c = frame(0x2, true, 10);
+  s.scan(c.data(), c.size());                             // scanned, but no read marked it yet
+  auto mc = s.take_message();
+  ASSERT_TRUE(mc);
+  EXPECT_FALSE(mc->arrived) << "no mark covers it: its wait is unknown, not made up";
 }
 
 }  // namespace

@@ -44,6 +44,10 @@ void Metrics::collect(std::vector<prometheus::MetricFamily>& out) const {
                         d(socket_writes.load())));
   out.push_back(metrics::histogram("imlog_gateway_command_seconds",
                                    "Time from submitting a command to the engine's answer (the ack).", command_latency));
+  out.push_back(metrics::histogram("imlog_gateway_frame_wait_seconds",
+                                   "How long a WebSocket message had waited, unread, in socket and read buffers before "
+                                   "the gateway read it (at least); past gateway.max_frame_wait it is answered overloaded.",
+                                   frame_wait));
   std::lock_guard lock(mu_);
   auto errors = metrics::family("imlog_gateway_errors_total", "Errors returned to clients, by code.",
                                 prometheus::MetricType::Counter);

@@ -34,6 +34,7 @@ struct Metrics {
   std::atomic<uint64_t> heartbeat_timeouts{0};
   std::atomic<uint64_t> password_hashes{0};      // Argon2id hashes and verifications (PasswordHasher)
   metrics::Histogram command_latency;            // submit → engine's answer (the ack)
+  metrics::Histogram frame_wait;                 // a WebSocket message's arrival → the session reads it
 
   // Errors returned to clients, by code ("unauthorized", "rate_limited", "not_member", ...). An
   // error path: takes a lock.

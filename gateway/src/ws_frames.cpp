@@ -28,6 +28,33 @@ void answer_failure(Services& svc, FrameConnection& conn, const Failure& f, std:
   conn.answer(error_frame(f.code, f.message, client_msg_id, type, f.retry_after, trace_id));
 }
 
+// A message that waited past max_frame_wait: the gateway is behind, so it is refused unread — its
+// sender retries it later (a send with the same client_msg_id) — and what comes after it can be
+// read sooner.
+void refuse_late(Services& svc, FrameConnection& conn, const ClientFrame& frame, std::chrono::milliseconds waited) {
+  std::string_view client_msg_id, type;
+  if (const auto* m = std::get_if<SendMessageFrame>(&frame)) {
+    client_msg_id = m->client_msg_id;
+    type = "send-message";
+  } else if (std::holds_alternative<SyncFrame>(frame)) {
+    type = "sync";
+  } else if (std::holds_alternative<ReadFrame>(frame)) {
+    type = "read";
+  } else if (std::holds_alternative<SetStatusFrame>(frame)) {
+    type = "set-status";
+  } else if (std::holds_alternative<SearchFrame>(frame)) {
+    type = "search";
+  }
+  svc.metrics.error("overloaded");
+  conn.send(error_frame("overloaded",
+                        "the server is behind: this message waited " + std::to_string(waited.count()) +
+                            " ms before it could be read (at most " +
+                            std::to_string(svc.config.max_frame_wait.count()) +
+                            " ms); it was not handled: retry shortly" +
+                            (client_msg_id.empty() ? "" : " with the same client_msg_id"),
+                        client_msg_id, type, kOverloadedRetry));
+}
+
 void on_send_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, SendMessageFrame m) {
   std::string conversation = std::move(m.conversation), client_msg_id = std::move(m.client_msg_id);
   conn->remember_sent(sent_key(conversation, client_msg_id));
@@ -157,7 +184,8 @@ std::shared_ptr<const std::string> error_frame(std::string_view code, std::strin
   return shared(j.take());
 }
 
-void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary) {
+void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary,
+                    std::chrono::milliseconds waited) {
   ClientFrame frame = binary ? decode_binary_client_frame(bytes, svc.config.max_frame_bytes)
                              : decode_client_frame(bytes, svc.config.max_frame_bytes);
   if (auto* e = std::get_if<FrameError>(&frame)) {
@@ -173,6 +201,9 @@ void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn,
     JsonOut j;
     j.begin_object().field("type", "pong").key("data").begin_object().field("ts", svc.clock.now_ms()).end_object().end_object();
     return conn->send(shared(j.take()));
+  }
+  if (svc.config.max_frame_wait.count() > 0 && waited > svc.config.max_frame_wait) {
+    return refuse_late(svc, *conn, frame, waited);
   }
   if (auto* m = std::get_if<SendMessageFrame>(&frame)) return on_send_message(svc, conn, std::move(*m));
   if (auto* s = std::get_if<SyncFrame>(&frame)) return on_sync(svc, conn, *s);

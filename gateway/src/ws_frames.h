@@ -39,9 +39,12 @@ class FrameConnection {
 };
 
 // Handles one complete client message — a JSON text frame, or a binary frame (`binary`) — which
-// already took its token from the connection's send-rate bucket (WsSession). Runs on the
-// session's strand; answers arrive later through conn->send(), or conn->answer() for commands.
-void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary);
+// already took its token from the connection's send-rate bucket (WsSession). `waited`: how long it
+// had waited before the session read it; past config.max_frame_wait anything but a ping is
+// answered `overloaded` and not handled. Runs on the session's strand; answers arrive later
+// through conn->send(), or conn->answer() for commands.
+void handle_message(Services& svc, const std::shared_ptr<FrameConnection>& conn, std::string_view bytes, bool binary,
+                    std::chrono::milliseconds waited);
 
 // {"type":"error","data":{"code","message"[,"client_msg_id"][,"request_type"][,"retry_after_ms"]
 // [,"trace_id"]}}: trace_id names the command an error answers (its log lines in every role).

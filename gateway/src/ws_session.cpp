@@ -209,8 +209,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (!ws_.is_message_done()) return do_read();
     svc_.metrics.frames_in++;
     on_alive();
-    bool was_text = true;
-    ws_.next_layer().scanner().take_message_kind(was_text);
+    auto message = ws_.next_layer().scanner().take_message();
+    bool was_text = message ? message->text : true;
+    auto waited = message && message->arrived ? std::chrono::steady_clock::now() - *message->arrived
+                                              : std::chrono::steady_clock::duration::zero();
+    svc_.metrics.frame_wait.observe(waited);
     if (!bucket_.take()) {
       refuse_over_rate();
     } else if (was_text == binary_) {
@@ -218,7 +221,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     } else {
       auto data = in_.data();
       handle_message(svc_, shared_from_this(), std::string_view(static_cast<const char*>(data.data()), data.size()),
-                     binary_);
+                     binary_, std::chrono::duration_cast<std::chrono::milliseconds>(waited));
     }
     in_.consume(in_.size());
     if (in_.capacity() > 4096) in_.shrink_to_fit();  // idle sessions stay small

@@ -153,6 +153,7 @@ void read_gateway(ConfigSection s, GatewayConfig& c) {
   read_u32(s, "max_queued_frames", c.max_queued_frames, 16, 1 << 20);
   s.read_size("max_queued_bytes", c.max_queued_bytes);
   read_u32(s, "max_inflight_commands", c.max_inflight_commands, 1, 1 << 16);
+  s.read("max_frame_wait", c.max_frame_wait);
   read_u32(s, "query_threads", c.query_threads, 1, 256);
   read_u32(s, "query_queue", c.query_queue, 1, 1'000'000);
   s.read("command_timeout", c.command_timeout);

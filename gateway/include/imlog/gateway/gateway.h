@@ -93,6 +93,12 @@ struct GatewayConfig {
   // answer. At the bound the session stops reading its socket until an answer comes, so TCP
   // pushes back on a client that sends faster than the engine answers. Default 64.
   uint32_t max_inflight_commands = 64;
+  // How long a WebSocket message may have waited, unread, in the gateway — in the socket's buffers
+  // and the session's read buffer, while the I/O threads were behind — before it is handled. A
+  // message that waited longer is answered `overloaded` (with retry_after_ms) instead, so that under
+  // overload what is accepted stays prompt and the rest is refused at once rather than late. Pings
+  // are always answered. 0: no bound. Default 150 ms.
+  std::chrono::milliseconds max_frame_wait{150};
   // How long a write waits for the engine's answer before replying 504 / error "timeout".
   // Default 10 s.
   std::chrono::milliseconds command_timeout{10'000};
