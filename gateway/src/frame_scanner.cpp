@@ -11,6 +11,7 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
       uint64_t skip = std::min<uint64_t>(payload_left_, n - i);
       i += skip;
       payload_left_ -= skip;
+      if (payload_left_ == 0) frame_done(scanned_ + i);
       continue;
     }
     if (header_len_ == 0) {
@@ -39,12 +40,27 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
       }
       payload_left_ = len;
       header_len_ = 0;
+      unsigned opcode = header_[0] & 0x0f;
+      ends_message_ = (header_[0] & 0x80) != 0 && opcode <= 0x2;  // the final frame of a data message
+      if (len == 0) frame_done(scanned_ + i);
     }
   }
   scanned_ += n;
 }
 
+void FrameScanner::frame_done(uint64_t end) {
+  if (!ends_message_) return;
+  ends_message_ = false;
+  if (!messages_.empty()) messages_.back().end = end;
+}
+
+void FrameScanner::forget_marks_before(uint64_t end) {
+  while (!marks_.empty() && marks_.front().through < end) marks_.pop_front();
+}
+
 void FrameScanner::arrived(uint64_t more, Clock::time_point at) {
+  // Marks short of the oldest message's end say nothing any message will need.
+  forget_marks_before(messages_.empty() ? scanned_ + 1 : end_of(messages_.front()));
   uint64_t through = scanned_ + more;
   if (!marks_.empty() && marks_.back().through >= through) return;  // an earlier mark says as much
   if (marks_.size() >= kMaxMarks) return;
@@ -55,8 +71,8 @@ std::optional<FrameScanner::Message> FrameScanner::take_message() {
   if (messages_.empty()) return std::nullopt;
   Started m = messages_.front();
   messages_.pop_front();
-  // Marks that end at or before this message's first byte say nothing about it or any later one.
-  while (!marks_.empty() && marks_.front().through <= m.offset) marks_.pop_front();
+  // A message had arrived once its last byte had: the first mark that reaches its end.
+  forget_marks_before(end_of(m));
   Message out{m.text, std::nullopt};
   if (!marks_.empty()) out.arrived = marks_.front().at;
   return out;

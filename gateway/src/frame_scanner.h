@@ -15,9 +15,10 @@
 // Arrival: a message waits, unread, in the kernel's socket buffer and then in Beast's read buffer
 // while the gateway's I/O threads are behind. After each socket read the layer below calls
 // arrived(): the bytes scanned so far, and the bytes the kernel still held when the read filled its
-// buffer (FIONREAD), had all arrived by then. A message had arrived by the first such mark past its
-// first byte, so `now - arrived` is a lower bound on how long it waited — exact to within one read,
-// and late by at most the I/O thread's queue delay (the mark is taken when the read's handler runs).
+// buffer (FIONREAD), had all arrived by then. A message had arrived by the first such mark that
+// reaches its last byte, so `now - arrived` is a lower bound on how long the complete message
+// waited — never the time the client took to send it — exact to within one read, and short by at
+// most the I/O thread's queue delay (the mark is taken when the read's handler runs).
 //
 // Thread-compatible: owned by one connection, used on its strand.
 
@@ -50,7 +51,8 @@ class FrameScanner {
  private:
   struct Started {
     bool text;
-    uint64_t offset;  // of its first byte in the stream
+    uint64_t offset;   // of its first byte in the stream
+    uint64_t end = 0;  // just past its last byte; 0 while its final frame is still coming
   };
   struct Mark {
     uint64_t through;  // the stream's first `through` bytes had arrived by `at`
@@ -60,10 +62,17 @@ class FrameScanner {
   // dropped, which only makes later messages look younger.
   static constexpr size_t kMaxMarks = 256;
 
+  // The current frame's payload ended at stream offset `end`.
+  void frame_done(uint64_t end);
+  void forget_marks_before(uint64_t end);
+  // Where a message ends, as far as is known: a message still arriving ends after every byte so far.
+  [[nodiscard]] uint64_t end_of(const Started& m) const { return m.end != 0 ? m.end : scanned_ + 1; }
+
   unsigned char header_[14] = {};
   size_t header_len_ = 0;
   size_t header_need_ = 2;
   uint64_t payload_left_ = 0;
+  bool ends_message_ = false;     // the current frame is the final frame of a data message
   uint64_t scanned_ = 0;          // bytes scanned since the connection opened
   std::deque<Started> messages_;  // one per data message started, oldest first
   std::deque<Mark> marks_;        // `through` ascending

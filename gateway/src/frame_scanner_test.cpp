@@ -110,5 +110,43 @@ TEST(FrameScanner, ALaterMarkThatSaysNoMoreIsDroppedAndAMessageWithoutOneHasNoAr
   EXPECT_FALSE(mc->arrived) << "no mark covers it: its wait is unknown, not made up";
 }
 
+// A message that takes a while to arrive — a slow uplink, a large message in pieces — had arrived
+// when its last byte had: the time its client took to send it is not time it waited.
+TEST(FrameScanner, AMessageArrivedWhenItsLastByteDid) {
+  using Clock = FrameScanner::Clock;
+  const Clock::time_point t0{std::chrono::seconds(7)};
+  FrameScanner s;
+  auto big = frame(0x1, false, 3000), rest = frame(0x0, true, 3000), ping = frame(0x9, true, 0);
+  s.scan(big.data(), 1000);
+  s.arrived(0, t0);
+  s.scan(big.data() + 1000, big.size() - 1000);
+  s.scan(ping.data(), ping.size());  // a control frame between the fragments
+  s.arrived(0, t0 + std::chrono::milliseconds(150));
+  s.scan(rest.data(), rest.size());
+  s.arrived(0, t0 + std::chrono::milliseconds(300));
+  auto m = s.take_message();
+  ASSERT_TRUE(m && m->arrived);
+  EXPECT_EQ(*m->arrived, t0 + std::chrono::milliseconds(300));
+}
+
+// An idle connection's reads (pongs, say) leave no marks behind: the next message is marked as
+// usual however long the connection sat idle.
+TEST(FrameScanner, AnIdleConnectionKeepsNoMarks) {
+  using Clock = FrameScanner::Clock;
+  const Clock::time_point t0{std::chrono::seconds(9)};
+  FrameScanner s;
+  for (int i = 0; i < 1000; ++i) {
+    auto pong = frame(0xA, true, 0);
+    s.scan(pong.data(), pong.size());
+    s.arrived(0, t0 + std::chrono::seconds(i));
+  }
+  auto a = frame(0x2, true, 10);
+  s.scan(a.data(), a.size());
+  s.arrived(0, t0 + std::chrono::seconds(2000));
+  auto m = s.take_message();
+  ASSERT_TRUE(m && m->arrived) << "the marks of the idle reads crowded out the message's";
+  EXPECT_EQ(*m->arrived, t0 + std::chrono::seconds(2000));
+}
+
 }  // namespace
 }  // namespace imlog::gw

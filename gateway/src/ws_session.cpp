@@ -7,6 +7,7 @@
 #include <vector>
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -211,8 +212,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     on_alive();
     auto message = ws_.next_layer().scanner().take_message();
     bool was_text = message ? message->text : true;
-    auto waited = message && message->arrived ? std::chrono::steady_clock::now() - *message->arrived
-                                              : std::chrono::steady_clock::duration::zero();
+    auto waited = time_unread(message);
     svc_.metrics.frame_wait.observe(waited);
     if (!bucket_.take()) {
       refuse_over_rate();
@@ -239,7 +239,17 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void resume_reading() {
     if (!read_paused_ || state_ != State::open || inflight_ >= svc_.config.max_inflight_commands) return;
     read_paused_ = false;
+    reading_since_ = std::chrono::steady_clock::now();
     do_read();
+  }
+
+  // How long a message waited for the gateway to read it: since it had arrived (FrameScanner), or
+  // since this session last resumed reading, if later — a pause at max_inflight_commands is the
+  // client's own back-pressure, not the gateway falling behind, and is not held against it.
+  std::chrono::steady_clock::duration time_unread(const std::optional<FrameScanner::Message>& m) const {
+    if (!m || !m->arrived) return std::chrono::steady_clock::duration::zero();
+    auto now = std::chrono::steady_clock::now();
+    return std::max(now - std::max(*m->arrived, reading_since_), std::chrono::steady_clock::duration::zero());
   }
 
   // Every message, text or binary, well-formed or not, takes a token before anything reads it, so
@@ -433,6 +443,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   TokenBucket refusals_;  // every message refused for want of one takes a token; empty: closed
   uint32_t inflight_ = 0;      // commands sent and not yet answered
   bool read_paused_ = false;   // reading stopped at max_inflight_commands
+  std::chrono::steady_clock::time_point reading_since_{};  // when reading last resumed after a pause
   static constexpr std::chrono::seconds kHeartbeatEvery{5};
   std::chrono::steady_clock::time_point last_heartbeat_{};
   // Messages sent on this connection whose push has not come back yet (echo suppression), at most

@@ -32,6 +32,10 @@ bool ImlogServer::start() {
   return wait_until([&] { return http_.get("/readyz").status == 200; }, 60s);
 }
 
+void ImlogServer::signal(int sig) {
+  if (proc_) proc_->signal(sig);
+}
+
 void ImlogServer::kill9() {
   if (proc_) proc_->kill();
   proc_.reset();

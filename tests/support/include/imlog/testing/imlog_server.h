@@ -26,6 +26,8 @@ class ImlogServer {
   // Starts `imlog serve` with extra environment entries ("NAME=value") and returns at once.
   void spawn(const std::vector<std::string>& env = {});
   void kill9();
+  // Sends `sig` to the running server (SIGSTOP and SIGCONT hold it still while a client writes).
+  void signal(int sig);
   // SIGTERM, and the exit status as from waitpid (nullopt if it did not exit within 30 s).
   std::optional<int> terminate();
 
