@@ -36,27 +36,27 @@ namespace wire = imlog::ws;  // the binary form's generated code (docs/api/webso
 
 constexpr auto kFrameWait = 10s;
 
-// Config of the servers under test: cheap password hashing (Argon2id at libsodium's minimum cost),
-// a send rate that a burst of test messages stays under, a short heartbeat: 3 s, longer in an
-// instrumented build, where a test takes longer to fill a silent client's queue than 3 s.
-// No bound on how long a message may wait in the gateway (max_frame_wait): the tests send bursts
-// (100 messages of 30 KB) that an instrumented server reads more slowly than the default 150 ms; the
-// bound has tests of its own (E2eLateFrames).
+// A server config: cheap password hashing (Argon2id at libsodium's minimum cost) and `gateway_keys`.
+std::string server_config(std::string_view gateway_keys) {
+  return fmt::format("log: {{level: warn}}\ngateway:\n  password_ops_limit: 1\n  password_mem_limit: 8KiB\n{}",
+                     gateway_keys);
+}
+
+// The chat tests' server: a send rate that a burst of test messages stays under; a short heartbeat
+// (3 s, longer in an instrumented build, where a test takes longer to fill a silent client's queue
+// than 3 s); and no bound on how long a message may wait in the gateway (max_frame_wait): the tests
+// send bursts (100 messages of 30 KB) that an instrumented server reads more slowly than the default
+// 150 ms. The bound has tests of its own (E2eLateFrames).
 std::chrono::seconds heartbeat_timeout() { return scaled(3s); }
 std::string test_config() {
-  return fmt::format(R"(
-log: {{level: warn}}
-gateway:
-  password_ops_limit: 1
-  password_mem_limit: 8KiB
-  ws_rate: 400
+  return server_config(fmt::format(R"(  ws_rate: 400
   ws_burst: 800
   max_frame_bytes: 64KiB
   heartbeat_timeout: {}s
   read_model_wait: 5s
   max_queued_bytes: 256KiB
   max_frame_wait: 0s
-)", heartbeat_timeout().count());
+)", heartbeat_timeout().count()));
 }
 
 std::string single(uint64_t a, uint64_t b) { return fmt::format("single_{}_{}", std::min(a, b), std::max(a, b)); }
@@ -1252,19 +1252,14 @@ TEST_P(E2eChatWs, PongsAndCoalescedPushesNeverInterleave) {
 // A server whose bound is 1 ms (10 ms in an instrumented build, whose own reading of one message
 // must stay under it), with no rate limit and room for thousands of queued answers.
 std::string late_config(int max_inflight_commands) {
-  return fmt::format(R"(
-log: {{level: warn}}
-gateway:
-  password_ops_limit: 1
-  password_mem_limit: 8KiB
-  ws_rate: 1000000
+  return server_config(fmt::format(R"(  ws_rate: 1000000
   ws_burst: 1000000
   query_queue: 100000
   max_queued_frames: 100000
   max_queued_bytes: 64MiB
   max_inflight_commands: {}
   max_frame_wait: {}ms
-)", max_inflight_commands, scaled(1ms).count());
+)", max_inflight_commands, scaled(1ms).count()));
 }
 
 class E2eLateFrames : public ::testing::TestWithParam<std::string> {
