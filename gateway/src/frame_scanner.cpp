@@ -51,7 +51,8 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
 void FrameScanner::frame_done(uint64_t end) {
   if (!ends_message_) return;
   ends_message_ = false;
-  if (!messages_.empty()) messages_.back().end = end;
+  // A final continuation with no message open (a protocol error Beast fails) ends nothing.
+  if (!messages_.empty() && messages_.back().end == 0) messages_.back().end = end;
 }
 
 void FrameScanner::forget_marks_before(uint64_t end) {
@@ -63,7 +64,7 @@ void FrameScanner::arrived(uint64_t more, Clock::time_point at) {
   forget_marks_before(messages_.empty() ? scanned_ + 1 : end_of(messages_.front()));
   uint64_t through = scanned_ + more;
   if (!marks_.empty() && marks_.back().through >= through) return;  // an earlier mark says as much
-  if (marks_.size() >= kMaxMarks) return;
+  if (marks_.size() >= kMaxMarks) marks_.pop_back();  // its bytes fall to the new, later mark
   marks_.push_back({through, at});
 }
 

@@ -58,8 +58,8 @@ class FrameScanner {
     uint64_t through;  // the stream's first `through` bytes had arrived by `at`
     Clock::time_point at;
   };
-  // Enough for every read of a backlog of max_frame_bytes messages; past it new marks are
-  // dropped, which only makes later messages look younger.
+  // Marks pile up only while a complete message waits to be taken; past this many, the newest
+  // gives way to the next, whose later time only makes the messages it covered look younger.
   static constexpr size_t kMaxMarks = 256;
 
   // The current frame's payload ended at stream offset `end`.

@@ -148,5 +148,27 @@ TEST(FrameScanner, AnIdleConnectionKeepsNoMarks) {
   EXPECT_EQ(*m->arrived, t0 + std::chrono::seconds(2000));
 }
 
+// Found by the ws_frame fuzzer: a complete message waiting to be taken while the next one arrives
+// a byte per read left more marks than the cap, and the newest were dropped, so the later message
+// had no arrival at all. Past the cap the newest mark gives way to the next: every byte stays
+// covered, by a later time at worst.
+TEST(FrameScanner, PastTheCapOfMarksEveryMessageStillHasAnArrival) {
+  using Clock = FrameScanner::Clock;
+  const Clock::time_point t0{std::chrono::seconds(11)};
+  FrameScanner s;
+  auto a = frame(0x2, true, 10), b = frame(0x2, true, 400);
+  s.scan(a.data(), a.size());
+  s.arrived(0, t0);
+  for (size_t i = 0; i < b.size(); ++i) {
+    s.scan(&b[i], 1);
+    s.arrived(0, t0 + std::chrono::milliseconds(i + 1));
+  }
+  auto ma = s.take_message(), mb = s.take_message();
+  ASSERT_TRUE(ma && mb);
+  EXPECT_EQ(ma->arrived, t0);
+  ASSERT_TRUE(mb->arrived) << "the message's last byte lost its mark";
+  EXPECT_EQ(*mb->arrived, t0 + std::chrono::milliseconds(b.size()));
+}
+
 }  // namespace
 }  // namespace imlog::gw
