@@ -1345,6 +1345,11 @@ TEST_P(E2eLateFrames, AMessageThatWaitedPastTheBoundIsRefusedOverloadedAndNotHan
   auto m = s().http().get("/metrics");
   EXPECT_NE(m.body.find("imlog_gateway_frame_wait_seconds_count"), std::string::npos);
   EXPECT_NE(m.body.find("imlog_gateway_errors_total{code=\"overloaded\"}"), std::string::npos);
+  constexpr std::string_view kLate = "\nimlog_gateway_late_refusals_total ";
+  auto at = m.body.find(kLate);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_EQ(std::stoull(m.body.substr(at + kLate.size())), syncs_refused + refused.size())
+      << "every late refusal counted, and nothing else";
 }
 
 // A client that sends more than max_inflight_commands at once waits for its own answers: the

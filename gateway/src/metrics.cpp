@@ -40,6 +40,10 @@ void Metrics::collect(std::vector<prometheus::MetricFamily>& out) const {
   out.push_back(counter("imlog_gateway_reads_paused_total",
                         "Times a WebSocket session stopped reading its socket with max_inflight_commands unanswered.",
                         d(reads_paused.load())));
+  out.push_back(counter("imlog_gateway_late_refusals_total",
+                        "WebSocket messages answered overloaded, unhandled, for waiting past gateway.max_frame_wait "
+                        "(of errors_total{code=\"overloaded\"}; the rest found a queue full).",
+                        d(late_refusals.load())));
   out.push_back(counter("imlog_gateway_ws_writes_total", "WebSocket socket writes; frames_out / writes is the coalescing.",
                         d(socket_writes.load())));
   out.push_back(metrics::histogram("imlog_gateway_command_seconds",

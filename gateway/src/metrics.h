@@ -30,6 +30,7 @@ struct Metrics {
   std::atomic<uint64_t> push_frames{0};          // frames queued to sessions for pushes
   std::atomic<uint64_t> slow_consumers{0};       // sessions dropped for a full write queue
   std::atomic<uint64_t> reads_paused{0};         // times a session stopped reading at max_inflight_commands
+  std::atomic<uint64_t> late_refusals{0};        // messages refused for waiting past max_frame_wait
   std::atomic<uint64_t> socket_writes{0};        // WebSocket socket writes (each carries one or more frames)
   std::atomic<uint64_t> heartbeat_timeouts{0};
   std::atomic<uint64_t> password_hashes{0};      // Argon2id hashes and verifications (PasswordHasher)

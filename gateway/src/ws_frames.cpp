@@ -46,6 +46,7 @@ void refuse_late(Services& svc, FrameConnection& conn, const ClientFrame& frame,
     type = "search";
   }
   svc.metrics.error("overloaded");
+  svc.metrics.late_refusals++;
   conn.send(error_frame("overloaded",
                         "the server is behind: this message waited " + std::to_string(waited.count()) +
                             " ms before it could be read (at most " +
