@@ -1281,9 +1281,8 @@ INSTANTIATE_TEST_SUITE_P(Forms, E2eLateFrames, ::testing::Values(kWsJson, kWsBin
 // 2,000 syncs with a send after every 100 (what fits in the socket's buffer), written while the
 // server is stopped (SIGSTOP), so that all are in its socket when it goes on: the session reads
 // one message per turn of its I/O thread, so the later ones wait, unread, behind those before
-// them, past the bound. Those are
-// answered `overloaded` with their client_msg_id or request type and a retry hint, and not
-// handled; the rest are. Every message is answered once, the accepted sends are stored and the
+// them, past the bound. Those are answered `overloaded` with their client_msg_id or request type
+// and a retry hint, and not handled; the rest are. Every message is answered once, the accepted sends are stored and the
 // refused ones are not, a refused send retried alone is accepted, and a ping is answered however
 // long it waited.
 TEST_P(E2eLateFrames, AMessageThatWaitedPastTheBoundIsRefusedOverloadedAndNotHandled) {
@@ -1332,7 +1331,9 @@ TEST_P(E2eLateFrames, AMessageThatWaitedPastTheBoundIsRefusedOverloadedAndNotHan
   for (const auto& id : acked) EXPECT_FALSE(refused.count(id)) << id << " answered twice";
   EXPECT_TRUE(ws->wait_for("pong", kFrameWait)) << "a ping is answered however long it waited";
 
-  if (!acked.empty()) ASSERT_TRUE(wait_history(s(), a, c, acked.size()));
+  if (!acked.empty()) {
+    ASSERT_TRUE(wait_history(s(), a, c, acked.size()));
+  }
   std::set<std::string> stored;
   for (const auto& m : full_history(s(), a, c)) stored.insert(m.client_msg_id);
   EXPECT_EQ(stored, acked) << "the accepted sends are stored, the refused ones are not";

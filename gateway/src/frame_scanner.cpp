@@ -18,9 +18,9 @@ void FrameScanner::scan(unsigned char* data, size_t n) {
       unsigned char opcode = data[i] & 0x0f;
       if (opcode == 0x1) {
         data[i] = static_cast<unsigned char>((data[i] & 0xf0) | 0x2);
-        messages_.push_back({true, scanned_ + i});
+        messages_.push_back({true});
       } else if (opcode == 0x2) {
-        messages_.push_back({false, scanned_ + i});
+        messages_.push_back({false});
       }
       header_need_ = 2;
     }

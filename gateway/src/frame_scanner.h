@@ -51,8 +51,7 @@ class FrameScanner {
  private:
   struct Started {
     bool text;
-    uint64_t offset;   // of its first byte in the stream
-    uint64_t end = 0;  // just past its last byte; 0 while its final frame is still coming
+    uint64_t end = 0;  // stream offset just past its last byte; 0 while its final frame is coming
   };
   struct Mark {
     uint64_t through;  // the stream's first `through` bytes had arrived by `at`

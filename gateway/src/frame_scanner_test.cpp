@@ -61,9 +61,10 @@ TEST(FrameScanner, FollowsHeadersSplitAcrossReadsAndLongLengths) {
   }
 }
 
-// Each message had arrived by the first mark past its first byte: a read's own bytes by the time
-// of that read, and the bytes the kernel still held after a read that filled its buffer by then too.
-TEST(FrameScanner, AMessageHadArrivedByTheFirstMarkPastItsFirstByte) {
+// Each message had arrived by the first mark that reaches its last byte: a read's own bytes by the
+// time of that read, and the bytes the kernel still held after a read that filled its buffer by
+// then too.
+TEST(FrameScanner, AMessageHadArrivedByTheFirstMarkThatReachesItsLastByte) {
   using Clock = FrameScanner::Clock;
   const Clock::time_point t0{std::chrono::seconds(100)};
   const auto ms = [&](int n) { return t0 + std::chrono::milliseconds(n); };

@@ -248,8 +248,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // client's own back-pressure, not the gateway falling behind, and is not held against it.
   std::chrono::steady_clock::duration time_unread(const std::optional<FrameScanner::Message>& m) const {
     if (!m || !m->arrived) return std::chrono::steady_clock::duration::zero();
-    auto now = std::chrono::steady_clock::now();
-    return std::max(now - std::max(*m->arrived, reading_since_), std::chrono::steady_clock::duration::zero());
+    return std::chrono::steady_clock::now() - std::max(*m->arrived, reading_since_);
   }
 
   // Every message, text or binary, well-formed or not, takes a token before anything reads it, so
