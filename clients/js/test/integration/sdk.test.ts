@@ -109,6 +109,9 @@ test("a send whose connection dropped is resent with the same id and lands once;
   await alice.rest.sendMessage(conv, {client_msg_id: "r-3", content: "while away 2"});
   bob.realtime.start();
   await waitFor("bob synced", () => bob.got.filter((m) => m.content.startsWith("while away")).length === 2);
+  // History comes from the read models, which follow the log: a page read the moment a push
+  // arrives may not hold it yet.
+  await waitFor("bob's history", async () => (await bob.rest.history(conv, {after_seq: 0})).messages.length >= 3);
   const history = await bob.rest.history(conv, {after_seq: 0});
   assert.deepEqual(history.messages.map((m) => m.content), ["only once", "while away 1", "while away 2"]);
   assert.deepEqual(bob.got.map((m) => m.seq_id), [1, 2, 3]);
@@ -156,6 +159,7 @@ test("the server killed and restarted mid-conversation: nothing lost, nothing do
   const ack = await during.acked;
   assert.equal(ack.seq_id, 2);
   await waitFor("bob got the second", () => bob.got.length === 2, 20_000);
+  await waitFor("bob's history", async () => (await bob.rest.history(conv, {after_seq: 0})).messages.length >= 2);
   const history = await bob.rest.history(conv, {after_seq: 0});
   assert.deepEqual(history.messages.map((m) => m.content), ["before the crash", "sent while the server was down"]);
   assert.deepEqual(bob.got.map((m) => m.content), ["before the crash", "sent while the server was down"]);
