@@ -8,9 +8,12 @@
 // the bytes the kernel still holds too (one FIONREAD, only then).
 //
 // Writes: the session writes its data frames itself, several queued frames framed (RFC 6455 §5.2,
-// server to client: unmasked) into one socket write — async_write_frames() — instead of one
-// Beast message, and one syscall, per frame. Beast still writes its own control frames (pong,
-// keep-alive ping, close) through async_write_some(). The two never interleave on the socket:
+// server to client: unmasked) into one socket write — write_frames() — instead of one Beast
+// message, and one syscall, per frame. The write is tried at once on the (non-blocking) socket,
+// which nearly always takes it all: no asynchronous operation, handler allocation or completion
+// post; only what the socket did not take is written asynchronously. Beast still writes its own
+// control frames (pong, keep-alive ping, close) through async_write_some(). The two never
+// interleave on the socket:
 //
 //   a raw write waits while Beast is in the middle of a frame (a write_some in flight, or bytes of
 //   its current frame still to come — Beast writes a frame with one or more write_some calls), and
@@ -65,8 +68,14 @@ class FrameLayer {
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
   FrameScanner& scanner() noexcept { return scanner_; }
-  // The handshake is done: from now on Beast's writes are frames (before, its HTTP response).
-  void handshake_done() noexcept { framing_ = true; }
+  // The handshake is done: from now on Beast's writes are frames (before, its HTTP response), and
+  // the socket is non-blocking for write_frames()' first try (Asio's own asynchronous operations
+  // behave the same either way; the session makes no synchronous call that would block).
+  void handshake_done() noexcept {
+    framing_ = true;
+    boost::beast::error_code ignored;
+    next_.socket().non_blocking(true, ignored);  // on error every write takes the asynchronous way
+  }
 
   // ---- reads ---------------------------------------------------------------------------------
 
@@ -121,11 +130,12 @@ class FrameLayer {
   // ---- the session's writes (data frames) ----------------------------------------------------
 
   // Writes `payloads` as text frames (binary ones when `binary`), in order, in as few socket
-  // writes as the kernel allows (normally one). The payloads must stay alive until
-  // `handler(ec, bytes)` runs. One call at a time.
+  // writes as the kernel allows (normally one). Returns true when the socket took every byte at
+  // once: `handler` is then not called. Otherwise the rest is written in the background and
+  // `handler(ec, bytes)` runs on the stream's executor when it is done or failed. The payloads must
+  // stay alive until then. One call at a time.
   template <class Handler>
-  void async_write_frames(const std::vector<std::shared_ptr<const std::string>>& payloads, bool binary,
-                          Handler&& handler) {
+  bool write_frames(const std::vector<std::shared_ptr<const std::string>>& payloads, bool binary, Handler&& handler) {
     headers_.resize(payloads.size());
     buffers_.clear();
     buffers_.reserve(payloads.size() * 2);
@@ -134,7 +144,13 @@ class FrameLayer {
       buffers_.emplace_back(headers_[i].data(), n);
       buffers_.emplace_back(payloads[i]->data(), payloads[i]->size());
     }
-    raw_when_clear(std::forward<Handler>(handler));
+    if (!raw_clear()) {
+      raw_wait(std::forward<Handler>(handler));
+      return false;
+    }
+    if (raw_write_now()) return true;
+    raw_write_rest(std::forward<Handler>(handler));
+    return false;
   }
 
  private:
@@ -173,11 +189,19 @@ class FrameLayer {
     });
   }
 
+  // A raw write may go: Beast is neither writing nor in the middle of a frame nor waiting to write.
+  bool raw_clear() const noexcept { return !beast_writing_ && beast_frame_left_ == 0 && !beast_waiting_; }
+
   template <class Handler>
-  void raw_when_clear(Handler&& h) {
-    if (!beast_writing_ && beast_frame_left_ == 0 && !beast_waiting_) return raw_write(std::forward<Handler>(h));
-    raw_gate_.async_wait(
-        [this, h = std::forward<Handler>(h)](boost::beast::error_code) mutable { raw_when_clear(std::move(h)); });
+  void raw_wait(Handler&& h) {
+    raw_waiting_ = true;
+    raw_gate_.async_wait([this, h = std::forward<Handler>(h)](boost::beast::error_code) mutable {
+      if (!raw_clear()) return raw_wait(std::move(h));
+      raw_waiting_ = false;
+      // Already inside a completion handler: a write done at once completes here.
+      if (raw_write_now()) return std::move(h)(boost::beast::error_code{}, raw_bytes_);
+      raw_write_rest(std::move(h));
+    });
   }
 
   template <class ConstBuffers, class Handler>
@@ -190,19 +214,41 @@ class FrameLayer {
                                                                                std::size_t n) mutable {
           beast_writing_ = false;
           beast_frame_left_ = ec ? 0 : beast_frame_left_ - std::min<uint64_t>(beast_frame_left_, n);
-          if (beast_frame_left_ == 0) raw_gate_.cancel();  // a waiting raw write may go
+          if (beast_frame_left_ == 0 && raw_waiting_) raw_gate_.cancel();  // a waiting raw write may go
           std::move(h)(ec, n);
         }));
   }
 
+  // Writes as much of buffers_ as the socket takes without blocking and drops it from buffers_;
+  // true when that was all. An error leaves buffers_ whole: the asynchronous write reports it.
+  bool raw_write_now() {
+    raw_bytes_ = boost::asio::buffer_size(buffers_);
+    boost::beast::error_code ec;
+    std::size_t n = next_.socket().write_some(buffers_, ec);
+    if (ec) return false;
+    if (n == raw_bytes_) {
+      if (beast_waiting_) beast_gate_.cancel();  // a waiting Beast write may go
+      return true;
+    }
+    raw_done_now_ = n;
+    auto it = buffers_.begin();
+    for (; it != buffers_.end() && n >= it->size(); ++it) n -= it->size();
+    buffers_.erase(buffers_.begin(), it);
+    if (n > 0) buffers_.front() += n;
+    return false;
+  }
+
+  // The rest of buffers_, asynchronously; `handler` gets the bytes of the whole write.
   template <class Handler>
-  void raw_write(Handler&& handler) {
+  void raw_write_rest(Handler&& handler) {
     raw_writing_ = true;
     boost::asio::async_write(next_, buffers_,
                              [this, h = std::forward<Handler>(handler)](boost::beast::error_code ec, std::size_t n) mutable {
                                raw_writing_ = false;
-                               beast_gate_.cancel();  // a waiting Beast write may go
-                               std::move(h)(ec, n);
+                               if (beast_waiting_) beast_gate_.cancel();  // a waiting Beast write may go
+                               std::size_t before = raw_done_now_;
+                               raw_done_now_ = 0;
+                               std::move(h)(ec, before + n);
                              });
   }
 
@@ -226,12 +272,15 @@ class FrameLayer {
   boost::asio::steady_timer beast_gate_;  // Beast's write waits here for a raw write to end
   boost::asio::steady_timer raw_gate_;    // a raw write waits here for Beast's frame to end
   bool framing_ = false;  // past the handshake
-  bool raw_writing_ = false;
+  bool raw_writing_ = false;  // an asynchronous raw write is in flight
+  bool raw_waiting_ = false;  // a raw write waits at raw_gate_
   bool beast_writing_ = false;
   bool beast_waiting_ = false;  // a Beast write_some waits at beast_gate_
   uint64_t beast_frame_left_ = 0;  // bytes of Beast's current frame not yet written
   std::vector<std::array<unsigned char, 10>> headers_;  // of the raw write in flight
-  std::vector<boost::asio::const_buffer> buffers_;
+  std::vector<boost::asio::const_buffer> buffers_;     // what of it is still to write
+  std::size_t raw_bytes_ = 0;     // the whole raw write
+  std::size_t raw_done_now_ = 0;  // of it, what the first try took
 };
 
 // The WebSocket close handshake tears down the layer below (found by ADL).

@@ -309,22 +309,36 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     return std::make_shared<const std::string>(std::move(out));
   }
 
-  // Every queued frame, up to kMaxWriteBytes, in one socket write (frame_layer.h).
+  // Every queued frame, up to kMaxWriteBytes, in one socket write (frame_layer.h); again while
+  // the socket takes each batch at once and more is queued.
   void do_write() {
-    writing_ = true;
-    batch_.clear();
-    size_t bytes = 0;
-    for (const auto& f : queue_) {
-      if (!batch_.empty() && bytes + f->size() > kMaxWriteBytes) break;
-      batch_.push_back(f);
-      bytes += f->size();
-    }
-    ws_.next_layer().async_write_frames(batch_, binary_, beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
+    do {
+      writing_ = true;
+      batch_.clear();
+      size_t bytes = 0;
+      for (const auto& f : queue_) {
+        if (!batch_.empty() && bytes + f->size() > kMaxWriteBytes) break;
+        batch_.push_back(f);
+        bytes += f->size();
+      }
+      if (!ws_.next_layer().write_frames(batch_, binary_,
+                                         beast::bind_front_handler(&WsSession::on_write, shared_from_this()))) {
+        return;  // on_write follows
+      }
+    } while (written());
   }
 
   void on_write(beast::error_code ec, std::size_t) {
+    if (ec) {
+      writing_ = false;
+      return finish();
+    }
+    if (written()) do_write();
+  }
+
+  // The batch went out: off the queue. Whether more is queued to write now.
+  bool written() {
     writing_ = false;
-    if (ec) return finish();
     svc_.metrics.frames_out += batch_.size();
     svc_.metrics.socket_writes++;
     for (size_t i = 0; i < batch_.size(); ++i) {
@@ -332,9 +346,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       queue_.pop_front();
     }
     batch_.clear();
-    if (state_ == State::closed) return;
-    if (!queue_.empty()) return do_write();
+    if (state_ == State::closed) return false;
+    if (!queue_.empty()) return true;
     if (close_pending_) do_close();
+    return false;
   }
 
   // Graceful close: a close frame once the queued frames are written.
