@@ -249,6 +249,12 @@ bool JsonBody::parse(std::string_view text) {
 
 // ---- writing ----------------------------------------------------------------------------------
 
+JsonOut& JsonOut::id_str(uint64_t v) {
+  char digits[20];
+  auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+  return str(std::string_view(digits, static_cast<size_t>(end - digits)));
+}
+
 JsonOut& JsonOut::text(std::string_view s, bool is_key) {
   std::string valid;
   if (!valid_utf8(s)) {

@@ -22,9 +22,14 @@
 
 namespace imlog::gw {
 
+// Writes one JSON document. Building a frame allocates only the string it returns: RapidJSON
+// writes straight into it, and the writer's stack of open objects and arrays lives inside this
+// object (a document nested deeper than the API's spills to the heap).
 class JsonOut {
  public:
-  JsonOut() : w_(buf_) {}
+  JsonOut() : w_(out_, &levels_, kLevels) { out_.s.reserve(kReserve); }
+  JsonOut(const JsonOut&) = delete;  // the writer points into this object
+  JsonOut& operator=(const JsonOut&) = delete;
   JsonOut& begin_object() { w_.StartObject(); return *this; }
   JsonOut& end_object() { w_.EndObject(); return *this; }
   JsonOut& begin_array() { w_.StartArray(); return *this; }
@@ -38,7 +43,7 @@ class JsonOut {
   JsonOut& boolean(bool v) { w_.Bool(v); return *this; }
   JsonOut& null() { w_.Null(); return *this; }
   // A 64-bit id as a decimal string (message ids).
-  JsonOut& id_str(uint64_t v) { return str(std::to_string(v)); }
+  JsonOut& id_str(uint64_t v);
   // key + value shortcuts
   JsonOut& field(std::string_view k, std::string_view v) { return key(k).str(v); }
   JsonOut& field(std::string_view k, const char* v) { return key(k).str(v); }
@@ -47,12 +52,26 @@ class JsonOut {
   JsonOut& field(std::string_view k, uint32_t v) { return key(k).u64(v); }
   JsonOut& field(std::string_view k, int32_t v) { return key(k).i64(v); }
   JsonOut& field(std::string_view k, bool v) { return key(k).boolean(v); }
-  [[nodiscard]] std::string take() const { return std::string(buf_.GetString(), buf_.GetSize()); }
+  // The document written so far, moved out: call it once, at the end.
+  [[nodiscard]] std::string take() { return std::move(out_.s); }
 
  private:
+  // RapidJSON's output stream concept over the string take() returns.
+  struct Out {
+    using Ch = char;
+    std::string s;
+    void Put(char c) { s.push_back(c); }
+    void Flush() {}
+  };
+  using Levels = rapidjson::MemoryPoolAllocator<>;
+  static constexpr size_t kReserve = 384;    // a chat frame's size, about
+  static constexpr size_t kLevels = 8;       // the writer's first stack: 8 levels of 16 bytes
+  static constexpr size_t kLevelBytes = 512;  // room for the pool's header and that stack, grown
   JsonOut& text(std::string_view s, bool is_key);
-  rapidjson::StringBuffer buf_;
-  rapidjson::Writer<rapidjson::StringBuffer> w_;
+  alignas(std::max_align_t) char level_bytes_[kLevelBytes];
+  Levels levels_{level_bytes_, sizeof level_bytes_, 1024};
+  Out out_;
+  rapidjson::Writer<Out, rapidjson::UTF8<>, rapidjson::UTF8<>, Levels> w_;
 };
 
 // Typed reads of one JSON object's members. Each getter returns false and sets the shared error

@@ -43,6 +43,23 @@ TEST(JsonOut, MessageShapeIsTheContract) {
             R"("content":"hi \"there\"","message_type":"text","client_msg_id":"c1","created_at":1700000000000})");
 }
 
+TEST(JsonOut, DocumentsDeeperAndLongerThanItsInlineRoomComeOutWhole) {
+  // 40 levels outgrow the writer's inline stack (8 levels), 10,000 characters the reserved string.
+  JsonOut j;
+  std::string want;
+  for (int i = 0; i < 40; ++i) {
+    j.begin_array();
+    want += '[';
+  }
+  j.id_str(0).str(std::string(10000, 'z'));
+  want += "\"0\",\"" + std::string(10000, 'z') + '"';
+  for (int i = 0; i < 40; ++i) {
+    j.end_array();
+    want += ']';
+  }
+  EXPECT_EQ(j.take(), want);
+}
+
 // ---- hostile input (issue 12) -----------------------------------------------------------------
 
 // {"a": [[[...]]]}: `depth` levels of arrays and objects in all.
