@@ -1177,8 +1177,16 @@ TEST_F(E2eChat, SilentPeersAreClosedAfterTheHeartbeatTimeout) {
   auto silent = WsClient::connect("127.0.0.1", s().port(), "/ws?token=" + a.token, {}, nullptr, nullptr,
                                   /*read=*/false);
   ASSERT_TRUE(silent);
+  auto timeouts = [&] {
+    auto m = s().http().get("/metrics");
+    constexpr std::string_view kLine = "\nimlog_gateway_heartbeat_timeouts_total ";
+    auto at = m.body.find(kLine);
+    return at == std::string::npos ? -1 : std::stoi(m.body.substr(at + kLine.size()));
+  };
+  int timeouts_before = timeouts();
   ASSERT_TRUE(wait_until([&] { return open_sessions() == 1; }, 10s));
   EXPECT_TRUE(wait_until([&] { return open_sessions() == 0; }, heartbeat_timeout() * 5)) << "the silent peer was not closed";
+  EXPECT_EQ(timeouts(), timeouts_before + 1) << "closed for its silence";
   // A client that reads answers the pings and stays, past the time-out.
   auto alive = connect_ws(s(), a, kWsJson);
   ASSERT_TRUE(alive);

@@ -68,11 +68,14 @@ class FrameLayer {
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
   FrameScanner& scanner() noexcept { return scanner_; }
+  // When a read last brought bytes (any frame, control frames included), or the handshake ended.
+  FrameScanner::Clock::time_point last_read() const noexcept { return last_read_; }
   // The handshake is done: from now on Beast's writes are frames (before, its HTTP response), and
   // the socket is non-blocking for write_frames()' first try (Asio's own asynchronous operations
   // behave the same either way; the session makes no synchronous call that would block).
   void handshake_done() noexcept {
     framing_ = true;
+    last_read_ = FrameScanner::Clock::now();
     boost::beast::error_code ignored;
     next_.socket().non_blocking(true, ignored);  // on error every write takes the asynchronous way
   }
@@ -174,7 +177,8 @@ class FrameLayer {
       boost::beast::error_code ignored;
       more = next_.socket().available(ignored);  // 0 on error: the mark only gets less precise
     }
-    scanner_.arrived(more, FrameScanner::Clock::now());
+    last_read_ = FrameScanner::Clock::now();
+    scanner_.arrived(more, last_read_);
   }
 
   template <class ConstBuffers, class Handler>
@@ -269,6 +273,7 @@ class FrameLayer {
 
   Next next_;
   FrameScanner scanner_;
+  FrameScanner::Clock::time_point last_read_{};
   boost::asio::steady_timer beast_gate_;  // Beast's write waits here for a raw write to end
   boost::asio::steady_timer raw_gate_;    // a raw write waits here for Beast's frame to end
   bool framing_ = false;  // past the handshake

@@ -11,6 +11,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <fmt/format.h>
@@ -131,8 +132,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     beast::get_lowest_layer(ws_).expires_never();  // the WebSocket's own timeouts take over
     websocket::stream_base::timeout t;
     t.handshake_timeout = svc_.config.ws_handshake_timeout;
-    t.idle_timeout = svc_.config.heartbeat_timeout;
-    t.keep_alive_pings = true;  // ping at half the idle timeout; close a peer silent for all of it
+    // The session keeps the idle timeout itself (check_liveness): Beast's re-arms a timer on every
+    // read, a cancelled wait and a new one per message.
+    t.idle_timeout = websocket::stream_base::none();
+    t.keep_alive_pings = false;
     ws_.set_option(t);
     ws_.set_option(websocket::stream_base::decorator([sp = subprotocol_](websocket::response_type& res) {
       res.set(http::field::server, "imlog");
@@ -185,6 +188,39 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       if (kind == websocket::frame_type::pong) on_alive();
     });
     do_read();
+    arm_liveness();
+  }
+
+  // Liveness (docs/api/websocket.md): a peer that sent nothing for half of heartbeat_timeout is
+  // pinged; one silent for all of it is dropped. Any bytes read count (FrameLayer::last_read, a
+  // pong included). One timer per session, armed once per half timeout, not once per read.
+  void arm_liveness() {
+    auto last = ws_.next_layer().last_read();
+    auto timeout = svc_.config.heartbeat_timeout;
+    liveness_.expires_at(last + (pinged_silence_since_ == last ? timeout : timeout / 2));
+    liveness_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      if (auto self = weak.lock(); self && !ec) self->check_liveness();
+    });
+  }
+
+  void check_liveness() {
+    if (state_ != State::open) return;
+    auto last = ws_.next_layer().last_read();
+    auto silent = std::chrono::steady_clock::now() - last;
+    if (silent >= svc_.config.heartbeat_timeout) {
+      svc_.metrics.heartbeat_timeouts++;
+      logger("gateway")->debug("closing ws session {} of user {}: silent for {} ms", id_, user_,
+                               std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
+      return abort();
+    }
+    if (silent >= svc_.config.heartbeat_timeout / 2 && pinged_silence_since_ != last) {
+      pinged_silence_since_ = last;
+      if (!ping_in_flight_) {  // Beast takes one ping at a time
+        ping_in_flight_ = true;
+        ws_.async_ping({}, [self = shared_from_this()](beast::error_code) { self->ping_in_flight_ = false; });
+      }
+    }
+    arm_liveness();
   }
 
   // Idle connections wait with a small read (chat frames are small, and the buffer of a pending
@@ -196,10 +232,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   void on_read(beast::error_code ec, std::size_t) {
-    if (ec) {
-      if (ec == beast::error::timeout) svc_.metrics.heartbeat_timeouts++;
-      return finish();
-    }
+    if (ec) return finish();
     if (state_ != State::open) return;
     if (in_.size() > svc_.config.max_frame_bytes) {
       svc_.metrics.error("frame_too_large");
@@ -460,6 +493,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   std::chrono::steady_clock::time_point reading_since_{};  // when reading last resumed after a pause
   static constexpr std::chrono::seconds kHeartbeatEvery{5};
   std::chrono::steady_clock::time_point last_heartbeat_{};
+  net::steady_timer liveness_{ws_.get_executor()};
+  // The last read before the silence this session pinged the peer over (FrameLayer::last_read).
+  FrameScanner::Clock::time_point pinged_silence_since_{};
+  bool ping_in_flight_ = false;
   // Messages sent on this connection whose push has not come back yet (echo suppression), at most
   // kMaxSent, the oldest forgotten first.
   static constexpr size_t kMaxSent = 1024;
