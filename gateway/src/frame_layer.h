@@ -1,6 +1,6 @@
 #pragma once
-// The stream layer between beast::tcp_stream and websocket::stream of a WebSocket session. Used
-// only by ws_session.cpp. Two jobs:
+// The stream layer between the TCP socket and websocket::stream of a WebSocket session. Used only
+// by ws_session.cpp. Two jobs:
 //
 // Reads: every byte read runs through a FrameScanner (frame_scanner.h says why: text frames are
 // seen by Beast as binary, so the session validates UTF-8 itself and keeps the connection), and
@@ -77,7 +77,7 @@ class FrameLayer {
     framing_ = true;
     last_read_ = FrameScanner::Clock::now();
     boost::beast::error_code ignored;
-    next_.socket().non_blocking(true, ignored);  // on error every write takes the asynchronous way
+    next_.non_blocking(true, ignored);  // on error every write takes the asynchronous way
   }
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class FrameLayer {
     uint64_t more = 0;
     if (got == asked) {
       boost::beast::error_code ignored;
-      more = next_.socket().available(ignored);  // 0 on error: the mark only gets less precise
+      more = next_.available(ignored);  // 0 on error: the mark only gets less precise
     }
     last_read_ = FrameScanner::Clock::now();
     scanner_.arrived(more, last_read_);
@@ -228,7 +228,7 @@ class FrameLayer {
   bool raw_write_now() {
     raw_bytes_ = boost::asio::buffer_size(buffers_);
     boost::beast::error_code ec;
-    std::size_t n = next_.socket().write_some(buffers_, ec);
+    std::size_t n = next_.write_some(buffers_, ec);
     if (ec) return false;
     if (n == raw_bytes_) {
       if (beast_waiting_) beast_gate_.cancel();  // a waiting Beast write may go

@@ -5,7 +5,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <memory>
 #include <optional>
@@ -25,7 +24,7 @@ using Payloads = std::vector<std::shared_ptr<const std::string>>;
 struct Pair {
   net::io_context server_ioc;
   net::io_context client_ioc;
-  std::optional<FrameLayer<boost::beast::tcp_stream>> server;
+  std::optional<FrameLayer<tcp::socket>> server;
   tcp::socket client{client_ioc};
 
   // Socket buffers of about `buffer_bytes` (the kernel caps them at net.core.[rw]mem_max): small

@@ -33,6 +33,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
+using tcp = net::ip::tcp;
 
 // A token bucket: `rate` tokens per second up to `burst`. On the session's strand.
 class TokenBucket {
@@ -67,7 +68,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   WsSession(Services& svc, beast::tcp_stream&& stream, http::request<http::string_body>&& upgrade,
             uint64_t user_id, std::string subprotocol)
       : svc_(svc),
-        ws_(std::move(stream)),
+        ws_(stream.release_socket()),  // Beast's WebSocket timer replaces the stream's timeouts
         upgrade_(std::move(upgrade)),
         subprotocol_(std::move(subprotocol)),
         binary_(is_binary_protocol(subprotocol_)),
@@ -129,7 +130,6 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   enum class State { handshake, open, closing, closed };
 
   void on_run() {
-    beast::get_lowest_layer(ws_).expires_never();  // the WebSocket's own timeouts take over
     websocket::stream_base::timeout t;
     t.handshake_timeout = svc_.config.ws_handshake_timeout;
     // The session keeps the idle timeout itself (check_liveness): Beast's re-arms a timer on every
@@ -411,7 +411,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void abort() {
     state_ = State::closed;
     beast::error_code ec;
-    beast::get_lowest_layer(ws_).socket().close(ec);
+    beast::get_lowest_layer(ws_).close(ec);
     finish();
   }
 
@@ -467,7 +467,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   Services& svc_;
-  websocket::stream<FrameLayer<beast::tcp_stream>, /*deflateSupported=*/false> ws_;
+  websocket::stream<FrameLayer<tcp::socket>, /*deflateSupported=*/false> ws_;
   http::request<http::string_body> upgrade_;
   std::string subprotocol_;
   const bool binary_;  // imlog.v1: binary frames both ways
