@@ -10,6 +10,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "imlog/core/worker.h"
 #include "imlog/engine/local_log.h"
@@ -208,6 +209,55 @@ TEST(InProcessCommands, AFullQueueRefusesWithOverloadedAndKeepsWhatItTook) {
   commands->send("world", "c6", [&](const Error& e) { closed = e; });
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code(), make_error_code(LogErrc::closed));
+}
+
+TEST(InProcessCommands, AReaderExpectingItsWakeupIsNotWokenPerCommandButGetsThemAllAtTheWakeup) {
+  auto commands = in_process_commands(1, InProcessLimits{.command_queue = 16});
+  auto reader = commands->reader(ConsumerOptions{});
+  auto send = [&](std::string value) { commands->send("world", std::move(value), [](const Error& e) { FAIL() << e.to_string(); }); };
+  // Expecting its wakeup (a batch in flight), the reader sleeps through two sends...
+  reader->expect_wakeup(true);
+  std::atomic<bool> woke{false};
+  std::thread other([&] {
+    std::this_thread::sleep_for(50ms);
+    send("a");
+    send("b");
+    std::this_thread::sleep_for(300ms);
+    woke = true;
+    reader->wakeup();  // ... until the wakeup it expected (the batch's completion)
+  });
+  std::vector<Record> got;
+  ASSERT_TRUE(reader->poll(got, 10s));
+  EXPECT_TRUE(woke.load()) << "the sends woke a reader that expected its wakeup";
+  ASSERT_EQ(got.size(), 2u) << "what came meanwhile is taken together";
+  EXPECT_EQ(got[0].value, "a");
+  EXPECT_EQ(got[1].value, "b");
+  other.join();
+  // Without the hint, a send wakes the sleeping reader at once.
+  reader->expect_wakeup(false);
+  auto started = std::chrono::steady_clock::now();
+  std::thread sender([&] {
+    std::this_thread::sleep_for(50ms);
+    send("c");
+  });
+  ASSERT_TRUE(reader->poll(got, 10s));
+  sender.join();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "a send must wake a reader that expects nothing";
+  // The hint never strands a command: the poll's timeout returns it.
+  reader->expect_wakeup(true);
+  send("d");  // queued before the poll: taken at once
+  ASSERT_TRUE(reader->poll(got, 10s));
+  ASSERT_EQ(got.size(), 1u);
+  std::thread late([&] {
+    std::this_thread::sleep_for(20ms);
+    send("e");
+  });
+  ASSERT_TRUE(reader->poll(got, 300ms));
+  late.join();
+  if (got.empty()) ASSERT_TRUE(reader->poll(got, 0ms));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "e");
 }
 
 TEST(InProcessCommands, TheBusAnswersOverloadedWhenTheQueueIsFull) {

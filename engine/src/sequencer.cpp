@@ -239,6 +239,10 @@ class Sequencer::Loop final : public RebalanceListener {
         stats.checkpoint_seconds.observe(done - started);
         next_checkpoint = done + config_.checkpoint_interval;
       }
+      // With a batch in flight, its completion wakes this loop: commands that come meanwhile
+      // are read together then, not one wake-up each (they could not be written sooner: the log
+      // writer is busy with that batch or the one before).
+      commands_->expect_wakeup(!inflight_.empty());
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
       assigned_ = true;  // a group member may own nothing yet, or for good (a standby): it is up
       if (!polled) {

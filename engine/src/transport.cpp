@@ -68,8 +68,10 @@ class InProcessCommands final : public CommandTransport {
     out.clear();
     std::unique_lock lock(mu_);
     if (queue_.empty() && !woken_) {
-      reader_waiting_ = true;
-      cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || woken_; });
+      // A reader that expects its wakeup() is not woken per command: the commands that come
+      // meanwhile wait for that wakeup (or the timeout) and are taken together.
+      reader_waiting_ = !wakeup_expected_;
+      cv_.wait_for(lock, timeout, [&] { return woken_ || (!queue_.empty() && !wakeup_expected_); });
       reader_waiting_ = false;
     }
     woken_ = false;
@@ -87,6 +89,11 @@ class InProcessCommands final : public CommandTransport {
       woken_ = true;
     }
     cv_.notify_one();
+  }
+
+  void expect_wakeup(bool expected) {
+    std::lock_guard lock(mu_);
+    wakeup_expected_ = expected;
   }
 
   void close() {
@@ -108,6 +115,7 @@ class InProcessCommands final : public CommandTransport {
   std::vector<int64_t> next_offset_;
   bool reader_waiting_ = false;  // the reader sleeps on cv_: a send must notify
   bool woken_ = false;           // wakeup() was called since the last take()
+  bool wakeup_expected_ = false;  // the reader's hint (Consumer::expect_wakeup)
   bool closed_ = false;
 };
 
@@ -138,6 +146,7 @@ class InProcessCommandReader final : public Consumer {
   Result<std::optional<int64_t>> committed(const TopicPartition&) override { return std::optional<int64_t>(); }
   [[nodiscard]] std::vector<TopicPartition> assignment() const override { return owned_; }
   void wakeup() override { queue_.wakeup(); }
+  void expect_wakeup(bool expected) override { queue_.expect_wakeup(expected); }
   // The sequencer has checkpointed by then; nothing to revoke.
   void close() override {
     if (closed_) return;

@@ -163,6 +163,13 @@ class Consumer {
   // Makes a blocked poll() return early. Thread-safe.
   virtual void wakeup() = 0;
 
+  // A hint for the next poll()s, from their thread: true while the reader will be woken soon
+  // anyway (its own wakeup() is due: the sequencer waits for a batch to become durable), so a new
+  // record need not wake it at once and the records that come meanwhile are read together. The
+  // in-process command queue honours it (a futex wake and a context switch fewer per command
+  // under load); the others ignore it. Default false.
+  virtual void expect_wakeup(bool expected) { (void)expected; }
+
   // Leaves the group (its partitions go to the other members). Idempotent; the destructor calls it.
   virtual void close() = 0;
 };
