@@ -7,6 +7,7 @@
 #include <vector>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include <boost/asio/dispatch.hpp>
@@ -86,19 +87,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   // PushTarget
   void push(std::vector<PushFrame> frames) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), frames = std::move(frames)] {
-      for (const auto& f : frames) {
-        // The session that sent a message got its ack; the push is for the sender's other devices.
-        if (f.info.sent_key != 0 && f.info.actor == self->user_ && self->take_sent(f.info.sent_key)) continue;
-        self->svc_.metrics.push_frames++;
-        self->enqueue(f.frame);
-      }
-    });
+    std::unique_lock lock(inbox_mu_);
+    bool first = inbox_.empty();
+    for (auto& f : frames) inbox_.push_back(Inbound{Inbound::Kind::push, std::move(f.frame), f.info});
+    lock.unlock();
+    if (first) post_drain();
   }
 
   // FrameConnection
   void send(std::shared_ptr<const std::string> frame) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] { self->enqueue(frame); });
+    to_inbox(Inbound{Inbound::Kind::send, std::move(frame), {}});
   }
   [[nodiscard]] uint64_t user_id() const override { return user_; }
   void remember_sent(uint64_t key) override {
@@ -114,11 +112,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   void command_sent() override { ++inflight_; }
   void answer(std::shared_ptr<const std::string> frame) override {
-    net::post(ws_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
-      self->enqueue(frame);
-      --self->inflight_;
-      self->resume_reading();
-    });
+    to_inbox(Inbound{Inbound::Kind::answer, std::move(frame), {}});
   }
 
   // Closable
@@ -312,6 +306,55 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                         "subprotocol imlog.v1)"));
   }
 
+  // Frames from other threads (answers, sends, pushes) wait in the inbox, in the order they came;
+  // the one that finds it empty posts a drain to the strand, and the rest ride along: one post
+  // per burst instead of one per frame (a one-to-one message's ack and its echo to the sender,
+  // which take_sent() drops, arrive together).
+  struct Inbound {
+    enum class Kind : uint8_t { send, answer, push };
+    Kind kind;
+    std::shared_ptr<const std::string> frame;
+    PushInfo info;  // of a push
+  };
+
+  void to_inbox(Inbound in) {
+    std::unique_lock lock(inbox_mu_);
+    bool first = inbox_.empty();
+    inbox_.push_back(std::move(in));
+    lock.unlock();
+    if (first) post_drain();
+  }
+
+  void post_drain() {
+    net::post(ws_.get_executor(), [self = shared_from_this()] { self->drain_inbox(); });
+  }
+
+  void drain_inbox() {
+    {
+      std::lock_guard lock(inbox_mu_);
+      draining_.swap(inbox_);
+    }
+    for (auto& in : draining_) {
+      switch (in.kind) {
+        case Inbound::Kind::push:
+          // The session that sent a message got its ack; the push is for the sender's other devices.
+          if (in.info.sent_key != 0 && in.info.actor == user_ && take_sent(in.info.sent_key)) break;
+          svc_.metrics.push_frames++;
+          enqueue(std::move(in.frame));
+          break;
+        case Inbound::Kind::send:
+          enqueue(std::move(in.frame));
+          break;
+        case Inbound::Kind::answer:
+          enqueue(std::move(in.frame));
+          --inflight_;
+          resume_reading();
+          break;
+      }
+    }
+    draining_.clear();
+  }
+
   // Frames are rendered as JSON; a binary connection's are encoded here, on its strand.
   void enqueue(std::shared_ptr<const std::string> frame) {
     if (state_ != State::open) return;
@@ -503,6 +546,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   std::unordered_set<uint64_t> sent_;
   std::vector<uint64_t> sent_order_;
   size_t sent_next_ = 0;
+  std::mutex inbox_mu_;
+  std::vector<Inbound> inbox_;     // under inbox_mu_
+  std::vector<Inbound> draining_;  // the strand's: what drain_inbox() took
 };
 
 }  // namespace
