@@ -193,8 +193,32 @@ export class ChatStore {
     this.changed();
     await Promise.all([this.loadMe(), this.loadConversations(), this.loadFriends(), this.loadBlocks()]);
   }
+  /** What the profile must show once the read model has this device's latest acked write of it. */
+  private meMustShow: ((me: Me) => boolean) | null = null;
   async loadMe() {
-    try { this.me = await this.rest.me(); this.remember(this.me); this.changed(); } catch (e) { this.fail(e); }
+    try {
+      // The profile is a read model that trails the log by moments: a read that does not show
+      // this device's latest acked write yet (one a settings-updated push raced) is read again
+      // shortly instead of shown, for up to about 5 s.
+      for (let attempt = 0; ; attempt++) {
+        const me = await this.rest.me();
+        const want = this.meMustShow;
+        if (want && !want(me) && attempt < 12) {
+          await new Promise((r) => setTimeout(r, 100 * Math.min(attempt + 1, 5)));
+          continue;
+        }
+        if (want && want === this.meMustShow) this.meMustShow = null;
+        this.me = me;
+        this.remember(me);
+        this.changed();
+        return;
+      }
+    } catch (e) { this.fail(e); }
+  }
+  /** After an acked write of the profile: reads it back once the read model shows `check`. */
+  private async loadMeShowing(check: (me: Me) => boolean) {
+    this.meMustShow = check;
+    await this.loadMe();
   }
 
   // ---- people --------------------------------------------------------------------------------
@@ -292,6 +316,8 @@ export class ChatStore {
         const st = (this.me.settings ??= {});
         st.muted = muted ? [...new Set([...(st.muted ?? []), conv])] : (st.muted ?? []).filter((c) => c !== conv);
       }
+      // A settings-updated push may reload the profile before the read model has this write.
+      this.meMustShow = (me) => (me.settings?.muted?.includes(conv) ?? false) === muted;
       this.changed();
     } catch (e) { this.fail(e); }
   }
@@ -556,12 +582,24 @@ export class ChatStore {
     } catch (e) { this.fail(e); }
   }
   async saveSettings(body: Parameters<RestClient["updateSettings"]>[0]) {
-    try { await this.rest.updateSettings(body); await this.loadMe(); this.say("Settings saved"); } catch (e) { this.fail(e); }
+    try {
+      await this.rest.updateSettings(body);
+      // The fields the profile shows as they were sent (a time zone or a cleared quiet hour may
+      // read back normalised).
+      const exact = ["allow_search", "message_policy", "push_enabled"] as const;
+      const shown = (me: Me) => exact.every((k) => body[k] === undefined || me.settings?.[k] === body[k]);
+      await this.loadMeShowing(shown);
+      this.say("Settings saved");
+    } catch (e) { this.fail(e); }
   }
   async uploadAvatar(file: File) {
     try { await this.rest.uploadAvatar(file, file.type || "application/octet-stream"); await this.loadMe(); this.say("Picture updated"); } catch (e) { this.fail(e); }
   }
   async saveProfile(nickname: string, signature: string) {
-    try { await this.rest.updateProfile({nickname, signature}); await this.loadMe(); this.say("Profile saved"); } catch (e) { this.fail(e); }
+    try {
+      await this.rest.updateProfile({nickname, signature});
+      await this.loadMeShowing((me) => (!nickname || me.nickname === nickname) && (me.signature ?? "") === signature);
+      this.say("Profile saved");
+    } catch (e) { this.fail(e); }
   }
 }
