@@ -240,8 +240,10 @@ class Sequencer::Loop final : public RebalanceListener {
         next_checkpoint = done + config_.checkpoint_interval;
       }
       // With a batch in flight, its completion wakes this loop: commands that come meanwhile
-      // are read together then, not one wake-up each (they could not be written sooner: the log
-      // writer is busy with that batch or the one before).
+      // are read together then, not one wake-up each. They lose little: the log writer is busy
+      // with that batch, and they would have waited for its sync in the log's queue instead.
+      // The cost is that the next batch is decided after that sync, not during it, so on the
+      // in-process queue max_inflight_batches rarely goes past 1.
       commands_->expect_wakeup(!inflight_.empty());
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
       assigned_ = true;  // a group member may own nothing yet, or for good (a standby): it is up

@@ -105,6 +105,7 @@ class InProcessCommands final : public CommandTransport {
   void open() {
     std::lock_guard lock(mu_);
     closed_ = false;
+    wakeup_expected_ = false;  // a new reader has said nothing yet
   }
 
   const int32_t partitions_;

@@ -68,16 +68,18 @@ class FrameLayer {
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
   FrameScanner& scanner() noexcept { return scanner_; }
-  // When a read last brought bytes (any frame, control frames included), or the handshake ended.
+  // When a read last brought bytes (any frame, control frames included), or count_as_read_now().
   FrameScanner::Clock::time_point last_read() const noexcept { return last_read_; }
+  void count_as_read_now() noexcept { last_read_ = FrameScanner::Clock::now(); }
   // The handshake is done: from now on Beast's writes are frames (before, its HTTP response), and
   // the socket is non-blocking for write_frames()' first try (Asio's own asynchronous operations
   // behave the same either way; the session makes no synchronous call that would block).
   void handshake_done() noexcept {
     framing_ = true;
     last_read_ = FrameScanner::Clock::now();
-    boost::beast::error_code ignored;
-    next_.non_blocking(true, ignored);  // on error every write takes the asynchronous way
+    boost::beast::error_code ec;
+    next_.non_blocking(true, ec);
+    try_at_once_ = !ec;  // else every write takes the asynchronous way: a try would block
   }
 
   // ---- reads ---------------------------------------------------------------------------------
@@ -224,21 +226,26 @@ class FrameLayer {
   }
 
   // Writes as much of buffers_ as the socket takes without blocking and drops it from buffers_;
-  // true when that was all. An error leaves buffers_ whole: the asynchronous write reports it.
+  // true when that was all. One write_some passes at most 64 buffers (Asio), so it goes on while
+  // the socket takes everything offered. An error stops it: the asynchronous write reports it.
   bool raw_write_now() {
     raw_bytes_ = boost::asio::buffer_size(buffers_);
-    boost::beast::error_code ec;
-    std::size_t n = next_.write_some(buffers_, ec);
-    if (ec) return false;
-    if (n == raw_bytes_) {
-      if (beast_waiting_) beast_gate_.cancel();  // a waiting Beast write may go
-      return true;
+    raw_done_now_ = 0;
+    while (try_at_once_) {
+      boost::beast::error_code ec;
+      std::size_t n = next_.write_some(buffers_, ec);
+      if (ec) return false;
+      raw_done_now_ += n;
+      if (raw_done_now_ == raw_bytes_) {
+        raw_done_now_ = 0;
+        if (beast_waiting_) beast_gate_.cancel();  // a waiting Beast write may go
+        return true;
+      }
+      auto it = buffers_.begin();
+      for (; it != buffers_.end() && n >= it->size(); ++it) n -= it->size();
+      buffers_.erase(buffers_.begin(), it);
+      if (n > 0) buffers_.front() += n;
     }
-    raw_done_now_ = n;
-    auto it = buffers_.begin();
-    for (; it != buffers_.end() && n >= it->size(); ++it) n -= it->size();
-    buffers_.erase(buffers_.begin(), it);
-    if (n > 0) buffers_.front() += n;
     return false;
   }
 
@@ -277,6 +284,7 @@ class FrameLayer {
   boost::asio::steady_timer beast_gate_;  // Beast's write waits here for a raw write to end
   boost::asio::steady_timer raw_gate_;    // a raw write waits here for Beast's frame to end
   bool framing_ = false;  // past the handshake
+  bool try_at_once_ = false;  // the socket is non-blocking: write_frames() tries a write at once
   bool raw_writing_ = false;  // an asynchronous raw write is in flight
   bool raw_waiting_ = false;  // a raw write waits at raw_gate_
   bool beast_writing_ = false;

@@ -181,6 +181,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
       if (kind == websocket::frame_type::pong) on_alive();
     });
+    ws_.next_layer().count_as_read_now();  // the silence is counted from the first read
     do_read();
     arm_liveness();
   }
@@ -191,13 +192,23 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void arm_liveness() {
     auto last = ws_.next_layer().last_read();
     auto timeout = svc_.config.heartbeat_timeout;
-    liveness_.expires_at(last + (pinged_silence_since_ == last ? timeout : timeout / 2));
+    if (state_ == State::closing) {
+      liveness_.expires_at(closing_since_ + svc_.config.ws_handshake_timeout);
+    } else {
+      liveness_.expires_at(last + (pinged_silence_since_ == last ? timeout : timeout / 2));
+    }
     liveness_.async_wait([weak = weak_from_this()](beast::error_code ec) {
       if (auto self = weak.lock(); self && !ec) self->check_liveness();
     });
   }
 
   void check_liveness() {
+    if (state_ == State::closing) {
+      if (std::chrono::steady_clock::now() - closing_since_ < svc_.config.ws_handshake_timeout) return arm_liveness();
+      logger("gateway")->debug("dropping ws session {} of user {}: its close did not finish in {} ms", id_, user_,
+                               svc_.config.ws_handshake_timeout.count());
+      return abort();
+    }
     if (state_ != State::open) return;
     auto last = ws_.next_layer().last_read();
     auto silent = std::chrono::steady_clock::now() - last;
@@ -334,6 +345,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       std::lock_guard lock(inbox_mu_);
       draining_.swap(inbox_);
     }
+    holding_writes_ = true;  // every frame of the burst first, then one write
     for (auto& in : draining_) {
       switch (in.kind) {
         case Inbound::Kind::push:
@@ -353,6 +365,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       }
     }
     draining_.clear();
+    holding_writes_ = false;
+    if (!writing_ && greeted_ && !queue_.empty()) do_write();
   }
 
   // Frames are rendered as JSON; a binary connection's are encoded here, on its strand.
@@ -369,7 +383,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     queued_bytes_ += frame->size();
     queue_.push_back(std::move(frame));
-    if (!writing_ && greeted_) do_write();
+    if (!writing_ && greeted_ && !holding_writes_) do_write();
   }
 
   // The binary frame of a JSON frame. A frame the schema lacks is a server bug: logged, and the
@@ -435,6 +449,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     state_ = State::closing;
     close_code_ = code;
     close_reason_ = std::move(reason);
+    // A peer that stops reading could hold a closing session for good (a write that never ends,
+    // then a close handshake that never starts): past ws_handshake_timeout it is dropped.
+    closing_since_ = std::chrono::steady_clock::now();
+    if (greeted_) arm_liveness();
     if (writing_) {
       close_pending_ = true;
     } else {
@@ -540,6 +558,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // The last read before the silence this session pinged the peer over (FrameLayer::last_read).
   FrameScanner::Clock::time_point pinged_silence_since_{};
   bool ping_in_flight_ = false;
+  std::chrono::steady_clock::time_point closing_since_{};  // when close() began
+  bool holding_writes_ = false;  // drain_inbox() queues a burst before writing it
   // Messages sent on this connection whose push has not come back yet (echo suppression), at most
   // kMaxSent, the oldest forgotten first.
   static constexpr size_t kMaxSent = 1024;
