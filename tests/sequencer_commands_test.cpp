@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "imlog/engine/local_log.h"
@@ -49,11 +50,13 @@ class SequencerCommands : public ::testing::Test {
     tail_.reset();
   }
 
-  void start_engine(std::chrono::milliseconds checkpoint_interval = 50ms) {
+  void start_engine(std::chrono::milliseconds checkpoint_interval = 50ms,
+                    std::chrono::milliseconds batch_window = EngineConfig{}.batch_window) {
     EngineConfig ec;
     ec.state_dir = dir_.str() + "/engine";
     ec.instance_id = "commands";
     ec.checkpoint_interval = checkpoint_interval;
+    ec.batch_window = batch_window;
     auto n = EngineNode::start(*holding_, ec);
     ASSERT_TRUE(n) << n.error().to_string();
     node_ = std::move(*n);
@@ -123,6 +126,34 @@ TEST_F(SequencerCommands, UnusableCommandsAreRefusedOrDroppedAndTheLoopGoesOn) {
   EXPECT_EQ(node_->sequencer().stats().malformed.load(), 1u) << "the undecodable record is counted";
   EXPECT_EQ(node_->sequencer().stats().refused.load(), 4u);
   EXPECT_EQ(node_->sequencer().failure(), "");
+}
+
+// engine.batch_window: the commands that come within it of the last append wait for the next
+// one and share it; the first command of an idle engine does not wait; stop() does not wait the
+// window out.
+TEST_F(SequencerCommands, CommandsWithinTheBatchWindowShareOneAppend) {
+  start_engine(50ms, 6s);
+  ASSERT_TRUE(node_->wait_for_partitions(1));
+  const std::string world(kWorldStream);
+  const auto first_sent = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::submit(*log_, {testing::send_message(world, 1, "m1", "hi", kGateway, 1)}).has_value());
+  ASSERT_NE(reply_to(1), nullptr);
+  EXPECT_LT(std::chrono::steady_clock::now() - first_sent, 5s) << "an idle engine appends at once";
+  const size_t appends = holding_->appends_to(std::string(kEventsTopic));
+  for (uint64_t id = 2; id <= 6; ++id) {  // five commands, each its own synced append to im.commands
+    std::this_thread::sleep_for(50ms);
+    auto m = testing::send_message(world, 1, "m" + std::to_string(id), "hi", kGateway, id);
+    ASSERT_TRUE(testing::submit(*log_, {m}).has_value());
+  }
+  for (uint64_t id = 2; id <= 6; ++id) {
+    const fb::CommandReplyT* reply = reply_to(id);
+    ASSERT_NE(reply, nullptr) << "request " << id;
+    EXPECT_EQ(reply->status, fb::ReplyStatus::Accepted);
+  }
+  EXPECT_EQ(holding_->appends_to(std::string(kEventsTopic)) - appends, 1u) << "five commands, one append";
+  const auto stopping = std::chrono::steady_clock::now();
+  node_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 4s) << "stop() waited the window out";
 }
 
 TEST_F(SequencerCommands, AnEpochMarkerTheLogRefusesStopsTheEngineBeforeItDecides) {

@@ -171,6 +171,10 @@ class Sequencer::Loop final : public RebalanceListener {
   void stop() {
     if (!thread_.joinable()) return;
     running_ = false;
+    {
+      std::lock_guard lock(mu_);  // a loop in wait_in_batch_window() is before its check or asleep
+    }
+    cv_.notify_all();
     if (commands_) commands_->wakeup();
     thread_.join();
   }
@@ -244,6 +248,10 @@ class Sequencer::Loop final : public RebalanceListener {
       // with that batch, and they would have waited for its sync in the log's queue instead.
       // The cost is that the next batch is decided after that sync, not during it, so on the
       // in-process queue max_inflight_batches rarely goes past 1.
+      if (in_batch_window()) {
+        wait_in_batch_window();  // answers what becomes durable meanwhile (the loop's top)
+        continue;
+      }
       commands_->expect_wakeup(!inflight_.empty());
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
       assigned_ = true;  // a group member may own nothing yet, or for good (a standby): it is up
@@ -584,6 +592,7 @@ class Sequencer::Loop final : public RebalanceListener {
     for (const auto& e : events) bytes += e.key.size() + e.value.size();
     stats.appended_bytes += bytes;
     auto appended_at = std::chrono::steady_clock::now();
+    last_append_ = appended_at;
     log_.append(kEventsTopic, std::move(events), [this, id, appended_at](Result<std::vector<RecordPosition>> r) {
       stats.append_seconds.observe(std::chrono::steady_clock::now() - appended_at);
       if (!r) stats.append_failures++;
@@ -846,6 +855,19 @@ class Sequencer::Loop final : public RebalanceListener {
   }
 
   // ---- completions ----------------------------------------------------------------------------------
+
+  // Within engine.batch_window of the last append, commands are left queued: those that come
+  // meanwhile are read, decided and appended as one batch when it ends.
+  [[nodiscard]] bool in_batch_window() const {
+    return config_.batch_window.count() > 0 && std::chrono::steady_clock::now() < last_append_ + config_.batch_window;
+  }
+
+  // Sleeps until the window ends, a batch in flight completes, or the loop stops.
+  void wait_in_batch_window() {
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, last_append_ + config_.batch_window,
+                   [&] { return !completions_.empty() || !running_.load(); });
+  }
 
   void drain_completions(bool wait) {
     std::deque<Completion> ready;
@@ -1224,6 +1246,7 @@ class Sequencer::Loop final : public RebalanceListener {
   std::unique_ptr<Consumer> commands_;
   std::thread thread_;
   std::atomic<bool> running_{true};
+  std::chrono::steady_clock::time_point last_append_{};  // of an event batch (batch_window)
 
   // For not_ready(): whether the reader has polled or been assigned once, and the partition being
   // caught up (-1: none), with the next offset and the last one of its catch-up.

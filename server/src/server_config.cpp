@@ -61,6 +61,10 @@ void read_engine(ConfigSection s, EngineConfig& c) {
   s.read("max_inflight_batches", inflight);
   if (inflight < 1) s.fail("max_inflight_batches", "must be at least 1");
   c.max_inflight_batches = static_cast<uint32_t>(inflight);
+  s.read("batch_window", c.batch_window);
+  if (c.batch_window.count() < 0 || c.batch_window > std::chrono::milliseconds(100)) {
+    s.fail("batch_window", "must be between 0ms and 100ms");
+  }
   s.read("checkpoint_interval", c.checkpoint_interval);
   s.read("max_cached_streams", c.max_cached_streams);
   s.read("dedupe_window", c.dedupe_window);

@@ -352,6 +352,14 @@ gateway:
   EXPECT_THAT(error_of("gateway: {trusted_proxies: {a: b}}"), HasSubstr("`gateway.trusted_proxies`"));
 }
 
+TEST(ServerConfig, TheEnginesBatchWindow) {
+  EXPECT_EQ(load_server_config("", "").engine.batch_window, std::chrono::milliseconds(4));
+  ServerConfig c = load_server_config(write_config("engine: {batch_window: 0ms}\n"), "");
+  EXPECT_EQ(c.engine.batch_window, std::chrono::milliseconds(0));
+  EXPECT_THAT(error_of("engine: {batch_window: 1s}"), HasSubstr("`engine.batch_window`"));
+  EXPECT_THAT(error_of("engine: {batch_window: -1ms}"), HasSubstr("`engine.batch_window`"));
+}
+
 TEST(ServerConfig, BadKeysAreNamed) {
   EXPECT_THAT(error_of("event_log: {backend: kafak}"), HasSubstr("`event_log.backend`"));
   EXPECT_THAT(error_of("event_log: {backend: kafka}"), HasSubstr("`event_log.kafka.brokers`"));
