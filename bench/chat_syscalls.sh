@@ -7,6 +7,9 @@
 # a change that moves work between threads shows where it went.
 #
 #   bench/chat_syscalls.sh [-p | -t] RATE [IMLOG_BIN]
+#
+# IMLOG_BENCH_YAML names a file of config lines appended to the server's (e.g. one setting
+# `projector: {linger: 0ms}`, to compare two settings of one binary).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 profile=0
@@ -30,6 +33,7 @@ gateway:
   ws_burst: 1000000
 log: {level: warn}
 YAML
+[ -n "${IMLOG_BENCH_YAML:-}" ] && cat "$IMLOG_BENCH_YAML" >>"$dir/bench.yaml"
 "$bin" serve --config "$dir/bench.yaml" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -48,7 +52,7 @@ if [ "$profile" = 1 ]; then
 fi
 if [ "$per_thread" = 1 ]; then
   perf stat --per-thread -x, -e task-clock,context-switches,syscalls:sys_enter_futex,syscalls:sys_enter_sendmsg \
-    -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write -p "$pid" -- sleep 5 2>"$dir/stat"
+    -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_write,syscalls:sys_enter_fdatasync -p "$pid" -- sleep 5 2>"$dir/stat"
   python3 - "$dir/stat" "$rate" <<'PY'
 import collections, sys
 # perf's lines: thread-tid,value,unit,event,... (task-clock in ms)
@@ -59,9 +63,9 @@ for line in open(sys.argv[1]):
         per[f[0].rsplit("-", 1)[0]][f[3].split(":")[-1]] += float(f[1])
 messages = float(sys.argv[2]) * 5
 events = ["task-clock", "context-switches", "sys_enter_futex", "sys_enter_sendmsg", "sys_enter_epoll_wait",
-          "sys_enter_write"]
+          "sys_enter_write", "sys_enter_fdatasync"]
 scale = {"task-clock": 1000.0}  # ms -> microseconds
-print("per message:     CPU-us  switches     futex   sendmsg  epoll_wait     write")
+print("per message:     CPU-us  switches     futex   sendmsg  epoll_wait     write fdatasync")
 total = collections.Counter()
 for name, c in sorted(per.items(), key=lambda kv: -kv[1]["task-clock"]):
     total.update(c)
