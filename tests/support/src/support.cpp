@@ -61,6 +61,9 @@ int sanitizer_slowdown() {
     std::string_view s = set ? set : "";
     if (s.find("thread") != std::string_view::npos) return 10;
     if (s.find("address") != std::string_view::npos || s.find("undefined") != std::string_view::npos) return 3;
+    // scripts/test --coverage: an unoptimised build counting every branch.
+    const char* coverage = std::getenv("IMLOG_COVERAGE");
+    if (coverage != nullptr && std::string_view(coverage) == "ON") return 3;
     return 1;
   }();
   return factor;
