@@ -9,7 +9,7 @@
 #   bench/chat_syscalls.sh [-p | -t] RATE [IMLOG_BIN]
 #
 # IMLOG_BENCH_YAML names a file of config lines appended to the server's (e.g. one setting
-# `projector: {linger: 0ms}`, to compare two settings of one binary).
+# `engine: {batch_window: 0ms}`, to compare two settings of one binary).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 profile=0

@@ -243,15 +243,15 @@ class Sequencer::Loop final : public RebalanceListener {
         stats.checkpoint_seconds.observe(done - started);
         next_checkpoint = done + config_.checkpoint_interval;
       }
+      if (in_batch_window()) {
+        wait_in_batch_window();  // answers what becomes durable meanwhile (the loop's top)
+        continue;
+      }
       // With a batch in flight, its completion wakes this loop: commands that come meanwhile
       // are read together then, not one wake-up each. They lose little: the log writer is busy
       // with that batch, and they would have waited for its sync in the log's queue instead.
       // The cost is that the next batch is decided after that sync, not during it, so on the
       // in-process queue max_inflight_batches rarely goes past 1.
-      if (in_batch_window()) {
-        wait_in_batch_window();  // answers what becomes durable meanwhile (the loop's top)
-        continue;
-      }
       commands_->expect_wakeup(!inflight_.empty());
       auto polled = commands_->poll(records, std::chrono::milliseconds(100));
       assigned_ = true;  // a group member may own nothing yet, or for good (a standby): it is up

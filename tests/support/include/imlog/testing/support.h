@@ -37,8 +37,9 @@ bool wait_until(const std::function<bool()>& condition,
 
 // How many times longer than on a plain build a deadline bound by the code's speed should be: 10
 // under TSan, 3 under ASan+UBSan and on the coverage build, else 1, from IMLOG_SANITIZE and
-// IMLOG_COVERAGE (which scripts/test --sanitize and --coverage export). Only for deadlines that wait on throughput; a deadline that is the behaviour under test
-// (a time-out the server must keep) stays as it is.
+// IMLOG_COVERAGE (which scripts/test --sanitize and --coverage export). Only for deadlines that
+// wait on throughput; a deadline that is the behaviour under test (a time-out the server must
+// keep) stays as it is.
 int sanitizer_slowdown();
 template <class Rep, class Period>
 std::chrono::duration<Rep, Period> scaled(std::chrono::duration<Rep, Period> d) {
